@@ -1,0 +1,115 @@
+// Argument checks shared by the public functions. Messages follow the
+// house style: sentence case, no final period, the offending value shown.
+import type { ScoreMatrix } from "./types.ts";
+
+/** Formats a value for an error message. */
+export function show(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "number" || typeof value === "boolean") {
+    return String(value);
+  }
+  if (value === null || value === undefined) return String(value);
+  if (Array.isArray(value)) return `an array of length ${value.length}`;
+  if (ArrayBuffer.isView(value)) {
+    return `a ${value.constructor.name} of length ${
+      (value as unknown as ArrayLike<number>).length
+    }`;
+  }
+  return typeof value;
+}
+
+/** Throws unless `value` is an integer in `[min, max]`. */
+export function checkInteger(
+  name: string,
+  value: unknown,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `${name} must be a number: current value is ${show(value)}`,
+    );
+  }
+  if (!Number.isInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER
+      ? `an integer of at least ${min}`
+      : `an integer in [${min}, ${max}]`;
+    throw new RangeError(`${name} must be ${range}: current value is ${value}`);
+  }
+  return value;
+}
+
+/** Throws unless `value` is a finite number in `[min, max]`. */
+export function checkNumber(
+  name: string,
+  value: unknown,
+  min = -Infinity,
+  max = Infinity,
+): number {
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `${name} must be a number: current value is ${show(value)}`,
+    );
+  }
+  if (!Number.isFinite(value) || value < min || value > max) {
+    throw new RangeError(
+      `${name} must be a finite number in [${min}, ${max}]: current value is ${value}`,
+    );
+  }
+  return value;
+}
+
+/** Throws unless `value` is one of `choices`. */
+export function checkChoice<T extends string>(
+  name: string,
+  value: unknown,
+  choices: readonly T[],
+): T {
+  if (typeof value !== "string" || !choices.includes(value as T)) {
+    throw new RangeError(
+      `${name} must be one of ${
+        choices.map((c) => `"${c}"`).join(", ")
+      }: current value is ${show(value)}`,
+    );
+  }
+  return value as T;
+}
+
+/**
+ * Checks a score matrix: shape, type and, unless `allowNaN`, that no score
+ * is NaN. `-Infinity` is allowed (masked experts); `+Infinity` is not.
+ */
+export function checkScores(name: string, scores: unknown): ScoreMatrix {
+  if (scores === null || typeof scores !== "object") {
+    throw new TypeError(
+      `${name} must be a ScoreMatrix: current value is ${show(scores)}`,
+    );
+  }
+  const s = scores as ScoreMatrix;
+  if (!(s.data instanceof Float32Array)) {
+    throw new TypeError(
+      `${name}.data must be a Float32Array: current value is ${show(s.data)}`,
+    );
+  }
+  checkInteger(`${name}.tokens`, s.tokens, 0);
+  checkInteger(`${name}.experts`, s.experts, 1);
+  if (s.data.length !== s.tokens * s.experts) {
+    throw new TypeError(
+      `${name}.data must hold tokens x experts = ${s.tokens} x ${s.experts} = ${
+        s.tokens * s.experts
+      } scores: current length is ${s.data.length}`,
+    );
+  }
+  const d = s.data;
+  for (let i = 0; i < d.length; i++) {
+    const v = d[i];
+    if (v !== v || v === Infinity) {
+      throw new RangeError(
+        `${name} must not hold NaN or +Infinity: value at token ${
+          Math.floor(i / s.experts)
+        }, expert ${i % s.experts} is ${v}`,
+      );
+    }
+  }
+  return s;
+}

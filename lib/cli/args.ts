@@ -1,0 +1,94 @@
+/** Command-line flag parsing shared by the subcommands. */
+
+/** A usage mistake on the command line (exit code 2). */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** The type of each flag a command accepts. */
+export type FlagSpec = Record<
+  string,
+  "string" | "boolean" | "integer" | "number"
+>;
+
+/** Parsed flags: values by flag name (without the dashes). */
+export type Flags = Record<string, string | number | boolean | undefined>;
+
+/**
+ * Parses `--name value`, `--name=value` and boolean `--name` flags.
+ * Integers must be whole numbers written in decimal; sizes are checked by
+ * the configuration afterwards.
+ *
+ * @throws {UsageError} On an unknown flag, a missing value, a stray
+ * argument or a value of the wrong type.
+ */
+export function parseFlags(args: string[], spec: FlagSpec): Flags {
+  const flags: Flags = {};
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (!arg.startsWith("--")) {
+      throw new UsageError(`unexpected argument ${JSON.stringify(arg)}`);
+    }
+    const eq = arg.indexOf("=");
+    const name = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
+    const type = spec[name];
+    if (!type) throw new UsageError(`unknown flag --${name} (see --help)`);
+    if (type === "boolean") {
+      if (eq >= 0) throw new UsageError(`flag --${name} takes no value`);
+      flags[name] = true;
+      continue;
+    }
+    let text: string;
+    if (eq >= 0) text = arg.slice(eq + 1);
+    else {
+      if (i + 1 >= args.length) {
+        throw new UsageError(`flag --${name} needs a value`);
+      }
+      text = args[++i];
+    }
+    if (type === "string") {
+      flags[name] = text;
+    } else {
+      const value = Number(text);
+      if (text.trim() === "" || !Number.isFinite(value)) {
+        throw new UsageError(
+          `--${name} must be a number: current value is ${
+            JSON.stringify(text)
+          }`,
+        );
+      }
+      if (type === "integer" && !Number.isInteger(value)) {
+        throw new UsageError(
+          `--${name} must be an integer: current value is ${text}`,
+        );
+      }
+      flags[name] = value;
+    }
+  }
+  return flags;
+}
+
+/**
+ * Splits a comma-separated method list, keeping commas inside parentheses:
+ * `greedy,loss-free(rate=1e-2,rule=sign)` gives two methods.
+ */
+export function splitMethods(text: string): string[] {
+  const out: string[] = [];
+  let depth = 0, start = 0;
+  for (let i = 0; i <= text.length; i++) {
+    const ch = text[i];
+    if (ch === "(") depth++;
+    else if (ch === ")") depth--;
+    else if ((ch === "," && depth === 0) || i === text.length) {
+      const part = text.slice(start, i).trim();
+      if (part === "") {
+        throw new UsageError(
+          `--methods has an empty entry: ${JSON.stringify(text)}`,
+        );
+      }
+      out.push(part);
+      start = i + 1;
+    }
+  }
+  return out;
+}

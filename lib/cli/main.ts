@@ -1,0 +1,80 @@
+/**
+ * The moelab command line: `moelab <command> [flags]`.
+ *
+ * ```sh
+ * deno run -A jsr:@moelab/balance/cli sim --steps 100 --methods greedy,loss-free
+ * ```
+ *
+ * Exit codes: 0 on success, 2 on bad input (a one-line error on stderr),
+ * 1 on an unexpected failure.
+ *
+ * @module
+ */
+import process from "node:process";
+import { UsageError } from "./args.ts";
+import { simCommand } from "./sim.ts";
+
+type Command = (args: string[]) => number | Promise<number>;
+
+/** The subcommands, by name. */
+export const COMMANDS: Record<string, { run: Command; summary: string }> = {
+  sim: { run: simCommand, summary: "simulate balancing methods side by side" },
+};
+
+const HELP = `moelab: load balancing for Mixture-of-Experts models
+
+Usage: moelab <command> [flags]   (moelab <command> --help for its flags)
+
+Commands:
+${
+  Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(10)}${c.summary}`)
+    .join("\n")
+}
+`;
+
+/**
+ * Runs the command line with `args` (without the program name) and returns
+ * the exit code; errors are printed on stderr, not thrown.
+ *
+ * @example
+ * ```ts
+ * import { main } from "@moelab/balance/cli";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(await main(["no-such-command"]), 2);
+ * ```
+ */
+export async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (
+    name === undefined || name === "--help" || name === "-h" || name === "help"
+  ) {
+    process.stdout.write(HELP);
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  try {
+    if (!command) {
+      throw new UsageError(
+        `unknown command ${JSON.stringify(name)} (see --help)`,
+      );
+    }
+    return await command.run(rest);
+  } catch (e) {
+    const err = e as Error;
+    if (
+      e instanceof UsageError || e instanceof TypeError ||
+      e instanceof RangeError ||
+      e instanceof SyntaxError
+    ) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`error: ${err?.stack ?? String(e)}\n`);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  process.exitCode = await main(process.argv.slice(2));
+}

@@ -1,0 +1,152 @@
+import { readFileSync } from "node:fs";
+import process from "node:process";
+import { BALANCERS } from "../route/registry.ts";
+import { resolveSimConfig } from "../sim/config.ts";
+import { loadWorkload, runSimulation } from "../sim/run.ts";
+import {
+  formatSummaryTable,
+  simSummary,
+  writeSimOutputs,
+} from "../sim/output.ts";
+import { type FlagSpec, parseFlags, splitMethods, UsageError } from "./args.ts";
+
+const FLAGS: FlagSpec = {
+  preset: "string",
+  experts: "integer",
+  "top-k": "integer",
+  tokens: "integer",
+  layers: "integer",
+  steps: "integer",
+  methods: "string",
+  seed: "integer",
+  gate: "string",
+  drift: "number",
+  scores: "string",
+  out: "string",
+  json: "boolean",
+  quiet: "boolean",
+  help: "boolean",
+};
+
+/** The help text of `sim`. */
+export const SIM_HELP =
+  `moelab sim: simulate balancing methods side by side on the same scores
+
+Usage: moelab sim [--preset FILE] [flags]
+
+  --preset FILE     JSON preset (default: built-in defaults); flags override it
+  --experts N       routed experts per layer
+  --top-k K         experts per token
+  --tokens N        tokens per batch
+  --layers L        MoE layers
+  --steps S         batches
+  --methods LIST    comma-separated methods, options in parentheses, e.g.
+                    greedy,loss-free(rate=1e-2,rule=proportional)
+  --seed N          seed of the synthetic workload
+  --gate G          sigmoid or softmax
+  --drift X         speed of cluster-frequency drift (synthetic workload)
+  --scores FILE     replay router logits from a float32 .npy file shaped
+                    [steps, tokens, experts] or [steps, layers, tokens, experts]
+  --out DIR         where loads.parquet, metrics.parquet, biases.parquet and
+                    summary.json go (default out/sim)
+  --json            print summary.json instead of the table
+  --quiet           no progress on stderr
+  --help            this text
+
+Methods: ${
+    Object.entries(BALANCERS).map(([n, e]) =>
+      `\n  ${n.padEnd(16)}${e.description}`
+    ).join("")
+  }
+`;
+
+/** Runs `sim` with command-line arguments; returns the exit code. */
+export function simCommand(args: string[]): number {
+  const flags = parseFlags(args, FLAGS);
+  if (flags.help) {
+    process.stdout.write(SIM_HELP);
+    return 0;
+  }
+  let preset: Record<string, unknown> = {};
+  if (typeof flags.preset === "string") {
+    let text: string;
+    try {
+      text = readFileSync(flags.preset, "utf8");
+    } catch (e) {
+      throw new UsageError(
+        `preset cannot be read: ${flags.preset} (${(e as Error).message})`,
+      );
+    }
+    try {
+      preset = JSON.parse(text);
+    } catch (e) {
+      throw new SyntaxError(
+        `preset ${flags.preset} is not valid JSON: ${(e as Error).message}`,
+      );
+    }
+    if (
+      preset === null || typeof preset !== "object" || Array.isArray(preset)
+    ) {
+      throw new TypeError(`preset ${flags.preset} must hold a JSON object`);
+    }
+  }
+  const overrides: Record<string, unknown> = {};
+  const map: [string, string][] = [
+    ["experts", "experts"],
+    ["top-k", "topK"],
+    ["tokens", "tokens"],
+    ["layers", "layers"],
+    ["steps", "steps"],
+    ["seed", "seed"],
+    ["gate", "gate"],
+  ];
+  for (const [flag, key] of map) {
+    if (flags[flag] !== undefined) overrides[key] = flags[flag];
+  }
+  for (const key of ["experts", "top-k", "tokens", "layers", "steps"]) {
+    const v = flags[key];
+    if (v !== undefined && (v as number) < 1) {
+      throw new RangeError(
+        `--${key} must be a positive integer: current value is ${v}`,
+      );
+    }
+  }
+  if (typeof flags.methods === "string") {
+    overrides.methods = splitMethods(flags.methods);
+  }
+  const workload = {
+    ...((preset.workload as Record<string, unknown>) ?? { kind: "synthetic" }),
+  };
+  if (typeof flags.scores === "string") {
+    overrides.workload = { kind: "npy", path: flags.scores };
+  } else if (flags.drift !== undefined) {
+    overrides.workload = { ...workload, drift: flags.drift };
+  }
+  const config = resolveSimConfig({ ...preset, ...overrides });
+  // Read and check the recording before any work, so bad input fails fast.
+  const loaded = loadWorkload(config);
+  const quiet = flags.quiet === true;
+  const t0 = performance.now();
+  let lastReport = 0;
+  const result = runSimulation(loaded.config, {
+    workload: loaded.workload,
+    onProgress: quiet ? undefined : (done, steps) => {
+      const now = performance.now();
+      if (done === steps || now - lastReport > 2000) {
+        lastReport = now;
+        process.stderr.write(
+          `sim: step ${done}/${steps} (${((now - t0) / 1000).toFixed(1)} s)\n`,
+        );
+      }
+    },
+  });
+  const out = typeof flags.out === "string" ? flags.out : "out/sim";
+  const files = writeSimOutputs(result, out);
+  if (flags.json) {
+    process.stdout.write(JSON.stringify(simSummary(result), null, 2) + "\n");
+  } else {
+    process.stdout.write(formatSummaryTable(result) + "\n");
+  }
+  if (!quiet) process.stderr.write(`sim: wrote ${files.join(", ")}\n`);
+  return 0;
+}

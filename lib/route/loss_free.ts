@@ -1,0 +1,110 @@
+import { checkChoice, checkNumber } from "../_validate.ts";
+import type { Routing, ScoreMatrix } from "../types.ts";
+import type { Balancer, BalancerContext } from "./balancer.ts";
+import { createRouting, routeInto } from "./route.ts";
+import { checkContext } from "./_context.ts";
+
+/** Options of {@linkcode lossFree}. */
+export interface LossFreeOptions {
+  /** Update rate `u`. Default `1e-3` (the paper's, DeepSeek-V3's, Megatron-Core's). */
+  rate?: number;
+  /**
+   * `"sign"`: `b[j] += u * sign(e[j])` (the paper's choice, default);
+   * `"proportional"`: `b[j] += u * e[j] / mean(c)`.
+   */
+  rule?: "sign" | "proportional";
+  /** Select on `s * b` with `b` starting at 1 instead of `s + b`. Default `false`. */
+  multiplicative?: boolean;
+  /** Subtract the mean of each update so the biases do not drift. Default `false`. */
+  center?: boolean;
+}
+
+/**
+ * Loss-Free Balancing (Wang et al., DeepSeek-AI, arXiv 2408.15664): a bias
+ * `b[j]` per expert and layer changes which experts are selected (top-K of
+ * `s[i][j] + b[j]`), never the gate weights. After each batch, with
+ * `e[j] = mean(c) - c[j]` from the loads that batch produced:
+ *
+ * - sign rule: `b[j] += u * sign(e[j])`;
+ * - proportional rule: `b[j] += u * e[j] / mean(c)`. The paper does not
+ *   state the scale of `e`; dividing by the mean load makes `u` mean the
+ *   same at every batch size;
+ * - multiplicative variant: selection on `s[i][j] * b[j]`, `b` starts at 1,
+ *   same update;
+ * - `center`: the update's mean is subtracted (additive form only), a
+ *   guard against bias drift used by some implementations.
+ *
+ * The bias applied to a batch comes from earlier batches only: causal.
+ * Biases are kept in float64, loads as exact integers.
+ *
+ * @param context Layers, experts, `k` and routing settings.
+ * @param options See {@linkcode LossFreeOptions}.
+ * @returns A causal {@linkcode Balancer} named `"loss-free"`.
+ * @throws {RangeError} If the rate is negative or not finite, or the rule unknown.
+ *
+ * @example The busiest expert's bias goes down, the idle one's up
+ * ```ts
+ * import { lossFree } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const b = lossFree({ layers: 1, experts: 2, k: 1 }, { rate: 0.01 });
+ * const scores = { data: new Float32Array([0.9, 0.1, 0.8, 0.2]), tokens: 2, experts: 2 };
+ * const r = b.route(0, scores);
+ * assert.deepEqual([...r.loads], [2, 0]);
+ * b.update(0, scores, r);
+ * assert.deepEqual([...b.biases(0)], [-0.01, 0.01]);
+ * ```
+ */
+export function lossFree(
+  context: BalancerContext,
+  options: LossFreeOptions = {},
+): Balancer {
+  const ctx = checkContext(context);
+  const u = checkNumber("rate", options.rate ?? 1e-3, 0);
+  const rule = checkChoice("rule", options.rule ?? "sign", [
+    "sign",
+    "proportional",
+  ]);
+  const multiplicative = options.multiplicative ?? false;
+  const center = options.center ?? false;
+  const E = ctx.experts;
+  const bias = Array.from(
+    { length: ctx.layers },
+    () => new Float64Array(E).fill(multiplicative ? 1 : 0),
+  );
+  const step = new Float64Array(E);
+  let out: Routing | undefined;
+  return {
+    name: "loss-free",
+    causal: true,
+    route(layer: number, scores: ScoreMatrix): Routing {
+      if (!out || out.experts.length !== scores.tokens * ctx.k) {
+        out = createRouting(scores.tokens, ctx.k, E);
+      }
+      routeInto(scores, ctx.k, out, {
+        ...ctx,
+        bias: bias[layer],
+        multiply: multiplicative,
+      });
+      return out;
+    },
+    update(layer: number, _scores: ScoreMatrix, routing: Routing): void {
+      const c = routing.loads;
+      let total = 0;
+      for (let j = 0; j < E; j++) total += c[j];
+      const mean = total / E;
+      if (mean === 0) return;
+      let stepMean = 0;
+      for (let j = 0; j < E; j++) {
+        const e = mean - c[j];
+        step[j] = rule === "sign" ? u * Math.sign(e) : (u * e) / mean;
+        stepMean += step[j];
+      }
+      stepMean /= E;
+      const b = bias[layer];
+      const shift = center && !multiplicative ? stepMean : 0;
+      for (let j = 0; j < E; j++) b[j] += step[j] - shift;
+    },
+    biases: (layer: number) => Float64Array.from(bias[layer]),
+  };
+}

@@ -1,0 +1,178 @@
+import { show } from "../_validate.ts";
+import type { Balancer, BalancerContext } from "./balancer.ts";
+import { greedy } from "./greedy.ts";
+import { lossFree } from "./loss_free.ts";
+
+/** A registered balancing method: how to build it and what it accepts. */
+export interface BalancerEntry {
+  /** One line of what the method is. */
+  description: string;
+  /** Accepted option names and their types. */
+  options: Record<string, "number" | "string" | "boolean">;
+  /** Builds the balancer. */
+  create(context: BalancerContext, options: Record<string, unknown>): Balancer;
+}
+
+/**
+ * The balancing methods the simulator can run, by name. New methods
+ * register here.
+ */
+export const BALANCERS: Record<string, BalancerEntry> = {
+  "greedy": {
+    description: "plain top-K, no balancing",
+    options: {},
+    create: (ctx) => greedy(ctx),
+  },
+  "loss-free": {
+    description:
+      "Loss-Free Balancing: expert biases with a sign (or proportional) update",
+    options: {
+      rate: "number",
+      rule: "string",
+      multiplicative: "boolean",
+      center: "boolean",
+    },
+    create: (ctx, o) => lossFree(ctx, o),
+  },
+};
+
+/** A method chosen for a run: its registered name, options and display label. */
+export interface MethodSpec {
+  /** Registered name, a key of {@linkcode BALANCERS}. */
+  name: string;
+  /** Options passed to the method. */
+  options: Record<string, unknown>;
+  /** The label shown in tables and files (default: the spec as written). */
+  label: string;
+}
+
+/**
+ * Parses a method spec: a name, optionally followed by options in
+ * parentheses, as in `loss-free(rate=1e-2,rule=proportional)`; or an
+ * object `{ name, options?, label? }` from a preset.
+ *
+ * @throws {RangeError} If the name or an option is unknown, or a value has the wrong type.
+ * @throws {SyntaxError} If the text is malformed.
+ *
+ * @example
+ * ```ts
+ * import { parseMethodSpec } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const m = parseMethodSpec("loss-free(rate=1e-2,rule=proportional)");
+ * assert.equal(m.name, "loss-free");
+ * assert.deepEqual(m.options, { rate: 0.01, rule: "proportional" });
+ * assert.throws(() => parseMethodSpec("no-such-method"), RangeError);
+ * ```
+ */
+export function parseMethodSpec(spec: unknown): MethodSpec {
+  let name: string;
+  let options: Record<string, unknown> = {};
+  let label: string;
+  if (typeof spec === "string") {
+    const m = /^\s*([a-z0-9-]+)\s*(?:\((.*)\))?\s*$/.exec(spec);
+    if (!m) {
+      throw new SyntaxError(
+        `method spec is malformed: current value is ${show(spec)}`,
+      );
+    }
+    name = m[1];
+    label = spec.trim();
+    if (m[2] !== undefined && m[2].trim() !== "") {
+      for (const part of m[2].split(",")) {
+        const kv = /^\s*([A-Za-z]\w*)\s*=\s*([^=]+?)\s*$/.exec(part);
+        if (!kv) {
+          throw new SyntaxError(
+            `method option must look like name=value: current value is ${
+              show(part)
+            }`,
+          );
+        }
+        const raw = kv[2];
+        options[kv[1]] = raw === "true"
+          ? true
+          : raw === "false"
+          ? false
+          : raw !== "" && Number.isFinite(Number(raw))
+          ? Number(raw)
+          : raw;
+      }
+    }
+  } else if (
+    spec !== null && typeof spec === "object" && !Array.isArray(spec)
+  ) {
+    const o = spec as Record<string, unknown>;
+    if (typeof o.name !== "string") {
+      throw new TypeError(
+        `method.name must be a string: current value is ${show(o.name)}`,
+      );
+    }
+    name = o.name;
+    if (o.options !== undefined) {
+      if (
+        o.options === null || typeof o.options !== "object" ||
+        Array.isArray(o.options)
+      ) {
+        throw new TypeError(
+          `method.options must be an object: current value is ${
+            show(o.options)
+          }`,
+        );
+      }
+      options = { ...(o.options as Record<string, unknown>) };
+    }
+    label = typeof o.label === "string" ? o.label : name;
+  } else {
+    throw new TypeError(
+      `method must be a string or an object: current value is ${show(spec)}`,
+    );
+  }
+  const entry = BALANCERS[name];
+  if (!entry) {
+    throw new RangeError(
+      `method must be one of ${
+        Object.keys(BALANCERS).join(", ")
+      }: current value is ${show(name)}`,
+    );
+  }
+  for (const [key, value] of Object.entries(options)) {
+    const type = entry.options[key];
+    if (!type) {
+      const known = Object.keys(entry.options);
+      throw new RangeError(
+        `${name} has no option ${show(key)}${
+          known.length ? ` (options: ${known.join(", ")})` : " (it takes none)"
+        }`,
+      );
+    }
+    if (typeof value !== (type as string)) {
+      throw new RangeError(
+        `${name} option ${key} must be a ${type}: current value is ${
+          show(value)
+        }`,
+      );
+    }
+  }
+  return { name, options, label };
+}
+
+/**
+ * Builds a balancer from a method spec (see {@linkcode parseMethodSpec}).
+ *
+ * @example
+ * ```ts
+ * import { createBalancer } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const b = createBalancer("loss-free(rate=0.01)", { layers: 2, experts: 8, k: 2 });
+ * assert.equal(b.name, "loss-free");
+ * assert.equal(b.causal, true);
+ * ```
+ */
+export function createBalancer(
+  spec: string | MethodSpec,
+  context: BalancerContext,
+): Balancer {
+  const m = typeof spec === "string" ? parseMethodSpec(spec) : spec;
+  return BALANCERS[m.name].create(context, m.options);
+}

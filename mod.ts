@@ -1,0 +1,76 @@
+/**
+ * moelab: study how a Mixture-of-Experts model balances load over its
+ * experts. Route scores with top-K, compare balancing methods (greedy,
+ * Loss-Free Balancing, ...) side by side on the same scores, and measure
+ * MaxVio, score retention and convergence.
+ *
+ * @example Loss-Free Balancing against greedy top-K
+ * ```ts
+ * import { runSimulation } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const result = runSimulation({
+ *   experts: 16, topK: 2, tokens: 1024, layers: 1, steps: 60,
+ *   methods: ["greedy", "loss-free(rate=0.01)"],
+ * });
+ * const [greedy, lossFree] = result.methods;
+ * assert.ok(lossFree.maxVioGlobal < greedy.maxVioGlobal);
+ * ```
+ *
+ * @module
+ */
+export type { Routing, ScoreMatrix } from "./lib/types.ts";
+export { Rng } from "./lib/scores/rng.ts";
+export {
+  applyGate,
+  type Gate,
+  scoreMatrix,
+  sigmoid,
+  softmax,
+} from "./lib/scores/gate.ts";
+export { createRouting, route, type RouteOptions } from "./lib/route/route.ts";
+export type { Balancer, BalancerContext } from "./lib/route/balancer.ts";
+export { greedy } from "./lib/route/greedy.ts";
+export { lossFree, type LossFreeOptions } from "./lib/route/loss_free.ts";
+export {
+  type BalancerEntry,
+  BALANCERS,
+  createBalancer,
+  type MethodSpec,
+  parseMethodSpec,
+} from "./lib/route/registry.ts";
+export {
+  coefficientOfVariation,
+  maxOverMean,
+  maxVio,
+  selectedScoreSum,
+  zeroLoadExperts,
+} from "./lib/metrics/load_metrics.ts";
+export type { Workload } from "./lib/workload/workload.ts";
+export {
+  type SyntheticOptions,
+  syntheticWorkload,
+} from "./lib/workload/synthetic.ts";
+export { encodeNpy, type NpyArray, parseNpy } from "./lib/workload/npy.ts";
+export { replayWorkload } from "./lib/workload/replay.ts";
+export {
+  resolveSimConfig,
+  SIM_DEFAULTS,
+  type SimConfig,
+} from "./lib/sim/config.ts";
+export {
+  BATCH_METRICS,
+  loadWorkload,
+  type RunOptions,
+  runSimulation,
+  type SimResult,
+  type SimTables,
+} from "./lib/sim/run.ts";
+export type { MethodSummary } from "./lib/sim/summarize.ts";
+export {
+  formatSummaryTable,
+  type SimFrames,
+  simFrames,
+  simSummary,
+  writeSimOutputs,
+} from "./lib/sim/output.ts";
