@@ -145,7 +145,8 @@ export function parseMethodSpec(spec: unknown): MethodSpec {
         }`,
       );
     }
-    if (typeof value !== (type as string)) {
+    const actual: string = typeof value;
+    if (actual !== type) {
       throw new RangeError(
         `${name} option ${key} must be a ${type}: current value is ${
           show(value)
