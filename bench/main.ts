@@ -1,0 +1,33 @@
+// `deno task bench [name ...]`: runs the benchmark suites (all, or those
+// named). Each suite prints its own table, with ratios against a baseline
+// measured in the same run. Speed is never asserted by tests.
+import process from "node:process";
+
+type Suite = { name: string; description: string; load: () => Promise<{ run(): Promise<void> }> };
+
+/** The benchmark suites, in the order they run. */
+export const SUITES: Suite[] = [
+  {
+    name: "route",
+    description: "top-K routing on the CPU",
+    load: () => import("./route_bench.ts"),
+  },
+];
+
+if (import.meta.main) {
+  const wanted = process.argv.slice(2);
+  const unknown = wanted.filter((w) => !SUITES.some((s) => s.name === w));
+  if (unknown.length) {
+    process.stderr.write(
+      `error: unknown benchmark ${unknown.join(", ")} (suites: ${
+        SUITES.map((s) => s.name).join(", ")
+      })\n`,
+    );
+    process.exit(2);
+  }
+  for (const suite of SUITES) {
+    if (wanted.length && !wanted.includes(suite.name)) continue;
+    console.log(`\n## ${suite.name}: ${suite.description}\n`);
+    await (await suite.load()).run();
+  }
+}
