@@ -1,0 +1,104 @@
+// `deno task notebooks [name ...]`: executes every notebook in this folder
+// (or those named) headless under real Jupyter with the Deno kernel, one
+// after the other, and writes the executed copies to out/notebooks/. Exits
+// non-zero if any cell of any notebook raised. Needs `jupyter nbconvert`
+// (Debian: jupyter-nbconvert python3-nbclient jupyter-client) and the Deno
+// kernelspec (`deno jupyter --install`).
+import { spawnSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import process from "node:process";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const outDir = resolve(here, "..", "out", "notebooks");
+
+const all = readdirSync(here).filter((f) => f.endsWith(".ipynb")).sort();
+const wanted = process.argv.slice(2).map((a) => a.replace(/^.*\//, ""));
+const unknown = wanted.filter((w) =>
+  !all.includes(w) && !all.includes(`${w}.ipynb`)
+);
+if (unknown.length > 0) {
+  process.stderr.write(
+    `error: unknown notebook ${unknown.join(", ")} (notebooks: ${
+      all.join(", ")
+    })\n`,
+  );
+  process.exit(2);
+}
+const chosen = wanted.length === 0
+  ? all
+  : all.filter((f) => wanted.includes(f) || wanted.includes(f.slice(0, -6)));
+
+const failed: string[] = [];
+for (const name of chosen) {
+  const t0 = performance.now();
+  process.stderr.write(`notebooks: ${name} ...\n`);
+  // nbconvert starts the kernel in the notebook's folder, so relative paths
+  // in cells mean the same under Jupyter and in the fast check of tests/.
+  const r = spawnSync("jupyter", [
+    "nbconvert",
+    "--to",
+    "notebook",
+    "--execute",
+    // Errors are collected below from the executed copy, which is kept so
+    // the failing cell can be read in context.
+    "--allow-errors",
+    "--ExecutePreprocessor.kernel_name=deno",
+    "--ExecutePreprocessor.timeout=600",
+    "--output-dir",
+    outDir,
+    join(here, name),
+  ], { stdio: ["ignore", "inherit", "pipe"], encoding: "utf8" });
+  const seconds = ((performance.now() - t0) / 1000).toFixed(1);
+  if (r.error) {
+    process.stderr.write(
+      `error: cannot run jupyter (${r.error.message}); install jupyter-nbconvert python3-nbclient jupyter-client, then deno jupyter --install\n`,
+    );
+    process.exit(2);
+  }
+  const errors = r.status === 0 ? cellErrors(join(outDir, name)) : [];
+  if (r.status === 0 && errors.length === 0) {
+    process.stderr.write(`notebooks: ${name} ok (${seconds} s)\n`);
+  } else {
+    failed.push(name);
+    const lines = (r.stderr ?? "").trimEnd().split("\n");
+    process.stderr.write(
+      (r.status === 0 ? errors : lines.slice(-30)).join("\n") + "\n",
+    );
+    process.stderr.write(`notebooks: ${name} FAILED (${seconds} s)\n`);
+  }
+}
+
+process.stderr.write(
+  `notebooks: ${chosen.length - failed.length} passed, ${failed.length} failed${
+    failed.length ? ": " + failed.join(", ") : ""
+  }; executed copies in ${outDir}\n`,
+);
+process.exit(failed.length === 0 ? 0 : 1);
+
+/** The errors an executed notebook holds, one line each with its cell. */
+function cellErrors(path: string): string[] {
+  const nb = JSON.parse(readFileSync(path, "utf8")) as {
+    cells: {
+      cell_type: string;
+      source: string | string[];
+      outputs?: { output_type: string; ename?: string; evalue?: string }[];
+    }[];
+  };
+  const out: string[] = [];
+  nb.cells.forEach((cell, i) => {
+    for (const o of cell.outputs ?? []) {
+      if (o.output_type !== "error") continue;
+      const src = Array.isArray(cell.source)
+        ? cell.source.join("")
+        : cell.source;
+      out.push(
+        `  cell ${i + 1} (${
+          src.split("\n")[0].slice(0, 60)
+        }): ${o.ename}: ${o.evalue}`,
+      );
+    }
+  });
+  return out;
+}
