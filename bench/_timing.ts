@@ -31,10 +31,16 @@ export async function medianMsAsync(
 }
 
 /** Prints rows as a Markdown table. */
-export function printTable(header: string[], rows: (string | number)[][]): void {
+export function printTable(
+  header: string[],
+  rows: (string | number)[][],
+): void {
   const cells = rows.map((r) => r.map(String));
-  const widths = header.map((h, c) => Math.max(h.length, ...cells.map((r) => r[c].length)));
-  const line = (r: string[]) => "| " + r.map((x, c) => x.padEnd(widths[c])).join(" | ") + " |";
+  const widths = header.map((h, c) =>
+    Math.max(h.length, ...cells.map((r) => r[c].length))
+  );
+  const line = (r: string[]) =>
+    "| " + r.map((x, c) => x.padEnd(widths[c])).join(" | ") + " |";
   console.log(line(header));
   console.log("| " + widths.map((w) => "-".repeat(w)).join(" | ") + " |");
   for (const r of cells) console.log(line(r));

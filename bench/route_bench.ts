@@ -4,7 +4,12 @@ import { route } from "../lib/route/route.ts";
 import { Rng } from "../lib/scores/rng.ts";
 import { medianMs, printTable } from "./_timing.ts";
 
-function sortTopK(data: Float32Array, tokens: number, experts: number, k: number): Int32Array {
+function sortTopK(
+  data: Float32Array,
+  tokens: number,
+  experts: number,
+  k: number,
+): Int32Array {
   const out = new Int32Array(tokens * k);
   const idx = Array.from({ length: experts }, (_, j) => j);
   for (let i = 0; i < tokens; i++) {
@@ -33,6 +38,9 @@ export function run(): Promise<void> {
       (slow / fast).toFixed(1),
     ]);
   }
-  printTable(["size", "route ms", "Mscores/s", "sort baseline ms", "speed-up"], rows);
+  printTable(
+    ["size", "route ms", "Mscores/s", "sort baseline ms", "speed-up"],
+    rows,
+  );
   return Promise.resolve();
 }

@@ -102,7 +102,7 @@ export function createRouting(
  * assert.deepEqual([...plain.experts], [0, 1, 0, 1]);
  * assert.deepEqual([...plain.loads], [2, 2, 0]);
  *
- * const biased = route(scores, { k: 2, bias: [0, -0.3, 0] });
+ * const biased = route(scores, { k: 2, bias: [0, -0.75, 0] });
  * assert.deepEqual([...biased.experts], [0, 2, 0, 2]);
  * assert.deepEqual([...biased.weights], [0.9, 0.1, 0.7, 0.5].map(Math.fround));
  * ```

@@ -22,7 +22,7 @@ export interface SyntheticOptions {
   clusters?: number;
   /** Zipf exponent of the cluster frequencies. Default `1`. */
   zipf?: number;
-  /** Preferred experts per cluster and layer. Default `6`. */
+  /** Preferred experts per cluster and layer. Default `6` (at most the number of experts). */
   preferred?: number;
   /** Logit boost of a cluster's preferred experts. Default `1`. */
   affinity?: number;
@@ -107,7 +107,12 @@ export function syntheticWorkload(options: SyntheticOptions = {}): Workload {
   const gate = checkChoice("gate", o.gate, GATES);
   const C = checkInteger("clusters", o.clusters, 1);
   checkNumber("zipf", o.zipf, 0);
-  const preferred = checkInteger("preferred", o.preferred, 0, E);
+  const preferred = checkInteger(
+    "preferred",
+    options.preferred ?? Math.min(o.preferred, E),
+    0,
+    E,
+  );
   checkNumber("affinity", o.affinity);
   checkNumber("popularity", o.popularity, 0);
   checkNumber("noise", o.noise, 0);

@@ -1,0 +1,198 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { createRouting, route } from "./route.ts";
+import { Rng } from "../scores/rng.ts";
+
+/** Brute-force twin: sort every expert by (value desc, index asc). */
+function bruteTopK(values: Float64Array, k: number): number[] {
+  const idx = Array.from(values, (_, j) => j);
+  idx.sort((a, b) => {
+    const va = values[a], vb = values[b];
+    if (va === vb) return a - b;
+    return vb > va ? 1 : -1;
+  });
+  return idx.slice(0, k);
+}
+
+function randomScores(
+  rng: Rng,
+  tokens: number,
+  experts: number,
+  ties: boolean,
+  masked: number,
+) {
+  const data = new Float32Array(tokens * experts);
+  for (let i = 0; i < data.length; i++) {
+    data[i] = ties ? Math.floor(rng.uniform() * 4) / 4 : rng.uniform();
+    if (rng.uniform() < masked) data[i] = -Infinity;
+  }
+  return { data, tokens, experts };
+}
+
+describe("route", () => {
+  test("matches a brute-force sort with ties, -Infinity and biases", () => {
+    const rng = new Rng(11);
+    for (let trial = 0; trial < 200; trial++) {
+      const experts = 1 + rng.int(40);
+      const k = 1 + rng.int(Math.min(experts, 9));
+      const tokens = 1 + rng.int(30);
+      const scores = randomScores(
+        rng,
+        tokens,
+        experts,
+        trial % 2 === 0,
+        trial % 3 === 0 ? 0.3 : 0,
+      );
+      const bias = trial % 4 === 0 ? undefined : Array.from(
+        { length: experts },
+        () => Math.floor(rng.uniform() * 3) / 8 - 0.125,
+      );
+      const r = route(scores, { k, bias });
+      const loads = new Array(experts).fill(0);
+      for (let i = 0; i < tokens; i++) {
+        const v = new Float64Array(experts);
+        for (let j = 0; j < experts; j++) {
+          v[j] = scores.data[i * experts + j] + (bias ? bias[j] : 0);
+        }
+        const want = bruteTopK(v, k);
+        assert.deepEqual(
+          [...r.experts.subarray(i * k, (i + 1) * k)],
+          want,
+          `token ${i}`,
+        );
+        for (let q = 0; q < k; q++) {
+          const s = scores.data[i * experts + want[q]];
+          assert.equal(r.weights[i * k + q], s > -Infinity ? s : 0);
+          loads[want[q]]++;
+        }
+      }
+      assert.deepEqual([...r.loads], loads);
+      assert.equal(loads.reduce((a, b) => a + b, 0), tokens * k);
+    }
+  });
+
+  test("ties go to the lowest expert index", () => {
+    const r = route({
+      data: new Float32Array([0.5, 0.5, 0.5, 0.5]),
+      tokens: 1,
+      experts: 4,
+    }, {
+      k: 2,
+    });
+    assert.deepEqual([...r.experts], [0, 1]);
+  });
+
+  test("multiplicative bias selects on score * bias", () => {
+    const scores = {
+      data: new Float32Array([0.6, 0.5, 0.1]),
+      tokens: 1,
+      experts: 3,
+    };
+    const r = route(scores, { k: 1, bias: [0.5, 1, 1], biasMode: "multiply" });
+    assert.deepEqual([...r.experts], [1]);
+    assert.equal(r.weights[0], Math.fround(0.5));
+  });
+
+  test("normalised weights sum to the scale", () => {
+    const rng = new Rng(3);
+    const scores = randomScores(rng, 50, 16, false, 0);
+    const r = route(scores, { k: 4, normalize: true, scale: 2.5 });
+    for (let i = 0; i < 50; i++) {
+      let s = 0;
+      for (let q = 0; q < 4; q++) s += r.weights[i * 4 + q];
+      assert.ok(Math.abs(s - 2.5) < 1e-5, `token ${i}: ${s}`);
+    }
+  });
+
+  test("group-limited routing matches a brute-force twin", () => {
+    const rng = new Rng(5);
+    for (let trial = 0; trial < 100; trial++) {
+      const groups = [2, 4, 8][trial % 3];
+      const experts = groups * (2 + rng.int(4));
+      const topGroups = 1 + rng.int(groups);
+      const k = 1 + rng.int(Math.min(8, topGroups * (experts / groups)));
+      const tokens = 20;
+      const scores = randomScores(rng, tokens, experts, trial % 2 === 0, 0);
+      const r = route(scores, { k, groups, topGroups });
+      const size = experts / groups;
+      const per = Math.max(1, Math.min(size, Math.floor(k / topGroups)));
+      for (let i = 0; i < tokens; i++) {
+        const row = Float64Array.from(
+          scores.data.subarray(i * experts, (i + 1) * experts),
+        );
+        const groupScores = new Float64Array(groups);
+        for (let g = 0; g < groups; g++) {
+          const top = bruteTopK(row.slice(g * size, (g + 1) * size), per);
+          groupScores[g] = top.reduce((a, j) => a + row[g * size + j], 0);
+        }
+        const kept = new Set(bruteTopK(groupScores, topGroups));
+        for (let j = 0; j < experts; j++) {
+          if (!kept.has(Math.floor(j / size))) row[j] = -Infinity;
+        }
+        assert.deepEqual(
+          [...r.experts.subarray(i * k, (i + 1) * k)],
+          bruteTopK(row, k),
+        );
+      }
+    }
+  });
+
+  test("DeepSeek-V3 shape: 256 experts, 8 groups, 4 kept, top-8 stays inside kept groups", () => {
+    const rng = new Rng(9);
+    const scores = randomScores(rng, 64, 256, false, 0);
+    const r = route(scores, {
+      k: 8,
+      groups: 8,
+      topGroups: 4,
+      normalize: true,
+      scale: 2.5,
+    });
+    for (let i = 0; i < 64; i++) {
+      const groups = new Set(
+        [...r.experts.subarray(i * 8, i * 8 + 8)].map((j) => j >> 5),
+      );
+      assert.ok(groups.size <= 4);
+    }
+  });
+
+  test("reuses the out buffers", () => {
+    const scores = {
+      data: new Float32Array([0.1, 0.9]),
+      tokens: 1,
+      experts: 2,
+    };
+    const out = createRouting(1, 1, 2);
+    assert.equal(route(scores, { k: 1, out }), out);
+    assert.deepEqual([...out.loads], [0, 1]);
+  });
+
+  test("rejects bad input with the value shown", () => {
+    const scores = {
+      data: new Float32Array([0.1, 0.9]),
+      tokens: 1,
+      experts: 2,
+    };
+    assert.throws(() => route(scores, { k: 3 }), {
+      name: "RangeError",
+      message:
+        /k must be at most the number of experts \(2\): current value is 3/,
+    });
+    assert.throws(() => route(scores, { k: 0 }), RangeError);
+    assert.throws(() => route(scores, { k: 1.5 }), RangeError);
+    assert.throws(
+      () =>
+        route({ data: new Float32Array([NaN, 1]), tokens: 1, experts: 2 }, {
+          k: 1,
+        }),
+      { name: "RangeError", message: /NaN/ },
+    );
+    assert.throws(
+      () =>
+        route({ data: new Float32Array(3), tokens: 1, experts: 2 }, { k: 1 }),
+      TypeError,
+    );
+    assert.throws(() => route(scores, { k: 1, bias: [0] }), TypeError);
+    assert.throws(() => route(scores, { k: 1, bias: [0, NaN] }), RangeError);
+    assert.throws(() => route(scores, { k: 1, groups: 3 }), RangeError);
+  });
+});

@@ -1,0 +1,172 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { encodeNpy } from "../mod.ts";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const SMALL = [
+  "--steps",
+  "4",
+  "--layers",
+  "1",
+  "--tokens",
+  "64",
+  "--experts",
+  "8",
+  "--top-k",
+  "2",
+];
+
+function cli(args: string[]) {
+  const r = spawnSync("deno", [
+    "run",
+    "-A",
+    join(root, "lib/cli/main.ts"),
+    ...args,
+  ], {
+    cwd: root,
+    encoding: "utf8",
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe("moelab sim (command line)", () => {
+  const work = mkdtempSync(join(tmpdir(), "moelab-cli-"));
+
+  test("--json prints summary.json and writes the files", () => {
+    const out = join(work, "ok");
+    const r = cli(["sim", ...SMALL, "--json", "--quiet", "--out", out]);
+    assert.equal(r.code, 0, r.stderr);
+    const summary = JSON.parse(r.stdout);
+    assert.deepEqual(summary.methods.map((m: { method: string }) => m.method), [
+      "greedy",
+      "loss-free",
+    ]);
+    assert.equal(summary.config.experts, 8);
+    for (
+      const key of [
+        "maxVioBatch",
+        "maxVioGlobal",
+        "scoreRetention",
+        "stepsToBalance",
+        "wallMs",
+      ]
+    ) {
+      assert.ok(key in summary.methods[0], key);
+    }
+    assert.deepEqual(
+      readdirSync(out).filter((f) => !f.endsWith(".html")).sort(),
+      ["biases.parquet", "loads.parquet", "metrics.parquet", "summary.json"],
+    );
+  });
+
+  test("prints the table, with progress on stderr", () => {
+    const r = cli([
+      "sim",
+      ...SMALL,
+      "--out",
+      join(work, "table"),
+      "--methods",
+      "greedy,loss-free(rate=1e-2,rule=proportional)",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /MaxVio_global/);
+    assert.match(r.stdout, /loss-free\(rate=1e-2,rule=proportional\)/);
+    assert.match(r.stderr, /step 4\/4/);
+  });
+
+  test("--help exits 0", () => {
+    const r = cli(["sim", "--help"]);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /--top-k/);
+  });
+
+  const badNpy = join(work, "bad.npy");
+  writeFileSync(badNpy, "not a numpy file");
+  const nanNpy = join(work, "nan.npy");
+  writeFileSync(nanNpy, encodeNpy(new Float32Array([0, NaN, 1, 2]), [1, 2, 2]));
+  const badPreset = join(work, "bad.json");
+  writeFileSync(badPreset, "{ experts: 8 ");
+  const typoPreset = join(work, "typo.json");
+  writeFileSync(typoPreset, JSON.stringify({ expertz: 8 }));
+
+  const cases: [string, string[], RegExp][] = [
+    [
+      "top-k larger than experts",
+      ["--top-k", "9"],
+      /at most the number of experts \(8\): current value is 9/,
+    ],
+    [
+      "an unknown method",
+      ["--methods", "greedy,magic"],
+      /method must be one of .*"magic"/,
+    ],
+    [
+      "a negative size",
+      ["--tokens", "-5"],
+      /--tokens must be a positive integer: current value is -5/,
+    ],
+    [
+      "a non-integer size",
+      ["--layers", "2.5"],
+      /--layers must be an integer: current value is 2.5/,
+    ],
+    [
+      "a size that is not a number",
+      ["--steps", "ten"],
+      /--steps must be a number/,
+    ],
+    ["a malformed preset", ["--preset", badPreset], /is not valid JSON/],
+    [
+      "a preset with an unknown key",
+      ["--preset", typoPreset],
+      /unknown key "expertz"/,
+    ],
+    [
+      "a missing preset",
+      ["--preset", join(work, "none.json")],
+      /preset cannot be read/,
+    ],
+    ["a malformed .npy file", ["--scores", badNpy], /not a \.npy file/],
+    ["NaN scores", ["--scores", nanNpy], /must not hold NaN/],
+    ["an unknown flag", ["--colour", "red"], /unknown flag --colour/],
+    [
+      "an unknown method option",
+      ["--methods", "loss-free(speed=2)"],
+      /loss-free has no option "speed"/,
+    ],
+  ];
+  for (const [what, args, message] of cases) {
+    test(`rejects ${what}: exit 2, one line, nothing written`, () => {
+      const out = join(work, "never");
+      const r = cli(["sim", ...SMALL, ...args, "--out", out]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+      assert.match(r.stderr, /^error: /);
+      assert.match(r.stderr, message);
+      assert.equal(existsSync(out), false);
+      assert.deepEqual(
+        readdirSync(work).filter((f) => f.includes(".tmp-")),
+        [],
+      );
+    });
+  }
+
+  test("an unknown command exits 2", () => {
+    assert.equal(cli(["simulate"]).code, 2);
+  });
+
+  test("cleans up", () => {
+    rmSync(work, { recursive: true, force: true });
+  });
+});

@@ -1,0 +1,175 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pl from "nodejs-polars";
+import { encodeNpy, runSimulation, writeSimOutputs } from "../mod.ts";
+
+const small = {
+  steps: 30,
+  layers: 2,
+  tokens: 512,
+  experts: 16,
+  topK: 2,
+  methods: ["greedy", "loss-free(rate=0.01)"],
+};
+
+describe("runSimulation", () => {
+  test("summary agrees with an independent Polars computation from the parquet files", () => {
+    const dir = mkdtempSync(join(tmpdir(), "moelab-sim-"));
+    try {
+      const result = runSimulation(small);
+      writeSimOutputs(result, dir);
+      const loads = pl.readParquet(join(dir, "loads.parquet"));
+      const metrics = pl.readParquet(join(dir, "metrics.parquet"));
+      const start = 15; // last half of 30 steps
+      const perLayer = loads.filter(pl.col("step").gtEq(start))
+        .groupBy(["method", "layer", "expert"]).agg(
+          pl.col("load").sum().alias("total"),
+        )
+        .groupBy(["method", "layer"]).agg(
+          pl.col("total").max().alias("max"),
+          pl.col("total").mean().alias("mean"),
+        )
+        .withColumns(
+          pl.col("max").minus(pl.col("mean")).div(pl.col("mean")).alias("vio"),
+        )
+        .groupBy("method").agg(pl.col("vio").mean())
+        .sort("method");
+      const batch = metrics.filter(
+        pl.col("metric").eq(pl.lit("maxVio")).and(pl.col("step").gtEq(start)),
+      ).groupBy("method").agg(pl.col("value").mean()).sort("method");
+      const summary = JSON.parse(
+        readFileSync(join(dir, "summary.json"), "utf8"),
+      );
+      assert.equal(summary.backend, "cpu");
+      const byName = Object.fromEntries(
+        summary.methods.map((m: { method: string }) => [m.method, m]),
+      );
+      const names = perLayer.getColumn("method").toArray() as string[];
+      const vio = perLayer.getColumn("vio").toArray() as number[];
+      const bvio = batch.getColumn("value").toArray() as number[];
+      names.forEach((name, i) => {
+        assert.ok(Math.abs(byName[name].maxVioGlobal - vio[i]) < 1e-12, name);
+        assert.ok(Math.abs(byName[name].maxVioBatch - bvio[i]) < 1e-12, name);
+      });
+      assert.equal(byName["greedy"].scoreRetention, 1);
+      assert.ok(byName["loss-free(rate=0.01)"].scoreRetention < 1);
+      assert.equal(byName["loss-free(rate=0.01)"].causal, true);
+      // every batch routes tokens x k slots
+      const sums = loads.groupBy(["step", "layer", "method"]).agg(
+        pl.col("load").sum(),
+      );
+      assert.ok(
+        (sums.getColumn("load").toArray() as number[]).every((s) =>
+          s === 512 * 2
+        ),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("stepsToBalance is the first step from which the layer-mean MaxVio stays below the threshold", () => {
+    const r = runSimulation({ ...small, balanceThreshold: 0.45 });
+    for (let m = 0; m < 2; m++) {
+      const mean = new Float64Array(small.steps);
+      const t = r.tables.metrics;
+      for (let row = 0; row < t.step.length; row++) {
+        if (t.method[row] === m && t.metric[row] === 0) {
+          mean[t.step[row]] += t.value[row] / 2;
+        }
+      }
+      let want: number | null = null;
+      for (let s = 0; s < small.steps; s++) {
+        if (mean.slice(s).every((v) => v < 0.45)) {
+          want = s;
+          break;
+        }
+      }
+      assert.equal(r.methods[m].stepsToBalance, want);
+    }
+    assert.equal(
+      r.methods[0].stepsToBalance,
+      null,
+      "greedy never balances here",
+    );
+    assert.notEqual(r.methods[1].stepsToBalance, null, "loss-free does");
+  });
+
+  test("the same seed writes identical files; another seed does not", () => {
+    const dirs = [0, 1, 2].map(() =>
+      mkdtempSync(join(tmpdir(), "moelab-det-"))
+    );
+    try {
+      writeSimOutputs(runSimulation(small), dirs[0]);
+      writeSimOutputs(runSimulation(small), dirs[1]);
+      writeSimOutputs(runSimulation({ ...small, seed: 2 }), dirs[2]);
+      for (const f of ["loads.parquet", "metrics.parquet", "biases.parquet"]) {
+        assert.deepEqual(
+          readFileSync(join(dirs[0], f)),
+          readFileSync(join(dirs[1], f)),
+          f,
+        );
+      }
+      assert.notDeepEqual(
+        readFileSync(join(dirs[0], "loads.parquet")),
+        readFileSync(join(dirs[2], "loads.parquet")),
+      );
+      const strip = (d: string) => {
+        const s = JSON.parse(readFileSync(join(d, "summary.json"), "utf8"));
+        for (const m of s.methods) delete m.wallMs;
+        return s;
+      };
+      assert.deepEqual(strip(dirs[0]), strip(dirs[1]));
+    } finally {
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    }
+  });
+
+  test("replays a .npy recording with its own sizes", () => {
+    const dir = mkdtempSync(join(tmpdir(), "moelab-npy-"));
+    try {
+      // 3 steps, 2 layers, 4 tokens, 3 experts: every token prefers expert 2.
+      const data = new Float32Array(3 * 2 * 4 * 3);
+      for (let i = 0; i < data.length; i += 3) data.set([0, 1, 2], i);
+      const path = join(dir, "logits.npy");
+      writeFileSync(path, encodeNpy(data, [3, 2, 4, 3]));
+      const r = runSimulation({
+        topK: 1,
+        methods: ["greedy"],
+        workload: { kind: "npy", path },
+      });
+      assert.equal(r.config.steps, 3);
+      assert.equal(r.config.layers, 2);
+      assert.equal(r.config.experts, 3);
+      assert.deepEqual([...r.tables.loads.load.subarray(0, 3)], [0, 0, 4]);
+      assert.ok(Math.abs(r.methods[0].maxVioGlobal - 2) < 1e-12);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("rejects bad configurations", () => {
+    assert.throws(() => runSimulation({ ...small, topK: 17 }), RangeError);
+    assert.throws(
+      () => runSimulation({ ...small, methods: ["nope"] }),
+      RangeError,
+    );
+    assert.throws(() => runSimulation({ ...small, methods: [] }), TypeError);
+    assert.throws(
+      () => runSimulation({ ...small, stepz: 3 }),
+      /unknown key "stepz"/,
+    );
+    assert.throws(
+      () =>
+        runSimulation({ ...small, workload: { kind: "synthetic", zipff: 1 } }),
+      RangeError,
+    );
+    assert.throws(
+      () => runSimulation({ ...small, methods: ["greedy", "greedy"] }),
+      RangeError,
+    );
+  });
+});
