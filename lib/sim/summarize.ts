@@ -16,7 +16,7 @@ export interface MethodSummary {
   maxVioBatch: number;
   /** MaxVio of each layer's loads summed over the evaluation window, mean over layers. */
   maxVioGlobal: number;
-  /** Selected score sum over greedy top-K's on the same batches (evaluation window, all layers). */
+  /** Selected score sum over greedy top-K's on the same batch, mean over layers and evaluation steps. */
   scoreRetention: number;
   /** First step from which the layer-mean MaxVio_batch stays below the threshold, or null. */
   stepsToBalance: number | null;
