@@ -53,6 +53,22 @@ export {
 } from "./lib/workload/synthetic.ts";
 export { encodeNpy, type NpyArray, parseNpy } from "./lib/workload/npy.ts";
 export { replayWorkload } from "./lib/workload/replay.ts";
+export { readTable } from "./lib/workload/read_table.ts";
+export {
+  loadTable,
+  type LoadTableMapping,
+  readLoadTable,
+} from "./lib/workload/load_table.ts";
+export {
+  readTokenTrace,
+  tokenTrace,
+  type TokenTraceMapping,
+} from "./lib/workload/token_trace.ts";
+export {
+  traceLoads,
+  type TraceLoadsOptions,
+} from "./lib/workload/trace_loads.ts";
+export { type LoadVector, loadVectors } from "./lib/workload/load_vectors.ts";
 export {
   resolveSimConfig,
   SIM_DEFAULTS,

@@ -1,0 +1,134 @@
+import pl from "nodejs-polars";
+import { existsSync, readFileSync } from "node:fs";
+import { extname } from "node:path";
+import { show } from "../_validate.ts";
+
+/**
+ * Parses JSON lines into a DataFrame, one column per key (absent keys are
+ * empty cells). Parsed here rather than by Polars so that a bad line is a
+ * SyntaxError naming its line.
+ */
+function jsonLines(text: string, path: string): pl.DataFrame {
+  const columns = new Map<string, unknown[]>();
+  let row = 0;
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].trim();
+    if (line === "") continue;
+    let record: unknown;
+    try {
+      record = JSON.parse(line);
+    } catch (e) {
+      throw new SyntaxError(
+        `${path} line ${i + 1} is not valid JSON: ${(e as Error).message}`,
+      );
+    }
+    if (
+      record === null || typeof record !== "object" || Array.isArray(record)
+    ) {
+      throw new SyntaxError(
+        `${path} line ${i + 1} must hold a JSON object: it holds ${
+          show(record)
+        }`,
+      );
+    }
+    for (const [key, value] of Object.entries(record)) {
+      let col = columns.get(key);
+      if (col === undefined) {
+        col = new Array(row).fill(null);
+        columns.set(key, col);
+      }
+      col[row] = value;
+    }
+    row++;
+    for (const col of columns.values()) if (col.length < row) col.push(null);
+  }
+  // JSON has one number type: keep whole-number columns integer, as a CSV
+  // or parquet reader would.
+  return pl.DataFrame(
+    [...columns].map(([key, values]) =>
+      values.every((v) => v === null || Number.isSafeInteger(v)) &&
+        values.some((v) => v !== null)
+        ? pl.Series(key, values, pl.Int64)
+        : pl.Series(key, values)
+    ),
+  );
+}
+
+/**
+ * Reads CSV or TSV, inferring each column's type from every row: Polars'
+ * default looks at the first 100 rows only and then fails on a bad cell
+ * further down, where a text column lets the loaders name that cell.
+ */
+function delimited(path: string, sep: string): pl.DataFrame {
+  const bytes = readFileSync(path);
+  let lines = 1;
+  for (let at = bytes.indexOf(10); at !== -1; at = bytes.indexOf(10, at + 1)) {
+    lines++;
+  }
+  return pl.readCSV(bytes, { sep, inferSchemaLength: lines });
+}
+
+/**
+ * Reads a table file into a Polars DataFrame, by extension: `.csv`, `.tsv`,
+ * `.parquet`, `.jsonl` / `.ndjson` (one JSON object a line) or `.json` (an
+ * array of row objects).
+ *
+ * @param path The file.
+ * @returns The table, columns as in the file.
+ * @throws {RangeError} If the file does not exist or the extension is not
+ * one of the above.
+ * @throws {SyntaxError} If a JSON file or line does not parse.
+ *
+ * @example
+ * ```ts
+ * import { readTable } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const trace = readTable("data/fixtures/token_trace.jsonl");
+ * assert.ok(trace.columns.includes("experts"));
+ * ```
+ */
+export function readTable(path: string): pl.DataFrame {
+  if (typeof path !== "string") {
+    throw new TypeError(
+      `path must be a string: current value is ${show(path)}`,
+    );
+  }
+  if (!existsSync(path)) {
+    throw new RangeError(
+      `path must name an existing file: current value is ${show(path)}`,
+    );
+  }
+  const ext = extname(path).toLowerCase();
+  switch (ext) {
+    case ".csv":
+    case ".tsv":
+      return delimited(path, ext === ".tsv" ? "\t" : ",");
+    case ".parquet":
+      return pl.readParquet(path);
+    case ".jsonl":
+    case ".ndjson":
+      return jsonLines(readFileSync(path, "utf8"), path);
+    case ".json": {
+      let rows: unknown;
+      try {
+        rows = JSON.parse(readFileSync(path, "utf8"));
+      } catch (e) {
+        throw new SyntaxError(
+          `${path} is not valid JSON: ${(e as Error).message}`,
+        );
+      }
+      if (!Array.isArray(rows)) {
+        throw new SyntaxError(`${path} must hold an array of row objects`);
+      }
+      return pl.readRecords(rows as Record<string, unknown>[]);
+    }
+    default:
+      throw new RangeError(
+        `path must end in .csv, .tsv, .parquet, .jsonl, .ndjson or .json: current value is ${
+          show(path)
+        }`,
+      );
+  }
+}
