@@ -90,3 +90,11 @@ export {
   simSummary,
   writeSimOutputs,
 } from "./lib/sim/output.ts";
+export {
+  ASSIGNMENT_SOLVERS,
+  type AssignmentSolver,
+  type BalancedAssignment,
+  type BalancedAssignmentOptions,
+} from "./lib/solve/types.ts";
+export { solveBalancedAssignment } from "./lib/solve/solve_balanced_assignment.ts";
+export { solveBalancedAssignmentSync } from "./lib/solve/solve_balanced_assignment_sync.ts";

@@ -1,0 +1,112 @@
+// Validation shared by the entry points: scores, k, capacity and solver,
+// with the infeasible cases reported as RangeError before any solver runs.
+import {
+  checkChoice,
+  checkInteger,
+  checkNumber,
+  checkScores,
+  show,
+} from "../_validate.ts";
+import type { ScoreMatrix } from "../types.ts";
+import {
+  ASSIGNMENT_SOLVERS,
+  type AssignmentSolver,
+  type BalancedAssignmentOptions,
+} from "./types.ts";
+
+/** A validated balanced-assignment problem. */
+export interface Problem {
+  scores: ScoreMatrix;
+  k: number;
+  capacity: number;
+  solver: AssignmentSolver;
+}
+
+/**
+ * `ceil(tokens * k / experts * factor)`, taking a value within 1e-9 of an
+ * integer as that integer so that `1.1 * 10` gives 11, not 12.
+ */
+export function defaultCapacity(
+  tokens: number,
+  k: number,
+  experts: number,
+  factor = 1,
+): number {
+  const exact = (tokens * k / experts) * factor;
+  const near = Math.round(exact);
+  return Math.abs(exact - near) <= 1e-9 * Math.max(1, near)
+    ? near
+    : Math.ceil(exact);
+}
+
+/** Checks the arguments of the exact balanced assignment. */
+export function resolveProblem(
+  scores: unknown,
+  options: unknown,
+): Problem {
+  const s = checkScores("scores", scores);
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(
+      `options must be an object: current value is ${show(options)}`,
+    );
+  }
+  const o = options as BalancedAssignmentOptions;
+  const k = checkInteger("options.k", o.k, 1);
+  if (k > s.experts) {
+    throw new RangeError(
+      `options.k must be at most the number of experts (${s.experts}): current value is ${k}`,
+    );
+  }
+  if (o.capacity !== undefined && o.capacityFactor !== undefined) {
+    throw new TypeError(
+      "options must give capacity or capacityFactor, not both: current values are " +
+        `${o.capacity} and ${o.capacityFactor}`,
+    );
+  }
+  let capacity: number;
+  if (o.capacity !== undefined) {
+    capacity = checkInteger("options.capacity", o.capacity, 0);
+  } else {
+    const factor = o.capacityFactor === undefined
+      ? 1
+      : checkNumber("options.capacityFactor", o.capacityFactor, 0);
+    capacity = defaultCapacity(s.tokens, k, s.experts, factor);
+  }
+  if (s.tokens * k > s.experts * capacity) {
+    throw new RangeError(
+      `options.capacity is infeasible: tokens x k = ${s.tokens} x ${k} = ${
+        s.tokens * k
+      } exceeds experts x capacity = ${s.experts} x ${capacity} = ${
+        s.experts * capacity
+      }`,
+    );
+  }
+  const choice = checkChoice(
+    "options.solver",
+    o.solver ?? "auto",
+    ASSIGNMENT_SOLVERS,
+  );
+  checkMasks(s, k);
+  return {
+    scores: s,
+    k,
+    capacity,
+    solver: choice === "auto" ? "ssp" : choice,
+  };
+}
+
+/** Masked experts (`-Infinity`) may leave a token fewer than k choices. */
+function checkMasks(s: ScoreMatrix, k: number): void {
+  const { data, tokens, experts } = s;
+  for (let i = 0; i < tokens; i++) {
+    let finite = 0;
+    for (let j = i * experts; j < (i + 1) * experts; j++) {
+      if (data[j] !== -Infinity) finite++;
+    }
+    if (finite < k) {
+      throw new RangeError(
+        `scores leave token ${i} fewer than k = ${k} experts that are not masked (-Infinity): current count is ${finite}`,
+      );
+    }
+  }
+}
