@@ -33,6 +33,24 @@ export type { Balancer, BalancerContext } from "./lib/route/balancer.ts";
 export { greedy } from "./lib/route/greedy.ts";
 export { lossFree, type LossFreeOptions } from "./lib/route/loss_free.ts";
 export {
+  bip,
+  type BipOptions,
+  bipPrices,
+  type BipPricesOptions,
+} from "./lib/route/bip.ts";
+export { quantile } from "./lib/route/quantile.ts";
+export {
+  sinkhorn,
+  type SinkhornOptions,
+  type SinkhornScaling,
+  sinkhornScaling,
+} from "./lib/route/sinkhorn.ts";
+export {
+  expertChoice,
+  type ExpertChoiceOptions,
+} from "./lib/route/expert_choice.ts";
+export { capacity, type CapacityOptions } from "./lib/route/capacity.ts";
+export {
   type BalancerEntry,
   BALANCERS,
   createBalancer,
@@ -98,3 +116,47 @@ export {
 } from "./lib/solve/types.ts";
 export { solveBalancedAssignment } from "./lib/solve/solve_balanced_assignment.ts";
 export { solveBalancedAssignmentSync } from "./lib/solve/solve_balanced_assignment_sync.ts";
+export {
+  isSlotAligned,
+  type Placement,
+  placementFromPhy2log,
+  staticPlacement,
+} from "./lib/placement/placement.ts";
+export {
+  SYMMETRIC_GRAPHS,
+  type SymmetricGraph,
+  type SymmetricOptions,
+  symmetricPlacement,
+} from "./lib/placement/cayley.ts";
+export {
+  randomPlacement,
+  type RandomPlacementOptions,
+} from "./lib/placement/random.ts";
+export {
+  type AsymmetricOptions,
+  asymmetricPlacement,
+  replicaCounts,
+} from "./lib/placement/asymmetric.ts";
+export {
+  type EplbOptions,
+  type EplbResult,
+  rebalanceExperts,
+} from "./lib/placement/eplb.ts";
+export {
+  CLOSED_FORM_MAX_GPUS,
+  closedFormOptimum,
+} from "./lib/placement/closed_form.ts";
+export { exactScheduler } from "./lib/placement/exact_scheduler.ts";
+export {
+  loadLpSolvers,
+  lpSolversLoaded,
+} from "./lib/placement/lp_scheduler.ts";
+export {
+  createScheduler,
+  type Schedule,
+  SCHEDULE_SOLVERS,
+  type ScheduleOptions,
+  type Scheduler,
+  type ScheduleSolver,
+  scheduleTokens,
+} from "./lib/placement/schedule.ts";

@@ -2,6 +2,11 @@ import { show } from "../_validate.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { greedy } from "./greedy.ts";
 import { lossFree } from "./loss_free.ts";
+import { bip } from "./bip.ts";
+import { quantile } from "./quantile.ts";
+import { sinkhorn } from "./sinkhorn.ts";
+import { expertChoice } from "./expert_choice.ts";
+import { capacity } from "./capacity.ts";
 
 /** A registered balancing method: how to build it and what it accepts. */
 export interface BalancerEntry {
@@ -33,6 +38,35 @@ export const BALANCERS: Record<string, BalancerEntry> = {
       center: "boolean",
     },
     create: (ctx, o) => lossFree(ctx, o),
+  },
+  "bip": {
+    description:
+      "BIP-Based Balancing: T exact dual coordinate rounds on each batch (not causal)",
+    options: { T: "number", capacityFactor: "number" },
+    create: (ctx, o) => bip(ctx, o),
+  },
+  "quantile": {
+    description:
+      "Quantile Balancing: one exact dual step from the previous batch (causal)",
+    options: {},
+    create: (ctx) => quantile(ctx),
+  },
+  "sinkhorn": {
+    description: "Sinkhorn (S-BASE) scaling for selection (not causal)",
+    options: { tolerance: "number", maxIterations: "number" },
+    create: (ctx, o) => sinkhorn(ctx, o),
+  },
+  "expert-choice": {
+    description:
+      "Expert Choice: each expert takes its top ceil(N*K/E) tokens (not causal)",
+    options: { capacityFactor: "number" },
+    create: (ctx, o) => expertChoice(ctx, o),
+  },
+  "capacity": {
+    description:
+      "greedy top-K with a capacity factor, dropping by score or position",
+    options: { capacityFactor: "number", drop: "string" },
+    create: (ctx, o) => capacity(ctx, o),
   },
 };
 

@@ -1,0 +1,105 @@
+// Selection kernels shared by the price-based balancers: order statistics
+// of a row (a token over experts) and of a column (an expert over tokens),
+// and the capacity rule. No allocation inside; callers own the scratch.
+
+/**
+ * Expert capacity `ceil(tokens * k * capacityFactor / experts)`. A value
+ * within `1e-9` (relative) of an integer counts as that integer, so that
+ * `capacityFactor = 1` gives exactly `ceil(tokens * k / experts)` whatever
+ * the rounding of the product.
+ */
+export function capacityOf(
+  tokens: number,
+  k: number,
+  experts: number,
+  capacityFactor: number,
+): number {
+  if (capacityFactor === 1) return Math.ceil((tokens * k) / experts);
+  const x = (tokens * k * capacityFactor) / experts;
+  const r = Math.round(x);
+  return Math.abs(x - r) <= 1e-9 * Math.max(1, x) ? r : Math.ceil(x);
+}
+
+/**
+ * The `rank`-th largest (1-based) of `data[base + j] - shift[j]` over
+ * `j < experts`, by insertion into `top` (length at least `rank`). Cost
+ * `O(experts * rank)` at worst, usually `O(experts)`: most values fail the
+ * first comparison with the current `rank`-th largest.
+ */
+export function rowRankLargest(
+  data: Float32Array,
+  base: number,
+  experts: number,
+  shift: Float64Array,
+  rank: number,
+  top: Float64Array,
+): number {
+  let n = 0;
+  for (let j = 0; j < experts; j++) {
+    const v = data[base + j] - shift[j];
+    if (n === rank) {
+      if (!(v > top[rank - 1])) continue;
+      n--;
+    }
+    let p = n;
+    while (p > 0 && v > top[p - 1]) {
+      top[p] = top[p - 1];
+      p--;
+    }
+    top[p] = v;
+    n++;
+  }
+  return top[rank - 1];
+}
+
+/**
+ * The element of ascending rank `m` (0-based) of `buf[lo, hi)`, by
+ * quickselect (Hoare partition, median-of-three pivot): expected
+ * `O(hi - lo)`. Reorders the range in place.
+ */
+export function selectAscending(
+  buf: Float64Array,
+  lo: number,
+  hi: number,
+  m: number,
+): number {
+  let l = lo, r = hi - 1;
+  const target = lo + m;
+  while (r > l) {
+    if (r - l < 16) {
+      // Insertion sort on short ranges.
+      for (let a = l + 1; a <= r; a++) {
+        const v = buf[a];
+        let b = a - 1;
+        while (b >= l && buf[b] > v) {
+          buf[b + 1] = buf[b];
+          b--;
+        }
+        buf[b + 1] = v;
+      }
+      return buf[target];
+    }
+    const mid = (l + r) >>> 1;
+    // Median of three without temporaries.
+    const a = buf[l], b = buf[mid], c = buf[r];
+    const pivot = a < b
+      ? (b < c ? b : a < c ? c : a)
+      : (a < c ? a : b < c ? c : b);
+    let i = l, j = r;
+    while (i <= j) {
+      while (buf[i] < pivot) i++;
+      while (buf[j] > pivot) j--;
+      if (i <= j) {
+        const t = buf[i];
+        buf[i] = buf[j];
+        buf[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (target <= j) r = j;
+    else if (target >= i) l = i;
+    else return buf[target];
+  }
+  return buf[target];
+}

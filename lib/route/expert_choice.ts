@@ -1,0 +1,140 @@
+import { checkNumber } from "../_validate.ts";
+import type { Routing, ScoreMatrix } from "../types.ts";
+import type { Balancer, BalancerContext } from "./balancer.ts";
+import { createRouting } from "./route.ts";
+import { checkContext } from "./_context.ts";
+import { capacityOf, selectAscending } from "./_select.ts";
+
+/** Options of {@linkcode expertChoice}. */
+export interface ExpertChoiceOptions {
+  /** Tokens per expert `C = min(N, ceil(N * K * capacityFactor / E))`. Default `1`. */
+  capacityFactor?: number;
+}
+
+/**
+ * Expert Choice routing (Zhou et al. 2022, ALGORITHMS.md section 6): each
+ * expert takes its top `C = ceil(N * K / E)` tokens by score (column-wise
+ * top-C, ties to the lowest token index), so every load is exactly `C`; a
+ * token may get no expert or several.
+ *
+ * The {@linkcode Routing} it returns has `k = experts` slots per token:
+ * a token's experts fill its first slots, best score first (ties to the
+ * lowest expert index), the other slots hold `-1` and weight `0`. Gate
+ * weights are the scores, normalised over the token's experts when the
+ * context says `normalize`. In the simulator, a token with fewer than `K`
+ * experts counts its missing ones as dropped (`droppedFraction`), and a
+ * token with none counts in `tokensWithoutExpert`.
+ *
+ * Not causal: an expert chooses among all the tokens of the batch, so a
+ * token's routing depends on later tokens (the leak the Loss-Free paper
+ * bounds). Stateless: `biases` are zeros.
+ *
+ * @param context Layers, experts, `k` and `normalize` (groups are ignored).
+ * @param options `capacityFactor` (default 1).
+ * @returns A non-causal {@linkcode Balancer} named `"expert-choice"`.
+ * @throws {RangeError} If `capacityFactor` is not a positive finite number.
+ *
+ * @example Token 0 is everyone's favourite; token 2 gets nothing
+ * ```ts
+ * import { expertChoice } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const b = expertChoice({ layers: 1, experts: 2, k: 1 });
+ * const scores = { data: new Float32Array([0.9, 0.8, 0.5, 0.1, 0.2, 0.05, 0.3, 0.6]), tokens: 4, experts: 2 };
+ * const r = b.route(0, scores);
+ * assert.equal(r.k, 2);
+ * assert.deepEqual([...r.loads], [2, 2]);
+ * assert.deepEqual([...r.experts], [0, 1, 0, -1, -1, -1, 1, -1]);
+ * ```
+ */
+export function expertChoice(
+  context: BalancerContext,
+  options: ExpertChoiceOptions = {},
+): Balancer {
+  const ctx = checkContext(context);
+  const cf = checkNumber(
+    "capacityFactor",
+    options.capacityFactor ?? 1,
+    Number.MIN_VALUE,
+  );
+  const E = ctx.experts;
+  let out: Routing | undefined;
+  let col = new Float64Array(0);
+  let chosen = new Uint8Array(0);
+  const slotV = new Float64Array(E);
+  return {
+    name: "expert-choice",
+    causal: false,
+    route(_layer: number, scores: ScoreMatrix): Routing {
+      const { data, tokens: N } = scores;
+      if (!out || out.experts.length !== N * E) {
+        out = createRouting(N, E, E);
+        col = new Float64Array(N);
+        chosen = new Uint8Array(N * E);
+      }
+      const C = Math.min(N, capacityOf(N, ctx.k, E, cf));
+      chosen.fill(0);
+      for (let j = 0; j < E; j++) {
+        if (C === 0) break;
+        for (let i = 0, o = j; i < N; i++, o += E) col[i] = data[o];
+        // The C-th largest is the threshold; ties at it go to the lowest
+        // token indices until C are taken.
+        const t = selectAscending(col, 0, N, N - C);
+        let above = 0;
+        for (let i = 0, o = j; i < N; i++, o += E) if (data[o] > t) above++;
+        let ties = C - above;
+        for (let i = 0, o = j; i < N; i++, o += E) {
+          const v = data[o];
+          if (v > t || (v === t && ties-- > 0)) chosen[o] = 1;
+        }
+      }
+      fillSlots(data, N, E, chosen, out, slotV, ctx.normalize);
+      out.loads.fill(C);
+      return out;
+    },
+    update() {},
+    biases: () => new Float64Array(E),
+  };
+}
+
+/** Writes each token's chosen experts into its slots, best score first. */
+function fillSlots(
+  data: Float32Array,
+  N: number,
+  E: number,
+  chosen: Uint8Array,
+  out: Routing,
+  slotV: Float64Array,
+  normalize: boolean,
+): void {
+  const outE = out.experts, outW = out.weights;
+  outE.fill(-1);
+  outW.fill(0);
+  for (let i = 0; i < N; i++) {
+    const base = i * E;
+    let n = 0;
+    // Insertion by score; an equal score stays behind (lower index first).
+    for (let j = 0; j < E; j++) {
+      if (!chosen[base + j]) continue;
+      const v = data[base + j];
+      let p = n;
+      while (p > 0 && v > slotV[p - 1]) {
+        slotV[p] = slotV[p - 1];
+        outE[base + p] = outE[base + p - 1];
+        p--;
+      }
+      slotV[p] = v;
+      outE[base + p] = j;
+      n++;
+    }
+    let sum = 0;
+    for (let r = 0; r < n; r++) {
+      const w = slotV[r] > -Infinity ? slotV[r] : 0;
+      outW[base + r] = w;
+      sum += w;
+    }
+    if (normalize && sum > 0) {
+      for (let r = 0; r < n; r++) outW[base + r] /= sum;
+    }
+  }
+}
