@@ -1,0 +1,159 @@
+import { show } from "../_validate.ts";
+import { ScheduleFlow } from "./_maxflow.ts";
+import { checkPlacement, type Placement } from "./placement.ts";
+import type { Schedule, Scheduler } from "./schedule.ts";
+
+/** Checks per-expert loads: non-negative integers, one per expert. */
+export function checkLoads(
+  name: string,
+  loads: unknown,
+  experts: number,
+): ArrayLike<number> {
+  if (
+    !(Array.isArray(loads) || ArrayBuffer.isView(loads)) ||
+    (loads as ArrayLike<number>).length !== experts
+  ) {
+    throw new TypeError(
+      `${name} must be an array of ${experts} expert loads: current value is ${
+        show(loads)
+      }`,
+    );
+  }
+  const l = loads as ArrayLike<number>;
+  for (let e = 0; e < experts; e++) {
+    const v = l[e];
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+      throw new RangeError(
+        `${name} must hold non-negative integers: value at expert ${e} is ${
+          show(v)
+        }`,
+      );
+    }
+  }
+  return l;
+}
+
+/**
+ * Integer replica loads from a max flow with GPU capacities `capacity`
+ * (integers) and the expert loads as supplies; `init` (integer replica
+ * flows within both bounds) is where the flow starts. Returns null when
+ * the flow does not carry every token.
+ */
+export function integerSchedule(
+  flow: ScheduleFlow,
+  placement: Placement,
+  loads: ArrayLike<number>,
+  capacity: Float64Array,
+  optimum: number,
+  solver: string,
+  init?: ArrayLike<number>,
+): Schedule | null {
+  let total = 0;
+  for (let e = 0; e < flow.experts; e++) total += loads[e];
+  if (flow.solve(loads, capacity, init) !== total) return null;
+  const replicaLoads = new Int32Array(placement.slots.length);
+  const gpuLoads = new Int32Array(placement.gpus);
+  for (let r = 0; r < flow.replicas; r++) {
+    const x = flow.flow(r);
+    replicaLoads[flow.replicaSlot[r]] += x;
+    gpuLoads[flow.replicaGpu[r]] += x;
+  }
+  let maxLoad = 0;
+  for (let g = 0; g < placement.gpus; g++) {
+    if (gpuLoads[g] > maxLoad) maxLoad = gpuLoads[g];
+  }
+  return { optimum, maxLoad, gpuLoads, replicaLoads, solver };
+}
+
+/**
+ * The exact combinatorial MicroMoE scheduler: the LP optimum
+ * `m = max over GPU subsets S of L(S) / |S|` (`L(S)` the load of experts
+ * whose replicas all lie in `S`) by Dinkelbach iteration on max flows.
+ * Start from the lower bound `T = p/q` (total / G, or the critical subset
+ * of the previous micro-batch); solve the max flow with supplies
+ * `q * load[e]` and GPU capacities `p`, all integers, so the test is exact;
+ * if the flow is short, the min cut's source side `S` has `L(S) > T |S|`
+ * and `T <- L(S) / |S|`; when the flow carries everything, `T` is optimal.
+ * Integer replica loads come from one more max flow with capacities
+ * `ceil(m)`, which saturates by the integrality theorem, so
+ * `maxLoad === Math.ceil(optimum)` (the best any integer split can do).
+ * Synchronous; warm-started across calls by the previous critical subset,
+ * which never changes the result, only the number of iterations.
+ *
+ * @param placement Where the replicas are.
+ * @returns A {@linkcode Scheduler} named `"exact"`.
+ * @throws {TypeError | RangeError} If the placement is malformed.
+ *
+ * @example Two experts, both on GPUs 0 and 1; expert 2 only on GPU 1
+ * ```ts
+ * import { exactScheduler } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const s = exactScheduler({ gpus: 2, experts: 3, slotsPerGpu: 2,
+ *   slots: new Int32Array([0, 1, 1, 2]) });
+ * const r = s.schedule([4, 3, 6]);
+ * assert.equal(r.optimum, 6.5);
+ * assert.equal(r.maxLoad, 7);
+ * assert.equal(r.gpuLoads[0] + r.gpuLoads[1], 13);
+ * ```
+ */
+export function exactScheduler(placement: Placement): Scheduler {
+  const p = checkPlacement("placement", placement);
+  const flow = new ScheduleFlow(p);
+  const E = p.experts, G = p.gpus;
+  const supply = new Float64Array(E), capacity = new Float64Array(G);
+  const inS = new Uint8Array(G);
+  let critical: Uint8Array | null = null;
+  // Load of the experts whose replicas all lie in `set`.
+  const inside = (loads: ArrayLike<number>, set: Uint8Array): number => {
+    let L = 0;
+    for (let e = 0; e < E; e++) {
+      let all = true;
+      for (let r = flow.replicaStart[e]; r < flow.replicaStart[e + 1]; r++) {
+        if (!set[flow.replicaGpu[r]]) {
+          all = false;
+          break;
+        }
+      }
+      if (all) L += loads[e];
+    }
+    return L;
+  };
+  return {
+    solver: "exact",
+    placement: p,
+    schedule(loads: ArrayLike<number>): Schedule {
+      checkLoads("loads", loads, E);
+      let total = 0;
+      for (let e = 0; e < E; e++) total += loads[e];
+      let num = total, den = G;
+      if (critical) {
+        let n = 0;
+        for (let g = 0; g < G; g++) n += critical[g];
+        const L = inside(loads, critical);
+        if (L * den > num * n) num = L, den = n;
+      }
+      for (;;) {
+        for (let e = 0; e < E; e++) supply[e] = loads[e] * den;
+        capacity.fill(num);
+        if (flow.solve(supply, capacity) === total * den) break;
+        let n = 0;
+        for (let g = 0; g < G; g++) {
+          inS[g] = flow.reachable(g) ? 1 : 0;
+          n += inS[g];
+        }
+        const L = inside(loads, inS);
+        if (!(L * den > num * n)) {
+          throw new Error("max-flow cut did not raise the bound (a bug)");
+        }
+        num = L, den = n;
+        critical = critical ?? new Uint8Array(G);
+        critical.set(inS);
+      }
+      capacity.fill(Math.floor((num + den - 1) / den));
+      const out = integerSchedule(flow, p, loads, capacity, num / den, "exact");
+      if (!out) throw new Error("integer flow at ceil(optimum) fell short");
+      return out;
+    },
+  };
+}
