@@ -160,3 +160,23 @@ export {
   type ScheduleSolver,
   scheduleTokens,
 } from "./lib/placement/schedule.ts";
+export { Figure } from "./lib/report/figure.ts";
+export type { MimeBundle } from "./lib/report/_jupyter.ts";
+export type { ChartOptions, PlotData } from "./lib/report/_plot.ts";
+export { lineChart, type LineChartOptions } from "./lib/report/line_chart.ts";
+export { heatmap, type HeatmapOptions } from "./lib/report/heatmap.ts";
+export { barChart, type BarChartOptions } from "./lib/report/bar_chart.ts";
+export {
+  type BatchMetric,
+  convergencePlot,
+  loadHeatmap,
+  metricOverSteps,
+  mostImbalancedLayer,
+} from "./lib/report/sim_plots.ts";
+export {
+  display,
+  htmlTable,
+  markdown,
+  Rendered,
+} from "./lib/report/display.ts";
+export { simReportHtml } from "./lib/report/html_report.ts";

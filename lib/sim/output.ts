@@ -2,6 +2,7 @@ import pl from "nodejs-polars";
 import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { BATCH_METRICS, type SimResult } from "./run.ts";
+import { simReportHtml } from "../report/html_report.ts";
 
 /** The Polars DataFrames of a run. */
 export interface SimFrames {
@@ -104,10 +105,11 @@ export function simSummary(result: SimResult): {
 }
 
 /**
- * Writes `loads.parquet`, `metrics.parquet`, `biases.parquet` and
- * `summary.json` into `dir`. Everything is first written to a temporary
- * folder beside `dir`, then renamed into place, so a failure leaves no
- * half-written file in `dir`.
+ * Writes `loads.parquet`, `metrics.parquet`, `biases.parquet`,
+ * `summary.json` and `report.html` (summary, convergence plot and load
+ * heatmap on one self-contained page) into `dir`. Everything is first
+ * written to a temporary folder beside `dir`, then renamed into place, so a
+ * failure leaves no half-written file in `dir`.
  *
  * @returns The paths written.
  */
@@ -127,6 +129,10 @@ export function writeSimOutputs(result: SimResult, dir: string): string[] {
       "summary.json",
       (p) =>
         writeFileSync(p, JSON.stringify(simSummary(result), null, 2) + "\n"),
+    ],
+    [
+      "report.html",
+      (p) => writeFileSync(p, simReportHtml(result, simSummary(result))),
     ],
   ];
   mkdirSync(tmp, { recursive: true });
