@@ -180,3 +180,18 @@ export {
   Rendered,
 } from "./lib/report/display.ts";
 export { simReportHtml } from "./lib/report/html_report.ts";
+export {
+  type Dispatch,
+  dispatchTokens,
+  type Transfer,
+} from "./lib/placement/locality.ts";
+export {
+  type CommAwareSchedule,
+  commAwareSchedule,
+} from "./lib/placement/comm_aware.ts";
+export {
+  H100_NVLINK,
+  stepTimeMs,
+  type StepTimeModel,
+  throughputGain,
+} from "./lib/placement/step_time.ts";

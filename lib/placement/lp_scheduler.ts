@@ -65,8 +65,14 @@ function notLoaded(name: string): Error {
   );
 }
 
+/** The loaded HiGHS instance (for other LPs over placements). */
+export function requireHighs(): Highs {
+  if (!highs) throw notLoaded("highs");
+  return highs;
+}
+
 /** Rounds a fractional LP solution `x` (per replica) to integer replica loads. */
-function roundLp(
+export function roundLp(
   flow: ScheduleFlow,
   p: Placement,
   loads: ArrayLike<number>,
