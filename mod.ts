@@ -87,6 +87,9 @@ export {
   type TraceLoadsOptions,
 } from "./lib/workload/trace_loads.ts";
 export { type LoadVector, loadVectors } from "./lib/workload/load_vectors.ts";
+export { loadImbalance } from "./lib/workload/load_imbalance.ts";
+export { olmoeExpertCounts } from "./lib/workload/olmoe_counts.ts";
+export { moeBeyondBatches } from "./lib/workload/moe_beyond_batches.ts";
 export {
   resolveSimConfig,
   SIM_DEFAULTS,

@@ -43,6 +43,22 @@ export function column(
   return frame.getColumn(name);
 }
 
+/** Column `name` of a table made by the loaders, named `owner` in errors. */
+export function tableColumn(
+  frame: pl.DataFrame,
+  name: string,
+  owner: string,
+): pl.Series {
+  if (!frame.columns.includes(name)) {
+    throw new TypeError(
+      `${owner} must have a column ${JSON.stringify(name)}: its columns are ${
+        listNames(frame.columns)
+      }`,
+    );
+  }
+  return frame.getColumn(name);
+}
+
 /**
  * The name in `value` when given, `fallback` when it is a column of the
  * frame, else null (the optional column is absent).

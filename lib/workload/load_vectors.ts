@@ -1,6 +1,6 @@
 import type pl from "nodejs-polars";
 import { checkInteger, show } from "../_validate.ts";
-import { column, ids, loads } from "./_columns.ts";
+import { ids, loads, tableColumn } from "./_columns.ts";
 import { groupRows } from "./_groups.ts";
 
 /** The loads of one batch and layer, taken from a long load table. */
@@ -53,10 +53,10 @@ export function loadVectors(
       `table must be a Polars DataFrame: current value is ${show(table)}`,
     );
   }
-  const step = ids(column(table, "step", "step"));
-  const layer = ids(column(table, "layer", "layer"));
-  const expert = ids(column(table, "expert", "expert"));
-  const load = loads(column(table, "load", "load"));
+  const step = ids(tableColumn(table, "step", "table"));
+  const layer = ids(tableColumn(table, "layer", "table"));
+  const expert = ids(tableColumn(table, "expert", "table"));
+  const load = loads(tableColumn(table, "load", "table"));
   let maxExpert = -1;
   for (let r = 0; r < expert.length; r++) {
     maxExpert = Math.max(maxExpert, expert[r]);

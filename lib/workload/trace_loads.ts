@@ -1,6 +1,6 @@
 import pl from "nodejs-polars";
 import { checkInteger, show } from "../_validate.ts";
-import { column, ids, numberLists } from "./_columns.ts";
+import { ids, numberLists, tableColumn } from "./_columns.ts";
 import { groupRows } from "./_groups.ts";
 
 /** Options of {@linkcode traceLoads}. */
@@ -61,12 +61,12 @@ export function traceLoads(
     ? 0
     : checkInteger("options.batchTokens", options.batchTokens, 1);
   const rows = trace.height;
-  const list = numberLists(column(trace, "experts", "experts"));
+  const list = numberLists(tableColumn(trace, "experts", "trace"));
   const { offsets, values } = list;
-  const layer = ids(column(trace, "layer", "layer"));
+  const layer = ids(tableColumn(trace, "layer", "trace"));
   const step = batch > 0
     ? new Int32Array(rows)
-    : ids(column(trace, "step", "step"));
+    : ids(tableColumn(trace, "step", "trace"));
   let maxId = -1;
   for (let k = 0; k < values.length; k++) maxId = Math.max(maxId, values[k]);
   const e = options.experts === undefined
