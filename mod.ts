@@ -198,3 +198,53 @@ export {
   type StepTimeModel,
   throughputGain,
 } from "./lib/placement/step_time.ts";
+export {
+  CHAR_VOCAB,
+  decodeText,
+  encodeText,
+  UNKNOWN_CHAR,
+} from "./lib/train/vocab.ts";
+export {
+  type BrownCorpus,
+  type BrownOptions,
+  loadBrown,
+  stripBrownTags,
+} from "./lib/train/brown.ts";
+export {
+  createMoeModel,
+  type MoeModel,
+  type MoeModelConfig,
+  type MoeParams,
+  type ResolvedModelConfig,
+} from "./lib/train/model.ts";
+export {
+  type AuxLossOptions,
+  auxLoss,
+  type RouterBatch,
+  zLoss,
+  type ZLossOptions,
+} from "./lib/train/aux_loss.ts";
+export { Adam, type AdamOptions } from "./lib/train/adam.ts";
+export { parseTrainMethod, type TrainMethod } from "./lib/train/method.ts";
+export {
+  type EvaluateOptions,
+  evaluateMoe,
+  type Evaluation,
+  trainMoe,
+  type TrainOptions,
+  type TrainRun,
+} from "./lib/train/train.ts";
+export {
+  type MeanStd,
+  runTrainExperiment,
+  type TrainExperiment,
+  type TrainMethodSummary,
+  type TrainPreset,
+} from "./lib/train/experiment.ts";
+export {
+  formatTrainTable,
+  type TrainFrames,
+  trainFrames,
+  trainSummary,
+  writeTrainOutputs,
+} from "./lib/train/output.ts";

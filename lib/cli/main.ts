@@ -13,12 +13,17 @@
 import process from "node:process";
 import { UsageError } from "./args.ts";
 import { simCommand } from "./sim.ts";
+import { trainCommand } from "./train.ts";
 
 type Command = (args: string[]) => number | Promise<number>;
 
 /** The subcommands, by name. */
 export const COMMANDS: Record<string, { run: Command; summary: string }> = {
   sim: { run: simCommand, summary: "simulate balancing methods side by side" },
+  train: {
+    run: trainCommand,
+    summary: "train small MoE language models: perplexity against balance",
+  },
 };
 
 const HELP = `moelab: load balancing for Mixture-of-Experts models

@@ -1,0 +1,126 @@
+import { readFileSync } from "node:fs";
+import process from "node:process";
+import { runTrainExperiment, type TrainPreset } from "../train/experiment.ts";
+import { trainMethodNames } from "../train/method.ts";
+import {
+  formatTrainTable,
+  trainSummary,
+  writeTrainOutputs,
+} from "../train/output.ts";
+import { type FlagSpec, parseFlags, splitMethods, UsageError } from "./args.ts";
+
+const FLAGS: FlagSpec = {
+  preset: "string",
+  methods: "string",
+  seeds: "string",
+  steps: "integer",
+  out: "string",
+  json: "boolean",
+  quiet: "boolean",
+  help: "boolean",
+};
+
+/** The help text of `train`. */
+export const TRAIN_HELP =
+  `moelab train: train small MoE language models on the Brown corpus, one per
+method and seed, and compare validation perplexity against load balance
+
+Usage: moelab train [--preset FILE] [flags]
+
+  --preset FILE     JSON preset (data/presets/train-default.json is the default
+                    run; train-large.json the larger one); flags override it
+  --methods LIST    comma-separated methods, options in parentheses, e.g.
+                    none,aux(alpha=1e-2),loss-free(rate=1e-2),bip(T=2)
+  --seeds LIST      comma-separated integer seeds, e.g. 1,2,3
+  --steps N         optimizer steps per run
+  --out DIR         where curves.parquet, runs.parquet, loads.parquet and
+                    summary.json go (default out/train)
+  --json            print summary.json instead of the table
+  --quiet           no progress on stderr
+  --help            this text
+
+Methods: ${trainMethodNames().join(", ")}
+`;
+
+function readPreset(path: string): TrainPreset {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new UsageError(
+      `preset cannot be read: ${path} (${(e as Error).message})`,
+    );
+  }
+  let preset: unknown;
+  try {
+    preset = JSON.parse(text);
+  } catch (e) {
+    throw new SyntaxError(
+      `preset ${path} is not valid JSON: ${(e as Error).message}`,
+    );
+  }
+  if (preset === null || typeof preset !== "object" || Array.isArray(preset)) {
+    throw new TypeError(`preset ${path} must hold a JSON object`);
+  }
+  const p = { ...(preset as Record<string, unknown>) };
+  delete p.description; // a preset may say in words what it is for
+  return p as TrainPreset;
+}
+
+/** Runs `train` with command-line arguments; returns the exit code. */
+export function trainCommand(args: string[]): number {
+  const flags = parseFlags(args, FLAGS);
+  if (flags.help) {
+    process.stdout.write(TRAIN_HELP);
+    return 0;
+  }
+  const preset = typeof flags.preset === "string"
+    ? readPreset(flags.preset)
+    : {};
+  if (typeof flags.methods === "string") {
+    preset.methods = splitMethods(flags.methods);
+  }
+  if (typeof flags.seeds === "string") {
+    preset.seeds = flags.seeds.split(",").map((s) => {
+      const v = Number(s.trim());
+      if (s.trim() === "" || !Number.isInteger(v) || v < 0) {
+        throw new UsageError(
+          `--seeds must list non-negative integers: current value is ${
+            JSON.stringify(flags.seeds)
+          }`,
+        );
+      }
+      return v;
+    });
+  }
+  if (flags.steps !== undefined) {
+    if ((flags.steps as number) < 1) {
+      throw new RangeError(
+        `--steps must be a positive integer: current value is ${flags.steps}`,
+      );
+    }
+    preset.steps = flags.steps as number;
+  }
+  const quiet = flags.quiet === true;
+  const t0 = performance.now();
+  const x = runTrainExperiment(preset, {
+    onRun: quiet ? undefined : (r, done, total) =>
+      process.stderr.write(
+        `train: ${done}/${total} ${r.method} seed ${r.seed}: perplexity ${
+          r.perplexity.toFixed(3)
+        }, ` +
+          `MaxVio_global ${r.maxVioGlobal.toFixed(3)} (${
+            ((performance.now() - t0) / 1000).toFixed(1)
+          } s)\n`,
+      ),
+  });
+  const out = typeof flags.out === "string" ? flags.out : "out/train";
+  const files = writeTrainOutputs(x, out);
+  if (flags.json) {
+    process.stdout.write(JSON.stringify(trainSummary(x), null, 2) + "\n");
+  } else {
+    process.stdout.write(formatTrainTable(x) + "\n");
+  }
+  if (!quiet) process.stderr.write(`train: wrote ${files.join(", ")}\n`);
+  return 0;
+}

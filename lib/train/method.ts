@@ -1,0 +1,142 @@
+import { checkNumber, show } from "../_validate.ts";
+import {
+  BALANCERS,
+  type MethodSpec,
+  parseMethodSpec,
+} from "../route/registry.ts";
+
+/**
+ * How a training run balances its experts:
+ * - `none`: plain top-K, no balancing;
+ * - `aux`: the DeepSeek auxiliary loss with coefficient `alpha` (default `1e-3`);
+ * - `seq-aux`: its sequence-wise form (default `alpha = 1e-4`, DeepSeek-V3);
+ * - `z-loss`: the ST-MoE router z-loss (default `coef = 1e-3`);
+ * - `bias`: a {@linkcode Balancer} from the registry (`loss-free`, and any
+ *   registered method such as `bip` or `quantile`) whose expert biases
+ *   change which experts are selected and nothing else.
+ */
+export type TrainMethod =
+  & { label: string }
+  & (
+    | { kind: "none" }
+    | { kind: "aux" | "seq-aux"; alpha: number }
+    | { kind: "z-loss"; coef: number }
+    | { kind: "bias"; balancer: MethodSpec }
+  );
+
+const LOSSES: Record<string, { option: string; default: number }> = {
+  "aux": { option: "alpha", default: 1e-3 },
+  "seq-aux": { option: "alpha", default: 1e-4 },
+  "z-loss": { option: "coef", default: 1e-3 },
+};
+
+/** Names accepted by {@linkcode parseTrainMethod}. */
+export function trainMethodNames(): string[] {
+  return ["none", ...Object.keys(LOSSES), ...Object.keys(BALANCERS)];
+}
+
+/**
+ * Parses a training method: `none`, `aux(alpha=1e-2)`, `seq-aux`,
+ * `z-loss(coef=1e-3)`, or any balancer spec of the registry
+ * (`loss-free(rate=1e-2)`, ...); or an object `{ name, options?, label? }`.
+ * The label is the spec as written unless given.
+ *
+ * @param spec The method.
+ * @returns The parsed method.
+ * @throws {RangeError} If the name or an option is unknown or out of range.
+ * @throws {SyntaxError} If the text is malformed.
+ *
+ * @example
+ * ```ts
+ * import { parseTrainMethod } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(parseTrainMethod("aux(alpha=1e-2)"), { label: "aux(alpha=1e-2)", kind: "aux", alpha: 0.01 });
+ * assert.equal(parseTrainMethod("loss-free(rate=0.01)").kind, "bias");
+ * assert.throws(() => parseTrainMethod("aux(beta=1)"), RangeError);
+ * ```
+ */
+export function parseTrainMethod(spec: unknown): TrainMethod {
+  let name: string, label: string, options: Record<string, unknown> = {};
+  if (typeof spec === "string") {
+    const m = /^\s*([a-z0-9-]+)\s*(?:\((.*)\))?\s*$/.exec(spec);
+    if (!m) {
+      throw new SyntaxError(
+        `method spec is malformed: current value is ${show(spec)}`,
+      );
+    }
+    name = m[1];
+    label = spec.trim();
+    if (name !== "none" && !(name in LOSSES)) {
+      return balancerMethod(spec, label);
+    }
+    for (const part of (m[2] ?? "").split(",")) {
+      if (part.trim() === "") continue;
+      const kv = /^\s*([A-Za-z]\w*)\s*=\s*([^=]+?)\s*$/.exec(part);
+      if (!kv) {
+        throw new SyntaxError(
+          `method option must look like name=value: current value is ${
+            show(part)
+          }`,
+        );
+      }
+      options[kv[1]] = Number(kv[2]);
+    }
+  } else if (
+    spec !== null && typeof spec === "object" && !Array.isArray(spec)
+  ) {
+    const o = spec as Record<string, unknown>;
+    if (typeof o.name !== "string") {
+      throw new TypeError(
+        `method.name must be a string: current value is ${show(o.name)}`,
+      );
+    }
+    name = o.name;
+    label = typeof o.label === "string" ? o.label : name;
+    if (name !== "none" && !(name in LOSSES)) {
+      return balancerMethod(spec, label);
+    }
+    options = { ...(o.options as Record<string, unknown> ?? {}) };
+  } else {
+    throw new TypeError(
+      `method must be a string or an object: current value is ${show(spec)}`,
+    );
+  }
+  const loss = LOSSES[name];
+  for (const key of Object.keys(options)) {
+    if (!loss || key !== loss.option) {
+      throw new RangeError(
+        `${name} has no option ${show(key)}${
+          loss ? ` (options: ${loss.option})` : " (it takes none)"
+        }`,
+      );
+    }
+  }
+  if (name === "none") return { label, kind: "none" };
+  const value = checkNumber(
+    loss.option,
+    options[loss.option] ?? loss.default,
+    0,
+  );
+  return name === "z-loss"
+    ? { label, kind: "z-loss", coef: value }
+    : { label, kind: name as "aux" | "seq-aux", alpha: value };
+}
+
+function balancerMethod(spec: unknown, label: string): TrainMethod {
+  try {
+    return { label, kind: "bias", balancer: parseMethodSpec(spec) };
+  } catch (e) {
+    if (e instanceof RangeError && /^method must be one of/.test(e.message)) {
+      const name = typeof spec === "string"
+        ? spec
+        : (spec as { name: string }).name;
+      throw new RangeError(
+        `method must be one of ${
+          trainMethodNames().join(", ")
+        }: current value is ${show(name)}`,
+      );
+    }
+    throw e;
+  }
+}
