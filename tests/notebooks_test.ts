@@ -6,7 +6,13 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import process from "node:process";
@@ -22,6 +28,12 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const folder = join(root, "notebooks");
 const scratch = join(root, "out", "notebook-check");
 const names = readdirSync(folder).filter((f) => f.endsWith(".ipynb")).sort();
+// Notebooks on the real traces need ../shared/data beside the repository,
+// which a clean clone (CI) lacks: their run is skipped there, with the reason.
+const sharedData = join(root, "..", "shared", "data");
+const needsMissingData = (name: string): boolean =>
+  !existsSync(sharedData) &&
+  cells(name).some((c) => text(c.source).includes("shared/data"));
 const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
 
 function cells(name: string): Cell[] {
@@ -73,7 +85,7 @@ function runModule(name: string): Promise<string | null> {
 const pending = new Map<string, Promise<string | null>>();
 if (isDeno) {
   let chain: Promise<unknown>[] = [Promise.resolve(), Promise.resolve()];
-  names.forEach((name, i) => {
+  names.filter((name) => !needsMissingData(name)).forEach((name, i) => {
     const lane = i % chain.length;
     const p = chain[lane].then(() => runModule(name));
     chain[lane] = p;
@@ -95,7 +107,11 @@ describe("notebooks", () => {
         );
       }
     });
-    if (isDeno) {
+    if (isDeno && needsMissingData(name)) {
+      test.skip(
+        `${name} runs its code cells to the end (skipped: no real traces at ${sharedData})`,
+      );
+    } else if (isDeno) {
       test(`${name} runs its code cells to the end`, async () => {
         const error = await pending.get(name);
         if (error !== null) assert.fail(error);

@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import pl from "nodejs-polars";
 import {
   loadImbalance,
+  loadVectors,
   moeBeyondBatches,
   olmoeExpertCounts,
   readLoadTable,
@@ -143,5 +144,42 @@ describe("real traces", { skip }, () => {
     assert.equal(sw.getColumn("expert").max(), 127);
     const encoder = loadImbalance(sw.filter(pl.col("layer").lt(6)));
     assert.deepEqual(range(encoder), [5.857, 86.207]);
+  });
+
+  test("HarMoEny: static EP on 6 GPUs reproduces the recorded deepspeed counts", () => {
+    const ids = {
+      step: "iteration",
+      layer: "layer_idx",
+      experts: "rest" as const,
+    };
+    const experts = loadVectors(readLoadTable(
+      join(
+        DATA,
+        "harmoeny/data_processed_expert_freq_qwen_policy_datasets.csv",
+      ),
+      { ids: ["dataset"], ...ids },
+    ));
+    const recorded = loadVectors(
+      readLoadTable(
+        join(
+          DATA,
+          "harmoeny/data_processed_gpu_balance_qwen_policy_datasets.csv",
+        ),
+        { ids: ["dataset", "scheduling_policy"], ...ids },
+      ).filter(pl.col("scheduling_policy").eq(pl.lit("deepspeed"))),
+    );
+    assert.equal(recorded.length, 960);
+    experts.forEach((v, i) => {
+      const gpu = Array.from(
+        { length: 6 },
+        (_, g) => v.loads.subarray(10 * g, 10 * g + 10).reduce((a, b) => a + b),
+      );
+      assert.deepEqual([v.ids.dataset, v.step, v.layer], [
+        recorded[i].ids.dataset,
+        recorded[i].step,
+        recorded[i].layer,
+      ]);
+      assert.deepEqual(gpu, [...recorded[i].loads]);
+    });
   });
 });
