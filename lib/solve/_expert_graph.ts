@@ -19,6 +19,8 @@ export interface ExpertGraph {
   readonly slots: Int32Array;
   /** Tokens held by each expert. */
   readonly loads: Int32Array;
+  /** The tokens each expert holds, first `loads[j]` entries, any order. */
+  readonly holders: Int32Array[];
   /** `cost[a * E + b]`: cheapest raw move from a to b (`Infinity`: none). */
   readonly cost: Float64Array;
   /** The token that realises `cost` (-1: none). */
@@ -27,13 +29,17 @@ export interface ExpertGraph {
   readonly stale: Uint8Array;
 }
 
-/** Builds the graph for an assignment given as `slots` (tokens x k). */
+/**
+ * Builds the graph for an assignment given as `slots` (tokens x k). No
+ * expert may later hold more than `max(its load now, capacity)` tokens.
+ */
 export function buildExpertGraph(
   s: Float32Array,
   tokens: number,
   experts: number,
   k: number,
   slots: Int32Array,
+  capacity: number,
 ): ExpertGraph {
   const E = experts;
   const member = new Uint8Array(tokens * E);
@@ -45,16 +51,29 @@ export function buildExpertGraph(
       loads[j]++;
     }
   }
+  const holders = Array.from(
+    { length: E },
+    (_, j) => new Int32Array(Math.max(loads[j], capacity)),
+  );
+  const fill = new Int32Array(E);
   const cost = new Float64Array(E * E).fill(Infinity);
   const arg = new Int32Array(E * E).fill(-1);
+  // The row with the token's own experts at -Infinity, so that a pair
+  // (a, b) with b already held costs +Infinity and never wins.
+  const free = new Float64Array(E);
   for (let i = 0; i < tokens; i++) {
-    const row = i * E;
+    const row = i * E, base = i * k;
+    for (let b = 0; b < E; b++) free[b] = s[row + b];
     for (let r = 0; r < k; r++) {
-      const a = slots[i * k + r];
+      const a = slots[base + r];
+      free[a] = -Infinity;
+      holders[a][fill[a]++] = i;
+    }
+    for (let r = 0; r < k; r++) {
+      const a = slots[base + r];
       const sa = s[row + a], pair = a * E;
       for (let b = 0; b < E; b++) {
-        if (member[row + b]) continue;
-        const c = sa - s[row + b];
+        const c = sa - free[b];
         if (c < cost[pair + b]) {
           cost[pair + b] = c;
           arg[pair + b] = i;
@@ -70,6 +89,7 @@ export function buildExpertGraph(
     member,
     slots: slots.slice(),
     loads,
+    holders,
     cost,
     arg,
     stale: new Uint8Array(E * E),
@@ -80,12 +100,14 @@ export function buildExpertGraph(
 export function moveCost(g: ExpertGraph, a: number, b: number): number {
   const E = g.experts, pair = a * E + b;
   if (g.stale[pair]) {
-    const { s, member, tokens } = g;
+    const { s, member } = g;
+    const held = g.holders[a], n = g.loads[a];
     let best = Infinity, who = -1;
-    for (let i = 0, row = 0; i < tokens; i++, row += E) {
-      if (member[row + a] && !member[row + b]) {
+    for (let h = 0; h < n; h++) {
+      const i = held[h], row = i * E;
+      if (!member[row + b]) {
         const c = s[row + a] - s[row + b];
-        if (c < best) {
+        if (c < best || (c === best && i < who)) {
           best = c;
           who = i;
         }
@@ -112,8 +134,11 @@ export function moveToken(
   for (let r = i * k; r < (i + 1) * k; r++) {
     if (slots[r] === a) slots[r] = b;
   }
-  g.loads[a]--;
-  g.loads[b]++;
+  const from = g.holders[a], n = --g.loads[a];
+  let h = 0;
+  while (from[h] !== i) h++;
+  from[h] = from[n];
+  g.holders[b][g.loads[b]++] = i;
   // Pairs that lose token i as a candidate: (a, x) and (x, b).
   for (let x = 0, pair = a * E; x < E; x++, pair++) {
     if (arg[pair] === i) stale[pair] = 1;

@@ -6,23 +6,46 @@
 // from any prices q: every token takes its top-k of s - q and the dummy
 // units sit on the cheapest experts, which satisfies reduced-cost
 // optimality (every residual move costs >= 0 once reduced by q). Experts
-// holding more than C units have excess, those with fewer a deficit. Each
-// round runs Dijkstra from all excess experts over the E x E graph of
-// cheapest moves, raises the prices of the experts settled before the
-// nearest deficit expert (which keeps every reduced cost >= 0 and makes the
-// path tight), and moves one unit along that path. When no excess is left
-// the assignment and q satisfy complementary slackness: it is optimal.
+// holding more than C units have excess, those with fewer a deficit.
+//
+// Each phase runs Dijkstra from all excess experts over the E x E graph of
+// cheapest moves and lowers every price by its distance, which keeps every
+// reduced cost >= 0 and makes every shortest path tight (reduced cost 0).
+// Then depth-first searches move units along tight paths from excess to
+// deficit experts until none is left (a move keeps reduced-cost
+// optimality: its reverse costs 0). When no excess is left the assignment
+// and q satisfy complementary slackness, so it is optimal; the caller
+// proves it with the duality gap.
 import {
   buildExpertGraph,
   type ExpertGraph,
   moveCost,
   moveToken,
 } from "./_expert_graph.ts";
+import { placeDummy, shiftPrices, topKSlots } from "./_ssp_setup.ts";
 
 /** An optimal assignment (`slots`, tokens x k) and expert prices. */
 export interface SspResult {
   slots: Int32Array;
   prices: Float64Array;
+}
+
+/** Scratch of one solve: the graph, dummy units, prices, search state. */
+interface State {
+  g: ExpertGraph;
+  capacity: number;
+  dummy: Float64Array;
+  q: Float64Array;
+  /** Reduced costs up to `tight` count as 0 (rounding of the prices). */
+  tight: number;
+  dist: Float64Array;
+  settled: Uint8Array;
+  /** Per phase: experts from which no tight path reaches a deficit. */
+  dead: Uint8Array;
+  onPath: Uint8Array;
+  path: Int32Array;
+  cursor: Int32Array;
+  hopToken: Int32Array;
 }
 
 /**
@@ -38,174 +61,149 @@ export function successiveShortestPaths(
   q: Float64Array,
 ): SspResult | null {
   const E = experts;
-  const g = buildExpertGraph(s, tokens, E, k, topKSlots(s, tokens, E, k, q));
-  const dummy = placeDummy(g, capacity, q);
-  const dist = new Float64Array(E);
-  const pred = new Int32Array(E);
-  const viaDummy = new Uint8Array(E);
-  const settled = new Uint8Array(E);
-  const order = new Int32Array(E);
-  const hopToken = new Int32Array(E);
+  const slots = topKSlots(s, tokens, E, k, q);
+  const g = buildExpertGraph(s, tokens, E, k, slots, capacity);
+  let scale = 1;
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] !== -Infinity) scale = Math.max(scale, Math.abs(s[i]));
+  }
+  const st: State = {
+    g,
+    capacity,
+    dummy: placeDummy(g, capacity, q),
+    q,
+    tight: 1e-13 * scale,
+    dist: new Float64Array(E),
+    settled: new Uint8Array(E),
+    dead: new Uint8Array(E),
+    onPath: new Uint8Array(E),
+    path: new Int32Array(E + 1),
+    cursor: new Int32Array(E + 1),
+    hopToken: new Int32Array(E),
+  };
   let excess = 0;
-  for (let j = 0; j < E; j++) {
-    excess += Math.max(0, g.loads[j] + dummy[j] - capacity);
-  }
+  for (let j = 0; j < E; j++) excess += Math.max(0, surplus(st, j));
   while (excess > 0) {
-    dist.fill(Infinity);
-    settled.fill(0);
-    for (let j = 0; j < E; j++) {
-      pred[j] = -1;
-      if (g.loads[j] + dummy[j] > capacity) dist[j] = 0;
-    }
-    let target = -1, nSettled = 0;
-    for (;;) {
-      let a = -1, da = Infinity;
-      for (let j = 0; j < E; j++) {
-        if (!settled[j] && dist[j] < da) {
-          da = dist[j];
-          a = j;
-        }
-      }
-      if (a < 0) return null;
-      if (g.loads[a] + dummy[a] < capacity) {
-        target = a;
-        break;
-      }
-      settled[a] = 1;
-      order[nSettled++] = a;
-      const qa = q[a];
-      for (let b = 0; b < E; b++) {
-        if (settled[b] || b === a) continue;
-        let raw = moveCost(g, a, b), useDummy = 0;
-        if (dummy[a] > 0 && raw >= 0) {
-          raw = 0;
-          useDummy = 1;
-        }
-        if (raw === Infinity) continue;
-        const w = raw + q[b] - qa;
-        const d = da + (w > 0 ? w : 0);
-        if (d < dist[b]) {
-          dist[b] = d;
-          pred[b] = a;
-          viaDummy[b] = useDummy;
-        }
+    if (!lowerPrices(st)) return null;
+    st.dead.fill(0);
+    for (let a = 0; a < E; a++) {
+      while (surplus(st, a) > 0 && !st.dead[a]) {
+        const moved = augmentFrom(st, a);
+        if (moved === 0) break;
+        excess -= moved;
       }
     }
-    const D = dist[target];
-    for (let r = 0; r < nSettled; r++) {
-      const v = order[r];
-      q[v] += D - dist[v];
-    }
-    // Record the path's tokens before moving any: each move changes the
-    // table, but the recorded moves stay valid together (distinct tokens).
-    let units = excess, hops = 0;
-    for (let b = target; pred[b] >= 0; b = pred[b]) {
-      const a = pred[b];
-      if (viaDummy[b]) {
-        units = Math.min(units, dummy[a]);
-        hopToken[hops++] = -1;
-      } else {
-        units = 1;
-        hopToken[hops++] = g.arg[a * E + b];
-      }
-    }
-    let source = target;
-    while (pred[source] >= 0) source = pred[source];
-    units = Math.min(
-      units,
-      g.loads[source] + dummy[source] - capacity,
-      capacity - g.loads[target] - dummy[target],
-    );
-    hops = 0;
-    for (let b = target; pred[b] >= 0; b = pred[b]) {
-      const a = pred[b], i = hopToken[hops++];
-      if (i < 0) {
-        dummy[a] -= units;
-        dummy[b] += units;
-      } else moveToken(g, i, a, b);
-    }
-    excess -= units;
   }
-  return { slots: g.slots, prices: shiftPrices(g, dummy, capacity, q) };
+  return { slots: g.slots, prices: shiftPrices(g, st.dummy, capacity, q) };
 }
 
-/** Each token's top-k of `s - q`, ties to the lowest expert index. */
-function topKSlots(
-  s: Float32Array,
-  tokens: number,
-  E: number,
-  k: number,
-  q: Float64Array,
-): Int32Array {
-  const slots = new Int32Array(tokens * k);
-  const val = new Float64Array(k);
-  for (let i = 0; i < tokens; i++) {
-    const row = i * E, base = i * k;
-    let n = 0;
-    for (let j = 0; j < E; j++) {
-      const v = s[row + j] - q[j];
-      if (n === k && !(v > val[k - 1])) continue;
-      let at = n < k ? n++ : k - 1;
-      while (at > 0 && val[at - 1] < v) {
-        val[at] = val[at - 1];
-        slots[base + at] = slots[base + at - 1];
-        at--;
-      }
-      val[at] = v;
-      slots[base + at] = j;
-    }
-  }
-  return slots;
+/** Units on expert j beyond the capacity (negative: a deficit). */
+function surplus(st: State, j: number): number {
+  return st.g.loads[j] + st.dummy[j] - st.capacity;
 }
 
 /**
- * Spreads the dummy units over the cheapest experts (the only place where
- * they satisfy reduced-cost optimality): first into their free capacity,
- * the rest onto the first of them.
+ * Dijkstra from every excess expert (dense, O(E^2)), then `q -= dist`
+ * (unreached experts by the largest distance found). Returns false when no
+ * deficit expert is reachable (infeasible masks).
  */
-function placeDummy(
-  g: ExpertGraph,
-  capacity: number,
-  q: Float64Array,
-): Float64Array {
+function lowerPrices(st: State): boolean {
+  const { dist, settled, q, g } = st;
+  const { cost, stale } = g;
   const E = g.experts;
-  const dummy = new Float64Array(E);
-  let left = E * capacity - g.tokens * g.k, qmin = Infinity, first = -1;
-  for (let j = 0; j < E; j++) {
-    if (q[j] < qmin) {
-      qmin = q[j];
-      first = j;
+  dist.fill(Infinity);
+  settled.fill(0);
+  for (let j = 0; j < E; j++) if (surplus(st, j) > 0) dist[j] = 0;
+  let reached = false, far = 0;
+  for (;;) {
+    let a = -1, da = Infinity;
+    for (let j = 0; j < E; j++) {
+      if (!settled[j] && dist[j] < da) {
+        da = dist[j];
+        a = j;
+      }
+    }
+    if (a < 0) break;
+    settled[a] = 1;
+    far = da;
+    if (surplus(st, a) < 0) reached = true;
+    const row = a * E, qa = q[a], dummyHere = st.dummy[a] > 0;
+    for (let b = 0; b < E; b++) {
+      if (settled[b]) continue;
+      let raw = stale[row + b] ? moveCost(g, a, b) : cost[row + b];
+      if (dummyHere && raw > 0) raw = 0;
+      const w = raw + q[b] - qa;
+      const d = da + (w > 0 ? w : 0);
+      if (d < dist[b]) dist[b] = d;
     }
   }
-  for (let j = 0; j < E && left > 0; j++) {
-    if (q[j] !== qmin) continue;
-    const room = Math.min(left, Math.max(0, capacity - g.loads[j]));
-    dummy[j] = room;
-    left -= room;
-  }
-  dummy[first] += left;
-  return dummy;
+  for (let j = 0; j < E; j++) q[j] -= settled[j] ? dist[j] : far;
+  return reached;
 }
 
 /**
- * Shifts the prices so that experts with free capacity (those holding
- * dummy units, all at the lowest price) are at 0 and none is negative.
+ * Finds a tight path from excess expert `source` to a deficit expert by
+ * depth-first search and moves units along it. Returns the units moved
+ * (0: none found; the experts searched are marked dead for this phase).
  */
-function shiftPrices(
-  g: ExpertGraph,
-  dummy: Float64Array,
-  capacity: number,
-  q: Float64Array,
-): Float64Array {
-  let base = Infinity;
-  for (let j = 0; j < g.experts; j++) {
-    if (dummy[j] > 0 || g.loads[j] < capacity) base = Math.min(base, q[j]);
+function augmentFrom(st: State, source: number): number {
+  const { g, dead, onPath, path, cursor, hopToken, dummy, tight, q } = st;
+  const { cost, stale } = g;
+  const E = g.experts;
+  let depth = 0;
+  path[0] = source;
+  onPath[source] = 1;
+  let found = false;
+  // Iterative DFS; cursor[d] is the next successor of path[d] to try.
+  cursor[0] = 0;
+  while (depth >= 0) {
+    const a = path[depth];
+    let b = cursor[depth];
+    const row = a * E, limit = q[a] + tight, dummyHere = dummy[a] > 0;
+    for (; b < E; b++) {
+      if (dead[b] || onPath[b]) continue;
+      let raw = stale[row + b] ? moveCost(g, a, b) : cost[row + b];
+      if (dummyHere && raw > 0) raw = 0;
+      if (raw + q[b] <= limit) break;
+    }
+    if (b === E) {
+      dead[a] = 1;
+      onPath[a] = 0;
+      depth--;
+      if (depth >= 0) cursor[depth]++;
+      continue;
+    }
+    cursor[depth] = b;
+    path[++depth] = b;
+    onPath[b] = 1;
+    cursor[depth] = 0;
+    if (surplus(st, b) < 0) {
+      found = true;
+      break;
+    }
   }
-  if (base === Infinity) { for (const v of q) base = Math.min(base, v); }
-  const out = new Float64Array(g.experts);
-  for (let j = 0; j < g.experts; j++) {
-    out[j] = Math.max(0, q[j] - base);
-    if (g.loads[j] < capacity) out[j] = 0;
+  for (let d = 0; d <= Math.max(depth, 0); d++) onPath[path[d]] = 0;
+  if (!found) return 0;
+  // Record the tokens before moving any: every move edits the table, but
+  // the recorded moves (distinct tokens, a simple path) stay valid together.
+  let units = Math.min(surplus(st, source), -surplus(st, path[depth]));
+  for (let h = 0; h < depth; h++) {
+    const a = path[h], b = path[h + 1];
+    const raw = moveCost(g, a, b);
+    if (dummy[a] > 0 && raw >= 0) {
+      hopToken[h] = -1;
+      units = Math.min(units, dummy[a]);
+    } else {
+      hopToken[h] = g.arg[a * E + b];
+      units = 1;
+    }
   }
-  return out;
+  for (let h = depth - 1; h >= 0; h--) {
+    const a = path[h], b = path[h + 1], i = hopToken[h];
+    if (i < 0) {
+      dummy[a] -= units;
+      dummy[b] += units;
+    } else moveToken(g, i, a, b);
+  }
+  return units;
 }

@@ -1,10 +1,34 @@
-/** Starting expert prices for the exact solver (placeholder: zero). */
+// Starting expert prices for the exact solver. The optimal prices of a
+// balanced assignment are quantiles of the score distribution, so those of
+// a stride sample of the tokens (with the same capacity per token) are
+// close to those of the whole batch; solving the sample exactly, itself
+// warm-started the same way, leaves little excess for the full repair,
+// whose phases cost O(E^2) each. Any prices give a correct start.
+import { successiveShortestPaths } from "./_ssp.ts";
+
+/** The sample keeps one token in STRIDE. */
+const STRIDE = 4;
+/** No sample below this many tokens: the repair alone is cheap there. */
+const MIN_SAMPLE = 256;
+
+/** Prices from the sample's exact optimum, or zeros for small batches. */
 export function warmStartPrices(
-  _s: Float32Array,
-  _tokens: number,
+  s: Float32Array,
+  tokens: number,
   experts: number,
-  _k: number,
-  _capacity: number,
+  k: number,
+  capacity: number,
 ): Float64Array {
-  return new Float64Array(experts);
+  const n = Math.ceil(tokens / STRIDE);
+  if (n < MIN_SAMPLE || n < experts) return new Float64Array(experts);
+  const sample = new Float32Array(n * experts);
+  for (let i = 0; i < n; i++) {
+    const from = i * STRIDE * experts;
+    sample.set(s.subarray(from, from + experts), i * experts);
+  }
+  // The same capacity per token, rounded up, stays feasible.
+  const c = Math.ceil((n * capacity) / tokens);
+  const q = warmStartPrices(sample, n, experts, k, c);
+  const solved = successiveShortestPaths(sample, n, experts, k, c, q);
+  return solved === null ? new Float64Array(experts) : solved.prices;
 }
