@@ -21,6 +21,8 @@ export interface LineChartOptions extends ChartOptions {
   series?: string;
   /** Logarithmic y axis; rows with `y <= 0` are left out (default false). */
   logY?: boolean;
+  /** Logarithmic x axis; rows with `x <= 0` are left out (default false). */
+  logX?: boolean;
   /** Label of the x axis (default the column name). */
   xLabel?: string;
   /** Label of the y axis (default the column name). */
@@ -76,8 +78,10 @@ export function lineChart(
   let ss = seriesName === undefined
     ? null
     : column(data, seriesName).map(String);
-  if (options.logY) {
-    const keep = ys.map((y, i) => (y > 0 ? i : -1)).filter((i) => i >= 0);
+  if (options.logY || options.logX) {
+    const keep = ys.map((y, i) =>
+      (!options.logY || y > 0) && (!options.logX || xs[i] > 0) ? i : -1
+    ).filter((i) => i >= 0);
     xs = keep.map((i) => xs[i]);
     ys = keep.map((i) => ys[i]);
     if (ss) ss = keep.map((i) => ss![i]);
@@ -100,7 +104,10 @@ export function lineChart(
     height,
     marginLeft: 56,
     grid: true,
-    x: { label: options.xLabel ?? xName },
+    x: {
+      label: options.xLabel ?? xName,
+      ...(options.logX ? { type: "log" as const, tickFormat: "~g" } : {}),
+    },
     y: {
       label: options.yLabel ?? yName,
       // Plot's default log ticks use SI prefixes (700m); plain decimals read better.

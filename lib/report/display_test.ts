@@ -1,0 +1,44 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import pl from "nodejs-polars";
+import { display, htmlTable, markdown } from "./display.ts";
+import { lineChart } from "./line_chart.ts";
+
+describe("display", () => {
+  test("htmlTable escapes text and right-aligns numbers", () => {
+    const html = htmlTable(pl.DataFrame({ name: ["<b>&"], x: [0.5] }))
+      .bundle["text/html"];
+    assert.match(html, /<td>&lt;b&gt;&amp;<\/td><td class="num">0.5<\/td>/);
+    assert.match(html, /1 rows x 2 columns/);
+  });
+
+  test("htmlTable shows the first and last rows of a long frame", () => {
+    const df = pl.DataFrame({ i: Array.from({ length: 10 }, (_, i) => i) });
+    const html = htmlTable(df, { maxRows: 4 }).bundle["text/html"];
+    const cells = [...html.matchAll(/<td[^>]*>([^<]*)<\/td>/g)].map((m) =>
+      m[1]
+    );
+    assert.deepEqual(cells, ["0", "1", "…", "8", "9"]);
+    assert.throws(() => htmlTable(df, { maxRows: 0 }), RangeError);
+    assert.throws(() => htmlTable([] as never), TypeError);
+  });
+
+  test("outside Jupyter, display prints each value's text form", async () => {
+    const printed: string[] = [];
+    const log = console.log;
+    console.log = (s: unknown) => printed.push(String(s));
+    try {
+      await display(
+        "**md**",
+        markdown("# title"),
+        lineChart([{ step: 0, value: 1 }]),
+        7,
+      );
+    } finally {
+      console.log = log;
+    }
+    assert.deepEqual(printed.slice(0, 2), ["**md**", "# title"]);
+    assert.match(printed[2], /^Figure \(640 x \d+ SVG\)$/);
+    assert.equal(printed[3], "7");
+  });
+});
