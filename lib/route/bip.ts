@@ -3,7 +3,12 @@ import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
 import { checkContext } from "./_context.ts";
-import { coordinateRounds, type DualScratch, dualScratch } from "./_dual.ts";
+import {
+  columnBounds,
+  coordinateRounds,
+  type DualScratch,
+  dualScratch,
+} from "./_dual.ts";
 import { capacityOf } from "./_select.ts";
 
 /** Options of {@linkcode bip}. */
@@ -149,6 +154,7 @@ export function bip(
   const cf = checkNumber("capacityFactor", options.capacityFactor ?? 1, 1);
   const E = ctx.experts;
   const prices = Array.from({ length: ctx.layers }, () => new Float64Array(E));
+  const bounds = Array.from({ length: ctx.layers }, () => columnBounds(E));
   const bias = new Float64Array(E);
   let scratch: DualScratch | undefined;
   let out: Routing | undefined;
@@ -170,6 +176,7 @@ export function bip(
         T,
         true,
         scratch,
+        bounds[layer],
       );
       for (let j = 0; j < E; j++) bias[j] = -q[j];
       routeInto(scores, ctx.k, out, { ...ctx, bias });

@@ -155,6 +155,28 @@ describe("bip balancer", () => {
     assert.ok(once.biases(0).some((v) => v < 0));
   });
 
+  test("its candidate-filtered selections equal full ones, batch after batch", () => {
+    // The balancer keeps per-layer bounds and selects among candidates;
+    // bipPrices selects over whole columns. Drifting batches force both
+    // kept bounds and redone columns.
+    const rng = new Rng(9);
+    const N = 300, E = 12, K = 3;
+    const b = bip({ layers: 1, experts: E, k: K }, { T: 2 });
+    let q: Float64Array = new Float64Array(E);
+    for (let step = 0; step < 12; step++) {
+      const data = new Float32Array(N * E);
+      for (let i = 0; i < N; i++) {
+        for (let j = 0; j < E; j++) {
+          data[i * E + j] = rng.uniform() + ((step % 4) * j) / (4 * E);
+        }
+      }
+      const scores = { data, tokens: N, experts: E };
+      b.route(0, scores);
+      q = bipPrices(scores, { k: K, T: 2, expertPrices: q }).expertPrices;
+      assert.deepEqual([...b.biases(0)], [...q].map((v) => 0 - v));
+    }
+  });
+
   test("is not causal and checks its options", () => {
     assert.equal(bip({ layers: 1, experts: 3, k: 1 }).causal, false);
     assert.throws(

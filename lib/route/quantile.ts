@@ -2,7 +2,12 @@ import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
 import { checkContext } from "./_context.ts";
-import { coordinateRounds, type DualScratch, dualScratch } from "./_dual.ts";
+import {
+  columnBounds,
+  coordinateRounds,
+  type DualScratch,
+  dualScratch,
+} from "./_dual.ts";
 
 /**
  * Quantile Balancing (J. Su, 2026; Megatron-Core `quantile_balancing`),
@@ -52,6 +57,7 @@ export function quantile(context: BalancerContext): Balancer {
   const E = ctx.experts;
   // q = -b, so that the shared kernel's rounds read as in the dual.
   const prices = Array.from({ length: ctx.layers }, () => new Float64Array(E));
+  const bounds = Array.from({ length: ctx.layers }, () => columnBounds(E));
   const bias = new Float64Array(E);
   const next = new Float64Array(E);
   let scratch: DualScratch | undefined;
@@ -76,7 +82,7 @@ export function quantile(context: BalancerContext): Balancer {
       scratch = dualScratch(N, E, k, scratch);
       const q = prices[layer];
       next.set(q);
-      coordinateRounds(scores, k, C, next, 1, false, scratch);
+      coordinateRounds(scores, k, C, next, 1, false, scratch, bounds[layer]);
       let mean = 0;
       for (let j = 0; j < E; j++) {
         // A column of -Infinity scores has no finite quantile: keep its price.

@@ -7,6 +7,7 @@ import { quantile } from "./quantile.ts";
 import { sinkhorn } from "./sinkhorn.ts";
 import { expertChoice } from "./expert_choice.ts";
 import { capacity } from "./capacity.ts";
+import { exact } from "./exact.ts";
 
 /** A registered balancing method: how to build it and what it accepts. */
 export interface BalancerEntry {
@@ -67,6 +68,12 @@ export const BALANCERS: Record<string, BalancerEntry> = {
       "greedy top-K with a capacity factor, dropping by score or position",
     options: { capacityFactor: "number", drop: "string" },
     create: (ctx, o) => capacity(ctx, o),
+  },
+  "exact": {
+    description:
+      "the exact balanced optimum of each batch, an oracle (not causal)",
+    options: { capacityFactor: "number" },
+    create: (ctx, o) => exact(ctx, o),
   },
 };
 

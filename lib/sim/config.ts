@@ -51,6 +51,12 @@ export interface SimConfig {
   evalFraction: number;
   /** Layer-mean MaxVio_batch under which a method counts as balanced. */
   balanceThreshold: number;
+  /**
+   * Steps of the evaluation window, evenly spaced, on which every layer's
+   * exact balanced optimum (capacity `ceil(tokens * topK / experts)`) is
+   * solved for the optimality gap; `0` turns the gap off.
+   */
+  gapSteps: number;
 }
 
 /** The configuration a run uses when the preset and flags say nothing. */
@@ -69,6 +75,7 @@ export const SIM_DEFAULTS: Readonly<SimConfig> = {
   workload: { kind: "synthetic" },
   evalFraction: 0.5,
   balanceThreshold: 0.2,
+  gapSteps: 8,
 };
 
 const KEYS = new Set(Object.keys(SIM_DEFAULTS));
@@ -170,6 +177,7 @@ export function resolveSimConfig(partial: unknown): SimConfig {
     );
   }
   checkNumber("balanceThreshold", c.balanceThreshold, 0);
+  checkInteger("gapSteps", c.gapSteps, 0);
   c.workload = checkWorkload(c.workload);
   return c;
 }

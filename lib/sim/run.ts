@@ -8,7 +8,8 @@ import { createRouting, routeInto } from "../route/route.ts";
 import type { BalancerContext } from "../route/balancer.ts";
 import { selectedScoreSum } from "../metrics/load_metrics.ts";
 import { resolveSimConfig, type SimConfig } from "./config.ts";
-import { type MethodSummary, summarize } from "./summarize.ts";
+import { type MethodSummary, optimumSteps, summarize } from "./summarize.ts";
+import { solveBalancedAssignmentSync } from "../solve/solve_balanced_assignment_sync.ts";
 
 /** Names of the per-batch metrics, in the order of `SimResult.metrics.metric`. */
 export const BATCH_METRICS = [
@@ -63,6 +64,13 @@ export interface SimResult {
   methods: MethodSummary[];
   /** The long tables. */
   tables: SimTables;
+  /** Steps on which each layer's exact optimum was solved (see {@linkcode optimumSteps}). */
+  optimumSteps: number[];
+  /**
+   * Optimality gap `1 - score sum / optimum`, (step, layer, method)
+   * row-major, NaN on the steps not in `optimumSteps`.
+   */
+  optimalityGaps: Float64Array;
 }
 
 /** Options of {@linkcode runSimulation}. */
@@ -202,6 +210,15 @@ export function runSimulation(
   const reference = createRouting(tokens, k, E);
   const wallMs = new Float64Array(M);
   const values = new Float64Array(BATCH_METRICS.length);
+  const gapStepList = optimumSteps(cfg);
+  const gapAt = new Uint8Array(steps);
+  for (const s of gapStepList) gapAt[s] = 1;
+  const gaps = new Float64Array(steps * layers * M).fill(NaN);
+  const sums = new Float64Array(M);
+  // An exact method at the default capacity routes by the optimum itself.
+  const exactIndex = specs.findIndex((s) =>
+    s.name === "exact" && (s.options.capacityFactor ?? 1) === 1
+  );
   let lr = 0, mr = 0;
   for (let step = 0; step < steps; step++) {
     for (let layer = 0; layer < layers; layer++) {
@@ -210,10 +227,11 @@ export function runSimulation(
       const referenceSum = selectedScoreSum(scores, reference);
       for (let m = 0; m < M; m++) {
         const b = balancers[m];
-        const bias = b.biases(layer);
         const t0 = performance.now();
         const routing = b.route(layer, scores);
         const t1 = performance.now();
+        // Read after route: a non-causal method sets its bias from the batch.
+        const bias = b.biases(layer);
         batchMetrics(
           scores,
           routing.experts,
@@ -221,7 +239,9 @@ export function runSimulation(
           routing.loads,
           referenceSum,
           values,
+          k,
         );
+        if (gapAt[step]) sums[m] = selectedScoreSum(scores, routing);
         for (let j = 0; j < E; j++, lr++) {
           tables.loads.step[lr] = tables.biases.step[lr] = step;
           tables.loads.layer[lr] = tables.biases.layer[lr] = layer;
@@ -241,6 +261,15 @@ export function runSimulation(
         b.update(layer, scores, routing);
         wallMs[m] += t1 - t0 + (performance.now() - t2);
       }
+      if (gapAt[step]) {
+        const optimum = exactIndex >= 0
+          ? sums[exactIndex]
+          : solveBalancedAssignmentSync(scores, { k }).objective;
+        const row = (step * layers + layer) * M;
+        for (let m = 0; m < M; m++) {
+          gaps[row + m] = optimum === 0 ? 0 : 1 - sums[m] / optimum;
+        }
+      }
     }
     options.onProgress?.(step + 1, steps);
   }
@@ -251,6 +280,7 @@ export function runSimulation(
     specs,
     balancers.map((b) => b.causal),
     wallMs,
+    gaps,
   );
   return {
     config: cfg,
@@ -259,10 +289,16 @@ export function runSimulation(
     labels,
     methods,
     tables,
+    optimumSteps: gapStepList,
+    optimalityGaps: gaps,
   };
 }
 
-/** Fills `out` with the {@linkcode BATCH_METRICS} of one routed batch. */
+/**
+ * Fills `out` with the {@linkcode BATCH_METRICS} of one routed batch.
+ * `droppedFraction` counts, per token, the experts short of `topK` (a
+ * routing may have more slots than `topK`, as Expert Choice's has).
+ */
 function batchMetrics(
   scores: { data: Float32Array; tokens: number; experts: number },
   selected: Int32Array,
@@ -270,6 +306,7 @@ function batchMetrics(
   loads: Int32Array,
   referenceSum: number,
   out: Float64Array,
+  topK: number,
 ): void {
   const E = loads.length;
   let total = 0, max = 0, zero = 0;
@@ -285,9 +322,9 @@ function batchMetrics(
   for (let i = 0; i < scores.tokens; i++) {
     let used = 0;
     for (let r = 0; r < k; r++) {
-      if (selected[i * k + r] < 0) empty++;
-      else used++;
+      if (selected[i * k + r] >= 0) used++;
     }
+    if (used < topK) empty += topK - used;
     if (used === 0) without++;
   }
   const sum = selectedScoreSum(scores, {
@@ -301,6 +338,6 @@ function batchMetrics(
   out[2] = mean === 0 ? 0 : max / mean;
   out[3] = zero;
   out[4] = referenceSum === 0 ? 1 : sum / referenceSum;
-  out[5] = empty / (scores.tokens * k);
+  out[5] = empty / (scores.tokens * topK);
   out[6] = without;
 }

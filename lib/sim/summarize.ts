@@ -32,12 +32,33 @@ export interface MethodSummary {
   droppedFraction: number;
   /** Tokens routed to no expert per batch, mean over the window. */
   tokensWithoutExpert: number;
+  /**
+   * `1 - score sum / exact optimum's score sum`, mean over the layers and
+   * the sampled steps of the window ({@linkcode optimumSteps}); null when
+   * `gapSteps` is 0. Negative when a method keeps more score than any
+   * routing within capacity can, by overloading experts (greedy).
+   */
+  optimalityGap: number | null;
 }
 
 /** First evaluated step: the window is `[evalStart, steps)`. */
 export function evalStart(config: SimConfig): number {
   return config.steps -
     Math.max(1, Math.ceil(config.steps * config.evalFraction));
+}
+
+/**
+ * The steps whose exact optimum the simulator solves: `gapSteps` steps
+ * evenly spaced over the evaluation window, its first step included.
+ */
+export function optimumSteps(config: SimConfig): number[] {
+  const start = evalStart(config);
+  const window = config.steps - start;
+  const n = Math.min(config.gapSteps, window);
+  return Array.from(
+    { length: n },
+    (_, t) => start + Math.floor((t * window) / n),
+  );
 }
 
 /** Computes the {@linkcode MethodSummary} of every method from the long tables. */
@@ -47,6 +68,7 @@ export function summarize(
   specs: MethodSpec[],
   causal: boolean[],
   wallMs: Float64Array,
+  gaps?: Float64Array,
 ): MethodSummary[] {
   const { steps, layers, experts: E } = config;
   const M = specs.length;
@@ -93,6 +115,17 @@ export function summarize(
       else break;
     }
     const n = window * layers;
+    // gaps: (step, layer, method), NaN where the optimum was not solved.
+    let gapSum = 0, gapCount = 0;
+    for (let s = start; gaps && s < steps; s++) {
+      for (let l = 0; l < layers; l++) {
+        const g = gaps[(s * layers + l) * M + m];
+        if (g === g) {
+          gapSum += g;
+          gapCount++;
+        }
+      }
+    }
     out.push({
       method: specs[m].label,
       name: specs[m].name,
@@ -108,6 +141,7 @@ export function summarize(
       zeroExperts: sums[3] / n,
       droppedFraction: sums[5] / n,
       tokensWithoutExpert: sums[6] / n,
+      optimalityGap: gapCount === 0 ? null : gapSum / gapCount,
     });
   }
   return out;
