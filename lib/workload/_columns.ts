@@ -2,7 +2,7 @@
 // every malformed value names its row (data rows counted from 0), so that a
 // user can find the cell in a file of thousands of rows.
 import pl from "nodejs-polars";
-import { show } from "../_validate.ts";
+import { checkInteger, show } from "../_validate.ts";
 
 const NUMERIC = new Set([
   "Int8",
@@ -228,4 +228,56 @@ function parseLists(text: string[], name: string): FlatList {
     offsets[i + 1] = parts.length;
   }
   return { offsets, values: Float64Array.from(parts) };
+}
+
+/** Throws unless `value` is a Polars DataFrame. */
+export function checkFrame(name: string, value: unknown): pl.DataFrame {
+  if (typeof (value as { getColumn?: unknown })?.getColumn !== "function") {
+    throw new TypeError(
+      `${name} must be a Polars DataFrame: current value is ${show(value)}`,
+    );
+  }
+  return value as pl.DataFrame;
+}
+
+/**
+ * The number of experts: `requested` when given (it must exceed every id),
+ * else the largest id plus 1 (at least 1).
+ */
+export function expertCount(
+  expertIds: ArrayLike<number>,
+  requested: number | undefined,
+  where: string,
+): number {
+  let max = -1;
+  for (let k = 0; k < expertIds.length; k++) max = Math.max(max, expertIds[k]);
+  if (requested === undefined) return Math.max(max + 1, 1);
+  checkInteger("options.experts", requested, 1);
+  if (max >= requested) {
+    throw new RangeError(
+      `options.experts must exceed every expert id in the ${where} (${max}): current value is ${requested}`,
+    );
+  }
+  return requested;
+}
+
+/**
+ * The long load table `...ids, step, layer, expert, load`, id values taken
+ * from the rows `gather` of the id series (as they are when null).
+ */
+export function longTable(
+  idSeries: pl.Series[],
+  gather: number[] | null,
+  step: Int32Array,
+  layer: Int32Array,
+  expert: Int32Array,
+  load: Float64Array,
+): pl.DataFrame {
+  return pl.DataFrame([
+    ...idSeries.map((s) => gather === null ? s : s.gather(gather)),
+    pl.Series("step", step, pl.Int32),
+    pl.Series("layer", layer, pl.Int32),
+    pl.Series("expert", expert, pl.Int32),
+    pl.Series("load", load, pl.Float64),
+  ]);
 }

@@ -1,6 +1,13 @@
-import pl from "nodejs-polars";
+import type pl from "nodejs-polars";
 import { show } from "../_validate.ts";
-import { column, ids, loads, optionalName } from "./_columns.ts";
+import {
+  checkFrame,
+  column,
+  ids,
+  loads,
+  longTable,
+  optionalName,
+} from "./_columns.ts";
 import { readTable } from "./read_table.ts";
 
 /**
@@ -130,11 +137,7 @@ export function loadTable(
   frame: pl.DataFrame,
   mapping: LoadTableMapping = {},
 ): pl.DataFrame {
-  if (typeof (frame as { getColumn?: unknown })?.getColumn !== "function") {
-    throw new TypeError(
-      `frame must be a Polars DataFrame: current value is ${show(frame)}`,
-    );
-  }
+  checkFrame("frame", frame);
   const m = checkMapping(mapping);
   const idNames = m.ids ?? [];
   const idSeries = idNames.map((n, i) => column(frame, n, `ids[${i}]`));
@@ -143,13 +146,7 @@ export function loadTable(
   if (m.experts === undefined) {
     const expert = ids(column(frame, m.expert ?? "expert", "expert"));
     const load = loads(column(frame, m.load ?? "load", "load"));
-    return pl.DataFrame([
-      ...idSeries,
-      pl.Series("step", step, pl.Int32),
-      pl.Series("layer", layer, pl.Int32),
-      pl.Series("expert", expert, pl.Int32),
-      pl.Series("load", load, pl.Float64),
-    ]);
+    return longTable(idSeries, null, step, layer, expert, load);
   }
   const skip = new Set(["", ...used, ...idNames, ...(m.ignore ?? [])]);
   const names = m.experts === "rest"
@@ -181,13 +178,7 @@ export function loadTable(
       gather[at] = r;
     }
   }
-  return pl.DataFrame([
-    ...idSeries.map((s) => s.gather(gather)),
-    pl.Series("step", outStep, pl.Int32),
-    pl.Series("layer", outLayer, pl.Int32),
-    pl.Series("expert", outExpert, pl.Int32),
-    pl.Series("load", outLoad, pl.Float64),
-  ]);
+  return longTable(idSeries, gather, outStep, outLayer, outExpert, outLoad);
 }
 
 /**

@@ -1,6 +1,11 @@
 import type pl from "nodejs-polars";
-import { checkInteger, show } from "../_validate.ts";
-import { ids, loads, tableColumn } from "./_columns.ts";
+import {
+  checkFrame,
+  expertCount,
+  ids,
+  loads,
+  tableColumn,
+} from "./_columns.ts";
 import { groupRows } from "./_groups.ts";
 
 /** The loads of one batch and layer, taken from a long load table. */
@@ -48,27 +53,12 @@ export function loadVectors(
   table: pl.DataFrame,
   options: { experts?: number } = {},
 ): LoadVector[] {
-  if (typeof (table as { getColumn?: unknown })?.getColumn !== "function") {
-    throw new TypeError(
-      `table must be a Polars DataFrame: current value is ${show(table)}`,
-    );
-  }
+  checkFrame("table", table);
   const step = ids(tableColumn(table, "step", "table"));
   const layer = ids(tableColumn(table, "layer", "table"));
   const expert = ids(tableColumn(table, "expert", "table"));
   const load = loads(tableColumn(table, "load", "table"));
-  let maxExpert = -1;
-  for (let r = 0; r < expert.length; r++) {
-    maxExpert = Math.max(maxExpert, expert[r]);
-  }
-  const e = options.experts === undefined
-    ? Math.max(maxExpert + 1, 1)
-    : checkInteger("options.experts", options.experts, 1);
-  if (maxExpert >= e) {
-    throw new RangeError(
-      `options.experts must exceed every expert index in the table (${maxExpert}): current value is ${e}`,
-    );
-  }
+  const e = expertCount(expert, options.experts, "table");
   const idNames = table.columns.slice(0, table.columns.indexOf("step"));
   const idSeries = idNames.map((n) => table.getColumn(n));
   const idValues = idSeries.map((s) => s.toArray() as unknown[]);

@@ -1,6 +1,12 @@
 import pl from "nodejs-polars";
 import { show } from "../_validate.ts";
-import { column, ids, numberLists, optionalName } from "./_columns.ts";
+import {
+  checkFrame,
+  column,
+  ids,
+  numberLists,
+  optionalName,
+} from "./_columns.ts";
 import { groupRows } from "./_groups.ts";
 import { readTable } from "./read_table.ts";
 
@@ -104,11 +110,7 @@ export function tokenTrace(
   frame: pl.DataFrame,
   mapping: TokenTraceMapping = {},
 ): pl.DataFrame {
-  if (typeof (frame as { getColumn?: unknown })?.getColumn !== "function") {
-    throw new TypeError(
-      `frame must be a Polars DataFrame: current value is ${show(frame)}`,
-    );
-  }
+  checkFrame("frame", frame);
   const m = checkMapping(mapping);
   const rows = frame.height;
   const idSeries = (m.ids ?? []).map((n, i) => column(frame, n, `ids[${i}]`));

@@ -1,6 +1,13 @@
-import pl from "nodejs-polars";
-import { checkInteger, show } from "../_validate.ts";
-import { ids, numberLists, tableColumn } from "./_columns.ts";
+import type pl from "nodejs-polars";
+import { checkInteger } from "../_validate.ts";
+import {
+  checkFrame,
+  expertCount,
+  ids,
+  longTable,
+  numberLists,
+  tableColumn,
+} from "./_columns.ts";
 import { groupRows } from "./_groups.ts";
 
 /** Options of {@linkcode traceLoads}. */
@@ -52,11 +59,7 @@ export function traceLoads(
   trace: pl.DataFrame,
   options: TraceLoadsOptions = {},
 ): pl.DataFrame {
-  if (typeof (trace as { getColumn?: unknown })?.getColumn !== "function") {
-    throw new TypeError(
-      `trace must be a Polars DataFrame: current value is ${show(trace)}`,
-    );
-  }
+  checkFrame("trace", trace);
   const batch = options.batchTokens === undefined
     ? 0
     : checkInteger("options.batchTokens", options.batchTokens, 1);
@@ -67,16 +70,7 @@ export function traceLoads(
   const step = batch > 0
     ? new Int32Array(rows)
     : ids(tableColumn(trace, "step", "trace"));
-  let maxId = -1;
-  for (let k = 0; k < values.length; k++) maxId = Math.max(maxId, values[k]);
-  const e = options.experts === undefined
-    ? Math.max(maxId + 1, 1)
-    : checkInteger("options.experts", options.experts, 1);
-  if (maxId >= e) {
-    throw new RangeError(
-      `options.experts must exceed every expert id in the trace (${maxId}): current value is ${e}`,
-    );
-  }
+  const e = expertCount(values, options.experts, "trace");
   const idSeries = trace.columns.filter((c) => !TRACE_COLUMNS.has(c)).map(
     (c) => trace.getColumn(c),
   );
@@ -138,11 +132,5 @@ export function traceLoads(
       gather[at] = first[g];
     }
   }
-  return pl.DataFrame([
-    ...idSeries.map((s) => s.gather(gather)),
-    pl.Series("step", outStep, pl.Int32),
-    pl.Series("layer", outLayer, pl.Int32),
-    pl.Series("expert", outExpert, pl.Int32),
-    pl.Series("load", outLoad, pl.Float64),
-  ]);
+  return longTable(idSeries, gather, outStep, outLayer, outExpert, outLoad);
 }
