@@ -13,6 +13,7 @@
 import process from "node:process";
 import { UsageError } from "./args.ts";
 import { simCommand } from "./sim.ts";
+import { solveCommand } from "./solve.ts";
 import { trainCommand } from "./train.ts";
 
 type Command = (args: string[]) => number | Promise<number>;
@@ -20,6 +21,10 @@ type Command = (args: string[]) => number | Promise<number>;
 /** The subcommands, by name. */
 export const COMMANDS: Record<string, { run: Command; summary: string }> = {
   sim: { run: simCommand, summary: "simulate balancing methods side by side" },
+  solve: {
+    run: solveCommand,
+    summary: "exact balanced assignment of a score matrix",
+  },
   train: {
     run: trainCommand,
     summary: "train small MoE language models: perplexity against balance",

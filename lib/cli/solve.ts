@@ -1,0 +1,98 @@
+import { readFileSync } from "node:fs";
+import process from "node:process";
+import { parseNpy } from "../workload/npy.ts";
+import { solveBalancedAssignment } from "../solve/solve_balanced_assignment.ts";
+import { ASSIGNMENT_SOLVERS, type AssignmentSolver } from "../solve/types.ts";
+import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
+
+const FLAGS: FlagSpec = {
+  scores: "string",
+  "top-k": "integer",
+  "capacity-factor": "number",
+  solver: "string",
+  json: "boolean",
+  help: "boolean",
+};
+
+/** The help text of `solve`. */
+export const SOLVE_HELP =
+  `moelab solve: the exact balanced assignment of one score matrix
+
+Usage: moelab solve --scores FILE.npy --top-k K [flags]
+
+  --scores FILE          float32 .npy shaped [tokens, experts], used as given
+  --top-k K              experts per token
+  --capacity-factor F    capacity ceil(tokens * K / experts * F) (default 1)
+  --solver S             ${ASSIGNMENT_SOLVERS.join(", ")} (default auto)
+  --json                 print { objective, loads, expertPrices, dualityGap, solver, ms }
+  --help                 this text
+`;
+
+/** Runs `solve` with command-line arguments; returns the exit code. */
+export async function solveCommand(args: string[]): Promise<number> {
+  const flags = parseFlags(args, FLAGS);
+  if (flags.help) {
+    process.stdout.write(SOLVE_HELP);
+    return 0;
+  }
+  if (typeof flags.scores !== "string") {
+    throw new UsageError("--scores FILE.npy is required (see --help)");
+  }
+  if (flags["top-k"] === undefined) {
+    throw new UsageError("--top-k K is required (see --help)");
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(flags.scores);
+  } catch (e) {
+    throw new UsageError(
+      `scores cannot be read: ${flags.scores} (${(e as Error).message})`,
+    );
+  }
+  const array = parseNpy(bytes);
+  if (array.shape.length !== 2) {
+    throw new TypeError(
+      `--scores must hold a [tokens, experts] array: current shape is [${
+        array.shape.join(", ")
+      }]`,
+    );
+  }
+  const [tokens, experts] = array.shape;
+  const t0 = performance.now();
+  const a = await solveBalancedAssignment(
+    { data: array.data, tokens, experts },
+    {
+      k: flags["top-k"] as number,
+      capacityFactor: flags["capacity-factor"] as number | undefined,
+      solver: (flags.solver ?? "auto") as AssignmentSolver,
+    },
+  );
+  const ms = performance.now() - t0;
+  if (flags.json) {
+    process.stdout.write(
+      JSON.stringify({
+        objective: a.objective,
+        loads: [...a.loads],
+        expertPrices: [...a.expertPrices],
+        dualityGap: a.dualityGap,
+        solver: a.solver,
+        ms,
+      }) + "\n",
+    );
+    return 0;
+  }
+  const lines = [
+    `tokens ${tokens}, experts ${experts}, k ${a.k}, capacity ${a.capacity}`,
+    `solver      ${a.solver} (${ms.toFixed(1)} ms)`,
+    `objective   ${a.objective}`,
+    `dualityGap  ${a.dualityGap}`,
+    "expert  load  price",
+    ...[...a.loads].map((l, j) =>
+      `${String(j).padStart(6)}  ${String(l).padStart(4)}  ${
+        a.expertPrices[j].toPrecision(6)
+      }`
+    ),
+  ];
+  process.stdout.write(lines.join("\n") + "\n");
+  return 0;
+}

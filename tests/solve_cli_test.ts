@@ -1,0 +1,69 @@
+// `moelab solve` end to end: a real process, its JSON, and its exit codes.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { encodeNpy } from "../mod.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "moelab-solve-"));
+const file = join(dir, "scores.npy");
+// Every token prefers expert 0; capacity 2 sends two elsewhere (hand-solved:
+// 0.9 + 0.6 + 0.7 + 0.5 = 2.7).
+writeFileSync(
+  file,
+  encodeNpy(
+    new Float32Array([
+      0.9,
+      0.5,
+      0.1,
+      0.8,
+      0.1,
+      0.6,
+      0.7,
+      0.2,
+      0.1,
+      0.6,
+      0.5,
+      0.4,
+    ]),
+    [4, 3],
+  ),
+);
+
+function cli(...args: string[]) {
+  return spawnSync("deno", ["run", "-A", "lib/cli/main.ts", "solve", ...args], {
+    encoding: "utf8",
+  });
+}
+
+describe("moelab solve", () => {
+  test("--json prints the certified optimum", () => {
+    const r = cli("--scores", file, "--top-k", "1", "--json");
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.ok(Math.abs(out.objective - 2.7) < 1e-6);
+    assert.deepEqual(out.loads, [2, 1, 1]);
+    assert.equal(out.solver, "ssp");
+    assert.ok(out.dualityGap <= 1e-9 * out.objective);
+    assert.equal(out.expertPrices.length, 3);
+  });
+
+  test("bad input exits 2 with a one-line error", () => {
+    for (
+      const args of [
+        ["--scores", file],
+        ["--scores", file, "--top-k", "4"],
+        ["--scores", join(dir, "missing.npy"), "--top-k", "1"],
+        ["--scores", file, "--top-k", "1", "--solver", "cplex"],
+        ["--scores", file, "--top-k", "1", "--capacity-factor", "0.5"],
+      ]
+    ) {
+      const r = cli(...args);
+      assert.equal(r.status, 2, args.join(" "));
+      assert.match(r.stderr, /^error: [^\n]+\n$/);
+      assert.equal(r.stdout, "");
+    }
+  });
+});

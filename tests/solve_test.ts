@@ -1,0 +1,221 @@
+// The exact balanced assignment: the specialised solver against glpk.js,
+// HiGHS and a brute-force twin, with every answer's constraints and price
+// certificate checked here rather than trusted.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  type BalancedAssignment,
+  Rng,
+  type ScoreMatrix,
+  solveBalancedAssignment,
+  solveBalancedAssignmentSync,
+} from "../mod.ts";
+
+function randomScores(
+  rng: Rng,
+  tokens: number,
+  experts: number,
+  ties: boolean,
+): ScoreMatrix {
+  const data = new Float32Array(tokens * experts);
+  for (let i = 0; i < data.length; i++) {
+    const u = rng.uniform();
+    data[i] = ties ? Math.round(u * 10) / 10 : u * u;
+  }
+  return { data, tokens, experts };
+}
+
+/** Checks constraints and recomputes `D(p, q) - objective` naively. */
+function checkAnswer(s: ScoreMatrix, a: BalancedAssignment): void {
+  const { data, tokens, experts } = s;
+  const { k, capacity } = a;
+  const loads = new Int32Array(experts);
+  let objective = 0;
+  for (let i = 0; i < tokens; i++) {
+    const row = a.experts.subarray(i * k, (i + 1) * k);
+    assert.equal(new Set(row).size, k, `token ${i} has repeated experts`);
+    for (let r = 0; r < k; r++) {
+      loads[row[r]]++;
+      objective += data[i * experts + row[r]];
+      if (r > 0) {
+        assert.ok(data[i * experts + row[r - 1]] >= data[i * experts + row[r]]);
+      }
+    }
+  }
+  assert.deepEqual([...a.loads], [...loads]);
+  for (const c of loads) assert.ok(c <= capacity);
+  assert.ok(Math.abs(objective - a.objective) <= 1e-12 * Math.abs(objective));
+  const p = a.tokenPrices, q = a.expertPrices;
+  let dual = 0;
+  for (let j = 0; j < experts; j++) {
+    assert.ok(q[j] >= 0);
+    dual += capacity * q[j];
+  }
+  for (let i = 0; i < tokens; i++) {
+    dual += k * p[i];
+    for (let j = 0; j < experts; j++) {
+      dual += Math.max(0, data[i * experts + j] - p[i] - q[j]);
+    }
+  }
+  const tol = 1e-9 * Math.abs(a.objective);
+  assert.ok(a.dualityGap >= 0 && a.dualityGap <= tol, `gap ${a.dualityGap}`);
+  assert.ok(Math.abs(dual - objective - a.dualityGap) <= tol);
+}
+
+/** The best objective over every assignment (tiny instances only). */
+function bruteForce(s: ScoreMatrix, k: number, capacity: number): number {
+  const subsets: number[][] = [];
+  for (let m = 0; m < 1 << s.experts; m++) {
+    const set = [...Array(s.experts).keys()].filter((j) => m & (1 << j));
+    if (set.length === k) subsets.push(set);
+  }
+  const loads = new Int32Array(s.experts);
+  let best = -Infinity;
+  const visit = (i: number, sum: number): void => {
+    if (i === s.tokens) {
+      best = Math.max(best, sum);
+      return;
+    }
+    for (const set of subsets) {
+      if (set.some((j) => loads[j] === capacity)) continue;
+      let add = 0;
+      for (const j of set) {
+        loads[j]++;
+        add += s.data[i * s.experts + j];
+      }
+      visit(i + 1, sum + add);
+      for (const j of set) loads[j]--;
+    }
+  };
+  visit(0, 0);
+  return best;
+}
+
+describe("solveBalancedAssignment", () => {
+  test("matches glpk.js and HiGHS on 210 random instances", async () => {
+    const rng = new Rng(2024);
+    const sizes = [[8, 4], [16, 4], [16, 8], [32, 8], [48, 16], [64, 16]];
+    for (let t = 0; t < 210; t++) {
+      const [tokens, experts] = t === 0
+        ? [512, 64]
+        : t < 6
+        ? [128 * t, 32]
+        : sizes[t % sizes.length];
+      const k = 1 + Math.floor(rng.uniform() * Math.min(8, experts));
+      const capacityFactor = 1 + Math.round(rng.uniform() * 5) / 10;
+      const s = randomScores(rng, tokens, experts, t % 2 === 0);
+      const options = { k, capacityFactor };
+      const ssp = solveBalancedAssignmentSync(s, options);
+      checkAnswer(s, ssp);
+      for (const solver of ["glpk", "highs"] as const) {
+        if (solver === "glpk" && tokens * experts > 1024) continue;
+        const lp = await solveBalancedAssignment(s, { ...options, solver });
+        checkAnswer(s, lp);
+        const rel = Math.abs(lp.objective - ssp.objective) /
+          Math.abs(lp.objective);
+        assert.ok(rel <= 1e-9, `${solver} ${tokens}x${experts} k=${k}: ${rel}`);
+      }
+    }
+  });
+
+  test("matches a brute-force twin on tiny instances", () => {
+    const rng = new Rng(7);
+    for (let t = 0; t < 60; t++) {
+      const tokens = 1 + (t % 5), experts = 2 + (t % 3);
+      const k = 1 + (t % experts === experts - 1 ? 0 : t % 2);
+      const s = randomScores(rng, tokens, experts, t % 3 === 0);
+      const capacity = Math.ceil(tokens * k / experts) + (t % 4 === 0 ? 1 : 0);
+      const a = solveBalancedAssignmentSync(s, { k, capacity });
+      checkAnswer(s, a);
+      const best = bruteForce(s, k, capacity);
+      assert.ok(Math.abs(a.objective - best) <= 1e-9 * Math.abs(best));
+    }
+  });
+
+  test("all-equal scores: any balanced assignment, exact objective", () => {
+    const s = {
+      data: new Float32Array(40 * 8).fill(0.5),
+      tokens: 40,
+      experts: 8,
+    };
+    const a = solveBalancedAssignmentSync(s, { k: 3 });
+    assert.deepEqual([...a.loads], Array(8).fill(15));
+    assert.equal(a.objective, 40 * 3 * 0.5);
+    assert.equal(a.dualityGap, 0);
+  });
+
+  test("masked pairs (-Infinity) are never chosen and match HiGHS", async () => {
+    const rng = new Rng(11);
+    const s = randomScores(rng, 64, 8, false);
+    for (let i = 0; i < 64; i++) s.data[i * 8 + (i % 8)] = -Infinity;
+    const a = solveBalancedAssignmentSync(s, { k: 2 });
+    checkAnswer(s, a);
+    for (let i = 0; i < 64; i++) {
+      assert.ok(![...a.experts.subarray(i * 2, i * 2 + 2)].includes(i % 8));
+    }
+    const b = await solveBalancedAssignment(s, { k: 2, solver: "highs" });
+    assert.ok(Math.abs(a.objective - b.objective) <= 1e-9 * b.objective);
+  });
+
+  test("capacity defaults to ceil(tokens * k / experts * factor)", () => {
+    const s = randomScores(new Rng(1), 10, 4, false);
+    assert.equal(solveBalancedAssignmentSync(s, { k: 1 }).capacity, 3);
+    const f = solveBalancedAssignmentSync(s, { k: 2, capacityFactor: 1.2 });
+    assert.equal(f.capacity, 6);
+    const g = solveBalancedAssignmentSync(s, { k: 2, capacityFactor: 1.1 });
+    assert.equal(g.capacity, 6); // 5.5 rounds up
+    const h = solveBalancedAssignmentSync(s, { k: 4, capacityFactor: 1.1 });
+    assert.equal(h.capacity, 11); // 10 * 1.1 is 11, not 12
+  });
+
+  test("rejects bad input with TypeError or RangeError", async () => {
+    const s = randomScores(new Rng(1), 6, 3, false);
+    assert.throws(() => solveBalancedAssignmentSync(s, { k: 4 }), RangeError);
+    assert.throws(() => solveBalancedAssignmentSync(s, { k: 0 }), RangeError);
+    assert.throws(
+      () => solveBalancedAssignmentSync(s, { k: 2, capacity: 3 }),
+      /infeasible/,
+    );
+    assert.throws(
+      () =>
+        solveBalancedAssignmentSync(s, {
+          k: 1,
+          capacity: 2,
+          capacityFactor: 1,
+        }),
+      TypeError,
+    );
+    assert.throws(
+      () => solveBalancedAssignmentSync(s, { k: 1, solver: "glpk" }),
+      RangeError,
+    );
+    await assert.rejects(
+      // @ts-expect-error: an unknown solver
+      solveBalancedAssignment(s, { k: 1, solver: "cplex" }),
+      RangeError,
+    );
+    const nan = { ...s, data: s.data.slice() };
+    nan.data[4] = NaN;
+    assert.throws(() => solveBalancedAssignmentSync(nan, { k: 1 }), RangeError);
+    const short = { ...s, data: s.data.subarray(1) };
+    assert.throws(
+      () => solveBalancedAssignmentSync(short, { k: 1 }),
+      TypeError,
+    );
+    // Token 0 keeps one unmasked expert, fewer than k = 2.
+    const few = { ...s, data: s.data.slice() };
+    few.data[0] = few.data[1] = -Infinity;
+    assert.throws(() => solveBalancedAssignmentSync(few, { k: 2 }), /fewer/);
+    // Both tokens can only use expert 0, which takes one.
+    const crowd = {
+      data: new Float32Array([1, -Infinity, 2, -Infinity]),
+      tokens: 2,
+      experts: 2,
+    };
+    assert.throws(() => solveBalancedAssignmentSync(crowd, { k: 1 }), /mask/);
+    await assert.rejects(
+      solveBalancedAssignment(crowd, { k: 1, solver: "highs" }),
+      /mask/,
+    );
+  });
+});
