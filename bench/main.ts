@@ -12,6 +12,11 @@ export const SUITES: Suite[] = [
     description: "top-K routing on the CPU",
     load: () => import("./route_bench.ts"),
   },
+  {
+    name: "solve",
+    description: "exact balanced assignment: ssp against HiGHS and glpk.js",
+    load: () => import("./solve_bench.ts"),
+  },
 ];
 
 if (import.meta.main) {
