@@ -66,7 +66,13 @@ describe("moelab sim (command line)", () => {
     }
     assert.deepEqual(
       readdirSync(out).filter((f) => !f.endsWith(".html")).sort(),
-      ["biases.parquet", "loads.parquet", "metrics.parquet", "summary.json"],
+      [
+        "biases.parquet",
+        "gpu_loads.parquet",
+        "loads.parquet",
+        "metrics.parquet",
+        "summary.json",
+      ],
     );
   });
 

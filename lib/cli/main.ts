@@ -13,6 +13,8 @@
 import process from "node:process";
 import { UsageError } from "./args.ts";
 import { simCommand } from "./sim.ts";
+import { scheduleCommand } from "./schedule.ts";
+import { placeCommand } from "./place.ts";
 import { solveCommand } from "./solve.ts";
 import { trainCommand } from "./train.ts";
 
@@ -21,6 +23,11 @@ type Command = (args: string[]) => number | Promise<number>;
 /** The subcommands, by name. */
 export const COMMANDS: Record<string, { run: Command; summary: string }> = {
   sim: { run: simCommand, summary: "simulate balancing methods side by side" },
+  schedule: {
+    run: scheduleCommand,
+    summary: "MicroMoE token scheduling of a load table over GPUs",
+  },
+  place: { run: placeCommand, summary: "EPLB expert placement for a load table" },
   solve: {
     run: solveCommand,
     summary: "exact balanced assignment of a score matrix",

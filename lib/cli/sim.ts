@@ -25,6 +25,10 @@ const FLAGS: FlagSpec = {
   out: "string",
   json: "boolean",
   quiet: "boolean",
+  gpus: "integer",
+  replicas: "integer",
+  placement: "string",
+  scheduler: "string",
   help: "boolean",
 };
 
@@ -51,6 +55,10 @@ Usage: moelab sim [--preset FILE] [flags]
                     summary.json go (default out/sim)
   --json            print summary.json instead of the table
   --quiet           no progress on stderr
+  --gpus G          expert-parallel stage: GPUs (default 8)
+  --replicas D      replicas per expert (default 2)
+  --placement P     symmetric placement: complete, ring, torus, bipartite, random
+  --scheduler S     exact (MicroMoE LP) or equal (split evenly, no LP)
   --help            this text
 
 Methods: ${
@@ -121,6 +129,13 @@ export function simCommand(args: string[]): number {
     overrides.workload = { kind: "npy", path: flags.scores };
   } else if (flags.drift !== undefined) {
     overrides.workload = { ...workload, drift: flags.drift };
+  }
+  const ep: Record<string, unknown> = {};
+  for (const key of ["gpus", "replicas", "placement", "scheduler"]) {
+    if (flags[key] !== undefined) ep[key] = flags[key];
+  }
+  if (Object.keys(ep).length > 0) {
+    overrides.ep = { ...(preset.ep as Record<string, unknown> ?? {}), ...ep };
   }
   const config = resolveSimConfig({ ...preset, ...overrides });
   // Read and check the recording before any work, so bad input fails fast.

@@ -83,13 +83,37 @@ export class ScheduleFlow {
     for (let g = 0; g < G; g++) room[g] = capacity[g];
     for (let e = 0; e < E; e++) {
       let left = supply[e];
-      for (let r = this.replicaStart[e]; r < this.replicaStart[e + 1]; r++) {
-        const g = this.replicaGpu[r];
-        const f = init ? init[r] : Math.min(left, room[g]);
+      const r0 = this.replicaStart[e], r1 = this.replicaStart[e + 1];
+      for (let r = r0; r < r1; r++) {
         cap[RB + 2 * r] = Infinity;
-        cap[RB + 2 * r + 1] = f;
-        left -= f;
-        room[g] -= f;
+        cap[RB + 2 * r + 1] = 0;
+      }
+      if (init) {
+        for (let r = r0; r < r1; r++) {
+          const f = init[r];
+          cap[RB + 2 * r + 1] = f;
+          left -= f;
+          room[this.replicaGpu[r]] -= f;
+        }
+      } else {
+        // Greedy start: the roomiest replica GPU first, so that few
+        // tokens are left for augmenting paths.
+        while (left > 0) {
+          let best = -1;
+          for (let r = r0; r < r1; r++) {
+            const g = this.replicaGpu[r];
+            if (
+              room[g] > 0 && cap[RB + 2 * r + 1] === 0 &&
+              (best < 0 || room[g] > room[this.replicaGpu[best]])
+            ) best = r;
+          }
+          if (best < 0) break;
+          const g = this.replicaGpu[best];
+          const f = Math.min(left, room[g]);
+          cap[RB + 2 * best + 1] = f;
+          left -= f;
+          room[g] -= f;
+        }
       }
       cap[2 * e] = left;
       cap[2 * e + 1] = supply[e] - left;
@@ -138,12 +162,13 @@ export class ScheduleFlow {
 
   private dfs(u: number, limit: number): number {
     if (u === this.sink) return limit;
-    const { level, it, cap, to, adj } = this;
+    const level = this.level, it = this.it, cap = this.cap;
+    const to = this.to, adj = this.adj;
+    const next = level[u] + 1, end = this.adjStart[u + 1];
     let pushed = 0;
-    const end = this.adjStart[u + 1];
     for (; it[u] < end; it[u]++) {
       const a = adj[it[u]], v = to[a];
-      if (cap[a] <= 0 || level[v] !== level[u] + 1) continue;
+      if (cap[a] <= 0 || level[v] !== next) continue;
       const d = this.dfs(v, Math.min(limit - pushed, cap[a]));
       if (d > 0) {
         cap[a] -= d;
@@ -152,6 +177,8 @@ export class ScheduleFlow {
         if (pushed === limit) return pushed;
       }
     }
+    // A dead end: no later search in this phase needs to enter it.
+    level[u] = -1;
     return pushed;
   }
 }

@@ -103,6 +103,7 @@ export function exactScheduler(placement: Placement): Scheduler {
   const E = p.experts, G = p.gpus;
   const supply = new Float64Array(E), capacity = new Float64Array(G);
   const inS = new Uint8Array(G);
+  const start = new Float64Array(flow.replicas);
   let critical: Uint8Array | null = null;
   // Load of the experts whose replicas all lie in `set`.
   const inside = (loads: ArrayLike<number>, set: Uint8Array): number => {
@@ -150,8 +151,21 @@ export function exactScheduler(placement: Placement): Scheduler {
         critical = critical ?? new Uint8Array(G);
         critical.set(inS);
       }
+      // The optimal flow divided by den and rounded down is a feasible
+      // start for the integer flow: only remainders need augmenting.
+      for (let r = 0; r < flow.replicas; r++) {
+        start[r] = Math.floor(flow.flow(r) / den);
+      }
       capacity.fill(Math.floor((num + den - 1) / den));
-      const out = integerSchedule(flow, p, loads, capacity, num / den, "exact");
+      const out = integerSchedule(
+        flow,
+        p,
+        loads,
+        capacity,
+        num / den,
+        "exact",
+        start,
+      );
       if (!out) throw new Error("integer flow at ceil(optimum) fell short");
       return out;
     },

@@ -1,6 +1,7 @@
 import { checkChoice, checkInteger, checkNumber, show } from "../_validate.ts";
 import { type Gate, GATES } from "../scores/gate.ts";
 import { parseMethodSpec } from "../route/registry.ts";
+import { checkEpConfig, EP_DEFAULTS, type EpConfig } from "./ep_stage.ts";
 import {
   SYNTHETIC_DEFAULTS,
   type SyntheticOptions,
@@ -47,6 +48,8 @@ export interface SimConfig {
   })[];
   /** Score source. */
   workload: WorkloadConfig;
+  /** Expert-parallel stage (GPUs, replicas, placement, scheduler); null turns it off. */
+  ep: EpConfig | null;
   /** Share of the steps, at the end, over which results are evaluated. */
   evalFraction: number;
   /** Layer-mean MaxVio_batch under which a method counts as balanced. */
@@ -73,6 +76,7 @@ export const SIM_DEFAULTS: Readonly<SimConfig> = {
   topGroups: 1,
   methods: ["greedy", "loss-free"],
   workload: { kind: "synthetic" },
+  ep: EP_DEFAULTS,
   evalFraction: 0.5,
   balanceThreshold: 0.2,
   gapSteps: 8,
@@ -179,6 +183,7 @@ export function resolveSimConfig(partial: unknown): SimConfig {
   checkNumber("balanceThreshold", c.balanceThreshold, 0);
   checkInteger("gapSteps", c.gapSteps, 0);
   c.workload = checkWorkload(c.workload);
+  c.ep = checkEpConfig(c.ep, c.experts, p.ep !== undefined);
   return c;
 }
 

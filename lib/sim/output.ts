@@ -2,6 +2,7 @@ import pl from "nodejs-polars";
 import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { BATCH_METRICS, type SimResult } from "./run.ts";
+import { epFiles, formatEpSection } from "./ep_output.ts";
 import { simReportHtml } from "../report/html_report.ts";
 
 /** The Polars DataFrames of a run. */
@@ -125,6 +126,7 @@ export function writeSimOutputs(result: SimResult, dir: string): string[] {
     ["loads.parquet", (p) => frames.loads.writeParquet(p)],
     ["metrics.parquet", (p) => frames.metrics.writeParquet(p)],
     ["biases.parquet", (p) => frames.biases.writeParquet(p)],
+    ...epFiles(result),
     [
       "summary.json",
       (p) =>
@@ -201,5 +203,6 @@ export function formatSummaryTable(result: SimResult): string {
     line(header),
     line(widths.map((w) => "-".repeat(w))),
     ...rows.map(line),
+    ...formatEpSection(result),
   ].join("\n");
 }

@@ -8,6 +8,7 @@ import { createRouting, routeInto } from "../route/route.ts";
 import type { BalancerContext } from "../route/balancer.ts";
 import { selectedScoreSum } from "../metrics/load_metrics.ts";
 import { resolveSimConfig, type SimConfig } from "./config.ts";
+import { type EpResult, runEpStage } from "./ep_stage.ts";
 import { type MethodSummary, optimumSteps, summarize } from "./summarize.ts";
 import { solveBalancedAssignmentSync } from "../solve/solve_balanced_assignment_sync.ts";
 
@@ -64,6 +65,8 @@ export interface SimResult {
   methods: MethodSummary[];
   /** The long tables. */
   tables: SimTables;
+  /** The expert-parallel stage, null when `config.ep` is null. */
+  ep: EpResult | null;
   /** Steps on which each layer's exact optimum was solved (see {@linkcode optimumSteps}). */
   optimumSteps: number[];
   /**
@@ -282,8 +285,11 @@ export function runSimulation(
     wallMs,
     gaps,
   );
+  const ep = runEpStage(cfg, tables.loads.load, M);
+  ep?.summaries.forEach((s, m) => (methods[m].ep = s));
   return {
     config: cfg,
+    ep,
     workload: workload.describe(),
     backend: "cpu",
     labels,

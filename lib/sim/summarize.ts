@@ -1,6 +1,7 @@
 import type { MethodSpec } from "../route/registry.ts";
 import type { SimConfig } from "./config.ts";
 import type { SimTables } from "./run.ts";
+import type { EpStrategySummary } from "./ep_stage.ts";
 
 /** One method's results over the evaluation window (the last `evalFraction` of the steps). */
 export interface MethodSummary {
@@ -32,6 +33,8 @@ export interface MethodSummary {
   droppedFraction: number;
   /** Tokens routed to no expert per batch, mean over the window. */
   tokensWithoutExpert: number;
+  /** Expert-parallel results by strategy (`static`, `eplb`, `symmetric-lp`, `asymmetric-lp`). */
+  ep?: Record<string, EpStrategySummary>;
   /**
    * `1 - score sum / exact optimum's score sum`, mean over the layers and
    * the sampled steps of the window ({@linkcode optimumSteps}); null when
