@@ -1,0 +1,103 @@
+// A routing worker of the fast CPU path (route_parallel.ts). It blocks in
+// Atomics.wait on its slot of the shared control array. The main thread
+// writes the job (row range, sizes, settings and the ids of the shared
+// buffers to use) into the slot, then raises it. Buffers are registered
+// once, by a message the worker drains with receiveMessageOnPort: its
+// event loop never runs, and handing a large SharedArrayBuffer over costs
+// time in proportion to its size, so it must not happen per job.
+import {
+  type MessagePort,
+  parentPort,
+  receiveMessageOnPort,
+} from "node:worker_threads";
+import { routeRows } from "./_route_rows.ts";
+
+/** Slot states. */
+export const IDLE = 0, POSTED = 1, DONE = 2, FAILED = 3;
+/** Int32 fields of a slot (the slot is `SLOT` ints wide). */
+export const F = {
+  state: 0,
+  data: 1,
+  outE: 2,
+  outW: 3,
+  loads: 4,
+  bias: 5,
+  from: 6,
+  to: 7,
+  experts: 8,
+  k: 9,
+  multiply: 10,
+  normalize: 11,
+} as const;
+/** Width of a slot in the control array, in Int32 entries. */
+export const SLOT = 16;
+
+/** A buffer registration: the worker keeps `buffer` under `id`. */
+export interface Registration {
+  id: number;
+  buffer: SharedArrayBuffer;
+}
+
+/** The first message a worker gets: its port, control arrays and slot. */
+export interface WorkerInit {
+  port: MessagePort;
+  control: Int32Array;
+  /** One float64 per slot: the weight scale. */
+  scales: Float64Array;
+  slot: number;
+}
+
+parentPort?.once("message", (init: WorkerInit) => {
+  const { port, control, scales, slot } = init;
+  const at = slot * SLOT;
+  const buffers: SharedArrayBuffer[] = [];
+  for (;;) {
+    let state = Atomics.load(control, at);
+    while (state !== POSTED) {
+      Atomics.wait(control, at, state);
+      state = Atomics.load(control, at);
+    }
+    for (
+      let m = receiveMessageOnPort(port);
+      m;
+      m = receiveMessageOnPort(port)
+    ) {
+      const r = m.message as Registration;
+      buffers[r.id] = r.buffer;
+    }
+    let result = DONE;
+    try {
+      const E = control[at + F.experts], k = control[at + F.k];
+      const from = control[at + F.from], to = control[at + F.to];
+      const bias = control[at + F.bias];
+      const loads = new Int32Array(
+        buffers[control[at + F.loads]],
+        4 * slot * E,
+        E,
+      );
+      loads.fill(0);
+      routeRows(
+        new Float32Array(buffers[control[at + F.data]]),
+        E,
+        k,
+        {
+          bias: bias < 0 ? undefined : new Float64Array(buffers[bias], 0, E),
+          multiply: control[at + F.multiply] === 1,
+          normalize: control[at + F.normalize] === 1,
+          scale: scales[slot],
+        },
+        from,
+        to,
+        new Int32Array(buffers[control[at + F.outE]]),
+        new Float32Array(buffers[control[at + F.outW]]),
+        loads,
+        new Float64Array(k),
+        new Int32Array(k),
+      );
+    } catch {
+      result = FAILED;
+    }
+    Atomics.store(control, at, result);
+    Atomics.notify(control, at);
+  }
+});

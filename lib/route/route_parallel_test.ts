@@ -1,0 +1,74 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { route } from "./route.ts";
+import { routeParallel, sharedScores } from "./route_parallel.ts";
+import { Rng } from "../scores/rng.ts";
+
+function fill(data: Float32Array, rng: Rng, ties: boolean, masked: number) {
+  for (let i = 0; i < data.length; i++) {
+    data[i] = ties ? Math.floor(rng.uniform() * 4) / 4 : rng.uniform();
+    if (rng.uniform() < masked) data[i] = -Infinity;
+  }
+}
+
+describe("routeParallel", () => {
+  test("gives route()'s answers bit for bit, on shared and plain scores", () => {
+    const rng = new Rng(5);
+    // 2101 x 37 = 77737 scores: above the parallel threshold, rows not a
+    // multiple of the thread count.
+    const cases = [
+      { ties: true, masked: 0.2, k: 3, bias: undefined, threads: 2 },
+      { ties: false, masked: 0, k: 8, bias: "add", threads: 3 },
+      { ties: true, masked: 0.5, k: 1, bias: "multiply", threads: 2 },
+      { ties: false, masked: 0.1, k: 37, bias: "add", threads: 1 },
+    ] as const;
+    for (const c of cases) {
+      const s = sharedScores(2101, 37);
+      fill(s.data, rng, c.ties, c.masked);
+      const bias = c.bias === undefined ? undefined : Array.from(
+        { length: 37 },
+        () =>
+          Math.floor(rng.uniform() * 5) / 8 +
+          (c.bias === "multiply" ? 0.5 : -0.25),
+      );
+      const options = {
+        k: c.k,
+        bias,
+        biasMode: c.bias ?? "add",
+        normalize: c.ties,
+        scale: c.ties ? 2.5 : 1,
+      } as const;
+      const want = route(s, options);
+      for (const scores of [s, { ...s, data: Float32Array.from(s.data) }]) {
+        const got = routeParallel(scores, { ...options, threads: c.threads });
+        assert.deepEqual(got.experts, want.experts);
+        assert.deepEqual(got.weights, want.weights);
+        assert.deepEqual(got.loads, want.loads);
+      }
+    }
+  });
+
+  test("group-limited routing and small batches match route()", () => {
+    const rng = new Rng(6);
+    const s = sharedScores(3000, 32);
+    fill(s.data, rng, false, 0);
+    const options = { k: 4, groups: 8, topGroups: 2 };
+    assert.deepEqual(
+      routeParallel(s, options).experts,
+      route(s, options).experts,
+    );
+    const small = { data: s.data.slice(0, 10 * 32), tokens: 10, experts: 32 };
+    assert.deepEqual(
+      routeParallel(small, { k: 2 }).loads,
+      route(small, { k: 2 }).loads,
+    );
+  });
+
+  test("rejects bad input like route()", () => {
+    const s = sharedScores(2, 3);
+    assert.throws(() => routeParallel(s, { k: 4 }), RangeError);
+    assert.throws(() => routeParallel(s, { k: 1, threads: 0 }), RangeError);
+    assert.throws(() => routeParallel(s, { k: 1, bias: [0] }), TypeError);
+    assert.throws(() => sharedScores(-1, 3), RangeError);
+  });
+});
