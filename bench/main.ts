@@ -17,6 +17,11 @@ export const SUITES: Suite[] = [
     description: "exact balanced assignment: ssp against HiGHS and glpk.js",
     load: () => import("./solve_bench.ts"),
   },
+  {
+    name: "schedule",
+    description: "MicroMoE scheduling, 64 GPUs x 256 experts: exact against HiGHS and glpk.js",
+    load: () => import("./ep_bench.ts"),
+  },
 ];
 
 if (import.meta.main) {
