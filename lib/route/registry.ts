@@ -54,7 +54,11 @@ export const BALANCERS: Record<string, BalancerEntry> = {
   },
   "sinkhorn": {
     description: "Sinkhorn (S-BASE) scaling for selection (not causal)",
-    options: { tolerance: "number", maxIterations: "number" },
+    options: {
+      tolerance: "number",
+      maxIterations: "number",
+      temperature: "number",
+    },
     create: (ctx, o) => sinkhorn(ctx, o),
   },
   "expert-choice": {

@@ -10,11 +10,22 @@ export interface SinkhornOptions {
   tolerance?: number;
   /** Iteration cap: row normalisations (each but the last followed by a column one). Default `100`. */
   maxIterations?: number;
+  /**
+   * Temperature `tau`: the matrix scaled is `exp(s / tau)`. Default `1`
+   * (`exp(s)`, as stated by S-BASE). Scores in `[0, 1]` make `exp(s)`
+   * nearly flat, so the scaling moves few top-K choices; a small `tau`
+   * sharpens it.
+   */
+  temperature?: number;
 }
 
 /** The result of {@linkcode sinkhornScaling}. */
 export interface SinkhornScaling {
-  /** `log v[j]`: the column scaling, in the log domain (experts), float64. */
+  /**
+   * `tau * log v[j]`, centred: the column scaling in the score domain
+   * (experts), float64; top-K of `s + logColumnScale` is top-K of the
+   * scaled matrix.
+   */
   logColumnScale: Float64Array;
   /** Row normalisations done. */
   iterations: number;
@@ -45,6 +56,7 @@ function scratchFor(tokens: number, experts: number, s?: Scratch): Scratch {
 /** The kernel of sinkhornScaling without validation; `logV` is the start and the result. */
 function scaleInto(
   scores: ScoreMatrix,
+  tau: number,
   tolerance: number,
   maxIterations: number,
   logV: Float64Array,
@@ -60,11 +72,11 @@ function scaleInto(
     for (let j = 0; j < E; j++) if (data[base + j] > max) max = data[base + j];
     if (max === -Infinity) max = 0;
     for (let j = 0; j < E; j++) {
-      kernel[base + j] = Math.exp(data[base + j] - max);
+      kernel[base + j] = Math.exp((data[base + j] - max) / tau);
     }
   }
   const target = N / E;
-  for (let j = 0; j < E; j++) vj[j] = Math.exp(logV[j]);
+  for (let j = 0; j < E; j++) vj[j] = Math.exp(logV[j] / tau);
   let iterations = 0, error = Infinity;
   while (true) {
     // Rows: each token's mass becomes 1.
@@ -94,11 +106,11 @@ function scaleInto(
   let mean = 0;
   for (let j = 0; j < E; j++) mean += Math.log(vj[j]);
   mean /= E;
-  for (let j = 0; j < E; j++) logV[j] = Math.log(vj[j]) - mean;
+  for (let j = 0; j < E; j++) logV[j] = tau * (Math.log(vj[j]) - mean);
   return { iterations, error };
 }
 
-function checkOptions(options: SinkhornOptions): [number, number] {
+function checkOptions(options: SinkhornOptions): [number, number, number] {
   if (options === null || typeof options !== "object") {
     throw new TypeError(
       `options must be an object: current value is ${show(options)}`,
@@ -107,24 +119,28 @@ function checkOptions(options: SinkhornOptions): [number, number] {
   return [
     checkNumber("tolerance", options.tolerance ?? 1e-4, 0),
     checkInteger("maxIterations", options.maxIterations ?? 100, 1),
+    checkNumber("temperature", options.temperature ?? 1, Number.MIN_VALUE),
   ];
 }
 
 /**
- * Sinkhorn scaling of `exp(s)` (Clark et al. 2022, S-BASE; Megatron-Core
- * `sinkhorn`): find `u` (tokens) and `v` (experts) such that
- * `P[i][j] = u[i] * exp(s[i][j]) * v[j]` has every row sum 1 and every
- * column sum `tokens / experts`, by alternately normalising rows and
+ * Sinkhorn scaling of `exp(s / tau)` (Clark et al. 2022, S-BASE;
+ * Megatron-Core `sinkhorn`): find `u` (tokens) and `v` (experts) such that
+ * `P[i][j] = u[i] * exp(s[i][j] / tau) * v[j]` has every row sum 1 and
+ * every column sum `tokens / experts`, by alternately normalising rows and
  * columns, from `v = 1`. It stops after a row normalisation once every
  * column sum is within `tolerance` (relative) of `tokens / experts`, or
- * after `maxIterations` row normalisations with `converged: false`. Rows are shifted by their maximum before `exp` (the
- * shift cancels), and `v` is returned as a centred `log v`.
+ * after `maxIterations` row normalisations with `converged: false`. Rows
+ * are shifted by their maximum before `exp` (the shift cancels in the row
+ * normalisation and keeps `exp` in range whatever the scores' scale).
  *
  * Since `u[i]` is common to a row, top-K of `P[i][.]` is top-K of
- * `s[i][j] + log v[j]`: the scaling acts as an expert bias.
+ * `s[i][j] + tau * log v[j]`: the scaling acts as an expert bias, returned
+ * centred as `logColumnScale`.
  *
  * @param scores Scores, `tokens x experts`.
- * @param options `tolerance` (default `1e-4`), `maxIterations` (default 100).
+ * @param options `tolerance` (default `1e-4`), `maxIterations` (default
+ * 100), `temperature` (default 1).
  * @returns The log column scale, iterations, final error, whether it converged.
  * @throws {TypeError} If the scores have the wrong shape.
  * @throws {RangeError} If a score is NaN or an option is out of range.
@@ -145,10 +161,11 @@ export function sinkhornScaling(
   options: SinkhornOptions = {},
 ): SinkhornScaling {
   checkScores("scores", scores);
-  const [tolerance, maxIterations] = checkOptions(options);
+  const [tolerance, maxIterations, tau] = checkOptions(options);
   const logV = new Float64Array(scores.experts);
   const r = scaleInto(
     scores,
+    tau,
     tolerance,
     maxIterations,
     logV,
@@ -167,7 +184,7 @@ export function sinkhornScaling(
  * {@linkcode sinkhornScaling} (warm-started from the layer's previous
  * scale, which changes the iteration count, not the fixed point), then
  * each token takes the top-K of the scaled matrix, that is of
- * `s[i][j] + log v[j]`; the scaling is used for selection only, gate
+ * `s[i][j] + tau * log v[j]`; the scaling is used for selection only, gate
  * weights are the unbiased scores. At the iteration cap the batch is
  * routed with the scaling reached so far (rows exact, columns not within
  * tolerance).
@@ -196,7 +213,7 @@ export function sinkhorn(
   options: SinkhornOptions = {},
 ): Balancer {
   const ctx = checkContext(context);
-  const [tolerance, maxIterations] = checkOptions(options);
+  const [tolerance, maxIterations, tau] = checkOptions(options);
   const E = ctx.experts;
   const scales = Array.from({ length: ctx.layers }, () => new Float64Array(E));
   let scratch: Scratch | undefined;
@@ -209,7 +226,7 @@ export function sinkhorn(
         out = createRouting(scores.tokens, ctx.k, E);
       }
       scratch = scratchFor(scores.tokens, E, scratch);
-      scaleInto(scores, tolerance, maxIterations, scales[layer], scratch);
+      scaleInto(scores, tau, tolerance, maxIterations, scales[layer], scratch);
       routeInto(scores, ctx.k, out, { ...ctx, bias: scales[layer] });
       return out;
     },

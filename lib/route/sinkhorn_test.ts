@@ -10,13 +10,14 @@ function columnSums(
   N: number,
   E: number,
   logV: Float64Array,
+  tau = 1,
 ): number[] {
   const sums = new Array<number>(E).fill(0);
   for (let i = 0; i < N; i++) {
     let row = 0;
-    for (let j = 0; j < E; j++) row += Math.exp(s[i * E + j] + logV[j]);
+    for (let j = 0; j < E; j++) row += Math.exp((s[i * E + j] + logV[j]) / tau);
     for (let j = 0; j < E; j++) {
-      sums[j] += Math.exp(s[i * E + j] + logV[j]) / row;
+      sums[j] += Math.exp((s[i * E + j] + logV[j]) / tau) / row;
     }
   }
   return sums;
@@ -53,6 +54,15 @@ describe("sinkhornScaling", () => {
           `column sum ${c}, target ${N / E}`,
         );
       }
+    }
+  });
+
+  test("with a temperature, the column sums of exp(s / tau) are uniform", () => {
+    const s = skewed(8, 200, 6, 1);
+    const r = sinkhornScaling(s, { temperature: 0.1 });
+    assert.ok(r.converged);
+    for (const c of columnSums(s.data, 200, 6, r.logColumnScale, 0.1)) {
+      assert.ok(Math.abs(c - 200 / 6) / (200 / 6) <= 1.0001e-4, `sum ${c}`);
     }
   });
 
