@@ -42,10 +42,12 @@ function objectsTable(objects: Record<string, unknown>[]): string {
   for (const o of objects) {
     for (const k of Object.keys(o)) if (!keys.includes(k)) keys.push(k);
   }
-  return tableHtml(
-    keys.map(heading),
-    objects.map((o) => keys.map((k) => k in o ? cellValue(o[k]) : "")),
-  );
+  return `<div class="wide">${
+    tableHtml(
+      keys.map(heading),
+      objects.map((o) => keys.map((k) => k in o ? cellValue(o[k]) : "")),
+    )
+  }</div>`;
 }
 
 function section(title: string, value: unknown): string {
@@ -75,8 +77,11 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;
   margin:24px auto;max-width:1100px;padding:0 16px;color:#222;background:#fff}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px}
 p.lead{color:#555;margin:0 0 16px}
-table{border-collapse:collapse;font-size:13px}
-th,td{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}
+.wide{overflow-x:auto}
+table{border-collapse:collapse;font-size:12px}
+th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left;
+  vertical-align:top}
+td{white-space:nowrap}
 th{border-bottom:2px solid #bbb}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:8px 0}figcaption{color:#555;font-size:13px;max-width:760px}

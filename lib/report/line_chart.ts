@@ -111,7 +111,9 @@ export function lineChart(
     y: {
       label: options.yLabel ?? yName,
       // Plot's default log ticks use SI prefixes (700m); plain decimals read better.
-      ...(options.logY ? { type: "log" as const, tickFormat: "~g" } : {}),
+      ...(options.logY
+        ? { type: "log" as const, tickFormat: "~g", ticks: logTicks(ys) }
+        : {}),
     },
     color: { domain: labels },
     marks,
@@ -127,4 +129,27 @@ export function lineChart(
       }
       : undefined,
   });
+}
+
+// 1, 2, 3, 5 in every decade the values span: Plot's own log ticks leave
+// values above the last power of ten (MaxVio 1.5) without a label.
+function logTicks(values: number[]): number[] {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  const ticks: number[] = [];
+  if (!(lo > 0) || !Number.isFinite(hi)) return ticks;
+  for (
+    let d = Math.floor(Math.log10(lo));
+    d <= Math.ceil(Math.log10(hi));
+    d++
+  ) {
+    for (const m of [1, 2, 3, 5]) {
+      const t = Number((m * 10 ** d).toPrecision(1));
+      if (t >= lo && t <= hi) ticks.push(t);
+    }
+  }
+  return ticks.length >= 2 ? ticks : [lo, hi];
 }
