@@ -19,7 +19,8 @@ export const SUITES: Suite[] = [
   },
   {
     name: "schedule",
-    description: "MicroMoE scheduling, 64 GPUs x 256 experts: exact against HiGHS and glpk.js",
+    description:
+      "MicroMoE scheduling, 64 GPUs x 256 experts: exact against HiGHS and glpk.js",
     load: () => import("./ep_bench.ts"),
   },
 ];

@@ -27,7 +27,10 @@ export const COMMANDS: Record<string, { run: Command; summary: string }> = {
     run: scheduleCommand,
     summary: "MicroMoE token scheduling of a load table over GPUs",
   },
-  place: { run: placeCommand, summary: "EPLB expert placement for a load table" },
+  place: {
+    run: placeCommand,
+    summary: "EPLB expert placement for a load table",
+  },
   solve: {
     run: solveCommand,
     summary: "exact balanced assignment of a score matrix",
