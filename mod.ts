@@ -219,8 +219,8 @@ export {
   type ResolvedModelConfig,
 } from "./lib/train/model.ts";
 export {
-  type AuxLossOptions,
   auxLoss,
+  type AuxLossOptions,
   type RouterBatch,
   zLoss,
   type ZLossOptions,
@@ -228,9 +228,11 @@ export {
 export { Adam, type AdamOptions } from "./lib/train/adam.ts";
 export { parseTrainMethod, type TrainMethod } from "./lib/train/method.ts";
 export {
-  type EvaluateOptions,
   evaluateMoe,
+  type EvaluateOptions,
   type Evaluation,
+} from "./lib/train/evaluate.ts";
+export {
   trainMoe,
   type TrainOptions,
   type TrainRun,

@@ -1,7 +1,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { loadBrown, stripBrownTags } from "./brown.ts";
-import { evaluateMoe, trainMoe } from "./train.ts";
+import { evaluateMoe } from "./evaluate.ts";
+import { trainMoe } from "./train.ts";
 import { createMoeModel } from "./model.ts";
 import { decodeText } from "./vocab.ts";
 

@@ -1,0 +1,91 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { main } from "./main.ts";
+
+const TINY = {
+  corpus: { maxFiles: 10 },
+  dim: 8,
+  hidden: 8,
+  experts: 4,
+  topK: 1,
+  steps: 5,
+  batchSeqs: 2,
+  seqLen: 16,
+  validTokens: 128,
+};
+
+describe("cli train", () => {
+  const dir = mkdtempSync(join(tmpdir(), "moelab-train-"));
+  const preset = join(dir, "preset.json");
+  writeFileSync(preset, JSON.stringify(TINY));
+
+  test("writes the tables and a summary with mean and std per method", async () => {
+    const out = join(dir, "ok");
+    const code = await main([
+      "train",
+      "--preset",
+      preset,
+      "--methods",
+      "none,aux(alpha=1e-2)",
+      "--seeds",
+      "1,2",
+      "--out",
+      out,
+      "--quiet",
+      "--json",
+    ]);
+    assert.equal(code, 0);
+    const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
+    assert.deepEqual(summary.methods.map((m: { method: string }) => m.method), [
+      "none",
+      "aux(alpha=1e-2)",
+    ]);
+    for (
+      const key of ["perplexity", "maxVioGlobal", "maxVioBatch", "seconds"]
+    ) {
+      assert.deepEqual(Object.keys(summary.methods[0][key]), ["mean", "std"]);
+    }
+    for (const f of ["curves.parquet", "runs.parquet", "loads.parquet"]) {
+      assert.ok(existsSync(join(out, f)));
+    }
+  });
+
+  for (
+    const [name, args] of [
+      ["an unknown method", ["--methods", "none,nope"]],
+      ["a bad seed list", ["--seeds", "1,x"]],
+      ["zero steps", ["--steps", "0"]],
+      ["an unknown preset key", ["--preset", join(dir, "bad.json")]],
+    ] as const
+  ) {
+    test(`exits 2 and writes nothing on ${name}`, async () => {
+      writeFileSync(
+        join(dir, "bad.json"),
+        JSON.stringify({ ...TINY, dims: 3 }),
+      );
+      const out = join(dir, `bad-${name.replaceAll(" ", "-")}`);
+      const code = await main([
+        "train",
+        "--preset",
+        preset,
+        ...args,
+        "--out",
+        out,
+        "--quiet",
+      ]);
+      assert.equal(code, 2);
+      assert.equal(existsSync(out), false);
+    });
+  }
+
+  test("cleans up", () => rmSync(dir, { recursive: true, force: true }));
+});
