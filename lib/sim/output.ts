@@ -99,7 +99,12 @@ export function simSummary(result: SimResult): {
   methods: SimResult["methods"];
 } {
   return {
-    config: { ...result.config, workload: result.workload },
+    config: {
+      ...result.config,
+      workload: result.workload,
+      // The steps whose exact optimum the optimality gap compares against.
+      optimumSteps: result.optimumSteps,
+    },
     backend: result.backend,
     methods: result.methods,
   };
@@ -172,6 +177,7 @@ export function formatSummaryTable(result: SimResult): string {
     "MaxVio_batch",
     "MaxVio_global",
     "score retention",
+    "optimality gap",
     "steps to balance",
     "wall ms",
   ];
@@ -181,6 +187,7 @@ export function formatSummaryTable(result: SimResult): string {
     fmt(m.maxVioBatch),
     fmt(m.maxVioGlobal),
     fmt(m.scoreRetention, 4),
+    m.optimalityGap === null ? "-" : `${(100 * m.optimalityGap).toFixed(2)}%`,
     m.stepsToBalance === null ? "never" : String(m.stepsToBalance),
     fmt(m.wallMs, 0),
   ]);
@@ -197,7 +204,11 @@ export function formatSummaryTable(result: SimResult): string {
   const title =
     `${c.layers} layers x ${c.steps} steps x ${c.tokens} tokens, ${c.experts} experts, top-${c.topK}, ${c.gate} gate; evaluation: last ${
       Math.round(c.evalFraction * 100)
-    }% of steps`;
+    }% of steps${
+      result.optimumSteps.length
+        ? `; optimality gap against the exact optimum on ${result.optimumSteps.length} of them`
+        : ""
+    }`;
   return [
     title,
     line(header),
