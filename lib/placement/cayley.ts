@@ -1,5 +1,6 @@
 import { checkChoice, checkInteger } from "../_validate.ts";
 import type { Placement } from "./placement.ts";
+import { slotLayers } from "./_checks.ts";
 
 /** The graphs {@linkcode symmetricPlacement} can build. */
 export const SYMMETRIC_GRAPHS = [
@@ -180,24 +181,14 @@ export function symmetricPlacement(
     ...SYMMETRIC_GRAPHS,
   ]);
   if (options.rows !== undefined) checkInteger("rows", options.rows, 1);
-  if (gpus % d !== 0) {
-    throw new RangeError(
-      `gpus must be a multiple of replicas (${d}): current value is ${gpus}`,
-    );
-  }
+  const S = slotLayers(experts, gpus, d);
   const perSlot = gpus / d;
-  if (experts % perSlot !== 0) {
-    throw new RangeError(
-      `experts must be a multiple of gpus / replicas (${perSlot}): current value is ${experts}`,
-    );
-  }
   const parts = partitions(gpus, d, graph, options.rows);
   if (parts.length === 0) {
     throw new RangeError(
       `the ${graph} graph on ${gpus} GPUs has no perfect matching`,
     );
   }
-  const S = experts / perSlot;
   const slots = new Int32Array(gpus * S);
   for (let s = 0; s < S; s++) {
     const part = parts[s % parts.length];

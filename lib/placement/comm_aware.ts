@@ -1,8 +1,9 @@
-import { checkNumber, show } from "../_validate.ts";
+import { checkNumber } from "../_validate.ts";
 import { ScheduleFlow } from "./_maxflow.ts";
 import { requireHighs, roundLp } from "./lp_scheduler.ts";
 import { checkPlacement, type Placement } from "./placement.ts";
 import type { Schedule } from "./schedule.ts";
+import { checkInput } from "./_checks.ts";
 
 /** A communication-aware schedule: the schedule plus the LP's terms. */
 export interface CommAwareSchedule extends Schedule {
@@ -58,33 +59,9 @@ export function commAwareSchedule(
   const p = checkPlacement("placement", placement);
   const alpha = checkNumber("alpha", options.alpha ?? 1, 0);
   const E = p.experts, G = p.gpus;
-  if (input?.length !== E) {
-    throw new TypeError(
-      `input must have one row per expert (${E}): current value is ${
-        show(input)
-      }`,
-    );
-  }
-  const loads = new Float64Array(E), perGpu = new Float64Array(G);
+  const loads = checkInput(input, E, G), perGpu = new Float64Array(G);
   for (let e = 0; e < E; e++) {
-    if (input[e]?.length !== G) {
-      throw new TypeError(
-        `input[${e}] must have one entry per GPU (${G}): current value is ${
-          show(input[e])
-        }`,
-      );
-    }
-    for (let g = 0; g < G; g++) {
-      const v = input[e][g];
-      if (!Number.isInteger(v) || v < 0) {
-        throw new RangeError(
-          `input must hold non-negative integers: value at expert ${e}, GPU ${g} is ${
-            show(v)
-          }`,
-        );
-      }
-      loads[e] += v, perGpu[g] += v;
-    }
+    for (let g = 0; g < G; g++) perGpu[g] += input[e][g];
   }
   const flow = new ScheduleFlow(p);
   const R = flow.replicas;

@@ -1,5 +1,6 @@
 import { show } from "../_validate.ts";
 import { checkPlacement, type Placement, replicaTable } from "./placement.ts";
+import { checkInput } from "./_checks.ts";
 
 /** Tokens of one expert sent from one GPU to another. */
 export interface Transfer {
@@ -64,13 +65,7 @@ export function dispatchTokens(
 ): Dispatch {
   const p = checkPlacement("placement", placement);
   const E = p.experts, G = p.gpus;
-  if (input?.length !== E) {
-    throw new TypeError(
-      `input must have one row per expert (${E}): current value is ${
-        show(input)
-      }`,
-    );
-  }
+  checkInput(input, E, G);
   if (replicaLoads?.length !== p.slots.length) {
     throw new TypeError(
       `replicaLoads must have gpus x slotsPerGpu = ${p.slots.length} entries: current value is ${
@@ -85,13 +80,6 @@ export function dispatchTokens(
   let volume = 0, local = 0;
   for (let e = 0; e < E; e++) {
     const row = input[e];
-    if (row?.length !== G) {
-      throw new TypeError(
-        `input[${e}] must have one entry per GPU (${G}): current value is ${
-          show(row)
-        }`,
-      );
-    }
     let supply = 0, demand = 0;
     for (let g = 0; g < G; g++) left[g] = row[g], supply += row[g];
     const r0 = t.start[e], r1 = t.start[e + 1];

@@ -1,6 +1,7 @@
 import { checkInteger, checkNumber } from "../_validate.ts";
 import { Rng } from "../scores/rng.ts";
 import type { Placement } from "./placement.ts";
+import { slotLayers } from "./_checks.ts";
 
 /** Options of {@linkcode randomPlacement}. */
 export interface RandomPlacementOptions {
@@ -41,18 +42,8 @@ export function randomPlacement(
   checkInteger("gpus", gpus, 1);
   const d = checkInteger("replicas", options.replicas ?? 2, 1, gpus);
   const rng = new Rng(checkNumber("seed", options.seed ?? 0));
-  if (gpus % d !== 0) {
-    throw new RangeError(
-      `gpus must be a multiple of replicas (${d}): current value is ${gpus}`,
-    );
-  }
+  const S = slotLayers(experts, gpus, d);
   const perSlot = gpus / d;
-  if (experts % perSlot !== 0) {
-    throw new RangeError(
-      `experts must be a multiple of gpus / replicas (${perSlot}): current value is ${experts}`,
-    );
-  }
-  const S = experts / perSlot;
   const slots = new Int32Array(gpus * S);
   const order = Int32Array.from({ length: gpus }, (_, g) => g);
   for (let s = 0; s < S; s++) {
