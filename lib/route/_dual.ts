@@ -63,6 +63,8 @@ export function dualScratch(
  * When `k >= experts` the (K+1)-th largest does not exist and `p = 0`
  * (clipped) ; when `capacity >= tokens` no expert constraint can bind and
  * `q = 0`. Unclipped rounds need `k < experts` and `capacity < tokens`.
+ * With `pReady`, the first round takes `scratch.p` as already computed
+ * from `q` (a caller that routed the batch by `s - q` found it on the way).
  * Cost `O(rounds * tokens * experts)` (expected, quickselect).
  */
 export function coordinateRounds(
@@ -74,13 +76,14 @@ export function coordinateRounds(
   clip: boolean,
   scratch: DualScratch,
   bounds?: ColumnBounds,
+  pReady = false,
 ): void {
   const { data, tokens: N, experts: E } = scores;
   const { p, col, top, stride: S } = scratch;
   const count = scratch.count;
   for (let t = 0; t < rounds; t++) {
     if (k >= E) p.fill(0);
-    else {
+    else if (!(pReady && t === 0)) {
       for (let i = 0; i < N; i++) {
         const v = rowRankLargest(data, i * E, E, q, k + 1, top);
         p[i] = clip && !(v > 0) ? 0 : v;

@@ -60,8 +60,13 @@ export function quantile(context: BalancerContext): Balancer {
   const bounds = Array.from({ length: ctx.layers }, () => columnBounds(E));
   const bias = new Float64Array(E);
   const next = new Float64Array(E);
+  const topI = new Int32Array(ctx.k + 1);
+  const grouped = ctx.groups > 1 && ctx.topGroups < ctx.groups;
   let scratch: DualScratch | undefined;
   let out: Routing | undefined;
+  // The batch whose a[i] the last route left in scratch.p.
+  let routed: ScoreMatrix | undefined;
+  let routedLayer = -1;
   return {
     name: "quantile",
     causal: true,
@@ -70,8 +75,16 @@ export function quantile(context: BalancerContext): Balancer {
         out = createRouting(scores.tokens, ctx.k, E);
       }
       const q = prices[layer];
-      for (let j = 0; j < E; j++) bias[j] = -q[j];
-      routeInto(scores, ctx.k, out, { ...ctx, bias });
+      routed = undefined;
+      if (grouped || ctx.k >= E) {
+        for (let j = 0; j < E; j++) bias[j] = -q[j];
+        routeInto(scores, ctx.k, out, { ...ctx, bias });
+        return out;
+      }
+      scratch = dualScratch(scores.tokens, E, ctx.k, scratch);
+      routeWithNext(scores, ctx.k, q, out, scratch, topI, ctx.normalize);
+      routed = scores;
+      routedLayer = layer;
       return out;
     },
     update(layer: number, scores: ScoreMatrix): void {
@@ -82,7 +95,19 @@ export function quantile(context: BalancerContext): Balancer {
       scratch = dualScratch(N, E, k, scratch);
       const q = prices[layer];
       next.set(q);
-      coordinateRounds(scores, k, C, next, 1, false, scratch, bounds[layer]);
+      const pReady = routed === scores && routedLayer === layer;
+      routed = undefined;
+      coordinateRounds(
+        scores,
+        k,
+        C,
+        next,
+        1,
+        false,
+        scratch,
+        bounds[layer],
+        pReady,
+      );
       let mean = 0;
       for (let j = 0; j < E; j++) {
         // A column of -Infinity scores has no finite quantile: keep its price.
@@ -94,4 +119,62 @@ export function quantile(context: BalancerContext): Balancer {
     },
     biases: (layer: number) => Float64Array.from(prices[layer], (v) => 0 - v),
   };
+}
+
+/**
+ * Top-K routing of `s - q` that also keeps each token's `(K+1)`-th value
+ * in `scratch.p` (the `a[i]` of the next update), in one pass. Same
+ * selection, ties and weights as `routeInto` without groups.
+ */
+function routeWithNext(
+  scores: ScoreMatrix,
+  k: number,
+  q: Float64Array,
+  out: Routing,
+  scratch: DualScratch,
+  topI: Int32Array,
+  normalize: boolean,
+): void {
+  const { data, tokens: N, experts: E } = scores;
+  const { p, top: topV } = scratch;
+  const outE = out.experts, outW = out.weights, loads = out.loads;
+  loads.fill(0);
+  const rank = k + 1;
+  for (let i = 0; i < N; i++) {
+    const base = i * E;
+    // Insertion; later values enter only when strictly larger: ties keep
+    // the lowest index, so the first k are routeInto's top-k.
+    let n = 0;
+    for (let j = 0; j < E; j++) {
+      const v = data[base + j] - q[j];
+      if (n === rank) {
+        if (!(v > topV[rank - 1])) continue;
+        n--;
+      }
+      let at = n;
+      while (at > 0 && v > topV[at - 1]) {
+        topV[at] = topV[at - 1];
+        topI[at] = topI[at - 1];
+        at--;
+      }
+      topV[at] = v;
+      topI[at] = j;
+      n++;
+    }
+    p[i] = topV[k];
+    const o = i * k;
+    let sum = 0;
+    for (let r = 0; r < k; r++) {
+      const j = topI[r];
+      outE[o + r] = j;
+      const w = data[base + j] > -Infinity ? data[base + j] : 0;
+      outW[o + r] = w;
+      sum += w;
+      loads[j]++;
+    }
+    if (normalize && sum > 0) {
+      const f = 1 / sum;
+      for (let r = 0; r < k; r++) outW[o + r] *= f;
+    }
+  }
 }

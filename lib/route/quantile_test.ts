@@ -1,6 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { quantile } from "./quantile.ts";
+import { route } from "./route.ts";
 import { Rng } from "../scores/rng.ts";
 
 /**
@@ -72,6 +73,42 @@ describe("quantile", () => {
     // Routing the same batch again before any update gives the same answer:
     // the batch itself did not move the bias.
     assert.deepEqual([...b.route(0, scores).experts], first);
+  });
+
+  test("routes as route() does with its bias, normalised or not, grouped or not", () => {
+    const rng = new Rng(17);
+    for (const normalize of [false, true]) {
+      for (const groups of [1, 4]) {
+        const ctx = {
+          layers: 1,
+          experts: 8,
+          k: 3,
+          normalize,
+          groups,
+          topGroups: groups === 1 ? 1 : 2,
+        };
+        const b = quantile(ctx);
+        for (let step = 0; step < 3; step++) {
+          const data = new Float32Array(40 * 8).map(() =>
+            Math.floor(rng.uniform() * 10) / 10
+          );
+          const scores = { data, tokens: 40, experts: 8 };
+          const bias = b.biases(0);
+          const r = b.route(0, scores);
+          const twin = route(scores, {
+            k: 3,
+            bias,
+            normalize,
+            groups,
+            topGroups: ctx.topGroups,
+          });
+          assert.deepEqual([...r.experts], [...twin.experts]);
+          assert.deepEqual([...r.weights], [...twin.weights]);
+          assert.deepEqual([...r.loads], [...twin.loads]);
+          b.update(0, scores, r);
+        }
+      }
+    }
   });
 
   test("K = E leaves the bias at zero", () => {
