@@ -4,6 +4,7 @@
 // legends are HTML (ordinal) or drawn on a canvas (continuous), neither of
 // which survives as a plain .svg file, so the legends are drawn here.
 import type pl from "nodejs-polars";
+import * as Plot from "@observablehq/plot";
 import { parseHTML } from "linkedom";
 import { Figure } from "./figure.ts";
 import { checkInteger, show } from "../_validate.ts";
@@ -100,6 +101,33 @@ export function chartSize(o: ChartOptions): { width: number; height: number } {
 export function escapeXml(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
     .replace(/"/g, "&quot;");
+}
+
+/** A rendered plot whose colour scale can be read back. */
+export type ScaledPlot = PlotElement & {
+  scale(name: string): { range?: string[]; apply(v: number): string };
+};
+
+/** Dashed horizontal reference lines at `ys` (a threshold, the mean load). */
+export function referenceRules(ys: readonly number[] = []): Plot.Markish[] {
+  return ys.map((y) =>
+    Plot.ruleY([y], { strokeDasharray: "4,3", stroke: "#888" })
+  );
+}
+
+/** Swatches naming each series in the plot's own colours, or none. */
+export function seriesLegend(
+  plot: ScaledPlot,
+  labels: string[],
+  shape: "line" | "rect",
+): Legend | undefined {
+  if (labels.length === 0) return undefined;
+  return {
+    kind: "swatches",
+    shape,
+    labels,
+    colors: plot.scale("color")?.range ?? [],
+  };
 }
 
 /** A legend drawn above the plot. */

@@ -8,7 +8,9 @@ import {
   compose,
   type PlotData,
   plotDocument,
-  type PlotElement,
+  referenceRules,
+  type ScaledPlot,
+  seriesLegend,
 } from "./_plot.ts";
 
 /** Options of {@linkcode barChart}. */
@@ -74,9 +76,7 @@ export function barChart(
     }),
     Plot.ruleY([0]),
   ];
-  for (const r of options.rules ?? []) {
-    marks.push(Plot.ruleY([r], { strokeDasharray: "4,3", stroke: "#888" }));
-  }
+  marks.push(...referenceRules(options.rules));
   const tickEvery = Math.max(1, Math.ceil(domain.length / 32));
   const ticks = domain.filter((_, i) => i % tickEvery === 0);
   const plot = Plot.plot({
@@ -96,16 +96,9 @@ export function barChart(
     y: { label: options.yLabel ?? yName },
     color: { domain: labels },
     marks,
-  }) as unknown as PlotElement & { scale(n: string): { range?: string[] } };
+  }) as unknown as ScaledPlot;
   return compose(plot, width, {
     title: options.title,
-    legend: ss
-      ? {
-        kind: "swatches",
-        shape: "rect",
-        labels,
-        colors: plot.scale("color")?.range ?? [],
-      }
-      : undefined,
+    legend: seriesLegend(plot, labels, "rect"),
   });
 }

@@ -8,7 +8,7 @@ import {
   compose,
   type PlotData,
   plotDocument,
-  type PlotElement,
+  type ScaledPlot,
 } from "./_plot.ts";
 import { checkNumber } from "../_validate.ts";
 
@@ -130,9 +130,7 @@ export function heatmap(data: PlotData, options: HeatmapOptions = {}): Figure {
         shapeRendering: "crispEdges",
       }),
     ],
-  }) as unknown as PlotElement & {
-    scale(n: string): { apply(v: number): string };
-  };
+  }) as unknown as ScaledPlot;
   const color = plot.scale("color");
   const ticks = pivot === undefined ? [lo, (lo + hi) / 2, hi] : [lo, pivot, hi];
   return compose(plot, width, {

@@ -8,7 +8,9 @@ import {
   compose,
   type PlotData,
   plotDocument,
-  type PlotElement,
+  referenceRules,
+  type ScaledPlot,
+  seriesLegend,
 } from "./_plot.ts";
 
 /** Options of {@linkcode lineChart}. */
@@ -95,9 +97,7 @@ export function lineChart(
       strokeWidth: 1.6,
     }),
   ];
-  for (const r of options.rules ?? []) {
-    marks.push(Plot.ruleY([r], { strokeDasharray: "4,3", stroke: "#888" }));
-  }
+  marks.push(...referenceRules(options.rules));
   const plot = Plot.plot({
     document: plotDocument(),
     width,
@@ -117,17 +117,10 @@ export function lineChart(
     },
     color: { domain: labels },
     marks,
-  }) as unknown as PlotElement & { scale(n: string): { range?: string[] } };
+  }) as unknown as ScaledPlot;
   return compose(plot, width, {
     title: options.title,
-    legend: ss
-      ? {
-        kind: "swatches",
-        shape: "line",
-        labels,
-        colors: plot.scale("color")?.range ?? [],
-      }
-      : undefined,
+    legend: seriesLegend(plot, labels, "line"),
   });
 }
 
