@@ -81,32 +81,38 @@ export function coordinateRounds(
   const { data, tokens: N, experts: E } = scores;
   const { p, col, top, stride: S } = scratch;
   const count = scratch.count;
+  const lower = scratch.lower;
   for (let t = 0; t < rounds; t++) {
+    const needP = k < E && !(pReady && t === 0);
     if (k >= E) p.fill(0);
-    else if (!(pReady && t === 0)) {
-      for (let i = 0; i < N; i++) {
-        const v = rowRankLargest(data, i * E, E, q, k + 1, top);
-        p[i] = clip && !(v > 0) ? 0 : v;
-      }
-    }
     if (capacity >= N) {
+      if (needP) tokenPrices(data, N, E, k, q, clip, p, top);
       q.fill(0);
       continue;
     }
     // Column-major copy so each expert's selection runs on a contiguous
     // run; with bounds, only the values at or above the expert's lower
-    // bound are kept (the candidates).
-    const lower = scratch.lower;
+    // bound are kept (the candidates). Each row is copied right after its
+    // token price is found, while it is in cache.
     for (let j = 0; j < E; j++) {
       lower[j] = bounds ? bounds.last[j] - bounds.slack[j] : -Infinity;
       if (!(lower[j] > -Infinity)) lower[j] = -Infinity;
       count[j] = 0;
     }
     for (let i = 0; i < N; i++) {
-      const base = i * E, pi = p[i];
+      const base = i * E;
+      if (needP) {
+        const v = rowRankLargest(data, base, E, q, k + 1, top);
+        p[i] = clip && !(v > 0) ? 0 : v;
+      }
+      const pi = p[i];
       for (let j = 0, o = 0; j < E; j++, o += S) {
         const v = data[base + j] - pi;
-        if (v >= lower[j]) col[o + count[j]++] = v;
+        // Branch-free: always write, advance only past a candidate (the
+        // branch is taken at random, a quarter of the time).
+        const c = count[j];
+        col[o + c] = v;
+        count[j] = c + (v >= lower[j] ? 1 : 0);
       }
     }
     const rank = capacity + 1;
@@ -137,6 +143,23 @@ export function coordinateRounds(
       }
       q[j] = clip && !(v > 0) ? 0 : v;
     }
+  }
+}
+
+/** The token-price step alone: `p[i] = (k+1)-th largest of s[i][j] - q[j]`. */
+function tokenPrices(
+  data: Float32Array,
+  N: number,
+  E: number,
+  k: number,
+  q: Float64Array,
+  clip: boolean,
+  p: Float64Array,
+  top: Float64Array,
+): void {
+  for (let i = 0; i < N; i++) {
+    const v = rowRankLargest(data, i * E, E, q, k + 1, top);
+    p[i] = clip && !(v > 0) ? 0 : v;
   }
 }
 
