@@ -29,6 +29,23 @@ export {
   softmax,
 } from "./lib/scores/gate.ts";
 export { createRouting, route, type RouteOptions } from "./lib/route/route.ts";
+export {
+  routeParallel,
+  type RouteParallelOptions,
+  sharedScores,
+} from "./lib/route/route_parallel.ts";
+export {
+  type Backend,
+  type BackendInfo,
+  BACKENDS,
+  routeAsync,
+  type RouteAsyncOptions,
+  selectBackend,
+} from "./lib/route/route_backend.ts";
+export {
+  type BackendRunOptions,
+  runSimulationOn,
+} from "./lib/sim/run_backend.ts";
 export type { Balancer, BalancerContext } from "./lib/route/balancer.ts";
 export { greedy } from "./lib/route/greedy.ts";
 export { lossFree, type LossFreeOptions } from "./lib/route/loss_free.ts";

@@ -2,7 +2,15 @@ import { readFileSync } from "node:fs";
 import process from "node:process";
 import { BALANCERS } from "../route/registry.ts";
 import { resolveSimConfig } from "../sim/config.ts";
-import { loadWorkload, runSimulation } from "../sim/run.ts";
+import {
+  loadWorkload,
+  type RunOptions,
+  runSimulation,
+  type SimResult,
+} from "../sim/run.ts";
+import { runSimulationOn } from "../sim/run_backend.ts";
+import { BACKENDS } from "../route/route_backend.ts";
+import { checkChoice } from "../_validate.ts";
 import {
   formatSummaryTable,
   simSummary,
@@ -29,6 +37,7 @@ const FLAGS: FlagSpec = {
   replicas: "integer",
   placement: "string",
   scheduler: "string",
+  backend: "string",
   help: "boolean",
 };
 
@@ -59,6 +68,8 @@ Usage: moelab sim [--preset FILE] [flags]
   --replicas D      replicas per expert (default 2)
   --placement P     symmetric placement: complete, ring, torus, bipartite, random
   --scheduler S     exact (MicroMoE LP) or equal (split evenly, no LP)
+  --backend B       cpu (default), webgpu, or auto (WebGPU where an adapter
+                    exists): greedy and loss-free route on the GPU
   --help            this text
 
 Methods: ${
@@ -69,7 +80,7 @@ Methods: ${
 `;
 
 /** Runs `sim` with command-line arguments; returns the exit code. */
-export function simCommand(args: string[]): number {
+export function simCommand(args: string[]): number | Promise<number> {
   const flags = parseFlags(args, FLAGS);
   if (flags.help) {
     process.stdout.write(SIM_HELP);
@@ -143,7 +154,8 @@ export function simCommand(args: string[]): number {
   const quiet = flags.quiet === true;
   const t0 = performance.now();
   let lastReport = 0;
-  const result = runSimulation(loaded.config, {
+  const backend = checkChoice("--backend", flags.backend ?? "cpu", BACKENDS);
+  const runOptions: RunOptions = {
     workload: loaded.workload,
     onProgress: quiet ? undefined : (done, steps) => {
       const now = performance.now();
@@ -154,14 +166,22 @@ export function simCommand(args: string[]): number {
         );
       }
     },
-  });
-  const out = typeof flags.out === "string" ? flags.out : "out/sim";
-  const files = writeSimOutputs(result, out);
-  if (flags.json) {
-    process.stdout.write(JSON.stringify(simSummary(result), null, 2) + "\n");
-  } else {
-    process.stdout.write(formatSummaryTable(result) + "\n");
+  };
+  const finish = (result: SimResult): number => {
+    const out = typeof flags.out === "string" ? flags.out : "out/sim";
+    const files = writeSimOutputs(result, out);
+    if (flags.json) {
+      process.stdout.write(JSON.stringify(simSummary(result), null, 2) + "\n");
+    } else {
+      process.stdout.write(formatSummaryTable(result) + "\n");
+    }
+    if (!quiet) process.stderr.write(`sim: wrote ${files.join(", ")}\n`);
+    return 0;
+  };
+  if (backend !== "cpu") {
+    return runSimulationOn(loaded.config, { ...runOptions, backend }).then(
+      finish,
+    );
   }
-  if (!quiet) process.stderr.write(`sim: wrote ${files.join(", ")}\n`);
-  return 0;
+  return finish(runSimulation(loaded.config, runOptions));
 }

@@ -59,7 +59,9 @@ export function dualScratch(
  * - `p[i] = (K+1)-th largest of s[i][j] - q[j] over j`;
  * - `q[j] = (C+1)-th largest of s[i][j] - p[i] over i`;
  *
- * each followed by `max(0, .)` when `clip` is set (the dual's `p, q >= 0`).
+ * each followed by `max(0, .)` when `clip` is `true` (the dual of "at most
+ * K experts per token": `p, q >= 0`); `"experts"` clips `q` only (the dual
+ * of "exactly K": `p` free); `false` clips neither.
  * When `k >= experts` the (K+1)-th largest does not exist and `p = 0`
  * (clipped) ; when `capacity >= tokens` no expert constraint can bind and
  * `q = 0`. Unclipped rounds need `k < experts` and `capacity < tokens`.
@@ -73,7 +75,7 @@ export function coordinateRounds(
   capacity: number,
   q: Float64Array,
   rounds: number,
-  clip: boolean,
+  clip: boolean | "experts",
   scratch: DualScratch,
   bounds?: ColumnBounds,
   pReady = false,
@@ -82,11 +84,12 @@ export function coordinateRounds(
   const { p, col, top, stride: S } = scratch;
   const count = scratch.count;
   const lower = scratch.lower;
+  const clipP = clip === true, clipQ = clip !== false;
   for (let t = 0; t < rounds; t++) {
     const needP = k < E && !(pReady && t === 0);
     if (k >= E) p.fill(0);
     if (capacity >= N) {
-      if (needP) tokenPrices(data, N, E, k, q, clip, p, top);
+      if (needP) tokenPrices(data, N, E, k, q, clipP, p, top);
       q.fill(0);
       continue;
     }
@@ -103,7 +106,7 @@ export function coordinateRounds(
       const base = i * E;
       if (needP) {
         const v = rowRankLargest(data, base, E, q, k + 1, top);
-        p[i] = clip && !(v > 0) ? 0 : v;
+        p[i] = clipP && !(v > 0) ? 0 : v;
       }
       const pi = p[i];
       for (let j = 0, o = 0; j < E; j++, o += S) {
@@ -141,7 +144,7 @@ export function coordinateRounds(
         }
         bounds.last[j] = v;
       }
-      q[j] = clip && !(v > 0) ? 0 : v;
+      q[j] = clipQ && !(v > 0) ? 0 : v;
     }
   }
 }

@@ -21,6 +21,14 @@ export interface BipOptions {
   T?: number;
   /** Expert capacity `C = ceil(N * K * capacityFactor / E)`. Default `1`. */
   capacityFactor?: number;
+  /**
+   * Clip token prices at 0, as the paper's `p[i] = max(0, .)` (the dual of
+   * "at most K experts per token"). Default `true`. With `false`, `p` is
+   * free (the dual of "exactly K", which routing by top-K enforces): when
+   * prices rise above a token's scores, a clipped `p` stops counting its
+   * K-th choice against capacity, and loads overshoot `C`.
+   */
+  clipTokenPrices?: boolean;
 }
 
 /** Options of {@linkcode bipPrices}. */
@@ -33,6 +41,8 @@ export interface BipPricesOptions {
   T?: number;
   /** Starting expert prices (experts). Default zeros. Not modified. */
   expertPrices?: ArrayLike<number>;
+  /** Clip token prices at 0 (see {@linkcode BipOptions}). Default `true`. */
+  clipTokenPrices?: boolean;
 }
 
 /**
@@ -48,7 +58,7 @@ export interface BipPricesOptions {
  * expected (quickselect per expert).
  *
  * @param scores Scores, `tokens x experts`.
- * @param options `k`, `capacity`, `T`, starting prices.
+ * @param options `k`, `capacity`, `T`, starting prices, `clipTokenPrices`.
  * @returns `expertPrices` `q` (experts) and `tokenPrices` `p` (tokens), float64.
  * @throws {TypeError} If the scores or the starting prices have the wrong shape.
  * @throws {RangeError} If `k > experts`, a size is not a non-negative
@@ -103,7 +113,13 @@ export function bipPrices(
     for (let j = 0; j < E; j++) q[j] = start[j];
   }
   const scratch = dualScratch(N, E, k);
-  coordinateRounds(scores, k, C, q, T, true, scratch);
+  const clip = options.clipTokenPrices ?? true;
+  if (typeof clip !== "boolean") {
+    throw new TypeError(
+      `clipTokenPrices must be a boolean: current value is ${show(clip)}`,
+    );
+  }
+  coordinateRounds(scores, k, C, q, T, clip || "experts", scratch);
   return { expertPrices: q, tokenPrices: Float64Array.from(scratch.p) };
 }
 
@@ -124,7 +140,8 @@ export function bipPrices(
  * end a batch at `C + 1`.
  *
  * @param context Layers, experts, `k` and routing settings.
- * @param options `T` (default 2, not published) and `capacityFactor` (default 1).
+ * @param options `T` (default 2, not published), `capacityFactor` (default
+ * 1), `clipTokenPrices` (default `true`, the paper's).
  * @returns A non-causal {@linkcode Balancer} named `"bip"`.
  * @throws {RangeError} If `T` is not a non-negative integer or
  * `capacityFactor < 1`.
@@ -144,6 +161,7 @@ export function bipPrices(
  * assert.ok(b.biases(0)[2] < 0);
  * assert.equal(b.causal, false);
  * ```
+ * @throws {TypeError} If `clipTokenPrices` is not a boolean.
  */
 export function bip(
   context: BalancerContext,
@@ -152,6 +170,12 @@ export function bip(
   const ctx = checkContext(context);
   const T = checkInteger("T", options.T ?? 2, 0);
   const cf = checkNumber("capacityFactor", options.capacityFactor ?? 1, 1);
+  const clipP = options.clipTokenPrices ?? true;
+  if (typeof clipP !== "boolean") {
+    throw new TypeError(
+      `clipTokenPrices must be a boolean: current value is ${show(clipP)}`,
+    );
+  }
   const E = ctx.experts;
   const prices = Array.from({ length: ctx.layers }, () => new Float64Array(E));
   const bounds = Array.from({ length: ctx.layers }, () => columnBounds(E));
@@ -174,7 +198,7 @@ export function bip(
         capacityOf(N, ctx.k, E, cf),
         q,
         T,
-        true,
+        clipP || "experts",
         scratch,
         bounds[layer],
       );

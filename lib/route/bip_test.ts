@@ -63,6 +63,7 @@ function bruteRounds(
   K: number,
   C: number,
   T: number,
+  clipP = true,
 ): { q: number[]; p: number[] } {
   let q = new Array<number>(E).fill(0);
   let p = new Array<number>(N).fill(0);
@@ -71,7 +72,7 @@ function bruteRounds(
       if (K >= E) return 0;
       const row = Array.from({ length: E }, (_, j) => s[i * E + j] - q[j]);
       row.sort((a, b) => b - a);
-      return Math.max(0, row[K]);
+      return clipP ? Math.max(0, row[K]) : row[K];
     });
     q = Array.from({ length: E }, (_, j) => {
       if (C >= N) return 0;
@@ -106,12 +107,14 @@ describe("bipPrices", () => {
       for (let i = 0; i < data.length; i++) {
         data[i] = Math.floor(rng.uniform() * 8) / 8;
       }
+      const clipTokenPrices = trial % 2 === 0 || K === E;
       const got = bipPrices({ data, tokens: N, experts: E }, {
         k: K,
         capacity: C,
         T,
+        clipTokenPrices,
       });
-      const want = bruteRounds(data, N, E, K, C, T);
+      const want = bruteRounds(data, N, E, K, C, T, clipTokenPrices);
       close(got.expertPrices, want.q, `trial ${trial} q`);
       close(got.tokenPrices, want.p, `trial ${trial} p`);
     }

@@ -43,7 +43,11 @@ export const BALANCERS: Record<string, BalancerEntry> = {
   "bip": {
     description:
       "BIP-Based Balancing: T exact dual coordinate rounds on each batch (not causal)",
-    options: { T: "number", capacityFactor: "number" },
+    options: {
+      T: "number",
+      capacityFactor: "number",
+      clipTokenPrices: "boolean",
+    },
     create: (ctx, o) => bip(ctx, o),
   },
   "quantile": {

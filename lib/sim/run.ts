@@ -5,7 +5,7 @@ import { syntheticWorkload } from "../workload/synthetic.ts";
 import type { Workload } from "../workload/workload.ts";
 import { createBalancer, parseMethodSpec } from "../route/registry.ts";
 import { createRouting, routeInto } from "../route/route.ts";
-import type { BalancerContext } from "../route/balancer.ts";
+import type { Balancer, BalancerContext } from "../route/balancer.ts";
 import { selectedScoreSum } from "../metrics/load_metrics.ts";
 import { resolveSimConfig, type SimConfig } from "./config.ts";
 import { type EpResult, runEpStage } from "./ep_stage.ts";
@@ -82,6 +82,12 @@ export interface RunOptions {
   workload?: Workload;
   /** Called after each step with `(stepsDone, steps)`. */
   onProgress?: (done: number, steps: number) => void;
+  /**
+   * Balancers to use instead of building them from the config, by method
+   * index (`undefined` entries are built as usual). The WebGPU runner
+   * (run_backend.ts) passes balancers that replay its routings.
+   */
+  balancers?: (Balancer | undefined)[];
 }
 
 /**
@@ -183,7 +189,9 @@ export function runSimulation(
     groups: cfg.groups,
     topGroups: cfg.topGroups,
   };
-  const balancers = specs.map((s) => createBalancer(s, ctx));
+  const balancers = specs.map((s, m) =>
+    options.balancers?.[m] ?? createBalancer(s, ctx)
+  );
   const M = specs.length;
   const loadRows = steps * layers * M * E;
   const metricRows = steps * layers * M * BATCH_METRICS.length;

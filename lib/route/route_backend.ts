@@ -1,0 +1,178 @@
+import { acquireGpu, describeGpu, type Gpu } from "../../kernels/device.ts";
+import {
+  GPU_MAX_EXPERTS,
+  GPU_MAX_K,
+  routeOnGpu,
+} from "../../kernels/route_topk.ts";
+import { checkChoice, checkScores } from "../_validate.ts";
+import type { Routing, ScoreMatrix } from "../types.ts";
+import { routeParallel, type RouteParallelOptions } from "./route_parallel.ts";
+
+/** Where routing runs: the CPU, WebGPU, or WebGPU where an adapter exists. */
+export type Backend = "cpu" | "webgpu" | "auto";
+
+/**
+ * The backend names `--backend` and `backend:` accept.
+ *
+ * @example
+ * ```ts
+ * import { BACKENDS } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(BACKENDS, ["cpu", "webgpu", "auto"]);
+ * ```
+ */
+export const BACKENDS: readonly Backend[] = ["cpu", "webgpu", "auto"];
+
+/** The backend a call actually used, for reports. */
+export interface BackendInfo {
+  /** `"cpu"` or `"webgpu"`. */
+  name: "cpu" | "webgpu";
+  /** One line: the adapter (vendor, description, software fallback) or the CPU. */
+  description: string;
+  /** Whether the adapter is a software fallback (lavapipe, llvmpipe, ...). */
+  software: boolean;
+  /** Why `"auto"` chose the CPU, when it did. */
+  reason?: string;
+}
+
+/** Settings the GPU top-K kernel takes; others run on the CPU. */
+export function gpuCanRoute(
+  experts: number,
+  k: number,
+  groups = 1,
+  topGroups = groups,
+): string | undefined {
+  if (k > GPU_MAX_K) return `k = ${k} exceeds the GPU kernel's ${GPU_MAX_K}`;
+  if (experts > GPU_MAX_EXPERTS) {
+    return `${experts} experts exceed the GPU kernel's ${GPU_MAX_EXPERTS}`;
+  }
+  if (groups > 1 && topGroups < groups) {
+    return "group-limited routing runs on the CPU";
+  }
+  return undefined;
+}
+
+/**
+ * Resolves a backend name to the device to use: `"cpu"`; `"webgpu"` (an
+ * error without an adapter); `"auto"`: WebGPU where an adapter exists,
+ * else the CPU, with the reason.
+ *
+ * @param backend `"cpu"`, `"webgpu"` or `"auto"`.
+ * @returns What was chosen and, for WebGPU, the device.
+ * @throws {RangeError} If `backend` is not one of the three.
+ * @throws {Error} If `"webgpu"` is asked for and there is no adapter.
+ *
+ * @example
+ * ```ts
+ * import { selectBackend } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const { info } = await selectBackend("cpu");
+ * assert.equal(info.name, "cpu");
+ * ```
+ */
+export async function selectBackend(
+  backend: Backend,
+): Promise<{ info: BackendInfo; gpu?: Gpu }> {
+  checkChoice("backend", backend, BACKENDS);
+  const cpu = (reason?: string): { info: BackendInfo } => ({
+    info: { name: "cpu", description: "cpu", software: false, reason },
+  });
+  if (backend === "cpu") return cpu();
+  const { gpu, reason } = await acquireGpu();
+  if (!gpu) {
+    if (backend === "webgpu") throw new Error(`no WebGPU adapter: ${reason}`);
+    return cpu(reason);
+  }
+  return {
+    info: {
+      name: "webgpu",
+      description: describeGpu(gpu.info),
+      software: gpu.info.software,
+    },
+    gpu,
+  };
+}
+
+/** Options of {@linkcode routeAsync}. */
+export interface RouteAsyncOptions extends RouteParallelOptions {
+  /** Default `"cpu"`. */
+  backend?: Backend;
+}
+
+/**
+ * Routes a batch on the chosen backend. The CPU answer is
+ * {@linkcode routeParallel}'s (that of `route`). The WebGPU kernel selects
+ * on float32 keys `fround(s + b)`: with no bias the answers are the same;
+ * with a bias they differ only where two float64 keys round to the same
+ * float32. Settings the kernel does not take (group-limited routing,
+ * `k > 32`, more than 4096 experts) run on the CPU under `"auto"`.
+ *
+ * @param scores Scores after the gate, `tokens x experts`.
+ * @param options {@linkcode RouteParallelOptions} and `backend`.
+ * @returns The routing and the backend actually used.
+ * @throws {TypeError | RangeError} As {@linkcode routeParallel}; RangeError
+ * when `"webgpu"` is asked for settings the kernel does not take.
+ * @throws {Error} If `"webgpu"` is asked for and there is no adapter.
+ *
+ * @example
+ * ```ts
+ * import { routeAsync } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const scores = { data: new Float32Array([0.9, 0.8, 0.1, 0.7, 0.6, 0.5]), tokens: 2, experts: 3 };
+ * const { routing, backend } = await routeAsync(scores, { k: 2, backend: "auto" });
+ * assert.deepEqual([...routing.loads], [2, 2, 0]);
+ * assert.ok(backend.name === "cpu" || backend.name === "webgpu");
+ * ```
+ */
+export async function routeAsync(
+  scores: ScoreMatrix,
+  options: RouteAsyncOptions,
+): Promise<{ routing: Routing; backend: BackendInfo }> {
+  checkScores("scores", scores);
+  const { backend: wanted = "cpu", ...rest } = options ?? {};
+  // The CPU path validates everything; run it on an empty batch first.
+  routeParallel({
+    data: new Float32Array(0),
+    tokens: 0,
+    experts: scores?.experts,
+  }, {
+    ...rest,
+    out: undefined,
+  });
+  const chosen = await selectBackend(wanted);
+  const unsupported = gpuCanRoute(
+    scores.experts,
+    rest.k,
+    rest.groups,
+    rest.topGroups,
+  );
+  if (chosen.gpu && unsupported && wanted === "webgpu") {
+    throw new RangeError(`backend "webgpu" cannot route this: ${unsupported}`);
+  }
+  if (!chosen.gpu || unsupported) {
+    const info: BackendInfo = chosen.gpu
+      ? {
+        name: "cpu",
+        description: "cpu",
+        software: false,
+        reason: unsupported,
+      }
+      : chosen.info;
+    return { routing: routeParallel(scores, rest), backend: info };
+  }
+  const routing = await routeOnGpu(chosen.gpu, scores, rest.k, {
+    bias: rest.bias,
+    multiply: rest.biasMode === "multiply",
+    normalize: rest.normalize,
+    scale: rest.scale,
+  });
+  if (rest.out) {
+    rest.out.experts.set(routing.experts);
+    rest.out.weights.set(routing.weights);
+    rest.out.loads.set(routing.loads);
+  }
+  return { routing: rest.out ?? routing, backend: chosen.info };
+}
