@@ -145,6 +145,7 @@ export function bipPrices(
  * @returns A non-causal {@linkcode Balancer} named `"bip"`.
  * @throws {RangeError} If `T` is not a non-negative integer or
  * `capacityFactor < 1`.
+ * @throws {TypeError} If `clipTokenPrices` is not a boolean.
  *
  * @example Balanced on the first batch (greedy loads would be `[1, 0, 3]`)
  * ```ts
@@ -161,7 +162,6 @@ export function bipPrices(
  * assert.ok(b.biases(0)[2] < 0);
  * assert.equal(b.causal, false);
  * ```
- * @throws {TypeError} If `clipTokenPrices` is not a boolean.
  */
 export function bip(
   context: BalancerContext,
