@@ -60,7 +60,8 @@ export interface BipPricesOptions {
  * @param scores Scores, `tokens x experts`.
  * @param options `k`, `capacity`, `T`, starting prices, `clipTokenPrices`.
  * @returns `expertPrices` `q` (experts) and `tokenPrices` `p` (tokens), float64.
- * @throws {TypeError} If the scores or the starting prices have the wrong shape.
+ * @throws {TypeError} If the scores or the starting prices have the wrong
+ * shape, or `clipTokenPrices` is not a boolean.
  * @throws {RangeError} If `k > experts`, a size is not a non-negative
  * integer, a score is NaN, or `tokens * k > experts * capacity`.
  *
