@@ -9,7 +9,7 @@ import {
   parseMethodSpec,
   runSimulation,
   simSummary,
-} from "@moelab/balance";
+} from "../mod.ts";
 
 const ALL = [
   "greedy",
