@@ -13,6 +13,11 @@ export const SUITES: Suite[] = [
     load: () => import("./route_bench.ts"),
   },
   {
+    name: "backends",
+    description: "routing on CPU cores, WebGPU and PyTorch; BIP iteration",
+    load: () => import("./backends_bench.ts"),
+  },
+  {
     name: "solve",
     description: "exact balanced assignment: ssp against HiGHS and glpk.js",
     load: () => import("./solve_bench.ts"),

@@ -3,7 +3,7 @@
 // Sinkhorn). Routing streams its chunks instead (route_topk.ts).
 import type { ScoreMatrix } from "../lib/types.ts";
 import type { Gpu } from "./device.ts";
-import { storage } from "./program.ts";
+import { storage, writeFloats } from "./program.ts";
 
 /** A run of rows `[from, from + rows)` in its own buffer. */
 export interface RowChunk {
@@ -30,13 +30,7 @@ export function uploadRows(
   for (let from = 0; from < N; from += fit) {
     const rows = Math.min(fit, N - from);
     const buffer = storage(gpu, `scores rows ${from}+${rows}`, 4 * rows * E);
-    gpu.device.queue.writeBuffer(
-      buffer,
-      0,
-      data.buffer as ArrayBuffer,
-      data.byteOffset + 4 * from * E,
-      4 * rows * E,
-    );
+    writeFloats(gpu, buffer, data, from * E, rows * E);
     chunks.push({ buffer, from, rows });
   }
   return chunks;

@@ -216,14 +216,31 @@ export function storage(
     label,
   );
   if (data) {
-    // Shared scores (routeParallel's) are accepted: the bytes are copied.
     gpu.device.queue.writeBuffer(
       b,
       0,
-      data.buffer as ArrayBuffer,
-      data.byteOffset,
-      data.byteLength,
+      new Uint8Array(
+        data.buffer,
+        data.byteOffset,
+        data.byteLength,
+      ) as BufferSource,
     );
   }
   return b;
+}
+
+/**
+ * Writes `count` floats of `data` from element `from` to the start of
+ * `buffer`. Views over a SharedArrayBuffer (routeParallel's shared scores)
+ * are accepted: Deno's writeBuffer takes them as views, not as buffers.
+ */
+export function writeFloats(
+  gpu: Gpu,
+  buffer: GPUBuffer,
+  data: Float32Array,
+  from: number,
+  count: number,
+): void {
+  const view = data.subarray(from, from + count) as BufferSource;
+  gpu.device.queue.writeBuffer(buffer, 0, view);
 }

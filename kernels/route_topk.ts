@@ -13,6 +13,7 @@ import {
   readBack,
   storage,
   uniforms,
+  writeFloats,
 } from "./program.ts";
 
 /** Largest `k` and expert count the kernel accepts (registers, workgroup memory). */
@@ -167,13 +168,7 @@ export async function routeOnGpu(
   const params: GPUBuffer[] = [];
   for (let from = 0; from < N; from += rows) {
     const n = Math.min(rows, N - from);
-    device.queue.writeBuffer(
-      chunkScores,
-      0,
-      data.buffer as ArrayBuffer,
-      data.byteOffset + 4 * from * E,
-      4 * n * E,
-    );
+    writeFloats(gpu, chunkScores, data, from * E, n * E);
     const words = new ArrayBuffer(16);
     new Uint32Array(words)[0] = n;
     new Float32Array(words)[1] = settings.scale ?? 1;

@@ -1,9 +1,9 @@
-// The top-K inner loop of the fast CPU path: one pass over each row that
-// adds the bias and compares with the current k-th largest before any
-// insertion (the threshold pre-filter), with no row copy. Same answers as
-// routeInto (route.ts) bit for bit: keys are computed in float64 as there,
-// the first k entries fill the list whatever their value, later ones enter
-// only when strictly larger than the k-th, so ties keep the lowest index.
+// The top-K inner loop of the fast CPU path. Same answers as routeInto
+// (route.ts) bit for bit: keys in float64 as there, top k by (key
+// descending, index ascending). Two pre-filters keep most entries out of
+// the insertion: a guessed threshold from the previous row (entries below
+// it are skipped when at least k pass), and the current k-th largest
+// during a full scan. No row copy, no allocation per token.
 
 /** Settings of {@linkcode routeRows}, already validated. */
 export interface RowSettings {
@@ -37,38 +37,49 @@ export function routeRows(
 ): void {
   const bias = s.bias;
   const last = k - 1;
+  // Candidates of one row: entries at or above a guessed threshold `g`
+  // (the previous row's k-th largest, less a margin that adapts). When at
+  // least k entries pass, the top k are among them and the exact selection
+  // runs on the candidates only; otherwise the row is scanned in full.
+  const candV = new Float64Array(E);
+  const candI = new Int32Array(E);
+  let guess = -Infinity, margin = 0;
   for (let i = from; i < to; i++) {
     const base = i * E;
-    // The first k entries fill the list whatever their value.
-    for (let j = 0; j < k; j++) {
-      const x = data[base + j];
-      insert(
-        topV,
-        topI,
-        j,
-        bias === undefined ? x : s.multiply ? x * bias[j] : x + bias[j],
-        j,
-      );
+    let c = 0;
+    const g = guess - margin;
+    if (g > -Infinity && !s.multiply) {
+      if (bias === undefined) {
+        for (let j = 0; j < E; j++) {
+          const v = data[base + j];
+          if (v >= g) {
+            candV[c] = v;
+            candI[c++] = j;
+          }
+        }
+      } else {
+        for (let j = 0; j < E; j++) {
+          const v = data[base + j] + bias[j];
+          if (v >= g) {
+            candV[c] = v;
+            candI[c++] = j;
+          }
+        }
+      }
     }
-    // Then only entries above the k-th largest get in; one loop per bias
-    // mode keeps the scan free of branches other than the comparison.
-    let th = topV[last];
-    if (bias === undefined) {
-      for (let j = k; j < E; j++) {
-        const v = data[base + j];
-        if (v > th) th = insert(topV, topI, last, v, j);
+    if (c >= k) {
+      for (let r = 0; r < k; r++) insert(topV, topI, r, candV[r], candI[r]);
+      let th = topV[last];
+      for (let r = k; r < c; r++) {
+        const v = candV[r];
+        if (v > th) th = insert(topV, topI, last, v, candI[r]);
       }
-    } else if (!s.multiply) {
-      for (let j = k; j < E; j++) {
-        const v = data[base + j] + bias[j];
-        if (v > th) th = insert(topV, topI, last, v, j);
-      }
+      if (c > 3 * k) margin *= 0.5;
     } else {
-      for (let j = k; j < E; j++) {
-        const v = data[base + j] * bias[j];
-        if (v > th) th = insert(topV, topI, last, v, j);
-      }
+      scanRow(data, base, E, k, s, topV, topI);
+      margin = 2 * margin + 1e-6;
     }
+    guess = topV[last];
     const o = i * k;
     let sum = 0;
     for (let r = 0; r < k; r++) {
@@ -110,4 +121,46 @@ function insert(
   topV[p] = v;
   topI[p] = j;
   return topV[last];
+}
+
+/** The full scan of one row (the first k fill the list, then a threshold). */
+function scanRow(
+  data: Float32Array,
+  base: number,
+  E: number,
+  k: number,
+  s: RowSettings,
+  topV: Float64Array,
+  topI: Int32Array,
+): void {
+  const bias = s.bias;
+  const last = k - 1;
+  for (let j = 0; j < k; j++) {
+    const x = data[base + j];
+    insert(
+      topV,
+      topI,
+      j,
+      bias === undefined ? x : s.multiply ? x * bias[j] : x + bias[j],
+      j,
+    );
+  }
+  // One loop per bias mode keeps the scan free of other branches.
+  let th = topV[last];
+  if (bias === undefined) {
+    for (let j = k; j < E; j++) {
+      const v = data[base + j];
+      if (v > th) th = insert(topV, topI, last, v, j);
+    }
+  } else if (!s.multiply) {
+    for (let j = k; j < E; j++) {
+      const v = data[base + j] + bias[j];
+      if (v > th) th = insert(topV, topI, last, v, j);
+    }
+  } else {
+    for (let j = k; j < E; j++) {
+      const v = data[base + j] * bias[j];
+      if (v > th) th = insert(topV, topI, last, v, j);
+    }
+  }
 }
