@@ -85,7 +85,7 @@ describe("registry", () => {
 describe("simulator with every balancer", () => {
   const tokens = 256, experts = 16, topK = 2;
   const C = Math.ceil((tokens * topK) / experts);
-  const result = runSimulation({
+  const shape = {
     experts,
     topK,
     tokens,
@@ -93,8 +93,8 @@ describe("simulator with every balancer", () => {
     steps: 12,
     evalFraction: 0.5,
     gapSteps: 3,
-    methods: ALL,
-  });
+  };
+  const result = runSimulation({ ...shape, methods: ALL });
 
   test("summary shows causal flags and the sampled optimum steps", () => {
     const s = simSummary(result);
@@ -143,16 +143,7 @@ describe("simulator with every balancer", () => {
     // Without an exact method the simulator solves the optimum itself; the
     // gaps of the other methods must not change.
     const others = ALL.filter((m) => m !== "exact");
-    const alone = runSimulation({
-      experts,
-      topK,
-      tokens,
-      layers: 2,
-      steps: 12,
-      evalFraction: 0.5,
-      gapSteps: 3,
-      methods: ["greedy", "bip"],
-    });
+    const alone = runSimulation({ ...shape, methods: ["greedy", "bip"] });
     for (const [i, name] of ["greedy", "bip"].entries()) {
       const m = others.indexOf(name);
       for (const step of result.optimumSteps) {

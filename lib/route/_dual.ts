@@ -2,7 +2,7 @@
 // (ALGORITHMS.md section 4), shared by BIP-Based Balancing (T rounds,
 // clipped at 0) and Quantile Balancing (one round, unclipped).
 import type { ScoreMatrix } from "../types.ts";
-import { rowRankLargest, selectAscending } from "./_select.ts";
+import { rowTop, selectAscending } from "./_select.ts";
 
 /** Scratch buffers for {@linkcode coordinateRounds}, sized for one batch shape. */
 export interface DualScratch {
@@ -17,8 +17,9 @@ export interface DualScratch {
   col: Float64Array;
   /** Column stride of `col`. */
   stride: number;
-  /** The `k + 1` largest of one row. */
+  /** The `k + 1` largest of one row, and their experts. */
   top: Float64Array;
+  topI: Int32Array;
   /** Candidates per expert (experts). */
   count: Int32Array;
   /** Candidate lower bound per expert (experts). */
@@ -45,6 +46,7 @@ export function dualScratch(
     col: new Float64Array((tokens + 8) * experts),
     stride: tokens + 8,
     top: new Float64Array(k + 1),
+    topI: new Int32Array(k + 1),
     count: new Int32Array(experts),
     lower: new Float64Array(experts),
   };
@@ -81,7 +83,7 @@ export function coordinateRounds(
   pReady = false,
 ): void {
   const { data, tokens: N, experts: E } = scores;
-  const { p, col, top, stride: S } = scratch;
+  const { p, col, top, topI, stride: S } = scratch;
   const count = scratch.count;
   const lower = scratch.lower;
   const clipP = clip === true, clipQ = clip !== false;
@@ -89,7 +91,7 @@ export function coordinateRounds(
     const needP = k < E && !(pReady && t === 0);
     if (k >= E) p.fill(0);
     if (capacity >= N) {
-      if (needP) tokenPrices(data, N, E, k, q, clipP, p, top);
+      if (needP) tokenPrices(data, N, E, k, q, clipP, p, top, topI);
       q.fill(0);
       continue;
     }
@@ -105,7 +107,7 @@ export function coordinateRounds(
     for (let i = 0; i < N; i++) {
       const base = i * E;
       if (needP) {
-        const v = rowRankLargest(data, base, E, q, k + 1, top);
+        const v = rowTop(data, base, E, q, k + 1, top, topI);
         p[i] = clipP && !(v > 0) ? 0 : v;
       }
       const pi = p[i];
@@ -159,9 +161,10 @@ function tokenPrices(
   clip: boolean,
   p: Float64Array,
   top: Float64Array,
+  topI: Int32Array,
 ): void {
   for (let i = 0; i < N; i++) {
-    const v = rowRankLargest(data, i * E, E, q, k + 1, top);
+    const v = rowTop(data, i * E, E, q, k + 1, top, topI);
     p[i] = clip && !(v > 0) ? 0 : v;
   }
 }

@@ -21,35 +21,56 @@ export function capacityOf(
 }
 
 /**
- * The `rank`-th largest (1-based) of `data[base + j] - shift[j]` over
- * `j < experts`, by insertion into `top` (length at least `rank`). Cost
- * `O(experts * rank)` at worst, usually `O(experts)`: most values fail the
- * first comparison with the current `rank`-th largest.
+ * The `rank` largest of `data[base + j] - shift[j]` over `j < experts`,
+ * best first, into `topV` (values) and `topI` (experts): insertion, where
+ * a later value enters only when strictly larger, so ties keep the lowest
+ * expert index. Cost `O(experts * rank)` at worst, usually `O(experts)`:
+ * most values fail the first comparison with the current `rank`-th.
+ * Returns the `rank`-th largest.
  */
-export function rowRankLargest(
+export function rowTop(
   data: Float32Array,
   base: number,
   experts: number,
   shift: Float64Array,
   rank: number,
-  top: Float64Array,
+  topV: Float64Array,
+  topI: Int32Array,
 ): number {
   let n = 0;
   for (let j = 0; j < experts; j++) {
     const v = data[base + j] - shift[j];
     if (n === rank) {
-      if (!(v > top[rank - 1])) continue;
+      if (!(v > topV[rank - 1])) continue;
       n--;
     }
     let p = n;
-    while (p > 0 && v > top[p - 1]) {
-      top[p] = top[p - 1];
+    while (p > 0 && v > topV[p - 1]) {
+      topV[p] = topV[p - 1];
+      topI[p] = topI[p - 1];
       p--;
     }
-    top[p] = v;
+    topV[p] = v;
+    topI[p] = j;
     n++;
   }
-  return top[rank - 1];
+  return topV[rank - 1];
+}
+
+/**
+ * Of `vals[0, n)`, the `keep`-th largest `t` and how many of the values
+ * equal to `t` are kept so that exactly `keep` are (the callers keep the
+ * earliest ties). Reorders `vals`.
+ */
+export function keepThreshold(
+  vals: Float64Array,
+  n: number,
+  keep: number,
+): [number, number] {
+  const t = selectAscending(vals, 0, n, n - keep);
+  let above = 0;
+  for (let r = 0; r < n; r++) if (vals[r] > t) above++;
+  return [t, keep - above];
 }
 
 /**

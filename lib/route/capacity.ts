@@ -3,7 +3,7 @@ import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
 import { checkContext } from "./_context.ts";
-import { capacityOf, selectAscending } from "./_select.ts";
+import { capacityOf, keepThreshold } from "./_select.ts";
 
 /** Options of {@linkcode capacity}. */
 export interface CapacityOptions {
@@ -129,10 +129,7 @@ function dropLowest(
   const K = sel.length / scores.tokens;
   const value = (s: number) => data[Math.floor(s / K) * E + j];
   for (let r = 0; r < n; r++) vals[r] = value(bySlot[lo + r]);
-  const t = selectAscending(vals, 0, n, n - cap);
-  let above = 0;
-  for (let r = 0; r < n; r++) if (value(bySlot[lo + r]) > t) above++;
-  let ties = cap - above;
+  let [t, ties] = keepThreshold(vals, n, cap);
   for (let r = 0; r < n; r++) {
     const s = bySlot[lo + r];
     const v = value(s);

@@ -3,7 +3,7 @@ import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting } from "./route.ts";
 import { checkContext } from "./_context.ts";
-import { capacityOf, selectAscending } from "./_select.ts";
+import { capacityOf, keepThreshold } from "./_select.ts";
 
 /** Options of {@linkcode expertChoice}. */
 export interface ExpertChoiceOptions {
@@ -79,10 +79,7 @@ export function expertChoice(
         for (let i = 0, o = j; i < N; i++, o += E) col[i] = data[o];
         // The C-th largest is the threshold; ties at it go to the lowest
         // token indices until C are taken.
-        const t = selectAscending(col, 0, N, N - C);
-        let above = 0;
-        for (let i = 0, o = j; i < N; i++, o += E) if (data[o] > t) above++;
-        let ties = C - above;
+        let [t, ties] = keepThreshold(col, N, C);
         for (let i = 0, o = j; i < N; i++, o += E) {
           const v = data[o];
           if (v > t || (v === t && ties-- > 0)) chosen[o] = 1;

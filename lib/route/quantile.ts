@@ -2,6 +2,7 @@ import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
 import { checkContext } from "./_context.ts";
+import { rowTop } from "./_select.ts";
 import {
   columnBounds,
   coordinateRounds,
@@ -60,7 +61,6 @@ export function quantile(context: BalancerContext): Balancer {
   const bounds = Array.from({ length: ctx.layers }, () => columnBounds(E));
   const bias = new Float64Array(E);
   const next = new Float64Array(E);
-  const topI = new Int32Array(ctx.k + 1);
   const grouped = ctx.groups > 1 && ctx.topGroups < ctx.groups;
   let scratch: DualScratch | undefined;
   let out: Routing | undefined;
@@ -82,7 +82,7 @@ export function quantile(context: BalancerContext): Balancer {
         return out;
       }
       scratch = dualScratch(scores.tokens, E, ctx.k, scratch);
-      routeWithNext(scores, ctx.k, q, out, scratch, topI, ctx.normalize);
+      routeWithNext(scores, ctx.k, q, out, scratch, ctx.normalize);
       routed = scores;
       routedLayer = layer;
       return out;
@@ -132,35 +132,16 @@ function routeWithNext(
   q: Float64Array,
   out: Routing,
   scratch: DualScratch,
-  topI: Int32Array,
   normalize: boolean,
 ): void {
   const { data, tokens: N, experts: E } = scores;
-  const { p, top: topV } = scratch;
+  const { p, top: topV, topI } = scratch;
   const outE = out.experts, outW = out.weights, loads = out.loads;
   loads.fill(0);
-  const rank = k + 1;
   for (let i = 0; i < N; i++) {
     const base = i * E;
-    // Insertion; later values enter only when strictly larger: ties keep
-    // the lowest index, so the first k are routeInto's top-k.
-    let n = 0;
-    for (let j = 0; j < E; j++) {
-      const v = data[base + j] - q[j];
-      if (n === rank) {
-        if (!(v > topV[rank - 1])) continue;
-        n--;
-      }
-      let at = n;
-      while (at > 0 && v > topV[at - 1]) {
-        topV[at] = topV[at - 1];
-        topI[at] = topI[at - 1];
-        at--;
-      }
-      topV[at] = v;
-      topI[at] = j;
-      n++;
-    }
+    // Ties keep the lowest index, so the first k are routeInto's top-k.
+    rowTop(data, base, E, q, k + 1, topV, topI);
     p[i] = topV[k];
     const o = i * k;
     let sum = 0;
