@@ -13,6 +13,11 @@ export const SUITES: Suite[] = [
     load: () => import("./route_bench.ts"),
   },
   {
+    name: "balancers",
+    description: "per-batch cost of every balancer against greedy top-K",
+    load: () => import("./balancers_bench.ts"),
+  },
+  {
     name: "backends",
     description: "routing on CPU cores, WebGPU and PyTorch; BIP iteration",
     load: () => import("./backends_bench.ts"),
