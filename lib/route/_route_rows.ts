@@ -100,6 +100,36 @@ export function routeRows(
   }
 }
 
+/** Rows per block that a thread claims at a time in {@linkcode routeBlocks}. */
+export const BLOCK_ROWS = 1024;
+
+/**
+ * Routes blocks of rows `[0, tokens)` claimed one at a time from the shared
+ * counter `counter[cell]` (Atomics.add) until none are left. Threads that
+ * get less of a core (cores shared with other work) simply claim fewer
+ * blocks, so no thread waits for a slow one.
+ */
+export function routeBlocks(
+  counter: Int32Array,
+  cell: number,
+  data: Float32Array,
+  E: number,
+  k: number,
+  s: RowSettings,
+  tokens: number,
+  outE: Int32Array,
+  outW: Float32Array,
+  loads: Int32Array,
+): void {
+  const topV = new Float64Array(k), topI = new Int32Array(k);
+  for (;;) {
+    const lo = Atomics.add(counter, cell, 1) * BLOCK_ROWS;
+    if (lo >= tokens) return;
+    const hi = Math.min(tokens, lo + BLOCK_ROWS);
+    routeRows(data, E, k, s, lo, hi, outE, outW, loads, topV, topI);
+  }
+}
+
 /**
  * Inserts `v` (expert `j`) at position `p` or above in the descending list,
  * dropping the entry at `p`; equal values stay ahead. Returns the last

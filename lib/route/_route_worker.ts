@@ -10,7 +10,7 @@ import {
   parentPort,
   receiveMessageOnPort,
 } from "node:worker_threads";
-import { routeRows } from "./_route_rows.ts";
+import { routeBlocks } from "./_route_rows.ts";
 
 /** Slot states. */
 export const IDLE = 0, POSTED = 1, DONE = 2, FAILED = 3;
@@ -22,13 +22,15 @@ export const F = {
   outW: 3,
   loads: 4,
   bias: 5,
-  from: 6,
+  from: 6, // unused: rows are claimed in blocks from COUNTER
   to: 7,
   experts: 8,
   k: 9,
   multiply: 10,
   normalize: 11,
 } as const;
+/** Cell of the control array that counts the blocks of rows claimed. */
+export const COUNTER = 1;
 /** Width of a slot in the control array, in Int32 entries. */
 export const SLOT = 16;
 
@@ -68,7 +70,7 @@ parentPort?.once("message", (init: WorkerInit) => {
     let result = DONE;
     try {
       const E = control[at + F.experts], k = control[at + F.k];
-      const from = control[at + F.from], to = control[at + F.to];
+      const to = control[at + F.to];
       const bias = control[at + F.bias];
       const loads = new Int32Array(
         buffers[control[at + F.loads]],
@@ -76,7 +78,9 @@ parentPort?.once("message", (init: WorkerInit) => {
         E,
       );
       loads.fill(0);
-      routeRows(
+      routeBlocks(
+        control,
+        COUNTER,
         new Float32Array(buffers[control[at + F.data]]),
         E,
         k,
@@ -86,13 +90,10 @@ parentPort?.once("message", (init: WorkerInit) => {
           normalize: control[at + F.normalize] === 1,
           scale: scales[slot],
         },
-        from,
         to,
         new Int32Array(buffers[control[at + F.outE]]),
         new Float32Array(buffers[control[at + F.outW]]),
         loads,
-        new Float64Array(k),
-        new Int32Array(k),
       );
     } catch {
       result = FAILED;

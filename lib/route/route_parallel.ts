@@ -2,8 +2,9 @@ import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
 import { checkInteger, checkScores, show } from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { createRouting, route, routeInto, type RouteOptions } from "./route.ts";
-import { routeRows, type RowSettings } from "./_route_rows.ts";
+import { routeBlocks, routeRows, type RowSettings } from "./_route_rows.ts";
 import {
+  COUNTER,
   DONE,
   F,
   IDLE,
@@ -196,7 +197,7 @@ function routeShared(
     worker.postMessage(init, [port2]);
     ports.push({ port: port1, known: new Set() });
   }
-  const rows = Math.ceil(N / t);
+  Atomics.store(control, COUNTER, 0);
   for (let w = 1; w < t; w++) {
     const at = w * SLOT;
     const id = (b: SharedArrayBuffer) => register(ports[w - 1], b);
@@ -205,8 +206,8 @@ function routeShared(
     control[at + F.outW] = id(outW);
     control[at + F.loads] = id(loads);
     control[at + F.bias] = bias ? id(bias) : -1;
-    control[at + F.from] = Math.min(N, w * rows);
-    control[at + F.to] = Math.min(N, (w + 1) * rows);
+    control[at + F.from] = 0;
+    control[at + F.to] = N;
     control[at + F.experts] = E;
     control[at + F.k] = k;
     control[at + F.multiply] = settings.multiply ? 1 : 0;
@@ -220,19 +221,7 @@ function routeShared(
   const lAll = new Int32Array(loads, 0, t * E);
   const own = lAll.subarray(0, E);
   own.fill(0);
-  routeRows(
-    data,
-    E,
-    k,
-    settings,
-    0,
-    Math.min(N, rows),
-    eAll,
-    wAll,
-    own,
-    new Float64Array(k),
-    new Int32Array(k),
-  );
+  routeBlocks(control, COUNTER, data, E, k, settings, N, eAll, wAll, own);
   for (let w = 1; w < t; w++) {
     const at = w * SLOT;
     // A new worker loads its module first; a minute covers a slow start.
