@@ -181,6 +181,21 @@ export {
   type ScheduleSolver,
   scheduleTokens,
 } from "./lib/placement/schedule.ts";
+export {
+  type Dispatch,
+  dispatchTokens,
+  type Transfer,
+} from "./lib/placement/locality.ts";
+export {
+  type CommAwareSchedule,
+  commAwareSchedule,
+} from "./lib/placement/comm_aware.ts";
+export {
+  H100_NVLINK,
+  type StepTimeModel,
+  stepTimeMs,
+  throughputGain,
+} from "./lib/placement/step_time.ts";
 export { Figure } from "./lib/report/figure.ts";
 export type { MimeBundle } from "./lib/report/_jupyter.ts";
 export type { ChartOptions, PlotData } from "./lib/report/_plot.ts";
@@ -201,21 +216,6 @@ export {
   Rendered,
 } from "./lib/report/display.ts";
 export { simReportHtml } from "./lib/report/html_report.ts";
-export {
-  type Dispatch,
-  dispatchTokens,
-  type Transfer,
-} from "./lib/placement/locality.ts";
-export {
-  type CommAwareSchedule,
-  commAwareSchedule,
-} from "./lib/placement/comm_aware.ts";
-export {
-  H100_NVLINK,
-  stepTimeMs,
-  type StepTimeModel,
-  throughputGain,
-} from "./lib/placement/step_time.ts";
 export {
   CHAR_VOCAB,
   decodeText,

@@ -3,7 +3,11 @@
 // measured in the same run. Speed is never asserted by tests.
 import process from "node:process";
 
-type Suite = { name: string; description: string; load: () => Promise<{ run(): Promise<void> }> };
+type Suite = {
+  name: string;
+  description: string;
+  load: () => Promise<{ run(): Promise<void> }>;
+};
 
 /** The benchmark suites, in the order they run. */
 export const SUITES: Suite[] = [

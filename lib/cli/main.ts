@@ -13,9 +13,9 @@
 import process from "node:process";
 import { UsageError } from "./args.ts";
 import { simCommand } from "./sim.ts";
+import { solveCommand } from "./solve.ts";
 import { scheduleCommand } from "./schedule.ts";
 import { placeCommand } from "./place.ts";
-import { solveCommand } from "./solve.ts";
 import { trainCommand } from "./train.ts";
 
 type Command = (args: string[]) => number | Promise<number>;
@@ -23,6 +23,10 @@ type Command = (args: string[]) => number | Promise<number>;
 /** The subcommands, by name. */
 export const COMMANDS: Record<string, { run: Command; summary: string }> = {
   sim: { run: simCommand, summary: "simulate balancing methods side by side" },
+  solve: {
+    run: solveCommand,
+    summary: "exact balanced assignment of a score matrix",
+  },
   schedule: {
     run: scheduleCommand,
     summary: "MicroMoE token scheduling of a load table over GPUs",
@@ -30,10 +34,6 @@ export const COMMANDS: Record<string, { run: Command; summary: string }> = {
   place: {
     run: placeCommand,
     summary: "EPLB expert placement for a load table",
-  },
-  solve: {
-    run: solveCommand,
-    summary: "exact balanced assignment of a score matrix",
   },
   train: {
     run: trainCommand,
