@@ -121,6 +121,10 @@ export {
   type SimResult,
   type SimTables,
 } from "./lib/sim/run.ts";
+export {
+  type ParallelRunOptions,
+  runSimulationParallel,
+} from "./lib/sim/run_parallel.ts";
 export type { MethodSummary } from "./lib/sim/summarize.ts";
 export {
   formatSummaryTable,

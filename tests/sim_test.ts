@@ -4,7 +4,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pl from "nodejs-polars";
-import { encodeNpy, runSimulation, writeSimOutputs } from "../mod.ts";
+import {
+  encodeNpy,
+  runSimulation,
+  runSimulationParallel,
+  writeSimOutputs,
+} from "../mod.ts";
 
 const small = {
   steps: 30,
@@ -169,6 +174,52 @@ describe("runSimulation", () => {
     );
     assert.throws(
       () => runSimulation({ ...small, methods: ["greedy", "greedy"] }),
+      RangeError,
+    );
+  });
+});
+
+describe("runSimulationParallel", () => {
+  const config = {
+    ...small,
+    layers: 3,
+    methods: ["greedy", "loss-free(rate=0.01)", "bip", "exact"],
+  };
+
+  test("gives the sequential run's tables and summaries on two threads", async () => {
+    const seq = runSimulation(config);
+    let last = 0;
+    const par = await runSimulationParallel(config, {
+      threads: 2,
+      onProgress: (done) => (last = done),
+    });
+    assert.equal(last, small.steps);
+    for (const part of ["loads", "biases", "metrics"] as const) {
+      const a = seq.tables[part] as unknown as Record<
+        string,
+        ArrayLike<number>
+      >;
+      const b = par.tables[part] as unknown as Record<
+        string,
+        ArrayLike<number>
+      >;
+      for (const column of Object.keys(a)) {
+        assert.deepEqual(b[column], a[column], `${part}.${column}`);
+      }
+    }
+    assert.deepEqual(par.optimalityGaps, seq.optimalityGaps);
+    const strip = (r: typeof seq) =>
+      r.methods.map(({ wallMs: _wallMs, ...rest }) => rest);
+    assert.deepEqual(strip(par), strip(seq));
+  });
+
+  test("rejects bad input with its own error class before any work", async () => {
+    await assert.rejects(
+      runSimulationParallel({ ...config, topK: 99 }, { threads: 2 }),
+      RangeError,
+    );
+    await assert.rejects(
+      runSimulationParallel(config, { threads: 0 }),
       RangeError,
     );
   });

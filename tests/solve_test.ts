@@ -219,3 +219,46 @@ describe("solveBalancedAssignment", () => {
     );
   });
 });
+
+describe("solveBalancedAssignmentSync with starting prices", () => {
+  test("any start reaches the same certified optimum as the default start", () => {
+    const rng = new Rng(21);
+    for (let trial = 0; trial < 40; trial++) {
+      const experts = 4 + rng.int(29);
+      const tokens = experts * (2 + rng.int(20));
+      const k = 1 + rng.int(Math.min(6, experts - 1));
+      const s = randomScores(rng, tokens, experts, trial % 2 === 0);
+      const cold = solveBalancedAssignmentSync(s, { k });
+      const start = Array.from({ length: experts }, () => rng.uniform() - 0.5);
+      const warm = solveBalancedAssignmentSync(s, { k, expertPrices: start });
+      checkAnswer(s, warm);
+      assert.ok(
+        Math.abs(warm.objective - cold.objective) <=
+          1e-9 * Math.abs(cold.objective),
+      );
+      // Restarting from the optimum's own prices changes nothing.
+      const again = solveBalancedAssignmentSync(s, {
+        k,
+        expertPrices: cold.expertPrices,
+      });
+      checkAnswer(s, again);
+      assert.ok(
+        Math.abs(again.objective - cold.objective) <=
+          1e-9 * Math.abs(cold.objective),
+      );
+    }
+  });
+
+  test("rejects starting prices of the wrong shape or value", () => {
+    const s = randomScores(new Rng(2), 8, 4, false);
+    assert.throws(
+      () => solveBalancedAssignmentSync(s, { k: 1, expertPrices: [0, 0] }),
+      TypeError,
+    );
+    assert.throws(
+      () =>
+        solveBalancedAssignmentSync(s, { k: 1, expertPrices: [0, NaN, 0, 0] }),
+      /entry 1 is NaN/,
+    );
+  });
+});

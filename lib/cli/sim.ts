@@ -5,10 +5,10 @@ import { resolveSimConfig } from "../sim/config.ts";
 import {
   loadWorkload,
   type RunOptions,
-  runSimulation,
   type SimResult,
 } from "../sim/run.ts";
 import { runSimulationOn } from "../sim/run_backend.ts";
+import { runSimulationParallel } from "../sim/run_parallel.ts";
 import { BACKENDS } from "../route/route_backend.ts";
 import { checkChoice } from "../_validate.ts";
 import {
@@ -38,6 +38,7 @@ const FLAGS: FlagSpec = {
   placement: "string",
   scheduler: "string",
   backend: "string",
+  threads: "integer",
   help: "boolean",
 };
 
@@ -70,6 +71,8 @@ Usage: moelab sim [--preset FILE] [flags]
   --scheduler S     exact (MicroMoE LP) or equal (split evenly, no LP)
   --backend B       cpu (default), webgpu, or auto (WebGPU where an adapter
                     exists): greedy and loss-free route on the GPU
+  --threads T       CPU backend: worker threads, each running a share of the
+                    layers (default: one per core; 1: this thread only)
   --help            this text
 
 Methods: ${
@@ -183,5 +186,13 @@ export function simCommand(args: string[]): number | Promise<number> {
       finish,
     );
   }
-  return finish(runSimulation(loaded.config, runOptions));
+  if (flags.threads !== undefined && (flags.threads as number) < 1) {
+    throw new RangeError(
+      `--threads must be a positive integer: current value is ${flags.threads}`,
+    );
+  }
+  return runSimulationParallel(loaded.config, {
+    threads: flags.threads as number | undefined,
+    onProgress: runOptions.onProgress,
+  }).then(finish);
 }

@@ -49,6 +49,7 @@ export function exact(
   const cf = checkNumber("capacityFactor", options.capacityFactor ?? 1, 1);
   const E = ctx.experts, K = ctx.k;
   const prices = Array.from({ length: ctx.layers }, () => new Float64Array(E));
+  const solved = new Uint8Array(ctx.layers);
   let out: Routing | undefined;
   return {
     name: "exact",
@@ -56,11 +57,15 @@ export function exact(
     route(layer: number, scores: ScoreMatrix): Routing {
       const N = scores.tokens;
       if (!out || out.experts.length !== N * K) out = createRouting(N, K, E);
+      // The previous batch's optimal prices are a close start: consecutive
+      // batches of a layer have similar score distributions.
       const a = solveBalancedAssignmentSync(scores, {
         k: K,
         capacityFactor: cf,
+        expertPrices: solved[layer] ? prices[layer] : undefined,
       });
       prices[layer].set(a.expertPrices);
+      solved[layer] = 1;
       out.experts.set(a.experts);
       out.loads.set(a.loads);
       const { data } = scores;

@@ -57,7 +57,8 @@ export interface SimConfig {
   /**
    * Steps of the evaluation window, evenly spaced, on which every layer's
    * exact balanced optimum (capacity `ceil(tokens * topK / experts)`) is
-   * solved for the optimality gap; `0` turns the gap off.
+   * solved for the optimality gap (every window step when the run includes
+   * `exact`, which solves them anyway); `0` turns the gap off.
    */
   gapSteps: number;
 }

@@ -37,8 +37,9 @@ export interface MethodSummary {
   ep?: Record<string, EpStrategySummary>;
   /**
    * `1 - score sum / exact optimum's score sum`, mean over the layers and
-   * the sampled steps of the window ({@linkcode optimumSteps}); null when
-   * `gapSteps` is 0. Negative when a method keeps more score than any
+   * the sampled steps of the window ({@linkcode optimumSteps}; every step
+   * of the window when the run includes the `exact` method, whose routing
+   * is the optimum); null when `gapSteps` is 0. Negative when a method keeps more score than any
    * routing within capacity can, by overloading experts (greedy).
    */
   optimalityGap: number | null;

@@ -20,6 +20,8 @@ export interface Problem {
   k: number;
   capacity: number;
   solver: AssignmentSolver;
+  /** Starting expert prices, when given. */
+  start?: Float64Array;
 }
 
 /**
@@ -87,11 +89,30 @@ export function resolveProblem(
     ASSIGNMENT_SOLVERS,
   );
   checkMasks(s, k);
+  let start: Float64Array | undefined;
+  if (o.expertPrices !== undefined) {
+    const q = o.expertPrices;
+    if (q === null || typeof q !== "object" || q.length !== s.experts) {
+      throw new TypeError(
+        `options.expertPrices must have one entry per expert (${s.experts}): current value is ${
+          show(q)
+        }`,
+      );
+    }
+    start = Float64Array.from(q);
+    const bad = start.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) {
+      throw new RangeError(
+        `options.expertPrices must be finite: entry ${bad} is ${start[bad]}`,
+      );
+    }
+  }
   return {
     scores: s,
     k,
     capacity,
     solver: choice === "auto" ? "ssp" : choice,
+    start,
   };
 }
 

@@ -11,9 +11,10 @@ import type { BalancedAssignment, BalancedAssignmentOptions } from "./types.ts";
  * every token on exactly `k` distinct experts and every expert on at most
  * `capacity` tokens, and return prices that prove it optimal.
  *
- * The algorithm (ALGORITHMS.md section 4): a few exact coordinate steps of
- * the dual (BIP, Yuan Sun, arXiv 2502.15451) give starting expert prices;
- * each token takes its top-k of `s - q`; then successive shortest paths
+ * The algorithm (ALGORITHMS.md section 4): starting expert prices `q` come
+ * from `options.expertPrices` or from the exact optimum of a sample of one
+ * token in four (solved the same way, recursively); each token takes its
+ * top-k of `s - q`; then successive shortest paths
  * on the E-node graph whose edge a -> b is the cheapest move of a token
  * from expert a to expert b (kept per pair, repaired where tokens move)
  * remove every excess exactly, raising prices by Dijkstra distances. Unused
@@ -60,7 +61,8 @@ export function solveBalancedAssignmentSync(
   }
   const { data, tokens, experts } = problem.scores;
   const { k, capacity } = problem;
-  const prices = warmStartPrices(data, tokens, experts, k, capacity);
+  const prices = problem.start ??
+    warmStartPrices(data, tokens, experts, k, capacity);
   const result = successiveShortestPaths(
     data,
     tokens,
