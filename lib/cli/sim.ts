@@ -2,11 +2,7 @@ import { readFileSync } from "node:fs";
 import process from "node:process";
 import { BALANCERS } from "../route/registry.ts";
 import { resolveSimConfig } from "../sim/config.ts";
-import {
-  loadWorkload,
-  type RunOptions,
-  type SimResult,
-} from "../sim/run.ts";
+import { loadWorkload, type RunOptions, type SimResult } from "../sim/run.ts";
 import { runSimulationOn } from "../sim/run_backend.ts";
 import { runSimulationParallel } from "../sim/run_parallel.ts";
 import { BACKENDS } from "../route/route_backend.ts";
