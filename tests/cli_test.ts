@@ -1,6 +1,5 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import {
   existsSync,
   mkdtempSync,
@@ -9,11 +8,10 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { cli } from "./_cli.ts";
 import { encodeNpy } from "../mod.ts";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const SMALL = [
   "--steps",
   "4",
@@ -26,19 +24,6 @@ const SMALL = [
   "--top-k",
   "2",
 ];
-
-function cli(args: string[]) {
-  const r = spawnSync("deno", [
-    "run",
-    "-A",
-    join(root, "lib/cli/main.ts"),
-    ...args,
-  ], {
-    cwd: root,
-    encoding: "utf8",
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 describe("moelab sim (command line)", () => {
   const work = mkdtempSync(join(tmpdir(), "moelab-cli-"));

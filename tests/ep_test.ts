@@ -1,30 +1,14 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { cli } from "./_cli.ts";
 import {
   closedFormOptimum,
   runSimulation,
   symmetricPlacement,
 } from "../mod.ts";
-
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-
-function cli(args: string[]) {
-  const r = spawnSync("deno", [
-    "run",
-    "-A",
-    join(root, "lib/cli/main.ts"),
-    ...args,
-  ], {
-    cwd: root,
-    encoding: "utf8",
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 // The EPLB README example, one row per layer.
 const EPLB = [

@@ -1,7 +1,7 @@
 // `moelab solve` end to end: a real process, its JSON, and its exit codes.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { cli } from "./_cli.ts";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,15 +32,14 @@ writeFileSync(
   ),
 );
 
-function cli(...args: string[]) {
-  return spawnSync("deno", ["run", "-A", "lib/cli/main.ts", "solve", ...args], {
-    encoding: "utf8",
-  });
+function solve(...args: string[]) {
+  const r = cli(["solve", ...args]);
+  return { status: r.code, stdout: r.stdout, stderr: r.stderr };
 }
 
 describe("moelab solve", () => {
   test("--json prints the certified optimum", () => {
-    const r = cli("--scores", file, "--top-k", "1", "--json");
+    const r = solve("--scores", file, "--top-k", "1", "--json");
     assert.equal(r.status, 0, r.stderr);
     const out = JSON.parse(r.stdout);
     assert.ok(Math.abs(out.objective - 2.7) < 1e-6);
@@ -60,7 +59,7 @@ describe("moelab solve", () => {
         ["--scores", file, "--top-k", "1", "--capacity-factor", "0.5"],
       ]
     ) {
-      const r = cli(...args);
+      const r = solve(...args);
       assert.equal(r.status, 2, args.join(" "));
       assert.match(r.stderr, /^error: [^\n]+\n$/);
       assert.equal(r.stdout, "");

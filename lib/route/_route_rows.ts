@@ -80,23 +80,54 @@ export function routeRows(
       margin = 2 * margin + 1e-6;
     }
     guess = topV[last];
-    const o = i * k;
-    let sum = 0;
-    for (let r = 0; r < k; r++) {
-      const j = topI[r];
-      const x = data[base + j];
-      const w = x > -Infinity ? x : 0;
-      outE[o + r] = j;
-      outW[o + r] = w;
-      sum += w;
-      loads[j]++;
-    }
-    if (s.normalize && sum > 0) {
-      const f = s.scale / sum;
-      for (let r = 0; r < k; r++) outW[o + r] *= f;
-    } else if (s.scale !== 1) {
-      for (let r = 0; r < k; r++) outW[o + r] *= s.scale;
-    }
+    writeSelection(
+      data,
+      base,
+      topI,
+      k,
+      i * k,
+      outE,
+      outW,
+      loads,
+      s.normalize,
+      s.scale,
+    );
+  }
+}
+
+/**
+ * Writes one token's `k` selected experts (`topI`) at `o` in `outE`, their
+ * gate weights from the unbiased scores (`-Infinity` as 0; normalised to
+ * sum `scale` when `normalize`, else times `scale`) in `outW`, and counts
+ * them in `loads`.
+ */
+export function writeSelection(
+  data: Float32Array,
+  base: number,
+  topI: Int32Array,
+  k: number,
+  o: number,
+  outE: Int32Array,
+  outW: Float32Array,
+  loads: Int32Array,
+  normalize: boolean,
+  scale: number,
+): void {
+  let sum = 0;
+  for (let r = 0; r < k; r++) {
+    const j = topI[r];
+    const x = data[base + j];
+    const w = x > -Infinity ? x : 0;
+    outE[o + r] = j;
+    outW[o + r] = w;
+    sum += w;
+    loads[j]++;
+  }
+  if (normalize && sum > 0) {
+    const f = scale / sum;
+    for (let r = 0; r < k; r++) outW[o + r] *= f;
+  } else if (scale !== 1) {
+    for (let r = 0; r < k; r++) outW[o + r] *= scale;
   }
 }
 
@@ -135,7 +166,7 @@ export function routeBlocks(
  * dropping the entry at `p`; equal values stay ahead. Returns the last
  * entry of the list afterwards.
  */
-function insert(
+export function insert(
   topV: Float64Array,
   topI: Int32Array,
   p: number,

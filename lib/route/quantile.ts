@@ -3,6 +3,7 @@ import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
 import { checkContext } from "./_context.ts";
 import { rowTop } from "./_select.ts";
+import { writeSelection } from "./_route_rows.ts";
 import {
   columnBounds,
   coordinateRounds,
@@ -143,19 +144,6 @@ function routeWithNext(
     // Ties keep the lowest index, so the first k are routeInto's top-k.
     rowTop(data, base, E, q, k + 1, topV, topI);
     p[i] = topV[k];
-    const o = i * k;
-    let sum = 0;
-    for (let r = 0; r < k; r++) {
-      const j = topI[r];
-      outE[o + r] = j;
-      const w = data[base + j] > -Infinity ? data[base + j] : 0;
-      outW[o + r] = w;
-      sum += w;
-      loads[j]++;
-    }
-    if (normalize && sum > 0) {
-      const f = 1 / sum;
-      for (let r = 0; r < k; r++) outW[o + r] *= f;
-    }
+    writeSelection(data, base, topI, k, i * k, outE, outW, loads, normalize, 1);
   }
 }

@@ -6,7 +6,7 @@ import {
   show,
 } from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
-import { routeRows } from "./_route_rows.ts";
+import { insert, routeRows, writeSelection } from "./_route_rows.ts";
 
 /** Options of {@linkcode route}. */
 export interface RouteOptions {
@@ -266,42 +266,25 @@ export function routeInto(
         gv,
       );
     }
-    // Top-k by insertion; the first k entries fill the list whatever their
-    // value, later ones enter only when strictly larger than the k-th, so
-    // ties keep the lowest index.
-    let n = 0;
-    for (let j = 0; j < E; j++) {
-      const v = row[j];
-      if (n === k) {
-        if (!(v > topV[k - 1])) continue;
-        n--;
-      }
-      let p = n;
-      while (p > 0 && v > topV[p - 1]) {
-        topV[p] = topV[p - 1];
-        topI[p] = topI[p - 1];
-        p--;
-      }
-      topV[p] = v;
-      topI[p] = j;
-      n++;
+    // Top-k by insertion: the first k fill the list, later entries enter
+    // only when strictly larger than the k-th, so ties keep the lowest index.
+    for (let j = 0; j < k; j++) insert(topV, topI, j, row[j], j);
+    let th = topV[k - 1];
+    for (let j = k; j < E; j++) {
+      if (row[j] > th) th = insert(topV, topI, k - 1, row[j], j);
     }
-    const o = i * k;
-    let sum = 0;
-    for (let r = 0; r < k; r++) {
-      const j = topI[r];
-      outE[o + r] = j;
-      const w = data[base + j] > -Infinity ? data[base + j] : 0;
-      outW[o + r] = w;
-      sum += w;
-      loads[j]++;
-    }
-    if (normalize && sum > 0) {
-      const f = scale / sum;
-      for (let r = 0; r < k; r++) outW[o + r] *= f;
-    } else if (scale !== 1) {
-      for (let r = 0; r < k; r++) outW[o + r] *= scale;
-    }
+    writeSelection(
+      data,
+      base,
+      topI,
+      k,
+      i * k,
+      outE,
+      outW,
+      loads,
+      normalize,
+      scale,
+    );
   }
 }
 

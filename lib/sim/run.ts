@@ -109,6 +109,29 @@ export function loadWorkload(
 }
 
 /**
+ * Resolves a configuration with its workload: `workload` when given (the
+ * configuration takes its sizes), else the one the configuration describes
+ * ({@linkcode loadWorkload}).
+ */
+export function resolveWorkload(
+  config: unknown,
+  workload?: Workload,
+): { workload: Workload; config: SimConfig } {
+  const cfg = resolveSimConfig(config);
+  if (!workload) return loadWorkload(cfg);
+  return {
+    workload,
+    config: resolveSimConfig({
+      ...cfg,
+      steps: workload.steps,
+      layers: workload.layers,
+      tokens: workload.tokens,
+      experts: workload.experts,
+    }),
+  };
+}
+
+/**
  * Runs every method of the configuration on the same scores, step by step
  * and layer by layer: route the batch, record loads, biases and metrics,
  * then let the method update its state. Score retention is measured
@@ -135,20 +158,7 @@ export function runSimulation(
   config: unknown,
   options: RunOptions = {},
 ): SimResult {
-  let cfg = resolveSimConfig(config);
-  let workload: Workload;
-  if (options.workload) {
-    workload = options.workload;
-    cfg = resolveSimConfig({
-      ...cfg,
-      steps: workload.steps,
-      layers: workload.layers,
-      tokens: workload.tokens,
-      experts: workload.experts,
-    });
-  } else {
-    ({ workload, config: cfg } = loadWorkload(cfg));
-  }
+  const { workload, config: cfg } = resolveWorkload(config, options.workload);
   const specs = cfg.methods.map(parseMethodSpec);
   const ctx = balancerContext(cfg);
   const balancers = specs.map((s, m) =>

@@ -12,9 +12,9 @@ import {
   selectBackend,
 } from "../route/route_backend.ts";
 import type { Workload } from "../workload/workload.ts";
-import { resolveSimConfig, type SimConfig } from "./config.ts";
+import type { SimConfig } from "./config.ts";
 import {
-  loadWorkload,
+  resolveWorkload,
   type RunOptions,
   runSimulation,
   type SimResult,
@@ -68,18 +68,7 @@ export async function runSimulationOn(
     const why = chosen.info.reason;
     return { ...r, backend: why ? `cpu (no WebGPU: ${why})` : "cpu" };
   }
-  let cfg = resolveSimConfig(config);
-  let workload: Workload;
-  if (rest.workload) {
-    workload = rest.workload;
-    cfg = resolveSimConfig({
-      ...cfg,
-      steps: workload.steps,
-      layers: workload.layers,
-      tokens: workload.tokens,
-      experts: workload.experts,
-    });
-  } else ({ workload, config: cfg } = loadWorkload(cfg));
+  const { workload, config: cfg } = resolveWorkload(config, rest.workload);
   const specs = cfg.methods.map(parseMethodSpec);
   const unsupported = gpuCanRoute(
     cfg.experts,
