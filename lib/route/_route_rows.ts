@@ -37,17 +37,18 @@ export function routeRows(
 ): void {
   const bias = s.bias;
   const last = k - 1;
-  // Candidates of one row: entries at or above a guessed threshold `g`
-  // (the previous row's k-th largest, less a margin that adapts). When at
-  // least k entries pass, the top k are among them and the exact selection
-  // runs on the candidates only; otherwise the row is scanned in full.
+  // Candidates of one row: entries at or above a guessed threshold `g`,
+  // a running mean of the rows' k-th largest values less four running
+  // mean deviations. When at least k entries pass, the top k are among
+  // them and the exact selection runs on the candidates only; otherwise
+  // the row is scanned in full. Either way the answer is exact.
   const candV = new Float64Array(E);
   const candI = new Int32Array(E);
-  let guess = -Infinity, margin = 0;
+  let mean = NaN, dev = 0;
   for (let i = from; i < to; i++) {
     const base = i * E;
     let c = 0;
-    const g = guess - margin;
+    const g = mean - 4 * dev;
     if (g > -Infinity && !s.multiply) {
       if (bias === undefined) {
         for (let j = 0; j < E; j++) {
@@ -74,12 +75,16 @@ export function routeRows(
         const v = candV[r];
         if (v > th) th = insert(topV, topI, last, v, candI[r]);
       }
-      if (c > 3 * k) margin *= 0.5;
     } else {
       scanRow(data, base, E, k, s, topV, topI);
-      margin = 2 * margin + 1e-6;
     }
-    guess = topV[last];
+    const kth = topV[last];
+    if (Number.isFinite(kth)) {
+      if (mean !== mean) mean = kth;
+      const d = kth - mean;
+      mean += d / 16;
+      dev += (Math.abs(d) - dev) / 16;
+    }
     writeSelection(
       data,
       base,
