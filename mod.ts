@@ -1,8 +1,14 @@
 /**
  * moelab: study how a Mixture-of-Experts model balances load over its
- * experts. Route scores with top-K, compare balancing methods (greedy,
- * Loss-Free Balancing, ...) side by side on the same scores, and measure
- * MaxVio, score retention and convergence.
+ * experts. Route scores with top-K ({@linkcode route}); compare balancing
+ * methods (greedy, Loss-Free, BIP, Quantile, Sinkhorn, Expert Choice,
+ * capacity dropping) side by side on the same scores
+ * ({@linkcode runSimulation}); measure each against the exact balanced
+ * assignment ({@linkcode solveBalancedAssignment}); place experts on GPUs
+ * and schedule tokens over replicas ({@linkcode scheduleTokens},
+ * {@linkcode rebalanceExperts}); load real traces into Polars; train small
+ * MoE models to see what balancing costs in quality ({@linkcode trainMoe});
+ * plot it all in reports and notebooks.
  *
  * @example Loss-Free Balancing against greedy top-K
  * ```ts
