@@ -76,10 +76,25 @@ export function checkChoice<T extends string>(
 }
 
 /**
- * Checks a score matrix: shape, type and, unless `allowNaN`, that no score
- * is NaN. `-Infinity` is allowed (masked experts); `+Infinity` is not.
+ * Checks a score matrix: shape, type and that no score is NaN or
+ * `+Infinity`. `-Infinity` is allowed (masked experts).
  */
 export function checkScores(name: string, scores: unknown): ScoreMatrix {
+  const s = checkScoreShape(name, scores);
+  const d = s.data;
+  for (let i = 0; i < d.length; i++) {
+    const v = d[i];
+    if (v !== v || v === Infinity) throw badScore(name, s, i);
+  }
+  return s;
+}
+
+/**
+ * Checks a score matrix's type and shape only, for kernels that find NaN
+ * and `+Infinity` while they read the scores anyway (they throw
+ * {@linkcode badScore}).
+ */
+export function checkScoreShape(name: string, scores: unknown): ScoreMatrix {
   if (scores === null || typeof scores !== "object") {
     throw new TypeError(
       `${name} must be a ScoreMatrix: current value is ${show(scores)}`,
@@ -100,16 +115,14 @@ export function checkScores(name: string, scores: unknown): ScoreMatrix {
       } scores: current length is ${s.data.length}`,
     );
   }
-  const d = s.data;
-  for (let i = 0; i < d.length; i++) {
-    const v = d[i];
-    if (v !== v || v === Infinity) {
-      throw new RangeError(
-        `${name} must not hold NaN or +Infinity: value at token ${
-          Math.floor(i / s.experts)
-        }, expert ${i % s.experts} is ${v}`,
-      );
-    }
-  }
   return s;
+}
+
+/** The error for a NaN or `+Infinity` score at flat index `i`. */
+export function badScore(name: string, s: ScoreMatrix, i: number): RangeError {
+  return new RangeError(
+    `${name} must not hold NaN or +Infinity: value at token ${
+      Math.floor(i / s.experts)
+    }, expert ${i % s.experts} is ${s.data[i]}`,
+  );
 }

@@ -20,7 +20,9 @@ export interface RowSettings {
 /**
  * Routes rows `[from, to)` of `data` (tokens x experts) into `outE` and
  * `outW` (tokens x k) and adds their counts to `loads`. `topV`, `topI`
- * are scratch of length `k`.
+ * are scratch of length `k`. Returns the flat index of the first NaN or
+ * `+Infinity` score met (routing stops there), or -1: the scores need no
+ * separate validating pass.
  */
 export function routeRows(
   data: Float32Array,
@@ -34,7 +36,7 @@ export function routeRows(
   loads: Int32Array,
   topV: Float64Array,
   topI: Int32Array,
-): void {
+): number {
   const bias = s.bias;
   const last = k - 1;
   // Candidates of one row: entries at or above a guessed threshold `g`,
@@ -50,13 +52,15 @@ export function routeRows(
     let c = 0;
     const g = mean - 4 * dev;
     if (g > -Infinity && !s.multiply) {
+      // NaN fails every comparison: the else branch finds it; +Infinity
+      // passes the filter and is found among the candidates.
       if (bias === undefined) {
         for (let j = 0; j < E; j++) {
           const v = data[base + j];
           if (v >= g) {
             candV[c] = v;
             candI[c++] = j;
-          }
+          } else if (v !== v) return base + j;
         }
       } else {
         for (let j = 0; j < E; j++) {
@@ -64,8 +68,11 @@ export function routeRows(
           if (v >= g) {
             candV[c] = v;
             candI[c++] = j;
-          }
+          } else if (v !== v) return base + j;
         }
+      }
+      for (let r = 0; r < c; r++) {
+        if (candV[r] === Infinity) return base + candI[r];
       }
     }
     if (c >= k) {
@@ -76,7 +83,8 @@ export function routeRows(
         if (v > th) th = insert(topV, topI, last, v, candI[r]);
       }
     } else {
-      scanRow(data, base, E, k, s, topV, topI);
+      const bad = scanRow(data, base, E, k, s, topV, topI);
+      if (bad >= 0) return bad;
     }
     const kth = topV[last];
     if (Number.isFinite(kth)) {
@@ -98,6 +106,7 @@ export function routeRows(
       s.scale,
     );
   }
+  return -1;
 }
 
 /**
@@ -143,7 +152,8 @@ export const BLOCK_ROWS = 1024;
  * Routes blocks of rows `[0, tokens)` claimed one at a time from the shared
  * counter `counter[cell]` (Atomics.add) until none are left. Threads that
  * get less of a core (cores shared with other work) simply claim fewer
- * blocks, so no thread waits for a slow one.
+ * blocks, so no thread waits for a slow one. Returns the flat index of a
+ * NaN or `+Infinity` score met, or -1.
  */
 export function routeBlocks(
   counter: Int32Array,
@@ -156,13 +166,14 @@ export function routeBlocks(
   outE: Int32Array,
   outW: Float32Array,
   loads: Int32Array,
-): void {
+): number {
   const topV = new Float64Array(k), topI = new Int32Array(k);
   for (;;) {
     const lo = Atomics.add(counter, cell, 1) * BLOCK_ROWS;
-    if (lo >= tokens) return;
+    if (lo >= tokens) return -1;
     const hi = Math.min(tokens, lo + BLOCK_ROWS);
-    routeRows(data, E, k, s, lo, hi, outE, outW, loads, topV, topI);
+    const bad = routeRows(data, E, k, s, lo, hi, outE, outW, loads, topV, topI);
+    if (bad >= 0) return bad;
   }
 }
 
@@ -189,7 +200,10 @@ export function insert(
   return topV[last];
 }
 
-/** The full scan of one row (the first k fill the list, then a threshold). */
+/**
+ * The full scan of one row (the first k fill the list, then a threshold).
+ * Returns the flat index of a NaN or `+Infinity` score, or -1.
+ */
 function scanRow(
   data: Float32Array,
   base: number,
@@ -198,11 +212,12 @@ function scanRow(
   s: RowSettings,
   topV: Float64Array,
   topI: Int32Array,
-): void {
+): number {
   const bias = s.bias;
   const last = k - 1;
   for (let j = 0; j < k; j++) {
     const x = data[base + j];
+    if (x !== x || x === Infinity) return base + j;
     insert(
       topV,
       topI,
@@ -211,22 +226,33 @@ function scanRow(
       j,
     );
   }
-  // One loop per bias mode keeps the scan free of other branches.
+  // One loop per bias mode keeps the scan free of other branches. A NaN
+  // key fails `v > th` and is caught by the else branch; a key of
+  // +Infinity enters the list and is checked there.
   let th = topV[last];
   if (bias === undefined) {
     for (let j = k; j < E; j++) {
       const v = data[base + j];
       if (v > th) th = insert(topV, topI, last, v, j);
+      else if (v !== v) return base + j;
     }
   } else if (!s.multiply) {
     for (let j = k; j < E; j++) {
       const v = data[base + j] + bias[j];
       if (v > th) th = insert(topV, topI, last, v, j);
+      else if (v !== v) return base + j;
     }
   } else {
     for (let j = k; j < E; j++) {
-      const v = data[base + j] * bias[j];
+      const x = data[base + j];
+      const v = x * bias[j];
       if (v > th) th = insert(topV, topI, last, v, j);
+      else if (x !== x || x === Infinity) return base + j;
     }
   }
+  for (let r = 0; r < k; r++) {
+    const x = data[base + topI[r]];
+    if (x === Infinity) return base + topI[r];
+  }
+  return -1;
 }

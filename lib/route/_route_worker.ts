@@ -28,6 +28,8 @@ export const F = {
   k: 9,
   multiply: 10,
   normalize: 11,
+  /** Out: flat index of a NaN or +Infinity score met, or -1. */
+  bad: 12,
 } as const;
 /** Cell of the control array that counts the blocks of rows claimed. */
 export const COUNTER = 1;
@@ -78,7 +80,7 @@ parentPort?.once("message", (init: WorkerInit) => {
         E,
       );
       loads.fill(0);
-      routeBlocks(
+      control[at + F.bad] = routeBlocks(
         control,
         COUNTER,
         new Float32Array(buffers[control[at + F.data]]),

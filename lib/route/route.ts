@@ -1,8 +1,9 @@
 import {
+  badScore,
   checkChoice,
   checkInteger,
   checkNumber,
-  checkScores,
+  checkScoreShape,
   show,
 } from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
@@ -109,7 +110,8 @@ export function createRouting(
  * ```
  */
 export function route(scores: ScoreMatrix, options: RouteOptions): Routing {
-  checkScores("scores", scores);
+  // NaN and +Infinity are found by the kernel while it reads the scores.
+  checkScoreShape("scores", scores);
   if (options === null || typeof options !== "object") {
     throw new TypeError(
       `options must be an object: current value is ${show(options)}`,
@@ -193,8 +195,10 @@ export interface RouteKernelSettings {
 }
 
 /**
- * The routing kernel without validation, for callers that have checked
- * their input (balancers, the simulator). Same contract as {@linkcode route}.
+ * The routing kernel without argument checks, for callers that have
+ * checked their input (balancers, the simulator). Same contract as
+ * {@linkcode route}; a NaN or `+Infinity` score, found while the scores are
+ * read, is still a RangeError.
  */
 export function routeInto(
   scores: ScoreMatrix,
@@ -220,7 +224,7 @@ export function routeInto(
     const b64 = bias === undefined || bias instanceof Float64Array
       ? bias
       : Float64Array.from(bias);
-    routeRows(
+    const bad = routeRows(
       data,
       E,
       k,
@@ -233,6 +237,7 @@ export function routeInto(
       new Float64Array(k),
       new Int32Array(k),
     );
+    if (bad >= 0) throw badScore("scores", scores, bad);
     return;
   }
   // Biased values of one token, reused for every token.
@@ -247,6 +252,10 @@ export function routeInto(
   const hasBias = bias !== undefined;
   for (let i = 0; i < tokens; i++) {
     const base = i * E;
+    for (let j = 0; j < E; j++) {
+      const x = data[base + j];
+      if (x !== x || x === Infinity) throw badScore("scores", scores, base + j);
+    }
     if (hasBias) {
       if (multiply) {
         for (let j = 0; j < E; j++) row[j] = data[base + j] * bias[j];

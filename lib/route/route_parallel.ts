@@ -1,5 +1,5 @@
 import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
-import { checkInteger, checkScores, show } from "../_validate.ts";
+import { badScore, checkInteger, checkScoreShape, show } from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { createRouting, route, routeInto, type RouteOptions } from "./route.ts";
 import { routeBlocks, routeRows, type RowSettings } from "./_route_rows.ts";
@@ -104,7 +104,8 @@ export function routeParallel(
   scores: ScoreMatrix,
   options: RouteParallelOptions,
 ): Routing {
-  checkScores("scores", scores);
+  // NaN and +Infinity are found by the kernel while it reads the scores.
+  checkScoreShape("scores", scores);
   if (options === null || typeof options !== "object") {
     throw new TypeError(
       `options must be an object: current value is ${show(options)}`,
@@ -154,7 +155,7 @@ export function routeParallel(
   }
   if (t <= 1 || N * E < MIN_PARALLEL_SCORES) {
     out.loads.fill(0);
-    routeRows(
+    const bad = routeRows(
       scores.data,
       E,
       k,
@@ -167,6 +168,7 @@ export function routeParallel(
       new Float64Array(k),
       new Int32Array(k),
     );
+    if (bad >= 0) throw badScore("scores", scores, bad);
     return out;
   }
   routeShared(scores, k, settings, t, out);
@@ -221,7 +223,18 @@ function routeShared(
   const lAll = new Int32Array(loads, 0, t * E);
   const own = lAll.subarray(0, E);
   own.fill(0);
-  routeBlocks(control, COUNTER, data, E, k, settings, N, eAll, wAll, own);
+  let bad = routeBlocks(
+    control,
+    COUNTER,
+    data,
+    E,
+    k,
+    settings,
+    N,
+    eAll,
+    wAll,
+    own,
+  );
   for (let w = 1; w < t; w++) {
     const at = w * SLOT;
     // A new worker loads its module first; a minute covers a slow start.
@@ -234,7 +247,10 @@ function routeShared(
     if (state !== DONE) {
       throw new Error(`routing worker ${w} failed or did not answer`);
     }
+    const found = control[at + F.bad];
+    if (found >= 0 && (bad < 0 || found < bad)) bad = found;
   }
+  if (bad >= 0) throw badScore("scores", scores, bad);
   out.experts.set(eAll);
   out.weights.set(wAll);
   out.loads.fill(0);

@@ -72,3 +72,52 @@ describe("routeParallel", () => {
     assert.throws(() => sharedScores(-1, 3), RangeError);
   });
 });
+
+describe("NaN and +Infinity scores, found while routing", () => {
+  // Rows late in the batch go through the kernel's candidate filter, early
+  // ones through the full scan: plant bad values in both, at the start of
+  // a row (inside the first k) and later in it, with and without a bias.
+  const tokens = 4096, experts = 64, k = 6;
+  const rng = new Rng(17);
+  const base = sharedScores(tokens, experts);
+  for (let i = 0; i < base.data.length; i++) base.data[i] = rng.uniform();
+  const bias = Array.from({ length: experts }, () => rng.uniform() * 0.01);
+  const cases: [number, number, number][] = [];
+  for (const token of [0, 3, 2000, 4095]) {
+    for (const expert of [0, 2, 40, 63]) {
+      for (const value of [NaN, Infinity]) cases.push([token, expert, value]);
+    }
+  }
+  test("route() and routeParallel() name the token and expert", () => {
+    for (const [token, expert, value] of cases) {
+      const s = sharedScores(tokens, experts);
+      s.data.set(base.data);
+      s.data[token * experts + expert] = value;
+      const message = new RegExp(
+        `value at token ${token}, expert ${expert} is ${value}`,
+      );
+      for (
+        const options of [{ k }, { k, bias }, {
+          k,
+          bias: bias.map((b) => 1 + b),
+          biasMode: "multiply" as const,
+        }]
+      ) {
+        assert.throws(() => route(s, options), { name: "RangeError", message });
+        assert.throws(() => routeParallel(s, { ...options, threads: 2 }), {
+          name: "RangeError",
+          message,
+        });
+      }
+    }
+  });
+
+  test("-Infinity stays allowed", () => {
+    const s = sharedScores(tokens, experts);
+    s.data.set(base.data);
+    for (let i = 0; i < tokens; i += 7) s.data[i * experts + 5] = -Infinity;
+    const a = route(s, { k, bias });
+    const b = routeParallel(s, { k, bias, threads: 2 });
+    assert.deepEqual(b.experts, a.experts);
+  });
+});
