@@ -142,7 +142,9 @@ export function simReportHtml(
     ...extra.map(([k, v]) => section(heading(k), v)),
     `<section><h2>Convergence</h2><figure>${
       convergencePlot(result, { width: 900, height: 360 }).svg
-    }<figcaption>MaxVio_batch of each batch, averaged over layers, log scale; dashed: the balance threshold (${c.balanceThreshold}).</figcaption></figure></section>`,
+    }<figcaption>MaxVio_batch of each batch, averaged over layers, log scale; dashed: the balance threshold (${c.balanceThreshold}).${
+      zeroNote(methods)
+    }</figcaption></figure></section>`,
     `<section><h2>Load per expert, layer ${layer}</h2><figure>${
       loadHeatmap(result, { layer, width: 900 }).svg
     }<figcaption>The layer with the highest MaxVio_batch over the run. Colour: an expert's load over the batch's mean load (white = balanced, red = overloaded, blue = underloaded).</figcaption></figure></section>`,
@@ -155,4 +157,16 @@ export function simReportHtml(
     `</body></html>`,
   ];
   return parts.join("\n") + "\n";
+}
+
+/** Names the methods whose MaxVio_batch is 0, which a log scale cannot show. */
+function zeroNote(methods: Record<string, unknown>[]): string {
+  const zero = methods.filter((m) => m.maxVioBatch === 0).map((m) =>
+    escapeXml(String(m.method))
+  );
+  return zero.length === 0
+    ? ""
+    : ` ${
+      zero.join(", ")
+    }: MaxVio_batch 0 over the evaluation window, where a log scale draws nothing.`;
 }
