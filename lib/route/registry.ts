@@ -115,67 +115,7 @@ export interface MethodSpec {
  * ```
  */
 export function parseMethodSpec(spec: unknown): MethodSpec {
-  let name: string;
-  let options: Record<string, unknown> = {};
-  let label: string;
-  if (typeof spec === "string") {
-    const m = /^\s*([a-z0-9-]+)\s*(?:\((.*)\))?\s*$/.exec(spec);
-    if (!m) {
-      throw new SyntaxError(
-        `method spec is malformed: current value is ${show(spec)}`,
-      );
-    }
-    name = m[1];
-    label = spec.trim();
-    if (m[2] !== undefined && m[2].trim() !== "") {
-      for (const part of m[2].split(",")) {
-        const kv = /^\s*([A-Za-z]\w*)\s*=\s*([^=]+?)\s*$/.exec(part);
-        if (!kv) {
-          throw new SyntaxError(
-            `method option must look like name=value: current value is ${
-              show(part)
-            }`,
-          );
-        }
-        const raw = kv[2];
-        options[kv[1]] = raw === "true"
-          ? true
-          : raw === "false"
-          ? false
-          : raw !== "" && Number.isFinite(Number(raw))
-          ? Number(raw)
-          : raw;
-      }
-    }
-  } else if (
-    spec !== null && typeof spec === "object" && !Array.isArray(spec)
-  ) {
-    const o = spec as Record<string, unknown>;
-    if (typeof o.name !== "string") {
-      throw new TypeError(
-        `method.name must be a string: current value is ${show(o.name)}`,
-      );
-    }
-    name = o.name;
-    if (o.options !== undefined) {
-      if (
-        o.options === null || typeof o.options !== "object" ||
-        Array.isArray(o.options)
-      ) {
-        throw new TypeError(
-          `method.options must be an object: current value is ${
-            show(o.options)
-          }`,
-        );
-      }
-      options = { ...(o.options as Record<string, unknown>) };
-    }
-    label = typeof o.label === "string" ? o.label : name;
-  } else {
-    throw new TypeError(
-      `method must be a string or an object: current value is ${show(spec)}`,
-    );
-  }
+  const { name, options, label } = readMethodSpec(spec);
   const entry = BALANCERS[name];
   if (!entry) {
     throw new RangeError(
@@ -225,4 +165,71 @@ export function createBalancer(
 ): Balancer {
   const m = typeof spec === "string" ? parseMethodSpec(spec) : spec;
   return BALANCERS[m.name].create(context, m.options);
+}
+
+/**
+ * The syntax of a method spec, shared by every parser of methods: a name
+ * with options in parentheses (`name(key=value,...)`, values read as
+ * booleans, numbers or strings), or an object `{ name, options?, label? }`.
+ * The label defaults to the spec as written. Names and options are not
+ * checked here.
+ *
+ * @throws {SyntaxError} If the text is malformed.
+ * @throws {TypeError} If the object's fields have the wrong types.
+ */
+export function readMethodSpec(spec: unknown): MethodSpec {
+  if (typeof spec === "string") {
+    const m = /^\s*([a-z0-9-]+)\s*(?:\((.*)\))?\s*$/.exec(spec);
+    if (!m) {
+      throw new SyntaxError(
+        `method spec is malformed: current value is ${show(spec)}`,
+      );
+    }
+    const options: Record<string, unknown> = {};
+    for (const part of (m[2] ?? "").split(",")) {
+      if (part.trim() === "") continue;
+      const kv = /^\s*([A-Za-z]\w*)\s*=\s*([^=]+?)\s*$/.exec(part);
+      if (!kv) {
+        throw new SyntaxError(
+          `method option must look like name=value: current value is ${
+            show(part)
+          }`,
+        );
+      }
+      const raw = kv[2];
+      options[kv[1]] = raw === "true"
+        ? true
+        : raw === "false"
+        ? false
+        : raw !== "" && Number.isFinite(Number(raw))
+        ? Number(raw)
+        : raw;
+    }
+    return { name: m[1], options, label: spec.trim() };
+  }
+  if (spec === null || typeof spec !== "object" || Array.isArray(spec)) {
+    throw new TypeError(
+      `method must be a string or an object: current value is ${show(spec)}`,
+    );
+  }
+  const o = spec as Record<string, unknown>;
+  if (typeof o.name !== "string") {
+    throw new TypeError(
+      `method.name must be a string: current value is ${show(o.name)}`,
+    );
+  }
+  if (
+    o.options !== undefined &&
+    (o.options === null || typeof o.options !== "object" ||
+      Array.isArray(o.options))
+  ) {
+    throw new TypeError(
+      `method.options must be an object: current value is ${show(o.options)}`,
+    );
+  }
+  return {
+    name: o.name,
+    options: { ...(o.options as Record<string, unknown> | undefined) },
+    label: typeof o.label === "string" ? o.label : o.name,
+  };
 }

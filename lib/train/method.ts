@@ -3,6 +3,7 @@ import {
   BALANCERS,
   type MethodSpec,
   parseMethodSpec,
+  readMethodSpec,
 } from "../route/registry.ts";
 
 /**
@@ -57,51 +58,8 @@ export function trainMethodNames(): string[] {
  * ```
  */
 export function parseTrainMethod(spec: unknown): TrainMethod {
-  let name: string, label: string, options: Record<string, unknown> = {};
-  if (typeof spec === "string") {
-    const m = /^\s*([a-z0-9-]+)\s*(?:\((.*)\))?\s*$/.exec(spec);
-    if (!m) {
-      throw new SyntaxError(
-        `method spec is malformed: current value is ${show(spec)}`,
-      );
-    }
-    name = m[1];
-    label = spec.trim();
-    if (name !== "none" && !(name in LOSSES)) {
-      return balancerMethod(spec, label);
-    }
-    for (const part of (m[2] ?? "").split(",")) {
-      if (part.trim() === "") continue;
-      const kv = /^\s*([A-Za-z]\w*)\s*=\s*([^=]+?)\s*$/.exec(part);
-      if (!kv) {
-        throw new SyntaxError(
-          `method option must look like name=value: current value is ${
-            show(part)
-          }`,
-        );
-      }
-      options[kv[1]] = Number(kv[2]);
-    }
-  } else if (
-    spec !== null && typeof spec === "object" && !Array.isArray(spec)
-  ) {
-    const o = spec as Record<string, unknown>;
-    if (typeof o.name !== "string") {
-      throw new TypeError(
-        `method.name must be a string: current value is ${show(o.name)}`,
-      );
-    }
-    name = o.name;
-    label = typeof o.label === "string" ? o.label : name;
-    if (name !== "none" && !(name in LOSSES)) {
-      return balancerMethod(spec, label);
-    }
-    options = { ...(o.options as Record<string, unknown> ?? {}) };
-  } else {
-    throw new TypeError(
-      `method must be a string or an object: current value is ${show(spec)}`,
-    );
-  }
+  const { name, options, label } = readMethodSpec(spec);
+  if (name !== "none" && !(name in LOSSES)) return balancerMethod(spec, label);
   const loss = LOSSES[name];
   for (const key of Object.keys(options)) {
     if (!loss || key !== loss.option) {
