@@ -1,4 +1,5 @@
 // Files and table lines of the simulator's expert-parallel stage.
+import type { OutputFile } from "../_write_files.ts";
 import pl from "nodejs-polars";
 import { EP_STRATEGIES } from "./ep_stage.ts";
 import type { SimResult } from "./run.ts";
@@ -31,7 +32,7 @@ export function gpuLoadsFrame(result: SimResult): pl.DataFrame | null {
 /** `[["gpu_loads.parquet", writer]]`, or nothing when the EP stage was off. */
 export function epFiles(
   result: SimResult,
-): [string, (path: string) => void][] {
+): OutputFile[] {
   const frame = gpuLoadsFrame(result);
   return frame ? [["gpu_loads.parquet", (p) => frame.writeParquet(p)]] : [];
 }

@@ -1,6 +1,6 @@
+import { type OutputFile, writeFilesAtomically } from "../_write_files.ts";
 import pl from "nodejs-polars";
-import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { writeFileSync } from "node:fs";
 import { BATCH_METRICS, type SimResult } from "./run.ts";
 import { epFiles, formatEpSection } from "./ep_output.ts";
 import { simReportHtml } from "../report/html_report.ts";
@@ -121,13 +121,7 @@ export function simSummary(result: SimResult): {
  */
 export function writeSimOutputs(result: SimResult, dir: string): string[] {
   const frames = simFrames(result);
-  const tmp = join(
-    dirname(dir),
-    `.${basename(dir)}.tmp-${Date.now().toString(36)}${
-      Math.random().toString(36).slice(2, 8)
-    }`,
-  );
-  const files: [string, (path: string) => void][] = [
+  const files: OutputFile[] = [
     ["loads.parquet", (p) => frames.loads.writeParquet(p)],
     ["metrics.parquet", (p) => frames.metrics.writeParquet(p)],
     ["biases.parquet", (p) => frames.biases.writeParquet(p)],
@@ -142,15 +136,7 @@ export function writeSimOutputs(result: SimResult, dir: string): string[] {
       (p) => writeFileSync(p, simReportHtml(result, simSummary(result))),
     ],
   ];
-  mkdirSync(tmp, { recursive: true });
-  try {
-    for (const [name, write] of files) write(join(tmp, name));
-    mkdirSync(dir, { recursive: true });
-    for (const [name] of files) renameSync(join(tmp, name), join(dir, name));
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-  }
-  return files.map(([name]) => join(dir, name));
+  return writeFilesAtomically(dir, files);
 }
 
 function fmt(x: number | null, digits = 3): string {

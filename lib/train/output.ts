@@ -1,6 +1,6 @@
+import { type OutputFile, writeFilesAtomically } from "../_write_files.ts";
 import pl from "nodejs-polars";
-import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { writeFileSync } from "node:fs";
 import type {
   MeanStd,
   TrainExperiment,
@@ -127,7 +127,7 @@ export function trainSummary(x: TrainExperiment): {
  */
 export function writeTrainOutputs(x: TrainExperiment, dir: string): string[] {
   const f = trainFrames(x);
-  const files: [string, (path: string) => void][] = [
+  const files: OutputFile[] = [
     ["curves.parquet", (p) => f.curves.writeParquet(p)],
     ["runs.parquet", (p) => f.runs.writeParquet(p)],
     ["loads.parquet", (p) => f.loads.writeParquet(p)],
@@ -136,19 +136,7 @@ export function writeTrainOutputs(x: TrainExperiment, dir: string): string[] {
       (p) => writeFileSync(p, JSON.stringify(trainSummary(x), null, 2) + "\n"),
     ],
   ];
-  const tmp = join(
-    dirname(dir),
-    `.${basename(dir)}.tmp-${Date.now().toString(36)}`,
-  );
-  mkdirSync(tmp, { recursive: true });
-  try {
-    for (const [name, write] of files) write(join(tmp, name));
-    mkdirSync(dir, { recursive: true });
-    for (const [name] of files) renameSync(join(tmp, name), join(dir, name));
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-  }
-  return files.map(([name]) => join(dir, name));
+  return writeFilesAtomically(dir, files);
 }
 
 function pm(m: MeanStd, digits: number): string {
