@@ -15,8 +15,9 @@ import {
   type GpuProgram,
   type GpuTimer,
   readBack,
+  span,
   storage,
-  uniforms,
+  uniformSet,
 } from "./program.ts";
 
 const WG = 64;
@@ -202,12 +203,8 @@ export async function bipIterationOnGpu(
     new Uint32Array(E).fill(capacity + 1),
   );
   const hist = storage(gpu, "bip histogram", 4 * 256 * E);
-  const temps: GPUBuffer[] = [];
-  const u = (w: ArrayBuffer) => {
-    const b = uniforms(gpu, "bip params", w);
-    temps.push(b);
-    return b;
-  };
+  const params = uniformSet(gpu, "bip params");
+  const u = params.make;
   const enc = device.createCommandEncoder({ label: "bip iteration" });
   enc.clearBuffer(prefix, 0, 4 * E);
   enc.clearBuffer(hist, 0, 4 * 256 * E);
@@ -219,9 +216,9 @@ export async function bipIterationOnGpu(
         enc,
         tokenPriceProgram(E, k),
         [
-          { buffer: pBuf, offset: 0, size: 4 * N },
-          { buffer: c.buffer, offset: 0, size: 4 * c.rows * E },
-          { buffer: qBuf, offset: 0, size: 4 * E },
+          span(pBuf, 4 * N),
+          span(c.buffer, 4 * c.rows * E),
+          span(qBuf, 4 * E),
           u(words(c.rows, c.from)),
         ],
         c.rows,
@@ -238,10 +235,10 @@ export async function bipIterationOnGpu(
           enc,
           histogramProgram(E),
           [
-            { buffer: hist, offset: 0, size: 4 * 256 * E },
-            { buffer: c.buffer, offset: 0, size: 4 * c.rows * E },
-            { buffer: pBuf, offset: 0, size: 4 * N },
-            { buffer: prefix, offset: 0, size: 4 * E },
+            span(hist, 4 * 256 * E),
+            span(c.buffer, 4 * c.rows * E),
+            span(pBuf, 4 * N),
+            span(prefix, 4 * E),
             u(words(c.rows, c.from, shift)),
           ],
           c.rows,
@@ -253,9 +250,9 @@ export async function bipIterationOnGpu(
         enc,
         selectProgram(E),
         [
-          { buffer: prefix, offset: 0, size: 4 * E },
-          { buffer: rank, offset: 0, size: 4 * E },
-          { buffer: hist, offset: 0, size: 4 * 256 * E },
+          span(prefix, 4 * E),
+          span(rank, 4 * E),
+          span(hist, 4 * 256 * E),
           u(words(0, 0, shift)),
         ],
         E,
@@ -268,8 +265,8 @@ export async function bipIterationOnGpu(
     enc,
     expertPriceProgram(E),
     [
-      { buffer: qBuf, offset: 0, size: 4 * E },
-      { buffer: prefix, offset: 0, size: 4 * E },
+      span(qBuf, 4 * E),
+      span(prefix, 4 * E),
       u(words(rowsParam)),
     ],
     E,
@@ -286,7 +283,7 @@ export async function bipIterationOnGpu(
     prefix,
     rank,
     hist,
-    ...temps,
+    ...params.buffers,
     ...chunks.map((c) => c.buffer),
   );
   return { p: new Float32Array(pOut), q: new Float32Array(qOut) };

@@ -66,6 +66,30 @@ export type Binding = GPUBuffer | {
   size: number;
 };
 
+/** The binding of the first `size` bytes of `buffer`. */
+export function span(buffer: GPUBuffer, size: number): Binding {
+  return { buffer, offset: 0, size };
+}
+
+/**
+ * Uniform buffers for one submission: `make` fills one from the pool and
+ * remembers it, so that all can be released (`buffers`) after the readback.
+ */
+export function uniformSet(
+  gpu: Gpu,
+  label: string,
+): { make(words: ArrayBuffer): GPUBuffer; buffers: GPUBuffer[] } {
+  const buffers: GPUBuffer[] = [];
+  return {
+    make(words: ArrayBuffer): GPUBuffer {
+      const b = uniforms(gpu, label, words);
+      buffers.push(b);
+      return b;
+    },
+    buffers,
+  };
+}
+
 /** Collects timestamp pairs around passes, read back once at the end. */
 export class GpuTimer {
   #gpu: Gpu;

@@ -13,8 +13,9 @@ import {
   type GpuProgram,
   type GpuTimer,
   readBack,
+  span,
   storage,
-  uniforms,
+  uniformSet,
 } from "./program.ts";
 
 const WG = 64, BLOCK = 256;
@@ -122,28 +123,19 @@ export async function sinkhornIterationOnGpu(
   const d1Buf = storage(gpu, "sinkhorn d1", 4 * E, d1);
   const change = storage(gpu, "sinkhorn change", 4 * E);
   const partial = storage(gpu, "sinkhorn partial", 4 * blocks * E);
-  const temps: GPUBuffer[] = [];
-  const u = (w: ArrayBuffer) => {
-    const b = uniforms(gpu, "sinkhorn params", w);
-    temps.push(b);
-    return b;
-  };
+  const params = uniformSet(gpu, "sinkhorn params");
+  const u = params.make;
   const enc = device.createCommandEncoder({ label: "sinkhorn iteration" });
   enc.clearBuffer(partial, 0, 4 * blocks * E);
-  const whole = (b: GPUBuffer, n: number) => ({
-    buffer: b,
-    offset: 0,
-    size: n,
-  });
   for (const c of chunks) {
     dispatch(
       gpu,
       enc,
       rowProgram(E),
       [
-        whole(d0Buf, 4 * Math.max(1, N)),
-        whole(c.buffer, 4 * c.rows * E),
-        whole(d1Buf, 4 * E),
+        span(d0Buf, 4 * Math.max(1, N)),
+        span(c.buffer, 4 * c.rows * E),
+        span(d1Buf, 4 * E),
         u(words(c.rows, c.from, N)),
       ],
       c.rows,
@@ -156,9 +148,9 @@ export async function sinkhornIterationOnGpu(
       enc,
       blockProgram(E),
       [
-        whole(partial, 4 * blocks * E),
-        whole(c.buffer, 4 * c.rows * E),
-        whole(d0Buf, 4 * Math.max(1, N)),
+        span(partial, 4 * blocks * E),
+        span(c.buffer, 4 * c.rows * E),
+        span(d0Buf, 4 * Math.max(1, N)),
         u(words(c.rows, c.from, N)),
       ],
       Math.ceil(c.rows / BLOCK) * WG,
@@ -170,9 +162,9 @@ export async function sinkhornIterationOnGpu(
     enc,
     columnProgram(E),
     [
-      whole(d1Buf, 4 * E),
-      whole(change, 4 * E),
-      whole(partial, 4 * blocks * E),
+      span(d1Buf, 4 * E),
+      span(change, 4 * E),
+      span(partial, 4 * blocks * E),
       u(words(blocks)),
     ],
     E,
@@ -189,7 +181,7 @@ export async function sinkhornIterationOnGpu(
     d1Buf,
     change,
     partial,
-    ...temps,
+    ...params.buffers,
     ...chunks.map((x) => x.buffer),
   );
   let error = 0;
