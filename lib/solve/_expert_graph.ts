@@ -5,6 +5,12 @@
 // `s[i][a] - q[a] - (s[i][b] - q[b])` once reduced by the expert prices.
 // The raw cost never depends on the prices, so the E x E table of cheapest
 // moves survives every price update and only changes where tokens move.
+//
+// A pair whose cheapest token moved away is marked stale and keeps its old
+// cost, which stays a lower bound of the true one (the candidates since
+// then are the old ones less some, plus arrivals, and an arrival below the
+// bound is the exact minimum). The solver recomputes a stale pair only
+// where the bound is not enough.
 
 /** Cheapest token move per expert pair, kept up to date as tokens move. */
 export interface ExpertGraph {
@@ -13,20 +19,32 @@ export interface ExpertGraph {
   readonly tokens: number;
   readonly experts: number;
   readonly k: number;
-  /** `member[i * E + j] = 1` when token i holds expert j. */
-  readonly member: Uint8Array;
+  /**
+   * `away[i * E + j]`: `-s[i][j]` where token i does not hold expert j,
+   * `+Infinity` where it does (or the pair is masked), so that the move
+   * cost `s[i][a] + away[i * E + b]` needs one read and no branch.
+   */
+  readonly away: Float32Array;
   /** The k experts of each token, any order (tokens x k). */
   readonly slots: Int32Array;
+  /** `where[i * k + r]`: the index of token i in `holders[slots[i * k + r]]`. */
+  readonly where: Int32Array;
   /** Tokens held by each expert. */
   readonly loads: Int32Array;
   /** The tokens each expert holds, first `loads[j]` entries, any order. */
   readonly holders: Int32Array[];
+  /** `held[j][h]`: the score of `holders[j][h]` on expert j. */
+  readonly held: Float32Array[];
   /** `cost[a * E + b]`: cheapest raw move from a to b (`Infinity`: none). */
   readonly cost: Float64Array;
   /** The token that realises `cost` (-1: none). */
   readonly arg: Int32Array;
-  /** Pairs whose cheapest token moved away: recomputed when next read. */
+  /** Pairs whose cheapest token moved away: `cost` is a lower bound. */
   readonly stale: Uint8Array;
+  /** The second cheapest move of each pair, exact where `arg2 >= 0`. */
+  readonly cost2: Float64Array;
+  /** The token that realises `cost2`, or -1 where `cost2` is a lower bound. */
+  readonly arg2: Int32Array;
 }
 
 /**
@@ -42,41 +60,43 @@ export function buildExpertGraph(
   capacity: number,
 ): ExpertGraph {
   const E = experts;
-  const member = new Uint8Array(tokens * E);
+  const away = new Float32Array(tokens * E);
+  for (let x = 0; x < away.length; x++) away[x] = -s[x];
   const loads = new Int32Array(E);
-  for (let i = 0; i < tokens; i++) {
-    for (let r = 0; r < k; r++) {
-      const j = slots[i * k + r];
-      member[i * E + j] = 1;
-      loads[j]++;
-    }
-  }
-  const holders = Array.from(
-    { length: E },
-    (_, j) => new Int32Array(Math.max(loads[j], capacity)),
-  );
+  for (let x = 0; x < tokens * k; x++) loads[slots[x]]++;
+  const size = (j: number) => Math.max(loads[j], capacity);
+  const holders = Array.from({ length: E }, (_, j) => new Int32Array(size(j)));
+  const held = Array.from({ length: E }, (_, j) => new Float32Array(size(j)));
   const fill = new Int32Array(E);
+  const where = new Int32Array(tokens * k);
   const cost = new Float64Array(E * E).fill(Infinity);
   const arg = new Int32Array(E * E).fill(-1);
-  // The row with the token's own experts at -Infinity, so that a pair
-  // (a, b) with b already held costs +Infinity and never wins.
-  const free = new Float64Array(E);
+  const cost2 = new Float64Array(E * E).fill(Infinity);
+  const arg2 = new Int32Array(E * E).fill(-1);
   for (let i = 0; i < tokens; i++) {
     const row = i * E, base = i * k;
-    for (let b = 0; b < E; b++) free[b] = s[row + b];
     for (let r = 0; r < k; r++) {
       const a = slots[base + r];
-      free[a] = -Infinity;
+      away[row + a] = Infinity;
+      where[base + r] = fill[a];
+      held[a][fill[a]] = s[row + a];
       holders[a][fill[a]++] = i;
     }
     for (let r = 0; r < k; r++) {
       const a = slots[base + r];
       const sa = s[row + a], pair = a * E;
       for (let b = 0; b < E; b++) {
-        const c = sa - free[b];
-        if (c < cost[pair + b]) {
-          cost[pair + b] = c;
-          arg[pair + b] = i;
+        const c = sa + away[row + b];
+        if (c < cost2[pair + b]) {
+          if (c < cost[pair + b]) {
+            cost2[pair + b] = cost[pair + b];
+            arg2[pair + b] = arg[pair + b];
+            cost[pair + b] = c;
+            arg[pair + b] = i;
+          } else {
+            cost2[pair + b] = c;
+            arg2[pair + b] = i;
+          }
         }
       }
     }
@@ -86,13 +106,17 @@ export function buildExpertGraph(
     tokens,
     experts,
     k,
-    member,
+    away,
     slots: slots.slice(),
+    where,
     loads,
     holders,
+    held,
     cost,
     arg,
     stale: new Uint8Array(E * E),
+    cost2,
+    arg2,
   };
 }
 
@@ -100,21 +124,27 @@ export function buildExpertGraph(
 export function moveCost(g: ExpertGraph, a: number, b: number): number {
   const E = g.experts, pair = a * E + b;
   if (g.stale[pair]) {
-    const { s, member } = g;
-    const held = g.holders[a], n = g.loads[a];
-    let best = Infinity, who = -1;
+    const { away } = g;
+    const who = g.holders[a], sa = g.held[a], n = g.loads[a];
+    let best = Infinity, arg = -1, next = Infinity, arg2 = -1;
     for (let h = 0; h < n; h++) {
-      const i = held[h], row = i * E;
-      if (!member[row + b]) {
-        const c = s[row + a] - s[row + b];
-        if (c < best || (c === best && i < who)) {
+      const c = sa[h] + away[who[h] * E + b];
+      if (c < next) {
+        if (c < best) {
+          next = best;
+          arg2 = arg;
           best = c;
-          who = i;
+          arg = who[h];
+        } else {
+          next = c;
+          arg2 = who[h];
         }
       }
     }
     g.cost[pair] = best;
-    g.arg[pair] = who;
+    g.arg[pair] = best < Infinity ? arg : -1;
+    g.cost2[pair] = next;
+    g.arg2[pair] = next < Infinity ? arg2 : -1;
     g.stale[pair] = 0;
   }
   return g.cost[pair];
@@ -127,40 +157,77 @@ export function moveToken(
   a: number,
   b: number,
 ): void {
-  const { s, member, slots, cost, arg, stale, k } = g;
-  const E = g.experts, row = i * E;
-  member[row + a] = 0;
-  member[row + b] = 1;
-  for (let r = i * k; r < (i + 1) * k; r++) {
-    if (slots[r] === a) slots[r] = b;
+  const { s, away, slots, where, cost2, k } = g;
+  const E = g.experts, row = i * E, sa = s[row + a], sb = s[row + b];
+  away[row + a] = -sa;
+  away[row + b] = Infinity;
+  const r = slotOf(slots, i, k, a);
+  slots[r] = b;
+  // Token i leaves slot h of a's holders; the last holder takes its place.
+  const from = g.holders[a], fromScore = g.held[a];
+  const n = --g.loads[a], h = where[r];
+  const last = from[n];
+  if (last !== i) {
+    from[h] = last;
+    fromScore[h] = fromScore[n];
+    where[slotOf(slots, last, k, a)] = h;
   }
-  const from = g.holders[a], n = --g.loads[a];
-  let h = 0;
-  while (from[h] !== i) h++;
-  from[h] = from[n];
+  where[r] = g.loads[b];
+  g.held[b][g.loads[b]] = sb;
   g.holders[b][g.loads[b]++] = i;
   // Pairs that lose token i as a candidate: (a, x) and (x, b).
-  for (let x = 0, pair = a * E; x < E; x++, pair++) {
-    if (arg[pair] === i) stale[pair] = 1;
-  }
-  for (let x = 0, pair = b; x < E; x++, pair += E) {
-    if (arg[pair] === i) stale[pair] = 1;
-  }
+  for (let x = 0, pair = a * E; x < E; x++, pair++) drop(g, pair, i);
+  for (let x = 0, pair = b; x < E; x++, pair += E) drop(g, pair, i);
   // Pairs that gain it: (b, x) for x not held, (x, a) for x held.
-  const sb = s[row + b], sa = s[row + a];
-  for (let x = 0; x < E; x++) {
-    if (member[row + x]) {
-      const pair = x * E + a, c = s[row + x] - sa;
-      if (!stale[pair] && c < cost[pair]) {
-        cost[pair] = c;
-        arg[pair] = i;
-      }
-    } else {
-      const pair = b * E + x, c = sb - s[row + x];
-      if (!stale[pair] && c < cost[pair]) {
-        cost[pair] = c;
-        arg[pair] = i;
-      }
-    }
+  for (let x = 0, pair = b * E; x < E; x++, pair++) {
+    const c = sb + away[row + x];
+    if (c < cost2[pair]) gain(g, pair, i, c);
   }
+  // (b, a) came with the first loop: a is no longer held.
+  for (let t = i * k; t < i * k + k; t++) {
+    if (slots[t] === b) continue;
+    const pair = slots[t] * E + a, c = s[row + slots[t]] - sa;
+    if (c < cost2[pair]) gain(g, pair, i, c);
+  }
+}
+
+/**
+ * Token i is no longer a candidate of the pair: the second cheapest move
+ * takes the first place, or the pair turns stale with the second's lower
+ * bound (the remaining candidates' minimum is at least the old second).
+ */
+function drop(g: ExpertGraph, pair: number, i: number): void {
+  if (g.arg[pair] === i) {
+    g.cost[pair] = g.cost2[pair];
+    g.arg[pair] = g.arg2[pair];
+    if (g.arg2[pair] < 0) g.stale[pair] = 1;
+    g.arg2[pair] = -1;
+  } else if (g.arg2[pair] === i) g.arg2[pair] = -1;
+}
+
+/**
+ * Token i becomes a candidate of the pair at cost `c`, below the second
+ * cheapest move or its bound. A cost below a lower bound of all the other
+ * candidates is exact, so a stale pair or an unknown second becomes known.
+ */
+function gain(g: ExpertGraph, pair: number, i: number, c: number): void {
+  const { cost, arg, cost2, arg2, stale } = g;
+  if (c < cost[pair]) {
+    // The old first (or its bound) becomes the second (or its bound).
+    cost2[pair] = cost[pair];
+    arg2[pair] = stale[pair] ? -1 : arg[pair];
+    cost[pair] = c;
+    arg[pair] = i;
+    stale[pair] = 0;
+  } else if (!stale[pair]) {
+    cost2[pair] = c;
+    arg2[pair] = i;
+  }
+}
+
+/** The position of expert a among token i's k slots. */
+function slotOf(slots: Int32Array, i: number, k: number, a: number): number {
+  let r = i * k;
+  while (slots[r] !== a) r++;
+  return r;
 }

@@ -103,42 +103,61 @@ function surplus(st: State, j: number): number {
 }
 
 /**
- * Dijkstra from every excess expert (dense, O(E^2)), then `q -= dist`
- * (unreached experts by the largest distance found). Returns false when no
- * deficit expert is reachable (infeasible masks).
+ * Dijkstra from every excess expert (dense, O(E^2)) until every deficit
+ * expert is settled, then `q -= dist` (experts not settled by the last
+ * distance settled). Stale costs serve as lower bounds and are recomputed
+ * only when the bound would shorten a distance. Returns false when some
+ * deficit expert is unreachable (infeasible masks).
  */
 function lowerPrices(st: State): boolean {
-  const { dist, settled, q, g } = st;
-  const { cost, stale } = g;
+  const { dist, settled, q, g, dummy, capacity } = st;
+  const { cost, stale, loads } = g;
   const E = g.experts;
-  dist.fill(Infinity);
   settled.fill(0);
-  for (let j = 0; j < E; j++) if (surplus(st, j) > 0) dist[j] = 0;
-  let reached = false, far = 0;
-  for (;;) {
-    let a = -1, da = Infinity;
-    for (let j = 0; j < E; j++) {
-      if (!settled[j] && dist[j] < da) {
-        da = dist[j];
-        a = j;
-      }
-    }
-    if (a < 0) break;
+  let a = -1, deficits = 0;
+  for (let j = 0; j < E; j++) {
+    const over = loads[j] + dummy[j] - capacity;
+    dist[j] = over > 0 ? 0 : Infinity;
+    if (over > 0 && a < 0) a = j;
+    if (over < 0) deficits++;
+  }
+  let far = 0;
+  // Each pass settles `a`, relaxes its row and picks the next `a` in the
+  // same loop. Once every deficit expert is settled the rest are left at
+  // `far`, which keeps every reduced cost non-negative.
+  while (a >= 0) {
+    const da = dist[a];
     settled[a] = 1;
     far = da;
-    if (surplus(st, a) < 0) reached = true;
-    const row = a * E, qa = q[a], dummyHere = st.dummy[a] > 0;
+    if (loads[a] + dummy[a] < capacity && --deficits === 0) break;
+    const row = a * E, qa = q[a], dummyHere = dummy[a] > 0;
+    let next = -1, best = Infinity;
     for (let b = 0; b < E; b++) {
       if (settled[b]) continue;
-      let raw = stale[row + b] ? moveCost(g, a, b) : cost[row + b];
+      // A stale cost is a lower bound: recompute only where it matters.
+      let raw = cost[row + b];
       if (dummyHere && raw > 0) raw = 0;
-      const w = raw + q[b] - qa;
-      const d = da + (w > 0 ? w : 0);
-      if (d < dist[b]) dist[b] = d;
+      let w = raw + q[b] - qa;
+      let d = da + (w > 0 ? w : 0);
+      let db = dist[b];
+      if (d < db) {
+        if (stale[row + b]) {
+          raw = moveCost(g, a, b);
+          if (dummyHere && raw > 0) raw = 0;
+          w = raw + q[b] - qa;
+          d = da + (w > 0 ? w : 0);
+        }
+        if (d < db) dist[b] = db = d;
+      }
+      if (db < best) {
+        best = db;
+        next = b;
+      }
     }
+    a = next;
   }
   for (let j = 0; j < E; j++) q[j] -= settled[j] ? dist[j] : far;
-  return reached;
+  return deficits === 0;
 }
 
 /**
@@ -162,7 +181,11 @@ function augmentFrom(st: State, source: number): number {
     const row = a * E, limit = q[a] + tight, dummyHere = dummy[a] > 0;
     for (; b < E; b++) {
       if (dead[b] || onPath[b]) continue;
-      let raw = stale[row + b] ? moveCost(g, a, b) : cost[row + b];
+      let raw = cost[row + b];
+      if (dummyHere && raw > 0) raw = 0;
+      if (raw + q[b] > limit) continue;
+      if (!stale[row + b]) break;
+      raw = moveCost(g, a, b);
       if (dummyHere && raw > 0) raw = 0;
       if (raw + q[b] <= limit) break;
     }
