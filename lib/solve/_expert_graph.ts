@@ -48,8 +48,24 @@ export interface ExpertGraph {
 }
 
 /**
- * Builds the graph for an assignment given as `slots` (tokens x k). No
- * expert may later hold more than `max(its load now, capacity)` tokens.
+ * The share of (token, held expert) pairs whose moves enter the table at
+ * the build; the others only bound it (see {@linkcode buildExpertGraph}).
+ */
+const BUILD_SHARE = 0.3;
+
+/**
+ * Builds the graph for an assignment given as `slots` (tokens x k), the
+ * top-k of `s - q` for each token, whose best left-out value of `s - q` is
+ * `free[i]`. No expert may later hold more than `max(its load now,
+ * capacity)` tokens.
+ *
+ * Only tokens near the margin enter the table. Every move of token i from
+ * a held a to a free b costs at least `m + q[a] - q[b]`, where the margin
+ * `m = s[i][a] - q[a] - free[i]`; so with the pairs of margin below a
+ * cut-off `cut` in the table, every pair's cheapest and second cheapest
+ * moves are exact up to `cut + q[a] - q[b]`, and that bound stands in for
+ * the rest (a stale pair, or an unknown second), which the solver
+ * recomputes only if it ever needs them.
  */
 export function buildExpertGraph(
   s: Float32Array,
@@ -58,6 +74,8 @@ export function buildExpertGraph(
   k: number,
   slots: Int32Array,
   capacity: number,
+  q: Float64Array,
+  free: Float64Array,
 ): ExpertGraph {
   const E = experts;
   const away = new Float32Array(tokens * E);
@@ -73,6 +91,7 @@ export function buildExpertGraph(
   const arg = new Int32Array(E * E).fill(-1);
   const cost2 = new Float64Array(E * E).fill(Infinity);
   const arg2 = new Int32Array(E * E).fill(-1);
+  const cut = marginCut(s, tokens, E, k, slots, q, free);
   for (let i = 0; i < tokens; i++) {
     const row = i * E, base = i * k;
     for (let r = 0; r < k; r++) {
@@ -85,6 +104,7 @@ export function buildExpertGraph(
     for (let r = 0; r < k; r++) {
       const a = slots[base + r];
       const sa = s[row + a], pair = a * E;
+      if (!(sa - q[a] - free[i] < cut)) continue;
       for (let b = 0; b < E; b++) {
         const c = sa + away[row + b];
         if (c < cost2[pair + b]) {
@@ -97,6 +117,23 @@ export function buildExpertGraph(
             cost2[pair + b] = c;
             arg2[pair + b] = i;
           }
+        }
+      }
+    }
+  }
+  const stale = new Uint8Array(E * E);
+  if (cut < Infinity) {
+    for (let a = 0; a < E; a++) {
+      for (let b = 0, pair = a * E; b < E; b++, pair++) {
+        const bound = cut + q[a] - q[b];
+        if (cost[pair] > bound) {
+          cost[pair] = bound;
+          arg[pair] = -1;
+          stale[pair] = 1;
+        }
+        if (cost2[pair] > bound) {
+          cost2[pair] = Math.max(bound, cost[pair]);
+          arg2[pair] = -1;
         }
       }
     }
@@ -114,7 +151,7 @@ export function buildExpertGraph(
     held,
     cost,
     arg,
-    stale: new Uint8Array(E * E),
+    stale,
     cost2,
     arg2,
   };
@@ -230,4 +267,31 @@ function slotOf(slots: Int32Array, i: number, k: number, a: number): number {
   let r = i * k;
   while (slots[r] !== a) r++;
   return r;
+}
+
+/**
+ * The margin below which a (token, held expert) pair enters the table: the
+ * BUILD_SHARE quantile of the margins of a stride sample of the tokens
+ * (`Infinity`, all enter, when it is not finite).
+ */
+function marginCut(
+  s: Float32Array,
+  tokens: number,
+  E: number,
+  k: number,
+  slots: Int32Array,
+  q: Float64Array,
+  free: Float64Array,
+): number {
+  const stride = Math.max(1, Math.floor(tokens / 256));
+  const m: number[] = [];
+  for (let i = 0; i < tokens; i += stride) {
+    for (let r = 0; r < k; r++) {
+      const a = slots[i * k + r];
+      m.push(s[i * E + a] - q[a] - free[i]);
+    }
+  }
+  m.sort((x, y) => x - y);
+  const cut = m[Math.floor(BUILD_SHARE * m.length)];
+  return Number.isFinite(cut) ? cut : Infinity;
 }

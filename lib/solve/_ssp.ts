@@ -40,6 +40,8 @@ interface State {
   tight: number;
   dist: Float64Array;
   settled: Uint8Array;
+  /** Experts not yet settled in the current Dijkstra, first entries. */
+  open: Int32Array;
   /** Per phase: experts from which no tight path reaches a deficit. */
   dead: Uint8Array;
   onPath: Uint8Array;
@@ -61,8 +63,9 @@ export function successiveShortestPaths(
   q: Float64Array,
 ): SspResult | null {
   const E = experts;
-  const slots = topKSlots(s, tokens, E, k, q);
-  const g = buildExpertGraph(s, tokens, E, k, slots, capacity);
+  const free = new Float64Array(tokens);
+  const slots = topKSlots(s, tokens, E, k, q, free);
+  const g = buildExpertGraph(s, tokens, E, k, slots, capacity, q, free);
   let scale = 1;
   for (let i = 0; i < s.length; i++) {
     if (s[i] !== -Infinity) scale = Math.max(scale, Math.abs(s[i]));
@@ -75,6 +78,7 @@ export function successiveShortestPaths(
     tight: 1e-13 * scale,
     dist: new Float64Array(E),
     settled: new Uint8Array(E),
+    open: new Int32Array(E),
     dead: new Uint8Array(E),
     onPath: new Uint8Array(E),
     path: new Int32Array(E + 1),
@@ -110,30 +114,32 @@ function surplus(st: State, j: number): number {
  * deficit expert is unreachable (infeasible masks).
  */
 function lowerPrices(st: State): boolean {
-  const { dist, settled, q, g, dummy, capacity } = st;
+  const { dist, settled, open, q, g, dummy, capacity } = st;
   const { cost, stale, loads } = g;
   const E = g.experts;
   settled.fill(0);
-  let a = -1, deficits = 0;
+  let a = -1, deficits = 0, n = 0;
   for (let j = 0; j < E; j++) {
     const over = loads[j] + dummy[j] - capacity;
     dist[j] = over > 0 ? 0 : Infinity;
     if (over > 0 && a < 0) a = j;
+    else open[n++] = j;
     if (over < 0) deficits++;
   }
   let far = 0;
-  // Each pass settles `a`, relaxes its row and picks the next `a` in the
-  // same loop. Once every deficit expert is settled the rest are left at
-  // `far`, which keeps every reduced cost non-negative.
+  // Each pass settles `a`, relaxes the row over the experts still open and
+  // picks the next `a` in the same loop. Once every deficit expert is
+  // settled the rest are left at `far`, which keeps every reduced cost
+  // non-negative.
   while (a >= 0) {
     const da = dist[a];
     settled[a] = 1;
     far = da;
     if (loads[a] + dummy[a] < capacity && --deficits === 0) break;
     const row = a * E, qa = q[a], dummyHere = dummy[a] > 0;
-    let next = -1, best = Infinity;
-    for (let b = 0; b < E; b++) {
-      if (settled[b]) continue;
+    let at = -1, best = Infinity;
+    for (let t = 0; t < n; t++) {
+      const b = open[t];
       // A stale cost is a lower bound: recompute only where it matters.
       let raw = cost[row + b];
       if (dummyHere && raw > 0) raw = 0;
@@ -151,10 +157,12 @@ function lowerPrices(st: State): boolean {
       }
       if (db < best) {
         best = db;
-        next = b;
+        at = t;
       }
     }
-    a = next;
+    if (at < 0) break;
+    a = open[at];
+    open[at] = open[--n];
   }
   for (let j = 0; j < E; j++) q[j] -= settled[j] ? dist[j] : far;
   return deficits === 0;

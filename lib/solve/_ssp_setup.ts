@@ -3,33 +3,90 @@
 // final shift of the prices to the dual's normal form.
 import type { ExpertGraph } from "./_expert_graph.ts";
 
-/** Each token's top-k of `s - q`, ties to the lowest expert index. */
+/**
+ * Each token's top-k of `s - q`, ties to the lowest expert index, and in
+ * `free[i]` the largest value of `s - q` the token leaves out (its
+ * (k+1)-th; `-Infinity` when k = E).
+ */
 export function topKSlots(
   s: Float32Array,
   tokens: number,
   E: number,
   k: number,
   q: Float64Array,
+  free: Float64Array,
 ): Int32Array {
   const slots = new Int32Array(tokens * k);
-  const val = new Float64Array(k);
+  // The list holds k + 1 entries: the last is the best one left out.
+  const val = new Float64Array(k + 1), idx = new Int32Array(k + 1);
+  const candV = new Float64Array(E), candI = new Int32Array(E);
+  const fill = Math.min(E, k + 1);
+  // Candidates: entries at or above a guess of the row's (k+1)-th value
+  // (a running mean of the past rows' less four mean deviations). When at
+  // least k + 1 pass, the list is exact from them alone (ties keep the
+  // index order); otherwise the row is scanned in full.
+  let mean = NaN, dev = 0;
   for (let i = 0; i < tokens; i++) {
-    const row = i * E, base = i * k;
-    let n = 0;
-    for (let j = 0; j < E; j++) {
-      const v = s[row + j] - q[j];
-      if (n === k && !(v > val[k - 1])) continue;
-      let at = n < k ? n++ : k - 1;
-      while (at > 0 && val[at - 1] < v) {
-        val[at] = val[at - 1];
-        slots[base + at] = slots[base + at - 1];
-        at--;
+    const row = i * E, guess = mean - 4 * dev;
+    let c = 0;
+    if (guess > -Infinity) {
+      for (let j = 0; j < E; j++) {
+        const v = s[row + j] - q[j];
+        if (v >= guess) {
+          candV[c] = v;
+          candI[c++] = j;
+        }
       }
-      val[at] = v;
-      slots[base + at] = j;
+    }
+    val[k] = -Infinity;
+    if (c >= fill) {
+      for (let r = 0; r < fill; r++) insertAt(val, idx, r, candV[r], candI[r]);
+      let th = val[k];
+      for (let r = fill; r < c; r++) {
+        if (candV[r] > th) th = insertAt(val, idx, k, candV[r], candI[r]);
+      }
+    } else {
+      for (let j = 0; j < fill; j++) {
+        insertAt(val, idx, j, s[row + j] - q[j], j);
+      }
+      let th = val[k];
+      for (let j = fill; j < E; j++) {
+        const v = s[row + j] - q[j];
+        if (v > th) th = insertAt(val, idx, k, v, j);
+      }
+    }
+    for (let r = 0; r < k; r++) slots[i * k + r] = idx[r];
+    const last = val[k];
+    free[i] = last;
+    if (last > -Infinity) {
+      if (mean !== mean) mean = last;
+      const d = last - mean;
+      mean += d / 16;
+      dev += (Math.abs(d) - dev) / 16;
     }
   }
   return slots;
+}
+
+/**
+ * Inserts `v` (expert `j`) at position `p` or above in the descending list,
+ * dropping the entry at `p`; equal values stay ahead. Returns the last.
+ */
+function insertAt(
+  val: Float64Array,
+  idx: Int32Array,
+  p: number,
+  v: number,
+  j: number,
+): number {
+  while (p > 0 && val[p - 1] < v) {
+    val[p] = val[p - 1];
+    idx[p] = idx[p - 1];
+    p--;
+  }
+  val[p] = v;
+  idx[p] = j;
+  return val[val.length - 1];
 }
 
 /**
