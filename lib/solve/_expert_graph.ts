@@ -284,14 +284,14 @@ function marginCut(
   free: Float64Array,
 ): number {
   const stride = Math.max(1, Math.floor(tokens / 256));
-  const m: number[] = [];
-  for (let i = 0; i < tokens; i += stride) {
+  const m = new Float64Array(Math.ceil(tokens / stride) * k);
+  for (let i = 0, x = 0; i < tokens; i += stride) {
     for (let r = 0; r < k; r++) {
       const a = slots[i * k + r];
-      m.push(s[i * E + a] - q[a] - free[i]);
+      m[x++] = s[i * E + a] - q[a] - free[i];
     }
   }
-  m.sort((x, y) => x - y);
+  m.sort();
   const cut = m[Math.floor(BUILD_SHARE * m.length)];
   return Number.isFinite(cut) ? cut : Infinity;
 }
