@@ -1,9 +1,18 @@
 // The top-K inner loop of the fast CPU path. Same answers as routeInto
 // (route.ts) bit for bit: keys in float64 as there, top k by (key
-// descending, index ascending). Two pre-filters keep most entries out of
-// the insertion: a guessed threshold from the previous row (entries below
-// it are skipped when at least k pass), and the current k-th largest
-// during a full scan. No row copy, no allocation per token.
+// descending, index ascending). A threshold guessed from the previous
+// rows keeps most entries out of the selection: the entries that pass it
+// are collected without a branch, then the exact top k is taken among
+// them (_route_candidates.ts); a row where fewer than k pass is scanned
+// in full. No row copy, no allocation per token.
+import {
+  type CandidateScratch,
+  candidateScratch,
+  insert,
+  selectCandidates,
+} from "./_route_candidates.ts";
+
+export { insert };
 
 /** Settings of {@linkcode routeRows}, already validated. */
 export interface RowSettings {
@@ -18,11 +27,35 @@ export interface RowSettings {
 }
 
 /**
+ * Running state of {@linkcode routeRows} between calls on the same batch:
+ * candidate scratch, and a running mean and mean deviation of the rows'
+ * k-th largest keys (`NaN` before the first row).
+ */
+export interface RowState extends CandidateScratch {
+  stats: Float64Array;
+}
+
+/** A fresh {@linkcode RowState} for `experts` experts. */
+export function rowState(experts: number): RowState {
+  return { ...candidateScratch(experts), stats: new Float64Array([NaN, 0]) };
+}
+
+/**
+ * Running mean deviations below the running mean of the k-th largest keys
+ * at which the candidate threshold sits: fewer candidates against more
+ * rows that fall back to the full scan.
+ */
+const MARGIN = 3;
+/** The same for the second threshold, among the candidates. */
+const NEAR_MARGIN = 1;
+
+/**
  * Routes rows `[from, to)` of `data` (tokens x experts) into `outE` and
  * `outW` (tokens x k) and adds their counts to `loads`. `topV`, `topI`
- * are scratch of length `k`. Returns the flat index of the first NaN or
- * `+Infinity` score met (routing stops there), or -1: the scores need no
- * separate validating pass.
+ * are scratch of length `k`; `state` carries the guessed threshold from
+ * one block of rows to the next. Returns the flat index of the first NaN
+ * or `+Infinity` score met (routing stops there), or -1: the scores need
+ * no separate validating pass.
  */
 export function routeRows(
   data: Float32Array,
@@ -36,56 +69,52 @@ export function routeRows(
   loads: Int32Array,
   topV: Float64Array,
   topI: Int32Array,
+  state: RowState = rowState(E),
 ): number {
   const bias = s.bias;
   const last = k - 1;
-  // Candidates of one row: entries at or above a guessed threshold `g`,
-  // a running mean of the rows' k-th largest values less four running
-  // mean deviations. When at least k entries pass, the top k are among
-  // them and the exact selection runs on the candidates only; otherwise
-  // the row is scanned in full. Either way the answer is exact.
-  const candV = new Float64Array(E);
-  const candI = new Int32Array(E);
-  let mean = NaN, dev = 0;
+  const { candI, stats } = state;
+  let mean = stats[0], dev = stats[1];
+  // Candidates of one row: entries whose key is not below a guessed
+  // threshold `g`, a running mean of the rows' k-th largest keys less
+  // MARGIN running mean deviations. When at least k entries pass, the top
+  // k are among them and the exact selection runs on the candidates only;
+  // otherwise the row is scanned in full. Either way the answer is exact.
   for (let i = from; i < to; i++) {
     const base = i * E;
     let c = 0;
-    const g = mean - 4 * dev;
+    const g = mean - MARGIN * dev;
     if (g > -Infinity && !s.multiply) {
-      // NaN fails every comparison: the else branch finds it; +Infinity
-      // passes the filter and is found among the candidates.
+      // Branch-free: every index is written and the count moves by the
+      // test's outcome, since a branch on a test that passes at random
+      // places would mispredict at each candidate. `!(v < g)` lets NaN
+      // through with +Infinity; both are caught among the candidates.
       if (bias === undefined) {
         for (let j = 0; j < E; j++) {
-          const v = data[base + j];
-          if (v >= g) {
-            candV[c] = v;
-            candI[c++] = j;
-          } else if (v !== v) return base + j;
+          candI[c] = j;
+          c += Number(!(data[base + j] < g));
         }
       } else {
         for (let j = 0; j < E; j++) {
-          const v = data[base + j] + bias[j];
-          if (v >= g) {
-            candV[c] = v;
-            candI[c++] = j;
-          } else if (v !== v) return base + j;
+          candI[c] = j;
+          c += Number(!(data[base + j] + bias[j] < g));
         }
       }
-      for (let r = 0; r < c; r++) {
-        if (candV[r] === Infinity) return base + candI[r];
-      }
     }
-    if (c >= k) {
-      for (let r = 0; r < k; r++) insert(topV, topI, r, candV[r], candI[r]);
-      let th = topV[last];
-      for (let r = k; r < c; r++) {
-        const v = candV[r];
-        if (v > th) th = insert(topV, topI, last, v, candI[r]);
-      }
-    } else {
-      const bad = scanRow(data, base, E, k, s, topV, topI);
-      if (bad >= 0) return bad;
-    }
+    const bad = c >= k
+      ? selectCandidates(
+        data,
+        base,
+        bias,
+        state,
+        c,
+        mean - NEAR_MARGIN * dev,
+        k,
+        topV,
+        topI,
+      )
+      : scanRow(data, base, E, k, s, topV, topI);
+    if (bad >= 0) return bad;
     const kth = topV[last];
     if (Number.isFinite(kth)) {
       if (mean !== mean) mean = kth;
@@ -106,6 +135,8 @@ export function routeRows(
       s.scale,
     );
   }
+  stats[0] = mean;
+  stats[1] = dev;
   return -1;
 }
 
@@ -168,36 +199,27 @@ export function routeBlocks(
   loads: Int32Array,
 ): number {
   const topV = new Float64Array(k), topI = new Int32Array(k);
+  const state = rowState(E);
   for (;;) {
     const lo = Atomics.add(counter, cell, 1) * BLOCK_ROWS;
     if (lo >= tokens) return -1;
     const hi = Math.min(tokens, lo + BLOCK_ROWS);
-    const bad = routeRows(data, E, k, s, lo, hi, outE, outW, loads, topV, topI);
+    const bad = routeRows(
+      data,
+      E,
+      k,
+      s,
+      lo,
+      hi,
+      outE,
+      outW,
+      loads,
+      topV,
+      topI,
+      state,
+    );
     if (bad >= 0) return bad;
   }
-}
-
-/**
- * Inserts `v` (expert `j`) at position `p` or above in the descending list,
- * dropping the entry at `p`; equal values stay ahead. Returns the last
- * entry of the list afterwards.
- */
-export function insert(
-  topV: Float64Array,
-  topI: Int32Array,
-  p: number,
-  v: number,
-  j: number,
-): number {
-  const last = topV.length - 1;
-  while (p > 0 && v > topV[p - 1]) {
-    topV[p] = topV[p - 1];
-    topI[p] = topI[p - 1];
-    p--;
-  }
-  topV[p] = v;
-  topI[p] = j;
-  return topV[last];
 }
 
 /**

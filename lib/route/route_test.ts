@@ -2,6 +2,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createRouting, route } from "./route.ts";
 import { Rng } from "../scores/rng.ts";
+import type { ScoreMatrix } from "../types.ts";
 
 /** Brute-force twin: sort every expert by (value desc, index asc). */
 function bruteTopK(values: Float64Array, k: number): number[] {
@@ -29,6 +30,32 @@ function randomScores(
   return { data, tokens, experts };
 }
 
+/** Checks route() against the brute-force twin on every token. */
+function checkTwin(scores: ScoreMatrix, k: number, bias?: number[]): void {
+  const { tokens, experts } = scores;
+  const r = route(scores, { k, bias });
+  const loads = new Array(experts).fill(0);
+  for (let i = 0; i < tokens; i++) {
+    const v = new Float64Array(experts);
+    for (let j = 0; j < experts; j++) {
+      v[j] = scores.data[i * experts + j] + (bias ? bias[j] : 0);
+    }
+    const want = bruteTopK(v, k);
+    assert.deepEqual(
+      [...r.experts.subarray(i * k, (i + 1) * k)],
+      want,
+      `token ${i}`,
+    );
+    for (let q = 0; q < k; q++) {
+      const s = scores.data[i * experts + want[q]];
+      assert.equal(r.weights[i * k + q], s > -Infinity ? s : 0);
+      loads[want[q]]++;
+    }
+  }
+  assert.deepEqual([...r.loads], loads);
+  assert.equal(loads.reduce((a, b) => a + b, 0), tokens * k);
+}
+
 describe("route", () => {
   test("matches a brute-force sort with ties, -Infinity and biases", () => {
     const rng = new Rng(11);
@@ -47,27 +74,34 @@ describe("route", () => {
         { length: experts },
         () => Math.floor(rng.uniform() * 3) / 8 - 0.125,
       );
-      const r = route(scores, { k, bias });
-      const loads = new Array(experts).fill(0);
-      for (let i = 0; i < tokens; i++) {
-        const v = new Float64Array(experts);
-        for (let j = 0; j < experts; j++) {
-          v[j] = scores.data[i * experts + j] + (bias ? bias[j] : 0);
-        }
-        const want = bruteTopK(v, k);
-        assert.deepEqual(
-          [...r.experts.subarray(i * k, (i + 1) * k)],
-          want,
-          `token ${i}`,
-        );
-        for (let q = 0; q < k; q++) {
-          const s = scores.data[i * experts + want[q]];
-          assert.equal(r.weights[i * k + q], s > -Infinity ? s : 0);
-          loads[want[q]]++;
-        }
+      checkTwin(scores, k, bias);
+    }
+  });
+
+  test("every path of the row kernel matches the brute-force twin", () => {
+    // 256 experts, k = 8, one kind of row per block of 100: uniform scores
+    // (candidates ranked, the near ones or all), four-valued scores (more
+    // tied candidates than ranking takes: insertion), and every 10th row
+    // of the third block scaled down by 10 (fewer than k entries pass the
+    // threshold guessed from the rows before: full scan).
+    const rng = new Rng(23);
+    const experts = 256, tokens = 300;
+    const data = new Float32Array(tokens * experts);
+    for (let i = 0; i < tokens; i++) {
+      for (let j = 0; j < experts; j++) {
+        const u = rng.uniform();
+        data[i * experts + j] = i < 100
+          ? u
+          : i < 200
+          ? Math.floor(u * 4) / 4
+          : i % 10 === 0
+          ? u / 10
+          : u;
       }
-      assert.deepEqual([...r.loads], loads);
-      assert.equal(loads.reduce((a, b) => a + b, 0), tokens * k);
+    }
+    const bias = Array.from({ length: experts }, () => rng.uniform() / 100);
+    for (const b of [undefined, bias]) {
+      checkTwin({ data, tokens, experts }, 8, b);
     }
   });
 
