@@ -22,12 +22,12 @@ export function topKSlots(
   const candV = new Float64Array(E), candI = new Int32Array(E);
   const fill = Math.min(E, k + 1);
   // Candidates: entries at or above a guess of the row's (k+1)-th value
-  // (a running mean of the past rows' less four mean deviations). When at
+  // (a running mean of the past rows' less two mean deviations). When at
   // least k + 1 pass, the list is exact from them alone (ties keep the
   // index order); otherwise the row is scanned in full.
   let mean = NaN, dev = 0;
   for (let i = 0; i < tokens; i++) {
-    const row = i * E, guess = mean - 4 * dev;
+    const row = i * E, guess = mean - 2 * dev;
     let c = 0;
     if (guess > -Infinity) {
       for (let j = 0; j < E; j++) {
