@@ -84,13 +84,21 @@ export async function measureRoute(
   return rows;
 }
 
-/** PyTorch's median ms for the same routing, or the reason it is missing. */
+/** PyTorch's result for the same routing. */
+interface TorchTiming {
+  /** Median ms. */
+  ms: number;
+  /** `torch.__version__`. */
+  torch: string;
+}
+
+/** PyTorch's median ms and version, or the reason they are missing. */
 function torchMs(
   tokens: number,
   experts: number,
   k: number,
   threads: number,
-): number | string {
+): TorchTiming | string {
   const script = fileURLToPath(new URL("./route_torch.py", import.meta.url));
   let why = "python3 not found";
   // The Debian python3-torch lives in the system interpreter, which a
@@ -107,7 +115,7 @@ function torchMs(
       encoding: "utf8",
     });
     if (r.status === 0) {
-      return JSON.parse(r.stdout.trim().split("\n").pop()!).ms;
+      return JSON.parse(r.stdout.trim().split("\n").pop()!);
     }
     if (r.stderr) why = r.stderr.trim().split("\n").pop()!;
   }
@@ -163,13 +171,13 @@ export async function run(): Promise<void> {
       "-",
     ],
   ];
-  if (typeof torch === "number") {
+  if (typeof torch === "object") {
     rows.push([
-      `torch.topk + bincount, ${threads} threads`,
-      torch.toFixed(1),
-      mscores(N, E, torch),
-      gbps(N, E, torch),
-      (torch / par).toFixed(2),
+      `torch ${torch.torch} topk + bincount, ${threads} threads`,
+      torch.ms.toFixed(1),
+      mscores(N, E, torch.ms),
+      gbps(N, E, torch.ms),
+      (torch.ms / par).toFixed(2),
     ]);
   }
   let gpuMs = NaN;
