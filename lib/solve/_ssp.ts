@@ -16,6 +16,11 @@
 // optimality: its reverse costs 0). When no excess is left the assignment
 // and q satisfy complementary slackness, so it is optimal; the caller
 // proves it with the duality gap.
+//
+// The graph keeps the two cheapest moves of each pair and, where those are
+// unknown, a lower bound (see _expert_graph.ts): Dijkstra and the searches
+// recompute a pair only when its bound would shorten a distance or could
+// be tight, which is rare.
 import {
   buildExpertGraph,
   type ExpertGraph,

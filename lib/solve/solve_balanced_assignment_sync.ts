@@ -16,8 +16,9 @@ import type { BalancedAssignment, BalancedAssignmentOptions } from "./types.ts";
  * token in four (solved the same way, recursively); each token takes its
  * top-k of `s - q`; then successive shortest paths
  * on the E-node graph whose edge a -> b is the cheapest move of a token
- * from expert a to expert b (kept per pair, repaired where tokens move)
- * remove every excess exactly, raising prices by Dijkstra distances. Unused
+ * from expert a to expert b (the two cheapest kept per pair, repaired where
+ * tokens move, lower bounds standing in for the rest)
+ * remove every excess exactly, moving prices by Dijkstra distances. Unused
  * capacity is a dummy token of score 0, so ties and slack need no special
  * case. The duality gap is recomputed from the returned prices (see
  * {@linkcode BalancedAssignment}). Use it in synchronous loops (the
