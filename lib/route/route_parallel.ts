@@ -77,8 +77,10 @@ export function sharedScores(tokens: number, experts: number): ScoreMatrix {
  * routing run on the calling thread. Scores not on a `SharedArrayBuffer`
  * (see {@linkcode sharedScores}) are copied once per call.
  *
- * The inner loop adds the bias and compares with the current k-th largest
- * in one pass over each row, with no row copy and no allocation per token.
+ * The inner loop collects, without a branch, the entries of a row at or
+ * above a threshold guessed from the rows before, then ranks those few
+ * (a row where fewer than k pass is scanned in full); no row copy and no
+ * allocation per token.
  *
  * @param scores Scores after the gate, `tokens x experts`.
  * @param options {@linkcode RouteOptions} and `threads`.
