@@ -1,6 +1,7 @@
 // Selection kernels shared by the price-based balancers: order statistics
 // of a row (a token over experts) and of a column (an expert over tokens),
 // and the capacity rule. No allocation inside; callers own the scratch.
+import { insert } from "./_route_candidates.ts";
 
 /**
  * Expert capacity `ceil(tokens * k * capacityFactor / experts)`. A value
@@ -40,19 +41,8 @@ export function rowTop(
   let n = 0;
   for (let j = 0; j < experts; j++) {
     const v = data[base + j] - shift[j];
-    if (n === rank) {
-      if (!(v > topV[rank - 1])) continue;
-      n--;
-    }
-    let p = n;
-    while (p > 0 && v > topV[p - 1]) {
-      topV[p] = topV[p - 1];
-      topI[p] = topI[p - 1];
-      p--;
-    }
-    topV[p] = v;
-    topI[p] = j;
-    n++;
+    if (n < rank) insert(topV, topI, n++, v, j);
+    else if (v > topV[rank - 1]) insert(topV, topI, rank - 1, v, j);
   }
   return topV[rank - 1];
 }

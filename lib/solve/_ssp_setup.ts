@@ -2,6 +2,7 @@
 // under the starting prices, the dummy units of unused capacity, and the
 // final shift of the prices to the dual's normal form.
 import type { ExpertGraph } from "./_expert_graph.ts";
+import { insert } from "../route/_route_candidates.ts";
 
 /**
  * Each token's top-k of `s - q`, ties to the lowest expert index, and in
@@ -40,19 +41,19 @@ export function topKSlots(
     }
     val[k] = -Infinity;
     if (c >= fill) {
-      for (let r = 0; r < fill; r++) insertAt(val, idx, r, candV[r], candI[r]);
+      for (let r = 0; r < fill; r++) insert(val, idx, r, candV[r], candI[r]);
       let th = val[k];
       for (let r = fill; r < c; r++) {
-        if (candV[r] > th) th = insertAt(val, idx, k, candV[r], candI[r]);
+        if (candV[r] > th) th = insert(val, idx, k, candV[r], candI[r]);
       }
     } else {
       for (let j = 0; j < fill; j++) {
-        insertAt(val, idx, j, s[row + j] - q[j], j);
+        insert(val, idx, j, s[row + j] - q[j], j);
       }
       let th = val[k];
       for (let j = fill; j < E; j++) {
         const v = s[row + j] - q[j];
-        if (v > th) th = insertAt(val, idx, k, v, j);
+        if (v > th) th = insert(val, idx, k, v, j);
       }
     }
     for (let r = 0; r < k; r++) slots[i * k + r] = idx[r];
@@ -66,27 +67,6 @@ export function topKSlots(
     }
   }
   return slots;
-}
-
-/**
- * Inserts `v` (expert `j`) at position `p` or above in the descending list,
- * dropping the entry at `p`; equal values stay ahead. Returns the last.
- */
-function insertAt(
-  val: Float64Array,
-  idx: Int32Array,
-  p: number,
-  v: number,
-  j: number,
-): number {
-  while (p > 0 && val[p - 1] < v) {
-    val[p] = val[p - 1];
-    idx[p] = idx[p - 1];
-    p--;
-  }
-  val[p] = v;
-  idx[p] = j;
-  return val[val.length - 1];
 }
 
 /**
