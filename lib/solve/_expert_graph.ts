@@ -82,9 +82,9 @@ export function buildExpertGraph(
   for (let x = 0; x < away.length; x++) away[x] = -s[x];
   const loads = new Int32Array(E);
   for (let x = 0; x < tokens * k; x++) loads[slots[x]]++;
-  const size = (j: number) => Math.max(loads[j], capacity);
-  const holders = Array.from({ length: E }, (_, j) => new Int32Array(size(j)));
-  const held = Array.from({ length: E }, (_, j) => new Float32Array(size(j)));
+  const room = (j: number) => Math.max(loads[j], capacity);
+  const holders = Array.from({ length: E }, (_, j) => new Int32Array(room(j)));
+  const held = Array.from({ length: E }, (_, j) => new Float32Array(room(j)));
   const fill = new Int32Array(E);
   const where = new Int32Array(tokens * k);
   const cost = new Float64Array(E * E).fill(Infinity);
@@ -92,6 +92,9 @@ export function buildExpertGraph(
   const cost2 = new Float64Array(E * E).fill(Infinity);
   const arg2 = new Int32Array(E * E).fill(-1);
   const cut = marginCut(s, tokens, E, k, slots, q, free);
+  // The largest magnitude in the margins, for their rounding error.
+  let size = Number.isFinite(cut) ? Math.abs(cut) : 0;
+  for (let j = 0; j < E; j++) size = Math.max(size, 2 * Math.abs(q[j]));
   for (let i = 0; i < tokens; i++) {
     const row = i * E, base = i * k;
     for (let r = 0; r < k; r++) {
@@ -100,7 +103,9 @@ export function buildExpertGraph(
       where[base + r] = fill[a];
       held[a][fill[a]] = s[row + a];
       holders[a][fill[a]++] = i;
+      size = Math.max(size, Math.abs(s[row + a]));
     }
+    if (free[i] > -Infinity) size = Math.max(size, Math.abs(free[i]));
     for (let r = 0; r < k; r++) {
       const a = slots[base + r];
       const sa = s[row + a], pair = a * E;
@@ -123,9 +128,12 @@ export function buildExpertGraph(
   }
   const stale = new Uint8Array(E * E);
   if (cut < Infinity) {
+    // The bound loses a little more than the rounding of the margins: with
+    // ties, a token left out can realise it exactly.
+    const slack = 1e-12 * size;
     for (let a = 0; a < E; a++) {
       for (let b = 0, pair = a * E; b < E; b++, pair++) {
-        const bound = cut + q[a] - q[b];
+        const bound = cut + q[a] - q[b] - slack;
         if (cost[pair] > bound) {
           cost[pair] = bound;
           arg[pair] = -1;
