@@ -2,7 +2,12 @@
 // (ALGORITHMS.md section 4), shared by BIP-Based Balancing (T rounds,
 // clipped at 0) and Quantile Balancing (one round, unclipped).
 import type { ScoreMatrix } from "../types.ts";
-import { rowTop, selectAscending } from "./_select.ts";
+import {
+  type RowFilter,
+  rowFilter,
+  rowTop,
+  selectAscending,
+} from "./_select.ts";
 
 /** Scratch buffers for {@linkcode coordinateRounds}, sized for one batch shape. */
 export interface DualScratch {
@@ -20,6 +25,8 @@ export interface DualScratch {
   /** The `k + 1` largest of one row, and their experts. */
   top: Float64Array;
   topI: Int32Array;
+  /** The pre-filter of the row selections, carried from row to row. */
+  filter: RowFilter;
   /** Candidates per expert (experts). */
   count: Int32Array;
   /** Candidate lower bound per expert (experts). */
@@ -47,6 +54,7 @@ export function dualScratch(
     stride: tokens + 8,
     top: new Float64Array(k + 1),
     topI: new Int32Array(k + 1),
+    filter: rowFilter(experts),
     count: new Int32Array(experts),
     lower: new Float64Array(experts),
   };
@@ -83,7 +91,7 @@ export function coordinateRounds(
   pReady = false,
 ): void {
   const { data, tokens: N, experts: E } = scores;
-  const { p, col, top, topI, stride: S } = scratch;
+  const { p, col, top, topI, filter, stride: S } = scratch;
   const count = scratch.count;
   const lower = scratch.lower;
   const clipP = clip === true, clipQ = clip !== false;
@@ -91,7 +99,7 @@ export function coordinateRounds(
     const needP = k < E && !(pReady && t === 0);
     if (k >= E) p.fill(0);
     if (capacity >= N) {
-      if (needP) tokenPrices(data, N, E, k, q, clipP, p, top, topI);
+      if (needP) tokenPrices(data, N, E, k, q, clipP, p, scratch);
       q.fill(0);
       continue;
     }
@@ -107,7 +115,7 @@ export function coordinateRounds(
     for (let i = 0; i < N; i++) {
       const base = i * E;
       if (needP) {
-        const v = rowTop(data, base, E, q, k + 1, top, topI);
+        const v = rowTop(data, base, E, q, k + 1, top, topI, filter);
         p[i] = clipP && !(v > 0) ? 0 : v;
       }
       const pi = p[i];
@@ -160,11 +168,11 @@ function tokenPrices(
   q: Float64Array,
   clip: boolean,
   p: Float64Array,
-  top: Float64Array,
-  topI: Int32Array,
+  scratch: DualScratch,
 ): void {
+  const { top, topI, filter } = scratch;
   for (let i = 0; i < N; i++) {
-    const v = rowTop(data, i * E, E, q, k + 1, top, topI);
+    const v = rowTop(data, i * E, E, q, k + 1, top, topI, filter);
     p[i] = clip && !(v > 0) ? 0 : v;
   }
 }

@@ -22,12 +22,37 @@ export function capacityOf(
 }
 
 /**
+ * Scratch and running guess of {@linkcode rowTop}'s pre-filter, kept from
+ * row to row: candidate values and experts, and a running mean and mean
+ * deviation of the rows' `rank`-th largest values (`NaN` before the first).
+ */
+export interface RowFilter {
+  candV: Float64Array;
+  candI: Int32Array;
+  stats: Float64Array;
+}
+
+/** A fresh {@linkcode RowFilter} for rows of `experts` values. */
+export function rowFilter(experts: number): RowFilter {
+  return {
+    candV: new Float64Array(experts),
+    candI: new Int32Array(experts),
+    stats: new Float64Array([NaN, 0]),
+  };
+}
+
+/**
  * The `rank` largest of `data[base + j] - shift[j]` over `j < experts`,
  * best first, into `topV` (values) and `topI` (experts): insertion, where
  * a later value enters only when strictly larger, so ties keep the lowest
  * expert index. Cost `O(experts * rank)` at worst, usually `O(experts)`:
  * most values fail the first comparison with the current `rank`-th.
- * Returns the `rank`-th largest.
+ * Returns the `rank`-th largest. Needs `rank <= experts`.
+ *
+ * With a `filter`, one branch-free pass first collects the values at or
+ * above a guess of the row's `rank`-th largest (the running mean of the
+ * previous rows' less two mean deviations) and the insertion runs on
+ * those alone when at least `rank` pass; the answer is the same.
  */
 export function rowTop(
   data: Float32Array,
@@ -37,14 +62,56 @@ export function rowTop(
   rank: number,
   topV: Float64Array,
   topI: Int32Array,
+  filter?: RowFilter,
 ): number {
+  const last = rank - 1;
+  if (filter !== undefined) {
+    const { candV, candI, stats } = filter;
+    const guess = stats[0] - 2 * stats[1];
+    let c = 0;
+    if (guess > -Infinity) {
+      for (let j = 0; j < experts; j++) {
+        const v = data[base + j] - shift[j];
+        candV[c] = v;
+        candI[c] = j;
+        c += Number(v >= guess);
+      }
+    }
+    if (c >= rank) {
+      for (let r = 0; r < rank; r++) insert(topV, topI, r, candV[r], candI[r]);
+      for (let r = rank; r < c; r++) {
+        if (candV[r] > topV[last]) insert(topV, topI, last, candV[r], candI[r]);
+      }
+    } else fullRow(data, base, experts, shift, rank, topV, topI);
+    const v = topV[last];
+    if (Number.isFinite(v)) {
+      if (stats[0] !== stats[0]) stats[0] = v;
+      const d = v - stats[0];
+      stats[0] += d / 16;
+      stats[1] += (Math.abs(d) - stats[1]) / 16;
+    }
+    return v;
+  }
+  fullRow(data, base, experts, shift, rank, topV, topI);
+  return topV[last];
+}
+
+/** {@linkcode rowTop} without a filter: every value is considered. */
+function fullRow(
+  data: Float32Array,
+  base: number,
+  experts: number,
+  shift: Float64Array,
+  rank: number,
+  topV: Float64Array,
+  topI: Int32Array,
+): void {
   let n = 0;
   for (let j = 0; j < experts; j++) {
     const v = data[base + j] - shift[j];
     if (n < rank) insert(topV, topI, n++, v, j);
     else if (v > topV[rank - 1]) insert(topV, topI, rank - 1, v, j);
   }
-  return topV[rank - 1];
 }
 
 /**

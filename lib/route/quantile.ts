@@ -137,12 +137,13 @@ function routeWithNext(
 ): void {
   const { data, tokens: N, experts: E } = scores;
   const { p, top: topV, topI } = scratch;
+  const filter = k < E ? scratch.filter : undefined;
   const outE = out.experts, outW = out.weights, loads = out.loads;
   loads.fill(0);
   for (let i = 0; i < N; i++) {
     const base = i * E;
     // Ties keep the lowest index, so the first k are routeInto's top-k.
-    rowTop(data, base, E, q, k + 1, topV, topI);
+    rowTop(data, base, E, q, k + 1, topV, topI, filter);
     p[i] = topV[k];
     writeSelection(data, base, topI, k, i * k, outE, outW, loads, normalize, 1);
   }

@@ -2,7 +2,7 @@
 // under the starting prices, the dummy units of unused capacity, and the
 // final shift of the prices to the dual's normal form.
 import type { ExpertGraph } from "./_expert_graph.ts";
-import { insert } from "../route/_route_candidates.ts";
+import { rowFilter, rowTop } from "../route/_select.ts";
 
 /**
  * Each token's top-k of `s - q`, ties to the lowest expert index, and in
@@ -18,53 +18,17 @@ export function topKSlots(
   free: Float64Array,
 ): Int32Array {
   const slots = new Int32Array(tokens * k);
-  // The list holds k + 1 entries: the last is the best one left out.
+  // The k + 1 largest: the last is the best one left out.
   const val = new Float64Array(k + 1), idx = new Int32Array(k + 1);
-  const candV = new Float64Array(E), candI = new Int32Array(E);
-  const fill = Math.min(E, k + 1);
-  // Candidates: entries at or above a guess of the row's (k+1)-th value
-  // (a running mean of the past rows' less two mean deviations). When at
-  // least k + 1 pass, the list is exact from them alone (ties keep the
-  // index order); otherwise the row is scanned in full.
-  let mean = NaN, dev = 0;
+  const filter = rowFilter(E);
   for (let i = 0; i < tokens; i++) {
-    const row = i * E, guess = mean - 2 * dev;
-    let c = 0;
-    if (guess > -Infinity) {
-      for (let j = 0; j < E; j++) {
-        const v = s[row + j] - q[j];
-        if (v >= guess) {
-          candV[c] = v;
-          candI[c++] = j;
-        }
-      }
-    }
-    val[k] = -Infinity;
-    if (c >= fill) {
-      for (let r = 0; r < fill; r++) insert(val, idx, r, candV[r], candI[r]);
-      let th = val[k];
-      for (let r = fill; r < c; r++) {
-        if (candV[r] > th) th = insert(val, idx, k, candV[r], candI[r]);
-      }
+    if (k < E) {
+      free[i] = rowTop(s, i * E, E, q, k + 1, val, idx, filter);
     } else {
-      for (let j = 0; j < fill; j++) {
-        insert(val, idx, j, s[row + j] - q[j], j);
-      }
-      let th = val[k];
-      for (let j = fill; j < E; j++) {
-        const v = s[row + j] - q[j];
-        if (v > th) th = insert(val, idx, k, v, j);
-      }
+      rowTop(s, i * E, E, q, k, val, idx);
+      free[i] = -Infinity;
     }
     for (let r = 0; r < k; r++) slots[i * k + r] = idx[r];
-    const last = val[k];
-    free[i] = last;
-    if (last > -Infinity) {
-      if (mean !== mean) mean = last;
-      const d = last - mean;
-      mean += d / 16;
-      dev += (Math.abs(d) - dev) / 16;
-    }
   }
   return slots;
 }
