@@ -6,11 +6,12 @@
 // The raw cost never depends on the prices, so the E x E table of cheapest
 // moves survives every price update and only changes where tokens move.
 //
-// A pair whose cheapest token moved away is marked stale and keeps its old
-// cost, which stays a lower bound of the true one (the candidates since
-// then are the old ones less some, plus arrivals, and an arrival below the
-// bound is the exact minimum). The solver recomputes a stale pair only
-// where the bound is not enough.
+// Each pair keeps its two cheapest moves. When the cheapest token moves
+// away the second takes its place; when both are gone the pair is marked
+// stale and keeps the old second cost, which stays a lower bound of the
+// true one (the candidates since then are the old ones less some, plus
+// arrivals, and an arrival below the bound is the exact minimum). The
+// solver recomputes a stale pair only where the bound is not enough.
 
 /** Cheapest token move per expert pair, kept up to date as tokens move. */
 export interface ExpertGraph {
