@@ -11,6 +11,7 @@ import {
   insert,
   selectCandidates,
 } from "./_route_candidates.ts";
+import { trackRowValue } from "./_select.ts";
 
 export { insert };
 
@@ -74,7 +75,6 @@ export function routeRows(
   const bias = s.bias;
   const last = k - 1;
   const { candI, stats } = state;
-  let mean = stats[0], dev = stats[1];
   // Candidates of one row: entries whose key is not below a guessed
   // threshold `g`, a running mean of the rows' k-th largest keys less
   // MARGIN running mean deviations. When at least k entries pass, the top
@@ -83,7 +83,7 @@ export function routeRows(
   for (let i = from; i < to; i++) {
     const base = i * E;
     let c = 0;
-    const g = mean - MARGIN * dev;
+    const g = stats[0] - MARGIN * stats[1];
     if (g > -Infinity && !s.multiply) {
       // Branch-free: every index is written and the count moves by the
       // test's outcome, since a branch on a test that passes at random
@@ -108,20 +108,14 @@ export function routeRows(
         bias,
         state,
         c,
-        mean - NEAR_MARGIN * dev,
+        stats[0] - NEAR_MARGIN * stats[1],
         k,
         topV,
         topI,
       )
       : scanRow(data, base, E, k, s, topV, topI);
     if (bad >= 0) return bad;
-    const kth = topV[last];
-    if (Number.isFinite(kth)) {
-      if (mean !== mean) mean = kth;
-      const d = kth - mean;
-      mean += d / 16;
-      dev += (Math.abs(d) - dev) / 16;
-    }
+    trackRowValue(stats, topV[last]);
     writeSelection(
       data,
       base,
@@ -135,8 +129,6 @@ export function routeRows(
       s.scale,
     );
   }
-  stats[0] = mean;
-  stats[1] = dev;
   return -1;
 }
 

@@ -32,6 +32,20 @@ export interface RowFilter {
   stats: Float64Array;
 }
 
+/**
+ * Adds a row's `rank`-th value `v` to the running mean and mean deviation
+ * in `stats` (`[mean, deviation]`, mean `NaN` before the first row), from
+ * which the pre-filters of the row selections guess the next row's
+ * threshold. Values that are not finite are left out.
+ */
+export function trackRowValue(stats: Float64Array, v: number): void {
+  if (!Number.isFinite(v)) return;
+  if (stats[0] !== stats[0]) stats[0] = v;
+  const d = v - stats[0];
+  stats[0] += d / 16;
+  stats[1] += (Math.abs(d) - stats[1]) / 16;
+}
+
 /** A fresh {@linkcode RowFilter} for rows of `experts` values. */
 export function rowFilter(experts: number): RowFilter {
   return {
@@ -84,12 +98,7 @@ export function rowTop(
       }
     } else fullRow(data, base, experts, shift, rank, topV, topI);
     const v = topV[last];
-    if (Number.isFinite(v)) {
-      if (stats[0] !== stats[0]) stats[0] = v;
-      const d = v - stats[0];
-      stats[0] += d / 16;
-      stats[1] += (Math.abs(d) - stats[1]) / 16;
-    }
+    trackRowValue(stats, v);
     return v;
   }
   fullRow(data, base, experts, shift, rank, topV, topI);
