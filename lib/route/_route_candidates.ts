@@ -3,6 +3,7 @@
 // data-dependent branches as possible: on uniform-like scores each one
 // mispredicts about half the time, and that, not the arithmetic, is what
 // the selection costs.
+import { insert } from "./_select.ts";
 
 /** Scratch of {@linkcode selectCandidates}, `experts` entries each. */
 export interface CandidateScratch {
@@ -109,27 +110,4 @@ function topOf(
     topV[r] = rankV[r];
     topI[r] = rankI[r];
   }
-}
-
-/**
- * Inserts `v` (expert `j`) at position `p` or above in the descending list,
- * dropping the entry at `p`; equal values stay ahead. Returns the last
- * entry of the list afterwards.
- */
-export function insert(
-  topV: Float64Array,
-  topI: Int32Array,
-  p: number,
-  v: number,
-  j: number,
-): number {
-  const last = topV.length - 1;
-  while (p > 0 && v > topV[p - 1]) {
-    topV[p] = topV[p - 1];
-    topI[p] = topI[p - 1];
-    p--;
-  }
-  topV[p] = v;
-  topI[p] = j;
-  return topV[last];
 }

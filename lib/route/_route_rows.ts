@@ -8,12 +8,9 @@
 import {
   type CandidateScratch,
   candidateScratch,
-  insert,
   selectCandidates,
 } from "./_route_candidates.ts";
-import { trackRowValue } from "./_select.ts";
-
-export { insert };
+import { insert, trackRowValue } from "./_select.ts";
 
 /** Settings of {@linkcode routeRows}, already validated. */
 export interface RowSettings {

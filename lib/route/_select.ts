@@ -1,7 +1,8 @@
-// Selection kernels shared by the price-based balancers: order statistics
-// of a row (a token over experts) and of a column (an expert over tokens),
-// and the capacity rule. No allocation inside; callers own the scratch.
-import { insert } from "./_route_candidates.ts";
+// Selection kernels shared by the routing kernels, the price-based
+// balancers and the exact solver: the descending-list insertion, order
+// statistics of a row (a token over experts) and of a column (an expert
+// over tokens), and the capacity rule. No allocation inside; callers own
+// the scratch.
 
 /**
  * Expert capacity `ceil(tokens * k * capacityFactor / experts)`. A value
@@ -19,6 +20,29 @@ export function capacityOf(
   const x = (tokens * k * capacityFactor) / experts;
   const r = Math.round(x);
   return Math.abs(x - r) <= 1e-9 * Math.max(1, x) ? r : Math.ceil(x);
+}
+
+/**
+ * Inserts `v` (expert `j`) at position `p` or above in the descending list,
+ * dropping the entry at `p`; equal values stay ahead. Returns the last
+ * entry of the list afterwards.
+ */
+export function insert(
+  topV: Float64Array,
+  topI: Int32Array,
+  p: number,
+  v: number,
+  j: number,
+): number {
+  const last = topV.length - 1;
+  while (p > 0 && v > topV[p - 1]) {
+    topV[p] = topV[p - 1];
+    topI[p] = topI[p - 1];
+    p--;
+  }
+  topV[p] = v;
+  topI[p] = j;
+  return topV[last];
 }
 
 /**

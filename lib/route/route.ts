@@ -7,7 +7,8 @@ import {
   show,
 } from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
-import { insert, routeRows, writeSelection } from "./_route_rows.ts";
+import { routeRows, writeSelection } from "./_route_rows.ts";
+import { insert } from "./_select.ts";
 
 /** Options of {@linkcode route}. */
 export interface RouteOptions {
