@@ -178,16 +178,12 @@ export {
   closedFormOptimum,
 } from "./lib/placement/closed_form.ts";
 export { exactScheduler } from "./lib/placement/exact_scheduler.ts";
-export {
-  loadLpSolvers,
-  lpSolversLoaded,
-} from "./lib/placement/lp_scheduler.ts";
+export { loadLpSolvers, lpSolversLoaded } from "./lib/solve/lp_solvers.ts";
+export type { Schedule, Scheduler } from "./lib/placement/types.ts";
 export {
   createScheduler,
-  type Schedule,
   SCHEDULE_SOLVERS,
   type ScheduleOptions,
-  type Scheduler,
   type ScheduleSolver,
   scheduleTokens,
 } from "./lib/placement/schedule.ts";

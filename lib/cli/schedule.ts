@@ -7,7 +7,7 @@ import { randomPlacement } from "../placement/random.ts";
 import { asymmetricPlacement } from "../placement/asymmetric.ts";
 import { type Placement, staticPlacement } from "../placement/placement.ts";
 import { createScheduler, SCHEDULE_SOLVERS } from "../placement/schedule.ts";
-import { loadLpSolvers } from "../placement/lp_scheduler.ts";
+import { loadLpSolvers } from "../solve/lp_solvers.ts";
 
 const FLAGS: FlagSpec = {
   loads: "string",

@@ -1,6 +1,7 @@
 import { checkInteger, checkNumber } from "../_validate.ts";
 import { Rng } from "../scores/rng.ts";
-import { checkLoads, exactScheduler } from "./exact_scheduler.ts";
+import { checkLoads } from "./_integer_schedule.ts";
+import { exactScheduler } from "./exact_scheduler.ts";
 import type { Placement } from "./placement.ts";
 
 function copies(slots: Int32Array, g: number, S: number, e: number): number {

@@ -1,4 +1,4 @@
-import { checkLoads } from "./exact_scheduler.ts";
+import { checkLoads } from "./_integer_schedule.ts";
 import { checkPlacement, type Placement, replicaTable } from "./placement.ts";
 
 /** Most GPUs {@linkcode closedFormOptimum} enumerates (2^20 subsets). */

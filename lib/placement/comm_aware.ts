@@ -1,8 +1,9 @@
 import { checkNumber } from "../_validate.ts";
 import { ScheduleFlow } from "./_maxflow.ts";
-import { requireHighs, roundLp } from "./lp_scheduler.ts";
+import { loadedHighs } from "../solve/lp_solvers.ts";
+import { roundLp } from "./lp_scheduler.ts";
 import { checkPlacement, type Placement } from "./placement.ts";
-import type { Schedule } from "./schedule.ts";
+import type { Schedule } from "./types.ts";
 import { checkInput } from "./_checks.ts";
 
 /** A communication-aware schedule: the schedule plus the LP's terms. */
@@ -55,7 +56,7 @@ export function commAwareSchedule(
   placement: Placement,
   options: { alpha?: number } = {},
 ): CommAwareSchedule {
-  const h = requireHighs();
+  const h = loadedHighs();
   const p = checkPlacement("placement", placement);
   const alpha = checkNumber("alpha", options.alpha ?? 1, 0);
   const E = p.experts, G = p.gpus;

@@ -2,7 +2,7 @@ import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { dispatchTokens } from "./locality.ts";
 import { commAwareSchedule } from "./comm_aware.ts";
-import { loadLpSolvers } from "./lp_scheduler.ts";
+import { loadLpSolvers } from "../solve/lp_solvers.ts";
 import { scheduleTokens } from "./schedule.ts";
 import { symmetricPlacement } from "./cayley.ts";
 import { H100_NVLINK, stepTimeMs, throughputGain } from "./step_time.ts";

@@ -1,75 +1,13 @@
 // The MicroMoE LP handed to glpk.js and HiGHS: columns x_r (tokens of
 // replica r) and t; rows: sum_{r of e} x_r = load[e] per expert,
 // sum_{r on g} x_r - t <= 0 per GPU; minimise t.
-import GLPK from "glpk.js/node";
-import highsModule, { type Highs } from "highs";
+// The solvers come from lib/solve/lp_solvers.ts, the one lazy loader:
+// these schedulers run once loadLpSolvers() has resolved.
+import { loadedGlpk, loadedHighs } from "../solve/lp_solvers.ts";
 import { ScheduleFlow } from "./_maxflow.ts";
-import { checkLoads, integerSchedule } from "./exact_scheduler.ts";
+import { checkLoads, integerSchedule } from "./_integer_schedule.ts";
 import { checkPlacement, type Placement } from "./placement.ts";
-import type { Schedule, Scheduler } from "./schedule.ts";
-
-type Glpk = Awaited<ReturnType<typeof GLPK>>;
-// The package is CommonJS typed as an ES module: Deno types the default
-// import as the namespace, while at run time it is the loader function.
-const loadHighs = highsModule as unknown as () => Promise<Highs>;
-
-let glpk: Glpk | undefined;
-let highs: Highs | undefined;
-let loading: Promise<void> | undefined;
-
-/**
- * Loads the WebAssembly LP solvers (glpk.js and HiGHS) once; after it
- * resolves, the `"glpk"` and `"highs"` schedulers run synchronously.
- *
- * @returns A promise that resolves when both solvers are ready.
- *
- * @example
- * ```ts
- * import { loadLpSolvers, scheduleTokens, symmetricPlacement } from "@moelab/balance";
- * import assert from "node:assert/strict";
- *
- * await loadLpSolvers();
- * const p = symmetricPlacement(4, 4, { graph: "ring" });
- * assert.equal(scheduleTokens([9, 1, 1, 1], p, { solver: "highs" }).optimum, 4.5);
- * ```
- */
-export function loadLpSolvers(): Promise<void> {
-  loading ??= (async () => {
-    glpk = await GLPK();
-    highs = await loadHighs();
-  })();
-  return loading;
-}
-
-/**
- * Whether {@linkcode loadLpSolvers} has finished.
- *
- * @returns `true` once glpk.js and HiGHS are loaded.
- *
- * @example
- * ```ts
- * import { loadLpSolvers, lpSolversLoaded } from "@moelab/balance";
- * import assert from "node:assert/strict";
- *
- * await loadLpSolvers();
- * assert.ok(lpSolversLoaded());
- * ```
- */
-export function lpSolversLoaded(): boolean {
-  return glpk !== undefined && highs !== undefined;
-}
-
-function notLoaded(name: string): Error {
-  return new Error(
-    `the ${name} solver is not loaded: await loadLpSolvers() first`,
-  );
-}
-
-/** The loaded HiGHS instance (for other LPs over placements). */
-export function requireHighs(): Highs {
-  if (!highs) throw notLoaded("highs");
-  return highs;
-}
+import type { Schedule, Scheduler } from "./types.ts";
 
 /** Rounds a fractional LP solution `x` (per replica) to integer replica loads. */
 export function roundLp(
@@ -116,8 +54,7 @@ export function roundLp(
 
 /** The MicroMoE LP solved by glpk.js (simplex, rebuilt every call: glpk.js keeps no model). */
 export function glpkScheduler(placement: Placement): Scheduler {
-  if (!glpk) throw notLoaded("glpk");
-  const solver = glpk;
+  const solver = loadedGlpk();
   const p = checkPlacement("placement", placement);
   const flow = new ScheduleFlow(p);
   const E = p.experts, G = p.gpus, R = flow.replicas;
@@ -171,8 +108,7 @@ export function glpkScheduler(placement: Placement): Scheduler {
  * solve after the first starts from the previous optimal basis.
  */
 export function highsScheduler(placement: Placement): Scheduler {
-  if (!highs) throw notLoaded("highs");
-  const h = highs;
+  const h = loadedHighs();
   const p = checkPlacement("placement", placement);
   const flow = new ScheduleFlow(p);
   const E = p.experts, G = p.gpus, R = flow.replicas;

@@ -2,7 +2,7 @@ import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { closedFormOptimum } from "./closed_form.ts";
 import { createScheduler, scheduleTokens } from "./schedule.ts";
-import { loadLpSolvers } from "./lp_scheduler.ts";
+import { loadLpSolvers } from "../solve/lp_solvers.ts";
 import { symmetricPlacement } from "./cayley.ts";
 import { randomPlacement } from "./random.ts";
 import { asymmetricPlacement } from "./asymmetric.ts";

@@ -1,22 +1,15 @@
 // glpk.js (GLPK compiled to WebAssembly) on the LP of _lp.ts. The module
-// loads asynchronously once; its solve is synchronous after that.
+// loads asynchronously once (lp_solvers.ts); its solve is synchronous after
+// that.
 import type { Problem } from "./_problem.ts";
 import type { LpSolution } from "./_lp.ts";
-
-type Glpk = Awaited<ReturnType<typeof import("glpk.js/node").default>>;
-let loading: Promise<Glpk> | undefined;
+import { loadGlpk } from "./lp_solvers.ts";
 
 // glpk.js exposes no simplex tolerances, and at GLPK's default (reduced
 // costs within 1e-7) the simplex may stop about 1e-8 short of the optimum
 // when scores tie to within float32 rounding. Scaling the objective puts
 // that slack far below the 1e-9 relative bar.
 const SCALE = 1e6;
-
-/** Loads glpk.js once. */
-export function loadGlpk(): Promise<Glpk> {
-  loading ??= import("glpk.js/node").then((m) => m.default());
-  return loading;
-}
 
 /**
  * Solves the LP with glpk.js's simplex. Returns null when GLPK reports no

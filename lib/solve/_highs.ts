@@ -1,24 +1,9 @@
 // HiGHS (npm `highs`, WebAssembly) on the LP of _lp.ts, given as a sparse
-// column-wise matrix. The loader is asynchronous; solves are synchronous.
+// column-wise matrix. The loader (lp_solvers.ts) is asynchronous; solves
+// are synchronous.
 import type { Problem } from "./_problem.ts";
 import type { LpSolution } from "./_lp.ts";
-
-import type { Highs } from "highs";
-
-type Loader = () => Promise<Highs>;
-let loading: Promise<Highs> | undefined;
-
-/** Loads HiGHS once. */
-export function loadHighs(): Promise<Highs> {
-  // A CommonJS module: its default export is the loader itself, or holds it
-  // as `default` depending on the runtime's interop.
-  loading ??= import("highs").then((m) => {
-    const d = (m as unknown as { default: Loader | { default: Loader } })
-      .default;
-    return (typeof d === "function" ? d : d.default)();
-  });
-  return loading;
-}
+import { loadHighs } from "./lp_solvers.ts";
 
 /**
  * Solves the LP with HiGHS (its default LP method). Returns null when HiGHS
