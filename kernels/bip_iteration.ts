@@ -1,4 +1,4 @@
-// One BIP iteration on the GPU (ALGORITHMS.md section 5). Token prices: one
+// One BIP iteration on the GPU (docs/algorithms.md section 6). Token prices: one
 // thread per token keeps its K+1 largest of s - q. Expert prices need the
 // (C+1)-th largest of a column over all tokens: a radix select on the
 // float bits, four passes of 8 bits, each a histogram (one thread per

@@ -1,5 +1,5 @@
-// One Sinkhorn iteration on the GPU (Megatron-LM's form; ALGORITHMS.md
-// section 6). Row step: one thread per token. Column step: each workgroup
+// One Sinkhorn iteration on the GPU (Megatron-LM's form; docs/algorithms.md
+// section 8). Row step: one thread per token. Column step: each workgroup
 // sums a block of 256 rows for every expert (threads over experts, so a
 // row is read with consecutive addresses), then one thread per expert adds
 // the blocks. CPU twin: lib/route/_sinkhorn_iteration.ts.

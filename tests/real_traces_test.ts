@@ -1,7 +1,7 @@
 // The loaders on the real routing data of ../shared/data (next to the
 // repository; never copied into it). Every pinned figure was computed
 // independently with Python's csv/json modules or awk on the same files;
-// the ranges match ALGORITHMS.md section 8.
+// the ranges match docs/algorithms.md section 16.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";

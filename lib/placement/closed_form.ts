@@ -7,8 +7,8 @@ export const CLOSED_FORM_MAX_GPUS = 20;
 /**
  * The closed form of the MicroMoE LP optimum, by enumerating every GPU
  * subset: `m = max over non-empty S of L(S) / |S|`, where `L(S)` is the
- * load of the experts whose replicas all lie in `S` (ALGORITHMS.md
- * section 7; with 2 replicas, the maximum induced-subgraph density).
+ * load of the experts whose replicas all lie in `S` (docs/algorithms.md
+ * section 13; with 2 replicas, the maximum induced-subgraph density).
  * `L` is computed for all subsets at once by a sum over subsets
  * (`O(G 2^G)`). A checker for the schedulers and a score for placements.
  *

@@ -2,7 +2,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { rebalanceExperts } from "./eplb.ts";
 
-// The example of github deepseek-ai/EPLB's README (ALGORITHMS.md section 7).
+// The example of github deepseek-ai/EPLB's README (docs/algorithms.md section 12).
 const WEIGHT = [
   [90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
   [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27],

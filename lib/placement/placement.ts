@@ -76,7 +76,7 @@ export function checkPlacement(name: string, p: unknown): Placement {
 
 /**
  * Static expert parallelism: expert `j` on GPU `floor(j / (E / G))`, one
- * replica each (ALGORITHMS.md section 7).
+ * replica each (docs/algorithms.md section 11).
  *
  * @param experts Number of experts `E`.
  * @param gpus Number of GPUs `G`, a divisor of `E`.

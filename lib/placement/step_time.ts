@@ -33,7 +33,7 @@ export const H100_NVLINK: Readonly<StepTimeModel> = {
 
 /**
  * The FasterMoE step-time model of one MoE layer, forward and backward
- * (ALGORITHMS.md section 7):
+ * (docs/algorithms.md section 15):
  * `3 * (4 * alpha * H^2 / flops) * B_max + 4 * (bytes * H / bandwidth) * C_max`,
  * with `B_max` the tokens of the busiest GPU (two GEMMs of `H x alpha H`,
  * 2 FLOP per multiply-add, three passes: forward and two backward) and

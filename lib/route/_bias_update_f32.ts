@@ -1,5 +1,5 @@
 // CPU twin of the WebGPU Loss-Free bias update (kernels/bias_update.ts), in
-// float32 as the GPU keeps its biases. ALGORITHMS.md section 3: with
+// float32 as the GPU keeps its biases. docs/algorithms.md section 4: with
 // `e[j] = mean(c) - c[j]`, sign rule `b[j] += u * sign(e[j])`, proportional
 // rule `b[j] += u * e[j] / mean(c)` (as lossFree, loss_free.ts).
 

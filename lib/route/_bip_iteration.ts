@@ -1,6 +1,6 @@
 // CPU twin of the WebGPU BIP iteration (kernels/bip_iteration.ts): one
 // round of exact coordinate minimisation of the balanced-assignment dual,
-// BIP-Based Balancing (Yuan Sun, arXiv 2502.15451; ALGORITHMS.md section 5):
+// BIP-Based Balancing (Yuan Sun, arXiv 2502.15451; docs/algorithms.md section 6):
 //
 //   p[i] = max(0, (K+1)-th largest of s[i][j] - q[j] over j)
 //   q[j] = max(0, (C+1)-th largest of s[i][j] - p[i] over i)

@@ -1,5 +1,5 @@
 // Exact coordinate minimisation of the balanced-assignment dual
-// (ALGORITHMS.md section 4), shared by BIP-Based Balancing (T rounds,
+// (docs/algorithms.md section 5), shared by BIP-Based Balancing (T rounds,
 // clipped at 0) and Quantile Balancing (one round, unclipped).
 import type { ScoreMatrix } from "../types.ts";
 import {

@@ -1,6 +1,6 @@
 // CPU twin of the WebGPU Sinkhorn iteration (kernels/sinkhorn_iteration.ts).
 // Sinkhorn / S-BASE (Clark et al. 2022), as Megatron-LM's `sinkhorn` router
-// computes it (ALGORITHMS.md section 6): alternately normalise the rows and
+// computes it (docs/algorithms.md section 8): alternately normalise the rows and
 // the columns of `exp(s)`, through scaling vectors `d0` (tokens) and `d1`
 // (experts). One iteration, with `eps = 1e-8`:
 //

@@ -48,7 +48,7 @@ export interface BipPricesOptions {
 /**
  * The expert and token prices after `T` rounds of BIP-Based Balancing's
  * exact coordinate minimisation of the balanced-assignment dual on one
- * batch (Yuan Sun, arXiv 2502.15451; ALGORITHMS.md section 5):
+ * batch (Yuan Sun, arXiv 2502.15451; docs/algorithms.md section 6):
  *
  * - `p[i] = max(0, (K+1)-th largest of s[i][j] - q[j] over j)`
  * - `q[j] = max(0, (C+1)-th largest of s[i][j] - p[i] over i)`

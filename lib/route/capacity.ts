@@ -22,7 +22,7 @@ export interface CapacityOptions {
 
 /**
  * Greedy top-K with an expert capacity and token dropping (GShard, Switch
- * Transformer; ALGORITHMS.md section 6): route by plain top-K, then each
+ * Transformer; docs/algorithms.md section 10): route by plain top-K, then each
  * expert keeps at most `ceil(N * K * capacityFactor / E)` of the tokens
  * that selected it and drops the rest, by score or by position. A dropped
  * slot holds expert `-1` and weight `0`; a token's kept experts move to

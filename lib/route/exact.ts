@@ -12,7 +12,7 @@ export interface ExactOptions {
 }
 
 /**
- * The exact balanced assignment as a router (ALGORITHMS.md section 4): each
+ * The exact balanced assignment as a router (docs/algorithms.md section 5): each
  * batch goes to the optimum of `max sum s[i][j] x[i][j]` with `K` experts
  * per token and at most `C = ceil(N * K / E * capacityFactor)` tokens per
  * expert, solved by {@linkcode solveBalancedAssignmentSync} (the

@@ -12,7 +12,7 @@ export interface ExpertChoiceOptions {
 }
 
 /**
- * Expert Choice routing (Zhou et al. 2022, ALGORITHMS.md section 6): each
+ * Expert Choice routing (Zhou et al. 2022, docs/algorithms.md section 9): each
  * expert takes its top `C = ceil(N * K / E)` tokens by score (column-wise
  * top-C, ties to the lowest token index), so every load is exactly `C`; a
  * token may get no expert or several.

@@ -4,7 +4,7 @@ import { createRouting, routeInto } from "./route.ts";
 import { checkContext } from "./_context.ts";
 
 /**
- * Plain top-K routing without balancing (ALGORITHMS.md section 1): the
+ * Plain top-K routing without balancing (docs/algorithms.md section 2): the
  * reference every balancer is compared with. Causal and stateless.
  *
  * @param context Layers, experts and `k`.

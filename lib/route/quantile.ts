@@ -13,7 +13,7 @@ import {
 
 /**
  * Quantile Balancing (J. Su, 2026; Megatron-Core `quantile_balancing`),
- * the causal cousin of BIP-Based Balancing (ALGORITHMS.md section 5): per
+ * the causal cousin of BIP-Based Balancing (docs/algorithms.md section 7): per
  * layer an expert bias `b` (initially 0) routes each batch by top-K of
  * `s[i][j] + b[j]` (gate weights unbiased); after the batch, one exact
  * coordinate step on that batch, without the clip at 0:

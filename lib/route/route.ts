@@ -72,7 +72,7 @@ export function createRouting(
  * (ties to the lowest expert index), with gate weights from the unbiased
  * scores, and the load of every expert is counted.
  *
- * Formula (ALGORITHMS.md section 1; Loss-Free Balancing, Wang et al.,
+ * Formula (docs/algorithms.md section 2; Loss-Free Balancing, Wang et al.,
  * arXiv 2408.15664): `experts[i] = argtopk_j (s[i][j] + b[j])`,
  * `weights[i][r] = s[i][experts[i][r]]`, divided by their sum when
  * `normalize` is set, times `scale`. With `groups = G, topGroups = M`,

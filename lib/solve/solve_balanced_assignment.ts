@@ -11,7 +11,7 @@ import type { BalancedAssignment, BalancedAssignmentOptions } from "./types.ts";
  * Solves the balanced assignment exactly with any of the exact solvers and
  * returns prices that prove the result optimal.
  *
- * Problem (ALGORITHMS.md section 4): maximise `sum_ij s[i][j] x[i][j]`
+ * Problem (docs/algorithms.md section 5): maximise `sum_ij s[i][j] x[i][j]`
  * subject to `sum_j x[i][j] = k` for every token, `sum_i x[i][j] <= C` for
  * every expert, `x in {0, 1}`. Solvers:
  * - `"ssp"` (and `"auto"`): the specialised exact algorithm of

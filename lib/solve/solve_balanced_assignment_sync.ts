@@ -11,7 +11,7 @@ import type { BalancedAssignment, BalancedAssignmentOptions } from "./types.ts";
  * every token on exactly `k` distinct experts and every expert on at most
  * `capacity` tokens, and return prices that prove it optimal.
  *
- * The algorithm (ALGORITHMS.md section 4): starting expert prices `q` come
+ * The algorithm (docs/algorithms.md section 5): starting expert prices `q` come
  * from `options.expertPrices` or from the exact optimum of a sample of one
  * token in four (solved the same way, recursively); each token takes its
  * top-k of `s - q`; then successive shortest paths

@@ -67,7 +67,7 @@ function checkBatch(batch: RouterBatch, needsSelection: boolean): void {
 
 /**
  * The auxiliary load-balancing loss in the DeepSeek form (DeepSeekMoE;
- * Loss-Free paper baseline, arXiv 2408.15664; ALGORITHMS.md section 2):
+ * Loss-Free paper baseline, arXiv 2408.15664; docs/algorithms.md section 3):
  * `L = alpha * sum_j f_j * P_j` with `f_j = E / (K * N) * c_j` (`c_j` the
  * number of tokens that selected `j`, a constant for the gradient) and
  * `P_j = (1/N) * sum_i s'_ij` (`s' = s`, or `s` normalised to sum 1 per
@@ -151,7 +151,7 @@ export interface ZLossOptions {
 }
 
 /**
- * The router z-loss (ST-MoE, Zoph et al. 2022; ALGORITHMS.md section 2):
+ * The router z-loss (ST-MoE, Zoph et al. 2022; docs/algorithms.md section 3):
  * `L = coef * (1/N) * sum_i (logsumexp_j r_ij)^2` on the router logits; it
  * keeps the logits small rather than balancing load. Gradient
  * `dL/dr_ij = coef * 2 * lse_i * softmax(r_i)_j / N`.
