@@ -1,7 +1,17 @@
-// `deno task bench [name ...]`: runs the benchmark suites (all, or those
-// named). Each suite prints its own table, with ratios against a baseline
-// measured in the same run. Speed is never asserted by tests.
+// `deno task bench [name ...] [--results FILE | --no-results]`: runs the
+// benchmark suites (all, or those named). Each suite prints its own table,
+// with ratios against a baseline measured in the same run; what it prints
+// is also recorded in the results file (default bench/RESULTS.md), one
+// section per suite with the command, date, commit and machine. Speed is
+// never asserted by tests.
 import process from "node:process";
+import {
+  describeCommit,
+  describeMachine,
+  formatSection,
+  recordSection,
+  RESULTS_FILE,
+} from "./results.ts";
 
 type Suite = {
   name: string;
@@ -39,20 +49,68 @@ export const SUITES: Suite[] = [
   },
 ];
 
+/** Runs `fn`, returning what it printed with `console.log` (still printed). */
+async function capture(fn: () => Promise<void>): Promise<string> {
+  const lines: string[] = [];
+  const log = console.log;
+  console.log = (...args: unknown[]) => {
+    lines.push(
+      args.map((a) => typeof a === "string" ? a : Deno.inspect(a)).join(" "),
+    );
+    log(...args);
+  };
+  try {
+    await fn();
+  } finally {
+    console.log = log;
+  }
+  return lines.join("\n");
+}
+
+function fail(message: string): never {
+  process.stderr.write(`error: ${message}\n`);
+  process.exit(2);
+}
+
 if (import.meta.main) {
-  const wanted = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  let results: string | null = RESULTS_FILE;
+  const wanted: string[] = [];
+  for (let a = 0; a < args.length; a++) {
+    if (args[a] === "--no-results") results = null;
+    else if (args[a] === "--results") {
+      results = args[++a] ?? fail("--results needs a file name");
+    } else if (args[a].startsWith("--results=")) {
+      results = args[a].slice("--results=".length);
+    } else wanted.push(args[a]);
+  }
   const unknown = wanted.filter((w) => !SUITES.some((s) => s.name === w));
   if (unknown.length) {
-    process.stderr.write(
-      `error: unknown benchmark ${unknown.join(", ")} (suites: ${
+    fail(
+      `unknown benchmark ${unknown.join(", ")} (suites: ${
         SUITES.map((s) => s.name).join(", ")
-      })\n`,
+      })`,
     );
-    process.exit(2);
   }
+  if (results === "") fail("--results needs a file name");
+  const command = ["deno task bench", ...args].join(" ");
+  const machine = describeMachine();
+  const commit = describeCommit();
   for (const suite of SUITES) {
     if (wanted.length && !wanted.includes(suite.name)) continue;
     console.log(`\n## ${suite.name}: ${suite.description}\n`);
-    await (await suite.load()).run();
+    const t0 = performance.now();
+    const bench = await suite.load();
+    const output = await capture(() => bench.run());
+    if (results === null) continue;
+    const section = formatSection(suite.name, suite.description, output, {
+      command,
+      date: new Date(),
+      commit,
+      machine,
+      seconds: (performance.now() - t0) / 1e3,
+    });
+    await recordSection(results, suite.name, section);
+    process.stderr.write(`recorded ${suite.name} in ${results}\n`);
   }
 }
