@@ -2,7 +2,8 @@
 // the kernels need requested explicitly, and a description of the adapter
 // for reports (summary.json's `backend`).
 import { BufferPool } from "./buffer_pool.ts";
-import { PipelineCache } from "./program.ts";
+import { PipelineCache } from "./pipeline_cache.ts";
+import type { KernelEnv } from "../lib/ops/registry.ts";
 
 /** What a report says about the adapter in use. */
 export interface GpuInfo {
@@ -119,4 +120,20 @@ export function describeGpu(info: GpuInfo): string {
   return `webgpu: ${name || "unknown adapter"} (vendor ${
     info.vendor || "unknown"
   })${info.software ? " [software fallback]" : ""}`;
+}
+
+/**
+ * The device of a `"webgpu"` kernel's environment (lib/ops keeps it
+ * opaque, being below kernels/).
+ *
+ * @throws {Error} If the environment carries no device.
+ */
+export function gpuOf(env: KernelEnv): Gpu {
+  const gpu = env.gpu as Gpu | undefined;
+  if (!gpu || !gpu.device) {
+    throw new Error(
+      "a webgpu kernel needs env.gpu: the device from acquireGpu()",
+    );
+  }
+  return gpu;
 }

@@ -1,21 +1,12 @@
 // GPU programs as small objects (after tfjs's WebGPU backend): WGSL body,
 // workgroup size, a structural key, bindings by convention in group 0
 // (outputs, then inputs, then the uniforms), sizes passed as uniforms.
-// Pipelines are cached by key; dispatches can be timed with timestamp
+// Pipelines are cached by key (pipeline_cache.ts); dispatches can be timed with timestamp
 // queries instead of map round trips.
 import type { Gpu } from "./device.ts";
+import type { GpuProgram } from "./pipeline_cache.ts";
 
-/** A compute program: one entry point `main` in WGSL. */
-export interface GpuProgram {
-  /** Structural key: programs with the same key have the same WGSL. */
-  key: string;
-  /** Label for the shader module and pipeline. */
-  label: string;
-  /** Complete WGSL source. Uses {@linkcode FLAT_ID} for its thread index. */
-  wgsl: string;
-  /** Threads per workgroup (x only). */
-  workgroupSize: number;
-}
+export type { GpuProgram } from "./pipeline_cache.ts";
 
 /**
  * WGSL helper: the global thread index of a dispatch that may be folded
@@ -25,39 +16,6 @@ export const FLAT_ID = `
 fn flat_id(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>, size: u32) -> u32 {
   return (wid.y * nwg.x + wid.x) * size + lid.x;
 }`;
-
-/** Compute pipelines by program key. */
-export class PipelineCache {
-  #device: GPUDevice;
-  #pipelines = new Map<string, GPUComputePipeline>();
-
-  constructor(device: GPUDevice) {
-    this.#device = device;
-  }
-
-  /** The pipeline of `program`, compiled on first use. */
-  get(program: GpuProgram): GPUComputePipeline {
-    let p = this.#pipelines.get(program.key);
-    if (!p) {
-      const module = this.#device.createShaderModule({
-        label: program.label,
-        code: program.wgsl,
-      });
-      p = this.#device.createComputePipeline({
-        label: program.label,
-        layout: "auto",
-        compute: { module, entryPoint: "main" },
-      });
-      this.#pipelines.set(program.key, p);
-    }
-    return p;
-  }
-
-  /** Number of pipelines compiled so far. */
-  get size(): number {
-    return this.#pipelines.size;
-  }
-}
 
 /** A binding: a whole buffer or a range of one. */
 export type Binding = GPUBuffer | {

@@ -1,10 +1,15 @@
 // Biased top-K routing on the GPU: one thread per token keeps its top k in
 // registers (insertion, with the k-th largest as a threshold), gate weights
 // from the unbiased scores, loads counted in workgroup memory and added to
-// the global counts once per workgroup. CPU twin: lib/route/_topk_f32.ts.
+// the global counts once per workgroup. The "webgpu" kernel of the route
+// op (lib/ops/route.ts), compared with its CPU kernel by
+// tests/kernels_conformance_test.ts.
 import type { Routing, ScoreMatrix } from "../lib/types.ts";
-import { createRouting } from "../lib/route/route.ts";
-import type { Gpu } from "./device.ts";
+import { badScore } from "../lib/_validate.ts";
+import { createRouting } from "../lib/select/routing.ts";
+import { registerKernel } from "../lib/ops/registry.ts";
+import { type RouteArgs, routeOp } from "../lib/ops/route.ts";
+import { type Gpu, gpuOf } from "./device.ts";
 import {
   dispatch,
   FLAT_ID,
@@ -29,6 +34,29 @@ export interface GpuRouteSettings {
   scale?: number;
   /** Times the routing passes. */
   timer?: GpuTimer;
+  /** Write the answer here (of the batch's shape). Default: a new Routing. */
+  out?: Routing;
+}
+
+/**
+ * Why the kernel does not take these settings, or `undefined` when it
+ * does: `k` and the expert count are bounded by registers and workgroup
+ * memory.
+ */
+export function gpuRouteRefuses(
+  experts: number,
+  k: number,
+  groups = 1,
+  topGroups = groups,
+): string | undefined {
+  if (k > GPU_MAX_K) return `k = ${k} exceeds the GPU kernel's ${GPU_MAX_K}`;
+  if (experts > GPU_MAX_EXPERTS) {
+    return `${experts} experts exceed the GPU kernel's ${GPU_MAX_EXPERTS}`;
+  }
+  if (groups > 1 && topGroups < groups) {
+    return "group-limited routing runs on the CPU";
+  }
+  return undefined;
 }
 
 /** The routing program for `experts`, `k` and the bias mode. */
@@ -120,7 +148,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
  * per token, ties to the lowest expert index, weights from the unbiased
  * scores (normalised over the selection when asked, times `scale`), loads
  * counted. Scores larger than one storage binding go in chunks of rows.
- * Same answers as lib/route/_topk_f32.ts (weights within float32 rounding).
+ * The scores are not checked for NaN here (the registered kernel does it).
  *
  * @throws {RangeError} If `k > 32` or `experts > 4096` (the CPU path takes those).
  */
@@ -136,8 +164,11 @@ export async function routeOnGpu(
       `GPU routing takes k <= ${GPU_MAX_K} and experts <= ${GPU_MAX_EXPERTS}: current values are ${k} and ${E}`,
     );
   }
-  const out = createRouting(N, k, E);
-  if (N === 0) return out;
+  const out = settings.out ?? createRouting(N, k, E);
+  if (N === 0) {
+    out.loads.fill(0);
+    return out;
+  }
   const { device, pool } = gpu;
   const mode = settings.bias === undefined ? 0 : settings.multiply ? 2 : 1;
   const program = routeProgram(E, k, mode, settings.normalize ?? false);
@@ -198,3 +229,36 @@ export async function routeOnGpu(
   if (ownBias) pool.release(bias!);
   return out;
 }
+
+/**
+ * The registered kernel: the route op's checked arguments (typed arrays on
+ * the host), scanned for NaN and `+Infinity` as the CPU kernel does, then
+ * uploaded, routed and read back into `args.out`.
+ */
+async function routeWebGpu(
+  args: RouteArgs,
+  env: { gpu?: unknown; timer?: unknown },
+): Promise<Routing> {
+  const { scores } = args;
+  const d = scores.data;
+  for (let i = 0; i < d.length; i++) {
+    const v = d[i];
+    if (v !== v || v === Infinity) throw badScore("scores", scores, i);
+  }
+  return await routeOnGpu(gpuOf(env), scores, args.k, {
+    bias: args.bias,
+    multiply: args.multiply,
+    normalize: args.normalize,
+    scale: args.scale,
+    timer: env.timer as GpuTimer | undefined,
+    out: args.out,
+  });
+}
+
+registerKernel({
+  op: routeOp,
+  backend: "webgpu",
+  run: routeWebGpu,
+  refuses: (a) => gpuRouteRefuses(a.scores.experts, a.k, a.groups, a.topGroups),
+  callers: ['routeAsync() with backend "webgpu" or "auto"'],
+});

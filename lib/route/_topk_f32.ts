@@ -6,7 +6,7 @@
 // round to the same float32 (a tie here, broken to the lower index).
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { createRouting } from "./route.ts";
-import { routeRows } from "./_route_rows.ts";
+import { routeRows } from "../ops/_route_rows.ts";
 
 /** Settings of {@linkcode routeF32}. */
 export interface F32RouteSettings {

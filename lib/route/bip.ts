@@ -8,8 +8,8 @@ import {
   coordinateRounds,
   type DualScratch,
   dualScratch,
-} from "./_dual.ts";
-import { capacityOf } from "./_select.ts";
+} from "../ops/_dual.ts";
+import { capacityOf } from "../select/capacity.ts";
 
 /** Options of {@linkcode bip}. */
 export interface BipOptions {

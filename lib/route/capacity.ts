@@ -3,7 +3,8 @@ import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
 import { checkContext } from "./_context.ts";
-import { capacityOf, keepThreshold } from "./_select.ts";
+import { capacityOf } from "../select/capacity.ts";
+import { keepThreshold } from "../select/order.ts";
 
 /** Options of {@linkcode capacity}. */
 export interface CapacityOptions {

@@ -2,14 +2,14 @@ import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
 import { checkContext } from "./_context.ts";
-import { rowTop } from "./_select.ts";
-import { writeSelection } from "./_route_rows.ts";
+import { rowTop } from "../select/top.ts";
+import { writeSelection } from "../ops/_route_rows.ts";
 import {
   columnBounds,
   coordinateRounds,
   type DualScratch,
   dualScratch,
-} from "./_dual.ts";
+} from "../ops/_dual.ts";
 
 /**
  * Quantile Balancing (J. Su, 2026; Megatron-Core `quantile_balancing`),

@@ -1,12 +1,14 @@
+// Routing on a chosen backend: routeAsync() validates once with the route
+// op's validator, picks the backend, and runs that backend's kernel of the
+// route op ("cpu-threads" on the CPU, "webgpu" on an adapter).
 import { acquireGpu, describeGpu, type Gpu } from "../../kernels/device.ts";
-import {
-  GPU_MAX_EXPERTS,
-  GPU_MAX_K,
-  routeOnGpu,
-} from "../../kernels/route_topk.ts";
-import { checkChoice, checkScores } from "../_validate.ts";
+import { gpuRouteRefuses } from "../../kernels/route_topk.ts";
+import { checkChoice } from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
-import { routeParallel, type RouteParallelOptions } from "./route_parallel.ts";
+import { requireKernel } from "../ops/registry.ts";
+import { routeOp } from "../ops/route.ts";
+import "../ops/route_threads.ts";
+import { checkThreads, type RouteParallelOptions } from "./route_parallel.ts";
 
 /** Where routing runs: the CPU, WebGPU, or WebGPU where an adapter exists. */
 export type Backend = "cpu" | "webgpu" | "auto";
@@ -36,21 +38,17 @@ export interface BackendInfo {
   reason?: string;
 }
 
-/** Settings the GPU top-K kernel takes; others run on the CPU. */
+/**
+ * Why the GPU top-K kernel does not take these settings (they run on the
+ * CPU), or `undefined` when it does.
+ */
 export function gpuCanRoute(
   experts: number,
   k: number,
   groups = 1,
   topGroups = groups,
 ): string | undefined {
-  if (k > GPU_MAX_K) return `k = ${k} exceeds the GPU kernel's ${GPU_MAX_K}`;
-  if (experts > GPU_MAX_EXPERTS) {
-    return `${experts} experts exceed the GPU kernel's ${GPU_MAX_EXPERTS}`;
-  }
-  if (groups > 1 && topGroups < groups) {
-    return "group-limited routing runs on the CPU";
-  }
-  return undefined;
+  return gpuRouteRefuses(experts, k, groups, topGroups);
 }
 
 /**
@@ -131,25 +129,13 @@ export async function routeAsync(
   scores: ScoreMatrix,
   options: RouteAsyncOptions,
 ): Promise<{ routing: Routing; backend: BackendInfo }> {
-  checkScores("scores", scores);
-  const { backend: wanted = "cpu", ...rest } = options ?? {};
-  // The CPU path validates everything; run it on an empty batch first.
-  routeParallel({
-    data: new Float32Array(0),
-    tokens: 0,
-    experts: scores?.experts,
-  }, {
-    ...rest,
-    out: undefined,
-  });
+  const args = routeOp.validate({ scores, options });
+  const threads = checkThreads(options.threads);
+  const wanted = options.backend ?? "cpu";
   const chosen = await selectBackend(wanted);
-  const unsupported = gpuCanRoute(
-    scores.experts,
-    rest.k,
-    rest.groups,
-    rest.topGroups,
-  );
-  if (chosen.gpu && unsupported && wanted === "webgpu") {
+  const gpuKernel = requireKernel(routeOp, "webgpu");
+  const unsupported = chosen.gpu ? gpuKernel.refuses!(args) : undefined;
+  if (unsupported && wanted === "webgpu") {
     throw new RangeError(`backend "webgpu" cannot route this: ${unsupported}`);
   }
   if (!chosen.gpu || unsupported) {
@@ -161,18 +147,11 @@ export async function routeAsync(
         reason: unsupported,
       }
       : chosen.info;
-    return { routing: routeParallel(scores, rest), backend: info };
+    const routing = requireKernel(routeOp, "cpu-threads").run(args, {
+      threads,
+    });
+    return { routing, backend: info };
   }
-  const routing = await routeOnGpu(chosen.gpu, scores, rest.k, {
-    bias: rest.bias,
-    multiply: rest.biasMode === "multiply",
-    normalize: rest.normalize,
-    scale: rest.scale,
-  });
-  if (rest.out) {
-    rest.out.experts.set(routing.experts);
-    rest.out.weights.set(routing.weights);
-    rest.out.loads.set(routing.loads);
-  }
-  return { routing: rest.out ?? routing, backend: chosen.info };
+  const routing = await gpuKernel.run(args, { gpu: chosen.gpu });
+  return { routing, backend: chosen.info };
 }

@@ -2,7 +2,7 @@
 // under the starting prices, the dummy units of unused capacity, and the
 // final shift of the prices to the dual's normal form.
 import type { ExpertGraph } from "./_expert_graph.ts";
-import { rowFilter, rowTop } from "../route/_select.ts";
+import { rowFilter, rowTop } from "../select/top.ts";
 
 /**
  * Each token's top-k of `s - q`, ties to the lowest expert index, and in

@@ -3,7 +3,7 @@
 // data-dependent branches as possible: on uniform-like scores each one
 // mispredicts about half the time, and that, not the arithmetic, is what
 // the selection costs.
-import { insert } from "./_select.ts";
+import { insert } from "../select/top.ts";
 
 /** Scratch of {@linkcode selectCandidates}, `experts` entries each. */
 export interface CandidateScratch {

@@ -1,6 +1,6 @@
-// The top-K inner loop of the fast CPU path. Same answers as routeInto
-// (route.ts) bit for bit: keys in float64 as there, top k by (key
-// descending, index ascending). A threshold guessed from the previous
+// The top-K inner loop of the route op's CPU kernel (route.ts) without
+// groups: keys in float64, top k by (key descending, index ascending), the
+// same answers as the grouped path's full scan with one group. A threshold guessed from the previous
 // rows keeps most entries out of the selection: the entries that pass it
 // are collected without a branch, then the exact top k is taken among
 // them (_route_candidates.ts); a row where fewer than k pass is scanned
@@ -10,7 +10,7 @@ import {
   candidateScratch,
   selectCandidates,
 } from "./_route_candidates.ts";
-import { insert, trackRowValue } from "./_select.ts";
+import { insert, trackRowValue } from "../select/top.ts";
 
 /** Settings of {@linkcode routeRows}, already validated. */
 export interface RowSettings {

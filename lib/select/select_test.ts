@@ -4,7 +4,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Rng } from "../scores/rng.ts";
-import { rowFilter, rowTop } from "./_select.ts";
+import { rowFilter, rowTop } from "./top.ts";
 
 /** The `rank` largest of `row - shift`, ties to the lowest index, by sorting. */
 function twin(row: Float32Array, shift: Float64Array, rank: number): number[] {

@@ -7,7 +7,7 @@ import {
   rowFilter,
   rowTop,
   selectAscending,
-} from "./_select.ts";
+} from "../select/mod.ts";
 
 /** Scratch buffers for {@linkcode coordinateRounds}, sized for one batch shape. */
 export interface DualScratch {

@@ -1,5 +1,5 @@
-// A routing worker of the fast CPU path (route_parallel.ts). It blocks in
-// Atomics.wait on its slot of the shared control array. The main thread
+// A routing worker of the "cpu-threads" route kernel (route_threads.ts). It
+// blocks in Atomics.wait on its slot of the shared control array. The main thread
 // writes the job (row range, sizes, settings and the ids of the shared
 // buffers to use) into the slot, then raises it. Buffers are registered
 // once, by a message the worker drains with receiveMessageOnPort: its

@@ -1,0 +1,99 @@
+/**
+ * Ops: the hot operations of routing and balancing, each with one
+ * validator and one kernel per backend, chosen from a registry (after
+ * tfjs-core's kernel registry, without its global engine: the caller picks
+ * the backend).
+ *
+ * Layers: lib/select (selection) and lib/types.ts below; kernels/ (the
+ * WGSL kernels, which register against these ops) above; the balancers and
+ * the public routing functions (lib/route) above both.
+ *
+ * | op              | what it computes                                   |
+ * | --------------- | -------------------------------------------------- |
+ * | `route`         | biased top-K with groups, weights, loads           |
+ *
+ * Every op has a `"cpu"` kernel: the production code, float64 where it
+ * matters, and the reference every other kernel is compared with.
+ * `"cpu-threads"` runs the same rule over worker threads; `"webgpu"`
+ * kernels (kernels/) compute in float32, a documented difference: the same
+ * selections given the same float32 inputs, values within float32
+ * rounding.
+ *
+ * ## Using an op
+ *
+ * A public function validates once and runs one kernel:
+ *
+ * ```ts ignore
+ * const args = routeOp.validate({ scores, options }); // TypeError | RangeError
+ * const routing = requireKernel(routeOp, "cpu").run(args, {});
+ * ```
+ *
+ * Code whose input is already checked (a balancer, the simulator) builds
+ * the arguments itself and keeps the kernel it looked up.
+ *
+ * ## Adding a kernel
+ *
+ * 1. Write it where its backend lives: a CPU kernel in the op's module
+ *    here, a WebGPU kernel in kernels/ (a WGSL program plus a function that
+ *    uploads typed arrays, runs, and reads back; resident `GPUBuffer`s may
+ *    be passed to the same function by device balancers, so the kernel has
+ *    one code path).
+ * 2. Register it when its module loads:
+ *
+ *    ```ts ignore
+ *    registerKernel({
+ *      op: routeOp,
+ *      backend: "webgpu",
+ *      run: (args, env) => routeOnGpu(gpuOf(env), args.scores, args.k, {...}),
+ *      refuses: (args) => args.k > 32 ? "k above 32" : undefined,
+ *      callers: ['routeAsync() with backend "webgpu"'],
+ *    });
+ *    ```
+ *
+ *    `run` takes the op's checked arguments and returns the op's result
+ *    (a promise of it on WebGPU). `refuses` names the valid arguments the
+ *    kernel does not take; `callers` lists the public paths that reach it.
+ * 3. Make a public path dispatch to it (`kernelFor(op, backend)`), and add
+ *    that path to the reachability table of
+ *    tests/kernels_conformance_test.ts. The suite imports every module of
+ *    lib/ops and kernels/, then compares every registered kernel with the
+ *    op's CPU kernel on the op's cases (ties, `-Infinity`, groups, biases,
+ *    sizes off the workgroup, chunked bindings); a kernel that no case
+ *    compares, or that no public path reaches, fails it.
+ *
+ * ## Adding an op
+ *
+ * `defineOp({ name, summary, validate })` in a new module here, with its
+ * CPU kernel registered beside it, and a case generator and comparison in
+ * the conformance suite.
+ *
+ * @module
+ */
+export {
+  type AnyOp,
+  type ArgsOf,
+  definedOps,
+  defineOp,
+  type Kernel,
+  KERNEL_BACKENDS,
+  type KernelBackend,
+  type KernelEnv,
+  kernelFor,
+  type KernelRecord,
+  type KernelResult,
+  type Op,
+  registeredKernels,
+  registerKernel,
+  requireKernel,
+  type ResultOf,
+  type SyncBackend,
+} from "./registry.ts";
+export {
+  isGrouped,
+  type RouteArgs,
+  routeCpu,
+  routeOp,
+  type RouteOptions,
+  type RouteRequest,
+} from "./route.ts";
+export { routeThreads } from "./route_threads.ts";

@@ -1,0 +1,325 @@
+// The route op: biased top-K selection with gate weights and loads, one
+// validator for route(), routeInto's callers, routeParallel and routeAsync,
+// and the production CPU kernel (the reference of every other backend).
+import {
+  badScore,
+  checkChoice,
+  checkInteger,
+  checkNumber,
+  checkScoreShape,
+  show,
+} from "../_validate.ts";
+import type { Routing, ScoreMatrix } from "../types.ts";
+import { createRouting } from "../select/routing.ts";
+import { insert } from "../select/top.ts";
+import { defineOp, registerKernel } from "./registry.ts";
+import { routeRows, writeSelection } from "./_route_rows.ts";
+
+/** Options of `route` (lib/route/route.ts). */
+export interface RouteOptions {
+  /** Experts per token (`K`), `1 <= k <= experts`. */
+  k: number;
+  /**
+   * Per-expert bias (`experts` entries) that changes the selection only:
+   * top-K of `score + bias` (or `score * bias` with `biasMode: "multiply"`).
+   * Default: no bias.
+   */
+  bias?: ArrayLike<number>;
+  /** How the bias enters the selection. Default `"add"`. */
+  biasMode?: "add" | "multiply";
+  /** Normalise the gate weights to sum 1 over the selected experts. Default `false`. */
+  normalize?: boolean;
+  /** Multiply the gate weights by this factor (DeepSeek-V3: 2.5). Default `1`. */
+  scale?: number;
+  /**
+   * Group-limited routing (DeepSeek-V3): split the experts into `groups`
+   * equal groups, keep the `topGroups` best. Default: 1 group (off).
+   */
+  groups?: number;
+  /** Number of groups kept. Default: all groups. */
+  topGroups?: number;
+  /** Reuse these output buffers (shapes must match). */
+  out?: Routing;
+}
+
+/** What the route op's validator takes: the scores and the options. */
+export interface RouteRequest {
+  scores: ScoreMatrix;
+  options: RouteOptions;
+}
+
+/** Checked arguments of every route kernel. */
+export interface RouteArgs {
+  /** Scores, `tokens x experts` (shape checked; NaN is the kernel's to find). */
+  scores: ScoreMatrix;
+  /** Experts per token, `1 <= k <= experts`. */
+  k: number;
+  /** Finite bias per expert, or `undefined` for none. */
+  bias: Float64Array | undefined;
+  /** Select on `s * b` instead of `s + b`. */
+  multiply: boolean;
+  /** Normalise the weights over the selection. */
+  normalize: boolean;
+  /** Factor on the weights. */
+  scale: number;
+  /** Groups (`1`: off); divides `experts`. */
+  groups: number;
+  /** Groups kept, `1 <= topGroups <= groups`. */
+  topGroups: number;
+  /** Output, of the batch's shape; overwritten. */
+  out: Routing;
+}
+
+/**
+ * Top-K routing: each token takes the `k` largest of `s[i][j] + b[j]`
+ * (`s * b` with a multiplicative bias), ties to the lowest expert index,
+ * within the `topGroups` best groups when `groups > 1`; weights from the
+ * unbiased scores (`-Infinity` weighs 0), normalised and scaled; loads
+ * counted. Kernels throw a RangeError for a NaN or `+Infinity` score.
+ *
+ * Backends: `"cpu"` (float64 keys, the reference), `"cpu-threads"` (the
+ * same rows over worker threads, bit for bit), `"webgpu"` (float32 keys
+ * `fround(s + fround(b))`: the same selection when the biases are the same
+ * float32 values, weights within float32 rounding).
+ */
+export const routeOp = defineOp<RouteRequest, RouteArgs, Routing>({
+  name: "route",
+  summary: "biased top-K routing with groups, gate weights and loads",
+  validate: checkRoute,
+});
+
+function checkRoute(request: RouteRequest): RouteArgs {
+  // NaN and +Infinity are found by the kernel while it reads the scores.
+  const scores = checkScoreShape("scores", request.scores);
+  const options = request.options;
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(
+      `options must be an object: current value is ${show(options)}`,
+    );
+  }
+  const { tokens, experts } = scores;
+  const k = checkInteger("k", options.k, 1);
+  if (k > experts) {
+    throw new RangeError(
+      `k must be at most the number of experts (${experts}): current value is ${k}`,
+    );
+  }
+  const mode = checkChoice("biasMode", options.biasMode ?? "add", [
+    "add",
+    "multiply",
+  ]);
+  const scale = checkNumber("scale", options.scale ?? 1);
+  const groups = checkInteger("groups", options.groups ?? 1, 1, experts);
+  if (experts % groups !== 0) {
+    throw new RangeError(
+      `groups must divide the number of experts (${experts}): current value is ${groups}`,
+    );
+  }
+  const topGroups = checkInteger(
+    "topGroups",
+    options.topGroups ?? groups,
+    1,
+    groups,
+  );
+  if (topGroups * (experts / groups) < k) {
+    throw new RangeError(
+      `topGroups x group size must be at least k (${k}): current value is ${topGroups} x ${
+        experts / groups
+      }`,
+    );
+  }
+  const given = options.bias;
+  let bias: Float64Array | undefined;
+  if (given !== undefined) {
+    if (
+      given === null || typeof given !== "object" || given.length !== experts
+    ) {
+      throw new TypeError(
+        `bias must have one entry per expert (${experts}): current value is ${
+          show(given)
+        }`,
+      );
+    }
+    bias = new Float64Array(experts);
+    for (let j = 0; j < experts; j++) {
+      if (!Number.isFinite(given[j])) {
+        throw new RangeError(`bias must be finite: entry ${j} is ${given[j]}`);
+      }
+      bias[j] = given[j];
+    }
+  }
+  const out = options.out ?? createRouting(tokens, k, experts);
+  if (
+    out === null || typeof out !== "object" ||
+    out.k !== k || out.experts?.length !== tokens * k ||
+    out.weights?.length !== tokens * k ||
+    out.loads?.length !== experts
+  ) {
+    throw new TypeError(
+      `out must be a Routing for ${tokens} tokens, k = ${k} and ${experts} experts`,
+    );
+  }
+  return {
+    scores,
+    k,
+    bias,
+    multiply: mode === "multiply",
+    normalize: options.normalize ?? false,
+    scale,
+    groups,
+    topGroups,
+    out,
+  };
+}
+
+/** Whether the arguments ask for group-limited routing. */
+export function isGrouped(args: RouteArgs): boolean {
+  return args.groups > 1 && args.topGroups < args.groups;
+}
+
+/**
+ * The production CPU kernel of {@linkcode routeOp}: the pre-filtered row
+ * kernel (_route_rows.ts) without groups, the row-copy kernel with them.
+ * Keys in float64. Writes `args.out` and returns it.
+ */
+export function routeCpu(args: RouteArgs): Routing {
+  const { scores, k, out } = args;
+  out.loads.fill(0);
+  if (!isGrouped(args)) {
+    const bad = routeRows(
+      scores.data,
+      scores.experts,
+      k,
+      args,
+      0,
+      scores.tokens,
+      out.experts,
+      out.weights,
+      out.loads,
+      new Float64Array(k),
+      new Int32Array(k),
+    );
+    if (bad >= 0) throw badScore("scores", scores, bad);
+    return out;
+  }
+  routeGrouped(args);
+  return out;
+}
+
+registerKernel({
+  op: routeOp,
+  backend: "cpu",
+  run: routeCpu,
+  callers: [
+    "route()",
+    "routeInto() (greedy, loss-free, bip, sinkhorn, capacity balancers; simulator; training)",
+    "routeParallel() and routeAsync() below their size threshold or with groups",
+  ],
+});
+
+/** Group-limited routing on the CPU: one row copy per token. */
+function routeGrouped(args: RouteArgs): void {
+  const { scores, k, bias, multiply, normalize, scale, groups, topGroups } =
+    args;
+  const { data, tokens, experts: E } = scores;
+  const { loads, experts: outE, weights: outW } = args.out;
+  // Biased values of one token, reused for every token.
+  const row = new Float64Array(E);
+  const topV = new Float64Array(k);
+  const topI = new Int32Array(k);
+  const groupSize = E / groups;
+  const perGroup = Math.max(1, Math.min(groupSize, Math.floor(k / topGroups)));
+  const groupScore = new Float64Array(groups);
+  const groupKeep = new Uint8Array(groups);
+  const gv = new Float64Array(perGroup);
+  for (let i = 0; i < tokens; i++) {
+    const base = i * E;
+    for (let j = 0; j < E; j++) {
+      const x = data[base + j];
+      if (x !== x || x === Infinity) throw badScore("scores", scores, base + j);
+    }
+    if (bias !== undefined) {
+      if (multiply) {
+        for (let j = 0; j < E; j++) row[j] = data[base + j] * bias[j];
+      } else for (let j = 0; j < E; j++) row[j] = data[base + j] + bias[j];
+    } else {
+      for (let j = 0; j < E; j++) row[j] = data[base + j];
+    }
+    maskGroups(
+      row,
+      groups,
+      groupSize,
+      perGroup,
+      topGroups,
+      groupScore,
+      groupKeep,
+      gv,
+    );
+    // Top-k by insertion: the first k fill the list, later entries enter
+    // only when strictly larger than the k-th, so ties keep the lowest index.
+    for (let j = 0; j < k; j++) insert(topV, topI, j, row[j], j);
+    let th = topV[k - 1];
+    for (let j = k; j < E; j++) {
+      if (row[j] > th) th = insert(topV, topI, k - 1, row[j], j);
+    }
+    writeSelection(
+      data,
+      base,
+      topI,
+      k,
+      i * k,
+      outE,
+      outW,
+      loads,
+      normalize,
+      scale,
+    );
+  }
+}
+
+/** Sets the experts of all but the `topGroups` best groups to -Infinity. */
+function maskGroups(
+  row: Float64Array,
+  groups: number,
+  groupSize: number,
+  perGroup: number,
+  topGroups: number,
+  groupScore: Float64Array,
+  groupKeep: Uint8Array,
+  gv: Float64Array,
+): void {
+  for (let g = 0; g < groups; g++) {
+    let n = 0;
+    for (let j = g * groupSize; j < (g + 1) * groupSize; j++) {
+      const v = row[j];
+      if (n === perGroup) {
+        if (!(v > gv[perGroup - 1])) continue;
+        n--;
+      }
+      let p = n;
+      while (p > 0 && v > gv[p - 1]) {
+        gv[p] = gv[p - 1];
+        p--;
+      }
+      gv[p] = v;
+      n++;
+    }
+    let s = 0;
+    for (let r = 0; r < perGroup; r++) s += gv[r];
+    groupScore[g] = s !== s ? -Infinity : s;
+  }
+  groupKeep.fill(0);
+  for (let t = 0; t < topGroups; t++) {
+    let best = -1;
+    for (let g = 0; g < groups; g++) {
+      if (!groupKeep[g] && (best < 0 || groupScore[g] > groupScore[best])) {
+        best = g;
+      }
+    }
+    groupKeep[best] = 1;
+  }
+  for (let g = 0; g < groups; g++) {
+    if (groupKeep[g]) continue;
+    row.fill(-Infinity, g * groupSize, (g + 1) * groupSize);
+  }
+}
