@@ -95,9 +95,10 @@ export function formatSection(
 }
 
 /**
- * Returns `text` with the section of suite `name` replaced by `section`,
- * or with `section` appended when the suite has none yet. A file that
- * does not exist yet (`text` empty) starts with a short header.
+ * Returns `text` with the section of suite `name` replaced by `section`;
+ * a suite without one gets it after the last section (at the end when
+ * there is none), so notes written below the sections stay below. A file
+ * that does not exist yet (`text` empty) starts with a short header.
  */
 export function replaceSection(
   text: string,
@@ -111,7 +112,10 @@ export function replaceSection(
     return base.slice(0, start) + section +
       base.slice(end + close(name).length);
   }
-  return base.trimEnd() + "\n\n" + section + "\n";
+  const last = base.lastIndexOf("<!-- /bench:");
+  if (last < 0) return base.trimEnd() + "\n\n" + section + "\n";
+  const after = base.indexOf("-->", last) + "-->".length;
+  return base.slice(0, after) + "\n\n" + section + base.slice(after);
 }
 
 /**

@@ -55,6 +55,15 @@ test("a run replaces its own section and keeps the rest", () => {
   assert.equal(next, old.replace("route v1", "route v2"));
 });
 
+test("a new suite goes after the last section, above the notes", () => {
+  const old = "# R\n\n<!-- bench:a -->\na\n<!-- /bench:a -->\n\n## Notes\n";
+  const s = "<!-- bench:b -->\nb\n<!-- /bench:b -->";
+  assert.equal(
+    replaceSection(old, "b", s),
+    `# R\n\n<!-- bench:a -->\na\n<!-- /bench:a -->\n\n${s}\n\n## Notes\n`,
+  );
+});
+
 test("a suite without a section is appended; a new file gets a header", () => {
   const s = "<!-- bench:x -->\nx\n<!-- /bench:x -->";
   assert.equal(
