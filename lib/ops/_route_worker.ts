@@ -13,7 +13,7 @@ import {
 import { routeBlocks } from "./_route_rows.ts";
 
 /** Slot states. */
-export const IDLE = 0, POSTED = 1, DONE = 2, FAILED = 3;
+export const IDLE = 0, POSTED = 1, DONE = 2, FAILED = 3, RUNNING = 4;
 /** Int32 fields of a slot (the slot is `SLOT` ints wide). */
 export const F = {
   state: 0,
@@ -56,10 +56,11 @@ parentPort?.once("message", (init: WorkerInit) => {
   const at = slot * SLOT;
   const buffers: SharedArrayBuffer[] = [];
   for (;;) {
-    let state = Atomics.load(control, at);
+    // Take the job (POSTED -> RUNNING) unless the caller withdrew it.
+    let state = Atomics.compareExchange(control, at, POSTED, RUNNING);
     while (state !== POSTED) {
       Atomics.wait(control, at, state);
-      state = Atomics.load(control, at);
+      state = Atomics.compareExchange(control, at, POSTED, RUNNING);
     }
     for (
       let m = receiveMessageOnPort(port);

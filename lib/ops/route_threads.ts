@@ -14,6 +14,7 @@ import {
   COUNTER,
   DONE,
   F,
+  FAILED,
   IDLE,
   POSTED,
   type Registration,
@@ -64,8 +65,7 @@ export function routeThreads(args: RouteArgs, threads: number): Routing {
   const bias = settings.bias ? staging("bias", 8 * E) : undefined;
   if (bias) new Float64Array(bias, 0, E).set(settings.bias!);
   while (ports.length < t - 1) {
-    const worker = new Worker(new URL("./_route_worker.ts", import.meta.url));
-    worker.unref();
+    const worker = startWorker();
     const { port1, port2 } = new MessageChannel();
     const slot = ports.length + 1;
     const init: WorkerInit = { port: port2, control, scales, slot };
@@ -110,10 +110,22 @@ export function routeThreads(args: RouteArgs, threads: number): Routing {
   );
   for (let w = 1; w < t; w++) {
     const at = w * SLOT;
+    if (
+      !WAIT_FOR_START &&
+      Atomics.compareExchange(control, at, POSTED, IDLE) === POSTED
+    ) {
+      // Not started yet: this thread has claimed every block.
+      lAll.fill(0, w * E, (w + 1) * E);
+      continue;
+    }
     // A new worker loads its module first; a minute covers a slow start.
     const until = performance.now() + 60_000;
-    while (Atomics.load(control, at) === POSTED && performance.now() < until) {
-      Atomics.wait(control, at, POSTED, 1000);
+    for (
+      let state = Atomics.load(control, at);
+      state !== DONE && state !== FAILED && performance.now() < until;
+      state = Atomics.load(control, at)
+    ) {
+      Atomics.wait(control, at, state, 1000);
     }
     const state = Atomics.load(control, at);
     Atomics.store(control, at, IDLE);
@@ -140,6 +152,26 @@ registerKernel({
     routeThreads(args, env.threads ?? navigator.hardwareConcurrency ?? 1),
   callers: ["routeParallel()", 'routeAsync() with backend "cpu"'],
 });
+
+const WORKER_URL = new URL("./_route_worker.ts", import.meta.url);
+// node:worker_threads starts only file: and data: URLs, so a module loaded
+// over HTTP (as from JSR) starts its workers from a data: URL that imports
+// the worker module. Such a worker cannot fetch its modules while this
+// thread blocks in Atomics.wait (Deno fetches on the main thread's event
+// loop), so the caller does not wait for it to start: a job it has not
+// taken when the caller has claimed every block is withdrawn.
+const WAIT_FOR_START = WORKER_URL.protocol === "file:";
+
+function startWorker(): Worker {
+  const source = `import ${JSON.stringify(WORKER_URL.href)};`;
+  const worker = new Worker(
+    WAIT_FOR_START
+      ? WORKER_URL
+      : new URL(`data:text/javascript,${encodeURIComponent(source)}`),
+  );
+  worker.unref();
+  return worker;
+}
 
 /** Tells a worker about a shared buffer once; returns the buffer's id. */
 function register(worker: PoolWorker, buffer: SharedArrayBuffer): number {
