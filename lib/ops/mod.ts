@@ -8,9 +8,16 @@
  * WGSL kernels, which register against these ops) above; the balancers and
  * the public routing functions (lib/route) above both.
  *
- * | op              | what it computes                                   |
- * | --------------- | -------------------------------------------------- |
- * | `route`         | biased top-K with groups, weights, loads           |
+ * | op               | what it computes                                  |
+ * | ---------------- | ------------------------------------------------- |
+ * | `route`          | biased top-K with groups, weights, loads          |
+ * | `lossFreeUpdate` | Loss-Free's expert bias update from the loads     |
+ * | `bipRound`       | BIP's exact dual coordinate rounds                |
+ * | `quantileStep`   | Quantile Balancing's unclipped dual step          |
+ * | `sinkhorn`       | Sinkhorn (S-BASE) scaling steps to the tolerance  |
+ * | `expertChoice`   | each expert takes its top-C tokens                |
+ * | `capacityDrop`   | drop assignments over an expert capacity          |
+ * | `batchMetrics`   | balance, retention and drops of a routed batch    |
  *
  * Every op has a `"cpu"` kernel: the production code, float64 where it
  * matters, and the reference every other kernel is compared with.
@@ -97,3 +104,55 @@ export {
   type RouteRequest,
 } from "./route.ts";
 export { routeThreads } from "./route_threads.ts";
+export {
+  type LossFreeUpdateArgs,
+  lossFreeUpdateCpu,
+  lossFreeUpdateOp,
+} from "./loss_free_update.ts";
+export {
+  type BipPricesOptions,
+  type BipRoundArgs,
+  bipRoundCpu,
+  bipRoundOp,
+  type BipRoundRequest,
+  type BipRoundResult,
+  type ColumnBounds,
+  columnBounds,
+  type DualScratch,
+  dualScratch,
+} from "./bip_round.ts";
+export {
+  type QuantileStepArgs,
+  quantileStepCpu,
+  quantileStepOp,
+  type QuantileStepRequest,
+  routeKeepingNext,
+} from "./quantile_step.ts";
+export {
+  checkSinkhornOptions,
+  type SinkhornArgs,
+  sinkhornCpu,
+  sinkhornOp,
+  type SinkhornOptions,
+  type SinkhornRequest,
+  type SinkhornResult,
+  type SinkhornScratch,
+  sinkhornScratch,
+  type SinkhornSettings,
+} from "./sinkhorn.ts";
+export {
+  type ExpertChoiceArgs,
+  expertChoiceCpu,
+  expertChoiceOp,
+  type ExpertChoiceRequest,
+  type ExpertChoiceScratch,
+  expertChoiceScratch,
+} from "./expert_choice.ts";
+export {
+  type CapacityDropArgs,
+  capacityDropCpu,
+  capacityDropOp,
+  type CapacityDropRequest,
+  type CapacityDropScratch,
+  capacityDropScratch,
+} from "./capacity_drop.ts";

@@ -1,15 +1,21 @@
-import { checkInteger, checkNumber, checkScores, show } from "../_validate.ts";
+import { checkInteger, checkNumber, show } from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
 import { checkContext } from "./_context.ts";
+import { capacityOf } from "../select/capacity.ts";
+import { requireKernel } from "../ops/registry.ts";
 import {
+  type BipPricesOptions,
+  bipRoundOp,
   columnBounds,
-  coordinateRounds,
   type DualScratch,
   dualScratch,
-} from "../ops/_dual.ts";
-import { capacityOf } from "../select/capacity.ts";
+} from "../ops/bip_round.ts";
+
+export type { BipPricesOptions } from "../ops/bip_round.ts";
+
+const bipRound = requireKernel(bipRoundOp, "cpu");
 
 /** Options of {@linkcode bip}. */
 export interface BipOptions {
@@ -28,20 +34,6 @@ export interface BipOptions {
    * prices rise above a token's scores, a clipped `p` stops counting its
    * K-th choice against capacity, and loads overshoot `C`.
    */
-  clipTokenPrices?: boolean;
-}
-
-/** Options of {@linkcode bipPrices}. */
-export interface BipPricesOptions {
-  /** Experts per token (`K`). */
-  k: number;
-  /** Expert capacity `C`. Default `ceil(tokens * k / experts)`. */
-  capacity?: number;
-  /** Coordinate rounds. Default `2`. */
-  T?: number;
-  /** Starting expert prices (experts). Default zeros. Not modified. */
-  expertPrices?: ArrayLike<number>;
-  /** Clip token prices at 0 (see {@linkcode BipOptions}). Default `true`. */
   clipTokenPrices?: boolean;
 }
 
@@ -80,48 +72,11 @@ export function bipPrices(
   scores: ScoreMatrix,
   options: BipPricesOptions,
 ): { expertPrices: Float64Array; tokenPrices: Float64Array } {
-  checkScores("scores", scores);
-  if (options === null || typeof options !== "object") {
-    throw new TypeError(
-      `options must be an object: current value is ${show(options)}`,
-    );
-  }
-  const { tokens: N, experts: E } = scores;
-  const k = checkInteger("k", options.k, 1, E);
-  const C = checkInteger(
-    "capacity",
-    options.capacity ?? Math.ceil((N * k) / E),
-    0,
-  );
-  if (N * k > E * C) {
-    throw new RangeError(
-      `capacity is infeasible: tokens x k = ${
-        N * k
-      } exceeds experts x capacity = ${E * C}`,
-    );
-  }
-  const T = checkInteger("T", options.T ?? 2, 0);
-  const q = new Float64Array(E);
-  if (options.expertPrices !== undefined) {
-    const start = options.expertPrices;
-    if (start === null || typeof start !== "object" || start.length !== E) {
-      throw new TypeError(
-        `expertPrices must have one entry per expert (${E}): current value is ${
-          show(start)
-        }`,
-      );
-    }
-    for (let j = 0; j < E; j++) q[j] = start[j];
-  }
-  const scratch = dualScratch(N, E, k);
-  const clip = options.clipTokenPrices ?? true;
-  if (typeof clip !== "boolean") {
-    throw new TypeError(
-      `clipTokenPrices must be a boolean: current value is ${show(clip)}`,
-    );
-  }
-  coordinateRounds(scores, k, C, q, T, clip || "experts", scratch);
-  return { expertPrices: q, tokenPrices: Float64Array.from(scratch.p) };
+  const r = bipRound.run(bipRoundOp.validate({ scores, options }), {});
+  return {
+    expertPrices: r.prices,
+    tokenPrices: Float64Array.from(r.tokenPrices),
+  };
 }
 
 /**
@@ -193,16 +148,16 @@ export function bip(
       }
       scratch = dualScratch(N, E, ctx.k, scratch);
       const q = prices[layer];
-      coordinateRounds(
+      bipRound.run({
         scores,
-        ctx.k,
-        capacityOf(N, ctx.k, E, cf),
-        q,
-        T,
-        clipP || "experts",
+        k: ctx.k,
+        capacity: capacityOf(N, ctx.k, E, cf),
+        prices: q,
+        rounds: T,
+        clip: clipP || "experts",
         scratch,
-        bounds[layer],
-      );
+        bounds: bounds[layer],
+      }, {});
       for (let j = 0; j < E; j++) bias[j] = -q[j];
       routeInto(scores, ctx.k, out, { ...ctx, bias });
       return out;

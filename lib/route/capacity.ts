@@ -4,7 +4,12 @@ import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
 import { checkContext } from "./_context.ts";
 import { capacityOf } from "../select/capacity.ts";
-import { keepThreshold } from "../select/order.ts";
+import { requireKernel } from "../ops/registry.ts";
+import {
+  capacityDropOp,
+  type CapacityDropScratch,
+  capacityDropScratch,
+} from "../ops/capacity_drop.ts";
 
 /** Options of {@linkcode capacity}. */
 export interface CapacityOptions {
@@ -68,90 +73,26 @@ export function capacity(
     "position",
   ]);
   const E = ctx.experts, K = ctx.k;
-  const start = new Int32Array(E + 1);
+  const dropKernel = requireKernel(capacityDropOp, "cpu");
   let out: Routing | undefined;
-  let bySlot = new Int32Array(0);
-  let vals = new Float64Array(0);
+  let scratch: CapacityDropScratch | undefined;
   return {
     name: "capacity",
     causal: drop === "position",
     route(_layer: number, scores: ScoreMatrix): Routing {
       const N = scores.tokens;
-      if (!out || out.experts.length !== N * K) {
-        out = createRouting(N, K, E);
-        bySlot = new Int32Array(N * K);
-        vals = new Float64Array(N);
-      }
+      if (!out || out.experts.length !== N * K) out = createRouting(N, K, E);
       routeInto(scores, K, out, ctx);
-      const cap = capacityOf(N, K, E, cf);
-      const sel = out.experts, loads = out.loads;
-      // Slots grouped by expert, in token order (a counting sort).
-      start[0] = 0;
-      for (let j = 0; j < E; j++) start[j + 1] = start[j] + loads[j];
-      for (let j = 0; j < E; j++) loads[j] = 0;
-      for (let s = 0; s < N * K; s++) {
-        const j = sel[s];
-        bySlot[start[j] + loads[j]++] = s;
-      }
-      for (let j = 0; j < E; j++) {
-        const n = loads[j];
-        if (n <= cap) continue;
-        const lo = start[j];
-        if (drop === "position") {
-          for (let r = cap; r < n; r++) sel[bySlot[lo + r]] = -1;
-        } else {
-          dropLowest(scores, j, bySlot, lo, n, cap, sel, vals);
-        }
-        loads[j] = cap;
-      }
-      compact(out, N, K);
-      return out;
+      scratch = capacityDropScratch(N * K, E, scratch);
+      return dropKernel.run({
+        scores,
+        routing: out,
+        capacity: capacityOf(N, K, E, cf),
+        drop,
+        scratch,
+      }, {});
     },
     update() {},
     biases: () => new Float64Array(E),
   };
-}
-
-/**
- * Keeps the `cap` highest-scoring of expert `j`'s `n` slots
- * `bySlot[lo, lo + n)` (token order), ties kept by the earlier token.
- */
-function dropLowest(
-  scores: ScoreMatrix,
-  j: number,
-  bySlot: Int32Array,
-  lo: number,
-  n: number,
-  cap: number,
-  sel: Int32Array,
-  vals: Float64Array,
-): void {
-  const { data, experts: E } = scores;
-  const K = sel.length / scores.tokens;
-  const value = (s: number) => data[Math.floor(s / K) * E + j];
-  for (let r = 0; r < n; r++) vals[r] = value(bySlot[lo + r]);
-  let [t, ties] = keepThreshold(vals, n, cap);
-  for (let r = 0; r < n; r++) {
-    const s = bySlot[lo + r];
-    const v = value(s);
-    if (!(v > t || (v === t && ties-- > 0))) sel[s] = -1;
-  }
-}
-
-/** Moves each token's kept slots first; dropped ones become `-1`, weight 0. */
-function compact(out: Routing, N: number, K: number): void {
-  const sel = out.experts, w = out.weights;
-  for (let i = 0; i < N; i++) {
-    let n = i * K;
-    for (let r = i * K; r < (i + 1) * K; r++) {
-      if (sel[r] < 0) continue;
-      sel[n] = sel[r];
-      w[n] = w[r];
-      n++;
-    }
-    for (; n < (i + 1) * K; n++) {
-      sel[n] = -1;
-      w[n] = 0;
-    }
-  }
 }

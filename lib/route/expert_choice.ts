@@ -4,7 +4,12 @@ import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting } from "./route.ts";
 import { checkContext } from "./_context.ts";
 import { capacityOf } from "../select/capacity.ts";
-import { keepThreshold } from "../select/order.ts";
+import { requireKernel } from "../ops/registry.ts";
+import {
+  expertChoiceOp,
+  type ExpertChoiceScratch,
+  expertChoiceScratch,
+} from "../ops/expert_choice.ts";
 
 /** Options of {@linkcode expertChoice}. */
 export interface ExpertChoiceOptions {
@@ -59,80 +64,25 @@ export function expertChoice(
     Number.MIN_VALUE,
   );
   const E = ctx.experts;
+  const select = requireKernel(expertChoiceOp, "cpu");
   let out: Routing | undefined;
-  let col = new Float64Array(0);
-  let chosen = new Uint8Array(0);
-  const slotV = new Float64Array(E);
+  let scratch: ExpertChoiceScratch | undefined;
   return {
     name: "expert-choice",
     causal: false,
     route(_layer: number, scores: ScoreMatrix): Routing {
-      const { data, tokens: N } = scores;
-      if (!out || out.experts.length !== N * E) {
-        out = createRouting(N, E, E);
-        col = new Float64Array(N);
-        chosen = new Uint8Array(N * E);
-      }
-      const C = Math.min(N, capacityOf(N, ctx.k, E, cf));
-      chosen.fill(0);
-      for (let j = 0; j < E; j++) {
-        if (C === 0) break;
-        for (let i = 0, o = j; i < N; i++, o += E) col[i] = data[o];
-        // The C-th largest is the threshold; ties at it go to the lowest
-        // token indices until C are taken.
-        let [t, ties] = keepThreshold(col, N, C);
-        for (let i = 0, o = j; i < N; i++, o += E) {
-          const v = data[o];
-          if (v > t || (v === t && ties-- > 0)) chosen[o] = 1;
-        }
-      }
-      fillSlots(data, N, E, chosen, out, slotV, ctx.normalize);
-      out.loads.fill(C);
-      return out;
+      const N = scores.tokens;
+      if (!out || out.experts.length !== N * E) out = createRouting(N, E, E);
+      scratch = expertChoiceScratch(N, E, scratch);
+      return select.run({
+        scores,
+        capacity: Math.min(N, capacityOf(N, ctx.k, E, cf)),
+        normalize: ctx.normalize,
+        out,
+        scratch,
+      }, {});
     },
     update() {},
     biases: () => new Float64Array(E),
   };
-}
-
-/** Writes each token's chosen experts into its slots, best score first. */
-function fillSlots(
-  data: Float32Array,
-  N: number,
-  E: number,
-  chosen: Uint8Array,
-  out: Routing,
-  slotV: Float64Array,
-  normalize: boolean,
-): void {
-  const outE = out.experts, outW = out.weights;
-  outE.fill(-1);
-  outW.fill(0);
-  for (let i = 0; i < N; i++) {
-    const base = i * E;
-    let n = 0;
-    // Insertion by score; an equal score stays behind (lower index first).
-    for (let j = 0; j < E; j++) {
-      if (!chosen[base + j]) continue;
-      const v = data[base + j];
-      let p = n;
-      while (p > 0 && v > slotV[p - 1]) {
-        slotV[p] = slotV[p - 1];
-        outE[base + p] = outE[base + p - 1];
-        p--;
-      }
-      slotV[p] = v;
-      outE[base + p] = j;
-      n++;
-    }
-    let sum = 0;
-    for (let r = 0; r < n; r++) {
-      const w = slotV[r] > -Infinity ? slotV[r] : 0;
-      outW[base + r] = w;
-      sum += w;
-    }
-    if (normalize && sum > 0) {
-      for (let r = 0; r < n; r++) outW[base + r] /= sum;
-    }
-  }
 }

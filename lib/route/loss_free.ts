@@ -3,6 +3,8 @@ import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
 import { checkContext } from "./_context.ts";
+import { requireKernel } from "../ops/registry.ts";
+import { lossFreeUpdateOp } from "../ops/loss_free_update.ts";
 
 /** Options of {@linkcode lossFree}. */
 export interface LossFreeOptions {
@@ -72,7 +74,7 @@ export function lossFree(
     { length: ctx.layers },
     () => new Float64Array(E).fill(multiplicative ? 1 : 0),
   );
-  const step = new Float64Array(E);
+  const updateKernel = requireKernel(lossFreeUpdateOp, "cpu");
   let out: Routing | undefined;
   return {
     name: "loss-free",
@@ -89,21 +91,13 @@ export function lossFree(
       return out;
     },
     update(layer: number, _scores: ScoreMatrix, routing: Routing): void {
-      const c = routing.loads;
-      let total = 0;
-      for (let j = 0; j < E; j++) total += c[j];
-      const mean = total / E;
-      if (mean === 0) return;
-      let stepMean = 0;
-      for (let j = 0; j < E; j++) {
-        const e = mean - c[j];
-        step[j] = rule === "sign" ? u * Math.sign(e) : (u * e) / mean;
-        stepMean += step[j];
-      }
-      stepMean /= E;
-      const b = bias[layer];
-      const shift = center && !multiplicative ? stepMean : 0;
-      for (let j = 0; j < E; j++) b[j] += step[j] - shift;
+      updateKernel.run({
+        bias: bias[layer],
+        loads: routing.loads,
+        rate: u,
+        rule,
+        center: center && !multiplicative,
+      }, {});
     },
     biases: (layer: number) => Float64Array.from(bias[layer]),
   };

@@ -2,14 +2,13 @@ import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
 import { checkContext } from "./_context.ts";
-import { rowTop } from "../select/top.ts";
-import { writeSelection } from "../ops/_route_rows.ts";
+import { requireKernel } from "../ops/registry.ts";
 import {
   columnBounds,
-  coordinateRounds,
   type DualScratch,
   dualScratch,
-} from "../ops/_dual.ts";
+} from "../ops/bip_round.ts";
+import { quantileStepOp, routeKeepingNext } from "../ops/quantile_step.ts";
 
 /**
  * Quantile Balancing (J. Su, 2026; Megatron-Core `quantile_balancing`),
@@ -61,7 +60,7 @@ export function quantile(context: BalancerContext): Balancer {
   const prices = Array.from({ length: ctx.layers }, () => new Float64Array(E));
   const bounds = Array.from({ length: ctx.layers }, () => columnBounds(E));
   const bias = new Float64Array(E);
-  const next = new Float64Array(E);
+  const step = requireKernel(quantileStepOp, "cpu");
   const grouped = ctx.groups > 1 && ctx.topGroups < ctx.groups;
   let scratch: DualScratch | undefined;
   let out: Routing | undefined;
@@ -83,68 +82,24 @@ export function quantile(context: BalancerContext): Balancer {
         return out;
       }
       scratch = dualScratch(scores.tokens, E, ctx.k, scratch);
-      routeWithNext(scores, ctx.k, q, out, scratch, ctx.normalize);
+      routeKeepingNext(scores, ctx.k, q, out, scratch, ctx.normalize);
       routed = scores;
       routedLayer = layer;
       return out;
     },
     update(layer: number, scores: ScoreMatrix): void {
-      const N = scores.tokens;
-      const k = ctx.k;
-      const C = Math.ceil((N * k) / E);
-      if (k >= E || C >= N) return;
-      scratch = dualScratch(N, E, k, scratch);
-      const q = prices[layer];
-      next.set(q);
-      const pReady = routed === scores && routedLayer === layer;
+      const ready = routed === scores && routedLayer === layer;
       routed = undefined;
-      coordinateRounds(
+      scratch = dualScratch(scores.tokens, E, ctx.k, scratch);
+      step.run({
         scores,
-        k,
-        C,
-        next,
-        1,
-        false,
+        k: ctx.k,
+        prices: prices[layer],
+        tokenValues: ready ? scratch.p : undefined,
         scratch,
-        bounds[layer],
-        pReady,
-      );
-      let mean = 0;
-      for (let j = 0; j < E; j++) {
-        // A column of -Infinity scores has no finite quantile: keep its price.
-        if (!Number.isFinite(next[j])) next[j] = q[j];
-        mean += next[j];
-      }
-      mean /= E;
-      for (let j = 0; j < E; j++) q[j] = next[j] - mean;
+        bounds: bounds[layer],
+      }, {});
     },
     biases: (layer: number) => Float64Array.from(prices[layer], (v) => 0 - v),
   };
-}
-
-/**
- * Top-K routing of `s - q` that also keeps each token's `(K+1)`-th value
- * in `scratch.p` (the `a[i]` of the next update), in one pass. Same
- * selection, ties and weights as `routeInto` without groups.
- */
-function routeWithNext(
-  scores: ScoreMatrix,
-  k: number,
-  q: Float64Array,
-  out: Routing,
-  scratch: DualScratch,
-  normalize: boolean,
-): void {
-  const { data, tokens: N, experts: E } = scores;
-  const { p, top: topV, topI } = scratch;
-  const filter = k < E ? scratch.filter : undefined;
-  const outE = out.experts, outW = out.weights, loads = out.loads;
-  loads.fill(0);
-  for (let i = 0; i < N; i++) {
-    const base = i * E;
-    // Ties keep the lowest index, so the first k are routeInto's top-k.
-    rowTop(data, base, E, q, k + 1, topV, topI, filter);
-    p[i] = topV[k];
-    writeSelection(data, base, topI, k, i * k, outE, outW, loads, normalize, 1);
-  }
 }

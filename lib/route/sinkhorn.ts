@@ -1,23 +1,19 @@
-import { checkInteger, checkNumber, checkScores, show } from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
 import { checkContext } from "./_context.ts";
+import { requireKernel } from "../ops/registry.ts";
+import {
+  checkSinkhornOptions,
+  sinkhornOp,
+  type SinkhornOptions,
+  type SinkhornScratch,
+  sinkhornScratch,
+} from "../ops/sinkhorn.ts";
 
-/** Options of {@linkcode sinkhorn} and {@linkcode sinkhornScaling}. */
-export interface SinkhornOptions {
-  /** Relative tolerance on the column sums. Default `1e-4`. */
-  tolerance?: number;
-  /** Iteration cap: row normalisations (each but the last followed by a column one). Default `100`. */
-  maxIterations?: number;
-  /**
-   * Temperature `tau`: the matrix scaled is `exp(s / tau)`. Default `1`
-   * (`exp(s)`, as stated by S-BASE). Scores in `[0, 1]` make `exp(s)`
-   * nearly flat, so the scaling moves few top-K choices; a small `tau`
-   * sharpens it.
-   */
-  temperature?: number;
-}
+export type { SinkhornOptions } from "../ops/sinkhorn.ts";
+
+const scaling = requireKernel(sinkhornOp, "cpu");
 
 /** The result of {@linkcode sinkhornScaling}. */
 export interface SinkhornScaling {
@@ -33,94 +29,6 @@ export interface SinkhornScaling {
   error: number;
   /** Whether `error <= tolerance` (false: the cap was reached). */
   converged: boolean;
-}
-
-/** Scratch reused across batches. */
-interface Scratch {
-  kernel: Float64Array;
-  rowScale: Float64Array;
-  colSum: Float64Array;
-  colScale: Float64Array;
-}
-
-function scratchFor(tokens: number, experts: number, s?: Scratch): Scratch {
-  if (s && s.kernel.length === tokens * experts) return s;
-  return {
-    kernel: new Float64Array(tokens * experts),
-    rowScale: new Float64Array(tokens),
-    colSum: new Float64Array(experts),
-    colScale: new Float64Array(experts),
-  };
-}
-
-/** The kernel of sinkhornScaling without validation; `logV` is the start and the result. */
-function scaleInto(
-  scores: ScoreMatrix,
-  tau: number,
-  tolerance: number,
-  maxIterations: number,
-  logV: Float64Array,
-  s: Scratch,
-): { iterations: number; error: number } {
-  const { data, tokens: N, experts: E } = scores;
-  const { kernel, rowScale: u, colSum: v, colScale: vj } = s;
-  // exp(s - max of the row): the row shift cancels in the row
-  // normalisation, and keeps exp in range whatever the scores' scale.
-  for (let i = 0; i < N; i++) {
-    const base = i * E;
-    let max = -Infinity;
-    for (let j = 0; j < E; j++) if (data[base + j] > max) max = data[base + j];
-    if (max === -Infinity) max = 0;
-    for (let j = 0; j < E; j++) {
-      kernel[base + j] = Math.exp((data[base + j] - max) / tau);
-    }
-  }
-  const target = N / E;
-  for (let j = 0; j < E; j++) vj[j] = Math.exp(logV[j] / tau);
-  let iterations = 0, error = Infinity;
-  while (true) {
-    // Rows: each token's mass becomes 1.
-    for (let i = 0; i < N; i++) {
-      const base = i * E;
-      let r = 0;
-      for (let j = 0; j < E; j++) r += kernel[base + j] * vj[j];
-      u[i] = r > 0 ? 1 / r : 0;
-    }
-    iterations++;
-    v.fill(0);
-    for (let i = 0; i < N; i++) {
-      const base = i * E, ui = u[i];
-      for (let j = 0; j < E; j++) v[j] += ui * kernel[base + j];
-    }
-    error = 0;
-    for (let j = 0; j < E; j++) {
-      const dev = Math.abs(v[j] * vj[j] - target) / target;
-      if (!(dev <= error)) error = dev;
-    }
-    if (error <= tolerance || iterations >= maxIterations) break;
-    // Columns: each expert's mass becomes tokens / experts. An expert no
-    // token can reach (all scores -Infinity) keeps its scale.
-    for (let j = 0; j < E; j++) if (v[j] > 0) vj[j] = target / v[j];
-  }
-  // Centre the log scale: a common factor changes no selection.
-  let mean = 0;
-  for (let j = 0; j < E; j++) mean += Math.log(vj[j]);
-  mean /= E;
-  for (let j = 0; j < E; j++) logV[j] = tau * (Math.log(vj[j]) - mean);
-  return { iterations, error };
-}
-
-function checkOptions(options: SinkhornOptions): [number, number, number] {
-  if (options === null || typeof options !== "object") {
-    throw new TypeError(
-      `options must be an object: current value is ${show(options)}`,
-    );
-  }
-  return [
-    checkNumber("tolerance", options.tolerance ?? 1e-4, 0),
-    checkInteger("maxIterations", options.maxIterations ?? 100, 1),
-    checkNumber("temperature", options.temperature ?? 1, Number.MIN_VALUE),
-  ];
 }
 
 /**
@@ -160,22 +68,13 @@ export function sinkhornScaling(
   scores: ScoreMatrix,
   options: SinkhornOptions = {},
 ): SinkhornScaling {
-  checkScores("scores", scores);
-  const [tolerance, maxIterations, tau] = checkOptions(options);
-  const logV = new Float64Array(scores.experts);
-  const r = scaleInto(
-    scores,
-    tau,
-    tolerance,
-    maxIterations,
-    logV,
-    scratchFor(scores.tokens, scores.experts),
-  );
+  const args = sinkhornOp.validate({ scores, options });
+  const r = scaling.run(args, {});
   return {
-    logColumnScale: logV,
+    logColumnScale: args.logScale,
     iterations: r.iterations,
     error: r.error,
-    converged: r.error <= tolerance,
+    converged: r.error <= args.tolerance,
   };
 }
 
@@ -213,10 +112,10 @@ export function sinkhorn(
   options: SinkhornOptions = {},
 ): Balancer {
   const ctx = checkContext(context);
-  const [tolerance, maxIterations, tau] = checkOptions(options);
+  const settings = checkSinkhornOptions(options);
   const E = ctx.experts;
   const scales = Array.from({ length: ctx.layers }, () => new Float64Array(E));
-  let scratch: Scratch | undefined;
+  let scratch: SinkhornScratch | undefined;
   let out: Routing | undefined;
   return {
     name: "sinkhorn",
@@ -225,8 +124,11 @@ export function sinkhorn(
       if (!out || out.experts.length !== scores.tokens * ctx.k) {
         out = createRouting(scores.tokens, ctx.k, E);
       }
-      scratch = scratchFor(scores.tokens, E, scratch);
-      scaleInto(scores, tau, tolerance, maxIterations, scales[layer], scratch);
+      scratch = sinkhornScratch(scores.tokens, E, scratch);
+      scaling.run(
+        { scores, ...settings, logScale: scales[layer], scratch },
+        {},
+      );
       routeInto(scores, ctx.k, out, { ...ctx, bias: scales[layer] });
       return out;
     },
