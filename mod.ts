@@ -1,14 +1,24 @@
 /**
  * moelab: study how a Mixture-of-Experts model balances load over its
- * experts. Route scores with top-K ({@linkcode route}); compare balancing
- * methods (greedy, Loss-Free, BIP, Quantile, Sinkhorn, Expert Choice,
- * capacity dropping) side by side on the same scores
+ * experts. Route scores with top-K ({@linkcode route}, on worker threads
+ * with {@linkcode routeParallel}, on WebGPU with {@linkcode routeAsync});
+ * compare balancing methods (greedy, Loss-Free, BIP, Quantile, Sinkhorn,
+ * Expert Choice, capacity dropping) side by side on the same scores
  * ({@linkcode runSimulation}); measure each against the exact balanced
  * assignment ({@linkcode solveBalancedAssignment}); place experts on GPUs
  * and schedule tokens over replicas ({@linkcode scheduleTokens},
- * {@linkcode rebalanceExperts}); load real traces into Polars; train small
- * MoE models to see what balancing costs in quality ({@linkcode trainMoe});
- * plot it all in reports and notebooks.
+ * {@linkcode rebalanceExperts}).
+ *
+ * This is the light core: importing it loads no Polars, Observable Plot,
+ * linkedom or WebAssembly LP solver (glpk.js and HiGHS load when a caller
+ * asks for them). The heavy parts have their own entry points:
+ *
+ * | entry point                  | what it holds                                         |
+ * | ---------------------------- | ----------------------------------------------------- |
+ * | `@moelab/balance/workload`   | real traces as Polars tables (CSV, JSON, parquet)     |
+ * | `@moelab/balance/report`     | SVG charts, notebook display, HTML and parquet output |
+ * | `@moelab/balance/train`      | small trainable MoE models on the Brown corpus        |
+ * | `@moelab/balance/cli`        | the `moelab` command line (`sim`, `solve`, `train`...) |
  *
  * @example Loss-Free Balancing against greedy top-K
  * ```ts
@@ -95,25 +105,6 @@ export {
 } from "./lib/workload/synthetic.ts";
 export { encodeNpy, type NpyArray, parseNpy } from "./lib/workload/npy.ts";
 export { replayWorkload } from "./lib/workload/replay.ts";
-export { readTable } from "./lib/workload/read_table.ts";
-export {
-  loadTable,
-  type LoadTableMapping,
-  readLoadTable,
-} from "./lib/workload/load_table.ts";
-export {
-  readTokenTrace,
-  tokenTrace,
-  type TokenTraceMapping,
-} from "./lib/workload/token_trace.ts";
-export {
-  traceLoads,
-  type TraceLoadsOptions,
-} from "./lib/workload/trace_loads.ts";
-export { type LoadVector, loadVectors } from "./lib/workload/load_vectors.ts";
-export { loadImbalance } from "./lib/workload/load_imbalance.ts";
-export { olmoeExpertCounts } from "./lib/workload/olmoe_counts.ts";
-export { moeBeyondBatches } from "./lib/workload/moe_beyond_batches.ts";
 export {
   resolveSimConfig,
   SIM_DEFAULTS,
@@ -132,13 +123,6 @@ export {
   runSimulationParallel,
 } from "./lib/sim/run_parallel.ts";
 export type { MethodSummary } from "./lib/sim/summarize.ts";
-export {
-  formatSummaryTable,
-  type SimFrames,
-  simFrames,
-  simSummary,
-  writeSimOutputs,
-} from "./lib/sim/output.ts";
 export {
   ASSIGNMENT_SOLVERS,
   type AssignmentSolver,
@@ -202,75 +186,3 @@ export {
   stepTimeMs,
   throughputGain,
 } from "./lib/placement/step_time.ts";
-export { Figure } from "./lib/report/figure.ts";
-export type { MimeBundle } from "./lib/report/_jupyter.ts";
-export type { ChartOptions, PlotData } from "./lib/report/_plot.ts";
-export { lineChart, type LineChartOptions } from "./lib/report/line_chart.ts";
-export { heatmap, type HeatmapOptions } from "./lib/report/heatmap.ts";
-export { barChart, type BarChartOptions } from "./lib/report/bar_chart.ts";
-export {
-  type BatchMetric,
-  convergencePlot,
-  loadHeatmap,
-  metricOverSteps,
-  mostImbalancedLayer,
-} from "./lib/report/sim_plots.ts";
-export {
-  display,
-  htmlTable,
-  markdown,
-  Rendered,
-} from "./lib/report/display.ts";
-export { simReportHtml } from "./lib/report/html_report.ts";
-export {
-  CHAR_VOCAB,
-  decodeText,
-  encodeText,
-  UNKNOWN_CHAR,
-} from "./lib/train/vocab.ts";
-export {
-  type BrownCorpus,
-  type BrownOptions,
-  loadBrown,
-  stripBrownTags,
-} from "./lib/train/brown.ts";
-export {
-  createMoeModel,
-  type MoeModel,
-  type MoeModelConfig,
-  type MoeParams,
-  type ResolvedModelConfig,
-} from "./lib/train/model.ts";
-export {
-  auxLoss,
-  type AuxLossOptions,
-  type RouterBatch,
-  zLoss,
-  type ZLossOptions,
-} from "./lib/train/aux_loss.ts";
-export { Adam, type AdamOptions } from "./lib/train/adam.ts";
-export { parseTrainMethod, type TrainMethod } from "./lib/train/method.ts";
-export {
-  evaluateMoe,
-  type EvaluateOptions,
-  type Evaluation,
-} from "./lib/train/evaluate.ts";
-export {
-  trainMoe,
-  type TrainOptions,
-  type TrainRun,
-} from "./lib/train/train.ts";
-export {
-  type MeanStd,
-  runTrainExperiment,
-  type TrainExperiment,
-  type TrainMethodSummary,
-  type TrainPreset,
-} from "./lib/train/experiment.ts";
-export {
-  formatTrainTable,
-  type TrainFrames,
-  trainFrames,
-  trainSummary,
-  writeTrainOutputs,
-} from "./lib/train/output.ts";

@@ -5,7 +5,8 @@
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { convergencePlot, runSimulation } from "@moelab/balance";
+import { runSimulation } from "@moelab/balance";
+import { convergencePlot } from "@moelab/balance/report";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const preset = JSON.parse(

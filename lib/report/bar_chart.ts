@@ -42,7 +42,7 @@ export interface BarChartOptions extends ChartOptions {
  *
  * @example
  * ```ts
- * import { barChart } from "@moelab/balance";
+ * import { barChart } from "@moelab/balance/report";
  * import assert from "node:assert/strict";
  *
  * const fig = barChart([{ gpu: 0, tokens: 900 }, { gpu: 1, tokens: 1100 }],

@@ -10,7 +10,7 @@ import { checkInteger } from "../_validate.ts";
  *
  * @example
  * ```ts
- * import { Rendered } from "@moelab/balance";
+ * import { Rendered } from "@moelab/balance/report";
  * import assert from "node:assert/strict";
  *
  * const r = new Rendered({ "text/html": "<b>1</b>", "text/plain": "1" });
@@ -89,7 +89,7 @@ const TABLE_STYLE = "<style>.moelab-table table{border-collapse:collapse;" +
  *
  * @example
  * ```ts
- * import { htmlTable } from "@moelab/balance";
+ * import { htmlTable } from "@moelab/balance/report";
  * import pl from "nodejs-polars";
  * import assert from "node:assert/strict";
  *
@@ -137,7 +137,7 @@ export function htmlTable(
  *
  * @example
  * ```ts
- * import { markdown } from "@moelab/balance";
+ * import { markdown } from "@moelab/balance/report";
  * import assert from "node:assert/strict";
  *
  * assert.equal(markdown("**MaxVio** 0.04").bundle["text/markdown"], "**MaxVio** 0.04");
@@ -166,7 +166,7 @@ function isDataFrame(v: unknown): v is pl.DataFrame {
  *
  * @example
  * ```ts
- * import { display, markdown } from "@moelab/balance";
+ * import { display, markdown } from "@moelab/balance/report";
  *
  * await display(markdown("# Outside Jupyter this prints the text"));
  * ```

@@ -8,7 +8,7 @@ import { JUPYTER_DISPLAY, type MimeBundle } from "./_jupyter.ts";
  *
  * @example
  * ```ts
- * import { Figure } from "@moelab/balance";
+ * import { Figure } from "@moelab/balance/report";
  * import assert from "node:assert/strict";
  *
  * const f = new Figure('<svg xmlns="http://www.w3.org/2000/svg" width="4" height="2"></svg>', 4, 2);

@@ -53,7 +53,7 @@ export interface HeatmapOptions extends ChartOptions {
  *
  * @example
  * ```ts
- * import { heatmap } from "@moelab/balance";
+ * import { heatmap } from "@moelab/balance/report";
  * import assert from "node:assert/strict";
  *
  * const rows = [];

@@ -104,7 +104,8 @@ footer{color:#888;font-size:12px;margin-top:32px}`;
  *
  * @example
  * ```ts
- * import { runSimulation, simReportHtml } from "@moelab/balance";
+ * import { runSimulation } from "@moelab/balance";
+ * import { simReportHtml } from "@moelab/balance/report";
  * import assert from "node:assert/strict";
  *
  * const html = simReportHtml(runSimulation({ steps: 4, layers: 1, tokens: 128, experts: 8, topK: 2 }));

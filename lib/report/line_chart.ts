@@ -46,7 +46,7 @@ export interface LineChartOptions extends ChartOptions {
  *
  * @example
  * ```ts
- * import { lineChart } from "@moelab/balance";
+ * import { lineChart } from "@moelab/balance/report";
  * import assert from "node:assert/strict";
  *
  * const rows = [1, 2, 3].flatMap((step) => [

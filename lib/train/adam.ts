@@ -23,7 +23,7 @@ export interface AdamOptions {
  *
  * @example One step moves each parameter by about `lr` against its gradient
  * ```ts
- * import { Adam } from "@moelab/balance";
+ * import { Adam } from "@moelab/balance/train";
  * import assert from "node:assert/strict";
  *
  * const p = new Float64Array([1, -1]);

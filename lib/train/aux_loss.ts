@@ -84,7 +84,7 @@ function checkBatch(batch: RouterBatch, needsSelection: boolean): void {
  *
  * @example Balanced routing gives `alpha` (f = P = 1 per expert on average)
  * ```ts
- * import { auxLoss } from "@moelab/balance";
+ * import { auxLoss } from "@moelab/balance/train";
  * import assert from "node:assert/strict";
  *
  * const scores = new Float64Array([0.5, 0.5, 0.5, 0.5]);
@@ -164,7 +164,7 @@ export interface ZLossOptions {
  *
  * @example
  * ```ts
- * import { zLoss } from "@moelab/balance";
+ * import { zLoss } from "@moelab/balance/train";
  * import assert from "node:assert/strict";
  *
  * const logits = new Float64Array([0, 0]); // logsumexp = ln 2

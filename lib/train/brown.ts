@@ -43,7 +43,7 @@ export interface BrownCorpus {
  *
  * @example
  * ```ts
- * import { stripBrownTags } from "@moelab/balance";
+ * import { stripBrownTags } from "@moelab/balance/train";
  * import assert from "node:assert/strict";
  *
  * const text = "\n\tThe/at jury/nn said/vbd ``/`` no/at ''/'' ./.\n";
@@ -107,7 +107,7 @@ function defaultDir(): string {
  *
  * @example
  * ```ts
- * import { decodeText, loadBrown } from "@moelab/balance";
+ * import { decodeText, loadBrown } from "@moelab/balance/train";
  * import assert from "node:assert/strict";
  *
  * const corpus = loadBrown({ maxFiles: 10 });

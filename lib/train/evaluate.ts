@@ -46,7 +46,7 @@ export interface EvaluateOptions {
  *
  * @example
  * ```ts
- * import { createMoeModel, evaluateMoe } from "@moelab/balance";
+ * import { createMoeModel, evaluateMoe } from "@moelab/balance/train";
  * import assert from "node:assert/strict";
  *
  * const model = createMoeModel({ experts: 4, topK: 1 });

@@ -103,7 +103,7 @@ export function meanStd(values: readonly number[]): MeanStd {
  *
  * @example
  * ```ts
- * import { loadBrown, runTrainExperiment } from "@moelab/balance";
+ * import { loadBrown, runTrainExperiment } from "@moelab/balance/train";
  * import assert from "node:assert/strict";
  *
  * const corpus = loadBrown({ maxFiles: 10 });

@@ -49,7 +49,7 @@ export function trainMethodNames(): string[] {
  *
  * @example
  * ```ts
- * import { parseTrainMethod } from "@moelab/balance";
+ * import { parseTrainMethod } from "@moelab/balance/train";
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual(parseTrainMethod("aux(alpha=1e-2)"), { label: "aux(alpha=1e-2)", kind: "aux", alpha: 0.01 });

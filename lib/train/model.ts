@@ -154,7 +154,7 @@ export function paramViews(
  *
  * @example
  * ```ts
- * import { createMoeModel } from "@moelab/balance";
+ * import { createMoeModel } from "@moelab/balance/train";
  * import assert from "node:assert/strict";
  *
  * const a = createMoeModel({ experts: 4, topK: 1 }, 7);

@@ -22,7 +22,7 @@ export interface TrainFrames {
  *
  * @example
  * ```ts
- * import { loadBrown, runTrainExperiment, trainFrames } from "@moelab/balance";
+ * import { loadBrown, runTrainExperiment, trainFrames } from "@moelab/balance/train";
  * import assert from "node:assert/strict";
  *
  * const x = runTrainExperiment({
@@ -149,7 +149,7 @@ function pm(m: MeanStd, digits: number): string {
  *
  * @example
  * ```ts
- * import { formatTrainTable, loadBrown, runTrainExperiment } from "@moelab/balance";
+ * import { formatTrainTable, loadBrown, runTrainExperiment } from "@moelab/balance/train";
  * import assert from "node:assert/strict";
  *
  * const x = runTrainExperiment({

@@ -69,7 +69,7 @@ export interface TrainRun extends Evaluation {
  *
  * @example
  * ```ts
- * import { trainMoe } from "@moelab/balance";
+ * import { trainMoe } from "@moelab/balance/train";
  * import assert from "node:assert/strict";
  *
  * const text = Uint8Array.from({ length: 3000 }, (_, i) => 1 + (i % 5));

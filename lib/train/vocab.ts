@@ -34,7 +34,7 @@ const TABLE = (() => {
  *
  * @example
  * ```ts
- * import { CHAR_VOCAB, decodeText, encodeText } from "@moelab/balance";
+ * import { CHAR_VOCAB, decodeText, encodeText } from "@moelab/balance/train";
  * import assert from "node:assert/strict";
  *
  * const ids = encodeText("The cat, 42%");
@@ -66,7 +66,7 @@ export function encodeText(text: string): Uint8Array {
  *
  * @example
  * ```ts
- * import { decodeText } from "@moelab/balance";
+ * import { decodeText } from "@moelab/balance/train";
  * import assert from "node:assert/strict";
  *
  * assert.equal(decodeText([8, 9]), "hi");

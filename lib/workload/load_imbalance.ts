@@ -20,7 +20,7 @@ import { loadVectors } from "./load_vectors.ts";
  *
  * @example
  * ```ts
- * import { loadImbalance } from "@moelab/balance";
+ * import { loadImbalance } from "@moelab/balance/workload";
  * import pl from "nodejs-polars";
  * import assert from "node:assert/strict";
  *

@@ -120,7 +120,7 @@ function stepLayer(
  *
  * @example A wide table, as HarMoEny's expert-frequency CSVs
  * ```ts
- * import { loadTable } from "@moelab/balance";
+ * import { loadTable } from "@moelab/balance/workload";
  * import pl from "nodejs-polars";
  * import assert from "node:assert/strict";
  *
@@ -196,7 +196,7 @@ export function loadTable(
  *
  * @example
  * ```ts
- * import { readLoadTable } from "@moelab/balance";
+ * import { readLoadTable } from "@moelab/balance/workload";
  * import assert from "node:assert/strict";
  *
  * const long = readLoadTable("data/fixtures/loads_long.csv");

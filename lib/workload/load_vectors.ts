@@ -37,7 +37,7 @@ export interface LoadVector {
  *
  * @example
  * ```ts
- * import { loadVectors } from "@moelab/balance";
+ * import { loadVectors } from "@moelab/balance/workload";
  * import pl from "nodejs-polars";
  * import assert from "node:assert/strict";
  *

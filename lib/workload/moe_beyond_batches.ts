@@ -17,7 +17,7 @@ import { show } from "../_validate.ts";
  *
  * @example
  * ```ts
- * import { moeBeyondBatches } from "@moelab/balance";
+ * import { moeBeyondBatches } from "@moelab/balance/workload";
  * import assert from "node:assert/strict";
  *
  * const t = moeBeyondBatches({

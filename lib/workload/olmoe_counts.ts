@@ -31,7 +31,7 @@ function record(v: unknown, path: string): Record<string, unknown> {
  *
  * @example
  * ```ts
- * import { olmoeExpertCounts } from "@moelab/balance";
+ * import { olmoeExpertCounts } from "@moelab/balance/workload";
  * import assert from "node:assert/strict";
  *
  * const t = olmoeExpertCounts({

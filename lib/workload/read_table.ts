@@ -82,7 +82,7 @@ function delimited(path: string, sep: string): pl.DataFrame {
  *
  * @example
  * ```ts
- * import { readTable } from "@moelab/balance";
+ * import { readTable } from "@moelab/balance/workload";
  * import assert from "node:assert/strict";
  *
  * const trace = readTable("data/fixtures/token_trace.jsonl");

@@ -92,7 +92,7 @@ function lists(
  *
  * @example Expert ids as text, as in the MoE-Beyond CSVs
  * ```ts
- * import { tokenTrace } from "@moelab/balance";
+ * import { tokenTrace } from "@moelab/balance/workload";
  * import pl from "nodejs-polars";
  * import assert from "node:assert/strict";
  *
@@ -223,7 +223,7 @@ function tokenOrdinals(
  *
  * @example
  * ```ts
- * import { readTokenTrace } from "@moelab/balance";
+ * import { readTokenTrace } from "@moelab/balance/workload";
  * import assert from "node:assert/strict";
  *
  * const trace = readTokenTrace("data/fixtures/token_trace.jsonl", {

@@ -45,7 +45,7 @@ const TRACE_COLUMNS = new Set(["step", "layer", "token", "experts", "probs"]);
  *
  * @example Top-2 routing of four tokens, batches of two tokens
  * ```ts
- * import { tokenTrace, traceLoads } from "@moelab/balance";
+ * import { tokenTrace, traceLoads } from "@moelab/balance/workload";
  * import pl from "nodejs-polars";
  * import assert from "node:assert/strict";
  *
