@@ -11,7 +11,8 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { runSimulation } from "../lib/sim/run.ts";
-import { simSummary, writeSimOutputs } from "../lib/sim/output.ts";
+import { simSummary } from "../lib/sim/summary_table.ts";
+import { writeSimOutputs } from "../lib/report/sim_outputs.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const browser = ["chromium", "chromium-browser"].find((b) =>

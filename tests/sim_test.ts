@@ -7,9 +7,11 @@ import pl from "nodejs-polars";
 import {
   encodeNpy,
   runSimulation,
+  runSimulationOn,
   runSimulationParallel,
-  writeSimOutputs,
 } from "../mod.ts";
+import { prepareRun } from "../lib/sim/prepare_run.ts";
+import { writeSimOutputs } from "../lib/report/mod.ts";
 
 const small = {
   steps: 30,
@@ -222,5 +224,101 @@ describe("runSimulationParallel", () => {
       runSimulationParallel(config, { threads: 0 }),
       RangeError,
     );
+  });
+});
+
+describe("prepareRun", () => {
+  test("a run reads its .npy once and no runner resolves or reads it again", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "moelab-prep-"));
+    try {
+      // 4 steps, 3 layers, 8 tokens, 4 experts of distinct logits.
+      const data = Float32Array.from(
+        { length: 4 * 3 * 8 * 4 },
+        (_, i) => Math.sin(i * 12.9898) * 3,
+      );
+      const path = join(dir, "logits.npy");
+      writeFileSync(path, encodeNpy(data, [4, 3, 8, 4]));
+      let reads = 0;
+      const run = prepareRun({
+        topK: 2,
+        methods: ["greedy", "loss-free(rate=0.1)"],
+        workload: { kind: "npy", path },
+      }, {
+        readFile: (p) => {
+          reads++;
+          return readFileSync(p);
+        },
+      });
+      assert.equal(reads, 1);
+      assert.deepEqual(
+        [run.config.steps, run.config.layers, run.config.experts],
+        [4, 3, 4],
+      );
+      // Gone: a runner that read the recording again would fail.
+      rmSync(path);
+      const results = [
+        runSimulation(run),
+        await runSimulationParallel(run, { threads: 2 }),
+        await runSimulationParallel(run, { threads: 1 }),
+        await runSimulationOn(run, { backend: "cpu" }),
+      ];
+      assert.equal(reads, 1);
+      for (const r of results) {
+        // The prepared configuration itself: nothing resolved it again.
+        assert.equal(r.config, run.config);
+        assert.deepEqual(r.tables.loads.load, results[0].tables.loads.load);
+        assert.deepEqual(
+          r.tables.metrics.value,
+          results[0].tables.metrics.value,
+        );
+      }
+      assert.equal(prepareRun(run), run);
+      assert.throws(
+        () => runSimulation(run, { workload: run.workload }),
+        TypeError,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a key typo fails before the recording is read", () => {
+    let reads = 0;
+    assert.throws(
+      () =>
+        prepareRun({ stepz: 3, workload: { kind: "npy", path: "x.npy" } }, {
+          readFile: () => {
+            reads++;
+            return new Uint8Array(0);
+          },
+        }),
+      /unknown key "stepz"/,
+    );
+    assert.equal(reads, 0);
+  });
+
+  test("runs on the recording's sizes, as the unprepared run does", () => {
+    const dir = mkdtempSync(join(tmpdir(), "moelab-prep-"));
+    try {
+      const data = Float32Array.from({ length: 2 * 5 * 6 }, (_, i) => i % 7);
+      const path = join(dir, "logits.npy");
+      writeFileSync(path, encodeNpy(data, [2, 5, 6]));
+      const config = {
+        topK: 2,
+        methods: ["greedy"],
+        workload: { kind: "npy", path },
+      };
+      const run = prepareRun(config);
+      assert.deepEqual(
+        [run.config.steps, run.config.layers, run.config.tokens],
+        [2, 1, 5],
+      );
+      assert.deepEqual(
+        runSimulation(config).tables.loads.load,
+        runSimulation(run).tables.loads.load,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,17 +1,14 @@
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import { BALANCERS } from "../route/registry.ts";
-import { resolveSimConfig } from "../sim/config.ts";
-import { loadWorkload, type RunOptions, type SimResult } from "../sim/run.ts";
+import { prepareRun } from "../sim/prepare_run.ts";
+import type { SimResult } from "../sim/run.ts";
 import { runSimulationOn } from "../sim/run_backend.ts";
 import { runSimulationParallel } from "../sim/run_parallel.ts";
+import { formatSummaryTable, simSummary } from "../sim/summary_table.ts";
+import { writeSimOutputs } from "../report/sim_outputs.ts";
 import { BACKENDS } from "../route/route_backend.ts";
 import { checkChoice } from "../_validate.ts";
-import {
-  formatSummaryTable,
-  simSummary,
-  writeSimOutputs,
-} from "../sim/output.ts";
 import { type FlagSpec, parseFlags, splitMethods, UsageError } from "./args.ts";
 
 const FLAGS: FlagSpec = {
@@ -147,24 +144,26 @@ export function simCommand(args: string[]): number | Promise<number> {
   if (Object.keys(ep).length > 0) {
     overrides.ep = { ...(preset.ep as Record<string, unknown> ?? {}), ...ep };
   }
-  const config = resolveSimConfig({ ...preset, ...overrides });
-  // Read and check the recording before any work, so bad input fails fast.
-  const loaded = loadWorkload(config);
+  const backend = checkChoice("--backend", flags.backend ?? "cpu", BACKENDS);
+  if (flags.threads !== undefined && (flags.threads as number) < 1) {
+    throw new RangeError(
+      `--threads must be a positive integer: current value is ${flags.threads}`,
+    );
+  }
+  // Resolve, check and load once, before any work: bad input fails fast,
+  // and every runner below takes the prepared run as it is.
+  const run = prepareRun({ ...preset, ...overrides });
   const quiet = flags.quiet === true;
   const t0 = performance.now();
   let lastReport = 0;
-  const backend = checkChoice("--backend", flags.backend ?? "cpu", BACKENDS);
-  const runOptions: RunOptions = {
-    workload: loaded.workload,
-    onProgress: quiet ? undefined : (done, steps) => {
-      const now = performance.now();
-      if (done === steps || now - lastReport > 2000) {
-        lastReport = now;
-        process.stderr.write(
-          `sim: step ${done}/${steps} (${((now - t0) / 1000).toFixed(1)} s)\n`,
-        );
-      }
-    },
+  const onProgress = quiet ? undefined : (done: number, steps: number) => {
+    const now = performance.now();
+    if (done === steps || now - lastReport > 2000) {
+      lastReport = now;
+      process.stderr.write(
+        `sim: step ${done}/${steps} (${((now - t0) / 1000).toFixed(1)} s)\n`,
+      );
+    }
   };
   const finish = (result: SimResult): number => {
     const out = typeof flags.out === "string" ? flags.out : "out/sim";
@@ -178,17 +177,10 @@ export function simCommand(args: string[]): number | Promise<number> {
     return 0;
   };
   if (backend !== "cpu") {
-    return runSimulationOn(loaded.config, { ...runOptions, backend }).then(
-      finish,
-    );
+    return runSimulationOn(run, { backend, onProgress }).then(finish);
   }
-  if (flags.threads !== undefined && (flags.threads as number) < 1) {
-    throw new RangeError(
-      `--threads must be a positive integer: current value is ${flags.threads}`,
-    );
-  }
-  return runSimulationParallel(loaded.config, {
+  return runSimulationParallel(run, {
     threads: flags.threads as number | undefined,
-    onProgress: runOptions.onProgress,
+    onProgress,
   }).then(finish);
 }

@@ -1,13 +1,17 @@
 import { checkChoice, checkInteger } from "../_validate.ts";
-import { BATCH_METRICS, type SimResult } from "../sim/run.ts";
+import {
+  BATCH_METRICS,
+  type BatchMetric,
+  METRIC,
+} from "../metrics/batch_metrics.ts";
+import type { SimResult } from "../sim/run.ts";
 import type { Figure } from "./figure.ts";
 import { heatmap } from "./heatmap.ts";
 import { lineChart } from "./line_chart.ts";
 
-/** A per-batch metric of a run (see {@linkcode BATCH_METRICS}). */
-export type BatchMetric = typeof BATCH_METRICS[number];
+export type { BatchMetric };
 
-const METRIC_LABELS: Record<string, string> = {
+const METRIC_LABELS: Record<BatchMetric, string> = {
   maxVio: "MaxVio_batch",
   cv: "CV of loads",
   maxOverMean: "max / mean load",
@@ -28,7 +32,8 @@ const METRIC_LABELS: Record<string, string> = {
  *
  * @example
  * ```ts
- * import { metricOverSteps, runSimulation } from "@moelab/balance";
+ * import { runSimulation } from "@moelab/balance";
+ * import { metricOverSteps } from "@moelab/balance/report";
  * import assert from "node:assert/strict";
  *
  * const r = runSimulation({ steps: 3, layers: 2, tokens: 64, experts: 8, topK: 2 });
@@ -41,7 +46,7 @@ export function metricOverSteps(
   result: SimResult,
   metric: BatchMetric = "maxVio",
 ): { step: number; method: string; value: number }[] {
-  const q = BATCH_METRICS.indexOf(checkChoice("metric", metric, BATCH_METRICS));
+  const q = METRIC[checkChoice("metric", metric, BATCH_METRICS)];
   const { steps, layers } = result.config;
   const M = result.labels.length;
   const sum = new Float64Array(steps * M);
@@ -74,7 +79,8 @@ export function metricOverSteps(
  *
  * @example
  * ```ts
- * import { convergencePlot, runSimulation } from "@moelab/balance";
+ * import { runSimulation } from "@moelab/balance";
+ * import { convergencePlot } from "@moelab/balance/report";
  * import assert from "node:assert/strict";
  *
  * const r = runSimulation({ steps: 5, layers: 1, tokens: 256, experts: 8, topK: 2 });
@@ -112,7 +118,8 @@ export function convergencePlot(
  *
  * @example
  * ```ts
- * import { mostImbalancedLayer, runSimulation } from "@moelab/balance";
+ * import { runSimulation } from "@moelab/balance";
+ * import { mostImbalancedLayer } from "@moelab/balance/report";
  * import assert from "node:assert/strict";
  *
  * const r = runSimulation({ steps: 3, layers: 4, tokens: 128, experts: 8, topK: 2 });
@@ -123,7 +130,7 @@ export function convergencePlot(
 export function mostImbalancedLayer(result: SimResult): number {
   const sum = new Float64Array(result.config.layers);
   const t = result.tables.metrics;
-  const q = BATCH_METRICS.indexOf("maxVio");
+  const q = METRIC.maxVio;
   for (let r = 0; r < t.value.length; r++) {
     if (t.metric[r] === q) sum[t.layer[r]] += t.value[r];
   }
@@ -146,7 +153,8 @@ export function mostImbalancedLayer(result: SimResult): number {
  *
  * @example
  * ```ts
- * import { loadHeatmap, runSimulation } from "@moelab/balance";
+ * import { runSimulation } from "@moelab/balance";
+ * import { loadHeatmap } from "@moelab/balance/report";
  * import assert from "node:assert/strict";
  *
  * const r = runSimulation({ steps: 4, layers: 2, tokens: 128, experts: 8, topK: 2 });

@@ -1,25 +1,25 @@
-// A worker of runSimulationParallel: runs the simulator on its share of the
-// layers and posts back the filled rows' tables (transferred, not copied).
-import { createBalancer, parseMethodSpec } from "../route/registry.ts";
-import { balancerContext, type LayerRun, simulateLayers } from "./_simulate.ts";
-import { loadWorkload } from "./run.ts";
+// A worker of runSimulationParallel: rebuilds the prepared run's workload
+// from its source (no file read, no configuration resolved), runs the
+// simulator on its share of the layers, holding only their rows, and posts
+// back the tables (transferred, not copied).
+import { createBalancer, type MethodSpec } from "../route/registry.ts";
 import type { SimConfig } from "./config.ts";
+import { workloadFromSource, type WorkloadSource } from "./prepare_run.ts";
+import { tableBuffers } from "./tables.ts";
+import { balancerContext, type LayerRun, simulateLayers } from "./_simulate.ts";
 
-/** A request: the resolved configuration and the layers to run. */
+/** A request: the prepared run's parts and the layers to run. */
 export interface WorkerRequest {
   config: SimConfig;
+  specs: readonly MethodSpec[];
+  source: WorkloadSource;
   layers: number[];
 }
 
 /** A reply: progress, the result, or an error to rethrow as its class. */
 export type WorkerReply =
   | { kind: "progress"; done: number }
-  | {
-    kind: "done";
-    run: LayerRun;
-    causal: boolean[];
-    workload: Record<string, unknown>;
-  }
+  | { kind: "done"; run: LayerRun; causal: boolean[] }
   | { kind: "error"; name: string; message: string };
 
 const scope = globalThis as unknown as {
@@ -29,31 +29,25 @@ const scope = globalThis as unknown as {
 
 scope.onmessage = (e) => {
   try {
-    const { workload, config } = loadWorkload(e.data.config);
-    const specs = config.methods.map(parseMethodSpec);
+    const { config, specs, source, layers } = e.data;
+    const workload = workloadFromSource(source);
     const ctx = balancerContext(config);
     const balancers = specs.map((s) => createBalancer(s, ctx));
     const run = simulateLayers(
-      config,
-      workload,
-      specs,
+      { config, specs, workload },
       balancers,
-      e.data.layers,
+      layers,
       (done) => scope.postMessage({ kind: "progress", done }),
     );
-    const t = run.tables;
     const transfer = [
-      ...Object.values(t.loads),
-      ...Object.values(t.biases),
-      ...Object.values(t.metrics),
-      run.wallMs,
-      run.gaps,
-    ].map((a) => (a as ArrayBufferView).buffer as ArrayBuffer);
+      ...tableBuffers(run.tables),
+      run.wallMs.buffer as ArrayBuffer,
+      run.gaps.buffer as ArrayBuffer,
+    ];
     scope.postMessage({
       kind: "done",
       run,
       causal: balancers.map((b) => b.causal),
-      workload: workload.describe(),
     }, transfer);
   } catch (err) {
     const error = err as Error;

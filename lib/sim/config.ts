@@ -1,7 +1,7 @@
 import { checkChoice, checkInteger, checkNumber, show } from "../_validate.ts";
 import { type Gate, GATES } from "../scores/gate.ts";
-import { parseMethodSpec } from "../route/registry.ts";
-import { checkEpConfig, EP_DEFAULTS, type EpConfig } from "./ep_stage.ts";
+import { type MethodSpec, parseMethodSpec } from "../route/registry.ts";
+import { checkEpConfig, EP_DEFAULTS, type EpConfig } from "./ep_config.ts";
 import {
   SYNTHETIC_DEFAULTS,
   type SyntheticOptions,
@@ -110,6 +110,28 @@ const SYNTHETIC_KEYS = new Set(
  * ```
  */
 export function resolveSimConfig(partial: unknown): SimConfig {
+  return resolveConfigWith(partial).config;
+}
+
+/** The sizes a workload fixes (a recording's shape), overriding the config's. */
+export interface WorkloadSizes {
+  steps: number;
+  layers: number;
+  tokens: number;
+  experts: number;
+}
+
+/**
+ * {@linkcode resolveSimConfig} in one pass, also when the workload fixes
+ * the sizes: checks the keys, the workload and the gate first, then asks
+ * `sizesOf` for the sizes (reading a recording, say) and checks the rest
+ * against them, so that a typo fails before any file is read. Returns the
+ * methods parsed too.
+ */
+export function resolveConfigWith(
+  partial: unknown,
+  sizesOf?: (workload: WorkloadConfig, gate: Gate) => WorkloadSizes | undefined,
+): { config: SimConfig; specs: MethodSpec[] } {
   if (
     partial === null || typeof partial !== "object" || Array.isArray(partial)
   ) {
@@ -127,7 +149,13 @@ export function resolveSimConfig(partial: unknown): SimConfig {
       );
     }
   }
-  const c = { ...SIM_DEFAULTS, ...p } as SimConfig;
+  const workload = checkWorkload(
+    Object.hasOwn(p, "workload") ? p.workload : SIM_DEFAULTS.workload,
+  );
+  const c = { ...SIM_DEFAULTS, ...p, workload } as SimConfig;
+  checkChoice("gate", c.gate, GATES);
+  const sizes = sizesOf?.(workload, c.gate);
+  if (sizes) Object.assign(c, sizes);
   checkNumber("seed", c.seed);
   checkInteger("experts", c.experts, 1);
   checkInteger("topK", c.topK, 1);
@@ -139,7 +167,6 @@ export function resolveSimConfig(partial: unknown): SimConfig {
   checkInteger("tokens", c.tokens, 1);
   checkInteger("layers", c.layers, 1);
   checkInteger("steps", c.steps, 1);
-  checkChoice("gate", c.gate, GATES);
   if (typeof c.normalize !== "boolean") {
     throw new TypeError(
       `normalize must be a boolean: current value is ${show(c.normalize)}`,
@@ -165,9 +192,9 @@ export function resolveSimConfig(partial: unknown): SimConfig {
       `methods must be a non-empty array: current value is ${show(c.methods)}`,
     );
   }
+  const specs = c.methods.map(parseMethodSpec);
   const labels = new Set<string>();
-  for (const m of c.methods) {
-    const spec = parseMethodSpec(m);
+  for (const spec of specs) {
     if (labels.has(spec.label)) {
       throw new RangeError(
         `methods must have distinct labels: ${show(spec.label)} repeats`,
@@ -183,9 +210,8 @@ export function resolveSimConfig(partial: unknown): SimConfig {
   }
   checkNumber("balanceThreshold", c.balanceThreshold, 0);
   checkInteger("gapSteps", c.gapSteps, 0);
-  c.workload = checkWorkload(c.workload);
   c.ep = checkEpConfig(c.ep, c.experts, p.ep !== undefined);
-  return c;
+  return { config: c, specs };
 }
 
 function checkWorkload(w: unknown): WorkloadConfig {

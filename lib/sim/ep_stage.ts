@@ -1,13 +1,6 @@
 // The expert-parallel stage of the simulator: every method's per-step
 // loads, placed on GPUs by four strategies, with per-GPU tokens, max/mean
 // and the modelled step time.
-import { checkChoice, checkInteger, show } from "../_validate.ts";
-import {
-  SYMMETRIC_GRAPHS,
-  type SymmetricGraph,
-  symmetricPlacement,
-} from "../placement/cayley.ts";
-import { randomPlacement } from "../placement/random.ts";
 import { asymmetricPlacement } from "../placement/asymmetric.ts";
 import { rebalanceExperts } from "../placement/eplb.ts";
 import {
@@ -18,104 +11,15 @@ import {
 import { exactScheduler } from "../placement/exact_scheduler.ts";
 import { stepTimeMs, throughputGain } from "../placement/step_time.ts";
 import type { SimConfig } from "./config.ts";
-import { evalStart } from "./summarize.ts";
-
-/** The strategies the EP stage compares, in table order. */
-export const EP_STRATEGIES = [
-  "static",
-  "eplb",
-  "symmetric-lp",
-  "asymmetric-lp",
-] as const;
-
-/** Configuration of the EP stage (`ep` in a preset). */
-export interface EpConfig {
-  /** GPUs of the expert-parallel group. */
-  gpus: number;
-  /** Replicas per expert (EPLB gets the same `experts * replicas` slots). */
-  replicas: number;
-  /** Graph of the symmetric placement, or `"random"` (seeded by the run's seed). */
-  placement: SymmetricGraph | "random";
-  /** How the LP strategies split tokens: `"exact"` (MicroMoE LP) or `"equal"` (no LP). */
-  scheduler: "exact" | "equal";
-  /** Steps between EPLB and asymmetric re-placements, from the loads of the steps since the last one. */
-  rebalanceEvery: number;
-}
-
-/** Defaults of the EP stage. */
-export const EP_DEFAULTS: Readonly<EpConfig> = {
-  gpus: 8,
-  replicas: 2,
-  placement: "complete",
-  scheduler: "exact",
-  rebalanceEvery: 50,
-};
-
-const PLACEMENTS = [...SYMMETRIC_GRAPHS, "random"] as const;
-
-/**
- * Checks an `ep` configuration against the number of experts. Returns
- * null (stage off) for `null`, or when the defaults do not fit the
- * experts and the user did not ask for the stage.
- */
-export function checkEpConfig(
-  value: unknown,
-  experts: number,
-  explicit: boolean,
-): EpConfig | null {
-  if (value === null) return null;
-  if (typeof value !== "object" || Array.isArray(value)) {
-    throw new TypeError(
-      `ep must be an object or null: current value is ${show(value)}`,
-    );
-  }
-  for (const key of Object.keys(value)) {
-    if (!(key in EP_DEFAULTS)) {
-      throw new RangeError(
-        `ep has an unknown key ${show(key)} (keys: ${
-          Object.keys(EP_DEFAULTS).join(", ")
-        })`,
-      );
-    }
-  }
-  const c = { ...EP_DEFAULTS, ...value } as EpConfig;
-  checkInteger("ep.gpus", c.gpus, 1);
-  checkInteger("ep.replicas", c.replicas, 1, c.gpus);
-  checkChoice("ep.placement", c.placement, PLACEMENTS);
-  checkChoice("ep.scheduler", c.scheduler, ["exact", "equal"]);
-  checkInteger("ep.rebalanceEvery", c.rebalanceEvery, 1);
-  try {
-    staticPlacement(experts, c.gpus);
-    symmetric(c, experts, 0);
-  } catch (e) {
-    // The defaults are off, not an error, when they do not fit the experts
-    // (a resolved configuration re-resolved for a recording's sizes too).
-    const defaults = (Object.keys(EP_DEFAULTS) as (keyof EpConfig)[])
-      .every((k) => c[k] === EP_DEFAULTS[k]);
-    if (!explicit || defaults) return null;
-    throw e;
-  }
-  return c;
-}
-
-function symmetric(c: EpConfig, experts: number, seed: number): Placement {
-  return c.placement === "random"
-    ? randomPlacement(experts, c.gpus, { replicas: c.replicas, seed })
-    : symmetricPlacement(experts, c.gpus, {
-      replicas: c.replicas,
-      graph: c.placement,
-    });
-}
-
-/** One method's result for one strategy over the evaluation window. */
-export interface EpStrategySummary {
-  /** Busiest over mean GPU tokens, mean over steps and layers. */
-  gpuMaxOverMean: number;
-  /** Modelled time of all MoE layers of a step (H100 NVLink preset), mean over steps, ms. */
-  stepTimeMs: number;
-  /** Throughput gain over static EP from the step times. */
-  throughputGain: number;
-}
+import {
+  EP_STRATEGIES,
+  EP_STRATEGY,
+  type EpConfig,
+  type EpStrategy,
+  type EpStrategySummary,
+  epSymmetricPlacement,
+} from "./ep_config.ts";
+import { evalStart } from "./eval_window.ts";
 
 /** What the EP stage produces. */
 export interface EpResult {
@@ -177,7 +81,7 @@ export function runEpStage(
     tokens: new Int32Array(rows),
   };
   const fixed = staticPlacement(E, G);
-  const sym = symmetric(c, E, sizes.seed);
+  const sym = epSymmetricPlacement(c, E, sizes.seed);
   const symScheduler = exactScheduler(sym);
   const moved: Placement[] = [], asym: Placement[] = [];
   const asymScheduler: ReturnType<typeof exactScheduler>[] = [];
@@ -185,6 +89,21 @@ export function runEpStage(
   const ratio = new Float64Array(M * K), time = new Float64Array(M * K);
   const stepTime = new Float64Array(M * K);
   const gpuTokens = new Int32Array(G);
+  // How each strategy splits a batch's loads over the GPUs, by name; `lm`
+  // is the (layer, method) whose placements the re-placing ones use.
+  type Split = (lm: number, batch: Int32Array, out: Int32Array) => void;
+  const exact = c.scheduler === "exact";
+  const split: Record<EpStrategy, Split> = {
+    static: (_, batch, out) => equalSplit(fixed, batch, out),
+    eplb: (lm, batch, out) => equalSplit(moved[lm], batch, out),
+    "symmetric-lp": exact
+      ? (_, batch, out) => out.set(symScheduler.schedule(batch).gpuLoads)
+      : (_, batch, out) => equalSplit(sym, batch, out),
+    "asymmetric-lp": exact
+      ? (lm, batch, out) => out.set(asymScheduler[lm].schedule(batch).gpuLoads)
+      : (lm, batch, out) => equalSplit(asym[lm], batch, out),
+  };
+  const strategies = EP_STRATEGIES.map((name) => split[name]);
   let row = 0;
   for (let s = 0; s < steps; s++) {
     stepTime.fill(0);
@@ -216,16 +135,7 @@ export function runEpStage(
         const batch = loads.subarray(base, base + E);
         for (let j = 0; j < E; j++) w[j] += batch[j];
         for (let k = 0; k < K; k++) {
-          if (k === 0) equalSplit(fixed, batch, gpuTokens);
-          else if (k === 1) equalSplit(moved[lm], batch, gpuTokens);
-          else if (c.scheduler === "equal") {
-            equalSplit(k === 2 ? sym : asym[lm], batch, gpuTokens);
-          } else {
-            const sched = k === 2
-              ? symScheduler.schedule(batch)
-              : asymScheduler[lm].schedule(batch);
-            gpuTokens.set(sched.gpuLoads);
-          }
+          strategies[k](lm, batch, gpuTokens);
           let max = 0, total = 0;
           for (let g = 0; g < G; g++, row++) {
             table.step[row] = s, table.layer[row] = l, table.method[row] = m;
@@ -248,7 +158,7 @@ export function runEpStage(
     const out: Record<string, EpStrategySummary> = {};
     EP_STRATEGIES.forEach((name, k) => {
       const ms = time[m * K + k] / window;
-      const base = time[m * K] / window;
+      const base = time[m * K + EP_STRATEGY.static] / window;
       out[name] = {
         gpuMaxOverMean: ratio[m * K + k] / (window * layers),
         stepTimeMs: ms,

@@ -1,25 +1,12 @@
-import { readFileSync } from "node:fs";
-import { parseNpy } from "../workload/npy.ts";
-import { replayWorkload } from "../workload/replay.ts";
-import { syntheticWorkload } from "../workload/synthetic.ts";
-import type { Workload } from "../workload/workload.ts";
-import {
-  createBalancer,
-  type MethodSpec,
-  parseMethodSpec,
-} from "../route/registry.ts";
+import { createBalancer } from "../route/registry.ts";
 import type { Balancer } from "../route/balancer.ts";
-import { resolveSimConfig, type SimConfig } from "./config.ts";
+import type { Workload } from "../workload/workload.ts";
+import type { SimConfig } from "./config.ts";
 import { type EpResult, runEpStage } from "./ep_stage.ts";
 import { type MethodSummary, summarize } from "./summarize.ts";
-import {
-  balancerContext,
-  type LayerRun,
-  type SimTables,
-  simulateLayers,
-} from "./_simulate.ts";
-
-export { BATCH_METRICS, type SimTables } from "./_simulate.ts";
+import type { SimTables } from "./tables.ts";
+import { type PreparedRun, prepareRun } from "./prepare_run.ts";
+import { balancerContext, type LayerRun, simulateLayers } from "./_simulate.ts";
 
 /** Everything a simulation produces. */
 export interface SimResult {
@@ -37,7 +24,7 @@ export interface SimResult {
   tables: SimTables;
   /** The expert-parallel stage, null when `config.ep` is null. */
   ep: EpResult | null;
-  /** Steps on which each layer's exact optimum was solved (see {@linkcode optimumSteps}). */
+  /** Steps on which each layer's exact optimum was solved (`gapSteps` of the evaluation window). */
   optimumSteps: number[];
   /**
    * Optimality gap `1 - score sum / optimum`, (step, layer, method)
@@ -48,87 +35,19 @@ export interface SimResult {
 
 /** Options of {@linkcode runSimulation}. */
 export interface RunOptions {
-  /** Use this workload instead of the one the config describes. */
+  /**
+   * Use this workload instead of the one the config describes (with a
+   * configuration only: a prepared run has its workload).
+   */
   workload?: Workload;
   /** Called after each step with `(stepsDone, steps)`. */
   onProgress?: (done: number, steps: number) => void;
   /**
    * Balancers to use instead of building them from the config, by method
-   * index (`undefined` entries are built as usual). The WebGPU runner
-   * (run_backend.ts) passes balancers that replay its routings.
+   * index (`undefined` entries are built as usual), for a runner that
+   * brings its own (a device's).
    */
   balancers?: (Balancer | undefined)[];
-}
-
-/**
- * Builds the workload a configuration describes (synthetic, or a `.npy`
- * recording read from disk) and returns it with the configuration updated
- * to the recording's sizes.
- *
- * @throws {RangeError} If the recording does not fit the configuration
- * (for example `topK` larger than its experts).
- * @throws {SyntaxError} If the `.npy` file is malformed.
- */
-export function loadWorkload(
-  config: SimConfig,
-): { workload: Workload; config: SimConfig } {
-  const w = config.workload;
-  if (w.kind === "npy") {
-    let bytes: Uint8Array;
-    try {
-      bytes = readFileSync(w.path);
-    } catch (e) {
-      throw new RangeError(
-        `scores file cannot be read: ${w.path} (${(e as Error).message})`,
-      );
-    }
-    const workload = replayWorkload(
-      parseNpy(new Uint8Array(bytes)),
-      config.gate,
-    );
-    const resolved = resolveSimConfig({
-      ...config,
-      steps: workload.steps,
-      layers: workload.layers,
-      tokens: workload.tokens,
-      experts: workload.experts,
-    });
-    return { workload, config: resolved };
-  }
-  const { kind: _kind, ...rest } = w;
-  const workload = syntheticWorkload({
-    ...rest,
-    seed: config.seed,
-    steps: config.steps,
-    layers: config.layers,
-    tokens: config.tokens,
-    experts: config.experts,
-    gate: config.gate,
-  });
-  return { workload, config };
-}
-
-/**
- * Resolves a configuration with its workload: `workload` when given (the
- * configuration takes its sizes), else the one the configuration describes
- * ({@linkcode loadWorkload}).
- */
-export function resolveWorkload(
-  config: unknown,
-  workload?: Workload,
-): { workload: Workload; config: SimConfig } {
-  const cfg = resolveSimConfig(config);
-  if (!workload) return loadWorkload(cfg);
-  return {
-    workload,
-    config: resolveSimConfig({
-      ...cfg,
-      steps: workload.steps,
-      layers: workload.layers,
-      tokens: workload.tokens,
-      experts: workload.experts,
-    }),
-  };
 }
 
 /**
@@ -137,7 +56,8 @@ export function resolveWorkload(
  * then let the method update its state. Score retention is measured
  * against greedy top-K on the same batch.
  *
- * @param config A partial configuration (see {@linkcode resolveSimConfig}).
+ * @param config A partial configuration (see {@linkcode resolveSimConfig}),
+ * or a {@linkcode PreparedRun}, which is run as it is.
  * @param options A workload to use instead, and a progress callback.
  * @returns Summaries and long tables ({@linkcode SimResult}).
  * @throws {TypeError | RangeError} If the configuration is invalid.
@@ -158,63 +78,45 @@ export function runSimulation(
   config: unknown,
   options: RunOptions = {},
 ): SimResult {
-  const { workload, config: cfg } = resolveWorkload(config, options.workload);
-  const specs = cfg.methods.map(parseMethodSpec);
-  const ctx = balancerContext(cfg);
-  const balancers = specs.map((s, m) =>
+  const run = prepareRun(config, { workload: options.workload });
+  const ctx = balancerContext(run.config);
+  const balancers = run.specs.map((s, m) =>
     options.balancers?.[m] ?? createBalancer(s, ctx)
   );
-  const all = Array.from({ length: cfg.layers }, (_, l) => l);
-  const run = simulateLayers(
-    cfg,
-    workload,
-    specs,
-    balancers,
-    all,
-    options.onProgress,
-  );
-  return finishSimulation(
-    cfg,
-    workload.describe(),
-    specs,
-    balancers.map((b) => b.causal),
-    run,
-  );
+  const all = Array.from({ length: run.config.layers }, (_, l) => l);
+  const layers = simulateLayers(run, balancers, all, options.onProgress);
+  return finishSimulation(run, balancers.map((b) => b.causal), layers);
 }
 
 /**
- * Summaries and the expert-parallel stage from the tables of a run (all
- * layers filled).
+ * Summaries and the expert-parallel stage from the tables of a run, all
+ * layers held in order.
  */
 export function finishSimulation(
-  cfg: SimConfig,
-  workload: Record<string, unknown>,
-  specs: MethodSpec[],
+  run: PreparedRun,
   causal: boolean[],
-  run: LayerRun,
+  layers: LayerRun,
 ): SimResult {
-  const { tables, wallMs, gaps } = run;
+  const { config: cfg, specs } = run;
+  const { tables, wallMs, gaps } = layers;
   const M = specs.length;
-  const labels = specs.map((s) => s.label);
-  const methods = summarize(
-    cfg,
-    tables,
-    specs,
-    causal,
-    wallMs,
-    gaps,
-  );
+  const methods = summarize(cfg, tables, [...specs], causal, wallMs, gaps);
   const ep = runEpStage(cfg, tables.loads.load, M);
   ep?.summaries.forEach((s, m) => (methods[m].ep = s));
   return {
     config: cfg,
     ep,
-    workload,
+    workload: run.workload.describe(),
     backend: "cpu",
-    labels,
+    labels: specs.map((s) => s.label),
     methods,
     tables,
-    optimumSteps: run.optimumSteps,
+    optimumSteps: layers.optimumSteps,
     optimalityGaps: gaps,
   };
 }
+
+// Kept where they were exported from before the simulator's layers split.
+export { BATCH_METRICS } from "../metrics/batch_metrics.ts";
+export type { SimTables } from "./tables.ts";
+export { loadWorkload } from "./prepare_run.ts";

@@ -4,7 +4,7 @@ import { readBack, storage } from "../../kernels/program.ts";
 import { routeOnGpu } from "../../kernels/route_topk.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer } from "../route/balancer.ts";
-import { type MethodSpec, parseMethodSpec } from "../route/registry.ts";
+import type { MethodSpec } from "../route/registry.ts";
 import { createRouting } from "../route/route.ts";
 import {
   type Backend,
@@ -13,12 +13,8 @@ import {
 } from "../route/route_backend.ts";
 import type { Workload } from "../workload/workload.ts";
 import type { SimConfig } from "./config.ts";
-import {
-  resolveWorkload,
-  type RunOptions,
-  runSimulation,
-  type SimResult,
-} from "./run.ts";
+import { prepareRun } from "./prepare_run.ts";
+import { type RunOptions, runSimulation, type SimResult } from "./run.ts";
 
 /** Options of {@linkcode runSimulationOn}. */
 export interface BackendRunOptions extends RunOptions {
@@ -42,7 +38,8 @@ type GpuMethod = { rate: number; rule: "sign" | "proportional" } | null;
  * replay, not the GPU work. `result.backend` names the adapter, whether it
  * is a software fallback, and which methods ran where.
  *
- * @param config A partial configuration (see `resolveSimConfig`).
+ * @param config A partial configuration (see `resolveSimConfig`), or a
+ * `PreparedRun` (see `prepareRun`).
  * @param options {@linkcode RunOptions} and `backend`.
  * @returns The {@linkcode SimResult}.
  * @throws {TypeError | RangeError} If the configuration or backend is invalid.
@@ -61,15 +58,15 @@ export async function runSimulationOn(
   config: unknown,
   options: BackendRunOptions = {},
 ): Promise<SimResult> {
-  const { backend = "cpu", ...rest } = options;
+  const { backend = "cpu", workload: given, ...rest } = options;
+  const run = prepareRun(config, { workload: given });
   const chosen = await selectBackend(backend);
   if (!chosen.gpu) {
-    const r = runSimulation(config, rest);
+    const r = runSimulation(run, rest);
     const why = chosen.info.reason;
     return { ...r, backend: why ? `cpu (no WebGPU: ${why})` : "cpu" };
   }
-  const { workload, config: cfg } = resolveWorkload(config, rest.workload);
-  const specs = cfg.methods.map(parseMethodSpec);
+  const { config: cfg, specs, workload } = run;
   const unsupported = gpuCanRoute(
     cfg.experts,
     cfg.topK,
@@ -84,7 +81,7 @@ export async function runSimulationOn(
     s.label
   );
   const balancers = await gpuPhase(chosen.gpu, cfg, workload, plan);
-  const r = runSimulation(cfg, { ...rest, workload, balancers });
+  const r = runSimulation(run, { ...rest, balancers });
   const where = `GPU: ${onGpu.join(", ") || "none"}; CPU: ${
     onCpu.join(", ") || "none"
   }${unsupported ? ` (${unsupported})` : ""}`;

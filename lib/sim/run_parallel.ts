@@ -1,13 +1,8 @@
 import { checkInteger } from "../_validate.ts";
-import { parseMethodSpec } from "../route/registry.ts";
-import { resolveSimConfig } from "./config.ts";
-import { allocateTables, type LayerRun } from "./_simulate.ts";
-import {
-  finishSimulation,
-  loadWorkload,
-  runSimulation,
-  type SimResult,
-} from "./run.ts";
+import { allocateTables, type SimTables } from "./tables.ts";
+import { type PreparedRun, prepareRun } from "./prepare_run.ts";
+import { finishSimulation, runSimulation, type SimResult } from "./run.ts";
+import type { LayerRun } from "./_simulate.ts";
 import type { WorkerReply, WorkerRequest } from "./_sim_worker.ts";
 
 /** Options of {@linkcode runSimulationParallel}. */
@@ -15,7 +10,8 @@ export interface ParallelRunOptions {
   /**
    * Worker threads, each running a share of the layers. Default: the
    * number of logical cores (`navigator.hardwareConcurrency`), at most the
-   * number of layers. `1` runs {@linkcode runSimulation} on this thread.
+   * number of layers. `1` runs {@linkcode runSimulation} on this thread, as
+   * does a prepared run of a workload object (which cannot travel).
    */
   threads?: number;
   /** Called as steps complete on every thread, with `(stepsDone, steps)`. */
@@ -33,9 +29,13 @@ const ERRORS: Record<string, new (message: string) => Error> = {
  * Layers are independent (every balancer keeps per-layer state, and the
  * scores of a layer depend only on the seed, step and layer), so the
  * result is identical to the sequential run's, row for row, except the
- * wall times, which are summed over the threads.
+ * wall times, which are summed over the threads. The run is prepared here,
+ * once; each worker rebuilds the workload from the prepared run's source
+ * (a recording's logits are shared, not read again) and holds the rows of
+ * its own layers only.
  *
- * @param config A partial configuration (see {@linkcode resolveSimConfig}).
+ * @param config A partial configuration (see {@linkcode resolveSimConfig}),
+ * or a {@linkcode PreparedRun}.
  * @param options Threads and a progress callback.
  * @returns The same {@linkcode SimResult} as {@linkcode runSimulation}.
  * @throws {TypeError | RangeError | SyntaxError} If the configuration or
@@ -59,8 +59,8 @@ export async function runSimulationParallel(
 ): Promise<SimResult> {
   // Everything is checked here, before a worker starts, so that bad input
   // fails with its own error class and nothing runs.
-  const loaded = loadWorkload(resolveSimConfig(config));
-  const cfg = loaded.config;
+  const run = prepareRun(config);
+  const cfg = run.config;
   const cores = typeof navigator !== "undefined" &&
       navigator.hardwareConcurrency > 0
     ? navigator.hardwareConcurrency
@@ -69,11 +69,8 @@ export async function runSimulationParallel(
     cfg.layers,
     checkInteger("threads", options.threads ?? cores, 1),
   );
-  if (threads === 1) {
-    return runSimulation(cfg, {
-      workload: loaded.workload,
-      onProgress: options.onProgress,
-    });
+  if (threads === 1 || run.source.kind === "given") {
+    return runSimulation(run, { onProgress: options.onProgress });
   }
   const groups = Array.from({ length: threads }, () => [] as number[]);
   for (let l = 0; l < cfg.layers; l++) groups[l % threads].push(l);
@@ -106,53 +103,66 @@ export async function runSimulationParallel(
           worker.terminate();
           reject(new Error(`simulation worker failed: ${e.message}`));
         };
-        worker.postMessage({ config: cfg, layers } satisfies WorkerRequest);
+        worker.postMessage(
+          {
+            config: cfg,
+            specs: run.specs,
+            source: run.source,
+            layers,
+          } satisfies WorkerRequest,
+        );
       })
     ),
   );
   return finishSimulation(
-    cfg,
-    runs[0].workload,
-    cfg.methods.map(parseMethodSpec),
+    run,
     runs[0].causal,
-    mergeRuns(cfg, groups, runs.map((r) => r.run)),
+    mergeRuns(run, runs.map((r) => r.run)),
   );
 }
 
 /** Copies each worker's layers into one set of full tables. */
-function mergeRuns(
-  cfg: { steps: number; layers: number; methods: unknown[]; experts: number },
-  groups: number[][],
-  runs: LayerRun[],
-): LayerRun {
-  const { steps, layers, experts: E } = cfg;
-  const M = cfg.methods.length;
+function mergeRuns(run: PreparedRun, parts: LayerRun[]): LayerRun {
+  const { steps, layers, experts: E } = run.config;
+  const M = run.specs.length;
   const tables = allocateTables(steps, layers, M, E);
   const Q = tables.metrics.value.length / (steps * layers * M);
   const gaps = new Float64Array(steps * layers * M);
   const wallMs = new Float64Array(M);
-  runs.forEach((run, w) => {
-    for (let m = 0; m < M; m++) wallMs[m] += run.wallMs[m];
+  for (const part of parts) {
+    for (let m = 0; m < M; m++) wallMs[m] += part.wallMs[m];
+    const held = part.layers.length;
     for (let step = 0; step < steps; step++) {
-      for (const layer of groups[w]) {
-        const cell = step * layers + layer;
-        copyRows(tables.loads, run.tables.loads, cell * M * E, M * E);
-        copyRows(tables.biases, run.tables.biases, cell * M * E, M * E);
-        copyRows(tables.metrics, run.tables.metrics, cell * M * Q, M * Q);
-        gaps.set(run.gaps.subarray(cell * M, (cell + 1) * M), cell * M);
+      for (let h = 0; h < held; h++) {
+        const from = step * held + h;
+        const to = step * layers + part.layers[h];
+        copyCell(tables.loads, part.tables.loads, from, to, M * E);
+        copyCell(tables.biases, part.tables.biases, from, to, M * E);
+        copyCell(tables.metrics, part.tables.metrics, from, to, M * Q);
+        gaps.set(part.gaps.subarray(from * M, (from + 1) * M), to * M);
       }
     }
-  });
-  return { tables, wallMs, gaps, optimumSteps: runs[0].optimumSteps };
+  }
+  return {
+    layers: Array.from({ length: layers }, (_, l) => l),
+    tables,
+    wallMs,
+    gaps,
+    optimumSteps: parts[0].optimumSteps,
+  };
 }
 
-function copyRows<T extends Record<string, Int32Array | Float64Array>>(
-  to: T,
-  from: T,
-  start: number,
-  count: number,
+/** Copies the `size` rows of cell `from` of `source` to cell `to` of `target`. */
+function copyCell<T extends SimTables[keyof SimTables]>(
+  target: T,
+  source: T,
+  from: number,
+  to: number,
+  size: number,
 ): void {
-  for (const key of Object.keys(to)) {
-    to[key].set(from[key].subarray(start, start + count), start);
+  const t = target as Record<string, Int32Array | Float64Array>;
+  const s = source as Record<string, Int32Array | Float64Array>;
+  for (const key of Object.keys(t)) {
+    t[key].set(s[key].subarray(from * size, (from + 1) * size), to * size);
   }
 }

@@ -1,7 +1,9 @@
 import type { MethodSpec } from "../route/registry.ts";
+import { BATCH_METRICS, METRIC } from "../metrics/batch_metrics.ts";
 import type { SimConfig } from "./config.ts";
-import type { SimTables } from "./run.ts";
-import type { EpStrategySummary } from "./ep_stage.ts";
+import type { EpStrategySummary } from "./ep_config.ts";
+import { evalStart } from "./eval_window.ts";
+import type { SimTables } from "./tables.ts";
 
 /** One method's results over the evaluation window (the last `evalFraction` of the steps). */
 export interface MethodSummary {
@@ -37,32 +39,12 @@ export interface MethodSummary {
   ep?: Record<string, EpStrategySummary>;
   /**
    * `1 - score sum / exact optimum's score sum`, mean over the layers and
-   * the sampled steps of the window ({@linkcode optimumSteps}; every step
+   * the sampled steps of the window (`optimumSteps`; every step
    * of the window when the run includes the `exact` method, whose routing
    * is the optimum); null when `gapSteps` is 0. Negative when a method keeps more score than any
    * routing within capacity can, by overloading experts (greedy).
    */
   optimalityGap: number | null;
-}
-
-/** First evaluated step: the window is `[evalStart, steps)`. */
-export function evalStart(config: SimConfig): number {
-  return config.steps -
-    Math.max(1, Math.ceil(config.steps * config.evalFraction));
-}
-
-/**
- * The steps whose exact optimum the simulator solves: `gapSteps` steps
- * evenly spaced over the evaluation window, its first step included.
- */
-export function optimumSteps(config: SimConfig): number[] {
-  const start = evalStart(config);
-  const window = config.steps - start;
-  const n = Math.min(config.gapSteps, window);
-  return Array.from(
-    { length: n },
-    (_, t) => start + Math.floor((t * window) / n),
-  );
 }
 
 /** Computes the {@linkcode MethodSummary} of every method from the long tables. */
@@ -76,7 +58,7 @@ export function summarize(
 ): MethodSummary[] {
   const { steps, layers, experts: E } = config;
   const M = specs.length;
-  const Q = 7; // BATCH_METRICS.length
+  const Q = BATCH_METRICS.length;
   const start = evalStart(config);
   const window = steps - start;
   const out: MethodSummary[] = [];
@@ -89,10 +71,10 @@ export function summarize(
       for (let l = 0; l < layers; l++) {
         const row = ((s * layers + l) * M + m) * Q;
         const v = tables.metrics.value;
-        layerMean[s] += v[row] / layers;
+        layerMean[s] += v[row + METRIC.maxVio] / layers;
         if (s >= start) {
           for (let q = 0; q < Q; q++) sums[q] += v[row + q];
-          retainedNum += v[row + 4];
+          retainedNum += v[row + METRIC.scoreRetention];
           retainedDen += 1;
         }
       }
@@ -135,16 +117,16 @@ export function summarize(
       name: specs[m].name,
       options: specs[m].options,
       causal: causal[m],
-      maxVioBatch: sums[0] / n,
+      maxVioBatch: sums[METRIC.maxVio] / n,
       maxVioGlobal: global / layers,
       scoreRetention: retainedDen === 0 ? 1 : retainedNum / retainedDen,
       stepsToBalance: balancedFrom,
       wallMs: wallMs[m],
-      cv: sums[1] / n,
-      maxOverMean: sums[2] / n,
-      zeroExperts: sums[3] / n,
-      droppedFraction: sums[5] / n,
-      tokensWithoutExpert: sums[6] / n,
+      cv: sums[METRIC.cv] / n,
+      maxOverMean: sums[METRIC.maxOverMean] / n,
+      zeroExperts: sums[METRIC.zeroExperts] / n,
+      droppedFraction: sums[METRIC.droppedFraction] / n,
+      tokensWithoutExpert: sums[METRIC.tokensWithoutExpert] / n,
       optimalityGap: gapCount === 0 ? null : gapSum / gapCount,
     });
   }

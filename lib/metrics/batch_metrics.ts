@@ -1,0 +1,127 @@
+import type { Routing, ScoreMatrix } from "../types.ts";
+import { selectedScoreSum } from "./load_metrics.ts";
+
+/**
+ * Names of the per-batch metrics, in the order in which
+ * {@linkcode batchMetrics} writes them and the simulator's metrics table
+ * numbers them.
+ */
+export const BATCH_METRICS = [
+  "maxVio",
+  "cv",
+  "maxOverMean",
+  "zeroExperts",
+  "scoreRetention",
+  "droppedFraction",
+  "tokensWithoutExpert",
+] as const;
+
+/** A per-batch metric (see {@linkcode BATCH_METRICS}). */
+export type BatchMetric = typeof BATCH_METRICS[number];
+
+/**
+ * The position of each per-batch metric in {@linkcode BATCH_METRICS}:
+ * `values[METRIC.scoreRetention]`, not `values[4]`.
+ *
+ * @example
+ * ```ts
+ * import { BATCH_METRICS, METRIC } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(BATCH_METRICS[METRIC.scoreRetention], "scoreRetention");
+ * assert.equal(Object.keys(METRIC).length, BATCH_METRICS.length);
+ * ```
+ */
+export const METRIC: Readonly<Record<BatchMetric, number>> = Object.freeze(
+  Object.fromEntries(BATCH_METRICS.map((name, q) => [name, q])) as Record<
+    BatchMetric,
+    number
+  >,
+);
+
+/** Options of {@linkcode batchMetrics}. */
+export interface BatchMetricsOptions {
+  /**
+   * Experts per token the run asks for (`K`). A routing may have more
+   * slots than `K` (Expert Choice's has): `droppedFraction` counts, per
+   * token, the used slots short of `K`.
+   */
+  topK: number;
+  /**
+   * Selected score sum of the reference routing (greedy top-K) on the same
+   * batch, the denominator of `scoreRetention` (retention 1 when it is 0).
+   */
+  referenceSum: number;
+  /** Where to write, `BATCH_METRICS.length` values (default: a new array). */
+  out?: Float64Array;
+}
+
+/**
+ * The {@linkcode BATCH_METRICS} of one routed batch, with `c[j]` the load
+ * of expert `j` over `E` experts and `mean = sum_j c[j] / E`:
+ * `maxVio = (max c - mean) / mean` (Wang et al., arXiv 2408.15664), `cv`
+ * the population standard deviation of `c` over `mean`, `maxOverMean =
+ * max c / mean` (the three are `0` when every load is zero),
+ * `zeroExperts` the experts with `c[j] = 0`, `scoreRetention` the
+ * selected score sum over `referenceSum`, `droppedFraction` the share of
+ * the `tokens x K` (token, slot) pairs without an expert, and
+ * `tokensWithoutExpert` the tokens routed nowhere. One pass over the
+ * loads and one over the slots: O(E + tokens x k).
+ *
+ * @param scores Scores of the batch (tokens x experts).
+ * @param routing Its routing: experts (tokens x k, `-1` for an empty slot) and loads.
+ * @param options `topK`, `referenceSum` and an optional `out`.
+ * @returns The values, indexed by {@linkcode METRIC}.
+ * @throws {TypeError} If the routing does not cover the scores' tokens.
+ *
+ * @example
+ * ```ts
+ * import { batchMetrics, METRIC, route } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * // Two tokens both pick expert 1 of 2: loads [0, 2], mean 1.
+ * const s = { data: new Float32Array([0.1, 0.9, 0.2, 0.8]), tokens: 2, experts: 2 };
+ * const r = route(s, { k: 1 });
+ * const v = batchMetrics(s, r, { topK: 1, referenceSum: 1.7 });
+ * assert.equal(v[METRIC.maxVio], 1);
+ * assert.equal(v[METRIC.zeroExperts], 1);
+ * assert.ok(Math.abs(v[METRIC.scoreRetention] - 1) < 1e-6);
+ * ```
+ */
+export function batchMetrics(
+  scores: ScoreMatrix,
+  routing: Routing,
+  options: BatchMetricsOptions,
+): Float64Array {
+  const { topK, referenceSum } = options;
+  const out = options.out ?? new Float64Array(BATCH_METRICS.length);
+  const { loads, experts: selected, k } = routing;
+  const E = loads.length;
+  let total = 0, max = 0, zero = 0;
+  for (let j = 0; j < E; j++) {
+    total += loads[j];
+    if (loads[j] > max) max = loads[j];
+    if (loads[j] === 0) zero++;
+  }
+  const mean = total / E;
+  let ss = 0;
+  for (let j = 0; j < E; j++) ss += (loads[j] - mean) ** 2;
+  let empty = 0, without = 0;
+  for (let i = 0; i < scores.tokens; i++) {
+    let used = 0;
+    for (let r = 0; r < k; r++) {
+      if (selected[i * k + r] >= 0) used++;
+    }
+    if (used < topK) empty += topK - used;
+    if (used === 0) without++;
+  }
+  const sum = selectedScoreSum(scores, routing);
+  out[METRIC.maxVio] = mean === 0 ? 0 : (max - mean) / mean;
+  out[METRIC.cv] = mean === 0 ? 0 : Math.sqrt(ss / E) / mean;
+  out[METRIC.maxOverMean] = mean === 0 ? 0 : max / mean;
+  out[METRIC.zeroExperts] = zero;
+  out[METRIC.scoreRetention] = referenceSum === 0 ? 1 : sum / referenceSum;
+  out[METRIC.droppedFraction] = empty / (scores.tokens * topK);
+  out[METRIC.tokensWithoutExpert] = without;
+  return out;
+}

@@ -1,0 +1,62 @@
+// A simulation run's files: parquet tables, summary.json and the HTML report.
+import { writeFileSync } from "node:fs";
+import { type OutputFile, writeFilesAtomically } from "../_write_files.ts";
+import type { SimResult } from "../sim/run.ts";
+import { simSummary } from "../sim/summary_table.ts";
+import { simReportHtml } from "./html_report.ts";
+import { gpuLoadsFrame, simFrames } from "./sim_frames.ts";
+
+/**
+ * Writes `loads.parquet`, `metrics.parquet`, `biases.parquet`,
+ * `summary.json` and `report.html` (summary, convergence plot and load
+ * heatmap on one self-contained page) into `dir`. Everything is first
+ * written to a temporary folder beside `dir`, then renamed into place, so a
+ * failure leaves no half-written file in `dir`.
+ *
+ * @param result A run of `runSimulation`.
+ * @param dir The folder to write into (created if missing).
+ * @returns The paths written.
+ *
+ * @example
+ * ```ts
+ * import { runSimulation } from "@moelab/balance";
+ * import { writeSimOutputs } from "@moelab/balance/report";
+ * import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { basename, join } from "node:path";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = mkdtempSync(join(tmpdir(), "moelab-"));
+ * const r = runSimulation({ steps: 2, layers: 1, tokens: 64, experts: 8, topK: 2 });
+ * const files = writeSimOutputs(r, dir).map((p) => basename(p));
+ * assert.ok(files.includes("loads.parquet") && files.includes("report.html"));
+ * const summary = JSON.parse(readFileSync(join(dir, "summary.json"), "utf8"));
+ * assert.equal(summary.methods.length, 2);
+ * rmSync(dir, { recursive: true });
+ * ```
+ */
+export function writeSimOutputs(result: SimResult, dir: string): string[] {
+  const frames = simFrames(result);
+  const files: OutputFile[] = [
+    ["loads.parquet", (p) => frames.loads.writeParquet(p)],
+    ["metrics.parquet", (p) => frames.metrics.writeParquet(p)],
+    ["biases.parquet", (p) => frames.biases.writeParquet(p)],
+    ...epFiles(result),
+    [
+      "summary.json",
+      (p) =>
+        writeFileSync(p, JSON.stringify(simSummary(result), null, 2) + "\n"),
+    ],
+    [
+      "report.html",
+      (p) => writeFileSync(p, simReportHtml(result, simSummary(result))),
+    ],
+  ];
+  return writeFilesAtomically(dir, files);
+}
+
+/** `[["gpu_loads.parquet", writer]]`, or nothing when the EP stage was off. */
+function epFiles(result: SimResult): OutputFile[] {
+  const frame = gpuLoadsFrame(result);
+  return frame ? [["gpu_loads.parquet", (p) => frame.writeParquet(p)]] : [];
+}

@@ -1,0 +1,134 @@
+// The summary of a run as text and as the `summary.json` object: what the
+// command line prints, with no dataframe or plotting package loaded.
+import { EP_STRATEGIES } from "./ep_config.ts";
+import type { SimResult } from "./run.ts";
+
+/**
+ * The `summary.json` object of a run: `{ config, backend, methods }`.
+ *
+ * @example
+ * ```ts
+ * import { runSimulation, simSummary } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const s = simSummary(runSimulation({ steps: 2, layers: 1, tokens: 64, experts: 8, topK: 2 }));
+ * assert.equal(s.backend, "cpu");
+ * assert.deepEqual(s.methods.map((m) => m.method), ["greedy", "loss-free"]);
+ * ```
+ */
+export function simSummary(result: SimResult): {
+  config: Record<string, unknown>;
+  backend: string;
+  methods: SimResult["methods"];
+} {
+  return {
+    config: {
+      ...result.config,
+      workload: result.workload,
+      // The steps whose exact optimum the optimality gap compares against.
+      optimumSteps: result.optimumSteps,
+    },
+    backend: result.backend,
+    methods: result.methods,
+  };
+}
+
+function fmt(x: number | null, digits = 3): string {
+  if (x === null) return "never";
+  return Number.isFinite(x) ? x.toFixed(digits) : String(x);
+}
+
+/**
+ * The summary as a fixed-width text table, one row per method.
+ *
+ * @example
+ * ```ts
+ * import { runSimulation, formatSummaryTable } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const t = formatSummaryTable(runSimulation({ steps: 2, layers: 1, tokens: 64, experts: 8, topK: 2 }));
+ * assert.match(t, /MaxVio_global/);
+ * ```
+ */
+export function formatSummaryTable(result: SimResult): string {
+  const header = [
+    "method",
+    "causal",
+    "MaxVio_batch",
+    "MaxVio_global",
+    "score retention",
+    "optimality gap",
+    "steps to balance",
+    "wall ms",
+  ];
+  const rows = result.methods.map((m) => [
+    m.method,
+    m.causal ? "yes" : "no",
+    fmt(m.maxVioBatch),
+    fmt(m.maxVioGlobal),
+    fmt(m.scoreRetention, 4),
+    m.optimalityGap === null ? "-" : `${(100 * m.optimalityGap).toFixed(2)}%`,
+    m.stepsToBalance === null ? "never" : String(m.stepsToBalance),
+    fmt(m.wallMs, 0),
+  ]);
+  const widths = header.map((h, c) =>
+    Math.max(h.length, ...rows.map((r) => r[c].length))
+  );
+  const line = (cells: string[]) =>
+    cells.map((cell, c) =>
+      c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c])
+    ).join(
+      "  ",
+    );
+  const c = result.config;
+  const title =
+    `${c.layers} layers x ${c.steps} steps x ${c.tokens} tokens, ${c.experts} experts, top-${c.topK}, ${c.gate} gate; evaluation: last ${
+      Math.round(c.evalFraction * 100)
+    }% of steps${
+      result.optimumSteps.length
+        ? `; optimality gap against the exact optimum on ${result.optimumSteps.length} of them`
+        : ""
+    }`;
+  return [
+    title,
+    line(header),
+    line(widths.map((w) => "-".repeat(w))),
+    ...rows.map(line),
+    ...formatEpSection(result),
+  ].join("\n");
+}
+
+/**
+ * The EP section of the summary table: per method, GPU max/mean and the
+ * modelled step time of each strategy, and the gain of MicroMoE on the
+ * symmetric placement over static EP. Empty when the stage was off.
+ */
+export function formatEpSection(result: SimResult): string[] {
+  const ep = result.ep;
+  if (!ep) return [];
+  const c = ep.config;
+  const header = ["method", ...EP_STRATEGIES.map((s) => `${s} max/mean`)];
+  header.push(...EP_STRATEGIES.map((s) => `${s} ms`), "LP gain");
+  const rows = result.methods.map((m, i) => {
+    const s = ep.summaries[i];
+    return [
+      m.method,
+      ...EP_STRATEGIES.map((k) => s[k].gpuMaxOverMean.toFixed(3)),
+      ...EP_STRATEGIES.map((k) => s[k].stepTimeMs.toFixed(2)),
+      `${(s["symmetric-lp"].throughputGain * 100).toFixed(1)}%`,
+    ];
+  });
+  const widths = header.map((h, j) =>
+    Math.max(h.length, ...rows.map((r) => r[j].length))
+  );
+  const line = (cells: string[]) =>
+    cells.map((x, j) => j === 0 ? x.padEnd(widths[j]) : x.padStart(widths[j]))
+      .join("  ");
+  return [
+    "",
+    `Expert parallelism: ${c.gpus} GPUs, ${c.replicas} replicas per expert (EPLB: equal split; LP: MicroMoE ${c.scheduler} scheduling on the ${c.placement} placement and the asymmetric one); step time: all layers, H100 NVLink model`,
+    line(header),
+    line(widths.map((w) => "-".repeat(w))),
+    ...rows.map(line),
+  ];
+}
