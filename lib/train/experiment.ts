@@ -20,17 +20,25 @@ export interface TrainPreset
 
 /** Mean and sample standard deviation (`n - 1`; `0` for one value). */
 export interface MeanStd {
+  /** The mean. */
   mean: number;
+  /** The sample standard deviation. */
   std: number;
 }
 
 /** One method's figures over the seeds, as written to `summary.json`. */
 export interface TrainMethodSummary {
+  /** The method's label. */
   method: string;
+  /** Validation perplexity. */
   perplexity: MeanStd;
+  /** Validation bits per character. */
   bitsPerChar: MeanStd;
+  /** MaxVio over the whole validation set. */
   maxVioGlobal: MeanStd;
+  /** Mean MaxVio of the training batches. */
   maxVioBatch: MeanStd;
+  /** Wall time of the training steps, seconds. */
   seconds: MeanStd;
 }
 

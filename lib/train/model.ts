@@ -39,19 +39,33 @@ export type ResolvedModelConfig = Required<MoeModelConfig>;
  * `outW (vocab x dim)`, `outB (vocab)`.
  */
 export interface MoeParams {
+  /** Character embeddings, `vocab x embed`. */
   emb: Float64Array;
+  /** Context mixing weights, `dim x (context * embed)`. */
   mixW: Float64Array;
+  /** Context mixing bias, `dim`. */
   mixB: Float64Array;
+  /** Router weights, `experts x dim`. */
   router: Float64Array;
+  /** Expert first layers, `experts x hidden x dim`. */
   w1: Float64Array;
+  /** Expert first biases, `experts x hidden`. */
   b1: Float64Array;
+  /** Expert second layers, `experts x dim x hidden`. */
   w2: Float64Array;
+  /** Expert second biases, `experts x dim`. */
   b2: Float64Array;
+  /** Shared expert first layer, `sharedHidden x dim`. */
   sw1: Float64Array;
+  /** Shared expert first bias, `sharedHidden`. */
   sb1: Float64Array;
+  /** Shared expert second layer, `dim x sharedHidden`. */
   sw2: Float64Array;
+  /** Shared expert second bias, `dim`. */
   sb2: Float64Array;
+  /** Output layer, `vocab x dim`. */
   outW: Float64Array;
+  /** Output bias, `vocab`. */
   outB: Float64Array;
 }
 
