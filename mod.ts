@@ -106,23 +106,45 @@ export {
 export { encodeNpy, type NpyArray, parseNpy } from "./lib/workload/npy.ts";
 export { replayWorkload } from "./lib/workload/replay.ts";
 export {
+  BATCH_METRICS,
+  type BatchMetric,
+  batchMetrics,
+  type BatchMetricsOptions,
+  METRIC,
+} from "./lib/metrics/batch_metrics.ts";
+export {
   resolveSimConfig,
   SIM_DEFAULTS,
   type SimConfig,
+  type WorkloadConfig,
 } from "./lib/sim/config.ts";
 export {
-  BATCH_METRICS,
+  EP_STRATEGIES,
+  EP_STRATEGY,
+  type EpConfig,
+  type EpStrategy,
+  type EpStrategySummary,
+} from "./lib/sim/ep_config.ts";
+export type { EpResult } from "./lib/sim/ep_stage.ts";
+export {
   loadWorkload,
+  type PreparedRun,
+  type PrepareOptions,
+  prepareRun,
+  type WorkloadSource,
+} from "./lib/sim/prepare_run.ts";
+export type { SimTables } from "./lib/sim/tables.ts";
+export {
   type RunOptions,
   runSimulation,
   type SimResult,
-  type SimTables,
 } from "./lib/sim/run.ts";
 export {
   type ParallelRunOptions,
   runSimulationParallel,
 } from "./lib/sim/run_parallel.ts";
 export type { MethodSummary } from "./lib/sim/summarize.ts";
+export { formatSummaryTable, simSummary } from "./lib/sim/summary_table.ts";
 export {
   ASSIGNMENT_SOLVERS,
   type AssignmentSolver,
