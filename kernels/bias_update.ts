@@ -1,8 +1,19 @@
 // The Loss-Free bias update on the GPU, so that a simulation can keep the
-// biases on the device between batches. CPU twin:
-// lib/route/_bias_update_f32.ts.
-import type { Gpu } from "./device.ts";
-import { dispatch, type GpuProgram, storage, uniforms } from "./program.ts";
+// biases on the device between batches: the "webgpu" kernel of the
+// lossFreeUpdate op (lib/ops/loss_free_update.ts), in float32.
+import { registerKernel } from "../lib/ops/registry.ts";
+import {
+  type LossFreeUpdateArgs,
+  lossFreeUpdateOp,
+} from "../lib/ops/loss_free_update.ts";
+import { type Gpu, gpuOf } from "./device.ts";
+import {
+  dispatch,
+  type GpuProgram,
+  readBack,
+  storage,
+  uniforms,
+} from "./program.ts";
 
 const WG = 256;
 
@@ -45,9 +56,22 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
 
 /**
  * Records the Loss-Free update of `bias` (a float32 GPU buffer, experts)
- * from `loads` (the batch just routed) and submits it.
+ * from `loads` (the batch just routed) and submits it: the resident form
+ * of the registered kernel, which counts the call.
  */
 export function lossFreeUpdateOnGpu(
+  gpu: Gpu,
+  bias: GPUBuffer,
+  loads: Int32Array,
+  rate: number,
+  rule: "sign" | "proportional",
+): void {
+  kernel.note();
+  encodeUpdate(gpu, bias, loads, rate, rule);
+}
+
+/** Records and submits the update program over the resident `bias`. */
+function encodeUpdate(
   gpu: Gpu,
   bias: GPUBuffer,
   loads: Int32Array,
@@ -66,3 +90,30 @@ export function lossFreeUpdateOnGpu(
   gpu.device.queue.submit([enc.finish()]);
   gpu.pool.release(c, p);
 }
+
+/**
+ * The registered kernel on host arrays: the biases go up as float32, are
+ * updated by the same program, and come back into `args.bias`.
+ */
+async function lossFreeUpdateWebGpu(
+  args: LossFreeUpdateArgs,
+  env: { gpu?: unknown },
+): Promise<Float64Array> {
+  const gpu = gpuOf(env);
+  const E = args.bias.length;
+  const buffer = storage(gpu, "bias", 4 * E, Float32Array.from(args.bias));
+  encodeUpdate(gpu, buffer, args.loads, args.rate, args.rule);
+  const back = new Float32Array(await readBack(gpu, buffer, 4 * E));
+  gpu.pool.release(buffer);
+  args.bias.set(back);
+  return args.bias;
+}
+
+const kernel = registerKernel({
+  op: lossFreeUpdateOp,
+  backend: "webgpu",
+  run: lossFreeUpdateWebGpu,
+  refuses: (a) =>
+    a.center ? "the GPU update does not subtract the mean step" : undefined,
+  callers: ["runSimulationOn() with backend webgpu (loss-free)"],
+});

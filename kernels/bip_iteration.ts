@@ -4,10 +4,16 @@
 // float bits, four passes of 8 bits, each a histogram (one thread per
 // token, atomic counts per expert and digit, only for values whose higher
 // digits match the prefix chosen so far) then a select step (one thread
-// per expert walks its 256 bins from the top). CPU twin:
-// lib/route/_bip_iteration.ts.
+// per expert walks its 256 bins from the top). The "webgpu" kernel of the
+// bipRound op (lib/ops/bip_round.ts) with clipped token prices, in float32.
 import type { ScoreMatrix } from "../lib/types.ts";
-import type { Gpu } from "./device.ts";
+import { registerKernel } from "../lib/ops/registry.ts";
+import {
+  type BipRoundArgs,
+  bipRoundOp,
+  type BipRoundResult,
+} from "../lib/ops/bip_round.ts";
+import { type Gpu, gpuOf } from "./device.ts";
 import { type RowChunk, uploadRows, words } from "./chunks.ts";
 import {
   dispatch,
@@ -174,8 +180,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 /**
  * One BIP round on the GPU from expert prices `q` (float32): token prices
- * `p` (tokens) and new expert prices `q` (experts), bit for bit those of
- * lib/route/_bip_iteration.ts. `p = 0` when `k >= experts`, `q = 0` when
+ * `p` (tokens) and new expert prices `q` (experts), clipped at 0, in
+ * float32 arithmetic. `p = 0` when `k >= experts`, `q = 0` when
  * `capacity >= tokens`.
  */
 export async function bipIterationOnGpu(
@@ -288,3 +294,43 @@ export async function bipIterationOnGpu(
   );
   return { p: new Float32Array(pOut), q: new Float32Array(qOut) };
 }
+
+/**
+ * The registered kernel: `args.rounds` rounds from `args.prices` (as
+ * float32), each the program above; the prices come back into
+ * `args.prices`.
+ */
+async function bipRoundWebGpu(
+  args: BipRoundArgs,
+  env: { gpu?: unknown; timer?: unknown },
+): Promise<BipRoundResult> {
+  const gpu = gpuOf(env);
+  const { scores, k, capacity } = args;
+  let q: Float32Array = Float32Array.from(args.prices);
+  let p: Float32Array = new Float32Array(scores.tokens);
+  for (let t = 0; t < args.rounds; t++) {
+    ({ p, q } = await bipIterationOnGpu(
+      gpu,
+      scores,
+      q,
+      k,
+      capacity,
+      env.timer as GpuTimer | undefined,
+    ));
+  }
+  args.prices.set(q);
+  return { prices: args.prices, tokenPrices: Float64Array.from(p) };
+}
+
+registerKernel({
+  op: bipRoundOp,
+  backend: "webgpu",
+  run: bipRoundWebGpu,
+  refuses: (a) =>
+    a.clip !== true
+      ? "the GPU round clips token prices at 0"
+      : a.k > 32
+      ? `k = ${a.k} exceeds the GPU round's 32`
+      : undefined,
+  callers: ["bench/backends_bench.ts (a device bip balancer is to come)"],
+});

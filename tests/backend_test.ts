@@ -1,10 +1,10 @@
 // The backend switch: routeAsync and runSimulationOn give the CPU's answers
-// on the CPU, the float32 twin's on WebGPU, and say which they used.
+// on the CPU, the same selections on WebGPU (dyadic biases: the same values
+// in float32), and say which they used.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { route } from "../lib/route/route.ts";
 import { routeAsync, selectBackend } from "../lib/route/route_backend.ts";
-import { routeF32 } from "../lib/route/_topk_f32.ts";
 import { runSimulationOn } from "../lib/sim/run_backend.ts";
 import { runSimulation } from "../lib/sim/run.ts";
 import { acquireGpu } from "../kernels/device.ts";
@@ -48,7 +48,7 @@ describe("backends", () => {
   });
 
   test(
-    "webgpu routes like its float32 twin; group-limited routing is refused",
+    "webgpu routes as route() does, groups included; k above 32 is refused",
     { skip: !gpu },
     async () => {
       const s = randomScores(2, 700, 40);
@@ -60,9 +60,14 @@ describe("backends", () => {
       });
       assert.equal(backend.name, "webgpu");
       assert.equal(backend.software, gpu!.info.software);
-      assert.deepEqual(routing.experts, routeF32(s, 4, { bias }).experts);
+      assert.deepEqual(routing.experts, route(s, { k: 4, bias }).experts);
+      const grouped = { k: 4, bias, groups: 4, topGroups: 2 };
+      const g = await routeAsync(s, { ...grouped, backend: "webgpu" });
+      assert.equal(g.backend.name, "webgpu");
+      assert.deepEqual(g.routing.experts, route(s, grouped).experts);
+      assert.deepEqual(g.routing.loads, route(s, grouped).loads);
       await assert.rejects(
-        routeAsync(s, { k: 4, groups: 4, topGroups: 2, backend: "webgpu" }),
+        routeAsync(randomScores(3, 10, 40), { k: 33, backend: "webgpu" }),
         RangeError,
       );
     },

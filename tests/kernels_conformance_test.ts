@@ -1,33 +1,73 @@
-// Every WebGPU kernel against its CPU twin in lib/ on random inputs with
-// ties, -Infinity (masked groups of experts) and sizes that are not
-// multiples of the workgroup size; chunking forced by a small binding
-// limit. Without an adapter the GPU tests are skipped with the reason,
-// unless MOELAB_REQUIRE_GPU=1 (set by .ci/run): then they fail. Bun has no
+// Every registered kernel against the CPU kernel of its op, found by
+// enumerating the registry after importing every module of lib/ops and
+// kernels/: a kernel that is registered is compared. Each op has cases
+// here (ties, -Infinity, groups, biases, sizes off the workgroup, batches
+// large enough for the worker threads) and a comparison whose tolerance is
+// written out: selections identical, values exact on the CPU backends and
+// within float32 rounding on WebGPU (the GPU has no float64). A WebGPU
+// kernel runs each case twice: whole, and with a small binding limit that
+// forces the scores into chunks. Each registered kernel must also be
+// reached from a public path (REACH below), which its call count shows.
+//
+// Without an adapter the WebGPU kernels are skipped with the reason, unless
+// MOELAB_REQUIRE_GPU=1 (set by .ci/run): then they fail. Bun has no
 // WebGPU, so under Bun they are skipped even then.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import process from "node:process";
+import { readdirSync } from "node:fs";
 import { acquireGpu, type Gpu } from "../kernels/device.ts";
-import { routeOnGpu } from "../kernels/route_topk.ts";
-import { lossFreeUpdateOnGpu } from "../kernels/bias_update.ts";
-import { bipIterationOnGpu } from "../kernels/bip_iteration.ts";
-import { sinkhornIterationOnGpu } from "../kernels/sinkhorn_iteration.ts";
-import { readBack, storage } from "../kernels/program.ts";
-import { routeF32 } from "../lib/route/_topk_f32.ts";
-import { lossFreeUpdateF32 } from "../lib/route/_bias_update_f32.ts";
-import { bipIterationF32 } from "../lib/route/_bip_iteration.ts";
-import { sinkhornIteration } from "../lib/route/_sinkhorn_iteration.ts";
+import {
+  type AnyOp,
+  definedOps,
+  type KernelEnv,
+  type KernelRecord,
+  registeredKernels,
+  requireKernel,
+} from "../lib/ops/registry.ts";
+import { type RouteArgs, routeCpu, routeOp } from "../lib/ops/route.ts";
+import { lossFreeUpdateOp } from "../lib/ops/loss_free_update.ts";
+import {
+  bipRoundOp,
+  type BipRoundResult,
+  dualScratch,
+} from "../lib/ops/bip_round.ts";
+import { quantileStepOp, routeKeepingNext } from "../lib/ops/quantile_step.ts";
+import { sinkhornOp, type SinkhornResult } from "../lib/ops/sinkhorn.ts";
+import { expertChoiceOp } from "../lib/ops/expert_choice.ts";
+import { capacityDropOp } from "../lib/ops/capacity_drop.ts";
+import { batchMetricsOp } from "../lib/ops/batch_metrics.ts";
+import { BATCH_METRICS, METRIC } from "../lib/metrics/batch_metrics.ts";
+import { selectedScoreSum } from "../lib/metrics/load_metrics.ts";
+import { capacityOf } from "../lib/select/capacity.ts";
+import { createRouting } from "../lib/select/routing.ts";
 import { route } from "../lib/route/route.ts";
+import { routeParallel, sharedScores } from "../lib/route/route_parallel.ts";
+import { routeAsync } from "../lib/route/route_backend.ts";
 import { bipPrices } from "../lib/route/bip.ts";
+import { sinkhornScaling } from "../lib/route/sinkhorn.ts";
+import { createBalancer } from "../lib/route/registry.ts";
+import { runSimulation } from "../lib/sim/run.ts";
+import { runSimulationOn } from "../lib/sim/run_backend.ts";
 import { Rng } from "../lib/scores/rng.ts";
-import type { ScoreMatrix } from "../lib/types.ts";
+import type { Routing, ScoreMatrix } from "../lib/types.ts";
+
+// Every module that may register a kernel, so the registry is complete.
+for (const dir of ["lib/ops", "kernels"]) {
+  const folder = new URL(`../${dir}/`, import.meta.url);
+  for (const name of readdirSync(folder).sort()) {
+    if (name.endsWith(".ts") && !name.endsWith("_test.ts")) {
+      await import(new URL(name, folder).href);
+    }
+  }
+}
 
 const { gpu, reason } = await acquireGpu();
 const isBun = "Bun" in globalThis;
 const required = process.env.MOELAB_REQUIRE_GPU === "1" && !isBun;
 if (!gpu) {
   console.log(
-    `GPU conformance tests skipped: ${reason}${
+    `WebGPU kernels skipped: ${reason}${
       isBun && process.env.MOELAB_REQUIRE_GPU === "1"
         ? " (MOELAB_REQUIRE_GPU=1 does not apply under Bun)"
         : ""
@@ -35,8 +75,24 @@ if (!gpu) {
   );
 }
 
-/** Scores with ties (quantised values) and, per token, masked groups. */
-function scores(rng: Rng, N: number, E: number, levels: number): ScoreMatrix {
+/** float32's unit roundoff. */
+const U32 = 2 ** -24;
+
+// ---------------------------------------------------------------- inputs
+
+/**
+ * Scores with ties (`levels` > 0 quantises them) and, for one token in
+ * five, a masked quarter of the experts (-Infinity, as group-limited
+ * routing leaves them). `maskAll` masks every expert of one column.
+ */
+function scores(
+  seed: number,
+  N: number,
+  E: number,
+  levels = 0,
+  maskColumn = -1,
+): ScoreMatrix {
+  const rng = new Rng(seed);
   const data = new Float32Array(N * E);
   const group = Math.max(1, E >> 2);
   for (let i = 0; i < N; i++) {
@@ -44,171 +100,767 @@ function scores(rng: Rng, N: number, E: number, levels: number): ScoreMatrix {
       const u = rng.uniform();
       data[i * E + j] = levels ? Math.floor(u * levels) / levels : u;
     }
-    // One token in five loses a group of experts (group-limited routing).
     if (rng.uniform() < 0.2 && E >= 4) {
       const g = rng.int(4);
       data.fill(-Infinity, i * E + g * group, i * E + (g + 1) * group);
     }
+    if (maskColumn >= 0) data[i * E + maskColumn] = -Infinity;
   }
   return { data, tokens: N, experts: E };
 }
+
+/** Dyadic values (exact in float32): `count` of `int(spread) / denom + base`. */
+function dyadic(
+  seed: number,
+  count: number,
+  spread: number,
+  denom: number,
+  base = 0,
+): Float64Array {
+  const rng = new Rng(seed);
+  return Float64Array.from(
+    { length: count },
+    () => base + rng.int(spread) / denom,
+  );
+}
+
+function largest(xs: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < xs.length; i++) {
+    const v = Math.abs(xs[i]);
+    if (v < Infinity && v > m) m = v;
+  }
+  return m;
+}
+
+/** `|got - want| <= tol * max(1, |want|)` entry by entry. */
+function within(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  tol: number,
+  what: string,
+): void {
+  assert.equal(got.length, want.length, `${what}: length`);
+  for (let i = 0; i < want.length; i++) {
+    const d = Math.abs(got[i] - want[i]);
+    assert.ok(
+      d <= tol * Math.max(1, Math.abs(want[i])) || got[i] === want[i],
+      `${what}[${i}]: ${got[i]} vs ${want[i]} (tolerance ${tol})`,
+    );
+  }
+}
+
+// ------------------------------------------------------ cases per op
+
+/** A case: a label and a factory of fresh arguments (kernels write them). */
+interface Case<A> {
+  label: string;
+  make(): A;
+}
+
+/** What a comparison sees besides the two results. */
+interface Run<A> {
+  /** An untouched copy of the inputs. */
+  input: A;
+  /** The arguments after the kernel under test and after the CPU kernel. */
+  gotArgs: A;
+  wantArgs: A;
+}
+
+/** How an op's kernels are compared. */
+interface Conformance<A, R> {
+  cases(): Case<A>[];
+  /**
+   * Asserts that `got` (the kernel under test, on `backend`) agrees with
+   * `want` (the CPU kernel).
+   */
+  compare(got: R, want: R, run: Run<A>, backend: string, what: string): void;
+}
+
+/** The tolerance of a float32 weight after a sum of `k` terms. */
+function weightTol(k: number): number {
+  return (k + 4) * U32;
+}
+
+function sameRouting(
+  got: Routing,
+  want: Routing,
+  exact: boolean,
+  what: string,
+): void {
+  assert.deepEqual(got.experts, want.experts, `${what}: experts`);
+  assert.deepEqual(got.loads, want.loads, `${what}: loads`);
+  if (exact) assert.deepEqual(got.weights, want.weights, `${what}: weights`);
+  else within(got.weights, want.weights, weightTol(got.k), `${what}: weights`);
+}
+
+function routeArgs(
+  s: ScoreMatrix,
+  k: number,
+  extra: Partial<Omit<RouteArgs, "scores" | "k" | "out">> = {},
+): RouteArgs {
+  return routeOp.validate({
+    scores: s,
+    options: {
+      k,
+      bias: extra.bias,
+      biasMode: extra.multiply ? "multiply" : "add",
+      normalize: extra.normalize,
+      scale: extra.scale,
+      groups: extra.groups,
+      topGroups: extra.topGroups,
+    },
+  });
+}
+
+const ROUTE: Conformance<RouteArgs, Routing> = {
+  cases() {
+    const out: Case<RouteArgs>[] = [];
+    const sizes = [
+      [1, 1, 1],
+      [63, 7, 2],
+      [65, 64, 6],
+      [1000, 256, 8],
+      [257, 37, 8],
+      [130, 300, 12],
+      [5000, 64, 6], // above routeParallel's threshold: worker threads run
+    ];
+    let seed = 10;
+    for (const [N, E, k] of sizes) {
+      for (const mode of ["none", "add", "multiply"] as const) {
+        const levels = N % 2 ? 4 : 0;
+        const s = seed++;
+        out.push({
+          label: `${N}x${E} k=${k} ${mode}${levels ? " ties" : ""}`,
+          make: () =>
+            routeArgs(scores(s, N, E, levels), k, {
+              // Dyadic biases: the same values in float32 and float64.
+              bias: mode === "none"
+                ? undefined
+                : mode === "add"
+                ? dyadic(s, E, 5, 16, -2 / 16)
+                : dyadic(s, E, 4, 4, 0.5),
+              multiply: mode === "multiply",
+              normalize: mode !== "add",
+              scale: mode === "add" ? 1 : 2.5,
+            }),
+        });
+      }
+    }
+    // Group-limited routing (DeepSeek-V3's shape, scaled down).
+    for (
+      const [N, E, k, G, M] of [[600, 64, 6, 8, 3], [301, 32, 4, 4, 2], [
+        5000,
+        64,
+        8,
+        8,
+        4,
+      ]]
+    ) {
+      const s = seed++;
+      out.push({
+        label: `${N}x${E} k=${k} groups ${M}/${G}`,
+        make: () =>
+          routeArgs(scores(s, N, E, 8), k, {
+            bias: dyadic(s, E, 7, 32, -3 / 32),
+            normalize: true,
+            groups: G,
+            topGroups: M,
+          }),
+      });
+    }
+    return out;
+  },
+  compare(got, want, _input, backend, what) {
+    sameRouting(got, want, backend !== "webgpu", what);
+  },
+};
+
+const LOSS_FREE = {
+  cases() {
+    const out = [];
+    let seed = 40;
+    for (const E of [1, 7, 256, 300]) {
+      for (const rule of ["sign", "proportional"] as const) {
+        for (const center of [false, true]) {
+          const s = seed++;
+          out.push({
+            label: `E=${E} ${rule}${center ? " centred" : ""}`,
+            make: () => {
+              const rng = new Rng(s);
+              const loads = Int32Array.from({ length: E }, () => rng.int(50));
+              loads[0] = 10; // an expert exactly at the mean when E = 1
+              return lossFreeUpdateOp.validate({
+                bias: dyadic(s, E, 9, 1024, -4 / 1024),
+                loads,
+                rate: 1e-3,
+                rule,
+                center,
+              });
+            },
+          });
+        }
+      }
+    }
+    return out;
+  },
+  compare(
+    got: Float64Array,
+    want: Float64Array,
+    { input }: Run<{ bias: Float64Array; rate: number }>,
+    backend: string,
+    what: string,
+  ) {
+    if (backend !== "webgpu") return assert.deepEqual(got, want, what);
+    // float32 state: the bias, the rate and the step each round once.
+    for (let j = 0; j < want.length; j++) {
+      const scale = Math.abs(input.bias[j]) + Math.abs(want[j]) + input.rate;
+      assert.ok(
+        Math.abs(got[j] - want[j]) <= 4 * U32 * scale,
+        `${what}[${j}]: ${got[j]} vs ${want[j]}`,
+      );
+    }
+  },
+} satisfies Conformance<
+  ReturnType<typeof lossFreeUpdateOp.validate>,
+  Float64Array
+>;
+
+/** Prices of a float32 kernel: each round moves them by float32 rounding of |s| + |q| + |p|. */
+function pricesTol(
+  s: ScoreMatrix,
+  rounds: number,
+  ...prices: ArrayLike<number>[]
+) {
+  let m = largest(s.data);
+  for (const p of prices) m += largest(p);
+  return 8 * Math.max(1, rounds) * U32 * m;
+}
+
+const BIP = {
+  cases() {
+    const out = [];
+    let seed = 60;
+    for (
+      const [N, E, k, cf, rounds, clip] of [
+        [1001, 37, 3, 1, 2, true],
+        [130, 64, 8, 1.5, 1, true],
+        [65, 8, 8, 1, 1, true], // k = E: p = 0
+        [50, 16, 2, 9, 2, true], // C >= N: q = 0
+        [600, 64, 6, 1, 3, true],
+        [600, 64, 6, 1, 2, "experts"],
+        [40, 8, 2, 1, 0, true],
+      ] as const
+    ) {
+      const s = seed++;
+      out.push({
+        label: `${N}x${E} k=${k} cf=${cf} T=${rounds} clip=${clip}`,
+        make: () => {
+          const sc = scores(s, N, E, N % 2 ? 16 : 0);
+          const args = bipRoundOp.validate({
+            scores: sc,
+            options: {
+              k,
+              capacity: capacityOf(N, k, E, cf),
+              T: rounds,
+              expertPrices: dyadic(s, E, 4, 64),
+              clipTokenPrices: clip === true,
+            },
+          });
+          return args;
+        },
+      });
+    }
+    return out;
+  },
+  compare(
+    got: BipRoundResult,
+    want: BipRoundResult,
+    { input }: Run<ReturnType<typeof bipRoundOp.validate>>,
+    backend: string,
+    what: string,
+  ) {
+    if (backend !== "webgpu") {
+      assert.deepEqual(got.prices, want.prices, `${what}: q`);
+      assert.deepEqual(got.tokenPrices, want.tokenPrices, `${what}: p`);
+      return;
+    }
+    const tol = pricesTol(
+      input.scores,
+      input.rounds,
+      input.prices,
+      want.prices,
+      want.tokenPrices,
+    );
+    within(got.prices, want.prices, tol, `${what}: q`);
+    within(got.tokenPrices, want.tokenPrices, tol, `${what}: p`);
+  },
+} satisfies Conformance<
+  ReturnType<typeof bipRoundOp.validate>,
+  BipRoundResult
+>;
+
+const QUANTILE = {
+  cases() {
+    const out = [];
+    let seed = 80;
+    for (
+      const [N, E, k, masked] of [
+        [1000, 32, 4, -1],
+        [257, 37, 3, -1],
+        [600, 64, 6, 5], // expert 5 unreachable: keeps its price
+        [64, 8, 8, -1], // k = E: nothing moves
+        [10, 8, 6, -1], // C >= N: nothing moves
+      ]
+    ) {
+      const s = seed++;
+      out.push({
+        label: `${N}x${E} k=${k}${masked >= 0 ? " masked column" : ""}`,
+        make: () =>
+          quantileStepOp.validate({
+            scores: scores(s, N, E, N % 2 ? 8 : 0, masked),
+            k,
+            prices: dyadic(s, E, 8, 64, -4 / 64),
+          }),
+      });
+    }
+    return out;
+  },
+  compare(
+    got: Float64Array,
+    want: Float64Array,
+    { input }: Run<ReturnType<typeof quantileStepOp.validate>>,
+    backend: string,
+    what: string,
+  ) {
+    if (backend !== "webgpu") return assert.deepEqual(got, want, what);
+    // One round, then the mean: twice a round's rounding.
+    within(got, want, 2 * pricesTol(input.scores, 1, input.prices, want), what);
+  },
+} satisfies Conformance<
+  ReturnType<typeof quantileStepOp.validate>,
+  Float64Array
+>;
+
+const SINKHORN = {
+  cases() {
+    const out = [];
+    let seed = 100;
+    for (
+      const [N, E, tau, maxIterations, warm] of [
+        [300, 64, 1, 100, false],
+        [1000, 16, 0.1, 100, true],
+        [257, 37, 0.05, 3, false], // the cap: a fixed number of steps
+        [1, 3, 1, 100, false],
+      ] as const
+    ) {
+      const s = seed++;
+      out.push({
+        label: `${N}x${E} tau=${tau} cap=${maxIterations}${
+          warm ? " warm" : ""
+        }`,
+        make: () =>
+          sinkhornOp.validate({
+            scores: scores(s, N, E),
+            options: { temperature: tau, maxIterations },
+            logScale: warm ? dyadic(s, E, 5, 64, -2 / 64) : undefined,
+          }),
+      });
+    }
+    return out;
+  },
+  compare(
+    got: SinkhornResult,
+    want: SinkhornResult,
+    { input, gotArgs, wantArgs }: Run<ReturnType<typeof sinkhornOp.validate>>,
+    backend: string,
+    what: string,
+  ) {
+    if (backend !== "webgpu") {
+      assert.deepEqual(got, want, what);
+      assert.deepEqual(gotArgs.logScale, wantArgs.logScale, what);
+      return;
+    }
+    // float32 sums, and a stop that may come one step apart where the
+    // error sits within rounding of the tolerance: one step then changes
+    // the scale by about the tolerance.
+    assert.ok(
+      Math.abs(got.iterations - want.iterations) <= 1,
+      `${what}: iterations ${got.iterations} vs ${want.iterations}`,
+    );
+    const steps = got.iterations === want.iterations ? 0 : 1;
+    const tol = (1e-5 + 2 * steps * input.tolerance) * input.temperature;
+    within(gotArgs.logScale, wantArgs.logScale, tol, `${what}: log scale`);
+    if (steps === 0) {
+      assert.ok(
+        Math.abs(got.error - want.error) <= 1e-5 + 1e-3 * want.error,
+        `${what}: error ${got.error} vs ${want.error}`,
+      );
+    }
+  },
+} satisfies Conformance<
+  ReturnType<typeof sinkhornOp.validate>,
+  SinkhornResult
+>;
+
+const EXPERT_CHOICE = {
+  cases() {
+    const out = [];
+    let seed = 120;
+    for (
+      const [N, E, k, cf, normalize] of [
+        [300, 16, 2, 1, false],
+        [1000, 64, 6, 1, true],
+        [257, 37, 3, 1.5, true],
+        [65, 8, 2, 100, false], // C = N: every pair
+        [20, 4, 1, 0.01, false],
+      ] as const
+    ) {
+      const s = seed++;
+      out.push({
+        label: `${N}x${E} k=${k} cf=${cf}`,
+        make: () =>
+          expertChoiceOp.validate({
+            scores: scores(s, N, E, N % 2 ? 8 : 0),
+            capacity: Math.min(N, capacityOf(N, k, E, cf)),
+            normalize,
+          }),
+      });
+    }
+    return out;
+  },
+  compare(
+    got: Routing,
+    want: Routing,
+    _i: unknown,
+    backend: string,
+    what: string,
+  ) {
+    sameRouting(got, want, backend !== "webgpu", what);
+  },
+} satisfies Conformance<
+  ReturnType<typeof expertChoiceOp.validate>,
+  Routing
+>;
+
+const CAPACITY = {
+  cases() {
+    const out = [];
+    let seed = 140;
+    for (
+      const [N, E, k, cf, drop] of [
+        [300, 16, 2, 1, "probs"],
+        [300, 16, 2, 1, "position"],
+        [1000, 64, 6, 1.25, "probs"],
+        [257, 37, 3, 0.5, "probs"],
+        [257, 37, 3, 0.5, "position"],
+      ] as const
+    ) {
+      const s = seed++;
+      out.push({
+        label: `${N}x${E} k=${k} cf=${cf} ${drop}`,
+        make: () => {
+          const sc = scores(s, N, E, N % 2 ? 8 : 0);
+          return capacityDropOp.validate({
+            scores: sc,
+            routing: routeCpu(routeArgs(sc, k)),
+            capacity: capacityOf(N, k, E, cf),
+            drop,
+          });
+        },
+      });
+    }
+    return out;
+  },
+  compare(got: Routing, want: Routing, _i: unknown, _b: string, what: string) {
+    // Dropping copies weights and compares scores: exact on every backend.
+    sameRouting(got, want, true, what);
+  },
+} satisfies Conformance<
+  ReturnType<typeof capacityDropOp.validate>,
+  Routing
+>;
+
+const METRICS = {
+  cases() {
+    const out = [];
+    let seed = 160;
+    for (const [N, E, k] of [[300, 16, 2], [1000, 64, 6], [257, 37, 3]]) {
+      for (const kind of ["greedy", "dropped", "expert-choice"] as const) {
+        const s = seed++;
+        out.push({
+          label: `${N}x${E} k=${k} ${kind}`,
+          make: () => {
+            const sc = scores(s, N, E, N % 2 ? 8 : 0);
+            const greedy = routeCpu(routeArgs(sc, k));
+            const referenceSum = selectedScoreSum(sc, greedy);
+            const routing = kind === "greedy"
+              ? greedy
+              : kind === "dropped"
+              ? requireKernel(capacityDropOp, "cpu").run(
+                capacityDropOp.validate({
+                  scores: sc,
+                  routing: routeCpu(routeArgs(sc, k)),
+                  capacity: capacityOf(N, k, E, 0.8),
+                  drop: "probs",
+                }),
+                {},
+              )
+              : requireKernel(expertChoiceOp, "cpu").run(
+                expertChoiceOp.validate({
+                  scores: sc,
+                  capacity: capacityOf(N, k, E, 1),
+                }),
+                {},
+              );
+            return batchMetricsOp.validate({
+              scores: sc,
+              routing,
+              topK: k,
+              referenceSum,
+            });
+          },
+        });
+      }
+    }
+    return out;
+  },
+  compare(
+    got: Float64Array,
+    want: Float64Array,
+    _i: unknown,
+    backend: string,
+    what: string,
+  ) {
+    if (backend !== "webgpu") return assert.deepEqual(got, want, what);
+    for (const m of ["zeroExperts", "tokensWithoutExpert"] as const) {
+      assert.equal(got[METRIC[m]], want[METRIC[m]], `${what}: ${m}`);
+    }
+    // Ratios of float32 sums over up to tokens x k terms.
+    within(got, want, 1e-5, what);
+  },
+} satisfies Conformance<
+  ReturnType<typeof batchMetricsOp.validate>,
+  Float64Array
+>;
+
+/** The conformance of every op, by op name. */
+// deno-lint-ignore no-explicit-any
+const CONFORMANCE: Record<string, Conformance<any, any>> = {
+  route: ROUTE,
+  lossFreeUpdate: LOSS_FREE,
+  bipRound: BIP,
+  quantileStep: QUANTILE,
+  sinkhorn: SINKHORN,
+  expertChoice: EXPERT_CHOICE,
+  capacityDrop: CAPACITY,
+  batchMetrics: METRICS,
+};
+
+// ------------------------------------------------ reachability
+
+const tiny = (): ScoreMatrix => scores(7, 64, 8, 4);
+
+async function simulateOn(methods: string[], backend: "cpu" | "webgpu") {
+  await runSimulationOn(
+    { steps: 3, layers: 1, tokens: 256, experts: 8, topK: 2, methods },
+    { backend },
+  );
+}
+
+function balance(method: string): void {
+  const b = createBalancer(method, { layers: 1, experts: 8, k: 2 });
+  const s = tiny();
+  b.update(0, s, b.route(0, s));
+}
+
+/**
+ * A public path per registered kernel (`op/backend`): calling it must run
+ * the kernel. `todo` marks a kernel whose public path is still to come;
+ * the suite reports it as TODO.
+ */
+const REACH: Record<string, (() => Promise<void> | void) | { todo: string }> = {
+  "route/cpu": () => void route(tiny(), { k: 2 }),
+  "route/cpu-threads": () => {
+    const s = sharedScores(40000, 8);
+    s.data.set(scores(8, 40000, 8).data);
+    routeParallel(s, { k: 2, threads: 2 });
+  },
+  "route/webgpu": async () =>
+    void await routeAsync(tiny(), { k: 2, backend: "webgpu" }),
+  "lossFreeUpdate/cpu": () => balance("loss-free"),
+  "lossFreeUpdate/webgpu": () => simulateOn(["loss-free"], "webgpu"),
+  "bipRound/cpu": () => void bipPrices(tiny(), { k: 2 }),
+  "bipRound/webgpu": { todo: "a bip balancer on the device" },
+  "quantileStep/cpu": () => balance("quantile"),
+  "sinkhorn/cpu": () => void sinkhornScaling(tiny()),
+  "expertChoice/cpu": () => balance("expert-choice"),
+  "capacityDrop/cpu": () => balance("capacity"),
+  "batchMetrics/cpu": () =>
+    void runSimulation({
+      steps: 2,
+      layers: 1,
+      tokens: 64,
+      experts: 8,
+      topK: 2,
+      methods: ["greedy"],
+    }),
+};
+
+// ------------------------------------------------------------ suite
+
+const key = (k: KernelRecord) => `${k.op.name}/${k.backend}`;
 
 /** The device with a small binding limit, so inputs go in several chunks. */
 function chunked(g: Gpu, bytes: number): Gpu {
   return { ...g, maxBinding: bytes };
 }
 
-function close(a: Float32Array, b: Float32Array, tol: number, what: string) {
-  assert.equal(a.length, b.length, what);
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    assert.ok(
-      d <= tol * Math.max(1, Math.abs(b[i])),
-      `${what}[${i}]: ${a[i]} vs ${b[i]}`,
-    );
+/** Environments to run a kernel in: threads, the device whole and chunked. */
+function environments(k: KernelRecord, E: number): [string, KernelEnv][] {
+  if (k.backend === "cpu-threads") return [["2 threads", { threads: 2 }]];
+  if (k.backend === "webgpu") {
+    return [["whole", { gpu }], ["chunked", {
+      gpu: chunked(gpu!, 4 * 256 * E),
+    }]];
+  }
+  return [["", {}]];
+}
+
+function needsGpu(k: KernelRecord): boolean {
+  return k.backend === "webgpu";
+}
+
+function skipOf(k: KernelRecord): string | false {
+  if (!needsGpu(k) || gpu) return false;
+  return required ? false : `no WebGPU adapter: ${reason}`;
+}
+
+function expectGpu(): void {
+  if (!gpu) {
+    throw new Error(`MOELAB_REQUIRE_GPU=1 but there is no adapter: ${reason}`);
   }
 }
 
-describe("kernel twins", () => {
-  test("the float32 routing twin equals route() when there is no bias", () => {
-    const s = scores(new Rng(1), 300, 24, 8);
-    const a = routeF32(s, 5, { normalize: true, scale: 2.5 });
-    const b = route(s, { k: 5, normalize: true, scale: 2.5 });
-    assert.deepEqual(a.experts, b.experts);
-    assert.deepEqual(a.loads, b.loads);
-    close(a.weights, b.weights, 1e-6, "weights");
+/** Scores of an op's arguments, for the chunk size. */
+function expertsOf(
+  args: { scores?: ScoreMatrix; bias?: Float64Array },
+): number {
+  return args.scores?.experts ?? args.bias?.length ?? 1;
+}
+
+describe("the registry", () => {
+  test("every op has a CPU kernel and a conformance entry", () => {
+    const ops: readonly AnyOp[] = definedOps();
+    assert.ok(ops.length >= 8, `ops: ${ops.map((o) => o.name)}`);
+    for (const op of ops) {
+      assert.ok(
+        registeredKernels(op).some((k) => k.backend === "cpu"),
+        `${op.name} has no cpu kernel`,
+      );
+      assert.ok(CONFORMANCE[op.name], `${op.name} has no conformance cases`);
+    }
   });
 
-  test("the BIP twin equals bipPrices (one round) where float32 is exact", () => {
-    // Dyadic scores and prices: s - q and s - p are exact in float32.
-    const rng = new Rng(2);
-    const s = scores(rng, 200, 16, 64);
-    const q0 = new Float32Array(16).map(() => rng.int(8) / 64);
-    const C = Math.ceil((200 * 3) / 16);
-    const twin = bipIterationF32(s, q0, 3, C);
-    const ref = bipPrices(s, { k: 3, capacity: C, T: 1, expertPrices: q0 });
-    assert.deepEqual([...twin.q], [...ref.expertPrices]);
-    assert.deepEqual([...twin.p], [...ref.tokenPrices]);
+  test("every registered kernel has a public path in REACH", () => {
+    for (const k of registeredKernels()) {
+      assert.ok(
+        REACH[key(k)],
+        `${key(k)} is registered but no path reaches it`,
+      );
+    }
+    assert.equal(BATCH_METRICS.length, Object.keys(METRIC).length);
   });
 });
 
-describe(
-  "WebGPU kernels against their CPU twins",
-  { skip: !gpu && !required },
-  () => {
-    const need = (): Gpu => {
-      if (!gpu) {
-        throw new Error(
-          `MOELAB_REQUIRE_GPU=1 but there is no adapter: ${reason}`,
-        );
-      }
-      return gpu;
-    };
-
-    test("top-K routing: indices and loads identical, weights within 1e-6", async () => {
-      const g = need();
-      const rng = new Rng(3);
-      const cases = [
-        [1, 1, 1],
-        [63, 7, 2],
-        [65, 64, 6],
-        [1000, 256, 8],
-        [257, 37, 8],
-        [130, 300, 12],
-      ];
-      for (const [N, E, k] of cases) {
-        for (const mode of ["none", "add", "multiply"] as const) {
-          const s = scores(rng, N, E, N % 2 ? 4 : 0);
-          const bias = mode === "none" ? undefined : Array.from(
-            { length: E },
-            () => mode === "add" ? (rng.int(5) - 2) / 16 : 0.5 + rng.int(4) / 4,
-          );
-          const settings = {
-            bias,
-            multiply: mode === "multiply",
-            normalize: mode !== "add",
-            scale: mode === "add" ? 1 : 2.5,
-          };
-          const want = routeF32(s, k, settings);
-          // Whole, and in chunks of 64 rows (bindings of 64 x E floats).
-          for (const dev of [g, chunked(g, 4 * 64 * E)]) {
-            const got = await routeOnGpu(dev, s, k, settings);
-            const what = `${N}x${E} k=${k} ${mode}`;
-            assert.deepEqual(got.experts, want.experts, what);
-            assert.deepEqual(got.loads, want.loads, what);
-            close(got.weights, want.weights, 1e-6, what);
-          }
-        }
-      }
-    });
-
-    test("Loss-Free bias update: sign exact, proportional within 1e-6", async () => {
-      const g = need();
-      const rng = new Rng(4);
-      for (const E of [1, 7, 256, 300]) {
-        for (const rule of ["sign", "proportional"] as const) {
-          const loads = Int32Array.from({ length: E }, () => rng.int(50));
-          loads[0] = 10; // an expert exactly at the mean when E = 1
-          const bias = new Float32Array(E).map(() => (rng.int(9) - 4) * 1e-3);
-          const buf = storage(g, "test bias", 4 * E, bias);
-          lossFreeUpdateOnGpu(g, buf, loads, 1e-3, rule);
-          const got = new Float32Array(await readBack(g, buf, 4 * E));
-          g.pool.release(buf);
-          lossFreeUpdateF32(bias, loads, 1e-3, rule);
-          if (rule === "sign") assert.deepEqual(got, bias);
-          else close(got, bias, 1e-6, `proportional E=${E}`);
-        }
-      }
-    });
-
-    test("BIP iteration: token and expert prices bit for bit", async () => {
-      const g = need();
-      const rng = new Rng(5);
-      for (
-        const [N, E, k, cf] of [[1001, 37, 3, 1], [130, 64, 8, 1.5], [
-          65,
-          8,
-          8,
-          1,
-        ], [50, 16, 2, 9]]
-      ) {
-        const s = scores(rng, N, E, N % 2 ? 16 : 0);
-        let q: Float32Array = new Float32Array(E).map(() => rng.int(4) / 64);
-        const C = Math.ceil((N * k * cf) / E);
-        for (let t = 0; t < 2; t++) {
-          const want = bipIterationF32(s, q, k, C);
-          for (const dev of [g, chunked(g, 4 * 64 * E)]) {
-            const got = await bipIterationOnGpu(dev, s, q, k, C);
-            assert.deepEqual(got.p, want.p, `p ${N}x${E}`);
-            assert.deepEqual(got.q, want.q, `q ${N}x${E}`);
-          }
-          q = want.q;
-        }
-      }
-    });
-
-    test("Sinkhorn iteration: scalings within 1e-5 relative", async () => {
-      const g = need();
-      const rng = new Rng(6);
-      for (const [N, E] of [[1, 3], [300, 64], [1000, 256]]) {
-        const s = scores(rng, N, E, 0);
-        let d1: Float32Array = new Float32Array(E).fill(1);
-        for (let t = 0; t < 3; t++) {
-          const want = sinkhornIteration(s, d1);
-          for (const dev of [g, chunked(g, 4 * 256 * E)]) {
-            const got = await sinkhornIterationOnGpu(dev, s, d1);
-            close(got.d0, want.d0, 1e-5, `d0 ${N}x${E}`);
-            close(got.d1, want.d1, 1e-5, `d1 ${N}x${E}`);
-            // A difference of near-equal numbers: absolute, on the scale of d1.
-            const scale = want.d1.reduce((a, b) => a + b, 0) / E;
-            assert.ok(
-              Math.abs(got.error - want.error) <= 1e-5 * scale,
-              `error ${N}x${E}`,
+describe("every kernel against its op's CPU kernel", () => {
+  for (const k of registeredKernels()) {
+    if (k.backend === "cpu") continue;
+    const conformance = CONFORMANCE[k.op.name];
+    test(
+      `${key(k)} agrees with ${k.op.name}/cpu`,
+      { skip: skipOf(k) },
+      async () => {
+        if (needsGpu(k)) expectGpu();
+        const cpu = requireKernel(k.op, "cpu");
+        let compared = 0;
+        for (const c of conformance.cases()) {
+          const input = c.make();
+          if (k.refuses?.(input)) continue;
+          const wantArgs = c.make();
+          const want = cpu.run(wantArgs, {});
+          for (const [where, env] of environments(k, expertsOf(input))) {
+            const gotArgs = c.make();
+            const got = await k.run(gotArgs, env);
+            conformance.compare(
+              got,
+              want,
+              { input, gotArgs, wantArgs },
+              k.backend,
+              `${key(k)} ${c.label} ${where}`,
             );
           }
-          d1 = want.d1;
+          compared++;
         }
-      }
-    });
-  },
-);
+        assert.ok(compared > 0, `${key(k)} refused every case`);
+      },
+    );
+  }
+});
+
+describe("every kernel is reached from a public path", () => {
+  for (const k of registeredKernels()) {
+    const path = REACH[key(k)];
+    if (path === undefined) continue; // reported by the registry test
+    if (typeof path !== "function") {
+      test(`${key(k)}`, { todo: path.todo }, () => {
+        throw new Error(`${key(k)}: ${path.todo}`);
+      });
+      continue;
+    }
+    test(
+      `${key(k)}: ${k.callers.join("; ")}`,
+      { skip: skipOf(k) },
+      async () => {
+        if (needsGpu(k)) expectGpu();
+        const before = k.calls;
+        await path();
+        assert.ok(k.calls > before, `${key(k)} was not called`);
+      },
+    );
+  }
+});
+
+describe("the CPU kernels' fused and public forms", () => {
+  test("route(), routeParallel() and routeCpu agree on one batch", () => {
+    const s = sharedScores(30000, 12);
+    s.data.set(scores(3, 30000, 12, 8).data);
+    const bias = dyadic(3, 12, 5, 16);
+    const a = route(s, { k: 3, bias });
+    const b = routeParallel(s, { k: 3, bias, threads: 3 });
+    const c = routeCpu(routeArgs(s, 3, { bias }));
+    sameRouting(b, a, true, "routeParallel");
+    sameRouting(c, a, true, "routeCpu");
+  });
+
+  test("the Quantile step's fused route is the route op's CPU selection", () => {
+    for (const [N, E, k] of [[1000, 32, 4], [257, 37, 3]]) {
+      const s = scores(N, N, E, N % 2 ? 8 : 0);
+      const q = dyadic(N, E, 8, 64, -4 / 64);
+      const scratch = dualScratch(N, E, k);
+      const fused = createRouting(N, k, E);
+      routeKeepingNext(s, k, q, fused, scratch, true);
+      const bias = Float64Array.from(q, (v) => -v);
+      const plain = routeCpu(routeArgs(s, k, { bias, normalize: true }));
+      sameRouting(fused, plain, true, `${N}x${E}`);
+      // a[i]: the (k+1)-th of s - q, which the step would compute itself.
+      const p = bipRoundOp.validate({
+        scores: s,
+        options: { k, T: 1, expertPrices: q, clipTokenPrices: false },
+      });
+      const tokenPrices = requireKernel(bipRoundOp, "cpu").run(p, {})
+        .tokenPrices;
+      assert.deepEqual(scratch.p, tokenPrices);
+    }
+  });
+});

@@ -156,3 +156,9 @@ export {
   type CapacityDropScratch,
   capacityDropScratch,
 } from "./capacity_drop.ts";
+export {
+  type BatchMetricsArgs,
+  batchMetricsCpu,
+  batchMetricsOp,
+  type BatchMetricsRequest,
+} from "./batch_metrics.ts";

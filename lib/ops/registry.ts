@@ -97,8 +97,14 @@ export interface KernelRecord<
   O extends AnyOp = AnyOp,
   B extends KernelBackend = KernelBackend,
 > extends Kernel<O, B> {
-  /** Calls of `run` since the process started. */
+  /** Calls of `run` (and {@linkcode KernelRecord.note}s) since the process started. */
   readonly calls: number;
+  /**
+   * Counts one use of the kernel by another entry point of the same code
+   * (a WebGPU kernel's resident-buffer form, which device balancers call
+   * without the host round trip of `run`).
+   */
+  note(): void;
 }
 
 const ops = new Map<string, AnyOp>();
@@ -148,6 +154,9 @@ export function registerKernel<O extends AnyOp, B extends KernelBackend>(
     refuses: kernel.refuses,
     callers: Object.freeze([...kernel.callers]),
     calls: 0,
+    note(): void {
+      record.calls++;
+    },
     run(args: ArgsOf<O>, env: KernelEnv): KernelResult<ResultOf<O>, B> {
       record.calls++;
       return inner(args, env);

@@ -6,9 +6,10 @@ import { createRouting, routeInto } from "../route/route.ts";
 import type { Balancer, BalancerContext } from "../route/balancer.ts";
 import {
   BATCH_METRICS,
-  batchMetrics,
   type BatchMetricsOptions,
 } from "../metrics/batch_metrics.ts";
+import { requireKernel } from "../ops/registry.ts";
+import { batchMetricsOp } from "../ops/batch_metrics.ts";
 import { selectedScoreSum } from "../metrics/load_metrics.ts";
 import { solveBalancedAssignmentSync } from "../solve/solve_balanced_assignment_sync.ts";
 import type { SimConfig } from "./config.ts";
@@ -71,6 +72,7 @@ export function simulateLayers(
     out: new Float64Array(Q),
   };
   const values = metricOptions.out!;
+  const metricsKernel = requireKernel(batchMetricsOp, "cpu");
   // An exact method at the default capacity routes by the optimum itself:
   // then the gap costs nothing more and covers the whole evaluation window.
   const exactIndex = specs.findIndex((s) =>
@@ -111,7 +113,13 @@ export function simulateLayers(
         // Read after route: a non-causal method sets its bias from the batch.
         const bias = b.biases(layer);
         metricOptions.referenceSum = referenceSum;
-        batchMetrics(scores, routing, metricOptions);
+        metricsKernel.run({
+          scores,
+          routing,
+          topK: k,
+          referenceSum,
+          out: values,
+        }, {});
         if (gapAt[step]) sums[m] = selectedScoreSum(scores, routing);
         for (let j = 0; j < E; j++, lr++) {
           tables.loads.step[lr] = tables.biases.step[lr] = step;
