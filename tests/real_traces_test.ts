@@ -16,7 +16,7 @@ import {
   readLoadTable,
   readTokenTrace,
   traceLoads,
-} from "../mod.ts";
+} from "../lib/workload/mod.ts";
 
 const DATA = join(dirname(fileURLToPath(import.meta.url)), "../../shared/data");
 const skip = existsSync(DATA)
