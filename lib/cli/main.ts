@@ -6,7 +6,17 @@
  * ```
  *
  * Exit codes: 0 on success, 2 on bad input (a one-line error on stderr),
- * 1 on an unexpected failure.
+ * 1 on an unexpected failure. The same commands run in-process through
+ * {@linkcode main}.
+ *
+ * @example Bad input exits 2 before any work
+ * ```ts
+ * import { COMMANDS, main } from "@moelab/balance/cli";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok("sim" in COMMANDS && "train" in COMMANDS);
+ * assert.equal(await main(["sim", "--steps", "0"]), 2);
+ * ```
  *
  * @module
  */
