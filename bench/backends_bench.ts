@@ -1,14 +1,16 @@
 // CPU against WebGPU against PyTorch, in one run: biased top-K routing
 // (scores/s and GB/s of scores read), routeParallel against PyTorch's
 // torch.topk(s + b, k) + torch.bincount on the same threads (ratio), and
-// one BIP iteration on both backends. measureRoute() returns the data
+// one BIP round on both backends. The WebGPU kernels are the registered
+// kernels of the route and bipRound ops. measureRoute() returns the data
 // notebooks/05-webgpu.ipynb plots.
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { acquireGpu, describeGpu } from "../kernels/device.ts";
+import { acquireGpu, describeGpu, type Gpu } from "../kernels/mod.ts";
 import { GpuTimer } from "../kernels/program.ts";
-import { routeOnGpu } from "../kernels/route_topk.ts";
-import { bipIterationOnGpu } from "../kernels/bip_iteration.ts";
+import { requireKernel } from "../lib/ops/registry.ts";
+import { routeOp } from "../lib/ops/route.ts";
+import { bipRoundOp } from "../lib/ops/bip_round.ts";
 import { route } from "../lib/route/route.ts";
 import { routeParallel, sharedScores } from "../lib/route/route_parallel.ts";
 import { bipPrices } from "../lib/route/bip.ts";
@@ -48,6 +50,18 @@ function smallBias(experts: number): Float64Array {
   );
 }
 
+/** The route op's WebGPU kernel on `scores`, timed by `timer` when given. */
+function gpuRoute(
+  gpu: Gpu,
+  scores: ScoreMatrix,
+  k: number,
+  bias: Float64Array,
+  timer?: GpuTimer,
+): Promise<unknown> {
+  const args = routeOp.validate({ scores, options: { k, bias } });
+  return requireKernel(routeOp, "webgpu").run(args, { gpu, timer });
+}
+
 /**
  * Times biased top-K routing on the CPU (routeParallel) and on the WebGPU
  * adapter, if any, at each size. Small sizes run in milliseconds.
@@ -68,14 +82,13 @@ export async function measureRoute(
     );
     let gpuMs = NaN, gpuKernelMs = NaN;
     if (gpu) {
-      const b32 = Float32Array.from(bias);
       gpuMs = await medianMsAsync(
-        async () => void await routeOnGpu(gpu, s, k, { bias: b32 }),
+        async () => void await gpuRoute(gpu, s, k, bias),
         repeats,
         1,
       );
       const timer = new GpuTimer(gpu);
-      await routeOnGpu(gpu, s, k, { bias: b32, timer });
+      await gpuRoute(gpu, s, k, bias, timer);
       gpuKernelMs = await timer.readMs();
       timer.destroy();
     }
@@ -184,14 +197,13 @@ export async function run(): Promise<void> {
   }
   let gpuMs = NaN;
   if (gpu) {
-    const b32 = Float32Array.from(bias);
     gpuMs = await medianMsAsync(
-      async () => void await routeOnGpu(gpu, s, k, { bias: b32 }),
+      async () => void await gpuRoute(gpu, s, k, bias),
       3,
       1,
     );
     const timer = new GpuTimer(gpu);
-    await routeOnGpu(gpu, s, k, { bias: b32, timer });
+    await gpuRoute(gpu, s, k, bias, timer);
     const kernel = await timer.readMs();
     timer.destroy();
     rows.push([
@@ -240,14 +252,20 @@ export async function run(): Promise<void> {
     cpuBip.toFixed(1),
   ]];
   if (gpu) {
-    const q = new Float32Array(be);
+    const round = requireKernel(bipRoundOp, "webgpu");
+    const checked = bipRoundOp.validate({
+      scores: bs,
+      options: { k: bk, capacity: C, T: 1 },
+    });
+    // Each round starts from zero prices, as the CPU's bipPrices does.
+    const args = () => (checked.prices.fill(0), checked);
     const gpuBip = await medianMsAsync(
-      async () => void await bipIterationOnGpu(gpu, bs, q, bk, C),
+      async () => void await round.run(args(), { gpu }),
       3,
       1,
     );
     const timer = new GpuTimer(gpu);
-    await bipIterationOnGpu(gpu, bs, q, bk, C, timer);
+    await round.run(args(), { gpu, timer });
     const kernel = await timer.readMs();
     timer.destroy();
     bipRows.push([

@@ -387,20 +387,14 @@ export async function routeOnGpu(
 
 /**
  * The registered kernel: the route op's checked arguments (typed arrays on
- * the host), scanned for NaN and `+Infinity` as the CPU kernel does, then
- * uploaded, routed and read back into `args.out`.
+ * the host) uploaded, routed and read back into `args.out`; a NaN or
+ * `+Infinity` score is reported by the kernel, as on the CPU.
  */
 async function routeWebGpu(
   args: RouteArgs,
   env: { gpu?: unknown; timer?: unknown },
 ): Promise<Routing> {
-  const { scores } = args;
-  const d = scores.data;
-  for (let i = 0; i < d.length; i++) {
-    const v = d[i];
-    if (v !== v || v === Infinity) throw badScore("scores", scores, i);
-  }
-  return await routeOnGpu(gpuOf(env), scores, args.k, {
+  return await routeOnGpu(gpuOf(env), args.scores, args.k, {
     bias: args.bias,
     multiply: args.multiply,
     normalize: args.normalize,

@@ -808,6 +808,26 @@ describe("every kernel against its op's CPU kernel", () => {
   }
 });
 
+describe("every route kernel reports a bad score as the CPU does", () => {
+  for (const k of registeredKernels(routeOp)) {
+    test(`${key(k)}`, { skip: skipOf(k) }, async () => {
+      if (needsGpu(k)) expectGpu();
+      for (const bad of [NaN, Infinity]) {
+        const s = scores(5, 300, 16);
+        s.data[123 * 16 + 5] = bad;
+        for (const [where, env] of environments(k, 16)) {
+          await assert.rejects(
+            async () => await k.run(routeArgs(s, 3), env),
+            (e: Error) =>
+              e instanceof RangeError && /token 123, expert 5/.test(e.message),
+            `${key(k)} ${where}: ${bad}`,
+          );
+        }
+      }
+    });
+  }
+});
+
 describe("every kernel is reached from a public path", () => {
   for (const k of registeredKernels()) {
     const path = REACH[key(k)];
