@@ -4,10 +4,7 @@
 // holding the rows of its own layers only, and merge exactly.
 import { createRouting, routeInto } from "../route/route.ts";
 import type { Balancer, BalancerContext } from "../route/balancer.ts";
-import {
-  BATCH_METRICS,
-  type BatchMetricsOptions,
-} from "../metrics/batch_metrics.ts";
+import { BATCH_METRICS } from "../metrics/batch_metrics.ts";
 import { requireKernel } from "../ops/registry.ts";
 import { batchMetricsOp } from "../ops/batch_metrics.ts";
 import { selectedScoreSum } from "../metrics/load_metrics.ts";
@@ -66,12 +63,7 @@ export function simulateLayers(
   const tables = allocateTables(steps, held, M, E);
   const reference = createRouting(tokens, k, E);
   const wallMs = new Float64Array(M);
-  const metricOptions: BatchMetricsOptions = {
-    topK: k,
-    referenceSum: NaN,
-    out: new Float64Array(Q),
-  };
-  const values = metricOptions.out!;
+  const values = new Float64Array(Q);
   const metricsKernel = requireKernel(batchMetricsOp, "cpu");
   // An exact method at the default capacity routes by the optimum itself:
   // then the gap costs nothing more and covers the whole evaluation window.
@@ -112,7 +104,6 @@ export function simulateLayers(
         }
         // Read after route: a non-causal method sets its bias from the batch.
         const bias = b.biases(layer);
-        metricOptions.referenceSum = referenceSum;
         metricsKernel.run({
           scores,
           routing,

@@ -115,8 +115,3 @@ export function finishSimulation(
     optimalityGaps: gaps,
   };
 }
-
-// Kept where they were exported from before the simulator's layers split.
-export { BATCH_METRICS } from "../metrics/batch_metrics.ts";
-export type { SimTables } from "./tables.ts";
-export { loadWorkload } from "./prepare_run.ts";
