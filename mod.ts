@@ -184,7 +184,7 @@ export {
   closedFormOptimum,
 } from "./lib/placement/closed_form.ts";
 export { exactScheduler } from "./lib/placement/exact_scheduler.ts";
-export { loadLpSolvers, lpSolversLoaded } from "./lib/solve/lp_solvers.ts";
+export { loadLpSolvers } from "./lib/solve/lp_solvers.ts";
 export type { Schedule, Scheduler } from "./lib/placement/types.ts";
 export {
   createScheduler,

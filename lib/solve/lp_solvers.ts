@@ -57,24 +57,6 @@ export async function loadLpSolvers(): Promise<void> {
   await Promise.all([loadGlpk(), loadHighs()]);
 }
 
-/**
- * Whether {@linkcode loadLpSolvers} has finished.
- *
- * @returns `true` once glpk.js and HiGHS are loaded.
- *
- * @example
- * ```ts
- * import { loadLpSolvers, lpSolversLoaded } from "@moelab/balance";
- * import assert from "node:assert/strict";
- *
- * await loadLpSolvers();
- * assert.ok(lpSolversLoaded());
- * ```
- */
-export function lpSolversLoaded(): boolean {
-  return glpk !== undefined && highs !== undefined;
-}
-
 function notLoaded(name: string): Error {
   return new Error(
     `the ${name} solver is not loaded: await loadLpSolvers() first`,
