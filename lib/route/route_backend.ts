@@ -52,12 +52,12 @@ export function gpuCanRoute(
 }
 
 /**
- * Resolves a backend name to the device to use: `"cpu"`; `"webgpu"` (an
+ * Resolves a backend name to the backend to use: `"cpu"`; `"webgpu"` (an
  * error without an adapter); `"auto"`: WebGPU where an adapter exists,
  * else the CPU, with the reason.
  *
  * @param backend `"cpu"`, `"webgpu"` or `"auto"`.
- * @returns What was chosen and, for WebGPU, the device.
+ * @returns What was chosen, for reports.
  * @throws {RangeError} If `backend` is not one of the three.
  * @throws {Error} If `"webgpu"` is asked for and there is no adapter.
  *
@@ -71,6 +71,16 @@ export function gpuCanRoute(
  * ```
  */
 export async function selectBackend(
+  backend: Backend,
+): Promise<{ info: BackendInfo }> {
+  return { info: (await resolveBackend(backend)).info };
+}
+
+/**
+ * {@linkcode selectBackend} with the device, for the code that runs
+ * kernels on it (routeAsync, the simulator's WebGPU runner).
+ */
+export async function resolveBackend(
   backend: Backend,
 ): Promise<{ info: BackendInfo; gpu?: Gpu }> {
   checkChoice("backend", backend, BACKENDS);
@@ -132,7 +142,7 @@ export async function routeAsync(
   const args = routeOp.validate({ scores, options });
   const threads = checkThreads(options.threads);
   const wanted = options.backend ?? "cpu";
-  const chosen = await selectBackend(wanted);
+  const chosen = await resolveBackend(wanted);
   const gpuKernel = requireKernel(routeOp, "webgpu");
   const unsupported = chosen.gpu ? gpuKernel.refuses!(args) : undefined;
   if (unsupported && wanted === "webgpu") {

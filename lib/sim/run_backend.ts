@@ -9,7 +9,7 @@ import { createRouting } from "../route/route.ts";
 import {
   type Backend,
   gpuCanRoute,
-  selectBackend,
+  resolveBackend,
 } from "../route/route_backend.ts";
 import type { Workload } from "../workload/workload.ts";
 import type { SimConfig } from "./config.ts";
@@ -60,7 +60,7 @@ export async function runSimulationOn(
 ): Promise<SimResult> {
   const { backend = "cpu", workload: given, ...rest } = options;
   const run = prepareRun(config, { workload: given });
-  const chosen = await selectBackend(backend);
+  const chosen = await resolveBackend(backend);
   if (!chosen.gpu) {
     const r = runSimulation(run, rest);
     const why = chosen.info.reason;
