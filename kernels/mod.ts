@@ -7,6 +7,10 @@
  */
 import "./route_topk.ts";
 import "./bias_update.ts";
-import "./bip_iteration.ts";
+import "./dual_round.ts";
+import "./sinkhorn_scaling.ts";
+import "./expert_choice.ts";
+import "./capacity_drop.ts";
+import "./batch_metrics.ts";
 
 export { acquireGpu, describeGpu, type Gpu, gpuOf } from "./device.ts";
