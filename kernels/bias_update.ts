@@ -17,11 +17,26 @@ import {
 
 const WG = 256;
 
-/** The update program for `experts` and the rule. */
+/**
+ * The update program for `experts`, the rule and `center` (subtract the
+ * mean step: for the sign rule `rate * (under - over) / E`, counted on
+ * integers; the proportional rule's steps sum to zero, so centring
+ * changes nothing there beyond the CPU's rounding).
+ */
 export function biasUpdateProgram(
   experts: number,
   rule: "sign" | "proportional",
+  center = false,
 ): GpuProgram {
+  const shift = center && rule === "sign"
+    ? `
+  var under = 0i;
+  for (var j = 0u; j < E; j++) {
+    let c = loads[j];
+    under += select(select(0i, -1i, c > q), 1i, c < q || (c == q && r > 0u));
+  }
+  let shift = params.rate * f32(under) / f32(E);`
+    : "\n  let shift = 0.0;";
   const step = rule === "sign"
     // Sign of mean - c[j], decided on integers: c*E < total iff c < q, or
     // c == q with a remainder (total = q*E + r); no overflow of c*E.
@@ -40,14 +55,14 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
   for (var j = 0u; j < E; j++) { total += loads[j]; }
   if (total == 0u) { return; }
   let q = total / E;
-  let r = total % E;
+  let r = total % E;${shift}
   for (var j = lid.x; j < E; j += ${WG}u) {
     let c = loads[j];
-    bias[j] = bias[j] + ${step};
+    bias[j] = bias[j] + (${step} - shift);
   }
 }`;
   return {
-    key: `bias-update:${experts}:${rule}`,
+    key: `bias-update:${experts}:${rule}:${center && rule === "sign"}`,
     label: `loss-free ${rule} update of ${experts}`,
     wgsl,
     workgroupSize: WG,
@@ -70,6 +85,33 @@ export function lossFreeUpdateOnGpu(
   encodeUpdate(gpu, bias, loads, rate, rule);
 }
 
+/**
+ * Records the Loss-Free update of the resident `bias` (experts, f32) from
+ * the resident `loads` (experts, u32) into `encoder`: the form device
+ * balancers use (the caller notes the kernel).
+ */
+export function recordLossFreeUpdate(
+  gpu: Gpu,
+  encoder: GPUCommandEncoder,
+  bias: GPUBuffer,
+  loads: GPUBuffer,
+  experts: number,
+  settings: {
+    rate: number;
+    rule: "sign" | "proportional";
+    center: boolean;
+  },
+  uniform: (words: ArrayBuffer) => GPUBuffer,
+): void {
+  const p = uniform(new Float32Array([settings.rate, 0, 0, 0]).buffer);
+  const program = biasUpdateProgram(experts, settings.rule, settings.center);
+  dispatch(gpu, encoder, program, [
+    { buffer: bias, offset: 0, size: 4 * experts },
+    { buffer: loads, offset: 0, size: 4 * experts },
+    p,
+  ], WG);
+}
+
 /** Records and submits the update program over the resident `bias`. */
 function encodeUpdate(
   gpu: Gpu,
@@ -77,6 +119,7 @@ function encodeUpdate(
   loads: Int32Array,
   rate: number,
   rule: "sign" | "proportional",
+  center = false,
 ): void {
   const E = loads.length;
   const c = storage(gpu, "bias update loads", 4 * E, loads);
@@ -86,7 +129,7 @@ function encodeUpdate(
     new Float32Array([rate, 0, 0, 0]).buffer,
   );
   const enc = gpu.device.createCommandEncoder({ label: "bias update" });
-  dispatch(gpu, enc, biasUpdateProgram(E, rule), [bias, c, p], WG);
+  dispatch(gpu, enc, biasUpdateProgram(E, rule, center), [bias, c, p], WG);
   gpu.device.queue.submit([enc.finish()]);
   gpu.pool.release(c, p);
 }
@@ -102,18 +145,18 @@ async function lossFreeUpdateWebGpu(
   const gpu = gpuOf(env);
   const E = args.bias.length;
   const buffer = storage(gpu, "bias", 4 * E, Float32Array.from(args.bias));
-  encodeUpdate(gpu, buffer, args.loads, args.rate, args.rule);
+  encodeUpdate(gpu, buffer, args.loads, args.rate, args.rule, args.center);
   const back = new Float32Array(await readBack(gpu, buffer, 4 * E));
   gpu.pool.release(buffer);
   args.bias.set(back);
   return args.bias;
 }
 
-const kernel = registerKernel({
+/** The registered lossFreeUpdate/webgpu kernel (device balancers note their resident calls). */
+export const lossFreeUpdateKernel = registerKernel({
   op: lossFreeUpdateOp,
   backend: "webgpu",
   run: lossFreeUpdateWebGpu,
-  refuses: (a) =>
-    a.center ? "the GPU update does not subtract the mean step" : undefined,
   callers: ["runSimulationOn() with backend webgpu (loss-free)"],
 });
+const kernel = lossFreeUpdateKernel;
