@@ -78,9 +78,10 @@ export interface RouteArgs {
  * counted. Kernels throw a RangeError for a NaN or `+Infinity` score.
  *
  * Backends: `"cpu"` (float64 keys, the reference), `"cpu-threads"` (the
- * same rows over worker threads, bit for bit), `"webgpu"` (float32 keys
- * `fround(s + fround(b))`: the same selection when the biases are the same
- * float32 values, weights within float32 rounding).
+ * same rows over worker threads, bit for bit), `"webgpu"` (keys compared
+ * as the CPU compares its float64 keys: the same selection as the CPU
+ * given the same bias values, which the GPU holds as float32; weights
+ * within float32 rounding).
  */
 export const routeOp = defineOp<RouteRequest, RouteArgs, Routing>({
   name: "route",

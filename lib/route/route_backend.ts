@@ -111,11 +111,12 @@ export interface RouteAsyncOptions extends RouteParallelOptions {
 
 /**
  * Routes a batch on the chosen backend. The CPU answer is
- * {@linkcode routeParallel}'s (that of `route`). The WebGPU kernel selects
- * on float32 keys `fround(s + b)`: with no bias the answers are the same;
- * with a bias they differ only where two float64 keys round to the same
- * float32. Settings the kernel does not take (group-limited routing,
- * `k > 32`, more than 4096 experts) run on the CPU under `"auto"`.
+ * {@linkcode routeParallel}'s (that of `route`). The WebGPU kernel makes
+ * the same selection as the CPU given the same bias values, which it holds
+ * as float32 (a bias that is not a float32 value is rounded first); its
+ * weights agree within float32 rounding. Settings the kernel does not take
+ * (`k > 32`, more than 4096 experts, more than 64 groups) run on the CPU
+ * under `"auto"`.
  *
  * @param scores Scores after the gate, `tokens x experts`.
  * @param options {@linkcode RouteParallelOptions} and `backend`.
