@@ -1,0 +1,602 @@
+// The conformance cases of every op: inputs that stress each kernel (ties,
+// -Infinity, groups, biases, sizes off the workgroup, batches large enough
+// for the worker threads) and the comparison with the op's CPU kernel,
+// with its tolerance written out. tests/kernels_conformance_test.ts runs
+// them on every registered kernel. A new op adds its entry to CONFORMANCE.
+import assert from "node:assert/strict";
+import { type RouteArgs, routeCpu, routeOp } from "../lib/ops/route.ts";
+import { requireKernel } from "../lib/ops/registry.ts";
+import { lossFreeUpdateOp } from "../lib/ops/loss_free_update.ts";
+import { bipRoundOp, type BipRoundResult } from "../lib/ops/bip_round.ts";
+import { quantileStepOp } from "../lib/ops/quantile_step.ts";
+import { sinkhornOp, type SinkhornResult } from "../lib/ops/sinkhorn.ts";
+import { expertChoiceOp } from "../lib/ops/expert_choice.ts";
+import { capacityDropOp } from "../lib/ops/capacity_drop.ts";
+import { batchMetricsOp } from "../lib/ops/batch_metrics.ts";
+import { METRIC } from "../lib/metrics/batch_metrics.ts";
+import { selectedScoreSum } from "../lib/metrics/load_metrics.ts";
+import { capacityOf } from "../lib/select/capacity.ts";
+import { Rng } from "../lib/scores/rng.ts";
+import type { Routing, ScoreMatrix } from "../lib/types.ts";
+
+/** float32's unit roundoff. */
+export const U32 = 2 ** -24;
+
+// ---------------------------------------------------------------- inputs
+
+/**
+ * Scores with ties (`levels` > 0 quantises them) and, for one token in
+ * five, a masked quarter of the experts (-Infinity, as group-limited
+ * routing leaves them). `maskAll` masks every expert of one column.
+ */
+export function scores(
+  seed: number,
+  N: number,
+  E: number,
+  levels = 0,
+  maskColumn = -1,
+): ScoreMatrix {
+  const rng = new Rng(seed);
+  const data = new Float32Array(N * E);
+  const group = Math.max(1, E >> 2);
+  for (let i = 0; i < N; i++) {
+    for (let j = 0; j < E; j++) {
+      const u = rng.uniform();
+      data[i * E + j] = levels ? Math.floor(u * levels) / levels : u;
+    }
+    if (rng.uniform() < 0.2 && E >= 4) {
+      const g = rng.int(4);
+      data.fill(-Infinity, i * E + g * group, i * E + (g + 1) * group);
+    }
+    if (maskColumn >= 0) data[i * E + maskColumn] = -Infinity;
+  }
+  return { data, tokens: N, experts: E };
+}
+
+/** Dyadic values (exact in float32): `count` of `int(spread) / denom + base`. */
+export function dyadic(
+  seed: number,
+  count: number,
+  spread: number,
+  denom: number,
+  base = 0,
+): Float64Array {
+  const rng = new Rng(seed);
+  return Float64Array.from(
+    { length: count },
+    () => base + rng.int(spread) / denom,
+  );
+}
+
+function largest(xs: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < xs.length; i++) {
+    const v = Math.abs(xs[i]);
+    if (v < Infinity && v > m) m = v;
+  }
+  return m;
+}
+
+/** `|got - want| <= tol * max(1, |want|)` entry by entry. */
+export function within(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  tol: number,
+  what: string,
+): void {
+  assert.equal(got.length, want.length, `${what}: length`);
+  for (let i = 0; i < want.length; i++) {
+    const d = Math.abs(got[i] - want[i]);
+    assert.ok(
+      d <= tol * Math.max(1, Math.abs(want[i])) || got[i] === want[i],
+      `${what}[${i}]: ${got[i]} vs ${want[i]} (tolerance ${tol})`,
+    );
+  }
+}
+
+// ------------------------------------------------------ cases per op
+
+/** A case: a label and a factory of fresh arguments (kernels write them). */
+export interface Case<A> {
+  label: string;
+  make(): A;
+}
+
+/** What a comparison sees besides the two results. */
+export interface Run<A> {
+  /** An untouched copy of the inputs. */
+  input: A;
+  /** The arguments after the kernel under test and after the CPU kernel. */
+  gotArgs: A;
+  wantArgs: A;
+}
+
+/** How an op's kernels are compared. */
+export interface Conformance<A, R> {
+  cases(): Case<A>[];
+  /**
+   * Asserts that `got` (the kernel under test, on `backend`) agrees with
+   * `want` (the CPU kernel).
+   */
+  compare(got: R, want: R, run: Run<A>, backend: string, what: string): void;
+}
+
+/** The tolerance of a float32 weight after a sum of `k` terms. */
+function weightTol(k: number): number {
+  return (k + 4) * U32;
+}
+
+export function sameRouting(
+  got: Routing,
+  want: Routing,
+  exact: boolean,
+  what: string,
+): void {
+  assert.deepEqual(got.experts, want.experts, `${what}: experts`);
+  assert.deepEqual(got.loads, want.loads, `${what}: loads`);
+  if (exact) assert.deepEqual(got.weights, want.weights, `${what}: weights`);
+  else within(got.weights, want.weights, weightTol(got.k), `${what}: weights`);
+}
+
+export function routeArgs(
+  s: ScoreMatrix,
+  k: number,
+  extra: Partial<Omit<RouteArgs, "scores" | "k" | "out">> = {},
+): RouteArgs {
+  return routeOp.validate({
+    scores: s,
+    options: {
+      k,
+      bias: extra.bias,
+      biasMode: extra.multiply ? "multiply" : "add",
+      normalize: extra.normalize,
+      scale: extra.scale,
+      groups: extra.groups,
+      topGroups: extra.topGroups,
+    },
+  });
+}
+
+const ROUTE: Conformance<RouteArgs, Routing> = {
+  cases() {
+    const out: Case<RouteArgs>[] = [];
+    const sizes = [
+      [1, 1, 1],
+      [63, 7, 2],
+      [65, 64, 6],
+      [1000, 256, 8],
+      [257, 37, 8],
+      [130, 300, 12],
+      [5000, 64, 6], // above routeParallel's threshold: worker threads run
+    ];
+    let seed = 10;
+    for (const [N, E, k] of sizes) {
+      for (const mode of ["none", "add", "multiply"] as const) {
+        const levels = N % 2 ? 4 : 0;
+        const s = seed++;
+        out.push({
+          label: `${N}x${E} k=${k} ${mode}${levels ? " ties" : ""}`,
+          make: () =>
+            routeArgs(scores(s, N, E, levels), k, {
+              // Dyadic biases: the same values in float32 and float64.
+              bias: mode === "none"
+                ? undefined
+                : mode === "add"
+                ? dyadic(s, E, 5, 16, -2 / 16)
+                : dyadic(s, E, 4, 4, 0.5),
+              multiply: mode === "multiply",
+              normalize: mode !== "add",
+              scale: mode === "add" ? 1 : 2.5,
+            }),
+        });
+      }
+    }
+    // Group-limited routing (DeepSeek-V3's shape, scaled down).
+    for (
+      const [N, E, k, G, M] of [[600, 64, 6, 8, 3], [301, 32, 4, 4, 2], [
+        5000,
+        64,
+        8,
+        8,
+        4,
+      ]]
+    ) {
+      const s = seed++;
+      out.push({
+        label: `${N}x${E} k=${k} groups ${M}/${G}`,
+        make: () =>
+          routeArgs(scores(s, N, E, 8), k, {
+            bias: dyadic(s, E, 7, 32, -3 / 32),
+            normalize: true,
+            groups: G,
+            topGroups: M,
+          }),
+      });
+    }
+    return out;
+  },
+  compare(got, want, _input, backend, what) {
+    sameRouting(got, want, backend !== "webgpu", what);
+  },
+};
+
+const LOSS_FREE = {
+  cases() {
+    const out = [];
+    let seed = 40;
+    for (const E of [1, 7, 256, 300]) {
+      for (const rule of ["sign", "proportional"] as const) {
+        for (const center of [false, true]) {
+          const s = seed++;
+          out.push({
+            label: `E=${E} ${rule}${center ? " centred" : ""}`,
+            make: () => {
+              const rng = new Rng(s);
+              const loads = Int32Array.from({ length: E }, () => rng.int(50));
+              loads[0] = 10; // an expert exactly at the mean when E = 1
+              return lossFreeUpdateOp.validate({
+                bias: dyadic(s, E, 9, 1024, -4 / 1024),
+                loads,
+                rate: 1e-3,
+                rule,
+                center,
+              });
+            },
+          });
+        }
+      }
+    }
+    return out;
+  },
+  compare(
+    got: Float64Array,
+    want: Float64Array,
+    { input }: Run<{ bias: Float64Array; rate: number }>,
+    backend: string,
+    what: string,
+  ) {
+    if (backend !== "webgpu") return assert.deepEqual(got, want, what);
+    // float32 state: the bias, the rate and the step each round once.
+    for (let j = 0; j < want.length; j++) {
+      const scale = Math.abs(input.bias[j]) + Math.abs(want[j]) + input.rate;
+      assert.ok(
+        Math.abs(got[j] - want[j]) <= 4 * U32 * scale,
+        `${what}[${j}]: ${got[j]} vs ${want[j]}`,
+      );
+    }
+  },
+} satisfies Conformance<
+  ReturnType<typeof lossFreeUpdateOp.validate>,
+  Float64Array
+>;
+
+/** Prices of a float32 kernel: each round moves them by float32 rounding of |s| + |q| + |p|. */
+function pricesTol(
+  s: ScoreMatrix,
+  rounds: number,
+  ...prices: ArrayLike<number>[]
+) {
+  let m = largest(s.data);
+  for (const p of prices) m += largest(p);
+  return 8 * Math.max(1, rounds) * U32 * m;
+}
+
+const BIP = {
+  cases() {
+    const out = [];
+    let seed = 60;
+    for (
+      const [N, E, k, cf, rounds, clip] of [
+        [1001, 37, 3, 1, 2, true],
+        [130, 64, 8, 1.5, 1, true],
+        [65, 8, 8, 1, 1, true], // k = E: p = 0
+        [50, 16, 2, 9, 2, true], // C >= N: q = 0
+        [600, 64, 6, 1, 3, true],
+        [600, 64, 6, 1, 2, "experts"],
+        [40, 8, 2, 1, 0, true],
+      ] as const
+    ) {
+      const s = seed++;
+      out.push({
+        label: `${N}x${E} k=${k} cf=${cf} T=${rounds} clip=${clip}`,
+        make: () => {
+          const sc = scores(s, N, E, N % 2 ? 16 : 0);
+          const args = bipRoundOp.validate({
+            scores: sc,
+            options: {
+              k,
+              capacity: capacityOf(N, k, E, cf),
+              T: rounds,
+              expertPrices: dyadic(s, E, 4, 64),
+              clipTokenPrices: clip === true,
+            },
+          });
+          return args;
+        },
+      });
+    }
+    return out;
+  },
+  compare(
+    got: BipRoundResult,
+    want: BipRoundResult,
+    { input }: Run<ReturnType<typeof bipRoundOp.validate>>,
+    backend: string,
+    what: string,
+  ) {
+    if (backend !== "webgpu") {
+      assert.deepEqual(got.prices, want.prices, `${what}: q`);
+      assert.deepEqual(got.tokenPrices, want.tokenPrices, `${what}: p`);
+      return;
+    }
+    const tol = pricesTol(
+      input.scores,
+      input.rounds,
+      input.prices,
+      want.prices,
+      want.tokenPrices,
+    );
+    within(got.prices, want.prices, tol, `${what}: q`);
+    within(got.tokenPrices, want.tokenPrices, tol, `${what}: p`);
+  },
+} satisfies Conformance<
+  ReturnType<typeof bipRoundOp.validate>,
+  BipRoundResult
+>;
+
+const QUANTILE = {
+  cases() {
+    const out = [];
+    let seed = 80;
+    for (
+      const [N, E, k, masked] of [
+        [1000, 32, 4, -1],
+        [257, 37, 3, -1],
+        [600, 64, 6, 5], // expert 5 unreachable: keeps its price
+        [64, 8, 8, -1], // k = E: nothing moves
+        [10, 8, 6, -1], // C >= N: nothing moves
+      ]
+    ) {
+      const s = seed++;
+      out.push({
+        label: `${N}x${E} k=${k}${masked >= 0 ? " masked column" : ""}`,
+        make: () =>
+          quantileStepOp.validate({
+            scores: scores(s, N, E, N % 2 ? 8 : 0, masked),
+            k,
+            prices: dyadic(s, E, 8, 64, -4 / 64),
+          }),
+      });
+    }
+    return out;
+  },
+  compare(
+    got: Float64Array,
+    want: Float64Array,
+    { input }: Run<ReturnType<typeof quantileStepOp.validate>>,
+    backend: string,
+    what: string,
+  ) {
+    if (backend !== "webgpu") return assert.deepEqual(got, want, what);
+    // One round, then the mean: twice a round's rounding.
+    within(got, want, 2 * pricesTol(input.scores, 1, input.prices, want), what);
+  },
+} satisfies Conformance<
+  ReturnType<typeof quantileStepOp.validate>,
+  Float64Array
+>;
+
+const SINKHORN = {
+  cases() {
+    const out = [];
+    let seed = 100;
+    for (
+      const [N, E, tau, maxIterations, warm] of [
+        [300, 64, 1, 100, false],
+        [1000, 16, 0.1, 100, true],
+        [257, 37, 0.05, 3, false], // the cap: a fixed number of steps
+        [1, 3, 1, 100, false],
+      ] as const
+    ) {
+      const s = seed++;
+      out.push({
+        label: `${N}x${E} tau=${tau} cap=${maxIterations}${
+          warm ? " warm" : ""
+        }`,
+        make: () =>
+          sinkhornOp.validate({
+            scores: scores(s, N, E),
+            options: { temperature: tau, maxIterations },
+            logScale: warm ? dyadic(s, E, 5, 64, -2 / 64) : undefined,
+          }),
+      });
+    }
+    return out;
+  },
+  compare(
+    got: SinkhornResult,
+    want: SinkhornResult,
+    { input, gotArgs, wantArgs }: Run<ReturnType<typeof sinkhornOp.validate>>,
+    backend: string,
+    what: string,
+  ) {
+    if (backend !== "webgpu") {
+      assert.deepEqual(got, want, what);
+      assert.deepEqual(gotArgs.logScale, wantArgs.logScale, what);
+      return;
+    }
+    // float32 sums, and a stop that may come one step apart where the
+    // error sits within rounding of the tolerance: one step then changes
+    // the scale by about the tolerance.
+    assert.ok(
+      Math.abs(got.iterations - want.iterations) <= 1,
+      `${what}: iterations ${got.iterations} vs ${want.iterations}`,
+    );
+    const steps = got.iterations === want.iterations ? 0 : 1;
+    const tol = (1e-5 + 2 * steps * input.tolerance) * input.temperature;
+    within(gotArgs.logScale, wantArgs.logScale, tol, `${what}: log scale`);
+    if (steps === 0) {
+      assert.ok(
+        Math.abs(got.error - want.error) <= 1e-5 + 1e-3 * want.error,
+        `${what}: error ${got.error} vs ${want.error}`,
+      );
+    }
+  },
+} satisfies Conformance<
+  ReturnType<typeof sinkhornOp.validate>,
+  SinkhornResult
+>;
+
+const EXPERT_CHOICE = {
+  cases() {
+    const out = [];
+    let seed = 120;
+    for (
+      const [N, E, k, cf, normalize] of [
+        [300, 16, 2, 1, false],
+        [1000, 64, 6, 1, true],
+        [257, 37, 3, 1.5, true],
+        [65, 8, 2, 100, false], // C = N: every pair
+        [20, 4, 1, 0.01, false],
+      ] as const
+    ) {
+      const s = seed++;
+      out.push({
+        label: `${N}x${E} k=${k} cf=${cf}`,
+        make: () =>
+          expertChoiceOp.validate({
+            scores: scores(s, N, E, N % 2 ? 8 : 0),
+            capacity: Math.min(N, capacityOf(N, k, E, cf)),
+            normalize,
+          }),
+      });
+    }
+    return out;
+  },
+  compare(
+    got: Routing,
+    want: Routing,
+    _i: unknown,
+    backend: string,
+    what: string,
+  ) {
+    sameRouting(got, want, backend !== "webgpu", what);
+  },
+} satisfies Conformance<
+  ReturnType<typeof expertChoiceOp.validate>,
+  Routing
+>;
+
+const CAPACITY = {
+  cases() {
+    const out = [];
+    let seed = 140;
+    for (
+      const [N, E, k, cf, drop] of [
+        [300, 16, 2, 1, "probs"],
+        [300, 16, 2, 1, "position"],
+        [1000, 64, 6, 1.25, "probs"],
+        [257, 37, 3, 0.5, "probs"],
+        [257, 37, 3, 0.5, "position"],
+      ] as const
+    ) {
+      const s = seed++;
+      out.push({
+        label: `${N}x${E} k=${k} cf=${cf} ${drop}`,
+        make: () => {
+          const sc = scores(s, N, E, N % 2 ? 8 : 0);
+          return capacityDropOp.validate({
+            scores: sc,
+            routing: routeCpu(routeArgs(sc, k)),
+            capacity: capacityOf(N, k, E, cf),
+            drop,
+          });
+        },
+      });
+    }
+    return out;
+  },
+  compare(got: Routing, want: Routing, _i: unknown, _b: string, what: string) {
+    // Dropping copies weights and compares scores: exact on every backend.
+    sameRouting(got, want, true, what);
+  },
+} satisfies Conformance<
+  ReturnType<typeof capacityDropOp.validate>,
+  Routing
+>;
+
+const METRICS = {
+  cases() {
+    const out = [];
+    let seed = 160;
+    for (const [N, E, k] of [[300, 16, 2], [1000, 64, 6], [257, 37, 3]]) {
+      for (const kind of ["greedy", "dropped", "expert-choice"] as const) {
+        const s = seed++;
+        out.push({
+          label: `${N}x${E} k=${k} ${kind}`,
+          make: () => {
+            const sc = scores(s, N, E, N % 2 ? 8 : 0);
+            const greedy = routeCpu(routeArgs(sc, k));
+            const referenceSum = selectedScoreSum(sc, greedy);
+            const routing = kind === "greedy"
+              ? greedy
+              : kind === "dropped"
+              ? requireKernel(capacityDropOp, "cpu").run(
+                capacityDropOp.validate({
+                  scores: sc,
+                  routing: routeCpu(routeArgs(sc, k)),
+                  capacity: capacityOf(N, k, E, 0.8),
+                  drop: "probs",
+                }),
+                {},
+              )
+              : requireKernel(expertChoiceOp, "cpu").run(
+                expertChoiceOp.validate({
+                  scores: sc,
+                  capacity: capacityOf(N, k, E, 1),
+                }),
+                {},
+              );
+            return batchMetricsOp.validate({
+              scores: sc,
+              routing,
+              topK: k,
+              referenceSum,
+            });
+          },
+        });
+      }
+    }
+    return out;
+  },
+  compare(
+    got: Float64Array,
+    want: Float64Array,
+    _i: unknown,
+    backend: string,
+    what: string,
+  ) {
+    if (backend !== "webgpu") return assert.deepEqual(got, want, what);
+    for (const m of ["zeroExperts", "tokensWithoutExpert"] as const) {
+      assert.equal(got[METRIC[m]], want[METRIC[m]], `${what}: ${m}`);
+    }
+    // Ratios of float32 sums over up to tokens x k terms.
+    within(got, want, 1e-5, what);
+  },
+} satisfies Conformance<
+  ReturnType<typeof batchMetricsOp.validate>,
+  Float64Array
+>;
+
+/** The conformance of every op, by op name. */
+// deno-lint-ignore no-explicit-any
+export const CONFORMANCE: Record<string, Conformance<any, any>> = {
+  route: ROUTE,
+  lossFreeUpdate: LOSS_FREE,
+  bipRound: BIP,
+  quantileStep: QUANTILE,
+  sinkhorn: SINKHORN,
+  expertChoice: EXPERT_CHOICE,
+  capacityDrop: CAPACITY,
+  batchMetrics: METRICS,
+};
