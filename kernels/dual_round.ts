@@ -1,5 +1,5 @@
 // Rounds of exact coordinate minimisation of the balanced-assignment dual
-// on the GPU (docs/algorithms.md, the dual), for BIP-Based Balancing (T
+// on the GPU (docs/algorithms.md section 5), for BIP-Based Balancing (T
 // rounds, clipped at 0) and Quantile Balancing (one round, unclipped, then
 // centred). One round from expert prices q:
 //

@@ -1,5 +1,5 @@
 // Sinkhorn scaling on the GPU: the algorithm of the `sinkhorn` balancer
-// (S-BASE; docs/algorithms.md, Sinkhorn), not a variant of it. The matrix
+// (S-BASE; docs/algorithms.md section 8), not a variant of it. The matrix
 // scaled is exp((s - rowmax) / tau); the column scale starts from the
 // layer's last one (exp(logV / tau)); each iteration normalises the rows
 // (u[i] = 1 / sum_j K[i][j] v[j]), sums the columns, measures the largest
