@@ -70,22 +70,6 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
 }
 
 /**
- * Records the Loss-Free update of `bias` (a float32 GPU buffer, experts)
- * from `loads` (the batch just routed) and submits it: the resident form
- * of the registered kernel, which counts the call.
- */
-export function lossFreeUpdateOnGpu(
-  gpu: Gpu,
-  bias: GPUBuffer,
-  loads: Int32Array,
-  rate: number,
-  rule: "sign" | "proportional",
-): void {
-  kernel.note();
-  encodeUpdate(gpu, bias, loads, rate, rule);
-}
-
-/**
  * Records the Loss-Free update of the resident `bias` (experts, f32) from
  * the resident `loads` (experts, u32) into `encoder`: the form device
  * balancers use (the caller notes the kernel).
@@ -157,6 +141,7 @@ export const lossFreeUpdateKernel = registerKernel({
   op: lossFreeUpdateOp,
   backend: "webgpu",
   run: lossFreeUpdateWebGpu,
-  callers: ["runSimulationOn() with backend webgpu (loss-free)"],
+  callers: [
+    'runSimulationOn() with backend "webgpu" and createDeviceBalancer() (loss-free)',
+  ],
 });
-const kernel = lossFreeUpdateKernel;

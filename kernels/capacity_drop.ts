@@ -293,5 +293,7 @@ export const capacityDropKernel = registerKernel({
     a.scores.experts > MAX_EXPERTS
       ? `${a.scores.experts} experts exceed the GPU kernel's ${MAX_EXPERTS}`
       : undefined,
-  callers: ['the capacity balancer with backend "webgpu" (device balancer)'],
+  callers: [
+    'runSimulationOn() with backend "webgpu" and createDeviceBalancer() (capacity)',
+  ],
 });

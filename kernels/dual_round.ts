@@ -377,7 +377,7 @@ export const bipRoundKernel = registerKernel({
   refuses: (a) =>
     a.k > MAX_K ? `k = ${a.k} exceeds the GPU kernel's ${MAX_K}` : undefined,
   callers: [
-    'the bip balancer with backend "webgpu" (device balancer)',
+    'runSimulationOn() with backend "webgpu" and createDeviceBalancer() (bip)',
     "bench/backends_bench.ts",
   ],
 });
@@ -405,5 +405,7 @@ export const quantileStepKernel = registerKernel({
   run: quantileStepWebGpu,
   refuses: (a) =>
     a.k > MAX_K ? `k = ${a.k} exceeds the GPU kernel's ${MAX_K}` : undefined,
-  callers: ['the quantile balancer with backend "webgpu" (device balancer)'],
+  callers: [
+    'runSimulationOn() with backend "webgpu" and createDeviceBalancer() (quantile)',
+  ],
 });

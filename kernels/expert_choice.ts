@@ -263,6 +263,6 @@ export const expertChoiceKernel = registerKernel({
       ? `${a.scores.experts} experts exceed the GPU kernel's ${MAX_EXPERTS}`
       : undefined,
   callers: [
-    'the expert-choice balancer with backend "webgpu" (device balancer)',
+    'runSimulationOn() with backend "webgpu" and createDeviceBalancer() (expert-choice)',
   ],
 });

@@ -406,10 +406,14 @@ async function routeWebGpu(
   });
 }
 
-registerKernel({
+/** The registered route/webgpu kernel (device balancers note their resident calls). */
+export const routeTopKKernel = registerKernel({
   op: routeOp,
   backend: "webgpu",
   run: routeWebGpu,
   refuses: (a) => gpuRouteRefuses(a.scores.experts, a.k, a.groups, a.topGroups),
-  callers: ['routeAsync() with backend "webgpu" or "auto"'],
+  callers: [
+    'routeAsync() with backend "webgpu" or "auto"',
+    'runSimulationOn() with backend "webgpu" and createDeviceBalancer() (every method that routes by top-K)',
+  ],
 });

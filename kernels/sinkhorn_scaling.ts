@@ -505,5 +505,7 @@ export const sinkhornKernel = registerKernel({
   backend: "webgpu",
   run: sinkhornWebGpu,
   refuses: (a) => a.scores.tokens === 0 ? "an empty batch" : undefined,
-  callers: ['the sinkhorn balancer with backend "webgpu" (device balancer)'],
+  callers: [
+    'runSimulationOn() with backend "webgpu" and createDeviceBalancer() (sinkhorn)',
+  ],
 });

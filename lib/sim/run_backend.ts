@@ -1,20 +1,42 @@
-import { lossFreeUpdateOnGpu } from "../../kernels/bias_update.ts";
+// The simulator on a chosen backend. On WebGPU every method but the exact
+// oracle runs as a device balancer (lib/route/device_balancer.ts): its
+// biases or prices stay in GPU buffers from step to step, each batch's
+// scores go up once for all methods, and one readback per step brings the
+// loads, the biases that routed each batch and the per-batch metrics into
+// the same tables as a CPU run. Methods the kernels do not take (the exact
+// oracle; k above 32; more than 4096 experts) run on the CPU beside them.
 import type { Gpu } from "../../kernels/device.ts";
-import { readBack, storage } from "../../kernels/program.ts";
-import { routeOnGpu } from "../../kernels/route_topk.ts";
-import type { Routing, ScoreMatrix } from "../types.ts";
+import { uniformSet } from "../../kernels/program.ts";
 import type { Balancer } from "../route/balancer.ts";
-import type { MethodSpec } from "../route/registry.ts";
-import { createRouting } from "../route/route.ts";
+import { createBalancer } from "../route/registry.ts";
+import { createRouting, routeInto } from "../route/route.ts";
+import { type Backend, resolveBackend } from "../route/route_backend.ts";
 import {
-  type Backend,
-  gpuCanRoute,
-  resolveBackend,
-} from "../route/route_backend.ts";
-import type { Workload } from "../workload/workload.ts";
-import type { SimConfig } from "./config.ts";
-import { prepareRun } from "./prepare_run.ts";
-import { type RunOptions, runSimulation, type SimResult } from "./run.ts";
+  checkBadWord,
+  createDeviceBalancer,
+  type DeviceBalancer,
+  type DeviceBatch,
+  deviceRefuses,
+  readRecord,
+  recordBytes,
+  releaseBatch,
+  uploadBatch,
+} from "../route/device_balancer.ts";
+import { BATCH_METRICS } from "../metrics/batch_metrics.ts";
+import { selectedScoreSum } from "../metrics/load_metrics.ts";
+import { requireKernel } from "../ops/registry.ts";
+import { batchMetricsOp } from "../ops/batch_metrics.ts";
+import { solveBalancedAssignmentSync } from "../solve/solve_balanced_assignment_sync.ts";
+import { optimumSteps } from "./eval_window.ts";
+import { type PreparedRun, prepareRun } from "./prepare_run.ts";
+import {
+  finishSimulation,
+  type RunOptions,
+  runSimulation,
+  type SimResult,
+} from "./run.ts";
+import { balancerContext, type LayerRun } from "./_simulate.ts";
+import { allocateTables } from "./tables.ts";
 
 /** Options of {@linkcode runSimulationOn}. */
 export interface BackendRunOptions extends RunOptions {
@@ -22,27 +44,33 @@ export interface BackendRunOptions extends RunOptions {
   backend?: Backend;
 }
 
-/** How a method runs on the GPU, when it can. */
-type GpuMethod = { rate: number; rule: "sign" | "proportional" } | null;
-
 /**
  * Runs a simulation on the chosen backend. `"cpu"` is
  * {@linkcode runSimulation}, unchanged. With WebGPU (`"webgpu"`, or
- * `"auto"` where an adapter exists) the methods whose routing and update
- * the GPU kernels implement (`greedy`; `loss-free` with the additive sign
- * or proportional rule, without `center`) are first run on the GPU, step by
- * step, biases kept on the device in float32; their selections are
- * recorded (2 bytes per slot: `steps x layers x tokens x topK` per method)
- * and replayed, with the other methods on the CPU, through the same
- * metrics as the CPU run. The wall times of the summary then cover the
- * replay, not the GPU work. `result.backend` names the adapter, whether it
- * is a software fallback, and which methods ran where.
+ * `"auto"` where an adapter exists) every method but the exact oracle runs
+ * on the device: greedy, Loss-Free, BIP, Quantile, Sinkhorn, Expert Choice
+ * and capacity keep their state in float32 GPU buffers and route and
+ * update with the WebGPU kernels; the host reads back the loads, the bias
+ * that routed each batch and the per-batch metrics once per step.
+ * `exact`, and settings the kernels refuse (`k > 32`, more than 4096
+ * experts, more than 64 groups), run on the CPU in the same run.
+ *
+ * The device's figures match the CPU run's within float32 rounding: the
+ * same selection given the same biases, biases and prices within a few
+ * float32 roundings per step. Where a method's selection depends on exact
+ * ties of its prices (BIP's boundary tokens sit exactly at their price),
+ * a token may go the other way. `summary.methods[].backend` says where
+ * each method ran and `state` its precision; `result.backend` names the
+ * adapter and the split. The wall times of device methods are their GPU
+ * pass times (timestamp queries, where the adapter has them) plus the
+ * host time that records their work.
  *
  * @param config A partial configuration (see `resolveSimConfig`), or a
  * `PreparedRun` (see `prepareRun`).
  * @param options {@linkcode RunOptions} and `backend`.
  * @returns The {@linkcode SimResult}.
- * @throws {TypeError | RangeError} If the configuration or backend is invalid.
+ * @throws {TypeError | RangeError} If the configuration or backend is
+ * invalid, or a score is NaN or `+Infinity`.
  * @throws {Error} If `"webgpu"` is asked for and there is no adapter.
  *
  * @example
@@ -52,6 +80,7 @@ type GpuMethod = { rate: number; rule: "sign" | "proportional" } | null;
  *
  * const r = await runSimulationOn({ steps: 4, layers: 1, tokens: 256, experts: 8, topK: 2 }, { backend: "auto" });
  * assert.ok(r.backend.startsWith("cpu") || r.backend.startsWith("webgpu"));
+ * assert.equal(r.methods[0].backend, r.backend.startsWith("cpu") ? "cpu" : "webgpu");
  * ```
  */
 export async function runSimulationOn(
@@ -66,132 +95,227 @@ export async function runSimulationOn(
     const why = chosen.info.reason;
     return { ...r, backend: why ? `cpu (no WebGPU: ${why})` : "cpu" };
   }
-  const { config: cfg, specs, workload } = run;
-  const unsupported = gpuCanRoute(
-    cfg.experts,
-    cfg.topK,
-    cfg.groups,
-    cfg.topGroups,
+  const { result, onDevice } = await simulateOnDevice(
+    run,
+    chosen.gpu,
+    rest,
   );
-  const plan = specs.map((s) => unsupported ? undefined : gpuMethod(s));
-  const onGpu = specs.filter((_, m) => plan[m] !== undefined).map((s) =>
-    s.label
-  );
-  const onCpu = specs.filter((_, m) => plan[m] === undefined).map((s) =>
-    s.label
-  );
-  const balancers = await gpuPhase(chosen.gpu, cfg, workload, plan);
-  const r = runSimulation(run, { ...rest, balancers });
-  const where = `GPU: ${onGpu.join(", ") || "none"}; CPU: ${
-    onCpu.join(", ") || "none"
-  }${unsupported ? ` (${unsupported})` : ""}`;
-  return { ...r, backend: `${chosen.info.description}; ${where}` };
+  const where = (dev: boolean) =>
+    run.specs.filter((_, m) => onDevice[m] === dev).map((s) => s.label)
+      .join(", ") || "none";
+  result.methods.forEach((s, m) => {
+    s.backend = onDevice[m] ? "webgpu" : "cpu";
+    s.state = onDevice[m] ? "float32" : "float64";
+  });
+  result.backend = `${chosen.info.description}; GPU: ${where(true)}; CPU: ${
+    where(false)
+  }; GPU state in float32`;
+  return result;
 }
 
-/** The GPU form of a method spec, or undefined when it runs on the CPU. */
-function gpuMethod(s: MethodSpec): GpuMethod | undefined {
-  if (s.name === "greedy") return null;
-  if (s.name !== "loss-free") return undefined;
-  const o = s.options;
-  if (o.multiplicative === true || o.center === true) return undefined;
-  const rule = (o.rule ?? "sign") as "sign" | "proportional";
-  return { rate: (o.rate as number | undefined) ?? 1e-3, rule };
-}
+/** A method of the run: on the device, or a CPU balancer. */
+type Runner =
+  | { device: DeviceBalancer; cpu?: undefined }
+  | { device?: undefined; cpu: Balancer };
 
-/** Runs the GPU methods over the whole workload; returns replay balancers. */
-async function gpuPhase(
+/** Runs every step with the device methods on `gpu`; the others on the CPU. */
+async function simulateOnDevice(
+  run: PreparedRun,
   gpu: Gpu,
-  cfg: SimConfig,
-  workload: Workload,
-  plan: (GpuMethod | undefined)[],
-): Promise<(Balancer | undefined)[]> {
-  const { steps, layers, tokens: N, experts: E, topK: k } = cfg;
-  const slots = N * k;
-  const picks = plan.map((p) =>
-    p === undefined ? undefined : new Uint16Array(steps * layers * slots)
-  );
-  const used = plan.map((p) =>
-    p ? new Float32Array(steps * layers * E) : undefined
-  );
-  const bias = plan.map((p) =>
-    p
-      ? Array.from(
-        { length: layers },
-        () => storage(gpu, "sim bias", 4 * E, new Float32Array(E)),
-      )
-      : undefined
-  );
-  for (let step = 0; step < steps; step++) {
-    for (let layer = 0; layer < layers; layer++) {
-      const scores = workload.scores(step, layer);
-      for (let m = 0; m < plan.length; m++) {
-        const p = plan[m];
-        if (p === undefined) continue;
-        const b = bias[m]?.[layer];
-        const at = step * layers + layer;
-        if (p && b) {
-          used[m]!.set(new Float32Array(await readBack(gpu, b, 4 * E)), at * E);
-        }
-        const r = await routeOnGpu(gpu, scores, k, {
-          bias: b,
-          normalize: cfg.normalize,
-        });
-        picks[m]!.set(r.experts, at * slots);
-        if (p && b) lossFreeUpdateOnGpu(gpu, b, r.loads, p.rate, p.rule);
-      }
-    }
-  }
-  for (const list of bias) if (list) gpu.pool.release(...list);
-  return plan.map((p, m) =>
-    p === undefined
-      ? undefined
-      : replay(cfg, picks[m]!, used[m], p === null ? "greedy" : "loss-free")
-  );
-}
+  options: RunOptions,
+): Promise<{ result: SimResult; onDevice: boolean[] }> {
+  const { config: cfg, specs, workload } = run;
+  const { steps, layers, tokens, experts: E, topK: k } = cfg;
+  const ctx = balancerContext(cfg);
+  const M = specs.length;
+  const Q = BATCH_METRICS.length;
+  const runners: Runner[] = specs.map((s, m) => {
+    const given = options.balancers?.[m];
+    if (given) return { cpu: given };
+    return deviceRefuses(s, ctx) === undefined
+      ? { device: createDeviceBalancer(s, ctx, gpu) }
+      : { cpu: createBalancer(s, ctx) };
+  });
+  const onDevice = runners.map((r) => r.device !== undefined);
+  const deviceIndex = specs.map((_, m) => m).filter((m) => onDevice[m]);
+  const cpuIndex = specs.map((_, m) => m).filter((m) => !onDevice[m]);
+  // The retention reference: a device greedy method records it first for
+  // the device methods; without one, a private device greedy does.
+  const greedyDevice = deviceIndex.find((m) => specs[m].name === "greedy");
+  const reference = greedyDevice === undefined && deviceIndex.length > 0
+    ? createDeviceBalancer("greedy", ctx, gpu)
+    : undefined;
+  const order = greedyDevice === undefined
+    ? deviceIndex
+    : [greedyDevice, ...deviceIndex.filter((m) => m !== greedyDevice)];
+  const greedyCpu = cpuIndex.find((m) => specs[m].name === "greedy");
 
-/** A balancer that hands back recorded selections, step after step. */
-function replay(
-  cfg: SimConfig,
-  picks: Uint16Array,
-  used: Float32Array | undefined,
-  name: string,
-): Balancer {
-  const { layers, tokens: N, experts: E, topK: k } = cfg;
-  const step = new Int32Array(layers);
-  let out: Routing = createRouting(N, k, E);
-  return {
-    name,
-    causal: true,
-    route(layer: number, scores: ScoreMatrix): Routing {
-      if (out.experts.length !== scores.tokens * k) {
-        out = createRouting(scores.tokens, k, E);
-      }
-      const from = (step[layer] * layers + layer) * N * k;
-      out.loads.fill(0);
-      for (let i = 0; i < N; i++) {
-        let sum = 0;
-        for (let r = 0; r < k; r++) {
-          const j = picks[from + i * k + r];
-          const x = scores.data[i * E + j];
-          out.experts[i * k + r] = j;
-          out.weights[i * k + r] = x > -Infinity ? x : 0;
-          sum += out.weights[i * k + r];
-          out.loads[j]++;
-        }
-        if (cfg.normalize && sum > 0) {
-          for (let r = 0; r < k; r++) out.weights[i * k + r] /= sum;
-        }
-      }
-      return out;
-    },
-    update(layer: number): void {
-      step[layer]++;
-    },
-    biases(layer: number): Float64Array {
-      const at = (step[layer] * layers + layer) * E;
-      return used
-        ? Float64Array.from(used.subarray(at, at + E))
-        : new Float64Array(E);
-    },
+  const tables = allocateTables(steps, layers, M, E);
+  const wallMs = new Float64Array(M);
+  const values = new Float64Array(Q);
+  const metricsKernel = requireKernel(batchMetricsOp, "cpu");
+  const cpuReference = createRouting(tokens, k, E);
+  const exactIndex = specs.findIndex((s) =>
+    s.name === "exact" && (s.options.capacityFactor ?? 1) === 1
+  );
+  const gapStepList = exactIndex >= 0 && cfg.gapSteps > 0
+    ? optimumSteps({ ...cfg, gapSteps: steps })
+    : optimumSteps(cfg);
+  const gapAt = new Uint8Array(steps);
+  for (const s of gapStepList) gapAt[s] = 1;
+  const gaps = new Float64Array(steps * layers * M).fill(NaN);
+  const sums = new Float64Array(M);
+
+  // One report per step: per layer, the batch's bad-score word (padded to
+  // 16 bytes) and one record per device method.
+  const Md = order.length;
+  const layerBytes = 16 + Md * recordBytes(E);
+  const reportBytes = layers * layerBytes;
+
+  /** Writes one (step, layer, method) row group of the tables. */
+  const write = (
+    step: number,
+    layer: number,
+    m: number,
+    loads: ArrayLike<number>,
+    bias: ArrayLike<number>,
+    metrics: ArrayLike<number>,
+  ) => {
+    const cell = step * layers + layer;
+    let lr = (cell * M + m) * E;
+    for (let j = 0; j < E; j++, lr++) {
+      tables.loads.step[lr] = tables.biases.step[lr] = step;
+      tables.loads.layer[lr] = tables.biases.layer[lr] = layer;
+      tables.loads.method[lr] = tables.biases.method[lr] = m;
+      tables.loads.expert[lr] = tables.biases.expert[lr] = j;
+      tables.loads.load[lr] = loads[j];
+      tables.biases.bias[lr] = bias[j];
+    }
+    let mr = (cell * M + m) * Q;
+    for (let q = 0; q < Q; q++, mr++) {
+      tables.metrics.step[mr] = step;
+      tables.metrics.layer[mr] = layer;
+      tables.metrics.method[mr] = m;
+      tables.metrics.metric[mr] = q;
+      tables.metrics.value[mr] = metrics[q];
+    }
   };
+
+  try {
+    for (let step = 0; step < steps; step++) {
+      const params = uniformSet(gpu, "sim step");
+      const report = gpu.pool.acquire(
+        reportBytes,
+        GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+        "sim step report",
+      );
+      const encoder = gpu.device.createCommandEncoder({ label: "sim step" });
+      const batches: DeviceBatch[] = [];
+      const cpuSums: Float64Array[] = [];
+      for (let layer = 0; layer < layers; layer++) {
+        const scores = workload.scores(step, layer);
+        // Device methods: recorded now, figures read after the step.
+        if (Md > 0) {
+          const batch = uploadBatch(gpu, scores);
+          batches.push(batch);
+          reference?.record(layer, batch, encoder, params.make);
+          const at = layer * layerBytes;
+          order.forEach((m, d) => {
+            const t0 = performance.now();
+            runners[m].device!.record(layer, batch, encoder, params.make, {
+              buffer: report,
+              offset: at + 16 + d * recordBytes(E),
+            });
+            wallMs[m] += performance.now() - t0;
+          });
+          encoder.copyBufferToBuffer(batch.bad, 0, report, at, 4);
+        }
+        // CPU methods: as runSimulation runs them.
+        const layerSums = new Float64Array(M);
+        cpuSums.push(layerSums);
+        let referenceSum = NaN;
+        if (cpuIndex.length > 0 && greedyCpu === undefined) {
+          routeInto(scores, k, cpuReference, ctx);
+          referenceSum = selectedScoreSum(scores, cpuReference);
+        }
+        const order2 = greedyCpu === undefined
+          ? cpuIndex
+          : [greedyCpu, ...cpuIndex.filter((m) => m !== greedyCpu)];
+        for (const m of order2) {
+          const b = runners[m].cpu!;
+          const t0 = performance.now();
+          const routing = b.route(layer, scores);
+          const t1 = performance.now();
+          if (m === greedyCpu) referenceSum = selectedScoreSum(scores, routing);
+          const bias = b.biases(layer);
+          metricsKernel.run({
+            scores,
+            routing,
+            topK: k,
+            referenceSum,
+            out: values,
+          }, {});
+          layerSums[m] = selectedScoreSum(scores, routing);
+          write(step, layer, m, routing.loads, bias, values);
+          const t2 = performance.now();
+          b.update(layer, scores, routing);
+          wallMs[m] += t1 - t0 + (performance.now() - t2);
+        }
+      }
+      if (Md > 0) {
+        gpu.device.queue.submit([encoder.finish()]);
+        await report.mapAsync(GPUMapMode.READ, 0, reportBytes);
+        const words = report.getMappedRange(0, reportBytes).slice(0);
+        report.unmap();
+        for (let layer = 0; layer < layers; layer++) {
+          const at = layer * layerBytes;
+          const bad = new Uint32Array(words, at, 1)[0];
+          // The workload reuses its score buffer: draw the batch again.
+          if (bad !== 0) checkBadWord(bad, workload.scores(step, layer));
+          order.forEach((m, d) => {
+            const f = readRecord(
+              words,
+              at + 16 + d * recordBytes(E),
+              E,
+              runners[m].device!.biasKind,
+            );
+            write(step, layer, m, f.loads, f.bias, f.metrics);
+            cpuSums[layer][m] = f.scoreSum;
+          });
+        }
+        for (const m of order) {
+          const ms = await runners[m].device!.timer?.readMs();
+          if (ms !== undefined && ms === ms) wallMs[m] += ms;
+        }
+      }
+      gpu.pool.release(report, ...params.buffers);
+      if (gapAt[step]) {
+        for (let layer = 0; layer < layers; layer++) {
+          sums.set(cpuSums[layer]);
+          const optimum = exactIndex >= 0
+            ? sums[exactIndex]
+            : solveBalancedAssignmentSync(workload.scores(step, layer), { k })
+              .objective;
+          const row = (step * layers + layer) * M;
+          for (let m = 0; m < M; m++) {
+            gaps[row + m] = optimum === 0 ? 0 : 1 - sums[m] / optimum;
+          }
+        }
+      }
+      for (const b of batches) releaseBatch(gpu, b);
+      options.onProgress?.(step + 1, steps);
+    }
+  } finally {
+    for (const r of runners) r.device?.release();
+    reference?.release();
+  }
+  const layerRun: LayerRun = {
+    layers: Array.from({ length: layers }, (_, l) => l),
+    tables,
+    wallMs,
+    gaps,
+    optimumSteps: gapStepList,
+  };
+  const causal = runners.map((r) => (r.device ?? r.cpu!).causal);
+  return { result: finishSimulation(run, causal, layerRun), onDevice };
 }

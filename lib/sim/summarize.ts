@@ -45,6 +45,15 @@ export interface MethodSummary {
    * routing within capacity can, by overloading experts (greedy).
    */
   optimalityGap: number | null;
+  /** Where the method ran: `"cpu"`, or `"webgpu"` (a device balancer, runSimulationOn). */
+  backend: "cpu" | "webgpu";
+  /**
+   * The precision of the method's state (biases, prices) and arithmetic:
+   * `"float64"` on the CPU, `"float32"` on WebGPU, whose figures then
+   * match the CPU's within float32 rounding (the same selections given the
+   * same biases).
+   */
+  state: "float64" | "float32";
 }
 
 /** Computes the {@linkcode MethodSummary} of every method from the long tables. */
@@ -128,6 +137,8 @@ export function summarize(
       droppedFraction: sums[METRIC.droppedFraction] / n,
       tokensWithoutExpert: sums[METRIC.tokensWithoutExpert] / n,
       optimalityGap: gapCount === 0 ? null : gapSum / gapCount,
+      backend: "cpu",
+      state: "float64",
     });
   }
   return out;

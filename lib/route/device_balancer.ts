@@ -1,0 +1,605 @@
+// Balancers on the device: the state of every balancing method but the
+// exact oracle (biases, prices, column scales) lives in GPU buffers, one
+// per layer, and each batch's route and update run as the registered
+// WebGPU kernels of the ops (kernels/), recorded over the batch's scores,
+// which go up once and serve every method. The host reads back only what a
+// simulator records: loads, the bias that routed the batch, the per-batch
+// metrics. Everything is float32 on the device, where the CPU balancers
+// keep float64: the same selections given the same biases, values within
+// float32 rounding (the kernels' docs state each bound).
+import type { Gpu } from "../../kernels/device.ts";
+import { GpuTimer, readBack, storage } from "../../kernels/program.ts";
+import {
+  releaseScores,
+  type ResidentScores,
+  type UniformMaker,
+  uploadScores,
+} from "../../kernels/resident_scores.ts";
+import { uniformSet } from "../../kernels/program.ts";
+import {
+  type BiasMode,
+  gpuRouteRefuses,
+  recordRoute,
+  type RouteSpec,
+  routeTopKKernel,
+} from "../../kernels/route_topk.ts";
+import {
+  lossFreeUpdateKernel,
+  recordLossFreeUpdate,
+} from "../../kernels/bias_update.ts";
+import {
+  bipRoundKernel,
+  type DualBuffers,
+  dualScratchOnGpu,
+  quantileStepKernel,
+  recordDualRounds,
+  recordQuantileStep,
+} from "../../kernels/dual_round.ts";
+import {
+  recordSinkhorn,
+  releaseSinkhornScratch,
+  sinkhornKernel,
+  type SinkhornScratch,
+  sinkhornScratchOnGpu,
+} from "../../kernels/sinkhorn_scaling.ts";
+import {
+  expertChoiceKernel,
+  expertChoiceScratchOnGpu,
+  recordExpertChoice,
+} from "../../kernels/expert_choice.ts";
+import {
+  capacityDropKernel,
+  capacityScratchOnGpu,
+  type DropPolicy,
+  recordCapacityDrop,
+} from "../../kernels/capacity_drop.ts";
+import {
+  batchMetricsKernel,
+  METRIC_WORDS,
+  metricPartialBytes,
+  readMetrics,
+  recordBatchMetrics,
+} from "../../kernels/batch_metrics.ts";
+import { badScore } from "../_validate.ts";
+import type { Routing, ScoreMatrix } from "../types.ts";
+import { checkSinkhornOptions } from "../ops/sinkhorn.ts";
+import { capacityOf } from "../select/capacity.ts";
+import { createRouting } from "../select/routing.ts";
+import type { BalancerContext } from "./balancer.ts";
+import { checkContext } from "./_context.ts";
+import {
+  BALANCERS,
+  createBalancer,
+  type MethodSpec,
+  parseMethodSpec,
+} from "./registry.ts";
+
+/** A batch of one layer on the device: its scores, uploaded once. */
+export interface DeviceBatch {
+  /** The scores on the host (tokens x experts). */
+  readonly scores: ScoreMatrix;
+  /** The same scores on the GPU. */
+  readonly resident: ResidentScores;
+  /**
+   * One u32: 0xffffffff less the first flat index of a NaN or +Infinity
+   * score any route of this batch met, 0 when none (cleared at upload).
+   */
+  readonly bad: GPUBuffer;
+  /**
+   * Where the greedy reference routing's selected score sum lies (f32 at
+   * `word` of `buffer`), once a greedy balancer recorded this batch: the
+   * denominator of every method's score retention.
+   */
+  reference?: { buffer: GPUBuffer; word: number };
+}
+
+/** Uploads a batch's scores (once, for every method that routes it). */
+export function uploadBatch(gpu: Gpu, scores: ScoreMatrix): DeviceBatch {
+  const bad = storage(gpu, "batch bad score", 4);
+  const enc = gpu.device.createCommandEncoder({ label: "batch upload" });
+  enc.clearBuffer(bad, 0, 4);
+  gpu.device.queue.submit([enc.finish()]);
+  return { scores, resident: uploadScores(gpu, scores), bad };
+}
+
+/** Gives a batch's buffers back to the pool (after the work is submitted). */
+export function releaseBatch(gpu: Gpu, batch: DeviceBatch): void {
+  releaseScores(gpu, batch.resident);
+  gpu.pool.release(batch.bad);
+}
+
+/**
+ * Bytes of one method's record in a report: loads (experts, u32), the
+ * bias that routed the batch (experts, f32), the metrics words.
+ */
+export function recordBytes(experts: number): number {
+  return 8 * experts + 4 * METRIC_WORDS;
+}
+
+/** Where a balancer copies its figures: a buffer (COPY_DST) and a byte offset. */
+export interface ReportSlot {
+  buffer: GPUBuffer;
+  offset: number;
+}
+
+/** The figures of one method on one batch, as a simulator records them. */
+export interface DeviceStepFigures {
+  /** Tokens per expert (experts). */
+  loads: Int32Array;
+  /** The bias that routed the batch (experts; zeros for methods without one). */
+  bias: Float64Array;
+  /** The per-batch metrics at the positions of `METRIC` (lib/metrics/batch_metrics.ts). */
+  metrics: Float64Array;
+  /** Selected score sum (the optimality gap's numerator). */
+  scoreSum: number;
+}
+
+/** How a method's bias reads from its state buffer. */
+type BiasKind = "none" | "bias" | "negated";
+
+/**
+ * Reads one method's record at `offset` of a report's `words` (see
+ * {@linkcode recordBytes}) for `experts` experts.
+ */
+export function readRecord(
+  words: ArrayBuffer,
+  offset: number,
+  experts: number,
+  bias: BiasKind,
+): DeviceStepFigures {
+  const loads = new Int32Array(words.slice(offset, offset + 4 * experts));
+  const raw = new Float32Array(words, offset + 4 * experts, experts);
+  const b = new Float64Array(experts);
+  if (bias === "bias") b.set(raw);
+  else if (bias === "negated") {
+    for (let j = 0; j < experts; j++) b[j] = -raw[j];
+  }
+  const m = readMetrics(words, offset + 8 * experts);
+  return {
+    loads,
+    bias: b,
+    metrics: Float64Array.from(m.values),
+    scoreSum: m.scoreSum,
+  };
+}
+
+/** Throws the CPU's RangeError when a batch's bad-score word is set. */
+export function checkBadWord(word: number, scores: ScoreMatrix): void {
+  if (word !== 0) throw badScore("scores", scores, 0xffffffff - word);
+}
+
+/** A balancing method whose state and work live on the GPU. */
+export interface DeviceBalancer {
+  /** Method name, as the CPU balancer's. */
+  readonly name: string;
+  /** Whether a batch's routing depends only on earlier batches. */
+  readonly causal: boolean;
+  /** How the recorded bias reads from the state (`none`: zeros). */
+  readonly biasKind: BiasKind;
+  /** Times this balancer's passes (timestamp queries), where available. */
+  readonly timer: GpuTimer | undefined;
+  /**
+   * Records the route of `batch` for `layer`, its metrics and the update
+   * into `encoder`, and copies the figures into `slot` when given. A
+   * greedy balancer records the batch's reference sum; any other needs it
+   * recorded first (see {@linkcode DeviceBatch.reference}).
+   */
+  record(
+    layer: number,
+    batch: DeviceBatch,
+    encoder: GPUCommandEncoder,
+    uniform: UniformMaker,
+    slot?: ReportSlot,
+  ): void;
+  /**
+   * Routes and updates one batch on its own and reads back its figures
+   * (score retention against greedy top-K on the same batch).
+   */
+  step(layer: number, scores: ScoreMatrix): Promise<DeviceStepFigures>;
+  /** The last recorded routing, read back (for checks). */
+  readRouting(): Promise<Routing>;
+  /** A copy of the layer's current biases, read back. */
+  biases(layer: number): Promise<Float64Array>;
+  /** Gives every buffer back. */
+  release(): void;
+}
+
+/**
+ * Why a method cannot run on the device with this context, or
+ * `undefined` when it can: the exact oracle stays on the CPU, and the
+ * kernels bound `k`, the experts and the groups.
+ */
+export function deviceRefuses(
+  spec: string | MethodSpec,
+  context: BalancerContext,
+): string | undefined {
+  const m = typeof spec === "string" ? parseMethodSpec(spec) : spec;
+  if (!BALANCERS[m.name]) return `no method ${m.name}`;
+  if (m.name === "exact") return "the exact oracle runs on the CPU";
+  const ctx = checkContext(context);
+  if (m.name === "expert-choice") {
+    return ctx.experts > 4096
+      ? `${ctx.experts} experts exceed the GPU kernels' 4096`
+      : undefined;
+  }
+  return gpuRouteRefuses(ctx.experts, ctx.k, ctx.groups, ctx.topGroups);
+}
+
+/** Per-shape buffers of one balancer (reallocated when the batch size changes). */
+interface Shape {
+  tokens: number;
+  slots: number;
+  experts: GPUBuffer;
+  weights: GPUBuffer;
+  loads: GPUBuffer;
+  metrics: GPUBuffer;
+  partial: GPUBuffer;
+  dual?: Omit<DualBuffers, "scores" | "q">;
+  column?: ReturnType<typeof expertChoiceScratchOnGpu>;
+  sinkhorn?: SinkhornScratch;
+}
+
+/**
+ * Builds the device form of a balancing method: same options, same
+ * rules, state (per layer) in float32 GPU buffers.
+ *
+ * @param spec A method spec (`"loss-free(rate=1e-2)"`), as `createBalancer` takes.
+ * @param context Layers, experts, `k` and routing settings.
+ * @param gpu The device (kernels/device.ts's `acquireGpu`).
+ * @returns A {@linkcode DeviceBalancer}.
+ * @throws {RangeError | TypeError} As `createBalancer` for a bad spec or
+ * context; RangeError when the method cannot run on the device
+ * ({@linkcode deviceRefuses}).
+ */
+export function createDeviceBalancer(
+  spec: string | MethodSpec,
+  context: BalancerContext,
+  gpu: Gpu,
+): DeviceBalancer {
+  const m = typeof spec === "string" ? parseMethodSpec(spec) : spec;
+  // The CPU balancer checks the options exactly as a CPU run would.
+  const cpu = createBalancer(m, context);
+  const refused = deviceRefuses(m, context);
+  if (refused) {
+    throw new RangeError(`${m.name} cannot run on the device: ${refused}`);
+  }
+  const ctx = checkContext(context);
+  const { layers, experts: E, k } = ctx;
+  const o = m.options;
+  const routeSpec = (bias: BiasMode): RouteSpec => ({
+    experts: E,
+    k,
+    bias,
+    normalize: ctx.normalize,
+    groups: ctx.groups,
+    topGroups: ctx.topGroups,
+  });
+  // Option defaults: those of the CPU balancers (lib/route/<method>.ts).
+  const lossFree = {
+    rate: (o.rate as number | undefined) ?? 1e-3,
+    rule: (o.rule as "sign" | "proportional" | undefined) ?? "sign",
+    multiplicative: (o.multiplicative as boolean | undefined) ?? false,
+    center: (o.center as boolean | undefined) ?? false,
+  };
+  const bip = {
+    T: (o.T as number | undefined) ?? 2,
+    capacityFactor: (o.capacityFactor as number | undefined) ?? 1,
+    clipP: (o.clipTokenPrices as boolean | undefined) ?? true,
+  };
+  const sinkhorn = checkSinkhornOptions(o);
+  const ec = { capacityFactor: (o.capacityFactor as number | undefined) ?? 1 };
+  const cap = {
+    capacityFactor: (o.capacityFactor as number | undefined) ?? 1.25,
+    drop: (o.drop as DropPolicy | undefined) ?? "probs",
+  };
+
+  const stateful = m.name === "loss-free" || m.name === "bip" ||
+    m.name === "quantile" || m.name === "sinkhorn";
+  const start = m.name === "loss-free" && lossFree.multiplicative ? 1 : 0;
+  const state: GPUBuffer[] = stateful
+    ? Array.from(
+      { length: layers },
+      (_, l) =>
+        storage(
+          gpu,
+          `${m.name} state ${l}`,
+          4 * E,
+          new Float32Array(E).fill(start),
+        ),
+    )
+    : [];
+  const biasKind: BiasKind = !stateful
+    ? "none"
+    : m.name === "bip" || m.name === "quantile"
+    ? "negated"
+    : "bias";
+  const slotsOf = m.name === "expert-choice" ? E : k;
+  const timer = gpu.timestamps ? new GpuTimer(gpu, 2048) : undefined;
+  let shape: Shape | undefined;
+
+  function shapeFor(N: number): Shape {
+    if (shape && shape.tokens === N) return shape;
+    if (shape) releaseShape(shape);
+    const S = slotsOf;
+    const s: Shape = {
+      tokens: N,
+      slots: S,
+      experts: storage(gpu, `${m.name} experts`, 4 * Math.max(1, N * S)),
+      weights: storage(gpu, `${m.name} weights`, 4 * Math.max(1, N * S)),
+      loads: storage(gpu, `${m.name} loads`, 4 * E),
+      metrics: storage(gpu, `${m.name} metrics`, 4 * METRIC_WORDS),
+      partial: storage(gpu, `${m.name} metric partials`, metricPartialBytes(N)),
+    };
+    if (m.name === "bip" || m.name === "quantile") {
+      s.dual = dualScratchOnGpu(gpu, N, E);
+    }
+    if (m.name === "expert-choice") {
+      s.column = expertChoiceScratchOnGpu(gpu, N, E);
+    }
+    if (m.name === "capacity") s.column = capacityScratchOnGpu(gpu, N, E);
+    shape = s;
+    return s;
+  }
+
+  function releaseShape(s: Shape): void {
+    gpu.pool.release(s.experts, s.weights, s.loads, s.metrics, s.partial);
+    if (s.dual) gpu.pool.release(...Object.values(s.dual));
+    if (s.column) gpu.pool.release(...Object.values(s.column));
+    if (s.sinkhorn) releaseSinkhornScratch(gpu, s.sinkhorn);
+  }
+
+  function route(
+    enc: GPUCommandEncoder,
+    s: Shape,
+    batch: DeviceBatch,
+    bias: BiasMode,
+    biasBuffer: GPUBuffer | undefined,
+    uniform: UniformMaker,
+  ): void {
+    routeTopKKernel.note();
+    recordRoute(
+      gpu,
+      enc,
+      routeSpec(bias),
+      {
+        scores: batch.resident,
+        bias: biasBuffer,
+        experts: s.experts,
+        weights: s.weights,
+        loads: s.loads,
+        bad: batch.bad,
+      },
+      1,
+      uniform,
+      timer,
+    );
+  }
+
+  function record(
+    layer: number,
+    batch: DeviceBatch,
+    enc: GPUCommandEncoder,
+    uniform: UniformMaker,
+    slot?: ReportSlot,
+  ): void {
+    const { resident } = batch;
+    const N = resident.tokens;
+    const s = shapeFor(N);
+    const q = state[layer];
+    // Route, and (for the methods that set their bias from the batch)
+    // find the bias first.
+    switch (m.name) {
+      case "greedy":
+        route(enc, s, batch, "none", undefined, uniform);
+        break;
+      case "loss-free":
+        route(
+          enc,
+          s,
+          batch,
+          lossFree.multiplicative ? "multiply" : "add",
+          q,
+          uniform,
+        );
+        break;
+      case "bip": {
+        bipRoundKernel.note();
+        const b = { scores: resident, q, ...s.dual! };
+        recordDualRounds(
+          gpu,
+          enc,
+          {
+            k,
+            capacity: capacityOf(N, k, E, bip.capacityFactor),
+            clipP: bip.clipP,
+            clipQ: true,
+          },
+          b,
+          bip.T,
+          uniform,
+          timer,
+        );
+        route(enc, s, batch, "subtract", q, uniform);
+        break;
+      }
+      case "quantile":
+        route(enc, s, batch, "subtract", q, uniform);
+        break;
+      case "sinkhorn":
+        sinkhornKernel.note();
+        s.sinkhorn ??= sinkhornScratchOnGpu(gpu, resident);
+        recordSinkhorn(
+          gpu,
+          enc,
+          sinkhorn,
+          resident,
+          q,
+          s.sinkhorn,
+          uniform,
+          timer,
+        );
+        route(enc, s, batch, "add", q, uniform);
+        break;
+      case "expert-choice":
+        expertChoiceKernel.note();
+        recordExpertChoice(
+          gpu,
+          enc,
+          Math.min(N, capacityOf(N, k, E, ec.capacityFactor)),
+          ctx.normalize,
+          {
+            scores: resident,
+            experts: s.experts,
+            weights: s.weights,
+            loads: s.loads,
+            ...s.column!,
+          },
+          uniform,
+          timer,
+        );
+        break;
+      case "capacity":
+        route(enc, s, batch, "none", undefined, uniform);
+        capacityDropKernel.note();
+        recordCapacityDrop(
+          gpu,
+          enc,
+          k,
+          capacityOf(N, k, E, cap.capacityFactor),
+          cap.drop,
+          {
+            scores: resident,
+            experts: s.experts,
+            weights: s.weights,
+            loads: s.loads,
+            ...s.column!,
+          },
+          uniform,
+          timer,
+        );
+        break;
+    }
+    // Metrics, against the batch's greedy reference (this one's own for greedy).
+    const self = m.name === "greedy" && batch.reference === undefined;
+    if (!self && batch.reference === undefined) {
+      throw new Error(
+        "a device balancer needs the batch's greedy reference recorded first",
+      );
+    }
+    batchMetricsKernel.note();
+    recordBatchMetrics(
+      gpu,
+      enc,
+      s.slots,
+      k,
+      {
+        scores: resident,
+        experts: s.experts,
+        loads: s.loads,
+        reference: self ? undefined : batch.reference!.buffer,
+        referenceWord: self ? undefined : batch.reference!.word,
+        metrics: s.metrics,
+        partial: s.partial,
+      },
+      uniform,
+      timer,
+    );
+    if (self) batch.reference = { buffer: s.metrics, word: 0 };
+    if (slot) {
+      enc.copyBufferToBuffer(s.loads, 0, slot.buffer, slot.offset, 4 * E);
+      if (stateful) {
+        enc.copyBufferToBuffer(q, 0, slot.buffer, slot.offset + 4 * E, 4 * E);
+      }
+      enc.copyBufferToBuffer(
+        s.metrics,
+        0,
+        slot.buffer,
+        slot.offset + 8 * E,
+        4 * METRIC_WORDS,
+      );
+    }
+    // Updates after the batch (the causal methods').
+    if (m.name === "loss-free") {
+      lossFreeUpdateKernel.note();
+      recordLossFreeUpdate(gpu, enc, q, s.loads, E, {
+        rate: lossFree.rate,
+        rule: lossFree.rule,
+        center: lossFree.center && !lossFree.multiplicative,
+      }, uniform);
+    } else if (m.name === "quantile") {
+      quantileStepKernel.note();
+      recordQuantileStep(
+        gpu,
+        enc,
+        k,
+        { scores: resident, q, ...s.dual! },
+        uniform,
+        timer,
+      );
+    }
+  }
+
+  // A private greedy reference for step(), built on first use.
+  let reference: DeviceBalancer | undefined;
+
+  const balancer: DeviceBalancer = {
+    name: m.name,
+    causal: cpu.causal,
+    biasKind,
+    timer,
+    record,
+    async step(layer: number, scores: ScoreMatrix): Promise<DeviceStepFigures> {
+      const batch = uploadBatch(gpu, scores);
+      const params = uniformSet(gpu, `${m.name} step`);
+      const report = gpu.pool.acquire(
+        recordBytes(E) + 16,
+        GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+        `${m.name} report`,
+      );
+      const enc = gpu.device.createCommandEncoder({ label: `${m.name} step` });
+      if (m.name !== "greedy") {
+        reference ??= createDeviceBalancer("greedy", context, gpu);
+        reference.record(layer, batch, enc, params.make);
+      }
+      record(layer, batch, enc, params.make, { buffer: report, offset: 0 });
+      enc.copyBufferToBuffer(batch.bad, 0, report, recordBytes(E), 4);
+      gpu.device.queue.submit([enc.finish()]);
+      const bytes = recordBytes(E) + 4;
+      await report.mapAsync(GPUMapMode.READ, 0, bytes);
+      const words = report.getMappedRange(0, bytes).slice(0);
+      report.unmap();
+      gpu.pool.release(report, ...params.buffers);
+      releaseBatch(gpu, batch);
+      checkBadWord(new Uint32Array(words, recordBytes(E), 1)[0], scores);
+      return readRecord(words, 0, E, biasKind);
+    },
+    async readRouting(): Promise<Routing> {
+      if (!shape) throw new Error("nothing recorded yet");
+      const { tokens: N, slots: S } = shape;
+      const out = createRouting(N, S, E);
+      const [e, w, l] = await Promise.all([
+        readBack(gpu, shape.experts, 4 * N * S),
+        readBack(gpu, shape.weights, 4 * N * S),
+        readBack(gpu, shape.loads, 4 * E),
+      ]);
+      out.experts.set(new Int32Array(e));
+      out.weights.set(new Float32Array(w));
+      out.loads.set(new Int32Array(l));
+      return out;
+    },
+    async biases(layer: number): Promise<Float64Array> {
+      if (!stateful) return new Float64Array(E);
+      const raw = new Float32Array(await readBack(gpu, state[layer], 4 * E));
+      return Float64Array.from(raw, (v) => biasKind === "negated" ? -v : v);
+    },
+    release(): void {
+      if (shape) releaseShape(shape);
+      shape = undefined;
+      gpu.pool.release(...state);
+      state.length = 0;
+      timer?.destroy();
+      reference?.release();
+    },
+  };
+  return balancer;
+}
