@@ -1,0 +1,68 @@
+// "@moelab/balance" is the light core: its static import graph reaches no
+// npm package (Polars, Observable Plot, linkedom, glpk.js, HiGHS load only
+// from the other entry points, or lazily when a caller asks for an LP
+// solver). Dynamic import() and `import type` do not load at import time,
+// so they do not count.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
+
+interface GraphModule {
+  specifier: string;
+  dependencies?: {
+    code?: { specifier: string };
+    isDynamic?: boolean;
+  }[];
+}
+
+/** npm packages reached from `file` through static, non-type imports. */
+async function npmAtImport(file: string): Promise<string[]> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", file],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+    roots: string[];
+    modules: GraphModule[];
+    redirects: Record<string, string>;
+  };
+  const modules = new Map(info.modules.map((m) => [m.specifier, m]));
+  const seen = new Set<string>();
+  const npm = new Set<string>();
+  const stack = [...info.roots];
+  while (stack.length > 0) {
+    const specifier = stack.pop()!;
+    if (seen.has(specifier)) continue;
+    seen.add(specifier);
+    if (specifier.startsWith("npm:")) {
+      npm.add(specifier.replace(/^npm:\/?/, "").replace(/(.)@.*$/, "$1"));
+      continue;
+    }
+    for (const dep of modules.get(specifier)?.dependencies ?? []) {
+      if (dep.code === undefined || dep.isDynamic) continue;
+      stack.push(info.redirects[dep.code.specifier] ?? dep.code.specifier);
+    }
+  }
+  return [...npm].sort();
+}
+
+test(
+  "the core loads no npm package at import; the other entry points load theirs",
+  {
+    skip: isDeno ? false : "needs deno info",
+  },
+  async () => {
+    assert.deepEqual(await npmAtImport("mod.ts"), []);
+    // The check itself sees npm packages where there are some.
+    assert.deepEqual(await npmAtImport(join("lib", "workload", "mod.ts")), [
+      "nodejs-polars",
+    ]);
+  },
+);
