@@ -10,6 +10,7 @@ import { type Gpu, gpuOf } from "./device.ts";
 import {
   dispatch,
   type GpuProgram,
+  type GpuTimer,
   readBack,
   storage,
   uniforms,
@@ -86,14 +87,22 @@ export function recordLossFreeUpdate(
     center: boolean;
   },
   uniform: (words: ArrayBuffer) => GPUBuffer,
+  timer?: GpuTimer,
 ): void {
   const p = uniform(new Float32Array([settings.rate, 0, 0, 0]).buffer);
   const program = biasUpdateProgram(experts, settings.rule, settings.center);
-  dispatch(gpu, encoder, program, [
-    { buffer: bias, offset: 0, size: 4 * experts },
-    { buffer: loads, offset: 0, size: 4 * experts },
-    p,
-  ], WG);
+  dispatch(
+    gpu,
+    encoder,
+    program,
+    [
+      { buffer: bias, offset: 0, size: 4 * experts },
+      { buffer: loads, offset: 0, size: 4 * experts },
+      p,
+    ],
+    WG,
+    timer,
+  );
 }
 
 /** Records and submits the update program over the resident `bias`. */

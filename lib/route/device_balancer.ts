@@ -521,11 +521,20 @@ export function createDeviceBalancer(
     // Updates after the batch (the causal methods').
     if (m.name === "loss-free") {
       lossFreeUpdateKernel.note();
-      recordLossFreeUpdate(gpu, enc, q, s.loads, E, {
-        rate: lossFree.rate,
-        rule: lossFree.rule,
-        center: lossFree.center && !lossFree.multiplicative,
-      }, uniform);
+      recordLossFreeUpdate(
+        gpu,
+        enc,
+        q,
+        s.loads,
+        E,
+        {
+          rate: lossFree.rate,
+          rule: lossFree.rule,
+          center: lossFree.center && !lossFree.multiplicative,
+        },
+        uniform,
+        timer,
+      );
     } else if (m.name === "quantile") {
       quantileStepKernel.note();
       recordQuantileStep(
