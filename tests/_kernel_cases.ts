@@ -191,6 +191,40 @@ const ROUTE: Conformance<RouteArgs, Routing> = {
         });
       }
     }
+    // Near ties: per token, experts 1 and 3 get the score that puts their
+    // key within a float32 rounding of expert 0's and 2's, with biases that
+    // are not dyadic, so float32 keys fround(s + b) would tie (and pick the
+    // lower index) where the float64 keys differ. Both bias modes.
+    for (const mode of ["add", "multiply"] as const) {
+      const s = seed++;
+      out.push({
+        label: `700x40 k=5 ${mode} near ties`,
+        make: () => {
+          const m = scores(s, 700, 40);
+          const rng = new Rng(s);
+          const bias = Float64Array.from(
+            { length: 40 },
+            () =>
+              Math.fround(
+                mode === "add"
+                  ? (rng.uniform() - 0.5) * 1e-3
+                  : 0.9 + 0.2 * rng.uniform(),
+              ),
+          );
+          const d = m.data;
+          for (let i = 0; i < 700; i++) {
+            for (const j of [0, 2]) {
+              const x = d[i * 40 + j];
+              if (!(x > -Infinity)) continue;
+              d[i * 40 + j + 1] = mode === "add"
+                ? x + bias[j] - bias[j + 1]
+                : (x * bias[j]) / bias[j + 1];
+            }
+          }
+          return routeArgs(m, 5, { bias, multiply: mode === "multiply" });
+        },
+      });
+    }
     // Group-limited routing (DeepSeek-V3's shape, scaled down).
     for (
       const [N, E, k, G, M] of [[600, 64, 6, 8, 3], [301, 32, 4, 4, 2], [
