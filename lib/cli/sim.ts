@@ -63,7 +63,8 @@ Usage: moelab sim [--preset FILE] [flags]
   --placement P     symmetric placement: complete, ring, torus, bipartite, random
   --scheduler S     exact (MicroMoE LP) or equal (split evenly, no LP)
   --backend B       cpu (default), webgpu, or auto (WebGPU where an adapter
-                    exists): greedy and loss-free route on the GPU
+                    exists): every method but exact runs on the GPU, its
+                    state in float32
   --threads T       CPU backend: worker threads, each running a share of the
                     layers (default: one per core; 1: this thread only)
   --help            this text
