@@ -89,10 +89,9 @@ function balance(method: string): void {
 
 /**
  * A public path per registered kernel (`op/backend`): calling it must run
- * the kernel. `todo` marks a kernel whose public path is still to come;
- * the suite reports it as TODO.
+ * the kernel.
  */
-const REACH: Record<string, (() => Promise<void> | void) | { todo: string }> = {
+const REACH: Record<string, () => Promise<void> | void> = {
   "route/cpu": () => void route(tiny(), { k: 2 }),
   "route/cpu-threads": () => {
     const s = sharedScores(40000, 8);
@@ -250,12 +249,6 @@ describe("every kernel is reached from a public path", () => {
   for (const k of registeredKernels()) {
     const path = REACH[key(k)];
     if (path === undefined) continue; // reported by the registry test
-    if (typeof path !== "function") {
-      test(`${key(k)}`, { todo: path.todo }, () => {
-        throw new Error(`${key(k)}: ${path.todo}`);
-      });
-      continue;
-    }
     test(
       `${key(k)}: ${k.callers.join("; ")}`,
       { skip: skipOf(k) },

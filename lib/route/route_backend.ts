@@ -2,7 +2,6 @@
 // op's validator, picks the backend, and runs that backend's kernel of the
 // route op ("cpu-threads" on the CPU, "webgpu" on an adapter).
 import { acquireGpu, describeGpu, type Gpu } from "../../kernels/device.ts";
-import { gpuRouteRefuses } from "../../kernels/route_topk.ts";
 import { checkChoice } from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { requireKernel } from "../ops/registry.ts";
@@ -36,19 +35,6 @@ export interface BackendInfo {
   software: boolean;
   /** Why `"auto"` chose the CPU, when it did. */
   reason?: string;
-}
-
-/**
- * Why the GPU top-K kernel does not take these settings (they run on the
- * CPU), or `undefined` when it does.
- */
-export function gpuCanRoute(
-  experts: number,
-  k: number,
-  groups = 1,
-  topGroups = groups,
-): string | undefined {
-  return gpuRouteRefuses(experts, k, groups, topGroups);
 }
 
 /**
