@@ -80,6 +80,30 @@ export function bipPrices(
 }
 
 /**
+ * Checks {@linkcode BipOptions} and fills their defaults: the one place
+ * both the CPU balancer and the device balancer read them from.
+ */
+export function bipSettings(options: BipOptions): Required<BipOptions> {
+  const clipTokenPrices = options.clipTokenPrices ?? true;
+  if (typeof clipTokenPrices !== "boolean") {
+    throw new TypeError(
+      `clipTokenPrices must be a boolean: current value is ${
+        show(clipTokenPrices)
+      }`,
+    );
+  }
+  return {
+    T: checkInteger("T", options.T ?? 2, 0),
+    capacityFactor: checkNumber(
+      "capacityFactor",
+      options.capacityFactor ?? 1,
+      1,
+    ),
+    clipTokenPrices,
+  };
+}
+
+/**
  * BIP-Based Balancing (Yuan Sun, arXiv 2502.15451): per layer, expert
  * prices `q >= 0` kept across batches; on each batch, `T` exact
  * coordinate rounds on that batch (see {@linkcode bipPrices}) starting from
@@ -124,14 +148,9 @@ export function bip(
   options: BipOptions = {},
 ): Balancer {
   const ctx = checkContext(context);
-  const T = checkInteger("T", options.T ?? 2, 0);
-  const cf = checkNumber("capacityFactor", options.capacityFactor ?? 1, 1);
-  const clipP = options.clipTokenPrices ?? true;
-  if (typeof clipP !== "boolean") {
-    throw new TypeError(
-      `clipTokenPrices must be a boolean: current value is ${show(clipP)}`,
-    );
-  }
+  const { T, capacityFactor: cf, clipTokenPrices: clipP } = bipSettings(
+    options,
+  );
   const E = ctx.experts;
   const prices = Array.from({ length: ctx.layers }, () => new Float64Array(E));
   const bounds = Array.from({ length: ctx.layers }, () => columnBounds(E));

@@ -27,6 +27,26 @@ export interface CapacityOptions {
 }
 
 /**
+ * Checks {@linkcode CapacityOptions} and fills their defaults: the one
+ * place both the CPU balancer and the device balancer read them from.
+ */
+export function capacitySettings(
+  options: CapacityOptions,
+): Required<CapacityOptions> {
+  return {
+    capacityFactor: checkNumber(
+      "capacityFactor",
+      options.capacityFactor ?? 1.25,
+      Number.MIN_VALUE,
+    ),
+    drop: checkChoice("drop", options.drop ?? "probs", [
+      "probs",
+      "position",
+    ]),
+  };
+}
+
+/**
  * Greedy top-K with an expert capacity and token dropping (GShard, Switch
  * Transformer; docs/algorithms.md section 10): route by plain top-K, then each
  * expert keeps at most `ceil(N * K * capacityFactor / E)` of the tokens
@@ -63,15 +83,7 @@ export function capacity(
   options: CapacityOptions = {},
 ): Balancer {
   const ctx = checkContext(context);
-  const cf = checkNumber(
-    "capacityFactor",
-    options.capacityFactor ?? 1.25,
-    Number.MIN_VALUE,
-  );
-  const drop = checkChoice("drop", options.drop ?? "probs", [
-    "probs",
-    "position",
-  ]);
+  const { capacityFactor: cf, drop } = capacitySettings(options);
   const E = ctx.experts, K = ctx.k;
   const dropKernel = requireKernel(capacityDropOp, "cpu");
   let out: Routing | undefined;

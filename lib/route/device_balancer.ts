@@ -50,7 +50,6 @@ import {
 import {
   capacityDropKernel,
   capacityScratchOnGpu,
-  type DropPolicy,
   recordCapacityDrop,
 } from "../../kernels/capacity_drop.ts";
 import {
@@ -67,6 +66,13 @@ import { capacityOf } from "../select/capacity.ts";
 import { createRouting } from "../select/routing.ts";
 import type { BalancerContext } from "./balancer.ts";
 import { checkContext } from "./_context.ts";
+import { type BipOptions, bipSettings } from "./bip.ts";
+import { type CapacityOptions, capacitySettings } from "./capacity.ts";
+import {
+  type ExpertChoiceOptions,
+  expertChoiceSettings,
+} from "./expert_choice.ts";
+import { type LossFreeOptions, lossFreeSettings } from "./loss_free.ts";
 import {
   BALANCERS,
   createBalancer,
@@ -274,24 +280,13 @@ export function createDeviceBalancer(
     groups: ctx.groups,
     topGroups: ctx.topGroups,
   });
-  // Option defaults: those of the CPU balancers (lib/route/<method>.ts).
-  const lossFree = {
-    rate: (o.rate as number | undefined) ?? 1e-3,
-    rule: (o.rule as "sign" | "proportional" | undefined) ?? "sign",
-    multiplicative: (o.multiplicative as boolean | undefined) ?? false,
-    center: (o.center as boolean | undefined) ?? false,
-  };
-  const bip = {
-    T: (o.T as number | undefined) ?? 2,
-    capacityFactor: (o.capacityFactor as number | undefined) ?? 1,
-    clipP: (o.clipTokenPrices as boolean | undefined) ?? true,
-  };
+  // The options as the CPU balancers read them (createBalancer checked them).
+  const lossFree = lossFreeSettings(o as LossFreeOptions);
+  const bipOptions = bipSettings(o as BipOptions);
+  const bip = { ...bipOptions, clipP: bipOptions.clipTokenPrices };
   const sinkhorn = checkSinkhornOptions(o);
-  const ec = { capacityFactor: (o.capacityFactor as number | undefined) ?? 1 };
-  const cap = {
-    capacityFactor: (o.capacityFactor as number | undefined) ?? 1.25,
-    drop: (o.drop as DropPolicy | undefined) ?? "probs",
-  };
+  const ec = expertChoiceSettings(o as ExpertChoiceOptions);
+  const cap = capacitySettings(o as CapacityOptions);
 
   const stateful = m.name === "loss-free" || m.name === "bip" ||
     m.name === "quantile" || m.name === "sinkhorn";

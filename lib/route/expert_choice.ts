@@ -18,6 +18,22 @@ export interface ExpertChoiceOptions {
 }
 
 /**
+ * Checks {@linkcode ExpertChoiceOptions} and fills their defaults: the one
+ * place both the CPU balancer and the device balancer read them from.
+ */
+export function expertChoiceSettings(
+  options: ExpertChoiceOptions,
+): Required<ExpertChoiceOptions> {
+  return {
+    capacityFactor: checkNumber(
+      "capacityFactor",
+      options.capacityFactor ?? 1,
+      Number.MIN_VALUE,
+    ),
+  };
+}
+
+/**
  * Expert Choice routing (Zhou et al. 2022, docs/algorithms.md section 9): each
  * expert takes its top `C = ceil(N * K / E)` tokens by score (column-wise
  * top-C, ties to the lowest token index), so every load is exactly `C`; a
@@ -58,11 +74,7 @@ export function expertChoice(
   options: ExpertChoiceOptions = {},
 ): Balancer {
   const ctx = checkContext(context);
-  const cf = checkNumber(
-    "capacityFactor",
-    options.capacityFactor ?? 1,
-    Number.MIN_VALUE,
-  );
+  const { capacityFactor: cf } = expertChoiceSettings(options);
   const E = ctx.experts;
   const select = requireKernel(expertChoiceOp, "cpu");
   let out: Routing | undefined;

@@ -22,6 +22,24 @@ export interface LossFreeOptions {
 }
 
 /**
+ * Checks {@linkcode LossFreeOptions} and fills their defaults: the one
+ * place both the CPU balancer and the device balancer read them from.
+ */
+export function lossFreeSettings(
+  options: LossFreeOptions,
+): Required<LossFreeOptions> {
+  return {
+    rate: checkNumber("rate", options.rate ?? 1e-3, 0),
+    rule: checkChoice("rule", options.rule ?? "sign", [
+      "sign",
+      "proportional",
+    ]),
+    multiplicative: options.multiplicative ?? false,
+    center: options.center ?? false,
+  };
+}
+
+/**
  * Loss-Free Balancing (Wang et al., DeepSeek-AI, arXiv 2408.15664): a bias
  * `b[j]` per expert and layer changes which experts are selected (top-K of
  * `s[i][j] + b[j]`), never the gate weights. After each batch, with
@@ -62,13 +80,7 @@ export function lossFree(
   options: LossFreeOptions = {},
 ): Balancer {
   const ctx = checkContext(context);
-  const u = checkNumber("rate", options.rate ?? 1e-3, 0);
-  const rule = checkChoice("rule", options.rule ?? "sign", [
-    "sign",
-    "proportional",
-  ]);
-  const multiplicative = options.multiplicative ?? false;
-  const center = options.center ?? false;
+  const { rate: u, rule, multiplicative, center } = lossFreeSettings(options);
   const E = ctx.experts;
   const bias = Array.from(
     { length: ctx.layers },
