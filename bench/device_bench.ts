@@ -36,11 +36,8 @@ import {
   metricPartialBytes,
   recordBatchMetrics,
 } from "../kernels/batch_metrics.ts";
-import {
-  createDeviceBalancer,
-  releaseBatch,
-  uploadBatch,
-} from "../lib/route/device_balancer.ts";
+import { createDeviceBalancer } from "../lib/route/device_balancer.ts";
+import { releaseBatch, uploadBatch } from "../lib/route/device_batch.ts";
 import { capacityOf } from "../lib/select/capacity.ts";
 import { syntheticWorkload } from "../lib/workload/synthetic.ts";
 import { printTable } from "./_timing.ts";

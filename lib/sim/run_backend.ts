@@ -12,16 +12,18 @@ import { createBalancer } from "../route/registry.ts";
 import { createRouting, routeInto } from "../route/route.ts";
 import { type Backend, resolveBackend } from "../route/route_backend.ts";
 import {
-  checkBadWord,
   createDeviceBalancer,
   type DeviceBalancer,
-  type DeviceBatch,
   deviceRefuses,
+} from "../route/device_balancer.ts";
+import {
+  checkBadWord,
+  type DeviceBatch,
   readRecord,
   recordBytes,
   releaseBatch,
   uploadBatch,
-} from "../route/device_balancer.ts";
+} from "../route/device_batch.ts";
 import { BATCH_METRICS } from "../metrics/batch_metrics.ts";
 import { selectedScoreSum } from "../metrics/load_metrics.ts";
 import { requireKernel } from "../ops/registry.ts";
