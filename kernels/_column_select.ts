@@ -458,3 +458,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     timer,
   );
 }
+
+/**
+ * Largest expert count of the column select: its tie counts sit in
+ * workgroup memory, one word per expert.
+ */
+export const COLUMN_MAX_EXPERTS = 4096;
+
+/** Why the column select cannot take `experts` experts, or `undefined`. */
+export function columnSelectRefuses(experts: number): string | undefined {
+  return experts > COLUMN_MAX_EXPERTS
+    ? `${experts} experts exceed the GPU kernel's ${COLUMN_MAX_EXPERTS}`
+    : undefined;
+}

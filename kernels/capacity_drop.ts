@@ -15,12 +15,12 @@ import {
   capacityDropOp,
 } from "../lib/ops/capacity_drop.ts";
 import { type Gpu, gpuOf } from "./device.ts";
+import { copyRouting, readRouting } from "./routing_readback.ts";
 import {
   dispatch,
   FLAT_ID,
   type GpuProgram,
   type GpuTimer,
-  readBack,
   span,
   storage,
   uniformSet,
@@ -34,6 +34,7 @@ import {
 } from "./resident_scores.ts";
 import {
   blocksOf,
+  columnSelectRefuses,
   histogramBytes,
   ORDER_KEYS,
   recordColumnSelect,
@@ -248,22 +249,12 @@ export async function capacityDropOnGpu(
     timer,
   );
   gpu.device.queue.submit([enc.finish()]);
-  const [e, w, l] = await Promise.all([
-    readBack(gpu, experts, 4 * N * k),
-    readBack(gpu, weights, 4 * N * k),
-    readBack(gpu, loads, 4 * E),
-  ]);
+  await readRouting(gpu, { experts, weights, loads }, out);
   gpu.pool.release(experts, weights, loads, ...Object.values(scratch));
   gpu.pool.release(...params.buffers);
   releaseScores(gpu, resident);
-  out.experts.set(new Int32Array(e));
-  out.weights.set(new Float32Array(w));
-  out.loads.set(new Int32Array(l));
   return out;
 }
-
-/** Largest expert count (workgroup memory of the tie counts). */
-const MAX_EXPERTS = 4096;
 
 /** The registered kernel: uploads the routing, drops, writes it back in place. */
 async function capacityDropWebGpu(
@@ -278,10 +269,7 @@ async function capacityDropWebGpu(
     args.drop,
     env.timer as GpuTimer | undefined,
   );
-  args.routing.experts.set(r.experts);
-  args.routing.weights.set(r.weights);
-  args.routing.loads.set(r.loads);
-  return args.routing;
+  return copyRouting(r, args.routing);
 }
 
 /** The registered capacityDrop/webgpu kernel (device balancers note their resident calls). */
@@ -289,10 +277,7 @@ export const capacityDropKernel = registerKernel({
   op: capacityDropOp,
   backend: "webgpu",
   run: capacityDropWebGpu,
-  refuses: (a) =>
-    a.scores.experts > MAX_EXPERTS
-      ? `${a.scores.experts} experts exceed the GPU kernel's ${MAX_EXPERTS}`
-      : undefined,
+  refuses: (a) => columnSelectRefuses(a.scores.experts),
   callers: [
     'runSimulationOn() with backend "webgpu" and createDeviceBalancer() (capacity)',
   ],

@@ -13,12 +13,12 @@ import {
   expertChoiceOp,
 } from "../lib/ops/expert_choice.ts";
 import { type Gpu, gpuOf } from "./device.ts";
+import { copyRouting, readRouting } from "./routing_readback.ts";
 import {
   dispatch,
   FLAT_ID,
   type GpuProgram,
   type GpuTimer,
-  readBack,
   span,
   storage,
   uniformSet,
@@ -32,6 +32,7 @@ import {
 } from "./resident_scores.ts";
 import {
   blocksOf,
+  columnSelectRefuses,
   histogramBytes,
   ORDER_KEYS,
   recordColumnSelect,
@@ -218,22 +219,15 @@ export async function expertChoiceOnGpu(
     timer,
   );
   gpu.device.queue.submit([enc.finish()]);
-  const [e, w, l] = await Promise.all([
-    readBack(gpu, outE, 4 * N * E),
-    readBack(gpu, outW, 4 * N * E),
-    readBack(gpu, loads, 4 * E),
-  ]);
+  await readRouting(gpu, { experts: outE, weights: outW, loads }, out);
   gpu.pool.release(outE, outW, loads, ...Object.values(scratch));
   gpu.pool.release(...params.buffers);
   releaseScores(gpu, resident);
-  out.experts.set(new Int32Array(e));
-  out.weights.set(new Float32Array(w));
-  out.loads.set(new Int32Array(l));
   return out;
 }
 
-/** Largest expert count (workgroup memory of the tie counts). */
-const MAX_EXPERTS = 4096;
+/** Why Expert Choice cannot run on the GPU with `experts` experts, or `undefined`. */
+export const expertChoiceRefuses = columnSelectRefuses;
 
 /** The registered kernel: routes and reads back into `args.out`. */
 async function expertChoiceWebGpu(
@@ -247,10 +241,7 @@ async function expertChoiceWebGpu(
     args.normalize,
     env.timer as GpuTimer | undefined,
   );
-  args.out.experts.set(r.experts);
-  args.out.weights.set(r.weights);
-  args.out.loads.set(r.loads);
-  return args.out;
+  return copyRouting(r, args.out);
 }
 
 /** The registered expertChoice/webgpu kernel. */
@@ -258,10 +249,7 @@ export const expertChoiceKernel = registerKernel({
   op: expertChoiceOp,
   backend: "webgpu",
   run: expertChoiceWebGpu,
-  refuses: (a) =>
-    a.scores.experts > MAX_EXPERTS
-      ? `${a.scores.experts} experts exceed the GPU kernel's ${MAX_EXPERTS}`
-      : undefined,
+  refuses: (a) => columnSelectRefuses(a.scores.experts),
   callers: [
     'runSimulationOn() with backend "webgpu" and createDeviceBalancer() (expert-choice)',
   ],

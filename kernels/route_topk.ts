@@ -13,6 +13,7 @@ import { createRouting } from "../lib/select/routing.ts";
 import { registerKernel } from "../lib/ops/registry.ts";
 import { type RouteArgs, routeOp } from "../lib/ops/route.ts";
 import { type Gpu, gpuOf } from "./device.ts";
+import { readRouting } from "./routing_readback.ts";
 import {
   dispatch,
   FLAT_ID,
@@ -368,20 +369,15 @@ export async function routeOnGpu(
     settings.timer,
   );
   device.queue.submit([enc.finish()]);
-  const [e, w, l, x] = await Promise.all([
-    readBack(gpu, outE, 4 * N * k),
-    readBack(gpu, outW, 4 * N * k),
-    readBack(gpu, loads, 4 * E),
+  const [x] = await Promise.all([
     readBack(gpu, bad, 4),
+    readRouting(gpu, { experts: outE, weights: outW, loads }, out),
   ]);
   pool.release(outE, outW, loads, bad, ...params.buffers);
   releaseScores(gpu, resident);
   if (ownBias) pool.release(bias!);
   const first = new Uint32Array(x)[0];
   if (first !== 0) throw badScore("scores", scores, 0xffffffff - first);
-  out.experts.set(new Int32Array(e));
-  out.weights.set(new Float32Array(w));
-  out.loads.set(new Int32Array(l));
   return out;
 }
 

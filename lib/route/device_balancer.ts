@@ -39,6 +39,7 @@ import {
 } from "../../kernels/sinkhorn_scaling.ts";
 import {
   expertChoiceKernel,
+  expertChoiceRefuses,
   expertChoiceScratchOnGpu,
   recordExpertChoice,
 } from "../../kernels/expert_choice.ts";
@@ -133,11 +134,7 @@ export function deviceRefuses(
   if (!BALANCERS[m.name]) return `no method ${m.name}`;
   if (m.name === "exact") return "the exact oracle runs on the CPU";
   const ctx = checkContext(context);
-  if (m.name === "expert-choice") {
-    return ctx.experts > 4096
-      ? `${ctx.experts} experts exceed the GPU kernels' 4096`
-      : undefined;
-  }
+  if (m.name === "expert-choice") return expertChoiceRefuses(ctx.experts);
   return gpuRouteRefuses(ctx.experts, ctx.k, ctx.groups, ctx.topGroups);
 }
 
