@@ -1,6 +1,6 @@
 // Argument checks shared by the public functions. Messages follow the
 // house style: sentence case, no final period, the offending value shown.
-import type { ScoreMatrix } from "./types.ts";
+import type { Routing, ScoreMatrix } from "./types.ts";
 
 /** Formats a value for an error message. */
 export function show(value: unknown): string {
@@ -125,4 +125,41 @@ export function badScore(name: string, s: ScoreMatrix, i: number): RangeError {
       Math.floor(i / s.experts)
     }, expert ${i % s.experts} is ${s.data[i]}`,
   );
+}
+
+/** Throws a TypeError naming `name` unless `value` is a non-null object. */
+export function checkObject<T>(name: string, value: T): T {
+  if (value === null || typeof value !== "object") {
+    throw new TypeError(
+      `${name} must be an object: current value is ${show(value)}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Checks that `routing` is a {@linkcode Routing} of `tokens` tokens over
+ * `experts` experts: `k` slots per token in `experts` and `weights`, one
+ * load per expert. The slots' values are the caller's to check.
+ */
+export function checkRoutingShape(
+  name: string,
+  routing: unknown,
+  tokens: number,
+  experts: number,
+): Routing {
+  const r = routing as Routing | null;
+  const k = r?.k;
+  if (
+    r === null || typeof r !== "object" || !Number.isInteger(k) ||
+    k! < 1 || r.experts?.length !== tokens * k! ||
+    r.weights?.length !== tokens * k! || r.loads?.length !== experts
+  ) {
+    throw new TypeError(
+      `${name} must be a Routing of the ${tokens} tokens and ${experts} experts: current value is ${
+        show(routing)
+      }`,
+    );
+  }
+  return r;
 }

@@ -2,7 +2,14 @@
 // layer and method (docs/algorithms.md section 1). Its CPU kernel is
 // lib/metrics/batch_metrics.ts's batchMetrics, whose METRIC names the
 // positions of the output.
-import { checkInteger, checkNumber, checkScores, show } from "../_validate.ts";
+import {
+  checkInteger,
+  checkNumber,
+  checkObject,
+  checkRoutingShape,
+  checkScores,
+  show,
+} from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { BATCH_METRICS, batchMetrics } from "../metrics/batch_metrics.ts";
 import { defineOp, registerKernel } from "./registry.ts";
@@ -55,26 +62,11 @@ export const batchMetricsOp = defineOp<
 });
 
 function checkBatchMetrics(request: BatchMetricsRequest): BatchMetricsArgs {
-  if (request === null || typeof request !== "object") {
-    throw new TypeError(
-      `request must be an object: current value is ${show(request)}`,
-    );
-  }
+  checkObject("request", request);
   const scores = checkScores("scores", request.scores);
   const { tokens: N, experts: E } = scores;
-  const routing = request.routing;
-  const k = routing?.k;
-  if (
-    routing === null || typeof routing !== "object" ||
-    !Number.isInteger(k) || k < 1 || routing.experts?.length !== N * k ||
-    routing.loads?.length !== E
-  ) {
-    throw new TypeError(
-      `routing must be a Routing of the ${N} tokens and ${E} experts: current value is ${
-        show(routing)
-      }`,
-    );
-  }
+  const routing = checkRoutingShape("routing", request.routing, N, E);
+  const k = routing.k;
   for (let s = 0; s < N * k; s++) {
     const j = routing.experts[s];
     if (!(j >= -1 && j < E)) {

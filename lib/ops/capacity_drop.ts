@@ -1,7 +1,13 @@
 // The capacity dropping op (GShard, Switch Transformer; docs/algorithms.md
 // section 10) and its production CPU kernel, what the `capacity` balancer
 // does after plain top-K routing.
-import { checkChoice, checkInteger, checkScores, show } from "../_validate.ts";
+import {
+  checkChoice,
+  checkInteger,
+  checkObject,
+  checkRoutingShape,
+  checkScores,
+} from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { keepThreshold } from "../select/order.ts";
 import { defineOp, registerKernel } from "./registry.ts";
@@ -74,26 +80,11 @@ export const capacityDropOp = defineOp<
 });
 
 function checkCapacityDrop(request: CapacityDropRequest): CapacityDropArgs {
-  if (request === null || typeof request !== "object") {
-    throw new TypeError(
-      `request must be an object: current value is ${show(request)}`,
-    );
-  }
+  checkObject("request", request);
   const scores = checkScores("scores", request.scores);
   const { tokens: N, experts: E } = scores;
-  const routing = request.routing;
-  const k = routing?.k;
-  if (
-    routing === null || typeof routing !== "object" ||
-    !Number.isInteger(k) || k < 1 || routing.experts?.length !== N * k ||
-    routing.weights?.length !== N * k || routing.loads?.length !== E
-  ) {
-    throw new TypeError(
-      `routing must be a Routing of the ${N} tokens and ${E} experts: current value is ${
-        show(routing)
-      }`,
-    );
-  }
+  const routing = checkRoutingShape("routing", request.routing, N, E);
+  const k = routing.k;
   const counts = new Int32Array(E);
   for (let s = 0; s < N * k; s++) {
     const j = routing.experts[s];

@@ -1,7 +1,7 @@
 // The Expert Choice selection op (Zhou et al. 2022; docs/algorithms.md
 // section 9) and its production CPU kernel, the routing the
 // `expertChoice` balancer runs.
-import { checkInteger, checkScores, show } from "../_validate.ts";
+import { checkInteger, checkObject, checkScores, show } from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { createRouting } from "../select/routing.ts";
 import { keepThreshold } from "../select/order.ts";
@@ -81,11 +81,7 @@ export const expertChoiceOp = defineOp<
 });
 
 function checkExpertChoice(request: ExpertChoiceRequest): ExpertChoiceArgs {
-  if (request === null || typeof request !== "object") {
-    throw new TypeError(
-      `request must be an object: current value is ${show(request)}`,
-    );
-  }
+  checkObject("request", request);
   const scores = checkScores("scores", request.scores);
   const { tokens: N, experts: E } = scores;
   const capacity = checkInteger("capacity", request.capacity, 0, N);

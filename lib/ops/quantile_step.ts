@@ -1,7 +1,7 @@
 // The Quantile step op (Quantile Balancing, J. Su, 2026; Megatron-Core
 // `quantile_balancing`; docs/algorithms.md section 7) and its production
 // CPU kernel, the update the `quantile` balancer runs after each batch.
-import { checkInteger, checkScores, show } from "../_validate.ts";
+import { checkInteger, checkObject, checkScores, show } from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { rowTop } from "../select/top.ts";
 import { defineOp, registerKernel } from "./registry.ts";
@@ -64,11 +64,7 @@ export const quantileStepOp = defineOp<
 });
 
 function checkQuantileStep(request: QuantileStepRequest): QuantileStepArgs {
-  if (request === null || typeof request !== "object") {
-    throw new TypeError(
-      `request must be an object: current value is ${show(request)}`,
-    );
-  }
+  checkObject("request", request);
   const scores = checkScores("scores", request.scores);
   const E = scores.experts;
   const k = checkInteger("k", request.k, 1, E);

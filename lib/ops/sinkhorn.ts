@@ -1,7 +1,13 @@
 // The Sinkhorn scaling op (S-BASE, Clark et al. 2022; Megatron-Core
 // `sinkhorn`; docs/algorithms.md section 8) and its production CPU kernel,
 // the scaling the `sinkhorn` balancer and `sinkhornScaling` run.
-import { checkInteger, checkNumber, checkScores, show } from "../_validate.ts";
+import {
+  checkInteger,
+  checkNumber,
+  checkObject,
+  checkScores,
+  show,
+} from "../_validate.ts";
 import type { ScoreMatrix } from "../types.ts";
 import { defineOp, registerKernel } from "./registry.ts";
 
@@ -128,11 +134,7 @@ export const sinkhornOp = defineOp<
 );
 
 function checkSinkhorn(request: SinkhornRequest): SinkhornArgs {
-  if (request === null || typeof request !== "object") {
-    throw new TypeError(
-      `request must be an object: current value is ${show(request)}`,
-    );
-  }
+  checkObject("request", request);
   const scores = checkScores("scores", request.scores);
   const settings = checkSinkhornOptions(request.options);
   const E = scores.experts;
