@@ -10,7 +10,7 @@ import { batchMetricsOp } from "../ops/batch_metrics.ts";
 import { selectedScoreSum } from "../metrics/load_metrics.ts";
 import { solveBalancedAssignmentSync } from "../solve/solve_balanced_assignment_sync.ts";
 import type { SimConfig } from "./config.ts";
-import { optimumSteps } from "./eval_window.ts";
+import { gapPlan } from "./eval_window.ts";
 import type { PreparedRun } from "./prepare_run.ts";
 import { allocateTables, type SimTables } from "./tables.ts";
 
@@ -65,16 +65,7 @@ export function simulateLayers(
   const wallMs = new Float64Array(M);
   const values = new Float64Array(Q);
   const metricsKernel = requireKernel(batchMetricsOp, "cpu");
-  // An exact method at the default capacity routes by the optimum itself:
-  // then the gap costs nothing more and covers the whole evaluation window.
-  const exactIndex = specs.findIndex((s) =>
-    s.name === "exact" && (s.options.capacityFactor ?? 1) === 1
-  );
-  const gapStepList = exactIndex >= 0 && cfg.gapSteps > 0
-    ? optimumSteps({ ...cfg, gapSteps: steps })
-    : optimumSteps(cfg);
-  const gapAt = new Uint8Array(steps);
-  for (const s of gapStepList) gapAt[s] = 1;
+  const { exactIndex, steps: gapStepList, at: gapAt } = gapPlan(cfg, specs);
   const gaps = new Float64Array(steps * held * M).fill(NaN);
   const sums = new Float64Array(M);
   // Greedy at the run's own settings is the retention reference: reuse it.

@@ -1,5 +1,6 @@
 // Which steps a run evaluates: the window its summaries average over, and
 // the steps of that window whose exact optimum it solves.
+import type { MethodSpec } from "../route/registry.ts";
 import type { SimConfig } from "./config.ts";
 
 /** First evaluated step: the window is `[evalStart, steps)`. */
@@ -24,4 +25,34 @@ export function optimumSteps(
     { length: n },
     (_, t) => start + Math.floor((t * window) / n),
   );
+}
+
+/** The steps whose optimality gap a run measures, and how it gets the optimum. */
+export interface GapPlan {
+  /**
+   * The index of an `exact` method at the default capacity, or -1. Such a
+   * method routes by the optimum itself: its score sum is the optimum, the
+   * gap costs nothing more, and it covers the whole evaluation window.
+   */
+  exactIndex: number;
+  /** The steps measured, ascending. */
+  steps: number[];
+  /** 1 at each measured step (length `config.steps`). */
+  at: Uint8Array;
+}
+
+/** Plans a run's optimality gaps: which steps, and whether a method is the optimum. */
+export function gapPlan(
+  config: Pick<SimConfig, "steps" | "evalFraction" | "gapSteps">,
+  specs: readonly MethodSpec[],
+): GapPlan {
+  const exactIndex = specs.findIndex((s) =>
+    s.name === "exact" && (s.options.capacityFactor ?? 1) === 1
+  );
+  const steps = exactIndex >= 0 && config.gapSteps > 0
+    ? optimumSteps({ ...config, gapSteps: config.steps })
+    : optimumSteps(config);
+  const at = new Uint8Array(config.steps);
+  for (const s of steps) at[s] = 1;
+  return { exactIndex, steps, at };
 }

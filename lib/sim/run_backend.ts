@@ -29,7 +29,7 @@ import { selectedScoreSum } from "../metrics/load_metrics.ts";
 import { requireKernel } from "../ops/registry.ts";
 import { batchMetricsOp } from "../ops/batch_metrics.ts";
 import { solveBalancedAssignmentSync } from "../solve/solve_balanced_assignment_sync.ts";
-import { optimumSteps } from "./eval_window.ts";
+import { gapPlan } from "./eval_window.ts";
 import { type PreparedRun, prepareRun } from "./prepare_run.ts";
 import {
   finishSimulation,
@@ -157,14 +157,7 @@ async function simulateOnDevice(
   const values = new Float64Array(Q);
   const metricsKernel = requireKernel(batchMetricsOp, "cpu");
   const cpuReference = createRouting(tokens, k, E);
-  const exactIndex = specs.findIndex((s) =>
-    s.name === "exact" && (s.options.capacityFactor ?? 1) === 1
-  );
-  const gapStepList = exactIndex >= 0 && cfg.gapSteps > 0
-    ? optimumSteps({ ...cfg, gapSteps: steps })
-    : optimumSteps(cfg);
-  const gapAt = new Uint8Array(steps);
-  for (const s of gapStepList) gapAt[s] = 1;
+  const { exactIndex, steps: gapStepList, at: gapAt } = gapPlan(cfg, specs);
   const gaps = new Float64Array(steps * layers * M).fill(NaN);
   const sums = new Float64Array(M);
 
