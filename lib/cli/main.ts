@@ -27,6 +27,7 @@ import { solveCommand } from "./solve.ts";
 import { scheduleCommand } from "./schedule.ts";
 import { placeCommand } from "./place.ts";
 import { trainCommand } from "./train.ts";
+import { sweepCommand } from "./sweep.ts";
 
 /** A subcommand: runs with its arguments and returns the exit code. */
 export type Command = (args: string[]) => number | Promise<number>;
@@ -49,6 +50,11 @@ export const COMMANDS: Record<string, { run: Command; summary: string }> = {
   train: {
     run: trainCommand,
     summary: "train small MoE language models: perplexity against balance",
+  },
+  sweep: {
+    run: sweepCommand,
+    summary:
+      "sim over a grid of presets, sharded locally, on Slurm or Kubernetes",
   },
 };
 

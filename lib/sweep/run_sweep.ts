@@ -1,0 +1,170 @@
+// Runs a sweep's cells (all of them, or one shard's) and writes each to
+// DIR/cells/<id>/ in one rename, so that a cell is either complete or
+// absent and a re-run resumes where the last one stopped.
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { join } from "node:path";
+import { prepareRun } from "../sim/prepare_run.ts";
+import type { SimResult } from "../sim/run.ts";
+import { runSimulationParallel } from "../sim/run_parallel.ts";
+import { writeSimOutputs } from "../report/sim_outputs.ts";
+import { type SweepCell, sweepCells, type SweepGrid } from "./grid.ts";
+import { inShard, type Shard } from "./shard.ts";
+
+/** The file of a sweep folder that holds its grid. */
+export const GRID_FILE = "grid.json";
+/** The file of a cell's folder that marks it complete (written with the rest). */
+export const CELL_FILE = "cell.json";
+
+/** Where a sweep stands, as reported after every cell. */
+export interface SweepProgress {
+  /** Cells of this shard complete (run here or found complete). */
+  done: number;
+  /** Cells being simulated now. */
+  running: number;
+  /** Cells of this shard not yet started. */
+  left: number;
+  /** Cells of this shard. */
+  total: number;
+  /** Estimated milliseconds to finish, from the cells run so far; null before the first. */
+  etaMs: number | null;
+}
+
+/** Options of {@linkcode runSweep}. */
+export interface RunSweepOptions {
+  /** The shard to run (default: every cell). */
+  shard?: Shard;
+  /** Worker threads per cell (default: one per core, at most the layers). */
+  threads?: number;
+  /** Called when a cell starts or finishes. */
+  onProgress?: (progress: SweepProgress) => void;
+}
+
+/** What {@linkcode runSweep} did. */
+export interface SweepRunReport {
+  /** Ids of the cells simulated. */
+  ran: string[];
+  /** Ids of the cells found complete and skipped. */
+  skipped: string[];
+}
+
+/** The folder of a cell. */
+export function cellDir(dir: string, cell: SweepCell): string {
+  return join(dir, "cells", cell.id);
+}
+
+/** Whether a cell's folder is complete. */
+export function isCellComplete(dir: string, cell: SweepCell): boolean {
+  return existsSync(join(cellDir(dir, cell), CELL_FILE));
+}
+
+/**
+ * Runs the cells of `shard` in the sweep's order, one after another, each
+ * spread over the cores by layer (`runSimulationParallel`); while one cell's
+ * files are written the next one is already simulating on the workers.
+ * Writes `dir/grid.json` first (a folder holding another grid is refused),
+ * then each cell to a temporary folder renamed to `dir/cells/<id>` once all
+ * its files are written. A complete cell is skipped.
+ *
+ * @throws {RangeError} If `dir` holds a different sweep.
+ */
+export async function runSweep(
+  grid: SweepGrid,
+  dir: string,
+  options: RunSweepOptions = {},
+): Promise<SweepRunReport> {
+  writeGridFile(grid, dir);
+  const shard = options.shard ?? { index: 0, count: 1, from: "local" };
+  const mine = sweepCells(grid).filter((c) => inShard(c.index, shard));
+  const todo = mine.filter((c) => !isCellComplete(dir, c));
+  const skipped = mine.filter((c) => isCellComplete(dir, c)).map((c) => c.id);
+  const ran: string[] = [];
+  const t0 = performance.now();
+  let running = 0;
+  const report = () =>
+    options.onProgress?.({
+      done: skipped.length + ran.length,
+      running,
+      left: todo.length - ran.length - running,
+      total: mine.length,
+      etaMs: ran.length === 0 ? null : (performance.now() - t0) / ran.length *
+        (todo.length - ran.length),
+    });
+  const start = (cell: SweepCell): Promise<SimResult> => {
+    running++;
+    return runSimulationParallel(prepareRun(cell.preset), {
+      threads: options.threads,
+    });
+  };
+  let next = todo.length > 0 ? start(todo[0]) : undefined;
+  report();
+  for (let i = 0; i < todo.length; i++) {
+    const result = await next!;
+    running--;
+    // Start the next cell on the workers before writing this one's files.
+    next = i + 1 < todo.length ? start(todo[i + 1]) : undefined;
+    writeCell(dir, todo[i], result);
+    ran.push(todo[i].id);
+    report();
+  }
+  return { ran, skipped };
+}
+
+function writeCell(dir: string, cell: SweepCell, result: SimResult): void {
+  const cells = join(dir, "cells");
+  mkdirSync(cells, { recursive: true });
+  // Leftovers of this cell from a killed run: only this shard runs it.
+  for (const name of readdirSync(cells)) {
+    if (name.startsWith(`.${cell.id}.tmp-`)) {
+      rmSync(join(cells, name), { recursive: true, force: true });
+    }
+  }
+  const tmp = join(cells, `.${cell.id}.tmp-${tempSuffix()}`);
+  try {
+    writeSimOutputs(result, tmp);
+    writeFileSync(
+      join(tmp, CELL_FILE),
+      JSON.stringify({ id: cell.id, index: cell.index, values: cell.values }) +
+        "\n",
+    );
+    rmSync(cellDir(dir, cell), { recursive: true, force: true });
+    renameSync(tmp, cellDir(dir, cell));
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** The grid as `grid.json` holds it. */
+export function gridText(grid: SweepGrid): string {
+  return JSON.stringify({ preset: grid.preset, grid: grid.grid }, null, 2) +
+    "\n";
+}
+
+function writeGridFile(grid: SweepGrid, dir: string): void {
+  const path = join(dir, GRID_FILE);
+  const text = gridText(grid);
+  if (existsSync(path)) {
+    if (readFileSync(path, "utf8") !== text) {
+      throw new RangeError(
+        `--out ${dir} holds another sweep (its ${GRID_FILE} differs from this grid): use a new folder`,
+      );
+    }
+    return;
+  }
+  mkdirSync(dir, { recursive: true });
+  // Shards may start together: each writes the same text and renames it.
+  const tmp = `${path}.tmp-${tempSuffix()}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+function tempSuffix(): string {
+  return `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+}
