@@ -47,6 +47,12 @@ export const SUITES: Suite[] = [
       "MicroMoE scheduling, 64 GPUs x 256 experts: exact against HiGHS and glpk.js",
     load: () => import("./ep_bench.ts"),
   },
+  {
+    name: "device",
+    description:
+      "every op's WebGPU kernel: GPU ms and GB/s; device balancer steps",
+    load: () => import("./device_bench.ts"),
+  },
 ];
 
 /** Runs `fn`, returning what it printed with `console.log` (still printed). */
