@@ -62,14 +62,16 @@ exec ${o.moelab} sweep merge ${q(o.out)}
 `;
   const submit = `#!/bin/bash
 # Submits the shards as an array job, then the merge as a job that starts
-# once every array task has succeeded. Arguments go to the merge's sbatch
+# once every array task has succeeded (and is cancelled if one fails:
+# re-run that shard, then the merge). Arguments go to the merge's sbatch
 # (--wait: return when the merge is done).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 shards=$(sbatch --parsable "$here/shards.sbatch")
 shards=\${shards%%;*}
 echo "shards: job $shards (${o.array} array tasks)"
-merge=$(sbatch --parsable --dependency=afterok:"$shards" "$@" "$here/merge.sbatch")
+merge=$(sbatch --parsable --dependency=afterok:"$shards" --kill-on-invalid-dep=yes \\
+  "$@" "$here/merge.sbatch")
 echo "merge: job \${merge%%;*}"
 `;
   return {
