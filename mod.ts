@@ -180,6 +180,28 @@ export {
   rebalanceExperts,
 } from "./lib/placement/eplb.ts";
 export {
+  colocatedReplicas,
+  type Colocation,
+} from "./lib/placement/colocation.ts";
+export {
+  gpuLoadsEqualSplit,
+  sglangUtilizationRate,
+  trtllmImbalanceRatio,
+  vllmBalancedness,
+} from "./lib/placement/engine_balance.ts";
+export {
+  type Migration,
+  migrationVolume,
+  shouldReplan,
+} from "./lib/placement/migration.ts";
+export {
+  type Advice,
+  type AdviseOptions,
+  adviseRecording,
+  type StrategyFigures,
+  type StrategyKey,
+} from "./lib/placement/advise.ts";
+export {
   CLOSED_FORM_MAX_GPUS,
   closedFormOptimum,
 } from "./lib/placement/closed_form.ts";

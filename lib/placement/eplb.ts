@@ -10,6 +10,14 @@ export interface EplbOptions {
   nodes: number;
   /** GPUs (`num_gpus`), a multiple of `nodes`. */
   gpus: number;
+  /**
+   * `true` (default): EPLB's answer exactly, which may put two replicas of
+   * one expert on one GPU (github deepseek-ai/EPLB issue 22, on Zipf-like
+   * loads). `false`: never on one GPU; an expert gets at most one replica
+   * per GPU of its node, and the packing skips GPUs that hold the expert
+   * (see {@linkcode colocatedReplicas}).
+   */
+  colocation?: boolean;
 }
 
 /** EPLB's result, per layer. */
@@ -34,7 +42,9 @@ const f32 = Math.fround;
 function balancedPacking(
   weight: number[],
   packs: number,
+  labels?: ArrayLike<number>,
 ): { pack: Int32Array; rank: Int32Array } {
+  if (labels) return distinctPacking(weight, packs, labels);
   const n = weight.length, per = n / packs;
   const pack = new Int32Array(n), rank = new Int32Array(n);
   if (per === 1) {
@@ -56,19 +66,88 @@ function balancedPacking(
   return { pack, rank };
 }
 
-/** Replicates experts: each extra slot to the expert with the largest load per replica. */
+/**
+ * Balanced packing where no pack holds two items of one label: the
+ * heaviest item goes to the lightest pack with room that lacks its label;
+ * when every such pack is full, an item of another label moves from one of
+ * them to a pack with room (one always exists while each label has at
+ * most `packs` items), choosing the move with the smallest larger load.
+ */
+function distinctPacking(
+  weight: number[],
+  packs: number,
+  labels: ArrayLike<number>,
+): { pack: Int32Array; rank: Int32Array } {
+  const n = weight.length, per = n / packs;
+  const order = Array.from({ length: n }, (_, i) => i)
+    .sort((a, b) => weight[b] - weight[a] || a - b);
+  const load = new Float64Array(packs);
+  const members: number[][] = Array.from({ length: packs }, () => []);
+  const pack = new Int32Array(n).fill(-1);
+  const holds = (k: number, label: number) =>
+    members[k].some((i) => labels[i] === label);
+  for (const i of order) {
+    let best = -1;
+    for (let k = 0; k < packs; k++) {
+      if (members[k].length >= per || holds(k, labels[i])) continue;
+      if (best < 0 || load[k] < load[best]) best = k;
+    }
+    if (best < 0) {
+      // Every pack lacking the label is full: move an item x from such a
+      // pack q to the lightest pack p with room that does not hold x.
+      let p = -1;
+      for (let k = 0; k < packs; k++) {
+        if (members[k].length < per && (p < 0 || load[k] < load[p])) p = k;
+      }
+      let move: [number, number] | null = null, cost = Infinity;
+      for (let q = 0; q < packs; q++) {
+        if (holds(q, labels[i])) continue;
+        for (const x of members[q]) {
+          if (holds(p, labels[x])) continue;
+          const c = Math.max(
+            load[p] + weight[x],
+            load[q] - weight[x] + weight[i],
+          );
+          if (c < cost) cost = c, move = [q, x];
+        }
+      }
+      const [q, x] = move!;
+      members[q].splice(members[q].indexOf(x), 1);
+      load[q] = f32(load[q] - weight[x]);
+      members[p].push(x);
+      pack[x] = p;
+      load[p] = f32(load[p] + weight[x]);
+      best = q;
+    }
+    members[best].push(i);
+    pack[i] = best;
+    load[best] = f32(load[best] + weight[i]);
+  }
+  const rank = new Int32Array(n);
+  for (const m of members) m.forEach((i, r) => rank[i] = r);
+  return { pack, rank };
+}
+
+/**
+ * Replicates experts: each extra slot to the expert with the largest load
+ * per replica, among those with fewer than `cap` replicas.
+ */
 function replicate(
   weight: number[],
   phy: number,
+  cap = Infinity,
 ): { phy2log: Int32Array; rank: Int32Array; count: Int32Array } {
   const n = weight.length;
   const phy2log = new Int32Array(phy), rank = new Int32Array(phy);
   const count = new Int32Array(n).fill(1);
   for (let i = 0; i < n; i++) phy2log[i] = i;
   for (let i = n; i < phy; i++) {
-    let best = 0;
+    let best = count[0] < cap ? 0 : -1;
     for (let j = 1; j < n; j++) {
-      if (f32(weight[j] / count[j]) > f32(weight[best] / count[best])) best = j;
+      if (count[j] >= cap) continue;
+      if (
+        best < 0 || f32(weight[j] / count[j]) > f32(weight[best] / count[best])
+      ) best = j;
     }
     phy2log[i] = best;
     rank[i] = count[best]++;
@@ -82,6 +161,7 @@ function hierarchical(
   groups: number,
   nodes: number,
   gpus: number,
+  colocation = true,
 ): { phy2log: number[]; rank: number[]; logcnt: number[] } {
   const E = w.length, groupSize = E / groups, groupsPerNode = groups / nodes;
   const perGpu = replicas / gpus;
@@ -107,7 +187,9 @@ function hierarchical(
       { length: perNode },
       (_, i) => w[mlog2log[node * perNode + i]],
     );
-    const rep = replicate(tokens, phyPerNode);
+    const rep = colocation
+      ? replicate(tokens, phyPerNode)
+      : replicate(tokens, phyPerNode, gpus / nodes);
     for (let i = 0; i < perNode; i++) {
       mlogcnt[node * perNode + i] = rep.count[i];
     }
@@ -115,7 +197,9 @@ function hierarchical(
       rep.phy2log,
       (m) => f32(tokens[m] / rep.count[m]),
     );
-    const pk = balancedPacking(perPhy, gpus / nodes);
+    const pk = colocation
+      ? balancedPacking(perPhy, gpus / nodes)
+      : balancedPacking(perPhy, gpus / nodes, rep.phy2log);
     const pphy2phy = new Int32Array(phyPerNode);
     for (let i = 0; i < phyPerNode; i++) {
       pphy2phy[pk.pack[i] * perGpu + pk.rank[i]] = i;
@@ -178,7 +262,12 @@ export function rebalanceExperts(
     }
     row.forEach((v, e) => checkNumber(`weight[${l}][${e}]`, v, 0));
   });
-  const { replicas, groups, nodes, gpus } = options ?? {};
+  const { replicas, groups, nodes, gpus, colocation = true } = options ?? {};
+  if (typeof colocation !== "boolean") {
+    throw new TypeError(
+      `colocation must be a boolean: current value is ${show(colocation)}`,
+    );
+  }
   checkInteger("gpus", gpus, 1);
   checkInteger("replicas", replicas, E);
   checkInteger("groups", groups, 1);
@@ -200,10 +289,17 @@ export function rebalanceExperts(
       `gpus must be a multiple of nodes (${N}): current value is ${gpus}`,
     );
   }
+  if (!colocation && replicas / gpus > E / N) {
+    throw new RangeError(
+      `replicas must be at most ${
+        gpus * E / N
+      } (${E} experts over ${N} node(s), ${gpus} GPUs) without colocation: current value is ${replicas}`,
+    );
+  }
   const out: EplbResult = { phy2log: [], log2phy: [], logcnt: [] };
   const ranks: number[][] = [];
   for (const row of weight) {
-    const r = hierarchical(row.map(f32), replicas, G, N, gpus);
+    const r = hierarchical(row.map(f32), replicas, G, N, gpus, colocation);
     out.phy2log.push(r.phy2log);
     out.logcnt.push(r.logcnt);
     ranks.push(r.rank);
