@@ -26,6 +26,7 @@ import { simCommand } from "./sim.ts";
 import { solveCommand } from "./solve.ts";
 import { scheduleCommand } from "./schedule.ts";
 import { placeCommand } from "./place.ts";
+import { adviseCommand } from "./advise.ts";
 import { trainCommand } from "./train.ts";
 import { sweepCommand } from "./sweep.ts";
 
@@ -46,6 +47,11 @@ export const COMMANDS: Record<string, { run: Command; summary: string }> = {
   place: {
     run: placeCommand,
     summary: "EPLB expert placement for a load table",
+  },
+  advise: {
+    run: adviseCommand,
+    summary:
+      "would EPLB or MicroMoE help on a recorded workload, and how often to re-plan",
   },
   train: {
     run: trainCommand,

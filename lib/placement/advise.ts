@@ -235,18 +235,23 @@ function mb(bytes: number): string {
  * - static EP (expert `j` on GPU `floor(j / (E / G))`, the baseline),
  * - EPLB ({@linkcode rebalanceExperts}) planned on the first half of the
  *   steps and evaluated on the second (on all steps when there is one),
- *   as it is and without colocated replicas,
+ *   as it is and without colocated replicas (where a GPU's slots fit in
+ *   distinct experts of its node),
  * - EPLB re-planned every `W` steps: planned on the past `W` steps (from
  *   the trivial map, physical slot `i` holding expert `i mod E`), used for
- *   the next `W`, evaluated from step `W` on, re-planning only when the
+ *   the next `W`, re-planning only when the
  *   predicted gain exceeds `threshold`, with the weights moved per re-plan
  *   ({@linkcode migrationVolume}),
  * - MicroMoE scheduling ({@linkcode scheduleTokens}, per step) on the
  *   symmetric placement and on an asymmetric one planned on the first half,
  *
- * each with GPU max/mean, the engines' own balance figures, the gain over
- * static EP on the same steps, and a recommendation with its reasons: the
- * largest gain net of transfers, static EP when none reaches `minGain`.
+ * each evaluated on the second half of the steps (plans use only the steps
+ * before the ones they run; a re-plan interval past the half is evaluated
+ * from its first plan on), with GPU max/mean, the engines' own balance
+ * figures, the gain over static EP on the same steps, and a recommendation
+ * with its reasons: the largest gain net of transfers among the strategies
+ * that fit in EPLB's slots per GPU (`replicas / gpus`, the memory budget),
+ * static EP when none reaches `minGain`.
  * EPLB rows split an expert's tokens equally over its replicas, as EPLB
  * assumes; MicroMoE rows take the LP schedule of each step.
  *
@@ -364,17 +369,22 @@ export function adviseRecording(
       netGain: netStepMs > 0 ? base / netStepMs - 1 : 0,
     });
   };
+  // Every strategy is evaluated on the second half of the steps (all of
+  // them when there is one), planned on steps before it.
+  const half = T >= 2 ? Math.ceil(T / 2) : 0;
   push({
     key: "static",
     name: "static EP",
     planning: "none",
-    from: 0,
+    from: half,
     slotsPerGpu: E / G,
-  }, staticLoads);
+  }, staticLoads.slice(half));
 
-  const half = T >= 2 ? Math.ceil(T / 2) : 0;
   const planned = sumSteps(0, half || T);
-  for (const colocation of [true, false]) {
+  // Without colocation a GPU holds distinct experts of its node.
+  const perNode = E / (groups % nodes === 0 ? nodes : 1);
+  const distinctFits = R / G <= perNode;
+  for (const colocation of distinctFits ? [true, false] : [true]) {
     const r = rebalanceExperts(planned, { ...eplb, colocation });
     push(
       {
@@ -424,18 +434,21 @@ export function adviseRecording(
       );
       gpuLoads.push(...split(current, start, Math.min(start + W, T)));
     }
-    const evaluated = T - W;
-    const stepMsSum = gpuLoads.reduce((t, g) => t + ms(g), 0);
+    // Evaluated from the common first step, or from W when W is later;
+    // the transfers are spread over every step after the first plan.
+    const from = Math.max(half, W);
+    const kept = gpuLoads.slice(from - W);
+    const stepMs = kept.reduce((t, g) => t + ms(g), 0) / kept.length;
     push(
       {
         key: "eplb-replan",
         name: `EPLB every ${W} steps`,
         interval: W,
         planning: "past window",
-        from: W,
+        from,
         slotsPerGpu: R / G,
       },
-      gpuLoads,
+      kept,
       {
         replans,
         migrationExperts: replans ? moved / replans : 0,
@@ -443,7 +456,7 @@ export function adviseRecording(
         migrationMs: replans ? transferMs / replans : 0,
         colocated,
       },
-      (stepMsSum + transferMs) / evaluated,
+      stepMs + transferMs / (T - W),
     );
   }
 
@@ -452,9 +465,9 @@ export function adviseRecording(
     key: "micromoe-symmetric",
     name: `MicroMoE, symmetric (${d} replicas)`,
     planning: "per step",
-    from: 0,
+    from: half,
     slotsPerGpu: sym.slotsPerGpu,
-  }, rec.map((step) => step.map((row) => scheduled(row, sym))));
+  }, rec.slice(half).map((step) => step.map((row) => scheduled(row, sym))));
   const asym = planned.map((w) =>
     asymmetricPlacement(w.map((x) => Math.round(x)), G, {
       replicas: d,
@@ -482,13 +495,24 @@ export function adviseRecording(
     replicas: R,
     expertBytes,
     strategies: out,
-    recommendation: recommend(out, minGain),
+    recommendation: recommend(
+      out,
+      minGain,
+      R / G,
+      distinctFits
+        ? ""
+        : `EPLB without colocation is impossible here: ${
+          R / G
+        } slots per GPU exceed the ${perNode} experts of a node`,
+    ),
   };
 }
 
 function recommend(
   rows: StrategyFigures[],
   minGain: number,
+  budget: number,
+  note: string,
 ): Advice["recommendation"] {
   const stat = rows[0];
   const reasons = [
@@ -500,8 +524,12 @@ function recommend(
       stat.sglangUtilizationRate.toFixed(3)
     }, TensorRT-LLM imbalance ratio ${stat.trtllmImbalanceRatio.toFixed(3)})`,
   ];
+  // Only strategies within the memory of EPLB's slots are recommended.
   let best = stat;
-  for (const r of rows.slice(1)) if (r.netGain > best.netGain) best = r;
+  for (const r of rows.slice(1)) {
+    if (r.slotsPerGpu <= budget && r.netGain > best.netGain) best = r;
+  }
+  const over = rows.filter((r) => r.slotsPerGpu > budget);
   const eplb = rows.find((r) => r.key === "eplb");
   const distinct = rows.find((r) => r.key === "eplb-distinct");
   if (eplb && distinct) {
@@ -515,6 +543,7 @@ function recommend(
         })`,
     );
   }
+  if (note) reasons.push(note);
   const replan = rows.filter((r) => r.key === "eplb-replan");
   if (replan.length) {
     reasons.push(
@@ -523,6 +552,13 @@ function recommend(
           ", ",
         )
       }`,
+    );
+  }
+  for (const r of over) {
+    reasons.push(
+      `${r.name} would reach ${
+        pct(r.netGain)
+      } but needs ${r.slotsPerGpu} expert slots per GPU, over the ${budget} of replicas / gpus`,
     );
   }
   if (best === stat || best.netGain < minGain) {
@@ -548,8 +584,7 @@ function recommend(
       `, with ${best.slotsPerGpu} expert slots per GPU against ${stat.slotsPerGpu}`;
   }
   if (best.planning === "first half") {
-    why +=
-      "; planned on the first half of the recording and evaluated on the second";
+    why += "; planned on the first half of the recording";
   }
   reasons.push(why);
   return {

@@ -41,5 +41,12 @@ export {
 } from "./sim_plots.ts";
 export { display, htmlTable, markdown, Rendered } from "./display.ts";
 export { simReportHtml } from "./html_report.ts";
+export {
+  adviceGpuLoadsChart,
+  adviceIntervalChart,
+  adviceReportHtml,
+  type AdviceTable,
+  adviceTable,
+} from "./advise_page.ts";
 export { gpuLoadsFrame, type SimFrames, simFrames } from "./sim_frames.ts";
 export { writeSimOutputs } from "./sim_outputs.ts";

@@ -1,0 +1,262 @@
+// `moelab advise` as a process: bad flags exit 2 before any work with the
+// flag and value named, a good run's figures match an independent reading
+// of the file, --out writes the page, and the real traces of ../shared/data
+// go through it where present.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { cli, root } from "./_cli.ts";
+
+const LONG = join(root, "data/fixtures/loads_long.csv");
+
+/** `[steps][layers][experts]` of a long CSV (step, layer, expert, load), read with split. */
+function readLong(path: string): number[][][] {
+  const lines = readFileSync(path, "utf8").trim().split("\n").slice(1);
+  const rec: number[][][] = [];
+  for (const line of lines) {
+    const [s, l, e, x] = line.split(",").map(Number);
+    ((rec[s] ??= [])[l] ??= [])[e] = x;
+  }
+  return rec;
+}
+
+/** Static EP max/mean, averaged over the given steps and every layer. */
+function staticMaxOverMean(rec: number[][][], gpus: number, from: number) {
+  let sum = 0, n = 0;
+  for (const step of rec.slice(from)) {
+    for (const row of step) {
+      const per = row.length / gpus;
+      const g = Array.from(
+        { length: gpus },
+        (_, i) => row.slice(i * per, (i + 1) * per).reduce((a, b) => a + b),
+      );
+      sum += Math.max(...g) / (g.reduce((a, b) => a + b) / gpus);
+      n++;
+    }
+  }
+  return sum / n;
+}
+
+describe("moelab advise (command line)", () => {
+  const work = mkdtempSync(join(tmpdir(), "moelab-advise-"));
+
+  test("bad flags exit 2 naming the flag and value, and write nothing", () => {
+    const out = join(work, "never");
+    const cases: [string[], RegExp][] = [
+      [["--gpus", "2", "--replicas", "6"], /--loads FILE is required/],
+      [["--loads", LONG, "--replicas", "6"], /--gpus is required/],
+      [["--loads", LONG, "--gpus", "0", "--replicas", "6"], /--gpus .*0/],
+      [
+        ["--loads", LONG, "--gpus", "2", "--replicas", "5"],
+        /--replicas must be a multiple of --gpus \(2\): current value is 5/,
+      ],
+      [
+        ["--loads", LONG, "--gpus", "3", "--replicas", "6"],
+        /--gpus must divide the number of experts \(4\): current value is 3/,
+      ],
+      [
+        [
+          "--loads",
+          LONG,
+          "--gpus",
+          "2",
+          "--replicas",
+          "6",
+          "--interval",
+          "1,x",
+        ],
+        /--interval .*"1,x"/,
+      ],
+      [
+        ["--loads", LONG, "--gpus", "2", "--replicas", "6", "--interval", "0"],
+        /--interval .*"0"/,
+      ],
+      [
+        [
+          "--loads",
+          LONG,
+          "--gpus",
+          "2",
+          "--replicas",
+          "6",
+          "--threshold",
+          "-1",
+        ],
+        /--threshold .*-1/,
+      ],
+      [
+        ["--loads", LONG, "--gpus", "2", "--replicas", "6", "--nodes", "3"],
+        /--nodes must divide --gpus \(2\): current value is 3/,
+      ],
+      [[
+        "--loads",
+        LONG,
+        "--gpus",
+        "2",
+        "--replicas",
+        "6",
+        "--micro-replicas",
+        "3",
+      ], /--micro-replicas .*3/],
+      [
+        [
+          "--loads",
+          join(work, "missing.csv"),
+          "--gpus",
+          "2",
+          "--replicas",
+          "6",
+        ],
+        /missing\.csv/,
+      ],
+      [
+        ["--loads", LONG, "--gpus", "2", "--replicas", "6", "--out", LONG],
+        /--out must be a directory/,
+      ],
+      [
+        ["--loads", LONG, "--gpus", "2", "--bogus", "1"],
+        /unknown flag --bogus/,
+      ],
+    ];
+    for (const [args, message] of cases) {
+      const r = cli([
+        "advise",
+        ...args,
+        ...(args.includes("--out") ? [] : ["--out", out]),
+      ]);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+      assert.equal(existsSync(out), false);
+    }
+  });
+
+  test("--json: static EP max/mean as read from the file; --out writes the page", () => {
+    const out = join(work, "ok");
+    const r = cli([
+      "advise",
+      "--loads",
+      LONG,
+      "--gpus",
+      "2",
+      "--replicas",
+      "6",
+      "--interval",
+      "1",
+      "--json",
+      "--out",
+      out,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const a = JSON.parse(r.stdout);
+    const rec = readLong(LONG);
+    assert.equal(a.steps, rec.length);
+    assert.equal(a.layers, rec[0].length);
+    const half = Math.ceil(rec.length / 2);
+    assert.equal(a.strategies[0].from, half);
+    assert.ok(
+      Math.abs(a.strategies[0].maxOverMean - staticMaxOverMean(rec, 2, half)) <
+        1e-12,
+    );
+    assert.deepEqual(
+      a.strategies.map((s: { key: string }) => s.key),
+      [
+        "static",
+        "eplb",
+        "eplb-distinct",
+        "eplb-replan",
+        "micromoe-symmetric",
+        "micromoe-asymmetric",
+      ],
+    );
+    assert.deepEqual(readdirSync(out).sort(), ["advice.html", "advice.json"]);
+    const html = readFileSync(join(out, "advice.html"), "utf8");
+    assert.match(html, /<h2>Per-GPU load<\/h2><figure><svg/);
+    assert.match(html, /<h2>Gain against re-plan interval<\/h2>/);
+    assert.deepEqual(
+      JSON.parse(readFileSync(join(out, "advice.json"), "utf8")),
+      a,
+    );
+  });
+
+  test("the table names the recommendation and its reasons", () => {
+    const r = cli([
+      "advise",
+      "--loads",
+      LONG,
+      "--gpus",
+      "2",
+      "--replicas",
+      "6",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^strategy +slots\/GPU/m);
+    assert.match(r.stdout, /Recommendation: /);
+    assert.match(r.stdout, /static EP: the busiest GPU computes/);
+  });
+
+  const DATA = join(
+    dirname(fileURLToPath(import.meta.url)),
+    "../../shared/data",
+  );
+  const QWEN = join(
+    DATA,
+    "harmoeny/data_processed_expert_freq_qwen_policy_datasets.csv",
+  );
+  const skip = existsSync(QWEN)
+    ? false
+    : `real traces not found at ${DATA} (a clean clone has no ../shared/data)`;
+  test("HarMoEny's Qwen trace (wikitext): 20 steps x 12 layers of 60 experts", {
+    skip,
+  }, () => {
+    // The wide HarMoEny table (,dataset,iteration,layer_idx,0..59) as a long
+    // table of one data set, written here with string splitting alone.
+    const lines = readFileSync(QWEN, "utf8").trim().split("\n");
+    const long = ["step,layer,expert,load"];
+    for (const line of lines.slice(1)) {
+      const [, dataset, step, layer, ...loads] = line.split(",");
+      if (dataset !== "wikitext") continue;
+      loads.forEach((x, e) => long.push(`${step},${layer},${e},${x}`));
+    }
+    const path = join(work, "qwen_wikitext.csv");
+    writeFileSync(path, long.join("\n") + "\n");
+    const r = cli([
+      "advise",
+      "--loads",
+      path,
+      "--gpus",
+      "4",
+      "--replicas",
+      "64",
+      "--json",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const a = JSON.parse(r.stdout);
+    assert.equal(a.steps, 20);
+    assert.equal(a.layers, 12);
+    assert.equal(a.experts, 60);
+    const rec = readLong(path);
+    const stat = a.strategies[0];
+    assert.ok(
+      Math.abs(stat.maxOverMean - staticMaxOverMean(rec, 4, 10)) < 1e-12,
+    );
+    const distinct = a.strategies.find((s: { key: string }) =>
+      s.key === "eplb-distinct"
+    );
+    assert.equal(distinct.colocated, 0);
+    assert.ok(distinct.maxOverMean < stat.maxOverMean);
+    assert.ok(a.recommendation.reasons.length >= 3);
+  });
+
+  test("cleanup", () => rmSync(work, { recursive: true, force: true }));
+});
