@@ -5,7 +5,8 @@
  * load` ({@linkcode loadTable}); turn a per-token routing trace into loads
  * per batch ({@linkcode tokenTrace}, {@linkcode traceLoads}); read the
  * published OLMoE and MoE-Beyond counts ({@linkcode olmoeExpertCounts},
- * {@linkcode moeBeyondBatches}); and measure how unbalanced they are
+ * {@linkcode moeBeyondBatches}); turn a serving engine's recording into a
+ * load table ({@linkcode engineLoadTable}); and measure how unbalanced they are
  * ({@linkcode loadImbalance}).
  *
  * This entry point loads Polars (a native addon) when imported. The
@@ -42,3 +43,4 @@ export { type LoadVector, loadVectors } from "./load_vectors.ts";
 export { loadImbalance } from "./load_imbalance.ts";
 export { olmoeExpertCounts } from "./olmoe_counts.ts";
 export { moeBeyondBatches } from "./moe_beyond_batches.ts";
+export { engineLoadTable } from "./engine_load_table.ts";
