@@ -1,8 +1,17 @@
 import process from "node:process";
+import {
+  existsSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { dirname } from "node:path";
 import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
 import { readLoadRows } from "./_loads.ts";
-import { checkInteger } from "../_validate.ts";
+import { checkChoice, checkInteger } from "../_validate.ts";
 import { rebalanceExperts } from "../placement/eplb.ts";
+import { ENGINE_MAP_FORMATS, engineMap } from "../serving/engine_map.ts";
 
 const FLAGS: FlagSpec = {
   loads: "string",
@@ -10,6 +19,9 @@ const FLAGS: FlagSpec = {
   gpus: "integer",
   nodes: "integer",
   groups: "integer",
+  experts: "integer",
+  format: "string",
+  out: "string",
   json: "boolean",
   help: "boolean",
 };
@@ -18,17 +30,62 @@ const FLAGS: FlagSpec = {
 export const PLACE_HELP =
   `moelab place: DeepSeek's EPLB placement for measured loads
 
-Usage: moelab place --loads FILE --replicas R --gpus G [--nodes N] [--groups M] [--json]
+Usage: moelab place --loads FILE --replicas R --gpus G [--nodes N] [--groups M]
+                    [--json | --format sglang|vllm|trtllm [--out FILE]]
 
-  --loads FILE      load table (wide or long, as for schedule); each layer's
-                    loads are summed over its steps
+  --loads FILE      loads, told apart by content: a table (CSV, TSV, parquet,
+                    JSON; wide or long, as for schedule), SGLang's expert
+                    distribution recording (torch.save, stat or per_pass mode),
+                    TensorRT-LLM's load statistics (safetensors; a directory
+                    of per-rank files is summed), or per-token routed experts
+                    int32 [tokens, layers, top_k] (.npy, torch.save,
+                    safetensors); each layer's loads are summed over steps
+  --experts E       logical experts, for routed experts that never pick the
+                    last ones (default: largest id + 1)
   --replicas R      physical expert slots, a multiple of --gpus
   --gpus G          GPUs
   --nodes N         server nodes (default 1)
   --groups M        expert groups (default 1); hierarchical policy when N divides M
   --json            print { phy2log, log2phy, logcnt } instead of text
+  --format F        write the map a serving engine loads: sglang
+                    (--init-expert-location JSON; one row per layer from 0),
+                    vllm (initial expert map JSON, one row per layer),
+                    trtllm (moe_load_balancer.yaml keyed by layer id)
+  --out FILE        where --format writes (default: standard output); written
+                    whole or not at all
   --help            this text
 `;
+
+/** Throws unless `out` can be written: its folder exists and it is no folder. */
+function checkOut(out: string): void {
+  const dir = dirname(out);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    throw new RangeError(
+      `--out must be a file in an existing folder: current value is ${
+        JSON.stringify(out)
+      }`,
+    );
+  }
+  if (existsSync(out) && statSync(out).isDirectory()) {
+    throw new RangeError(
+      `--out must be a file, not a folder: current value is ${
+        JSON.stringify(out)
+      }`,
+    );
+  }
+}
+
+/** Writes `text` to a temporary file beside `path`, then renames it over `path`. */
+function writeAtomically(path: string, text: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, text);
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}
 
 /** Runs `place`; returns the exit code. */
 export function placeCommand(args: string[]): number {
@@ -49,16 +106,50 @@ export function placeCommand(args: string[]): number {
     nodes: checkInteger("--nodes", flags.nodes ?? 1, 1),
     groups: checkInteger("--groups", flags.groups ?? 1, 1),
   };
-  const { experts, rows } = readLoadRows(flags.loads);
-  const layers = [...new Set(rows.map((r) => r.layer))].sort((a, b) => a - b);
+  const experts = flags.experts === undefined
+    ? undefined
+    : checkInteger("--experts", flags.experts, 1);
+  const format = flags.format === undefined
+    ? undefined
+    : checkChoice("--format", flags.format, ENGINE_MAP_FORMATS);
+  const out = flags.out as string | undefined;
+  if (out !== undefined) {
+    if (format === undefined) {
+      throw new UsageError("--out FILE needs --format sglang|vllm|trtllm");
+    }
+    checkOut(out);
+  }
+  if (format !== undefined && flags.json) {
+    throw new UsageError(
+      "--json and --format print different things: give one",
+    );
+  }
+  const { experts: E, rows } = readLoadRows(flags.loads, { experts });
+  let layers = [...new Set(rows.map((r) => r.layer))].sort((a, b) => a - b);
+  // SGLang's map has a row for every layer of the model, dense ones too:
+  // layers absent from the loads get zero loads, as SGLang records them.
+  if (format === "sglang") {
+    layers = Array.from({ length: layers[layers.length - 1] + 1 }, (_, l) => l);
+  }
   const weight = layers.map((l) => {
-    const w = new Array<number>(experts).fill(0);
+    const w = new Array<number>(E).fill(0);
     for (const r of rows) {
       if (r.layer === l) r.loads.forEach((x, e) => w[e] += x);
     }
     return w;
   });
   const result = rebalanceExperts(weight, options);
+  if (format !== undefined) {
+    const text = engineMap(result.phy2log, { format, layers });
+    if (out === undefined) process.stdout.write(text);
+    else {
+      writeAtomically(out, text);
+      process.stdout.write(
+        `wrote ${format} map (${layers.length} layers x ${options.replicas} slots) to ${out}\n`,
+      );
+    }
+    return 0;
+  }
   if (flags.json) {
     process.stdout.write(JSON.stringify({ layers, ...result }) + "\n");
     return 0;
