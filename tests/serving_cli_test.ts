@@ -18,7 +18,7 @@ import { cli, root } from "./_cli.ts";
 const FIXTURES = join(root, "data/fixtures");
 const EXPECTED: Record<
   string,
-  { layers: number[]; experts: number; counts: number[][][] }
+  { steps: number[]; layers: number[]; experts: number; counts: number[][][] }
 > = JSON.parse(readFileSync(join(FIXTURES, "serving_fixtures.json"), "utf8"));
 
 /** The fixture's loads as a wide CSV (summed over steps): the table reader's path. */
@@ -146,6 +146,32 @@ describe("place --loads <engine recording> --format", () => {
     assert.equal(map.length, 2);
     for (const row of map) assert.ok(covers(row, 10));
   });
+});
+
+describe("advise --loads <engine recording>", () => {
+  const work = mkdtempSync(join(tmpdir(), "moelab-serving-advise-"));
+  for (const name of ["trtllm", "sglang_per_pass.pt"]) {
+    test(`${name}: the same advice as for its steps written as a long CSV`, () => {
+      const { steps, layers, experts, counts } = EXPECTED[name];
+      const lines = ["step,layer,expert,load"];
+      counts.forEach((byLayer, s) =>
+        byLayer.forEach((row, l) =>
+          row.forEach((x, e) =>
+            lines.push(`${steps[s]},${layers[l]},${e},${x}`)
+          )
+        )
+      );
+      assert.equal(lines.length, 1 + steps.length * layers.length * experts);
+      const csv = join(work, `${name.replace(/\W/g, "_")}.csv`);
+      writeFileSync(csv, lines.join("\n") + "\n");
+      const args = ["advise", "--gpus", "4", "--replicas", "12", "--json"];
+      const a = cli([...args, "--loads", join(FIXTURES, name)]);
+      const b = cli([...args, "--loads", csv]);
+      assert.equal(a.code, 0, a.stderr);
+      assert.equal(b.code, 0, b.stderr);
+      assert.deepEqual(JSON.parse(a.stdout), JSON.parse(b.stdout));
+    });
+  }
 });
 
 describe("bad recordings and flags: one line, exit 2, nothing written", () => {
