@@ -205,6 +205,37 @@ describe("moelab advise (command line)", () => {
     assert.match(r.stdout, /static EP: the busiest GPU computes/);
   });
 
+  test("engine recordings by content: SGLang stat mode and TensorRT-LLM ranks", () => {
+    // What make_serving_fixtures.py says each file holds.
+    const truth = JSON.parse(
+      readFileSync(join(root, "data/fixtures/serving_fixtures.json"), "utf8"),
+    );
+    for (const name of ["sglang_stat.pt", "trtllm"]) {
+      const r = cli([
+        "advise",
+        "--loads",
+        join(root, "data/fixtures", name),
+        "--gpus",
+        "2",
+        "--replicas",
+        "8",
+        "--json",
+      ]);
+      assert.equal(r.code, 0, `${name}: ${r.stderr}`);
+      const a = JSON.parse(r.stdout);
+      const counts: number[][][] = truth[name].counts;
+      assert.equal(a.steps, counts.length);
+      assert.equal(a.experts, truth[name].experts);
+      const half = Math.ceil(counts.length / 2);
+      assert.ok(
+        Math.abs(
+          a.strategies[0].maxOverMean - staticMaxOverMean(counts, 2, half),
+        ) < 1e-12,
+        name,
+      );
+    }
+  });
+
   const DATA = join(
     dirname(fileURLToPath(import.meta.url)),
     "../../shared/data",

@@ -9,6 +9,7 @@ import { writeFilesAtomically } from "../_write_files.ts";
 
 const FLAGS: FlagSpec = {
   loads: "string",
+  experts: "integer",
   gpus: "integer",
   nodes: "integer",
   replicas: "integer",
@@ -40,7 +41,10 @@ figures (vLLM balancedness, SGLang utilisation, TensorRT-LLM imbalance
 ratio), estimated step time and gain, experts moved per re-plan, and a
 recommendation with its reasons.
 
-  --loads FILE        load table over steps (as for schedule and place)
+  --loads FILE        loads over steps, told apart by content (as for place):
+                      a load table, SGLang's expert distribution recording,
+                      TensorRT-LLM's load statistics, per-token routed experts
+  --experts E         logical experts, for routed experts (default: largest id + 1)
   --gpus G            GPUs, a divisor of the experts
   --replicas R        EPLB's physical expert slots, a multiple of G
   --nodes N           nodes, for EPLB's hierarchical policy (default 1)
@@ -93,6 +97,9 @@ export function adviseCommand(args: string[]): number {
   const nodes = checkInteger("--nodes", flags.nodes ?? 1, 1);
   const groups = checkInteger("--groups", flags.groups ?? 1, 1);
   const d = checkInteger("--micro-replicas", flags["micro-replicas"] ?? 2, 1);
+  const experts = flags.experts === undefined
+    ? undefined
+    : checkInteger("--experts", flags.experts, 1);
   const options = {
     gpus: G,
     replicas: R,
@@ -136,7 +143,7 @@ export function adviseCommand(args: string[]): number {
       );
     }
   }
-  const { experts: E, rows } = readLoadRows(flags.loads);
+  const { experts: E, rows } = readLoadRows(flags.loads, { experts });
   if (E % G !== 0) {
     throw new RangeError(
       `--gpus must divide the number of experts (${E}): current value is ${G}`,
