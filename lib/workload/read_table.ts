@@ -72,12 +72,13 @@ function delimited(path: string, sep: string): pl.DataFrame {
 /**
  * Reads a table file into a Polars DataFrame, by extension: `.csv`, `.tsv`,
  * `.parquet`, `.jsonl` / `.ndjson` (one JSON object a line) or `.json` (an
- * array of row objects).
+ * array of row objects); under any other name, by content (`PAR1`: parquet,
+ * `[`: a JSON array, `{`: JSON lines).
  *
  * @param path The file.
  * @returns The table, columns as in the file.
- * @throws {RangeError} If the file does not exist or the extension is not
- * one of the above.
+ * @throws {RangeError} If the file does not exist, or neither its extension
+ * nor its content is one of the above.
  * @throws {SyntaxError} If a JSON file or line does not parse.
  *
  * @example
@@ -110,25 +111,42 @@ export function readTable(path: string): pl.DataFrame {
     case ".jsonl":
     case ".ndjson":
       return jsonLines(readFileSync(path, "utf8"), path);
-    case ".json": {
-      let rows: unknown;
-      try {
-        rows = JSON.parse(readFileSync(path, "utf8"));
-      } catch (e) {
-        throw new SyntaxError(
-          `${path} is not valid JSON: ${(e as Error).message}`,
-        );
-      }
-      if (!Array.isArray(rows)) {
-        throw new SyntaxError(`${path} must hold an array of row objects`);
-      }
-      return pl.readRecords(rows as Record<string, unknown>[]);
-    }
+    case ".json":
+      return jsonRows(path);
     default:
-      throw new RangeError(
-        `path must end in .csv, .tsv, .parquet, .jsonl, .ndjson or .json: current value is ${
-          show(path)
-        }`,
-      );
+      return byContent(path);
   }
+}
+
+/** Reads a JSON array of row objects. */
+function jsonRows(path: string): pl.DataFrame {
+  let rows: unknown;
+  try {
+    rows = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new SyntaxError(
+      `${path} is not valid JSON: ${(e as Error).message}`,
+    );
+  }
+  if (!Array.isArray(rows)) {
+    throw new SyntaxError(`${path} must hold an array of row objects`);
+  }
+  return pl.readRecords(rows as Record<string, unknown>[]);
+}
+
+/**
+ * Reads a table whose name does not say its format, by its first bytes:
+ * `PAR1` is parquet, `[` a JSON array of rows, `{` JSON lines.
+ */
+function byContent(path: string): pl.DataFrame {
+  const bytes = readFileSync(path);
+  if (bytes.subarray(0, 4).toString() === "PAR1") return pl.readParquet(bytes);
+  const text = bytes.subarray(0, 64).toString("utf8").trimStart();
+  if (text.startsWith("[")) return jsonRows(path);
+  if (text.startsWith("{")) return jsonLines(bytes.toString("utf8"), path);
+  throw new RangeError(
+    `path must end in .csv, .tsv, .parquet, .jsonl, .ndjson or .json, or hold parquet or JSON: current value is ${
+      show(path)
+    }`,
+  );
 }
