@@ -60,6 +60,8 @@ test(
   },
   async () => {
     assert.deepEqual(await npmAtImport("mod.ts"), []);
+    // The serving-engine readers and writers are npm-free too.
+    assert.deepEqual(await npmAtImport(join("lib", "serving", "mod.ts")), []);
     // The check itself sees npm packages where there are some.
     assert.deepEqual(await npmAtImport(join("lib", "workload", "mod.ts")), [
       "nodejs-polars",
