@@ -4,6 +4,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { rebalanceExperts } from "./eplb.ts";
+import { distinctPacking } from "./_distinct_packing.ts";
 import { colocatedReplicas } from "./colocation.ts";
 import {
   gpuLoadsEqualSplit,
@@ -83,6 +84,59 @@ describe("colocated replicas", () => {
     // The loads are adversarial: most of the 80 cases colocate.
     assert.ok(colocating > 60, `${colocating} colocating cases`);
     assert.ok(identical > 0);
+  });
+
+  test("random small cases, hierarchical or not: never colocated, every expert placed, the moves exercised", () => {
+    // Brute-force style sweep over sizes where the greedy often finds every
+    // GPU lacking the expert full, so the repair move runs.
+    const rng = new Rng(3);
+    let cases = 0;
+    for (
+      const [E, G, N, groups] of [[4, 2, 1, 1], [6, 3, 1, 1], [8, 4, 2, 4], [
+        8,
+        4,
+        1,
+        2,
+      ]]
+    ) {
+      const perNode = E / N;
+      for (let S = E / G; S <= perNode; S++) {
+        for (let seed = 0; seed < 40; seed++) {
+          const w = Array.from(
+            { length: E },
+            () => Math.floor(1000 * rng.uniform() ** 4),
+          );
+          const r = rebalanceExperts([w], {
+            replicas: S * G,
+            groups,
+            nodes: N,
+            gpus: G,
+            colocation: false,
+          });
+          assert.deepEqual(colocatedReplicas(r.phy2log, G), [], `${w}`);
+          assert.equal(new Set(r.phy2log[0]).size, E);
+          r.logcnt[0].forEach((c) => assert.ok(c >= 1 && c <= G / N));
+          cases++;
+        }
+      }
+    }
+    assert.ok(cases > 200);
+  });
+
+  test("the packing's repair move, traced by hand", () => {
+    // Labels A..G as 0..6; e (5) has three items of weight 1 on 3 packs of 3.
+    // A -> P0 (10), B -> P1 (9), C, D, F -> P2 (3, 5, 7: full); e -> P1
+    // (10), e -> P0 (11); the third e finds P2, the only pack without e,
+    // full: an item of P2 moves to P1, the lightest pack with room. Moving
+    // C costs max(10 + 3, 7 - 3 + 1) = 13, D or F max(12, 6) = 12: D (the
+    // first found) moves, e takes its place. G -> P0, the lightest with room.
+    const [A, B, C, D, F, e, G] = [0, 1, 2, 3, 4, 5, 6];
+    const labels = [A, B, C, D, F, e, e, e, G];
+    const weight = [10, 9, 3, 2, 2, 1, 1, 1, 0.5];
+    const { pack, rank } = distinctPacking(weight, 3, labels);
+    assert.deepEqual([...pack], [0, 1, 2, 1, 2, 1, 0, 2, 0]);
+    // Rank: position inside the pack after the move (P2: C, F, e).
+    assert.deepEqual([...rank], [0, 0, 0, 2, 1, 1, 1, 2, 2]);
   });
 
   test("a hot expert with more replicas than GPUs: capped at one per GPU", () => {
