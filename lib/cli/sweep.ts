@@ -36,10 +36,9 @@ is checked before anything runs.
                     a Slurm array task (SLURM_ARRAY_TASK_ID minus
                     SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT), else a
                     Kubernetes Indexed Job pod (JOB_COMPLETION_INDEX of
-                    ${K8S_SHARDS_VAR}), else every cell on this machine:
-                    one cell after another, each spread over the cores by
-                    layer (the next cell simulates while one is written)
-  --threads T       worker threads per cell (default: one per core)
+                    ${K8S_SHARDS_VAR}), else every cell, on this machine
+  --threads T       cells simulated at once, each on a worker thread
+                    (default: one per core; 1: one after another, this thread)
   --quiet           no progress on stderr (cells done, running, left, ETA)
 
 merge writes DIR/sweep.parquet (columns cell, one per grid key, method,

@@ -12,8 +12,9 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { prepareRun } from "../sim/prepare_run.ts";
-import type { SimResult } from "../sim/run.ts";
-import { runSimulationParallel } from "../sim/run_parallel.ts";
+import { runSimulation, type SimResult } from "../sim/run.ts";
+import { checkInteger } from "../_validate.ts";
+import type { CellReply, CellRequest } from "./_cell_worker.ts";
 import { writeSimOutputs } from "../report/sim_outputs.ts";
 import { type SweepCell, sweepCells, type SweepGrid } from "./grid.ts";
 import { inShard, type Shard } from "./shard.ts";
@@ -41,7 +42,10 @@ export interface SweepProgress {
 export interface RunSweepOptions {
   /** The shard to run (default: every cell). */
   shard?: Shard;
-  /** Worker threads per cell (default: one per core, at most the layers). */
+  /**
+   * Cells simulated at once, each on its own worker thread (default: one
+   * per core); `1` runs them one after another on this thread.
+   */
   threads?: number;
   /** Called when a cell starts or finishes. */
   onProgress?: (progress: SweepProgress) => void;
@@ -49,7 +53,7 @@ export interface RunSweepOptions {
 
 /** What {@linkcode runSweep} did. */
 export interface SweepRunReport {
-  /** Ids of the cells simulated. */
+  /** Ids of the cells simulated, in the sweep's order. */
   ran: string[];
   /** Ids of the cells found complete and skipped. */
   skipped: string[];
@@ -66,9 +70,9 @@ export function isCellComplete(dir: string, cell: SweepCell): boolean {
 }
 
 /**
- * Runs the cells of `shard` in the sweep's order, one after another, each
- * spread over the cores by layer (`runSimulationParallel`); while one cell's
- * files are written the next one is already simulating on the workers.
+ * Runs the cells of `shard`, taken in the sweep's order: `threads` at once,
+ * each on a worker thread that simulates the whole cell and hands the
+ * result back to this thread, which writes the files.
  * Writes `dir/grid.json` first (a folder holding another grid is refused),
  * then each cell to a temporary folder renamed to `dir/cells/<id>` once all
  * its files are written. A complete cell is skipped.
@@ -97,24 +101,80 @@ export async function runSweep(
       etaMs: ran.length === 0 ? null : (performance.now() - t0) / ran.length *
         (todo.length - ran.length),
     });
-  const start = (cell: SweepCell): Promise<SimResult> => {
-    running++;
-    return runSimulationParallel(prepareRun(cell.preset), {
-      threads: options.threads,
-    });
-  };
-  let next = todo.length > 0 ? start(todo[0]) : undefined;
+  const cores = typeof navigator !== "undefined" &&
+      navigator.hardwareConcurrency > 0
+    ? navigator.hardwareConcurrency
+    : 1;
+  const threads = Math.min(
+    checkInteger("threads", options.threads ?? cores, 1),
+    Math.max(todo.length, 1),
+  );
   report();
-  for (let i = 0; i < todo.length; i++) {
-    const result = await next!;
-    running--;
-    // Start the next cell on the workers before writing this one's files.
-    next = i + 1 < todo.length ? start(todo[i + 1]) : undefined;
-    writeCell(dir, todo[i], result);
-    ran.push(todo[i].id);
-    report();
+  if (threads === 1) {
+    for (const cell of todo) {
+      running++;
+      const result = runSimulation(prepareRun(cell.preset));
+      running--;
+      writeCell(dir, cell, result);
+      ran.push(cell.id);
+      report();
+    }
+    return { ran, skipped };
   }
-  return { ran, skipped };
+  // Cells in parallel, one per worker thread; this thread writes the files.
+  let next = 0;
+  const workers: Worker[] = [];
+  try {
+    await Promise.all(
+      Array.from({ length: threads }, async () => {
+        const worker = new Worker(
+          new URL("./_cell_worker.ts", import.meta.url).href,
+          { type: "module" },
+        );
+        workers.push(worker);
+        while (next < todo.length) {
+          const cell = todo[next++];
+          running++;
+          report();
+          const result = await simulateOn(worker, cell);
+          running--;
+          writeCell(dir, cell, result);
+          ran.push(cell.id);
+          report();
+        }
+      }),
+    );
+  } finally {
+    for (const worker of workers) worker.terminate();
+  }
+  return { ran: ran.sort(), skipped };
+}
+
+const ERRORS: Record<string, new (message: string) => Error> = {
+  TypeError,
+  RangeError,
+  SyntaxError,
+};
+
+function simulateOn(worker: Worker, cell: SweepCell): Promise<SimResult> {
+  return new Promise((resolve, reject) => {
+    worker.onmessage = (e: MessageEvent<CellReply>) => {
+      const reply = e.data;
+      if (reply.kind === "done") resolve(reply.result);
+      else {
+        reject(
+          new (ERRORS[reply.name] ?? Error)(
+            `cell ${cell.id}: ${reply.message}`,
+          ),
+        );
+      }
+    };
+    worker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      reject(new Error(`cell ${cell.id}: sweep worker failed: ${e.message}`));
+    };
+    worker.postMessage({ preset: cell.preset } satisfies CellRequest);
+  });
 }
 
 function writeCell(dir: string, cell: SweepCell, result: SimResult): void {
