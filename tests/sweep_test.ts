@@ -379,6 +379,16 @@ describe("moelab sweep: run, resume, shards, merge", () => {
     assert.match(yaml, new RegExp(`name: ${K8S_SHARDS_VAR}\\n\\s+value: "4"`));
     assert.match(yaml, /claimName: "sweeps"/);
     assert.match(yaml, /sweep merge/);
+    // The grid travels in a ConfigMap of the same manifest, as grid.json.
+    const configMap = yaml.slice(
+      yaml.indexOf("grid.json: |"),
+      yaml.indexOf("---"),
+    );
+    assert.deepEqual(
+      JSON.parse(configMap.split("\n").slice(1).join("\n")),
+      GRID,
+    );
+    assert.match(yaml, /--grid \/etc\/moelab-sweep\/grid\.json/);
     const tooMany = cli([
       "sweep",
       "k8s",

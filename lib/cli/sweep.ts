@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import process from "node:process";
 import { cellCount, checkGrid, type SweepGrid } from "../sweep/grid.ts";
 import { listIds, mergeSweep } from "../sweep/merge.ts";
-import { runSweep, type SweepProgress } from "../sweep/run_sweep.ts";
+import { gridText, runSweep, type SweepProgress } from "../sweep/run_sweep.ts";
 import { K8S_SHARDS_VAR, resolveShard } from "../sweep/shard.ts";
 import { k8sManifest, shellQuote, slurmFiles } from "../sweep/job_scripts.ts";
 import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
@@ -49,7 +49,9 @@ It refuses a sweep with missing cells, naming them, unless --allow-incomplete.
 slurm writes DIR/slurm/shards.sbatch (array job, task i = shard i of N; re-run
 one with sbatch --array=i), merge.sbatch and submit.sh (submits both, the
 merge with --dependency=afterok on the array). k8s writes DIR/k8s/job.yaml,
-an Indexed Job whose pods share DIR through --pvc; its header says how to merge.
+an Indexed Job (the grid in a ConfigMap beside it) whose pods share DIR
+through --pvc mounted at --mount; its header says how to merge. --cpus C
+sets each pod's CPU request and cells at once.
   --moelab CMD      how the jobs run moelab (default: this deno and main.ts)
 `;
 
@@ -248,7 +250,7 @@ function k8sCommand(args: string[]): number {
   const yaml = k8sManifest({
     moelab: (flags.moelab as string | undefined) ??
       "deno run -A jsr:@moelab/balance/cli",
-    grid: gridPath,
+    gridText: gridText(grid),
     out,
     completions,
     parallelism: parallelism as number,

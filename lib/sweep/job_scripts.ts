@@ -51,7 +51,8 @@ set -euo pipefail
 cd ${q(o.workdir)}
 exec ${o.moelab} sweep --grid ${q(o.grid)} --out ${
     q(o.out)
-  } --shard "\${SLURM_ARRAY_TASK_ID}/${o.array}" --quiet
+  } --shard "\${SLURM_ARRAY_TASK_ID}/${o.array}" \\
+  --threads "\${SLURM_CPUS_PER_TASK:-1}" --quiet
 `;
   const merge = `#!/bin/bash
 # moelab sweep: merges the cells into sweep.parquet once every shard is done.
@@ -85,8 +86,8 @@ echo "merge: job \${merge%%;*}"
 export interface K8sOptions {
   /** The moelab command line, as shell words. */
   moelab: string;
-  /** The grid file, as the pods see it. */
-  grid: string;
+  /** The grid file's text, shipped in a ConfigMap beside the Job. */
+  gridText: string;
   /** The sweep folder, as the pods see it. */
   out: string;
   /** Completions: shards in all. */
@@ -105,16 +106,21 @@ export interface K8sOptions {
   cpus: string;
 }
 
+/** Where the pods see the grid file (from the ConfigMap). */
+const GRID_MOUNT = "/etc/moelab-sweep";
+
 /**
  * A Kubernetes Indexed Job running the shards: pod `JOB_COMPLETION_INDEX`
  * of {@linkcode K8S_SHARDS_VAR} runs that shard, writing to a shared
- * volume; the manifest's header says how to merge once it completes.
+ * volume, with the grid in a ConfigMap of the same manifest; its header
+ * says how to merge once the Job completes.
  */
 export function k8sManifest(o: K8sOptions): string {
   const q = shellQuote;
-  const command = `${o.moelab} sweep --grid ${q(o.grid)} --out ${
+  const threads = o.cpus === "" ? "" : ` --threads ${q(o.cpus)}`;
+  const command = `${o.moelab} sweep --grid ${GRID_MOUNT}/grid.json --out ${
     q(o.out)
-  } --quiet`;
+  }${threads} --quiet`;
   const lines = [
     `# moelab sweep: ${o.completions} shards as a Kubernetes Indexed Job.`,
     `#   kubectl apply -f <this file>`,
@@ -122,6 +128,14 @@ export function k8sManifest(o: K8sOptions): string {
     `# then merge on any machine that sees ${o.out}:`,
     `#   ${o.moelab} sweep merge ${q(o.out)}`,
     `# A failed index is retried by the Job; a cell already complete is skipped.`,
+    `apiVersion: v1`,
+    `kind: ConfigMap`,
+    `metadata:`,
+    `  name: ${o.name}-grid`,
+    `data:`,
+    `  grid.json: |`,
+    ...o.gridText.trimEnd().split("\n").map((line) => `    ${line}`),
+    `---`,
     `apiVersion: batch/v1`,
     `kind: Job`,
     `metadata:`,
@@ -142,6 +156,17 @@ export function k8sManifest(o: K8sOptions): string {
     `            - name: ${K8S_SHARDS_VAR}`,
     `              value: "${o.completions}"`,
   ];
+  lines.push(
+    `          volumeMounts:`,
+    `            - name: grid`,
+    `              mountPath: ${GRID_MOUNT}`,
+  );
+  if (o.pvc !== "") {
+    lines.push(
+      `            - name: sweep`,
+      `              mountPath: ${JSON.stringify(o.mount)}`,
+    );
+  }
   if (o.cpus !== "") {
     lines.push(
       `          resources:`,
@@ -149,12 +174,14 @@ export function k8sManifest(o: K8sOptions): string {
       `              cpu: "${o.cpus}"`,
     );
   }
+  lines.push(
+    `      volumes:`,
+    `        - name: grid`,
+    `          configMap:`,
+    `            name: ${o.name}-grid`,
+  );
   if (o.pvc !== "") {
     lines.push(
-      `          volumeMounts:`,
-      `            - name: sweep`,
-      `              mountPath: ${JSON.stringify(o.mount)}`,
-      `      volumes:`,
       `        - name: sweep`,
       `          persistentVolumeClaim:`,
       `            claimName: ${JSON.stringify(o.pvc)}`,
