@@ -210,6 +210,16 @@ describe("bad recordings and flags: one line, exit 2, nothing written", () => {
       "--format",
       "deepspeed",
     ], /--format must be one of/],
+    [
+      "a --loads file that does not exist",
+      ["--loads", join(FIXTURES, "no_such_recording.pt")],
+      /^error: --loads must name an existing file/m,
+    ],
+    [
+      "a --loads table that does not exist",
+      ["--loads", join(FIXTURES, "no_such_loads.csv")],
+      /^error: --loads must name an existing file/m,
+    ],
     ["an --out in a missing folder", [
       "--loads",
       join(FIXTURES, "sglang_stat.pt"),

@@ -44,14 +44,21 @@ function isEngineRecording(path: string): boolean {
   return /\.(pt|pth|bin|safetensors|npy)$/i.test(path);
 }
 
-/** Prefixes an error message with the flag, keeping its class. */
+/**
+ * Names the flag in an error message, keeping its class: a message about
+ * the argument `path` speaks of the flag instead; any other is prefixed.
+ */
 function flagged(e: unknown, flag: string): unknown {
   if (
     e instanceof TypeError || e instanceof RangeError ||
     e instanceof SyntaxError
   ) {
     const Cls = e.constructor as new (m: string) => Error;
-    return new Cls(`${flag} ${e.message}`);
+    return new Cls(
+      /^path\b/.test(e.message)
+        ? e.message.replace(/^path\b/, flag)
+        : `${flag} ${e.message}`,
+    );
   }
   return e;
 }
@@ -104,7 +111,7 @@ export function readLoadRows(
     if (
       e instanceof TypeError || e instanceof RangeError ||
       e instanceof SyntaxError
-    ) throw e;
+    ) throw flagged(e, "--loads");
     throw new UsageError(
       `--loads cannot be read: ${path} (${(e as Error).message})`,
     );
