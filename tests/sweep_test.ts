@@ -303,6 +303,30 @@ describe("moelab sweep: run, resume, shards, merge", () => {
     );
   });
 
+  test("progress on stderr: cells done, running, left and an ETA; --quiet silences it", () => {
+    const gridFile = writeGrid({ ...GRID, grid: { seed: [1, 2, 3] } });
+    const loud = cli(["sweep", "--grid", gridFile, "--out", fresh("loud")]);
+    assert.equal(loud.code, 0, loud.stderr);
+    assert.match(
+      loud.stderr,
+      /^sweep: 0\/3 cells done, 0 running, 3 left, ETA -$/m,
+    );
+    assert.match(
+      loud.stderr,
+      /^sweep: 3\/3 cells done, 0 running, 0 left, ETA 0s$/m,
+    );
+    const quiet = cli([
+      "sweep",
+      "--grid",
+      gridFile,
+      "--out",
+      fresh("quiet"),
+      "--quiet",
+    ]);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.equal(quiet.stderr, "");
+  });
+
   test("a folder holding another grid is refused", () => {
     const r = cli([
       "sweep",
