@@ -52,7 +52,8 @@ merge with --dependency=afterok on the array). k8s writes DIR/k8s/job.yaml,
 an Indexed Job (the grid in a ConfigMap beside it) whose pods share DIR
 through --pvc mounted at --mount; its header says how to merge. --cpus C
 sets each pod's CPU request and cells at once.
-  --moelab CMD      how the jobs run moelab (default: this deno and main.ts)
+  --moelab CMD      how the jobs run moelab (default: slurm, this deno and
+                    main.ts; k8s, deno run -A jsr:@moelab/balance/cli)
 `;
 
 const RUN_FLAGS: FlagSpec = {
