@@ -12,8 +12,10 @@
 //
 // Sources of v: `shifted` (s[i][j] - p[i], every expert: the dual rounds),
 // `scores` (s[i][j], every expert: Expert Choice), `slots` (the experts a
-// routing gave token i, with v = s[i][j], or 0 for every slot when
-// `constant`: capacity dropping by score or by position).
+// routing gave token i, with v the slot's routing weight, or 0 for every
+// slot when `constant`: capacity dropping by routing probability or by
+// position). For `slots` the values buffer bound as `scores` is the
+// routing's weights (tokens x k), not the score rows.
 import type { Gpu } from "./device.ts";
 import {
   dispatch,
@@ -32,6 +34,11 @@ export type ColumnSource =
   | { kind: "shifted" }
   | { kind: "scores" }
   | { kind: "slots"; k: number; constant: boolean };
+
+/** Whether the values bound as `scores` are a routing's weights (tokens x k). */
+function readsWeights(source: ColumnSource): boolean {
+  return source.kind === "slots" && !source.constant;
+}
 
 /**
  * WGSL: float bits to an unsigned key of the same order (-0 as +0, so that
@@ -83,7 +90,7 @@ function members(source: ColumnSource, visit: string): string {
     let js = slots[i * ${source.k}u + r];
     if (js < 0) { continue; }
     let j = u32(js);
-    let v = ${source.constant ? "0.0" : "scores[i * E + j]"};
+    let v = ${source.constant ? "0.0" : `scores[i * ${source.k}u + r]`};
     ${visit}
   }`;
   }
@@ -229,7 +236,7 @@ function tieCutoffProgram(E: number, source: ColumnSource): GpuProgram {
   const visit = source.kind === "slots"
     ? `for (var r = 0u; r < ${source.k}u; r++) {
       if (slots[i * ${source.k}u + r] != i32(jj)) { continue; }
-      let v = ${source.constant ? "0.0" : "scores[i * E + jj]"};
+      let v = ${source.constant ? "0.0" : `scores[i * ${source.k}u + r]`};
       ${take}
     }`
     : `let v = scores[i * E + jj]${
@@ -289,6 +296,8 @@ export interface ColumnSelectBuffers {
   p?: GPUBuffer;
   /** A routing's experts (tokens x k, i32), source `slots`. */
   slots?: GPUBuffer;
+  /** A routing's weights (tokens x k, f32), the values of source `slots`. */
+  slotWeights?: GPUBuffer;
   /** In: wanted rank per expert, 1-based (0: skip the expert). Out: ties taken. */
   rank: GPUBuffer;
   /** Out: the key of the rank-th largest per expert (cleared here). */
@@ -332,6 +341,14 @@ export function recordColumnSelect(
       : source.kind === "slots"
       ? [{ buffer: b.slots!, offset: 4 * c.from * k, size: 4 * c.rows * k }]
       : [];
+  const values = (c: { buffer: GPUBuffer; from: number; rows: number }) =>
+    readsWeights(source)
+      ? {
+        buffer: b.slotWeights!,
+        offset: 4 * c.from * k,
+        size: 4 * c.rows * k,
+      }
+      : span(c.buffer, 4 * c.rows * E);
   encoder.clearBuffer(b.prefix, 0, 4 * E);
   const hist = histogramProgram(E, source);
   const select = selectProgram(E);
@@ -343,7 +360,7 @@ export function recordColumnSelect(
         hist,
         [
           span(b.hist, histogramBytes(E)),
-          span(c.buffer, 4 * c.rows * E),
+          values(c),
           span(b.prefix, 4 * E),
           span(b.rank, 4 * E),
           ...extra(c),
@@ -379,7 +396,7 @@ export function recordColumnSelect(
       ties,
       [
         span(b.blockEq!, 4 * blocks * E),
-        span(c.buffer, 4 * c.rows * E),
+        values(c),
         span(b.prefix, 4 * E),
         span(b.rank, 4 * E),
         span(b.eq, 4 * E),
@@ -397,7 +414,7 @@ export function recordColumnSelect(
       cut,
       [
         span(b.cutoff, 4 * E),
-        span(c.buffer, 4 * c.rows * E),
+        values(c),
         span(b.prefix, 4 * E),
         span(b.rank, 4 * E),
         span(b.eq, 4 * E),

@@ -1,11 +1,12 @@
 // Capacity dropping on the GPU (Switch Transformer's capacity factor;
 // Megatron-Core's drop policies), after a top-K routing: an expert given
-// more than `capacity` tokens keeps `capacity` of them, by score (`probs`:
-// the highest scores, ties to the earlier tokens) or by position (the
+// more than `capacity` tokens keeps `capacity` of them, by routing
+// probability (`probs`: the highest float32 weights the route wrote, after
+// normalisation and scaling, ties to the earlier tokens) or by position (the
 // earliest tokens). The kept ones are the column select's (_column_select.ts)
-// over the routing's slots, on the raw float32 scores (or on one constant
-// value for `position`, where the tie cutoff alone decides), so the choice
-// is the CPU kernel's exactly. Each token then moves its kept slots first;
+// over the routing's slots, on those weights (or on one constant value for
+// `position`, where the tie cutoff alone decides), so the choice is the CPU
+// kernel's exactly. Each token then moves its kept slots first;
 // dropped slots hold -1 and weight 0; weights are not renormalised.
 import type { Routing, ScoreMatrix } from "../lib/types.ts";
 import { createRouting } from "../lib/select/routing.ts";
@@ -65,7 +66,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let i = flat_id(wid, nwg, lid, ${WG}u);
   if (i >= params.rows) { return; }
   let token = params.first + i;
-  _ = &scores; // kept in the layout when the policy does not read it
+  _ = &scores; // kept in the layout: neither policy reads the scores
   var e: array<i32, K>;
   var w: array<f32, K>;
   var n = 0u;
@@ -75,7 +76,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let j = u32(js);
     var keep = loads[j] <= params.capacity;
     if (!keep) {
-      let key = to_key(${drop === "probs" ? "scores[i * E + j]" : "0.0"});
+      let key = to_key(${drop === "probs" ? "weights[i * K + r]" : "0.0"});
       let t = prefix[j];
       keep = params.capacity > 0u && (key > t || (key == t && token <= cutoff[j]));
     }
@@ -173,7 +174,7 @@ export function recordCapacityDrop(
     gpu,
     encoder,
     { kind: "slots", k, constant: drop === "position" },
-    { ...b, slots: b.experts },
+    { ...b, slots: b.experts, slotWeights: b.weights },
     uniform,
     timer,
   );

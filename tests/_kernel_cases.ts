@@ -525,23 +525,32 @@ const CAPACITY = {
   cases() {
     const out = [];
     let seed = 140;
+    // "probs" ranks the routing's weights (normalised and scaled gates in
+    // the `normalize` cases), which order an expert's tokens differently
+    // from their raw scores.
     for (
-      const [N, E, k, cf, drop] of [
-        [300, 16, 2, 1, "probs"],
-        [300, 16, 2, 1, "position"],
-        [1000, 64, 6, 1.25, "probs"],
-        [257, 37, 3, 0.5, "probs"],
-        [257, 37, 3, 0.5, "position"],
+      const [N, E, k, cf, drop, normalize] of [
+        [300, 16, 2, 1, "probs", false],
+        [300, 16, 2, 1, "position", false],
+        [1000, 64, 6, 1.25, "probs", false],
+        [257, 37, 3, 0.5, "probs", false],
+        [257, 37, 3, 0.5, "position", false],
+        [300, 16, 2, 1, "probs", true],
+        [1000, 64, 6, 0.8, "probs", true],
+        [257, 37, 3, 0.5, "probs", true],
       ] as const
     ) {
       const s = seed++;
       out.push({
-        label: `${N}x${E} k=${k} cf=${cf} ${drop}`,
+        label: `${N}x${E} k=${k} cf=${cf} ${drop}${
+          normalize ? " normalised x2.5" : ""
+        }`,
         make: () => {
           const sc = scores(s, N, E, N % 2 ? 8 : 0);
+          const gates = normalize ? { normalize, scale: 2.5 } : {};
           return capacityDropOp.validate({
             scores: sc,
-            routing: routeCpu(routeArgs(sc, k)),
+            routing: routeCpu(routeArgs(sc, k, gates)),
             capacity: capacityOf(N, k, E, cf),
             drop,
           });

@@ -20,7 +20,10 @@ export interface CapacityDropRequest {
   routing: Routing;
   /** Tokens an expert keeps, `>= 0`. */
   capacity: number;
-  /** `"probs"` drops the lowest scores (ties: the later token), `"position"` the latest tokens. */
+  /**
+   * `"probs"` drops the lowest routing probabilities, the routing's
+   * weights (ties: the later token); `"position"` the latest tokens.
+   */
   drop: "probs" | "position";
 }
 
@@ -36,7 +39,7 @@ export interface CapacityDropScratch {
   start: Int32Array;
   /** Slots grouped by expert, in token order (tokens x k). */
   bySlot: Int32Array;
-  /** One expert's scores (tokens x k at most). */
+  /** One expert's routing probabilities (tokens x k at most). */
   vals: Float64Array;
 }
 
@@ -60,8 +63,10 @@ export function capacityDropScratch(
 
 /**
  * Capacity dropping: each expert keeps at most `capacity` of the slots
- * that selected it and drops the rest: the lowest scores (`"probs"`, ties
- * dropping the later token) or the latest tokens (`"position"`). A dropped
+ * that selected it and drops the rest: the lowest routing probabilities
+ * (`"probs"`: the routing's weights, after normalisation and scaling, as
+ * Megatron-Core's `moe_token_drop_policy="probs"` ranks them; ties drop
+ * the later token) or the latest tokens (`"position"`). A dropped
  * slot becomes expert `-1`, weight 0; each token's kept slots move first,
  * in their order; kept weights are not renormalised; loads become the kept
  * counts. Returns `args.routing`.
@@ -75,7 +80,8 @@ export const capacityDropOp = defineOp<
   Routing
 >({
   name: "capacityDrop",
-  summary: "drop the assignments over an expert capacity, by score or position",
+  summary:
+    "drop the assignments over an expert capacity, by routing probability or position",
   validate: checkCapacityDrop,
 });
 
@@ -101,6 +107,13 @@ function checkCapacityDrop(request: CapacityDropRequest): CapacityDropArgs {
         `routing.loads must count the slots: expert ${j} has ${
           counts[j]
         }, loads say ${routing.loads[j]}`,
+      );
+    }
+  }
+  for (let s = 0; s < N * k; s++) {
+    if (Number.isNaN(routing.weights[s])) {
+      throw new RangeError(
+        `routing.weights must be numbers (the routing probabilities): slot ${s} is NaN`,
       );
     }
   }
@@ -134,7 +147,7 @@ export function capacityDropCpu(args: CapacityDropArgs): Routing {
     if (drop === "position") {
       for (let r = cap; r < n; r++) sel[bySlot[lo + r]] = -1;
     } else {
-      dropLowest(scores, j, K, bySlot, lo, n, cap, sel, vals);
+      dropLowest(out.weights, bySlot, lo, n, cap, sel, vals);
     }
     loads[j] = cap;
   }
@@ -150,13 +163,12 @@ registerKernel({
 });
 
 /**
- * Keeps the `cap` highest-scoring of expert `j`'s `n` slots
- * `bySlot[lo, lo + n)` (token order), ties kept by the earlier token.
+ * Keeps the `cap` of one expert's `n` slots `bySlot[lo, lo + n)` (token
+ * order) with the highest routing probability (`weights`, per slot), ties
+ * kept by the earlier token.
  */
 function dropLowest(
-  scores: ScoreMatrix,
-  j: number,
-  K: number,
+  weights: Float32Array,
   bySlot: Int32Array,
   lo: number,
   n: number,
@@ -164,13 +176,11 @@ function dropLowest(
   sel: Int32Array,
   vals: Float64Array,
 ): void {
-  const { data, experts: E } = scores;
-  const value = (s: number) => data[Math.floor(s / K) * E + j];
-  for (let r = 0; r < n; r++) vals[r] = value(bySlot[lo + r]);
+  for (let r = 0; r < n; r++) vals[r] = weights[bySlot[lo + r]];
   let [t, ties] = keepThreshold(vals, n, cap);
   for (let r = 0; r < n; r++) {
     const s = bySlot[lo + r];
-    const v = value(s);
+    const v = weights[s];
     if (!(v > t || (v === t && ties-- > 0))) sel[s] = -1;
   }
 }

@@ -20,8 +20,10 @@ export interface CapacityOptions {
   capacityFactor?: number;
   /**
    * Which assignments an over-capacity expert drops: `"probs"` the lowest
-   * scores (ties: the later token), default, as Megatron-Core's
-   * `moe_token_drop_policy`; `"position"` the latest tokens of the batch.
+   * routing probabilities, the gate weights after normalisation and
+   * scaling (ties: the later token), default, as Megatron-Core's
+   * `moe_token_drop_policy="probs"`; `"position"` the latest tokens of the
+   * batch.
    */
   drop?: "probs" | "position";
 }
@@ -50,14 +52,17 @@ export function capacitySettings(
  * Greedy top-K with an expert capacity and token dropping (GShard, Switch
  * Transformer; docs/algorithms.md section 10): route by plain top-K, then each
  * expert keeps at most `ceil(N * K * capacityFactor / E)` of the tokens
- * that selected it and drops the rest, by score or by position. A dropped
+ * that selected it and drops the rest, by routing probability (the gate
+ * weight after normalisation and scaling, not the raw score: with
+ * `normalize` and `k > 1` the two orders differ) or by position. A dropped
  * slot holds expert `-1` and weight `0`; a token's kept experts move to
  * its first slots, in their original order. Kept weights are not
  * renormalised (a dropped assignment passes through the residual).
  *
  * Causal with `drop: "position"`: whether a token is kept depends only on
  * the tokens before it, never on later ones. Not causal with `"probs"`:
- * a token is dropped when later tokens of the batch outscore it.
+ * a token is dropped when later tokens of the batch have a higher
+ * routing probability.
  * Stateless: `biases` are zeros.
  *
  * @param context Layers, experts, `k` and routing settings.
