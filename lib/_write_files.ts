@@ -1,28 +1,99 @@
-// Writes a run's output files so that a failure leaves nothing half-written:
-// every file goes to a temporary folder beside the destination first, and
-// only when all are written are they renamed into place.
-import { mkdirSync, renameSync, rmSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+// Writes a run's output folder as a whole: every file goes to a temporary
+// folder beside the destination first; only when all are written is that
+// folder swapped in for the old one. The destination is thus the previous
+// run or the new one, never a mix, and never holds a file of another run
+// (an old gpu_loads.parquet when the new run has no EP stage).
+import { mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
+import process from "node:process";
 
 /** A file of a run: its name and how to write it to a given path. */
 export type OutputFile = [name: string, write: (path: string) => void];
 
-/** Writes `files` into `dir` through a temporary sibling folder; returns their paths. */
+/**
+ * Throws unless `dir` may be replaced by a run whose files are named
+ * `names`: it is absent, or a folder holding only such files (an earlier
+ * run's), and it is not the working folder or one above it. `what` names
+ * the folder in the message (a flag, or an argument).
+ */
+export function checkReplaceable(
+  what: string,
+  dir: string,
+  names: readonly string[],
+): void {
+  const path = resolve(dir);
+  const cwd = resolve(process.cwd());
+  if (cwd === path || cwd.startsWith(path.endsWith("/") ? path : path + "/")) {
+    throw new RangeError(
+      `${what} must be a folder for the outputs alone, not the working folder or one above it: current value is ${
+        JSON.stringify(dir)
+      }`,
+    );
+  }
+  let stat;
+  try {
+    stat = statSync(path);
+  } catch {
+    return; // absent: created
+  }
+  if (!stat.isDirectory()) {
+    throw new RangeError(
+      `${what} must be a folder, but it is an existing file: current value is ${
+        JSON.stringify(dir)
+      }`,
+    );
+  }
+  const allowed = new Set(names);
+  const foreign = readdirSync(path).filter((n) => !allowed.has(n));
+  if (foreign.length > 0) {
+    throw new RangeError(
+      `${what} holds ${
+        foreign.slice(0, 3).map((n) => JSON.stringify(n)).join(", ")
+      }${
+        foreign.length > 3 ? ` and ${foreign.length - 3} more` : ""
+      }, which this run does not write, and the run replaces the whole folder: give a new or empty folder, or one an earlier run wrote: current value is ${
+        JSON.stringify(dir)
+      }`,
+    );
+  }
+}
+
+/**
+ * Writes `files` as the whole content of `dir`: into a temporary sibling
+ * folder, which then replaces `dir`. `replaces` lists the names an earlier
+ * run may have left in `dir` (default: the names of `files`); a folder
+ * holding anything else is refused before anything is written (see
+ * {@linkcode checkReplaceable}). Returns the paths written.
+ */
 export function writeFilesAtomically(
   dir: string,
   files: OutputFile[],
+  replaces: readonly string[] = files.map(([name]) => name),
 ): string[] {
-  const tmp = join(
-    dirname(dir),
-    `.${basename(dir)}.tmp-${Date.now().toString(36)}${
-      Math.random().toString(36).slice(2, 8)
-    }`,
-  );
+  checkReplaceable("dir", dir, [...replaces, ...files.map(([n]) => n)]);
+  const stamp = `${Date.now().toString(36)}${
+    Math.random().toString(36).slice(2, 8)
+  }`;
+  const parent = dirname(resolve(dir));
+  const tmp = join(parent, `.${basename(resolve(dir))}.tmp-${stamp}`);
+  const old = join(parent, `.${basename(resolve(dir))}.old-${stamp}`);
   mkdirSync(tmp, { recursive: true });
   try {
     for (const [name, write] of files) write(join(tmp, name));
-    mkdirSync(dir, { recursive: true });
-    for (const [name] of files) renameSync(join(tmp, name), join(dir, name));
+    let moved = false;
+    try {
+      renameSync(dir, old);
+      moved = true;
+    } catch (e) {
+      if ((e as { code?: string }).code !== "ENOENT") throw e;
+    }
+    try {
+      renameSync(tmp, dir);
+    } catch (e) {
+      if (moved) renameSync(old, dir); // put the earlier run back
+      throw e;
+    }
+    if (moved) rmSync(old, { recursive: true, force: true });
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

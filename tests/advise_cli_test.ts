@@ -121,7 +121,7 @@ describe("moelab advise (command line)", () => {
       ],
       [
         ["--loads", LONG, "--gpus", "2", "--replicas", "6", "--out", LONG],
-        /--out must be a directory/,
+        /--out must be a folder/,
       ],
       [
         ["--loads", LONG, "--gpus", "2", "--bogus", "1"],

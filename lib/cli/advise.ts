@@ -1,11 +1,15 @@
 import process from "node:process";
-import { statSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
 import { readLoadRows } from "./_loads.ts";
 import { checkInteger, checkNumber } from "../_validate.ts";
 import { adviseRecording } from "../placement/advise.ts";
 import { adviceReportHtml, adviceTable } from "../report/advise_page.ts";
 import { writeFilesAtomically } from "../_write_files.ts";
+import { checkOutDir } from "./_out.ts";
+
+/** The files `advise --out` writes, replacing the folder as a whole. */
+const ADVICE_FILES = ["advice.html", "advice.json"];
 
 const FLAGS: FlagSpec = {
   loads: "string",
@@ -132,17 +136,7 @@ export function adviseCommand(args: string[]): number {
     );
   }
   const out = flags.out;
-  if (out !== undefined) {
-    let isFile = false;
-    try {
-      isFile = !statSync(String(out)).isDirectory();
-    } catch { /* does not exist yet: created on writing */ }
-    if (isFile || String(out) === "") {
-      throw new UsageError(
-        `--out must be a directory: current value is ${JSON.stringify(out)}`,
-      );
-    }
-  }
+  if (out !== undefined) checkOutDir("--out", String(out), ADVICE_FILES);
   const { experts: E, rows } = readLoadRows(flags.loads, { experts });
   if (E % G !== 0) {
     throw new RangeError(
@@ -196,7 +190,7 @@ export function adviseCommand(args: string[]): number {
           writeFileSync(p, adviceReportHtml(advice, flags.loads as string)),
       ],
       ["advice.json", (p) => writeFileSync(p, JSON.stringify(advice) + "\n")],
-    ]);
+    ], ADVICE_FILES);
   }
   if (flags.json) {
     process.stdout.write(JSON.stringify(advice) + "\n");

@@ -45,6 +45,13 @@ export function parseFlags(args: string[], spec: FlagSpec): Flags {
         throw new UsageError(`flag --${name} needs a value`);
       }
       text = args[++i];
+      // `--out --quiet` forgot the value: a flag is never taken as one
+      // (write `--name=--value` for a value that starts with dashes).
+      if (text.startsWith("--")) {
+        throw new UsageError(
+          `flag --${name} needs a value: the next argument is the flag ${text}`,
+        );
+      }
     }
     if (type === "string") {
       flags[name] = text;

@@ -113,11 +113,25 @@ export async function main(args: string[]): Promise<number> {
       process.stderr.write(`error: ${err.message}\n`);
       return 2;
     }
+    // A closed standard output (`moelab schedule ... | head`) ends the
+    // command quietly, as it ends any Unix filter.
+    if (isBrokenPipe(e)) return 0;
     process.stderr.write(`error: ${err?.stack ?? String(e)}\n`);
     return 1;
   }
 }
 
+function isBrokenPipe(e: unknown): boolean {
+  return (e as { code?: string } | null)?.code === "EPIPE" ||
+    (typeof Deno !== "undefined" && e instanceof Deno.errors.BrokenPipe);
+}
+
 if (import.meta.main) {
+  // With a listener, a write to a closed pipe is reported here instead of
+  // thrown: the reader has all it wants, so stop quietly with success.
+  process.stdout.on("error", (e) => {
+    if (isBrokenPipe(e)) process.exit(0);
+    throw e;
+  });
   process.exitCode = await main(process.argv.slice(2));
 }

@@ -1,14 +1,8 @@
 import process from "node:process";
-import {
-  existsSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
-import { dirname } from "node:path";
+import { renameSync, rmSync, writeFileSync } from "node:fs";
 import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
 import { readLoadRows } from "./_loads.ts";
+import { checkOutFile } from "./_out.ts";
 import { checkChoice, checkInteger } from "../_validate.ts";
 import { rebalanceExperts } from "../placement/eplb.ts";
 import { ENGINE_MAP_FORMATS, engineMap } from "../serving/engine_map.ts";
@@ -56,25 +50,6 @@ Usage: moelab place --loads FILE --replicas R --gpus G [--nodes N] [--groups M]
   --help            this text
 `;
 
-/** Throws unless `out` can be written: its folder exists and it is no folder. */
-function checkOut(out: string): void {
-  const dir = dirname(out);
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
-    throw new RangeError(
-      `--out must be a file in an existing folder: current value is ${
-        JSON.stringify(out)
-      }`,
-    );
-  }
-  if (existsSync(out) && statSync(out).isDirectory()) {
-    throw new RangeError(
-      `--out must be a file, not a folder: current value is ${
-        JSON.stringify(out)
-      }`,
-    );
-  }
-}
-
 /** Writes `text` to a temporary file beside `path`, then renames it over `path`. */
 function writeAtomically(path: string, text: string): void {
   const tmp = `${path}.${process.pid}.tmp`;
@@ -117,7 +92,7 @@ export function placeCommand(args: string[]): number {
     if (format === undefined) {
       throw new UsageError("--out FILE needs --format sglang|vllm|trtllm");
     }
-    checkOut(out);
+    checkOutFile("--out", out);
   }
   if (format !== undefined && flags.json) {
     throw new UsageError(

@@ -6,7 +6,8 @@ import type { SimResult } from "../sim/run.ts";
 import { runSimulationOn } from "../sim/run_backend.ts";
 import { runSimulationParallel } from "../sim/run_parallel.ts";
 import { formatSummaryTable, simSummary } from "../sim/summary_table.ts";
-import { writeSimOutputs } from "../report/sim_outputs.ts";
+import { SIM_OUTPUT_FILES, writeSimOutputs } from "../report/sim_outputs.ts";
+import { checkOutDir } from "./_out.ts";
 import { BACKENDS } from "../route/route_backend.ts";
 import { checkChoice } from "../_validate.ts";
 import { type FlagSpec, parseFlags, splitMethods, UsageError } from "./args.ts";
@@ -83,6 +84,11 @@ export function simCommand(args: string[]): number | Promise<number> {
     process.stdout.write(SIM_HELP);
     return 0;
   }
+  const out = checkOutDir(
+    "--out",
+    typeof flags.out === "string" ? flags.out : "out/sim",
+    SIM_OUTPUT_FILES,
+  );
   let preset: Record<string, unknown> = {};
   if (typeof flags.preset === "string") {
     let text: string;
@@ -167,7 +173,6 @@ export function simCommand(args: string[]): number | Promise<number> {
     }
   };
   const finish = (result: SimResult): number => {
-    const out = typeof flags.out === "string" ? flags.out : "out/sim";
     const files = writeSimOutputs(result, out);
     if (flags.json) {
       process.stdout.write(JSON.stringify(simSummary(result), null, 2) + "\n");

@@ -8,6 +8,7 @@ import { gridText, runSweep, type SweepProgress } from "../sweep/run_sweep.ts";
 import { K8S_SHARDS_VAR, resolveShard } from "../sweep/shard.ts";
 import { k8sManifest, shellQuote, slurmFiles } from "../sweep/job_scripts.ts";
 import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
+import { checkOutFolder } from "./_out.ts";
 
 /** The help text of `sweep`. */
 export const SWEEP_HELP =
@@ -77,7 +78,7 @@ export function sweepCommand(args: string[]): number | Promise<number> {
     return 0;
   }
   const grid = readGrid(flags.grid);
-  const out = requireString(flags.out, "--out");
+  const out = checkOutFolder("--out", requireString(flags.out, "--out"));
   const shard = resolveShard(
     flags.shard as string | undefined,
     process.env as Record<string, string | undefined>,
@@ -184,7 +185,9 @@ function slurmCommand(args: string[]): number {
   }
   const gridPath = requireString(flags.grid, "--grid");
   const grid = readGrid(gridPath);
-  const out = resolve(requireString(flags.out, "--out"));
+  const out = resolve(
+    checkOutFolder("--out", requireString(flags.out, "--out")),
+  );
   const array = shardCount(flags.array, "--array", grid);
   const sbatch: Record<string, string> = {};
   for (const key of ["partition", "time", "cpus-per-task", "mem", "account"]) {
@@ -232,7 +235,7 @@ function k8sCommand(args: string[]): number {
   }
   const gridPath = requireString(flags.grid, "--grid");
   const grid = readGrid(gridPath);
-  const out = requireString(flags.out, "--out");
+  const out = checkOutFolder("--out", requireString(flags.out, "--out"));
   const completions = shardCount(flags.completions, "--completions", grid);
   const parallelism = flags.parallelism ?? completions;
   if ((parallelism as number) < 1) {

@@ -4,9 +4,11 @@ import { runTrainExperiment, type TrainPreset } from "../train/experiment.ts";
 import { trainMethodNames } from "../train/method.ts";
 import {
   formatTrainTable,
+  TRAIN_OUTPUT_FILES,
   trainSummary,
   writeTrainOutputs,
 } from "../train/output.ts";
+import { checkOutDir } from "./_out.ts";
 import { type FlagSpec, parseFlags, splitMethods, UsageError } from "./args.ts";
 
 const FLAGS: FlagSpec = {
@@ -74,6 +76,11 @@ export function trainCommand(args: string[]): number {
     process.stdout.write(TRAIN_HELP);
     return 0;
   }
+  const out = checkOutDir(
+    "--out",
+    typeof flags.out === "string" ? flags.out : "out/train",
+    TRAIN_OUTPUT_FILES,
+  );
   const preset = typeof flags.preset === "string"
     ? readPreset(flags.preset)
     : {};
@@ -114,7 +121,6 @@ export function trainCommand(args: string[]): number {
           } s)\n`,
       ),
   });
-  const out = typeof flags.out === "string" ? flags.out : "out/train";
   const files = writeTrainOutputs(x, out);
   if (flags.json) {
     process.stdout.write(JSON.stringify(trainSummary(x), null, 2) + "\n");

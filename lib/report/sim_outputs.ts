@@ -1,6 +1,10 @@
 // A simulation run's files: parquet tables, summary.json and the HTML report.
 import { writeFileSync } from "node:fs";
-import { type OutputFile, writeFilesAtomically } from "../_write_files.ts";
+import {
+  checkReplaceable,
+  type OutputFile,
+  writeFilesAtomically,
+} from "../_write_files.ts";
 import type { SimResult } from "../sim/run.ts";
 import { simSummary } from "../sim/summary_table.ts";
 import { simReportHtml } from "./html_report.ts";
@@ -9,13 +13,15 @@ import { gpuLoadsFrame, simFrames } from "./sim_frames.ts";
 /**
  * Writes `loads.parquet`, `metrics.parquet`, `biases.parquet`,
  * `summary.json` and `report.html` (summary, convergence plot and load
- * heatmap on one self-contained page) into `dir`. Everything is first
- * written to a temporary folder beside `dir`, then renamed into place, so a
- * failure leaves no half-written file in `dir`.
+ * heatmap on one self-contained page) as the whole of `dir`. Everything
+ * is first written to a temporary folder beside `dir`, which then replaces
+ * `dir`: the folder holds the earlier run or this one, never a mix. A
+ * `dir` holding files no run writes is refused before any work.
  *
  * @param result A run of `runSimulation`.
  * @param dir The folder to write into (created if missing).
  * @returns The paths written.
+ * @throws {RangeError} If `dir` is a file, or a folder holding other files.
  *
  * @example
  * ```ts
@@ -36,6 +42,7 @@ import { gpuLoadsFrame, simFrames } from "./sim_frames.ts";
  * ```
  */
 export function writeSimOutputs(result: SimResult, dir: string): string[] {
+  checkReplaceable("dir", dir, SIM_OUTPUT_FILES);
   const frames = simFrames(result);
   const files: OutputFile[] = [
     ["loads.parquet", (p) => frames.loads.writeParquet(p)],
@@ -52,8 +59,21 @@ export function writeSimOutputs(result: SimResult, dir: string): string[] {
       (p) => writeFileSync(p, simReportHtml(result, simSummary(result))),
     ],
   ];
-  return writeFilesAtomically(dir, files);
+  return writeFilesAtomically(dir, files, SIM_OUTPUT_FILES);
 }
+
+/**
+ * Every file a simulation run may write: a folder holding only these is
+ * an earlier run's, which a new run replaces as a whole.
+ */
+export const SIM_OUTPUT_FILES: readonly string[] = [
+  "loads.parquet",
+  "metrics.parquet",
+  "biases.parquet",
+  "gpu_loads.parquet",
+  "summary.json",
+  "report.html",
+];
 
 /** `[["gpu_loads.parquet", writer]]`, or nothing when the EP stage was off. */
 function epFiles(result: SimResult): OutputFile[] {

@@ -120,8 +120,9 @@ export function trainSummary(x: TrainExperiment): {
 
 /**
  * Writes `curves.parquet`, `runs.parquet`, `loads.parquet` and
- * `summary.json` into `dir`, through a temporary folder renamed into place,
- * so a failure leaves no half-written file there.
+ * `summary.json` as the whole of `dir`, through a temporary folder that
+ * replaces it, so the folder holds the earlier run or this one, never a
+ * mix; a `dir` holding files no run writes is refused.
  *
  * @returns The paths written.
  */
@@ -136,8 +137,16 @@ export function writeTrainOutputs(x: TrainExperiment, dir: string): string[] {
       (p) => writeFileSync(p, JSON.stringify(trainSummary(x), null, 2) + "\n"),
     ],
   ];
-  return writeFilesAtomically(dir, files);
+  return writeFilesAtomically(dir, files, TRAIN_OUTPUT_FILES);
 }
+
+/** Every file a training run writes, which a new run replaces as a whole. */
+export const TRAIN_OUTPUT_FILES: readonly string[] = [
+  "curves.parquet",
+  "runs.parquet",
+  "loads.parquet",
+  "summary.json",
+];
 
 function pm(m: MeanStd, digits: number): string {
   return `${m.mean.toFixed(digits)} ± ${m.std.toFixed(digits)}`;
