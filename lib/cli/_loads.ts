@@ -10,13 +10,52 @@ import { loadVectors } from "../workload/load_vectors.ts";
 import { engineFileKind } from "../serving/engine_file_kind.ts";
 import { readEngineLoads } from "../serving/read_engine_loads.ts";
 import { UsageError } from "./args.ts";
+import pl from "nodejs-polars";
 
-/** One batch and layer of a load file. */
+/** One batch and layer of a load file: loads exact up to 2^53 - 1. */
 export interface LoadRow {
   step: number;
   layer: number;
-  loads: Int32Array;
+  loads: Float64Array;
 }
+
+/**
+ * The most load values (rows x experts) a load file may expand to: 2^27
+ * float64 values, 1 GiB. A row naming expert 2e9 would need 16 GB each.
+ */
+export const MAX_LOAD_VALUES = 2 ** 27;
+
+/** Throws unless `x` is a token count held exactly (an integer below 2^53). */
+function checkCount(
+  x: number,
+  step: number,
+  layer: number,
+  e: number,
+): number {
+  if (!Number.isInteger(x) || x < 0 || x > Number.MAX_SAFE_INTEGER) {
+    throw new RangeError(
+      `--loads must hold non-negative integer token counts up to 2^53 - 1 (${Number.MAX_SAFE_INTEGER}), exact in float64: step ${step}, layer ${layer}, expert ${e} is ${x}`,
+    );
+  }
+  return x;
+}
+
+/** Throws when `rows` rows of `experts` loads exceed {@linkcode MAX_LOAD_VALUES}. */
+function checkSize(rows: number, experts: number, why: string): void {
+  if (rows * experts > MAX_LOAD_VALUES) {
+    const bytes = rows * experts * 8;
+    throw new RangeError(
+      `--loads ${why}: ${rows} rows x ${experts} experts = ${
+        (rows * experts).toExponential(2)
+      } loads (${
+        (bytes / 2 ** 30).toFixed(1)
+      } GiB), above the bound of ${MAX_LOAD_VALUES} loads (1 GiB)`,
+    );
+  }
+}
+
+/** The columns a load table may hold besides those `--where` selects on. */
+const LONG_COLUMNS = ["step", "layer", "expert", "load"];
 
 /** Whether `path` is a directory or starts like a serving engine's file. */
 function isEngineRecording(path: string): boolean {
@@ -78,15 +117,9 @@ function engineRows(
   steps.forEach((step, s) =>
     layers.forEach((layer, l) => {
       const at = (s * layers.length + l) * loads.experts;
-      const row = new Int32Array(loads.experts);
+      const row = new Float64Array(loads.experts);
       for (let e = 0; e < loads.experts; e++) {
-        const x = counts[at + e];
-        if (!Number.isInteger(x) || x > 0x7fffffff) {
-          throw new RangeError(
-            `--loads must hold integer token counts below 2^31: step ${step}, layer ${layer}, expert ${e} is ${x}`,
-          );
-        }
-        row[e] = x;
+        row[e] = checkCount(counts[at + e], step, layer, e);
       }
       rows.push({ step, layer, loads: row });
     })
@@ -94,16 +127,109 @@ function engineRows(
   return { experts: loads.experts, rows };
 }
 
+/** `--where` conditions: column name and value (compared as text). */
+export type Where = [column: string, value: string][];
+
+/** Parses `--where COLUMN=VALUE` flags. */
+export function parseWhere(values: string[] | undefined): Where {
+  return (values ?? []).map((text) => {
+    const eq = text.indexOf("=");
+    if (eq <= 0) {
+      throw new UsageError(
+        `--where must be COLUMN=VALUE, e.g. method=loss-free: current value is ${
+          JSON.stringify(text)
+        }`,
+      );
+    }
+    return [text.slice(0, eq), text.slice(eq + 1)];
+  });
+}
+
+function listValues(frame: pl.DataFrame, name: string): string {
+  const v = [...new Set(frame.getColumn(name).toArray().map(String))];
+  return v.slice(0, 5).map((x) => JSON.stringify(x)).join(", ") +
+    (v.length > 5 ? `, ... (${v.length} values)` : "");
+}
+
+/**
+ * Keeps the rows that `where` selects and drops its columns; then refuses
+ * a long table whose columns the command does not use (rows of several
+ * runs would be added up), and a long table missing its load column.
+ */
+function selectRows(frame: pl.DataFrame, where: Where): pl.DataFrame {
+  for (const [name, value] of where) {
+    if (!frame.columns.includes(name)) {
+      throw new RangeError(
+        `--where ${name}=${value} names a column --loads lacks: its columns are ${
+          frame.columns.map((c) => JSON.stringify(c)).join(", ")
+        }`,
+      );
+    }
+    const picked = frame.filter(
+      pl.col(name).cast(pl.Utf8).eq(pl.lit(value)),
+    );
+    if (picked.height === 0) {
+      throw new RangeError(
+        `--where ${name}=${value} matches no row of --loads: ${
+          JSON.stringify(name)
+        } holds ${listValues(frame, name)}`,
+      );
+    }
+    frame = picked.drop(name);
+  }
+  const cols = frame.columns;
+  const long = cols.includes("expert") || cols.includes("load");
+  if (long) {
+    for (const need of ["expert", "load"]) {
+      if (!cols.includes(need)) {
+        throw new TypeError(
+          `--loads is a long table (one row per expert: step, layer, expert, load) but has no ${
+            JSON.stringify(need)
+          } column: its columns are ${
+            cols.map((c) => JSON.stringify(c)).join(", ")
+          }`,
+        );
+      }
+    }
+  }
+  const extra = long
+    ? cols.filter((c) => c !== "" && !LONG_COLUMNS.includes(c))
+    : cols.filter((c) => {
+      const t = frame.getColumn(c).dtype.variant;
+      return c !== "" && (t === "String" || t === "Utf8" || t === "Bool");
+    });
+  if (extra.length > 0) {
+    const c = extra[0];
+    throw new RangeError(
+      `--loads has a column the command does not use, ${
+        JSON.stringify(c)
+      } (holding ${
+        listValues(frame, c)
+      }); rows that differ only there would be added up: pick rows with --where ${c}=VALUE`,
+    );
+  }
+  return frame;
+}
+
 /**
  * Reads `path` into load rows, in file order (engine recordings: by step,
- * then layer); loads must be non-negative integers. `experts` sets the
- * expert count of recordings that do not hold it (routed experts).
+ * then layer); loads must be non-negative integers up to 2^53 - 1, held
+ * exactly. `experts` sets the expert count of recordings that do not hold
+ * it (routed experts); `where` selects the rows of a table.
  */
 export function readLoadRows(
   path: string,
-  options: { experts?: number } = {},
+  options: { experts?: number; where?: Where } = {},
 ): { experts: number; rows: LoadRow[] } {
-  if (isEngineRecording(path)) return engineRows(path, options.experts);
+  const where = options.where ?? [];
+  if (isEngineRecording(path)) {
+    if (where.length > 0) {
+      throw new UsageError(
+        `--where selects rows of a table, but --loads is a serving engine's recording: ${path}`,
+      );
+    }
+    return engineRows(path, options.experts);
+  }
   let frame;
   try {
     frame = readTable(path);
@@ -116,25 +242,35 @@ export function readLoadRows(
       `--loads cannot be read: ${path} (${(e as Error).message})`,
     );
   }
-  const long = frame.columns.includes("expert") &&
-    frame.columns.includes("load");
-  const table = loadTable(frame, long ? {} : { experts: "rest" });
+  frame = selectRows(frame, where);
+  const long = frame.columns.includes("expert");
+  let table;
+  try {
+    table = loadTable(frame, long ? {} : { experts: "rest" });
+  } catch (e) {
+    throw flagged(e, "--loads");
+  }
+  if (long) {
+    const expert = table.getColumn("expert");
+    const maxId = expert.length === 0 ? 0 : Number(expert.max());
+    const keys = new Set<string>();
+    const step = table.getColumn("step").toArray();
+    const layer = table.getColumn("layer").toArray();
+    for (let r = 0; r < step.length; r++) keys.add(`${step[r]},${layer[r]}`);
+    checkSize(
+      keys.size,
+      maxId + 1,
+      `names expert ${maxId}`,
+    );
+  }
   const vectors = loadVectors(table);
   if (vectors.length === 0) {
     throw new RangeError(`--loads has no rows: ${path}`);
   }
   const experts = vectors[0].loads.length;
   const rows = vectors.map((v) => {
-    const loads = new Int32Array(experts);
-    v.loads.forEach((x, e) => {
-      if (!Number.isInteger(x)) {
-        throw new RangeError(
-          `--loads must hold integer token counts: step ${v.step}, layer ${v.layer}, expert ${e} is ${x}`,
-        );
-      }
-      loads[e] = x;
-    });
-    return { step: v.step, layer: v.layer, loads };
+    v.loads.forEach((x, e) => checkCount(x, v.step, v.layer, e));
+    return { step: v.step, layer: v.layer, loads: v.loads };
   });
   return { experts, rows };
 }

@@ -1,7 +1,7 @@
 import process from "node:process";
 import { writeFileSync } from "node:fs";
 import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
-import { readLoadRows } from "./_loads.ts";
+import { parseWhere, readLoadRows } from "./_loads.ts";
 import { checkInteger, checkNumber } from "../_validate.ts";
 import { adviseRecording } from "../placement/advise.ts";
 import { adviceReportHtml, adviceTable } from "../report/advise_page.ts";
@@ -13,6 +13,7 @@ const ADVICE_FILES = ["advice.html", "advice.json"];
 
 const FLAGS: FlagSpec = {
   loads: "string",
+  where: "strings",
   experts: "integer",
   gpus: "integer",
   nodes: "integer",
@@ -48,6 +49,8 @@ recommendation with its reasons.
   --loads FILE        loads over steps, told apart by content (as for place):
                       a load table, SGLang's expert distribution recording,
                       TensorRT-LLM's load statistics, per-token routed experts
+  --where COL=VAL     keep the table rows whose column COL holds VAL
+                      (repeatable); needed when the table has other columns
   --experts E         logical experts, for routed experts (default: largest id + 1)
   --gpus G            GPUs, a divisor of the experts
   --replicas R        EPLB's physical expert slots, a multiple of G
@@ -93,6 +96,7 @@ export function adviseCommand(args: string[]): number {
   if (typeof flags.loads !== "string") {
     throw new UsageError("--loads FILE is required");
   }
+  const where = parseWhere(flags.where as string[] | undefined);
   for (const f of ["gpus", "replicas"]) {
     if (flags[f] === undefined) throw new UsageError(`--${f} is required`);
   }
@@ -137,7 +141,7 @@ export function adviseCommand(args: string[]): number {
   }
   const out = flags.out;
   if (out !== undefined) checkOutDir("--out", String(out), ADVICE_FILES);
-  const { experts: E, rows } = readLoadRows(flags.loads, { experts });
+  const { experts: E, rows } = readLoadRows(flags.loads, { experts, where });
   if (E % G !== 0) {
     throw new RangeError(
       `--gpus must divide the number of experts (${E}): current value is ${G}`,

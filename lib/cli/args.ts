@@ -8,14 +8,18 @@ export class UsageError extends Error {
 /** The type of each flag a command accepts. */
 export type FlagSpec = Record<
   string,
-  "string" | "boolean" | "integer" | "number"
+  "string" | "strings" | "boolean" | "integer" | "number"
 >;
 
 /** Parsed flags: values by flag name (without the dashes). */
-export type Flags = Record<string, string | number | boolean | undefined>;
+export type Flags = Record<
+  string,
+  string | string[] | number | boolean | undefined
+>;
 
 /**
- * Parses `--name value`, `--name=value` and boolean `--name` flags.
+ * Parses `--name value`, `--name=value` and boolean `--name` flags; a
+ * `"strings"` flag may be repeated, its values collected in order.
  * Integers must be whole numbers written in decimal; sizes are checked by
  * the configuration afterwards.
  *
@@ -55,6 +59,8 @@ export function parseFlags(args: string[], spec: FlagSpec): Flags {
     }
     if (type === "string") {
       flags[name] = text;
+    } else if (type === "strings") {
+      flags[name] = [...(flags[name] as string[] | undefined ?? []), text];
     } else {
       const value = Number(text);
       if (text.trim() === "" || !Number.isFinite(value)) {

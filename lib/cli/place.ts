@@ -1,7 +1,7 @@
 import process from "node:process";
 import { renameSync, rmSync, writeFileSync } from "node:fs";
 import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
-import { readLoadRows } from "./_loads.ts";
+import { parseWhere, readLoadRows } from "./_loads.ts";
 import { checkOutFile } from "./_out.ts";
 import { checkChoice, checkInteger } from "../_validate.ts";
 import { rebalanceExperts } from "../placement/eplb.ts";
@@ -9,6 +9,7 @@ import { ENGINE_MAP_FORMATS, engineMap } from "../serving/engine_map.ts";
 
 const FLAGS: FlagSpec = {
   loads: "string",
+  where: "strings",
   replicas: "integer",
   gpus: "integer",
   nodes: "integer",
@@ -34,6 +35,9 @@ Usage: moelab place --loads FILE --replicas R --gpus G [--nodes N] [--groups M]
                     of per-rank files is summed), or per-token routed experts
                     int32 [tokens, layers, top_k] (.npy, torch.save,
                     safetensors); each layer's loads are summed over steps
+  --where COL=VAL   keep the table rows whose column COL holds VAL, e.g.
+                    method=greedy (repeatable); needed when the table has
+                    columns place does not use
   --experts E       logical experts, for routed experts that never pick the
                     last ones (default: largest id + 1)
   --replicas R      physical expert slots, a multiple of --gpus
@@ -72,6 +76,7 @@ export function placeCommand(args: string[]): number {
   if (typeof flags.loads !== "string") {
     throw new UsageError("--loads FILE is required");
   }
+  const where = parseWhere(flags.where as string[] | undefined);
   for (const f of ["replicas", "gpus"]) {
     if (flags[f] === undefined) throw new UsageError(`--${f} is required`);
   }
@@ -99,7 +104,7 @@ export function placeCommand(args: string[]): number {
       "--json and --format print different things: give one",
     );
   }
-  const { experts: E, rows } = readLoadRows(flags.loads, { experts });
+  const { experts: E, rows } = readLoadRows(flags.loads, { experts, where });
   let layers = [...new Set(rows.map((r) => r.layer))].sort((a, b) => a - b);
   // SGLang's map has a row for every layer of the model, dense ones too:
   // layers absent from the loads get zero loads, as SGLang records them.

@@ -1,6 +1,6 @@
 import process from "node:process";
 import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
-import { readLoadRows } from "./_loads.ts";
+import { parseWhere, readLoadRows } from "./_loads.ts";
 import { checkChoice, checkInteger } from "../_validate.ts";
 import { SYMMETRIC_GRAPHS, symmetricPlacement } from "../placement/cayley.ts";
 import { randomPlacement } from "../placement/random.ts";
@@ -11,6 +11,7 @@ import { loadLpSolvers } from "../solve/lp_solvers.ts";
 
 const FLAGS: FlagSpec = {
   loads: "string",
+  where: "strings",
   gpus: "integer",
   replicas: "integer",
   placement: "string",
@@ -31,10 +32,14 @@ const PLACEMENTS = [
 export const SCHEDULE_HELP =
   `moelab schedule: MicroMoE token scheduling, one LP per step and layer
 
-Usage: moelab schedule --loads FILE [--gpus G] [--replicas D] [--placement P] [--solver S] [--json]
+Usage: moelab schedule --loads FILE [--where COL=VAL] [--gpus G] [--replicas D] [--placement P] [--solver S] [--json]
 
   --loads FILE      load table (CSV, TSV, parquet, JSON lines): wide (step?, layer?,
-                    one column per expert) or long (step, layer, expert, load)
+                    one column per expert) or long (step, layer, expert, load);
+                    loads are integers up to 2^53 - 1
+  --where COL=VAL   keep the rows whose column COL holds VAL, e.g. method=greedy
+                    for the sim's loads.parquet (repeatable); a table with
+                    columns schedule does not use needs it
   --gpus G          GPUs (default 8)
   --replicas D      replicas per expert (default 2)
   --placement P     ${PLACEMENTS.join(", ")} (default complete);
@@ -55,6 +60,7 @@ export async function scheduleCommand(args: string[]): Promise<number> {
   if (typeof flags.loads !== "string") {
     throw new UsageError("--loads FILE is required");
   }
+  const where = parseWhere(flags.where as string[] | undefined);
   const G = checkInteger("--gpus", flags.gpus ?? 8, 1);
   const d = checkInteger("--replicas", flags.replicas ?? 2, 1, G);
   const kind = checkChoice("--placement", flags.placement ?? "complete", [
@@ -64,7 +70,18 @@ export async function scheduleCommand(args: string[]): Promise<number> {
     ...SCHEDULE_SOLVERS,
   ]);
   const seed = (flags.seed as number | undefined) ?? 0;
-  const { experts: E, rows } = readLoadRows(flags.loads);
+  const { experts: E, rows } = readLoadRows(flags.loads, { where });
+  // A schedule counts each GPU's tokens in 32 bits: a row holding more
+  // tokens than that is refused rather than wrapped around.
+  for (const r of rows) {
+    let total = 0;
+    for (let e = 0; e < E; e++) total += r.loads[e];
+    if (total > 0x7fffffff) {
+      throw new RangeError(
+        `--loads holds ${total} tokens at step ${r.step}, layer ${r.layer}; schedule counts at most 2^31 - 1 (2147483647) tokens per step and layer`,
+      );
+    }
+  }
   let placement: Placement;
   if (kind === "static") placement = staticPlacement(E, G);
   else if (kind === "random") {
