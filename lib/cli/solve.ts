@@ -10,6 +10,7 @@ const FLAGS: FlagSpec = {
   "top-k": "integer",
   "capacity-factor": "number",
   solver: "string",
+  "time-limit": "number",
   json: "boolean",
   help: "boolean",
 };
@@ -24,6 +25,8 @@ Usage: moelab solve --scores FILE.npy --top-k K [flags]
   --top-k K              experts per token
   --capacity-factor F    capacity ceil(tokens * K / experts * F) (default 1)
   --solver S             ${ASSIGNMENT_SOLVERS.join(", ")} (default auto)
+  --time-limit SECONDS   stop the solve after SECONDS (0.001 to 2000000): exit 1
+                         with "time limit reached", no answer (default: no limit)
   --json                 print { objective, loads, expertPrices, dualityGap, solver, ms }
   --help                 this text
 `;
@@ -40,6 +43,12 @@ export async function solveCommand(args: string[]): Promise<number> {
   }
   if (flags["top-k"] === undefined) {
     throw new UsageError("--top-k K is required (see --help)");
+  }
+  const timeLimit = flags["time-limit"] as number | undefined;
+  if (timeLimit !== undefined && !(timeLimit >= 0.001 && timeLimit <= 2e6)) {
+    throw new UsageError(
+      `--time-limit must be a number of seconds in [0.001, 2000000]: current value is ${timeLimit}`,
+    );
   }
   let bytes: Uint8Array;
   try {
@@ -59,14 +68,27 @@ export async function solveCommand(args: string[]): Promise<number> {
   }
   const [tokens, experts] = array.shape;
   const t0 = performance.now();
-  const a = await solveBalancedAssignment(
-    { data: array.data, tokens, experts },
-    {
-      k: flags["top-k"] as number,
-      capacityFactor: flags["capacity-factor"] as number | undefined,
-      solver: (flags.solver ?? "auto") as AssignmentSolver,
-    },
-  );
+  let a;
+  try {
+    a = await solveBalancedAssignment(
+      { data: array.data, tokens, experts },
+      {
+        k: flags["top-k"] as number,
+        capacityFactor: flags["capacity-factor"] as number | undefined,
+        solver: (flags.solver ?? "auto") as AssignmentSolver,
+        timeLimit,
+      },
+    );
+  } catch (e) {
+    // The error the solvers document for options.timeLimit.
+    if ((e as Error)?.name !== "TimeLimitError") throw e;
+    process.stderr.write(
+      `error: --time-limit ${timeLimit} reached: the ${
+        flags.solver ?? "auto"
+      } solver stopped before the optimum; no answer\n`,
+    );
+    return 1;
+  }
   const ms = performance.now() - t0;
   if (flags.json) {
     process.stdout.write(

@@ -4,6 +4,7 @@
 import type { Problem } from "./_problem.ts";
 import type { LpSolution } from "./_lp.ts";
 import { loadGlpk } from "./lp_solvers.ts";
+import { timeLimitError } from "./_time_limit.ts";
 
 // glpk.js exposes no simplex tolerances, and at GLPK's default (reduced
 // costs within 1e-7) the simplex may stop about 1e-8 short of the optimum
@@ -12,9 +13,10 @@ import { loadGlpk } from "./lp_solvers.ts";
 const SCALE = 1e6;
 
 /**
- * Solves the LP with glpk.js's simplex. Returns null when GLPK reports no
- * feasible solution; throws when it stops for any other reason (a time
- * limit of `seconds`, for instance).
+ * Solves the LP with glpk.js's simplex, within `seconds` when given
+ * (glpk.js's `tmlim`, in milliseconds). Returns null when GLPK reports no
+ * feasible solution; throws the time-limit error when it stops at the
+ * limit, and an error naming the status for any other stop.
  */
 export async function solveWithGlpk(
   problem: Problem,
@@ -52,6 +54,7 @@ export async function solveWithGlpk(
       bnds: { type: glpk.GLP_FX, lb: problem.k, ub: problem.k },
     });
   }
+  const t0 = performance.now();
   const result = glpk.solve({
     name: "balanced-assignment",
     objective: { direction: glpk.GLP_MAX, name: "score", vars },
@@ -60,9 +63,16 @@ export async function solveWithGlpk(
   }, {
     msglev: glpk.GLP_MSG_OFF,
     presol: true,
-    ...(seconds === undefined ? {} : { tmlim: seconds }),
+    ...(seconds === undefined ? {} : { tmlim: Math.ceil(seconds * 1000) }),
   }).result;
+  const ms = performance.now() - t0;
   if (result.status === glpk.GLP_NOFEAS) return null;
+  if (
+    result.status !== glpk.GLP_OPT && seconds !== undefined &&
+    ms >= seconds * 1000
+  ) {
+    throw timeLimitError("glpk", seconds);
+  }
   if (result.status !== glpk.GLP_OPT) {
     throw new Error(`glpk.js stopped with status ${result.status}`);
   }

@@ -4,6 +4,7 @@
 import type { Problem } from "./_problem.ts";
 import type { LpSolution } from "./_lp.ts";
 import { loadHighs } from "./lp_solvers.ts";
+import { timeLimitError } from "./_time_limit.ts";
 
 /**
  * Solves the LP with HiGHS (its default LP method). Returns null when HiGHS
@@ -66,6 +67,11 @@ export async function solveWithHighs(
     model.run();
     const status = model.getModelStatus();
     if (status === highs.constants.modelStatus.infeasible) return null;
+    if (
+      status === highs.constants.modelStatus.timeLimit && seconds !== undefined
+    ) {
+      throw timeLimitError("highs", seconds);
+    }
     if (status !== highs.constants.modelStatus.optimal) {
       throw new Error(`HiGHS stopped with model status ${status}`);
     }

@@ -22,6 +22,8 @@ export interface Problem {
   solver: AssignmentSolver;
   /** Starting expert prices, when given. */
   start?: Float64Array;
+  /** Seconds the solve may take, when given. */
+  timeLimit?: number;
 }
 
 /**
@@ -107,12 +109,16 @@ export function resolveProblem(
       );
     }
   }
+  const timeLimit = o.timeLimit === undefined
+    ? undefined
+    : checkNumber("options.timeLimit", o.timeLimit, 0.001, 2e6);
   return {
     scores: s,
     k,
     capacity,
     solver: choice === "auto" ? "ssp" : choice,
     start,
+    timeLimit,
   };
 }
 

@@ -29,6 +29,9 @@ import {
 } from "./_expert_graph.ts";
 import { placeDummy, shiftPrices, topKSlots } from "./_ssp_setup.ts";
 
+/** Thrown by {@linkcode successiveShortestPaths} past its deadline. */
+export class TimeLimitReached extends Error {}
+
 /** An optimal assignment (`slots`, tokens x k) and expert prices. */
 export interface SspResult {
   slots: Int32Array;
@@ -66,6 +69,7 @@ export function successiveShortestPaths(
   k: number,
   capacity: number,
   q: Float64Array,
+  deadline?: number,
 ): SspResult | null {
   const E = experts;
   const free = new Float64Array(tokens);
@@ -93,6 +97,9 @@ export function successiveShortestPaths(
   let excess = 0;
   for (let j = 0; j < E; j++) excess += Math.max(0, surplus(st, j));
   while (excess > 0) {
+    if (deadline !== undefined && performance.now() > deadline) {
+      throw new TimeLimitReached();
+    }
     if (!lowerPrices(st)) return null;
     st.dead.fill(0);
     for (let a = 0; a < E; a++) {

@@ -70,8 +70,8 @@ export async function solveBalancedAssignment(
     return solveBalancedAssignmentSync(scores, { ...options, solver: "ssp" });
   }
   const solution = problem.solver === "glpk"
-    ? await solveWithGlpk(problem)
-    : await solveWithHighs(problem);
+    ? await solveWithGlpk(problem, problem.timeLimit)
+    : await solveWithHighs(problem, problem.timeLimit);
   if (solution === null) {
     throw new RangeError(
       `scores mask too many pairs: no assignment gives every token k = ${problem.k} unmasked experts within capacity ${problem.capacity}`,

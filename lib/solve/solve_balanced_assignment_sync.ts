@@ -165,7 +165,8 @@
 import type { ScoreMatrix } from "../types.ts";
 import { certify } from "./_certificate.ts";
 import { resolveProblem } from "./_problem.ts";
-import { successiveShortestPaths } from "./_ssp.ts";
+import { successiveShortestPaths, TimeLimitReached } from "./_ssp.ts";
+import { deadlineOf, timeLimitError } from "./_time_limit.ts";
 import { warmStartPrices } from "./_warm_start.ts";
 import type { BalancedAssignment, BalancedAssignmentOptions } from "./types.ts";
 
@@ -226,16 +227,26 @@ export function solveBalancedAssignmentSync(
   }
   const { data, tokens, experts } = problem.scores;
   const { k, capacity } = problem;
+  const deadline = deadlineOf(problem.timeLimit);
   const prices = problem.start ??
     warmStartPrices(data, tokens, experts, k, capacity);
-  const result = successiveShortestPaths(
-    data,
-    tokens,
-    experts,
-    k,
-    capacity,
-    prices,
-  );
+  let result;
+  try {
+    result = successiveShortestPaths(
+      data,
+      tokens,
+      experts,
+      k,
+      capacity,
+      prices,
+      deadline,
+    );
+  } catch (e) {
+    if (e instanceof TimeLimitReached) {
+      throw timeLimitError("ssp", problem.timeLimit!);
+    }
+    throw e;
+  }
   if (result === null) {
     throw new RangeError(
       `scores mask too many pairs: no assignment gives every token k = ${k} unmasked experts within capacity ${capacity}`,

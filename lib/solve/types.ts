@@ -39,6 +39,13 @@ export interface BalancedAssignmentOptions {
    * exact prices of a sample of one token in four. The LP solvers ignore it.
    */
   expertPrices?: ArrayLike<number>;
+  /**
+   * Seconds the solve may take, in `[0.001, 2000000]`. Default: no limit.
+   * glpk.js gets it as `tmlim`, HiGHS as `time_limit`; `"ssp"` checks it
+   * between its shortest-path phases. A solve that reaches it throws an
+   * `Error` named `"TimeLimitError"`, never a non-optimal assignment.
+   */
+  timeLimit?: number;
 }
 
 /**
