@@ -2,7 +2,7 @@ import { checkInteger, checkNumber, show } from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
-import { checkContext } from "./_context.ts";
+import { checkContext, checkedBalancer } from "./_context.ts";
 import { capacityOf } from "../select/capacity.ts";
 import { requireKernel } from "../ops/registry.ts";
 import {
@@ -157,7 +157,7 @@ export function bip(
   const bias = new Float64Array(E);
   let scratch: DualScratch | undefined;
   let out: Routing | undefined;
-  return {
+  return checkedBalancer(ctx, {
     name: "bip",
     causal: false,
     route(layer: number, scores: ScoreMatrix): Routing {
@@ -183,5 +183,5 @@ export function bip(
     },
     update() {},
     biases: (layer: number) => Float64Array.from(prices[layer], (v) => 0 - v),
-  };
+  });
 }

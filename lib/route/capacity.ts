@@ -2,7 +2,7 @@ import { checkChoice, checkNumber } from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
-import { checkContext } from "./_context.ts";
+import { checkContext, checkedBalancer } from "./_context.ts";
 import { capacityOf } from "../select/capacity.ts";
 import { requireKernel } from "../ops/registry.ts";
 import {
@@ -93,7 +93,7 @@ export function capacity(
   const dropKernel = requireKernel(capacityDropOp, "cpu");
   let out: Routing | undefined;
   let scratch: CapacityDropScratch | undefined;
-  return {
+  return checkedBalancer(ctx, {
     name: "capacity",
     causal: drop === "position",
     route(_layer: number, scores: ScoreMatrix): Routing {
@@ -111,5 +111,5 @@ export function capacity(
     },
     update() {},
     biases: () => new Float64Array(E),
-  };
+  });
 }

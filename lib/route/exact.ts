@@ -2,7 +2,7 @@ import { checkNumber } from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting } from "./route.ts";
-import { checkContext } from "./_context.ts";
+import { checkContext, checkedBalancer } from "./_context.ts";
 import { solveBalancedAssignmentSync } from "../solve/solve_balanced_assignment_sync.ts";
 
 /** Options of {@linkcode exact}. */
@@ -51,7 +51,7 @@ export function exact(
   const prices = Array.from({ length: ctx.layers }, () => new Float64Array(E));
   const solved = new Uint8Array(ctx.layers);
   let out: Routing | undefined;
-  return {
+  return checkedBalancer(ctx, {
     name: "exact",
     causal: false,
     route(layer: number, scores: ScoreMatrix): Routing {
@@ -85,5 +85,5 @@ export function exact(
     },
     update() {},
     biases: (layer: number) => Float64Array.from(prices[layer], (v) => 0 - v),
-  };
+  });
 }

@@ -2,7 +2,7 @@ import { checkNumber } from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting } from "./route.ts";
-import { checkContext } from "./_context.ts";
+import { checkContext, checkedBalancer } from "./_context.ts";
 import { capacityOf } from "../select/capacity.ts";
 import { requireKernel } from "../ops/registry.ts";
 import {
@@ -79,7 +79,7 @@ export function expertChoice(
   const select = requireKernel(expertChoiceOp, "cpu");
   let out: Routing | undefined;
   let scratch: ExpertChoiceScratch | undefined;
-  return {
+  return checkedBalancer(ctx, {
     name: "expert-choice",
     causal: false,
     route(_layer: number, scores: ScoreMatrix): Routing {
@@ -96,5 +96,5 @@ export function expertChoice(
     },
     update() {},
     biases: () => new Float64Array(E),
-  };
+  });
 }

@@ -1,7 +1,7 @@
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
-import { checkContext } from "./_context.ts";
+import { checkContext, checkedBalancer } from "./_context.ts";
 
 /**
  * Plain top-K routing without balancing (docs/algorithms.md section 2): the
@@ -25,7 +25,7 @@ import { checkContext } from "./_context.ts";
 export function greedy(context: BalancerContext): Balancer {
   const ctx = checkContext(context);
   let out: Routing | undefined;
-  return {
+  return checkedBalancer(ctx, {
     name: "greedy",
     causal: true,
     route(_layer: number, scores: ScoreMatrix): Routing {
@@ -37,5 +37,5 @@ export function greedy(context: BalancerContext): Balancer {
     },
     update() {},
     biases: () => new Float64Array(ctx.experts),
-  };
+  });
 }

@@ -2,7 +2,7 @@ import { checkChoice, checkNumber } from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
-import { checkContext } from "./_context.ts";
+import { checkContext, checkedBalancer } from "./_context.ts";
 import { requireKernel } from "../ops/registry.ts";
 import { lossFreeUpdateOp } from "../ops/loss_free_update.ts";
 
@@ -88,7 +88,7 @@ export function lossFree(
   );
   const updateKernel = requireKernel(lossFreeUpdateOp, "cpu");
   let out: Routing | undefined;
-  return {
+  return checkedBalancer(ctx, {
     name: "loss-free",
     causal: true,
     route(layer: number, scores: ScoreMatrix): Routing {
@@ -112,5 +112,5 @@ export function lossFree(
       }, {});
     },
     biases: (layer: number) => Float64Array.from(bias[layer]),
-  };
+  });
 }

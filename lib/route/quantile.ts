@@ -1,7 +1,7 @@
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
-import { checkContext } from "./_context.ts";
+import { checkContext, checkedBalancer } from "./_context.ts";
 import { requireKernel } from "../ops/registry.ts";
 import {
   columnBounds,
@@ -67,7 +67,7 @@ export function quantile(context: BalancerContext): Balancer {
   // The batch whose a[i] the last route left in scratch.p.
   let routed: ScoreMatrix | undefined;
   let routedLayer = -1;
-  return {
+  return checkedBalancer(ctx, {
     name: "quantile",
     causal: true,
     route(layer: number, scores: ScoreMatrix): Routing {
@@ -101,5 +101,5 @@ export function quantile(context: BalancerContext): Balancer {
       }, {});
     },
     biases: (layer: number) => Float64Array.from(prices[layer], (v) => 0 - v),
-  };
+  });
 }

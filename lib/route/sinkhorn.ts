@@ -1,7 +1,7 @@
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
-import { checkContext } from "./_context.ts";
+import { checkContext, checkedBalancer } from "./_context.ts";
 import { requireKernel } from "../ops/registry.ts";
 import {
   checkSinkhornOptions,
@@ -117,7 +117,7 @@ export function sinkhorn(
   const scales = Array.from({ length: ctx.layers }, () => new Float64Array(E));
   let scratch: SinkhornScratch | undefined;
   let out: Routing | undefined;
-  return {
+  return checkedBalancer(ctx, {
     name: "sinkhorn",
     causal: false,
     route(layer: number, scores: ScoreMatrix): Routing {
@@ -134,5 +134,5 @@ export function sinkhorn(
     },
     update() {},
     biases: (layer: number) => Float64Array.from(scales[layer]),
-  };
+  });
 }
