@@ -3,7 +3,8 @@
 // after the other, and writes the executed copies to out/notebooks/. Exits
 // non-zero if any cell of any notebook raised. Needs `jupyter nbconvert`
 // (Debian: jupyter-nbconvert python3-nbclient jupyter-client) and the Deno
-// kernelspec (`deno jupyter --install`).
+// kernelspec, which it installs (`deno jupyter --install`) when Jupyter
+// does not list it.
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -35,6 +36,8 @@ const chosen = wanted.length === 0
 const sharedData = resolve(here, "..", "..", "shared", "data");
 const needsData = (name: string): boolean =>
   readFileSync(join(here, name), "utf8").includes("shared/data");
+
+if (chosen.length > 0) ensureDenoKernel();
 
 const failed: string[] = [];
 let skipped = 0;
@@ -117,4 +120,46 @@ function cellErrors(path: string): string[] {
     }
   });
   return out;
+}
+
+/**
+ * Exits 2 with the Debian packages to install when `jupyter` is missing;
+ * installs the Deno kernelspec (`deno jupyter --install`) when Jupyter
+ * does not list one named `deno`.
+ */
+function ensureDenoKernel(): void {
+  const missing =
+    "install Jupyter first (Debian: apt-get install jupyter-nbconvert python3-nbclient jupyter-client; elsewhere: pip install nbconvert nbclient jupyter_client)";
+  const list = spawnSync("jupyter", ["kernelspec", "list", "--json"], {
+    encoding: "utf8",
+  });
+  if (list.error || list.status !== 0) {
+    process.stderr.write(
+      `error: deno task notebooks needs jupyter (${
+        list.error?.message ?? (list.stderr ?? "").trim().split("\n").pop()
+      }); ${missing}\n`,
+    );
+    process.exit(2);
+  }
+  let specs: Record<string, unknown> = {};
+  try {
+    specs = JSON.parse(list.stdout).kernelspecs ?? {};
+  } catch {
+    // An unreadable listing is treated as one without the Deno kernel.
+  }
+  if ("deno" in specs) return;
+  process.stderr.write(
+    "notebooks: no Deno kernel in Jupyter; installing it (deno jupyter --install)\n",
+  );
+  const install = spawnSync(process.execPath, ["jupyter", "--install"], {
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  if (install.error || install.status !== 0) {
+    process.stderr.write(
+      `error: deno jupyter --install failed (${
+        install.error?.message ?? `exit ${install.status}`
+      }); run it by hand, then deno task notebooks again\n`,
+    );
+    process.exit(2);
+  }
 }
