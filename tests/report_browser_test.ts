@@ -1,12 +1,15 @@
 // The sim's report.html in headless Chromium (Debian `chromium`), driven
 // over the DevTools protocol: the page must load without console errors,
-// uncaught exceptions or any network request, and render both figures.
-// A screenshot is left in out/report-check/report.png for a human to look
-// at. Skipped, with the reason printed, where no chromium is installed.
+// uncaught exceptions or any network request, and its layout must hold
+// (no horizontal overflow, every figure drawn at a real size, the tables
+// free of raw JSON, the configuration folded). A full-page screenshot is
+// left in out/report-check/report.png for a human to look at. Skipped,
+// with the reason printed, where no chromium is installed.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -28,11 +31,74 @@ interface Message {
   error?: { message: string };
 }
 
+/** What the page reports about its own layout (see `LAYOUT` below). */
+interface Layout {
+  viewportWidth: number;
+  pageWidth: number;
+  overflowing: string[];
+  figures: { alt: string; width: number; height: number; loaded: boolean }[];
+  cells: string[];
+  configOpen: boolean;
+  configTextVisible: boolean;
+}
+
+// Evaluated in the page once it has loaded.
+const LAYOUT = `(() => {
+  const figures = [...document.querySelectorAll("figure img, figure svg")]
+    .map((f) => {
+      const r = f.getBoundingClientRect();
+      return {
+        alt: f.getAttribute("alt") ?? f.tagName,
+        width: r.width,
+        height: r.height,
+        loaded: f.tagName.toLowerCase() !== "img" ||
+          (f.complete && f.naturalWidth > 0),
+      };
+    });
+  const overflowing = [...document.querySelectorAll(".wide, table, figure")]
+    .filter((e) => e.scrollWidth > e.clientWidth + 1 ||
+      e.getBoundingClientRect().right > document.body.getBoundingClientRect().right + 1)
+    .map((e) => e.tagName + "." + e.className);
+  const config = document.querySelector("details.config");
+  const pre = config?.querySelector("pre");
+  return {
+    viewportWidth: window.innerWidth,
+    pageWidth: document.documentElement.scrollWidth,
+    overflowing,
+    figures,
+    cells: [...document.querySelectorAll("td, th")].map((c) => c.textContent),
+    configOpen: config?.open ?? true,
+    configTextVisible: pre ? pre.checkVisibility() : true,
+  };
+})()`;
+
+/**
+ * Removes the browser's profile folder. Chromium's helper processes can
+ * still write into it for a moment after the browser exits (ENOTEMPTY
+ * under parallel test runs), and Deno's `rmSync` ignores `maxRetries`, so
+ * retry here; a folder that still resists is left in the temp dir rather
+ * than failing the test.
+ */
+async function removeProfile(profile: string): Promise<void> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      rmSync(profile, { recursive: true, force: true });
+      return;
+    } catch (e) {
+      if (attempt >= 20) {
+        console.warn(`report_browser_test: left ${profile}: ${e}`);
+        return;
+      }
+      await sleep(100 * Math.min(attempt + 1, 5));
+    }
+  }
+}
+
 /** Loads `url` in a fresh headless browser; returns the problems it saw. */
 async function inspectPage(
   url: string,
   screenshot: string,
-): Promise<{ problems: string[]; svgs: number }> {
+): Promise<{ problems: string[]; layout: Layout }> {
   const profile = mkdtempSync(join(tmpdir(), "moelab-chromium-"));
   const proc = spawn(browser!, [
     "--headless",
@@ -44,7 +110,8 @@ async function inspectPage(
     "--no-first-run",
     `--user-data-dir=${profile}`,
     "--remote-debugging-port=0",
-    "--window-size=1400,2000",
+    "--window-size=1280,900",
+    "--hide-scrollbars",
     "about:blank",
   ], { stdio: ["ignore", "ignore", "pipe"] });
   try {
@@ -96,18 +163,35 @@ async function inspectPage(
     for (const domain of ["Runtime", "Log", "Network", "Page"]) {
       await send(`${domain}.enable`, {}, sessionId);
     }
+    // A laptop-sized viewport: the summary table must fit it.
+    await send("Emulation.setDeviceMetricsOverride", {
+      width: 1280,
+      height: 900,
+      deviceScaleFactor: 1,
+      mobile: false,
+    }, sessionId);
     await send("Page.navigate", { url }, sessionId);
     await load;
     const { result } = await send("Runtime.evaluate", {
-      expression:
-        "[...document.querySelectorAll('figure > svg')].filter((s) => s.getBoundingClientRect().width > 100).length",
+      expression: LAYOUT,
       returnByValue: true,
-    }, sessionId) as { result: { value: number } };
-    const shot = await send(
-      "Page.captureScreenshot",
-      { format: "png" },
+    }, sessionId) as { result: { value: Layout } };
+    const { cssContentSize } = await send(
+      "Page.getLayoutMetrics",
+      {},
       sessionId,
-    );
+    ) as { cssContentSize: { width: number; height: number } };
+    const shot = await send("Page.captureScreenshot", {
+      format: "png",
+      captureBeyondViewport: true,
+      clip: {
+        x: 0,
+        y: 0,
+        width: 1280,
+        height: Math.ceil(cssContentSize.height),
+        scale: 1,
+      },
+    }, sessionId);
     writeFileSync(screenshot, Buffer.from(String(shot.data), "base64"));
     ws.close();
     const problems: string[] = [];
@@ -132,14 +216,14 @@ async function inspectPage(
         }
       }
     }
-    return { problems, svgs: result.value };
+    return { problems, layout: result.value };
   } finally {
     // The browser writes into its profile until it has exited.
     const exited = proc.exitCode !== null ||
       new Promise((ok) => proc.once("exit", ok));
     proc.kill();
     await exited;
-    rmSync(profile, { recursive: true, force: true, maxRetries: 5 });
+    await removeProfile(profile);
   }
 }
 
@@ -150,24 +234,52 @@ describe("report.html in a browser", () => {
     test.skip(`renders without errors or network (skipped: ${reason})`);
     return;
   }
-  test("renders without console errors or network requests", async () => {
+  test("renders without errors or network requests, and lays out", async () => {
     const out = join(root, "out", "report-check");
     mkdirSync(out, { recursive: true });
+    const methods = ["greedy", "loss-free(rate=1e-2)"];
     const result = runSimulation({
       steps: 40,
       layers: 2,
       tokens: 512,
       experts: 16,
       topK: 2,
-      methods: ["greedy", "loss-free(rate=1e-2)"],
+      methods,
+      ep: { gpus: 4 },
     });
     assert.equal(simSummary(result).methods.length, 2);
-    writeSimOutputs(result, out);
-    const { problems, svgs } = await inspectPage(
-      pathToFileURL(join(out, "report.html")).href,
+    assert.notEqual(result.ep, null);
+    // The run's own folder: a sim output folder holds only what a run writes.
+    writeSimOutputs(result, join(out, "sim"));
+    const { problems, layout } = await inspectPage(
+      pathToFileURL(join(out, "sim", "report.html")).href,
       join(out, "report.png"),
     );
     assert.deepEqual(problems, []);
-    assert.equal(svgs, 2);
+    // Nothing wider than the page: the summary table fits a laptop screen.
+    assert.equal(layout.viewportWidth, 1280);
+    assert.ok(
+      layout.pageWidth <= layout.viewportWidth,
+      `page is ${layout.pageWidth} px wide in a ${layout.viewportWidth} px viewport`,
+    );
+    assert.deepEqual(layout.overflowing, []);
+    // Convergence, heatmap, EP step time, and one GPU-load chart per method,
+    // each decoded and drawn at a readable size.
+    assert.equal(layout.figures.length, 3 + methods.length);
+    for (const f of layout.figures) {
+      assert.ok(f.loaded, `${f.alt} did not decode`);
+      assert.ok(f.width >= 200 && f.height >= 100, JSON.stringify(f));
+    }
+    // Formatted cells: no JSON, percentages for retention and gap.
+    const json = layout.cells.filter((c) => /[{}\[\]"]/.test(c));
+    assert.deepEqual(json, []);
+    assert.ok(layout.cells.some((c) => /^\d+\.\d\d%$/.test(c)));
+    assert.equal(
+      layout.cells.filter((c) => c === "loss-free(rate=1e-2)").length,
+      2,
+    );
+    // The configuration is folded away.
+    assert.equal(layout.configOpen, false);
+    assert.equal(layout.configTextVisible, false);
   });
 });

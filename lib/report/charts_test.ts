@@ -75,6 +75,21 @@ describe("charts", () => {
     assert.ok(svg.includes(">a</text>") && svg.includes(">b</text>"));
   });
 
+  test("heatmap: panels in the order the facet values first appear", () => {
+    const cells = ["zeta", "alpha", "mid"].flatMap((method) =>
+      [0, 1].map((expert) => ({ method, step: 0, expert, load: 1 }))
+    );
+    const svg = heatmap(cells, { facet: "method" }).svg;
+    const at = (label: string) => svg.indexOf(`>${label}</text>`);
+    // Plot draws panel labels top to bottom; the default would be alphabetical.
+    const ys = ["zeta", "alpha", "mid"].map((label) => {
+      const head = svg.slice(0, at(label));
+      const m = [...head.matchAll(/translate\(0,([\d.]+)\)/g)].pop()!;
+      return Number(m[1]);
+    });
+    assert.ok(ys[0] < ys[1] && ys[1] < ys[2], `panel offsets ${ys}`);
+  });
+
   test("barChart: one bar per category, grouped by series", () => {
     const data = [0, 1, 2].flatMap((gpu) => [
       { gpu, method: "x", tokens: 10 + gpu },
@@ -105,6 +120,17 @@ describe("charts", () => {
       (fig as unknown as Record<symbol, () => Record<string, string>>)[
         Symbol.for("Jupyter.display")
       ];
-    assert.equal(show.call(fig)["image/svg+xml"], fig.svg);
+    const bundle = show.call(fig);
+    assert.equal(bundle["image/svg+xml"], fig.svg);
+    // nbconvert's HTML export strips inline SVG but keeps this <img>.
+    const src = bundle["text/html"].match(/^<img src="([^"]+)"/)![1];
+    assert.equal(src, fig.dataUri);
+    const b64 = src.slice("data:image/svg+xml;base64,".length);
+    assert.equal(
+      new TextDecoder().decode(
+        Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)),
+      ),
+      fig.svg,
+    );
   });
 });

@@ -20,7 +20,7 @@ export interface HeatmapOptions extends ChartOptions {
   y?: string;
   /** Column giving each cell's colour (default `"load"`). */
   fill?: string;
-  /** Column splitting the plot into rows of panels, one per value (default none). */
+  /** Column splitting the plot into rows of panels, one per value, in the order the values first appear (default none). */
   facet?: string;
   /** Width of a cell in x units (default 1). */
   cellWidth?: number;
@@ -92,7 +92,10 @@ export function heatmap(data: PlotData, options: HeatmapOptions = {}): Figure {
     hi = Math.max(hi, pivot);
   }
   if (hi === lo) hi = lo + 1;
-  const panels = facets ? new Set(facets).size : 1;
+  // Panels in the order their first row comes (the methods' order), not
+  // Plot's default alphabetical one.
+  const panelOrder = facets ? [...new Set(facets)] : [];
+  const panels = facets ? panelOrder.length : 1;
   const plot = Plot.plot({
     document: plotDocument(),
     width,
@@ -100,11 +103,11 @@ export function heatmap(data: PlotData, options: HeatmapOptions = {}): Figure {
     marginLeft: 56,
     // Room for the panel labels on the right.
     marginRight: facets
-      ? 24 + 6.2 * Math.max(...[...new Set(facets)].map((f) => f.length))
+      ? 24 + 6.2 * Math.max(...panelOrder.map((f) => f.length))
       : 20,
     x: { label: options.xLabel ?? xName },
     y: { label: options.yLabel ?? yName },
-    ...(facets ? { fy: { label: null } } : {}),
+    ...(facets ? { fy: { label: null, domain: panelOrder } } : {}),
     color: pivot === undefined
       ? { type: "linear", scheme: "viridis", domain: [lo, hi] }
       : {

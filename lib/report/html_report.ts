@@ -1,99 +1,60 @@
 import type { SimResult } from "../sim/run.ts";
+import { epGpuLoadPlots, epStepTimePlot } from "./_ep_plots.ts";
 import { escapeXml } from "./_plot.ts";
-import { tableHtml } from "./display.ts";
+import {
+  epTableHtml,
+  extraSectionHtml,
+  heading,
+  stepRanges,
+  summaryTableHtml,
+} from "./_summary_html.ts";
+import type { Figure } from "./figure.ts";
 import {
   convergencePlot,
   loadHeatmap,
   mostImbalancedLayer,
 } from "./sim_plots.ts";
 
-// Headings of the summary's known fields; other fields (added by later
-// features) get their name split into words, so they show up unannounced.
-const HEADINGS: Record<string, string> = {
-  maxVioBatch: "MaxVio_batch",
-  maxVioGlobal: "MaxVio_global",
-  cv: "CV",
-  wallMs: "wall ms",
-};
-
-function heading(key: string): string {
-  return HEADINGS[key] ?? key.replace(/([a-z0-9])([A-Z])/g, "$1 $2")
-    .toLowerCase();
-}
-
-function cellValue(v: unknown): unknown {
-  if (v === null) return "never";
-  if (typeof v === "boolean") return v ? "yes" : "no";
-  if (typeof v === "number" && !Number.isInteger(v)) {
-    return Number(v.toPrecision(4));
-  }
-  if (v !== null && typeof v === "object" && !Array.isArray(v)) {
-    const entries = Object.entries(v as Record<string, unknown>);
-    return entries.length === 0
-      ? "-"
-      : entries.map(([k, x]) => `${k}=${JSON.stringify(x)}`).join(", ");
-  }
-  return v;
-}
-
-/** Objects as rows of a table whose columns are every key seen, in order. */
-function objectsTable(objects: Record<string, unknown>[]): string {
-  const keys: string[] = [];
-  for (const o of objects) {
-    for (const k of Object.keys(o)) if (!keys.includes(k)) keys.push(k);
-  }
-  return `<div class="wide">${
-    tableHtml(
-      keys.map(heading),
-      objects.map((o) => keys.map((k) => k in o ? cellValue(o[k]) : "")),
-    )
-  }</div>`;
-}
-
-function section(title: string, value: unknown): string {
-  let body: string;
-  if (
-    Array.isArray(value) &&
-    value.every((v) => v !== null && typeof v === "object")
-  ) {
-    body = objectsTable(value as Record<string, unknown>[]);
-  } else if (
-    value !== null && typeof value === "object" && !Array.isArray(value)
-  ) {
-    body = tableHtml(
-      ["", ""],
-      Object.entries(value as Record<string, unknown>).map((
-        [k, v],
-      ) => [heading(k), cellValue(v)]),
-    );
-  } else {
-    body = `<p>${escapeXml(String(cellValue(value)))}</p>`;
-  }
-  return `<section><h2>${escapeXml(title)}</h2>${body}</section>`;
-}
-
 const STYLE = `
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;
   margin:24px auto;max-width:1100px;padding:0 16px;color:#222;background:#fff}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px}
-p.lead{color:#555;margin:0 0 16px}
+p.lead{color:#555;margin:0 0 16px}p.note{color:#555;font-size:12px;margin:4px 0}
 .wide{overflow-x:auto}
 table{border-collapse:collapse;font-size:12px}
 th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left;
-  vertical-align:top}
+  vertical-align:bottom}
 td{white-space:nowrap}
-th{border-bottom:2px solid #bbb}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{border-bottom:2px solid #bbb;font-weight:600}
+th.group{text-align:center;border-bottom:1px solid #bbb}
+.num{text-align:right;font-variant-numeric:tabular-nums}
+table.summary tbody tr:nth-child(even){background:#f7f7f9}
 figure{margin:8px 0}figcaption{color:#555;font-size:13px;max-width:760px}
-svg{max-width:100%;height:auto}
+figure img{display:block;max-width:100%;height:auto}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(500px,1fr));
+  gap:4px 16px}
+.grid figure{margin:0}
+details{margin:28px 0 0}summary{font-size:16px;font-weight:600;cursor:pointer}
+details details{margin:8px 0 0}details details summary{font-size:13px}
 pre{background:#f6f6f6;padding:10px;font-size:12px;overflow:auto}
 footer{color:#888;font-size:12px;margin-top:32px}`;
 
+/** A figure as a data-URI `<img>`, which survives viewers that strip SVG. */
+function figureHtml(figure: Figure, alt: string, caption = ""): string {
+  return `<figure>${figure.img(alt)}${
+    caption ? `<figcaption>${caption}</figcaption>` : ""
+  }</figure>`;
+}
+
 /**
- * One self-contained HTML page for a run: summary table, convergence plot
- * (MaxVio_batch over steps per method), load heatmap of the most imbalanced
- * layer, and the configuration. No scripts, fonts or links: it opens
- * offline. `deno task sim` writes it as `report.html`.
+ * One self-contained HTML page for a run: the summary table (as the command
+ * line prints it), the convergence plot (MaxVio_batch over steps per
+ * method), the load heatmap of the most imbalanced layer (one panel per
+ * method, in the run's order), the expert-parallel results when the run has
+ * them (table, per-GPU load and step-time bar charts), and the
+ * configuration, folded. Figures are SVG embedded as data-URI images; no
+ * scripts, fonts or links: it opens offline. `deno task sim` writes it as
+ * `report.html`.
  *
  * @param result A run of {@linkcode runSimulation}.
  * @param summary The run's `summary.json` object (default
@@ -109,8 +70,10 @@ footer{color:#888;font-size:12px;margin-top:32px}`;
  * import assert from "node:assert/strict";
  *
  * const html = simReportHtml(runSimulation({ steps: 4, layers: 1, tokens: 128, experts: 8, topK: 2 }));
- * assert.match(html, /<th>MaxVio_global<\/th>/);
- * assert.doesNotMatch(html, /<script|<link|src=/);
+ * assert.match(html, /<th class="num">MaxVio_global<\/th>/);
+ * // Convergence, heatmap, EP step time, EP GPU loads of greedy and loss-free.
+ * assert.equal(html.match(/<img src="data:image\/svg\+xml;base64,/g)?.length, 5);
+ * assert.doesNotMatch(html, /<script|<link|src="(?!data:)/);
  * ```
  */
 export function simReportHtml(
@@ -123,10 +86,15 @@ export function simReportHtml(
 ): string {
   const c = result.config;
   const layer = mostImbalancedLayer(result);
+  const gapSteps = result.optimumSteps.length;
   const lead =
     `${c.layers} layers x ${c.steps} steps x ${c.tokens} tokens, ${c.experts} experts, top-${c.topK}, ${c.gate} gate; summary over the last ${
       Math.round(c.evalFraction * 100)
-    }% of the steps.`;
+    }% of the steps${
+      gapSteps
+        ? `; optimality gap against the exact optimum on ${gapSteps} of them`
+        : ""
+    }.`;
   const methods = (summary.methods ?? result.methods) as Record<
     string,
     unknown
@@ -139,25 +107,80 @@ export function simReportHtml(
     `<meta name="viewport" content="width=device-width, initial-scale=1">`,
     `<title>moelab simulation report</title><style>${STYLE}</style></head><body>`,
     `<h1>moelab simulation report</h1><p class="lead">${escapeXml(lead)}</p>`,
-    `<section><h2>Summary</h2>${objectsTable(methods)}</section>`,
-    ...extra.map(([k, v]) => section(heading(k), v)),
-    `<section><h2>Convergence</h2><figure>${
-      convergencePlot(result, { width: 900, height: 360 }).svg
-    }<figcaption>MaxVio_batch of each batch, averaged over layers, log scale; dashed: the balance threshold (${c.balanceThreshold}).${
-      zeroNote(methods)
-    }</figcaption></figure></section>`,
-    `<section><h2>Load per expert, layer ${layer}</h2><figure>${
-      loadHeatmap(result, { layer, width: 900 }).svg
-    }<figcaption>The layer with the highest MaxVio_batch over the run. Colour: an expert's load over the batch's mean load (white = balanced, red = overloaded, blue = underloaded).</figcaption></figure></section>`,
-    `<section><h2>Configuration</h2><pre>${
-      escapeXml(JSON.stringify(summary.config ?? c, null, 2))
-    }</pre></section>`,
+    `<section><h2>Summary</h2>${summaryTableHtml(methods)}</section>`,
+    ...extra.map(([k, v]) => extraSectionHtml(heading(k), v)),
+    `<section><h2>Convergence</h2>${
+      figureHtml(
+        convergencePlot(result, { width: 900, height: 360 }),
+        "MaxVio_batch over steps, one line per method",
+        `MaxVio_batch of each batch, averaged over layers, log scale; dashed: the balance threshold (${c.balanceThreshold}).${
+          zeroNote(methods)
+        }`,
+      )
+    }</section>`,
+    `<section><h2>Load per expert, layer ${layer}</h2>${
+      figureHtml(
+        loadHeatmap(result, { layer, width: 900 }),
+        `Load per expert over steps, layer ${layer}, one panel per method`,
+        "The layer with the highest MaxVio_batch over the run, one panel per method in the run's order. Colour: an expert's load over the batch's mean load (white = balanced, red = overloaded, blue = underloaded).",
+      )
+    }</section>`,
+    epSection(result, methods),
+    configSection(summary.config ?? c, result.optimumSteps),
     `<footer>Backend: ${
       escapeXml(String(summary.backend ?? result.backend))
     }. Written by moelab sim.</footer>`,
     `</body></html>`,
   ];
   return parts.join("\n") + "\n";
+}
+
+/** The expert-parallel results: table and bar charts, or "" without them. */
+function epSection(
+  result: SimResult,
+  methods: Record<string, unknown>[],
+): string {
+  const ep = result.ep;
+  if (!ep) return "";
+  const c = ep.config;
+  const stepTime = epStepTimePlot(result, { width: 900, height: 260 });
+  const loads = epGpuLoadPlots(result, { width: 520, height: 180 });
+  return `<section><h2>Expert parallelism</h2><p class="lead">${
+    escapeXml(
+      `${c.gpus} GPUs, ${c.replicas} replicas per expert. static: expert j on GPU j / (experts / GPUs); eplb: DeepSeek's EPLB, tokens split equally over replicas; symmetric-lp and asymmetric-lp: MicroMoE ${c.scheduler} scheduling on the ${c.placement} placement and the asymmetric one. EPLB and the asymmetric placement are recomputed every ${c.rebalanceEvery} steps. Step time: all layers, H100 NVLink model.`,
+    )
+  }</p>${epTableHtml(methods)}${
+    stepTime
+      ? figureHtml(
+        stepTime,
+        "Modelled step time per method and strategy",
+        "Modelled step time of all layers, mean over the evaluation window.",
+      )
+      : ""
+  }<h3 style="font-size:14px;margin:16px 0 4px">Tokens per GPU</h3><p class="note">Each batch's GPUs sorted from busiest to least busy, tokens over the batch's mean minus 1 (0: perfect balance), averaged over layers and the evaluation window. The first group is the busiest GPU / mean of the table, less 1.</p><div class="grid">${
+    loads.map((f, m) =>
+      figureHtml(f, `Tokens per GPU by rank, ${result.labels[m]}`)
+    ).join("")
+  }</div></section>`;
+}
+
+/** The configuration, folded; the optimum's steps folded again, as ranges. */
+function configSection(config: unknown, optimumSteps: number[]): string {
+  const shown = config !== null && typeof config === "object"
+    ? Object.fromEntries(
+      Object.entries(config as Record<string, unknown>).filter(([k]) =>
+        k !== "optimumSteps"
+      ),
+    )
+    : config;
+  const steps = optimumSteps.length === 0
+    ? ""
+    : `<details><summary>${optimumSteps.length} steps whose exact optimum the optimality gap compares against</summary><p class="note">${
+      escapeXml(stepRanges(optimumSteps))
+    }</p></details>`;
+  return `<details class="config"><summary>Configuration</summary><pre>${
+    escapeXml(JSON.stringify(shown, null, 2))
+  }</pre>${steps}</details>`;
 }
 
 /** Names the methods whose MaxVio_batch is 0, which a log scale cannot show. */
