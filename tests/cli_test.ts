@@ -140,7 +140,9 @@ describe("moelab sim (command line)", () => {
   for (const [what, args, message] of cases) {
     test(`rejects ${what}: exit 2, one line, nothing written`, () => {
       const out = join(work, "never");
-      const r = cli(["sim", ...SMALL, ...args, "--out", out]);
+      // A recording fixes the sizes: --scores runs without SMALL's.
+      const sizes = args[0] === "--scores" ? ["--top-k", "2"] : SMALL;
+      const r = cli(["sim", ...sizes, ...args, "--out", out]);
       assert.equal(r.code, 2, r.stderr);
       assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
       assert.match(r.stderr, /^error: /);

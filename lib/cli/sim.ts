@@ -54,7 +54,9 @@ Usage: moelab sim [--preset FILE] [flags]
   --gate G          sigmoid or softmax
   --drift X         speed of cluster-frequency drift (synthetic workload)
   --scores FILE     replay router logits from a float32 .npy file shaped
-                    [steps, tokens, experts] or [steps, layers, tokens, experts]
+                    [steps, tokens, experts] or [steps, layers, tokens, experts];
+                    its shape fixes the sizes (--steps, --layers, --tokens,
+                    --experts and --drift are errors with it)
   --out DIR         where loads.parquet, metrics.parquet, biases.parquet and
                     summary.json go (default out/sim)
   --json            print summary.json instead of the table
@@ -139,6 +141,24 @@ export function simCommand(args: string[]): number | Promise<number> {
   const workload = {
     ...((preset.workload as Record<string, unknown>) ?? { kind: "synthetic" }),
   };
+  // A recording fixes the sizes (its shape) and has no synthetic drift: a
+  // flag that would change them is an error, not silently ignored.
+  const recording = typeof flags.scores === "string"
+    ? "--scores"
+    : workload.kind === "npy"
+    ? `the preset's npy workload`
+    : undefined;
+  if (recording !== undefined) {
+    for (const key of ["steps", "layers", "tokens", "experts", "drift"]) {
+      if (flags[key] !== undefined) {
+        throw new UsageError(
+          `--${key} cannot be used with ${recording}: the recording fixes steps, layers, tokens and experts (its shape) and has no drift (current value ${
+            flags[key]
+          })`,
+        );
+      }
+    }
+  }
   if (typeof flags.scores === "string") {
     overrides.workload = { kind: "npy", path: flags.scores };
   } else if (flags.drift !== undefined) {

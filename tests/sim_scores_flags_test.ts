@@ -1,0 +1,72 @@
+// `moelab sim --scores`: the recording fixes the sizes, so the flags that
+// would change them are errors naming the flag, not silently ignored.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { cli } from "./_cli.ts";
+import { encodeNpy } from "../mod.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "moelab-sim-scores-"));
+const file = join(dir, "logits.npy");
+// [steps, tokens, experts] = [4, 32, 8]
+const data = new Float32Array(4 * 32 * 8).map((_, x) => ((x * 37) % 17) / 17);
+writeFileSync(file, encodeNpy(data, [4, 32, 8]));
+
+describe("moelab sim --scores", () => {
+  for (
+    const [flag, value] of [
+      ["--steps", "10"],
+      ["--experts", "64"],
+      ["--tokens", "128"],
+      ["--layers", "2"],
+      ["--drift", "0.1"],
+    ]
+  ) {
+    test(`${flag} is an error naming it`, () => {
+      const out = join(dir, `out${flag}`);
+      const r = cli([
+        "sim",
+        "--scores",
+        file,
+        flag,
+        value,
+        "--out",
+        out,
+        "--quiet",
+      ]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(`^error: ${flag} cannot be used with --scores`),
+      );
+      assert.match(r.stderr, new RegExp(`current value ${value}`));
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+      assert.equal(existsSync(out), false, "nothing written");
+    });
+  }
+
+  test("the same file without them runs on the recording's sizes", () => {
+    const r = cli([
+      "sim",
+      "--scores",
+      file,
+      "--methods",
+      "greedy",
+      "--top-k",
+      "2",
+      "--gpus",
+      "2",
+      "--json",
+      "--quiet",
+      "--out",
+      join(dir, "ok"),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const summary = JSON.parse(r.stdout);
+    assert.equal(summary.config.steps, 4);
+    assert.equal(summary.config.tokens, 32);
+    assert.equal(summary.config.experts, 8);
+  });
+});
