@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import type pl from "nodejs-polars";
 import { JUPYTER_DISPLAY, jupyterKernel, type MimeBundle } from "./_jupyter.ts";
 import { escapeXml } from "./_plot.ts";
@@ -7,6 +8,9 @@ import { checkInteger } from "../_validate.ts";
  * Something a notebook shows: a mime bundle (HTML, markdown, SVG) with a
  * plain-text fallback. The value of a notebook cell displays by itself in
  * the Deno kernel; {@linkcode display} shows it from anywhere in a cell.
+ * An `image/svg+xml` entry without `text/html` gets an HTML `<img>` of the
+ * SVG as a data URI too, which nbconvert's HTML export keeps (it strips
+ * inline SVG).
  *
  * @example
  * ```ts
@@ -15,6 +19,8 @@ import { checkInteger } from "../_validate.ts";
  *
  * const r = new Rendered({ "text/html": "<b>1</b>", "text/plain": "1" });
  * assert.equal(String(r), "1");
+ * const svg = new Rendered({ "image/svg+xml": '<svg width="4" height="2"></svg>' });
+ * assert.match(svg.bundle["text/html"], /^<img src="data:image\/svg\+xml;base64,/);
  * ```
  */
 export class Rendered {
@@ -27,7 +33,15 @@ export class Rendered {
    * @param bundle Mime type to content (a `text/plain` entry is added if missing).
    */
   constructor(bundle: MimeBundle) {
-    this.bundle = { "text/plain": "", ...bundle };
+    const svg = bundle["image/svg+xml"];
+    this.bundle = {
+      "text/plain": "",
+      ...(typeof svg === "string" && svg.startsWith("<svg") &&
+          bundle["text/html"] === undefined
+        ? { "text/html": svgImg(svg) }
+        : {}),
+      ...bundle,
+    };
   }
 
   /** The plain-text form. */
@@ -39,6 +53,16 @@ export class Rendered {
   [JUPYTER_DISPLAY](): MimeBundle {
     return this.bundle;
   }
+}
+
+/** An `<img>` of SVG markup as a data URI (with the namespace it needs there). */
+function svgImg(svg: string): string {
+  const standalone = /^<svg[^>]*\sxmlns=/.test(svg)
+    ? svg
+    : svg.replace(/^<svg/, '<svg xmlns="http://www.w3.org/2000/svg"');
+  return `<img src="data:image/svg+xml;base64,${
+    Buffer.from(standalone, "utf8").toString("base64")
+  }" alt="figure">`;
 }
 
 function formatCell(v: unknown): string {

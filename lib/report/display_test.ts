@@ -1,10 +1,32 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import pl from "nodejs-polars";
-import { display, htmlTable, markdown } from "./display.ts";
+import { display, htmlTable, markdown, Rendered } from "./display.ts";
 import { lineChart } from "./line_chart.ts";
 
 describe("display", () => {
+  test("an SVG bundle also carries a standalone <img> for nbconvert", () => {
+    const decode = (html: string) =>
+      new TextDecoder().decode(Uint8Array.from(
+        atob(html.match(/base64,([^"]+)"/)![1]),
+        (c) => c.charCodeAt(0),
+      ));
+    // Plot's <svg> from a DOM may lack the namespace an <img> needs.
+    const bare = new Rendered({ "image/svg+xml": '<svg width="4">µ</svg>' });
+    assert.equal(
+      decode(bare.bundle["text/html"]),
+      '<svg xmlns="http://www.w3.org/2000/svg" width="4">µ</svg>',
+    );
+    const ns = '<svg xmlns="http://www.w3.org/2000/svg" width="4"></svg>';
+    assert.equal(
+      decode(new Rendered({ "image/svg+xml": ns }).bundle["text/html"]),
+      ns,
+    );
+    // Its own HTML wins.
+    const own = new Rendered({ "image/svg+xml": ns, "text/html": "<b>x</b>" });
+    assert.equal(own.bundle["text/html"], "<b>x</b>");
+  });
+
   test("htmlTable escapes text and right-aligns numbers", () => {
     const html = htmlTable(pl.DataFrame({ name: ["<b>&"], x: [0.5] }))
       .bundle["text/html"];
