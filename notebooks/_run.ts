@@ -75,6 +75,14 @@ for (const name of chosen) {
     process.exit(2);
   }
   const errors = r.status === 0 ? cellErrors(join(outDir, name)) : [];
+  // Every notebook shows its findings as at least one plot.
+  if (
+    r.status === 0 && errors.length === 0 && figures(join(outDir, name)) === 0
+  ) {
+    errors.push(
+      "  no figure in the executed outputs (image/svg+xml, or HTML with an <svg> or an SVG <img>)",
+    );
+  }
   if (r.status === 0 && errors.length === 0) {
     process.stderr.write(`notebooks: ${name} ok (${seconds} s)\n`);
   } else {
@@ -95,6 +103,20 @@ process.stderr.write(
   }; executed copies in ${outDir}\n`,
 );
 process.exit(failed.length === 0 ? 0 : 1);
+
+/** The figure outputs an executed notebook holds. */
+function figures(path: string): number {
+  const nb = JSON.parse(readFileSync(path, "utf8")) as {
+    cells: { outputs?: { data?: Record<string, string | string[]> }[] }[];
+  };
+  const text = (v: string | string[] | undefined) =>
+    Array.isArray(v) ? v.join("") : v ?? "";
+  return nb.cells.flatMap((c) => c.outputs ?? []).filter((o) => {
+    const data = o.data ?? {};
+    return "image/svg+xml" in data || "image/png" in data ||
+      /<svg|data:image\/svg\+xml/.test(text(data["text/html"]));
+  }).length;
+}
 
 /** The errors an executed notebook holds, one line each with its cell. */
 function cellErrors(path: string): string[] {

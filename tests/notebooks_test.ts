@@ -107,6 +107,16 @@ describe("notebooks", () => {
         );
       }
     });
+    test(`${name} draws at least one figure`, () => {
+      // What `deno task notebooks` checks in the executed outputs, here in
+      // the source: a chart of @moelab/balance/report or Plot itself.
+      const code = cells(name).filter((c) => c.cell_type === "code")
+        .map((c) => text(c.source)).join("\n");
+      assert.match(
+        code,
+        /\b(?:lineChart|barChart|heatmap|convergencePlot|loadHeatmap|\w+Chart|Plot\.plot)\(/,
+      );
+    });
     if (isDeno && needsMissingData(name)) {
       test.skip(
         `${name} runs its code cells to the end (skipped: no real traces at ${sharedData})`,
