@@ -53,10 +53,23 @@ export function checkNumber(
   }
   if (!Number.isFinite(value) || value < min || value > max) {
     throw new RangeError(
-      `${name} must be a finite number in [${min}, ${max}]: current value is ${value}`,
+      `${name} must be ${describeRange(min, max)}: current value is ${value}`,
     );
   }
   return value;
+}
+
+/** `[min, max]` in words: "a positive number", "a number of at least 0". */
+function describeRange(min: number, max: number): string {
+  const low = min === Number.MIN_VALUE ? "positive" : null;
+  if (max === Infinity) {
+    if (low) return "a positive number";
+    if (min === -Infinity) return "a finite number";
+    return `a number of at least ${min}`;
+  }
+  if (low) return `a positive number of at most ${max}`;
+  if (min === -Infinity) return `a number of at most ${max}`;
+  return `a number in [${min}, ${max}]`;
 }
 
 /** Throws unless `value` is one of `choices`. */

@@ -179,7 +179,12 @@ export function simCommand(args: string[]): number | Promise<number> {
   }
   // Resolve, check and load once, before any work: bad input fails fast,
   // and every runner below takes the prepared run as it is.
-  const run = prepareRun({ ...preset, ...overrides });
+  let run;
+  try {
+    run = prepareRun({ ...preset, ...overrides });
+  } catch (e) {
+    throw withFlagName(e, flags);
+  }
   const quiet = flags.quiet === true;
   const t0 = performance.now();
   let lastReport = 0;
@@ -209,4 +214,39 @@ export function simCommand(args: string[]): number | Promise<number> {
     threads: flags.threads as number | undefined,
     onProgress,
   }).then(finish);
+}
+
+/** Configuration keys as the flags that set them, in error messages. */
+const KEY_FLAGS: [RegExp, string][] = [
+  [/^topK\b/, "top-k"],
+  [/^experts\b/, "experts"],
+  [/^tokens\b/, "tokens"],
+  [/^layers\b/, "layers"],
+  [/^steps\b/, "steps"],
+  [/^seed\b/, "seed"],
+  [/^gate\b/, "gate"],
+  [/^(?:workload\.)?drift\b/, "drift"],
+  [/^workload\.path\b/, "scores"],
+  [/^(?:ep\.)?gpus\b/, "gpus"],
+  [/^(?:ep\.)?replicas\b/, "replicas"],
+  [/^(?:ep\.)?placement\b/, "placement"],
+  [/^(?:ep\.)?scheduler\b/, "scheduler"],
+];
+
+/**
+ * An error about a configuration key set by a flag, speaking of the flag
+ * as the user typed it (`--top-k`, not `topK`; `--gpus`, not `ep.gpus`).
+ */
+function withFlagName(e: unknown, flags: Record<string, unknown>): unknown {
+  if (
+    !(e instanceof TypeError || e instanceof RangeError ||
+      e instanceof SyntaxError)
+  ) return e;
+  for (const [key, flag] of KEY_FLAGS) {
+    if (key.test(e.message) && flags[flag] !== undefined) {
+      const Cls = e.constructor as new (m: string) => Error;
+      return new Cls(e.message.replace(key, `--${flag}`));
+    }
+  }
+  return e;
 }

@@ -1,3 +1,4 @@
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createBalancer } from "./registry.ts";
 import { lossFree } from "./loss_free.ts";
@@ -14,7 +15,7 @@ function scores(tokens: number, experts: number): ScoreMatrix {
 
 const ctx = { layers: 2, experts: 8, k: 2 };
 
-Deno.test("balancers built for 8 experts refuse a 4-expert batch, naming the count", () => {
+test("balancers built for 8 experts refuse a 4-expert batch, naming the count", () => {
   for (const b of [lossFree(ctx), bip(ctx), quantile(ctx)]) {
     assert.throws(
       () => b.route(0, scores(16, 4)),
@@ -31,7 +32,7 @@ Deno.test("balancers built for 8 experts refuse a 4-expert batch, naming the cou
   }
 });
 
-Deno.test("every registered balancer refuses a layer out of range in route, update and biases", () => {
+test("every registered balancer refuses a layer out of range in route, update and biases", () => {
   for (const name of Object.keys(BALANCERS)) {
     const b = createBalancer(name, ctx);
     const s = scores(16, 8);
@@ -51,7 +52,7 @@ Deno.test("every registered balancer refuses a layer out of range in route, upda
   }
 });
 
-Deno.test("update refuses a routing of another expert count", () => {
+test("update refuses a routing of another expert count", () => {
   const b = lossFree(ctx);
   const small = lossFree({ layers: 1, experts: 4, k: 2 });
   const r4 = small.route(0, scores(8, 4));

@@ -211,7 +211,32 @@ export function resolveConfigWith(
   checkNumber("balanceThreshold", c.balanceThreshold, 0);
   checkInteger("gapSteps", c.gapSteps, 0);
   c.ep = checkEpConfig(c.ep, c.experts, p.ep !== undefined);
+  checkSimMemory(c, specs.length);
   return { config: c, specs };
+}
+
+/** The most memory a simulation may need: 8 GiB. */
+const MAX_SIM_BYTES = 2 ** 33;
+
+/**
+ * Throws, before anything is allocated, when the run's tables (a load, a
+ * bias and their ids per step, layer, method and expert, held twice: as
+ * arrays and as tables) and a batch's score buffers would pass
+ * {@linkcode MAX_SIM_BYTES}; the message says how much the run needs.
+ */
+function checkSimMemory(c: SimConfig, methods: number): void {
+  const cells = c.steps * c.layers * methods * c.experts;
+  const scores = c.tokens * c.experts;
+  const bytes = cells * 88 + scores * 32;
+  if (bytes > MAX_SIM_BYTES) {
+    throw new RangeError(
+      `experts ${c.experts}, tokens ${c.tokens}, steps ${c.steps}, layers ${c.layers} and ${methods} methods make the run need about ${
+        (bytes / 2 ** 30).toFixed(1)
+      } GiB (tokens x experts = ${scores} scores per batch, steps x layers x methods x experts = ${cells} recorded loads), above the bound of ${
+        MAX_SIM_BYTES / 2 ** 30
+      } GiB: lower experts, tokens, steps, layers or methods`,
+    );
+  }
 }
 
 function checkWorkload(w: unknown): WorkloadConfig {

@@ -81,6 +81,9 @@ export interface TrainRun extends Evaluation {
  * assert.equal(run.curve.loss.length, 30);
  * ```
  */
+/** The most validation tokens a run evaluates (2^20). */
+const MAX_VALID_TOKENS = 2 ** 20;
+
 export function trainMoe(
   corpus: { train: Uint8Array; valid: Uint8Array },
   options: TrainOptions = {},
@@ -89,10 +92,13 @@ export function trainMoe(
   const steps = checkInteger("steps", options.steps ?? 300, 1);
   const batchSeqs = checkInteger("batchSeqs", options.batchSeqs ?? 8, 1);
   const seqLen = checkInteger("seqLen", options.seqLen ?? 32, 1);
+  // Validation costs a forward pass per token: a bound keeps a typo
+  // (1e9) from running for hours before the first figure.
   const validTokens = checkInteger(
     "validTokens",
     options.validTokens ?? 8192,
     seqLen,
+    MAX_VALID_TOKENS,
   );
   const method =
     typeof options.method === "object" && options.method !== null &&

@@ -1,0 +1,444 @@
+// Bad input to every command: exit 2, one stderr line naming the flag and
+// the value, nothing written, and no work done first (the run ends within
+// the start-up time, its output folder untouched). Also the exact load
+// path (counts above 2^31 read exactly, above 2^53 refused), whole-folder
+// replacement of outputs and a closed standard output.
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { cli, root } from "./_cli.ts";
+import { readLoadRows } from "../lib/cli/_loads.ts";
+
+const work = mkdtempSync(join(tmpdir(), "moelab-safety-"));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+/** A start-up of deno with Polars takes ~1 s; a run that does work takes far longer. */
+const FAST_MS = 8000;
+
+const SMALL = ["--steps", "2", "--layers", "1", "--tokens", "32"];
+
+function file(name: string, text: string): string {
+  const p = join(work, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+/** Every path under `dir` with its size and mtime, to prove nothing changed. */
+function snapshot(dir: string): string {
+  if (!existsSync(dir)) return "absent";
+  return readdirSync(dir, { recursive: true }).map(String).sort().map((n) => {
+    const s = statSync(join(dir, n));
+    return `${n}:${s.size}:${s.mtimeMs}`;
+  }).join("\n");
+}
+
+/**
+ * Runs `args`, asserting exit 2, exactly one stderr line that matches
+ * `message`, a fast end, and `watch` (a folder) left as it was.
+ */
+function refused(args: string[], message: RegExp, watch = work): string {
+  const before = snapshot(watch);
+  const t0 = performance.now();
+  const r = cli(args);
+  const ms = performance.now() - t0;
+  assert.equal(r.code, 2, `${args.join(" ")}\n${r.stderr}`);
+  const lines = r.stderr.trimEnd().split("\n");
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0], /^error: /);
+  assert.match(lines[0], message);
+  assert.doesNotMatch(r.stderr, /\n\s+at /); // no stack trace
+  assert.equal(r.stdout, "");
+  assert.ok(ms < FAST_MS, `${args.join(" ")} took ${ms.toFixed(0)} ms`);
+  assert.equal(snapshot(watch), before, "the command wrote something");
+  return lines[0];
+}
+
+describe("sim refuses bad output paths before any work", () => {
+  test("--out is an existing file", () => {
+    const f = file("results.txt", "mine\n");
+    refused(
+      ["sim", ...SMALL, "--out", f],
+      /^error: --out must be a folder, but it is an existing file: current value is ".*results\.txt"$/,
+    );
+    assert.equal(readFileSync(f, "utf8"), "mine\n");
+  });
+  test("--out lies under a file", () => {
+    const f = file("plain", "x");
+    refused(
+      ["sim", ...SMALL, "--out", join(f, "a", "b")],
+      /--out lies under ".*plain", which is a file/,
+    );
+  });
+  test("--out in /proc cannot be written", () => {
+    refused(
+      ["sim", ...SMALL, "--out", "/proc/self/moelab-run"],
+      /^error: --out cannot be written \(.*\): current value is "\/proc\/self\/moelab-run"$/,
+    );
+  });
+  test("--out= (empty) and --out followed by a flag", () => {
+    refused(
+      ["sim", ...SMALL, "--out="],
+      /--out must name a folder: current value is ""/,
+    );
+    refused(
+      ["sim", ...SMALL, "--out", "--json"],
+      /flag --out needs a value: the next argument is the flag --json/,
+    );
+    assert.ok(!existsSync(join(root, "--json")));
+  });
+  test("--out a folder holding other files", () => {
+    const dir = join(work, "notes");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "notes.md"), "keep me");
+    refused(
+      ["sim", ...SMALL, "--out", dir],
+      /--out holds "notes\.md", which this run does not write/,
+      dir,
+    );
+  });
+});
+
+describe("sim names flags and bounds memory", () => {
+  test("an EP setting names --gpus, not ep.gpus", () => {
+    refused(
+      ["sim", ...SMALL, "--gpus", "7", "--out", join(work, "g")],
+      /^error: --gpus must divide the number of experts \(64\): current value is 7$/,
+    );
+  });
+  test("a range prints in words, not [5e-324, Infinity]", () => {
+    const line = refused(
+      [
+        "sim",
+        ...SMALL,
+        "--methods",
+        "capacity(capacityFactor=-2)",
+        "--out",
+        join(work, "c"),
+      ],
+      /capacityFactor must be a positive number: current value is -2/,
+    );
+    assert.doesNotMatch(line, /e-324|Infinity/);
+  });
+  test("a preset with 3e6 experts says how much memory it needs", () => {
+    const p = file("wide.json", JSON.stringify({ experts: 3e6, topK: 2 }));
+    refused(
+      ["sim", "--preset", p, "--out", join(work, "m")],
+      /experts 3000000, .* make the run need about \d+\.\d GiB .* above the bound of 8 GiB/,
+    );
+  });
+});
+
+describe("train refuses before training", () => {
+  test("--out an existing file, and a flag as its value", () => {
+    const f = file("train.txt", "x");
+    refused(["train", "--steps", "1", "--out", f], /--out must be a folder/);
+    refused(["train", "--out", "--quiet"], /flag --out needs a value/);
+  });
+  test("validTokens 5e8 is above the stated bound", () => {
+    const p = file(
+      "t.json",
+      JSON.stringify({
+        methods: ["none"],
+        seeds: [1],
+        steps: 1,
+        validTokens: 5e8,
+      }),
+    );
+    refused(
+      ["train", "--preset", p, "--out", join(work, "t")],
+      /^error: validTokens must be an integer in \[32, 1048576\]: current value is 500000000$/,
+    );
+  });
+});
+
+describe("load tables: exact counts, extra columns, --where", () => {
+  const out = join(work, "unused");
+  test("3000000000 is refused by schedule by its true value, not a wrapped one", () => {
+    const f = file(
+      "three.csv",
+      "step,layer,expert,load\n0,0,0,3000000000\n0,0,1,1\n",
+    );
+    const line = refused(
+      ["schedule", "--loads", f],
+      /holds 3000000001 tokens at step 0, layer 0/,
+    );
+    assert.doesNotMatch(line, /-1294967296/);
+  });
+  test("2^53 + 2 and 1e300 are refused naming the value", () => {
+    const f = file(
+      "p53.csv",
+      "step,layer,expert,load\n0,0,0,9007199254740994\n0,0,1,1\n",
+    );
+    refused(
+      ["place", "--loads", f, "--replicas", "2", "--gpus", "2"],
+      /up to 2\^53 - 1 .*expert 0 is 9007199254740994$/,
+    );
+    const g = file("e300.csv", "step,layer,expert,load\n0,0,1,1e300\n");
+    refused(
+      ["place", "--loads", g, "--replicas", "2", "--gpus", "2"],
+      /expert 1 is 1e\+300$/,
+    );
+  });
+  test("counts above 2^31 are read exactly (readLoadRows)", () => {
+    const f = file(
+      "exact.csv",
+      "step,layer,expert,load\n0,0,0,4294967296\n0,0,1,9007199254740991\n0,0,2,2147483648\n",
+    );
+    const { experts, rows } = readLoadRows(f);
+    assert.equal(experts, 3);
+    assert.deepEqual([...rows[0].loads], [2 ** 32, 2 ** 53 - 1, 2 ** 31]);
+    assert.throws(
+      () => readLoadRows(file("over.csv", "expert,load\n0,9007199254740994\n")),
+      (e: Error) =>
+        e instanceof RangeError && /9007199254740994/.test(e.message),
+    );
+  });
+  test("a long table without its load column says so", () => {
+    const f = file("noload.csv", "step,layer,expert,tokens\n0,0,0,5\n");
+    const line = refused(
+      ["schedule", "--loads", f],
+      /--loads is a long table .* has no "load" column/,
+    );
+    assert.doesNotMatch(line, /GPU/);
+  });
+  test("a column the command does not use is refused unless --where picks rows", () => {
+    const f = file(
+      "runs.csv",
+      "run,step,layer,expert,load\na,0,0,0,6\na,0,0,1,2\nb,0,0,0,1\nb,0,0,1,9\n",
+    );
+    refused(
+      ["schedule", "--loads", f, "--gpus", "2", "--replicas", "1"],
+      /column the command does not use, "run" \(holding "a", "b"\).*--where run=VALUE/,
+    );
+    refused(
+      ["schedule", "--loads", f, "--where", "run"],
+      /--where must be COLUMN=VALUE/,
+    );
+    refused(
+      ["schedule", "--loads", f, "--where", "run=c"],
+      /--where run=c matches no row/,
+    );
+    // The rows of run b alone, against the same rows written without the column.
+    const picked = cli([
+      "schedule",
+      "--loads",
+      f,
+      "--where",
+      "run=b",
+      "--gpus",
+      "2",
+      "--replicas",
+      "1",
+      "--placement",
+      "static",
+      "--json",
+    ]);
+    const alone = cli([
+      "schedule",
+      "--loads",
+      file("b.csv", "step,layer,expert,load\n0,0,0,1\n0,0,1,9\n"),
+      "--gpus",
+      "2",
+      "--replicas",
+      "1",
+      "--placement",
+      "static",
+      "--json",
+    ]);
+    assert.equal(picked.code, 0, picked.stderr);
+    assert.equal(picked.stdout, alone.stdout);
+    // Static placement of 2 experts on 2 GPUs: loads 1 and 9, never 7 and 11.
+    assert.deepEqual(JSON.parse(picked.stdout).rows[0].gpuLoads, [1, 9]);
+  });
+  test("an expert id of 1.5e9 is refused with the memory it needs, at once", () => {
+    const f = file("id.csv", "step,layer,expert,load\n0,0,1500000000,1\n");
+    refused(
+      ["place", "--loads", f, "--replicas", "2", "--gpus", "2"],
+      /--loads names expert 1500000000: .* GiB\), above the bound/,
+    );
+  });
+  test("place --out is checked before the loads are read", () => {
+    const f = file(
+      "place_ok.csv",
+      "step,layer,expert,load\n0,0,0,1\n0,0,1,2\n",
+    );
+    const dir = join(work, "a-folder");
+    mkdirSync(dir, { recursive: true });
+    refused(
+      [
+        "place",
+        "--loads",
+        f,
+        "--replicas",
+        "2",
+        "--gpus",
+        "2",
+        "--format",
+        "vllm",
+        "--out",
+        dir,
+      ],
+      /--out must be a file, not a folder/,
+    );
+    refused(
+      [
+        "place",
+        "--loads",
+        f,
+        "--replicas",
+        "2",
+        "--gpus",
+        "2",
+        "--format",
+        "vllm",
+        "--out",
+        "/proc/map.json",
+      ],
+      /--out cannot be written/,
+    );
+    refused(
+      [
+        "place",
+        "--loads",
+        f,
+        "--replicas",
+        "2",
+        "--gpus",
+        "2",
+        "--format",
+        "vllm",
+        "--out=",
+      ],
+      /--out must name a file/,
+    );
+    void out;
+  });
+});
+
+describe("advise and sweep check --out first", () => {
+  const loads = join(root, "data/fixtures/loads_long.csv");
+  test("advise --out an existing file or a folder of other files", () => {
+    const f = file("advice.txt", "x");
+    refused(
+      [
+        "advise",
+        "--loads",
+        loads,
+        "--gpus",
+        "2",
+        "--replicas",
+        "4",
+        "--out",
+        f,
+      ],
+      /--out must be a folder, but it is an existing file/,
+    );
+    const dir = join(work, "adv");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "mine.csv"), "x");
+    refused(
+      [
+        "advise",
+        "--loads",
+        loads,
+        "--gpus",
+        "2",
+        "--replicas",
+        "4",
+        "--out",
+        dir,
+      ],
+      /--out holds "mine\.csv"/,
+      dir,
+    );
+  });
+  test("sweep --out a file, or under one", () => {
+    const grid = file(
+      "grid.json",
+      JSON.stringify({ preset: { steps: 2 }, grid: { seed: [1, 2] } }),
+    );
+    const f = file("sweep.txt", "x");
+    refused(
+      ["sweep", "--grid", grid, "--out", join(f, "x")],
+      /--out lies under/,
+    );
+    refused(
+      ["sweep", "slurm", "--grid", grid, "--out", "", "--array", "2"],
+      /--out (is required|must name a folder)/,
+    );
+  });
+});
+
+describe("outputs are replaced as a whole", () => {
+  test("a run without the EP stage leaves no gpu_loads.parquet of an earlier run", () => {
+    const dir = join(work, "swap");
+    const a = cli([
+      "sim",
+      ...SMALL,
+      "--experts",
+      "8",
+      "--top-k",
+      "2",
+      "--quiet",
+      "--out",
+      dir,
+    ]);
+    assert.equal(a.code, 0, a.stderr);
+    assert.ok(existsSync(join(dir, "gpu_loads.parquet")));
+    const p = file("noep.json", JSON.stringify({ ep: null }));
+    const b = cli([
+      "sim",
+      "--preset",
+      p,
+      ...SMALL,
+      "--experts",
+      "8",
+      "--top-k",
+      "2",
+      "--quiet",
+      "--out",
+      dir,
+    ]);
+    assert.equal(b.code, 0, b.stderr);
+    assert.deepEqual(readdirSync(dir).sort(), [
+      "biases.parquet",
+      "loads.parquet",
+      "metrics.parquet",
+      "report.html",
+      "summary.json",
+    ]);
+    // No temporary folder is left beside it.
+    assert.deepEqual(
+      readdirSync(work).filter((n) => n.startsWith(".swap")),
+      [],
+    );
+  });
+});
+
+describe("a closed standard output ends a command quietly", () => {
+  test("schedule | head -1", () => {
+    const rows = ["step,layer,0,1,2,3"];
+    for (let s = 0; s < 4000; s++) rows.push(`${s},0,${s % 7},3,1,${s % 5}`);
+    const f = file("many.csv", rows.join("\n") + "\n");
+    const r = spawnSync("bash", [
+      "-c",
+      `deno run -A lib/cli/main.ts schedule --loads '${f}' --solver auto 2>'${work}/err' | head -1; echo "\${PIPESTATUS[0]}"`,
+    ], { cwd: root, encoding: "utf8" });
+    const [first, code] = r.stdout.trimEnd().split("\n");
+    assert.match(first, /^4000 schedules, 4 experts on 8 GPUs/);
+    assert.equal(code, "0");
+    assert.equal(readFileSync(join(work, "err"), "utf8"), "");
+  });
+});
