@@ -54,6 +54,12 @@ export function epGpuLoadPlots(
   const ratio = gpuLoadByRank(result);
   if (!ratio || !result.ep) return [];
   const G = result.ep.config.gpus, K = EP_STRATEGIES.length;
+  // Float noise of a perfectly balanced batch (1e-16) is balance.
+  const excess = Array.from(ratio, (r) => Math.abs(r - 1) < 1e-9 ? 0 : r - 1);
+  // One scale for all methods, so that their charts compare at a glance.
+  let lo = Math.min(0, ...excess), hi = Math.max(0, ...excess);
+  if (hi - lo < 1e-3) [lo, hi] = [-0.01, 0.01];
+  const pad = (hi - lo) * 0.05;
   return result.labels.map((method, m) => {
     const rows = [];
     for (let g = 0; g < G; g++) {
@@ -61,7 +67,7 @@ export function epGpuLoadPlots(
         rows.push({
           rank: g + 1,
           strategy: EP_STRATEGIES[k],
-          excess: ratio[(m * K + k) * G + g] - 1,
+          excess: excess[(m * K + k) * G + g],
         });
       }
     }
@@ -71,6 +77,7 @@ export function epGpuLoadPlots(
       series: "strategy",
       xLabel: "GPU, busiest first",
       yLabel: "tokens / mean - 1",
+      yDomain: [lo - pad, hi + pad],
       title: method,
       ...size,
     });

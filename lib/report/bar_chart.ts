@@ -1,5 +1,6 @@
 import * as Plot from "@observablehq/plot";
 import type { Figure } from "./figure.ts";
+import { show } from "../_validate.ts";
 import {
   type ChartOptions,
   chartSize,
@@ -27,6 +28,8 @@ export interface BarChartOptions extends ChartOptions {
   xLabel?: string;
   /** Label of the y axis (default the column name). */
   yLabel?: string;
+  /** Extent of the y axis, `[min, max]`, so that several charts share one scale (default the data's, with 0). */
+  yDomain?: [number, number];
 }
 
 /**
@@ -93,7 +96,10 @@ export function barChart(
       : {
         x: { domain, label: options.xLabel ?? xName, ticks, padding: 0.1 },
       }),
-    y: { label: options.yLabel ?? yName },
+    y: {
+      label: options.yLabel ?? yName,
+      ...(options.yDomain ? { domain: checkDomain(options.yDomain) } : {}),
+    },
     color: { domain: labels },
     marks,
   }) as unknown as ScaledPlot;
@@ -101,4 +107,19 @@ export function barChart(
     title: options.title,
     legend: seriesLegend(plot, labels, "rect"),
   });
+}
+
+function checkDomain(d: unknown): [number, number] {
+  if (
+    !Array.isArray(d) || d.length !== 2 ||
+    !d.every((x) => typeof x === "number" && Number.isFinite(x)) ||
+    !(d[0] < d[1])
+  ) {
+    throw new RangeError(
+      `yDomain must be two finite numbers [min, max] with min < max: current value is ${
+        show(d)
+      }`,
+    );
+  }
+  return d as [number, number];
 }

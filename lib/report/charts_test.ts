@@ -106,6 +106,30 @@ describe("charts", () => {
     );
   });
 
+  test("barChart: yDomain sets the scale, and is checked", () => {
+    const data = [{ gpu: 0, tokens: 3 }, { gpu: 1, tokens: 4 }];
+    const ticks = (svg: string) =>
+      [...svg.matchAll(/<text [^>]*>(-?[\d.,]+)<\/text>/g)].map((m) =>
+        Number(m[1].replace(",", ""))
+      );
+    assert.ok(
+      Math.max(...ticks(barChart(data, { x: "gpu", y: "tokens" }).svg)) < 10,
+    );
+    const wide = barChart(data, { x: "gpu", y: "tokens", yDomain: [0, 100] });
+    assert.equal(Math.max(...ticks(wide.svg)), 100);
+    for (const yDomain of [[1, 1], [0, NaN], [2]]) {
+      assert.throws(
+        () =>
+          barChart(data, {
+            x: "gpu",
+            y: "tokens",
+            yDomain: yDomain as [number, number],
+          }),
+        { name: "RangeError", message: /yDomain/ },
+      );
+    }
+  });
+
   test("Figure.save writes the SVG and the Jupyter bundle carries it", () => {
     const fig = lineChart(rows, { title: "A & B <test>" });
     assert.match(fig.svg, /A &amp; B &lt;test&gt;/);
