@@ -269,6 +269,31 @@ describe("load tables: exact counts, extra columns, --where", () => {
       /--loads names expert 1500000000: .* GiB\), above the bound/,
     );
   });
+  test("--experts beyond the stated bound, and library errors named by flag", () => {
+    refused(
+      [
+        "advise",
+        "--loads",
+        join(root, "data/fixtures/routed_experts.npy"),
+        "--experts",
+        "3000000",
+        "--gpus",
+        "2",
+        "--replicas",
+        "4",
+      ],
+      /^error: --experts must be an integer in \[1, 1048576\].*current value is 3000000$/,
+    );
+    const f = file("four.csv", "step,layer,expert,load\n0,0,0,1\n0,0,3,2\n");
+    refused(
+      ["place", "--loads", f, "--replicas", "3", "--gpus", "1"],
+      /^error: --replicas must be an integer of at least 4: current value is 3$/,
+    );
+    refused(
+      ["place", "--loads", f, "--replicas", "8", "--gpus", "4", "--nodes", "3"],
+      /^error: --nodes must divide --gpus \(4\): current value is 3$/,
+    );
+  });
   test("place --out is checked before the loads are read", () => {
     const f = file(
       "place_ok.csv",

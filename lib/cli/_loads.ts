@@ -25,6 +25,9 @@ export interface LoadRow {
  */
 export const MAX_LOAD_VALUES = 2 ** 27;
 
+/** The most experts `--experts` may give a recording of routed experts: 2^20. */
+const MAX_EXPERTS = 2 ** 20;
+
 /** Throws unless `x` is a token count held exactly (an integer below 2^53). */
 function checkCount(
   x: number,
@@ -195,8 +198,16 @@ function selectRows(frame: pl.DataFrame, where: Where): pl.DataFrame {
   const extra = long
     ? cols.filter((c) => c !== "" && !LONG_COLUMNS.includes(c))
     : cols.filter((c) => {
+      // A wide table's text column is a label (method, data set) when no
+      // cell reads as a number; else it is an expert column with a bad
+      // cell, which the load reader names.
       const t = frame.getColumn(c).dtype.variant;
-      return c !== "" && (t === "String" || t === "Utf8" || t === "Bool");
+      if (c === "" || !(t === "String" || t === "Utf8" || t === "Bool")) {
+        return false;
+      }
+      return (frame.getColumn(c).toArray() as unknown[]).every((v) =>
+        typeof v !== "string" || v.trim() === "" || !Number.isFinite(Number(v))
+      );
     });
   if (extra.length > 0) {
     const c = extra[0];
@@ -222,6 +233,11 @@ export function readLoadRows(
   options: { experts?: number; where?: Where } = {},
 ): { experts: number; rows: LoadRow[] } {
   const where = options.where ?? [];
+  if (options.experts !== undefined && options.experts > MAX_EXPERTS) {
+    throw new RangeError(
+      `--experts must be an integer in [1, ${MAX_EXPERTS}] (a count per expert, step and layer is held in memory): current value is ${options.experts}`,
+    );
+  }
   if (isEngineRecording(path)) {
     if (where.length > 0) {
       throw new UsageError(

@@ -105,3 +105,23 @@ export function splitMethods(text: string): string[] {
   }
   return out;
 }
+
+/**
+ * An error from a library call whose message starts with an argument that
+ * a flag set (`replicas must be ...`), speaking of the flag instead
+ * (`--replicas must be ...`); `names` maps argument names to flags.
+ */
+export function asFlagError(
+  e: unknown,
+  names: Record<string, string>,
+): unknown {
+  if (
+    !(e instanceof TypeError || e instanceof RangeError ||
+      e instanceof SyntaxError)
+  ) return e;
+  const m = /^([A-Za-z][\w.]*)\b/.exec(e.message);
+  const flag = m ? names[m[1]] : undefined;
+  if (flag === undefined) return e;
+  const Cls = e.constructor as new (m: string) => Error;
+  return new Cls(flag + e.message.slice(m![1].length));
+}

@@ -1,6 +1,6 @@
 import process from "node:process";
 import { renameSync, rmSync, writeFileSync } from "node:fs";
-import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
+import { asFlagError, type FlagSpec, parseFlags, UsageError } from "./args.ts";
 import { parseWhere, readLoadRows } from "./_loads.ts";
 import { checkOutFile } from "./_out.ts";
 import { checkChoice, checkInteger } from "../_validate.ts";
@@ -86,6 +86,11 @@ export function placeCommand(args: string[]): number {
     nodes: checkInteger("--nodes", flags.nodes ?? 1, 1),
     groups: checkInteger("--groups", flags.groups ?? 1, 1),
   };
+  if (options.gpus % options.nodes !== 0) {
+    throw new RangeError(
+      `--nodes must divide --gpus (${options.gpus}): current value is ${options.nodes}`,
+    );
+  }
   const experts = flags.experts === undefined
     ? undefined
     : checkInteger("--experts", flags.experts, 1);
@@ -118,7 +123,17 @@ export function placeCommand(args: string[]): number {
     }
     return w;
   });
-  const result = rebalanceExperts(weight, options);
+  let result;
+  try {
+    result = rebalanceExperts(weight, options);
+  } catch (e) {
+    throw asFlagError(e, {
+      replicas: "--replicas",
+      gpus: "--gpus",
+      nodes: "--nodes",
+      groups: "--groups",
+    });
+  }
   if (format !== undefined) {
     const text = engineMap(result.phy2log, { format, layers });
     if (out === undefined) process.stdout.write(text);

@@ -1,5 +1,5 @@
 import process from "node:process";
-import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
+import { asFlagError, type FlagSpec, parseFlags, UsageError } from "./args.ts";
 import { parseWhere, readLoadRows } from "./_loads.ts";
 import { checkChoice, checkInteger } from "../_validate.ts";
 import { SYMMETRIC_GRAPHS, symmetricPlacement } from "../placement/cayley.ts";
@@ -83,17 +83,32 @@ export async function scheduleCommand(args: string[]): Promise<number> {
     }
   }
   let placement: Placement;
-  if (kind === "static") placement = staticPlacement(E, G);
-  else if (kind === "random") {
-    placement = randomPlacement(E, G, { replicas: d, seed });
-  } else if (kind === "asymmetric") {
-    const mean = new Array<number>(E).fill(0);
-    for (const r of rows) r.loads.forEach((x, e) => mean[e] += x / rows.length);
-    placement = asymmetricPlacement(mean.map(Math.round), G, {
-      replicas: d,
-      seed,
+  try {
+    placement = makePlacement();
+  } catch (e) {
+    throw asFlagError(e, {
+      gpus: "--gpus",
+      replicas: "--replicas",
+      experts: "the experts of --loads",
     });
-  } else placement = symmetricPlacement(E, G, { replicas: d, graph: kind });
+  }
+  function makePlacement(): Placement {
+    let placement: Placement;
+    if (kind === "static") placement = staticPlacement(E, G);
+    else if (kind === "random") {
+      placement = randomPlacement(E, G, { replicas: d, seed });
+    } else if (kind === "asymmetric") {
+      const mean = new Array<number>(E).fill(0);
+      for (const r of rows) {
+        r.loads.forEach((x, e) => mean[e] += x / rows.length);
+      }
+      placement = asymmetricPlacement(mean.map(Math.round), G, {
+        replicas: d,
+        seed,
+      });
+    } else placement = symmetricPlacement(E, G, { replicas: d, graph: kind });
+    return placement;
+  }
   if (solver === "glpk" || solver === "highs") await loadLpSolvers();
   const scheduler = createScheduler(placement, { solver });
   const out = rows.map(({ step, layer, loads }) => {
