@@ -52,6 +52,9 @@ export interface TrainRun extends Evaluation {
   bias: Float64Array;
 }
 
+/** The most validation tokens a run evaluates (2^20). */
+const MAX_VALID_TOKENS = 2 ** 20;
+
 /**
  * Trains a small MoE language model on a character text and measures it on
  * a validation text. Each step draws `batchSeqs` random sequences of
@@ -81,9 +84,6 @@ export interface TrainRun extends Evaluation {
  * assert.equal(run.curve.loss.length, 30);
  * ```
  */
-/** The most validation tokens a run evaluates (2^20). */
-const MAX_VALID_TOKENS = 2 ** 20;
-
 export function trainMoe(
   corpus: { train: Uint8Array; valid: Uint8Array },
   options: TrainOptions = {},
