@@ -57,8 +57,10 @@ Usage: moelab sim [--preset FILE] [flags]
                     [steps, tokens, experts] or [steps, layers, tokens, experts];
                     its shape fixes the sizes (--steps, --layers, --tokens,
                     --experts and --drift are errors with it)
-  --out DIR         where loads.parquet, metrics.parquet, biases.parquet and
-                    summary.json go (default out/sim)
+  --out DIR         where loads.parquet, metrics.parquet, biases.parquet,
+                    gpu_loads.parquet, summary.json and report.html go (default
+                    out/sim); the folder is replaced as a whole, so it must be
+                    new, empty or an earlier run's
   --json            print summary.json instead of the table
   --quiet           no progress on stderr
   --gpus G          expert-parallel stage: GPUs (default 8)

@@ -36,7 +36,8 @@ Usage: moelab train [--preset FILE] [flags]
   --seeds LIST      comma-separated integer seeds, e.g. 1,2,3
   --steps N         optimizer steps per run
   --out DIR         where curves.parquet, runs.parquet, loads.parquet and
-                    summary.json go (default out/train)
+                    summary.json go (default out/train); the folder is replaced
+                    as a whole, so it must be new, empty or an earlier run's
   --json            print summary.json instead of the table
   --quiet           no progress on stderr
   --help            this text
