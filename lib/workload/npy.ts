@@ -18,7 +18,8 @@ const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
  * @returns Shape and data (a copy, aligned).
  * @throws {SyntaxError} If the bytes are not a `.npy` file or the header is malformed.
  * @throws {TypeError} If the dtype is not `<f4` or the array is in Fortran order.
- * @throws {RangeError} If the data length does not match the shape.
+ * @throws {RangeError} If the data length does not match the shape, or a
+ * size exceeds 2^53 - 1.
  *
  * @example Round trip
  * ```ts
@@ -90,6 +91,15 @@ export function parseNpy(bytes: Uint8Array): NpyArray {
     (s) => {
       if (!/^\d+$/.test(s)) {
         throw new SyntaxError(`.npy shape is malformed: (${shapeM[1]})`);
+      }
+      // A size beyond 2^53 - 1 cannot be held exactly (and with a zero
+      // beside it, the data length check would not catch it).
+      if (!Number.isSafeInteger(Number(s))) {
+        throw new RangeError(
+          `.npy shape sizes must be at most 2^53 - 1: current value is (${
+            shapeM[1]
+          })`,
+        );
       }
       return Number(s);
     },

@@ -51,4 +51,26 @@ describe("npy", () => {
     fortran.set(new TextEncoder().encode(text), 10);
     assert.throws(() => parseNpy(fortran), TypeError);
   });
+
+  test("refuses a size beyond 2^53 - 1 even when another size is 0", () => {
+    // An empty array passes the length check whatever its other sizes.
+    for (
+      const shape of ["(0, 99999999999999999999999)", "(9007199254740993, 0)"]
+    ) {
+      const header =
+        `{'descr': '<f4', 'fortran_order': False, 'shape': ${shape}, }`;
+      const padded = header + " ".repeat(128 - 10 - header.length - 1) + "\n";
+      const bytes = new Uint8Array(128);
+      bytes.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0], 0);
+      bytes[8] = padded.length;
+      for (let i = 0; i < padded.length; i++) {
+        bytes[10 + i] = padded.charCodeAt(i);
+      }
+      assert.throws(() => parseNpy(bytes), {
+        name: "RangeError",
+        message:
+          `.npy shape sizes must be at most 2^53 - 1: current value is ${shape}`,
+      });
+    }
+  });
 });
