@@ -276,6 +276,25 @@ describe("solveBalancedAssignmentSync with starting prices", () => {
     }
   });
 
+  test("a capacity far above the tokens solves at once, with zero prices", () => {
+    // 4 x (2^53 - 1) unused units cannot be counted exactly in a double:
+    // counting them made the solver loop forever.
+    const scores = {
+      data: new Float32Array([0.5, 0.25, 1, 0, 0.75, 0.5, 0.25, 1]),
+      tokens: 2,
+      experts: 4,
+    };
+    for (const capacity of [3, 2 ** 31, 1e10, 2 ** 53 - 1]) {
+      const start = performance.now();
+      const a = solveBalancedAssignmentSync(scores, { k: 2, capacity });
+      assert.ok(performance.now() - start < 1000);
+      assert.equal(a.capacity, capacity);
+      assert.deepEqual([...a.experts], [2, 0, 3, 0]); // each token's top 2
+      assert.deepEqual([...a.expertPrices], [0, 0, 0, 0]);
+      assert.equal(a.dualityGap, 0);
+    }
+  });
+
   test("rejects starting prices of the wrong shape or value", () => {
     const s = randomScores(new Rng(2), 8, 4, false);
     assert.throws(

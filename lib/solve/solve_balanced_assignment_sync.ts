@@ -227,9 +227,13 @@ export function solveBalancedAssignmentSync(
   }
   const { data, tokens, experts } = problem.scores;
   const { k, capacity } = problem;
+  // No expert can take more than every token, so a capacity above `tokens`
+  // is the same problem as `tokens + 1` (every expert keeps free room and
+  // a zero price), solved without counting billions of unused units.
+  const room = Math.min(capacity, tokens + 1);
   const deadline = deadlineOf(problem.timeLimit);
   const prices = problem.start ??
-    warmStartPrices(data, tokens, experts, k, capacity);
+    warmStartPrices(data, tokens, experts, k, room);
   let result;
   try {
     result = successiveShortestPaths(
@@ -237,7 +241,7 @@ export function solveBalancedAssignmentSync(
       tokens,
       experts,
       k,
-      capacity,
+      room,
       prices,
       deadline,
     );
