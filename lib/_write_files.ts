@@ -77,8 +77,8 @@ export function writeFilesAtomically(
   const parent = dirname(resolve(dir));
   const tmp = join(parent, `.${basename(resolve(dir))}.tmp-${stamp}`);
   const old = join(parent, `.${basename(resolve(dir))}.old-${stamp}`);
-  mkdirSync(tmp, { recursive: true });
   try {
+    mkdirSync(tmp, { recursive: true });
     for (const [name, write] of files) write(join(tmp, name));
     let moved = false;
     try {
@@ -94,6 +94,18 @@ export function writeFilesAtomically(
       throw e;
     }
     if (moved) rmSync(old, { recursive: true, force: true });
+  } catch (e) {
+    // A full disk or a lost permission: say where, and that the folder
+    // still holds the earlier run (or nothing).
+    const code = (e as { code?: unknown }).code;
+    if (typeof code !== "string") throw e;
+    const err = new Error(
+      `cannot write ${JSON.stringify(dir)} (${
+        (e as Error).message
+      }); it is left as it was`,
+    );
+    (err as Error & { code: string }).code = code;
+    throw err;
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

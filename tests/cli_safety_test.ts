@@ -467,3 +467,43 @@ describe("a closed standard output ends a command quietly", () => {
     assert.equal(readFileSync(join(work, "err"), "utf8"), "");
   });
 });
+
+describe("a disk that cannot take the run", () => {
+  // Needs mount (root in a container that allows it); skipped elsewhere.
+  const full = join(work, "full"), ro = join(work, "ro");
+  mkdirSync(full);
+  mkdirSync(ro);
+  const mounted = (dir: string, opts: string) =>
+    spawnSync("mount", ["-t", "tmpfs", "-o", opts, "tmpfs", dir]).status === 0;
+  const canMount = mounted(full, "size=64k") && mounted(ro, "size=64k,ro");
+  after(() => {
+    for (const dir of [full, ro]) spawnSync("umount", [dir]);
+  });
+  const skip = canMount ? false : "mount of a tmpfs is not allowed here";
+
+  test("a read-only mount is refused before any work", { skip }, () => {
+    refused(
+      ["sim", ...SMALL, "--out", join(ro, "run")],
+      /^error: --out cannot be written \(EROFS in ".*ro"\)/,
+    );
+  });
+  test("a full disk ends in one line, leaving nothing behind", { skip }, () => {
+    const r = cli([
+      "sim",
+      ...SMALL,
+      "--experts",
+      "8",
+      "--top-k",
+      "2",
+      "--quiet",
+      "--out",
+      join(full, "run"),
+    ]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /^error: cannot write ".*run" \(ENOSPC: .*\); it is left as it was\n$/,
+    );
+    assert.deepEqual(readdirSync(full), []);
+  });
+});

@@ -116,6 +116,12 @@ export async function main(args: string[]): Promise<number> {
     // A closed standard output (`moelab schedule ... | head`) ends the
     // command quietly, as it ends any Unix filter.
     if (isBrokenPipe(e)) return 0;
+    // A system error (a full disk, a lost permission) is the machine's,
+    // not the program's: one line, no stack trace.
+    if (typeof (e as { code?: unknown } | null)?.code === "string") {
+      process.stderr.write(`error: ${err.message}\n`);
+      return 1;
+    }
     process.stderr.write(`error: ${err?.stack ?? String(e)}\n`);
     return 1;
   }
