@@ -85,9 +85,25 @@ export function numbers(series: pl.Series, what: string): Float64Array {
       `column ${name} must hold ${what}: row ${firstNull(series)} is empty`,
     );
   }
-  const variant = series.dtype.variant;
+  let variant: string;
+  try {
+    variant = series.dtype.variant;
+  } catch {
+    // A type that JavaScript cannot take (Int128: integers beyond 64 bits),
+    // read as text below.
+    series = series.cast(pl.Utf8);
+    variant = "String";
+  }
   if (NUMERIC.has(variant)) {
-    return series.cast(pl.Float64).toTypedArray() as Float64Array;
+    const v = series.cast(pl.Float64).toTypedArray() as Float64Array;
+    for (let i = 0; i < v.length; i++) {
+      if (!Number.isFinite(v[i])) {
+        throw new RangeError(
+          `column ${name} must hold ${what}: row ${i} holds ${v[i]}`,
+        );
+      }
+    }
+    return v;
   }
   if (variant !== "String" && variant !== "Utf8") {
     throw new TypeError(

@@ -66,7 +66,21 @@ function delimited(path: string, sep: string): pl.DataFrame {
   for (let at = bytes.indexOf(10); at !== -1; at = bytes.indexOf(10, at + 1)) {
     lines++;
   }
-  return pl.readCSV(bytes, { sep, inferSchemaLength: lines });
+  try {
+    return pl.readCSV(bytes, { sep, inferSchemaLength: lines });
+  } catch {
+    // A cell Polars cannot parse as the type it inferred (an integer beyond
+    // 128 bits): read every column as text, so that the loaders name it.
+  }
+  try {
+    return pl.readCSV(bytes, { sep, inferSchemaLength: 0 });
+  } catch (e) {
+    throw new SyntaxError(
+      `${path} is not a valid ${sep === "\t" ? "TSV" : "CSV"} table: ${
+        String((e as Error).message).split("\n")[0]
+      }`,
+    );
+  }
 }
 
 /**
@@ -79,7 +93,8 @@ function delimited(path: string, sep: string): pl.DataFrame {
  * @returns The table, columns as in the file.
  * @throws {RangeError} If the file does not exist, or neither its extension
  * nor its content is one of the above.
- * @throws {SyntaxError} If a JSON file or line does not parse.
+ * @throws {SyntaxError} If a JSON file or line, or a CSV or TSV file, does
+ * not parse.
  *
  * @example
  * ```ts
