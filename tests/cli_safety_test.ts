@@ -131,6 +131,29 @@ describe("sim names flags and bounds memory", () => {
     );
     assert.doesNotMatch(line, /e-324|Infinity/);
   });
+  test("a method's bad option names the --methods entry", () => {
+    refused(
+      [
+        "sim",
+        ...SMALL,
+        "--methods",
+        "greedy,quantile,loss-free(rate=-3)",
+        "--out",
+        join(work, "r"),
+      ],
+      /^error: --methods loss-free\(rate=-3\): rate must be a number of at least 0: current value is -3$/,
+    );
+    refused(
+      [
+        "train",
+        "--methods",
+        "none,seq-aux(alpha=-1)",
+        "--out",
+        join(work, "r"),
+      ],
+      /^error: --methods seq-aux\(alpha=-1\): alpha must be a number of at least 0: current value is -1$/,
+    );
+  });
   test("a preset with 3e6 experts says how much memory it needs", () => {
     const p = file("wide.json", JSON.stringify({ experts: 3e6, topK: 2 }));
     refused(

@@ -125,3 +125,32 @@ export function asFlagError(
   const Cls = e.constructor as new (m: string) => Error;
   return new Cls(flag + e.message.slice(m![1].length));
 }
+
+/**
+ * An error about one of the `--methods` entries, speaking of the entry as
+ * typed: `--methods loss-free(rate=-1): rate must be ...`. An error about
+ * a method's name or an option of `specs` is prefixed; any other is kept.
+ */
+export function asMethodsError(
+  e: unknown,
+  specs: { text: string; options: string[] }[],
+): unknown {
+  if (
+    !(e instanceof TypeError || e instanceof RangeError ||
+      e instanceof SyntaxError)
+  ) return e;
+  const word = /^([\w-]+)\b/.exec(e.message)?.[1];
+  const Cls = e.constructor as new (m: string) => Error;
+  if (word === "method") return new Cls(`--methods: ${e.message}`);
+  const spec = specs.find((s) =>
+    word !== undefined && s.options.includes(word)
+  );
+  return spec ? new Cls(`--methods ${spec.text}: ${e.message}`) : e;
+}
+
+/** The option names written in a method entry: `aux(alpha=1)` gives alpha. */
+export function methodOptionNames(text: string): string[] {
+  const inner = /\((.*)\)\s*$/.exec(text)?.[1] ?? "";
+  return inner.split(",").map((kv) => kv.split("=")[0].trim())
+    .filter((k) => k !== "");
+}

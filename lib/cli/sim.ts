@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import process from "node:process";
-import { BALANCERS } from "../route/registry.ts";
+import { BALANCERS, createBalancer } from "../route/registry.ts";
 import { prepareRun } from "../sim/prepare_run.ts";
 import type { SimResult } from "../sim/run.ts";
 import { runSimulationOn } from "../sim/run_backend.ts";
@@ -10,7 +10,14 @@ import { SIM_OUTPUT_FILES, writeSimOutputs } from "../report/sim_outputs.ts";
 import { checkOutDir } from "./_out.ts";
 import { BACKENDS } from "../route/route_backend.ts";
 import { checkChoice } from "../_validate.ts";
-import { type FlagSpec, parseFlags, splitMethods, UsageError } from "./args.ts";
+import {
+  asMethodsError,
+  type FlagSpec,
+  methodOptionNames,
+  parseFlags,
+  splitMethods,
+  UsageError,
+} from "./args.ts";
 
 const FLAGS: FlagSpec = {
   preset: "string",
@@ -184,8 +191,29 @@ export function simCommand(args: string[]): number | Promise<number> {
   let run;
   try {
     run = prepareRun({ ...preset, ...overrides });
+    // Each method's options are checked when it is built: build one of
+    // each now, so that a bad option fails here and names --methods.
+    const c = run.config;
+    for (const spec of run.specs) {
+      createBalancer(spec, {
+        layers: 1,
+        experts: c.experts,
+        k: c.topK,
+        normalize: c.normalize,
+        groups: c.groups,
+        topGroups: c.topGroups,
+      });
+    }
   } catch (e) {
-    throw withFlagName(e, flags);
+    const named = withFlagName(e, flags);
+    if (named !== e || !Array.isArray(overrides.methods)) throw named;
+    throw asMethodsError(
+      e,
+      (overrides.methods as string[]).map((text) => ({
+        text,
+        options: methodOptionNames(text),
+      })),
+    );
   }
   const quiet = flags.quiet === true;
   const t0 = performance.now();

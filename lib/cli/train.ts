@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import { runTrainExperiment, type TrainPreset } from "../train/experiment.ts";
-import { trainMethodNames } from "../train/method.ts";
+import { parseTrainMethod, trainMethodNames } from "../train/method.ts";
 import {
   formatTrainTable,
   TRAIN_OUTPUT_FILES,
@@ -9,7 +9,14 @@ import {
   writeTrainOutputs,
 } from "../train/output.ts";
 import { checkOutDir } from "./_out.ts";
-import { type FlagSpec, parseFlags, splitMethods, UsageError } from "./args.ts";
+import {
+  asMethodsError,
+  type FlagSpec,
+  methodOptionNames,
+  parseFlags,
+  splitMethods,
+  UsageError,
+} from "./args.ts";
 
 const FLAGS: FlagSpec = {
   preset: "string",
@@ -86,7 +93,15 @@ export function trainCommand(args: string[]): number {
     ? readPreset(flags.preset)
     : {};
   if (typeof flags.methods === "string") {
-    preset.methods = splitMethods(flags.methods);
+    const methods = splitMethods(flags.methods);
+    preset.methods = methods;
+    for (const text of methods) {
+      try {
+        parseTrainMethod(text);
+      } catch (e) {
+        throw asMethodsError(e, [{ text, options: methodOptionNames(text) }]);
+      }
+    }
   }
   if (typeof flags.seeds === "string") {
     preset.seeds = flags.seeds.split(",").map((s) => {
@@ -111,17 +126,31 @@ export function trainCommand(args: string[]): number {
   }
   const quiet = flags.quiet === true;
   const t0 = performance.now();
-  const x = runTrainExperiment(preset, {
-    onRun: quiet ? undefined : (r, done, total) =>
-      process.stderr.write(
-        `train: ${done}/${total} ${r.method} seed ${r.seed}: perplexity ${
-          r.perplexity.toFixed(3)
-        }, ` +
-          `MaxVio_global ${r.maxVioGlobal.toFixed(3)} (${
-            ((performance.now() - t0) / 1000).toFixed(1)
-          } s)\n`,
-      ),
-  });
+  const given = typeof flags.methods === "string"
+    ? (preset.methods as string[]).map((text) => ({
+      text,
+      options: methodOptionNames(text),
+    }))
+    : [];
+  let x;
+  try {
+    x = runExperiment();
+  } catch (e) {
+    throw asMethodsError(e, given);
+  }
+  function runExperiment() {
+    return runTrainExperiment(preset, {
+      onRun: quiet ? undefined : (r, done, total) =>
+        process.stderr.write(
+          `train: ${done}/${total} ${r.method} seed ${r.seed}: perplexity ${
+            r.perplexity.toFixed(3)
+          }, ` +
+            `MaxVio_global ${r.maxVioGlobal.toFixed(3)} (${
+              ((performance.now() - t0) / 1000).toFixed(1)
+            } s)\n`,
+        ),
+    });
+  }
   const files = writeTrainOutputs(x, out);
   if (flags.json) {
     process.stdout.write(JSON.stringify(trainSummary(x), null, 2) + "\n");
