@@ -38,6 +38,7 @@ import {
   UsageError,
 } from "../lib/cli/args.ts";
 import { readLoadTable } from "../lib/workload/load_table.ts";
+import { readTable } from "../lib/workload/read_table.ts";
 
 const SEED = process.env.MOELAB_PROPERTY_SEED === undefined
   ? 20261130
@@ -1232,7 +1233,9 @@ describe("load tables", () => {
     cells: (string | number)[][],
     format: string,
   ): string {
-    const path = join(dir, `t${file++}.${format}`);
+    // One JSON table in three under a bare name, read by content.
+    const bare = format !== "csv" && file % 3 === 0;
+    const path = join(dir, bare ? `t${file++}` : `t${file++}.${format}`);
     const record = (row: (string | number)[]) =>
       Object.fromEntries(header.map((h, c) => [h, row[c]]));
     const text = format === "csv"
@@ -1333,7 +1336,7 @@ describe("load tables", () => {
       column: fc.integer({ min: 0, max: 3 }),
       at: fc.nat(),
       cell: badCell,
-      format: fc.constantFrom("csv", "jsonl"),
+      format: fc.constantFrom("csv", "json", "jsonl"),
     });
     const header = ["step", "layer", "expert", "load"];
     check(
@@ -1380,6 +1383,48 @@ describe("load tables", () => {
       }),
       150,
       19,
+    );
+  });
+
+  test("any file content is a table or a typed error, under any name", () => {
+    const content = fc.oneof(
+      fc.string({ maxLength: 40 }),
+      fc.stringMatching(/^[\[\]{}",:0-9a-z\n -]{0,40}$/),
+      fc.uint8Array({ maxLength: 40 }).map((b) => new TextDecoder().decode(b)),
+      fc.constantFrom(
+        "PAR1",
+        "PAR1xxxxPAR1",
+        "[",
+        "{",
+        '[{"a":1},{"a":"x"}]',
+        "a,b\n1,2,3\n",
+      ),
+    );
+    check(
+      fc.property(
+        content,
+        fc.constantFrom(".csv", ".tsv", ".json", ".jsonl", ".parquet", ""),
+        (text, ext) => {
+          const path = join(dir, `any${file++}${ext}`);
+          writeFileSync(path, text);
+          const r = quick(
+            2000,
+            () =>
+              outcome(() => readTable(path), [
+                TypeError,
+                RangeError,
+                SyntaxError,
+              ]),
+          );
+          if (!r.ok) {
+            assert.ok(r.error.message.length > 0);
+            return;
+          }
+          assert.ok(r.value.height >= 0);
+        },
+      ),
+      300,
+      20,
     );
   });
 

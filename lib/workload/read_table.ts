@@ -1,5 +1,6 @@
 import pl from "nodejs-polars";
 import { existsSync, readFileSync } from "node:fs";
+import type { Buffer } from "node:buffer";
 import { extname } from "node:path";
 import { show } from "../_validate.ts";
 
@@ -93,8 +94,8 @@ function delimited(path: string, sep: string): pl.DataFrame {
  * @returns The table, columns as in the file.
  * @throws {RangeError} If the file does not exist, or neither its extension
  * nor its content is one of the above.
- * @throws {SyntaxError} If a JSON file or line, or a CSV or TSV file, does
- * not parse.
+ * @throws {SyntaxError} If a JSON file or line, or a CSV, TSV or parquet
+ * file, does not parse.
  *
  * @example
  * ```ts
@@ -122,7 +123,7 @@ export function readTable(path: string): pl.DataFrame {
     case ".tsv":
       return delimited(path, ext === ".tsv" ? "\t" : ",");
     case ".parquet":
-      return pl.readParquet(path);
+      return parquet(path, path);
     case ".jsonl":
     case ".ndjson":
       return jsonLines(readFileSync(path, "utf8"), path);
@@ -130,6 +131,19 @@ export function readTable(path: string): pl.DataFrame {
       return jsonRows(path);
     default:
       return byContent(path);
+  }
+}
+
+/** Reads a parquet file, or a SyntaxError naming it. */
+function parquet(path: string, source: string | Buffer): pl.DataFrame {
+  try {
+    return pl.readParquet(source);
+  } catch (e) {
+    throw new SyntaxError(
+      `${path} is not a valid parquet file: ${
+        String((e as Error).message).split("\n")[0]
+      }`,
+    );
   }
 }
 
@@ -155,7 +169,7 @@ function jsonRows(path: string): pl.DataFrame {
  */
 function byContent(path: string): pl.DataFrame {
   const bytes = readFileSync(path);
-  if (bytes.subarray(0, 4).toString() === "PAR1") return pl.readParquet(bytes);
+  if (bytes.subarray(0, 4).toString() === "PAR1") return parquet(path, bytes);
   const text = bytes.subarray(0, 64).toString("utf8").trimStart();
   if (text.startsWith("[")) return jsonRows(path);
   if (text.startsWith("{")) return jsonLines(bytes.toString("utf8"), path);

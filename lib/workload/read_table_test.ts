@@ -69,6 +69,17 @@ describe("CSV cells beyond what Polars or JavaScript hold", () => {
     });
   });
 
+  test("a malformed parquet file is a SyntaxError naming the file", () => {
+    for (const name of ["loads.parquet", "loads"]) {
+      const path = join(work, name);
+      writeFileSync(path, "PAR1 and nothing else");
+      assert.throws(() => readTable(path), {
+        name: "SyntaxError",
+        message: new RegExp(`^${path} is not a valid parquet file: `),
+      });
+    }
+  });
+
   test("a malformed CSV is a SyntaxError naming the file", () => {
     const path = csv('a,b\n1,2,3\n"x\n');
     assert.throws(() => readTable(path), {
