@@ -39,6 +39,7 @@ import {
 } from "../lib/cli/args.ts";
 import { readLoadTable } from "../lib/workload/load_table.ts";
 import { readTable } from "../lib/workload/read_table.ts";
+import { parseNpyTensor } from "../lib/serving/parse_npy_tensor.ts";
 
 const SEED = process.env.MOELAB_PROPERTY_SEED === undefined
   ? 20261130
@@ -567,6 +568,68 @@ describe("parseNpy", () => {
       }),
       1500,
       9,
+    );
+  });
+
+  test("the serving tensor reader: the same adversarial files give a tensor of the shape's size or a typed error", () => {
+    const arb = fc.record({
+      version: fc.constantFrom(1, 2, 3, 7),
+      descr: fc.constantFrom(
+        "<f4",
+        "<f8",
+        "<i4",
+        "<i8",
+        "|u1",
+        "|b1",
+        "=i2",
+        ">f4",
+        "<c8",
+      ),
+      fortran: fc.constantFrom("False", "True"),
+      shape: fc.array(
+        fc.oneof(
+          fc.integer({ min: 0, max: 4 }).map(String),
+          fc.constantFrom("1000000000000", "0x10", "1e3", "-1", "1.5"),
+        ),
+        { maxLength: 3 },
+      ),
+      payload: fc.integer({ min: 0, max: 80 }),
+      cut: fc.option(fc.integer({ min: 0, max: 140 })),
+    });
+    check(
+      fc.property(arb, (c) => {
+        let bytes = npyBytes(
+          (c.version === 2 || c.version === 3 ? c.version : 1) as 1 | 2 | 3,
+          `{'descr': '${c.descr}', 'fortran_order': ${c.fortran}, 'shape': ${
+            shapeText(c.shape)
+          }, }`,
+          new Uint8Array(c.payload),
+        );
+        bytes[6] = c.version;
+        if (c.cut !== null) bytes = bytes.subarray(0, c.cut);
+        const r = quick(
+          250,
+          () =>
+            outcome(() => parseNpyTensor(bytes), [
+              SyntaxError,
+              TypeError,
+              RangeError,
+            ]),
+        );
+        if (!r.ok) {
+          assert.match(r.error.message, /\.npy/);
+          return;
+        }
+        const count = r.value.shape.reduce((a, b) => a * b, 1);
+        assert.equal(r.value.data.length, count);
+        // Each size is written in decimal digits in the header.
+        assert.deepEqual(
+          r.value.shape.map(String),
+          c.shape.map((d) => d.trim()),
+        );
+      }),
+      1000,
+      21,
     );
   });
 

@@ -178,4 +178,35 @@ describe("files that are not what they claim", () => {
       (e: Error) => e instanceof SyntaxError && e.message.startsWith("cut.pt"),
     );
   });
+
+  test("a .npy header is refused before its elements are allocated", () => {
+    const npy = (version: number, shape: string) => {
+      const header =
+        `{'descr': '<f8', 'fortran_order': False, 'shape': ${shape}, }`;
+      const start = version === 1 ? 10 : 12;
+      const padded = header + " ".repeat(128 - start - header.length - 1) +
+        "\n";
+      const bytes = new Uint8Array(128 + 16);
+      bytes.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, version, 0]);
+      new DataView(bytes.buffer).setUint16(8, padded.length, true);
+      for (let i = 0; i < padded.length; i++) {
+        bytes[start + i] = padded.charCodeAt(i);
+      }
+      return bytes;
+    };
+    assert.deepEqual(parseNpyTensor(npy(1, "(2,)")).shape, [2]);
+    // 1e12 float64 elements claimed, 16 bytes held: refused at once.
+    const start = performance.now();
+    assert.throws(() => parseNpyTensor(npy(1, "(1000000, 1000000)")), {
+      name: "RangeError",
+      message:
+        ".npy data is truncated: shape (1000000, 1000000) of <f8 needs 8000000000000 bytes, the file holds 16",
+    });
+    assert.ok(performance.now() - start < 100);
+    assert.throws(() => parseNpyTensor(npy(1, "(0x10,)")), SyntaxError);
+    assert.throws(() => parseNpyTensor(npy(2, "(2,)").subarray(0, 11)), {
+      name: "SyntaxError",
+      message: ".npy header is truncated",
+    });
+  });
 });

@@ -1,5 +1,5 @@
 import { show } from "../_validate.ts";
-import { readElements } from "./_elements.ts";
+import { ITEM_SIZE, readElements } from "./_elements.ts";
 import type { Tensor, TensorDtype } from "./tensor.ts";
 
 const DTYPES: Record<string, TensorDtype> = {
@@ -61,9 +61,15 @@ export function parseNpyTensor(bytes: Uint8Array): Tensor {
     );
   }
   const start = major === 1 ? 10 : 12;
+  if (bytes.length < start) {
+    throw new SyntaxError(".npy header is truncated");
+  }
   const headerLen = major === 1
     ? view.getUint16(8, true)
     : view.getUint32(8, true);
+  if (start + headerLen > bytes.length) {
+    throw new SyntaxError(".npy header is truncated");
+  }
   const header = new TextDecoder("latin1").decode(
     bytes.subarray(start, start + headerLen),
   );
@@ -83,14 +89,27 @@ export function parseNpyTensor(bytes: Uint8Array): Tensor {
       }: current value is '${descr[1]}'`,
     );
   }
-  const shape = shapeM[1].split(",").map((s) => s.trim()).filter((s) =>
+  const sizes = shapeM[1].split(",").map((s) => s.trim()).filter((s) =>
     s !== ""
-  )
-    .map(Number);
-  if (shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
+  );
+  const shape = sizes.map(Number);
+  // Decimal digits only, as numpy writes them (Number() also reads 0x10).
+  if (
+    sizes.some((s) => !/^\d+$/.test(s)) ||
+    shape.some((d) => !Number.isSafeInteger(d))
+  ) {
     throw new SyntaxError(`.npy shape is malformed: (${shapeM[1]})`);
   }
   const data = bytes.subarray(start + headerLen);
+  // Refused before the elements are allocated: a header may claim any size.
+  const count = shape.reduce((a, b) => a * b, 1);
+  if (count * ITEM_SIZE[dtype] > data.length) {
+    throw new RangeError(
+      `.npy data is truncated: shape (${shapeM[1]}) of ${descr[1]} needs ${
+        count * ITEM_SIZE[dtype]
+      } bytes, the file holds ${data.length}`,
+    );
+  }
   if (fortran[1] === "False") {
     return readElements(data, dtype, shape, ".npy data");
   }
