@@ -5,7 +5,7 @@
 // - `sh` blocks of `moelab` commands, in order and in one directory (later
 //   examples read what earlier ones write, such as out/sim/loads.parquet),
 //   with the `moelab` command installed by the README's clone line
-//   (`deno install -g ... --config deno.json lib/cli/main.ts`), standing
+//   (`deno task install`: `deno install -g ... lib/cli/main.ts`), standing
 //   for its `jsr:` line (no registry is reached here); the README's
 //   `data/fixtures/` paths are those of a clone, so the directory links
 //   `data` to the repository's;
@@ -97,18 +97,15 @@ test("every README example runs from outside the clone", {
     // The moelab command, installed from the clone as the README says.
     const bin = join(work, ".moelab");
     const install = spawnSync(deno, [
-      "install",
-      "-g",
-      "-A",
-      "-f",
-      "-n",
-      "moelab",
-      "--root",
-      bin,
+      "task",
       "--config",
       join(root, "deno.json"),
-      join(root, "lib/cli/main.ts"),
-    ], { cwd: work, encoding: "utf8" });
+      "install",
+    ], {
+      cwd: work,
+      env: { ...process.env, DENO_INSTALL_ROOT: bin },
+      encoding: "utf8",
+    });
     assert.equal(install.status, 0, install.stderr);
     const env = {
       ...process.env,
