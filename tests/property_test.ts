@@ -952,6 +952,11 @@ function contextFault(
   }
   const topGroups = ctx.topGroups ?? groups;
   if (!int(topGroups, 1, groups as number)) return ["topGroups", topGroups];
+  // The kept groups must hold at least k experts (the route op's rule).
+  if (
+    (topGroups as number) * (experts / (groups as number)) <
+      (ctx.k as number)
+  ) return ["topGroups", topGroups];
   return null;
 }
 
@@ -1021,10 +1026,7 @@ describe("balancer contexts", () => {
     );
   });
 
-  test("a context whose kept groups hold fewer than k experts is refused", {
-    skip:
-      "open: checkContext does not yet require topGroups x (experts / groups) >= k, which route requires",
-  }, () => {
+  test("a context whose kept groups hold fewer than k experts is refused", () => {
     assert.throws(
       () => greedy({ layers: 1, experts: 8, k: 4, groups: 4, topGroups: 1 }),
       RangeError,

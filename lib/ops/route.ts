@@ -71,6 +71,36 @@ export interface RouteArgs {
 }
 
 /**
+ * Checks group-limited routing settings against `experts` and `k` and
+ * fills their defaults (1 group, all kept): the groups divide the experts,
+ * `1 <= topGroups <= groups`, and the kept groups hold at least `k`
+ * experts. The one place the route op and the balancers' contexts check
+ * them.
+ */
+export function checkGroupLimit(
+  experts: number,
+  k: number,
+  groupsIn: unknown,
+  topGroupsIn: unknown,
+): { groups: number; topGroups: number } {
+  const groups = checkInteger("groups", groupsIn ?? 1, 1, experts);
+  if (experts % groups !== 0) {
+    throw new RangeError(
+      `groups must divide the number of experts (${experts}): current value is ${groups}`,
+    );
+  }
+  const topGroups = checkInteger("topGroups", topGroupsIn ?? groups, 1, groups);
+  if (topGroups * (experts / groups) < k) {
+    throw new RangeError(
+      `topGroups x group size must be at least k (${k}): current value is ${topGroups} x ${
+        experts / groups
+      }`,
+    );
+  }
+  return { groups, topGroups };
+}
+
+/**
  * Top-K routing: each token takes the `k` largest of `s[i][j] + b[j]`
  * (`s * b` with a multiplicative bias), ties to the lowest expert index,
  * within the `topGroups` best groups when `groups > 1`; weights from the
@@ -110,25 +140,12 @@ function checkRoute(request: RouteRequest): RouteArgs {
     "multiply",
   ]);
   const scale = checkNumber("scale", options.scale ?? 1);
-  const groups = checkInteger("groups", options.groups ?? 1, 1, experts);
-  if (experts % groups !== 0) {
-    throw new RangeError(
-      `groups must divide the number of experts (${experts}): current value is ${groups}`,
-    );
-  }
-  const topGroups = checkInteger(
-    "topGroups",
-    options.topGroups ?? groups,
-    1,
-    groups,
+  const { groups, topGroups } = checkGroupLimit(
+    experts,
+    k,
+    options.groups,
+    options.topGroups,
   );
-  if (topGroups * (experts / groups) < k) {
-    throw new RangeError(
-      `topGroups x group size must be at least k (${k}): current value is ${topGroups} x ${
-        experts / groups
-      }`,
-    );
-  }
   const given = options.bias;
   let bias: Float64Array | undefined;
   if (given !== undefined) {

@@ -1,6 +1,7 @@
 import { checkInteger, show } from "../_validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
+import { checkGroupLimit } from "../ops/route.ts";
 
 /** Validates a balancer context and fills its defaults. */
 export function checkContext(
@@ -19,17 +20,11 @@ export function checkContext(
       `k must be at most the number of experts (${experts}): current value is ${k}`,
     );
   }
-  const groups = checkInteger("groups", context.groups ?? 1, 1, experts);
-  if (experts % groups !== 0) {
-    throw new RangeError(
-      `groups must divide the number of experts (${experts}): current value is ${groups}`,
-    );
-  }
-  const topGroups = checkInteger(
-    "topGroups",
-    context.topGroups ?? groups,
-    1,
-    groups,
+  const { groups, topGroups } = checkGroupLimit(
+    experts,
+    k,
+    context.groups,
+    context.topGroups,
   );
   return {
     layers,
