@@ -8,7 +8,7 @@
 // the route op (lib/ops/route.ts), compared with its CPU kernel by
 // tests/kernels_conformance_test.ts.
 import type { Routing, ScoreMatrix } from "../lib/types.ts";
-import { badScore } from "../lib/_validate.ts";
+import { badScore } from "../lib/validate.ts";
 import { createRouting } from "../lib/select/routing.ts";
 import { registerKernel } from "../lib/ops/registry.ts";
 import { type RouteArgs, routeOp } from "../lib/ops/route.ts";

@@ -4,7 +4,7 @@
 // file where a folder goes, or a folder holding files of something else.
 import { mkdtempSync, rmdirSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { checkReplaceable } from "../_write_files.ts";
+import { checkReplaceable } from "../write_files.ts";
 import { UsageError } from "./args.ts";
 
 function quoted(value: string): string {

@@ -2,10 +2,10 @@ import process from "node:process";
 import { writeFileSync } from "node:fs";
 import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
 import { parseWhere, readLoadRows } from "./_loads.ts";
-import { checkInteger, checkNumber } from "../_validate.ts";
+import { checkInteger, checkNumber } from "../validate.ts";
 import { adviseRecording } from "../placement/advise.ts";
 import { adviceReportHtml, adviceTable } from "../report/advise_page.ts";
-import { writeFilesAtomically } from "../_write_files.ts";
+import { writeFilesAtomically } from "../write_files.ts";
 import { checkOutDir } from "./_out.ts";
 
 /** The files `advise --out` writes, replacing the folder as a whole. */

@@ -3,7 +3,7 @@ import { renameSync, rmSync, writeFileSync } from "node:fs";
 import { asFlagError, type FlagSpec, parseFlags, UsageError } from "./args.ts";
 import { parseWhere, readLoadRows } from "./_loads.ts";
 import { checkOutFile } from "./_out.ts";
-import { checkChoice, checkInteger } from "../_validate.ts";
+import { checkChoice, checkInteger } from "../validate.ts";
 import { rebalanceExperts } from "../placement/eplb.ts";
 import { ENGINE_MAP_FORMATS, engineMap } from "../serving/engine_map.ts";
 

@@ -1,7 +1,7 @@
 import process from "node:process";
 import { asFlagError, type FlagSpec, parseFlags, UsageError } from "./args.ts";
 import { parseWhere, readLoadRows } from "./_loads.ts";
-import { checkChoice, checkInteger } from "../_validate.ts";
+import { checkChoice, checkInteger } from "../validate.ts";
 import { SYMMETRIC_GRAPHS, symmetricPlacement } from "../placement/cayley.ts";
 import { randomPlacement } from "../placement/random.ts";
 import { asymmetricPlacement } from "../placement/asymmetric.ts";

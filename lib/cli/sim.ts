@@ -9,7 +9,7 @@ import { formatSummaryTable, simSummary } from "../sim/summary_table.ts";
 import { SIM_OUTPUT_FILES, writeSimOutputs } from "../report/sim_outputs.ts";
 import { checkOutDir } from "./_out.ts";
 import { BACKENDS } from "../route/route_backend.ts";
-import { checkChoice } from "../_validate.ts";
+import { checkChoice } from "../validate.ts";
 import {
   asMethodsError,
   type FlagSpec,

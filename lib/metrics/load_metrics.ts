@@ -1,4 +1,4 @@
-import { show } from "../_validate.ts";
+import { show } from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 
 function checkLoads(loads: ArrayLike<number>): void {

@@ -9,7 +9,7 @@ import {
   checkRoutingShape,
   checkScores,
   show,
-} from "../_validate.ts";
+} from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { BATCH_METRICS, batchMetrics } from "../metrics/batch_metrics.ts";
 import { defineOp, registerKernel } from "./registry.ts";

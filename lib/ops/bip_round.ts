@@ -1,7 +1,7 @@
 // The BIP dual round op (BIP-Based Balancing, Yuan Sun, arXiv 2502.15451;
 // docs/algorithms.md sections 5 and 6) and its production CPU kernel, the
 // rounds the `bip` balancer and `bipPrices` run.
-import { checkInteger, checkScores, show } from "../_validate.ts";
+import { checkInteger, checkScores, show } from "../validate.ts";
 import type { ScoreMatrix } from "../types.ts";
 import { defineOp, registerKernel } from "./registry.ts";
 import {

@@ -7,7 +7,7 @@ import {
   checkObject,
   checkRoutingShape,
   checkScores,
-} from "../_validate.ts";
+} from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { keepThreshold } from "../select/order.ts";
 import { defineOp, registerKernel } from "./registry.ts";

@@ -1,7 +1,7 @@
 // The Expert Choice selection op (Zhou et al. 2022; docs/algorithms.md
 // section 9) and its production CPU kernel, the routing the
 // `expertChoice` balancer runs.
-import { checkInteger, checkObject, checkScores, show } from "../_validate.ts";
+import { checkInteger, checkObject, checkScores, show } from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { createRouting } from "../select/routing.ts";
 import { keepThreshold } from "../select/order.ts";

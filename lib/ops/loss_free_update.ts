@@ -1,7 +1,7 @@
 // The Loss-Free bias update op (Wang et al., arXiv 2408.15664;
 // docs/algorithms.md section 4) and its production CPU kernel, the update
 // the `lossFree` balancer runs after each batch.
-import { checkChoice, checkNumber, show } from "../_validate.ts";
+import { checkChoice, checkNumber, show } from "../validate.ts";
 import { defineOp, registerKernel } from "./registry.ts";
 
 /** Checked arguments of every Loss-Free update kernel. */

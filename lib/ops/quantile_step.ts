@@ -1,7 +1,7 @@
 // The Quantile step op (Quantile Balancing, J. Su, 2026; Megatron-Core
 // `quantile_balancing`; docs/algorithms.md section 7) and its production
 // CPU kernel, the update the `quantile` balancer runs after each batch.
-import { checkInteger, checkObject, checkScores, show } from "../_validate.ts";
+import { checkInteger, checkObject, checkScores, show } from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { rowTop } from "../select/top.ts";
 import { defineOp, registerKernel } from "./registry.ts";

@@ -8,7 +8,7 @@ import {
   checkNumber,
   checkScoreShape,
   show,
-} from "../_validate.ts";
+} from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { createRouting } from "../select/routing.ts";
 import { insert } from "../select/top.ts";

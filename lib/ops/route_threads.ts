@@ -5,7 +5,7 @@
 // kernel's bit for bit: every thread runs the same row kernel
 // (_route_rows.ts) on blocks of rows claimed from a shared counter.
 import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
-import { badScore } from "../_validate.ts";
+import { badScore } from "../validate.ts";
 import type { Routing } from "../types.ts";
 import { registerKernel } from "./registry.ts";
 import { isGrouped, type RouteArgs, routeCpu, routeOp } from "./route.ts";

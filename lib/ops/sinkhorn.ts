@@ -7,7 +7,7 @@ import {
   checkObject,
   checkScores,
   show,
-} from "../_validate.ts";
+} from "../validate.ts";
 import type { ScoreMatrix } from "../types.ts";
 import { defineOp, registerKernel } from "./registry.ts";
 

@@ -1,6 +1,6 @@
 // Argument checks shared by the placement builders and the routing of
 // tokens to replicas.
-import { show } from "../_validate.ts";
+import { show } from "../validate.ts";
 
 /**
  * Slot layers of a slot-aligned placement (each layer partitions the GPUs

@@ -1,6 +1,6 @@
 // Shared by every token scheduler: the check of per-expert loads and the
 // integer replica loads from a max flow.
-import { show } from "../_validate.ts";
+import { show } from "../validate.ts";
 import type { ScheduleFlow } from "./_maxflow.ts";
 import type { Placement } from "./placement.ts";
 import type { Schedule } from "./types.ts";

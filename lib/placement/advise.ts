@@ -1,7 +1,7 @@
 // Offline advice on a recorded expert-load trace: how static expert
 // parallelism, EPLB (offline, colocation-free, re-planned every W steps)
 // and MicroMoE scheduling would balance it, under the step-time model.
-import { checkInteger, checkNumber, show } from "../_validate.ts";
+import { checkInteger, checkNumber, show } from "../validate.ts";
 import { asymmetricPlacement } from "./asymmetric.ts";
 import { symmetricPlacement } from "./cayley.ts";
 import { colocatedReplicas } from "./colocation.ts";

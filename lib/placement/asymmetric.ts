@@ -1,4 +1,4 @@
-import { checkInteger, checkNumber } from "../_validate.ts";
+import { checkInteger, checkNumber } from "../validate.ts";
 import { Rng } from "../scores/rng.ts";
 import { checkLoads } from "./_integer_schedule.ts";
 import { exactScheduler } from "./exact_scheduler.ts";

@@ -1,4 +1,4 @@
-import { checkChoice, checkInteger } from "../_validate.ts";
+import { checkChoice, checkInteger } from "../validate.ts";
 import type { Placement } from "./placement.ts";
 import { slotLayers } from "./_checks.ts";
 

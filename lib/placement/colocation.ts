@@ -1,4 +1,4 @@
-import { checkInteger, show } from "../_validate.ts";
+import { checkInteger, show } from "../validate.ts";
 
 /** Replicas of one expert that share a GPU in one layer. */
 export interface Colocation {

@@ -1,4 +1,4 @@
-import { checkNumber } from "../_validate.ts";
+import { checkNumber } from "../validate.ts";
 import { ScheduleFlow } from "./_maxflow.ts";
 import { loadedHighs } from "../solve/lp_solvers.ts";
 import { roundLp } from "./lp_scheduler.ts";

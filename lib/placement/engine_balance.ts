@@ -1,6 +1,6 @@
 // The balance figures the serving engines print, computed from per-GPU
 // token counts so that moelab's numbers can be set beside an engine's logs.
-import { checkInteger, checkNumber, show } from "../_validate.ts";
+import { checkInteger, checkNumber, show } from "../validate.ts";
 
 function rows(name: string, v: unknown): ArrayLike<number>[] {
   if (!Array.isArray(v) || v.length === 0) {

@@ -1,4 +1,4 @@
-import { checkInteger, checkNumber, show } from "../_validate.ts";
+import { checkInteger, checkNumber, show } from "../validate.ts";
 import { distinctPacking } from "./_distinct_packing.ts";
 
 /** Options of {@linkcode rebalanceExperts} (EPLB's arguments). */

@@ -1,4 +1,4 @@
-import { show } from "../_validate.ts";
+import { show } from "../validate.ts";
 import { checkPlacement, type Placement, replicaTable } from "./placement.ts";
 import { checkInput } from "./_checks.ts";
 

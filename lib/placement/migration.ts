@@ -1,4 +1,4 @@
-import { checkInteger, checkNumber, show } from "../_validate.ts";
+import { checkInteger, checkNumber, show } from "../validate.ts";
 
 /** Expert weights that move when one placement replaces another. */
 export interface Migration {

@@ -1,4 +1,4 @@
-import { checkInteger, show } from "../_validate.ts";
+import { checkInteger, show } from "../validate.ts";
 
 /**
  * Where the expert replicas live under expert parallelism: every GPU has

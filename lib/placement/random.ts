@@ -1,4 +1,4 @@
-import { checkInteger, checkNumber } from "../_validate.ts";
+import { checkInteger, checkNumber } from "../validate.ts";
 import { Rng } from "../scores/rng.ts";
 import type { Placement } from "./placement.ts";
 import { slotLayers } from "./_checks.ts";

@@ -1,4 +1,4 @@
-import { checkChoice } from "../_validate.ts";
+import { checkChoice } from "../validate.ts";
 import { exactScheduler } from "./exact_scheduler.ts";
 import { glpkScheduler, highsScheduler } from "./lp_scheduler.ts";
 import type { Placement } from "./placement.ts";

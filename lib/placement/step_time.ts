@@ -1,4 +1,4 @@
-import { checkNumber, show } from "../_validate.ts";
+import { checkNumber, show } from "../validate.ts";
 
 /** Hardware and model sizes of the step-time model. */
 export interface StepTimeModel {

@@ -7,7 +7,7 @@ import type pl from "nodejs-polars";
 import * as Plot from "@observablehq/plot";
 import { parseHTML } from "linkedom";
 import { Figure } from "./figure.ts";
-import { checkInteger, show } from "../_validate.ts";
+import { checkInteger, show } from "../validate.ts";
 
 /** Rows to plot: a Polars DataFrame, or an array of plain objects. */
 export type PlotData = pl.DataFrame | readonly Record<string, unknown>[];

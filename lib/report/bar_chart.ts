@@ -1,6 +1,6 @@
 import * as Plot from "@observablehq/plot";
 import type { Figure } from "./figure.ts";
-import { show } from "../_validate.ts";
+import { show } from "../validate.ts";
 import {
   type ChartOptions,
   chartSize,

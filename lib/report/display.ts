@@ -2,7 +2,7 @@ import { Buffer } from "node:buffer";
 import type pl from "nodejs-polars";
 import { JUPYTER_DISPLAY, jupyterKernel, type MimeBundle } from "./_jupyter.ts";
 import { escapeXml } from "./_plot.ts";
-import { checkInteger } from "../_validate.ts";
+import { checkInteger } from "../validate.ts";
 
 /**
  * Something a notebook shows: a mime bundle (HTML, markdown, SVG) with a

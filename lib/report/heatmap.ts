@@ -10,7 +10,7 @@ import {
   plotDocument,
   type ScaledPlot,
 } from "./_plot.ts";
-import { checkNumber } from "../_validate.ts";
+import { checkNumber } from "../validate.ts";
 
 /** Options of {@linkcode heatmap}. */
 export interface HeatmapOptions extends ChartOptions {

@@ -4,7 +4,7 @@ import {
   checkReplaceable,
   type OutputFile,
   writeFilesAtomically,
-} from "../_write_files.ts";
+} from "../write_files.ts";
 import type { SimResult } from "../sim/run.ts";
 import { simSummary } from "../sim/summary_table.ts";
 import { simReportHtml } from "./html_report.ts";

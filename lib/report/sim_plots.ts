@@ -1,4 +1,4 @@
-import { checkChoice, checkInteger } from "../_validate.ts";
+import { checkChoice, checkInteger } from "../validate.ts";
 import {
   BATCH_METRICS,
   type BatchMetric,

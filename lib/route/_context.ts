@@ -1,4 +1,4 @@
-import { checkInteger, show } from "../_validate.ts";
+import { checkInteger, show } from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { checkGroupLimit } from "../ops/route.ts";

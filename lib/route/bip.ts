@@ -1,4 +1,4 @@
-import { checkInteger, checkNumber, show } from "../_validate.ts";
+import { checkInteger, checkNumber, show } from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";

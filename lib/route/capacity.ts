@@ -1,4 +1,4 @@
-import { checkChoice, checkNumber } from "../_validate.ts";
+import { checkChoice, checkNumber } from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";

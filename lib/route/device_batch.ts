@@ -10,7 +10,7 @@ import {
   uploadScores,
 } from "../../kernels/resident_scores.ts";
 import { METRIC_WORDS, readMetrics } from "../../kernels/batch_metrics.ts";
-import { badScore } from "../_validate.ts";
+import { badScore } from "../validate.ts";
 import type { ScoreMatrix } from "../types.ts";
 
 /** A batch of one layer on the device: its scores, uploaded once. */

@@ -1,4 +1,4 @@
-import { checkNumber } from "../_validate.ts";
+import { checkNumber } from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting } from "./route.ts";

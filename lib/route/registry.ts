@@ -1,4 +1,4 @@
-import { show } from "../_validate.ts";
+import { show } from "../validate.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { greedy } from "./greedy.ts";
 import { lossFree } from "./loss_free.ts";

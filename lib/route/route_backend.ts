@@ -2,7 +2,7 @@
 // op's validator, picks the backend, and runs that backend's kernel of the
 // route op ("cpu-threads" on the CPU, "webgpu" on an adapter).
 import { acquireGpu, describeGpu, type Gpu } from "../../kernels/device.ts";
-import { checkChoice } from "../_validate.ts";
+import { checkChoice } from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { requireKernel } from "../ops/registry.ts";
 import { routeOp } from "../ops/route.ts";

@@ -1,6 +1,6 @@
 // Routing on several CPU cores: routeParallel() validates once with the
 // route op's validator and runs its "cpu-threads" kernel (lib/ops).
-import { checkInteger } from "../_validate.ts";
+import { checkInteger } from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { requireKernel } from "../ops/registry.ts";
 import { routeOp, type RouteOptions } from "../ops/route.ts";

@@ -1,4 +1,4 @@
-import { checkChoice, checkInteger, checkScores, show } from "../_validate.ts";
+import { checkChoice, checkInteger, checkScores, show } from "../validate.ts";
 import type { ScoreMatrix } from "../types.ts";
 
 /** The gate functions that turn router logits into scores. */

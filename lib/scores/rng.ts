@@ -1,4 +1,4 @@
-import { checkInteger, checkNumber } from "../_validate.ts";
+import { checkInteger, checkNumber } from "../validate.ts";
 
 /**
  * A fast seeded pseudo-random generator: xoshiro128** (Blackman and Vigna,

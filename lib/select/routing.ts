@@ -1,6 +1,6 @@
 // The Routing constructor, below every routing kernel so that the kernels
 // of each backend (lib/ops, kernels/) allocate their output the same way.
-import { checkInteger } from "../_validate.ts";
+import { checkInteger } from "../validate.ts";
 import type { Routing } from "../types.ts";
 
 /**

@@ -1,4 +1,4 @@
-import { show } from "../_validate.ts";
+import { show } from "../validate.ts";
 import { engineFileKind } from "./engine_file_kind.ts";
 import { parseNpyTensor } from "./parse_npy_tensor.ts";
 import { parseSafetensors } from "./parse_safetensors.ts";

@@ -1,4 +1,4 @@
-import { show } from "../_validate.ts";
+import { show } from "../validate.ts";
 
 /** The serving engines whose placement files {@linkcode engineMap} writes. */
 export type EngineMapFormat = "sglang" | "vllm" | "trtllm";

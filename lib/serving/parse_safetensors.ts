@@ -1,4 +1,4 @@
-import { show } from "../_validate.ts";
+import { show } from "../validate.ts";
 import { ITEM_SIZE, readElements } from "./_elements.ts";
 import type { Tensor, TensorDtype } from "./tensor.ts";
 

@@ -1,4 +1,4 @@
-import { show } from "../_validate.ts";
+import { show } from "../validate.ts";
 import { readElements } from "./_elements.ts";
 import { PickleGlobal, unpickle } from "./_pickle.ts";
 import { isZip, readZip } from "./_zip.ts";

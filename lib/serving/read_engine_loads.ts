@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
-import { show } from "../_validate.ts";
+import { show } from "../validate.ts";
 import { type EngineLoads, engineLoads } from "./engine_loads.ts";
 
 /**

@@ -1,4 +1,4 @@
-import { checkChoice, checkInteger, checkNumber, show } from "../_validate.ts";
+import { checkChoice, checkInteger, checkNumber, show } from "../validate.ts";
 import { type Gate, GATES } from "../scores/gate.ts";
 import { type MethodSpec, parseMethodSpec } from "../route/registry.ts";
 import { checkEpConfig, EP_DEFAULTS, type EpConfig } from "./ep_config.ts";

@@ -1,6 +1,6 @@
 // The expert-parallel stage's configuration and result types: what a preset
 // says about GPUs and placements, checked against the number of experts.
-import { checkChoice, checkInteger, show } from "../_validate.ts";
+import { checkChoice, checkInteger, show } from "../validate.ts";
 import {
   SYMMETRIC_GRAPHS,
   type SymmetricGraph,

@@ -1,4 +1,4 @@
-import { checkInteger } from "../_validate.ts";
+import { checkInteger } from "../validate.ts";
 import { allocateTables, type SimTables } from "./tables.ts";
 import { type PreparedRun, prepareRun } from "./prepare_run.ts";
 import { finishSimulation, runSimulation, type SimResult } from "./run.ts";

@@ -6,7 +6,7 @@ import {
   checkNumber,
   checkScores,
   show,
-} from "../_validate.ts";
+} from "../validate.ts";
 import type { ScoreMatrix } from "../types.ts";
 import {
   ASSIGNMENT_SOLVERS,

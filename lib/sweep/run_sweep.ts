@@ -13,7 +13,7 @@ import {
 import { join } from "node:path";
 import { prepareRun } from "../sim/prepare_run.ts";
 import { runSimulation, type SimResult } from "../sim/run.ts";
-import { checkInteger } from "../_validate.ts";
+import { checkInteger } from "../validate.ts";
 import type { CellReply, CellRequest } from "./_cell_worker.ts";
 import { writeSimOutputs } from "../report/sim_outputs.ts";
 import { type SweepCell, sweepCells, type SweepGrid } from "./grid.ts";

@@ -1,4 +1,4 @@
-import { checkNumber, show } from "../_validate.ts";
+import { checkNumber, show } from "../validate.ts";
 
 /** Options of {@linkcode Adam}. */
 export interface AdamOptions {

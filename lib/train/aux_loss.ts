@@ -1,4 +1,4 @@
-import { checkInteger, checkNumber, show } from "../_validate.ts";
+import { checkInteger, checkNumber, show } from "../validate.ts";
 
 /** One batch of router output: scores (or logits) and the selected experts. */
 export interface RouterBatch {

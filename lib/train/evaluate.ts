@@ -1,4 +1,4 @@
-import { checkInteger, show } from "../_validate.ts";
+import { checkInteger, show } from "../validate.ts";
 import { maxVio } from "../metrics/load_metrics.ts";
 import { routeInto } from "../route/route.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";

@@ -1,4 +1,4 @@
-import { checkInteger, show } from "../_validate.ts";
+import { checkInteger, show } from "../validate.ts";
 import { type BrownCorpus, loadBrown } from "./brown.ts";
 import { parseTrainMethod, type TrainMethod } from "./method.ts";
 import { trainMoe, type TrainOptions, type TrainRun } from "./train.ts";

@@ -1,4 +1,4 @@
-import { checkChoice, checkInteger, show } from "../_validate.ts";
+import { checkChoice, checkInteger, show } from "../validate.ts";
 import { Rng } from "../scores/rng.ts";
 import { CHAR_VOCAB } from "./vocab.ts";
 

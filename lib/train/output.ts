@@ -1,4 +1,4 @@
-import { type OutputFile, writeFilesAtomically } from "../_write_files.ts";
+import { type OutputFile, writeFilesAtomically } from "../write_files.ts";
 import pl from "nodejs-polars";
 import { writeFileSync } from "node:fs";
 import type {

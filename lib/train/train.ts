@@ -1,4 +1,4 @@
-import { checkInteger, checkNumber } from "../_validate.ts";
+import { checkInteger, checkNumber } from "../validate.ts";
 import { maxVio } from "../metrics/load_metrics.ts";
 import type { Balancer } from "../route/balancer.ts";
 import { createBalancer } from "../route/registry.ts";

@@ -1,4 +1,4 @@
-import { show } from "../_validate.ts";
+import { show } from "../validate.ts";
 
 /**
  * The character vocabulary of the training models, one character per

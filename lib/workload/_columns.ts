@@ -2,7 +2,7 @@
 // every malformed value names its row (data rows counted from 0), so that a
 // user can find the cell in a file of thousands of rows.
 import pl from "nodejs-polars";
-import { checkInteger, show } from "../_validate.ts";
+import { checkInteger, show } from "../validate.ts";
 
 const NUMERIC = new Set([
   "Int8",

@@ -1,5 +1,5 @@
 import type pl from "nodejs-polars";
-import { show } from "../_validate.ts";
+import { show } from "../validate.ts";
 import type { EngineLoads } from "../serving/engine_loads.ts";
 import { longTable } from "./_columns.ts";
 

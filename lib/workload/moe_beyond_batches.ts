@@ -1,5 +1,5 @@
 import pl from "nodejs-polars";
-import { show } from "../_validate.ts";
+import { show } from "../validate.ts";
 
 /**
  * The per-batch expert counts derived from the MoE-Beyond traces of

@@ -1,4 +1,4 @@
-import { show } from "../_validate.ts";
+import { show } from "../validate.ts";
 
 /** A float32 array read from a `.npy` file. */
 export interface NpyArray {

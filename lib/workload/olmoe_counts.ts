@@ -1,5 +1,5 @@
 import pl from "nodejs-polars";
-import { show } from "../_validate.ts";
+import { show } from "../validate.ts";
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);

@@ -2,7 +2,7 @@ import pl from "nodejs-polars";
 import { existsSync, readFileSync } from "node:fs";
 import type { Buffer } from "node:buffer";
 import { extname } from "node:path";
-import { show } from "../_validate.ts";
+import { show } from "../validate.ts";
 
 /**
  * Parses JSON lines into a DataFrame, one column per key (absent keys are

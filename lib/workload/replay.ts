@@ -1,4 +1,4 @@
-import { checkChoice, show } from "../_validate.ts";
+import { checkChoice, show } from "../validate.ts";
 import { type Gate, GATES, sigmoid, softmax } from "../scores/gate.ts";
 import type { ScoreMatrix } from "../types.ts";
 import type { NpyArray } from "./npy.ts";

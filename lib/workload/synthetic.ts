@@ -1,4 +1,4 @@
-import { checkChoice, checkInteger, checkNumber } from "../_validate.ts";
+import { checkChoice, checkInteger, checkNumber } from "../validate.ts";
 import { type Gate, GATES, sigmoid, softmax } from "../scores/gate.ts";
 import { Rng, searchCdf } from "../scores/rng.ts";
 import type { ScoreMatrix } from "../types.ts";

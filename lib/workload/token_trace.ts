@@ -1,5 +1,5 @@
 import pl from "nodejs-polars";
-import { show } from "../_validate.ts";
+import { show } from "../validate.ts";
 import {
   checkFrame,
   column,

@@ -1,5 +1,5 @@
 import type pl from "nodejs-polars";
-import { checkInteger } from "../_validate.ts";
+import { checkInteger } from "../validate.ts";
 import {
   checkFrame,
   expertCount,
