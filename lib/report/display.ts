@@ -197,12 +197,19 @@ function isDataFrame(v: unknown): v is pl.DataFrame {
  */
 export async function display(...values: unknown[]): Promise<void> {
   const kernel = jupyterKernel();
-  for (const v of values) {
-    const shown = isDataFrame(v)
-      ? htmlTable(v)
-      : typeof v === "string"
-      ? markdown(v)
-      : v;
+  const shownValues = values.map((v) =>
+    isDataFrame(v) ? htmlTable(v) : typeof v === "string" ? markdown(v) : v
+  );
+  // The Deno kernel can drop a cell's second display message, so values
+  // that all have an HTML form go out as one message, in order.
+  const merged = kernel && shownValues.length > 1
+    ? mergeHtml(shownValues)
+    : undefined;
+  if (kernel && merged) {
+    await kernel.display(merged);
+    return;
+  }
+  for (const shown of shownValues) {
     if (kernel) {
       await kernel.display(shown);
       continue;
@@ -213,4 +220,29 @@ export async function display(...values: unknown[]): Promise<void> {
       : String(shown);
     console.log(text);
   }
+}
+
+/** The bundle of a value that has one (Rendered, Figure, ...), else undefined. */
+function bundleOf(value: unknown): MimeBundle | undefined {
+  const own = (value as Record<symbol, unknown> | null)?.[JUPYTER_DISPLAY];
+  return typeof own === "function" ? own.call(value) as MimeBundle : undefined;
+}
+
+/**
+ * One bundle holding every value's HTML in order (plain texts joined), or
+ * undefined when a value has no HTML form.
+ */
+export function mergeHtml(values: unknown[]): Rendered | undefined {
+  const html: string[] = [];
+  const text: string[] = [];
+  for (const v of values) {
+    const b = bundleOf(v);
+    if (b === undefined || typeof b["text/html"] !== "string") return undefined;
+    html.push(b["text/html"]);
+    text.push(b["text/plain"] ?? "");
+  }
+  return new Rendered({
+    "text/html": html.join("\n"),
+    "text/plain": text.join("\n\n"),
+  });
 }

@@ -1,10 +1,34 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import pl from "nodejs-polars";
-import { display, htmlTable, markdown, Rendered } from "./display.ts";
+import {
+  display,
+  htmlTable,
+  markdown,
+  mergeHtml,
+  Rendered,
+} from "./display.ts";
 import { lineChart } from "./line_chart.ts";
 
 describe("display", () => {
+  test("values with HTML forms merge into one bundle, in order; markdown does not", () => {
+    const table = htmlTable(pl.DataFrame({ a: [1, 2] }));
+    const chart = lineChart([{ x: 0, y: 1 }, { x: 1, y: 2 }], {
+      x: "x",
+      y: "y",
+    });
+    const merged = mergeHtml([table, chart])!;
+    const html = merged.bundle["text/html"];
+    const t = table.bundle["text/html"];
+    const c = chart[Symbol.for("Jupyter.display") as never] as () => {
+      "text/html": string;
+    };
+    const ch = c.call(chart)["text/html"];
+    assert.equal(html, `${t}\n${ch}`);
+    assert.ok(html.indexOf("<table") < html.indexOf("<img"));
+    assert.equal(mergeHtml([table, markdown("# note")]), undefined);
+  });
+
   test("an SVG bundle also carries a standalone <img> for nbconvert", () => {
     const decode = (html: string) =>
       new TextDecoder().decode(Uint8Array.from(
