@@ -123,7 +123,16 @@ export function asFlagError(
   const flag = m ? names[m[1]] : undefined;
   if (flag === undefined) return e;
   const Cls = e.constructor as new (m: string) => Error;
-  return new Cls(flag + e.message.slice(m![1].length));
+  // The condition may name other settings too ("a multiple of replicas");
+  // the value shown after the first ": " is left as it is.
+  const rest = e.message.slice(m![1].length);
+  const cut = rest.indexOf(": ");
+  const condition = cut < 0 ? rest : rest.slice(0, cut);
+  const named = condition.replace(
+    /(?<![\w.-])([A-Za-z][\w.]*)\b/g,
+    (word: string) => Object.hasOwn(names, word) ? names[word] : word,
+  );
+  return new Cls(flag + named + (cut < 0 ? "" : rest.slice(cut)));
 }
 
 /**
