@@ -17,6 +17,9 @@ export type Flags = Record<
   string | string[] | number | boolean | undefined
 >;
 
+/** A decimal number as a user types it: `12`, `-0.5`, `1e-3`, `.5`. */
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
 /**
  * Parses `--name value`, `--name=value` and boolean `--name` flags; a
  * `"strings"` flag may be repeated, its values collected in order.
@@ -63,7 +66,8 @@ export function parseFlags(args: string[], spec: FlagSpec): Flags {
       flags[name] = [...(flags[name] as string[] | undefined ?? []), text];
     } else {
       const value = Number(text);
-      if (text.trim() === "" || !Number.isFinite(value)) {
+      // Decimal only: Number() would also take " 12 ", "0x10" and "0b11".
+      if (!DECIMAL.test(text) || !Number.isFinite(value)) {
         throw new UsageError(
           `--${name} must be a number: current value is ${
             JSON.stringify(text)

@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { asFlagError } from "./args.ts";
+import { asFlagError, parseFlags, UsageError } from "./args.ts";
 
 describe("asFlagError", () => {
   const names = {
@@ -39,5 +39,28 @@ describe("asFlagError", () => {
     assert.equal(asFlagError(other, names), other);
     const plain = new Error("gpus failed");
     assert.equal(asFlagError(plain, names), plain);
+  });
+});
+
+describe("parseFlags numbers", () => {
+  const spec = { steps: "integer", rate: "number" } as const;
+
+  test("decimal forms are read", () => {
+    assert.deepEqual(
+      parseFlags(["--steps", "1e3", "--rate=-.5"], spec),
+      { steps: 1000, rate: -0.5 },
+    );
+  });
+
+  test("hexadecimal, binary and padded numbers are refused, the text shown", () => {
+    for (const text of ["0x10", "0b11", " 12 ", "12px", ""]) {
+      assert.throws(
+        () => parseFlags(["--steps", text], spec),
+        (e: Error) =>
+          e instanceof UsageError &&
+          e.message.includes(`current value is ${JSON.stringify(text)}`),
+        text,
+      );
+    }
   });
 });
