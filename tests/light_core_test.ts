@@ -68,3 +68,54 @@ test(
     ]);
   },
 );
+
+test(
+  "importing the core in a fresh cache downloads no npm package; the LP solvers load from deno.json's versions",
+  {
+    skip: isDeno ? false : "needs deno",
+  },
+  async () => {
+    // Deno fetches the npm packages of literal dynamic imports with the
+    // graph: a literal import("glpk.js/node") in the core would download
+    // glpk.js here, though nothing calls it.
+    const cache = await Deno.makeTempDir({ prefix: "moelab-deno-dir-" });
+    try {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "eval",
+          "--no-lock",
+          "--node-modules-dir=none",
+          "--config",
+          "deno.json",
+          'await import("./mod.ts");',
+        ],
+        cwd: root,
+        env: { DENO_DIR: cache, DENO_NO_UPDATE_CHECK: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      const npm: string[] = [];
+      try {
+        for await (const e of Deno.readDir(join(cache, "npm"))) {
+          for await (const p of Deno.readDir(join(cache, "npm", e.name))) {
+            npm.push(p.name);
+          }
+        }
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+      assert.deepEqual(npm, []);
+    } finally {
+      await Deno.remove(cache, { recursive: true });
+    }
+    const { LP_SOLVER_SPECIFIERS } = await import(
+      "../lib/solve/lp_solvers.ts"
+    );
+    const config = JSON.parse(
+      await Deno.readTextFile(join(root, "deno.json")),
+    ) as { imports: Record<string, string> };
+    assert.equal(LP_SOLVER_SPECIFIERS.glpk, config.imports["glpk.js/node"]);
+    assert.equal(LP_SOLVER_SPECIFIERS.highs, config.imports["highs"]);
+  },
+);

@@ -9,6 +9,21 @@ export type Glpk = Awaited<ReturnType<typeof import("glpk.js/node").default>>;
 
 type HighsLoader = () => Promise<Highs>;
 
+/**
+ * Where the solvers load from at run time. The specifiers are values, not
+ * literals, so that no module graph built from an import of the package
+ * (Deno fetches the npm packages of literal dynamic imports up front)
+ * downloads the solvers before a caller asks for one. Deno takes the
+ * `npm:` form (the versions of deno.json's imports, which a test checks);
+ * Bun and Node resolve the bare names from node_modules.
+ */
+export const LP_SOLVER_SPECIFIERS: {
+  readonly glpk: string;
+  readonly highs: string;
+} = "Deno" in globalThis && !("Bun" in globalThis)
+  ? { glpk: "npm:glpk.js@5.0.0/node", highs: "npm:highs@1.15.3" }
+  : { glpk: "glpk.js/node", highs: "highs" };
+
 let glpkLoading: Promise<Glpk> | undefined;
 let highsLoading: Promise<Highs> | undefined;
 let glpk: Glpk | undefined;
@@ -16,7 +31,9 @@ let highs: Highs | undefined;
 
 /** Loads glpk.js once; later calls return the same instance. */
 export function loadGlpk(): Promise<Glpk> {
-  glpkLoading ??= import("glpk.js/node").then((m) => m.default()).then(
+  glpkLoading ??= (import(LP_SOLVER_SPECIFIERS.glpk) as Promise<
+    typeof import("glpk.js/node")
+  >).then((m) => m.default()).then(
     (instance) => glpk = instance,
   );
   return glpkLoading;
@@ -26,7 +43,9 @@ export function loadGlpk(): Promise<Glpk> {
 export function loadHighs(): Promise<Highs> {
   // A CommonJS module: its default export is the loader itself, or holds it
   // as `default`, depending on the runtime's interop.
-  highsLoading ??= import("highs").then((m) => {
+  highsLoading ??= (import(LP_SOLVER_SPECIFIERS.highs) as Promise<
+    typeof import("highs")
+  >).then((m) => {
     const d =
       (m as unknown as { default: HighsLoader | { default: HighsLoader } })
         .default;
