@@ -21,7 +21,7 @@ export interface TransformerConfig {
   experts?: number;
   /** Experts per token `K`. Default `2`. */
   topK?: number;
-  /** Hidden width of a routed expert `d -> h -> d`. Default `dim`. */
+  /** Hidden width of a routed expert `d -> h -> d` (SiLU, no biases). Default `dim`. */
   hidden?: number;
   /** Hidden width of the shared expert of each MoE block; `0` for none. Default `0`. */
   sharedHidden?: number;

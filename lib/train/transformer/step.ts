@@ -51,9 +51,11 @@ interface BlockBuffers {
   offsets: Int32Array;
   rowSlot: Int32Array;
   xe: Float32Array;
+  /** Experts' hidden pre-activations and their SiLU, `rows x hidden`. */
+  hpre: Float32Array;
   he: Float32Array;
   ye: Float32Array;
-  /** Shared expert / dense FFN pre-activations `N x sh`, and its hidden after ReLU. */
+  /** Shared expert / dense FFN pre-activations `N x sh`, and its hidden after SiLU. */
   spre: Float32Array;
   sh: Float32Array;
   routing?: Routing;
@@ -140,6 +142,7 @@ export function createTransformerWorkspace(
       offsets: new Int32Array(E + 1),
       rowSlot: new Int32Array(rows),
       xe: f32(rows * d),
+      hpre: f32(rows * c.hidden),
       he: f32(rows * c.hidden),
       ye: f32(rows * d),
       spre: f32(N * sh),
@@ -291,6 +294,19 @@ function fromHeads(
   }
 }
 
+/** SiLU (swish): `out = x * sigmoid(x)`. */
+function silu(x: Float32Array, out: Float32Array, len: number): void {
+  for (let i = 0; i < len; i++) out[i] = x[i] / (1 + Math.exp(-x[i]));
+}
+
+/** Multiplies `d` by SiLU's derivative at `x`: `s (1 + x (1 - s))`, `s = sigmoid(x)`. */
+function siluBackward(x: Float32Array, d: Float32Array, len: number): void {
+  for (let i = 0; i < len; i++) {
+    const s = 1 / (1 + Math.exp(-x[i]));
+    d[i] *= s * (1 + x[i] * (1 - s));
+  }
+}
+
 /** Gate weights of the selected experts from float64 scores. */
 function gateForward(
   c: ResolvedTransformerConfig,
@@ -372,6 +388,7 @@ function ensureRows(
   if (bb.rowSlot.length < rows) {
     bb.rowSlot = new Int32Array(rows);
     bb.xe = new Float32Array(rows * d);
+    bb.hpre = new Float32Array(rows * h);
     bb.he = new Float32Array(rows * h);
     bb.ye = new Float32Array(rows * d);
   }
@@ -478,9 +495,7 @@ export async function transformerStep(
         transB: true,
         accumulate: false,
       });
-      for (let i = 0; i < n * sh; i++) {
-        bb.sh[i] = bb.spre[i] > 0 ? bb.spre[i] : 0;
-      }
+      silu(bb.spre, bb.sh, n * sh);
       await mm({
         a: bb.sh,
         b: bp.sw2,
@@ -559,10 +574,11 @@ export async function transformerStep(
       const r0 = off[e], ne_ = off[e + 1] - r0;
       if (ne_ === 0) continue;
       const he = bb.he.subarray(r0 * hdn, (r0 + ne_) * hdn);
+      const hpre = bb.hpre.subarray(r0 * hdn, (r0 + ne_) * hdn);
       await mm({
         a: bb.xe.subarray(r0 * d, (r0 + ne_) * d),
         b: bp.w1.subarray(e * hdn * d, (e + 1) * hdn * d),
-        out: he,
+        out: hpre,
         m: ne_,
         n: hdn,
         k: d,
@@ -570,7 +586,7 @@ export async function transformerStep(
         transB: true,
         accumulate: false,
       });
-      for (let i = 0; i < he.length; i++) if (he[i] < 0) he[i] = 0;
+      silu(hpre, he, he.length);
       await mm({
         a: he,
         b: bp.w2.subarray(e * d * hdn, (e + 1) * d * hdn),
@@ -682,7 +698,7 @@ export async function transformerStep(
         transB: false,
         accumulate: false,
       });
-      for (let i = 0; i < n * sh; i++) if (bb.spre[i] <= 0) dsh[i] = 0;
+      siluBackward(bb.spre, dsh, n * sh);
       await mm({
         a: dsh,
         b: bb.a2,
@@ -752,7 +768,11 @@ export async function transformerStep(
           transB: false,
           accumulate: false,
         });
-        for (let i = 0; i < dhe.length; i++) if (he[i] <= 0) dhe[i] = 0;
+        siluBackward(
+          bb.hpre.subarray(r0 * hdn, (r0 + ne_) * hdn),
+          dhe,
+          dhe.length,
+        );
         await mm({
           a: dhe,
           b: xe,

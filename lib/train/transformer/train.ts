@@ -60,13 +60,14 @@ export interface TransformerTrainOptions extends TransformerConfig {
    */
   routeChunk?: number;
   /**
-   * How validation tokens are routed: `"topk"` by top-K of the scores plus
-   * the method's biases frozen at their last value (causal, as a deployed
-   * model routes), or `"method"` by the method itself on chunks of
-   * `routeChunk` tokens (for Expert Choice this lets a token's routing see
-   * later tokens). Default `"topk"`.
+   * Validation always routes by top-K of the scores plus the method's
+   * biases frozen at their last value (causal, as a deployed model routes).
+   * With `leakyValidation`, a balancer's run is also validated with the
+   * balancer itself routing chunks of `routeChunk` tokens (for Expert
+   * Choice a token's routing then sees later tokens), in
+   * {@linkcode TransformerRun.methodRouted}. Default `false`.
    */
-  validRouting?: "topk" | "method";
+  leakyValidation?: boolean;
   /** Kernels: `"cpu"`, `"cpu-threads"` or `"webgpu"`. Default `"cpu"`. */
   backend?: LmBackend;
   /** Called after every step with its number (from 1) and training loss. */
@@ -91,6 +92,8 @@ export interface TransformerRun {
   maxVioBatch: number;
   /** Per step: training cross-entropy, router objective, MaxVio_batch. */
   curve: { loss: Float64Array; aux: Float64Array; maxVioBatch: Float64Array };
+  /** Validation with the balancer routing chunks (only with `leakyValidation` and a balancer). */
+  methodRouted?: { loss: number; perplexity: number; maxVioGlobal: number };
   /** Mean training cross-entropy over the last tenth of the steps. */
   finalTrainLoss: number;
   /** Wall time of the training steps, seconds. */
@@ -301,11 +304,12 @@ export async function trainTransformer(
     "cpu-threads",
     "webgpu",
   ]);
-  const validRouting = checkChoice(
-    "validRouting",
-    options.validRouting ?? "topk",
-    ["topk", "method"],
-  );
+  const leaky = options.leakyValidation ?? false;
+  if (typeof leaky !== "boolean") {
+    throw new TypeError(
+      `leakyValidation must be a boolean: current value is ${show(leaky)}`,
+    );
+  }
   const method = resolveTrainMethod(options.method);
   const model = createTransformer(options, seed);
   const c = model.config, T = c.seqLen, n = batchSeqs * T;
@@ -379,11 +383,24 @@ export async function trainTransformer(
     model,
     ws,
     corpus.valid,
-    validRouting === "method" && balancer
-      ? makeSelect(c, balancer, undefined, chunk, [])
-      : makeSelect(c, undefined, bias, undefined, []),
+    makeSelect(c, undefined, bias, undefined, []),
     validTokens,
   );
+  let methodRouted: TransformerRun["methodRouted"];
+  if (leaky && balancer) {
+    const e = await evaluateWith(
+      model,
+      ws,
+      corpus.valid,
+      makeSelect(c, balancer, undefined, chunk, []),
+      validTokens,
+    );
+    methodRouted = {
+      loss: e.loss,
+      perplexity: e.perplexity,
+      maxVioGlobal: e.maxVioGlobal,
+    };
+  }
   const tail = Math.max(1, Math.floor(steps / 10));
   let last = 0, mvb = 0;
   for (let i = steps - tail; i < steps; i++) last += curve.loss[i] / tail;
@@ -393,6 +410,7 @@ export async function trainTransformer(
     seed,
     ...ev,
     maxVioBatch: mvb,
+    ...(methodRouted ? { methodRouted } : {}),
     curve,
     finalTrainLoss: last,
     seconds,
@@ -412,12 +430,12 @@ async function evaluateWith(
   Pick<TransformerRun, "loss" | "perplexity" | "loads" | "maxVioGlobal">
 > {
   const c = model.config, T = c.seqLen, cap = ws.capacity;
-  const seqs = Math.max(1, Math.floor(tokens / T));
+  // Whole batches only, so chunked routing sees batches of the training size.
+  const seqs = Math.max(1, Math.floor(tokens / T / cap)) * cap;
   const span = text.length - T - 1;
   const loads: Int32Array[] = [];
   let total = 0;
   for (let b0 = 0; b0 < seqs; b0 += cap) {
-    // Whole batches only, so chunked routing sees batches of the training size.
     const nb = Math.min(cap, seqs - b0);
     for (let b = 0; b < nb; b++) {
       const p0 = Math.floor(((b0 + b) * span) / seqs);
