@@ -45,8 +45,7 @@ export interface AttentionBackwardArgs {
   headDim: number;
 }
 
-/** The backends the transformer runs on. */
-export type LmBackend = "cpu" | "cpu-threads" | "webgpu";
+import type { LmBackend } from "./model.ts";
 
 /** The kernels of one backend. */
 export interface LmKernels {

@@ -1,6 +1,9 @@
 import { checkChoice, checkInteger, show } from "../../validate.ts";
 import { Rng } from "../../scores/rng.ts";
 
+/** The kernels a transformer runs on: the CPU reference, CPU worker threads, or WebGPU. */
+export type LmBackend = "cpu" | "cpu-threads" | "webgpu";
+
 /** The shape of a {@linkcode TransformerModel}. */
 export interface TransformerConfig {
   /** Vocabulary size. Default `512` (a byte-level BPE of 256 merges). */

@@ -3,14 +3,10 @@
 // the FFN a dense net or routed experts plus an optional shared expert.
 import type { Routing, ScoreMatrix } from "../../types.ts";
 import { auxLoss, zLoss } from "../aux_loss.ts";
-import {
-  type LmBackend,
-  type LmKernels,
-  lmKernels,
-  type MatmulArgs,
-} from "./_kernels.ts";
+import { type LmKernels, lmKernels, type MatmulArgs } from "./_kernels.ts";
 import {
   isMoeBlock,
+  type LmBackend,
   type ResolvedTransformerConfig,
   sharedWidth,
   type TransformerModel,

@@ -11,10 +11,10 @@ import { createRouting, routeInto } from "../../route/route.ts";
 import { Rng } from "../../scores/rng.ts";
 import type { Routing, ScoreMatrix } from "../../types.ts";
 import { parseTrainMethod, type TrainMethod } from "../method.ts";
-import type { LmBackend } from "./_kernels.ts";
 import {
   createTransformer,
   isMoeBlock,
+  type LmBackend,
   type ResolvedTransformerConfig,
   type TransformerConfig,
   type TransformerModel,
