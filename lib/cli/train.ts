@@ -7,6 +7,7 @@ import {
   formatTransformerTable,
   runTransformerExperiment,
   type TransformerPreset,
+  transformerSummary,
 } from "../train/transformer/experiment.ts";
 import { parseTrainMethod, trainMethodNames } from "../train/method.ts";
 import {
@@ -256,7 +257,8 @@ async function transformerCommand(
       ),
   });
   const table = formatTransformerTable(x);
-  const { runs, ...summary } = x;
+  const { runs } = x;
+  const summary = transformerSummary(x);
   mkdirSync(out, { recursive: true });
   writeFileSync(
     join(out, "summary.json"),

@@ -105,4 +105,6 @@ export {
   type TransformerExperiment,
   type TransformerMethodSummary,
   type TransformerPreset,
+  type TransformerRunFigures,
+  transformerSummary,
 } from "./transformer/experiment.ts";

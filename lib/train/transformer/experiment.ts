@@ -330,6 +330,77 @@ export async function runTransformerExperiment(
   };
 }
 
+/** One run's figures, as {@linkcode transformerSummary} lists them. */
+export interface TransformerRunFigures {
+  /** The method's label, or `expert-choice chunk N` for a leakage run. */
+  method: string;
+  /** The seed. */
+  seed: number;
+  /** Validation perplexity per token. */
+  perplexity: number;
+  /** Validation cross-entropy, nats per token. */
+  loss: number;
+  /** MaxVio_global on the validation set. */
+  maxVioGlobal: number;
+  /** Mean MaxVio_batch over training. */
+  maxVioBatch: number;
+  /** MaxVio_batch of the first step. */
+  maxVioBatchStep0: number;
+  /** Training loss over the last tenth of the steps. */
+  finalTrainLoss: number;
+  /** Training tokens per second. */
+  tokensPerSecond: number;
+  /** Validation loss with the balancer routing chunks (leakage runs). */
+  leakyLoss?: number;
+}
+
+/** Per-run scalars of a run (no curves, no model). */
+export function runFigures(
+  r: Omit<TransformerRun, "model">,
+): TransformerRunFigures {
+  return {
+    method: r.method,
+    seed: r.seed,
+    perplexity: r.perplexity,
+    loss: r.loss,
+    maxVioGlobal: r.maxVioGlobal,
+    maxVioBatch: r.maxVioBatch,
+    maxVioBatchStep0: r.curve.maxVioBatch[0],
+    finalTrainLoss: r.finalTrainLoss,
+    tokensPerSecond: r.tokensPerSecond,
+    ...(r.methodRouted ? { leakyLoss: r.methodRouted.loss } : {}),
+  };
+}
+
+/**
+ * What `moelab train` writes to `summary.json` for a transformer preset,
+ * and what data/results/ keeps: the experiment without its per-step
+ * curves, with every run's scalars.
+ *
+ * @param x The experiment.
+ * @returns A JSON-ready object.
+ *
+ * @example
+ * ```ts
+ * import { loadBrownTokens, runTransformerExperiment, transformerSummary } from "@moelab/balance/train";
+ * import assert from "node:assert/strict";
+ *
+ * const corpus = loadBrownTokens({ maxFiles: 4, validEvery: 4, vocab: 300 });
+ * const x = await runTransformerExperiment({
+ *   methods: ["none"], seeds: [1, 2], steps: 2, seqLen: 8, dim: 8, heads: 2,
+ *   layers: 1, experts: 4, topK: 1, hidden: 8, batchSeqs: 2, validTokens: 16,
+ * }, { corpus });
+ * const s = transformerSummary(x);
+ * assert.equal(s.runs.length, 2);
+ * assert.equal(s.summary[0].perplexity.mean, (s.runs[0].perplexity + s.runs[1].perplexity) / 2);
+ * ```
+ */
+export function transformerSummary(
+  x: TransformerExperiment,
+): Omit<TransformerExperiment, "runs"> & { runs: TransformerRunFigures[] } {
+  return { ...x, runs: x.runs.map(runFigures) };
+}
+
 const fmt = (s: MeanStd, digits = 3) =>
   `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}`;
 
