@@ -145,6 +145,9 @@ function attentionBackward(x: AttentionBackwardArgs): void {
 }
 
 /** The kernels of `backend`. */
-export function lmKernels(backend: LmBackend = "cpu"): LmKernels {
+export function lmKernels(
+  backend: LmBackend = "cpu",
+  _env: { threads?: number; gpu?: unknown } = {},
+): LmKernels {
   return { backend, matmul, attention, attentionBackward };
 }

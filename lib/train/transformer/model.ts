@@ -279,6 +279,8 @@ export function transformerViews(
  *
  * @param config See {@linkcode TransformerConfig}.
  * @param seed Seed of {@linkcode Rng}. Default `1`.
+ * @param options `shared`: put the parameters on a `SharedArrayBuffer`,
+ *   which the `"cpu-threads"` kernels read in place (default `false`).
  * @returns The model.
  * @throws {RangeError} If a size is out of range, `heads` does not divide `dim`, or `topK > experts`.
  *
@@ -296,9 +298,13 @@ export function transformerViews(
 export function createTransformer(
   config: TransformerConfig = {},
   seed = 1,
+  options: { shared?: boolean } = {},
 ): TransformerModel {
   const c = resolveTransformerConfig(config);
-  const params = new Float32Array(transformerParameterCount(c));
+  const size = transformerParameterCount(c);
+  const params = options.shared
+    ? new Float32Array(new SharedArrayBuffer(4 * size))
+    : new Float32Array(size);
   const views = transformerViews(params, c);
   const rng = new Rng(seed);
   const fill = (a: Float32Array, std: number) => {

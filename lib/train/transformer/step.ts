@@ -71,6 +71,8 @@ export interface TransformerWorkspace {
   readonly gradViews: TransformerParams;
   /** The kernels the step runs. */
   readonly kernels: LmKernels;
+  /** Allocates a float32 buffer where the kernels want it. */
+  readonly f32: (n: number) => Float32Array;
   blocks: BlockBuffers[];
   xF: Float32Array;
   f: Float32Array;
@@ -103,10 +105,14 @@ export function createTransformerWorkspace(
   model: TransformerModel,
   capacity: number,
   backend: LmBackend = "cpu",
+  env: { threads?: number; gpu?: unknown } = {},
 ): TransformerWorkspace {
   const c = model.config, T = c.seqLen, d = c.dim, N = capacity * T;
   const E = c.experts, H = c.heads;
-  const f32 = (n: number) => new Float32Array(n);
+  // The "cpu-threads" kernels read and write shared memory in place.
+  const f32 = backend === "cpu-threads"
+    ? (n: number) => new Float32Array(new SharedArrayBuffer(4 * n))
+    : (n: number) => new Float32Array(n);
   const rows = N * c.topK + E;
   const blocks: BlockBuffers[] = [];
   let maxSh = 1;
@@ -152,7 +158,8 @@ export function createTransformerWorkspace(
     targets: new Int32Array(N),
     grads,
     gradViews: transformerViews(grads, c),
-    kernels: lmKernels(backend),
+    kernels: lmKernels(backend, env),
+    f32,
     blocks,
     xF: f32(N * d),
     f: f32(N * d),
@@ -381,17 +388,18 @@ function ensureRows(
   slots: number,
 ): void {
   const d = c.dim, h = c.hidden;
+  const f32 = ws.f32;
   if (bb.rowSlot.length < rows) {
     bb.rowSlot = new Int32Array(rows);
-    bb.xe = new Float32Array(rows * d);
-    bb.hpre = new Float32Array(rows * h);
-    bb.he = new Float32Array(rows * h);
-    bb.ye = new Float32Array(rows * d);
+    bb.xe = f32(rows * d);
+    bb.hpre = f32(rows * h);
+    bb.he = f32(rows * h);
+    bb.ye = f32(rows * d);
   }
   if (ws.dye.length < rows * d) {
-    ws.dye = new Float32Array(rows * d);
-    ws.dhe = new Float32Array(rows * h);
-    ws.dxe = new Float32Array(rows * d);
+    ws.dye = f32(rows * d);
+    ws.dhe = f32(rows * h);
+    ws.dxe = f32(rows * d);
   }
   if (bb.sel.length < n * slots) {
     bb.sel = new Int32Array(n * slots);

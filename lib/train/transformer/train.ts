@@ -70,6 +70,8 @@ export interface TransformerTrainOptions extends TransformerConfig {
   leakyValidation?: boolean;
   /** Kernels: `"cpu"`, `"cpu-threads"` or `"webgpu"`. Default `"cpu"`. */
   backend?: LmBackend;
+  /** Threads of the `"cpu-threads"` kernels, the calling one included. Default: the logical cores. */
+  threads?: number;
   /** Called after every step with its number (from 1) and training loss. */
   onStep?: (step: number, loss: number) => void;
 }
@@ -311,7 +313,9 @@ export async function trainTransformer(
     );
   }
   const method = resolveTrainMethod(options.method);
-  const model = createTransformer(options, seed);
+  const model = createTransformer(options, seed, {
+    shared: backend === "cpu-threads",
+  });
   const c = model.config, T = c.seqLen, n = batchSeqs * T;
   const validTokens = checkInteger(
     "validTokens",
@@ -339,7 +343,12 @@ export async function trainTransformer(
     })
     : undefined;
   const objective = methodObjective(method, T);
-  const ws = createTransformerWorkspace(model, batchSeqs, backend);
+  const threads = checkInteger(
+    "threads",
+    options.threads ?? navigator.hardwareConcurrency ?? 1,
+    1,
+  );
+  const ws = createTransformerWorkspace(model, batchSeqs, backend, { threads });
   const adam = new Adam32(model.params.length, clip);
   const kept: LayerRouting[] = [];
   const select = makeSelect(c, balancer, undefined, chunk, kept);
