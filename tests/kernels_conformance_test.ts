@@ -46,6 +46,7 @@ import {
   sameRouting,
   scores,
 } from "./_kernel_cases.ts";
+import { TRAIN_REACH } from "./_train_kernel_cases.ts";
 
 // Every module that may register a kernel, so the registry is complete.
 for (const dir of ["lib/ops", "kernels"]) {
@@ -122,6 +123,8 @@ const REACH: Record<string, () => Promise<void> | void> = {
       topK: 2,
       methods: ["greedy"],
     }),
+  // The training ops (matmul, attention, ...): _train_kernel_cases.ts.
+  ...TRAIN_REACH,
 };
 
 // ------------------------------------------------------------ suite

@@ -18,6 +18,9 @@
  * | `expertChoice`   | each expert takes its top-C tokens                |
  * | `capacityDrop`   | drop assignments over an expert capacity          |
  * | `batchMetrics`   | balance, retention and drops of a routed batch    |
+ * | `matmul`         | `out (+)= op(a) op(b)`, float32, any transposes   |
+ * | `attention`      | causal softmax(q kᵀ / sqrt(d)) v, per head        |
+ * | `attentionBackward` | dq, dk, dv of causal attention                 |
  *
  * Every op has a `"cpu"` kernel: the production code, float64 where it
  * matters, and the reference every other kernel is compared with.
@@ -162,3 +165,22 @@ export {
   batchMetricsOp,
   type BatchMetricsRequest,
 } from "./batch_metrics.ts";
+export {
+  type MatmulArgs,
+  matmulCpu,
+  matmulOp,
+  type MatmulRequest,
+} from "./matmul.ts";
+export { matmulThreads } from "./matmul_threads.ts";
+export {
+  type AttentionArgs,
+  type AttentionBackwardArgs,
+  attentionBackwardCpu,
+  attentionBackwardOp,
+  type AttentionBackwardRequest,
+  attentionCpu,
+  type AttentionGrads,
+  attentionOp,
+  type AttentionRequest,
+  type AttentionShape,
+} from "./attention.ts";

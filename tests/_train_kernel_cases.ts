@@ -1,0 +1,250 @@
+// The conformance cases of the training ops (matmul, attention and its
+// backward): inputs with sizes off the 4 x 4 CPU tile and off the GPU
+// workgroup tiles, every transpose, accumulation; comparisons exact on the
+// CPU backends and within the float32 bound of each op on WebGPU. Merged
+// into CONFORMANCE by _kernel_cases.ts.
+import assert from "node:assert/strict";
+import { Rng } from "../lib/scores/rng.ts";
+import { type Op, requireKernel } from "../lib/ops/registry.ts";
+import { type MatmulArgs, matmulOp } from "../lib/ops/matmul.ts";
+import {
+  type AttentionArgs,
+  type AttentionBackwardArgs,
+  attentionBackwardOp,
+  attentionCpu,
+  type AttentionGrads,
+  attentionOp,
+  type AttentionShape,
+} from "../lib/ops/attention.ts";
+
+/** float32's unit roundoff. */
+const U32 = 2 ** -24;
+
+interface TrainCase<A> {
+  label: string;
+  make(): A;
+}
+
+interface TrainRun<A> {
+  input: A;
+  gotArgs: A;
+  wantArgs: A;
+}
+
+interface TrainConformance<A, R> {
+  cases(): TrainCase<A>[];
+  compare(
+    got: R,
+    want: R,
+    run: TrainRun<A>,
+    backend: string,
+    what: string,
+  ): void;
+}
+
+/** Uniform values in [-1, 1) from `seed`. */
+export function randomFloats(seed: number, n: number): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: n }, () => 2 * rng.uniform() - 1);
+}
+
+/** `|got - want| <= bound[i]` entry by entry. */
+function withinBound(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  bound: (i: number) => number,
+  what: string,
+): void {
+  assert.equal(got.length, want.length, `${what}: length`);
+  for (let i = 0; i < want.length; i++) {
+    const d = Math.abs(got[i] - want[i]);
+    assert.ok(
+      d <= bound(i) || got[i] === want[i],
+      `${what}[${i}]: ${got[i]} vs ${want[i]} (bound ${bound(i)})`,
+    );
+  }
+}
+
+/** Sizes of the matmul cases: `[m, n, k]`. */
+const MATMUL_SIZES = [
+  [1, 1, 1],
+  [5, 7, 3],
+  [16, 16, 16],
+  [64, 64, 64], // above the cpu-threads threshold: workers run
+  [65, 33, 17],
+  [130, 67, 45],
+  [3, 300, 257],
+];
+
+const MATMUL: TrainConformance<MatmulArgs, Float32Array> = {
+  cases() {
+    const out: TrainCase<MatmulArgs>[] = [];
+    let seed = 100;
+    for (const [m, n, k] of MATMUL_SIZES) {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          const s = seed++;
+          const accumulate = s % 2 === 1;
+          out.push({
+            label: `${m}x${n}x${k}${transA ? " transA" : ""}${
+              transB ? " transB" : ""
+            }${accumulate ? " accumulate" : ""}`,
+            make: () =>
+              matmulOp.validate({
+                a: randomFloats(s, m * k),
+                b: randomFloats(s + 1000, k * n),
+                out: randomFloats(s + 2000, m * n),
+                m,
+                n,
+                k,
+                transA,
+                transB,
+                accumulate,
+              }),
+          });
+        }
+      }
+    }
+    return out;
+  },
+  compare(got, want, { input }, backend, what) {
+    if (backend !== "webgpu") return assert.deepEqual(got, want, what);
+    // A float32 sum of k products: k 2⁻²³ Σ|a b| (plus the old value's rounding).
+    const { a, b, m, n, k, transA, transB, accumulate } = input;
+    const bound = (e: number) => {
+      const i = Math.floor(e / n), j = e % n;
+      let s = 0;
+      for (let p = 0; p < k; p++) {
+        s += Math.abs(
+          (transA ? a[p * m + i] : a[i * k + p]) *
+            (transB ? b[j * k + p] : b[p * n + j]),
+        );
+      }
+      const old = accumulate ? Math.abs(input.out[e]) : 0;
+      return 2 * (k + 2) * U32 * (s + old) + 1e-30;
+    };
+    withinBound(got, want, bound, what);
+  },
+};
+
+/** Shapes of the attention cases. */
+const ATTENTION_SHAPES: AttentionShape[] = [
+  { batch: 1, heads: 1, seq: 1, headDim: 1 },
+  { batch: 2, heads: 3, seq: 5, headDim: 4 },
+  { batch: 1, heads: 2, seq: 17, headDim: 7 },
+  { batch: 2, heads: 2, seq: 65, headDim: 16 }, // off a 64-wide workgroup
+  { batch: 1, heads: 1, seq: 130, headDim: 33 },
+];
+
+function attentionInput(seed: number, s: AttentionShape): AttentionArgs {
+  const n = s.batch * s.heads * s.seq * s.headDim;
+  return attentionOp.validate({
+    q: randomFloats(seed, n),
+    k: randomFloats(seed + 1, n),
+    v: randomFloats(seed + 2, n),
+    // Garbage in the outputs: kernels must overwrite all of them.
+    out: randomFloats(seed + 3, n),
+    probs: randomFloats(seed + 4, s.batch * s.heads * s.seq * s.seq),
+    ...s,
+  });
+}
+
+const label = (s: AttentionShape) =>
+  `b${s.batch} h${s.heads} s${s.seq} d${s.headDim}`;
+
+const ATTENTION: TrainConformance<AttentionArgs, Float32Array> = {
+  cases() {
+    return ATTENTION_SHAPES.map((s, c) => ({
+      label: label(s),
+      make: () => attentionInput(200 + c, s),
+    }));
+  },
+  compare(got, want, { gotArgs, wantArgs }, backend, what) {
+    if (backend !== "webgpu") {
+      assert.deepEqual(gotArgs.probs, wantArgs.probs, `${what}: probs`);
+      return assert.deepEqual(got, want, what);
+    }
+    // Scores are float32 dot products of headDim terms of size <= 1, and
+    // the softmax and the weighted sum add seq terms: relative errors of
+    // (headDim + seq) float32 roundings, on values of size <= 1.
+    const { seq, headDim } = gotArgs;
+    const tol = 4 * (seq + headDim + 8) * U32;
+    withinBound(gotArgs.probs, wantArgs.probs, () => tol, `${what}: probs`);
+    withinBound(got, want, () => tol, what);
+  },
+};
+
+const ATTENTION_BACKWARD: TrainConformance<
+  AttentionBackwardArgs,
+  AttentionGrads
+> = {
+  cases() {
+    return ATTENTION_SHAPES.map((s, c) => ({
+      label: label(s),
+      make: () => {
+        const f = attentionInput(300 + c, s);
+        attentionCpu(f);
+        const n = f.out.length;
+        return attentionBackwardOp.validate({
+          q: f.q,
+          k: f.k,
+          v: f.v,
+          probs: f.probs,
+          dOut: randomFloats(400 + c, n),
+          dq: randomFloats(500 + c, n),
+          dk: randomFloats(600 + c, n),
+          dv: randomFloats(700 + c, n),
+          ...s,
+        });
+      },
+    }));
+  },
+  compare(got, want, { gotArgs }, backend, what) {
+    for (const g of ["dq", "dk", "dv"] as const) {
+      if (backend !== "webgpu") {
+        assert.deepEqual(got[g], want[g], `${what}: ${g}`);
+        continue;
+      }
+      // Sums of seq terms, each a product of values of size <= 1 and of
+      // dOut·v dot products of headDim terms: an absolute bound scaled by
+      // the largest gradient entry.
+      const { seq, headDim } = gotArgs;
+      let big = 1;
+      for (const x of want[g]) big = Math.max(big, Math.abs(x));
+      const tol = 8 * (seq + headDim + 8) * U32 * big;
+      withinBound(got[g], want[g], () => tol, `${what}: ${g}`);
+    }
+  },
+};
+
+/** The conformance of the training ops, by op name. */
+// deno-lint-ignore no-explicit-any
+export const TRAIN_CONFORMANCE: Record<string, TrainConformance<any, any>> = {
+  matmul: MATMUL,
+  attention: ATTENTION,
+  attentionBackward: ATTENTION_BACKWARD,
+};
+
+// ------------------------------------------------ reachability
+
+/**
+ * A path per registered training-op kernel (`op/backend`) that must run
+ * it: the transformer's training step on each backend.
+ */
+export const TRAIN_REACH: Record<string, () => Promise<void> | void> = {
+  "matmul/cpu": () => runOp(matmulOp, "cpu", MATMUL),
+  "matmul/cpu-threads": () => runOp(matmulOp, "cpu-threads", MATMUL),
+  "attention/cpu": () => runOp(attentionOp, "cpu", ATTENTION),
+  "attentionBackward/cpu": () =>
+    runOp(attentionBackwardOp, "cpu", ATTENTION_BACKWARD),
+};
+
+// Until the transformer's step calls these ops, the op's kernel is run
+// directly on the last case.
+function runOp<A, R>(
+  op: Op<unknown, A, R>,
+  backend: "cpu" | "cpu-threads",
+  c: TrainConformance<A, R>,
+): void {
+  requireKernel(op, backend).run(c.cases().at(-1)!.make(), { threads: 2 });
+}
