@@ -16,6 +16,27 @@ import {
   attentionOp,
   type AttentionShape,
 } from "../lib/ops/attention.ts";
+import {
+  type RmsNormArgs,
+  type RmsNormBackwardArgs,
+  rmsNormBackwardOp,
+  rmsNormCpu,
+  type RmsNormGrads,
+  rmsNormOp,
+} from "../lib/ops/rms_norm.ts";
+import {
+  type MoeCombineArgs,
+  type MoeCombineBackwardArgs,
+  moeCombineBackwardOp,
+  type MoeCombineGrads,
+  moeCombineOp,
+  type MoeDispatchArgs,
+  type MoeDispatchBackwardArgs,
+  moeDispatchBackwardOp,
+  moeDispatchCpu,
+  moeDispatchOp,
+  type MoeDispatchResult,
+} from "../lib/ops/moe_dispatch.ts";
 
 /** float32's unit roundoff. */
 const U32 = 2 ** -24;
@@ -217,12 +238,264 @@ const ATTENTION_BACKWARD: TrainConformance<
   },
 };
 
+/** Sizes of the RMSNorm cases: `[rows, dim]`. */
+const NORM_SIZES = [[1, 1], [3, 5], [65, 64], [130, 257]];
+
+const RMS_NORM: TrainConformance<RmsNormArgs, Float32Array> = {
+  cases() {
+    return NORM_SIZES.map(([rows, dim], c) => ({
+      label: `${rows}x${dim}`,
+      make: () =>
+        rmsNormOp.validate({
+          x: randomFloats(800 + c, rows * dim),
+          gain: randomFloats(900 + c, dim),
+          out: randomFloats(1000 + c, rows * dim),
+          rstd: randomFloats(1100 + c, rows),
+          rows,
+          dim,
+          eps: 1e-5,
+        }),
+    }));
+  },
+  compare(got, want, { gotArgs, wantArgs }, backend, what) {
+    if (backend !== "webgpu") {
+      assert.deepEqual(gotArgs.rstd, wantArgs.rstd, `${what}: rstd`);
+      return assert.deepEqual(got, want, what);
+    }
+    // A float32 mean square of dim terms, then two products.
+    const tol = 2 * (gotArgs.dim + 8) * U32;
+    const rel = (w: ArrayLike<number>) => (i: number) =>
+      tol * Math.max(1, Math.abs(w[i]));
+    withinBound(
+      gotArgs.rstd,
+      wantArgs.rstd,
+      rel(wantArgs.rstd),
+      `${what}: rstd`,
+    );
+    withinBound(got, want, rel(want), what);
+  },
+};
+
+const RMS_NORM_BACKWARD: TrainConformance<RmsNormBackwardArgs, RmsNormGrads> = {
+  cases() {
+    return NORM_SIZES.map(([rows, dim], c) => ({
+      label: `${rows}x${dim}`,
+      make: () => {
+        const f = rmsNormOp.validate({
+          x: randomFloats(1200 + c, rows * dim),
+          gain: randomFloats(1300 + c, dim),
+          rows,
+          dim,
+          eps: 1e-5,
+        });
+        rmsNormCpu(f);
+        return rmsNormBackwardOp.validate({
+          x: f.x,
+          gain: f.gain,
+          rstd: f.rstd,
+          dOut: randomFloats(1400 + c, rows * dim),
+          dx: randomFloats(1500 + c, rows * dim),
+          dGain: randomFloats(1600 + c, dim),
+          rows,
+          dim,
+        });
+      },
+    }));
+  },
+  compare(got, want, { gotArgs }, backend, what) {
+    for (const g of ["dx", "dGain"] as const) {
+      if (backend !== "webgpu") {
+        assert.deepEqual(got[g], want[g], `${what}: ${g}`);
+        continue;
+      }
+      // dx: a dot product of dim terms; dGain: a sum over the rows.
+      const { rows, dim } = gotArgs;
+      let big = 1;
+      for (const x of want[g]) big = Math.max(big, Math.abs(x));
+      const tol = 4 * ((g === "dx" ? dim : rows) + 8) * U32 * big;
+      withinBound(got[g], want[g], () => tol, `${what}: ${g}`);
+    }
+  },
+};
+
+/** Sizes of the dispatch cases: `[tokens, k, dim, experts]`. */
+const MOE_SIZES = [[1, 1, 1, 1], [7, 2, 3, 4], [65, 2, 16, 8], [
+  300,
+  4,
+  33,
+  16,
+]];
+
+/** Distinct experts per token, about a fifth of the slots dropped (-1). */
+function moeExperts(seed: number, tokens: number, k: number, E: number) {
+  const rng = new Rng(seed);
+  const experts = new Int32Array(tokens * k);
+  for (let t = 0; t < tokens; t++) {
+    const order = Array.from({ length: E }, (_, e) => e);
+    for (let j = 0; j < k; j++) {
+      const pick = j + rng.int(E - j);
+      [order[j], order[pick]] = [order[pick], order[j]];
+      experts[t * k + j] = rng.uniform() < 0.2 ? -1 : order[j];
+    }
+  }
+  return experts;
+}
+
+function dispatched(seed: number, [tokens, k, dim, E]: number[]) {
+  const d = moeDispatchOp.validate({
+    x: randomFloats(seed, tokens * dim),
+    experts: moeExperts(seed + 1, tokens, k, E),
+    tokens,
+    k,
+    dim,
+    numExperts: E,
+  });
+  return moeDispatchCpu(d);
+}
+
+const moeLabel = ([tokens, k, dim, E]: number[]) =>
+  `${tokens} tokens k=${k} dim=${dim} E=${E}`;
+
+const MOE_DISPATCH: TrainConformance<MoeDispatchArgs, MoeDispatchResult> = {
+  cases() {
+    return MOE_SIZES.map((size, c) => {
+      const [tokens, k, dim, E] = size;
+      return {
+        label: moeLabel(size),
+        make: () =>
+          moeDispatchOp.validate({
+            x: randomFloats(1700 + c, tokens * dim),
+            experts: moeExperts(1800 + c, tokens, k, E),
+            tokens,
+            k,
+            dim,
+            numExperts: E,
+            out: randomFloats(1900 + c, tokens * k * dim),
+            offsets: new Int32Array(E + 1).fill(77),
+            slotOf: new Int32Array(tokens * k).fill(77),
+          }),
+      };
+    });
+  },
+  // A copy: exact on every backend.
+  compare(got, want, _run, _backend, what) {
+    assert.deepEqual(got.offsets, want.offsets, `${what}: offsets`);
+    assert.deepEqual(got.slotOf, want.slotOf, `${what}: slotOf`);
+    assert.deepEqual(got.out, want.out, `${what}: out`);
+  },
+};
+
+const MOE_COMBINE: TrainConformance<MoeCombineArgs, Float32Array> = {
+  cases() {
+    return MOE_SIZES.flatMap((size, c) => {
+      const [tokens, k, dim] = size;
+      return [false, true].map((accumulate) => ({
+        label: `${moeLabel(size)}${accumulate ? " accumulate" : ""}`,
+        make: () => {
+          const d = dispatched(2000 + c, size);
+          return moeCombineOp.validate({
+            y: randomFloats(2100 + c, tokens * k * dim),
+            weights: randomFloats(2200 + c, tokens * k),
+            slotOf: d.slotOf,
+            out: randomFloats(2300 + c, tokens * dim),
+            accumulate,
+            tokens,
+            k,
+            dim,
+          });
+        },
+      }));
+    });
+  },
+  compare(got, want, { gotArgs }, backend, what) {
+    if (backend !== "webgpu") return assert.deepEqual(got, want, what);
+    // k + 1 float32 terms of size <= 1.
+    const tol = 2 * (gotArgs.k + 3) * U32;
+    withinBound(got, want, () => tol, what);
+  },
+};
+
+const MOE_COMBINE_BACKWARD: TrainConformance<
+  MoeCombineBackwardArgs,
+  MoeCombineGrads
+> = {
+  cases() {
+    return MOE_SIZES.map((size, c) => {
+      const [tokens, k, dim] = size;
+      return {
+        label: moeLabel(size),
+        make: () => {
+          const d = dispatched(2400 + c, size);
+          return moeCombineBackwardOp.validate({
+            y: randomFloats(2500 + c, tokens * k * dim),
+            weights: randomFloats(2600 + c, tokens * k),
+            slotOf: d.slotOf,
+            dOut: randomFloats(2700 + c, tokens * dim),
+            dy: randomFloats(2800 + c, tokens * k * dim),
+            dWeights: randomFloats(2900 + c, tokens * k),
+            tokens,
+            k,
+            dim,
+          });
+        },
+      };
+    });
+  },
+  compare(got, want, { gotArgs }, backend, what) {
+    if (backend !== "webgpu") {
+      assert.deepEqual(got.dy, want.dy, `${what}: dy`);
+      return assert.deepEqual(got.dWeights, want.dWeights, `${what}: dWeights`);
+    }
+    // dy: one float32 product (exactly rounded); dWeights: a dot of dim terms.
+    withinBound(got.dy, want.dy, () => U32, `${what}: dy`);
+    const tol = 2 * (gotArgs.dim + 2) * U32 * Math.max(1, gotArgs.dim);
+    withinBound(got.dWeights, want.dWeights, () => tol, `${what}: dWeights`);
+  },
+};
+
+const MOE_DISPATCH_BACKWARD: TrainConformance<
+  MoeDispatchBackwardArgs,
+  Float32Array
+> = {
+  cases() {
+    return MOE_SIZES.flatMap((size, c) => {
+      const [tokens, k, dim] = size;
+      return [false, true].map((accumulate) => ({
+        label: `${moeLabel(size)}${accumulate ? " accumulate" : ""}`,
+        make: () => {
+          const d = dispatched(3000 + c, size);
+          return moeDispatchBackwardOp.validate({
+            dRows: randomFloats(3100 + c, tokens * k * dim),
+            slotOf: d.slotOf,
+            dx: randomFloats(3200 + c, tokens * dim),
+            accumulate,
+            tokens,
+            k,
+            dim,
+          });
+        },
+      }));
+    });
+  },
+  compare(got, want, { gotArgs }, backend, what) {
+    if (backend !== "webgpu") return assert.deepEqual(got, want, what);
+    const tol = 2 * (gotArgs.k + 3) * U32;
+    withinBound(got, want, () => tol, what);
+  },
+};
+
 /** The conformance of the training ops, by op name. */
 // deno-lint-ignore no-explicit-any
 export const TRAIN_CONFORMANCE: Record<string, TrainConformance<any, any>> = {
   matmul: MATMUL,
   attention: ATTENTION,
   attentionBackward: ATTENTION_BACKWARD,
+  rmsNorm: RMS_NORM,
+  rmsNormBackward: RMS_NORM_BACKWARD,
+  moeDispatch: MOE_DISPATCH,
+  moeCombine: MOE_COMBINE,
+  moeCombineBackward: MOE_COMBINE_BACKWARD,
+  moeDispatchBackward: MOE_DISPATCH_BACKWARD,
 };
 
 // ------------------------------------------------ reachability
@@ -237,6 +510,15 @@ export const TRAIN_REACH: Record<string, () => Promise<void> | void> = {
   "attention/cpu": () => runOp(attentionOp, "cpu", ATTENTION),
   "attentionBackward/cpu": () =>
     runOp(attentionBackwardOp, "cpu", ATTENTION_BACKWARD),
+  "rmsNorm/cpu": () => runOp(rmsNormOp, "cpu", RMS_NORM),
+  "rmsNormBackward/cpu": () =>
+    runOp(rmsNormBackwardOp, "cpu", RMS_NORM_BACKWARD),
+  "moeDispatch/cpu": () => runOp(moeDispatchOp, "cpu", MOE_DISPATCH),
+  "moeCombine/cpu": () => runOp(moeCombineOp, "cpu", MOE_COMBINE),
+  "moeCombineBackward/cpu": () =>
+    runOp(moeCombineBackwardOp, "cpu", MOE_COMBINE_BACKWARD),
+  "moeDispatchBackward/cpu": () =>
+    runOp(moeDispatchBackwardOp, "cpu", MOE_DISPATCH_BACKWARD),
 };
 
 // Until the transformer's step calls these ops, the op's kernel is run
