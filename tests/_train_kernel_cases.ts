@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { Rng } from "../lib/scores/rng.ts";
 import { type Op, requireKernel } from "../lib/ops/registry.ts";
+import { acquireGpu } from "../kernels/device.ts";
 import { type MatmulArgs, matmulOp } from "../lib/ops/matmul.ts";
 import {
   type AttentionArgs,
@@ -36,6 +37,7 @@ import {
   moeDispatchCpu,
   moeDispatchOp,
   type MoeDispatchResult,
+  type MoeShape,
 } from "../lib/ops/moe_dispatch.ts";
 
 /** float32's unit roundoff. */
@@ -500,33 +502,71 @@ export const TRAIN_CONFORMANCE: Record<string, TrainConformance<any, any>> = {
 
 // ------------------------------------------------ reachability
 
+const OPS: [
+  Op<unknown, unknown, unknown>,
+  TrainConformance<unknown, unknown>,
+][] = [
+  [matmulOp, MATMUL],
+  [attentionOp, ATTENTION],
+  [attentionBackwardOp, ATTENTION_BACKWARD],
+  [rmsNormOp, RMS_NORM],
+  [rmsNormBackwardOp, RMS_NORM_BACKWARD],
+  [moeDispatchOp, MOE_DISPATCH],
+  [moeCombineOp, MOE_COMBINE],
+  [moeCombineBackwardOp, MOE_COMBINE_BACKWARD],
+  [moeDispatchBackwardOp, MOE_DISPATCH_BACKWARD],
+] as never;
+
 /**
  * A path per registered training-op kernel (`op/backend`) that must run
- * it: the transformer's training step on each backend.
+ * it. Until the transformer's training step calls the ops, the op's kernel
+ * runs directly on the op's last case.
  */
-export const TRAIN_REACH: Record<string, () => Promise<void> | void> = {
-  "matmul/cpu": () => runOp(matmulOp, "cpu", MATMUL),
-  "matmul/cpu-threads": () => runOp(matmulOp, "cpu-threads", MATMUL),
-  "attention/cpu": () => runOp(attentionOp, "cpu", ATTENTION),
-  "attentionBackward/cpu": () =>
-    runOp(attentionBackwardOp, "cpu", ATTENTION_BACKWARD),
-  "rmsNorm/cpu": () => runOp(rmsNormOp, "cpu", RMS_NORM),
-  "rmsNormBackward/cpu": () =>
-    runOp(rmsNormBackwardOp, "cpu", RMS_NORM_BACKWARD),
-  "moeDispatch/cpu": () => runOp(moeDispatchOp, "cpu", MOE_DISPATCH),
-  "moeCombine/cpu": () => runOp(moeCombineOp, "cpu", MOE_COMBINE),
-  "moeCombineBackward/cpu": () =>
-    runOp(moeCombineBackwardOp, "cpu", MOE_COMBINE_BACKWARD),
-  "moeDispatchBackward/cpu": () =>
-    runOp(moeDispatchBackwardOp, "cpu", MOE_DISPATCH_BACKWARD),
+export const TRAIN_REACH: Record<string, () => Promise<void> | void> = {};
+for (const [op, c] of OPS) {
+  for (const backend of ["cpu", "cpu-threads", "webgpu"] as const) {
+    if (backend === "cpu-threads" && op !== (matmulOp as unknown)) continue;
+    TRAIN_REACH[`${op.name}/${backend}`] = async () => {
+      const env = backend === "webgpu"
+        ? { gpu: (await acquireGpu()).gpu }
+        : { threads: 2 };
+      await requireKernel(op, backend).run(c.cases().at(-1)!.make(), env);
+    };
+  }
+}
+
+// ------------------------------------------------ chunked bindings
+
+/**
+ * The smallest storage binding (bytes) each training-op WebGPU kernel
+ * takes for these arguments: the tensors it splits, one unit at a time;
+ * those it does not split, whole. The conformance suite runs each kernel
+ * under that limit too, so every split path runs.
+ */
+export const TRAIN_LEAST_BINDING: Record<string, (args: unknown) => number> = {
+  // Rows of out (and of a, unless transposed) one at a time; b whole.
+  matmul: (args) => {
+    const x = args as MatmulArgs;
+    const whole = x.transA ? Math.max(x.m * x.k, x.m * x.n) : 0;
+    return 4 * Math.max(x.k * x.n, whole, x.k, x.n, 4);
+  },
+  // One (sequence, head) at a time.
+  attention: (args) => headBytes(args as AttentionShape),
+  attentionBackward: (args) => headBytes(args as AttentionShape),
+  // One row at a time; the gain whole.
+  rmsNorm: (args) => 4 * Math.max((args as RmsNormArgs).dim, 4),
+  rmsNormBackward: (args) => 4 * Math.max((args as RmsNormArgs).dim, 4),
+  // Nothing split: the largest tensor whole.
+  moeDispatch: (args) => moeBytes(args as MoeShape),
+  moeCombine: (args) => moeBytes(args as MoeShape),
+  moeCombineBackward: (args) => moeBytes(args as MoeShape),
+  moeDispatchBackward: (args) => moeBytes(args as MoeShape),
 };
 
-// Until the transformer's step calls these ops, the op's kernel is run
-// directly on the last case.
-function runOp<A, R>(
-  op: Op<unknown, A, R>,
-  backend: "cpu" | "cpu-threads",
-  c: TrainConformance<A, R>,
-): void {
-  requireKernel(op, backend).run(c.cases().at(-1)!.make(), { threads: 2 });
+function headBytes(s: AttentionShape): number {
+  return 4 * s.seq * Math.max(s.seq, s.headDim);
+}
+
+function moeBytes(s: MoeShape): number {
+  return 4 * Math.max(16, s.tokens * s.k * s.dim);
 }
