@@ -42,6 +42,42 @@ export async function download(
   else into.set(new Float32Array(bytes));
 }
 
+/**
+ * Reads several buffers back with one map: each `[buffer, into]` pair
+ * copies `into.byteLength` bytes from the start of `buffer` into `into`.
+ */
+export async function downloadAll(
+  gpu: Gpu,
+  pairs: [GPUBuffer, HostArray][],
+): Promise<void> {
+  const live = pairs.filter(([, into]) => into.length > 0);
+  if (live.length === 0) return;
+  const total = live.reduce((s, [, into]) => s + into.byteLength, 0);
+  const read = gpu.pool.acquire(
+    total,
+    GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    "training op read",
+  );
+  const enc = gpu.device.createCommandEncoder({ label: "training op read" });
+  let at = 0;
+  for (const [buffer, into] of live) {
+    enc.copyBufferToBuffer(buffer, 0, read, at, into.byteLength);
+    at += into.byteLength;
+  }
+  gpu.device.queue.submit([enc.finish()]);
+  await read.mapAsync(GPUMapMode.READ, 0, total);
+  const bytes = read.getMappedRange(0, total);
+  at = 0;
+  for (const [, into] of live) {
+    const n = into.length;
+    if (into instanceof Int32Array) into.set(new Int32Array(bytes, at, n));
+    else into.set(new Float32Array(bytes, at, n));
+    at += into.byteLength;
+  }
+  read.unmap();
+  gpu.pool.release(read);
+}
+
 /** Records `body` into one encoder and submits it. */
 export function submit(
   gpu: Gpu,

@@ -18,7 +18,7 @@ import {
 import { type Gpu, gpuOf } from "./device.ts";
 import { type Binding, dispatch, FLAT_ID, type GpuProgram } from "./program.ts";
 import {
-  download,
+  downloadAll,
   params,
   runsOf,
   scratch,
@@ -269,8 +269,7 @@ async function attentionWebGpu(
           uniformsOf(gpu, made),
         ),
     );
-    await download(gpu, out, outHost);
-    await download(gpu, probs, probsHost);
+    await downloadAll(gpu, [[out, outHost], [probs, probsHost]]);
     gpu.pool.release(q, k, v, out, probs, ...made);
   }
   return args.out;
@@ -305,9 +304,11 @@ async function attentionBackwardWebGpu(
         args,
         uniformsOf(gpu, made),
       ));
-    await download(gpu, dq, part(args.dq, D));
-    await download(gpu, dk, part(args.dk, D));
-    await download(gpu, dv, part(args.dv, D));
+    await downloadAll(gpu, [
+      [dq, part(args.dq, D)],
+      [dk, part(args.dk, D)],
+      [dv, part(args.dv, D)],
+    ]);
     gpu.pool.release(q, k, v, probs, dOut, dq, dk, dv, ds, ...made);
   }
   return { dq: args.dq, dk: args.dk, dv: args.dv };

@@ -14,6 +14,7 @@ import {
   download,
   params,
   runsOf,
+  scratch,
   submit,
   upload,
 } from "./_train_io.ts";
@@ -127,7 +128,9 @@ async function matmulWebGpu(
       transA ? args.a : args.a.subarray(from * k, to * k),
     );
     const outRows = args.out.subarray(from * n, to * n);
-    const out = upload(gpu, "matmul out", outRows);
+    const out = args.accumulate
+      ? upload(gpu, "matmul out", outRows)
+      : scratch(gpu, "matmul out", outRows.length);
     const made: GPUBuffer[] = [];
     submit(
       gpu,

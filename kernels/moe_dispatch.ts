@@ -25,6 +25,7 @@ import { type Binding, dispatch, FLAT_ID, type GpuProgram } from "./program.ts";
 import {
   checkBinding,
   download,
+  downloadAll,
   params,
   scratch,
   submit,
@@ -381,9 +382,11 @@ async function moeDispatchWebGpu(
         uniformsOf(gpu, made),
       ),
   );
-  await download(gpu, b.out, args.out);
-  await download(gpu, offsets, args.offsets);
-  await download(gpu, slotOf, args.slotOf);
+  await downloadAll(gpu, [
+    [b.out, args.out],
+    [offsets, args.offsets],
+    [slotOf, args.slotOf],
+  ]);
   gpu.pool.release(b.x, b.experts, b.out, offsets, slotOf, ...made);
   return { out: args.out, offsets: args.offsets, slotOf: args.slotOf };
 }
@@ -432,8 +435,7 @@ async function moeCombineBackwardWebGpu(
       args,
       uniformsOf(gpu, made),
     ));
-  await download(gpu, b.dy, args.dy);
-  await download(gpu, dWeights, args.dWeights);
+  await downloadAll(gpu, [[b.dy, args.dy], [dWeights, args.dWeights]]);
   gpu.pool.release(...Object.values(b), dWeights, ...made);
   return { dy: args.dy, dWeights: args.dWeights };
 }

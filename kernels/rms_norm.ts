@@ -15,6 +15,7 @@ import { type Binding, dispatch, FLAT_ID, type GpuProgram } from "./program.ts";
 import {
   checkBinding,
   download,
+  downloadAll,
   params,
   runsOf,
   scratch,
@@ -184,8 +185,10 @@ async function rmsNormWebGpu(
           uniformsOf(gpu, made),
         ),
     );
-    await download(gpu, out, args.out.subarray(from * dim, to * dim));
-    await download(gpu, rstd, args.rstd.subarray(from, to));
+    await downloadAll(gpu, [
+      [out, args.out.subarray(from * dim, to * dim)],
+      [rstd, args.rstd.subarray(from, to)],
+    ]);
     gpu.pool.release(x, out, rstd, ...made);
   }
   gpu.pool.release(gain);
