@@ -1,3 +1,4 @@
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Rng } from "../scores/rng.ts";
 import {
@@ -74,7 +75,7 @@ const SHAPES: AttentionShape[] = [
   { batch: 1, heads: 2, seq: 17, headDim: 7 },
 ];
 
-Deno.test("attention: a hand-computed causal head", () => {
+test("attention: a hand-computed causal head", () => {
   // seq 3, headDim 1 (scale 1). Row 0 attends to itself; row 1 has equal
   // scores (q = 0): weights 1/2, 1/2; row 2: scores q k = [0, 0, ln 2].
   const q = new Float32Array([0, 0, 1]);
@@ -100,7 +101,7 @@ Deno.test("attention: a hand-computed causal head", () => {
   assertClose(out, [3, 4, 0.75 + 1.25 + 4.5], 1e-7, "out");
 });
 
-Deno.test("attention: forward agrees with the definition in float64 within float32 rounding", () => {
+test("attention: forward agrees with the definition in float64 within float32 rounding", () => {
   const rng = new Rng(3);
   for (const s of SHAPES) {
     const n = s.batch * s.heads * s.seq * s.headDim;
@@ -115,7 +116,7 @@ Deno.test("attention: forward agrees with the definition in float64 within float
   }
 });
 
-Deno.test("attention: backward matches central differences of the float64 forward", () => {
+test("attention: backward matches central differences of the float64 forward", () => {
   const rng = new Rng(5);
   for (const s of SHAPES) {
     const n = s.batch * s.heads * s.seq * s.headDim;
@@ -162,7 +163,7 @@ Deno.test("attention: backward matches central differences of the float64 forwar
   }
 });
 
-Deno.test("attention: the backward overwrites its outputs", () => {
+test("attention: the backward overwrites its outputs", () => {
   const s = { batch: 1, heads: 1, seq: 2, headDim: 2 };
   const q = new Float32Array([1, 2, 3, 4]), k = q.slice(), v = q.slice();
   const fwd = attentionOp.validate({ q, k, v, ...s });
@@ -187,7 +188,7 @@ Deno.test("attention: the backward overwrites its outputs", () => {
   assert.deepEqual(again, fresh);
 });
 
-Deno.test("attention: bad arguments are errors naming them and showing the value", () => {
+test("attention: bad arguments are errors naming them and showing the value", () => {
   const x = new Float32Array(8);
   const s = { batch: 1, heads: 2, seq: 2, headDim: 2 };
   assert.throws(

@@ -1,3 +1,4 @@
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Rng } from "../scores/rng.ts";
 import { type MatmulArgs, matmulCpu, matmulOp } from "./matmul.ts";
@@ -28,7 +29,7 @@ function naive(args: MatmulArgs, before: Float32Array): Float32Array {
   return out;
 }
 
-Deno.test("matmul: a hand-computed product, each transpose and accumulate", () => {
+test("matmul: a hand-computed product, each transpose and accumulate", () => {
   // A = [[1, 2], [3, 4]], B = [[5, 6], [7, 8]]: AB = [[19, 22], [43, 50]],
   // AᵀB = [[26, 30], [38, 44]], ABᵀ = [[17, 23], [39, 53]],
   // AᵀBᵀ = [[23, 31], [34, 46]].
@@ -47,7 +48,7 @@ Deno.test("matmul: a hand-computed product, each transpose and accumulate", () =
   assert.deepEqual([...out], [20, 23, 44, 51]);
 });
 
-Deno.test("matmul: the CPU kernel gives the naive sum's bits on shapes off the 4 x 4 tile", () => {
+test("matmul: the CPU kernel gives the naive sum's bits on shapes off the 4 x 4 tile", () => {
   const rng = new Rng(7);
   for (
     const [m, n, k] of [
@@ -87,7 +88,7 @@ Deno.test("matmul: the CPU kernel gives the naive sum's bits on shapes off the 4
   }
 });
 
-Deno.test("matmul: cpu-threads gives the CPU kernel's bits for 1 to 3 threads, shared or not", () => {
+test("matmul: cpu-threads gives the CPU kernel's bits for 1 to 3 threads, shared or not", () => {
   const rng = new Rng(11);
   const kernel = kernelFor(matmulOp, "cpu-threads");
   assert.ok(kernel);
@@ -155,7 +156,7 @@ Deno.test("matmul: cpu-threads gives the CPU kernel's bits for 1 to 3 threads, s
   }
 });
 
-Deno.test("matmul: bad arguments are errors naming them and showing the value", () => {
+test("matmul: bad arguments are errors naming them and showing the value", () => {
   const a = new Float32Array(6), b = new Float32Array(6);
   assert.throws(
     () => matmulOp.validate({ a, b, m: 2, n: 2, k: 3.5 }),

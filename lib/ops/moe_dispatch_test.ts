@@ -1,3 +1,4 @@
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Rng } from "../scores/rng.ts";
 import {
@@ -40,7 +41,7 @@ const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   return s;
 };
 
-Deno.test("moeDispatch: rows grouped by expert, by token within an expert, like a per-expert scan", () => {
+test("moeDispatch: rows grouped by expert, by token within an expert, like a per-expert scan", () => {
   const rng = new Rng(1);
   for (
     const [tokens, k, dim, E] of [[1, 1, 1, 1], [7, 2, 3, 4], [50, 3, 5, 8], [
@@ -86,7 +87,7 @@ Deno.test("moeDispatch: rows grouped by expert, by token within an expert, like 
   }
 });
 
-Deno.test("moeCombine: a hand-computed sum and its accumulation", () => {
+test("moeCombine: a hand-computed sum and its accumulation", () => {
   const y = new Float32Array([1, 2, 3, 4, 5, 6]); // rows (1,2), (3,4), (5,6)
   const weights = new Float32Array([0.5, 2, 1, 0]);
   const slotOf = new Int32Array([2, 0, 1, -1]);
@@ -107,7 +108,7 @@ Deno.test("moeCombine: a hand-computed sum and its accumulation", () => {
   assert.deepEqual([...out], [14.5, 27, 33, 44]);
 });
 
-Deno.test("moe backwards are the adjoints of dispatch and combine; dWeights by differences", () => {
+test("moe backwards are the adjoints of dispatch and combine; dWeights by differences", () => {
   const rng = new Rng(2);
   for (
     const [tokens, k, dim, E] of [[1, 1, 1, 1], [9, 2, 4, 4], [40, 4, 7, 8]]
@@ -184,7 +185,7 @@ Deno.test("moe backwards are the adjoints of dispatch and combine; dWeights by d
   }
 });
 
-Deno.test("moe ops: bad arguments are errors naming them and showing the value", () => {
+test("moe ops: bad arguments are errors naming them and showing the value", () => {
   const x = new Float32Array(4);
   assert.throws(
     () =>

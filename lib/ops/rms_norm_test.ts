@@ -1,3 +1,4 @@
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Rng } from "../scores/rng.ts";
 import {
@@ -30,7 +31,7 @@ function naive(
   return out;
 }
 
-Deno.test("rmsNorm: a hand-computed row", () => {
+test("rmsNorm: a hand-computed row", () => {
   // x = (1, 1, 1, 1) -> mean square 1, rstd 1/sqrt(1 + 3) = 1/2 with eps 3.
   const args = rmsNormOp.validate({
     x: new Float32Array([1, 1, 1, 1, 2, 0, 0, 0]),
@@ -45,7 +46,7 @@ Deno.test("rmsNorm: a hand-computed row", () => {
   assert.deepEqual([...args.rstd], [0.5, 0.5]);
 });
 
-Deno.test("rmsNorm: forward agrees with the float64 definition; backward with central differences", () => {
+test("rmsNorm: forward agrees with the float64 definition; backward with central differences", () => {
   const rng = new Rng(9);
   for (const [rows, dim] of [[1, 1], [3, 5], [17, 64], [4, 130]]) {
     const x = randomArray(rng, rows * dim), gain = randomArray(rng, dim);
@@ -99,7 +100,7 @@ Deno.test("rmsNorm: forward agrees with the float64 definition; backward with ce
   }
 });
 
-Deno.test("rmsNorm: bad arguments are errors naming them and showing the value", () => {
+test("rmsNorm: bad arguments are errors naming them and showing the value", () => {
   const x = new Float32Array(6), gain = new Float32Array(3);
   assert.throws(
     () => rmsNormOp.validate({ x, gain, rows: 2, dim: 3, eps: -1 }),
