@@ -517,6 +517,9 @@ const OPS: [
   [moeDispatchBackwardOp, MOE_DISPATCH_BACKWARD],
 ] as never;
 
+/** The training ops with a "cpu-threads" kernel. */
+const CPU_THREADS = new Set(["matmul", "attention", "attentionBackward"]);
+
 /**
  * A path per registered training-op kernel (`op/backend`) that must run
  * it. Until the transformer's training step calls the ops, the op's kernel
@@ -525,7 +528,7 @@ const OPS: [
 export const TRAIN_REACH: Record<string, () => Promise<void> | void> = {};
 for (const [op, c] of OPS) {
   for (const backend of ["cpu", "cpu-threads", "webgpu"] as const) {
-    if (backend === "cpu-threads" && op !== (matmulOp as unknown)) continue;
+    if (backend === "cpu-threads" && !CPU_THREADS.has(op.name)) continue;
     TRAIN_REACH[`${op.name}/${backend}`] = async () => {
       const env = backend === "webgpu"
         ? { gpu: (await acquireGpu()).gpu }

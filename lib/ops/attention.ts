@@ -4,6 +4,7 @@
 import { checkInteger, checkObject } from "../validate.ts";
 import { defineOp, registerKernel } from "./registry.ts";
 import { checkAllDisjoint, checkFloats } from "./_tensor_check.ts";
+import { attentionBackwardHeads, attentionHeads } from "./_attention_heads.ts";
 
 /** The sizes of an attention call. */
 export interface AttentionShape {
@@ -119,47 +120,10 @@ function checkAttention(request: AttentionRequest): AttentionArgs {
   return { q, k, v, out, probs, batch, heads, seq, headDim };
 }
 
-let row = new Float64Array(0);
-let acc = new Float64Array(0);
-
-function scratch(seq: number, width: number): void {
-  if (row.length < seq) row = new Float64Array(seq);
-  if (acc.length < width) acc = new Float64Array(width);
-}
-
 /** The reference CPU kernel of {@linkcode attentionOp}; returns `args.out`. */
 export function attentionCpu(args: AttentionArgs): Float32Array {
-  const { q, k, v, out, probs, batch, heads, seq: S, headDim: D } = args;
-  const scale = 1 / Math.sqrt(D);
-  scratch(S, D);
-  const r = row, o = acc;
-  for (let bh = 0; bh < batch * heads; bh++) {
-    const base = bh * S * D, pBase = bh * S * S;
-    for (let i = 0; i < S; i++) {
-      const qi = base + i * D;
-      let max = -Infinity;
-      for (let j = 0; j <= i; j++) {
-        const kj = base + j * D;
-        let s = 0;
-        for (let d = 0; d < D; d++) s += q[qi + d] * k[kj + d];
-        s *= scale;
-        r[j] = s;
-        if (s > max) max = s;
-      }
-      let sum = 0;
-      for (let j = 0; j <= i; j++) sum += r[j] = Math.exp(r[j] - max);
-      const pi = pBase + i * S;
-      o.fill(0, 0, D);
-      for (let j = 0; j <= i; j++) {
-        const p = r[j] / sum;
-        probs[pi + j] = p;
-        const vj = base + j * D;
-        for (let d = 0; d < D; d++) o[d] += p * v[vj + d];
-      }
-      probs.fill(0, pi + i + 1, pi + S);
-      for (let d = 0; d < D; d++) out[qi + d] = o[d];
-    }
-  }
+  const { q, k, v, out, probs, batch, heads, seq, headDim } = args;
+  attentionHeads(q, k, v, out, probs, seq, headDim, 0, batch * heads);
   return out;
 }
 
@@ -256,56 +220,25 @@ function checkAttentionBackward(
   return { q, k, v, probs, dOut, dq, dk, dv, batch, heads, seq, headDim };
 }
 
-let dkAcc = new Float64Array(0);
-let dvAcc = new Float64Array(0);
-
 /** The reference CPU kernel of {@linkcode attentionBackwardOp}. */
 export function attentionBackwardCpu(
   args: AttentionBackwardArgs,
 ): AttentionGrads {
-  const { q, k, v, probs, dOut, dq, dk, dv } = args;
-  const { batch, heads, seq: S, headDim: D } = args;
-  const scale = 1 / Math.sqrt(D);
-  scratch(S, D);
-  if (dkAcc.length < S * D) {
-    dkAcc = new Float64Array(S * D);
-    dvAcc = new Float64Array(S * D);
-  }
-  const r = row, o = acc, gk = dkAcc, gv = dvAcc;
-  for (let bh = 0; bh < batch * heads; bh++) {
-    const base = bh * S * D, pBase = bh * S * S;
-    gk.fill(0, 0, S * D);
-    gv.fill(0, 0, S * D);
-    for (let i = 0; i < S; i++) {
-      const gi = base + i * D, pi = pBase + i * S;
-      let dot = 0;
-      for (let j = 0; j <= i; j++) {
-        const p = probs[pi + j], vj = base + j * D, at = j * D;
-        let dp = 0;
-        for (let d = 0; d < D; d++) {
-          const g = dOut[gi + d];
-          dp += g * v[vj + d];
-          gv[at + d] += p * g;
-        }
-        r[j] = dp;
-        dot += p * dp;
-      }
-      o.fill(0, 0, D);
-      for (let j = 0; j <= i; j++) {
-        const ds = probs[pi + j] * (r[j] - dot) * scale;
-        const kj = base + j * D, at = j * D;
-        for (let d = 0; d < D; d++) {
-          o[d] += ds * k[kj + d];
-          gk[at + d] += ds * q[gi + d];
-        }
-      }
-      for (let d = 0; d < D; d++) dq[gi + d] = o[d];
-    }
-    for (let x = 0; x < S * D; x++) {
-      dk[base + x] = gk[x];
-      dv[base + x] = gv[x];
-    }
-  }
+  const { q, k, v, probs, dOut, dq, dk, dv, batch, heads, seq, headDim } = args;
+  attentionBackwardHeads(
+    q,
+    k,
+    v,
+    probs,
+    dOut,
+    dq,
+    dk,
+    dv,
+    seq,
+    headDim,
+    0,
+    batch * heads,
+  );
   return { dq, dk, dv };
 }
 

@@ -8,6 +8,10 @@ import {
   attentionOp,
   type AttentionShape,
 } from "./attention.ts";
+import {
+  attentionBackwardThreads,
+  attentionThreads,
+} from "./attention_threads.ts";
 
 function randomArray(rng: Rng, n: number): Float32Array {
   const x = new Float32Array(n);
@@ -244,4 +248,30 @@ test("attention: bad arguments are errors naming them and showing the value", ()
         "probs must hold batch x heads x seq x seq = 1 x 2 x 2 x 2 = 8 entries: current length is 7",
     },
   );
+});
+
+test("attention: cpu-threads gives the CPU kernels' bits for 1 to 3 threads", () => {
+  const rng = new Rng(13);
+  const s = { batch: 3, heads: 3, seq: 40, headDim: 12 };
+  const n = s.batch * s.heads * s.seq * s.headDim;
+  const q = randomArray(rng, n),
+    k = randomArray(rng, n),
+    v = randomArray(rng, n);
+  const dOut = randomArray(rng, n);
+  const want = attentionOp.validate({ q, k, v, ...s });
+  attentionCpu(want);
+  const grads = attentionBackwardCpu(
+    attentionBackwardOp.validate({ q, k, v, probs: want.probs, dOut, ...s }),
+  );
+  for (const threads of [1, 2, 3]) {
+    const got = attentionOp.validate({ q, k, v, ...s });
+    attentionThreads(got, threads);
+    assert.deepEqual(got.out, want.out, `out, ${threads} threads`);
+    assert.deepEqual(got.probs, want.probs, `probs, ${threads} threads`);
+    const g = attentionBackwardThreads(
+      attentionBackwardOp.validate({ q, k, v, probs: want.probs, dOut, ...s }),
+      threads,
+    );
+    assert.deepEqual(g, grads, `grads, ${threads} threads`);
+  }
 });

@@ -178,6 +178,10 @@ export {
 } from "./matmul.ts";
 export { matmulThreads } from "./matmul_threads.ts";
 export {
+  attentionBackwardThreads,
+  attentionThreads,
+} from "./attention_threads.ts";
+export {
   type AttentionArgs,
   type AttentionBackwardArgs,
   attentionBackwardCpu,
