@@ -26,7 +26,7 @@ import {
 const WG = 64;
 
 const HEADER = `${FLAT_ID}
-struct Params { rows: u32, dim: u32, p0: u32, p1: u32, eps: f32, p2: u32, p3: u32, p4: u32 }`;
+struct Params { rows: u32, dim: u32, accumulate: u32, p1: u32, eps: f32, p2: u32, p3: u32, p4: u32 }`;
 
 const FORWARD: GpuProgram = {
   key: "train-rms-norm",
@@ -74,7 +74,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var dot = 0.0;
   for (var d = 0u; d < D; d++) { dot = dot + gain[d] * dout[at + d] * x[at + d]; }
   let c = s * s * s * dot / f32(D);
-  for (var d = 0u; d < D; d++) { dx[at + d] = s * gain[d] * dout[at + d] - x[at + d] * c; }
+  let add = params.accumulate != 0u;
+  for (var d = 0u; d < D; d++) {
+    let g = s * gain[d] * dout[at + d] - x[at + d] * c;
+    if (add) { dx[at + d] = g + dx[at + d]; } else { dx[at + d] = g; }
+  }
 }`,
 };
 
@@ -101,9 +105,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }`,
 };
 
-function words(rows: number, dim: number, eps = 0): number[] {
+function words(
+  rows: number,
+  dim: number,
+  eps = 0,
+  accumulate = false,
+): number[] {
   const e = new Uint32Array(new Float32Array([eps]).buffer)[0];
-  return [rows, dim, 0, 0, e];
+  return [rows, dim, accumulate ? 1 : 0, 0, e];
 }
 
 /** Records the forward over resident buffers of `rows` rows. */
@@ -121,7 +130,7 @@ export function recordRmsNorm(
   dispatch(gpu, encoder, FORWARD, [b.out, b.rstd, b.x, b.gain, u], rows);
 }
 
-/** Records the backward over resident buffers (`dGain` accumulated). */
+/** Records the backward over resident buffers (`dGain` accumulated; `dx` too with `accumulate`). */
 export function recordRmsNormBackward(
   gpu: Gpu,
   encoder: GPUCommandEncoder,
@@ -135,10 +144,11 @@ export function recordRmsNormBackward(
   },
   rows: number,
   dim: number,
+  accumulate: boolean,
   uniform: (words: number[]) => GPUBuffer,
 ): void {
   if (rows === 0) return;
-  const u = uniform(words(rows, dim));
+  const u = uniform(words(rows, dim, 0, accumulate));
   dispatch(
     gpu,
     encoder,
@@ -210,7 +220,9 @@ async function rmsNormBackwardWebGpu(
     const x = upload(gpu, "rms norm x", part(args.x));
     const dOut = upload(gpu, "rms norm dOut", part(args.dOut));
     const rstd = upload(gpu, "rms norm rstd", args.rstd.subarray(from, to));
-    const dx = scratch(gpu, "rms norm dx", rows * dim);
+    const dx = args.accumulate
+      ? upload(gpu, "rms norm dx", part(args.dx))
+      : scratch(gpu, "rms norm dx", rows * dim);
     const made: GPUBuffer[] = [];
     submit(gpu, "rms norm backward", (enc) =>
       recordRmsNormBackward(
@@ -219,6 +231,7 @@ async function rmsNormBackwardWebGpu(
         { dx, dGain, x, gain, rstd, dOut },
         rows,
         dim,
+        args.accumulate,
         uniformsOf(gpu, made),
       ));
     await download(gpu, dx, part(args.dx));

@@ -280,29 +280,32 @@ const RMS_NORM: TrainConformance<RmsNormArgs, Float32Array> = {
 
 const RMS_NORM_BACKWARD: TrainConformance<RmsNormBackwardArgs, RmsNormGrads> = {
   cases() {
-    return NORM_SIZES.map(([rows, dim], c) => ({
-      label: `${rows}x${dim}`,
-      make: () => {
-        const f = rmsNormOp.validate({
-          x: randomFloats(1200 + c, rows * dim),
-          gain: randomFloats(1300 + c, dim),
-          rows,
-          dim,
-          eps: 1e-5,
-        });
-        rmsNormCpu(f);
-        return rmsNormBackwardOp.validate({
-          x: f.x,
-          gain: f.gain,
-          rstd: f.rstd,
-          dOut: randomFloats(1400 + c, rows * dim),
-          dx: randomFloats(1500 + c, rows * dim),
-          dGain: randomFloats(1600 + c, dim),
-          rows,
-          dim,
-        });
-      },
-    }));
+    return NORM_SIZES.flatMap(([rows, dim], c) =>
+      [false, true].map((accumulate) => ({
+        label: `${rows}x${dim}${accumulate ? " accumulate" : ""}`,
+        make: () => {
+          const f = rmsNormOp.validate({
+            x: randomFloats(1200 + c, rows * dim),
+            gain: randomFloats(1300 + c, dim),
+            rows,
+            dim,
+            eps: 1e-5,
+          });
+          rmsNormCpu(f);
+          return rmsNormBackwardOp.validate({
+            x: f.x,
+            gain: f.gain,
+            rstd: f.rstd,
+            dOut: randomFloats(1400 + c, rows * dim),
+            dx: randomFloats(1500 + c, rows * dim),
+            dGain: randomFloats(1600 + c, dim),
+            accumulate,
+            rows,
+            dim,
+          });
+        },
+      }))
+    );
   },
   compare(got, want, { gotArgs }, backend, what) {
     for (const g of ["dx", "dGain"] as const) {

@@ -2,7 +2,7 @@
 // here, "webgpu" in kernels/rms_norm.ts.
 import { checkInteger, checkNumber, checkObject } from "../validate.ts";
 import { defineOp, registerKernel } from "./registry.ts";
-import { checkAllDisjoint, checkFloats } from "./_tensor_check.ts";
+import { checkAllDisjoint, checkFlag, checkFloats } from "./_tensor_check.ts";
 
 /** What the RMSNorm op's validator takes. */
 export interface RmsNormRequest {
@@ -112,8 +112,10 @@ export interface RmsNormBackwardRequest {
   rstd: Float32Array;
   /** Gradient with respect to the forward's `out`. */
   dOut: Float32Array;
-  /** Gradient with respect to `x` (written). Default: a new one. */
+  /** Gradient with respect to `x` (written, or added to with `accumulate`). Default: a new one. */
   dx?: Float32Array;
+  /** Add to `dx` (a residual stream's gradient) instead of overwriting it. Default: false. */
+  accumulate?: boolean;
   /** Gradient with respect to `gain` (accumulated). Default: a new one (zeros). */
   dGain?: Float32Array;
   /** Rows. */
@@ -126,6 +128,7 @@ export interface RmsNormBackwardRequest {
 export interface RmsNormBackwardArgs extends RmsNormBackwardRequest {
   dx: Float32Array;
   dGain: Float32Array;
+  accumulate: boolean;
 }
 
 /** The gradients of an RMSNorm backward. */
@@ -136,7 +139,8 @@ export interface RmsNormGrads {
 
 /**
  * The backward of {@linkcode rmsNormOp}, with `r` the stored `rstd` of a
- * row and `g = gain ∘ dOut`: `dx = r g − x r³ (g · x) / dim` (written) and
+ * row and `g = gain ∘ dOut`: `dx (+)= r g − x r³ (g · x) / dim` (written,
+ * or added to the old value in float64 with `accumulate`) and
  * `dGain += Σ_rows dOut ∘ x r` (accumulated, over all rows in float64 on
  * the CPU, then added to the old value once).
  *
@@ -178,15 +182,16 @@ function checkRmsNormBackward(
   const dGain = request.dGain === undefined
     ? new Float32Array(dim)
     : checkFloats("dGain", request.dGain, dim, "dim");
+  const accumulate = checkFlag("accumulate", request.accumulate);
   checkAllDisjoint({ dx, dGain }, { x, gain, rstd, dOut });
-  return { x, gain, rstd, dOut, dx, dGain, rows, dim };
+  return { x, gain, rstd, dOut, dx, dGain, accumulate, rows, dim };
 }
 
 let gainAcc = new Float64Array(0);
 
 /** The reference CPU kernel of {@linkcode rmsNormBackwardOp}. */
 export function rmsNormBackwardCpu(args: RmsNormBackwardArgs): RmsNormGrads {
-  const { x, gain, rstd, dOut, dx, dGain, rows, dim } = args;
+  const { x, gain, rstd, dOut, dx, dGain, accumulate, rows, dim } = args;
   if (gainAcc.length < dim) gainAcc = new Float64Array(dim);
   const acc = gainAcc;
   acc.fill(0, 0, dim);
@@ -200,7 +205,8 @@ export function rmsNormBackwardCpu(args: RmsNormBackwardArgs): RmsNormGrads {
     }
     const c = s * s * s * dot / dim;
     for (let d = 0; d < dim; d++) {
-      dx[at + d] = s * gain[d] * dOut[at + d] - x[at + d] * c;
+      const g = s * gain[d] * dOut[at + d] - x[at + d] * c;
+      dx[at + d] = accumulate ? g + dx[at + d] : g;
     }
   }
   for (let d = 0; d < dim; d++) dGain[d] = acc[d] + dGain[d];

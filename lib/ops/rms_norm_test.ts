@@ -130,3 +130,23 @@ test("rmsNorm: bad arguments are errors naming them and showing the value", () =
     { name: "RangeError", message: /^dx must not overlap x/ },
   );
 });
+
+test("rmsNorm: the backward's accumulate adds the written dx to the old one", () => {
+  const rng = new Rng(21);
+  const [rows, dim] = [5, 7];
+  const x = randomArray(rng, rows * dim), gain = randomArray(rng, dim);
+  const f = rmsNormOp.validate({ x, gain, rows, dim });
+  rmsNormCpu(f);
+  const dOut = randomArray(rng, rows * dim), old = randomArray(rng, rows * dim);
+  const base = { x, gain, rstd: f.rstd, dOut, rows, dim };
+  const written = rmsNormBackwardCpu(rmsNormBackwardOp.validate(base)).dx;
+  const added = rmsNormBackwardCpu(
+    rmsNormBackwardOp.validate({ ...base, dx: old.slice(), accumulate: true }),
+  ).dx;
+  for (let i = 0; i < rows * dim; i++) {
+    assert.ok(
+      Math.abs(added[i] - (old[i] + written[i])) <=
+        2e-7 * (1 + Math.abs(added[i])),
+    );
+  }
+});
