@@ -91,6 +91,8 @@ function withinBound(
 /** Sizes of the matmul cases: `[m, n, k]`. */
 const MATMUL_SIZES = [
   [1, 1, 1],
+  [0, 5, 3], // no rows (an expert without tokens)
+  [4, 3, 0], // no inner dimension: out is 0 (or kept)
   [5, 7, 3],
   [16, 16, 16],
   [64, 64, 64], // above the cpu-threads threshold: workers run
@@ -324,12 +326,13 @@ const RMS_NORM_BACKWARD: TrainConformance<RmsNormBackwardArgs, RmsNormGrads> = {
 };
 
 /** Sizes of the dispatch cases: `[tokens, k, dim, experts]`. */
-const MOE_SIZES = [[1, 1, 1, 1], [7, 2, 3, 4], [65, 2, 16, 8], [
-  300,
-  4,
-  33,
-  16,
-]];
+const MOE_SIZES = [
+  [0, 2, 4, 3], // no tokens
+  [1, 1, 1, 1],
+  [7, 2, 3, 4],
+  [65, 2, 16, 8],
+  [300, 4, 33, 16],
+];
 
 /** Distinct experts per token, about a fifth of the slots dropped (-1). */
 function moeExperts(seed: number, tokens: number, k: number, E: number) {
