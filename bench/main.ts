@@ -59,6 +59,12 @@ export const SUITES: Suite[] = [
       "every op's WebGPU kernel: GPU ms and GB/s; device balancer steps",
     load: () => import("./device_bench.ts"),
   },
+  {
+    name: "train-ops",
+    description:
+      "CPU matmul of the training ops, 1 and 2 threads, against PyTorch, NumPy and a naive loop",
+    load: () => import("./train_ops_bench.ts"),
+  },
 ];
 
 /** Runs `fn`, returning what it printed with `console.log` (still printed). */
