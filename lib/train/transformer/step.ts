@@ -43,9 +43,11 @@ interface BlockBuffers {
   sel: Int32Array;
   slots: number;
   gate: Float64Array;
-  /** Dispatch: rows grouped by expert. */
+  /** Float32 copy of `gate`, as the combine kernel takes it. */
+  gate32: Float32Array;
+  /** Dispatch: rows grouped by expert (`offsets`), and each slot's row (`slotOf`, -1: none). */
   offsets: Int32Array;
-  rowSlot: Int32Array;
+  slotOf: Int32Array;
   xe: Float32Array;
   /** Experts' hidden pre-activations and their SiLU, `rows x hidden`. */
   hpre: Float32Array;
@@ -95,6 +97,7 @@ export interface TransformerWorkspace {
   ds64: Float64Array;
   dr64: Float64Array;
   dr: Float32Array;
+  dgate32: Float32Array;
 }
 
 /**
@@ -113,7 +116,7 @@ export function createTransformerWorkspace(
   const f32 = backend === "cpu-threads"
     ? (n: number) => new Float32Array(new SharedArrayBuffer(4 * n))
     : (n: number) => new Float32Array(n);
-  const rows = N * c.topK + E;
+  const rows = N * c.topK;
   const blocks: BlockBuffers[] = [];
   let maxSh = 1;
   for (let l = 0; l < c.layers; l++) {
@@ -141,8 +144,9 @@ export function createTransformerWorkspace(
       sel: new Int32Array(N * c.topK),
       slots: c.topK,
       gate: new Float64Array(N * c.topK),
+      gate32: f32(rows),
       offsets: new Int32Array(E + 1),
-      rowSlot: new Int32Array(rows),
+      slotOf: new Int32Array(rows),
       xe: f32(rows * d),
       hpre: f32(rows * c.hidden),
       he: f32(rows * c.hidden),
@@ -182,6 +186,7 @@ export function createTransformerWorkspace(
     ds64: new Float64Array(N * E),
     dr64: new Float64Array(N * E),
     dr: f32(N * E),
+    dgate32: f32(rows),
   };
 }
 
@@ -210,55 +215,6 @@ export interface LmStepResult {
 // ---------------------------------------------------------------------------
 // Layers (CPU loops for the cheap element-wise parts; matmul and attention go
 // through the kernels).
-
-/** RMSNorm forward: `out = x * rstd * gain`, `rstd = 1/sqrt(mean(x^2) + eps)`. */
-export function rmsNormForward(
-  x: Float32Array,
-  gain: Float32Array,
-  out: Float32Array,
-  rstd: Float32Array,
-  rows: number,
-  dim: number,
-  eps: number,
-): void {
-  for (let i = 0; i < rows; i++) {
-    const b = i * dim;
-    let ss = 0;
-    for (let m = 0; m < dim; m++) ss += x[b + m] * x[b + m];
-    const r = 1 / Math.sqrt(ss / dim + eps);
-    rstd[i] = r;
-    for (let m = 0; m < dim; m++) out[b + m] = x[b + m] * r * gain[m];
-  }
-}
-
-/**
- * RMSNorm backward: adds `d loss / d x` to `dx` and accumulates
- * `dGain`, from `dOut`.
- */
-export function rmsNormBackward(
-  x: Float32Array,
-  gain: Float32Array,
-  rstd: Float32Array,
-  dOut: Float32Array,
-  dx: Float32Array,
-  dGain: Float32Array,
-  rows: number,
-  dim: number,
-): void {
-  for (let i = 0; i < rows; i++) {
-    const b = i * dim, r = rstd[i];
-    let dot = 0;
-    for (let m = 0; m < dim; m++) {
-      const gx = dOut[b + m] * gain[m];
-      dot += gx * x[b + m];
-      dGain[m] += dOut[b + m] * x[b + m] * r;
-    }
-    const c = dot * r * r * r / dim;
-    for (let m = 0; m < dim; m++) {
-      dx[b + m] += dOut[b + m] * gain[m] * r - c * x[b + m];
-    }
-  }
-}
 
 // (B, T, H, D) token layout <-> (B, H, T, D) head layout.
 function toHeads(
@@ -379,31 +335,32 @@ function trimMatmul(x: MatmulArgs): MatmulArgs {
   };
 }
 
+// Grows the dispatch buffers to `n * slots` rows (Expert Choice routes
+// with one slot per expert).
 function ensureRows(
   ws: TransformerWorkspace,
   bb: BlockBuffers,
   c: ResolvedTransformerConfig,
-  rows: number,
   n: number,
   slots: number,
 ): void {
-  const d = c.dim, h = c.hidden;
+  const d = c.dim, h = c.hidden, rows = n * slots;
   const f32 = ws.f32;
-  if (bb.rowSlot.length < rows) {
-    bb.rowSlot = new Int32Array(rows);
+  if (bb.slotOf.length < rows) {
+    bb.slotOf = new Int32Array(rows);
+    bb.sel = new Int32Array(rows);
+    bb.gate = new Float64Array(rows);
+    bb.gate32 = f32(rows);
     bb.xe = f32(rows * d);
     bb.hpre = f32(rows * h);
     bb.he = f32(rows * h);
     bb.ye = f32(rows * d);
   }
-  if (ws.dye.length < rows * d) {
+  if (ws.dgate32.length < rows) {
+    ws.dgate32 = f32(rows);
     ws.dye = f32(rows * d);
     ws.dhe = f32(rows * h);
     ws.dxe = f32(rows * d);
-  }
-  if (bb.sel.length < n * slots) {
-    bb.sel = new Int32Array(n * slots);
-    bb.gate = new Float64Array(n * slots);
   }
 }
 
@@ -442,7 +399,15 @@ export async function transformerStep(
     const bp = p.blocks[l], bb = ws.blocks[l];
     const xOut = l + 1 < c.layers ? ws.blocks[l + 1].xIn : ws.xF;
     // Attention.
-    rmsNormForward(bb.xIn, bp.norm1, bb.a1, bb.rstd1, n, d, c.eps);
+    await K.rmsNorm({
+      x: bb.xIn.subarray(0, n * d),
+      gain: bp.norm1,
+      out: bb.a1.subarray(0, n * d),
+      rstd: bb.rstd1.subarray(0, n),
+      rows: n,
+      dim: d,
+      eps: c.eps,
+    });
     for (const [w, y] of [[bp.wq, bb.q], [bp.wk, bb.k], [bp.wv, bb.v]]) {
       await mm({
         a: bb.a1,
@@ -484,7 +449,15 @@ export async function transformerStep(
       accumulate: true,
     });
     // FFN.
-    rmsNormForward(bb.xMid, bp.norm2, bb.a2, bb.rstd2, n, d, c.eps);
+    await K.rmsNorm({
+      x: bb.xMid.subarray(0, n * d),
+      gain: bp.norm2,
+      out: bb.a2.subarray(0, n * d),
+      rstd: bb.rstd2.subarray(0, n),
+      rows: n,
+      dim: d,
+      eps: c.eps,
+    });
     xOut.set(bb.xMid.subarray(0, n * d));
     const sh = sharedWidth(c, l);
     if (sh > 0) {
@@ -550,30 +523,27 @@ export async function transformerStep(
     routings.push(routing);
     bb.routing = routing;
     moeLayer++;
-    const slots = routing.k;
-    // Dispatch: rows grouped by expert, tokens ascending within an expert.
-    let rows = 0;
-    for (let i = 0; i < n * slots; i++) if (routing.experts[i] >= 0) rows++;
-    ensureRows(ws, bb, c, rows, n, slots);
+    const slots = routing.k, ns = n * slots;
+    ensureRows(ws, bb, c, n, slots);
     bb.slots = slots;
-    bb.sel.set(routing.experts.subarray(0, n * slots));
+    bb.sel.set(routing.experts.subarray(0, ns));
     gateForward(c, n, bb.s64, bb.sel, slots, bb.gate);
+    for (let i = 0; i < ns; i++) bb.gate32[i] = bb.gate[i];
+    // Dispatch: rows grouped by expert, tokens ascending within an expert.
+    const disp = await K.dispatch({
+      x: bb.a2.subarray(0, n * d),
+      experts: bb.sel.subarray(0, ns),
+      tokens: n,
+      k: slots,
+      dim: d,
+      numExperts: E,
+      out: bb.xe.subarray(0, ns * d),
+      offsets: bb.offsets,
+      slotOf: bb.slotOf.subarray(0, ns),
+    });
+    if (disp.offsets !== bb.offsets) bb.offsets.set(disp.offsets);
+    if (disp.slotOf.buffer !== bb.slotOf.buffer) bb.slotOf.set(disp.slotOf);
     const off = bb.offsets;
-    off.fill(0);
-    for (let i = 0; i < n * slots; i++) {
-      const e = bb.sel[i];
-      if (e >= 0) off[e + 1]++;
-    }
-    for (let e = 0; e < E; e++) off[e + 1] += off[e];
-    const fillAt = Int32Array.from(off.subarray(0, E));
-    for (let i = 0; i < n * slots; i++) {
-      const e = bb.sel[i];
-      if (e < 0) continue;
-      const r = fillAt[e]++;
-      bb.rowSlot[r] = i;
-      const t = Math.floor(i / slots);
-      bb.xe.set(bb.a2.subarray(t * d, t * d + d), r * d);
-    }
     for (let e = 0; e < E; e++) {
       const r0 = off[e], ne_ = off[e + 1] - r0;
       if (ne_ === 0) continue;
@@ -603,15 +573,27 @@ export async function transformerStep(
         accumulate: false,
       });
     }
-    // Combine.
-    for (let r = 0; r < rows; r++) {
-      const i = bb.rowSlot[r], t = Math.floor(i / slots), g = bb.gate[i];
-      const yb = r * d, xb = t * d;
-      for (let m = 0; m < d; m++) xOut[xb + m] += g * bb.ye[yb + m];
-    }
+    await K.combine({
+      y: bb.ye.subarray(0, ns * d),
+      weights: bb.gate32.subarray(0, ns),
+      slotOf: bb.slotOf.subarray(0, ns),
+      tokens: n,
+      k: slots,
+      dim: d,
+      out: xOut.subarray(0, n * d),
+      accumulate: true,
+    });
   }
   // Output.
-  rmsNormForward(ws.xF, p.normF, ws.f, ws.rstdF, n, d, c.eps);
+  await K.rmsNorm({
+    x: ws.xF.subarray(0, n * d),
+    gain: p.normF,
+    out: ws.f.subarray(0, n * d),
+    rstd: ws.rstdF.subarray(0, n),
+    rows: n,
+    dim: d,
+    eps: c.eps,
+  });
   await mm({
     a: ws.f,
     b: p.out,
@@ -669,7 +651,17 @@ export async function transformerStep(
   });
   const dx = ws.dx;
   dx.fill(0, 0, n * d);
-  rmsNormBackward(ws.xF, p.normF, ws.rstdF, ws.da, dx, g.normF, n, d);
+  await K.rmsNormBackward({
+    x: ws.xF.subarray(0, n * d),
+    gain: p.normF,
+    rstd: ws.rstdF.subarray(0, n),
+    dOut: ws.da.subarray(0, n * d),
+    dx: dx.subarray(0, n * d),
+    accumulate: true,
+    dGain: g.normF,
+    rows: n,
+    dim: d,
+  });
   let aux = 0;
   moeLayer = routings.length;
   for (let l = c.layers - 1; l >= 0; l--) {
@@ -728,19 +720,22 @@ export async function transformerStep(
     }
     if (isMoeBlock(c, l)) {
       moeLayer--;
-      const slots = bb.slots, off = bb.offsets;
-      const rows = off[E];
-      const dgate = new Float64Array(n * slots);
-      for (let r = 0; r < rows; r++) {
-        const i = bb.rowSlot[r], t = Math.floor(i / slots), gt = bb.gate[i];
-        const yb = r * d, xb = t * d;
-        let dot = 0;
-        for (let m = 0; m < d; m++) {
-          dot += dx[xb + m] * bb.ye[yb + m];
-          ws.dye[yb + m] = gt * dx[xb + m];
-        }
-        dgate[i] = dot;
-      }
+      const slots = bb.slots, off = bb.offsets, ns = n * slots;
+      const slotOf = bb.slotOf.subarray(0, ns);
+      const dyeAll = ws.dye.subarray(0, ns * d);
+      const cb = await K.combineBackward({
+        y: bb.ye.subarray(0, ns * d),
+        weights: bb.gate32.subarray(0, ns),
+        slotOf,
+        tokens: n,
+        k: slots,
+        dim: d,
+        dOut: dx.subarray(0, n * d),
+        dy: dyeAll,
+        dWeights: ws.dgate32.subarray(0, ns),
+      });
+      if (cb.dy.buffer !== dyeAll.buffer) dyeAll.set(cb.dy);
+      const dgate = Float64Array.from(cb.dWeights);
       for (let e = 0; e < E; e++) {
         const r0 = off[e], ne_ = off[e + 1] - r0;
         if (ne_ === 0) continue;
@@ -800,10 +795,15 @@ export async function transformerStep(
           accumulate: false,
         });
       }
-      for (let r = 0; r < rows; r++) {
-        const t = Math.floor(bb.rowSlot[r] / slots), xb = t * d, yb = r * d;
-        for (let m = 0; m < d; m++) da[xb + m] += ws.dxe[yb + m];
-      }
+      await K.dispatchBackward({
+        dRows: ws.dxe.subarray(0, ns * d),
+        slotOf,
+        tokens: n,
+        k: slots,
+        dim: d,
+        dx: da.subarray(0, n * d),
+        accumulate: true,
+      });
       // Router.
       const ne = n * E;
       const ds = ws.ds64.subarray(0, ne);
@@ -875,7 +875,17 @@ export async function transformerStep(
       });
     }
     // dx stays as the residual path; add the FFN norm's input gradient.
-    rmsNormBackward(bb.xMid, bp.norm2, bb.rstd2, da, dx, gb.norm2, n, d);
+    await K.rmsNormBackward({
+      x: bb.xMid.subarray(0, n * d),
+      gain: bp.norm2,
+      rstd: bb.rstd2.subarray(0, n),
+      dOut: da.subarray(0, n * d),
+      dx: dx.subarray(0, n * d),
+      accumulate: true,
+      dGain: gb.norm2,
+      rows: n,
+      dim: d,
+    });
     // Attention: dx is now d loss / d xMid.
     await mm({
       a: dx,
@@ -948,7 +958,17 @@ export async function transformerStep(
         accumulate: true,
       });
     }
-    rmsNormBackward(bb.xIn, bp.norm1, bb.rstd1, da, dx, gb.norm1, n, d);
+    await K.rmsNormBackward({
+      x: bb.xIn.subarray(0, n * d),
+      gain: bp.norm1,
+      rstd: bb.rstd1.subarray(0, n),
+      dOut: da.subarray(0, n * d),
+      dx: dx.subarray(0, n * d),
+      accumulate: true,
+      dGain: gb.norm1,
+      rows: n,
+      dim: d,
+    });
   }
   // Embedding.
   for (let i = 0; i < n; i++) {

@@ -8,6 +8,8 @@ import {
   runTransformerExperiment,
 } from "./experiment.ts";
 import { loadBrownTokens } from "./tokenizer.ts";
+import { requireKernel } from "../../ops/registry.ts";
+import { matmulOp } from "../../ops/matmul.ts";
 
 // A stream with structure: period-5 runs of tokens, with noise.
 const STREAM = Int32Array.from(
@@ -63,6 +65,29 @@ describe("trainTransformer", () => {
     assert.deepEqual(a.curve.loss, b.curve.loss);
     assert.equal(a.perplexity, b.perplexity);
     assert.notDeepEqual(a.curve.loss, c.curve.loss);
+  });
+  test("worker threads give the one-thread curve bit for bit", async () => {
+    // 256 tokens x 64 x 64 projections: above the size the threaded
+    // matmul hands to the calling thread alone.
+    const opts = {
+      ...TINY,
+      dim: 64,
+      hidden: 64,
+      batchSeqs: 8,
+      seqLen: 32,
+      steps: 4,
+    };
+    const threaded = requireKernel(matmulOp, "cpu-threads");
+    const before = threaded.calls;
+    const one = await trainTransformer(corpus, { ...opts, backend: "cpu" });
+    const two = await trainTransformer(corpus, {
+      ...opts,
+      backend: "cpu-threads",
+      threads: 2,
+    });
+    assert.ok(threaded.calls > before);
+    assert.deepEqual(two.curve.loss, one.curve.loss);
+    assert.equal(two.perplexity, one.perplexity);
   });
   test("learns: validation perplexity far below the vocabulary", async () => {
     const r = await trainTransformer(corpus, {
