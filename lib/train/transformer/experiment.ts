@@ -1,4 +1,5 @@
-import { checkInteger, show } from "../../validate.ts";
+import { checkInteger, checkNumber, show } from "../../validate.ts";
+import { resolveTransformerConfig } from "./model.ts";
 import { type MeanStd, meanStd } from "../experiment.ts";
 import { parseTrainMethod, type TrainMethod } from "../method.ts";
 import { type BrownTokens, loadBrownTokens } from "./tokenizer.ts";
@@ -177,6 +178,38 @@ export function checkTransformerPreset(preset: unknown): TransformerPreset {
     );
   }
   seeds.forEach((s, i) => checkInteger(`seeds[${i}]`, s, 0));
+  // The shape and the schedule, before any corpus is read.
+  const {
+    methods,
+    seeds: _s,
+    corpus,
+    leakage: _l,
+    description: _d,
+    model: _m,
+    backend: _b,
+    steps,
+    batchSeqs,
+    lr,
+    warmup,
+    clip,
+    validTokens,
+    ...shape
+  } = p;
+  resolveTransformerConfig({ ...shape, vocab: corpus?.vocab ?? 512 });
+  if (steps !== undefined) checkInteger("steps", steps, 1);
+  if (batchSeqs !== undefined) checkInteger("batchSeqs", batchSeqs, 1);
+  if (warmup !== undefined) checkInteger("warmup", warmup, 0);
+  if (validTokens !== undefined) checkInteger("validTokens", validTokens, 1);
+  if (lr !== undefined) checkNumber("lr", lr, 0);
+  if (clip !== undefined) checkNumber("clip", clip, 0);
+  if (methods !== undefined) {
+    if (!Array.isArray(methods) || methods.length === 0) {
+      throw new RangeError(
+        `methods must be a non-empty array: current value is ${show(methods)}`,
+      );
+    }
+    methods.forEach((m) => parseTrainMethod(m));
+  }
   if (p.leakage !== undefined) {
     const chunks = p.leakage?.chunks;
     if (!Array.isArray(chunks) || chunks.length === 0) {
