@@ -75,7 +75,7 @@ export type {
 let device: Promise<KernelEnv> | undefined;
 
 /** The WebGPU device and kernels, loaded once (an Error naming why when there is no adapter). */
-function gpuEnv(): Promise<KernelEnv> {
+export function gpuEnv(): Promise<KernelEnv> {
   return device ??= (async () => {
     await import("../../../kernels/mod.ts");
     const { acquireGpu } = await import("../../../kernels/device.ts");
@@ -100,10 +100,13 @@ export function lmKernels(
       env.gpu
         ? import("../../../kernels/mod.ts").then(() => ({ gpu: env.gpu }))
         : gpuEnv();
-    const gpu = <O extends AnyOp>(op: O): Run<O> => async (args) =>
-      await (requireKernel(op, "webgpu").run(args, await on()) as Promise<
+    const gpu = <O extends AnyOp>(op: O): Run<O> => async (args) => {
+      // The WebGPU kernels register when kernels/mod.ts loads, inside on().
+      const e = await on();
+      return await (requireKernel(op, "webgpu").run(args, e) as Promise<
         ResultOf<O>
       >);
+    };
     return {
       backend,
       matmul: gpu(matmulOp),

@@ -200,7 +200,10 @@ export type LmRouterObjective =
  * from its router scores (`N x E`, float32). The selection is a constant
  * for the gradient.
  */
-export type LmSelect = (moeLayer: number, scores: ScoreMatrix) => Routing;
+export type LmSelect = (
+  moeLayer: number,
+  scores: ScoreMatrix,
+) => Routing | Promise<Routing>;
 
 /** What {@linkcode transformerStep} measured. */
 export interface LmStepResult {
@@ -515,7 +518,7 @@ export async function transformerStep(
       }
     }
     for (let i = 0; i < ne; i++) bb.s[i] = bb.s64[i];
-    const routing = select(moeLayer, {
+    const routing = await select(moeLayer, {
       data: bb.s.subarray(0, ne),
       tokens: n,
       experts: E,

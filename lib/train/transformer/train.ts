@@ -10,6 +10,9 @@ import { createBalancer } from "../../route/registry.ts";
 import { createRouting, routeInto } from "../../route/route.ts";
 import { Rng } from "../../scores/rng.ts";
 import type { Routing, ScoreMatrix } from "../../types.ts";
+import { requireKernel } from "../../ops/registry.ts";
+import { routeOp } from "../../ops/route.ts";
+import { gpuEnv } from "./_kernels.ts";
 import { parseTrainMethod, type TrainMethod } from "../method.ts";
 import {
   createTransformer,
@@ -166,15 +169,34 @@ function makeSelect(
   bias: Float64Array[] | undefined,
   chunk: number | undefined,
   kept: LayerRouting[],
+  backend: LmBackend = "cpu",
 ): LmSelect {
-  return (layer: number, s: ScoreMatrix): Routing => {
+  return (layer: number, s: ScoreMatrix): Routing | Promise<Routing> => {
     const n = s.tokens, E = c.experts;
     if (!balancer) {
       const out = kept[layer]?.routing.experts.length === n * c.topK
         ? kept[layer].routing
         : createRouting(n, c.topK, E);
-      routeInto(s, c.topK, out, bias ? { bias: bias[layer] } : {});
       kept[layer] = { routing: out, scores: s };
+      if (backend === "webgpu") {
+        // Top-K (plus frozen biases) by the route op's WebGPU kernel: the
+        // same selections as the CPU's on the same float32 scores.
+        return gpuEnv().then(async (env) => {
+          await requireKernel(routeOp, "webgpu").run({
+            scores: s,
+            k: c.topK,
+            bias: bias?.[layer],
+            multiply: false,
+            normalize: false,
+            scale: 1,
+            groups: 1,
+            topGroups: 1,
+            out,
+          }, env);
+          return out;
+        });
+      }
+      routeInto(s, c.topK, out, bias ? { bias: bias[layer] } : {});
       return out;
     }
     const size = chunk ?? n;
@@ -351,7 +373,7 @@ export async function trainTransformer(
   const ws = createTransformerWorkspace(model, batchSeqs, backend, { threads });
   const adam = new Adam32(model.params.length, clip);
   const kept: LayerRouting[] = [];
-  const select = makeSelect(c, balancer, undefined, chunk, kept);
+  const select = makeSelect(c, balancer, undefined, chunk, kept, backend);
   const rng = new Rng(seed + 0x51ed);
   const curve = {
     loss: new Float64Array(steps),
@@ -392,7 +414,7 @@ export async function trainTransformer(
     model,
     ws,
     corpus.valid,
-    makeSelect(c, undefined, bias, undefined, []),
+    makeSelect(c, undefined, bias, undefined, [], backend),
     validTokens,
   );
   let methodRouted: TransformerRun["methodRouted"];
