@@ -153,6 +153,7 @@ export function routeArgs(
       scale: extra.scale,
       groups: extra.groups,
       topGroups: extra.topGroups,
+      groupScore: extra.groupScore,
     },
   });
 }
@@ -244,6 +245,30 @@ const ROUTE: Conformance<RouteArgs, Routing> = {
             normalize: true,
             groups: G,
             topGroups: M,
+          }),
+      });
+    }
+    // DeepSeek-V3's group score (top 2 whatever k) and DeepSeek-V2's
+    // (the group maximum), where they differ from Megatron-Core's top
+    // floor(k / M): k = 6 of 3 groups kept sums the top 2 (V3 equals
+    // Megatron's), k = 8 of 2 groups the top 4.
+    for (
+      const [N, E, k, G, M, how] of [
+        [600, 64, 8, 8, 2, "v3"],
+        [600, 64, 8, 8, 2, "v2"],
+        [301, 48, 6, 6, 3, "v2"],
+      ] as const
+    ) {
+      const s = seed++;
+      out.push({
+        label: `${N}x${E} k=${k} groups ${M}/${G} ${how}`,
+        make: () =>
+          routeArgs(scores(s, N, E, 8), k, {
+            bias: dyadic(s, E, 7, 32, -3 / 32),
+            normalize: true,
+            groups: G,
+            topGroups: M,
+            groupScore: how,
           }),
       });
     }
