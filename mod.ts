@@ -43,8 +43,28 @@ export {
   scoreMatrix,
   sigmoid,
   softmax,
+  sqrtSoftplus,
 } from "./lib/scores/gate.ts";
-export { createRouting, route, type RouteOptions } from "./lib/route/route.ts";
+export {
+  createRouting,
+  type GroupScore,
+  route,
+  type RouteOptions,
+} from "./lib/route/route.ts";
+export {
+  megatronCapacity,
+  type TopKRouterOptions,
+  type TopKRouterResult,
+  topkRouting,
+} from "./lib/route/topk_router.ts";
+export {
+  addIn,
+  bfloat16,
+  countCeiling,
+  type Precision,
+  PRECISIONS,
+  roundTo,
+} from "./lib/numeric/precision.ts";
 export {
   routeParallel,
   type RouteParallelOptions,
@@ -64,7 +84,13 @@ export {
 } from "./lib/sim/run_backend.ts";
 export type { Balancer, BalancerContext } from "./lib/route/balancer.ts";
 export { greedy } from "./lib/route/greedy.ts";
-export { lossFree, type LossFreeOptions } from "./lib/route/loss_free.ts";
+export {
+  lossFree,
+  type LossFreeOptions,
+  type RateSchedule,
+  scheduledRate,
+} from "./lib/route/loss_free.ts";
+export type { CountAdd } from "./lib/ops/loss_free_update.ts";
 export {
   bip,
   type BipOptions,
