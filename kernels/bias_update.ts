@@ -165,10 +165,10 @@ export function biasUpdatePrecisionProgram(
   const addLoad = exact
     ? "counts[j] = counts[j] + l;"
     : token
-    ? `counts[j] = min(counts[j] + f32(l), ${
+    ? `counts[j] = min(counts[j] + f32_of(l), ${
       countCeiling(spec.countPrecision)
     }.0);`
-    : "counts[j] = rc(counts[j] + f32(l));";
+    : "counts[j] = rc(counts[j] + rc(f32_of(l)));";
   const step = exact
     ? rule === "sign"
       ? `select(select(0.0, -params.rate, c > q), params.rate, c < q || (c == q && r > 0u))`

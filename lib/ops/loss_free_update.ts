@@ -166,8 +166,9 @@ function checkLossFreeUpdate(args: LossFreeUpdateArgs): LossFreeUpdateArgs {
 
 /**
  * A running count plus a batch's load in `precision`: `"batch"` one
- * rounded add of the load (taken as float32 first, as PyTorch's float
- * arithmetic on an integer tensor does); `"token"` `load` adds of 1, which
+ * rounded add of the load, itself first rounded to `precision` (PyTorch
+ * casts the integer tensor to the counts' type before `+=`); `"token"`
+ * `load` adds of 1, which
  * stop at {@linkcode countCeiling} (the count starts at or below it).
  */
 export function addCount(
@@ -181,7 +182,7 @@ export function addCount(
   }
   return precision === "float64"
     ? count + load
-    : addIn(count, Math.fround(load), precision);
+    : addIn(count, roundTo(load, precision), precision);
 }
 
 /** The production CPU kernel of {@linkcode lossFreeUpdateOp}. */
