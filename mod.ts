@@ -90,7 +90,7 @@ export {
   type RateSchedule,
   scheduledRate,
 } from "./lib/route/loss_free.ts";
-export type { CountAdd } from "./lib/ops/loss_free_update.ts";
+export { addCount, type CountAdd } from "./lib/ops/loss_free_update.ts";
 export {
   bip,
   type BipOptions,

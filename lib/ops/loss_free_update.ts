@@ -169,7 +169,17 @@ function checkLossFreeUpdate(args: LossFreeUpdateArgs): LossFreeUpdateArgs {
  * rounded add of the load, itself first rounded to `precision` (PyTorch
  * casts the integer tensor to the counts' type before `+=`); `"token"`
  * `load` adds of 1, which
- * stop at {@linkcode countCeiling} (the count starts at or below it).
+ * stop at `countCeiling(precision)` (the count starts at or below it).
+ *
+ * @example
+ * ```ts
+ * import { addCount } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(addCount(40960, 601, "bfloat16", "batch"), 41472); // 601 -> 600, sum rounded to 256s
+ * assert.equal(addCount(0, 300, "bfloat16", "token"), 256);
+ * assert.equal(addCount(0, 300, "float32", "token"), 300);
+ * ```
  */
 export function addCount(
   count: number,

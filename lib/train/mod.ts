@@ -42,6 +42,9 @@ export {
 export {
   auxLoss,
   type AuxLossOptions,
+  createGlobalAuxTracker,
+  globalAuxLoss,
+  type GlobalAuxTracker,
   type RouterBatch,
   zLoss,
   type ZLossOptions,
