@@ -379,7 +379,7 @@ export function createDeviceBalancer(
           gpu,
           enc,
           k,
-          capacityOf(N, k, E, cap.capacityFactor),
+          Math.max(cap.minCapacity, capacityOf(N, k, E, cap.capacityFactor)),
           cap.drop,
           {
             scores: resident,

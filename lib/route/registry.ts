@@ -82,7 +82,11 @@ export const BALANCERS: Record<string, BalancerEntry> = {
   "capacity": {
     description:
       "greedy top-K with a capacity factor, dropping by score or position",
-    options: { capacityFactor: "number", drop: "string" },
+    options: {
+      capacityFactor: "number",
+      drop: "string",
+      minCapacity: "number",
+    },
     create: (ctx, o) => capacity(ctx, o),
   },
   "exact": {

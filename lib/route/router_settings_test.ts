@@ -1,5 +1,5 @@
 // Loss-Free's micro-batch accumulation, rate schedules and emulated
-// precisions against hand-worked values.
+// precisions, and the capacity balancer's minimum, against hand-worked values.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { lossFree, scheduledRate } from "./loss_free.ts";
@@ -151,4 +151,40 @@ test("the schedule's rate is the one applied", () => {
   b.update(0, s, b.route(0, s)); // rate 0.02
   b.update(0, s, b.route(0, s)); // rate 0.01
   assert.deepEqual([...b.biases(0)], [-0.03, 0.03]);
+});
+
+test("the capacity balancer's minCapacity (get_capacity's min_capacity) keeps more tokens", async () => {
+  const { capacity } = await import("./capacity.ts");
+  // 4 tokens all on expert 0, k = 1, 4 experts: capacity ceil(4 / 4) = 1.
+  const scores = {
+    data: new Float32Array([
+      0.9,
+      0,
+      0,
+      0,
+      0.8,
+      0,
+      0,
+      0,
+      0.7,
+      0,
+      0,
+      0,
+      0.6,
+      0,
+      0,
+      0,
+    ]),
+    tokens: 4,
+    experts: 4,
+  };
+  const ctx = { layers: 1, experts: 4, k: 1 };
+  const plain = capacity(ctx, { capacityFactor: 1 }).route(0, scores);
+  assert.deepEqual([...plain.loads], [1, 0, 0, 0]);
+  const floor3 = capacity(ctx, { capacityFactor: 1, minCapacity: 3 }).route(
+    0,
+    scores,
+  );
+  assert.deepEqual([...floor3.loads], [3, 0, 0, 0]);
+  assert.deepEqual([...floor3.experts], [0, 0, 0, -1]);
 });
