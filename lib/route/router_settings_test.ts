@@ -188,3 +188,43 @@ test("the capacity balancer's minCapacity (get_capacity's min_capacity) keeps mo
   assert.deepEqual([...floor3.loads], [3, 0, 0, 0]);
   assert.deepEqual([...floor3.experts], [0, 0, 0, -1]);
 });
+
+test("topkRouting refuses what Megatron-Core's config refuses, naming the option", async () => {
+  const { topkRouting } = await import("./topk_router.ts");
+  const logits = {
+    data: new Float32Array([1, 2, 3, 4]),
+    tokens: 1,
+    experts: 4,
+  };
+  assert.throws(
+    () => topkRouting(logits, { topk: 2, expertBias: [0, 0, 0, 0] }),
+    /expertBias needs scoreFunction sigmoid or sqrtsoftplus/,
+  );
+  assert.throws(
+    () =>
+      topkRouting(logits, {
+        topk: 2,
+        scoreFunction: "sigmoid",
+        preSoftmax: true,
+      }),
+    /preSoftmax applies to the softmax score function only/,
+  );
+  assert.throws(
+    () => topkRouting(logits, { topk: 2, numGroups: 2 }),
+    /numGroups and groupTopk go together/,
+  );
+  assert.throws(
+    () => topkRouting(logits, { topk: 2, padToCapacity: true }),
+    /padToCapacity needs capacityFactor/,
+  );
+  assert.throws(
+    () => topkRouting(logits, { topk: 5 }),
+    /topk must be an integer in \[1, 4\]/,
+  );
+  // Post-softmax, k = 2 of logits 3 and 4: weights softmax([4, 3]).
+  const r = topkRouting(logits, { topk: 2 });
+  assert.deepEqual([...r.routing.experts], [3, 2]);
+  const e = Math.exp(-1);
+  assert.ok(Math.abs(r.routing.weights[0] - 1 / (1 + e)) < 1e-7);
+  assert.ok(Math.abs(r.routing.weights[1] - e / (1 + e)) < 1e-7);
+});

@@ -4,7 +4,13 @@
 // group-limited routing with Megatron's or DeepSeek's group score, the
 // expert bias, the scaling factor, and capacity with token dropping and
 // padding. Each step runs the library's kernels (route, capacityDrop).
-import { checkChoice, checkInteger, checkNumber, show } from "../validate.ts";
+import {
+  checkChoice,
+  checkInteger,
+  checkNumber,
+  checkScoreShape,
+  show,
+} from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { type Gate, gateInto, GATES } from "../scores/gate.ts";
 import { GROUP_SCORES, type GroupScore, routeOp } from "../ops/route.ts";
@@ -159,7 +165,7 @@ export function topkRouting(
       `options must be an object: current value is ${show(options)}`,
     );
   }
-  const { tokens: N, experts: E } = logits;
+  const { tokens: N, experts: E } = checkScoreShape("logits", logits);
   const k = checkInteger("topk", options.topk, 1, E);
   const fn = checkChoice(
     "scoreFunction",
