@@ -228,3 +228,24 @@ test("topkRouting refuses what Megatron-Core's config refuses, naming the option
   assert.ok(Math.abs(r.routing.weights[0] - 1 / (1 + e)) < 1e-7);
   assert.ok(Math.abs(r.routing.weights[1] - e / (1 + e)) < 1e-7);
 });
+
+test("router replay: the bias moves on the replayed routing's loads, not on its own selection", () => {
+  // The rollout engine routed both tokens to expert 1; training replays
+  // that routing (Megatron-Core's moe_enable_routing_replay) and updates
+  // the bias from it, while its own top-1 would pick expert 0.
+  const b = lossFree({ layers: 1, experts: 2, k: 1 }, { rate: 0.01 });
+  const scores = {
+    data: new Float32Array([0.9, 0.1, 0.8, 0.2]),
+    tokens: 2,
+    experts: 2,
+  };
+  assert.deepEqual([...b.route(0, scores).loads], [2, 0]);
+  const replayed = {
+    k: 1,
+    experts: new Int32Array([1, 1]),
+    weights: new Float32Array([0.1, 0.2]),
+    loads: new Int32Array([0, 2]),
+  };
+  b.update(0, scores, replayed);
+  assert.deepEqual([...b.biases(0)], [0.01, -0.01]);
+});
