@@ -154,6 +154,11 @@ export {
 export { solveBalancedAssignment } from "./lib/solve/solve_balanced_assignment.ts";
 export { solveBalancedAssignmentSync } from "./lib/solve/solve_balanced_assignment_sync.ts";
 export {
+  type GroupLimitedBounds,
+  groupLimitedBounds,
+  type GroupLimitOptions,
+} from "./lib/solve/group_limited.ts";
+export {
   isSlotAligned,
   type Placement,
   placementFromPhy2log,
