@@ -83,7 +83,12 @@ export {
   type ExpertChoiceOptions,
 } from "./lib/route/expert_choice.ts";
 export { capacity, type CapacityOptions } from "./lib/route/capacity.ts";
-export { exact, type ExactOptions } from "./lib/route/exact.ts";
+export {
+  exact,
+  type ExactBalancer,
+  type ExactBounds,
+  type ExactOptions,
+} from "./lib/route/exact.ts";
 export {
   type BalancerEntry,
   BALANCERS,

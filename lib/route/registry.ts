@@ -80,7 +80,7 @@ export const BALANCERS: Record<string, BalancerEntry> = {
   "exact": {
     description:
       "the exact balanced optimum of each batch, an oracle (not causal)",
-    options: { capacityFactor: "number" },
+    options: { capacityFactor: "number", groupLimit: "string" },
     create: (ctx, o) => exact(ctx, o),
   },
 };
