@@ -7,9 +7,10 @@
 // warm-started from the previous batch's prices (how the simulator calls
 // it) with greedy top-k routing of the same batch.
 import { fileURLToPath } from "node:url";
+import process from "node:process";
 import { solveBalancedAssignmentSync } from "../lib/solve/solve_balanced_assignment_sync.ts";
 import { route } from "../lib/route/route.ts";
-import { medianMs, printTable } from "./_timing.ts";
+import { printTable } from "./_timing.ts";
 import { instance } from "./_lp_solve.ts";
 import type { ScoreMatrix } from "../lib/types.ts";
 
@@ -24,6 +25,34 @@ function quantised(tokens: number, experts: number, seed: number) {
     scores.data[x] = Math.round(scores.data[x] * unit) / unit;
   }
   return scores;
+}
+
+/** CPU time of this process in ms (all its threads). */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e3;
+}
+
+/**
+ * Runs `fn` `warmup` times, then `repeats` times: the medians of its wall
+ * time and of the process's CPU time, in ms. On a shared machine the CPU
+ * time moves less with the other processes' load.
+ */
+function medians(
+  fn: () => void,
+  repeats: number,
+  warmup: number,
+): { wall: number; cpu: number } {
+  for (let i = 0; i < warmup; i++) fn();
+  const wall: number[] = [], cpu: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    const t0 = performance.now(), c0 = cpuMs();
+    fn();
+    cpu.push(cpuMs() - c0);
+    wall.push(performance.now() - t0);
+  }
+  const mid = (v: number[]) => v.sort((a, b) => a - b)[v.length >> 1];
+  return { wall: mid(wall), cpu: mid(cpu) };
 }
 
 /** Compiles the LEMON program; null (with the reason) when it cannot. */
@@ -53,6 +82,7 @@ type LemonRun = {
   optimal: boolean;
   scaled: number;
   ms: number;
+  cpuMs: number;
   buildMs: number;
 };
 
@@ -118,7 +148,7 @@ export async function run(): Promise<void> {
     const name = `${tokens} x ${experts}, k=${k}`;
     const scores = quantised(tokens, experts, 5);
     const a = solveBalancedAssignmentSync(scores, { k });
-    const ssp = medianMs(
+    const ssp = medians(
       () => void solveBalancedAssignmentSync(scores, { k }),
       9,
       warmup,
@@ -140,14 +170,15 @@ export async function run(): Promise<void> {
           );
         }
       }
+      const x = (a: number, b: number) => `${(a / b).toFixed(1)}x`;
       rows.push([
         name,
-        ssp.toFixed(1),
-        cs.ms.toFixed(1),
-        `${(cs.ms / ssp).toFixed(1)}x`,
-        `${((cs.ms + cs.buildMs) / ssp).toFixed(1)}x`,
-        ns.ms.toFixed(1),
-        `${(ns.ms / ssp).toFixed(1)}x`,
+        `${ssp.wall.toFixed(1)} (${ssp.cpu.toFixed(1)})`,
+        `${cs.ms.toFixed(0)} (${cs.cpuMs.toFixed(0)})`,
+        `${x(cs.ms, ssp.wall)} (${x(cs.cpuMs, ssp.cpu)})`,
+        x(cs.ms + cs.buildMs, ssp.wall),
+        `${ns.ms.toFixed(0)} (${ns.cpuMs.toFixed(0)})`,
+        `${x(ns.ms, ssp.wall)} (${x(ns.cpuMs, ssp.cpu)})`,
         "yes",
       ]);
     }
@@ -157,7 +188,7 @@ export async function run(): Promise<void> {
       quantised(tokens, experts, 6),
       { k },
     );
-    const warm = medianMs(
+    const warm = medians(
       () =>
         void solveBalancedAssignmentSync(scores, {
           k,
@@ -166,13 +197,15 @@ export async function run(): Promise<void> {
       9,
       warmup,
     );
-    const greedy = medianMs(() => void route(scores, { k }), 9, 5);
+    const greedy = medians(() => void route(scores, { k }), 9, 5);
     warmRows.push([
       name,
-      greedy.toFixed(2),
-      ssp.toFixed(1),
-      warm.toFixed(1),
-      `${(warm / greedy).toFixed(1)}x`,
+      `${greedy.wall.toFixed(2)} (${greedy.cpu.toFixed(2)})`,
+      `${ssp.wall.toFixed(1)} (${ssp.cpu.toFixed(1)})`,
+      `${warm.wall.toFixed(1)} (${warm.cpu.toFixed(1)})`,
+      `${(warm.wall / greedy.wall).toFixed(1)}x (${
+        (warm.cpu / greedy.cpu).toFixed(1)
+      }x)`,
     ]);
   }
   if (rows.length) {
@@ -198,7 +231,9 @@ export async function run(): Promise<void> {
           cases.map((c) => c.lemonRepeats).join(" / ")
         } runs of the algorithm on a prebuilt StaticDigraph ` +
         `(source -> token, cap k -> expert, cap 1 -> sink, cap C); "+ build" ` +
-        `adds building the graph and its maps. Both optima agree exactly.\n`,
+        `adds building the graph and its maps. Both optima agree exactly. ` +
+        `Wall-clock medians, in parentheses the process's CPU time (steadier ` +
+        `on a shared machine; it counts every thread of the Deno process).\n`,
     );
   }
   printTable(
@@ -214,7 +249,8 @@ export async function run(): Promise<void> {
   console.log(
     "\nssp warm: started from the optimal prices of the previous batch " +
       "(seed 6, same distribution), as the `exact` balancer does; greedy: " +
-      "route(scores, { k }) on the same batch. Medians of 9.",
+      "route(scores, { k }) on the same batch. Medians of 9, wall clock " +
+      "(CPU time in parentheses).",
   );
   if ("exe" in built) await Deno.remove(built.exe);
 }
