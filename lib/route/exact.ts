@@ -122,6 +122,11 @@ export function exact(
   const last: ExactBounds[] = Array.from({ length: ctx.layers }, () => none);
   const E = ctx.experts, K = ctx.k;
   const prices = Array.from({ length: ctx.layers }, () => new Float64Array(E));
+  // Under a group limit: the restricted solve's prices, its next start.
+  const restricted = Array.from(
+    { length: ctx.layers },
+    () => new Float64Array(E),
+  );
   const solved = new Uint8Array(ctx.layers);
   let out: Routing | undefined;
   const balancer = checkedBalancer(ctx, {
@@ -143,9 +148,11 @@ export function exact(
           ...start,
           groups: ctx.groups,
           topGroups: ctx.topGroups,
+          restrictedPrices: solved[layer] ? restricted[layer] : undefined,
         });
         a = b.assignment;
         prices[layer].set(b.relaxationPrices);
+        restricted[layer].set(b.assignment.expertPrices);
         last[layer] = {
           routed: b.lowerBound,
           lowerBound: b.lowerBound,

@@ -20,6 +20,12 @@ export interface GroupLimitOptions extends BalancedAssignmentOptions {
   groups: number;
   /** Groups a token may use, `1 <= topGroups <= groups`, holding at least `k` experts. */
   topGroups: number;
+  /**
+   * Starting prices of the restricted solve (`experts` finite entries),
+   * for example the previous batch's `assignment.expertPrices`. Default:
+   * the relaxation's optimal prices. Any start gives the same bounds.
+   */
+  restrictedPrices?: ArrayLike<number>;
 }
 
 /**
@@ -159,7 +165,20 @@ export function groupLimitedBounds(
     relaxed.objective,
     lagrangianBound(dp, scores, capacity, relaxed.expertPrices, allowed, keep),
   );
-  const best = restrictedOptimum(scores, k, capacity, G, M, keep, relaxed, dp);
+  const start = options.restrictedPrices === undefined
+    ? relaxed.expertPrices
+    : startPrices(options.restrictedPrices, E);
+  const best = restrictedOptimum(
+    scores,
+    k,
+    capacity,
+    G,
+    M,
+    keep,
+    start,
+    relaxed,
+    dp,
+  );
   checkGroupLimited(best, tokens, k, dp.size, M);
   // The restricted problem's prices give a second, often lower, bound.
   upper = Math.min(
@@ -176,6 +195,25 @@ export function groupLimitedBounds(
     relaxationPrices: relaxed.expertPrices,
     bracket: upper === 0 ? 0 : (upper - best.objective) / Math.abs(upper),
   };
+}
+
+/** `options.restrictedPrices`, checked: `experts` finite numbers. */
+function startPrices(q: ArrayLike<number>, E: number): Float64Array {
+  if (q === null || typeof q !== "object" || q.length !== E) {
+    throw new TypeError(
+      `options.restrictedPrices must hold ${E} numbers (one per expert): current value is ${
+        show(q)
+      }`,
+    );
+  }
+  const out = Float64Array.from(q);
+  const bad = out.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) {
+    throw new RangeError(
+      `options.restrictedPrices must be finite: entry ${bad} is ${out[bad]}`,
+    );
+  }
+  return out;
 }
 
 /** Throws unless every token's experts lie in at most `M` groups. */
@@ -239,6 +277,7 @@ function restrictedOptimum(
   G: number,
   M: number,
   keep: Uint8Array,
+  start: Float64Array,
   relaxed: BalancedAssignment,
   dp: GroupDp,
 ): BalancedAssignment {
@@ -253,7 +292,7 @@ function restrictedOptimum(
     lo = Math.min(lo, v);
     hi = Math.max(hi, v);
   }
-  let penalty = Infinity, prices = relaxed.expertPrices;
+  let penalty = Infinity, prices = start;
   for (let round = 0; round < REPAIR_ROUNDS; round++) {
     for (let x = 0; x < tokens * G; x++) {
       const from = x * size, to = from + size;
