@@ -103,7 +103,16 @@ describe("groupLimitedBounds", () => {
         data[x] = Math.fround(rng.uniform());
       }
       const scores = { data, tokens: N, experts: E };
-      const b = groupLimitedBounds(scores, { k, groups: G, topGroups: M });
+      // Every other trial starts the restricted solve from odd prices.
+      const restrictedPrices = trial % 2 === 0
+        ? undefined
+        : Array.from({ length: E }, (_, j) => (j % 3) / 4);
+      const b = groupLimitedBounds(scores, {
+        k,
+        groups: G,
+        topGroups: M,
+        restrictedPrices,
+      });
       const C = b.assignment.capacity;
       const optimum = bruteForce(data, N, E, k, C, size, M);
       const tol = 1e-9;
@@ -163,6 +172,27 @@ describe("groupLimitedBounds", () => {
       (e: Error) =>
         e instanceof RangeError && /options\.topGroups/.test(e.message) &&
         /1 x 2/.test(e.message),
+    );
+    assert.throws(
+      () =>
+        groupLimitedBounds(scores, {
+          k: 2,
+          groups: 3,
+          topGroups: 1,
+          restrictedPrices: [0, 0],
+        }),
+      (e: Error) =>
+        e instanceof TypeError && /options\.restrictedPrices/.test(e.message),
+    );
+    assert.throws(
+      () =>
+        groupLimitedBounds(scores, {
+          k: 2,
+          groups: 3,
+          topGroups: 1,
+          restrictedPrices: [0, 0, NaN, 0, 0, 0],
+        }),
+      (e: Error) => e instanceof RangeError && /entry 2 is NaN/.test(e.message),
     );
     assert.throws(
       () => groupLimitedBounds(scores, { k: 2, groups: 3, topGroups: 0 }),
