@@ -79,7 +79,7 @@ export const BALANCERS: Record<string, BalancerEntry> = {
   },
   "exact": {
     description:
-      "the exact balanced optimum of each batch, an oracle (not causal)",
+      "the exact balanced optimum of each batch, an oracle (not causal); under a group limit the best group-limited assignment found, its optimum bracketed",
     options: { capacityFactor: "number", groupLimit: "string" },
     create: (ctx, o) => exact(ctx, o),
   },
