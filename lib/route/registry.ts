@@ -79,7 +79,7 @@ export const BALANCERS: Record<string, BalancerEntry> = {
   },
   "exact": {
     description:
-      "the exact balanced optimum of each batch, an oracle (not causal); under a group limit the best group-limited assignment found, its optimum bracketed",
+      "the exact balanced optimum of each batch, an oracle (not causal; bracketed under a group limit)",
     options: { capacityFactor: "number", groupLimit: "string" },
     create: (ctx, o) => exact(ctx, o),
   },
