@@ -109,7 +109,12 @@ export {
   type ExpertChoiceOptions,
 } from "./lib/route/expert_choice.ts";
 export { capacity, type CapacityOptions } from "./lib/route/capacity.ts";
-export { exact, type ExactOptions } from "./lib/route/exact.ts";
+export {
+  exact,
+  type ExactBalancer,
+  type ExactBounds,
+  type ExactOptions,
+} from "./lib/route/exact.ts";
 export {
   type BalancerEntry,
   BALANCERS,
@@ -179,6 +184,11 @@ export {
 } from "./lib/solve/types.ts";
 export { solveBalancedAssignment } from "./lib/solve/solve_balanced_assignment.ts";
 export { solveBalancedAssignmentSync } from "./lib/solve/solve_balanced_assignment_sync.ts";
+export {
+  type GroupLimitedBounds,
+  groupLimitedBounds,
+  type GroupLimitOptions,
+} from "./lib/solve/group_limited.ts";
 export {
   isSlotAligned,
   type Placement,

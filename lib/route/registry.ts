@@ -91,8 +91,8 @@ export const BALANCERS: Record<string, BalancerEntry> = {
   },
   "exact": {
     description:
-      "the exact balanced optimum of each batch, an oracle (not causal)",
-    options: { capacityFactor: "number" },
+      "the exact balanced optimum of each batch, an oracle (not causal; bracketed under a group limit)",
+    options: { capacityFactor: "number", groupLimit: "string" },
     create: (ctx, o) => exact(ctx, o),
   },
 };
