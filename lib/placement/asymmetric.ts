@@ -14,6 +14,11 @@ function copies(slots: Int32Array, g: number, S: number, e: number): number {
 export interface AsymmetricOptions {
   /** Average replicas per expert (default 2): `E * replicas / G` slots per GPU. */
   replicas?: number;
+  /**
+   * Physical slots in all, a multiple of `gpus` and at least the experts
+   * (DeepSeek-V3: 256 experts + 32 redundant); overrides `replicas`.
+   */
+  slots?: number;
   /** Monte Carlo swaps tried (default 300). */
   iterations?: number;
   /** Seed of the search (default 0). */
@@ -68,8 +73,8 @@ export function replicaCounts(
  *
  * @param loads Expected tokens per expert (`E` non-negative integers).
  * @param gpus Number of GPUs `G`.
- * @param options Average replicas, iterations, seed.
- * @returns A {@linkcode Placement} with `E * replicas / G` slots per GPU.
+ * @param options Average replicas (or slots), iterations, seed.
+ * @returns A {@linkcode Placement} with `E * replicas / G` (or `slots / G`) slots per GPU.
  * @throws {RangeError} If `E * replicas` is not a multiple of `G`, or a load is invalid.
  *
  * @example A hot expert gets a replica on every GPU
@@ -91,15 +96,26 @@ export function asymmetricPlacement(
   checkInteger("gpus", gpus, 1);
   const E = loads.length;
   checkLoads("loads", loads, E);
-  const d = checkInteger("replicas", options.replicas ?? 2, 1, gpus);
   const iterations = checkInteger("iterations", options.iterations ?? 300, 0);
   const rng = new Rng(checkNumber("seed", options.seed ?? 0));
-  if ((E * d) % gpus !== 0) {
-    throw new RangeError(
-      `experts x replicas (${E} x ${d}) must be a multiple of gpus: current value is ${gpus}`,
-    );
+  let total: number;
+  if (options.slots !== undefined) {
+    total = checkInteger("slots", options.slots, E, E * gpus);
+    if (total % gpus !== 0) {
+      throw new RangeError(
+        `slots must be a multiple of gpus (${gpus}): current value is ${total}`,
+      );
+    }
+  } else {
+    const d = checkInteger("replicas", options.replicas ?? 2, 1, gpus);
+    if ((E * d) % gpus !== 0) {
+      throw new RangeError(
+        `experts x replicas (${E} x ${d}) must be a multiple of gpus: current value is ${gpus}`,
+      );
+    }
+    total = E * d;
   }
-  const S = (E * d) / gpus;
+  const S = total / gpus;
   const count = replicaCounts(loads, gpus * S, gpus);
   const items: number[] = [];
   for (let e = 0; e < E; e++) for (let c = 0; c < count[e]; c++) items.push(e);

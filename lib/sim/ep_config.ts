@@ -213,12 +213,35 @@ export function checkEpConfig(
   return c;
 }
 
-/** GPUs per node of a configuration (all of them when `gpusPerNode` is null). */
+/**
+ * GPUs per node of a configuration (all of them when `gpusPerNode` is null).
+ *
+ * @example
+ * ```ts
+ * import { EP_DEFAULTS, epGpusPerNode } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(epGpusPerNode(EP_DEFAULTS), 8);
+ * assert.equal(epGpusPerNode({ ...EP_DEFAULTS, gpus: 64, gpusPerNode: 8 }), 8);
+ * ```
+ */
 export function epGpusPerNode(c: EpConfig): number {
   return c.gpusPerNode ?? c.gpus;
 }
 
-/** Physical expert slots of the EPLB and asymmetric strategies: `experts + redundant`. */
+/**
+ * Physical expert slots of the EPLB and asymmetric strategies:
+ * `experts + redundant`, or `experts * replicas` when `redundant` is null.
+ *
+ * @example DeepSeek-V3: 256 experts and 32 redundant slots
+ * ```ts
+ * import { EP_DEFAULTS, epSlots } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(epSlots({ ...EP_DEFAULTS, redundant: 32 }, 256), 288);
+ * assert.equal(epSlots(EP_DEFAULTS, 64), 128);
+ * ```
+ */
 export function epSlots(c: EpConfig, experts: number): number {
   return experts + (c.redundant ?? experts * (c.replicas - 1));
 }
