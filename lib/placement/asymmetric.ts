@@ -1,7 +1,7 @@
 import { checkInteger, checkNumber } from "../validate.ts";
 import { Rng } from "../scores/rng.ts";
 import { checkLoads } from "./_integer_schedule.ts";
-import { exactScheduler } from "./exact_scheduler.ts";
+import { exactSolver } from "./exact_scheduler.ts";
 import type { Placement } from "./placement.ts";
 
 function copies(slots: Int32Array, g: number, S: number, e: number): number {
@@ -139,8 +139,7 @@ export function asymmetricPlacement(
   }
   const placement = { gpus, experts: E, slotsPerGpu: S, slots };
   const score = () =>
-    exactScheduler({ ...placement, slots: slots.slice() }).schedule(loads)
-      .optimum;
+    exactSolver({ ...placement, slots: slots.slice() }).optimum(loads);
   let current = score();
   for (let it = 0; it < iterations && gpus > 1; it++) {
     const i = rng.int(slots.length), j = rng.int(slots.length);

@@ -2,7 +2,7 @@
 // the network carry when token-expert pairs land on GPUs grouped in nodes
 // (docs/algorithms.md section 15, multi-node expert parallelism).
 import { checkInteger, checkNumber, show } from "../validate.ts";
-import { checkPlacement, type Placement } from "./placement.ts";
+import { checkPlacement, type Placement, replicaTable } from "./placement.ts";
 
 /** Options of {@linkcode nodeTraffic}. */
 export interface NodeTrafficOptions {
@@ -13,12 +13,24 @@ export interface NodeTrafficOptions {
   /** Experts per token (`k`). */
   topK: number;
   /**
+   * Routed experts `E`: a token's `k` experts are distinct, so without a
+   * node limit each draw avoids the experts already drawn (default: draws
+   * with replacement).
+   */
+  experts?: number;
+  /**
    * Node-limited dispatch: the most nodes a token reaches (DeepSeek-V3:
    * `topGroups` = 4 when every routing group lives on one node, see
    * {@linkcode groupsStayOnNodes}), or null when a token's experts land
    * anywhere (the independence estimate).
    */
   nodeLimit: number | null;
+  /**
+   * Pairs each node receives from other nodes ({@linkcode remotePairs});
+   * default `P_n * (N - 1) / N`, right when every expert has its replicas
+   * on one node.
+   */
+  remotePairs?: ArrayLike<number>;
 }
 
 /** What {@linkcode nodeTraffic} returns: one dispatch's volumes, in tokens. */
@@ -96,8 +108,12 @@ export function groupsStayOnNodes(
  * `gpusPerNode` NICs. The loads table holds pairs per expert, not tokens,
  * so `D_n` is estimated from the node's pairs `P_n`:
  * with node-limited dispatch, a token reaching a node brings `k / limit`
- * pairs, `D_n = P_n * limit / k`; otherwise pairs fall independently,
- * `D_n = T * (1 - (1 - P_n / (T k))^k)`; both capped at `min(P_n, T)`.
+ * pairs, `D_n = P_n * limit / k`; otherwise the `k` distinct experts of a
+ * token fall independently, `D_n = T * (1 - prod_{i<k} (1 - p_n E / (E - i)))`
+ * with `p_n = P_n / (T k)` (exact for uniform loads; `E` infinite: draws
+ * with replacement, `1 - (1 - p_n)^k`); both capped at `min(P_n, T)`.
+ * Of these, the share `remotePairs_n / P_n` comes from other nodes
+ * (`(N - 1) / N` when no expert has replicas on two nodes).
  * NVLink carries every pair into its GPU (FasterMoE's `C = B`).
  *
  * @param gpuPairs Token-expert pairs each GPU computes (`Int32Array (gpus)`, a schedule's `gpuLoads`).
@@ -130,6 +146,9 @@ export function nodeTraffic(
   }
   const T = checkInteger("tokens", options.tokens, 0);
   const k = checkInteger("topK", options.topK, 1);
+  const E = options.experts === undefined
+    ? Infinity
+    : checkInteger("experts", options.experts, k);
   const limit = options.nodeLimit;
   if (limit !== null && limit !== undefined) {
     checkInteger("nodeLimit", limit, 1);
@@ -139,6 +158,12 @@ export function nodeTraffic(
     );
   }
   const N = G / gpn;
+  const remotePairs = options.remotePairs;
+  if (remotePairs !== undefined && remotePairs.length !== N) {
+    throw new RangeError(
+      `remotePairs must have one value per node (${N}): current length is ${remotePairs.length}`,
+    );
+  }
   let maxGpu = 0, pairs = 0, maxNic = 0, network = 0, reached = 0;
   for (let n = 0; n < N; n++) {
     let P = 0;
@@ -155,12 +180,15 @@ export function nodeTraffic(
     const D = Math.min(
       P,
       T,
-      limit !== null
-        ? P * limit / k
-        : T * (1 - Math.pow(Math.max(0, 1 - P / (T * k)), k)),
+      limit !== null ? P * limit / k : T * (1 - missed(P / (T * k), k, E)),
     );
     reached += D;
-    const remote = D * (N - 1) / N;
+    const share = remotePairs === undefined
+      ? (N - 1) / N
+      : P > 0
+      ? Math.min(1, checkNumber(`remotePairs[${n}]`, remotePairs[n], 0) / P)
+      : 0;
+    const remote = D * share;
     network += remote;
     if (remote / gpn > maxNic) maxNic = remote / gpn;
   }
@@ -171,4 +199,108 @@ export function nodeTraffic(
     networkTokens: network,
     nodesPerToken: T > 0 ? reached / T : 0,
   };
+}
+
+/** Probability that `k` distinct draws of `E` miss a node of share `p`. */
+function missed(p: number, k: number, E: number): number {
+  let q = 1;
+  for (let i = 0; i < k; i++) {
+    q *= Math.max(0, 1 - (E === Infinity ? p : p * E / (E - i)));
+  }
+  return q;
+}
+
+/**
+ * Pairs each node receives from other nodes when tokens start evenly
+ * over the nodes and every node's pairs of an expert go to the expert's
+ * replicas on that node first (MicroMoE scheduling across nodes: the
+ * schedule fixes each replica's load, the dispatch prefers intra-node
+ * replicas): expert `e` with load `L_e` and replica loads `X_{e,n}` on node
+ * `n` sends `max(0, X_{e,n} - L_e / N)` pairs into `n` from elsewhere.
+ * An expert whose replicas all sit on one node sends `L_e (N - 1) / N`.
+ *
+ * @param placement Where the replicas are.
+ * @param replicaLoads Tokens of each slot (`gpus x slotsPerGpu`, a schedule's `replicaLoads`).
+ * @param gpusPerNode GPUs per node.
+ * @returns `Float64Array (nodes)`.
+ * @throws {RangeError} If the sizes disagree.
+ *
+ * @example Expert 0 has a replica on each of 2 nodes
+ * ```ts
+ * import { remotePairs } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * // GPUs 0, 1 on node 0, GPUs 2, 3 on node 1; slots: [0, 1], [2, 3], [0, 4], [5, 6]
+ * const p = { gpus: 4, experts: 7, slotsPerGpu: 2, slots: new Int32Array([0, 1, 2, 3, 0, 4, 5, 6]) };
+ * // Expert 0: 60 tokens, 30 per node, served 40 on node 0 and 20 on node 1.
+ * const r = remotePairs(p, [40, 10, 0, 0, 20, 0, 0, 10], 2);
+ * // node 0: expert 0 gets 40 - 30 = 10 from node 1, expert 1 gets 5; node 1: expert 6 gets 5.
+ * assert.deepEqual([...r], [15, 5]);
+ * ```
+ */
+export function remotePairs(
+  placement: Placement,
+  replicaLoads: ArrayLike<number>,
+  gpusPerNode: number,
+): Float64Array {
+  const p = checkPlacement("placement", placement);
+  checkInteger("gpusPerNode", gpusPerNode, 1, p.gpus);
+  if (p.gpus % gpusPerNode !== 0) {
+    throw new RangeError(
+      `gpusPerNode must divide the GPUs (${p.gpus}): current value is ${gpusPerNode}`,
+    );
+  }
+  if (replicaLoads.length !== p.slots.length) {
+    throw new RangeError(
+      `replicaLoads must have one value per slot (${p.slots.length}): current length is ${replicaLoads.length}`,
+    );
+  }
+  const out = new Float64Array(p.gpus / gpusPerNode);
+  new NodeLocality(p, gpusPerNode).remote(replicaLoads, out);
+  return out;
+}
+
+/** {@linkcode remotePairs} for one placement, reused across micro-batches. */
+export class NodeLocality {
+  #start: Int32Array;
+  #slot: Int32Array;
+  #node: Int32Array;
+  #nodes: number;
+  #x: Float64Array;
+
+  /** Prepares the replica table of `p` on nodes of `gpusPerNode` GPUs. */
+  constructor(p: Placement, gpusPerNode: number) {
+    const t = replicaTable(p);
+    this.#start = t.start;
+    this.#slot = t.slot;
+    this.#node = Int32Array.from(t.gpu, (g) => Math.floor(g / gpusPerNode));
+    this.#nodes = p.gpus / gpusPerNode;
+    this.#x = new Float64Array(this.#nodes);
+  }
+
+  /** Writes the pairs each node receives from other nodes into `out` (length: nodes). */
+  remote(replicaLoads: ArrayLike<number>, out: Float64Array): void {
+    const N = this.#nodes, x = this.#x, start = this.#start;
+    const slot = this.#slot, node = this.#node;
+    out.fill(0);
+    for (let e = 0; e + 1 < start.length; e++) {
+      const a = start[e], b = start[e + 1];
+      if (b - a === 1) {
+        // One replica: the other nodes' share of its tokens is remote.
+        out[node[a]] += replicaLoads[slot[a]] * (N - 1) / N;
+        continue;
+      }
+      let L = 0;
+      for (let r = a; r < b; r++) {
+        x[node[r]] += replicaLoads[slot[r]];
+        L += replicaLoads[slot[r]];
+      }
+      for (let r = a; r < b; r++) {
+        const n = node[r];
+        if (x[n] > L / N) out[n] += x[n] - L / N;
+        x[n] = -Infinity; // counted once per node
+      }
+      for (let r = a; r < b; r++) x[node[r]] = 0;
+    }
+  }
 }

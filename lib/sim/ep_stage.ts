@@ -5,7 +5,11 @@
 import { asymmetricPlacement } from "../placement/asymmetric.ts";
 import { rebalanceExperts } from "../placement/eplb.ts";
 import { hardwarePreset } from "../placement/hardware.ts";
-import { groupsStayOnNodes, nodeTraffic } from "../placement/node_traffic.ts";
+import {
+  groupsStayOnNodes,
+  NodeLocality,
+  nodeTraffic,
+} from "../placement/node_traffic.ts";
 import {
   type Placement,
   placementFromPhy2log,
@@ -72,17 +76,27 @@ export interface EpStage {
   finish(): EpResult;
 }
 
-/** Splits each expert's load equally over its replicas (remainder to the first ones). */
-function equalSplit(p: Placement, loads: Int32Array, out: Int32Array): void {
+/**
+ * Splits each expert's load equally over its replicas (remainder to the
+ * first ones): GPU loads into `out`, slot loads into `slotOut`.
+ */
+function equalSplit(
+  p: Placement,
+  loads: Int32Array,
+  out: Int32Array,
+  slotOut: Int32Array,
+): void {
   const count = new Int32Array(p.experts), seen = new Int32Array(p.experts);
   for (const e of p.slots) if (e >= 0) count[e]++;
   out.fill(0);
+  slotOut.fill(0);
   for (let i = 0; i < p.slots.length; i++) {
     const e = p.slots[i];
     if (e < 0) continue;
     const share = Math.floor(loads[e] / count[e]);
-    out[Math.floor(i / p.slotsPerGpu)] += share +
-      (seen[e]++ < loads[e] - share * count[e] ? 1 : 0);
+    const x = share + (seen[e]++ < loads[e] - share * count[e] ? 1 : 0);
+    out[Math.floor(i / p.slotsPerGpu)] += x;
+    slotOut[i] = x;
   }
 }
 
@@ -214,6 +228,9 @@ export function createEpStage(
   const hierScheduler: Scheduler[] = new Array(LM);
   const asym: Placement[] = new Array(LM), asymLimit = new Array(LM);
   const asymScheduler: Scheduler[] = new Array(LM);
+  const movedLocality: (NodeLocality | null)[] = new Array(LM);
+  const hierLocality: (NodeLocality | null)[] = new Array(LM);
+  const asymLocality: (NodeLocality | null)[] = new Array(LM);
   const history = new Float64Array(LM * E).fill(1);
   const exact = c.scheduler === "exact";
   const replace = (lm: number) => {
@@ -230,6 +247,7 @@ export function createEpStage(
         G,
       );
       movedLimit[lm] = nodeLimit(moved[lm]);
+      movedLocality[lm] = local(moved[lm]);
     }
     if (want.has("eplb-hierarchical") || want.has("hierarchical-lp")) {
       hier[lm] = placementFromPhy2log(
@@ -243,6 +261,7 @@ export function createEpStage(
         G,
       );
       hierLimit[lm] = nodeLimit(hier[lm]);
+      hierLocality[lm] = local(hier[lm]);
       if (want.has("hierarchical-lp") && exact) {
         hierScheduler[lm] = exactScheduler(hier[lm]);
       }
@@ -254,48 +273,88 @@ export function createEpStage(
         seed: config.seed,
       });
       asymLimit[lm] = nodeLimit(asym[lm]);
+      asymLocality[lm] = local(asym[lm]);
       if (exact) asymScheduler[lm] = exactScheduler(asym[lm]);
     }
     history.fill(0, lm * E, lm * E + E);
   };
-  // How each strategy splits a batch's loads over the GPUs, and the node
-  // limit of its placement; `lm` is the (layer, method) of the batch.
-  type Split = (lm: number, batch: Int32Array, out: Int32Array) => void;
-  const schedule = (s: Scheduler, batch: Int32Array, out: Int32Array) =>
-    out.set(s.schedule(batch).gpuLoads);
-  const split: Record<EpStrategy, [Split, (lm: number) => number | null]> = {
-    static: [
-      (_, batch, out) => equalSplit(fixed, batch, out),
-      () => fixedLimit,
-    ],
-    eplb: [
-      (lm, batch, out) => equalSplit(moved[lm], batch, out),
-      (lm) => movedLimit[lm],
-    ],
-    "symmetric-lp": [
-      symScheduler && exact
-        ? (_, batch, out) => schedule(symScheduler, batch, out)
-        : (_, batch, out) => equalSplit(sym, batch, out),
-      () => symLimit,
-    ],
-    "asymmetric-lp": [
-      exact
-        ? (lm, batch, out) => schedule(asymScheduler[lm], batch, out)
-        : (lm, batch, out) => equalSplit(asym[lm], batch, out),
-      (lm) => asymLimit[lm],
-    ],
-    "eplb-hierarchical": [
-      (lm, batch, out) => equalSplit(hier[lm], batch, out),
-      (lm) => hierLimit[lm],
-    ],
-    "hierarchical-lp": [
-      exact
-        ? (lm, batch, out) => schedule(hierScheduler[lm], batch, out)
-        : (lm, batch, out) => equalSplit(hier[lm], batch, out),
-      (lm) => hierLimit[lm],
-    ],
+  // How each strategy splits a batch's loads over the GPUs (GPU loads
+  // into `out`, slot loads into `slotOut`), and its placement's node limit
+  // and locality; `lm` is the (layer, method) of the batch.
+  type Split = (
+    lm: number,
+    batch: Int32Array,
+    out: Int32Array,
+    slotOut: Int32Array,
+  ) => void;
+  interface Strategy {
+    split: Split;
+    limit: (lm: number) => number | null;
+    locality: (lm: number) => NodeLocality | null;
+  }
+  const schedule = (
+    s: Scheduler,
+    batch: Int32Array,
+    out: Int32Array,
+    slotOut: Int32Array,
+  ) => {
+    const r = s.schedule(batch);
+    out.set(r.gpuLoads);
+    slotOut.set(r.replicaLoads);
+  };
+  const local = (p: Placement) => N > 1 ? new NodeLocality(p, gpn) : null;
+  const fixedLocality = local(fixed), symLocality = local(sym);
+  const split: Record<EpStrategy, Strategy> = {
+    static: {
+      split: (_, batch, out, so) => equalSplit(fixed, batch, out, so),
+      limit: () => fixedLimit,
+      locality: () => fixedLocality,
+    },
+    eplb: {
+      split: (lm, batch, out, so) => equalSplit(moved[lm], batch, out, so),
+      limit: (lm) => movedLimit[lm],
+      locality: (lm) => movedLocality[lm],
+    },
+    "symmetric-lp": {
+      split: symScheduler && exact
+        ? (_, batch, out, so) => schedule(symScheduler, batch, out, so)
+        : (_, batch, out, so) => equalSplit(sym, batch, out, so),
+      limit: () => symLimit,
+      locality: () => symLocality,
+    },
+    "asymmetric-lp": {
+      split: exact
+        ? (lm, batch, out, so) => schedule(asymScheduler[lm], batch, out, so)
+        : (lm, batch, out, so) => equalSplit(asym[lm], batch, out, so),
+      limit: (lm) => asymLimit[lm],
+      locality: (lm) => asymLocality[lm],
+    },
+    "eplb-hierarchical": {
+      split: (lm, batch, out, so) => equalSplit(hier[lm], batch, out, so),
+      limit: (lm) => hierLimit[lm],
+      locality: (lm) => hierLocality[lm],
+    },
+    "hierarchical-lp": {
+      split: exact
+        ? (lm, batch, out, so) => schedule(hierScheduler[lm], batch, out, so)
+        : (lm, batch, out, so) => equalSplit(hier[lm], batch, out, so),
+      limit: (lm) => hierLimit[lm],
+      locality: (lm) => hierLocality[lm],
+    },
   };
   const strategies = names.map((name) => split[name]);
+  // Slots of each strategy's placement (the length of its slot loads).
+  const placementOf: Record<EpStrategy, (lm: number) => Placement> = {
+    static: () => fixed,
+    eplb: (lm) => moved[lm],
+    "symmetric-lp": () => sym,
+    "asymmetric-lp": (lm) => asym[lm],
+    "eplb-hierarchical": (lm) => hier[lm],
+    "hierarchical-lp": (lm) => hier[lm],
+  };
+  const strategySlots = names.map((name) => (lm: number) =>
+    placementOf[name](lm).slots.length
+  );
   const index = names.map((name) => EP_STRATEGY[name]);
   const ratio = new Float64Array(M * K), time = new Float64Array(M * K);
   const intra = new Float64Array(M * K), inter = new Float64Array(M * K);
@@ -303,6 +362,10 @@ export function createEpStage(
   const stepTime = new Float64Array(M * K);
   const rankProfile = new Float64Array(M * K * G);
   const gpuTokens = new Int32Array(G), sorted = new Float64Array(G);
+  const slotTokens = new Int32Array(
+    Math.max(fixed.slots.length, slots, sym.slots.length),
+  );
+  const remote = new Float64Array(N);
   let row = 0, next = 0, batches = 0;
   return {
     addStep(s: number, loads: Int32Array): void {
@@ -329,8 +392,9 @@ export function createEpStage(
           const batch = loads.subarray(lm * E, lm * E + E);
           for (let j = 0; j < E; j++) history[lm * E + j] += batch[j];
           for (let k = 0; k < K; k++) {
-            const [place, limit] = strategies[k];
-            place(lm, batch, gpuTokens);
+            const strategy = strategies[k];
+            const slotOut = slotTokens.subarray(0, strategySlots[k](lm));
+            strategy.split(lm, batch, gpuTokens, slotOut);
             let max = 0, total = 0;
             for (let g = 0; g < G; g++) {
               if (keep) {
@@ -352,11 +416,15 @@ export function createEpStage(
                 ? sorted[G - 1 - g] / mean
                 : 1;
             }
+            const locality = strategy.locality(lm);
+            locality?.remote(slotOut, remote);
             const t = nodeTraffic(gpuTokens, {
               gpusPerNode: gpn,
               tokens,
               topK,
-              nodeLimit: limit(lm),
+              experts: E,
+              nodeLimit: strategy.limit(lm),
+              remotePairs: locality ? remote : undefined,
             });
             stepTime[mk] += multiNodeStepTimeMs(max, t, model);
             intra[mk] += t.nvlinkPairs * tokenBytes;
