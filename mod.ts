@@ -254,4 +254,5 @@ export {
   type NodeTraffic,
   nodeTraffic,
   type NodeTrafficOptions,
+  remotePairs,
 } from "./lib/placement/node_traffic.ts";
