@@ -94,12 +94,84 @@ describe("schedule and place (command line)", () => {
     ]);
   });
 
+  test("schedule --nodes: the network tokens of static EP by hand", () => {
+    // Experts 0, 1 on GPU 0 (node 0), 2, 3 on GPU 1 (node 1); top-1, 16
+    // tokens starting half on each node: node 0 gets 10, 5 from node 1.
+    const tiny = join(work, "tiny.csv");
+    writeFileSync(tiny, "0,1,2,3\n10,0,0,6\n");
+    const r = cli([
+      "schedule",
+      "--loads",
+      tiny,
+      "--gpus",
+      "2",
+      "--placement",
+      "static",
+      "--nodes",
+      "2",
+      "--top-k",
+      "1",
+      "--json",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const row = JSON.parse(r.stdout).rows[0];
+    assert.equal(row.networkTokens, 8);
+    assert.equal(row.maxNicTokens, 5);
+    assert.equal(row.nodesPerToken, 1);
+  });
+
+  test("schedule --placement hierarchical is EPLB's hierarchical policy; its experts stay on their node", () => {
+    const r = cli([
+      "schedule",
+      "--loads",
+      wide,
+      "--where",
+      "layer=0",
+      "--gpus",
+      "8",
+      "--nodes",
+      "2",
+      "--groups",
+      "4",
+      "--top-groups",
+      "2",
+      "--top-k",
+      "2",
+      "--redundant",
+      "4",
+      "--placement",
+      "hierarchical",
+      "--json",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.deepEqual(
+      out.placement.flat(),
+      [5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1],
+    );
+    // Node-limited: groups of 3 experts, 2 groups kept, one group per node.
+    assert.ok(out.rows[0].nodesPerToken <= 2 + 1e-12);
+    assert.ok(out.rows[0].networkTokens > 0);
+  });
+
   test("bad input: exit 2 with one line", () => {
     for (
       const args of [
         ["place", "--loads", wide, "--replicas", "10", "--gpus", "8"],
         ["schedule", "--loads", join(work, "missing.csv")],
         ["schedule", "--loads", wide, "--solver", "cplex"],
+        ["schedule", "--loads", wide, "--nodes", "3"],
+        ["schedule", "--loads", wide, "--nodes", "2"],
+        ["schedule", "--loads", wide, "--groups", "5"],
+        [
+          "schedule",
+          "--loads",
+          wide,
+          "--placement",
+          "hierarchical",
+          "--redundant",
+          "3",
+        ],
       ]
     ) {
       const r = cli(args);
