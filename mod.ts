@@ -216,6 +216,7 @@ export {
   closedFormOptimum,
 } from "./lib/placement/closed_form.ts";
 export { exactScheduler } from "./lib/placement/exact_scheduler.ts";
+export { localFirstScheduler } from "./lib/placement/local_scheduler.ts";
 export { loadLpSolvers } from "./lib/solve/lp_solvers.ts";
 export type { Schedule, Scheduler } from "./lib/placement/types.ts";
 export {

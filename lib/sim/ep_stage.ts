@@ -16,6 +16,7 @@ import {
   staticPlacement,
 } from "../placement/placement.ts";
 import { exactScheduler } from "../placement/exact_scheduler.ts";
+import { localFirstScheduler } from "../placement/local_scheduler.ts";
 import type { Scheduler } from "../placement/types.ts";
 import {
   type MultiNodeModel,
@@ -148,7 +149,9 @@ export function runEpStage(
  * node's GPUs) with equal split; the same placement with MicroMoE
  * scheduling (`hierarchical-lp`: an expert's replicas share its node, so
  * the LP moves tokens only inside nodes); the symmetric placement and the
- * asymmetric placement with MicroMoE scheduling. EPLB and the asymmetric
+ * asymmetric placement with MicroMoE scheduling (on several nodes,
+ * {@linkcode localFirstScheduler}: the same balance, each node's tokens
+ * to its own replicas first). EPLB and the asymmetric
  * placement are recomputed every `rebalanceEvery` steps from the loads
  * since the last re-placement (causal; uniform before the first). Each
  * batch's all-to-all is split into NVLink and network traffic
@@ -219,7 +222,10 @@ export function createEpStage(
   const sym = want.has("symmetric-lp")
     ? epSymmetricPlacement(c, E, config.seed)
     : fixed;
-  const symScheduler = want.has("symmetric-lp") ? exactScheduler(sym) : null;
+  // MicroMoE's LP; across nodes, each node's tokens to its own replicas first.
+  const lp = (p: Placement): Scheduler =>
+    N > 1 ? localFirstScheduler(p, gpn) : exactScheduler(p);
+  const symScheduler = want.has("symmetric-lp") ? lp(sym) : null;
   const symLimit = nodeLimit(sym);
   // Per (layer, method): the re-placed placements, their schedulers and node limits.
   const LM = layers * M;
@@ -274,7 +280,7 @@ export function createEpStage(
       });
       asymLimit[lm] = nodeLimit(asym[lm]);
       asymLocality[lm] = local(asym[lm]);
-      if (exact) asymScheduler[lm] = exactScheduler(asym[lm]);
+      if (exact) asymScheduler[lm] = lp(asym[lm]);
     }
     history.fill(0, lm * E, lm * E + E);
   };
