@@ -139,7 +139,13 @@ export function formatEpSection(result: SimResult): string[] {
     : `${c.redundant} redundant slots`;
   return [
     "",
-    `Expert parallelism: ${where}, ${slots} (EPLB: equal split; LP: MicroMoE ${c.scheduler} scheduling); step time: all layers, ${c.hardware} model; gains over static EP`,
+    `Expert parallelism: ${where}, ${slots} (EPLB: equal split; LP: MicroMoE ${c.scheduler} scheduling${
+      names.includes("symmetric-lp")
+        ? ` on the ${c.placement} placement and the asymmetric one`
+        : ""
+    }); step time: all layers, ${c.hardware.toUpperCase()} ${
+      nodes > 1 ? "NVLink and network" : "NVLink"
+    } model; gains over static EP`,
     line(header),
     line(widths.map((w) => "-".repeat(w))),
     ...rows.map(line),
