@@ -69,6 +69,8 @@ export function localFirstScheduler(
     }
     local[i] = pseudoOf[key];
   }
+  // No expert on two nodes: nothing to prefer, the exact schedule it is.
+  const spans = pseudoExpert.length > E;
   const localFlow = new ScheduleFlow({
     gpus: p.gpus,
     experts: pseudoExpert.length,
@@ -89,7 +91,7 @@ export function localFirstScheduler(
     schedule(loads: ArrayLike<number>): Schedule {
       checkLoads("loads", loads, E);
       const best = exact.schedule(loads);
-      if (N === 1) return { ...best, solver: "exact-local" };
+      if (N === 1 || !spans) return { ...best, solver: "exact-local" };
       for (let q = 0; q < pseudoExpert.length; q++) {
         supply[q] = Math.floor(loads[pseudoExpert[q]] / N);
       }
