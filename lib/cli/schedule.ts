@@ -104,6 +104,11 @@ export async function scheduleCommand(args: string[]): Promise<number> {
       `--nodes must divide --gpus (${G}): current value is ${nodes}`,
     );
   }
+  if (nodes > 1 && (solver === "glpk" || solver === "highs")) {
+    throw new RangeError(
+      `--nodes above 1 schedules with the exact solver (intra-node replicas first): --solver is "${solver}"`,
+    );
+  }
   if (nodes > 1 && flags["top-k"] === undefined) {
     throw new UsageError("--top-k K is required with --nodes above 1");
   }
@@ -195,7 +200,10 @@ export async function scheduleCommand(args: string[]): Promise<number> {
     return placement;
   }
   if (solver === "glpk" || solver === "highs") await loadLpSolvers();
-  const scheduler = createScheduler(placement, { solver });
+  const scheduler = createScheduler(
+    placement,
+    nodes > 1 ? { solver, gpusPerNode: G / nodes } : { solver },
+  );
   const gpn = G / nodes;
   const limit = topGroups < groups && groupsStayOnNodes(placement, groups, gpn)
     ? topGroups

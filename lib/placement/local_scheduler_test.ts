@@ -2,6 +2,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { localFirstScheduler } from "./local_scheduler.ts";
 import { exactScheduler } from "./exact_scheduler.ts";
+import { createScheduler, scheduleTokens } from "./schedule.ts";
 import { remotePairs } from "./node_traffic.ts";
 import { randomPlacement } from "./random.ts";
 import { symmetricPlacement } from "./cayley.ts";
@@ -53,5 +54,31 @@ describe("localFirstScheduler", () => {
     }
     console.log(`remote pairs: exact ${before}, local-first ${after}`);
     assert.ok(after < before);
+  });
+});
+
+describe("createScheduler and scheduleTokens with gpusPerNode", () => {
+  test("the exact solver prefers intra-node replicas; the LP solvers refuse", () => {
+    const p = randomPlacement(32, 16, { replicas: 2, seed: 1 });
+    const l = loads(new Rng(2), 32);
+    const s = createScheduler(p, { gpusPerNode: 4 });
+    assert.equal(s.solver, "exact-local");
+    assert.deepEqual(
+      [...s.schedule(l).replicaLoads],
+      [...localFirstScheduler(p, 4).schedule(l).replicaLoads],
+    );
+    assert.equal(
+      scheduleTokens(l, p, { gpusPerNode: 4 }).solver,
+      "exact-local",
+    );
+    assert.equal(scheduleTokens(l, p).solver, "exact");
+    assert.throws(
+      () => createScheduler(p, { solver: "highs", gpusPerNode: 4 }),
+      /gpusPerNode needs the exact solver: current solver is "highs"/,
+    );
+    assert.throws(
+      () => createScheduler(p, { gpusPerNode: 5 }),
+      /gpusPerNode must divide the GPUs \(16\): current value is 5/,
+    );
   });
 });
