@@ -306,7 +306,32 @@ describe("the EP stage on nodes (DeepSeek-V3's layout, scaled down)", () => {
     return g;
   };
 
-  test("static EP's step time and network bytes, recomputed by hand from the loads table", () => {
+  const sampled = runSimulation({ ...base, ep: { ...ep, sampleEvery: 2 } });
+
+  for (
+    const [name, res, steps] of [
+      ["every window step", r, window],
+      ["sampleEvery 2: steps 6, 8, 10", sampled, [6, 8, 10]],
+    ] as const
+  ) {
+    test(`static EP's step time and network bytes, recomputed by hand from the loads table (${name})`, () => {
+      checkStatic(res, steps);
+    });
+  }
+
+  test("sampleEvery keeps the table and every placement; only the summaries sample", () => {
+    assert.equal(sampled.ep!.table.tokens.length, r.ep!.table.tokens.length);
+    assert.deepEqual(sampled.ep!.table.tokens, r.ep!.table.tokens);
+    assert.notEqual(
+      sampled.methods[0].ep!.static.stepTimeMs,
+      r.methods[0].ep!.static.stepTimeMs,
+    );
+  });
+
+  function checkStatic(
+    r: ReturnType<typeof runSimulation>,
+    window: readonly number[],
+  ) {
     const hw = { flops: 0.6 * 989e12, nvlink: 153e9, network: 50e9 };
     for (let m = 0; m < 2; m++) {
       let ms = 0, bytes = 0;
@@ -329,12 +354,12 @@ describe("the EP stage on nodes (DeepSeek-V3's layout, scaled down)", () => {
           bytes += net * 2 * (1 + 2) * 7168;
         }
       }
-      const got = r.methods[m].ep!.static;
-      assert.ok(Math.abs(got.stepTimeMs / (ms / 6) - 1) < 1e-12);
-      assert.ok(Math.abs(got.interNodeGB / (bytes / 6 / 1e9) - 1) < 1e-12);
+      const got = r.methods[m].ep!.static, n = window.length;
+      assert.ok(Math.abs(got.stepTimeMs / (ms / n) - 1) < 1e-12);
+      assert.ok(Math.abs(got.interNodeGB / (bytes / n / 1e9) - 1) < 1e-12);
       assert.ok(Math.abs(got.nodesPerToken - keep) < 1e-12);
     }
-  });
+  }
 
   test("node-limited dispatch holds for the group-preserving placements, not for EPLB's global policy", () => {
     for (const m of r.methods) {
@@ -426,5 +451,9 @@ describe("the EP stage on nodes (DeepSeek-V3's layout, scaled down)", () => {
       /ep\.hardware must be one of "h100", "h800", "h200": current value is "b200"/,
     );
     assert.throws(at({ overlap: "min" }), /ep\.overlap/);
+    assert.throws(
+      at({ sampleEvery: 0 }),
+      /ep\.sampleEvery must be an integer of at least 1: current value is 0/,
+    );
   });
 });

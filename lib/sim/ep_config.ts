@@ -66,6 +66,14 @@ export interface EpConfig {
   scheduler: "exact" | "equal";
   /** Steps between EPLB and asymmetric re-placements, from the loads of the steps since the last one. */
   rebalanceEvery: number;
+  /**
+   * Evaluate every `sampleEvery`-th step of the evaluation window (its
+   * first step, then every `sampleEvery`); 1: every step. Re-placements
+   * still see every step's loads. Without the `gpu_loads` table (a large
+   * run) the other steps cost nothing: at DeepSeek-V3's size the LP
+   * schedules are most of the stage's time.
+   */
+  sampleEvery: number;
   /** Strategies to compare, in table order; `"static"` (the baseline of the gains) first. */
   strategies: EpStrategy[];
   /** Hardware preset of the step-time model (compute, NVLink, network per GPU). */
@@ -95,6 +103,7 @@ export const EP_DEFAULTS: Readonly<EpConfig> = {
   placement: "complete",
   scheduler: "exact",
   rebalanceEvery: 50,
+  sampleEvery: 1,
   strategies: [...EP_DEFAULT_STRATEGIES],
   hardware: "h100",
   hidden: 4096,
@@ -162,6 +171,7 @@ export function checkEpConfig(
   checkChoice("ep.placement", c.placement, PLACEMENTS);
   checkChoice("ep.scheduler", c.scheduler, ["exact", "equal"]);
   checkInteger("ep.rebalanceEvery", c.rebalanceEvery, 1);
+  checkInteger("ep.sampleEvery", c.sampleEvery, 1);
   if (
     !Array.isArray(c.strategies) || c.strategies.length === 0 ||
     c.strategies[0] !== "static"

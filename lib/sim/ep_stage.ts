@@ -388,7 +388,10 @@ export function createEpStage(
         );
       }
       next++;
-      const inWindow = s >= start;
+      // Summaries count the sampled steps of the window; a step outside
+      // them is placed only for the table, and not at all without one.
+      const inWindow = s >= start && (s - start) % c.sampleEvery === 0;
+      const placed = inWindow || keep > 0;
       if (inWindow) batches += layers;
       stepTime.fill(0);
       for (let l = 0; l < layers; l++) {
@@ -397,7 +400,7 @@ export function createEpStage(
           if (s % c.rebalanceEvery === 0) replace(lm);
           const batch = loads.subarray(lm * E, lm * E + E);
           for (let j = 0; j < E; j++) history[lm * E + j] += batch[j];
-          for (let k = 0; k < K; k++) {
+          for (let k = 0; k < K && placed; k++) {
             const strategy = strategies[k];
             const slotOut = slotTokens.subarray(0, strategySlots[k](lm));
             strategy.split(lm, batch, gpuTokens, slotOut);
@@ -447,7 +450,7 @@ export function createEpStage(
           `every step must be added before finish: ${next} of ${steps} were`,
         );
       }
-      const window = steps - start;
+      const window = Math.ceil((steps - start) / c.sampleEvery);
       if (batches > 0) {
         for (let i = 0; i < rankProfile.length; i++) {
           rankProfile[i] /= batches;

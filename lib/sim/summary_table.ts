@@ -145,7 +145,11 @@ export function formatEpSection(result: SimResult): string[] {
         : ""
     }); step time: all layers, ${c.hardware.toUpperCase()} ${
       nodes > 1 ? "NVLink and network" : "NVLink"
-    } model; gains over static EP`,
+    } model; gains over static EP${
+      c.sampleEvery > 1
+        ? `; every ${c.sampleEvery}th step of the evaluation window`
+        : ""
+    }`,
     line(header),
     line(widths.map((w) => "-".repeat(w))),
     ...rows.map(line),
