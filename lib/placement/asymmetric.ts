@@ -138,8 +138,15 @@ export function asymmetricPlacement(
     weight[best] += share(e);
   }
   const placement = { gpus, experts: E, slotsPerGpu: S, slots };
-  const score = () =>
-    exactSolver({ ...placement, slots: slots.slice() }).optimum(loads);
+  // Each score starts from the previous one's critical GPU subset: a swap
+  // seldom moves it, so Dinkelbach's iteration needs few max flows.
+  let hint: Uint8Array | null = null;
+  const score = () => {
+    const solver = exactSolver({ ...placement, slots: slots.slice() }, hint);
+    const m = solver.optimum(loads);
+    hint = solver.critical() ?? hint;
+    return m;
+  };
   let current = score();
   for (let it = 0; it < iterations && gpus > 1; it++) {
     const i = rng.int(slots.length), j = rng.int(slots.length);

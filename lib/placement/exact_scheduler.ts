@@ -41,18 +41,27 @@ export function exactScheduler(placement: Placement): Scheduler {
 
 /**
  * The exact scheduler of a placement and its LP optimum alone (no integer
- * schedule: what a placement search needs to score a candidate).
+ * schedule: what a placement search needs to score a candidate). `hint`:
+ * a GPU subset to start Dinkelbach's iteration from (the critical subset
+ * of a similar placement, `critical()`); it never changes the optimum.
  */
 export function exactSolver(
   placement: Placement,
-): { scheduler: Scheduler; optimum(loads: ArrayLike<number>): number } {
+  hint: Uint8Array | null = null,
+): {
+  scheduler: Scheduler;
+  optimum(loads: ArrayLike<number>): number;
+  critical(): Uint8Array | null;
+} {
   const p = checkPlacement("placement", placement);
   const flow = new ScheduleFlow(p);
   const E = p.experts, G = p.gpus;
   const supply = new Float64Array(E), capacity = new Float64Array(G);
   const inS = new Uint8Array(G);
   const start = new Float64Array(flow.replicas);
-  let critical: Uint8Array | null = null;
+  let critical: Uint8Array | null = hint && hint.length === G
+    ? hint.slice()
+    : null;
   // Load of the experts whose replicas all lie in `set`.
   const inside = (loads: ArrayLike<number>, set: Uint8Array): number => {
     let L = 0;
@@ -130,5 +139,6 @@ export function exactSolver(
       solve(loads);
       return num / den;
     },
+    critical: () => critical,
   };
 }
