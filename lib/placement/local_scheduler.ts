@@ -3,7 +3,7 @@
 import { checkInteger } from "../validate.ts";
 import { ScheduleFlow } from "./_maxflow.ts";
 import { checkLoads, integerSchedule } from "./_integer_schedule.ts";
-import { exactScheduler } from "./exact_scheduler.ts";
+import { exactSolver } from "./exact_scheduler.ts";
 import { checkPlacement, type Placement } from "./placement.ts";
 import type { Schedule, Scheduler } from "./types.ts";
 
@@ -52,7 +52,7 @@ export function localFirstScheduler(
     );
   }
   const N = p.gpus / gpn, E = p.experts;
-  const exact = exactScheduler(p);
+  const exact = exactSolver(p);
   const flow = new ScheduleFlow(p);
   // Pseudo-experts: (expert, node) pairs holding a replica, each with the
   // expert's replicas on that node.
@@ -90,12 +90,16 @@ export function localFirstScheduler(
     placement: p,
     schedule(loads: ArrayLike<number>): Schedule {
       checkLoads("loads", loads, E);
-      const best = exact.schedule(loads);
-      if (N === 1 || !spans) return { ...best, solver: "exact-local" };
+      if (N === 1 || !spans) {
+        return { ...exact.scheduler.schedule(loads), solver: "exact-local" };
+      }
+      // The optimum is p / q with q at most the GPUs: when not an integer,
+      // it is at least 1 / q from one, far beyond rounding.
+      const optimum = exact.optimum(loads);
       for (let q = 0; q < pseudoExpert.length; q++) {
         supply[q] = Math.floor(loads[pseudoExpert[q]] / N);
       }
-      capacity.fill(best.maxLoad);
+      capacity.fill(Math.ceil(optimum));
       localFlow.solve(supply, capacity);
       init.fill(0);
       for (let r = 0; r < localFlow.replicas; r++) {
@@ -106,7 +110,7 @@ export function localFirstScheduler(
         p,
         loads,
         capacity,
-        best.optimum,
+        optimum,
         "exact-local",
         init,
       );
