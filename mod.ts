@@ -150,13 +150,23 @@ export {
   type WorkloadConfig,
 } from "./lib/sim/config.ts";
 export {
+  EP_DEFAULT_STRATEGIES,
+  EP_DEFAULTS,
   EP_STRATEGIES,
   EP_STRATEGY,
   type EpConfig,
+  epGpusPerNode,
+  epSlots,
   type EpStrategy,
   type EpStrategySummary,
 } from "./lib/sim/ep_config.ts";
-export type { EpResult } from "./lib/sim/ep_stage.ts";
+export {
+  createEpStage,
+  EP_TABLE_ROWS,
+  type EpResult,
+  type EpStage,
+  runEpStage,
+} from "./lib/sim/ep_stage.ts";
 export {
   loadWorkload,
   type PreparedRun,
@@ -242,6 +252,7 @@ export {
   closedFormOptimum,
 } from "./lib/placement/closed_form.ts";
 export { exactScheduler } from "./lib/placement/exact_scheduler.ts";
+export { localFirstScheduler } from "./lib/placement/local_scheduler.ts";
 export { loadLpSolvers } from "./lib/solve/lp_solvers.ts";
 export type { Schedule, Scheduler } from "./lib/placement/types.ts";
 export {
@@ -262,7 +273,23 @@ export {
 } from "./lib/placement/comm_aware.ts";
 export {
   H100_NVLINK,
+  type MultiNodeModel,
+  multiNodeStepTimeMs,
   type StepTimeModel,
   stepTimeMs,
   throughputGain,
 } from "./lib/placement/step_time.ts";
+export {
+  HARDWARE,
+  type Hardware,
+  HARDWARE_NAMES,
+  type HardwareName,
+  hardwarePreset,
+} from "./lib/placement/hardware.ts";
+export {
+  groupsStayOnNodes,
+  type NodeTraffic,
+  nodeTraffic,
+  type NodeTrafficOptions,
+  remotePairs,
+} from "./lib/placement/node_traffic.ts";

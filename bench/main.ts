@@ -50,7 +50,7 @@ export const SUITES: Suite[] = [
   {
     name: "schedule",
     description:
-      "MicroMoE scheduling, 64 GPUs x 256 experts: exact against HiGHS and glpk.js",
+      "MicroMoE scheduling, 64 GPUs x 256 experts: exact against HiGHS and glpk.js; the EP stage at DeepSeek-V3 sizes",
     load: () => import("./ep_bench.ts"),
   },
   {
