@@ -48,6 +48,12 @@ export const SUITES: Suite[] = [
     load: () => import("./ep_bench.ts"),
   },
   {
+    name: "train",
+    description:
+      "MoE transformer training tokens/s on the CPU against PyTorch, same threads",
+    load: () => import("./train_bench.ts"),
+  },
+  {
     name: "device",
     description:
       "every op's WebGPU kernel: GPU ms and GB/s; device balancer steps",
