@@ -176,5 +176,5 @@ export const matmulKernel = registerKernel({
   op: matmulOp,
   backend: "webgpu",
   run: matmulWebGpu,
-  callers: ['the transformer\'s training step with backend "webgpu"'],
+  callers: ['trainTransformer() with backend "webgpu"'],
 });
