@@ -54,10 +54,22 @@ export const SUITES: Suite[] = [
     load: () => import("./ep_bench.ts"),
   },
   {
+    name: "train",
+    description:
+      "MoE transformer training tokens/s on the CPU against PyTorch, same threads",
+    load: () => import("./train_bench.ts"),
+  },
+  {
     name: "device",
     description:
       "every op's WebGPU kernel: GPU ms and GB/s; device balancer steps",
     load: () => import("./device_bench.ts"),
+  },
+  {
+    name: "train-ops",
+    description:
+      "CPU matmul of the training ops, 1 and 2 threads, against PyTorch, NumPy and a naive loop",
+    load: () => import("./train_ops_bench.ts"),
   },
 ];
 

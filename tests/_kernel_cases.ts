@@ -22,6 +22,7 @@ import { selectedScoreSum } from "../lib/metrics/load_metrics.ts";
 import { capacityOf } from "../lib/select/capacity.ts";
 import { Rng } from "../lib/scores/rng.ts";
 import type { Routing, ScoreMatrix } from "../lib/types.ts";
+import { TRAIN_CONFORMANCE } from "./_train_kernel_cases.ts";
 
 /** float32's unit roundoff. */
 export const U32 = 2 ** -24;
@@ -745,4 +746,6 @@ export const CONFORMANCE: Record<string, Conformance<any, any>> = {
   expertChoice: EXPERT_CHOICE,
   capacityDrop: CAPACITY,
   batchMetrics: METRICS,
+  // The training ops (matmul, attention, ...): _train_kernel_cases.ts.
+  ...TRAIN_CONFORMANCE,
 };
