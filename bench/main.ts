@@ -42,9 +42,15 @@ export const SUITES: Suite[] = [
     load: () => import("./solve_bench.ts"),
   },
   {
+    name: "lemon",
+    description:
+      "exact balanced assignment: ssp against LEMON's min-cost flow (C++); warm oracle against greedy",
+    load: () => import("./lemon_bench.ts"),
+  },
+  {
     name: "schedule",
     description:
-      "MicroMoE scheduling, 64 GPUs x 256 experts: exact against HiGHS and glpk.js",
+      "MicroMoE scheduling, 64 GPUs x 256 experts: exact against HiGHS and glpk.js; the EP stage at DeepSeek-V3 sizes",
     load: () => import("./ep_bench.ts"),
   },
   {

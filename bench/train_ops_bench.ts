@@ -1,5 +1,6 @@
 // The training ops' CPU matmul: the "cpu" kernel (one thread) and the
-// "cpu-threads" kernel (two threads) against a naive triple loop and
+// "cpu-threads" kernel (two threads), and the "webgpu" kernel when there is
+// an adapter (with its upload and readback), against a naive triple loop and
 // against PyTorch's and NumPy's float32 products with the same thread
 // counts (bench/matmul_torch.py), all measured in the same run, in GFLOP/s
 // (2 m n k per product) and as ratios to the one-thread kernel.
@@ -9,7 +10,9 @@ import { fileURLToPath } from "node:url";
 import { Rng } from "../lib/scores/rng.ts";
 import { type MatmulArgs, matmulCpu, matmulOp } from "../lib/ops/matmul.ts";
 import { matmulThreads } from "../lib/ops/matmul_threads.ts";
-import { medianMs, printTable } from "./_timing.ts";
+import { requireKernel } from "../lib/ops/registry.ts";
+import { acquireGpu, describeGpu } from "../kernels/mod.ts";
+import { medianMs, medianMsAsync, printTable } from "./_timing.ts";
 
 /** The textbook loop: one float64 sum per entry, b read down its columns. */
 function naive(args: MatmulArgs): void {
@@ -83,9 +86,12 @@ function operands(
 }
 
 /** Runs the suite. */
-export function run(): Promise<void> {
+export async function run(): Promise<void> {
+  const { gpu, reason } = await acquireGpu();
   console.log(
-    `machine: ${navigator.hardwareConcurrency} logical cores (shared: timings are noisy; ratios are within one run)`,
+    `machine: ${navigator.hardwareConcurrency} logical cores (shared: timings are noisy; ratios are within one run); ${
+      gpu ? describeGpu(gpu.info) : `no WebGPU (${reason})`
+    }`,
   );
   const rows: (string | number)[][] = [];
   let versions = "";
@@ -131,6 +137,21 @@ export function run(): Promise<void> {
       gflops(twoCopied),
       (one / twoCopied).toFixed(2),
     ]);
+    if (gpu) {
+      const kernel = requireKernel(matmulOp, "webgpu");
+      const ms = await medianMsAsync(
+        async () => void await kernel.run(args(plain), { gpu }),
+        3,
+        1,
+      );
+      rows.push([
+        label,
+        "webgpu kernel (upload, run, read back)",
+        ms.toFixed(1),
+        gflops(ms),
+        (one / ms).toFixed(2),
+      ]);
+    }
     rows.push([
       label,
       "naive triple loop",
@@ -177,7 +198,6 @@ export function run(): Promise<void> {
     rows,
   );
   if (versions) console.log(`\nbaselines: ${versions} (Debian builds)`);
-  return Promise.resolve();
 }
 
 if (import.meta.main) await run();

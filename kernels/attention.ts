@@ -319,7 +319,7 @@ export const attentionKernel = registerKernel({
   op: attentionOp,
   backend: "webgpu",
   run: attentionWebGpu,
-  callers: ['the transformer\'s training step with backend "webgpu"'],
+  callers: ['trainTransformer() with backend "webgpu"'],
 });
 
 /** The registered attentionBackward/webgpu kernel. */
@@ -327,5 +327,5 @@ export const attentionBackwardKernel = registerKernel({
   op: attentionBackwardOp,
   backend: "webgpu",
   run: attentionBackwardWebGpu,
-  callers: ['the transformer\'s training step with backend "webgpu"'],
+  callers: ['trainTransformer() with backend "webgpu"'],
 });

@@ -1,10 +1,10 @@
 // The matmul op on the GPU (lib/ops/matmul.ts): a tiled product, each
-// workgroup of 16 x 16 threads computing a 16 x 16 tile of out from
-// 16 x 16 tiles of op(a) and op(b) staged in workgroup memory, one output
-// entry per thread, summed in float32 over p in order. Transposes are read
-// through the index (no copy). Rows of out go in runs that fit one storage
-// binding when a is not transposed (its rows are then contiguous); the
-// other operands must fit one binding.
+// workgroup of 16 x 16 threads computing a 64 x 64 tile of out from
+// 64 x 16 and 16 x 64 tiles of op(a) and op(b) staged in workgroup memory,
+// each thread 4 x 4 entries in registers, summed in float32 over p in
+// order. Transposes are read through the index (no copy). Rows of out go
+// in runs that fit one storage binding when a is not transposed (its rows
+// are then contiguous); the other operands must fit one binding.
 import { registerKernel } from "../lib/ops/registry.ts";
 import { type MatmulArgs, matmulOp } from "../lib/ops/matmul.ts";
 import { type Gpu, gpuOf } from "./device.ts";
@@ -19,17 +19,21 @@ import {
   upload,
 } from "./_train_io.ts";
 
-/** Side of a tile (and of the workgroup, in threads). */
-export const MATMUL_TILE = 16;
+/** Side of the output tile of a workgroup. */
+export const MATMUL_TILE = 64;
 const T = MATMUL_TILE;
+/** Depth of the op(a) and op(b) tiles staged per step. */
+const TK = 16;
+/** Threads per side of the workgroup (each computes 4 x 4 entries). */
+const W = 16;
 
 /** Flag bits of the program's `flags` uniform. */
 const TRANS_A = 1, TRANS_B = 2, ACCUMULATE = 4;
 
 const PROGRAM: GpuProgram = {
-  key: "train-matmul",
+  key: "train-matmul-64",
   label: "matmul (tiled)",
-  workgroupSize: T * T,
+  workgroupSize: W * W,
   wgsl: `
 struct Params { m: u32, n: u32, k: u32, flags: u32, tilesN: u32, p0: u32, p1: u32, p2: u32 }
 @group(0) @binding(0) var<storage, read_write> outm: array<f32>;
@@ -37,45 +41,63 @@ struct Params { m: u32, n: u32, k: u32, flags: u32, tilesN: u32, p0: u32, p1: u3
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 
-var<workgroup> ta: array<f32, ${T * T}>; // op(a) rows i, columns p
-var<workgroup> tb: array<f32, ${T * T}>; // op(b) rows p, columns j
+var<workgroup> ta: array<f32, ${T * TK}>; // op(a): ${T} rows x ${TK} columns
+var<workgroup> tb: array<f32, ${TK * T}>; // op(b): ${TK} rows x ${T} columns
 
-@compute @workgroup_size(${T * T})
+@compute @workgroup_size(${W * W})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
   let M = params.m; let N = params.n; let K = params.k;
   let tile = wid.y * nwg.x + wid.x;
   let i0 = (tile / params.tilesN) * ${T}u;
   let j0 = (tile % params.tilesN) * ${T}u;
-  let r = li / ${T}u;
-  let c = li % ${T}u;
+  // This thread's entries: rows i0 + r + ${W} x, columns j0 + c + ${W} y.
+  let r = li / ${W}u;
+  let c = li % ${W}u;
   let transA = (params.flags & ${TRANS_A}u) != 0u;
   let transB = (params.flags & ${TRANS_B}u) != 0u;
-  var acc = 0.0;
-  for (var p0 = 0u; p0 < K; p0 += ${T}u) {
-    // ta[r][c] = op(a)[i0 + r, p0 + c]; tb[r][c] = op(b)[p0 + r, j0 + c].
-    let ai = i0 + r; let ap = p0 + c;
-    var x = 0.0;
-    if (ai < M && ap < K) {
-      if (transA) { x = a[ap * M + ai]; } else { x = a[ai * K + ap]; }
+  var acc: array<array<f32, 4>, 4>;
+  for (var x = 0u; x < 4u; x++) { for (var y = 0u; y < 4u; y++) { acc[x][y] = 0.0; } }
+  for (var p0 = 0u; p0 < K; p0 += ${TK}u) {
+    for (var t = 0u; t < 4u; t++) {
+      let e = li + t * ${W * W}u;
+      // ta[e]: op(a)[i0 + e / TK, p0 + e % TK]
+      let ai = i0 + e / ${TK}u; let ap = p0 + e % ${TK}u;
+      var x = 0.0;
+      if (ai < M && ap < K) {
+        if (transA) { x = a[ap * M + ai]; } else { x = a[ai * K + ap]; }
+      }
+      ta[e] = x;
+      // tb[e]: op(b)[p0 + e / T, j0 + e % T]
+      let bp = p0 + e / ${T}u; let bj = j0 + e % ${T}u;
+      var y = 0.0;
+      if (bp < K && bj < N) {
+        if (transB) { y = b[bj * K + bp]; } else { y = b[bp * N + bj]; }
+      }
+      tb[e] = y;
     }
-    ta[li] = x;
-    let bp = p0 + r; let bj = j0 + c;
-    var y = 0.0;
-    if (bp < K && bj < N) {
-      if (transB) { y = b[bj * K + bp]; } else { y = b[bp * N + bj]; }
-    }
-    tb[li] = y;
     workgroupBarrier();
-    for (var q = 0u; q < ${T}u; q++) {
-      acc = acc + ta[r * ${T}u + q] * tb[q * ${T}u + c];
+    for (var q = 0u; q < ${TK}u; q++) {
+      var av: array<f32, 4>;
+      var bv: array<f32, 4>;
+      for (var x = 0u; x < 4u; x++) { av[x] = ta[(r + ${W}u * x) * ${TK}u + q]; }
+      for (var y = 0u; y < 4u; y++) { bv[y] = tb[q * ${T}u + c + ${W}u * y]; }
+      for (var x = 0u; x < 4u; x++) {
+        for (var y = 0u; y < 4u; y++) { acc[x][y] = acc[x][y] + av[x] * bv[y]; }
+      }
     }
     workgroupBarrier();
   }
-  let i = i0 + r; let j = j0 + c;
-  if (i < M && j < N) {
-    let o = i * N + j;
-    if ((params.flags & ${ACCUMULATE}u) != 0u) { outm[o] = outm[o] + acc; } else { outm[o] = acc; }
+  let add = (params.flags & ${ACCUMULATE}u) != 0u;
+  for (var x = 0u; x < 4u; x++) {
+    let i = i0 + r + ${W}u * x;
+    for (var y = 0u; y < 4u; y++) {
+      let j = j0 + c + ${W}u * y;
+      if (i < M && j < N) {
+        let o = i * N + j;
+        if (add) { outm[o] = outm[o] + acc[x][y]; } else { outm[o] = acc[x][y]; }
+      }
+    }
   }
 }`,
 };
@@ -102,7 +124,7 @@ export function recordMatmul(
     (shape.accumulate ? ACCUMULATE : 0);
   const u = uniform([m, n, k, flags, tilesN]);
   const tiles = Math.ceil(m / T) * tilesN;
-  dispatch(gpu, encoder, PROGRAM, [out, a, b, u], tiles * T * T);
+  dispatch(gpu, encoder, PROGRAM, [out, a, b, u], tiles * W * W);
 }
 
 /** The registered kernel on host arrays: upload, run, read `out` back. */
@@ -154,5 +176,5 @@ export const matmulKernel = registerKernel({
   op: matmulOp,
   backend: "webgpu",
   run: matmulWebGpu,
-  callers: ['the transformer\'s training step with backend "webgpu"'],
+  callers: ['trainTransformer() with backend "webgpu"'],
 });

@@ -468,7 +468,7 @@ async function moeDispatchBackwardWebGpu(
   return args.dx;
 }
 
-const CALLERS = ['the transformer\'s training step with backend "webgpu"'];
+const CALLERS = ['trainTransformer() with backend "webgpu"'];
 
 /** The registered moeDispatch/webgpu kernel. */
 export const moeDispatchKernel = registerKernel({

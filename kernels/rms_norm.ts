@@ -247,7 +247,7 @@ export const rmsNormKernel = registerKernel({
   op: rmsNormOp,
   backend: "webgpu",
   run: rmsNormWebGpu,
-  callers: ['the transformer\'s training step with backend "webgpu"'],
+  callers: ['trainTransformer() with backend "webgpu"'],
 });
 
 /** The registered rmsNormBackward/webgpu kernel. */
@@ -255,5 +255,5 @@ export const rmsNormBackwardKernel = registerKernel({
   op: rmsNormBackwardOp,
   backend: "webgpu",
   run: rmsNormBackwardWebGpu,
-  callers: ['the transformer\'s training step with backend "webgpu"'],
+  callers: ['trainTransformer() with backend "webgpu"'],
 });

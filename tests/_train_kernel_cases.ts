@@ -5,8 +5,12 @@
 // into CONFORMANCE by _kernel_cases.ts.
 import assert from "node:assert/strict";
 import { Rng } from "../lib/scores/rng.ts";
-import { type Op, requireKernel } from "../lib/ops/registry.ts";
-import { acquireGpu } from "../kernels/device.ts";
+import {
+  type AnyOp,
+  KERNEL_BACKENDS,
+  type KernelBackend,
+} from "../lib/ops/registry.ts";
+import { trainTransformer } from "../lib/train/transformer/train.ts";
 import { type MatmulArgs, matmulOp } from "../lib/ops/matmul.ts";
 import {
   type AttentionArgs,
@@ -508,39 +512,53 @@ export const TRAIN_CONFORMANCE: Record<string, TrainConformance<any, any>> = {
 
 // ------------------------------------------------ reachability
 
-const OPS: [
-  Op<unknown, unknown, unknown>,
-  TrainConformance<unknown, unknown>,
-][] = [
-  [matmulOp, MATMUL],
-  [attentionOp, ATTENTION],
-  [attentionBackwardOp, ATTENTION_BACKWARD],
-  [rmsNormOp, RMS_NORM],
-  [rmsNormBackwardOp, RMS_NORM_BACKWARD],
-  [moeDispatchOp, MOE_DISPATCH],
-  [moeCombineOp, MOE_COMBINE],
-  [moeCombineBackwardOp, MOE_COMBINE_BACKWARD],
-  [moeDispatchBackwardOp, MOE_DISPATCH_BACKWARD],
-] as never;
+/** The training ops, each with a "cpu" and a "webgpu" kernel. */
+const TRAIN_OPS: AnyOp[] = [
+  matmulOp,
+  attentionOp,
+  attentionBackwardOp,
+  rmsNormOp,
+  rmsNormBackwardOp,
+  moeDispatchOp,
+  moeCombineOp,
+  moeCombineBackwardOp,
+  moeDispatchBackwardOp,
+];
 
-/** The training ops with a "cpu-threads" kernel. */
-const CPU_THREADS = new Set(["matmul", "attention", "attentionBackward"]);
+/** The training ops with a "cpu-threads" kernel too. */
+const CPU_THREADS = new Set([matmulOp, attentionOp, attentionBackwardOp]);
+
+/** One step of a tiny transformer on `backend`, through the public trainer. */
+async function trainTiny(backend: KernelBackend): Promise<void> {
+  const rng = new Rng(5);
+  const tokens = (n: number) =>
+    Int32Array.from({ length: n }, () => rng.int(16));
+  await trainTransformer({ train: tokens(1024), valid: tokens(64) }, {
+    vocab: 16,
+    seqLen: 8,
+    dim: 8,
+    heads: 2,
+    layers: 1,
+    experts: 4,
+    topK: 2,
+    hidden: 8,
+    steps: 1,
+    batchSeqs: 2,
+    validTokens: 16,
+    backend,
+  });
+}
 
 /**
  * A path per registered training-op kernel (`op/backend`) that must run
- * it. Until the transformer's training step calls the ops, the op's kernel
- * runs directly on the op's last case.
+ * it: one step of `trainTransformer` on that backend, whose step calls
+ * every training op through the registry.
  */
-export const TRAIN_REACH: Record<string, () => Promise<void> | void> = {};
-for (const [op, c] of OPS) {
-  for (const backend of ["cpu", "cpu-threads", "webgpu"] as const) {
-    if (backend === "cpu-threads" && !CPU_THREADS.has(op.name)) continue;
-    TRAIN_REACH[`${op.name}/${backend}`] = async () => {
-      const env = backend === "webgpu"
-        ? { gpu: (await acquireGpu()).gpu }
-        : { threads: 2 };
-      await requireKernel(op, backend).run(c.cases().at(-1)!.make(), env);
-    };
+export const TRAIN_REACH: Record<string, () => Promise<void>> = {};
+for (const op of TRAIN_OPS) {
+  for (const backend of KERNEL_BACKENDS) {
+    if (backend === "cpu-threads" && !CPU_THREADS.has(op)) continue;
+    TRAIN_REACH[`${op.name}/${backend}`] = () => trainTiny(backend);
   }
 }
 

@@ -131,7 +131,9 @@ registerKernel({
   op: attentionOp,
   backend: "cpu",
   run: attentionCpu,
-  callers: ["the transformer's CPU training step (lib/train)"],
+  callers: [
+    'trainTransformer() with backend "cpu" (or "cpu-threads" without a threaded kernel)',
+  ],
 });
 
 /** What the attention backward op's validator takes. */
@@ -246,5 +248,7 @@ registerKernel({
   op: attentionBackwardOp,
   backend: "cpu",
   run: attentionBackwardCpu,
-  callers: ["the transformer's CPU training step (lib/train)"],
+  callers: [
+    'trainTransformer() with backend "cpu" (or "cpu-threads" without a threaded kernel)',
+  ],
 });

@@ -125,12 +125,12 @@ registerKernel({
   op: attentionOp,
   backend: "cpu-threads",
   run: (args, env) => attentionThreads(args, threadsOf(env)),
-  callers: ['the transformer\'s training step with backend "cpu-threads"'],
+  callers: ['trainTransformer() with backend "cpu-threads"'],
 });
 
 registerKernel({
   op: attentionBackwardOp,
   backend: "cpu-threads",
   run: (args, env) => attentionBackwardThreads(args, threadsOf(env)),
-  callers: ['the transformer\'s training step with backend "cpu-threads"'],
+  callers: ['trainTransformer() with backend "cpu-threads"'],
 });

@@ -114,5 +114,7 @@ registerKernel({
   op: matmulOp,
   backend: "cpu",
   run: matmulCpu,
-  callers: ["the transformer's CPU training step (lib/train)"],
+  callers: [
+    'trainTransformer() with backend "cpu" (or "cpu-threads" without a threaded kernel)',
+  ],
 });

@@ -63,5 +63,5 @@ registerKernel({
   backend: "cpu-threads",
   run: (args, env) =>
     matmulThreads(args, env.threads ?? navigator.hardwareConcurrency ?? 1),
-  callers: ['the transformer\'s training step with backend "cpu-threads"'],
+  callers: ['trainTransformer() with backend "cpu-threads"'],
 });

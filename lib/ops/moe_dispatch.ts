@@ -174,7 +174,9 @@ registerKernel({
   op: moeDispatchOp,
   backend: "cpu",
   run: moeDispatchCpu,
-  callers: ["the transformer's CPU training step (lib/train)"],
+  callers: [
+    'trainTransformer() with backend "cpu" (or "cpu-threads" without a threaded kernel)',
+  ],
 });
 
 /** What the combine op's validator takes. */
@@ -292,7 +294,9 @@ registerKernel({
   op: moeCombineOp,
   backend: "cpu",
   run: moeCombineCpu,
-  callers: ["the transformer's CPU training step (lib/train)"],
+  callers: [
+    'trainTransformer() with backend "cpu" (or "cpu-threads" without a threaded kernel)',
+  ],
 });
 
 /** What the combine backward op's validator takes. */
@@ -407,7 +411,9 @@ registerKernel({
   op: moeCombineBackwardOp,
   backend: "cpu",
   run: moeCombineBackwardCpu,
-  callers: ["the transformer's CPU training step (lib/train)"],
+  callers: [
+    'trainTransformer() with backend "cpu" (or "cpu-threads" without a threaded kernel)',
+  ],
 });
 
 /** What the dispatch backward op's validator takes. */
@@ -500,5 +506,7 @@ registerKernel({
   op: moeDispatchBackwardOp,
   backend: "cpu",
   run: moeDispatchBackwardCpu,
-  callers: ["the transformer's CPU training step (lib/train)"],
+  callers: [
+    'trainTransformer() with backend "cpu" (or "cpu-threads" without a threaded kernel)',
+  ],
 });

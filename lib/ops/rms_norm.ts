@@ -99,7 +99,9 @@ registerKernel({
   op: rmsNormOp,
   backend: "cpu",
   run: rmsNormCpu,
-  callers: ["the transformer's CPU training step (lib/train)"],
+  callers: [
+    'trainTransformer() with backend "cpu" (or "cpu-threads" without a threaded kernel)',
+  ],
 });
 
 /** What the RMSNorm backward op's validator takes. */
@@ -217,5 +219,7 @@ registerKernel({
   op: rmsNormBackwardOp,
   backend: "cpu",
   run: rmsNormBackwardCpu,
-  callers: ["the transformer's CPU training step (lib/train)"],
+  callers: [
+    'trainTransformer() with backend "cpu" (or "cpu-threads" without a threaded kernel)',
+  ],
 });

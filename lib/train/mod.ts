@@ -46,6 +46,9 @@ export {
 export {
   auxLoss,
   type AuxLossOptions,
+  createGlobalAuxTracker,
+  globalAuxLoss,
+  type GlobalAuxTracker,
   type RouterBatch,
   zLoss,
   type ZLossOptions,
