@@ -267,9 +267,28 @@ export function resolveTrainMethod(
 export function methodObjective(
   method: TrainMethod,
   seqLen: number,
+  tokens: number,
 ): LmRouterObjective | undefined {
+  const micro = (m: number | undefined): number | undefined => {
+    if (m === undefined) return undefined;
+    if (tokens % m !== 0) {
+      throw new RangeError(
+        `microBatches must divide the batch's tokens (${tokens}): current value is ${m}`,
+      );
+    }
+    return tokens / m;
+  };
+  // aux with microBatches: each micro-batch (data-parallel rank) balanced
+  // by its own counts, the losses averaged; global-aux: the counts of the
+  // whole batch balance every micro-batch, which is the batch-wise loss.
   return method.kind === "aux"
-    ? { kind: "aux", alpha: method.alpha }
+    ? { kind: "aux", alpha: method.alpha, seqLen: micro(method.microBatches) }
+    : method.kind === "global-aux"
+    ? {
+      kind: "aux",
+      alpha: method.alpha,
+      seqLen: micro(method.microBatches) && tokens,
+    }
     : method.kind === "seq-aux"
     ? { kind: "aux", alpha: method.alpha, seqLen }
     : method.kind === "z-loss"
@@ -285,7 +304,7 @@ export function methodObjective(
  * cross-entropy plus the method's router loss (summed over MoE blocks),
  * then lets a bias method update each block's biases from the loads just
  * routed (`Balancer.update`). Auxiliary losses (`aux`, `seq-aux`,
- * `z-loss`) enter the routers' gradients; balancers (`loss-free`, `bip`,
+ * `global-aux`, `z-loss`) enter the routers' gradients; balancers (`loss-free`, `bip`,
  * `quantile`, `expert-choice`, ...) change only which experts are
  * selected. Same seed, same numbers.
  *
@@ -364,7 +383,7 @@ export async function trainTransformer(
       normalize: c.normalize,
     })
     : undefined;
-  const objective = methodObjective(method, T);
+  const objective = methodObjective(method, T, n);
   const threads = checkInteger(
     "threads",
     options.threads ?? navigator.hardwareConcurrency ?? 1,

@@ -116,6 +116,7 @@ describe("trainTransformer", () => {
         "none",
         "aux(alpha=1e-2)",
         "seq-aux(alpha=1e-2)",
+        "global-aux(alpha=1e-2,microBatches=2)",
         "z-loss",
         "loss-free(rate=1e-2)",
         "bip",
@@ -127,6 +128,17 @@ describe("trainTransformer", () => {
       assert.ok(Number.isFinite(r.perplexity), method);
       assert.equal(r.loads.length, 2, method);
     }
+  });
+  test("global-batch aux is the batch-wise loss; micro-batch aux is not", async () => {
+    const run = (method: string) =>
+      trainTransformer(corpus, { ...TINY, steps: 4, method });
+    const batch = await run("aux(alpha=1e-1)");
+    const global = await run("global-aux(alpha=1e-1,microBatches=4)");
+    const micro = await run("aux(alpha=1e-1,microBatches=4)");
+    assert.deepEqual(global.curve.aux, batch.curve.aux);
+    assert.deepEqual(global.curve.loss, batch.curve.loss);
+    assert.notDeepEqual(micro.curve.aux, batch.curve.aux);
+    assert.ok(batch.curve.aux[0] > 0);
   });
   test("Loss-Free balances the batches better than none", async () => {
     const opts = { ...TINY, steps: 60, lr: 1e-2 };
