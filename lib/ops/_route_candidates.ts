@@ -68,8 +68,8 @@ export function selectCandidates(
     nearI[n] = j;
     n += Number(v >= near);
   }
-  if (n >= k) topOf(nearV, nearI, n, k, sc, topV, topI);
-  else topOf(candV, candI, c, k, sc, topV, topI);
+  if (n >= k) rankTop(nearV, nearI, n, k, sc, topV, topI);
+  else rankTop(candV, candI, c, k, sc, topV, topI);
   return -1;
 }
 
@@ -77,13 +77,14 @@ export function selectCandidates(
  * The top k of the `n >= k` entries `keys`, `idx` (indices ascending) into
  * `topV`, `topI`. Each entry's rank is the number of entries ahead of it,
  * counted without a branch; the ranks are a permutation of `0 .. n - 1`.
+ * Above `MAX_RANKED` entries, insertion instead.
  */
-function topOf(
+export function rankTop(
   keys: Float64Array,
   idx: Int32Array,
   n: number,
   k: number,
-  sc: CandidateScratch,
+  sc: Pick<CandidateScratch, "rankI" | "rankV">,
   topV: Float64Array,
   topI: Int32Array,
 ): void {
