@@ -18,8 +18,7 @@
 // a row where they are not (or where fewer than k entries pass) is routed
 // by the reference: the biased row copied, dropped groups set to
 // -Infinity, a full top-k scan.
-import { insert, trackRowValue } from "../select/top.ts";
-import { rankTop } from "./_route_candidates.ts";
+import { insert, rankTop, trackRowValue } from "../select/top.ts";
 import { type RowSettings, writeSelection } from "./_route_rows.ts";
 
 /** Settings of {@linkcode routeGroupedRows}, already validated. */
