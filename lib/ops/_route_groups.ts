@@ -62,6 +62,8 @@ export interface GroupState {
   /** Rank of each exact group (score descending, group ascending). */
   rank: Int32Array;
   keep: Uint8Array;
+  /** Scratch of the branch-free group tops. */
+  pick: Float64Array;
   /** The reference's biased row. */
   row: Float64Array;
   stats: Float64Array;
@@ -106,6 +108,7 @@ export function groupState(
     exact: new Uint8Array(groups),
     rank: new Int32Array(groups),
     keep: new Uint8Array(groups),
+    pick: new Float64Array(3),
     row: new Float64Array(experts),
     stats: new Float64Array([NaN, 0]),
     near: new Float64Array([NaN, 0]),
@@ -211,29 +214,36 @@ function groupedRow(
   const { groups, topGroups } = st;
   const P = st.perGroup;
   const size = E / groups;
-  // Keys of the candidates, and each group's P largest among them
-  // (insertion, as the reference's group scan: equal values keep order).
-  for (let q = 0, r = 0; q < groups; q++) {
-    const end = ends[q], at = q * P;
-    let n = 0;
-    for (; r < end; r++) {
-      const j = candI[r];
-      const x = data[base + j];
-      if (!(x < Infinity)) return base + j;
-      const v = bias === undefined ? x : x + bias[j];
-      candV[r] = v;
-      let p = n;
-      if (n === P) {
-        if (!(v > top[at + P - 1])) continue;
-        p--;
-      } else n++;
-      while (p > 0 && v > top[at + p - 1]) {
-        top[at + p] = top[at + p - 1];
-        p--;
+  // Keys of the candidates, and each group's P largest among them: the
+  // values are those of the reference's insertion whatever the order of
+  // equal values. Up to two, kept without a branch: the new pair is read
+  // from `pick` at indices computed from the two comparisons.
+  if (P <= 2) {
+    const pick = st.pick;
+    for (let q = 0, r = 0; q < groups; q++) {
+      const end = ends[q], at = q * P;
+      count[q] = Math.min(P, end - r);
+      let a = -Infinity, b = -Infinity;
+      for (; r < end; r++) {
+        const j = candI[r];
+        const x = data[base + j];
+        if (!(x < Infinity)) return base + j;
+        const v = bias === undefined ? x : x + bias[j];
+        candV[r] = v;
+        // v > a implies v > b: the index is 0 (keep b), 1 (v) or 2 (a).
+        const above = Number(v > a), second = Number(v > b);
+        pick[0] = b;
+        pick[1] = v;
+        pick[2] = a;
+        b = pick[above + second];
+        a = pick[2 - above];
       }
-      top[at + p] = v;
+      top[at] = a;
+      if (P === 2) top[at + 1] = b;
     }
-    count[q] = n;
+  } else {
+    const bad = groupTops(data, base, bias, st);
+    if (bad >= 0) return bad;
   }
   // Exact scores of the groups with P candidates; an upper bound of the
   // others (each missing value is below g).
@@ -248,16 +258,19 @@ function groupedRow(
   }
   // Rank the exact groups; scan a bounded group exactly while its bound
   // reaches the topGroups-th best exact score, then rank again.
-  for (;;) {
-    const cut = rankGroups(score, exact, rank, groups, topGroups);
-    if (bounded === 0) break;
-    let worst = -1;
-    for (let q = 0; q < groups; q++) {
-      if (!exact[q] && (worst < 0 || score[q] > score[worst])) worst = q;
+  if (bounded === 0) rankAll(score, rank, groups);
+  else {
+    for (;;) {
+      const cut = rankGroups(score, exact, rank, groups, topGroups);
+      if (bounded === 0) break;
+      let worst = -1;
+      for (let q = 0; q < groups; q++) {
+        if (!exact[q] && (worst < 0 || score[q] > score[worst])) worst = q;
+      }
+      if (score[worst] < cut) break;
+      scanGroup(data, base, bias, worst, size, P, st);
+      bounded--;
     }
-    if (score[worst] < cut) break;
-    scanGroup(data, base, bias, worst, size, P, st);
-    bounded--;
   }
   // The top k among the kept groups' candidates; among those at or above
   // a second, tighter guess (of the k-th key) when at least k are.
@@ -287,6 +300,56 @@ function groupedRow(
   }
   trackRowValue(st.stats, need);
   return -1;
+}
+
+/**
+ * The keys of the candidates into `candV` and each group's `perGroup`
+ * largest among them into `top` by insertion, as the reference's group
+ * scan (equal values keep their order); their number into `count`.
+ * Returns the flat index of a NaN or `+Infinity` score, or -1.
+ */
+function groupTops(
+  data: Float32Array,
+  base: number,
+  bias: Float64Array | undefined,
+  st: GroupState,
+): number {
+  const { candI, candV, ends, count, top, groups } = st;
+  const P = st.perGroup;
+  for (let q = 0, r = 0; q < groups; q++) {
+    const end = ends[q], at = q * P;
+    let n = 0;
+    for (; r < end; r++) {
+      const j = candI[r];
+      const x = data[base + j];
+      if (!(x < Infinity)) return base + j;
+      const v = bias === undefined ? x : x + bias[j];
+      candV[r] = v;
+      let p = n;
+      if (n === P) {
+        if (!(v > top[at + P - 1])) continue;
+        p--;
+      } else n++;
+      while (p > 0 && v > top[at + p - 1]) {
+        top[at + p] = top[at + p - 1];
+        p--;
+      }
+      top[at + p] = v;
+    }
+    count[q] = n;
+  }
+  return -1;
+}
+
+/** {@linkcode rankGroups} when every group is exact. */
+function rankAll(score: Float64Array, rank: Int32Array, groups: number): void {
+  for (let q = 0; q < groups; q++) {
+    const v = score[q];
+    let r = 0;
+    for (let p = 0; p < q; p++) r += Number(score[p] >= v);
+    for (let p = q + 1; p < groups; p++) r += Number(score[p] > v);
+    rank[q] = r;
+  }
 }
 
 /**
