@@ -218,11 +218,12 @@ function groupedRow(
   // values are those of the reference's insertion whatever the order of
   // equal values. Up to two, kept without a branch: the new pair is read
   // from `pick` at indices computed from the two comparisons.
+  let bounded = 0;
   if (P <= 2) {
     const pick = st.pick;
     for (let q = 0, r = 0; q < groups; q++) {
       const end = ends[q], at = q * P;
-      count[q] = Math.min(P, end - r);
+      const n = Math.min(P, end - r);
       let a = -Infinity, b = -Infinity;
       for (; r < end; r++) {
         const j = candI[r];
@@ -240,21 +241,22 @@ function groupedRow(
       }
       top[at] = a;
       if (P === 2) top[at + 1] = b;
+      // The score as the reference sums it (0 + a + b), or the bound with
+      // g for each missing value; no NaN: candidates are finite.
+      score[q] = P === 1
+        ? (n === 1 ? a : g)
+        : n === 2
+        ? a + b
+        : n === 1
+        ? a + g
+        : g + g;
+      exact[q] = n === P ? 1 : 0;
+      bounded += n === P ? 0 : 1;
     }
   } else {
     const bad = groupTops(data, base, bias, st);
     if (bad >= 0) return bad;
-  }
-  // Exact scores of the groups with P candidates; an upper bound of the
-  // others (each missing value is below g).
-  let bounded = 0;
-  for (let q = 0; q < groups; q++) {
-    const at = q * P, n = count[q];
-    let sum = 0;
-    for (let r = 0; r < P; r++) sum += r < n ? top[at + r] : g;
-    exact[q] = n >= P ? 1 : 0;
-    bounded += n >= P ? 0 : 1;
-    score[q] = sum !== sum ? -Infinity : sum;
+    bounded = groupScores(st, g);
   }
   // Rank the exact groups; scan a bounded group exactly while its bound
   // reaches the topGroups-th best exact score, then rank again.
@@ -350,6 +352,26 @@ function rankAll(score: Float64Array, rank: Int32Array, groups: number): void {
     for (let p = q + 1; p < groups; p++) r += Number(score[p] > v);
     rank[q] = r;
   }
+}
+
+/**
+ * Exact scores of the groups with `perGroup` candidates (summed as the
+ * reference sums them); an upper bound of the others, each missing value
+ * being below `g`. Returns the number of bounded groups.
+ */
+function groupScores(st: GroupState, g: number): number {
+  const { count, top, score, exact, groups } = st;
+  const P = st.perGroup;
+  let bounded = 0;
+  for (let q = 0; q < groups; q++) {
+    const at = q * P, n = count[q];
+    let sum = 0;
+    for (let r = 0; r < P; r++) sum += r < n ? top[at + r] : g;
+    exact[q] = n >= P ? 1 : 0;
+    bounded += n >= P ? 0 : 1;
+    score[q] = sum !== sum ? -Infinity : sum;
+  }
+  return bounded;
 }
 
 /**
