@@ -210,7 +210,7 @@ function groupedRow(
   topV: Float64Array,
   topI: Int32Array,
 ): number {
-  const { candI, candV, ends, count, top, score, exact, rank } = st;
+  const { candI, candV, ends, top, score, exact, rank } = st;
   const { groups, topGroups } = st;
   const P = st.perGroup;
   const size = E / groups;
