@@ -31,7 +31,14 @@ export function rowRouter(
 ): (from: number, to: number) => number {
   const topV = new Float64Array(k), topI = new Int32Array(k);
   if (groupLimited(s)) {
-    const state = groupState(E, k, s.groups!, s.topGroups!);
+    const groups = s.groups!;
+    const state = groupState(
+      E,
+      groups,
+      s.topGroups!,
+      s.perGroup ??
+        Math.max(1, Math.min(E / groups, Math.floor(k / s.topGroups!))),
+    );
     return (from, to) =>
       routeGroupedRows(
         data,

@@ -71,24 +71,13 @@ export interface GroupState {
   near: Float64Array;
 }
 
-/** The number of keys summed into a group's score: `floor(k / topGroups)`, within `[1, group size]`. */
-export function perGroupOf(
-  experts: number,
-  k: number,
-  groups: number,
-  topGroups: number,
-): number {
-  return Math.max(1, Math.min(experts / groups, Math.floor(k / topGroups)));
-}
-
 /** A fresh {@linkcode GroupState} for the shape. */
 export function groupState(
   experts: number,
-  k: number,
   groups: number,
   topGroups: number,
+  perGroup: number,
 ): GroupState {
-  const perGroup = perGroupOf(experts, k, groups, topGroups);
   return {
     groups,
     topGroups,

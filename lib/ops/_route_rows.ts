@@ -26,6 +26,11 @@ export interface RowSettings {
   groups?: number;
   /** Groups kept; all when absent. */
   topGroups?: number;
+  /**
+   * Top keys of a group summed into its score; absent:
+   * `max(1, floor(k / topGroups))`, at most the group size.
+   */
+  perGroup?: number;
 }
 
 /**

@@ -32,6 +32,7 @@ export const F = {
   bad: 12,
   groups: 13,
   topGroups: 14,
+  perGroup: 15,
 } as const;
 /** Cell of the control array that counts the blocks of rows claimed. */
 export const COUNTER = 1;
@@ -96,6 +97,7 @@ parentPort?.once("message", (init: WorkerInit) => {
           scale: scales[slot],
           groups: control[at + F.groups],
           topGroups: control[at + F.topGroups],
+          perGroup: control[at + F.perGroup],
         },
         to,
         new Int32Array(buffers[control[at + F.outE]]),

@@ -13,6 +13,7 @@ import type { Routing, ScoreMatrix } from "../types.ts";
 import { createRouting } from "../select/routing.ts";
 import { defineOp, registerKernel } from "./registry.ts";
 import { rowRouter } from "./_route_blocks.ts";
+import type { RowSettings } from "./_route_rows.ts";
 
 /** Options of `route` (lib/route/route.ts). */
 export interface RouteOptions {
@@ -207,13 +208,26 @@ export function routeCpu(args: RouteArgs): Routing {
     scores.data,
     scores.experts,
     k,
-    args,
+    rowSettings(args),
     out.experts,
     out.weights,
     out.loads,
   )(0, scores.tokens);
   if (bad >= 0) throw badScore("scores", scores, bad);
   return out;
+}
+
+/**
+ * The settings of the row kernels (lib/ops/_route_*.ts) from the checked
+ * arguments: the number of top keys summed into a group's score resolved.
+ */
+export function rowSettings(args: RouteArgs): RowSettings {
+  const { k, groups, topGroups } = args;
+  const perGroup = Math.max(
+    1,
+    Math.min(args.scores.experts / groups, Math.floor(k / topGroups)),
+  );
+  return { ...args, perGroup };
 }
 
 registerKernel({

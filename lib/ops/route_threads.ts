@@ -8,7 +8,7 @@ import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
 import { badScore } from "../validate.ts";
 import type { Routing } from "../types.ts";
 import { registerKernel } from "./registry.ts";
-import { type RouteArgs, routeCpu, routeOp } from "./route.ts";
+import { type RouteArgs, routeCpu, routeOp, rowSettings } from "./route.ts";
 import type { RowSettings } from "./_route_rows.ts";
 import { routeBlocks } from "./_route_blocks.ts";
 import {
@@ -58,7 +58,7 @@ export function routeThreads(args: RouteArgs, threads: number): Routing {
   if (t <= 1 || N * E < MIN_PARALLEL_SCORES) {
     return routeCpu(args);
   }
-  const settings: RowSettings = args;
+  const settings: RowSettings = rowSettings(args);
   const data = sharedInput(scores.data);
   const outE = staging("outE", 4 * N * k);
   const outW = staging("outW", 4 * N * k);
@@ -90,6 +90,7 @@ export function routeThreads(args: RouteArgs, threads: number): Routing {
     control[at + F.normalize] = settings.normalize ? 1 : 0;
     control[at + F.groups] = args.groups;
     control[at + F.topGroups] = args.topGroups;
+    control[at + F.perGroup] = settings.perGroup!;
     scales[w] = settings.scale;
     Atomics.store(control, at, POSTED);
     Atomics.notify(control, at);
