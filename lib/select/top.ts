@@ -143,11 +143,14 @@ export function rowTop(
     let c = 0;
     if (guess > -Infinity) {
       for (let j = 0; j < experts; j++) {
-        const v = data[base + j] - shift[j];
-        candV[c] = v;
         candI[c] = j;
-        c += Number(v >= guess);
+        c += Number(data[base + j] - shift[j] >= guess);
       }
+    }
+    // The candidates' values, recomputed: one store per value scanned.
+    for (let r = 0; r < c; r++) {
+      const j = candI[r];
+      candV[r] = data[base + j] - shift[j];
     }
     if (c >= rank) {
       rankTop(candV, candI, c, rank, filter, topV, topI);
