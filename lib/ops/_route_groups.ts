@@ -21,14 +21,6 @@
 import { insert, rankTop, trackRowValue } from "../select/top.ts";
 import { type RowSettings, writeSelection } from "./_route_rows.ts";
 
-/** Settings of {@linkcode routeGroupedRows}, already validated. */
-export interface GroupSettings extends RowSettings {
-  /** Groups, dividing the experts; more than one. */
-  groups: number;
-  /** Groups kept, `1 <= topGroups < groups`. */
-  topGroups: number;
-}
-
 /**
  * Scratch of {@linkcode routeGroupedRows}, kept from row to row (and from
  * block to block of one batch): candidates, per-group tops and scores,
