@@ -57,6 +57,8 @@ describe("routeParallel", () => {
       const options of [
         { k: 4, groups: 8, topGroups: 2 },
         { k: 3, groups: 4, topGroups: 1, bias, normalize: true, scale: 2.5 },
+        { k: 4, groups: 8, topGroups: 2, bias, groupScore: "v2" as const },
+        { k: 4, groups: 4, topGroups: 3, groupScore: "v3" as const },
       ]
     ) {
       const want = route(s, options);

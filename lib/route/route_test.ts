@@ -204,29 +204,43 @@ describe("route", () => {
         (_, j) => j % 3 === 0 ? 0 : (rng.uniform() - 0.5) * 1e-3,
       );
       const size = experts / groups;
-      const per = Math.max(1, Math.min(size, Math.floor(k / topGroups)));
-      for (const b of [undefined, bias]) {
-        const r = route(scores, { k, groups, topGroups, bias: b });
-        for (let i = 0; i < tokens; i++) {
-          const row = Float64Array.from(
-            { length: experts },
-            (_, j) => data[i * experts + j] + (b ? b[j] : 0),
-          );
-          const groupScores = new Float64Array(groups);
-          for (let g = 0; g < groups; g++) {
-            const top = bruteTopK(row.slice(g * size, (g + 1) * size), per);
-            const sum = top.reduce((a, j) => a + row[g * size + j], 0);
-            groupScores[g] = sum !== sum ? -Infinity : sum;
+      for (
+        const [groupScore, count] of [
+          ["megatron", Math.floor(k / topGroups)],
+          ["v3", 2],
+          ["v2", 1],
+        ] as const
+      ) {
+        const per = Math.max(1, Math.min(size, count));
+        for (const b of [undefined, bias]) {
+          const r = route(scores, {
+            k,
+            groups,
+            topGroups,
+            bias: b,
+            groupScore,
+          });
+          for (let i = 0; i < tokens; i++) {
+            const row = Float64Array.from(
+              { length: experts },
+              (_, j) => data[i * experts + j] + (b ? b[j] : 0),
+            );
+            const groupScores = new Float64Array(groups);
+            for (let g = 0; g < groups; g++) {
+              const top = bruteTopK(row.slice(g * size, (g + 1) * size), per);
+              const sum = top.reduce((a, j) => a + row[g * size + j], 0);
+              groupScores[g] = sum !== sum ? -Infinity : sum;
+            }
+            const kept = new Set(bruteTopK(groupScores, topGroups));
+            for (let j = 0; j < experts; j++) {
+              if (!kept.has(Math.floor(j / size))) row[j] = -Infinity;
+            }
+            assert.deepEqual(
+              [...r.experts.subarray(i * k, (i + 1) * k)],
+              bruteTopK(row, k),
+              `${experts} experts, ${groups}/${topGroups} groups, k = ${k}, ${groupScore}, row ${i}`,
+            );
           }
-          const kept = new Set(bruteTopK(groupScores, topGroups));
-          for (let j = 0; j < experts; j++) {
-            if (!kept.has(Math.floor(j / size))) row[j] = -Infinity;
-          }
-          assert.deepEqual(
-            [...r.experts.subarray(i * k, (i + 1) * k)],
-            bruteTopK(row, k),
-            `${experts} experts, ${groups}/${topGroups} groups, k = ${k}, row ${i}`,
-          );
         }
       }
     }
