@@ -1,7 +1,23 @@
 // Route throughput on the CPU: route() against a plain sort-based top-K
-// baseline measured in the same run.
+// baseline; then, near the memory limit, routing and the balancers' ops
+// (a BIP round, a Quantile step, a Sinkhorn step) as multiples of one
+// streaming pass over the same scores: a one-thread TypeScript sum and
+// numpy's `sum` (bench/stream_sum.py), measured in the same run.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { route } from "../lib/route/route.ts";
+import { routeParallel, sharedScores } from "../lib/route/route_parallel.ts";
+import { createBalancer } from "../lib/route/registry.ts";
+import { requireKernel } from "../lib/ops/registry.ts";
+import { bipRoundOp, columnBounds, dualScratch } from "../lib/ops/bip_round.ts";
+import { sinkhornOp, sinkhornScratch } from "../lib/ops/sinkhorn.ts";
+import { capacityOf } from "../lib/select/capacity.ts";
+import { syntheticWorkload } from "../lib/workload/synthetic.ts";
 import { Rng } from "../lib/scores/rng.ts";
+import type { ScoreMatrix } from "../lib/types.ts";
 import { medianMs, printTable } from "./_timing.ts";
 
 function sortTopK(
@@ -18,6 +34,260 @@ function sortTopK(
     for (let r = 0; r < k; r++) out[i * k + r] = idx[r];
   }
   return out;
+}
+
+/**
+ * Median ms of each function, measured in alternation (one call of each
+ * per round) so that a burst of load on a shared machine falls on all.
+ */
+function alternating(
+  fns: Record<string, () => void>,
+  rounds: number,
+): Record<string, number> {
+  const names = Object.keys(fns);
+  const times: Record<string, number[]> = {};
+  for (const n of names) {
+    fns[n]();
+    fns[n]();
+    times[n] = [];
+  }
+  for (let r = 0; r < rounds; r++) {
+    for (const n of names) {
+      const t0 = performance.now();
+      fns[n]();
+      times[n].push(performance.now() - t0);
+    }
+  }
+  const out: Record<string, number> = {};
+  for (const n of names) {
+    const t = times[n].sort((a, b) => a - b);
+    out[n] = t[Math.floor(t.length / 2)];
+  }
+  return out;
+}
+
+/** One streaming pass in TypeScript: the sum of the scores, one thread. */
+function streamSum(data: Float32Array): number {
+  let a = 0;
+  for (let i = 0; i < data.length; i++) a += data[i];
+  return a;
+}
+
+/** numpy's median ms for `sum` over the scores, or why it is missing. */
+function numpyMs(scores: ScoreMatrix, repeats: number): number | string {
+  const script = fileURLToPath(new URL("./stream_sum.py", import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), "moelab-sum-"));
+  const file = join(dir, "scores.f32");
+  try {
+    const d = scores.data;
+    writeFileSync(file, new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+    let why = "python3 not found";
+    for (const python of ["python3", "/usr/bin/python3"]) {
+      const r = spawnSync(python, [
+        script,
+        file,
+        `${scores.tokens}`,
+        `${scores.experts}`,
+        `${repeats}`,
+      ], { encoding: "utf8" });
+      if (r.status === 0) {
+        return JSON.parse(r.stdout.trim().split("\n").pop()!).ms;
+      }
+      if (r.stderr) why = r.stderr.trim().split("\n").pop()!;
+    }
+    return why;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Synthetic sigmoid scores (the default preset's workload, 256 experts). */
+function workloadScores(
+  tokens: number,
+  experts: number,
+  batches: number,
+): ScoreMatrix[] {
+  const w = syntheticWorkload({
+    seed: 1,
+    steps: batches,
+    layers: 1,
+    tokens,
+    experts,
+    gate: "sigmoid",
+    clusters: 48,
+    zipf: 1,
+    preferred: 6,
+    affinity: 1,
+    popularity: 0.2,
+    noise: 1,
+    drift: 0.02,
+    offset: -3.5,
+  });
+  return Array.from({ length: batches }, (_, s) => {
+    const shared = sharedScores(tokens, experts);
+    shared.data.set(w.scores(s, 0).data);
+    return shared;
+  });
+}
+
+const GROUPS = { groups: 8, topGroups: 4 } as const;
+
+/** Routing at V3's shape: grouped against ungrouped, threads against a streaming pass. */
+function nearTheLimit(): void {
+  const E = 256, k = 8;
+  const rows: (string | number)[][] = [];
+  for (const N of [16384, 262144]) {
+    const [s] = workloadScores(N, E, 1);
+    const rng = new Rng(3);
+    const bias = Float64Array.from(
+      { length: E },
+      () => (rng.uniform() - 0.5) * 1e-2,
+    );
+    const rounds = N > 100000 ? 5 : 9;
+    const np1 = numpyMs(s, rounds);
+    const t = alternating({
+      sum: () => void streamSum(s.data),
+      route: () => void route(s, { k, bias }),
+      grouped: () => void route(s, { k, bias, ...GROUPS }),
+      parallel: () => void routeParallel(s, { k, bias, threads: 2 }),
+      parallelGrouped: () =>
+        void routeParallel(s, { k, bias, threads: 2, ...GROUPS }),
+    }, rounds);
+    const np2 = numpyMs(s, rounds);
+    const np = typeof np1 === "number" && typeof np2 === "number"
+      ? Math.min(np1, np2)
+      : typeof np1 === "number"
+      ? np1
+      : np2;
+    const vsNumpy = (ms: number) =>
+      typeof np === "number" ? (ms / np).toFixed(1) : "n/a";
+    rows.push([
+      `${N} x ${E}`,
+      t.sum.toFixed(1),
+      typeof np === "number" ? np.toFixed(1) : `n/a (${np})`,
+      t.route.toFixed(1),
+      t.grouped.toFixed(1),
+      (t.grouped / t.route).toFixed(2),
+      t.parallel.toFixed(1),
+      t.parallelGrouped.toFixed(1),
+      vsNumpy(t.parallel),
+      vsNumpy(t.parallelGrouped),
+      (t.parallel / t.sum).toFixed(2),
+    ]);
+  }
+  console.log(
+    "\nRouting near the memory limit: k = 8, biased, synthetic sigmoid scores; " +
+      "grouped = 8 groups, 4 kept; parallel = routeParallel on 2 threads; " +
+      "sum = one streaming pass on one thread (TypeScript; numpy `sum`).\n",
+  );
+  printTable([
+    "size",
+    "TS sum ms",
+    "numpy sum ms",
+    "route ms",
+    "grouped ms",
+    "grouped / route",
+    "parallel ms",
+    "parallel grouped ms",
+    "parallel / numpy",
+    "parallel grouped / numpy",
+    "parallel / TS sum",
+  ], rows);
+}
+
+/** Per-batch cost of the balancers' ops as multiples of a streaming pass. */
+function balancerOps(): void {
+  const E = 256, k = 8;
+  const rows: (string | number)[][] = [];
+  for (const N of [16384, 262144]) {
+    const batches = workloadScores(N, E, 4);
+    const C = capacityOf(N, k, E, 1);
+    const bipRound = requireKernel(bipRoundOp, "cpu");
+    const sinkhorn = requireKernel(sinkhornOp, "cpu");
+    const scratch = dualScratch(N, E, k);
+    const bounds = columnBounds(E);
+    const prices = new Float64Array(E);
+    const skScratch = sinkhornScratch(N, E);
+    const ctx = { layers: 1, experts: E, k, normalize: true };
+    const quantile = createBalancer("quantile", ctx);
+    const quantileG = createBalancer("quantile", { ...ctx, ...GROUPS });
+    let step = 0;
+    const next = () => batches[step++ % batches.length];
+    // The prices carry from batch to batch, as in the balancers, so the
+    // rounds are timed in their steady state.
+    for (let w = 0; w < 8; w++) {
+      bipRound.run({
+        scores: next(),
+        k,
+        capacity: C,
+        prices,
+        rounds: 1,
+        clip: true,
+        scratch,
+        bounds,
+      }, {});
+    }
+    const sinkhornRun = (iterations: number) => () =>
+      void sinkhorn.run({
+        scores: batches[0],
+        tolerance: 0,
+        maxIterations: iterations,
+        temperature: 1,
+        logScale: new Float64Array(E),
+        scratch: skScratch,
+      }, {});
+    const rounds = N > 100000 ? 3 : 7;
+    const t = alternating({
+      sum: () => void streamSum(batches[0].data),
+      bip: () =>
+        void bipRound.run({
+          scores: next(),
+          k,
+          capacity: C,
+          prices,
+          rounds: 1,
+          clip: true,
+          scratch,
+          bounds,
+        }, {}),
+      quantile: () => {
+        const s = next();
+        quantile.update(0, s, quantile.route(0, s));
+      },
+      quantileGrouped: () => {
+        const s = next();
+        quantileG.update(0, s, quantileG.route(0, s));
+      },
+      sinkhorn1: sinkhornRun(1),
+      sinkhorn6: sinkhornRun(6),
+    }, rounds);
+    const perStep = (t.sinkhorn6 - t.sinkhorn1) / 5;
+    const x = (ms: number) => (ms / t.sum).toFixed(1);
+    rows.push([
+      `${N} x ${E}`,
+      t.sum.toFixed(1),
+      `${t.bip.toFixed(1)} (${x(t.bip)})`,
+      `${t.quantile.toFixed(1)} (${x(t.quantile)})`,
+      `${t.quantileGrouped.toFixed(1)} (${x(t.quantileGrouped)})`,
+      `${perStep.toFixed(1)} (${x(perStep)})`,
+      `${t.sinkhorn1.toFixed(1)} (${x(t.sinkhorn1)})`,
+    ]);
+  }
+  console.log(
+    "\nBalancer ops per batch, ms (multiple of one TypeScript streaming pass " +
+      "over the same scores): a BIP round (steady state, prices carried), a " +
+      "Quantile batch (route + step; grouped: 8 groups, 4 kept), a Sinkhorn " +
+      "step, and Sinkhorn's setup (exp of the scores) with its first step.\n",
+  );
+  printTable([
+    "size",
+    "TS sum ms",
+    "BIP round",
+    "Quantile route + step",
+    "Quantile grouped",
+    "Sinkhorn step",
+    "Sinkhorn setup + 1 step",
+  ], rows);
 }
 
 /** Runs the suite. */
@@ -42,5 +312,7 @@ export function run(): Promise<void> {
     ["size", "route ms", "Mscores/s", "sort baseline ms", "speed-up"],
     rows,
   );
+  nearTheLimit();
+  balancerOps();
   return Promise.resolve();
 }

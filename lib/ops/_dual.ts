@@ -31,6 +31,10 @@ export interface DualScratch {
   count: Int32Array;
   /** Candidate lower bound per expert (experts). */
   lower: Float64Array;
+  /** Experts whose column is redone in full (experts). */
+  redoI: Int32Array;
+  /** The column candidates of one row (experts). */
+  colI: Int32Array;
 }
 
 /** Allocates (or reuses, when the shape matches) the scratch for a batch. */
@@ -57,6 +61,8 @@ export function dualScratch(
     filter: rowFilter(experts),
     count: new Int32Array(experts),
     lower: new Float64Array(experts),
+    redoI: new Int32Array(experts),
+    colI: new Int32Array(experts),
   };
 }
 
@@ -92,8 +98,7 @@ export function coordinateRounds(
 ): void {
   const { data, tokens: N, experts: E } = scores;
   const { p, col, top, topI, filter, stride: S } = scratch;
-  const count = scratch.count;
-  const lower = scratch.lower;
+  const { count, lower, redoI, colI } = scratch;
   const clipP = clip === true, clipQ = clip !== false;
   for (let t = 0; t < rounds; t++) {
     const needP = k < E && !(pReady && t === 0);
@@ -118,29 +123,39 @@ export function coordinateRounds(
         const v = rowTop(data, base, E, q, k + 1, top, topI, filter);
         p[i] = clipP && !(v > 0) ? 0 : v;
       }
+      // The row's column candidates first, without a branch (a list
+      // written in place), then appended to their columns: the scattered
+      // writes are for the few candidates only.
       const pi = p[i];
-      for (let j = 0, o = 0; j < E; j++, o += S) {
-        const v = data[base + j] - pi;
-        // Branch-free: always write, advance only past a candidate (the
-        // branch is taken at random, a quarter of the time).
-        const c = count[j];
-        col[o + c] = v;
-        count[j] = c + (v >= lower[j] ? 1 : 0);
+      let n = 0;
+      for (let j = 0; j < E; j++) {
+        colI[n] = j;
+        n += Number(data[base + j] - pi >= lower[j]);
+      }
+      for (let r = 0; r < n; r++) {
+        const j = colI[r];
+        col[j * S + count[j]++] = data[base + j] - pi;
       }
     }
+    // Columns with too few candidates (the bound was too high) are redone
+    // in full, all in one pass over the rows.
     const rank = capacity + 1;
+    let redo = 0;
+    for (let j = 0; j < E; j++) if (count[j] < rank) redoI[redo++] = j;
+    if (redo > 0) {
+      for (let i = 0; i < N; i++) {
+        const base = i * E, pi = p[i];
+        for (let r = 0; r < redo; r++) {
+          const j = redoI[r];
+          col[j * S + i] = data[base + j] - pi;
+        }
+      }
+      for (let r = 0; r < redo; r++) count[redoI[r]] = N;
+    }
     for (let j = 0; j < E; j++) {
       const lo = j * S;
-      let v: number;
-      if (count[j] >= rank) {
-        // The rank largest values are all at or above the bound.
-        v = selectAscending(col, lo, lo + count[j], count[j] - rank);
-      } else {
-        // Too few candidates: the bound was too high; redo the column.
-        for (let i = 0, o = j; i < N; i++, o += E) col[lo + i] = data[o] - p[i];
-        v = selectAscending(col, lo, lo + N, N - rank);
-        count[j] = N;
-      }
+      // The rank largest values are all at or above the bound.
+      const v = selectAscending(col, lo, lo + count[j], count[j] - rank);
       if (bounds) {
         if (count[j] === N) {
           // Bound for next time: down to the (2C+1)-th largest, about C

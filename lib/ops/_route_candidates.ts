@@ -3,7 +3,7 @@
 // data-dependent branches as possible: on uniform-like scores each one
 // mispredicts about half the time, and that, not the arithmetic, is what
 // the selection costs.
-import { insert } from "../select/top.ts";
+import { rankTop } from "../select/top.ts";
 
 /** Scratch of {@linkcode selectCandidates}, `experts` entries each. */
 export interface CandidateScratch {
@@ -30,12 +30,6 @@ export function candidateScratch(experts: number): CandidateScratch {
     rankV: new Float64Array(experts),
   };
 }
-
-/**
- * Above this many candidates (ties, flat scores) ranking costs more than
- * insertion: its cost grows with the square of the count.
- */
-const MAX_RANKED = 24;
 
 /**
  * The exact top k (`topV`, `topI`, best first, ties to the lowest index)
@@ -68,46 +62,7 @@ export function selectCandidates(
     nearI[n] = j;
     n += Number(v >= near);
   }
-  if (n >= k) topOf(nearV, nearI, n, k, sc, topV, topI);
-  else topOf(candV, candI, c, k, sc, topV, topI);
+  if (n >= k) rankTop(nearV, nearI, n, k, sc, topV, topI);
+  else rankTop(candV, candI, c, k, sc, topV, topI);
   return -1;
-}
-
-/**
- * The top k of the `n >= k` entries `keys`, `idx` (indices ascending) into
- * `topV`, `topI`. Each entry's rank is the number of entries ahead of it,
- * counted without a branch; the ranks are a permutation of `0 .. n - 1`.
- */
-function topOf(
-  keys: Float64Array,
-  idx: Int32Array,
-  n: number,
-  k: number,
-  sc: CandidateScratch,
-  topV: Float64Array,
-  topI: Int32Array,
-): void {
-  if (n > MAX_RANKED) {
-    let th = -Infinity;
-    for (let r = 0; r < n; r++) {
-      const v = keys[r];
-      if (r < k) th = insert(topV, topI, r, v, idx[r]);
-      else if (v > th) th = insert(topV, topI, k - 1, v, idx[r]);
-    }
-    return;
-  }
-  const { rankI, rankV } = sc;
-  for (let r = 0; r < n; r++) {
-    const v = keys[r];
-    let rank = 0;
-    // Ahead of entry r: larger keys, and equal keys at lower indices.
-    for (let q = 0; q < r; q++) rank += Number(keys[q] >= v);
-    for (let q = r + 1; q < n; q++) rank += Number(keys[q] > v);
-    rankV[rank] = v;
-    rankI[rank] = idx[r];
-  }
-  for (let r = 0; r < k; r++) {
-    topV[r] = rankV[r];
-    topI[r] = rankI[r];
-  }
 }

@@ -22,6 +22,15 @@ export interface RowSettings {
   normalize: boolean;
   /** Factor on the weights. */
   scale: number;
+  /** Groups of group-limited routing (1 or absent: off). */
+  groups?: number;
+  /** Groups kept; all when absent. */
+  topGroups?: number;
+  /**
+   * Top keys of a group summed into its score; absent:
+   * `max(1, floor(k / topGroups))`, at most the group size.
+   */
+  perGroup?: number;
 }
 
 /**
@@ -162,52 +171,6 @@ export function writeSelection(
     for (let r = 0; r < k; r++) outW[o + r] *= f;
   } else if (scale !== 1) {
     for (let r = 0; r < k; r++) outW[o + r] *= scale;
-  }
-}
-
-/** Rows per block that a thread claims at a time in {@linkcode routeBlocks}. */
-export const BLOCK_ROWS = 1024;
-
-/**
- * Routes blocks of rows `[0, tokens)` claimed one at a time from the shared
- * counter `counter[cell]` (Atomics.add) until none are left. Threads that
- * get less of a core (cores shared with other work) simply claim fewer
- * blocks, so no thread waits for a slow one. Returns the flat index of a
- * NaN or `+Infinity` score met, or -1.
- */
-export function routeBlocks(
-  counter: Int32Array,
-  cell: number,
-  data: Float32Array,
-  E: number,
-  k: number,
-  s: RowSettings,
-  tokens: number,
-  outE: Int32Array,
-  outW: Float32Array,
-  loads: Int32Array,
-): number {
-  const topV = new Float64Array(k), topI = new Int32Array(k);
-  const state = rowState(E);
-  for (;;) {
-    const lo = Atomics.add(counter, cell, 1) * BLOCK_ROWS;
-    if (lo >= tokens) return -1;
-    const hi = Math.min(tokens, lo + BLOCK_ROWS);
-    const bad = routeRows(
-      data,
-      E,
-      k,
-      s,
-      lo,
-      hi,
-      outE,
-      outW,
-      loads,
-      topV,
-      topI,
-      state,
-    );
-    if (bad >= 0) return bad;
   }
 }
 

@@ -10,7 +10,7 @@ import {
   parentPort,
   receiveMessageOnPort,
 } from "node:worker_threads";
-import { routeBlocks } from "./_route_rows.ts";
+import { routeBlocks } from "./_route_blocks.ts";
 
 /** Slot states. */
 export const IDLE = 0, POSTED = 1, DONE = 2, FAILED = 3, RUNNING = 4;
@@ -30,6 +30,9 @@ export const F = {
   normalize: 11,
   /** Out: flat index of a NaN or +Infinity score met, or -1. */
   bad: 12,
+  groups: 13,
+  topGroups: 14,
+  perGroup: 15,
 } as const;
 /** Cell of the control array that counts the blocks of rows claimed. */
 export const COUNTER = 1;
@@ -92,6 +95,9 @@ parentPort?.once("message", (init: WorkerInit) => {
           multiply: control[at + F.multiply] === 1,
           normalize: control[at + F.normalize] === 1,
           scale: scales[slot],
+          groups: control[at + F.groups],
+          topGroups: control[at + F.topGroups],
+          perGroup: control[at + F.perGroup],
         },
         to,
         new Int32Array(buffers[control[at + F.outE]]),

@@ -11,9 +11,9 @@ import {
 } from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { createRouting } from "../select/routing.ts";
-import { insert } from "../select/top.ts";
 import { defineOp, registerKernel } from "./registry.ts";
-import { routeRows, writeSelection } from "./_route_rows.ts";
+import { rowRouter } from "./_route_blocks.ts";
+import type { RowSettings } from "./_route_rows.ts";
 
 /** Options of `route` (lib/route/route.ts). */
 export interface RouteOptions {
@@ -247,31 +247,39 @@ export function isGrouped(args: RouteArgs): boolean {
 
 /**
  * The production CPU kernel of {@linkcode routeOp}: the pre-filtered row
- * kernel (_route_rows.ts) without groups, the row-copy kernel with them.
- * Keys in float64. Writes `args.out` and returns it.
+ * kernel (_route_rows.ts) without groups, its group-limited twin
+ * (_route_groups.ts) with them. Keys in float64. Writes `args.out` and
+ * returns it.
  */
 export function routeCpu(args: RouteArgs): Routing {
   const { scores, k, out } = args;
   out.loads.fill(0);
-  if (!isGrouped(args)) {
-    const bad = routeRows(
-      scores.data,
-      scores.experts,
-      k,
-      args,
-      0,
-      scores.tokens,
-      out.experts,
-      out.weights,
-      out.loads,
-      new Float64Array(k),
-      new Int32Array(k),
-    );
-    if (bad >= 0) throw badScore("scores", scores, bad);
-    return out;
-  }
-  routeGrouped(args);
+  const bad = rowRouter(
+    scores.data,
+    scores.experts,
+    k,
+    rowSettings(args),
+    out.experts,
+    out.weights,
+    out.loads,
+  )(0, scores.tokens);
+  if (bad >= 0) throw badScore("scores", scores, bad);
   return out;
+}
+
+/**
+ * The settings of the row kernels (lib/ops/_route_*.ts) from the checked
+ * arguments: the number of top keys summed into a group's score resolved.
+ */
+export function rowSettings(args: RouteArgs): RowSettings {
+  const { k, groups, topGroups } = args;
+  const perGroup = groupTopCount(
+    k,
+    topGroups,
+    args.scores.experts / groups,
+    args.groupScore,
+  );
+  return { ...args, perGroup };
 }
 
 registerKernel({
@@ -281,113 +289,6 @@ registerKernel({
   callers: [
     "route()",
     "routeInto() (greedy, loss-free, bip, sinkhorn, capacity balancers; simulator; training)",
-    "routeParallel() and routeAsync() below their size threshold or with groups",
+    "routeParallel() and routeAsync() below their size threshold",
   ],
 });
-
-/** Group-limited routing on the CPU: one row copy per token. */
-function routeGrouped(args: RouteArgs): void {
-  const { scores, k, bias, multiply, normalize, scale, groups, topGroups } =
-    args;
-  const { data, tokens, experts: E } = scores;
-  const { loads, experts: outE, weights: outW } = args.out;
-  // Biased values of one token, reused for every token.
-  const row = new Float64Array(E);
-  const topV = new Float64Array(k);
-  const topI = new Int32Array(k);
-  const groupSize = E / groups;
-  const perGroup = groupTopCount(k, topGroups, groupSize, args.groupScore);
-  const groupScore = new Float64Array(groups);
-  const groupKeep = new Uint8Array(groups);
-  const gv = new Float64Array(perGroup);
-  for (let i = 0; i < tokens; i++) {
-    const base = i * E;
-    for (let j = 0; j < E; j++) {
-      const x = data[base + j];
-      if (x !== x || x === Infinity) throw badScore("scores", scores, base + j);
-    }
-    if (bias !== undefined) {
-      if (multiply) {
-        for (let j = 0; j < E; j++) row[j] = data[base + j] * bias[j];
-      } else for (let j = 0; j < E; j++) row[j] = data[base + j] + bias[j];
-    } else {
-      for (let j = 0; j < E; j++) row[j] = data[base + j];
-    }
-    maskGroups(
-      row,
-      groups,
-      groupSize,
-      perGroup,
-      topGroups,
-      groupScore,
-      groupKeep,
-      gv,
-    );
-    // Top-k by insertion: the first k fill the list, later entries enter
-    // only when strictly larger than the k-th, so ties keep the lowest index.
-    for (let j = 0; j < k; j++) insert(topV, topI, j, row[j], j);
-    let th = topV[k - 1];
-    for (let j = k; j < E; j++) {
-      if (row[j] > th) th = insert(topV, topI, k - 1, row[j], j);
-    }
-    writeSelection(
-      data,
-      base,
-      topI,
-      k,
-      i * k,
-      outE,
-      outW,
-      loads,
-      normalize,
-      scale,
-    );
-  }
-}
-
-/** Sets the experts of all but the `topGroups` best groups to -Infinity. */
-function maskGroups(
-  row: Float64Array,
-  groups: number,
-  groupSize: number,
-  perGroup: number,
-  topGroups: number,
-  groupScore: Float64Array,
-  groupKeep: Uint8Array,
-  gv: Float64Array,
-): void {
-  for (let g = 0; g < groups; g++) {
-    let n = 0;
-    for (let j = g * groupSize; j < (g + 1) * groupSize; j++) {
-      const v = row[j];
-      if (n === perGroup) {
-        if (!(v > gv[perGroup - 1])) continue;
-        n--;
-      }
-      let p = n;
-      while (p > 0 && v > gv[p - 1]) {
-        gv[p] = gv[p - 1];
-        p--;
-      }
-      gv[p] = v;
-      n++;
-    }
-    let s = 0;
-    for (let r = 0; r < perGroup; r++) s += gv[r];
-    groupScore[g] = s !== s ? -Infinity : s;
-  }
-  groupKeep.fill(0);
-  for (let t = 0; t < topGroups; t++) {
-    let best = -1;
-    for (let g = 0; g < groups; g++) {
-      if (!groupKeep[g] && (best < 0 || groupScore[g] > groupScore[best])) {
-        best = g;
-      }
-    }
-    groupKeep[best] = 1;
-  }
-  for (let g = 0; g < groups; g++) {
-    if (groupKeep[g]) continue;
-    row.fill(-Infinity, g * groupSize, (g + 1) * groupSize);
-  }
-}

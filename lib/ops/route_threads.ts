@@ -8,8 +8,9 @@ import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
 import { badScore } from "../validate.ts";
 import type { Routing } from "../types.ts";
 import { registerKernel } from "./registry.ts";
-import { isGrouped, type RouteArgs, routeCpu, routeOp } from "./route.ts";
-import { routeBlocks, type RowSettings } from "./_route_rows.ts";
+import { type RouteArgs, routeCpu, routeOp, rowSettings } from "./route.ts";
+import type { RowSettings } from "./_route_rows.ts";
+import { routeBlocks } from "./_route_blocks.ts";
 import {
   COUNTER,
   DONE,
@@ -46,18 +47,18 @@ const stage = new Map<string, SharedArrayBuffer>();
 
 /**
  * Routes on `env.threads` threads (default: the logical cores), the
- * calling one included. Small batches (under 65536 scores) and
- * group-limited routing run on the calling thread with the CPU kernel.
+ * calling one included, with or without groups. Small batches (under
+ * 65536 scores) run on the calling thread with the CPU kernel.
  * Scores not on a `SharedArrayBuffer` are copied once per call.
  */
 export function routeThreads(args: RouteArgs, threads: number): Routing {
   const { scores, k, out } = args;
   const { tokens: N, experts: E } = scores;
   const t = Math.min(threads, Math.ceil(N / ROWS_PER_THREAD));
-  if (isGrouped(args) || t <= 1 || N * E < MIN_PARALLEL_SCORES) {
+  if (t <= 1 || N * E < MIN_PARALLEL_SCORES) {
     return routeCpu(args);
   }
-  const settings: RowSettings = args;
+  const settings: RowSettings = rowSettings(args);
   const data = sharedInput(scores.data);
   const outE = staging("outE", 4 * N * k);
   const outW = staging("outW", 4 * N * k);
@@ -87,6 +88,9 @@ export function routeThreads(args: RouteArgs, threads: number): Routing {
     control[at + F.k] = k;
     control[at + F.multiply] = settings.multiply ? 1 : 0;
     control[at + F.normalize] = settings.normalize ? 1 : 0;
+    control[at + F.groups] = args.groups;
+    control[at + F.topGroups] = args.topGroups;
+    control[at + F.perGroup] = settings.perGroup!;
     scales[w] = settings.scale;
     Atomics.store(control, at, POSTED);
     Atomics.notify(control, at);

@@ -182,19 +182,17 @@ export function sinkhornCpu(args: SinkhornArgs): SinkhornResult {
   for (let j = 0; j < E; j++) vj[j] = Math.exp(logV[j] / tau);
   let iterations = 0, error = Infinity;
   while (true) {
-    // Rows: each token's mass becomes 1.
+    // Rows: each token's mass becomes 1; the column sums of the scaled
+    // rows are added while the row is in cache (one pass over the kernel).
+    v.fill(0);
     for (let i = 0; i < N; i++) {
       const base = i * E;
       let r = 0;
       for (let j = 0; j < E; j++) r += kernel[base + j] * vj[j];
-      u[i] = r > 0 ? 1 / r : 0;
-    }
-    iterations++;
-    v.fill(0);
-    for (let i = 0; i < N; i++) {
-      const base = i * E, ui = u[i];
+      const ui = u[i] = r > 0 ? 1 / r : 0;
       for (let j = 0; j < E; j++) v[j] += ui * kernel[base + j];
     }
+    iterations++;
     error = 0;
     for (let j = 0; j < E; j++) {
       const dev = Math.abs(v[j] * vj[j] - target) / target;

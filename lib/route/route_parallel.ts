@@ -48,13 +48,15 @@ export function sharedScores(tokens: number, experts: number): ScoreMatrix {
  * on several cores: the rows are split between the calling thread and
  * worker threads (`node:worker_threads`, under Deno and Bun) that share the
  * buffers; the call blocks (Atomics.wait) until all are done, so it is
- * synchronous. Small batches (under 65536 scores) and group-limited
- * routing run on the calling thread. Scores not on a `SharedArrayBuffer`
- * (see {@linkcode sharedScores}) are copied once per call.
+ * synchronous. Small batches (under 65536 scores) run on the calling
+ * thread. Scores not on a `SharedArrayBuffer` (see
+ * {@linkcode sharedScores}) are copied once per call.
  *
  * The inner loop collects, without a branch, the entries of a row at or
  * above a threshold guessed from the rows before, then ranks those few
- * (a row where fewer than k pass is scanned in full); no row copy and no
+ * (a row where fewer than k pass is scanned in full); with groups, the
+ * group scores come from the same candidates, a group being scanned only
+ * when they cannot decide whether it is kept. No row copy and no
  * allocation per token.
  *
  * @param scores Scores after the gate, `tokens x experts`.

@@ -52,11 +52,21 @@ describe("routeParallel", () => {
     const rng = new Rng(6);
     const s = sharedScores(3000, 32);
     fill(s.data, rng, false, 0);
-    const options = { k: 4, groups: 8, topGroups: 2 };
-    assert.deepEqual(
-      routeParallel(s, options).experts,
-      route(s, options).experts,
-    );
+    const bias = Array.from({ length: 32 }, () => rng.uniform() * 0.01);
+    for (
+      const options of [
+        { k: 4, groups: 8, topGroups: 2 },
+        { k: 3, groups: 4, topGroups: 1, bias, normalize: true, scale: 2.5 },
+        { k: 4, groups: 8, topGroups: 2, bias, groupScore: "v2" as const },
+        { k: 4, groups: 4, topGroups: 3, groupScore: "v3" as const },
+      ]
+    ) {
+      const want = route(s, options);
+      const got = routeParallel(s, { ...options, threads: 2 });
+      assert.deepEqual(got.experts, want.experts);
+      assert.deepEqual(got.weights, want.weights);
+      assert.deepEqual(got.loads, want.loads);
+    }
     const small = { data: s.data.slice(0, 10 * 32), tokens: 10, experts: 32 };
     assert.deepEqual(
       routeParallel(small, { k: 2 }).loads,
@@ -97,11 +107,22 @@ describe("NaN and +Infinity scores, found while routing", () => {
         `value at token ${token}, expert ${expert} is ${value}`,
       );
       for (
-        const options of [{ k }, { k, bias }, {
-          k,
-          bias: bias.map((b) => 1 + b),
-          biasMode: "multiply" as const,
-        }]
+        const options of [
+          { k },
+          { k, bias },
+          {
+            k,
+            bias: bias.map((b) => 1 + b),
+            biasMode: "multiply" as const,
+          },
+          { k, groups: 8, topGroups: 2 },
+          {
+            k,
+            bias,
+            groups: 4,
+            topGroups: 3,
+          },
+        ]
       ) {
         assert.throws(() => route(s, options), { name: "RangeError", message });
         assert.throws(() => routeParallel(s, { ...options, threads: 2 }), {

@@ -171,6 +171,81 @@ describe("route", () => {
     }
   });
 
+  test("group-limited routing over many rows (the guessed threshold warm, scale jumps, ties, -Infinity, bias) matches the twin", () => {
+    const rng = new Rng(17);
+    for (
+      const [experts, groups, topGroups, k] of [
+        [256, 8, 4, 8],
+        [64, 8, 3, 6],
+        [48, 4, 2, 1],
+        [32, 4, 1, 8],
+      ]
+    ) {
+      const tokens = 1500;
+      const data = new Float32Array(tokens * experts);
+      for (let i = 0; i < tokens; i++) {
+        // The scale jumps every 100 rows, so the running guess is sometimes
+        // far off; some stretches are tied or partly masked.
+        const scale = 10 ** ((Math.floor(i / 100) % 5) - 2);
+        const tied = Math.floor(i / 37) % 4 === 1;
+        const masked = Math.floor(i / 53) % 5 === 2 ? 0.9 : 0;
+        for (let j = 0; j < experts; j++) {
+          const u = rng.uniform();
+          data[i * experts + j] = rng.uniform() < masked
+            ? -Infinity
+            : tied
+            ? Math.floor(u * 3) * scale
+            : u * scale;
+        }
+      }
+      const scores = { data, tokens, experts };
+      const bias = Float64Array.from(
+        { length: experts },
+        (_, j) => j % 3 === 0 ? 0 : (rng.uniform() - 0.5) * 1e-3,
+      );
+      const size = experts / groups;
+      for (
+        const [groupScore, count] of [
+          ["megatron", Math.floor(k / topGroups)],
+          ["v3", 2],
+          ["v2", 1],
+        ] as const
+      ) {
+        const per = Math.max(1, Math.min(size, count));
+        for (const b of [undefined, bias]) {
+          const r = route(scores, {
+            k,
+            groups,
+            topGroups,
+            bias: b,
+            groupScore,
+          });
+          for (let i = 0; i < tokens; i++) {
+            const row = Float64Array.from(
+              { length: experts },
+              (_, j) => data[i * experts + j] + (b ? b[j] : 0),
+            );
+            const groupScores = new Float64Array(groups);
+            for (let g = 0; g < groups; g++) {
+              const top = bruteTopK(row.slice(g * size, (g + 1) * size), per);
+              const sum = top.reduce((a, j) => a + row[g * size + j], 0);
+              groupScores[g] = sum !== sum ? -Infinity : sum;
+            }
+            const kept = new Set(bruteTopK(groupScores, topGroups));
+            for (let j = 0; j < experts; j++) {
+              if (!kept.has(Math.floor(j / size))) row[j] = -Infinity;
+            }
+            assert.deepEqual(
+              [...r.experts.subarray(i * k, (i + 1) * k)],
+              bruteTopK(row, k),
+              `${experts} experts, ${groups}/${topGroups} groups, k = ${k}, ${groupScore}, row ${i}`,
+            );
+          }
+        }
+      }
+    }
+  });
+
   test("DeepSeek-V3 shape: 256 experts, 8 groups, 4 kept, top-8 stays inside kept groups", () => {
     const rng = new Rng(9);
     const scores = randomScores(rng, 64, 256, false, 0);

@@ -13,6 +13,7 @@
  */
 export {
   insert,
+  rankTop,
   type RowFilter,
   rowFilter,
   rowTop,

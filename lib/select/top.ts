@@ -36,6 +36,9 @@ export interface RowFilter {
   candV: Float64Array;
   candI: Int32Array;
   stats: Float64Array;
+  /** Candidates placed at their rank, by {@linkcode rankTop}. */
+  rankV: Float64Array;
+  rankI: Int32Array;
 }
 
 /**
@@ -58,7 +61,57 @@ export function rowFilter(experts: number): RowFilter {
     candV: new Float64Array(experts),
     candI: new Int32Array(experts),
     stats: new Float64Array([NaN, 0]),
+    rankV: new Float64Array(experts),
+    rankI: new Int32Array(experts),
   };
+}
+
+/**
+ * Above this many entries {@linkcode rankTop} inserts instead of ranking:
+ * ranking costs the square of the count.
+ */
+const MAX_RANKED = 24;
+
+/**
+ * The top `k` of the `n >= k` entries `keys`, `idx` (indices ascending)
+ * into `topV`, `topI`, ties to the lowest index. Up to `MAX_RANKED`
+ * entries, each entry's rank is the number of entries ahead of it,
+ * counted without a branch (the ranks are a permutation of `0 .. n - 1`),
+ * since a data-dependent branch mispredicts about half the time on
+ * uniform-like values; above, insertion.
+ */
+export function rankTop(
+  keys: Float64Array,
+  idx: Int32Array,
+  n: number,
+  k: number,
+  scratch: { rankV: Float64Array; rankI: Int32Array },
+  topV: Float64Array,
+  topI: Int32Array,
+): void {
+  if (n > MAX_RANKED) {
+    let th = -Infinity;
+    for (let r = 0; r < n; r++) {
+      const v = keys[r];
+      if (r < k) th = insert(topV, topI, r, v, idx[r]);
+      else if (v > th) th = insert(topV, topI, k - 1, v, idx[r]);
+    }
+    return;
+  }
+  const { rankI, rankV } = scratch;
+  for (let r = 0; r < n; r++) {
+    const v = keys[r];
+    let rank = 0;
+    // Ahead of entry r: larger keys, and equal keys at lower indices.
+    for (let q = 0; q < r; q++) rank += Number(keys[q] >= v);
+    for (let q = r + 1; q < n; q++) rank += Number(keys[q] > v);
+    rankV[rank] = v;
+    rankI[rank] = idx[r];
+  }
+  for (let r = 0; r < k; r++) {
+    topV[r] = rankV[r];
+    topI[r] = rankI[r];
+  }
 }
 
 /**
@@ -84,31 +137,30 @@ export function rowTop(
   topI: Int32Array,
   filter?: RowFilter,
 ): number {
-  const last = rank - 1;
   if (filter !== undefined) {
     const { candV, candI, stats } = filter;
     const guess = stats[0] - 2 * stats[1];
     let c = 0;
     if (guess > -Infinity) {
       for (let j = 0; j < experts; j++) {
-        const v = data[base + j] - shift[j];
-        candV[c] = v;
         candI[c] = j;
-        c += Number(v >= guess);
+        c += Number(data[base + j] - shift[j] >= guess);
       }
     }
+    // The candidates' values, recomputed: one store per value scanned.
+    for (let r = 0; r < c; r++) {
+      const j = candI[r];
+      candV[r] = data[base + j] - shift[j];
+    }
     if (c >= rank) {
-      for (let r = 0; r < rank; r++) insert(topV, topI, r, candV[r], candI[r]);
-      for (let r = rank; r < c; r++) {
-        if (candV[r] > topV[last]) insert(topV, topI, last, candV[r], candI[r]);
-      }
+      rankTop(candV, candI, c, rank, filter, topV, topI);
     } else fullRow(data, base, experts, shift, rank, topV, topI);
-    const v = topV[last];
+    const v = topV[rank - 1];
     trackRowValue(stats, v);
     return v;
   }
   fullRow(data, base, experts, shift, rank, topV, topI);
-  return topV[last];
+  return topV[rank - 1];
 }
 
 /** {@linkcode rowTop} without a filter: every value is considered. */
