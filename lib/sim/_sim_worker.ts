@@ -1,11 +1,11 @@
 // A worker of runSimulationParallel: rebuilds the prepared run's workload
 // from its source (no file read, no configuration resolved), runs the
 // simulator on its share of the layers, holding only their rows, and posts
-// back the tables (transferred, not copied).
+// back the tables' value columns (transferred, not copied).
 import { createBalancer, type MethodSpec } from "../route/registry.ts";
 import type { SimConfig } from "./config.ts";
 import { workloadFromSource, type WorkloadSource } from "./prepare_run.ts";
-import { tableBuffers } from "./tables.ts";
+import { type TableValues, tableValues } from "./tables.ts";
 import { balancerContext, type LayerRun, simulateLayers } from "./_simulate.ts";
 
 /** A request: the prepared run's parts and the layers to run. */
@@ -19,7 +19,12 @@ export interface WorkerRequest {
 /** A reply: progress, the result, or an error to rethrow as its class. */
 export type WorkerReply =
   | { kind: "progress"; done: number }
-  | { kind: "done"; run: LayerRun; causal: boolean[] }
+  | {
+    kind: "done";
+    run: Omit<LayerRun, "tables">;
+    values: TableValues;
+    causal: boolean[];
+  }
   | { kind: "error"; name: string; message: string };
 
 const scope = globalThis as unknown as {
@@ -39,14 +44,20 @@ scope.onmessage = (e) => {
       layers,
       (done) => scope.postMessage({ kind: "progress", done }),
     );
+    // The value columns only: the index columns follow from the layers.
+    const { tables, ...rest } = run;
+    const values = tableValues(tables);
     const transfer = [
-      ...tableBuffers(run.tables),
-      run.wallMs.buffer as ArrayBuffer,
-      run.gaps.buffer as ArrayBuffer,
-    ];
+      ...Object.values(values),
+      rest.wallMs,
+      rest.routeMs,
+      rest.stageMs,
+      rest.gaps,
+    ].map((a) => a.buffer as ArrayBuffer);
     scope.postMessage({
       kind: "done",
-      run,
+      run: rest,
+      values,
       causal: balancers.map((b) => b.causal),
     }, transfer);
   } catch (err) {
