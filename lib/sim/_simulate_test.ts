@@ -4,6 +4,7 @@ import { createBalancer } from "../route/registry.ts";
 import { prepareRun } from "./prepare_run.ts";
 import { balancerContext, simulateLayers } from "./_simulate.ts";
 import { BATCH_METRICS } from "../metrics/batch_metrics.ts";
+import { indexColumns, tablesOf } from "./tables.ts";
 
 describe("simulateLayers", () => {
   test("holds only the rows of its layers, equal to the full run's", () => {
@@ -45,6 +46,48 @@ describe("simulateLayers", () => {
         );
         assert.deepEqual(rows(part.gaps, from, M), rows(full.gaps, to, M));
       });
+    }
+  });
+});
+
+describe("tablesOf", () => {
+  test("index columns follow the (step, layer, method, inner) row order, any slice of them too", () => {
+    const [S, M, E] = [3, 2, 5];
+    const layers = [4, 1];
+    const t = tablesOf(S, layers, M, E, {
+      load: new Int32Array(S * 2 * M * E),
+      bias: new Float64Array(S * 2 * M * E),
+      value: new Float64Array(S * 2 * M * BATCH_METRICS.length),
+    });
+    // Nested loops, the plain way.
+    const want: number[][] = [];
+    for (let s = 0; s < S; s++) {
+      for (const l of layers) {
+        for (let m = 0; m < M; m++) {
+          for (let j = 0; j < E; j++) want.push([s, l, m, j]);
+        }
+      }
+    }
+    const got = want.map((_, r) => [
+      t.loads.step[r],
+      t.loads.layer[r],
+      t.loads.method[r],
+      t.loads.expert[r],
+    ]);
+    assert.deepEqual(got, want);
+    assert.equal(t.biases.step, t.loads.step, "loads and biases share them");
+    assert.equal(t.metrics.metric.length, S * 2 * M * BATCH_METRICS.length);
+    for (const [from, to] of [[0, 1], [7, 33], [59, 60]]) {
+      const c = indexColumns(S, layers, M, E, from, to);
+      assert.deepEqual(
+        Array.from({ length: to - from }, (_, i) => [
+          c.step[i],
+          c.layer[i],
+          c.method[i],
+          c.inner[i],
+        ]),
+        want.slice(from, to),
+      );
     }
   });
 });
