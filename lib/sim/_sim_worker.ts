@@ -5,7 +5,7 @@
 import { createBalancer, type MethodSpec } from "../route/registry.ts";
 import type { SimConfig } from "./config.ts";
 import { workloadFromSource, type WorkloadSource } from "./prepare_run.ts";
-import { type TableValues, tableValues } from "./tables.ts";
+import { tablesOf, type TableValues, tableValues } from "./tables.ts";
 import { balancerContext, type LayerRun, simulateLayers } from "./_simulate.ts";
 
 /** A request: the prepared run's parts and the layers to run. */
@@ -14,6 +14,8 @@ export interface WorkerRequest {
   specs: readonly MethodSpec[];
   source: WorkloadSource;
   layers: number[];
+  /** Full tables on shared memory to fill in place, or null to send rows back. */
+  shared: { values: TableValues; gaps: Float64Array } | null;
 }
 
 /** A reply: progress, the result, or an error to rethrow as its class. */
@@ -22,7 +24,7 @@ export type WorkerReply =
   | {
     kind: "done";
     run: Omit<LayerRun, "tables">;
-    values: TableValues;
+    values: TableValues | null;
     causal: boolean[];
   }
   | { kind: "error"; name: string; message: string };
@@ -34,7 +36,7 @@ const scope = globalThis as unknown as {
 
 scope.onmessage = (e) => {
   try {
-    const { config, specs, source, layers } = e.data;
+    const { config, specs, source, layers, shared } = e.data;
     const workload = workloadFromSource(source);
     const ctx = balancerContext(config);
     const balancers = specs.map((s) => createBalancer(s, ctx));
@@ -43,12 +45,26 @@ scope.onmessage = (e) => {
       balancers,
       layers,
       (done) => scope.postMessage({ kind: "progress", done }),
+      shared
+        ? {
+          tables: tablesOf(
+            config.steps,
+            Array.from({ length: config.layers }, (_, l) => l),
+            specs.length,
+            config.experts,
+            shared.values,
+          ),
+          gaps: shared.gaps,
+        }
+        : undefined,
     );
-    // The value columns only: the index columns follow from the layers.
+    // The value columns only (none when they are shared): the index
+    // columns follow from the layers.
     const { tables, ...rest } = run;
-    const values = tableValues(tables);
+    const values = shared ? null : tableValues(tables);
+    if (shared) rest.gaps = new Float64Array(0);
     const transfer = [
-      ...Object.values(values),
+      ...Object.values(values ?? {}),
       rest.wallMs,
       rest.routeMs,
       rest.stageMs,

@@ -36,6 +36,17 @@ export interface LayerRun {
   optimumSteps: number[];
 }
 
+/**
+ * Full tables (every layer, rows ordered step, layer, method, ...) and
+ * optimality gaps that several runs of {@linkcode simulateLayers}, one per
+ * share of the layers, fill in place (on shared memory, from worker
+ * threads), each writing the rows of its own layers only.
+ */
+export interface FullTables {
+  tables: SimTables;
+  gaps: Float64Array;
+}
+
 /** The balancer context of a configuration. */
 export function balancerContext(cfg: SimConfig): BalancerContext {
   return {
@@ -58,14 +69,17 @@ export function simulateLayers(
   balancers: readonly Balancer[],
   layerList: readonly number[],
   onProgress?: (done: number, steps: number) => void,
+  into?: FullTables,
 ): LayerRun {
   const { config: cfg, specs, workload } = run;
   const { steps, tokens, experts: E, topK: k } = cfg;
-  const held = layerList.length;
-  const ctx = balancerContext(cfg);
   const M = specs.length;
+  // Rows go to (step, held layer), or to (step, layer) of the full tables.
+  const held = into ? cfg.layers : layerList.length;
+  const slot = into ? layerList : layerList.map((_, h) => h);
+  const ctx = balancerContext(cfg);
   const Q = BATCH_METRICS.length;
-  const tables = allocateTables(steps, layerList, M, E);
+  const tables = into?.tables ?? allocateTables(steps, layerList, M, E);
   const loadColumn = tables.loads.load, biasColumn = tables.biases.bias;
   const metricColumn = tables.metrics.value;
   const reference = createRouting(tokens, k, E);
@@ -74,16 +88,16 @@ export function simulateLayers(
   const values = new Float64Array(Q);
   const metricsKernel = requireKernel(batchMetricsOp, "cpu");
   const { exactIndex, steps: gapStepList, at: gapAt } = gapPlan(cfg, specs);
-  const gaps = new Float64Array(steps * held * M).fill(NaN);
+  const gaps = into?.gaps ?? new Float64Array(steps * held * M).fill(NaN);
   const sums = new Float64Array(M);
   // Greedy at the run's own settings is the retention reference: reuse it.
   const greedyIndex = specs.findIndex((s) => s.name === "greedy");
   const { scores: SCORES, reference: REFERENCE, metrics: METRICS } = LOOP_STAGE;
   const { record: RECORD, gap: GAP } = LOOP_STAGE;
   for (let step = 0; step < steps; step++) {
-    for (let h = 0; h < held; h++) {
+    for (let h = 0; h < layerList.length; h++) {
       const layer = layerList[h];
-      const cell = step * held + h;
+      const cell = step * held + slot[h];
       let t = performance.now();
       const scores = workload.scores(step, layer);
       let now = performance.now();
@@ -145,7 +159,7 @@ export function simulateLayers(
     onProgress?.(step + 1, steps);
   }
   return {
-    layers: [...layerList],
+    layers: into ? Array.from({ length: held }, (_, l) => l) : [...layerList],
     tables,
     wallMs,
     routeMs,

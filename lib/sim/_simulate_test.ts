@@ -4,7 +4,7 @@ import { createBalancer } from "../route/registry.ts";
 import { prepareRun } from "./prepare_run.ts";
 import { balancerContext, simulateLayers } from "./_simulate.ts";
 import { BATCH_METRICS } from "../metrics/batch_metrics.ts";
-import { indexColumns, tablesOf } from "./tables.ts";
+import { allocateTables, indexColumns, tablesOf } from "./tables.ts";
 
 describe("simulateLayers", () => {
   test("holds only the rows of its layers, equal to the full run's", () => {
@@ -47,6 +47,36 @@ describe("simulateLayers", () => {
         assert.deepEqual(rows(part.gaps, from, M), rows(full.gaps, to, M));
       });
     }
+  });
+});
+
+describe("simulateLayers into full tables", () => {
+  test("shares of the layers, each writing its own rows in place, give the full run's tables", () => {
+    const run = prepareRun({
+      steps: 4,
+      layers: 3,
+      tokens: 64,
+      experts: 8,
+      topK: 2,
+      methods: ["greedy", "loss-free(rate=0.1)"],
+      gapSteps: 2,
+    });
+    const fresh = () =>
+      run.specs.map((s) => createBalancer(s, balancerContext(run.config)));
+    const full = simulateLayers(run, fresh(), [0, 1, 2]);
+    const into = {
+      tables: allocateTables(4, 3, 2, 8),
+      gaps: new Float64Array(4 * 3 * 2).fill(NaN),
+    };
+    simulateLayers(run, fresh(), [2], undefined, into);
+    const part = simulateLayers(run, fresh(), [1, 0], undefined, into);
+    assert.equal(part.tables, into.tables);
+    assert.deepEqual(part.layers, [0, 1, 2]);
+    assert.deepEqual(into.tables.loads.load, full.tables.loads.load);
+    assert.deepEqual(into.tables.biases.bias, full.tables.biases.bias);
+    assert.deepEqual(into.tables.metrics.value, full.tables.metrics.value);
+    assert.deepEqual(into.gaps, full.gaps);
+    assert.ok(full.gaps.some((g) => Number.isFinite(g)));
   });
 });
 

@@ -1,5 +1,11 @@
 import { checkInteger } from "../validate.ts";
-import { allocateTables, type TableValues, tableValues } from "./tables.ts";
+import {
+  allocateTables,
+  tablesOf,
+  type TableValues,
+  tableValues,
+} from "./tables.ts";
+import { BATCH_METRICS } from "../metrics/batch_metrics.ts";
 import { LOOP_STAGES } from "./profile.ts";
 import { type PreparedRun, prepareRun } from "./prepare_run.ts";
 import { finishSimulation, runSimulation, type SimResult } from "./run.ts";
@@ -73,6 +79,12 @@ export async function runSimulationParallel(
   if (threads === 1 || run.source.kind === "given") {
     return runSimulation(run, { onProgress: options.onProgress });
   }
+  // Workers fill one set of full tables on shared memory where the runtime
+  // has it (no copy of every row at the end); else they send their rows.
+  const M = run.specs.length;
+  const shared = typeof SharedArrayBuffer === "function"
+    ? sharedTables(cfg.steps, cfg.layers, M, cfg.experts)
+    : null;
   const groups = Array.from({ length: threads }, () => [] as number[]);
   for (let l = 0; l < cfg.layers; l++) groups[l % threads].push(l);
   const done = new Int32Array(threads);
@@ -111,6 +123,7 @@ export async function runSimulationParallel(
             specs: run.specs,
             source: run.source,
             layers,
+            shared,
           } satisfies WorkerRequest,
         );
       })
@@ -120,15 +133,68 @@ export async function runSimulationParallel(
   return finishSimulation(
     run,
     runs[0].causal,
-    mergeRuns(run, runs),
+    shared ? sharedRun(run, shared, runs) : mergeRuns(run, runs),
     { threads, loopMs },
   );
+}
+
+/** Value columns and gaps of full tables on shared memory, gaps NaN. */
+function sharedTables(
+  steps: number,
+  layers: number,
+  methods: number,
+  experts: number,
+): { values: TableValues; gaps: Float64Array } {
+  const loadRows = steps * layers * methods * experts;
+  const metricRows = steps * layers * methods * BATCH_METRICS.length;
+  const on = <T>(
+    Array: { new (b: SharedArrayBuffer): T; BYTES_PER_ELEMENT: number },
+    n: number,
+  ) => new Array(new SharedArrayBuffer(n * Array.BYTES_PER_ELEMENT));
+  const gaps = on(Float64Array, steps * layers * methods).fill(NaN);
+  return {
+    values: {
+      load: on(Int32Array, loadRows),
+      bias: on(Float64Array, loadRows),
+      value: on(Float64Array, metricRows),
+    },
+    gaps,
+  };
+}
+
+/** The run of workers that filled the shared tables: their times, summed. */
+function sharedRun(
+  run: PreparedRun,
+  shared: { values: TableValues; gaps: Float64Array },
+  parts: { run: Omit<LayerRun, "tables"> }[],
+): LayerRun {
+  const { steps, layers, experts: E } = run.config;
+  const M = run.specs.length;
+  const wallMs = new Float64Array(M), routeMs = new Float64Array(M);
+  const stageMs = new Float64Array(LOOP_STAGES.length);
+  for (const { run: part } of parts) {
+    for (let m = 0; m < M; m++) {
+      wallMs[m] += part.wallMs[m];
+      routeMs[m] += part.routeMs[m];
+    }
+    for (let i = 0; i < stageMs.length; i++) stageMs[i] += part.stageMs[i];
+  }
+  const all = Array.from({ length: layers }, (_, l) => l);
+  return {
+    layers: all,
+    tables: tablesOf(steps, all, M, E, shared.values),
+    wallMs,
+    routeMs,
+    stageMs,
+    gaps: shared.gaps,
+    optimumSteps: parts[0].run.optimumSteps,
+  };
 }
 
 /** Copies each worker's layers into one set of full tables. */
 function mergeRuns(
   run: PreparedRun,
-  parts: { run: Omit<LayerRun, "tables">; values: TableValues }[],
+  parts: { run: Omit<LayerRun, "tables">; values: TableValues | null }[],
 ): LayerRun {
   const { steps, layers, experts: E } = run.config;
   const M = run.specs.length;
@@ -139,6 +205,7 @@ function mergeRuns(
   const wallMs = new Float64Array(M), routeMs = new Float64Array(M);
   const stageMs = new Float64Array(LOOP_STAGES.length);
   for (const { run: part, values } of parts) {
+    if (!values) throw new TypeError("a worker kept its rows on shared memory");
     for (let m = 0; m < M; m++) {
       wallMs[m] += part.wallMs[m];
       routeMs[m] += part.routeMs[m];
