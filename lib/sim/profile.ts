@@ -36,6 +36,13 @@ export interface SimProfile {
   threads: number;
   /** Wall time of the step loop, all threads at once. */
   loopMs: number;
+  /**
+   * CPU time of the process during the step loop, all threads (NaN where
+   * the runtime does not say): on a machine shared with other work, the
+   * thread-milliseconds of the stages include time waiting for a core, and
+   * their shares of this are the stages' CPU time.
+   */
+  loopCpuMs: number;
   /** Thread-milliseconds per loop stage ({@linkcode LOOP_STAGES}). */
   stages: Record<LoopStage, number>;
   /** Thread-milliseconds per method: its `route` and its `update`. */
@@ -46,7 +53,20 @@ export interface SimProfile {
   epMs: number;
 }
 
-/** Formats a profile as a fixed-width text table, seconds per stage. */
+/** The process's CPU time so far in milliseconds (user + system), or NaN. */
+export function processCpuMs(): number {
+  const p = (globalThis as {
+    process?: { cpuUsage?: () => { user: number; system: number } };
+  }).process;
+  const u = p?.cpuUsage?.();
+  return u ? (u.user + u.system) / 1000 : NaN;
+}
+
+/**
+ * Formats a profile as a fixed-width text table: seconds per stage, their
+ * share of the loop, and their estimated CPU seconds (the share of the
+ * loop's CPU time).
+ */
 export function formatProfile(
   p: SimProfile,
   extra: [name: string, ms: number][] = [],
@@ -65,14 +85,23 @@ export function formatProfile(
     ...extra,
   ];
   const width = Math.max(...[...rows, ...after].map(([n]) => n.length), 24);
+  const cpu = Number.isFinite(p.loopCpuMs) && loopSum > 0;
   const line = (name: string, ms: number, share?: number) =>
     `${name.padEnd(width)}  ${(ms / 1000).toFixed(2).padStart(9)} s${
-      share === undefined ? "" : `  ${(100 * share).toFixed(1).padStart(5)}%`
+      share === undefined
+        ? ""
+        : `  ${(100 * share).toFixed(1).padStart(5)}%${
+          cpu
+            ? `  ${(share * p.loopCpuMs / 1000).toFixed(2).padStart(9)} CPU s`
+            : ""
+        }`
     }`;
   return [
     `step loop: ${(p.loopMs / 1000).toFixed(2)} s wall on ${p.threads} thread${
       p.threads === 1 ? "" : "s"
-    }, ${(loopSum / 1000).toFixed(2)} thread-seconds:`,
+    }, ${(loopSum / 1000).toFixed(2)} thread-seconds, ${
+      (p.loopCpuMs / 1000).toFixed(2)
+    } CPU seconds (per stage: thread-seconds, share, CPU seconds by share):`,
     ...rows.map(([n, ms]) => line(n, ms, loopSum > 0 ? ms / loopSum : 0)),
     "after the loop (one thread):",
     ...after.map(([n, ms]) => line(n, ms)),

@@ -7,7 +7,7 @@ import { type MethodSummary, summarize } from "./summarize.ts";
 import type { SimTables } from "./tables.ts";
 import { type PreparedRun, prepareRun } from "./prepare_run.ts";
 import { balancerContext, type LayerRun, simulateLayers } from "./_simulate.ts";
-import { LOOP_STAGES, type SimProfile } from "./profile.ts";
+import { LOOP_STAGES, processCpuMs, type SimProfile } from "./profile.ts";
 
 /** Everything a simulation produces. */
 export interface SimResult {
@@ -87,11 +87,12 @@ export function runSimulation(
     options.balancers?.[m] ?? createBalancer(s, ctx)
   );
   const all = Array.from({ length: run.config.layers }, (_, l) => l);
-  const t0 = performance.now();
+  const t0 = performance.now(), cpu0 = processCpuMs();
   const layers = simulateLayers(run, balancers, all, options.onProgress);
   return finishSimulation(run, balancers.map((b) => b.causal), layers, {
     threads: 1,
     loopMs: performance.now() - t0,
+    loopCpuMs: processCpuMs() - cpu0,
   });
 }
 
@@ -103,7 +104,7 @@ export function finishSimulation(
   run: PreparedRun,
   causal: boolean[],
   layers: LayerRun,
-  loop: { threads: number; loopMs: number },
+  loop: { threads: number; loopMs: number; loopCpuMs: number },
 ): SimResult {
   const { config: cfg, specs } = run;
   const { tables, wallMs, gaps } = layers;

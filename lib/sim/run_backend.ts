@@ -39,7 +39,7 @@ import {
 } from "./run.ts";
 import { balancerContext, type LayerRun } from "./_simulate.ts";
 import { allocateTables } from "./tables.ts";
-import { LOOP_STAGES } from "./profile.ts";
+import { LOOP_STAGES, processCpuMs } from "./profile.ts";
 
 /** Options of {@linkcode runSimulationOn}. */
 export interface BackendRunOptions extends RunOptions {
@@ -155,7 +155,7 @@ async function simulateOnDevice(
 
   const tables = allocateTables(steps, layers, M, E);
   const wallMs = new Float64Array(M), routeMs = new Float64Array(M);
-  const loopStart = performance.now();
+  const loopStart = performance.now(), cpu0 = processCpuMs();
   const values = new Float64Array(Q);
   const metricsKernel = requireKernel(batchMetricsOp, "cpu");
   const cpuReference = createRouting(tokens, k, E);
@@ -313,6 +313,7 @@ async function simulateOnDevice(
     result: finishSimulation(run, causal, layerRun, {
       threads: 1,
       loopMs: performance.now() - loopStart,
+      loopCpuMs: processCpuMs() - cpu0,
     }),
     onDevice,
   };

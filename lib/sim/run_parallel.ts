@@ -6,7 +6,7 @@ import {
   tableValues,
 } from "./tables.ts";
 import { BATCH_METRICS } from "../metrics/batch_metrics.ts";
-import { LOOP_STAGES } from "./profile.ts";
+import { LOOP_STAGES, processCpuMs } from "./profile.ts";
 import { type PreparedRun, prepareRun } from "./prepare_run.ts";
 import { finishSimulation, runSimulation, type SimResult } from "./run.ts";
 import type { LayerRun } from "./_simulate.ts";
@@ -89,7 +89,7 @@ export async function runSimulationParallel(
   for (let l = 0; l < cfg.layers; l++) groups[l % threads].push(l);
   const done = new Int32Array(threads);
   let reported = 0;
-  const t0 = performance.now();
+  const t0 = performance.now(), cpu0 = processCpuMs();
   const runs = await Promise.all(
     groups.map((layers, w) =>
       new Promise<Extract<WorkerReply, { kind: "done" }>>((resolve, reject) => {
@@ -129,12 +129,12 @@ export async function runSimulationParallel(
       })
     ),
   );
-  const loopMs = performance.now() - t0;
+  const loopMs = performance.now() - t0, loopCpuMs = processCpuMs() - cpu0;
   return finishSimulation(
     run,
     runs[0].causal,
     shared ? sharedRun(run, shared, runs) : mergeRuns(run, runs),
-    { threads, loopMs },
+    { threads, loopMs, loopCpuMs },
   );
 }
 
