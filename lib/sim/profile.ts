@@ -7,16 +7,20 @@
  * (when no method is greedy), the per-batch metrics, recording the rows
  * of the long tables, and the exact optima of the optimality gap.
  */
-export const LOOP_STAGES = [
+export const LOOP_STAGES: readonly LoopStage[] = [
   "scores",
   "reference",
   "metrics",
   "record",
   "gap",
-] as const;
+];
 
-/** A stage of {@linkcode LOOP_STAGES}. */
-export type LoopStage = typeof LOOP_STAGES[number];
+/**
+ * A stage of the simulator's step loop besides the methods' own `route`
+ * and `update`: drawing the scores, the retention reference, the batch
+ * metrics, recording the table rows, the optimality gap's exact optima.
+ */
+export type LoopStage = "scores" | "reference" | "metrics" | "record" | "gap";
 
 /** The position of each stage in {@linkcode LOOP_STAGES}. */
 export const LOOP_STAGE: Readonly<Record<LoopStage, number>> = Object.freeze(
