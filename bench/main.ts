@@ -48,6 +48,12 @@ export const SUITES: Suite[] = [
     load: () => import("./ep_bench.ts"),
   },
   {
+    name: "sim",
+    description:
+      "the DeepSeek-V3 preset's cost per stage, and the whole preset extrapolated",
+    load: () => import("./sim_bench.ts"),
+  },
+  {
     name: "device",
     description:
       "every op's WebGPU kernel: GPU ms and GB/s; device balancer steps",
