@@ -376,6 +376,8 @@ describe("the DeepSeek-V3 preset", () => {
         [c.experts, c.topK, c.groups, c.topGroups, c.layers, c.steps],
         [256, 8, 8, 4, L, S],
       );
+      // The exact optimum ignores the group limit: the gaps are upper bounds.
+      assert.match(c.optimum, /upper bound/);
       const M = preset.methods.length;
       assert.equal(summary.methods.length, M);
       for (const m of summary.methods) {

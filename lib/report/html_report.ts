@@ -1,4 +1,5 @@
 import type { SimResult } from "../sim/run.ts";
+import { groupPhrase, optimumPhrase } from "../sim/summary_table.ts";
 import { epGpuLoadPlots, epStepTimePlot } from "./_ep_plots.ts";
 import { escapeXml } from "./_plot.ts";
 import {
@@ -88,13 +89,11 @@ export function simReportHtml(
   const layer = mostImbalancedLayer(result);
   const gapSteps = result.optimumSteps.length;
   const lead =
-    `${c.layers} layers x ${c.steps} steps x ${c.tokens} tokens, ${c.experts} experts, top-${c.topK}, ${c.gate} gate; summary over the last ${
+    `${c.layers} layers x ${c.steps} steps x ${c.tokens} tokens, ${c.experts} experts, top-${c.topK}${
+      groupPhrase(c)
+    }, ${c.gate} gate; summary over the last ${
       Math.round(c.evalFraction * 100)
-    }% of the steps${
-      gapSteps
-        ? `; optimality gap against the exact optimum on ${gapSteps} of them`
-        : ""
-    }.`;
+    }% of the steps${optimumPhrase(c, gapSteps)}.`;
   const methods = (summary.methods ?? result.methods) as Record<
     string,
     unknown
