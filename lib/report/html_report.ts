@@ -119,7 +119,11 @@ export function simReportHtml(
     }</section>`,
     `<section><h2>Load per expert, layer ${layer}</h2>${
       figureHtml(
-        loadHeatmap(result, { layer, width: 900 }),
+        loadHeatmap(result, {
+          layer,
+          width: 900,
+          maxColumns: heatmapColumns(result),
+        }),
         `Load per expert over steps, layer ${layer}, one panel per method`,
         "The layer with the highest MaxVio_batch over the run, one panel per method in the run's order. Colour: an expert's load over the batch's mean load (white = balanced, red = overloaded, blue = underloaded).",
       )
@@ -132,6 +136,19 @@ export function simReportHtml(
     `</body></html>`,
   ];
   return parts.join("\n") + "\n";
+}
+
+/** The most cells the report's load heatmap draws (methods x columns x experts). */
+const HEATMAP_CELLS = 32768;
+
+/**
+ * Columns of the report's load heatmap: 80 (the heatmap's default), fewer
+ * when the methods and experts would pass {@linkcode HEATMAP_CELLS} (a
+ * DeepSeek-V3-sized run: 4 methods x 256 experts get 32), at least 8.
+ */
+function heatmapColumns(result: SimResult): number {
+  const perColumn = result.labels.length * result.config.experts;
+  return Math.max(8, Math.min(80, Math.floor(HEATMAP_CELLS / perColumn)));
 }
 
 /** The expert-parallel results: table and bar charts, or "" without them. */
