@@ -347,56 +347,62 @@ describe("the DeepSeek-V3 preset", () => {
     assert.equal(preset.ep.gpus, 64);
   });
 
-  test("runs cut down from the command line: 2 layers x 3 steps x 2048 tokens", () => {
-    const dir = mkdtempSync(join(tmpdir(), "moelab-v3-"));
-    const [L, S, N] = [2, 3, 2048];
-    try {
-      const out = join(dir, "out");
-      const r = cli([
-        "sim",
-        "--preset",
-        path,
-        "--layers",
-        String(L),
-        "--steps",
-        String(S),
-        "--tokens",
-        String(N),
-        "--out",
-        out,
-        "--quiet",
-        "--json",
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-      const summary = JSON.parse(
-        readFileSync(join(out, "summary.json"), "utf8"),
-      );
-      const c = summary.config;
-      assert.deepEqual(
-        [c.experts, c.topK, c.groups, c.topGroups, c.layers, c.steps],
-        [256, 8, 8, 4, L, S],
-      );
-      // The exact optimum ignores the group limit: the gaps are upper bounds.
-      assert.match(c.optimum, /upper bound/);
-      const M = preset.methods.length;
-      assert.equal(summary.methods.length, M);
-      for (const m of summary.methods) {
-        // The window is the last 2 steps, both sampled for the gap.
-        assert.equal(typeof m.optimalityGap, "number", m.method);
-        assert.ok(m.ep && Object.keys(m.ep).length > 0, m.method);
+  test(
+    "runs cut down from the command line: 2 layers x 3 steps x 2048 tokens",
+    {
+      timeout: 300_000,
+    },
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), "moelab-v3-"));
+      const [L, S, N] = [2, 3, 2048];
+      try {
+        const out = join(dir, "out");
+        const r = cli([
+          "sim",
+          "--preset",
+          path,
+          "--layers",
+          String(L),
+          "--steps",
+          String(S),
+          "--tokens",
+          String(N),
+          "--out",
+          out,
+          "--quiet",
+          "--json",
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        const summary = JSON.parse(
+          readFileSync(join(out, "summary.json"), "utf8"),
+        );
+        const c = summary.config;
+        assert.deepEqual(
+          [c.experts, c.topK, c.groups, c.topGroups, c.layers, c.steps],
+          [256, 8, 8, 4, L, S],
+        );
+        // The exact optimum ignores the group limit: the gaps are upper bounds.
+        assert.match(c.optimum, /upper bound/);
+        const M = preset.methods.length;
+        assert.equal(summary.methods.length, M);
+        for (const m of summary.methods) {
+          // The window is the last 2 steps, both sampled for the gap.
+          assert.equal(typeof m.optimalityGap, "number", m.method);
+          assert.ok(m.ep && Object.keys(m.ep).length > 0, m.method);
+        }
+        // Every method gives each of the N tokens its 8 experts, every batch.
+        const loads = pl.readParquet(join(out, "loads.parquet"));
+        assert.equal(loads.height, S * L * M * 256);
+        const totals = loads.groupBy(["step", "layer", "method"])
+          .agg(pl.col("load").sum().alias("total"));
+        assert.equal(totals.height, S * L * M);
+        assert.deepEqual(
+          [...new Set(totals.getColumn("total").toArray())],
+          [N * 8],
+        );
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
       }
-      // Every method gives each of the N tokens its 8 experts, every batch.
-      const loads = pl.readParquet(join(out, "loads.parquet"));
-      assert.equal(loads.height, S * L * M * 256);
-      const totals = loads.groupBy(["step", "layer", "method"])
-        .agg(pl.col("load").sum().alias("total"));
-      assert.equal(totals.height, S * L * M);
-      assert.deepEqual(
-        [...new Set(totals.getColumn("total").toArray())],
-        [N * 8],
-      );
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    },
+  );
 });
