@@ -4,7 +4,12 @@ import { createBalancer } from "../route/registry.ts";
 import { prepareRun } from "./prepare_run.ts";
 import { balancerContext, simulateLayers } from "./_simulate.ts";
 import { BATCH_METRICS } from "../metrics/batch_metrics.ts";
-import { allocateTables, indexColumns, tablesOf } from "./tables.ts";
+import {
+  allocateTables,
+  indexColumns,
+  tableBuffers,
+  tablesOf,
+} from "./tables.ts";
 
 describe("simulateLayers", () => {
   test("holds only the rows of its layers, equal to the full run's", () => {
@@ -119,5 +124,26 @@ describe("tablesOf", () => {
         want.slice(from, to),
       );
     }
+  });
+});
+
+describe("tableBuffers", () => {
+  test("leaves out columns on shared memory, which cannot be transferred", () => {
+    const rows = 2 * 1 * 1 * 4, metricRows = 2 * BATCH_METRICS.length;
+    const shared = tablesOf(2, [0], 1, 4, {
+      load: new Int32Array(new SharedArrayBuffer(rows * 4)),
+      bias: new Float64Array(new SharedArrayBuffer(rows * 8)),
+      value: new Float64Array(new SharedArrayBuffer(metricRows * 8)),
+    });
+    const buffers = [...new Set(tableBuffers(shared))];
+    // The index columns only: step, layer, method, expert (shared by loads
+    // and biases) and step, layer, method, metric.
+    assert.equal(buffers.length, 8);
+    assert.ok(buffers.every((b) => b instanceof ArrayBuffer));
+    const copy = structuredClone(shared, { transfer: buffers });
+    assert.equal(copy.loads.load.buffer instanceof SharedArrayBuffer, true);
+    assert.deepEqual(Array.from(copy.loads.expert), [0, 1, 2, 3, 0, 1, 2, 3]);
+    const plain = allocateTables(2, 1, 1, 4);
+    assert.equal(new Set(tableBuffers(plain)).size, 11);
   });
 });

@@ -166,12 +166,14 @@ export function tableValues(tables: SimTables): TableValues {
 /**
  * Every column of the tables, for transferring them to another thread
  * (builds the index columns; loads and biases share theirs, so a buffer
- * may appear twice).
+ * may appear twice). Columns on shared memory (a parallel run's) are left
+ * out: they reach another thread without a transfer.
  */
 export function tableBuffers(tables: SimTables): ArrayBuffer[] {
   return [
     ...Object.values(tables.loads),
     ...Object.values(tables.biases),
     ...Object.values(tables.metrics),
-  ].map((a) => (a as ArrayBufferView).buffer as ArrayBuffer);
+  ].map((a) => (a as ArrayBufferView).buffer)
+    .filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
 }
