@@ -345,6 +345,11 @@ describe("the DeepSeek-V3 preset", () => {
       assert.ok(preset.methods.includes(m), m);
     }
     assert.equal(preset.ep.gpus, 64);
+    // With the EP stage's nodes: 8 nodes of 8 GPUs and 32 redundant slots.
+    if (preset.ep.gpusPerNode !== undefined) {
+      assert.equal(preset.ep.gpus / preset.ep.gpusPerNode, 8);
+      assert.equal(preset.ep.redundant, 32);
+    }
   });
 
   test(
