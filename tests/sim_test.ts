@@ -345,10 +345,12 @@ describe("the DeepSeek-V3 preset", () => {
       assert.ok(preset.methods.includes(m), m);
     }
     assert.equal(preset.ep.gpus, 64);
-    // With the EP stage's nodes: 8 nodes of 8 GPUs and 32 redundant slots.
+    // With the EP stage's nodes: 8 nodes of 8 GPUs, and one redundant
+    // expert per GPU as in V3's prefill deployment (8 + 1 experts a GPU
+    // there: 32 redundant on 32 GPUs; 64 here).
     if (preset.ep.gpusPerNode !== undefined) {
       assert.equal(preset.ep.gpus / preset.ep.gpusPerNode, 8);
-      assert.equal(preset.ep.redundant, 32);
+      assert.equal(preset.ep.redundant, preset.ep.gpus);
     }
   });
 
