@@ -43,8 +43,28 @@ export {
   scoreMatrix,
   sigmoid,
   softmax,
+  sqrtSoftplus,
 } from "./lib/scores/gate.ts";
-export { createRouting, route, type RouteOptions } from "./lib/route/route.ts";
+export {
+  createRouting,
+  type GroupScore,
+  route,
+  type RouteOptions,
+} from "./lib/route/route.ts";
+export {
+  megatronCapacity,
+  type TopKRouterOptions,
+  type TopKRouterResult,
+  topkRouting,
+} from "./lib/route/topk_router.ts";
+export {
+  addIn,
+  bfloat16,
+  countCeiling,
+  type Precision,
+  PRECISIONS,
+  roundTo,
+} from "./lib/numeric/precision.ts";
 export {
   routeParallel,
   type RouteParallelOptions,
@@ -64,7 +84,13 @@ export {
 } from "./lib/sim/run_backend.ts";
 export type { Balancer, BalancerContext } from "./lib/route/balancer.ts";
 export { greedy } from "./lib/route/greedy.ts";
-export { lossFree, type LossFreeOptions } from "./lib/route/loss_free.ts";
+export {
+  lossFree,
+  type LossFreeOptions,
+  type RateSchedule,
+  scheduledRate,
+} from "./lib/route/loss_free.ts";
+export { addCount, type CountAdd } from "./lib/ops/loss_free_update.ts";
 export {
   bip,
   type BipOptions,
@@ -83,7 +109,12 @@ export {
   type ExpertChoiceOptions,
 } from "./lib/route/expert_choice.ts";
 export { capacity, type CapacityOptions } from "./lib/route/capacity.ts";
-export { exact, type ExactOptions } from "./lib/route/exact.ts";
+export {
+  exact,
+  type ExactBalancer,
+  type ExactBounds,
+  type ExactOptions,
+} from "./lib/route/exact.ts";
 export {
   type BalancerEntry,
   BALANCERS,
@@ -119,13 +150,23 @@ export {
   type WorkloadConfig,
 } from "./lib/sim/config.ts";
 export {
+  EP_DEFAULT_STRATEGIES,
+  EP_DEFAULTS,
   EP_STRATEGIES,
   EP_STRATEGY,
   type EpConfig,
+  epGpusPerNode,
+  epSlots,
   type EpStrategy,
   type EpStrategySummary,
 } from "./lib/sim/ep_config.ts";
-export type { EpResult } from "./lib/sim/ep_stage.ts";
+export {
+  createEpStage,
+  EP_TABLE_ROWS,
+  type EpResult,
+  type EpStage,
+  runEpStage,
+} from "./lib/sim/ep_stage.ts";
 export {
   loadWorkload,
   type PreparedRun,
@@ -154,6 +195,11 @@ export {
 } from "./lib/solve/types.ts";
 export { solveBalancedAssignment } from "./lib/solve/solve_balanced_assignment.ts";
 export { solveBalancedAssignmentSync } from "./lib/solve/solve_balanced_assignment_sync.ts";
+export {
+  type GroupLimitedBounds,
+  groupLimitedBounds,
+  type GroupLimitOptions,
+} from "./lib/solve/group_limited.ts";
 export {
   isSlotAligned,
   type Placement,
@@ -207,6 +253,7 @@ export {
   closedFormOptimum,
 } from "./lib/placement/closed_form.ts";
 export { exactScheduler } from "./lib/placement/exact_scheduler.ts";
+export { localFirstScheduler } from "./lib/placement/local_scheduler.ts";
 export { loadLpSolvers } from "./lib/solve/lp_solvers.ts";
 export type { Schedule, Scheduler } from "./lib/placement/types.ts";
 export {
@@ -227,7 +274,23 @@ export {
 } from "./lib/placement/comm_aware.ts";
 export {
   H100_NVLINK,
+  type MultiNodeModel,
+  multiNodeStepTimeMs,
   type StepTimeModel,
   stepTimeMs,
   throughputGain,
 } from "./lib/placement/step_time.ts";
+export {
+  HARDWARE,
+  type Hardware,
+  HARDWARE_NAMES,
+  type HardwareName,
+  hardwarePreset,
+} from "./lib/placement/hardware.ts";
+export {
+  groupsStayOnNodes,
+  type NodeTraffic,
+  nodeTraffic,
+  type NodeTrafficOptions,
+  remotePairs,
+} from "./lib/placement/node_traffic.ts";

@@ -42,9 +42,15 @@ export const SUITES: Suite[] = [
     load: () => import("./solve_bench.ts"),
   },
   {
+    name: "lemon",
+    description:
+      "exact balanced assignment: ssp against LEMON's min-cost flow (C++); warm oracle against greedy",
+    load: () => import("./lemon_bench.ts"),
+  },
+  {
     name: "schedule",
     description:
-      "MicroMoE scheduling, 64 GPUs x 256 experts: exact against HiGHS and glpk.js",
+      "MicroMoE scheduling, 64 GPUs x 256 experts: exact against HiGHS and glpk.js; the EP stage at DeepSeek-V3 sizes",
     load: () => import("./ep_bench.ts"),
   },
   {
@@ -54,10 +60,22 @@ export const SUITES: Suite[] = [
     load: () => import("./sim_bench.ts"),
   },
   {
+    name: "train",
+    description:
+      "MoE transformer training tokens/s on the CPU against PyTorch, same threads",
+    load: () => import("./train_bench.ts"),
+  },
+  {
     name: "device",
     description:
       "every op's WebGPU kernel: GPU ms and GB/s; device balancer steps",
     load: () => import("./device_bench.ts"),
+  },
+  {
+    name: "train-ops",
+    description:
+      "CPU matmul of the training ops, 1 and 2 threads, against PyTorch, NumPy and a naive loop",
+    load: () => import("./train_ops_bench.ts"),
   },
 ];
 

@@ -12,5 +12,9 @@ import "./sinkhorn_scaling.ts";
 import "./expert_choice.ts";
 import "./capacity_drop.ts";
 import "./batch_metrics.ts";
+import "./matmul.ts";
+import "./attention.ts";
+import "./rms_norm.ts";
+import "./moe_dispatch.ts";
 
 export { acquireGpu, describeGpu, type Gpu, gpuOf } from "./device.ts";

@@ -11,7 +11,12 @@ import type { Routing, ScoreMatrix } from "../lib/types.ts";
 import { badScore } from "../lib/validate.ts";
 import { createRouting } from "../lib/select/routing.ts";
 import { registerKernel } from "../lib/ops/registry.ts";
-import { type RouteArgs, routeOp } from "../lib/ops/route.ts";
+import {
+  type GroupScore,
+  groupTopCount,
+  type RouteArgs,
+  routeOp,
+} from "../lib/ops/route.ts";
 import { type Gpu, gpuOf } from "./device.ts";
 import { readRouting } from "./routing_readback.ts";
 import {
@@ -48,6 +53,8 @@ export interface GpuRouteSettings {
   groups?: number;
   /** Groups kept (default: all). */
   topGroups?: number;
+  /** How a group is scored (default `"megatron"`). */
+  groupScore?: GroupScore;
   /** Times the routing passes. */
   timer?: GpuTimer;
   /** Write the answer here (of the batch's shape). Default: a new Routing. */
@@ -90,14 +97,17 @@ export interface RouteSpec {
   groups: number;
   /** Groups kept. */
   topGroups: number;
+  /** How a group is scored (default `"megatron"`). */
+  groupScore?: GroupScore;
 }
 
 /**
  * The routing program: one thread per token keeps its top `k` keys (exact
  * pairs, _exact_key.ts) by insertion, so ties keep the lower index; with
  * groups it first scores each group by the float64 sum of its top
- * `max(1, floor(k / topGroups))` keys and masks all but the `topGroups`
- * best (ties to the lower group), as the CPU kernel does.
+ * `groupTopCount` keys (`max(1, floor(k / topGroups))` by default; 2 for
+ * `"v3"`, 1 for `"v2"`) and masks all but the `topGroups` best (ties to
+ * the lower group), as the CPU kernel does.
  */
 export function routeProgram(spec: RouteSpec): GpuProgram {
   const { experts: E, k: K, normalize } = spec;
@@ -105,7 +115,7 @@ export function routeProgram(spec: RouteSpec): GpuProgram {
   const grouped = spec.groups > 1 && spec.topGroups < spec.groups;
   const G = grouped ? spec.groups : 1;
   const GS = E / G;
-  const P = Math.max(1, Math.min(GS, Math.floor(K / spec.topGroups)));
+  const P = groupTopCount(K, spec.topGroups, GS, spec.groupScore);
   const key = keyParts(mode, "s", "bias[j]");
   const hasBias = mode !== 0;
   const b = (n: number) => `@group(0) @binding(${n})`;
@@ -228,7 +238,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   }
 }`;
   return {
-    key: `route:${E}:${K}:${mode}:${normalize}:${G}:${spec.topGroups}`,
+    key: `route:${E}:${K}:${mode}:${normalize}:${G}:${spec.topGroups}:${P}`,
     label: `route top-${K} of ${E}${
       grouped ? ` in ${spec.topGroups}/${G} groups` : ""
     }`,
@@ -362,6 +372,7 @@ export async function routeOnGpu(
       normalize: settings.normalize ?? false,
       groups,
       topGroups,
+      groupScore: settings.groupScore,
     },
     { scores: resident, bias, experts: outE, weights: outW, loads, bad },
     settings.scale ?? 1,
@@ -397,6 +408,7 @@ async function routeWebGpu(
     scale: args.scale,
     groups: args.groups,
     topGroups: args.topGroups,
+    groupScore: args.groupScore,
     timer: env.timer as GpuTimer | undefined,
     out: args.out,
   });

@@ -6,7 +6,11 @@
 import assert from "node:assert/strict";
 import { type RouteArgs, routeCpu, routeOp } from "../lib/ops/route.ts";
 import { requireKernel } from "../lib/ops/registry.ts";
-import { lossFreeUpdateOp } from "../lib/ops/loss_free_update.ts";
+import {
+  type LossFreeUpdateArgs,
+  lossFreeUpdateOp,
+} from "../lib/ops/loss_free_update.ts";
+import { type Precision, roundTo } from "../lib/numeric/precision.ts";
 import { bipRoundOp, type BipRoundResult } from "../lib/ops/bip_round.ts";
 import { quantileStepOp } from "../lib/ops/quantile_step.ts";
 import { sinkhornOp, type SinkhornResult } from "../lib/ops/sinkhorn.ts";
@@ -18,6 +22,7 @@ import { selectedScoreSum } from "../lib/metrics/load_metrics.ts";
 import { capacityOf } from "../lib/select/capacity.ts";
 import { Rng } from "../lib/scores/rng.ts";
 import type { Routing, ScoreMatrix } from "../lib/types.ts";
+import { TRAIN_CONFORMANCE } from "./_train_kernel_cases.ts";
 
 /** float32's unit roundoff. */
 export const U32 = 2 ** -24;
@@ -153,6 +158,7 @@ export function routeArgs(
       scale: extra.scale,
       groups: extra.groups,
       topGroups: extra.topGroups,
+      groupScore: extra.groupScore,
     },
   });
 }
@@ -247,6 +253,30 @@ const ROUTE: Conformance<RouteArgs, Routing> = {
           }),
       });
     }
+    // DeepSeek-V3's group score (top 2 whatever k) and DeepSeek-V2's
+    // (the group maximum), where they differ from Megatron-Core's top
+    // floor(k / M): k = 6 of 3 groups kept sums the top 2 (V3 equals
+    // Megatron's), k = 8 of 2 groups the top 4.
+    for (
+      const [N, E, k, G, M, how] of [
+        [600, 64, 8, 8, 2, "v3"],
+        [600, 64, 8, 8, 2, "v2"],
+        [301, 48, 6, 6, 3, "v2"],
+      ] as const
+    ) {
+      const s = seed++;
+      out.push({
+        label: `${N}x${E} k=${k} groups ${M}/${G} ${how}`,
+        make: () =>
+          routeArgs(scores(s, N, E, 8), k, {
+            bias: dyadic(s, E, 7, 32, -3 / 32),
+            normalize: true,
+            groups: G,
+            topGroups: M,
+            groupScore: how,
+          }),
+      });
+    }
     return out;
   },
   compare(got, want, _input, backend, what) {
@@ -280,16 +310,93 @@ const LOSS_FREE = {
         }
       }
     }
+    // Emulated precisions and running counts (Megatron-Core's bf16 and
+    // fp32 buffers): counts near DeepSeek-V3's global-batch sizes, where
+    // bfloat16 spacing is 256 and the sign of mean - c can flip; token
+    // adds past bfloat16's 256 and float32's 2^24; a micro-batch that only
+    // accumulates (apply false).
+    const settings: [
+      number,
+      Precision,
+      Precision,
+      "batch" | "token",
+      boolean,
+      "sign" | "proportional",
+    ][] = [
+      [7, "float32", "float32", "batch", true, "sign"],
+      [256, "bfloat16", "bfloat16", "batch", true, "sign"],
+      [256, "float32", "bfloat16", "batch", true, "sign"],
+      [300, "bfloat16", "float32", "batch", true, "sign"],
+      [256, "float32", "bfloat16", "token", true, "sign"],
+      [64, "float32", "float32", "token", true, "sign"],
+      [256, "bfloat16", "bfloat16", "batch", false, "sign"],
+      [256, "float64", "bfloat16", "batch", true, "sign"],
+      [256, "bfloat16", "float64", "batch", true, "sign"],
+      [256, "float32", "float32", "batch", true, "proportional"],
+    ];
+    for (const [E, pb, pc, how, apply, rule] of settings) {
+      const s = seed++;
+      out.push({
+        label: `E=${E} ${rule} ${pb} bias, ${pc} counts by ${how}${
+          apply ? "" : ", accumulate only"
+        }`,
+        make: () => {
+          const rng = new Rng(s);
+          const big = how === "token" && pc === "float32";
+          // Running counts of earlier micro-batches, values of `pc`.
+          const counts = Float64Array.from(
+            { length: E },
+            () =>
+              roundTo(
+                big
+                  ? 2 ** 24 - 300 + rng.int(600)
+                  : how === "token"
+                  ? 200 + rng.int(100)
+                  : 38000 + rng.int(6000),
+                pc,
+              ),
+          );
+          const loads = Int32Array.from(
+            { length: E },
+            () => 560 + rng.int(120),
+          );
+          const bias = Float64Array.from(
+            { length: E },
+            () => roundTo((rng.uniform() - 0.5) * 1.5, pb),
+          );
+          return lossFreeUpdateOp.validate({
+            bias,
+            loads,
+            rate: 1e-3,
+            rule,
+            center: false,
+            biasPrecision: pb,
+            countPrecision: pc,
+            countAdd: how,
+            counts,
+            apply,
+          });
+        },
+      });
+    }
     return out;
   },
   compare(
     got: Float64Array,
     want: Float64Array,
-    { input }: Run<{ bias: Float64Array; rate: number }>,
+    { input, gotArgs, wantArgs }: Run<LossFreeUpdateArgs>,
     backend: string,
     what: string,
   ) {
-    if (backend !== "webgpu") return assert.deepEqual(got, want, what);
+    if (wantArgs.counts) {
+      assert.deepEqual(gotArgs.counts, wantArgs.counts, `${what}: counts`);
+    }
+    // Float32 and bfloat16 storage on both sides: the same roundings.
+    const emulated = input.biasPrecision !== "float64" &&
+      input.countPrecision !== "float64" && input.rule === "sign";
+    if (backend !== "webgpu" || emulated) {
+      return assert.deepEqual(got, want, what);
+    }
     // float32 state: the bias, the rate and the step each round once.
     for (let j = 0; j < want.length; j++) {
       const scale = Math.abs(input.bias[j]) + Math.abs(want[j]) + input.rate;
@@ -299,10 +406,7 @@ const LOSS_FREE = {
       );
     }
   },
-} satisfies Conformance<
-  ReturnType<typeof lossFreeUpdateOp.validate>,
-  Float64Array
->;
+} satisfies Conformance<LossFreeUpdateArgs, Float64Array>;
 
 /** Prices of a float32 kernel: each round moves them by float32 rounding of |s| + |q| + |p|. */
 function pricesTol(
@@ -642,4 +746,6 @@ export const CONFORMANCE: Record<string, Conformance<any, any>> = {
   expertChoice: EXPERT_CHOICE,
   capacityDrop: CAPACITY,
   batchMetrics: METRICS,
+  // The training ops (matmul, attention, ...): _train_kernel_cases.ts.
+  ...TRAIN_CONFORMANCE,
 };

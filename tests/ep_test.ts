@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { cli } from "./_cli.ts";
 import {
   closedFormOptimum,
+  EP_STRATEGIES,
   runSimulation,
   symmetricPlacement,
 } from "../mod.ts";
@@ -93,12 +94,95 @@ describe("schedule and place (command line)", () => {
     ]);
   });
 
+  test("schedule --nodes: the network tokens of static EP by hand", () => {
+    // Experts 0, 1 on GPU 0 (node 0), 2, 3 on GPU 1 (node 1); top-1, 16
+    // tokens starting half on each node: node 0 gets 10, 5 from node 1.
+    const tiny = join(work, "tiny.csv");
+    writeFileSync(tiny, "0,1,2,3\n10,0,0,6\n");
+    const r = cli([
+      "schedule",
+      "--loads",
+      tiny,
+      "--gpus",
+      "2",
+      "--placement",
+      "static",
+      "--nodes",
+      "2",
+      "--top-k",
+      "1",
+      "--json",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const row = JSON.parse(r.stdout).rows[0];
+    assert.equal(row.networkTokens, 8);
+    assert.equal(row.maxNicTokens, 5);
+    assert.equal(row.nodesPerToken, 1);
+  });
+
+  test("schedule --placement hierarchical is EPLB's hierarchical policy; its experts stay on their node", () => {
+    const r = cli([
+      "schedule",
+      "--loads",
+      wide,
+      "--where",
+      "layer=0",
+      "--gpus",
+      "8",
+      "--nodes",
+      "2",
+      "--groups",
+      "4",
+      "--top-groups",
+      "2",
+      "--top-k",
+      "2",
+      "--redundant",
+      "4",
+      "--placement",
+      "hierarchical",
+      "--json",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.deepEqual(
+      out.placement.flat(),
+      [5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1],
+    );
+    // Node-limited: groups of 3 experts, 2 groups kept, one group per node.
+    assert.ok(out.rows[0].nodesPerToken <= 2 + 1e-12);
+    assert.ok(out.rows[0].networkTokens > 0);
+  });
+
   test("bad input: exit 2 with one line", () => {
     for (
       const args of [
         ["place", "--loads", wide, "--replicas", "10", "--gpus", "8"],
         ["schedule", "--loads", join(work, "missing.csv")],
         ["schedule", "--loads", wide, "--solver", "cplex"],
+        ["schedule", "--loads", wide, "--nodes", "3"],
+        ["schedule", "--loads", wide, "--nodes", "2"],
+        ["schedule", "--loads", wide, "--groups", "5"],
+        [
+          "schedule",
+          "--loads",
+          wide,
+          "--nodes",
+          "2",
+          "--top-k",
+          "2",
+          "--solver",
+          "highs",
+        ],
+        [
+          "schedule",
+          "--loads",
+          wide,
+          "--placement",
+          "hierarchical",
+          "--redundant",
+          "3",
+        ],
       ]
     ) {
       const r = cli(args);
@@ -170,6 +254,206 @@ describe("the sim's expert-parallel stage", () => {
           ep: { gpus: 5 },
         }),
       RangeError,
+    );
+  });
+});
+
+describe("the EP stage on nodes (DeepSeek-V3's layout, scaled down)", () => {
+  // 64 experts in 8 groups, 4 kept, top-8; 16 GPUs in 8 nodes of 2, so
+  // static EP puts group g on node g; 16 redundant slots (5 per GPU).
+  const T = 1024, k = 8, E = 64, G = 16, gpn = 2, N = 8, keep = 4;
+  const ep = {
+    gpus: G,
+    gpusPerNode: gpn,
+    redundant: 16,
+    strategies: [
+      "static",
+      "eplb",
+      "eplb-hierarchical",
+      "hierarchical-lp",
+      "asymmetric-lp",
+      "symmetric-lp",
+    ],
+    hardware: "h800",
+    hidden: 7168,
+    ffnFactor: 2048 / 7168,
+    dispatchBytes: 1,
+    combineBytes: 2,
+    rebalanceEvery: 4,
+  };
+  const base = {
+    steps: 12,
+    layers: 2,
+    tokens: T,
+    experts: E,
+    topK: k,
+    groups: 8,
+    topGroups: keep,
+    methods: ["greedy", "loss-free(rate=0.01)"],
+    gapSteps: 0,
+  };
+  const r = runSimulation({ ...base, ep });
+  const one = runSimulation({ ...base, ep: { ...ep, gpusPerNode: null } });
+  const window = [6, 7, 8, 9, 10, 11]; // the last half of 12 steps
+
+  /** Static EP's GPU loads of one batch, from the loads table. */
+  const staticLoads = (res: typeof r, s: number, l: number, m: number) => {
+    const M = res.labels.length, base = ((s * 2 + l) * M + m) * E;
+    const g = new Array(G).fill(0);
+    for (let e = 0; e < E; e++) {
+      g[Math.floor(e / (E / G))] += res.tables.loads.load[base + e];
+    }
+    return g;
+  };
+
+  const sampled = runSimulation({ ...base, ep: { ...ep, sampleEvery: 2 } });
+
+  for (
+    const [name, res, steps] of [
+      ["every window step", r, window],
+      ["sampleEvery 2: steps 6, 8, 10", sampled, [6, 8, 10]],
+    ] as const
+  ) {
+    test(`static EP's step time and network bytes, recomputed by hand from the loads table (${name})`, () => {
+      checkStatic(res, steps);
+    });
+  }
+
+  test("sampleEvery keeps the table and every placement; only the summaries sample", () => {
+    assert.equal(sampled.ep!.table.tokens.length, r.ep!.table.tokens.length);
+    assert.deepEqual(sampled.ep!.table.tokens, r.ep!.table.tokens);
+    assert.notEqual(
+      sampled.methods[0].ep!.static.stepTimeMs,
+      r.methods[0].ep!.static.stepTimeMs,
+    );
+  });
+
+  function checkStatic(
+    r: ReturnType<typeof runSimulation>,
+    window: readonly number[],
+  ) {
+    const hw = { flops: 0.6 * 989e12, nvlink: 153e9, network: 50e9 };
+    for (let m = 0; m < 2; m++) {
+      let ms = 0, bytes = 0;
+      for (const s of window) {
+        for (let l = 0; l < 2; l++) {
+          const g = staticLoads(r, s, l, m);
+          const B = Math.max(...g);
+          let R = 0, net = 0;
+          for (let n = 0; n < N; n++) {
+            const P = g[2 * n] + g[2 * n + 1];
+            // One group per node: a token reaching a node brings k / 4 pairs.
+            const D = Math.min(P, T, P * keep / k);
+            net += D * (N - 1) / N;
+            R = Math.max(R, D * (N - 1) / N / gpn);
+          }
+          const compute = 3 * 4 * (2048 / 7168) * 7168 ** 2 / hw.flops * B;
+          const link = (b: number) =>
+            Math.max(b * 7168 * B / hw.nvlink, b * 7168 * R / hw.network);
+          ms += 1e3 * (compute + 2 * (link(1) + link(2)));
+          bytes += net * 2 * (1 + 2) * 7168;
+        }
+      }
+      const got = r.methods[m].ep!.static, n = window.length;
+      assert.ok(Math.abs(got.stepTimeMs / (ms / n) - 1) < 1e-12);
+      assert.ok(Math.abs(got.interNodeGB / (bytes / n / 1e9) - 1) < 1e-12);
+      assert.ok(Math.abs(got.nodesPerToken - keep) < 1e-12);
+    }
+  }
+
+  test("node-limited dispatch holds for the group-preserving placements, not for EPLB's global policy", () => {
+    for (const m of r.methods) {
+      const s = m.ep!;
+      for (const name of ["static", "eplb-hierarchical", "hierarchical-lp"]) {
+        assert.ok(s[name].nodesPerToken <= keep + 1e-12, name);
+      }
+      assert.ok(s.eplb.nodesPerToken > keep);
+      assert.ok(s.eplb.interNodeGB > s["eplb-hierarchical"].interNodeGB);
+      // The hierarchical placement keeps each expert's replicas on its node.
+      assert.equal(
+        s["eplb-hierarchical"].interNodeGB,
+        s["hierarchical-lp"].interNodeGB,
+      );
+    }
+  });
+
+  test("MicroMoE's LP on the hierarchical placement balances at least as well as its equal split", () => {
+    for (const m of r.methods) {
+      const s = m.ep!;
+      assert.ok(
+        s["hierarchical-lp"].gpuMaxOverMean <=
+          s["eplb-hierarchical"].gpuMaxOverMean + 1e-12,
+      );
+      for (const name of ep.strategies) {
+        assert.ok(
+          Math.abs(
+            s[name].throughputGain -
+              (s.static.stepTimeMs / s[name].stepTimeMs - 1),
+          ) < 1e-12,
+        );
+      }
+    }
+  });
+
+  test("one node: the same GPU loads, no network, the single-node model", () => {
+    for (let m = 0; m < 2; m++) {
+      const s = one.methods[m].ep!;
+      for (const name of ep.strategies) {
+        assert.equal(s[name].interNodeGB, 0);
+        assert.equal(s[name].nodesPerToken, 1);
+      }
+      // Static EP's max/mean is the same on one node and on eight.
+      assert.equal(
+        s.static.gpuMaxOverMean,
+        r.methods[m].ep!.static.gpuMaxOverMean,
+      );
+      assert.ok(s.static.stepTimeMs < r.methods[m].ep!.static.stepTimeMs);
+    }
+  });
+
+  test("the rank profile is the table's, sorted per batch", () => {
+    const t = r.ep!.table, K = ep.strategies.length, M = 2;
+    const profile = new Float64Array(M * K * G);
+    for (let row = 0; row < t.tokens.length; row += G) {
+      if (t.step[row] < 6) continue;
+      const batch = Array.from(t.tokens.subarray(row, row + G)).sort((a, b) =>
+        b - a
+      );
+      const mean = batch.reduce((a, b) => a + b) / G;
+      const k = ep.strategies.indexOf(EP_STRATEGIES[t.strategy[row]]);
+      batch.forEach((x, g) =>
+        profile[(t.method[row] * K + k) * G + g] += x / mean / 12
+      );
+    }
+    profile.forEach((x, i) =>
+      assert.ok(Math.abs(x - r.ep!.rankProfile[i]) < 1e-12)
+    );
+  });
+
+  test("bad node fields name the field and show the value", () => {
+    const at = (extra: Record<string, unknown>) => () =>
+      runSimulation({ ...base, steps: 2, ep: { ...ep, ...extra } });
+    assert.throws(
+      at({ gpusPerNode: 3 }),
+      /ep\.gpusPerNode must divide ep\.gpus \(16\): current value is 3/,
+    );
+    assert.throws(at({ redundant: 7 }), /ep\.redundant .* current value is 7/);
+    assert.throws(
+      at({ strategies: ["eplb"] }),
+      /ep\.strategies must .* starting with "static"/,
+    );
+    assert.throws(
+      at({ strategies: ["static", "eplb-global"] }),
+      /ep\.strategies\[1\] must be one of/,
+    );
+    assert.throws(
+      at({ hardware: "b200" }),
+      /ep\.hardware must be one of "h100", "h800", "h200": current value is "b200"/,
+    );
+    assert.throws(at({ overlap: "min" }), /ep\.overlap/);
+    assert.throws(
+      at({ sampleEvery: 0 }),
+      /ep\.sampleEvery must be an integer of at least 1: current value is 0/,
     );
   });
 });

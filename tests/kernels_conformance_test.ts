@@ -46,6 +46,7 @@ import {
   sameRouting,
   scores,
 } from "./_kernel_cases.ts";
+import { TRAIN_LEAST_BINDING, TRAIN_REACH } from "./_train_kernel_cases.ts";
 
 // Every module that may register a kernel, so the registry is complete.
 for (const dir of ["lib/ops", "kernels"]) {
@@ -122,6 +123,8 @@ const REACH: Record<string, () => Promise<void> | void> = {
       topK: 2,
       methods: ["greedy"],
     }),
+  // The training ops (matmul, attention, ...): _train_kernel_cases.ts.
+  ...TRAIN_REACH,
 };
 
 // ------------------------------------------------------------ suite
@@ -134,11 +137,19 @@ function chunked(g: Gpu, bytes: number): Gpu {
 }
 
 /** Environments to run a kernel in: threads, the device whole and chunked. */
-function environments(k: KernelRecord, E: number): [string, KernelEnv][] {
+function environments(
+  k: KernelRecord,
+  E: number,
+  input?: unknown,
+): [string, KernelEnv][] {
   if (k.backend === "cpu-threads") return [["2 threads", { threads: 2 }]];
+  // The training ops: the smallest binding each kernel works with.
+  const least = input === undefined
+    ? undefined
+    : TRAIN_LEAST_BINDING[k.op.name]?.(input);
   if (k.backend === "webgpu") {
     return [["whole", { gpu }], ["chunked", {
-      gpu: chunked(gpu!, 4 * 256 * E),
+      gpu: chunked(gpu!, least ?? 4 * 256 * E),
     }]];
   }
   return [["", {}]];
@@ -206,7 +217,7 @@ describe("every kernel against its op's CPU kernel", () => {
           if (k.refuses?.(input)) continue;
           const wantArgs = c.make();
           const want = cpu.run(wantArgs, {});
-          for (const [where, env] of environments(k, expertsOf(input))) {
+          for (const [where, env] of environments(k, expertsOf(input), input)) {
             const gotArgs = c.make();
             const got = await k.run(gotArgs, env);
             conformance.compare(

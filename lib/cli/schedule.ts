@@ -5,7 +5,17 @@ import { checkChoice, checkInteger } from "../validate.ts";
 import { SYMMETRIC_GRAPHS, symmetricPlacement } from "../placement/cayley.ts";
 import { randomPlacement } from "../placement/random.ts";
 import { asymmetricPlacement } from "../placement/asymmetric.ts";
-import { type Placement, staticPlacement } from "../placement/placement.ts";
+import {
+  type Placement,
+  placementFromPhy2log,
+  staticPlacement,
+} from "../placement/placement.ts";
+import { rebalanceExperts } from "../placement/eplb.ts";
+import {
+  groupsStayOnNodes,
+  NodeLocality,
+  nodeTraffic,
+} from "../placement/node_traffic.ts";
 import { createScheduler, SCHEDULE_SOLVERS } from "../placement/schedule.ts";
 import { loadLpSolvers } from "../solve/lp_solvers.ts";
 
@@ -17,6 +27,11 @@ const FLAGS: FlagSpec = {
   placement: "string",
   solver: "string",
   seed: "integer",
+  nodes: "integer",
+  "top-k": "integer",
+  groups: "integer",
+  "top-groups": "integer",
+  redundant: "integer",
   json: "boolean",
   help: "boolean",
 };
@@ -26,13 +41,15 @@ const PLACEMENTS = [
   "random",
   "static",
   "asymmetric",
+  "hierarchical",
 ] as const;
 
 /** The help text of `schedule`. */
 export const SCHEDULE_HELP =
   `moelab schedule: MicroMoE token scheduling, one LP per step and layer
 
-Usage: moelab schedule --loads FILE [--where COL=VAL] [--gpus G] [--replicas D] [--placement P] [--solver S] [--json]
+Usage: moelab schedule --loads FILE [--where COL=VAL] [--gpus G] [--replicas D] [--placement P] [--solver S]
+                      [--nodes N --top-k K [--groups G --top-groups L]] [--redundant R] [--json]
 
   --loads FILE      load table (CSV, TSV, parquet, JSON lines): wide (step?, layer?,
                     one column per expert) or long (step, layer, expert, load);
@@ -43,7 +60,18 @@ Usage: moelab schedule --loads FILE [--where COL=VAL] [--gpus G] [--replicas D] 
   --gpus G          GPUs (default 8)
   --replicas D      replicas per expert (default 2)
   --placement P     ${PLACEMENTS.join(", ")} (default complete);
-                    asymmetric is built for the mean loads of the file
+                    asymmetric and hierarchical (EPLB's hierarchical policy:
+                    groups packed onto nodes, replicas inside nodes) are built
+                    for the mean loads of the file
+  --nodes N         nodes the GPUs sit in (default 1): reports each schedule's
+                    network traffic, every node's pairs of an expert going to
+                    its own replicas first (docs/algorithms.md section 15)
+  --top-k K         experts per token (required with --nodes above 1)
+  --groups G        routing groups (default 1; hierarchical: default --nodes)
+  --top-groups L    groups a token keeps: node-limited dispatch when each group
+                    sits on one node (default --groups, no limit)
+  --redundant R     redundant slots of asymmetric and hierarchical: E + R slots,
+                    a multiple of --gpus (default E x (--replicas - 1))
   --solver S        ${SCHEDULE_SOLVERS.join(", ")} (default auto: exact)
   --seed N          seed of the random and asymmetric placements (default 0)
   --json            print { placement, rows } instead of the table
@@ -70,7 +98,54 @@ export async function scheduleCommand(args: string[]): Promise<number> {
     ...SCHEDULE_SOLVERS,
   ]);
   const seed = (flags.seed as number | undefined) ?? 0;
+  const nodes = checkInteger("--nodes", flags.nodes ?? 1, 1, G);
+  if (G % nodes !== 0) {
+    throw new RangeError(
+      `--nodes must divide --gpus (${G}): current value is ${nodes}`,
+    );
+  }
+  if (nodes > 1 && (solver === "glpk" || solver === "highs")) {
+    throw new RangeError(
+      `--nodes above 1 schedules with the exact solver (intra-node replicas first): --solver is "${solver}"`,
+    );
+  }
+  if (nodes > 1 && flags["top-k"] === undefined) {
+    throw new UsageError("--top-k K is required with --nodes above 1");
+  }
+  const topK = checkInteger("--top-k", flags["top-k"] ?? 1, 1);
+  const groups = checkInteger(
+    "--groups",
+    flags.groups ?? (kind === "hierarchical" ? nodes : 1),
+    1,
+  );
+  const topGroups = checkInteger(
+    "--top-groups",
+    flags["top-groups"] ?? groups,
+    1,
+    groups,
+  );
+  const redundant = flags.redundant === undefined
+    ? null
+    : checkInteger("--redundant", flags.redundant, 0);
   const { experts: E, rows } = readLoadRows(flags.loads, { where });
+  if (E % groups !== 0) {
+    throw new RangeError(
+      `--groups must divide the experts of --loads (${E}): current value is ${groups}`,
+    );
+  }
+  if (topK > E) {
+    throw new RangeError(
+      `--top-k must be at most the experts of --loads (${E}): current value is ${topK}`,
+    );
+  }
+  const slots = E + (redundant ?? E * (d - 1));
+  if ((kind === "asymmetric" || kind === "hierarchical") && slots % G !== 0) {
+    throw new RangeError(
+      `--redundant must make the slots (${E} experts + ${
+        slots - E
+      }) a multiple of --gpus (${G}): current value is ${redundant}`,
+    );
+  }
   // A schedule counts each GPU's tokens in 32 bits: a row holding more
   // tokens than that is refused rather than wrapped around.
   for (const r of rows) {
@@ -92,33 +167,75 @@ export async function scheduleCommand(args: string[]): Promise<number> {
       experts: "the experts of --loads",
     });
   }
+  function meanLoads(): number[] {
+    const mean = new Array<number>(E).fill(0);
+    for (const r of rows) {
+      r.loads.forEach((x, e) => mean[e] += x / rows.length);
+    }
+    return mean;
+  }
   function makePlacement(): Placement {
     let placement: Placement;
     if (kind === "static") placement = staticPlacement(E, G);
     else if (kind === "random") {
       placement = randomPlacement(E, G, { replicas: d, seed });
     } else if (kind === "asymmetric") {
-      const mean = new Array<number>(E).fill(0);
-      for (const r of rows) {
-        r.loads.forEach((x, e) => mean[e] += x / rows.length);
-      }
+      const mean = meanLoads();
       placement = asymmetricPlacement(mean.map(Math.round), G, {
-        replicas: d,
+        slots,
         seed,
       });
+    } else if (kind === "hierarchical") {
+      placement = placementFromPhy2log(
+        rebalanceExperts([meanLoads()], {
+          replicas: slots,
+          groups,
+          nodes,
+          gpus: G,
+        }).phy2log[0],
+        E,
+        G,
+      );
     } else placement = symmetricPlacement(E, G, { replicas: d, graph: kind });
     return placement;
   }
   if (solver === "glpk" || solver === "highs") await loadLpSolvers();
-  const scheduler = createScheduler(placement, { solver });
+  const scheduler = createScheduler(
+    placement,
+    nodes > 1 ? { solver, gpusPerNode: G / nodes } : { solver },
+  );
+  const gpn = G / nodes;
+  const limit = topGroups < groups && groupsStayOnNodes(placement, groups, gpn)
+    ? topGroups
+    : null;
+  const locality = new NodeLocality(placement, gpn);
+  const remote = new Float64Array(nodes);
   const out = rows.map(({ step, layer, loads }) => {
     const s = scheduler.schedule(loads);
-    return {
+    const row = {
       step,
       layer,
       optimum: s.optimum,
       maxLoad: s.maxLoad,
       gpuLoads: [...s.gpuLoads],
+    };
+    if (nodes === 1) return row;
+    let pairs = 0;
+    for (let e = 0; e < E; e++) pairs += loads[e];
+    locality.remote(s.replicaLoads, remote);
+    const t = nodeTraffic(s.gpuLoads, {
+      gpusPerNode: gpn,
+      tokens: Math.round(pairs / topK),
+      topK,
+      experts: E,
+      nodeLimit: limit,
+      remotePairs: remote,
+    });
+    return {
+      ...row,
+      networkTokens: t.networkTokens,
+      maxNicTokens: t.maxNicTokens,
+      nodesPerToken: t.nodesPerToken,
     };
   });
   scheduler.dispose?.();
@@ -139,17 +256,29 @@ export async function scheduleCommand(args: string[]): Promise<number> {
     return 0;
   }
   process.stdout.write(
-    `${rows.length} schedules, ${E} experts on ${G} GPUs (${kind}, ${d} replicas), solver ${scheduler.solver}\n` +
-      "step  layer     optimum  maxLoad  max/mean\n",
+    `${rows.length} schedules, ${E} experts on ${G} GPUs${
+      nodes > 1 ? ` in ${nodes} nodes` : ""
+    } (${kind}, ${
+      placement.slots.length / E === d
+        ? `${d} replicas`
+        : `${placement.slots.length} slots`
+    }), solver ${scheduler.solver}\n` +
+      "step  layer     optimum  maxLoad  max/mean" +
+      (nodes > 1 ? "  net tokens  nodes/token" : "") + "\n",
   );
   for (const r of out) {
     const mean = r.gpuLoads.reduce((a, b) => a + b, 0) / G;
+    const net = "networkTokens" in r
+      ? `  ${r.networkTokens.toFixed(1).padStart(10)}  ${
+        r.nodesPerToken.toFixed(3).padStart(11)
+      }`
+      : "";
     process.stdout.write(
       `${String(r.step).padStart(4)}  ${String(r.layer).padStart(5)}  ${
         r.optimum.toFixed(2).padStart(10)
       }  ${String(r.maxLoad).padStart(7)}  ${
         (mean === 0 ? 1 : r.maxLoad / mean).toFixed(3).padStart(8)
-      }\n`,
+      }${net}\n`,
     );
   }
   return 0;

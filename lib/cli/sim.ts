@@ -60,7 +60,7 @@ Usage: moelab sim [--preset FILE] [flags]
   --methods LIST    comma-separated methods, options in parentheses, e.g.
                     greedy,loss-free(rate=1e-2,rule=proportional)
   --seed N          seed of the synthetic workload
-  --gate G          sigmoid or softmax
+  --gate G          sigmoid, softmax or sqrtsoftplus (moe_router_score_function)
   --drift X         speed of cluster-frequency drift (synthetic workload)
   --scores FILE     replay router logits from a float32 .npy file shaped
                     [steps, tokens, experts] or [steps, layers, tokens, experts];

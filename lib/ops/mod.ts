@@ -18,6 +18,14 @@
  * | `expertChoice`   | each expert takes its top-C tokens                |
  * | `capacityDrop`   | drop assignments over an expert capacity          |
  * | `batchMetrics`   | balance, retention and drops of a routed batch    |
+ * | `matmul`         | `out (+)= op(a) op(b)`, float32, any transposes   |
+ * | `attention`      | causal softmax(q kᵀ / sqrt(d)) v, per head        |
+ * | `attentionBackward` | dq, dk, dv of causal attention                 |
+ * | `rmsNorm`        | RMSNorm per row (and `rmsNormBackward`)           |
+ * | `moeDispatch`    | token rows grouped by expert, slot rows           |
+ * | `moeCombine`     | expert rows weighted back per token               |
+ * | `moeCombineBackward` | dy and dWeights of the combine                |
+ * | `moeDispatchBackward` | dx of the dispatch (scatter-add)             |
  *
  * Every op has a `"cpu"` kernel: the production code, float64 where it
  * matters, and the reference every other kernel is compared with.
@@ -162,3 +170,58 @@ export {
   batchMetricsOp,
   type BatchMetricsRequest,
 } from "./batch_metrics.ts";
+export {
+  type MatmulArgs,
+  matmulCpu,
+  matmulOp,
+  type MatmulRequest,
+} from "./matmul.ts";
+export { matmulThreads } from "./matmul_threads.ts";
+export {
+  attentionBackwardThreads,
+  attentionThreads,
+} from "./attention_threads.ts";
+export {
+  type AttentionArgs,
+  type AttentionBackwardArgs,
+  attentionBackwardCpu,
+  attentionBackwardOp,
+  type AttentionBackwardRequest,
+  attentionCpu,
+  type AttentionGrads,
+  attentionOp,
+  type AttentionRequest,
+  type AttentionShape,
+} from "./attention.ts";
+export {
+  type RmsNormArgs,
+  type RmsNormBackwardArgs,
+  rmsNormBackwardCpu,
+  rmsNormBackwardOp,
+  type RmsNormBackwardRequest,
+  rmsNormCpu,
+  type RmsNormGrads,
+  rmsNormOp,
+  type RmsNormRequest,
+} from "./rms_norm.ts";
+export {
+  type MoeCombineArgs,
+  type MoeCombineBackwardArgs,
+  moeCombineBackwardCpu,
+  moeCombineBackwardOp,
+  type MoeCombineBackwardRequest,
+  moeCombineCpu,
+  type MoeCombineGrads,
+  moeCombineOp,
+  type MoeCombineRequest,
+  type MoeDispatchArgs,
+  type MoeDispatchBackwardArgs,
+  moeDispatchBackwardCpu,
+  moeDispatchBackwardOp,
+  type MoeDispatchBackwardRequest,
+  moeDispatchCpu,
+  moeDispatchOp,
+  type MoeDispatchRequest,
+  type MoeDispatchResult,
+  type MoeShape,
+} from "./moe_dispatch.ts";

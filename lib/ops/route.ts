@@ -38,8 +38,50 @@ export interface RouteOptions {
   groups?: number;
   /** Number of groups kept. Default: all groups. */
   topGroups?: number;
+  /**
+   * How a group is scored for group-limited routing (see
+   * {@linkcode GroupScore}). Default `"megatron"`.
+   */
+  groupScore?: GroupScore;
   /** Reuse these output buffers (shapes must match). */
   out?: Routing;
+}
+
+/**
+ * How group-limited routing scores a group, over the (biased) keys of its
+ * experts:
+ *
+ * - `"megatron"`: the sum of its top `max(1, floor(k / topGroups))` keys,
+ *   Megatron-Core's `group_limited_topk` (`moe_router_num_groups`,
+ *   `moe_router_group_topk`). For DeepSeek-V3's settings (k = 8, 4 of 8
+ *   groups) that is the top 2, as in V3's gate;
+ * - `"v3"`: the sum of its top 2 keys, DeepSeek-V3's `Gate` (with its
+ *   bias), whatever `k` and `topGroups`;
+ * - `"v2"`: its largest key, DeepSeek-V2's device-limited routing (and
+ *   V3's gate without a bias).
+ */
+export type GroupScore = "megatron" | "v3" | "v2";
+
+/** The group scorings, for validation and help text. */
+export const GROUP_SCORES: readonly GroupScore[] = ["megatron", "v3", "v2"];
+
+/**
+ * How many of a group's top keys are summed to score it: `"megatron"`
+ * `max(1, floor(k / topGroups))`, `"v3"` 2, `"v2"` 1, never more than the
+ * group size. The one place the CPU and GPU route kernels read it from.
+ */
+export function groupTopCount(
+  k: number,
+  topGroups: number,
+  groupSize: number,
+  groupScore: GroupScore = "megatron",
+): number {
+  const n = groupScore === "v2"
+    ? 1
+    : groupScore === "v3"
+    ? 2
+    : Math.max(1, Math.floor(k / topGroups));
+  return Math.max(1, Math.min(groupSize, n));
 }
 
 /** What the route op's validator takes: the scores and the options. */
@@ -66,6 +108,8 @@ export interface RouteArgs {
   groups: number;
   /** Groups kept, `1 <= topGroups <= groups`. */
   topGroups: number;
+  /** How a group is scored (`"megatron"` when absent). */
+  groupScore?: GroupScore;
   /** Output, of the batch's shape; overwritten. */
   out: Routing;
 }
@@ -146,6 +190,11 @@ function checkRoute(request: RouteRequest): RouteArgs {
     options.groups,
     options.topGroups,
   );
+  const groupScore = checkChoice(
+    "groupScore",
+    options.groupScore ?? "megatron",
+    GROUP_SCORES,
+  );
   const given = options.bias;
   let bias: Float64Array | undefined;
   if (given !== undefined) {
@@ -186,6 +235,7 @@ function checkRoute(request: RouteRequest): RouteArgs {
     scale,
     groups,
     topGroups,
+    groupScore,
     out,
   };
 }
@@ -246,7 +296,7 @@ function routeGrouped(args: RouteArgs): void {
   const topV = new Float64Array(k);
   const topI = new Int32Array(k);
   const groupSize = E / groups;
-  const perGroup = Math.max(1, Math.min(groupSize, Math.floor(k / topGroups)));
+  const perGroup = groupTopCount(k, topGroups, groupSize, args.groupScore);
   const groupScore = new Float64Array(groups);
   const groupKeep = new Uint8Array(groups);
   const gv = new Float64Array(perGroup);

@@ -1,7 +1,7 @@
 import { checkInteger, checkNumber } from "../validate.ts";
 import { Rng } from "../scores/rng.ts";
 import { checkLoads } from "./_integer_schedule.ts";
-import { exactScheduler } from "./exact_scheduler.ts";
+import { exactSolver } from "./exact_scheduler.ts";
 import type { Placement } from "./placement.ts";
 
 function copies(slots: Int32Array, g: number, S: number, e: number): number {
@@ -14,6 +14,11 @@ function copies(slots: Int32Array, g: number, S: number, e: number): number {
 export interface AsymmetricOptions {
   /** Average replicas per expert (default 2): `E * replicas / G` slots per GPU. */
   replicas?: number;
+  /**
+   * Physical slots in all, a multiple of `gpus` and at least the experts
+   * (DeepSeek-V3: 256 experts + 32 redundant); overrides `replicas`.
+   */
+  slots?: number;
   /** Monte Carlo swaps tried (default 300). */
   iterations?: number;
   /** Seed of the search (default 0). */
@@ -68,8 +73,8 @@ export function replicaCounts(
  *
  * @param loads Expected tokens per expert (`E` non-negative integers).
  * @param gpus Number of GPUs `G`.
- * @param options Average replicas, iterations, seed.
- * @returns A {@linkcode Placement} with `E * replicas / G` slots per GPU.
+ * @param options Average replicas (or slots), iterations, seed.
+ * @returns A {@linkcode Placement} with `E * replicas / G` (or `slots / G`) slots per GPU.
  * @throws {RangeError} If `E * replicas` is not a multiple of `G`, or a load is invalid.
  *
  * @example A hot expert gets a replica on every GPU
@@ -91,15 +96,26 @@ export function asymmetricPlacement(
   checkInteger("gpus", gpus, 1);
   const E = loads.length;
   checkLoads("loads", loads, E);
-  const d = checkInteger("replicas", options.replicas ?? 2, 1, gpus);
   const iterations = checkInteger("iterations", options.iterations ?? 300, 0);
   const rng = new Rng(checkNumber("seed", options.seed ?? 0));
-  if ((E * d) % gpus !== 0) {
-    throw new RangeError(
-      `experts x replicas (${E} x ${d}) must be a multiple of gpus: current value is ${gpus}`,
-    );
+  let total: number;
+  if (options.slots !== undefined) {
+    total = checkInteger("slots", options.slots, E, E * gpus);
+    if (total % gpus !== 0) {
+      throw new RangeError(
+        `slots must be a multiple of gpus (${gpus}): current value is ${total}`,
+      );
+    }
+  } else {
+    const d = checkInteger("replicas", options.replicas ?? 2, 1, gpus);
+    if ((E * d) % gpus !== 0) {
+      throw new RangeError(
+        `experts x replicas (${E} x ${d}) must be a multiple of gpus: current value is ${gpus}`,
+      );
+    }
+    total = E * d;
   }
-  const S = (E * d) / gpus;
+  const S = total / gpus;
   const count = replicaCounts(loads, gpus * S, gpus);
   const items: number[] = [];
   for (let e = 0; e < E; e++) for (let c = 0; c < count[e]; c++) items.push(e);
@@ -122,9 +138,15 @@ export function asymmetricPlacement(
     weight[best] += share(e);
   }
   const placement = { gpus, experts: E, slotsPerGpu: S, slots };
-  const score = () =>
-    exactScheduler({ ...placement, slots: slots.slice() }).schedule(loads)
-      .optimum;
+  // Each score starts from the previous one's critical GPU subset: a swap
+  // seldom moves it, so Dinkelbach's iteration needs few max flows.
+  let hint: Uint8Array | null = null;
+  const score = () => {
+    const solver = exactSolver({ ...placement, slots: slots.slice() }, hint);
+    const m = solver.optimum(loads);
+    hint = solver.critical() ?? hint;
+    return m;
+  };
   let current = score();
   for (let it = 0; it < iterations && gpus > 1; it++) {
     const i = rng.int(slots.length), j = rng.int(slots.length);

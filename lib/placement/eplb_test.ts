@@ -1,5 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { rebalanceExperts } from "./eplb.ts";
 
 // The example of github deepseek-ai/EPLB's README (docs/algorithms.md section 12).
@@ -117,5 +118,48 @@ describe("rebalanceExperts", () => {
         }),
       RangeError,
     );
+  });
+});
+
+// DeepSeek's eplb.py itself (data/fixtures/eplb_reference.py, run by
+// data/fixtures/make_eplb_fixtures.py with PyTorch) on seeded loads.
+describe("rebalanceExperts against the reference eplb.py", () => {
+  const fixture = JSON.parse(
+    readFileSync(
+      new URL("../../data/fixtures/eplb_cases.json", import.meta.url),
+      "utf8",
+    ),
+  ) as {
+    cases: {
+      name: string;
+      replicas: number;
+      groups: number;
+      nodes: number;
+      gpus: number;
+      weight: number[][];
+      phy2log: number[][];
+      logcnt: number[][];
+    }[];
+  };
+  for (const c of fixture.cases) {
+    test(`${c.name}: ${c.weight[0].length} experts, ${c.replicas} slots, ${c.groups} groups, ${c.nodes} nodes, ${c.gpus} GPUs`, () => {
+      const r = rebalanceExperts(c.weight, c);
+      assert.deepEqual(r.phy2log, c.phy2log);
+      assert.deepEqual(r.logcnt, c.logcnt);
+    });
+  }
+
+  test("hierarchical policy at DeepSeek-V3's sizes keeps every expert's replicas, and its group, on one node", () => {
+    const v3 = fixture.cases.find((c) => c.name === "v3-8-nodes")!;
+    const perNode = v3.replicas / v3.nodes, size = 256 / v3.groups;
+    for (const row of v3.phy2log) {
+      const node = new Map<number, number>();
+      row.forEach((e, i) => {
+        const group = Math.floor(e / size), n = Math.floor(i / perNode);
+        assert.equal(node.get(group) ?? n, n);
+        node.set(group, n);
+      });
+      assert.equal(node.size, v3.groups);
+    }
   });
 });

@@ -36,13 +36,32 @@ import type { Schedule, Scheduler } from "./types.ts";
  * ```
  */
 export function exactScheduler(placement: Placement): Scheduler {
+  return exactSolver(placement).scheduler;
+}
+
+/**
+ * The exact scheduler of a placement and its LP optimum alone (no integer
+ * schedule: what a placement search needs to score a candidate). `hint`:
+ * a GPU subset to start Dinkelbach's iteration from (the critical subset
+ * of a similar placement, `critical()`); it never changes the optimum.
+ */
+export function exactSolver(
+  placement: Placement,
+  hint: Uint8Array | null = null,
+): {
+  scheduler: Scheduler;
+  optimum(loads: ArrayLike<number>): number;
+  critical(): Uint8Array | null;
+} {
   const p = checkPlacement("placement", placement);
   const flow = new ScheduleFlow(p);
   const E = p.experts, G = p.gpus;
   const supply = new Float64Array(E), capacity = new Float64Array(G);
   const inS = new Uint8Array(G);
   const start = new Float64Array(flow.replicas);
-  let critical: Uint8Array | null = null;
+  let critical: Uint8Array | null = hint && hint.length === G
+    ? hint.slice()
+    : null;
   // Load of the experts whose replicas all lie in `set`.
   const inside = (loads: ArrayLike<number>, set: Uint8Array): number => {
     let L = 0;
@@ -58,37 +77,42 @@ export function exactScheduler(placement: Placement): Scheduler {
     }
     return L;
   };
-  return {
+  // The optimum as num / den; the flow of the last solve is optimal for it.
+  let num = 0, den = 1;
+  const solve = (loads: ArrayLike<number>): void => {
+    let total = 0;
+    for (let e = 0; e < E; e++) total += loads[e];
+    num = total, den = G;
+    if (critical) {
+      let n = 0;
+      for (let g = 0; g < G; g++) n += critical[g];
+      const L = inside(loads, critical);
+      if (L * den > num * n) num = L, den = n;
+    }
+    for (;;) {
+      for (let e = 0; e < E; e++) supply[e] = loads[e] * den;
+      capacity.fill(num);
+      if (flow.solve(supply, capacity) === total * den) break;
+      let n = 0;
+      for (let g = 0; g < G; g++) {
+        inS[g] = flow.reachable(g) ? 1 : 0;
+        n += inS[g];
+      }
+      const L = inside(loads, inS);
+      if (!(L * den > num * n)) {
+        throw new Error("max-flow cut did not raise the bound (a bug)");
+      }
+      num = L, den = n;
+      critical = critical ?? new Uint8Array(G);
+      critical.set(inS);
+    }
+  };
+  const scheduler: Scheduler = {
     solver: "exact",
     placement: p,
     schedule(loads: ArrayLike<number>): Schedule {
       checkLoads("loads", loads, E);
-      let total = 0;
-      for (let e = 0; e < E; e++) total += loads[e];
-      let num = total, den = G;
-      if (critical) {
-        let n = 0;
-        for (let g = 0; g < G; g++) n += critical[g];
-        const L = inside(loads, critical);
-        if (L * den > num * n) num = L, den = n;
-      }
-      for (;;) {
-        for (let e = 0; e < E; e++) supply[e] = loads[e] * den;
-        capacity.fill(num);
-        if (flow.solve(supply, capacity) === total * den) break;
-        let n = 0;
-        for (let g = 0; g < G; g++) {
-          inS[g] = flow.reachable(g) ? 1 : 0;
-          n += inS[g];
-        }
-        const L = inside(loads, inS);
-        if (!(L * den > num * n)) {
-          throw new Error("max-flow cut did not raise the bound (a bug)");
-        }
-        num = L, den = n;
-        critical = critical ?? new Uint8Array(G);
-        critical.set(inS);
-      }
+      solve(loads);
       // The optimal flow divided by den and rounded down is a feasible
       // start for the integer flow: only remainders need augmenting.
       for (let r = 0; r < flow.replicas; r++) {
@@ -107,5 +131,14 @@ export function exactScheduler(placement: Placement): Scheduler {
       if (!out) throw new Error("integer flow at ceil(optimum) fell short");
       return out;
     },
+  };
+  return {
+    scheduler,
+    optimum(loads: ArrayLike<number>): number {
+      checkLoads("loads", loads, E);
+      solve(loads);
+      return num / den;
+    },
+    critical: () => critical,
   };
 }

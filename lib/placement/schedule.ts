@@ -1,5 +1,6 @@
 import { checkChoice } from "../validate.ts";
 import { exactScheduler } from "./exact_scheduler.ts";
+import { localFirstScheduler } from "./local_scheduler.ts";
 import { glpkScheduler, highsScheduler } from "./lp_scheduler.ts";
 import type { Placement } from "./placement.ts";
 import type { Schedule, Scheduler } from "./types.ts";
@@ -14,6 +15,11 @@ export type ScheduleSolver = typeof SCHEDULE_SOLVERS[number];
 export interface ScheduleOptions {
   /** Default `"auto"` (the exact combinatorial solver, synchronous, no WebAssembly). */
   solver?: ScheduleSolver;
+  /**
+   * GPUs per node: the exact solver then prefers intra-node replicas
+   * ({@linkcode localFirstScheduler}); default all GPUs in one node.
+   */
+  gpusPerNode?: number;
 }
 
 /**
@@ -21,7 +27,7 @@ export interface ScheduleOptions {
  * {@linkcode loadLpSolvers} to have resolved first.
  *
  * @param placement Where the replicas are.
- * @param options The solver.
+ * @param options The solver; `gpusPerNode` for the exact one on nodes.
  * @returns The scheduler.
  * @throws {RangeError} On an unknown solver or a malformed placement.
  * @throws {Error} If an LP solver is asked for before it is loaded.
@@ -43,6 +49,15 @@ export function createScheduler(
   const solver = checkChoice("solver", options.solver ?? "auto", [
     ...SCHEDULE_SOLVERS,
   ]);
+  const gpn = options.gpusPerNode;
+  if (gpn !== undefined) {
+    if (solver === "glpk" || solver === "highs") {
+      throw new RangeError(
+        `gpusPerNode needs the exact solver: current solver is "${solver}"`,
+      );
+    }
+    return localFirstScheduler(placement, gpn);
+  }
   if (solver === "glpk") return glpkScheduler(placement);
   if (solver === "highs") return highsScheduler(placement);
   return exactScheduler(placement);
@@ -88,10 +103,13 @@ export function scheduleTokens(
   const solver = checkChoice("solver", options.solver ?? "auto", [
     ...SCHEDULE_SOLVERS,
   ]);
-  const key = solver === "auto" ? "exact" : solver;
+  const key = (solver === "auto" ? "exact" : solver) +
+    (options.gpusPerNode === undefined ? "" : `/${options.gpusPerNode}`);
   let byName = CACHE.get(placement);
   if (!byName) CACHE.set(placement, byName = new Map());
   let s = byName.get(key);
-  if (!s) byName.set(key, s = createScheduler(placement, { solver: key }));
+  if (!s) {
+    byName.set(key, s = createScheduler(placement, { ...options, solver }));
+  }
   return s.schedule(loads);
 }

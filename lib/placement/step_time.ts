@@ -100,3 +100,100 @@ export function throughputGain(baselineMs: number, ms: number): number {
   checkNumber("ms", ms, Number.MIN_VALUE);
   return baselineMs / ms - 1;
 }
+
+/** The multi-node step-time model's hardware and sizes ({@linkcode multiNodeStepTimeMs}). */
+export interface MultiNodeModel {
+  /** Hidden size `H`. */
+  hidden: number;
+  /** Expert intermediate size over `H`. */
+  ffnFactor: number;
+  /** Bytes per element of a dispatch (1 for FP8). */
+  dispatchBytes: number;
+  /** Bytes per element of a combine (2 for BF16). */
+  combineBytes: number;
+  /** Effective matrix-multiply throughput of one GPU, FLOP/s. */
+  flops: number;
+  /** Effective NVLink bandwidth of one GPU, bytes/s each way. */
+  nvlink: number;
+  /** Effective network bandwidth of one GPU's NIC, bytes/s each way. */
+  network: number;
+  /** `"max"`: NVLink and network overlap (DeepEP); `"sum"`: they do not. */
+  overlap: "max" | "sum";
+}
+
+/**
+ * The step-time model of one MoE layer (forward and backward) on GPUs in
+ * nodes: {@linkcode stepTimeMs}'s compute term
+ * `3 * (4 * alpha * H^2 / flops) * B_max`, plus two dispatches and two
+ * combines (forward and backward), each taking
+ * `link(bytes * H * C_max / nvlink, bytes * H * R_max / network)` with
+ * `C_max` the most pairs a GPU receives over NVLink and `R_max` the most
+ * tokens a NIC receives from other nodes ({@linkcode nodeTraffic}), and
+ * `link` the larger of the two (DeepEP forwards network arrivals over
+ * NVLink as they come, so the two overlap: DeepSeek-V3 report section
+ * 3.2.2) or their sum. On one node (`R_max = 0`, equal bytes) it is
+ * {@linkcode stepTimeMs} with `C_max = B_max`, to the last bit.
+ *
+ * @param maxTokens `B_max`, tokens computed by the busiest GPU.
+ * @param traffic `maxGpuPairs` (`C_max`) and `maxNicTokens` (`R_max`).
+ * @param model Hardware and sizes.
+ * @returns Milliseconds.
+ * @throws {RangeError} If a count or rate is negative or not finite.
+ *
+ * @example DeepSeek-V3 on H800: the network dominates
+ * ```ts
+ * import { multiNodeStepTimeMs } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const model = { hidden: 7168, ffnFactor: 2048 / 7168, dispatchBytes: 1,
+ *   combineBytes: 2, flops: 593.4e12, nvlink: 153e9, network: 50e9, overlap: "max" as const };
+ * const ms = multiNodeStepTimeMs(2048, { maxGpuPairs: 2048, maxNicTokens: 896 }, model);
+ * // compute 3 * 4 * 2048 * 7168 * 2048 / 593.4e12 = 0.608 ms;
+ * // network (1 + 2) * 7168 * 896 / 50e9 = 0.385 ms > NVLink 0.288 ms, twice
+ * assert.ok(Math.abs(ms - (0.6080 + 2 * 0.3854)) < 1e-3);
+ * ```
+ */
+export function multiNodeStepTimeMs(
+  maxTokens: number,
+  traffic: { maxGpuPairs: number; maxNicTokens: number },
+  model: MultiNodeModel,
+): number {
+  checkNumber("maxTokens", maxTokens, 0);
+  const C = checkNumber("traffic.maxGpuPairs", traffic?.maxGpuPairs, 0);
+  const R = checkNumber("traffic.maxNicTokens", traffic?.maxNicTokens, 0);
+  if (model === null || typeof model !== "object") {
+    throw new TypeError(
+      `model must be an object: current value is ${show(model)}`,
+    );
+  }
+  for (
+    const key of [
+      "hidden",
+      "ffnFactor",
+      "dispatchBytes",
+      "combineBytes",
+      "flops",
+      "nvlink",
+      "network",
+    ] as const
+  ) checkNumber(`model.${key}`, model[key], Number.MIN_VALUE);
+  if (model.overlap !== "max" && model.overlap !== "sum") {
+    throw new RangeError(
+      `model.overlap must be "max" or "sum": current value is ${
+        show(model.overlap)
+      }`,
+    );
+  }
+  const H = model.hidden;
+  const compute = 3 * (4 * model.ffnFactor * H * H / model.flops) * maxTokens;
+  const link = (bytes: number) => {
+    const nvlink = (bytes * H / model.nvlink) * C;
+    if (R === 0) return nvlink;
+    const network = (bytes * H / model.network) * R;
+    return model.overlap === "max"
+      ? Math.max(nvlink, network)
+      : nvlink + network;
+  };
+  const a2a = 2 * (link(model.dispatchBytes) + link(model.combineBytes));
+  return (compute + a2a) * 1e3;
+}

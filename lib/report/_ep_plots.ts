@@ -1,7 +1,5 @@
 // The expert-parallel stage of a run as figures: how evenly each strategy
 // spreads the tokens over the GPUs, and the modelled step time it buys.
-import { EP_STRATEGIES } from "../sim/ep_config.ts";
-import { evalStart } from "../sim/eval_window.ts";
 import type { SimResult } from "../sim/run.ts";
 import { barChart } from "./bar_chart.ts";
 import type { Figure } from "./figure.ts";
@@ -18,34 +16,13 @@ import type { Figure } from "./figure.ts";
  * when the run has no EP stage.
  */
 export function gpuLoadByRank(result: SimResult): Float64Array | null {
-  const ep = result.ep;
-  if (!ep) return null;
-  const G = ep.config.gpus, K = EP_STRATEGIES.length;
-  const M = result.labels.length;
-  const start = evalStart(result.config);
-  const t = ep.table;
-  const out = new Float64Array(M * K * G);
-  const batch = new Float64Array(G);
-  let batches = 0;
-  // Rows come in blocks of G (one batch of one method and strategy).
-  for (let r = 0; r + G <= t.tokens.length; r += G) {
-    if (t.step[r] < start) continue;
-    let total = 0;
-    for (let g = 0; g < G; g++) total += batch[g] = t.tokens[r + g];
-    batch.sort().reverse();
-    const mean = total / G;
-    const base = (t.method[r] * K + t.strategy[r]) * G;
-    for (let g = 0; g < G; g++) out[base + g] += mean > 0 ? batch[g] / mean : 1;
-    if (t.method[r] === 0 && t.strategy[r] === 0) batches++;
-  }
-  if (batches > 0) { for (let i = 0; i < out.length; i++) out[i] /= batches; }
-  return out;
+  return result.ep?.rankProfile ?? null;
 }
 
 /**
  * One bar chart per method: each GPU rank's load over the mean, minus 1
  * (0 = perfect balance, so small imbalances are not dwarfed by bars of
- * height 1), the four strategies side by side.
+ * height 1), the strategies side by side.
  */
 export function epGpuLoadPlots(
   result: SimResult,
@@ -53,7 +30,8 @@ export function epGpuLoadPlots(
 ): Figure[] {
   const ratio = gpuLoadByRank(result);
   if (!ratio || !result.ep) return [];
-  const G = result.ep.config.gpus, K = EP_STRATEGIES.length;
+  const names = result.ep.config.strategies;
+  const G = result.ep.config.gpus, K = names.length;
   // Float noise of a perfectly balanced batch (1e-16) is balance.
   const excess = Array.from(ratio, (r) => Math.abs(r - 1) < 1e-9 ? 0 : r - 1);
   // One scale for all methods, so that their charts compare at a glance.
@@ -66,7 +44,7 @@ export function epGpuLoadPlots(
       for (let k = 0; k < K; k++) {
         rows.push({
           rank: g + 1,
-          strategy: EP_STRATEGIES[k],
+          strategy: names[k],
           excess: excess[(m * K + k) * G + g],
         });
       }
@@ -84,7 +62,7 @@ export function epGpuLoadPlots(
   });
 }
 
-/** Modelled step time per method, the four strategies side by side. */
+/** Modelled step time per method, the strategies side by side. */
 export function epStepTimePlot(
   result: SimResult,
   size: { width: number; height: number },
@@ -92,7 +70,7 @@ export function epStepTimePlot(
   const ep = result.ep;
   if (!ep) return null;
   const rows = result.labels.flatMap((method, m) =>
-    EP_STRATEGIES.map((strategy) => ({
+    ep.config.strategies.map((strategy) => ({
       method,
       strategy,
       ms: ep.summaries[m][strategy].stepTimeMs,

@@ -140,19 +140,38 @@ export function summaryTableHtml(methods: Record<string, unknown>[]): string {
 export function epTableHtml(methods: Record<string, unknown>[]): string {
   type Ep = Record<
     string,
-    { gpuMaxOverMean: number; stepTimeMs: number; throughputGain: number }
+    {
+      gpuMaxOverMean: number;
+      stepTimeMs: number;
+      throughputGain: number;
+      interNodeGB?: number;
+    }
   >;
   const withEp = methods.filter((m) => m.ep !== undefined && m.ep !== null);
   if (withEp.length === 0) return "";
-  const strategies = EP_STRATEGIES.map((s) => ({ text: s, num: true }));
+  // The strategies the run compared, in its order (static first).
+  const names = Object.keys(withEp[0].ep as Ep).filter((s) =>
+    (EP_STRATEGIES as readonly string[]).includes(s)
+  );
+  const others = names.filter((s) => s !== "static");
+  const strategies = names.map((s) => ({ text: s, num: true }));
+  // Several nodes: the network gigabytes of a step too.
+  const network = withEp.some((m) =>
+    names.some((s) => ((m.ep as Ep)[s].interNodeGB ?? 0) > 0)
+  );
   const head =
-    `<tr><th></th><th colspan="${strategies.length}" class="group">busiest GPU / mean</th><th colspan="${strategies.length}" class="group">step time (ms)</th><th class="num">LP gain</th></tr>` +
+    `<tr><th></th><th colspan="${strategies.length}" class="group">busiest GPU / mean</th><th colspan="${strategies.length}" class="group">step time (ms)</th><th colspan="${others.length}" class="group">gain over static</th>${
+      network
+        ? `<th colspan="${strategies.length}" class="group">network GB / step</th>`
+        : ""
+    }</tr>` +
     row(
       [
         { text: "method", num: false },
         ...strategies,
         ...strategies,
-        { text: "symmetric-lp over static", num: true },
+        ...others.map((s) => ({ text: s, num: true })),
+        ...(network ? strategies : []),
       ],
       "th",
     );
@@ -160,18 +179,24 @@ export function epTableHtml(methods: Record<string, unknown>[]): string {
     const ep = m.ep as Ep;
     return row([
       { text: String(m.method), num: false },
-      ...EP_STRATEGIES.map((s) => ({
+      ...names.map((s) => ({
         text: ep[s].gpuMaxOverMean.toFixed(3),
         num: true,
       })),
-      ...EP_STRATEGIES.map((s) => ({
+      ...names.map((s) => ({
         text: ep[s].stepTimeMs.toFixed(2),
         num: true,
       })),
-      {
-        text: `${(100 * ep["symmetric-lp"].throughputGain).toFixed(1)}%`,
+      ...others.map((s) => ({
+        text: `${(100 * ep[s].throughputGain).toFixed(1)}%`,
         num: true,
-      },
+      })),
+      ...(network
+        ? names.map((s) => ({
+          text: (ep[s].interNodeGB ?? 0).toFixed(2),
+          num: true,
+        }))
+        : []),
     ]);
   }).join("");
   return `<div class="wide"><table class="summary"><thead>${head}</thead><tbody>${body}</tbody></table></div>`;

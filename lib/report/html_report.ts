@@ -163,7 +163,19 @@ function epSection(
   const loads = epGpuLoadPlots(result, { width: 520, height: 180 });
   return `<section><h2>Expert parallelism</h2><p class="lead">${
     escapeXml(
-      `${c.gpus} GPUs, ${c.replicas} replicas per expert. static: expert j on GPU j / (experts / GPUs); eplb: DeepSeek's EPLB, tokens split equally over replicas; symmetric-lp and asymmetric-lp: MicroMoE ${c.scheduler} scheduling on the ${c.placement} placement and the asymmetric one. EPLB and the asymmetric placement are recomputed every ${c.rebalanceEvery} steps. Step time: all layers, H100 NVLink model.`,
+      `${c.gpus} GPUs${
+        c.gpusPerNode !== null && c.gpusPerNode < c.gpus
+          ? ` in ${c.gpus / c.gpusPerNode} nodes`
+          : ""
+      }, ${
+        c.redundant === null
+          ? `${c.replicas} replicas per expert`
+          : `${c.redundant} redundant expert slots`
+      }. static: expert j on GPU j / (experts / GPUs); eplb: DeepSeek's EPLB (global policy), tokens split equally over replicas; eplb-hierarchical: EPLB's hierarchical policy (groups packed onto nodes, replicas inside nodes); hierarchical-lp: that placement with MicroMoE scheduling; symmetric-lp and asymmetric-lp: MicroMoE ${c.scheduler} scheduling on the ${c.placement} placement and the asymmetric one. EPLB and the asymmetric placement are recomputed every ${c.rebalanceEvery} steps. Step time: all layers, ${c.hardware} model (NVLink and network, docs/algorithms.md section 15)${
+        c.sampleEvery > 1
+          ? `, on every ${c.sampleEvery}th step of the evaluation window`
+          : ""
+      }.`,
     )
   }</p>${epTableHtml(methods)}${
     stepTime

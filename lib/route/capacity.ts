@@ -1,4 +1,4 @@
-import { checkChoice, checkNumber } from "../validate.ts";
+import { checkChoice, checkInteger, checkNumber } from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
@@ -26,6 +26,11 @@ export interface CapacityOptions {
    * batch.
    */
   drop?: "probs" | "position";
+  /**
+   * Least capacity, whatever the factor (`min_capacity` of Megatron-Core's
+   * `get_capacity`). Default `0` (none).
+   */
+  minCapacity?: number;
 }
 
 /**
@@ -45,6 +50,7 @@ export function capacitySettings(
       "probs",
       "position",
     ]),
+    minCapacity: checkInteger("minCapacity", options.minCapacity ?? 0, 0),
   };
 }
 
@@ -66,7 +72,8 @@ export function capacitySettings(
  * Stateless: `biases` are zeros.
  *
  * @param context Layers, experts, `k` and routing settings.
- * @param options `capacityFactor` (default 1.25) and `drop` (default `"probs"`).
+ * @param options `capacityFactor` (default 1.25), `drop` (default
+ * `"probs"`) and `minCapacity` (default 0).
  * @returns A {@linkcode Balancer} named `"capacity"`.
  * @throws {RangeError} If `capacityFactor` is not positive or `drop` is unknown.
  *
@@ -88,7 +95,7 @@ export function capacity(
   options: CapacityOptions = {},
 ): Balancer {
   const ctx = checkContext(context);
-  const { capacityFactor: cf, drop } = capacitySettings(options);
+  const { capacityFactor: cf, drop, minCapacity } = capacitySettings(options);
   const E = ctx.experts, K = ctx.k;
   const dropKernel = requireKernel(capacityDropOp, "cpu");
   let out: Routing | undefined;
@@ -104,7 +111,7 @@ export function capacity(
       return dropKernel.run({
         scores,
         routing: out,
-        capacity: capacityOf(N, K, E, cf),
+        capacity: Math.max(minCapacity, capacityOf(N, K, E, cf)),
         drop,
         scratch,
       }, {});

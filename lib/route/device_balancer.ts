@@ -135,6 +135,18 @@ export function deviceRefuses(
   if (m.name === "exact") return "the exact oracle runs on the CPU";
   const ctx = checkContext(context);
   if (m.name === "expert-choice") return expertChoiceRefuses(ctx.experts);
+  if (m.name === "loss-free") {
+    const o = m.options as LossFreeOptions;
+    if (
+      (o.microBatches ?? 1) !== 1 ||
+      (o.schedule ?? "constant") !== "constant" ||
+      (o.biasPrecision ?? "float64") !== "float64" ||
+      (o.countPrecision ?? "float64") !== "float64" ||
+      (o.countAdd ?? "batch") !== "batch"
+    ) {
+      return "micro-batches, rate schedules and emulated precisions of loss-free run on the CPU";
+    }
+  }
   return gpuRouteRefuses(ctx.experts, ctx.k, ctx.groups, ctx.topGroups);
 }
 
@@ -367,7 +379,7 @@ export function createDeviceBalancer(
           gpu,
           enc,
           k,
-          capacityOf(N, k, E, cap.capacityFactor),
+          Math.max(cap.minCapacity, capacityOf(N, k, E, cap.capacityFactor)),
           cap.drop,
           {
             scores: resident,

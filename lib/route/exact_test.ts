@@ -10,11 +10,15 @@ function bruteOptimum(
   E: number,
   K: number,
   C: number,
+  allowed: (set: number[]) => boolean = () => true,
 ): number {
   // The K-subsets of the experts.
   const subsets: number[][] = [];
   const pick = (from: number, chosen: number[]) => {
-    if (chosen.length === K) return void subsets.push([...chosen]);
+    if (chosen.length === K) {
+      if (allowed(chosen)) subsets.push([...chosen]);
+      return;
+    }
     for (let j = from; j < E; j++) pick(j + 1, [...chosen, j]);
   };
   pick(0, []);
@@ -84,6 +88,47 @@ describe("exact", () => {
     assert.throws(
       () => exact({ layers: 1, experts: 2, k: 1 }, { capacityFactor: 0.5 }),
       RangeError,
+    );
+  });
+
+  test("under a group limit, routes within it and brackets the optimum", () => {
+    const rng = new Rng(21);
+    const N = 4, E = 6, K = 2, C = Math.ceil((N * K) / E), size = 2;
+    const ctx = { layers: 1, experts: E, k: K, groups: 3, topGroups: 1 };
+    const oneGroup = (set: number[]) =>
+      set.every((j) => Math.floor(j / size) === Math.floor(set[0] / size));
+    let binding = 0;
+    for (let trial = 0; trial < 8; trial++) {
+      const data = new Float32Array(N * E).map(() => rng.uniform());
+      const scores = { data, tokens: N, experts: E };
+      const free = bruteOptimum(data, N, E, K, C);
+      const limited = bruteOptimum(data, N, E, K, C, oneGroup);
+      const b = exact(ctx);
+      const r = b.route(0, scores);
+      let sum = 0;
+      for (let i = 0; i < N; i++) {
+        const set = [...r.experts.subarray(i * K, (i + 1) * K)];
+        assert.ok(oneGroup(set), `token ${i}: ${set}`);
+        for (const j of set) sum += data[i * E + j];
+      }
+      assert.ok(Math.max(...r.loads) <= C);
+      const { routed, lowerBound, upperBound, relaxation, groupLimited } = b
+        .bounds(0);
+      assert.ok(groupLimited);
+      assert.ok(Math.abs(routed - sum) < 1e-9 && routed === lowerBound);
+      assert.ok(lowerBound <= limited + 1e-9 && limited <= upperBound + 1e-9);
+      assert.ok(Math.abs(relaxation - free) < 1e-6);
+      if (free > limited + 1e-6) binding++;
+      // The relaxation: the free optimum, no lower bound claimed.
+      const relax = exact(ctx, { groupLimit: "relax" });
+      relax.route(0, scores);
+      assert.ok(Math.abs(relax.bounds(0).routed - free) < 1e-6);
+      assert.ok(Number.isNaN(relax.bounds(0).lowerBound));
+    }
+    assert.ok(binding > 0, "the limit binds in some trial");
+    assert.throws(
+      () => exact(ctx, { groupLimit: "exact" as "relax" }),
+      (e: Error) => e instanceof RangeError && /groupLimit/.test(e.message),
     );
   });
 });

@@ -1,10 +1,14 @@
-import { checkChoice, checkNumber } from "../validate.ts";
+import { checkChoice, checkInteger, checkNumber } from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
 import { checkContext, checkedBalancer } from "./_context.ts";
 import { requireKernel } from "../ops/registry.ts";
-import { lossFreeUpdateOp } from "../ops/loss_free_update.ts";
+import { type CountAdd, lossFreeUpdateOp } from "../ops/loss_free_update.ts";
+import { checkPrecision, type Precision } from "../numeric/precision.ts";
+
+/** Update-rate schedules of {@linkcode lossFree}. */
+export type RateSchedule = "constant" | "linear" | "cosine" | "step";
 
 /** Options of {@linkcode lossFree}. */
 export interface LossFreeOptions {
@@ -19,6 +23,84 @@ export interface LossFreeOptions {
   multiplicative?: boolean;
   /** Subtract the mean of each update so the biases do not drift. Default `false`. */
   center?: boolean;
+  /**
+   * Micro-batches per global batch: the token counts of this many
+   * batches are summed, then the bias moves once (Megatron-Core updates
+   * `expert_bias` once per global batch in `finalize_model_grads` from
+   * `local_tokens_per_expert` accumulated over the micro-batches; the
+   * Loss-Free paper, section 5.1). Every batch is still routed, and its
+   * balance measured, on its own. Default `1`.
+   */
+  microBatches?: number;
+  /**
+   * How the rate changes with the number `t` of bias updates made:
+   * `"constant"` (default); `"linear"` from `rate` to `finalRate` over
+   * `scheduleSteps` updates; `"cosine"` the same with a half cosine;
+   * `"step"` `rate * stepFactor^floor(t / scheduleSteps)`.
+   */
+  schedule?: RateSchedule;
+  /** Updates of the linear or cosine decay, or between two steps. Required by those schedules. */
+  scheduleSteps?: number;
+  /** Rate at the end of a linear or cosine decay. Default `0`. */
+  finalRate?: number;
+  /** Factor of the step schedule. Default `0.1`. */
+  stepFactor?: number;
+  /**
+   * Precision the bias is kept in, rounded after every update (Megatron-Core
+   * keeps `expert_bias` in float32; bfloat16 is what its bias buffer
+   * silently became in bf16 training, Megatron-LM issue 1482). Default
+   * `"float64"`.
+   */
+  biasPrecision?: Precision;
+  /**
+   * Precision the token counts are accumulated and reduced in (float32 in
+   * Megatron-Core's `local_tokens_per_expert`; bfloat16 before Megatron-LM
+   * PR 7081). Default `"float64"` (exact).
+   */
+  countPrecision?: Precision;
+  /** How loads enter the counts (see `CountAdd`). Default `"batch"`. */
+  countAdd?: CountAdd;
+}
+
+/**
+ * The update rate of {@linkcode lossFree} after `t` updates under a
+ * schedule (see {@linkcode LossFreeOptions}).
+ *
+ * @example A linear decay from 1e-3 to 0 over 10 updates
+ * ```ts
+ * import { scheduledRate } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const o = { rate: 1e-3, schedule: "linear", scheduleSteps: 10 } as const;
+ * assert.equal(scheduledRate(o, 0), 1e-3);
+ * assert.equal(scheduledRate(o, 5), 5e-4);
+ * assert.equal(scheduledRate(o, 20), 0);
+ * ```
+ */
+export function scheduledRate(
+  options: LossFreeOptions,
+  t: number,
+): number {
+  const o = lossFreeSettings(options);
+  return rateAt(o, t);
+}
+
+function rateAt(o: Required<LossFreeOptions>, t: number): number {
+  const u = o.rate;
+  switch (o.schedule) {
+    case "constant":
+      return u;
+    case "linear": {
+      const f = Math.min(t, o.scheduleSteps) / o.scheduleSteps;
+      return u + (o.finalRate - u) * f;
+    }
+    case "cosine": {
+      const f = Math.min(t, o.scheduleSteps) / o.scheduleSteps;
+      return o.finalRate + (u - o.finalRate) * (1 + Math.cos(Math.PI * f)) / 2;
+    }
+    case "step":
+      return u * o.stepFactor ** Math.floor(t / o.scheduleSteps);
+  }
 }
 
 /**
@@ -28,7 +110,18 @@ export interface LossFreeOptions {
 export function lossFreeSettings(
   options: LossFreeOptions,
 ): Required<LossFreeOptions> {
-  return {
+  const schedule = checkChoice("schedule", options.schedule ?? "constant", [
+    "constant",
+    "linear",
+    "cosine",
+    "step",
+  ]);
+  if (schedule !== "constant" && options.scheduleSteps === undefined) {
+    throw new RangeError(
+      `scheduleSteps must be set for the ${schedule} schedule: current value is undefined`,
+    );
+  }
+  const settings = {
     rate: checkNumber("rate", options.rate ?? 1e-3, 0),
     rule: checkChoice("rule", options.rule ?? "sign", [
       "sign",
@@ -36,7 +129,28 @@ export function lossFreeSettings(
     ]),
     multiplicative: options.multiplicative ?? false,
     center: options.center ?? false,
+    microBatches: checkInteger("microBatches", options.microBatches ?? 1, 1),
+    schedule,
+    scheduleSteps: checkInteger("scheduleSteps", options.scheduleSteps ?? 1, 1),
+    finalRate: checkNumber("finalRate", options.finalRate ?? 0, 0),
+    stepFactor: checkNumber("stepFactor", options.stepFactor ?? 0.1, 0),
+    biasPrecision: checkPrecision("biasPrecision", options.biasPrecision),
+    countPrecision: checkPrecision("countPrecision", options.countPrecision),
+    countAdd: checkChoice("countAdd", options.countAdd ?? "batch", [
+      "batch",
+      "token",
+    ]),
   };
+  if (
+    settings.center &&
+    (settings.biasPrecision !== "float64" ||
+      settings.countPrecision !== "float64")
+  ) {
+    throw new RangeError(
+      `center applies to float64 biases and counts only: current precisions are ${settings.biasPrecision} and ${settings.countPrecision}`,
+    );
+  }
+  return settings;
 }
 
 /**
@@ -55,7 +169,11 @@ export function lossFreeSettings(
  *   guard against bias drift used by some implementations.
  *
  * The bias applied to a batch comes from earlier batches only: causal.
- * Biases are kept in float64, loads as exact integers.
+ * Biases are kept in float64 and loads as exact integers by default;
+ * `biasPrecision` and `countPrecision` emulate float32 or bfloat16
+ * storage exactly (round to nearest even after every add), and
+ * `microBatches` sums the counts of several batches before one update, at
+ * a rate that may follow a `schedule`.
  *
  * @param context Layers, experts, `k` and routing settings.
  * @param options See {@linkcode LossFreeOptions}.
@@ -80,8 +198,17 @@ export function lossFree(
   options: LossFreeOptions = {},
 ): Balancer {
   const ctx = checkContext(context);
-  const { rate: u, rule, multiplicative, center } = lossFreeSettings(options);
+  const o = lossFreeSettings(options);
+  const { rule, multiplicative, center, microBatches } = o;
   const E = ctx.experts;
+  // Running counts and micro-batch and update counters, per layer.
+  const reduced = microBatches > 1 || o.countPrecision !== "float64" ||
+    o.countAdd !== "batch";
+  const counts = reduced
+    ? Array.from({ length: ctx.layers }, () => new Float64Array(E))
+    : undefined;
+  const seen = new Int32Array(ctx.layers);
+  const updates = new Int32Array(ctx.layers);
   const bias = Array.from(
     { length: ctx.layers },
     () => new Float64Array(E).fill(multiplicative ? 1 : 0),
@@ -103,13 +230,21 @@ export function lossFree(
       return out;
     },
     update(layer: number, _scores: ScoreMatrix, routing: Routing): void {
+      seen[layer]++;
+      const apply = seen[layer] % microBatches === 0;
       updateKernel.run({
         bias: bias[layer],
         loads: routing.loads,
-        rate: u,
+        rate: rateAt(o, updates[layer]),
         rule,
         center: center && !multiplicative,
+        biasPrecision: o.biasPrecision,
+        countPrecision: o.countPrecision,
+        countAdd: o.countAdd,
+        counts: counts?.[layer],
+        apply,
       }, {});
+      if (apply) updates[layer]++;
     },
     biases: (layer: number) => Float64Array.from(bias[layer]),
   });

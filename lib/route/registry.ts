@@ -37,6 +37,14 @@ export const BALANCERS: Record<string, BalancerEntry> = {
       rule: "string",
       multiplicative: "boolean",
       center: "boolean",
+      microBatches: "number",
+      schedule: "string",
+      scheduleSteps: "number",
+      finalRate: "number",
+      stepFactor: "number",
+      biasPrecision: "string",
+      countPrecision: "string",
+      countAdd: "string",
     },
     create: (ctx, o) => lossFree(ctx, o),
   },
@@ -74,13 +82,17 @@ export const BALANCERS: Record<string, BalancerEntry> = {
   "capacity": {
     description:
       "greedy top-K with a capacity factor, dropping by score or position",
-    options: { capacityFactor: "number", drop: "string" },
+    options: {
+      capacityFactor: "number",
+      drop: "string",
+      minCapacity: "number",
+    },
     create: (ctx, o) => capacity(ctx, o),
   },
   "exact": {
     description:
-      "the exact balanced optimum of each batch, an oracle (not causal)",
-    options: { capacityFactor: "number" },
+      "the exact balanced optimum of each batch, an oracle (not causal; bracketed under a group limit)",
+    options: { capacityFactor: "number", groupLimit: "string" },
     create: (ctx, o) => exact(ctx, o),
   },
 };

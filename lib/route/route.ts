@@ -3,10 +3,10 @@
 // on settings its caller has checked. The rule itself lives in lib/ops.
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { requireKernel } from "../ops/registry.ts";
-import { routeOp, type RouteOptions } from "../ops/route.ts";
+import { type GroupScore, routeOp, type RouteOptions } from "../ops/route.ts";
 
 export { createRouting } from "../select/routing.ts";
-export type { RouteOptions } from "../ops/route.ts";
+export type { GroupScore, RouteOptions } from "../ops/route.ts";
 
 const cpu = requireKernel(routeOp, "cpu");
 
@@ -20,8 +20,10 @@ const cpu = requireKernel(routeOp, "cpu");
  * `weights[i][r] = s[i][experts[i][r]]`, divided by their sum when
  * `normalize` is set, times `scale`. With `groups = G, topGroups = M`,
  * each group is scored by the sum of its top `max(1, floor(k / M))`
- * biased scores, only the `M` best groups stay eligible (ties to the lowest
- * group), and the top-`k` is taken over them.
+ * biased scores (Megatron-Core's rule; `groupScore: "v3"` sums the top 2 as
+ * DeepSeek-V3's gate does, `"v2"` takes the maximum as DeepSeek-V2 does),
+ * only the `M` best groups stay eligible (ties to the lowest group), and
+ * the top-`k` is taken over them.
  *
  * Cost `O(tokens * experts)` with a threshold pre-filter; no allocation per
  * token. `-Infinity` scores are allowed (masked experts); such experts are
@@ -65,6 +67,7 @@ export interface RouteKernelSettings {
   scale?: number;
   groups?: number;
   topGroups?: number;
+  groupScore?: GroupScore;
 }
 
 /**
@@ -92,6 +95,7 @@ export function routeInto(
     scale: settings.scale ?? 1,
     groups,
     topGroups: settings.topGroups ?? groups,
+    groupScore: settings.groupScore,
     out,
   }, {});
 }

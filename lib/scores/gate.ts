@@ -1,11 +1,51 @@
 import { checkChoice, checkInteger, checkScores, show } from "../validate.ts";
 import type { ScoreMatrix } from "../types.ts";
 
-/** The gate functions that turn router logits into scores. */
-export type Gate = "sigmoid" | "softmax";
+/**
+ * The gate functions that turn router logits into scores: Megatron-Core's
+ * `moe_router_score_function` values (`"softmax"`, `"sigmoid"`,
+ * `"sqrtsoftplus"`).
+ */
+export type Gate = "sigmoid" | "softmax" | "sqrtsoftplus";
 
 /** The gate names, for validation and help text. */
-export const GATES: readonly Gate[] = ["sigmoid", "softmax"];
+export const GATES: readonly Gate[] = ["sigmoid", "softmax", "sqrtsoftplus"];
+
+/**
+ * Applies `sqrt(softplus(x))` to every logit, Megatron-Core's
+ * `"sqrtsoftplus"` score function (`softplus(x) = log(1 + exp(x))`, taken
+ * as `x` above 20 as PyTorch's `softplus` does).
+ *
+ * @param logits Logits, any length.
+ * @param out Destination, same length (may be `logits` itself).
+ * @returns `out`.
+ * @throws {TypeError} If `out` has another length.
+ *
+ * @example
+ * ```ts
+ * import { sqrtSoftplus } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const s = sqrtSoftplus(new Float32Array([0, 30]));
+ * assert.equal(s[0], Math.fround(Math.sqrt(Math.LN2)));
+ * assert.equal(s[1], Math.fround(Math.sqrt(30)));
+ * ```
+ */
+export function sqrtSoftplus(
+  logits: Float32Array,
+  out: Float32Array = new Float32Array(logits.length),
+): Float32Array {
+  if (out.length !== logits.length) {
+    throw new TypeError(
+      `out must have the length of logits (${logits.length}): current length is ${out.length}`,
+    );
+  }
+  for (let i = 0; i < logits.length; i++) {
+    const x = logits[i];
+    out[i] = Math.sqrt(x > 20 ? x : Math.log1p(Math.exp(x)));
+  }
+  return out;
+}
 
 /**
  * Applies the sigmoid `1 / (1 + exp(-x))` to every logit (DeepSeek-V3 and
@@ -132,6 +172,23 @@ export function scoreMatrix(
 }
 
 /**
+ * Applies `gate` to logits of rows of `experts` into `out`, unchecked: the
+ * form the workloads call per batch.
+ */
+export function gateInto(
+  logits: Float32Array,
+  experts: number,
+  gate: Gate,
+  out: Float32Array,
+): Float32Array {
+  return gate === "sigmoid"
+    ? sigmoid(logits, out)
+    : gate === "sqrtsoftplus"
+    ? sqrtSoftplus(logits, out)
+    : softmax(logits, experts, out);
+}
+
+/**
  * Applies a gate to router logits of shape `tokens x experts`.
  *
  * @example
@@ -153,6 +210,8 @@ export function applyGate(
   checkChoice("gate", gate, GATES);
   const data = gate === "sigmoid"
     ? sigmoid(logits, out)
+    : gate === "sqrtsoftplus"
+    ? sqrtSoftplus(logits, out)
     : softmax(logits, experts, out);
   return scoreMatrix(data, tokens, experts);
 }

@@ -128,22 +128,29 @@ export function formatSummaryTable(result: SimResult): string {
 
 /**
  * The EP section of the summary table: per method, GPU max/mean and the
- * modelled step time of each strategy, and the gain of MicroMoE on the
- * symmetric placement over static EP. Empty when the stage was off.
+ * modelled step time of each configured strategy, and each strategy's
+ * throughput gain over static EP; on several nodes, the network bytes
+ * per step too. Empty when the stage was off.
  */
 export function formatEpSection(result: SimResult): string[] {
   const ep = result.ep;
   if (!ep) return [];
   const c = ep.config;
-  const header = ["method", ...EP_STRATEGIES.map((s) => `${s} max/mean`)];
-  header.push(...EP_STRATEGIES.map((s) => `${s} ms`), "LP gain");
+  const names = c.strategies.length > 0 ? c.strategies : EP_STRATEGIES;
+  const others = names.filter((s) => s !== "static");
+  const nodes = c.gpus / (c.gpusPerNode ?? c.gpus);
+  const header = ["method", ...names.map((s) => `${s} max/mean`)];
+  header.push(...names.map((s) => `${s} ms`));
+  header.push(...others.map((s) => `${s} gain`));
+  if (nodes > 1) header.push(...names.map((s) => `${s} net GB`));
   const rows = result.methods.map((m, i) => {
     const s = ep.summaries[i];
     return [
       m.method,
-      ...EP_STRATEGIES.map((k) => s[k].gpuMaxOverMean.toFixed(3)),
-      ...EP_STRATEGIES.map((k) => s[k].stepTimeMs.toFixed(2)),
-      `${(s["symmetric-lp"].throughputGain * 100).toFixed(1)}%`,
+      ...names.map((k) => s[k].gpuMaxOverMean.toFixed(3)),
+      ...names.map((k) => s[k].stepTimeMs.toFixed(2)),
+      ...others.map((k) => `${(s[k].throughputGain * 100).toFixed(1)}%`),
+      ...(nodes > 1 ? names.map((k) => s[k].interNodeGB.toFixed(2)) : []),
     ];
   });
   const widths = header.map((h, j) =>
@@ -152,9 +159,25 @@ export function formatEpSection(result: SimResult): string[] {
   const line = (cells: string[]) =>
     cells.map((x, j) => j === 0 ? x.padEnd(widths[j]) : x.padStart(widths[j]))
       .join("  ");
+  const where = nodes > 1
+    ? `${c.gpus} GPUs in ${nodes} nodes, ${c.gpus / nodes} per node`
+    : `${c.gpus} GPUs`;
+  const slots = c.redundant === null
+    ? `${c.replicas} replicas per expert`
+    : `${c.redundant} redundant slots`;
   return [
     "",
-    `Expert parallelism: ${c.gpus} GPUs, ${c.replicas} replicas per expert (EPLB: equal split; LP: MicroMoE ${c.scheduler} scheduling on the ${c.placement} placement and the asymmetric one); step time: all layers, H100 NVLink model`,
+    `Expert parallelism: ${where}, ${slots} (EPLB: equal split; LP: MicroMoE ${c.scheduler} scheduling${
+      names.includes("symmetric-lp")
+        ? ` on the ${c.placement} placement and the asymmetric one`
+        : ""
+    }); step time: all layers, ${c.hardware.toUpperCase()} ${
+      nodes > 1 ? "NVLink and network" : "NVLink"
+    } model; gains over static EP${
+      c.sampleEvery > 1
+        ? `; every ${c.sampleEvery}th step of the evaluation window`
+        : ""
+    }`,
     line(header),
     line(widths.map((w) => "-".repeat(w))),
     ...rows.map(line),

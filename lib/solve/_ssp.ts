@@ -27,7 +27,17 @@ import {
   moveCost,
   moveToken,
 } from "./_expert_graph.ts";
-import { placeDummy, shiftPrices, topKSlots } from "./_ssp_setup.ts";
+import { placeDummy, shiftPrices } from "./_ssp_setup.ts";
+import { priceSteps } from "./_price_steps.ts";
+
+/** Dual steps on the starting prices at most (see _price_steps.ts). */
+const STEPS = 3;
+/**
+ * Steps run while the excess exceeds STEP_PAYS * tokens / experts units:
+ * a step costs about two passes over the scores, the repair of one unit
+ * grows with the experts (O(E^2) phases of a few units each).
+ */
+const STEP_PAYS = 15;
 
 /** Thrown by {@linkcode successiveShortestPaths} past its deadline. */
 export class TimeLimitReached extends Error {}
@@ -70,10 +80,12 @@ export function successiveShortestPaths(
   capacity: number,
   q: Float64Array,
   deadline?: number,
+  steps = STEPS,
 ): SspResult | null {
   const E = experts;
   const free = new Float64Array(tokens);
-  const slots = topKSlots(s, tokens, E, k, q, free);
+  const enough = Math.floor(STEP_PAYS * tokens / E);
+  const slots = priceSteps(s, tokens, E, k, capacity, q, steps, enough, free);
   const g = buildExpertGraph(s, tokens, E, k, slots, capacity, q, free);
   let scale = 1;
   for (let i = 0; i < s.length; i++) {

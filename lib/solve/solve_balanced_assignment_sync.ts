@@ -24,7 +24,13 @@
  * `q = 0`. `options.expertPrices` replaces the
  * sample: the previous batch's optimal prices are the closest start in a
  * loop over batches. Any start reaches the same optimum; a good one only
- * makes the repair short.
+ * makes the repair short. While the excess of step 3 is large (over
+ * `15 * N / E` units), up to three exact Jacobi steps on all prices at once
+ * cut it (as in Quantile Balancing: an expert `x` tokens over raises its
+ * price by the `x`-th smallest margin of its holders, one `d` short lowers
+ * it by the `d`-th smallest gap of the tokens it lacks): each costs about
+ * two passes over the scores and removes most of a sampled start's excess,
+ * whose repair would cost `O(E^2)` per few units.
  *
  * **3. Top-k under the prices.** Each token takes its top-k of
  * `s[i][j] - q[j]` (ties to the lowest expert). Unused capacity

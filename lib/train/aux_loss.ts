@@ -32,6 +32,29 @@ export interface AuxLossOptions {
   normalize?: boolean;
   /** When given, `d loss / d scores` is added here (tokens x experts). */
   grad?: Float64Array;
+  /**
+   * Padding tokens (1) to leave out, one entry per token: Megatron-Core's
+   * `padding_mask`. Their selections and scores count nowhere, and `N` is
+   * the number of valid tokens (per sequence: the valid tokens over the
+   * number of sequences, as Megatron-Core's sequence-wise loss takes it).
+   * Default: none.
+   */
+  padding?: Uint8Array;
+}
+
+/** Checks a padding mask of `n` tokens and counts its valid tokens. */
+function validTokens(padding: Uint8Array | undefined, n: number): number {
+  if (padding === undefined) return n;
+  if (!(padding instanceof Uint8Array) || padding.length !== n) {
+    throw new TypeError(
+      `padding must be a Uint8Array with one entry per token (${n}): current value is ${
+        show(padding)
+      }`,
+    );
+  }
+  let valid = 0;
+  for (let i = 0; i < n; i++) if (padding[i] === 0) valid++;
+  return valid;
 }
 
 function checkBatch(batch: RouterBatch, needsSelection: boolean): void {
@@ -106,28 +129,36 @@ export function auxLoss(batch: RouterBatch, options: AuxLossOptions): number {
   }
   const normalize = options.normalize ?? false;
   const grad = options.grad;
+  const pad = options.padding;
   const seqs = n / T;
+  // Tokens per sequence that normalise f and P: T, or the valid tokens
+  // spread evenly over the sequences.
+  const valid = validTokens(pad, n);
+  if (valid === 0) return 0;
+  const Tn = pad === undefined ? T : valid / seqs;
   const f = new Float64Array(E), P = new Float64Array(E);
   let loss = 0;
   for (let b = 0; b < seqs; b++) {
     f.fill(0);
     P.fill(0);
     for (let i = b * T; i < (b + 1) * T; i++) {
+      if (pad !== undefined && pad[i] !== 0) continue;
       for (let k = 0; k < K; k++) {
         const j = sel[i * K + k];
-        if (j >= 0) f[j] += E / (K * T);
+        if (j >= 0) f[j] += E / (K * Tn);
       }
       let z = 1;
       if (normalize) {
         z = 0;
         for (let j = 0; j < E; j++) z += s[i * E + j];
       }
-      for (let j = 0; j < E; j++) P[j] += s[i * E + j] / z / T;
+      for (let j = 0; j < E; j++) P[j] += s[i * E + j] / z / Tn;
     }
     for (let j = 0; j < E; j++) loss += alpha * f[j] * P[j] / seqs;
     if (grad === undefined) continue;
     for (let i = b * T; i < (b + 1) * T; i++) {
-      const scale = alpha / (T * seqs);
+      if (pad !== undefined && pad[i] !== 0) continue;
+      const scale = alpha / (Tn * seqs);
       if (!normalize) {
         for (let j = 0; j < E; j++) grad[i * E + j] += scale * f[j];
         continue;
@@ -142,12 +173,137 @@ export function auxLoss(batch: RouterBatch, options: AuxLossOptions): number {
   return loss;
 }
 
+/**
+ * Token counts of the global batch for {@linkcode globalAuxLoss}:
+ * Megatron-Core's `global_tokens_per_expert` and `ga_steps`, summed over
+ * the micro-batches of one global batch. Start each global batch with a
+ * new one (Megatron's `reset_global_aux_loss_tracker`).
+ */
+export interface GlobalAuxTracker {
+  /** Counts per expert summed over the micro-batches so far. */
+  counts: Float64Array;
+  /** Micro-batches so far. */
+  steps: number;
+}
+
+/**
+ * A zeroed {@linkcode GlobalAuxTracker} for `experts` experts.
+ *
+ * @example
+ * ```ts
+ * import { createGlobalAuxTracker } from "@moelab/balance/train";
+ * import assert from "node:assert/strict";
+ *
+ * const t = createGlobalAuxTracker(4);
+ * assert.equal(t.steps, 0);
+ * assert.deepEqual([...t.counts], [0, 0, 0, 0]);
+ * ```
+ */
+export function createGlobalAuxTracker(experts: number): GlobalAuxTracker {
+  return {
+    counts: new Float64Array(checkInteger("experts", experts, 1)),
+    steps: 0,
+  };
+}
+
+/**
+ * Megatron-Core's global-batch auxiliary loss (`global_aux_loss`;
+ * Qiu et al., "Demons in the Detail", arXiv 2501.11873): the balance term
+ * `f` comes from the counts of the global batch, averaged over the
+ * micro-batches seen so far, instead of this micro-batch's. The batch's
+ * counts are added to `tracker`, then
+ * `L = alpha * E / (K * N^2) * sum_j (counts_j / steps) * sum_i s'_ij`
+ * with `N` the batch's valid tokens (`s' = s` or normalised per token);
+ * the gradient `dL/ds'_ij = alpha * E * counts_j / (steps * K * N^2)`.
+ * With one micro-batch it is the batch-wise {@linkcode auxLoss}.
+ *
+ * @param batch Scores and the selection of one micro-batch.
+ * @param options `alpha`, `normalize`, `padding`, `grad` as for
+ * {@linkcode auxLoss} (no `seqLen`), and the global batch's `tracker`.
+ * @returns The loss of this micro-batch.
+ * @throws {TypeError} If the shapes disagree.
+ * @throws {RangeError} If `alpha` is negative.
+ *
+ * @example The second micro-batch is balanced against the first one's counts too
+ * ```ts
+ * import { createGlobalAuxTracker, globalAuxLoss } from "@moelab/balance/train";
+ * import assert from "node:assert/strict";
+ *
+ * const tracker = createGlobalAuxTracker(2);
+ * const scores = new Float64Array([0.5, 0.5]);
+ * const a = globalAuxLoss({ scores, tokens: 1, experts: 2, selected: new Int32Array([0]), k: 1 }, { alpha: 1, tracker });
+ * assert.equal(a, 2 * 1 * 0.5); // E/(K N^2) * counts . P = 2 * (1 * 0.5)
+ * const b = globalAuxLoss({ scores, tokens: 1, experts: 2, selected: new Int32Array([1]), k: 1 }, { alpha: 1, tracker });
+ * assert.equal(b, 2 * (0.5 * 0.5 + 0.5 * 0.5)); // counts averaged: [0.5, 0.5]
+ * ```
+ */
+export function globalAuxLoss(
+  batch: RouterBatch,
+  options: Omit<AuxLossOptions, "seqLen"> & { tracker: GlobalAuxTracker },
+): number {
+  checkBatch(batch, true);
+  const { scores: s, tokens: n, experts: E } = batch;
+  const K = batch.k as number, sel = batch.selected as Int32Array;
+  const alpha = checkNumber("alpha", options.alpha, 0);
+  const tracker = options.tracker;
+  if (
+    tracker === null || typeof tracker !== "object" ||
+    !(tracker.counts instanceof Float64Array) || tracker.counts.length !== E
+  ) {
+    throw new TypeError(
+      `tracker must be a GlobalAuxTracker for ${E} experts: current value is ${
+        show(tracker)
+      }`,
+    );
+  }
+  const pad = options.padding;
+  const valid = validTokens(pad, n);
+  const normalize = options.normalize ?? false;
+  for (let i = 0; i < n; i++) {
+    if (pad !== undefined && pad[i] !== 0) continue;
+    for (let k = 0; k < K; k++) {
+      const j = sel[i * K + k];
+      if (j >= 0) tracker.counts[j]++;
+    }
+  }
+  tracker.steps++;
+  if (valid === 0) return 0;
+  const c = alpha * E / (K * valid * valid * tracker.steps);
+  let loss = 0;
+  const grad = options.grad;
+  for (let i = 0; i < n; i++) {
+    if (pad !== undefined && pad[i] !== 0) continue;
+    let z = 1;
+    if (normalize) {
+      z = 0;
+      for (let j = 0; j < E; j++) z += s[i * E + j];
+    }
+    let dot = 0;
+    for (let j = 0; j < E; j++) {
+      const g = c * tracker.counts[j];
+      loss += g * s[i * E + j] / z;
+      dot += g * s[i * E + j] / z;
+    }
+    if (grad === undefined) continue;
+    for (let j = 0; j < E; j++) {
+      const g = c * tracker.counts[j];
+      grad[i * E + j] += normalize ? (g - dot) / z : g;
+    }
+  }
+  return loss;
+}
+
 /** Options of {@linkcode zLoss}. */
 export interface ZLossOptions {
   /** Coefficient. ST-MoE uses `1e-3`. */
   coef: number;
   /** When given, `d loss / d logits` is added here (tokens x experts). */
   grad?: Float64Array;
+  /**
+   * Padding tokens (1) to leave out (Megatron-Core's `padding_mask` of
+   * `z_loss_func`): the mean runs over the valid tokens. Default: none.
+   */
+  padding?: Uint8Array;
 }
 
 /**
@@ -177,17 +333,21 @@ export function zLoss(batch: RouterBatch, options: ZLossOptions): number {
   const { scores: r, tokens: n, experts: E } = batch;
   const coef = checkNumber("coef", options.coef, 0);
   const grad = options.grad;
+  const pad = options.padding;
+  // Megatron-Core divides by max(valid tokens, 1).
+  const valid = Math.max(1, validTokens(pad, n));
   let loss = 0;
   for (let i = 0; i < n; i++) {
+    if (pad !== undefined && pad[i] !== 0) continue;
     let max = -Infinity;
     for (let j = 0; j < E; j++) max = Math.max(max, r[i * E + j]);
     let z = 0;
     for (let j = 0; j < E; j++) z += Math.exp(r[i * E + j] - max);
     const lse = max + Math.log(z);
-    loss += coef * lse * lse / n;
+    loss += coef * lse * lse / valid;
     if (grad === undefined) continue;
     for (let j = 0; j < E; j++) {
-      grad[i * E + j] += coef * 2 * lse * Math.exp(r[i * E + j] - lse) / n;
+      grad[i * E + j] += coef * 2 * lse * Math.exp(r[i * E + j] - lse) / valid;
     }
   }
   return loss;

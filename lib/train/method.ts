@@ -1,4 +1,4 @@
-import { checkNumber, show } from "../validate.ts";
+import { checkInteger, checkNumber, show } from "../validate.ts";
 import {
   BALANCERS,
   type MethodSpec,
@@ -9,8 +9,16 @@ import {
 /**
  * How a training run balances its experts:
  * - `none`: plain top-K, no balancing;
- * - `aux`: the DeepSeek auxiliary loss with coefficient `alpha` (default `1e-3`);
- * - `seq-aux`: its sequence-wise form (default `alpha = 1e-4`, DeepSeek-V3);
+ * - `aux`: the DeepSeek auxiliary loss with coefficient `alpha` (default
+ *   `1e-3`; Megatron-Core's `aux_loss`, `moe_aux_loss_coeff`); with
+ *   `microBatches = m` the batch is split into `m` micro-batches (data
+ *   parallel ranks) and the loss, each with its own counts, is averaged;
+ * - `seq-aux`: its sequence-wise form (default `alpha = 1e-4`, DeepSeek-V3;
+ *   Megatron-Core's `seq_aux_loss`);
+ * - `global-aux`: the global-batch loss (default `alpha = 1e-3`;
+ *   Megatron-Core's `global_aux_loss`): the counts of the whole batch (all
+ *   `microBatches`, all-reduced over the ranks) balance every micro-batch,
+ *   which sums to the batch-wise loss on the global batch;
  * - `z-loss`: the ST-MoE router z-loss (default `coef = 1e-3`);
  * - `bias`: a {@linkcode Balancer} from the registry (`loss-free`, and any
  *   registered method such as `bip` or `quantile`) whose expert biases
@@ -20,14 +28,22 @@ export type TrainMethod =
   & { label: string }
   & (
     | { kind: "none" }
-    | { kind: "aux" | "seq-aux"; alpha: number }
+    | {
+      kind: "aux" | "seq-aux" | "global-aux";
+      alpha: number;
+      microBatches?: number;
+    }
     | { kind: "z-loss"; coef: number }
     | { kind: "bias"; balancer: MethodSpec }
   );
 
-const LOSSES: Record<string, { option: string; default: number }> = {
-  "aux": { option: "alpha", default: 1e-3 },
+const LOSSES: Record<
+  string,
+  { option: string; default: number; microBatches?: boolean }
+> = {
+  "aux": { option: "alpha", default: 1e-3, microBatches: true },
   "seq-aux": { option: "alpha", default: 1e-4 },
+  "global-aux": { option: "alpha", default: 1e-3, microBatches: true },
   "z-loss": { option: "coef", default: 1e-3 },
 };
 
@@ -62,10 +78,15 @@ export function parseTrainMethod(spec: unknown): TrainMethod {
   if (name !== "none" && !(name in LOSSES)) return balancerMethod(spec, label);
   const loss = LOSSES[name];
   for (const key of Object.keys(options)) {
-    if (!loss || key !== loss.option) {
+    const known = !loss
+      ? []
+      : loss.microBatches
+      ? [loss.option, "microBatches"]
+      : [loss.option];
+    if (!known.includes(key)) {
       throw new RangeError(
         `${name} has no option ${show(key)}${
-          loss ? ` (options: ${loss.option})` : " (it takes none)"
+          loss ? ` (options: ${known.join(", ")})` : " (it takes none)"
         }`,
       );
     }
@@ -76,9 +97,15 @@ export function parseTrainMethod(spec: unknown): TrainMethod {
     options[loss.option] ?? loss.default,
     0,
   );
-  return name === "z-loss"
-    ? { label, kind: "z-loss", coef: value }
-    : { label, kind: name as "aux" | "seq-aux", alpha: value };
+  if (name === "z-loss") return { label, kind: "z-loss", coef: value };
+  const kind = name as "aux" | "seq-aux" | "global-aux";
+  if (options.microBatches === undefined) return { label, kind, alpha: value };
+  return {
+    label,
+    kind,
+    alpha: value,
+    microBatches: checkInteger("microBatches", options.microBatches, 1),
+  };
 }
 
 function balancerMethod(spec: unknown, label: string): TrainMethod {

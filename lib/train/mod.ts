@@ -6,7 +6,11 @@
  * {@linkcode trainMoe}), several methods and seeds side by side
  * ({@linkcode runTrainExperiment}), and their tables and files
  * ({@linkcode formatTrainTable}, {@linkcode writeTrainOutputs}, which loads
- * Polars).
+ * Polars). A decoder-only MoE transformer ({@linkcode createTransformer},
+ * attention, RMSNorm, routed and shared experts, backward passes checked
+ * against PyTorch) trains on Brown tokens from a byte-level BPE
+ * ({@linkcode loadBrownTokens}) under the same methods
+ * ({@linkcode trainTransformer}, {@linkcode runTransformerExperiment}).
  *
  * @example A few steps on two files of the Brown corpus, validated on a third
  * ```ts
@@ -42,6 +46,9 @@ export {
 export {
   auxLoss,
   type AuxLossOptions,
+  createGlobalAuxTracker,
+  globalAuxLoss,
+  type GlobalAuxTracker,
   type RouterBatch,
   zLoss,
   type ZLossOptions,
@@ -68,3 +75,39 @@ export {
   trainSummary,
   writeTrainOutputs,
 } from "./output.ts";
+export {
+  type BpeTokenizer,
+  type BrownTokens,
+  type BrownTokensOptions,
+  BYTE_SYMBOLS,
+  loadBrownTokens,
+  tokenizerFromMerges,
+  trainBpe,
+} from "./transformer/tokenizer.ts";
+export {
+  type BlockParams,
+  createTransformer,
+  type LmBackend,
+  type ParamTensor,
+  type ResolvedTransformerConfig,
+  type TransformerConfig,
+  type TransformerModel,
+  type TransformerParams,
+} from "./transformer/model.ts";
+export {
+  type TokenCorpus,
+  trainTransformer,
+  type TransformerRun,
+  type TransformerTrainOptions,
+} from "./transformer/train.ts";
+export {
+  DEFAULT_TRANSFORMER_METHODS,
+  formatTransformerTable,
+  type LeakageRow,
+  runTransformerExperiment,
+  type TransformerExperiment,
+  type TransformerMethodSummary,
+  type TransformerPreset,
+  type TransformerRunFigures,
+  transformerSummary,
+} from "./transformer/experiment.ts";

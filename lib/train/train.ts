@@ -52,6 +52,24 @@ export interface TrainRun extends Evaluation {
   bias: Float64Array;
 }
 
+/**
+ * Tokens per micro-batch of an aux-loss method split into `microBatches`
+ * (`undefined` without), checked to divide the batch's `n` tokens.
+ */
+function microBatchLen(
+  method: { microBatches?: number },
+  n: number,
+): number | undefined {
+  const m = method.microBatches;
+  if (m === undefined) return undefined;
+  if (n % m !== 0) {
+    throw new RangeError(
+      `microBatches must divide the batch's tokens (${n}): current value is ${m}`,
+    );
+  }
+  return n / m;
+}
+
 /** The most validation tokens a run evaluates (2^20). */
 const MAX_VALID_TOKENS = 2 ** 20;
 
@@ -61,7 +79,7 @@ const MAX_VALID_TOKENS = 2 ** 20;
  * `seqLen` positions, routes them with the method's selection rule, takes
  * one Adam step on the cross-entropy plus the method's router loss, then
  * lets a bias method update its biases from the loads just routed
- * (`Balancer.update`). Auxiliary losses (`aux`, `seq-aux`, `z-loss`) enter
+ * (`Balancer.update`). Auxiliary losses (`aux`, `seq-aux`, `global-aux`, `z-loss`) enter
  * the router's gradient; bias methods (`loss-free`, `bip`, `quantile`, ...)
  * change only which experts are selected. Same seed, same numbers.
  *
@@ -122,7 +140,14 @@ export function trainMoe(
     })
     : undefined;
   const objective: RouterObjective | undefined = method.kind === "aux"
-    ? { kind: "aux", alpha: method.alpha }
+    ? { kind: "aux", alpha: method.alpha, seqLen: microBatchLen(method, n) }
+    : method.kind === "global-aux"
+    // The counts of all micro-batches balance each: the batch-wise loss.
+    ? {
+      kind: "aux",
+      alpha: method.alpha,
+      seqLen: microBatchLen(method, n) && n,
+    }
     : method.kind === "seq-aux"
     ? { kind: "aux", alpha: method.alpha, seqLen }
     : method.kind === "z-loss"

@@ -1,5 +1,5 @@
 import { checkChoice, show } from "../validate.ts";
-import { type Gate, GATES, sigmoid, softmax } from "../scores/gate.ts";
+import { type Gate, gateInto, GATES } from "../scores/gate.ts";
 import type { ScoreMatrix } from "../types.ts";
 import type { NpyArray } from "./npy.ts";
 import type { Workload } from "./workload.ts";
@@ -76,8 +76,7 @@ export function replayWorkload(
         (step * layers + layer) * size,
         (step * layers + layer + 1) * size,
       );
-      if (gate === "sigmoid") sigmoid(logits, buffer);
-      else softmax(logits, experts, buffer);
+      gateInto(logits, experts, gate, buffer);
       return { data: buffer, tokens, experts };
     },
     describe: () => ({ kind: "npy", shape: [...shape], gate }),

@@ -1,5 +1,5 @@
 import { checkChoice, checkInteger, checkNumber } from "../validate.ts";
-import { type Gate, GATES, sigmoid, softmax } from "../scores/gate.ts";
+import { type Gate, gateInto, GATES } from "../scores/gate.ts";
 import { Rng, searchCdf } from "../scores/rng.ts";
 import type { ScoreMatrix } from "../types.ts";
 import type { Workload } from "./workload.ts";
@@ -200,8 +200,7 @@ export function syntheticWorkload(options: SyntheticOptions = {}): Workload {
             noise * NORMAL_TABLE[r.nextU32() >>> shift];
         }
       }
-      if (gate === "sigmoid") sigmoid(logits, buffer);
-      else softmax(logits, E, buffer);
+      gateInto(logits, E, gate, buffer);
       return { data: buffer, tokens, experts: E };
     },
     describe: () => ({ kind: "synthetic", ...o }),

@@ -1,0 +1,109 @@
+// Dual steps on the starting prices, before the exact repair. Any prices
+// are a valid start for the shortest-path solver (each token takes its
+// top-k of s - q); prices with less excess make the repair short, and the
+// repair's phases cost O(E^2) each. One step is an exact Jacobi step on
+// every expert at once, as in Quantile Balancing (docs/algorithms.md
+// section 7): an expert with `x` tokens too many raises its price by the
+// x-th smallest margin of its holders (so that, alone, it would shed
+// exactly x), one with `d` too few lowers it by the d-th smallest gap of
+// the tokens it lacks (so that, alone, it would gain d). Moved together the
+// steps overshoot a little; two or three of them cut the excess of a
+// sampled start about tenfold.
+import { topKSlots } from "./_ssp_setup.ts";
+
+/** Gaps kept per expert short of tokens: larger deficits take a partial step. */
+const GAP_CAP = 48;
+
+/**
+ * Runs up to `rounds` steps on `q` (in place), stopping early when the
+ * excess of the top-k under `q` is at most `enough` units, and returns
+ * that top-k under the final `q` (`free` as {@linkcode topKSlots} fills it).
+ */
+export function priceSteps(
+  s: Float32Array,
+  tokens: number,
+  E: number,
+  k: number,
+  capacity: number,
+  q: Float64Array,
+  rounds: number,
+  enough: number,
+  free: Float64Array,
+): Int32Array {
+  const loads = new Int32Array(E);
+  const p = new Float64Array(tokens);
+  // Margins of the holders of each expert with too many tokens.
+  const start = new Int32Array(E + 1);
+  const fill = new Int32Array(E);
+  // The smallest gaps of each expert with too few, sorted, first `count`.
+  const gaps = new Float64Array(E * GAP_CAP);
+  const count = new Int32Array(E);
+  const want = new Int32Array(E);
+  const under = new Int32Array(E);
+  const step = new Float64Array(E);
+  for (let round = 0;; round++) {
+    const slots = topKSlots(s, tokens, E, k, q, free);
+    if (round >= rounds || k >= E) return slots;
+    loads.fill(0);
+    for (let x = 0; x < slots.length; x++) loads[slots[x]]++;
+    let excess = 0, nUnder = 0;
+    for (let j = 0; j < E; j++) {
+      if (loads[j] > capacity) excess += loads[j] - capacity;
+      else if (loads[j] < capacity) under[nUnder++] = j;
+    }
+    if (excess <= enough) return slots;
+    // Holders' margins, bucketed by expert (only for experts over).
+    start[0] = 0;
+    for (let j = 0; j < E; j++) {
+      start[j + 1] = start[j] + (loads[j] > capacity ? loads[j] : 0);
+    }
+    const margins = new Float64Array(start[E]);
+    fill.set(start.subarray(0, E));
+    for (let i = 0; i < tokens; i++) {
+      let pi = Infinity;
+      const row = i * E;
+      for (let r = i * k; r < i * k + k; r++) {
+        const j = slots[r], v = s[row + j] - q[j];
+        if (v < pi) pi = v;
+        if (loads[j] > capacity) margins[fill[j]++] = v - free[i];
+      }
+      p[i] = pi;
+    }
+    step.fill(0);
+    for (let j = 0; j < E; j++) {
+      if (loads[j] <= capacity) continue;
+      const m = margins.subarray(start[j], start[j + 1]).sort();
+      step[j] = m[loads[j] - capacity - 1];
+    }
+    // Gaps p[i] - (s[i][j] - q[j]) > 0 of the tokens an expert lacks.
+    for (let t = 0; t < nUnder; t++) {
+      const j = under[t];
+      want[j] = Math.min(GAP_CAP, capacity - loads[j]);
+      count[j] = 0;
+    }
+    for (let i = 0; i < tokens; i++) {
+      const row = i * E, pi = p[i];
+      for (let t = 0; t < nUnder; t++) {
+        const j = under[t];
+        const g = pi - s[row + j] + q[j];
+        if (!(g > 0 && g < Infinity)) continue;
+        const base = j * GAP_CAP, n = count[j], w = want[j];
+        if (n === w && g >= gaps[base + n - 1]) continue;
+        let at = n < w ? n : n - 1;
+        while (at > 0 && gaps[base + at - 1] > g) {
+          gaps[base + at] = gaps[base + at - 1];
+          at--;
+        }
+        gaps[base + at] = g;
+        if (n < w) count[j] = n + 1;
+      }
+    }
+    for (let t = 0; t < nUnder; t++) {
+      const j = under[t];
+      if (count[j] > 0) step[j] = -gaps[j * GAP_CAP + count[j] - 1];
+    }
+    for (let j = 0; j < E; j++) {
+      if (Number.isFinite(step[j])) q[j] += step[j];
+    }
+  }
+}

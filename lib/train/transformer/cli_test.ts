@@ -1,0 +1,89 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { main } from "../../cli/main.ts";
+
+const PRESET = {
+  model: "transformer",
+  methods: ["none", "loss-free(rate=1e-2)"],
+  seeds: [1],
+  corpus: { maxFiles: 4, validEvery: 4, vocab: 300 },
+  seqLen: 8,
+  dim: 8,
+  heads: 2,
+  layers: 1,
+  experts: 4,
+  topK: 1,
+  hidden: 8,
+  steps: 2,
+  batchSeqs: 2,
+  validTokens: 16,
+};
+
+test("moelab train runs a transformer preset and writes its files", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "moelab-tt-"));
+  try {
+    const preset = join(dir, "p.json");
+    writeFileSync(preset, JSON.stringify(PRESET));
+    const out = join(dir, "out");
+    const code = await main([
+      "train",
+      "--preset",
+      preset,
+      "--out",
+      out,
+      "--quiet",
+      "--json",
+    ]);
+    assert.equal(code, 0);
+    for (const f of ["summary.json", "runs.json", "table.md"]) {
+      assert.ok(existsSync(join(out, f)), f);
+    }
+    const s = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
+    assert.deepEqual(s.methods, ["none", "loss-free(rate=1e-2)"]);
+    assert.equal(s.runs.length, 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("moelab train refuses a bad backend or key before any work", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "moelab-tt-"));
+  try {
+    const preset = join(dir, "p.json");
+    writeFileSync(preset, JSON.stringify(PRESET));
+    const out = join(dir, "out");
+    assert.equal(
+      await main([
+        "train",
+        "--preset",
+        preset,
+        "--backend",
+        "tpu",
+        "--out",
+        out,
+      ]),
+      2,
+    );
+    for (const bad of [{ nope: 1 }, { heads: 3 }, { steps: 0 }]) {
+      writeFileSync(preset, JSON.stringify({ ...PRESET, ...bad }));
+      assert.equal(await main(["train", "--preset", preset, "--out", out]), 2);
+    }
+    assert.ok(!existsSync(join(out, "summary.json")));
+    // --backend is for transformer presets only.
+    assert.equal(
+      await main(["train", "--backend", "cpu", "--out", out]),
+      2,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

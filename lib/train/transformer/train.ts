@@ -1,0 +1,490 @@
+import {
+  checkChoice,
+  checkInteger,
+  checkNumber,
+  show,
+} from "../../validate.ts";
+import { maxVio } from "../../metrics/load_metrics.ts";
+import type { Balancer } from "../../route/balancer.ts";
+import { createBalancer } from "../../route/registry.ts";
+import { createRouting, routeInto } from "../../route/route.ts";
+import { Rng } from "../../scores/rng.ts";
+import type { Routing, ScoreMatrix } from "../../types.ts";
+import { requireKernel } from "../../ops/registry.ts";
+import { routeOp } from "../../ops/route.ts";
+import { gpuEnv } from "./_kernels.ts";
+import { parseTrainMethod, type TrainMethod } from "../method.ts";
+import {
+  createTransformer,
+  isMoeBlock,
+  type LmBackend,
+  type ResolvedTransformerConfig,
+  type TransformerConfig,
+  type TransformerModel,
+} from "./model.ts";
+import {
+  createTransformerWorkspace,
+  type LmRouterObjective,
+  type LmSelect,
+  transformerStep,
+  type TransformerWorkspace,
+} from "./step.ts";
+
+/** Token streams to train and validate on (e.g. from {@linkcode loadBrownTokens}). */
+export interface TokenCorpus {
+  /** Training tokens. */
+  train: Int32Array;
+  /** Validation tokens. */
+  valid: Int32Array;
+}
+
+/** Options of {@linkcode trainTransformer}: the model's shape and the run's. */
+export interface TransformerTrainOptions extends TransformerConfig {
+  /** Balancing method, see {@linkcode parseTrainMethod}. Default `"none"`. */
+  method?: string | TrainMethod;
+  /** Seed of the initial weights and of the batch order. Default `1`. */
+  seed?: number;
+  /** Optimizer steps. Default `200`. */
+  steps?: number;
+  /** Sequences per batch. Default `8`. */
+  batchSeqs?: number;
+  /** Peak Adam learning rate. Default `3e-3`. */
+  lr?: number;
+  /** Linear warm-up steps, then cosine decay to `lr / 10`. Default `steps / 20` rounded. */
+  warmup?: number;
+  /** Global gradient-norm clip; `0` for none. Default `1`. */
+  clip?: number;
+  /** Validation tokens (rounded down to whole sequences). Default `16384`. */
+  validTokens?: number;
+  /**
+   * Tokens routed together: each batch is cut into chunks of this many
+   * tokens and a non-causal method (Expert Choice, BIP) balances each chunk
+   * on its own. Must divide `batchSeqs * seqLen`. Default: the whole batch.
+   */
+  routeChunk?: number;
+  /**
+   * Validation always routes by top-K of the scores plus the method's
+   * biases frozen at their last value (causal, as a deployed model routes).
+   * With `leakyValidation`, a balancer's run is also validated with the
+   * balancer itself routing chunks of `routeChunk` tokens (for Expert
+   * Choice a token's routing then sees later tokens), in
+   * {@linkcode TransformerRun.methodRouted}. Default `false`.
+   */
+  leakyValidation?: boolean;
+  /** Kernels: `"cpu"`, `"cpu-threads"` or `"webgpu"`. Default `"cpu"`. */
+  backend?: LmBackend;
+  /** Threads of the `"cpu-threads"` kernels, the calling one included. Default: the logical cores. */
+  threads?: number;
+  /** Called after every step with its number (from 1) and training loss. */
+  onStep?: (step: number, loss: number) => void;
+}
+
+/** The outcome of one {@linkcode trainTransformer} run. */
+export interface TransformerRun {
+  /** The method's label. */
+  method: string;
+  /** The seed. */
+  seed: number;
+  /** Validation cross-entropy, nats per token. */
+  loss: number;
+  /** Validation perplexity per token, `exp(loss)`. */
+  perplexity: number;
+  /** Validation loads per MoE block, summed over the validation set. */
+  loads: Int32Array[];
+  /** MaxVio of the validation loads, mean over MoE blocks (MaxVio_global). */
+  maxVioGlobal: number;
+  /** Mean MaxVio_batch over the training steps (each step: mean over MoE blocks). */
+  maxVioBatch: number;
+  /** Per step: training cross-entropy, router objective, MaxVio_batch. */
+  curve: { loss: Float64Array; aux: Float64Array; maxVioBatch: Float64Array };
+  /** Validation with the balancer routing chunks (only with `leakyValidation` and a balancer). */
+  methodRouted?: { loss: number; perplexity: number; maxVioGlobal: number };
+  /** Mean training cross-entropy over the last tenth of the steps. */
+  finalTrainLoss: number;
+  /** Wall time of the training steps, seconds. */
+  seconds: number;
+  /** Training tokens per second. */
+  tokensPerSecond: number;
+  /** The trained model. */
+  model: TransformerModel;
+}
+
+/** The most validation tokens a run evaluates (2^20). */
+const MAX_VALID_TOKENS = 2 ** 20;
+
+// Adam with bias correction and global-norm clipping over float32
+// parameters (moments in float64), as ../adam.ts over float64.
+class Adam32 {
+  #m: Float64Array;
+  #v: Float64Array;
+  #t = 0;
+  constructor(
+    size: number,
+    readonly clip: number,
+    readonly b1 = 0.9,
+    readonly b2 = 0.999,
+    readonly eps = 1e-8,
+  ) {
+    this.#m = new Float64Array(size);
+    this.#v = new Float64Array(size);
+  }
+  step(p: Float32Array, g: Float32Array, lr: number): number {
+    let ss = 0;
+    for (let i = 0; i < g.length; i++) ss += g[i] * g[i];
+    const norm = Math.sqrt(ss);
+    const scale = this.clip > 0 && norm > this.clip ? this.clip / norm : 1;
+    this.#t++;
+    const { b1, b2, eps } = this, m = this.#m, v = this.#v;
+    const c1 = 1 - b1 ** this.#t, c2 = 1 - b2 ** this.#t;
+    for (let i = 0; i < p.length; i++) {
+      const gi = g[i] * scale;
+      m[i] = b1 * m[i] + (1 - b1) * gi;
+      v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+      p[i] -= lr * (m[i] / c1) / (Math.sqrt(v[i] / c2) + eps);
+    }
+    return norm;
+  }
+}
+
+/** Routing buffers of one MoE block, kept across the step for the update. */
+interface LayerRouting {
+  routing: Routing;
+  scores: ScoreMatrix;
+}
+
+// Copies `src` rows into `dst` starting at token `at`; adds the loads.
+function copyRouting(src: Routing, dst: Routing, at: number): void {
+  dst.experts.set(src.experts, at * dst.k);
+  dst.weights.set(src.weights, at * dst.k);
+  for (let j = 0; j < src.loads.length; j++) dst.loads[j] += src.loads[j];
+}
+
+/**
+ * The selection rule of a method over MoE blocks: a balancer's `route` on
+ * chunks of `chunk` tokens, or plain top-K plus `bias` per block.
+ */
+function makeSelect(
+  c: ResolvedTransformerConfig,
+  balancer: Balancer | undefined,
+  bias: Float64Array[] | undefined,
+  chunk: number | undefined,
+  kept: LayerRouting[],
+  backend: LmBackend = "cpu",
+): LmSelect {
+  return (layer: number, s: ScoreMatrix): Routing | Promise<Routing> => {
+    const n = s.tokens, E = c.experts;
+    if (!balancer) {
+      const out = kept[layer]?.routing.experts.length === n * c.topK
+        ? kept[layer].routing
+        : createRouting(n, c.topK, E);
+      kept[layer] = { routing: out, scores: s };
+      if (backend === "webgpu") {
+        // Top-K (plus frozen biases) by the route op's WebGPU kernel: the
+        // same selections as the CPU's on the same float32 scores.
+        return gpuEnv().then(async (env) => {
+          await requireKernel(routeOp, "webgpu").run({
+            scores: s,
+            k: c.topK,
+            bias: bias?.[layer],
+            multiply: false,
+            normalize: false,
+            scale: 1,
+            groups: 1,
+            topGroups: 1,
+            out,
+          }, env);
+          return out;
+        });
+      }
+      routeInto(s, c.topK, out, bias ? { bias: bias[layer] } : {});
+      return out;
+    }
+    const size = chunk ?? n;
+    if (n % size !== 0) {
+      throw new RangeError(
+        `routeChunk must divide the tokens of a batch (${n}): current value is ${size}`,
+      );
+    }
+    let out: Routing | undefined;
+    for (let at = 0; at < n; at += size) {
+      const part = balancer.route(layer, {
+        data: s.data.subarray(at * E, (at + size) * E),
+        tokens: size,
+        experts: E,
+      });
+      if (out === undefined) {
+        const prev = kept[layer]?.routing;
+        out = prev && prev.k === part.k && prev.experts.length === n * part.k
+          ? prev
+          : createRouting(n, part.k, E);
+        out.loads.fill(0);
+      }
+      copyRouting(part, out, at);
+    }
+    kept[layer] = { routing: out as Routing, scores: s };
+    return out as Routing;
+  };
+}
+
+function moeBlocks(c: ResolvedTransformerConfig): number {
+  let m = 0;
+  for (let l = 0; l < c.layers; l++) if (isMoeBlock(c, l)) m++;
+  return m;
+}
+
+function checkTokens(name: string, t: Int32Array, need: number, V: number) {
+  if (!(t instanceof Int32Array)) {
+    throw new TypeError(
+      `${name} must be an Int32Array: current value is ${show(t)}`,
+    );
+  }
+  if (t.length < need) {
+    throw new RangeError(
+      `${name} must hold at least ${need} tokens (one sequence and its target): current length is ${t.length}`,
+    );
+  }
+  for (let i = 0; i < t.length; i++) {
+    if (!(t[i] >= 0 && t[i] < V)) {
+      throw new RangeError(
+        `${name}[${i}] must be a token below vocab (${V}): current value is ${
+          t[i]
+        }`,
+      );
+    }
+  }
+}
+
+/** Resolves a method given as text, object or parsed method. */
+export function resolveTrainMethod(
+  method: string | TrainMethod | undefined,
+): TrainMethod {
+  return typeof method === "object" && method !== null && "kind" in method
+    ? method as TrainMethod
+    : parseTrainMethod(method ?? "none");
+}
+
+/** The router objective of a method, if it has one. */
+export function methodObjective(
+  method: TrainMethod,
+  seqLen: number,
+): LmRouterObjective | undefined {
+  return method.kind === "aux"
+    ? { kind: "aux", alpha: method.alpha }
+    : method.kind === "seq-aux"
+    ? { kind: "aux", alpha: method.alpha, seqLen }
+    : method.kind === "z-loss"
+    ? { kind: "z-loss", coef: method.coef }
+    : undefined;
+}
+
+/**
+ * Trains a decoder-only MoE transformer ({@linkcode createTransformer}) on a
+ * token stream and measures it on a validation stream. Each step draws
+ * `batchSeqs` random windows of `seqLen + 1` tokens, routes every MoE block
+ * with the method's selection rule, takes one Adam step on the
+ * cross-entropy plus the method's router loss (summed over MoE blocks),
+ * then lets a bias method update each block's biases from the loads just
+ * routed (`Balancer.update`). Auxiliary losses (`aux`, `seq-aux`,
+ * `z-loss`) enter the routers' gradients; balancers (`loss-free`, `bip`,
+ * `quantile`, `expert-choice`, ...) change only which experts are
+ * selected. Same seed, same numbers.
+ *
+ * @param corpus `train` and `valid` token ids, below `vocab`.
+ * @param options See {@linkcode TransformerTrainOptions}.
+ * @returns The run: validation perplexity and balance, per-step curves, time, the model.
+ * @throws {RangeError} If an option is out of range or a stream too short.
+ *
+ * @example
+ * ```ts
+ * import { trainTransformer } from "@moelab/balance/train";
+ * import assert from "node:assert/strict";
+ *
+ * const text = Int32Array.from({ length: 4000 }, (_, i) => i % 7);
+ * const run = await trainTransformer({ train: text, valid: text }, {
+ *   vocab: 7, seqLen: 16, dim: 16, heads: 2, layers: 1, experts: 4, topK: 1,
+ *   steps: 40, batchSeqs: 4, lr: 1e-2, validTokens: 256,
+ *   method: "loss-free(rate=0.01)",
+ * });
+ * assert.ok(run.perplexity < 2); // a period-7 stream is easy to predict
+ * assert.equal(run.curve.loss.length, 40);
+ * ```
+ */
+export async function trainTransformer(
+  corpus: TokenCorpus,
+  options: TransformerTrainOptions = {},
+): Promise<TransformerRun> {
+  const seed = checkNumber("seed", options.seed ?? 1);
+  const steps = checkInteger("steps", options.steps ?? 200, 1);
+  const batchSeqs = checkInteger("batchSeqs", options.batchSeqs ?? 8, 1);
+  const lr = checkNumber("lr", options.lr ?? 3e-3, 0);
+  const warmup = checkInteger(
+    "warmup",
+    options.warmup ?? Math.round(steps / 20),
+    0,
+  );
+  const clip = checkNumber("clip", options.clip ?? 1, 0);
+  const backend = checkChoice("backend", options.backend ?? "cpu", [
+    "cpu",
+    "cpu-threads",
+    "webgpu",
+  ]);
+  const leaky = options.leakyValidation ?? false;
+  if (typeof leaky !== "boolean") {
+    throw new TypeError(
+      `leakyValidation must be a boolean: current value is ${show(leaky)}`,
+    );
+  }
+  const method = resolveTrainMethod(options.method);
+  const model = createTransformer(options, seed, {
+    shared: backend === "cpu-threads",
+  });
+  const c = model.config, T = c.seqLen, n = batchSeqs * T;
+  const validTokens = checkInteger(
+    "validTokens",
+    options.validTokens ?? 16384,
+    T,
+    MAX_VALID_TOKENS,
+  );
+  const chunk = options.routeChunk === undefined
+    ? undefined
+    : checkInteger("routeChunk", options.routeChunk, 1, n);
+  if (chunk !== undefined && n % chunk !== 0) {
+    throw new RangeError(
+      `routeChunk must divide batchSeqs * seqLen (${n}): current value is ${chunk}`,
+    );
+  }
+  checkTokens("corpus.train", corpus?.train, T + 1, c.vocab);
+  checkTokens("corpus.valid", corpus?.valid, T + 1, c.vocab);
+  const moe = moeBlocks(c);
+  const balancer: Balancer | undefined = method.kind === "bias" && moe > 0
+    ? createBalancer(method.balancer, {
+      layers: moe,
+      experts: c.experts,
+      k: c.topK,
+      normalize: c.normalize,
+    })
+    : undefined;
+  const objective = methodObjective(method, T);
+  const threads = checkInteger(
+    "threads",
+    options.threads ?? navigator.hardwareConcurrency ?? 1,
+    1,
+  );
+  const ws = createTransformerWorkspace(model, batchSeqs, backend, { threads });
+  const adam = new Adam32(model.params.length, clip);
+  const kept: LayerRouting[] = [];
+  const select = makeSelect(c, balancer, undefined, chunk, kept, backend);
+  const rng = new Rng(seed + 0x51ed);
+  const curve = {
+    loss: new Float64Array(steps),
+    aux: new Float64Array(steps),
+    maxVioBatch: new Float64Array(steps),
+  };
+  const t0 = performance.now();
+  for (let step = 0; step < steps; step++) {
+    for (let b = 0; b < batchSeqs; b++) {
+      const p0 = rng.int(corpus.train.length - T);
+      for (let t = 0; t < T; t++) {
+        ws.tokens[b * T + t] = corpus.train[p0 + t];
+        ws.targets[b * T + t] = corpus.train[p0 + t + 1];
+      }
+    }
+    const r = await transformerStep(model, ws, batchSeqs, select, objective);
+    const rate = step < warmup
+      ? lr * (step + 1) / warmup
+      : lr * (0.1 + 0.45 * (1 + Math.cos(
+            Math.PI * (step - warmup) / Math.max(1, steps - warmup),
+          )));
+    adam.step(model.params, ws.grads, rate);
+    let mv = 0;
+    for (let l = 0; l < r.routings.length; l++) {
+      mv += maxVio(r.routings[l].loads);
+      if (balancer) balancer.update(l, kept[l].scores, kept[l].routing);
+    }
+    curve.loss[step] = r.ce;
+    curve.aux[step] = r.aux;
+    curve.maxVioBatch[step] = r.routings.length ? mv / r.routings.length : 0;
+    options.onStep?.(step + 1, r.ce);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const bias = balancer
+    ? Array.from({ length: moe }, (_, l) => balancer.biases(l))
+    : undefined;
+  const ev = await evaluateWith(
+    model,
+    ws,
+    corpus.valid,
+    makeSelect(c, undefined, bias, undefined, [], backend),
+    validTokens,
+  );
+  let methodRouted: TransformerRun["methodRouted"];
+  if (leaky && balancer) {
+    const e = await evaluateWith(
+      model,
+      ws,
+      corpus.valid,
+      makeSelect(c, balancer, undefined, chunk, []),
+      validTokens,
+    );
+    methodRouted = {
+      loss: e.loss,
+      perplexity: e.perplexity,
+      maxVioGlobal: e.maxVioGlobal,
+    };
+  }
+  const tail = Math.max(1, Math.floor(steps / 10));
+  let last = 0, mvb = 0;
+  for (let i = steps - tail; i < steps; i++) last += curve.loss[i] / tail;
+  for (let i = 0; i < steps; i++) mvb += curve.maxVioBatch[i] / steps;
+  return {
+    method: method.label,
+    seed,
+    ...ev,
+    maxVioBatch: mvb,
+    ...(methodRouted ? { methodRouted } : {}),
+    curve,
+    finalTrainLoss: last,
+    seconds,
+    tokensPerSecond: steps * n / seconds,
+    model,
+  };
+}
+
+/** Validation of a model: loss, perplexity, loads and MaxVio_global. */
+async function evaluateWith(
+  model: TransformerModel,
+  ws: TransformerWorkspace,
+  text: Int32Array,
+  select: LmSelect,
+  tokens: number,
+): Promise<
+  Pick<TransformerRun, "loss" | "perplexity" | "loads" | "maxVioGlobal">
+> {
+  const c = model.config, T = c.seqLen, cap = ws.capacity;
+  // Whole batches only, so chunked routing sees batches of the training size.
+  const seqs = Math.max(1, Math.floor(tokens / T / cap)) * cap;
+  const span = text.length - T - 1;
+  const loads: Int32Array[] = [];
+  let total = 0;
+  for (let b0 = 0; b0 < seqs; b0 += cap) {
+    const nb = Math.min(cap, seqs - b0);
+    for (let b = 0; b < nb; b++) {
+      const p0 = Math.floor(((b0 + b) * span) / seqs);
+      for (let t = 0; t < T; t++) {
+        ws.tokens[b * T + t] = text[p0 + t];
+        ws.targets[b * T + t] = text[p0 + t + 1];
+      }
+    }
+    const r = await transformerStep(model, ws, nb, select, undefined, false);
+    total += r.ce * nb * T;
+    r.routings.forEach((rt, l) => {
+      loads[l] ??= new Int32Array(c.experts);
+      for (let j = 0; j < c.experts; j++) loads[l][j] += rt.loads[j];
+    });
+  }
+  const loss = total / (seqs * T);
+  const mv = loads.length
+    ? loads.reduce((a, l) => a + maxVio(l), 0) / loads.length
+    : 0;
+  return { loss, perplexity: Math.exp(loss), loads, maxVioGlobal: mv };
+}

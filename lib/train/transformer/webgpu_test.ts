@@ -1,0 +1,123 @@
+// The transformer trains to the same loss curve on the CPU and on WebGPU:
+// same seed, same batches, the step's kernels on each backend (the WebGPU
+// ones through the op registry, counted), losses within float32 tolerance.
+// Skipped without an adapter unless MOELAB_REQUIRE_GPU=1 (CI: lavapipe);
+// Bun has no WebGPU, so under Bun it is skipped even then.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import process from "node:process";
+import { acquireGpu } from "../../../kernels/device.ts";
+import { registeredKernels } from "../../ops/registry.ts";
+import { Rng } from "../../scores/rng.ts";
+import { trainTransformer } from "./train.ts";
+
+const { gpu, reason } = await acquireGpu();
+const isBun = "Bun" in globalThis;
+const required = process.env.MOELAB_REQUIRE_GPU === "1" && !isBun;
+
+/** The ops of the model's layers (lib/ops), forward and backward, and its routing. */
+const MODEL_OPS = new Set([
+  "route",
+  "matmul",
+  "attention",
+  "attentionBackward",
+  "rmsNorm",
+  "rmsNormBackward",
+  "moeDispatch",
+  "moeCombine",
+  "moeCombineBackward",
+  "moeDispatchBackward",
+]);
+
+/** Tokens of a noisy counting sequence over `vocab` symbols: learnable in a few steps. */
+function tokens(seed: number, count: number, vocab: number): Int32Array {
+  const rng = new Rng(seed);
+  const out = new Int32Array(count);
+  for (let i = 1; i < count; i++) {
+    out[i] = rng.uniform() < 0.8 ? (out[i - 1] + 1) % vocab : rng.int(vocab);
+  }
+  return out;
+}
+
+test(
+  "transformer: the same loss curve on the CPU and on WebGPU",
+  { skip: !gpu && !required ? `no WebGPU adapter: ${reason}` : false },
+  async () => {
+    assert.ok(gpu, `MOELAB_REQUIRE_GPU=1 but there is no adapter: ${reason}`);
+    const corpus = { train: tokens(1, 4096, 32), valid: tokens(2, 512, 32) };
+    const options = {
+      vocab: 32,
+      seqLen: 16,
+      dim: 16,
+      heads: 2,
+      layers: 2,
+      experts: 4,
+      topK: 2,
+      hidden: 16,
+      steps: 8,
+      batchSeqs: 4,
+      validTokens: 256,
+      lr: 1e-2,
+      seed: 3,
+    };
+    const all = registeredKernels();
+    const counts = () => new Map(all.map((k) => [k, k.calls]));
+    const start = counts();
+    const onCpu = await trainTransformer(corpus, {
+      ...options,
+      backend: "cpu",
+    });
+    const afterCpu = counts();
+    const onGpu = await trainTransformer(corpus, {
+      ...options,
+      backend: "webgpu",
+    });
+    const afterGpu = counts();
+    // Every model op the CPU run computed through the registry, the WebGPU
+    // run computed with its WebGPU kernel and never with its CPU kernel.
+    const used = all.filter((k) =>
+      k.backend === "cpu" && MODEL_OPS.has(k.op.name) &&
+      afterCpu.get(k)! > start.get(k)!
+    );
+    const names = used.map((k) => k.op.name);
+    for (const name of MODEL_OPS) {
+      assert.ok(names.includes(name), `the step does not call ${name}`);
+    }
+    for (const cpu of used) {
+      const gpuKernel = all.find((k) =>
+        k.op === cpu.op && k.backend === "webgpu"
+      );
+      if (!gpuKernel) continue; // an op without a WebGPU kernel
+      assert.ok(
+        afterGpu.get(gpuKernel)! > afterCpu.get(gpuKernel)!,
+        `the WebGPU run did not use ${cpu.op.name}/webgpu`,
+      );
+      assert.equal(
+        afterGpu.get(cpu),
+        afterCpu.get(cpu),
+        `the WebGPU run used ${cpu.op.name}/cpu`,
+      );
+    }
+    for (const k of all.filter((k) => k.backend === "webgpu")) {
+      assert.equal(
+        afterCpu.get(k),
+        start.get(k),
+        `the CPU run used ${k.op.name}/webgpu`,
+      );
+    }
+    const a = onCpu.curve.loss, b = onGpu.curve.loss;
+    assert.equal(b.length, a.length);
+    // Learning: the loss falls (the comparison is not between two flat curves).
+    assert.ok(
+      a[a.length - 1] < a[0] - 0.05,
+      `loss ${a[0]} -> ${a[a.length - 1]}`,
+    );
+    for (let s = 0; s < a.length; s++) {
+      assert.ok(
+        Math.abs(a[s] - b[s]) <= 1e-5 * Math.abs(a[s]),
+        `step ${s + 1}: CPU loss ${a[s]}, WebGPU loss ${b[s]}`,
+      );
+    }
+    assert.ok(Math.abs(onCpu.loss - onGpu.loss) <= 1e-5 * onCpu.loss);
+  },
+);
