@@ -185,6 +185,7 @@ export {
   runSimulationParallel,
 } from "./lib/sim/run_parallel.ts";
 export type { MethodSummary } from "./lib/sim/summarize.ts";
+export type { LoopStage, SimProfile } from "./lib/sim/profile.ts";
 export { formatSummaryTable, simSummary } from "./lib/sim/summary_table.ts";
 export {
   ASSIGNMENT_SOLVERS,

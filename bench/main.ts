@@ -54,6 +54,12 @@ export const SUITES: Suite[] = [
     load: () => import("./ep_bench.ts"),
   },
   {
+    name: "sim",
+    description:
+      "the DeepSeek-V3 preset's cost per stage, and the whole preset extrapolated",
+    load: () => import("./sim_bench.ts"),
+  },
+  {
     name: "train",
     description:
       "MoE transformer training tokens/s on the CPU against PyTorch, same threads",

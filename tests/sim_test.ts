@@ -12,6 +12,7 @@ import {
 } from "../mod.ts";
 import { prepareRun } from "../lib/sim/prepare_run.ts";
 import { writeSimOutputs } from "../lib/report/mod.ts";
+import { cli, root } from "./_cli.ts";
 
 const small = {
   steps: 30,
@@ -321,4 +322,94 @@ describe("prepareRun", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+describe("the DeepSeek-V3 preset", () => {
+  const path = join(root, "data/presets/deepseek-v3.json");
+  const preset = JSON.parse(readFileSync(path, "utf8"));
+
+  // DeepSeek-V3 (arXiv:2412.19437): 61 layers, 256 routed experts, 8 per
+  // token, sigmoid gate, 8 groups of which 4 are kept; the prefill
+  // deployment's expert parallelism over 64 GPUs in 8 nodes.
+  test("has DeepSeek-V3's shape at full scale", () => {
+    assert.equal(preset.layers, 61);
+    assert.equal(preset.experts, 256);
+    assert.equal(preset.topK, 8);
+    assert.equal(preset.gate, "sigmoid");
+    assert.equal(preset.groups, 8);
+    assert.equal(preset.topGroups, 4);
+    assert.ok(preset.tokens >= 16384, `tokens ${preset.tokens}`);
+    assert.ok(preset.steps >= 200, `steps ${preset.steps}`);
+    assert.ok(preset.gapSteps > 0);
+    for (const m of ["greedy", "loss-free", "bip", "quantile"]) {
+      assert.ok(preset.methods.includes(m), m);
+    }
+    assert.equal(preset.ep.gpus, 64);
+    // With the EP stage's nodes: 8 nodes of 8 GPUs, and one redundant
+    // expert per GPU as in V3's prefill deployment (8 + 1 experts a GPU
+    // there: 32 redundant on 32 GPUs; 64 here).
+    if (preset.ep.gpusPerNode !== undefined) {
+      assert.equal(preset.ep.gpus / preset.ep.gpusPerNode, 8);
+      assert.equal(preset.ep.redundant, preset.ep.gpus);
+    }
+  });
+
+  test(
+    "runs cut down from the command line: 2 layers x 3 steps x 2048 tokens",
+    {
+      timeout: 300_000,
+    },
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), "moelab-v3-"));
+      const [L, S, N] = [2, 3, 2048];
+      try {
+        const out = join(dir, "out");
+        const r = cli([
+          "sim",
+          "--preset",
+          path,
+          "--layers",
+          String(L),
+          "--steps",
+          String(S),
+          "--tokens",
+          String(N),
+          "--out",
+          out,
+          "--quiet",
+          "--json",
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        const summary = JSON.parse(
+          readFileSync(join(out, "summary.json"), "utf8"),
+        );
+        const c = summary.config;
+        assert.deepEqual(
+          [c.experts, c.topK, c.groups, c.topGroups, c.layers, c.steps],
+          [256, 8, 8, 4, L, S],
+        );
+        // The exact optimum ignores the group limit: the gaps are upper bounds.
+        assert.match(c.optimum, /upper bound/);
+        const M = preset.methods.length;
+        assert.equal(summary.methods.length, M);
+        for (const m of summary.methods) {
+          // The window is the last 2 steps, both sampled for the gap.
+          assert.equal(typeof m.optimalityGap, "number", m.method);
+          assert.ok(m.ep && Object.keys(m.ep).length > 0, m.method);
+        }
+        // Every method gives each of the N tokens its 8 experts, every batch.
+        const loads = pl.readParquet(join(out, "loads.parquet"));
+        assert.equal(loads.height, S * L * M * 256);
+        const totals = loads.groupBy(["step", "layer", "method"])
+          .agg(pl.col("load").sum().alias("total"));
+        assert.equal(totals.height, S * L * M);
+        assert.deepEqual(
+          [...new Set(totals.getColumn("total").toArray())],
+          [N * 8],
+        );
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 });

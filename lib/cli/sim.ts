@@ -8,6 +8,7 @@ import { runSimulationParallel } from "../sim/run_parallel.ts";
 import { formatSummaryTable, simSummary } from "../sim/summary_table.ts";
 import { SIM_OUTPUT_FILES, writeSimOutputs } from "../report/sim_outputs.ts";
 import { checkOutDir } from "./_out.ts";
+import { formatProfile } from "../sim/profile.ts";
 import { BACKENDS } from "../route/route_backend.ts";
 import { checkChoice } from "../validate.ts";
 import {
@@ -40,6 +41,7 @@ const FLAGS: FlagSpec = {
   scheduler: "string",
   backend: "string",
   threads: "integer",
+  profile: "boolean",
   help: "boolean",
 };
 
@@ -79,6 +81,10 @@ Usage: moelab sim [--preset FILE] [flags]
                     state in float32
   --threads T       CPU backend: worker threads, each running a share of the
                     layers (default: one per core; 1: this thread only)
+  --profile         print where the time went on stderr: seconds per method
+                    (route, update) and per stage (scores, metrics, tables,
+                    optimality gap, EP stage, writing the outputs), and the
+                    process's CPU seconds and peak memory
   --help            this text
 
 Methods: ${
@@ -227,8 +233,20 @@ export function simCommand(args: string[]): number | Promise<number> {
       );
     }
   };
+  const cpu0 = process.cpuUsage();
   const finish = (result: SimResult): number => {
+    const w0 = performance.now();
     const files = writeSimOutputs(result, out);
+    const writeMs = performance.now() - w0;
+    if (flags.profile === true) {
+      const cpu = process.cpuUsage(cpu0);
+      process.stderr.write(
+        formatProfile(result.profile, [["writing outputs", writeMs]]) +
+          `\ntotal: ${((performance.now() - t0) / 1000).toFixed(2)} s wall, ${
+            ((cpu.user + cpu.system) / 1e6).toFixed(2)
+          } s CPU (all threads), peak RSS ${peakRssMiB()} MiB\n`,
+      );
+    }
     if (flags.json) {
       process.stdout.write(JSON.stringify(simSummary(result), null, 2) + "\n");
     } else {
@@ -244,6 +262,19 @@ export function simCommand(args: string[]): number | Promise<number> {
     threads: flags.threads as number | undefined,
     onProgress,
   }).then(finish);
+}
+
+/**
+ * The process's peak resident memory in MiB (`VmHWM` of /proc/self/status
+ * on Linux, else the current resident size), as text.
+ */
+function peakRssMiB(): string {
+  try {
+    const status = readFileSync("/proc/self/status", "utf8");
+    const kb = /^VmHWM:\s+(\d+) kB/m.exec(status)?.[1];
+    if (kb !== undefined) return (Number(kb) / 1024).toFixed(0);
+  } catch { /* not Linux */ }
+  return `${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} (current)`;
 }
 
 /** Configuration keys as the flags that set them, in error messages. */

@@ -1,4 +1,5 @@
 import type { SimResult } from "../sim/run.ts";
+import { groupPhrase, optimumPhrase } from "../sim/summary_table.ts";
 import { epGpuLoadPlots, epStepTimePlot } from "./_ep_plots.ts";
 import { escapeXml } from "./_plot.ts";
 import {
@@ -88,13 +89,11 @@ export function simReportHtml(
   const layer = mostImbalancedLayer(result);
   const gapSteps = result.optimumSteps.length;
   const lead =
-    `${c.layers} layers x ${c.steps} steps x ${c.tokens} tokens, ${c.experts} experts, top-${c.topK}, ${c.gate} gate; summary over the last ${
+    `${c.layers} layers x ${c.steps} steps x ${c.tokens} tokens, ${c.experts} experts, top-${c.topK}${
+      groupPhrase(c)
+    }, ${c.gate} gate; summary over the last ${
       Math.round(c.evalFraction * 100)
-    }% of the steps${
-      gapSteps
-        ? `; optimality gap against the exact optimum on ${gapSteps} of them`
-        : ""
-    }.`;
+    }% of the steps${optimumPhrase(c, gapSteps)}.`;
   const methods = (summary.methods ?? result.methods) as Record<
     string,
     unknown
@@ -120,7 +119,11 @@ export function simReportHtml(
     }</section>`,
     `<section><h2>Load per expert, layer ${layer}</h2>${
       figureHtml(
-        loadHeatmap(result, { layer, width: 900 }),
+        loadHeatmap(result, {
+          layer,
+          width: 900,
+          maxColumns: heatmapColumns(result),
+        }),
         `Load per expert over steps, layer ${layer}, one panel per method`,
         "The layer with the highest MaxVio_batch over the run, one panel per method in the run's order. Colour: an expert's load over the batch's mean load (white = balanced, red = overloaded, blue = underloaded).",
       )
@@ -133,6 +136,19 @@ export function simReportHtml(
     `</body></html>`,
   ];
   return parts.join("\n") + "\n";
+}
+
+/** The most cells the report's load heatmap draws (methods x columns x experts). */
+const HEATMAP_CELLS = 32768;
+
+/**
+ * Columns of the report's load heatmap: 80 (the heatmap's default), fewer
+ * when the methods and experts would pass {@linkcode HEATMAP_CELLS} (a
+ * DeepSeek-V3-sized run: 4 methods x 256 experts get 32), at least 8.
+ */
+function heatmapColumns(result: SimResult): number {
+  const perColumn = result.labels.length * result.config.experts;
+  return Math.max(8, Math.min(80, Math.floor(HEATMAP_CELLS / perColumn)));
 }
 
 /** The expert-parallel results: table and bar charts, or "" without them. */

@@ -1,8 +1,10 @@
 // The long tables of a simulation run as Polars DataFrames.
-import pl from "nodejs-polars";
+import type pl from "nodejs-polars";
 import { BATCH_METRICS } from "../metrics/batch_metrics.ts";
 import { EP_STRATEGIES } from "../sim/ep_config.ts";
 import type { SimResult } from "../sim/run.ts";
+import { indexColumns } from "../sim/tables.ts";
+import { tableFrame, type TableSource } from "./_table_writer.ts";
 
 /** The Polars DataFrames of a run. */
 export interface SimFrames {
@@ -14,10 +16,80 @@ export interface SimFrames {
   biases: pl.DataFrame;
 }
 
-function labelColumn(labels: string[], index: Int32Array): string[] {
-  const out = new Array<string>(index.length);
-  for (let i = 0; i < index.length; i++) out[i] = labels[index[i]];
-  return out;
+/**
+ * The long tables of a run as {@linkcode TableSource}s: index columns built
+ * from a row's position, slice by slice, so that writing them never builds
+ * a whole column.
+ */
+export function simTableSources(result: SimResult): {
+  loads: TableSource;
+  metrics: TableSource;
+  biases: TableSource;
+} {
+  const { steps, layers, experts: E } = result.config;
+  const M = result.labels.length;
+  const all = Array.from({ length: layers }, (_, l) => l);
+  const method = {
+    name: "method",
+    kind: "label",
+    labels: result.labels,
+  } as const;
+  const perExpert = (
+    name: "load" | "bias",
+    values: Int32Array | Float64Array,
+  ): TableSource => ({
+    rows: values.length,
+    columns: [
+      { name: "step", kind: "int32" },
+      { name: "layer", kind: "int32" },
+      method,
+      { name: "expert", kind: "int32" },
+      { name, kind: name === "load" ? "int32" : "float64" },
+    ],
+    slice(from, to) {
+      const c = indexColumns(steps, all, M, E, from, to);
+      return [c.step, c.layer, c.method, c.inner, values.subarray(from, to)];
+    },
+  });
+  const value = result.tables.metrics.value;
+  const Q = BATCH_METRICS.length;
+  return {
+    loads: perExpert("load", result.tables.loads.load),
+    biases: perExpert("bias", result.tables.biases.bias),
+    metrics: {
+      rows: value.length,
+      columns: [
+        { name: "step", kind: "int32" },
+        { name: "layer", kind: "int32" },
+        method,
+        { name: "metric", kind: "label", labels: BATCH_METRICS },
+        { name: "value", kind: "float64" },
+      ],
+      slice(from, to) {
+        const c = indexColumns(steps, all, M, Q, from, to);
+        return [c.step, c.layer, c.method, c.inner, value.subarray(from, to)];
+      },
+    },
+  };
+}
+
+/** `gpu_loads` of a run as a {@linkcode TableSource}, or null when the EP stage was off. */
+export function gpuLoadsSource(result: SimResult): TableSource | null {
+  const t = result.ep?.table;
+  if (!t) return null;
+  const columns = [t.step, t.layer, t.method, t.strategy, t.gpu, t.tokens];
+  return {
+    rows: t.tokens.length,
+    columns: [
+      { name: "step", kind: "int32" },
+      { name: "layer", kind: "int32" },
+      { name: "method", kind: "label", labels: result.labels },
+      { name: "strategy", kind: "label", labels: EP_STRATEGIES },
+      { name: "gpu", kind: "int32" },
+      { name: "tokens", kind: "int32" },
+    ],
+    slice: (from, to) => columns.map((c) => c.subarray(from, to)),
+  };
 }
 
 /**
@@ -37,46 +109,11 @@ function labelColumn(labels: string[], index: Int32Array): string[] {
  * ```
  */
 export function simFrames(result: SimResult): SimFrames {
-  const { loads, metrics, biases } = result.tables;
-  const names = BATCH_METRICS as readonly string[];
+  const sources = simTableSources(result);
   return {
-    loads: pl.DataFrame({
-      step: pl.Series("step", loads.step, pl.Int32),
-      layer: pl.Series("layer", loads.layer, pl.Int32),
-      method: pl.Series(
-        "method",
-        labelColumn(result.labels, loads.method),
-        pl.Utf8,
-      ),
-      expert: pl.Series("expert", loads.expert, pl.Int32),
-      load: pl.Series("load", loads.load, pl.Int32),
-    }),
-    metrics: pl.DataFrame({
-      step: pl.Series("step", metrics.step, pl.Int32),
-      layer: pl.Series("layer", metrics.layer, pl.Int32),
-      method: pl.Series(
-        "method",
-        labelColumn(result.labels, metrics.method),
-        pl.Utf8,
-      ),
-      metric: pl.Series(
-        "metric",
-        Array.from(metrics.metric, (q) => names[q]),
-        pl.Utf8,
-      ),
-      value: pl.Series("value", metrics.value, pl.Float64),
-    }),
-    biases: pl.DataFrame({
-      step: pl.Series("step", biases.step, pl.Int32),
-      layer: pl.Series("layer", biases.layer, pl.Int32),
-      method: pl.Series(
-        "method",
-        labelColumn(result.labels, biases.method),
-        pl.Utf8,
-      ),
-      expert: pl.Series("expert", biases.expert, pl.Int32),
-      bias: pl.Series("bias", biases.bias, pl.Float64),
-    }),
+    loads: tableFrame(sources.loads),
+    metrics: tableFrame(sources.metrics),
+    biases: tableFrame(sources.biases),
   };
 }
 
@@ -85,22 +122,6 @@ export function simFrames(result: SimResult): SimFrames {
  * Polars DataFrame, or null when the EP stage was off.
  */
 export function gpuLoadsFrame(result: SimResult): pl.DataFrame | null {
-  const t = result.ep?.table;
-  if (!t) return null;
-  return pl.DataFrame({
-    step: pl.Series("step", t.step, pl.Int32),
-    layer: pl.Series("layer", t.layer, pl.Int32),
-    method: pl.Series(
-      "method",
-      Array.from(t.method, (m) => result.labels[m]),
-      pl.Utf8,
-    ),
-    strategy: pl.Series(
-      "strategy",
-      Array.from(t.strategy, (k) => EP_STRATEGIES[k]),
-      pl.Utf8,
-    ),
-    gpu: pl.Series("gpu", t.gpu, pl.Int32),
-    tokens: pl.Series("tokens", t.tokens, pl.Int32),
-  });
+  const source = gpuLoadsSource(result);
+  return source ? tableFrame(source) : null;
 }

@@ -8,10 +8,13 @@ import {
 import type { SimResult } from "../sim/run.ts";
 import { simSummary } from "../sim/summary_table.ts";
 import { simReportHtml } from "./html_report.ts";
-import { gpuLoadsFrame, simFrames } from "./sim_frames.ts";
+import { gpuLoadsSource, simTableSources } from "./sim_frames.ts";
+import { writeTableParquet } from "./_table_writer.ts";
 
 /**
  * Writes `loads.parquet`, `metrics.parquet`, `biases.parquet`,
+ * `gpu_loads.parquet` (with the EP stage; each table streamed to its file
+ * in slices of rows, so that a large run is never held as dataframes),
  * `summary.json` and `report.html` (summary, convergence plot and load
  * heatmap on one self-contained page) as the whole of `dir`. Everything
  * is first written to a temporary folder beside `dir`, which then replaces
@@ -43,11 +46,11 @@ import { gpuLoadsFrame, simFrames } from "./sim_frames.ts";
  */
 export function writeSimOutputs(result: SimResult, dir: string): string[] {
   checkReplaceable("dir", dir, SIM_OUTPUT_FILES);
-  const frames = simFrames(result);
+  const tables = simTableSources(result);
   const files: OutputFile[] = [
-    ["loads.parquet", (p) => frames.loads.writeParquet(p)],
-    ["metrics.parquet", (p) => frames.metrics.writeParquet(p)],
-    ["biases.parquet", (p) => frames.biases.writeParquet(p)],
+    ["loads.parquet", (p) => writeTableParquet(p, tables.loads)],
+    ["metrics.parquet", (p) => writeTableParquet(p, tables.metrics)],
+    ["biases.parquet", (p) => writeTableParquet(p, tables.biases)],
     ...epFiles(result),
     [
       "summary.json",
@@ -77,6 +80,8 @@ export const SIM_OUTPUT_FILES: readonly string[] = [
 
 /** `[["gpu_loads.parquet", writer]]`, or nothing when the EP stage was off. */
 function epFiles(result: SimResult): OutputFile[] {
-  const frame = gpuLoadsFrame(result);
-  return frame ? [["gpu_loads.parquet", (p) => frame.writeParquet(p)]] : [];
+  const source = gpuLoadsSource(result);
+  return source
+    ? [["gpu_loads.parquet", (p) => writeTableParquet(p, source)]]
+    : [];
 }

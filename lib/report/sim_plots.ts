@@ -50,9 +50,15 @@ export function metricOverSteps(
   const { steps, layers } = result.config;
   const M = result.labels.length;
   const sum = new Float64Array(steps * M);
-  const t = result.tables.metrics;
-  for (let r = 0; r < t.value.length; r++) {
-    if (t.metric[r] === q) sum[t.step[r] * M + t.method[r]] += t.value[r];
+  const value = result.tables.metrics.value;
+  const Q = BATCH_METRICS.length;
+  // Rows are ordered (step, layer, method, metric).
+  for (let s = 0; s < steps; s++) {
+    for (let l = 0; l < layers; l++) {
+      for (let m = 0; m < M; m++) {
+        sum[s * M + m] += value[((s * layers + l) * M + m) * Q + q];
+      }
+    }
   }
   const rows = [];
   for (let s = 0; s < steps; s++) {
@@ -128,11 +134,18 @@ export function convergencePlot(
  * ```
  */
 export function mostImbalancedLayer(result: SimResult): number {
-  const sum = new Float64Array(result.config.layers);
-  const t = result.tables.metrics;
+  const { steps, layers } = result.config;
+  const sum = new Float64Array(layers);
+  const value = result.tables.metrics.value;
+  const M = result.labels.length, Q = BATCH_METRICS.length;
   const q = METRIC.maxVio;
-  for (let r = 0; r < t.value.length; r++) {
-    if (t.metric[r] === q) sum[t.layer[r]] += t.value[r];
+  // Rows are ordered (step, layer, method, metric).
+  for (let s = 0; s < steps; s++) {
+    for (let l = 0; l < layers; l++) {
+      for (let m = 0; m < M; m++) {
+        sum[l] += value[((s * layers + l) * M + m) * Q + q];
+      }
+    }
   }
   let best = 0;
   for (let l = 1; l < sum.length; l++) if (sum[l] > sum[best]) best = l;
@@ -179,23 +192,22 @@ export function loadHeatmap(
   const bin = Math.ceil(steps / maxColumns);
   const bins = Math.ceil(steps / bin);
   const M = result.labels.length;
-  const t = result.tables.loads;
-  // Load over the batch mean, per (method, step) then per (method, bin, expert).
-  const total = new Float64Array(M * steps);
-  for (let r = 0; r < t.load.length; r++) {
-    if (t.layer[r] === layer) {
-      total[t.method[r] * steps + t.step[r]] += t.load[r];
-    }
-  }
+  const load = result.tables.loads.load;
+  // Load over the batch mean, per (method, bin, expert); rows are ordered
+  // (step, layer, method, expert).
   const rel = new Float64Array(M * bins * E);
-  for (let r = 0; r < t.load.length; r++) {
-    if (t.layer[r] !== layer) continue;
-    const m = t.method[r], s = t.step[r];
-    const mean = total[m * steps + s] / E;
+  for (let s = 0; s < steps; s++) {
     const b = Math.floor(s / bin);
     const width = Math.min(bin, steps - b * bin);
-    if (mean > 0) {
-      rel[(m * bins + b) * E + t.expert[r]] += t.load[r] / mean / width;
+    for (let m = 0; m < M; m++) {
+      const row = ((s * layers + layer) * M + m) * E;
+      let total = 0;
+      for (let j = 0; j < E; j++) total += load[row + j];
+      const mean = total / E;
+      if (!(mean > 0)) continue;
+      for (let j = 0; j < E; j++) {
+        rel[(m * bins + b) * E + j] += load[row + j] / mean / width;
+      }
     }
   }
   const rows = [];

@@ -2,6 +2,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { SimResult } from "../sim/run.ts";
 import { resolveSimConfig } from "../sim/config.ts";
+import { BATCH_METRICS, METRIC } from "../metrics/batch_metrics.ts";
 import {
   convergencePlot,
   loadHeatmap,
@@ -11,7 +12,7 @@ import {
 
 /**
  * A hand-built run: 2 steps x 2 layers x 1 method x 2 experts, with loads
- * given per (step, layer) and MaxVio the only metric filled in (index 0).
+ * given per (step, layer) and MaxVio the only metric filled in.
  */
 function fakeRun(loads: number[][], maxVio: number[]): SimResult {
   const config = resolveSimConfig({
@@ -38,13 +39,16 @@ function fakeRun(loads: number[][], maxVio: number[]): SimResult {
       lt.load[r * 2 + j] = pair[j];
     }
   });
-  const m = maxVio.length;
+  // Every cell has a row per batch metric, MaxVio's filled in.
+  const Q = BATCH_METRICS.length, m = maxVio.length * Q;
+  const value = new Float64Array(m);
+  maxVio.forEach((v, cell) => (value[cell * Q + METRIC.maxVio] = v));
   const metrics = {
-    step: Int32Array.from({ length: m }, (_, r) => r >> 1),
-    layer: Int32Array.from({ length: m }, (_, r) => r & 1),
+    step: Int32Array.from({ length: m }, (_, r) => Math.floor(r / Q) >> 1),
+    layer: Int32Array.from({ length: m }, (_, r) => Math.floor(r / Q) & 1),
     method: new Int32Array(m),
-    metric: new Int32Array(m),
-    value: Float64Array.from(maxVio),
+    metric: Int32Array.from({ length: m }, (_, r) => r % Q),
+    value,
   };
   // Cast: other parts of SimResult (placement, optimum) play no part here.
   return {

@@ -1,11 +1,11 @@
 // A worker of runSimulationParallel: rebuilds the prepared run's workload
 // from its source (no file read, no configuration resolved), runs the
 // simulator on its share of the layers, holding only their rows, and posts
-// back the tables (transferred, not copied).
+// back the tables' value columns (transferred, not copied).
 import { createBalancer, type MethodSpec } from "../route/registry.ts";
 import type { SimConfig } from "./config.ts";
 import { workloadFromSource, type WorkloadSource } from "./prepare_run.ts";
-import { tableBuffers } from "./tables.ts";
+import { tablesOf, type TableValues, tableValues } from "./tables.ts";
 import { balancerContext, type LayerRun, simulateLayers } from "./_simulate.ts";
 
 /** A request: the prepared run's parts and the layers to run. */
@@ -14,12 +14,19 @@ export interface WorkerRequest {
   specs: readonly MethodSpec[];
   source: WorkloadSource;
   layers: number[];
+  /** Full tables on shared memory to fill in place, or null to send rows back. */
+  shared: { values: TableValues; gaps: Float64Array } | null;
 }
 
 /** A reply: progress, the result, or an error to rethrow as its class. */
 export type WorkerReply =
   | { kind: "progress"; done: number }
-  | { kind: "done"; run: LayerRun; causal: boolean[] }
+  | {
+    kind: "done";
+    run: Omit<LayerRun, "tables">;
+    values: TableValues | null;
+    causal: boolean[];
+  }
   | { kind: "error"; name: string; message: string };
 
 const scope = globalThis as unknown as {
@@ -29,7 +36,7 @@ const scope = globalThis as unknown as {
 
 scope.onmessage = (e) => {
   try {
-    const { config, specs, source, layers } = e.data;
+    const { config, specs, source, layers, shared } = e.data;
     const workload = workloadFromSource(source);
     const ctx = balancerContext(config);
     const balancers = specs.map((s) => createBalancer(s, ctx));
@@ -38,15 +45,35 @@ scope.onmessage = (e) => {
       balancers,
       layers,
       (done) => scope.postMessage({ kind: "progress", done }),
+      shared
+        ? {
+          tables: tablesOf(
+            config.steps,
+            Array.from({ length: config.layers }, (_, l) => l),
+            specs.length,
+            config.experts,
+            shared.values,
+          ),
+          gaps: shared.gaps,
+        }
+        : undefined,
     );
+    // The value columns only (none when they are shared): the index
+    // columns follow from the layers.
+    const { tables, ...rest } = run;
+    const values = shared ? null : tableValues(tables);
+    if (shared) rest.gaps = new Float64Array(0);
     const transfer = [
-      ...tableBuffers(run.tables),
-      run.wallMs.buffer as ArrayBuffer,
-      run.gaps.buffer as ArrayBuffer,
-    ];
+      ...Object.values(values ?? {}),
+      rest.wallMs,
+      rest.routeMs,
+      rest.stageMs,
+      rest.gaps,
+    ].map((a) => a.buffer as ArrayBuffer);
     scope.postMessage({
       kind: "done",
-      run,
+      run: rest,
+      values,
       causal: balancers.map((b) => b.causal),
     }, transfer);
   } catch (err) {

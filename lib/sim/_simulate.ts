@@ -13,6 +13,7 @@ import type { SimConfig } from "./config.ts";
 import { gapPlan } from "./eval_window.ts";
 import type { PreparedRun } from "./prepare_run.ts";
 import { allocateTables, type SimTables } from "./tables.ts";
+import { LOOP_STAGE, LOOP_STAGES } from "./profile.ts";
 
 /**
  * What the loop produces for its layers. Rows are ordered (step, held
@@ -25,10 +26,25 @@ export interface LayerRun {
   tables: SimTables;
   /** Milliseconds in `route` and `update`, per method, over these layers. */
   wallMs: Float64Array;
+  /** Milliseconds in `route` alone, per method. */
+  routeMs: Float64Array;
+  /** Milliseconds per loop stage ({@linkcode LOOP_STAGES}), over these layers. */
+  stageMs: Float64Array;
   /** Optimality gaps, (step, held layer, method) row-major, NaN where not solved. */
   gaps: Float64Array;
   /** Steps whose optimum was solved. */
   optimumSteps: number[];
+}
+
+/**
+ * Full tables (every layer, rows ordered step, layer, method, ...) and
+ * optimality gaps that several runs of {@linkcode simulateLayers}, one per
+ * share of the layers, fill in place (on shared memory, from worker
+ * threads), each writing the rows of its own layers only.
+ */
+export interface FullTables {
+  tables: SimTables;
+  gaps: Float64Array;
 }
 
 /** The balancer context of a configuration. */
@@ -53,40 +69,53 @@ export function simulateLayers(
   balancers: readonly Balancer[],
   layerList: readonly number[],
   onProgress?: (done: number, steps: number) => void,
+  into?: FullTables,
 ): LayerRun {
   const { config: cfg, specs, workload } = run;
   const { steps, tokens, experts: E, topK: k } = cfg;
-  const held = layerList.length;
-  const ctx = balancerContext(cfg);
   const M = specs.length;
+  // Rows go to (step, held layer), or to (step, layer) of the full tables.
+  const held = into ? cfg.layers : layerList.length;
+  const slot = into ? layerList : layerList.map((_, h) => h);
+  const ctx = balancerContext(cfg);
   const Q = BATCH_METRICS.length;
-  const tables = allocateTables(steps, held, M, E);
+  const tables = into?.tables ?? allocateTables(steps, layerList, M, E);
+  const loadColumn = tables.loads.load, biasColumn = tables.biases.bias;
+  const metricColumn = tables.metrics.value;
   const reference = createRouting(tokens, k, E);
-  const wallMs = new Float64Array(M);
+  const wallMs = new Float64Array(M), routeMs = new Float64Array(M);
+  const stageMs = new Float64Array(LOOP_STAGES.length);
   const values = new Float64Array(Q);
   const metricsKernel = requireKernel(batchMetricsOp, "cpu");
   const { exactIndex, steps: gapStepList, at: gapAt } = gapPlan(cfg, specs);
-  const gaps = new Float64Array(steps * held * M).fill(NaN);
+  const gaps = into?.gaps ?? new Float64Array(steps * held * M).fill(NaN);
   const sums = new Float64Array(M);
   // Greedy at the run's own settings is the retention reference: reuse it.
   const greedyIndex = specs.findIndex((s) => s.name === "greedy");
+  const { scores: SCORES, reference: REFERENCE, metrics: METRICS } = LOOP_STAGE;
+  const { record: RECORD, gap: GAP } = LOOP_STAGE;
   for (let step = 0; step < steps; step++) {
-    for (let h = 0; h < held; h++) {
+    for (let h = 0; h < layerList.length; h++) {
       const layer = layerList[h];
-      const cell = step * held + h;
+      const cell = step * held + slot[h];
+      let t = performance.now();
       const scores = workload.scores(step, layer);
+      let now = performance.now();
+      stageMs[SCORES] += now - t;
       let referenceSum = NaN;
       if (greedyIndex < 0) {
+        t = now;
         routeInto(scores, k, reference, ctx);
         referenceSum = selectedScoreSum(scores, reference);
+        now = performance.now();
+        stageMs[REFERENCE] += now - t;
       }
-      let lr = cell * M * E;
-      let mr = cell * M * Q;
       for (let m = 0; m < M; m++) {
         const b = balancers[m];
         const t0 = performance.now();
         const routing = b.route(layer, scores);
         const t1 = performance.now();
+        routeMs[m] += t1 - t0;
         if (m === greedyIndex) {
           referenceSum = selectedScoreSum(scores, routing);
         } else if (m < greedyIndex && Number.isNaN(referenceSum)) {
@@ -95,6 +124,8 @@ export function simulateLayers(
         }
         // Read after route: a non-causal method sets its bias from the batch.
         const bias = b.biases(layer);
+        const t2 = performance.now();
+        stageMs[REFERENCE] += t2 - t1;
         metricsKernel.run({
           scores,
           routing,
@@ -102,41 +133,37 @@ export function simulateLayers(
           referenceSum,
           out: values,
         }, {});
+        const t3 = performance.now();
+        stageMs[METRICS] += t3 - t2;
         if (gapAt[step]) sums[m] = selectedScoreSum(scores, routing);
-        for (let j = 0; j < E; j++, lr++) {
-          tables.loads.step[lr] = tables.biases.step[lr] = step;
-          tables.loads.layer[lr] = tables.biases.layer[lr] = layer;
-          tables.loads.method[lr] = tables.biases.method[lr] = m;
-          tables.loads.expert[lr] = tables.biases.expert[lr] = j;
-          tables.loads.load[lr] = routing.loads[j];
-          tables.biases.bias[lr] = bias[j];
-        }
-        for (let q = 0; q < Q; q++, mr++) {
-          tables.metrics.step[mr] = step;
-          tables.metrics.layer[mr] = layer;
-          tables.metrics.method[mr] = m;
-          tables.metrics.metric[mr] = q;
-          tables.metrics.value[mr] = values[q];
-        }
-        const t2 = performance.now();
+        const row = (cell * M + m) * E;
+        loadColumn.set(routing.loads, row);
+        biasColumn.set(bias, row);
+        metricColumn.set(values, (cell * M + m) * Q);
+        const t4 = performance.now();
+        stageMs[RECORD] += t4 - t3;
         b.update(layer, scores, routing);
-        wallMs[m] += t1 - t0 + (performance.now() - t2);
+        wallMs[m] += t1 - t0 + (performance.now() - t4);
       }
       if (gapAt[step]) {
+        t = performance.now();
         const optimum = exactIndex >= 0
           ? sums[exactIndex]
           : solveBalancedAssignmentSync(scores, { k }).objective;
         for (let m = 0; m < M; m++) {
           gaps[cell * M + m] = optimum === 0 ? 0 : 1 - sums[m] / optimum;
         }
+        stageMs[GAP] += performance.now() - t;
       }
     }
     onProgress?.(step + 1, steps);
   }
   return {
-    layers: [...layerList],
+    layers: into ? Array.from({ length: held }, (_, l) => l) : [...layerList],
     tables,
     wallMs,
+    routeMs,
+    stageMs,
     gaps,
     optimumSteps: gapStepList,
   };

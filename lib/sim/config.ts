@@ -1,6 +1,7 @@
 import { checkChoice, checkInteger, checkNumber, show } from "../validate.ts";
 import { type Gate, GATES } from "../scores/gate.ts";
 import { type MethodSpec, parseMethodSpec } from "../route/registry.ts";
+import { BATCH_METRICS } from "../metrics/batch_metrics.ts";
 import { checkEpConfig, EP_DEFAULTS, type EpConfig } from "./ep_config.ts";
 import {
   SYNTHETIC_DEFAULTS,
@@ -219,15 +220,18 @@ export function resolveConfigWith(
 const MAX_SIM_BYTES = 2 ** 33;
 
 /**
- * Throws, before anything is allocated, when the run's tables (a load, a
- * bias and their ids per step, layer, method and expert, held twice: as
- * arrays and as tables) and a batch's score buffers would pass
- * {@linkcode MAX_SIM_BYTES}; the message says how much the run needs.
+ * Throws, before anything is allocated, when the run's tables (a load and
+ * a bias per step, layer, method and expert, and the batch metrics per
+ * step, layer and method: the value columns, held once; the index columns
+ * are never stored and the files are written in slices) and a batch's
+ * score buffers would pass {@linkcode MAX_SIM_BYTES}; the message says
+ * how much the run needs.
  */
 function checkSimMemory(c: SimConfig, methods: number): void {
   const cells = c.steps * c.layers * methods * c.experts;
   const scores = c.tokens * c.experts;
-  const bytes = cells * 88 + scores * 32;
+  const metrics = c.steps * c.layers * methods * BATCH_METRICS.length;
+  const bytes = cells * 12 + metrics * 8 + scores * 32;
   if (bytes > MAX_SIM_BYTES) {
     throw new RangeError(
       `experts ${c.experts}, tokens ${c.tokens}, steps ${c.steps}, layers ${c.layers} and ${methods} methods make the run need about ${

@@ -7,6 +7,7 @@ import { type MethodSummary, summarize } from "./summarize.ts";
 import type { SimTables } from "./tables.ts";
 import { type PreparedRun, prepareRun } from "./prepare_run.ts";
 import { balancerContext, type LayerRun, simulateLayers } from "./_simulate.ts";
+import { LOOP_STAGES, processCpuMs, type SimProfile } from "./profile.ts";
 
 /** Everything a simulation produces. */
 export interface SimResult {
@@ -31,6 +32,8 @@ export interface SimResult {
    * row-major, NaN on the steps not in `optimumSteps`.
    */
   optimalityGaps: Float64Array;
+  /** Where the time went: the step loop's stages, each method, the EP stage. */
+  profile: SimProfile;
 }
 
 /** Options of {@linkcode runSimulation}. */
@@ -84,8 +87,13 @@ export function runSimulation(
     options.balancers?.[m] ?? createBalancer(s, ctx)
   );
   const all = Array.from({ length: run.config.layers }, (_, l) => l);
+  const t0 = performance.now(), cpu0 = processCpuMs();
   const layers = simulateLayers(run, balancers, all, options.onProgress);
-  return finishSimulation(run, balancers.map((b) => b.causal), layers);
+  return finishSimulation(run, balancers.map((b) => b.causal), layers, {
+    threads: 1,
+    loopMs: performance.now() - t0,
+    loopCpuMs: processCpuMs() - cpu0,
+  });
 }
 
 /**
@@ -96,13 +104,29 @@ export function finishSimulation(
   run: PreparedRun,
   causal: boolean[],
   layers: LayerRun,
+  loop: { threads: number; loopMs: number; loopCpuMs: number },
 ): SimResult {
   const { config: cfg, specs } = run;
   const { tables, wallMs, gaps } = layers;
   const M = specs.length;
+  const t0 = performance.now();
   const methods = summarize(cfg, tables, [...specs], causal, wallMs, gaps);
+  const t1 = performance.now();
   const ep = runEpStage(cfg, tables.loads.load, M);
   ep?.summaries.forEach((s, m) => (methods[m].ep = s));
+  const profile: SimProfile = {
+    ...loop,
+    stages: Object.fromEntries(
+      LOOP_STAGES.map((s, i) => [s, layers.stageMs[i]]),
+    ) as SimProfile["stages"],
+    methods: specs.map((s, m) => ({
+      method: s.label,
+      routeMs: layers.routeMs[m],
+      updateMs: wallMs[m] - layers.routeMs[m],
+    })),
+    summarizeMs: t1 - t0,
+    epMs: performance.now() - t1,
+  };
   return {
     config: cfg,
     ep,
@@ -113,5 +137,6 @@ export function finishSimulation(
     tables,
     optimumSteps: layers.optimumSteps,
     optimalityGaps: gaps,
+    profile,
   };
 }

@@ -39,6 +39,7 @@ import {
 } from "./run.ts";
 import { balancerContext, type LayerRun } from "./_simulate.ts";
 import { allocateTables } from "./tables.ts";
+import { LOOP_STAGES, processCpuMs } from "./profile.ts";
 
 /** Options of {@linkcode runSimulationOn}. */
 export interface BackendRunOptions extends RunOptions {
@@ -153,7 +154,8 @@ async function simulateOnDevice(
   const greedyCpu = cpuIndex.find((m) => specs[m].name === "greedy");
 
   const tables = allocateTables(steps, layers, M, E);
-  const wallMs = new Float64Array(M);
+  const wallMs = new Float64Array(M), routeMs = new Float64Array(M);
+  const loopStart = performance.now(), cpu0 = processCpuMs();
   const values = new Float64Array(Q);
   const metricsKernel = requireKernel(batchMetricsOp, "cpu");
   const cpuReference = createRouting(tokens, k, E);
@@ -177,23 +179,9 @@ async function simulateOnDevice(
     metrics: ArrayLike<number>,
   ) => {
     const cell = step * layers + layer;
-    let lr = (cell * M + m) * E;
-    for (let j = 0; j < E; j++, lr++) {
-      tables.loads.step[lr] = tables.biases.step[lr] = step;
-      tables.loads.layer[lr] = tables.biases.layer[lr] = layer;
-      tables.loads.method[lr] = tables.biases.method[lr] = m;
-      tables.loads.expert[lr] = tables.biases.expert[lr] = j;
-      tables.loads.load[lr] = loads[j];
-      tables.biases.bias[lr] = bias[j];
-    }
-    let mr = (cell * M + m) * Q;
-    for (let q = 0; q < Q; q++, mr++) {
-      tables.metrics.step[mr] = step;
-      tables.metrics.layer[mr] = layer;
-      tables.metrics.method[mr] = m;
-      tables.metrics.metric[mr] = q;
-      tables.metrics.value[mr] = metrics[q];
-    }
+    tables.loads.load.set(loads, (cell * M + m) * E);
+    tables.biases.bias.set(bias, (cell * M + m) * E);
+    tables.metrics.value.set(metrics, (cell * M + m) * Q);
   };
 
   try {
@@ -221,7 +209,9 @@ async function simulateOnDevice(
               buffer: report,
               offset: at + 16 + d * recordBytes(E),
             });
-            wallMs[m] += performance.now() - t0;
+            const ms = performance.now() - t0;
+            wallMs[m] += ms;
+            routeMs[m] += ms;
           });
           encoder.copyBufferToBuffer(batch.bad, 0, report, at, 4);
         }
@@ -241,6 +231,7 @@ async function simulateOnDevice(
           const t0 = performance.now();
           const routing = b.route(layer, scores);
           const t1 = performance.now();
+          routeMs[m] += t1 - t0;
           if (m === greedyCpu) referenceSum = selectedScoreSum(scores, routing);
           const bias = b.biases(layer);
           metricsKernel.run({
@@ -280,7 +271,10 @@ async function simulateOnDevice(
         }
         for (const m of order) {
           const ms = await runners[m].device!.timer?.readMs();
-          if (ms !== undefined && ms === ms) wallMs[m] += ms;
+          if (ms !== undefined && ms === ms) {
+            wallMs[m] += ms;
+            routeMs[m] += ms;
+          }
         }
       }
       gpu.pool.release(report, ...params.buffers);
@@ -308,9 +302,19 @@ async function simulateOnDevice(
     layers: Array.from({ length: layers }, (_, l) => l),
     tables,
     wallMs,
+    routeMs,
+    // The device path does not time its stages one by one.
+    stageMs: new Float64Array(LOOP_STAGES.length).fill(NaN),
     gaps,
     optimumSteps: gapStepList,
   };
   const causal = runners.map((r) => (r.device ?? r.cpu!).causal);
-  return { result: finishSimulation(run, causal, layerRun), onDevice };
+  return {
+    result: finishSimulation(run, causal, layerRun, {
+      threads: 1,
+      loopMs: performance.now() - loopStart,
+      loopCpuMs: processCpuMs() - cpu0,
+    }),
+    onDevice,
+  };
 }

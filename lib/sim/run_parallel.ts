@@ -1,5 +1,12 @@
 import { checkInteger } from "../validate.ts";
-import { allocateTables, type SimTables } from "./tables.ts";
+import {
+  allocateTables,
+  tablesOf,
+  type TableValues,
+  tableValues,
+} from "./tables.ts";
+import { BATCH_METRICS } from "../metrics/batch_metrics.ts";
+import { LOOP_STAGES, processCpuMs } from "./profile.ts";
 import { type PreparedRun, prepareRun } from "./prepare_run.ts";
 import { finishSimulation, runSimulation, type SimResult } from "./run.ts";
 import type { LayerRun } from "./_simulate.ts";
@@ -72,10 +79,17 @@ export async function runSimulationParallel(
   if (threads === 1 || run.source.kind === "given") {
     return runSimulation(run, { onProgress: options.onProgress });
   }
+  // Workers fill one set of full tables on shared memory where the runtime
+  // has it (no copy of every row at the end); else they send their rows.
+  const M = run.specs.length;
+  const shared = typeof SharedArrayBuffer === "function"
+    ? sharedTables(cfg.steps, cfg.layers, M, cfg.experts)
+    : null;
   const groups = Array.from({ length: threads }, () => [] as number[]);
   for (let l = 0; l < cfg.layers; l++) groups[l % threads].push(l);
   const done = new Int32Array(threads);
   let reported = 0;
+  const t0 = performance.now(), cpu0 = processCpuMs();
   const runs = await Promise.all(
     groups.map((layers, w) =>
       new Promise<Extract<WorkerReply, { kind: "done" }>>((resolve, reject) => {
@@ -109,36 +123,102 @@ export async function runSimulationParallel(
             specs: run.specs,
             source: run.source,
             layers,
+            shared,
           } satisfies WorkerRequest,
         );
       })
     ),
   );
+  const loopMs = performance.now() - t0, loopCpuMs = processCpuMs() - cpu0;
   return finishSimulation(
     run,
     runs[0].causal,
-    mergeRuns(run, runs.map((r) => r.run)),
+    shared ? sharedRun(run, shared, runs) : mergeRuns(run, runs),
+    { threads, loopMs, loopCpuMs },
   );
 }
 
+/** Value columns and gaps of full tables on shared memory, gaps NaN. */
+function sharedTables(
+  steps: number,
+  layers: number,
+  methods: number,
+  experts: number,
+): { values: TableValues; gaps: Float64Array } {
+  const loadRows = steps * layers * methods * experts;
+  const metricRows = steps * layers * methods * BATCH_METRICS.length;
+  const on = <T>(
+    Array: { new (b: SharedArrayBuffer): T; BYTES_PER_ELEMENT: number },
+    n: number,
+  ) => new Array(new SharedArrayBuffer(n * Array.BYTES_PER_ELEMENT));
+  const gaps = on(Float64Array, steps * layers * methods).fill(NaN);
+  return {
+    values: {
+      load: on(Int32Array, loadRows),
+      bias: on(Float64Array, loadRows),
+      value: on(Float64Array, metricRows),
+    },
+    gaps,
+  };
+}
+
+/** The run of workers that filled the shared tables: their times, summed. */
+function sharedRun(
+  run: PreparedRun,
+  shared: { values: TableValues; gaps: Float64Array },
+  parts: { run: Omit<LayerRun, "tables"> }[],
+): LayerRun {
+  const { steps, layers, experts: E } = run.config;
+  const M = run.specs.length;
+  const wallMs = new Float64Array(M), routeMs = new Float64Array(M);
+  const stageMs = new Float64Array(LOOP_STAGES.length);
+  for (const { run: part } of parts) {
+    for (let m = 0; m < M; m++) {
+      wallMs[m] += part.wallMs[m];
+      routeMs[m] += part.routeMs[m];
+    }
+    for (let i = 0; i < stageMs.length; i++) stageMs[i] += part.stageMs[i];
+  }
+  const all = Array.from({ length: layers }, (_, l) => l);
+  return {
+    layers: all,
+    tables: tablesOf(steps, all, M, E, shared.values),
+    wallMs,
+    routeMs,
+    stageMs,
+    gaps: shared.gaps,
+    optimumSteps: parts[0].run.optimumSteps,
+  };
+}
+
 /** Copies each worker's layers into one set of full tables. */
-function mergeRuns(run: PreparedRun, parts: LayerRun[]): LayerRun {
+function mergeRuns(
+  run: PreparedRun,
+  parts: { run: Omit<LayerRun, "tables">; values: TableValues | null }[],
+): LayerRun {
   const { steps, layers, experts: E } = run.config;
   const M = run.specs.length;
   const tables = allocateTables(steps, layers, M, E);
-  const Q = tables.metrics.value.length / (steps * layers * M);
+  const target = tableValues(tables);
+  const Q = target.value.length / (steps * layers * M);
   const gaps = new Float64Array(steps * layers * M);
-  const wallMs = new Float64Array(M);
-  for (const part of parts) {
-    for (let m = 0; m < M; m++) wallMs[m] += part.wallMs[m];
+  const wallMs = new Float64Array(M), routeMs = new Float64Array(M);
+  const stageMs = new Float64Array(LOOP_STAGES.length);
+  for (const { run: part, values } of parts) {
+    if (!values) throw new TypeError("a worker kept its rows on shared memory");
+    for (let m = 0; m < M; m++) {
+      wallMs[m] += part.wallMs[m];
+      routeMs[m] += part.routeMs[m];
+    }
+    for (let i = 0; i < stageMs.length; i++) stageMs[i] += part.stageMs[i];
     const held = part.layers.length;
     for (let step = 0; step < steps; step++) {
       for (let h = 0; h < held; h++) {
         const from = step * held + h;
         const to = step * layers + part.layers[h];
-        copyCell(tables.loads, part.tables.loads, from, to, M * E);
-        copyCell(tables.biases, part.tables.biases, from, to, M * E);
-        copyCell(tables.metrics, part.tables.metrics, from, to, M * Q);
+        copyCell(target.load, values.load, from, to, M * E);
+        copyCell(target.bias, values.bias, from, to, M * E);
+        copyCell(target.value, values.value, from, to, M * Q);
         gaps.set(part.gaps.subarray(from * M, (from + 1) * M), to * M);
       }
     }
@@ -147,22 +227,20 @@ function mergeRuns(run: PreparedRun, parts: LayerRun[]): LayerRun {
     layers: Array.from({ length: layers }, (_, l) => l),
     tables,
     wallMs,
+    routeMs,
+    stageMs,
     gaps,
-    optimumSteps: parts[0].optimumSteps,
+    optimumSteps: parts[0].run.optimumSteps,
   };
 }
 
 /** Copies the `size` rows of cell `from` of `source` to cell `to` of `target`. */
-function copyCell<T extends SimTables[keyof SimTables]>(
+function copyCell<T extends Int32Array | Float64Array>(
   target: T,
   source: T,
   from: number,
   to: number,
   size: number,
 ): void {
-  const t = target as Record<string, Int32Array | Float64Array>;
-  const s = source as Record<string, Int32Array | Float64Array>;
-  for (const key of Object.keys(t)) {
-    t[key].set(s[key].subarray(from * size, (from + 1) * size), to * size);
-  }
+  target.set(source.subarray(from * size, (from + 1) * size), to * size);
 }

@@ -27,10 +27,40 @@ export function simSummary(result: SimResult): {
       workload: result.workload,
       // The steps whose exact optimum the optimality gap compares against.
       optimumSteps: result.optimumSteps,
+      // Under a group limit, that optimum ignores the limit.
+      ...(grouped(result.config) && result.optimumSteps.length > 0
+        ? {
+          optimum:
+            "flow relaxation without the group limit: an upper bound of the group-limited optimum, so the gaps are upper bounds",
+        }
+        : {}),
     },
     backend: result.backend,
     methods: result.methods,
   };
+}
+
+/** Whether a configuration routes group-limited (fewer groups kept than there are). */
+function grouped(c: SimResult["config"]): boolean {
+  return c.groups > 1 && c.topGroups < c.groups;
+}
+
+/** `" within 4 of 8 groups"` for group-limited routing, else nothing. */
+export function groupPhrase(c: SimResult["config"]): string {
+  return grouped(c) ? ` within ${c.topGroups} of ${c.groups} groups` : "";
+}
+
+/**
+ * What the optimality gap compares against, for a caption: the exact
+ * optimum; under a group limit, the exact optimum without it (the flow
+ * relaxation, which no group-limited routing can beat: the gaps are then
+ * upper bounds of the gaps to the group-limited optimum).
+ */
+export function optimumPhrase(c: SimResult["config"], steps: number): string {
+  if (steps === 0) return "";
+  return grouped(c)
+    ? `; optimality gap on ${steps} of them against the exact optimum without the group limit (a relaxation, above the group-limited optimum: the gaps are upper bounds)`
+    : `; optimality gap against the exact optimum on ${steps} of them`;
 }
 
 function fmt(x: number | null, digits = 3): string {
@@ -82,13 +112,11 @@ export function formatSummaryTable(result: SimResult): string {
     );
   const c = result.config;
   const title =
-    `${c.layers} layers x ${c.steps} steps x ${c.tokens} tokens, ${c.experts} experts, top-${c.topK}, ${c.gate} gate; evaluation: last ${
+    `${c.layers} layers x ${c.steps} steps x ${c.tokens} tokens, ${c.experts} experts, top-${c.topK}${
+      groupPhrase(c)
+    }, ${c.gate} gate; evaluation: last ${
       Math.round(c.evalFraction * 100)
-    }% of steps${
-      result.optimumSteps.length
-        ? `; optimality gap against the exact optimum on ${result.optimumSteps.length} of them`
-        : ""
-    }`;
+    }% of steps${optimumPhrase(c, result.optimumSteps.length)}`;
   return [
     title,
     line(header),

@@ -1,0 +1,113 @@
+// Where a simulation's time goes: the inner loop's stages per thread, each
+// method's route and update, and the stages after the loop.
+
+/**
+ * The stages of the simulator's inner loop, besides the methods' own
+ * `route` and `update`: drawing the batch's scores, the greedy reference
+ * (when no method is greedy), the per-batch metrics, recording the rows
+ * of the long tables, and the exact optima of the optimality gap.
+ */
+export const LOOP_STAGES: readonly LoopStage[] = [
+  "scores",
+  "reference",
+  "metrics",
+  "record",
+  "gap",
+];
+
+/**
+ * A stage of the simulator's step loop besides the methods' own `route`
+ * and `update`: drawing the scores, the retention reference, the batch
+ * metrics, recording the table rows, the optimality gap's exact optima.
+ */
+export type LoopStage = "scores" | "reference" | "metrics" | "record" | "gap";
+
+/** The position of each stage in {@linkcode LOOP_STAGES}. */
+export const LOOP_STAGE: Readonly<Record<LoopStage, number>> = Object.freeze(
+  Object.fromEntries(LOOP_STAGES.map((s, i) => [s, i])) as Record<
+    LoopStage,
+    number
+  >,
+);
+
+/**
+ * Where a run's time went, in milliseconds. Loop stages and methods are
+ * summed over the threads that ran the layers (thread-milliseconds: with
+ * two threads they add up to about twice the loop's wall time).
+ */
+export interface SimProfile {
+  /** Worker threads the layers ran on (1: the calling thread). */
+  threads: number;
+  /** Wall time of the step loop, all threads at once. */
+  loopMs: number;
+  /**
+   * CPU time of the process during the step loop, all threads (NaN where
+   * the runtime does not say): on a machine shared with other work, the
+   * thread-milliseconds of the stages include time waiting for a core, and
+   * their shares of this are the stages' CPU time.
+   */
+  loopCpuMs: number;
+  /** Thread-milliseconds per loop stage ({@linkcode LOOP_STAGES}). */
+  stages: Record<LoopStage, number>;
+  /** Thread-milliseconds per method: its `route` and its `update`. */
+  methods: { method: string; routeMs: number; updateMs: number }[];
+  /** Summaries from the tables. */
+  summarizeMs: number;
+  /** The expert-parallel stage. */
+  epMs: number;
+}
+
+/** The process's CPU time so far in milliseconds (user + system), or NaN. */
+export function processCpuMs(): number {
+  const p = (globalThis as {
+    process?: { cpuUsage?: () => { user: number; system: number } };
+  }).process;
+  const u = p?.cpuUsage?.();
+  return u ? (u.user + u.system) / 1000 : NaN;
+}
+
+/**
+ * Formats a profile as a fixed-width text table: seconds per stage, their
+ * share of the loop, and their estimated CPU seconds (the share of the
+ * loop's CPU time).
+ */
+export function formatProfile(
+  p: SimProfile,
+  extra: [name: string, ms: number][] = [],
+): string {
+  const rows: [string, number][] = [
+    ...p.methods.flatMap((m): [string, number][] => [
+      [`route: ${m.method}`, m.routeMs],
+      [`update: ${m.method}`, m.updateMs],
+    ]),
+    ...LOOP_STAGES.map((s): [string, number] => [s, p.stages[s]]),
+  ];
+  const loopSum = rows.reduce((a, [, ms]) => a + ms, 0);
+  const after: [string, number][] = [
+    ["summaries", p.summarizeMs],
+    ["ep stage", p.epMs],
+    ...extra,
+  ];
+  const width = Math.max(...[...rows, ...after].map(([n]) => n.length), 24);
+  const cpu = Number.isFinite(p.loopCpuMs) && loopSum > 0;
+  const line = (name: string, ms: number, share?: number) =>
+    `${name.padEnd(width)}  ${(ms / 1000).toFixed(2).padStart(9)} s${
+      share === undefined
+        ? ""
+        : `  ${(100 * share).toFixed(1).padStart(5)}%${
+          cpu
+            ? `  ${(share * p.loopCpuMs / 1000).toFixed(2).padStart(9)} CPU s`
+            : ""
+        }`
+    }`;
+  return [
+    `step loop: ${(p.loopMs / 1000).toFixed(2)} s wall on ${p.threads} thread${
+      p.threads === 1 ? "" : "s"
+    }, ${(loopSum / 1000).toFixed(2)} thread-seconds, ${
+      (p.loopCpuMs / 1000).toFixed(2)
+    } CPU seconds (per stage: thread-seconds, share, CPU seconds by share):`,
+    ...rows.map(([n, ms]) => line(n, ms, loopSum > 0 ? ms / loopSum : 0)),
+    "after the loop (one thread):",
+    ...after.map(([n, ms]) => line(n, ms)),
+  ].join("\n");
+}
