@@ -387,6 +387,24 @@ export async function transformerStep(
   const V = c.vocab, n = seqs * T, hdn = c.hidden;
   const routings: Routing[] = [];
   const mm = (x: MatmulArgs) => K.matmul(trimMatmul(x));
+  // out (m x n) = (accumulate ? out : 0) + op(a) · op(b), after matmulOp;
+  // the suffix names the transposed operand: `mmAtB` reads a stored k x m,
+  // `mmABt` reads b stored n x k.
+  type Mm = (
+    a: Float32Array,
+    b: Float32Array,
+    out: Float32Array,
+    m: number,
+    n: number,
+    k: number,
+    accumulate: boolean,
+  ) => ReturnType<typeof mm>;
+  const mmAB: Mm = (a, b, out, m, n, k, accumulate) =>
+    mm({ a, b, out, m, n, k, transA: false, transB: false, accumulate });
+  const mmAtB: Mm = (a, b, out, m, n, k, accumulate) =>
+    mm({ a, b, out, m, n, k, transA: true, transB: false, accumulate });
+  const mmABt: Mm = (a, b, out, m, n, k, accumulate) =>
+    mm({ a, b, out, m, n, k, transA: false, transB: true, accumulate });
   // Embedding.
   {
     const x = ws.blocks[0]?.xIn ?? ws.xF;
@@ -412,17 +430,7 @@ export async function transformerStep(
       eps: c.eps,
     });
     for (const [w, y] of [[bp.wq, bb.q], [bp.wk, bb.k], [bp.wv, bb.v]]) {
-      await mm({
-        a: bb.a1,
-        b: w,
-        out: y,
-        m: n,
-        n: d,
-        k: d,
-        transA: false,
-        transB: true,
-        accumulate: false,
-      });
+      await mmABt(bb.a1, w, y, n, d, d, false);
     }
     toHeads(bb.q, bb.qh, seqs, T, H, D);
     toHeads(bb.k, bb.kh, seqs, T, H, D);
@@ -440,17 +448,7 @@ export async function transformerStep(
     });
     fromHeads(bb.oh, bb.o, seqs, T, H, D);
     bb.xMid.set(bb.xIn.subarray(0, n * d));
-    await mm({
-      a: bb.o,
-      b: bp.wo,
-      out: bb.xMid,
-      m: n,
-      n: d,
-      k: d,
-      transA: false,
-      transB: true,
-      accumulate: true,
-    });
+    await mmABt(bb.o, bp.wo, bb.xMid, n, d, d, true);
     // FFN.
     await K.rmsNorm({
       x: bb.xMid.subarray(0, n * d),
@@ -464,42 +462,12 @@ export async function transformerStep(
     xOut.set(bb.xMid.subarray(0, n * d));
     const sh = sharedWidth(c, l);
     if (sh > 0) {
-      await mm({
-        a: bb.a2,
-        b: bp.sw1,
-        out: bb.spre,
-        m: n,
-        n: sh,
-        k: d,
-        transA: false,
-        transB: true,
-        accumulate: false,
-      });
+      await mmABt(bb.a2, bp.sw1, bb.spre, n, sh, d, false);
       silu(bb.spre, bb.sh, n * sh);
-      await mm({
-        a: bb.sh,
-        b: bp.sw2,
-        out: xOut,
-        m: n,
-        n: d,
-        k: sh,
-        transA: false,
-        transB: true,
-        accumulate: true,
-      });
+      await mmABt(bb.sh, bp.sw2, xOut, n, d, sh, true);
     }
     if (!isMoeBlock(c, l)) continue;
-    await mm({
-      a: bb.a2,
-      b: bp.router,
-      out: bb.r,
-      m: n,
-      n: E,
-      k: d,
-      transA: false,
-      transB: true,
-      accumulate: false,
-    });
+    await mmABt(bb.a2, bp.router, bb.r, n, E, d, false);
     const ne = n * E;
     for (let i = 0; i < n; i++) {
       const rb = i * E;
@@ -552,29 +520,25 @@ export async function transformerStep(
       if (ne_ === 0) continue;
       const he = bb.he.subarray(r0 * hdn, (r0 + ne_) * hdn);
       const hpre = bb.hpre.subarray(r0 * hdn, (r0 + ne_) * hdn);
-      await mm({
-        a: bb.xe.subarray(r0 * d, (r0 + ne_) * d),
-        b: bp.w1.subarray(e * hdn * d, (e + 1) * hdn * d),
-        out: hpre,
-        m: ne_,
-        n: hdn,
-        k: d,
-        transA: false,
-        transB: true,
-        accumulate: false,
-      });
+      await mmABt(
+        bb.xe.subarray(r0 * d, (r0 + ne_) * d),
+        bp.w1.subarray(e * hdn * d, (e + 1) * hdn * d),
+        hpre,
+        ne_,
+        hdn,
+        d,
+        false,
+      );
       silu(hpre, he, he.length);
-      await mm({
-        a: he,
-        b: bp.w2.subarray(e * d * hdn, (e + 1) * d * hdn),
-        out: bb.ye.subarray(r0 * d, (r0 + ne_) * d),
-        m: ne_,
-        n: d,
-        k: hdn,
-        transA: false,
-        transB: true,
-        accumulate: false,
-      });
+      await mmABt(
+        he,
+        bp.w2.subarray(e * d * hdn, (e + 1) * d * hdn),
+        bb.ye.subarray(r0 * d, (r0 + ne_) * d),
+        ne_,
+        d,
+        hdn,
+        false,
+      );
     }
     await K.combine({
       y: bb.ye.subarray(0, ns * d),
@@ -597,17 +561,7 @@ export async function transformerStep(
     dim: d,
     eps: c.eps,
   });
-  await mm({
-    a: ws.f,
-    b: p.out,
-    out: ws.logits,
-    m: n,
-    n: V,
-    k: d,
-    transA: false,
-    transB: true,
-    accumulate: false,
-  });
+  await mmABt(ws.f, p.out, ws.logits, n, V, d, false);
   let ce = 0;
   const lg = ws.logits;
   for (let i = 0; i < n; i++) {
@@ -630,28 +584,8 @@ export async function transformerStep(
   // ---------------- backward ----------------
   const g = ws.gradViews;
   ws.grads.fill(0);
-  await mm({
-    a: lg,
-    b: ws.f,
-    out: g.out,
-    m: V,
-    n: d,
-    k: n,
-    transA: true,
-    transB: false,
-    accumulate: true,
-  });
-  await mm({
-    a: lg,
-    b: p.out,
-    out: ws.da,
-    m: n,
-    n: d,
-    k: V,
-    transA: false,
-    transB: false,
-    accumulate: false,
-  });
+  await mmAtB(lg, ws.f, g.out, V, d, n, true);
+  await mmAB(lg, p.out, ws.da, n, d, V, false);
   const dx = ws.dx;
   dx.fill(0, 0, n * d);
   await K.rmsNormBackward({
@@ -674,52 +608,12 @@ export async function transformerStep(
     da.fill(0, 0, n * d);
     const sh = sharedWidth(c, l);
     if (sh > 0) {
-      await mm({
-        a: dx,
-        b: bb.sh,
-        out: gb.sw2,
-        m: d,
-        n: sh,
-        k: n,
-        transA: true,
-        transB: false,
-        accumulate: true,
-      });
+      await mmAtB(dx, bb.sh, gb.sw2, d, sh, n, true);
       const dsh = ws.dsh.subarray(0, n * sh);
-      await mm({
-        a: dx,
-        b: bp.sw2,
-        out: dsh,
-        m: n,
-        n: sh,
-        k: d,
-        transA: false,
-        transB: false,
-        accumulate: false,
-      });
+      await mmAB(dx, bp.sw2, dsh, n, sh, d, false);
       siluBackward(bb.spre, dsh, n * sh);
-      await mm({
-        a: dsh,
-        b: bb.a2,
-        out: gb.sw1,
-        m: sh,
-        n: d,
-        k: n,
-        transA: true,
-        transB: false,
-        accumulate: true,
-      });
-      await mm({
-        a: dsh,
-        b: bp.sw1,
-        out: da,
-        m: n,
-        n: d,
-        k: sh,
-        transA: false,
-        transB: false,
-        accumulate: true,
-      });
+      await mmAtB(dsh, bb.a2, gb.sw1, sh, d, n, true);
+      await mmAB(dsh, bp.sw1, da, n, d, sh, true);
     }
     if (isMoeBlock(c, l)) {
       moeLayer--;
@@ -748,55 +642,39 @@ export async function transformerStep(
         const xe = bb.xe.subarray(r0 * d, (r0 + ne_) * d);
         const w1 = bp.w1.subarray(e * hdn * d, (e + 1) * hdn * d);
         const w2 = bp.w2.subarray(e * d * hdn, (e + 1) * d * hdn);
-        await mm({
-          a: dye,
-          b: he,
-          out: gb.w2.subarray(e * d * hdn, (e + 1) * d * hdn),
-          m: d,
-          n: hdn,
-          k: ne_,
-          transA: true,
-          transB: false,
-          accumulate: true,
-        });
-        await mm({
-          a: dye,
-          b: w2,
-          out: dhe,
-          m: ne_,
-          n: hdn,
-          k: d,
-          transA: false,
-          transB: false,
-          accumulate: false,
-        });
+        await mmAtB(
+          dye,
+          he,
+          gb.w2.subarray(e * d * hdn, (e + 1) * d * hdn),
+          d,
+          hdn,
+          ne_,
+          true,
+        );
+        await mmAB(dye, w2, dhe, ne_, hdn, d, false);
         siluBackward(
           bb.hpre.subarray(r0 * hdn, (r0 + ne_) * hdn),
           dhe,
           dhe.length,
         );
-        await mm({
-          a: dhe,
-          b: xe,
-          out: gb.w1.subarray(e * hdn * d, (e + 1) * hdn * d),
-          m: hdn,
-          n: d,
-          k: ne_,
-          transA: true,
-          transB: false,
-          accumulate: true,
-        });
-        await mm({
-          a: dhe,
-          b: w1,
-          out: ws.dxe.subarray(r0 * d, (r0 + ne_) * d),
-          m: ne_,
-          n: d,
-          k: hdn,
-          transA: false,
-          transB: false,
-          accumulate: false,
-        });
+        await mmAtB(
+          dhe,
+          xe,
+          gb.w1.subarray(e * hdn * d, (e + 1) * hdn * d),
+          hdn,
+          d,
+          ne_,
+          true,
+        );
+        await mmAB(
+          dhe,
+          w1,
+          ws.dxe.subarray(r0 * d, (r0 + ne_) * d),
+          ne_,
+          d,
+          hdn,
+          false,
+        );
       }
       await K.dispatchBackward({
         dRows: ws.dxe.subarray(0, ns * d),
@@ -854,28 +732,8 @@ export async function transformerStep(
       for (let i = 0; i < ne; i++) {
         ws.dr[i] = ds[i] + (dr64 === undefined ? 0 : dr64[i]);
       }
-      await mm({
-        a: ws.dr,
-        b: bb.a2,
-        out: gb.router,
-        m: E,
-        n: d,
-        k: n,
-        transA: true,
-        transB: false,
-        accumulate: true,
-      });
-      await mm({
-        a: ws.dr,
-        b: bp.router,
-        out: da,
-        m: n,
-        n: d,
-        k: E,
-        transA: false,
-        transB: false,
-        accumulate: true,
-      });
+      await mmAtB(ws.dr, bb.a2, gb.router, E, d, n, true);
+      await mmAB(ws.dr, bp.router, da, n, d, E, true);
     }
     // dx stays as the residual path; add the FFN norm's input gradient.
     await K.rmsNormBackward({
@@ -890,28 +748,8 @@ export async function transformerStep(
       dim: d,
     });
     // Attention: dx is now d loss / d xMid.
-    await mm({
-      a: dx,
-      b: bb.o,
-      out: gb.wo,
-      m: d,
-      n: d,
-      k: n,
-      transA: true,
-      transB: false,
-      accumulate: true,
-    });
-    await mm({
-      a: dx,
-      b: bp.wo,
-      out: ws.dy,
-      m: n,
-      n: d,
-      k: d,
-      transA: false,
-      transB: false,
-      accumulate: false,
-    });
+    await mmAtB(dx, bb.o, gb.wo, d, d, n, true);
+    await mmAB(dx, bp.wo, ws.dy, n, d, d, false);
     toHeads(ws.dy, ws.doh, seqs, T, H, D);
     await K.attentionBackward({
       q: bb.qh.subarray(0, n * d),
@@ -938,28 +776,8 @@ export async function transformerStep(
         [ws.dv, bp.wv, gb.wv],
       ]
     ) {
-      await mm({
-        a: dp,
-        b: bb.a1,
-        out: gw,
-        m: d,
-        n: d,
-        k: n,
-        transA: true,
-        transB: false,
-        accumulate: true,
-      });
-      await mm({
-        a: dp,
-        b: w,
-        out: da,
-        m: n,
-        n: d,
-        k: d,
-        transA: false,
-        transB: false,
-        accumulate: true,
-      });
+      await mmAtB(dp, bb.a1, gw, d, d, n, true);
+      await mmAB(dp, w, da, n, d, d, true);
     }
     await K.rmsNormBackward({
       x: bb.xIn.subarray(0, n * d),
