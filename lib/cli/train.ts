@@ -118,38 +118,7 @@ export function trainCommand(args: string[]): number | Promise<number> {
   const preset = typeof flags.preset === "string"
     ? readPreset(flags.preset)
     : {};
-  if (typeof flags.methods === "string") {
-    const methods = splitMethods(flags.methods);
-    preset.methods = methods;
-    for (const text of methods) {
-      try {
-        parseTrainMethod(text);
-      } catch (e) {
-        throw asMethodsError(e, [{ text, options: methodOptionNames(text) }]);
-      }
-    }
-  }
-  if (typeof flags.seeds === "string") {
-    preset.seeds = flags.seeds.split(",").map((s) => {
-      const v = Number(s.trim());
-      if (s.trim() === "" || !Number.isInteger(v) || v < 0) {
-        throw new UsageError(
-          `--seeds must list non-negative integers: current value is ${
-            JSON.stringify(flags.seeds)
-          }`,
-        );
-      }
-      return v;
-    });
-  }
-  if (flags.steps !== undefined) {
-    if ((flags.steps as number) < 1) {
-      throw new RangeError(
-        `--steps must be a positive integer: current value is ${flags.steps}`,
-      );
-    }
-    preset.steps = flags.steps as number;
-  }
+  applyRunFlags(preset, flags);
   const quiet = flags.quiet === true;
   const t0 = performance.now();
   const given = typeof flags.methods === "string"
@@ -187,20 +156,12 @@ export function trainCommand(args: string[]): number | Promise<number> {
   return 0;
 }
 
-const TRANSFORMER_FILES = ["summary.json", "runs.json", "table.md"] as const;
-
-// The transformer path: a preset with "model": "transformer".
-async function transformerCommand(
-  raw: Record<string, unknown>,
+// --methods, --seeds and --steps, checked and written into either preset
+// kind before any work is done.
+function applyRunFlags(
+  preset: { methods?: unknown[]; seeds?: number[]; steps?: number },
   flags: Flags,
-): Promise<number> {
-  const out = checkOutDir(
-    "--out",
-    typeof flags.out === "string" ? flags.out : "out/train-transformer",
-    TRANSFORMER_FILES,
-  );
-  const { model: _model, ...rest } = raw;
-  const preset = rest as TransformerPreset;
+): void {
   if (typeof flags.methods === "string") {
     const methods = splitMethods(flags.methods);
     for (const text of methods) {
@@ -233,6 +194,23 @@ async function transformerCommand(
     }
     preset.steps = flags.steps as number;
   }
+}
+
+const TRANSFORMER_FILES = ["summary.json", "runs.json", "table.md"] as const;
+
+// The transformer path: a preset with "model": "transformer".
+async function transformerCommand(
+  raw: Record<string, unknown>,
+  flags: Flags,
+): Promise<number> {
+  const out = checkOutDir(
+    "--out",
+    typeof flags.out === "string" ? flags.out : "out/train-transformer",
+    TRANSFORMER_FILES,
+  );
+  const { model: _model, ...rest } = raw;
+  const preset = rest as TransformerPreset;
+  applyRunFlags(preset, flags);
   if (flags.backend !== undefined) {
     const b = flags.backend;
     if (b !== "cpu" && b !== "cpu-threads" && b !== "webgpu") {
