@@ -13,6 +13,9 @@ import type { Routing, ScoreMatrix } from "../../types.ts";
 import { requireKernel } from "../../ops/registry.ts";
 import { routeOp } from "../../ops/route.ts";
 import { lossFreeUpdateOp } from "../../ops/loss_free_update.ts";
+import { bipRoundOp } from "../../ops/bip_round.ts";
+import { type BipOptions, bipSettings } from "../../route/bip.ts";
+import { capacityOf } from "../../select/capacity.ts";
 import {
   type LossFreeOptions,
   lossFreeSettings,
@@ -297,6 +300,88 @@ function gpuLossFree(
   };
 }
 
+/**
+ * BIP-Based Balancing on the device for `backend: "webgpu"`: on each
+ * chunk of `chunk` tokens, the bipRound op's WebGPU kernel runs the dual
+ * rounds from the block's expert prices `q`, then the route op's WebGPU
+ * kernel selects top-K of `s - q`, as the `bip` balancer
+ * (lib/route/bip.ts) does on the CPU. The kernel keeps the prices in
+ * float32 where the CPU keeps float64; a price is an order statistic of
+ * `s - p`, so a token sitting at an expert's capacity boundary ties with
+ * it and float32 rounding may decide that tie differently.
+ */
+interface GpuBip {
+  select: LmSelect;
+  /** The biases `-q` per MoE block. */
+  biases(): Float64Array[];
+}
+
+function gpuBip(
+  c: ResolvedTransformerConfig,
+  options: BipOptions,
+  layers: number,
+  chunk: number | undefined,
+  kept: LayerRouting[],
+): GpuBip {
+  const { T, capacityFactor, clipTokenPrices } = bipSettings(options);
+  const E = c.experts, K = c.topK;
+  const prices = Array.from({ length: layers }, () => new Float64Array(E));
+  const bias = new Float64Array(E);
+  let part: Routing | undefined;
+  const select = async (layer: number, s: ScoreMatrix): Promise<Routing> => {
+    const n = s.tokens, size = chunk ?? n;
+    if (n % size !== 0) {
+      throw new RangeError(
+        `routeChunk must divide the tokens of a batch (${n}): current value is ${size}`,
+      );
+    }
+    const env = await gpuEnv();
+    const prev = kept[layer]?.routing;
+    const out = prev && prev.experts.length === n * K
+      ? prev
+      : createRouting(n, K, E);
+    out.loads.fill(0);
+    if (!part || part.experts.length !== size * K) {
+      part = createRouting(size, K, E);
+    }
+    const q = prices[layer];
+    for (let at = 0; at < n; at += size) {
+      const scores = {
+        data: s.data.subarray(at * E, (at + size) * E),
+        tokens: size,
+        experts: E,
+      };
+      await requireKernel(bipRoundOp, "webgpu").run({
+        scores,
+        k: K,
+        capacity: capacityOf(size, K, E, capacityFactor),
+        prices: q,
+        rounds: T,
+        clip: clipTokenPrices || "experts",
+      }, env);
+      for (let j = 0; j < E; j++) bias[j] = -q[j];
+      await requireKernel(routeOp, "webgpu").run({
+        scores,
+        k: K,
+        bias,
+        multiply: false,
+        normalize: c.normalize,
+        scale: 1,
+        groups: 1,
+        topGroups: 1,
+        out: part,
+      }, env);
+      copyRouting(part, out, at);
+    }
+    kept[layer] = { routing: out, scores: s };
+    return out;
+  };
+  return {
+    select,
+    biases: () => prices.map((q) => Float64Array.from(q, (v) => 0 - v)),
+  };
+}
+
 function moeBlocks(c: ResolvedTransformerConfig): number {
   let m = 0;
   for (let l = 0; l < c.layers; l++) if (isMoeBlock(c, l)) m++;
@@ -377,7 +462,10 @@ export function methodObjective(
  * routed (`Balancer.update`). Auxiliary losses (`aux`, `seq-aux`,
  * `global-aux`, `z-loss`) enter the routers' gradients; balancers (`loss-free`, `bip`,
  * `quantile`, `expert-choice`, ...) change only which experts are
- * selected. Same seed, same numbers.
+ * selected. With `backend: "webgpu"`, `loss-free` and `bip` route and
+ * update on the device (the route, lossFreeUpdate and bipRound ops'
+ * WebGPU kernels, biases and prices in float32); other balancers run on
+ * the CPU. Same seed, same numbers.
  *
  * @param corpus `train` and `valid` token ids, below `vocab`.
  * @param options See {@linkcode TransformerTrainOptions}.
@@ -452,8 +540,13 @@ export async function trainTransformer(
       moe > 0 && method.balancer.name === "loss-free"
     ? gpuLossFree(method.balancer.options, moe, c.experts, c.normalize)
     : undefined;
+  const kept: LayerRouting[] = [];
+  const bipOnDevice = backend === "webgpu" && method.kind === "bias" &&
+      moe > 0 && method.balancer.name === "bip"
+    ? gpuBip(c, method.balancer.options, moe, chunk, kept)
+    : undefined;
   const balancer: Balancer | undefined =
-    method.kind === "bias" && moe > 0 && !onDevice
+    method.kind === "bias" && moe > 0 && !onDevice && !bipOnDevice
       ? createBalancer(method.balancer, {
         layers: moe,
         experts: c.experts,
@@ -469,8 +562,7 @@ export async function trainTransformer(
   );
   const ws = createTransformerWorkspace(model, batchSeqs, backend, { threads });
   const adam = new Adam32(model.params.length, clip);
-  const kept: LayerRouting[] = [];
-  const select = makeSelect(
+  const select = bipOnDevice?.select ?? makeSelect(
     c,
     balancer,
     onDevice?.bias,
@@ -515,6 +607,8 @@ export async function trainTransformer(
   const seconds = (performance.now() - t0) / 1000;
   const bias = balancer
     ? Array.from({ length: moe }, (_, l) => balancer.biases(l))
+    : bipOnDevice
+    ? bipOnDevice.biases()
     : onDevice?.bias.map((b) => Float64Array.from(b));
   const ev = await evaluateWith(
     model,
@@ -532,6 +626,20 @@ export async function trainTransformer(
       ws,
       corpus.valid,
       makeSelect(c, undefined, bias, undefined, [], backend, onDevice.mode),
+      validTokens,
+    );
+    methodRouted = {
+      loss: e.loss,
+      perplexity: e.perplexity,
+      maxVioGlobal: e.maxVioGlobal,
+    };
+  } else if (leaky && bipOnDevice) {
+    const e = await evaluateWith(
+      model,
+      ws,
+      corpus.valid,
+      // The prices go on from their trained values, as the CPU balancer's.
+      bipOnDevice.select,
       validTokens,
     );
     methodRouted = {

@@ -223,3 +223,80 @@ test(
     assert.ok(Math.abs(onCpu.loss - onGpu.loss) <= 1e-5 * onCpu.loss);
   },
 );
+
+test(
+  "transformer: BIP trains to the same curve and prices on the CPU and on WebGPU",
+  { skip: !gpu && !required ? `no WebGPU adapter: ${reason}` : false },
+  async () => {
+    assert.ok(gpu, `MOELAB_REQUIRE_GPU=1 but there is no adapter: ${reason}`);
+    const corpus = { train: tokens(6, 4096, 32), valid: tokens(7, 512, 32) };
+    const options = {
+      vocab: 32,
+      seqLen: 16,
+      dim: 16,
+      heads: 2,
+      layers: 2,
+      experts: 4,
+      topK: 2,
+      hidden: 16,
+      steps: 6,
+      batchSeqs: 4,
+      validTokens: 128,
+      lr: 1e-2,
+      seed: 11,
+      method: "bip",
+    };
+    const all = registeredKernels();
+    const kernel = (op: string, backend: string) =>
+      all.find((k) => k.op.name === op && k.backend === backend)!;
+    const used = [
+      kernel("route", "cpu"),
+      kernel("route", "webgpu"),
+      kernel("bipRound", "cpu"),
+      kernel("bipRound", "webgpu"),
+    ];
+    const calls = () => used.map((k) => k.calls);
+    const start = calls();
+    const onCpu = await trainTransformer(corpus, {
+      ...options,
+      backend: "cpu",
+    });
+    const afterCpu = calls();
+    const onGpu = await trainTransformer(corpus, {
+      ...options,
+      backend: "webgpu",
+    });
+    const afterGpu = calls();
+    // One dual solve per MoE block and step (no routeChunk: one chunk).
+    assert.equal(afterCpu[2] - start[2], options.steps * options.layers);
+    assert.equal(afterCpu[3], start[3], "the CPU run used bipRound/webgpu");
+    assert.equal(afterCpu[1], start[1], "the CPU run used route/webgpu");
+    assert.equal(afterGpu[0], afterCpu[0], "the WebGPU run used route/cpu");
+    assert.equal(afterGpu[2], afterCpu[2], "the WebGPU run used bipRound/cpu");
+    assert.equal(afterGpu[3] - afterCpu[3], options.steps * options.layers);
+    assert.ok(afterGpu[1] - afterCpu[1] >= options.steps * options.layers);
+    const a = onCpu.curve.loss, b = onGpu.curve.loss;
+    for (let s = 0; s < a.length; s++) {
+      assert.ok(
+        Math.abs(a[s] - b[s]) <= 1e-5 * Math.abs(a[s]),
+        `step ${s + 1}: CPU loss ${a[s]}, WebGPU loss ${b[s]}`,
+      );
+    }
+    // The biases are the negated expert prices: at most 0, some below.
+    assert.ok(onCpu.biases && onGpu.biases);
+    let lowest = 0;
+    for (let l = 0; l < onCpu.biases.length; l++) {
+      for (let j = 0; j < options.experts; j++) {
+        const x = onCpu.biases[l][j], y = onGpu.biases[l][j];
+        lowest = Math.min(lowest, x);
+        assert.ok(x <= 0);
+        assert.ok(
+          Math.abs(x - y) <= 1e-5,
+          `block ${l} expert ${j}: CPU bias ${x}, WebGPU bias ${y}`,
+        );
+      }
+    }
+    assert.ok(lowest < 0, "no expert was ever priced");
+    assert.ok(Math.abs(onCpu.loss - onGpu.loss) <= 1e-5 * onCpu.loss);
+  },
+);
