@@ -12,6 +12,15 @@ import { Rng } from "../../scores/rng.ts";
 import type { Routing, ScoreMatrix } from "../../types.ts";
 import { requireKernel } from "../../ops/registry.ts";
 import { routeOp } from "../../ops/route.ts";
+import { lossFreeUpdateOp } from "../../ops/loss_free_update.ts";
+import { bipRoundOp } from "../../ops/bip_round.ts";
+import { type BipOptions, bipSettings } from "../../route/bip.ts";
+import { capacityOf } from "../../select/capacity.ts";
+import {
+  type LossFreeOptions,
+  lossFreeSettings,
+  scheduledRate,
+} from "../../route/loss_free.ts";
 import { gpuEnv } from "./_kernels.ts";
 import { parseTrainMethod, type TrainMethod } from "../method.ts";
 import {
@@ -97,6 +106,8 @@ export interface TransformerRun {
   maxVioBatch: number;
   /** Per step: training cross-entropy, router objective, MaxVio_batch. */
   curve: { loss: Float64Array; aux: Float64Array; maxVioBatch: Float64Array };
+  /** The bias method's final biases per MoE block (absent without one). */
+  biases?: Float64Array[];
   /** Validation with the balancer routing chunks (only with `leakyValidation` and a balancer). */
   methodRouted?: { loss: number; perplexity: number; maxVioGlobal: number };
   /** Mean training cross-entropy over the last tenth of the steps. */
@@ -170,6 +181,10 @@ function makeSelect(
   chunk: number | undefined,
   kept: LayerRouting[],
   backend: LmBackend = "cpu",
+  mode: { multiply: boolean; normalize: boolean } = {
+    multiply: false,
+    normalize: false,
+  },
 ): LmSelect {
   return (layer: number, s: ScoreMatrix): Routing | Promise<Routing> => {
     const n = s.tokens, E = c.experts;
@@ -186,8 +201,8 @@ function makeSelect(
             scores: s,
             k: c.topK,
             bias: bias?.[layer],
-            multiply: false,
-            normalize: false,
+            multiply: mode.multiply,
+            normalize: mode.normalize,
             scale: 1,
             groups: 1,
             topGroups: 1,
@@ -196,7 +211,7 @@ function makeSelect(
           return out;
         });
       }
-      routeInto(s, c.topK, out, bias ? { bias: bias[layer] } : {});
+      routeInto(s, c.topK, out, bias ? { bias: bias[layer], ...mode } : mode);
       return out;
     }
     const size = chunk ?? n;
@@ -223,6 +238,147 @@ function makeSelect(
     }
     kept[layer] = { routing: out as Routing, scores: s };
     return out as Routing;
+  };
+}
+
+/**
+ * Loss-Free Balancing on the device for `backend: "webgpu"`: each block
+ * routes by the route op's WebGPU kernel on `s + b` (or `s * b`) and its
+ * bias moves by the lossFreeUpdate op's WebGPU kernel, the update of the
+ * `loss-free` balancer (lib/route/loss_free.ts) step for step: same rate
+ * schedule, micro-batch counts, precisions. The kernel keeps the bias in
+ * float32 where the CPU balancer keeps float64: the same signs (decided on
+ * integer loads), values within float32 rounding, so the two runs route
+ * alike unless a score and a bias tie within that rounding.
+ */
+interface GpuLossFree {
+  /** Biases per MoE block, routed with and updated in place. */
+  bias: Float64Array[];
+  mode: { multiply: boolean; normalize: boolean };
+  update(layer: number, routing: Routing): Promise<void>;
+}
+
+function gpuLossFree(
+  options: LossFreeOptions,
+  layers: number,
+  experts: number,
+  normalize: boolean,
+): GpuLossFree {
+  const o = lossFreeSettings(options);
+  const multiply = o.multiplicative;
+  const reduced = o.microBatches > 1 || o.countPrecision !== "float64" ||
+    o.countAdd !== "batch";
+  const counts = reduced
+    ? Array.from({ length: layers }, () => new Float64Array(experts))
+    : undefined;
+  const seen = new Int32Array(layers);
+  const updates = new Int32Array(layers);
+  const bias = Array.from(
+    { length: layers },
+    () => new Float64Array(experts).fill(multiply ? 1 : 0),
+  );
+  return {
+    bias,
+    mode: { multiply, normalize },
+    async update(layer, routing) {
+      seen[layer]++;
+      const apply = seen[layer] % o.microBatches === 0;
+      await requireKernel(lossFreeUpdateOp, "webgpu").run({
+        bias: bias[layer],
+        loads: routing.loads,
+        rate: scheduledRate(o, updates[layer]),
+        rule: o.rule,
+        center: o.center && !multiply,
+        biasPrecision: o.biasPrecision,
+        countPrecision: o.countPrecision,
+        countAdd: o.countAdd,
+        counts: counts?.[layer],
+        apply,
+      }, await gpuEnv());
+      if (apply) updates[layer]++;
+    },
+  };
+}
+
+/**
+ * BIP-Based Balancing on the device for `backend: "webgpu"`: on each
+ * chunk of `chunk` tokens, the bipRound op's WebGPU kernel runs the dual
+ * rounds from the block's expert prices `q`, then the route op's WebGPU
+ * kernel selects top-K of `s - q`, as the `bip` balancer
+ * (lib/route/bip.ts) does on the CPU. The kernel keeps the prices in
+ * float32 where the CPU keeps float64; a price is an order statistic of
+ * `s - p`, so a token sitting at an expert's capacity boundary ties with
+ * it and float32 rounding may decide that tie differently.
+ */
+interface GpuBip {
+  select: LmSelect;
+  /** The biases `-q` per MoE block. */
+  biases(): Float64Array[];
+}
+
+function gpuBip(
+  c: ResolvedTransformerConfig,
+  options: BipOptions,
+  layers: number,
+  chunk: number | undefined,
+  kept: LayerRouting[],
+): GpuBip {
+  const { T, capacityFactor, clipTokenPrices } = bipSettings(options);
+  const E = c.experts, K = c.topK;
+  const prices = Array.from({ length: layers }, () => new Float64Array(E));
+  const bias = new Float64Array(E);
+  let part: Routing | undefined;
+  const select = async (layer: number, s: ScoreMatrix): Promise<Routing> => {
+    const n = s.tokens, size = chunk ?? n;
+    if (n % size !== 0) {
+      throw new RangeError(
+        `routeChunk must divide the tokens of a batch (${n}): current value is ${size}`,
+      );
+    }
+    const env = await gpuEnv();
+    const prev = kept[layer]?.routing;
+    const out = prev && prev.experts.length === n * K
+      ? prev
+      : createRouting(n, K, E);
+    out.loads.fill(0);
+    if (!part || part.experts.length !== size * K) {
+      part = createRouting(size, K, E);
+    }
+    const q = prices[layer];
+    for (let at = 0; at < n; at += size) {
+      const scores = {
+        data: s.data.subarray(at * E, (at + size) * E),
+        tokens: size,
+        experts: E,
+      };
+      await requireKernel(bipRoundOp, "webgpu").run({
+        scores,
+        k: K,
+        capacity: capacityOf(size, K, E, capacityFactor),
+        prices: q,
+        rounds: T,
+        clip: clipTokenPrices || "experts",
+      }, env);
+      for (let j = 0; j < E; j++) bias[j] = -q[j];
+      await requireKernel(routeOp, "webgpu").run({
+        scores,
+        k: K,
+        bias,
+        multiply: false,
+        normalize: c.normalize,
+        scale: 1,
+        groups: 1,
+        topGroups: 1,
+        out: part,
+      }, env);
+      copyRouting(part, out, at);
+    }
+    kept[layer] = { routing: out, scores: s };
+    return out;
+  };
+  return {
+    select,
+    biases: () => prices.map((q) => Float64Array.from(q, (v) => 0 - v)),
   };
 }
 
@@ -306,7 +462,10 @@ export function methodObjective(
  * routed (`Balancer.update`). Auxiliary losses (`aux`, `seq-aux`,
  * `global-aux`, `z-loss`) enter the routers' gradients; balancers (`loss-free`, `bip`,
  * `quantile`, `expert-choice`, ...) change only which experts are
- * selected. Same seed, same numbers.
+ * selected. With `backend: "webgpu"`, `loss-free` and `bip` route and
+ * update on the device (the route, lossFreeUpdate and bipRound ops'
+ * WebGPU kernels, biases and prices in float32); other balancers run on
+ * the CPU. Same seed, same numbers.
  *
  * @param corpus `train` and `valid` token ids, below `vocab`.
  * @param options See {@linkcode TransformerTrainOptions}.
@@ -375,14 +534,26 @@ export async function trainTransformer(
   checkTokens("corpus.train", corpus?.train, T + 1, c.vocab);
   checkTokens("corpus.valid", corpus?.valid, T + 1, c.vocab);
   const moe = moeBlocks(c);
-  const balancer: Balancer | undefined = method.kind === "bias" && moe > 0
-    ? createBalancer(method.balancer, {
-      layers: moe,
-      experts: c.experts,
-      k: c.topK,
-      normalize: c.normalize,
-    })
+  // Loss-Free on WebGPU routes and updates on the device (the route and
+  // lossFreeUpdate ops' WebGPU kernels); every other balancer on the CPU.
+  const onDevice = backend === "webgpu" && method.kind === "bias" &&
+      moe > 0 && method.balancer.name === "loss-free"
+    ? gpuLossFree(method.balancer.options, moe, c.experts, c.normalize)
     : undefined;
+  const kept: LayerRouting[] = [];
+  const bipOnDevice = backend === "webgpu" && method.kind === "bias" &&
+      moe > 0 && method.balancer.name === "bip"
+    ? gpuBip(c, method.balancer.options, moe, chunk, kept)
+    : undefined;
+  const balancer: Balancer | undefined =
+    method.kind === "bias" && moe > 0 && !onDevice && !bipOnDevice
+      ? createBalancer(method.balancer, {
+        layers: moe,
+        experts: c.experts,
+        k: c.topK,
+        normalize: c.normalize,
+      })
+      : undefined;
   const objective = methodObjective(method, T, n);
   const threads = checkInteger(
     "threads",
@@ -391,8 +562,15 @@ export async function trainTransformer(
   );
   const ws = createTransformerWorkspace(model, batchSeqs, backend, { threads });
   const adam = new Adam32(model.params.length, clip);
-  const kept: LayerRouting[] = [];
-  const select = makeSelect(c, balancer, undefined, chunk, kept, backend);
+  const select = bipOnDevice?.select ?? makeSelect(
+    c,
+    balancer,
+    onDevice?.bias,
+    chunk,
+    kept,
+    backend,
+    onDevice?.mode,
+  );
   const rng = new Rng(seed + 0x51ed);
   const curve = {
     loss: new Float64Array(steps),
@@ -419,6 +597,7 @@ export async function trainTransformer(
     for (let l = 0; l < r.routings.length; l++) {
       mv += maxVio(r.routings[l].loads);
       if (balancer) balancer.update(l, kept[l].scores, kept[l].routing);
+      if (onDevice) await onDevice.update(l, kept[l].routing);
     }
     curve.loss[step] = r.ce;
     curve.aux[step] = r.aux;
@@ -428,7 +607,9 @@ export async function trainTransformer(
   const seconds = (performance.now() - t0) / 1000;
   const bias = balancer
     ? Array.from({ length: moe }, (_, l) => balancer.biases(l))
-    : undefined;
+    : bipOnDevice
+    ? bipOnDevice.biases()
+    : onDevice?.bias.map((b) => Float64Array.from(b));
   const ev = await evaluateWith(
     model,
     ws,
@@ -437,7 +618,36 @@ export async function trainTransformer(
     validTokens,
   );
   let methodRouted: TransformerRun["methodRouted"];
-  if (leaky && balancer) {
+  if (leaky && onDevice) {
+    // Loss-Free routes each token on its own: the balancer routing chunks
+    // with frozen biases is the same selection rule.
+    const e = await evaluateWith(
+      model,
+      ws,
+      corpus.valid,
+      makeSelect(c, undefined, bias, undefined, [], backend, onDevice.mode),
+      validTokens,
+    );
+    methodRouted = {
+      loss: e.loss,
+      perplexity: e.perplexity,
+      maxVioGlobal: e.maxVioGlobal,
+    };
+  } else if (leaky && bipOnDevice) {
+    const e = await evaluateWith(
+      model,
+      ws,
+      corpus.valid,
+      // The prices go on from their trained values, as the CPU balancer's.
+      bipOnDevice.select,
+      validTokens,
+    );
+    methodRouted = {
+      loss: e.loss,
+      perplexity: e.perplexity,
+      maxVioGlobal: e.maxVioGlobal,
+    };
+  } else if (leaky && balancer) {
     const e = await evaluateWith(
       model,
       ws,
@@ -460,6 +670,7 @@ export async function trainTransformer(
     seed,
     ...ev,
     maxVioBatch: mvb,
+    ...(bias ? { biases: bias } : {}),
     ...(methodRouted ? { methodRouted } : {}),
     curve,
     finalTrainLoss: last,

@@ -1,12 +1,16 @@
 // The transformer trains to the same loss curve on the CPU and on WebGPU:
 // same seed, same batches, the step's kernels on each backend (the WebGPU
 // ones through the op registry, counted), losses within float32 tolerance.
+// Loss-Free training routes with its bias and moves it by the route and
+// lossFreeUpdate ops' WebGPU kernels: the same curve and biases.
 // Skipped without an adapter unless MOELAB_REQUIRE_GPU=1 (CI: lavapipe);
 // Bun has no WebGPU, so under Bun it is skipped even then.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import process from "node:process";
 import { acquireGpu } from "../../../kernels/device.ts";
+// Registers the WebGPU kernels before the tests list them.
+import "../../../kernels/mod.ts";
 import { registeredKernels } from "../../ops/registry.ts";
 import { Rng } from "../../scores/rng.ts";
 import { trainTransformer } from "./train.ts";
@@ -118,6 +122,181 @@ test(
         `step ${s + 1}: CPU loss ${a[s]}, WebGPU loss ${b[s]}`,
       );
     }
+    assert.ok(Math.abs(onCpu.loss - onGpu.loss) <= 1e-5 * onCpu.loss);
+  },
+);
+
+test(
+  "transformer: Loss-Free trains to the same curve and biases on the CPU and on WebGPU",
+  { skip: !gpu && !required ? `no WebGPU adapter: ${reason}` : false },
+  async () => {
+    assert.ok(gpu, `MOELAB_REQUIRE_GPU=1 but there is no adapter: ${reason}`);
+    const corpus = { train: tokens(4, 4096, 32), valid: tokens(5, 512, 32) };
+    const options = {
+      vocab: 32,
+      seqLen: 16,
+      dim: 16,
+      heads: 2,
+      layers: 2,
+      experts: 4,
+      topK: 2,
+      hidden: 16,
+      steps: 6,
+      batchSeqs: 4,
+      validTokens: 128,
+      lr: 1e-2,
+      seed: 7,
+      // A rate far above the float32 rounding of the bias (1e-9 at these
+      // values): routing decisions on s + b agree between float64 and
+      // float32 biases unless a score gap falls below that rounding.
+      method: "loss-free(rate=0.01)",
+    };
+    const all = registeredKernels();
+    const kernel = (op: string, backend: string) =>
+      all.find((k) => k.op.name === op && k.backend === backend)!;
+    const route = {
+      cpu: kernel("route", "cpu"),
+      gpu: kernel("route", "webgpu"),
+    };
+    const update = {
+      cpu: kernel("lossFreeUpdate", "cpu"),
+      gpu: kernel("lossFreeUpdate", "webgpu"),
+    };
+    const calls = () =>
+      [route.cpu, route.gpu, update.cpu, update.gpu].map((k) => k.calls);
+    const start = calls();
+    const onCpu = await trainTransformer(corpus, {
+      ...options,
+      backend: "cpu",
+    });
+    const afterCpu = calls();
+    const onGpu = await trainTransformer(corpus, {
+      ...options,
+      backend: "webgpu",
+    });
+    const afterGpu = calls();
+    // The CPU run: one update per MoE block and step, on the CPU kernel.
+    assert.equal(afterCpu[2] - start[2], options.steps * options.layers);
+    assert.equal(
+      afterCpu[3],
+      start[3],
+      "the CPU run used lossFreeUpdate/webgpu",
+    );
+    assert.equal(afterCpu[1], start[1], "the CPU run used route/webgpu");
+    // The WebGPU run: routes and updates on the WebGPU kernels alone.
+    assert.equal(afterGpu[0], afterCpu[0], "the WebGPU run used route/cpu");
+    assert.equal(
+      afterGpu[2],
+      afterCpu[2],
+      "the WebGPU run used lossFreeUpdate/cpu",
+    );
+    assert.equal(afterGpu[3] - afterCpu[3], options.steps * options.layers);
+    assert.ok(
+      afterGpu[1] - afterCpu[1] >= options.steps * options.layers,
+      "the WebGPU run did not route every block by route/webgpu",
+    );
+    const a = onCpu.curve.loss, b = onGpu.curve.loss;
+    for (let s = 0; s < a.length; s++) {
+      assert.ok(
+        Math.abs(a[s] - b[s]) <= 1e-5 * Math.abs(a[s]),
+        `step ${s + 1}: CPU loss ${a[s]}, WebGPU loss ${b[s]}`,
+      );
+    }
+    // The sign rule moves each bias by -rate, 0 or +rate per step: a
+    // multiple of 0.01 of magnitude at most the number of steps.
+    assert.ok(onCpu.biases && onGpu.biases);
+    assert.equal(onGpu.biases.length, onCpu.biases.length);
+    let moved = 0;
+    for (let l = 0; l < onCpu.biases.length; l++) {
+      for (let j = 0; j < options.experts; j++) {
+        const x = onCpu.biases[l][j], y = onGpu.biases[l][j];
+        moved = Math.max(moved, Math.abs(x));
+        assert.ok(
+          Math.abs(x - y) <= 1e-6,
+          `block ${l} expert ${j}: CPU bias ${x}, WebGPU bias ${y}`,
+        );
+        const steps = Math.round(x / 0.01);
+        assert.ok(Math.abs(x - steps * 0.01) <= 1e-9 && Math.abs(steps) <= 6);
+      }
+    }
+    assert.ok(moved >= 0.01, "the biases never moved");
+    assert.ok(Math.abs(onCpu.loss - onGpu.loss) <= 1e-5 * onCpu.loss);
+  },
+);
+
+test(
+  "transformer: BIP trains to the same curve and prices on the CPU and on WebGPU",
+  { skip: !gpu && !required ? `no WebGPU adapter: ${reason}` : false },
+  async () => {
+    assert.ok(gpu, `MOELAB_REQUIRE_GPU=1 but there is no adapter: ${reason}`);
+    const corpus = { train: tokens(6, 4096, 32), valid: tokens(7, 512, 32) };
+    const options = {
+      vocab: 32,
+      seqLen: 16,
+      dim: 16,
+      heads: 2,
+      layers: 2,
+      experts: 4,
+      topK: 2,
+      hidden: 16,
+      steps: 6,
+      batchSeqs: 4,
+      validTokens: 128,
+      lr: 1e-2,
+      seed: 11,
+      method: "bip",
+    };
+    const all = registeredKernels();
+    const kernel = (op: string, backend: string) =>
+      all.find((k) => k.op.name === op && k.backend === backend)!;
+    const used = [
+      kernel("route", "cpu"),
+      kernel("route", "webgpu"),
+      kernel("bipRound", "cpu"),
+      kernel("bipRound", "webgpu"),
+    ];
+    const calls = () => used.map((k) => k.calls);
+    const start = calls();
+    const onCpu = await trainTransformer(corpus, {
+      ...options,
+      backend: "cpu",
+    });
+    const afterCpu = calls();
+    const onGpu = await trainTransformer(corpus, {
+      ...options,
+      backend: "webgpu",
+    });
+    const afterGpu = calls();
+    // One dual solve per MoE block and step (no routeChunk: one chunk).
+    assert.equal(afterCpu[2] - start[2], options.steps * options.layers);
+    assert.equal(afterCpu[3], start[3], "the CPU run used bipRound/webgpu");
+    assert.equal(afterCpu[1], start[1], "the CPU run used route/webgpu");
+    assert.equal(afterGpu[0], afterCpu[0], "the WebGPU run used route/cpu");
+    assert.equal(afterGpu[2], afterCpu[2], "the WebGPU run used bipRound/cpu");
+    assert.equal(afterGpu[3] - afterCpu[3], options.steps * options.layers);
+    assert.ok(afterGpu[1] - afterCpu[1] >= options.steps * options.layers);
+    const a = onCpu.curve.loss, b = onGpu.curve.loss;
+    for (let s = 0; s < a.length; s++) {
+      assert.ok(
+        Math.abs(a[s] - b[s]) <= 1e-5 * Math.abs(a[s]),
+        `step ${s + 1}: CPU loss ${a[s]}, WebGPU loss ${b[s]}`,
+      );
+    }
+    // The biases are the negated expert prices: at most 0, some below.
+    assert.ok(onCpu.biases && onGpu.biases);
+    let lowest = 0;
+    for (let l = 0; l < onCpu.biases.length; l++) {
+      for (let j = 0; j < options.experts; j++) {
+        const x = onCpu.biases[l][j], y = onGpu.biases[l][j];
+        lowest = Math.min(lowest, x);
+        assert.ok(x <= 0);
+        assert.ok(
+          Math.abs(x - y) <= 1e-5,
+          `block ${l} expert ${j}: CPU bias ${x}, WebGPU bias ${y}`,
+        );
+      }
+    }
+    assert.ok(lowest < 0, "no expert was ever priced");
     assert.ok(Math.abs(onCpu.loss - onGpu.loss) <= 1e-5 * onCpu.loss);
   },
 );
