@@ -341,5 +341,6 @@ export const lossFreeUpdateKernel = registerKernel({
   run: lossFreeUpdateWebGpu,
   callers: [
     'runSimulationOn() with backend "webgpu" and createDeviceBalancer() (loss-free)',
+    'trainTransformer() with backend "webgpu" (loss-free)',
   ],
 });

@@ -378,6 +378,7 @@ export const bipRoundKernel = registerKernel({
     a.k > MAX_K ? `k = ${a.k} exceeds the GPU kernel's ${MAX_K}` : undefined,
   callers: [
     'runSimulationOn() with backend "webgpu" and createDeviceBalancer() (bip)',
+    'trainTransformer() with backend "webgpu" (bip)',
     "bench/backends_bench.ts",
   ],
 });

@@ -423,5 +423,6 @@ export const routeTopKKernel = registerKernel({
   callers: [
     'routeAsync() with backend "webgpu" or "auto"',
     'runSimulationOn() with backend "webgpu" and createDeviceBalancer() (every method that routes by top-K)',
+    'trainTransformer() with backend "webgpu" (top-K, loss-free, bip)',
   ],
 });
