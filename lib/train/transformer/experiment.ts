@@ -434,8 +434,12 @@ export function transformerSummary(
   return { ...x, runs: x.runs.map(runFigures) };
 }
 
-const fmt = (s: MeanStd, digits = 3) =>
-  `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}`;
+// `mean ± std` over several seeds; the mean alone over one seed, whose
+// spread is unknown rather than zero.
+const fmt = (s: MeanStd, digits = 3, seeds = 2) =>
+  seeds < 2
+    ? s.mean.toFixed(digits)
+    : `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}`;
 
 /**
  * The experiment as a Markdown table: one row per method (validation
@@ -474,16 +478,22 @@ export function formatTransformerTable(x: TransformerExperiment): string {
   }
   lines.push("", `Mean ± sample standard deviation over ${n} seeds.`);
   if (x.leakage.length) {
+    // The leakage test runs its own seeds, or the first seed of the runs.
+    const m = x.preset.leakage?.seeds?.length ?? 1;
     lines.push(
+      "",
+      m < 2
+        ? "Leakage test, one seed (no spread):"
+        : `Leakage test, mean ± sample standard deviation over ${m} seeds:`,
       "",
       "| routing chunk (tokens) | final train loss | valid loss, chunked routing | valid loss, causal top-K |",
       "|---|---|---|---|",
     );
     for (const r of x.leakage) {
       lines.push(
-        `| ${r.chunk} | ${fmt(r.finalTrainLoss)} | ${fmt(r.leakyLoss)} | ${
-          fmt(r.causalLoss)
-        } |`,
+        `| ${r.chunk} | ${fmt(r.finalTrainLoss, 3, m)} | ${
+          fmt(r.leakyLoss, 3, m)
+        } | ${fmt(r.causalLoss, 3, m)} |`,
       );
     }
   }
