@@ -4,7 +4,13 @@
 // so the kernels stay synchronous. Arrays not on a SharedArrayBuffer are
 // copied to staging buffers kept between calls (and written ones copied
 // back).
-import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
+import {
+  canWaitForStart,
+  type PoolWorker,
+  registerBuffer,
+  startWorker,
+} from "./_pool_workers.ts";
+import { MessageChannel } from "node:worker_threads";
 import {
   COUNTER,
   DONE,
@@ -13,7 +19,6 @@ import {
   IDLE,
   type JobInts,
   POSTED,
-  type Registration,
   runBlocks,
   SLOT,
   type WorkerInit,
@@ -22,18 +27,10 @@ import {
 /** Most threads the pool may use. */
 export const MAX_POOL_THREADS = 64;
 
-interface PoolWorker {
-  port: MessagePort;
-  /** Ids of the buffers this worker holds. */
-  known: Set<number>;
-}
-
 const pool: PoolWorker[] = [];
 const control = new Int32Array(
   new SharedArrayBuffer(4 * SLOT * MAX_POOL_THREADS),
 );
-const ids = new WeakMap<SharedArrayBuffer, number>();
-let nextId = 0;
 const stage = new Map<string, SharedArrayBuffer>();
 
 /** One array of a job: whether its contents are read, and whether written. */
@@ -60,7 +57,7 @@ export function runOnPool(
   );
   const shared = arrays.map((x, i) => sharedView(`${job.kind}:${i}`, x));
   while (pool.length < t - 1) {
-    const worker = startWorker();
+    const worker = startWorker(WORKER_URL);
     const { port1, port2 } = new MessageChannel();
     const init: WorkerInit = { port: port2, control, slot: pool.length + 1 };
     worker.postMessage(init, [port2]);
@@ -70,7 +67,7 @@ export function runOnPool(
   for (let w = 1; w < t; w++) {
     const at = w * SLOT;
     shared.forEach((x, b) => {
-      control[at + F.buffers + b] = register(
+      control[at + F.buffers + b] = registerBuffer(
         pool[w - 1],
         x.buffer as SharedArrayBuffer,
       );
@@ -124,36 +121,7 @@ export function runOnPool(
 }
 
 const WORKER_URL = new URL("./_ops_worker.ts", import.meta.url);
-// node:worker_threads starts only file: and data: URLs, so a module loaded
-// over HTTP (as from JSR) starts its workers from a data: URL that imports
-// the worker module. Such a worker cannot fetch its modules while this
-// thread blocks in Atomics.wait, so the caller does not wait for it to
-// start: a job it has not taken when the caller has claimed every block is
-// withdrawn (as in route_threads.ts).
-const WAIT_FOR_START = WORKER_URL.protocol === "file:";
-
-function startWorker(): Worker {
-  const source = `import ${JSON.stringify(WORKER_URL.href)};`;
-  const worker = new Worker(
-    WAIT_FOR_START
-      ? WORKER_URL
-      : new URL(`data:text/javascript,${encodeURIComponent(source)}`),
-  );
-  worker.unref();
-  return worker;
-}
-
-/** Tells a worker about a shared buffer once; returns the buffer's id. */
-function register(worker: PoolWorker, buffer: SharedArrayBuffer): number {
-  let id = ids.get(buffer);
-  if (id === undefined) ids.set(buffer, id = nextId++);
-  if (!worker.known.has(id)) {
-    const r: Registration = { id, buffer };
-    worker.port.postMessage(r);
-    worker.known.add(id);
-  }
-  return id;
-}
+const WAIT_FOR_START = canWaitForStart(WORKER_URL);
 
 /** The array itself when on a SharedArrayBuffer, else a staging copy. */
 function sharedView(name: string, x: PoolArray): Float32Array {

@@ -7,6 +7,7 @@
 // shared counter until none are left, running the CPU kernels' own loops.
 // Buffers are registered once per worker by a message drained with
 // receiveMessageOnPort (its event loop never runs).
+import type { Registration } from "./_pool_workers.ts";
 import {
   type MessagePort,
   parentPort,
@@ -112,12 +113,6 @@ export function runBlocks(
     if (from >= job.units) return;
     runUnits(job, x, from, Math.min(job.units, from + blockUnits));
   }
-}
-
-/** A buffer registration: the worker keeps `buffer` under `id`. */
-export interface Registration {
-  id: number;
-  buffer: SharedArrayBuffer;
 }
 
 /** The first message a worker gets: its port, the control array and its slot. */

@@ -5,6 +5,7 @@
 // once, by a message the worker drains with receiveMessageOnPort: its
 // event loop never runs, and handing a large SharedArrayBuffer over costs
 // time in proportion to its size, so it must not happen per job.
+import type { Registration } from "./_pool_workers.ts";
 import {
   type MessagePort,
   parentPort,
@@ -38,12 +39,6 @@ export const F = {
 export const COUNTER = 1;
 /** Width of a slot in the control array, in Int32 entries. */
 export const SLOT = 16;
-
-/** A buffer registration: the worker keeps `buffer` under `id`. */
-export interface Registration {
-  id: number;
-  buffer: SharedArrayBuffer;
-}
 
 /** The first message a worker gets: its port, control arrays and slot. */
 export interface WorkerInit {

@@ -4,7 +4,13 @@
 // until all are done, so it is synchronous, and its answers are the CPU
 // kernel's bit for bit: every thread runs the same row kernel
 // (_route_rows.ts) on blocks of rows claimed from a shared counter.
-import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
+import {
+  canWaitForStart,
+  type PoolWorker,
+  registerBuffer,
+  startWorker,
+} from "./_pool_workers.ts";
+import { MessageChannel } from "node:worker_threads";
 import { badScore } from "../validate.ts";
 import type { Routing } from "../types.ts";
 import { registerKernel } from "./registry.ts";
@@ -18,7 +24,6 @@ import {
   FAILED,
   IDLE,
   POSTED,
-  type Registration,
   SLOT,
   type WorkerInit,
 } from "./_route_worker.ts";
@@ -32,17 +37,9 @@ export const MAX_THREADS = 64;
 /** Rows below which a thread is not worth waking. */
 const ROWS_PER_THREAD = 1024;
 
-interface PoolWorker {
-  port: MessagePort;
-  /** Ids of the buffers this worker holds. */
-  known: Set<number>;
-}
-
 const ports: PoolWorker[] = [];
 const control = new Int32Array(new SharedArrayBuffer(4 * SLOT * MAX_THREADS));
 const scales = new Float64Array(new SharedArrayBuffer(8 * MAX_THREADS));
-const ids = new WeakMap<SharedArrayBuffer, number>();
-let nextId = 0;
 const stage = new Map<string, SharedArrayBuffer>();
 
 /**
@@ -66,7 +63,7 @@ export function routeThreads(args: RouteArgs, threads: number): Routing {
   const bias = settings.bias ? staging("bias", 8 * E) : undefined;
   if (bias) new Float64Array(bias, 0, E).set(settings.bias!);
   while (ports.length < t - 1) {
-    const worker = startWorker();
+    const worker = startWorker(WORKER_URL);
     const { port1, port2 } = new MessageChannel();
     const slot = ports.length + 1;
     const init: WorkerInit = { port: port2, control, scales, slot };
@@ -76,7 +73,7 @@ export function routeThreads(args: RouteArgs, threads: number): Routing {
   Atomics.store(control, COUNTER, 0);
   for (let w = 1; w < t; w++) {
     const at = w * SLOT;
-    const id = (b: SharedArrayBuffer) => register(ports[w - 1], b);
+    const id = (b: SharedArrayBuffer) => registerBuffer(ports[w - 1], b);
     control[at + F.data] = id(data.buffer as SharedArrayBuffer);
     control[at + F.outE] = id(outE);
     control[at + F.outW] = id(outW);
@@ -158,36 +155,7 @@ registerKernel({
 });
 
 const WORKER_URL = new URL("./_route_worker.ts", import.meta.url);
-// node:worker_threads starts only file: and data: URLs, so a module loaded
-// over HTTP (as from JSR) starts its workers from a data: URL that imports
-// the worker module. Such a worker cannot fetch its modules while this
-// thread blocks in Atomics.wait (Deno fetches on the main thread's event
-// loop), so the caller does not wait for it to start: a job it has not
-// taken when the caller has claimed every block is withdrawn.
-const WAIT_FOR_START = WORKER_URL.protocol === "file:";
-
-function startWorker(): Worker {
-  const source = `import ${JSON.stringify(WORKER_URL.href)};`;
-  const worker = new Worker(
-    WAIT_FOR_START
-      ? WORKER_URL
-      : new URL(`data:text/javascript,${encodeURIComponent(source)}`),
-  );
-  worker.unref();
-  return worker;
-}
-
-/** Tells a worker about a shared buffer once; returns the buffer's id. */
-function register(worker: PoolWorker, buffer: SharedArrayBuffer): number {
-  let id = ids.get(buffer);
-  if (id === undefined) ids.set(buffer, id = nextId++);
-  if (!worker.known.has(id)) {
-    const r: Registration = { id, buffer };
-    worker.port.postMessage(r);
-    worker.known.add(id);
-  }
-  return id;
-}
+const WAIT_FOR_START = canWaitForStart(WORKER_URL);
 
 /** The scores on a SharedArrayBuffer: their own, or a staging copy. */
 function sharedInput(data: Float32Array): Float32Array {
