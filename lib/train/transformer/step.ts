@@ -219,42 +219,30 @@ export interface LmStepResult {
 // Layers (CPU loops for the cheap element-wise parts; matmul and attention go
 // through the kernels).
 
-// (B, T, H, D) token layout <-> (B, H, T, D) head layout.
-function toHeads(
+// (B, T, H, D) token layout <-> (B, H, T, D) head layout: `intoHeads`
+// copies token rows into head rows, otherwise head rows back into tokens.
+function copyHeads(
   src: Float32Array,
   dst: Float32Array,
   B: number,
   T: number,
   H: number,
   D: number,
+  intoHeads: boolean,
 ): void {
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       for (let h = 0; h < H; h++) {
-        const s = ((b * T + t) * H + h) * D, o = ((b * H + h) * T + t) * D;
+        const token = ((b * T + t) * H + h) * D;
+        const head = ((b * H + h) * T + t) * D;
+        const s = intoHeads ? token : head, o = intoHeads ? head : token;
         for (let e = 0; e < D; e++) dst[o + e] = src[s + e];
       }
     }
   }
 }
 
-function fromHeads(
-  src: Float32Array,
-  dst: Float32Array,
-  B: number,
-  T: number,
-  H: number,
-  D: number,
-): void {
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t < T; t++) {
-      for (let h = 0; h < H; h++) {
-        const o = ((b * T + t) * H + h) * D, s = ((b * H + h) * T + t) * D;
-        for (let e = 0; e < D; e++) dst[o + e] = src[s + e];
-      }
-    }
-  }
-}
+const INTO_HEADS = true, INTO_TOKENS = false;
 
 /** SiLU (swish): `out = x * sigmoid(x)`. */
 function silu(x: Float32Array, out: Float32Array, len: number): void {
@@ -432,9 +420,9 @@ export async function transformerStep(
     for (const [w, y] of [[bp.wq, bb.q], [bp.wk, bb.k], [bp.wv, bb.v]]) {
       await mmABt(bb.a1, w, y, n, d, d, false);
     }
-    toHeads(bb.q, bb.qh, seqs, T, H, D);
-    toHeads(bb.k, bb.kh, seqs, T, H, D);
-    toHeads(bb.v, bb.vh, seqs, T, H, D);
+    copyHeads(bb.q, bb.qh, seqs, T, H, D, INTO_HEADS);
+    copyHeads(bb.k, bb.kh, seqs, T, H, D, INTO_HEADS);
+    copyHeads(bb.v, bb.vh, seqs, T, H, D, INTO_HEADS);
     await K.attention({
       q: bb.qh.subarray(0, n * d),
       k: bb.kh.subarray(0, n * d),
@@ -446,7 +434,7 @@ export async function transformerStep(
       seq: T,
       headDim: D,
     });
-    fromHeads(bb.oh, bb.o, seqs, T, H, D);
+    copyHeads(bb.oh, bb.o, seqs, T, H, D, INTO_TOKENS);
     bb.xMid.set(bb.xIn.subarray(0, n * d));
     await mmABt(bb.o, bp.wo, bb.xMid, n, d, d, true);
     // FFN.
@@ -750,7 +738,7 @@ export async function transformerStep(
     // Attention: dx is now d loss / d xMid.
     await mmAtB(dx, bb.o, gb.wo, d, d, n, true);
     await mmAB(dx, bp.wo, ws.dy, n, d, d, false);
-    toHeads(ws.dy, ws.doh, seqs, T, H, D);
+    copyHeads(ws.dy, ws.doh, seqs, T, H, D, INTO_HEADS);
     await K.attentionBackward({
       q: bb.qh.subarray(0, n * d),
       k: bb.kh.subarray(0, n * d),
@@ -765,9 +753,9 @@ export async function transformerStep(
       seq: T,
       headDim: D,
     });
-    fromHeads(ws.dqh, ws.dq, seqs, T, H, D);
-    fromHeads(ws.dkh, ws.dk, seqs, T, H, D);
-    fromHeads(ws.dvh, ws.dv, seqs, T, H, D);
+    copyHeads(ws.dqh, ws.dq, seqs, T, H, D, INTO_TOKENS);
+    copyHeads(ws.dkh, ws.dk, seqs, T, H, D, INTO_TOKENS);
+    copyHeads(ws.dvh, ws.dv, seqs, T, H, D, INTO_TOKENS);
     da.fill(0, 0, n * d);
     for (
       const [dp, w, gw] of [
