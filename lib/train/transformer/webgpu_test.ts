@@ -43,27 +43,117 @@ function tokens(seed: number, count: number, vocab: number): Int32Array {
   return out;
 }
 
+/** A two-block model small enough for the software adapter. */
+const TINY = {
+  vocab: 32,
+  seqLen: 16,
+  dim: 16,
+  heads: 2,
+  layers: 2,
+  experts: 4,
+  topK: 2,
+  hidden: 16,
+  batchSeqs: 4,
+  lr: 1e-2,
+};
+
+/** The registered kernel of `op` on `backend`. */
+function kernel(op: string, backend: string) {
+  const k = registeredKernels().find((k) =>
+    k.op.name === op && k.backend === backend
+  );
+  assert.ok(k, `no ${op}/${backend} kernel`);
+  return k;
+}
+
+/** Loss curves equal within float32 tolerance, step by step. */
+function assertSameCurve(a: ArrayLike<number>, b: ArrayLike<number>): void {
+  assert.equal(b.length, a.length);
+  for (let s = 0; s < a.length; s++) {
+    assert.ok(
+      Math.abs(a[s] - b[s]) <= 1e-5 * Math.abs(a[s]),
+      `step ${s + 1}: CPU loss ${a[s]}, WebGPU loss ${b[s]}`,
+    );
+  }
+}
+
+/**
+ * Trains the tiny model with a balancing `method` on the CPU, then on
+ * WebGPU, and checks that each run routed and updated by its own backend's
+ * kernels of `route` and `updateOp`, one update per MoE block and step, with
+ * the same loss curve. Returns both runs' final biases.
+ */
+async function trainBalancedBoth(
+  method: string,
+  updateOp: string,
+  seed: number,
+  corpusSeed: number,
+): Promise<{ cpu: Float64Array[]; gpu: Float64Array[]; blocks: number }> {
+  const corpus = {
+    train: tokens(corpusSeed, 4096, 32),
+    valid: tokens(corpusSeed + 1, 512, 32),
+  };
+  const options = { ...TINY, steps: 6, validTokens: 128, seed, method };
+  const [routeCpu, routeGpu, updateCpu, updateGpu] = [
+    kernel("route", "cpu"),
+    kernel("route", "webgpu"),
+    kernel(updateOp, "cpu"),
+    kernel(updateOp, "webgpu"),
+  ];
+  const calls = () =>
+    [routeCpu, routeGpu, updateCpu, updateGpu].map((k) => k.calls);
+  const start = calls();
+  const onCpu = await trainTransformer(corpus, { ...options, backend: "cpu" });
+  const afterCpu = calls();
+  const onGpu = await trainTransformer(corpus, {
+    ...options,
+    backend: "webgpu",
+  });
+  const afterGpu = calls();
+  const [ROUTE_CPU, ROUTE_GPU, UPDATE_CPU, UPDATE_GPU] = [0, 1, 2, 3];
+  const updates = options.steps * options.layers;
+  // The CPU run: one update per MoE block and step, on the CPU kernels.
+  assert.equal(afterCpu[UPDATE_CPU] - start[UPDATE_CPU], updates);
+  assert.equal(
+    afterCpu[UPDATE_GPU],
+    start[UPDATE_GPU],
+    `the CPU run used ${updateOp}/webgpu`,
+  );
+  assert.equal(
+    afterCpu[ROUTE_GPU],
+    start[ROUTE_GPU],
+    "the CPU run used route/webgpu",
+  );
+  // The WebGPU run: routes and updates on the WebGPU kernels alone.
+  assert.equal(
+    afterGpu[ROUTE_CPU],
+    afterCpu[ROUTE_CPU],
+    "the WebGPU run used route/cpu",
+  );
+  assert.equal(
+    afterGpu[UPDATE_CPU],
+    afterCpu[UPDATE_CPU],
+    `the WebGPU run used ${updateOp}/cpu`,
+  );
+  assert.equal(afterGpu[UPDATE_GPU] - afterCpu[UPDATE_GPU], updates);
+  assert.ok(
+    afterGpu[ROUTE_GPU] - afterCpu[ROUTE_GPU] >= updates,
+    "the WebGPU run did not route every block by route/webgpu",
+  );
+  assertSameCurve(onCpu.curve.loss, onGpu.curve.loss);
+  assert.ok(Math.abs(onCpu.loss - onGpu.loss) <= 1e-5 * onCpu.loss);
+  assert.ok(onCpu.biases && onGpu.biases);
+  assert.equal(onGpu.biases.length, onCpu.biases.length);
+  return { cpu: onCpu.biases, gpu: onGpu.biases, blocks: options.layers };
+}
+
 test(
   "transformer: the same loss curve on the CPU and on WebGPU",
   { skip: !gpu && !required ? `no WebGPU adapter: ${reason}` : false },
   async () => {
     assert.ok(gpu, `MOELAB_REQUIRE_GPU=1 but there is no adapter: ${reason}`);
     const corpus = { train: tokens(1, 4096, 32), valid: tokens(2, 512, 32) };
-    const options = {
-      vocab: 32,
-      seqLen: 16,
-      dim: 16,
-      heads: 2,
-      layers: 2,
-      experts: 4,
-      topK: 2,
-      hidden: 16,
-      steps: 8,
-      batchSeqs: 4,
-      validTokens: 256,
-      lr: 1e-2,
-      seed: 3,
-    };
+    const options = { ...TINY, steps: 8, validTokens: 256, seed: 3 };
     const all = registeredKernels();
     const counts = () => new Map(all.map((k) => [k, k.calls]));
     const start = counts();
@@ -116,12 +206,7 @@ test(
       a[a.length - 1] < a[0] - 0.05,
       `loss ${a[0]} -> ${a[a.length - 1]}`,
     );
-    for (let s = 0; s < a.length; s++) {
-      assert.ok(
-        Math.abs(a[s] - b[s]) <= 1e-5 * Math.abs(a[s]),
-        `step ${s + 1}: CPU loss ${a[s]}, WebGPU loss ${b[s]}`,
-      );
-    }
+    assertSameCurve(a, b);
     assert.ok(Math.abs(onCpu.loss - onGpu.loss) <= 1e-5 * onCpu.loss);
   },
 );
@@ -131,85 +216,21 @@ test(
   { skip: !gpu && !required ? `no WebGPU adapter: ${reason}` : false },
   async () => {
     assert.ok(gpu, `MOELAB_REQUIRE_GPU=1 but there is no adapter: ${reason}`);
-    const corpus = { train: tokens(4, 4096, 32), valid: tokens(5, 512, 32) };
-    const options = {
-      vocab: 32,
-      seqLen: 16,
-      dim: 16,
-      heads: 2,
-      layers: 2,
-      experts: 4,
-      topK: 2,
-      hidden: 16,
-      steps: 6,
-      batchSeqs: 4,
-      validTokens: 128,
-      lr: 1e-2,
-      seed: 7,
-      // A rate far above the float32 rounding of the bias (1e-9 at these
-      // values): routing decisions on s + b agree between float64 and
-      // float32 biases unless a score gap falls below that rounding.
-      method: "loss-free(rate=0.01)",
-    };
-    const all = registeredKernels();
-    const kernel = (op: string, backend: string) =>
-      all.find((k) => k.op.name === op && k.backend === backend)!;
-    const route = {
-      cpu: kernel("route", "cpu"),
-      gpu: kernel("route", "webgpu"),
-    };
-    const update = {
-      cpu: kernel("lossFreeUpdate", "cpu"),
-      gpu: kernel("lossFreeUpdate", "webgpu"),
-    };
-    const calls = () =>
-      [route.cpu, route.gpu, update.cpu, update.gpu].map((k) => k.calls);
-    const start = calls();
-    const onCpu = await trainTransformer(corpus, {
-      ...options,
-      backend: "cpu",
-    });
-    const afterCpu = calls();
-    const onGpu = await trainTransformer(corpus, {
-      ...options,
-      backend: "webgpu",
-    });
-    const afterGpu = calls();
-    // The CPU run: one update per MoE block and step, on the CPU kernel.
-    assert.equal(afterCpu[2] - start[2], options.steps * options.layers);
-    assert.equal(
-      afterCpu[3],
-      start[3],
-      "the CPU run used lossFreeUpdate/webgpu",
+    // A rate far above the float32 rounding of the bias (1e-9 at these
+    // values): routing decisions on s + b agree between float64 and float32
+    // biases unless a score gap falls below that rounding.
+    const biases = await trainBalancedBoth(
+      "loss-free(rate=0.01)",
+      "lossFreeUpdate",
+      7,
+      4,
     );
-    assert.equal(afterCpu[1], start[1], "the CPU run used route/webgpu");
-    // The WebGPU run: routes and updates on the WebGPU kernels alone.
-    assert.equal(afterGpu[0], afterCpu[0], "the WebGPU run used route/cpu");
-    assert.equal(
-      afterGpu[2],
-      afterCpu[2],
-      "the WebGPU run used lossFreeUpdate/cpu",
-    );
-    assert.equal(afterGpu[3] - afterCpu[3], options.steps * options.layers);
-    assert.ok(
-      afterGpu[1] - afterCpu[1] >= options.steps * options.layers,
-      "the WebGPU run did not route every block by route/webgpu",
-    );
-    const a = onCpu.curve.loss, b = onGpu.curve.loss;
-    for (let s = 0; s < a.length; s++) {
-      assert.ok(
-        Math.abs(a[s] - b[s]) <= 1e-5 * Math.abs(a[s]),
-        `step ${s + 1}: CPU loss ${a[s]}, WebGPU loss ${b[s]}`,
-      );
-    }
     // The sign rule moves each bias by -rate, 0 or +rate per step: a
     // multiple of 0.01 of magnitude at most the number of steps.
-    assert.ok(onCpu.biases && onGpu.biases);
-    assert.equal(onGpu.biases.length, onCpu.biases.length);
     let moved = 0;
-    for (let l = 0; l < onCpu.biases.length; l++) {
-      for (let j = 0; j < options.experts; j++) {
-        const x = onCpu.biases[l][j], y = onGpu.biases[l][j];
+    for (let l = 0; l < biases.blocks; l++) {
+      for (let j = 0; j < TINY.experts; j++) {
+        const x = biases.cpu[l][j], y = biases.gpu[l][j];
         moved = Math.max(moved, Math.abs(x));
         assert.ok(
           Math.abs(x - y) <= 1e-6,
@@ -220,7 +241,6 @@ test(
       }
     }
     assert.ok(moved >= 0.01, "the biases never moved");
-    assert.ok(Math.abs(onCpu.loss - onGpu.loss) <= 1e-5 * onCpu.loss);
   },
 );
 
@@ -229,65 +249,13 @@ test(
   { skip: !gpu && !required ? `no WebGPU adapter: ${reason}` : false },
   async () => {
     assert.ok(gpu, `MOELAB_REQUIRE_GPU=1 but there is no adapter: ${reason}`);
-    const corpus = { train: tokens(6, 4096, 32), valid: tokens(7, 512, 32) };
-    const options = {
-      vocab: 32,
-      seqLen: 16,
-      dim: 16,
-      heads: 2,
-      layers: 2,
-      experts: 4,
-      topK: 2,
-      hidden: 16,
-      steps: 6,
-      batchSeqs: 4,
-      validTokens: 128,
-      lr: 1e-2,
-      seed: 11,
-      method: "bip",
-    };
-    const all = registeredKernels();
-    const kernel = (op: string, backend: string) =>
-      all.find((k) => k.op.name === op && k.backend === backend)!;
-    const used = [
-      kernel("route", "cpu"),
-      kernel("route", "webgpu"),
-      kernel("bipRound", "cpu"),
-      kernel("bipRound", "webgpu"),
-    ];
-    const calls = () => used.map((k) => k.calls);
-    const start = calls();
-    const onCpu = await trainTransformer(corpus, {
-      ...options,
-      backend: "cpu",
-    });
-    const afterCpu = calls();
-    const onGpu = await trainTransformer(corpus, {
-      ...options,
-      backend: "webgpu",
-    });
-    const afterGpu = calls();
     // One dual solve per MoE block and step (no routeChunk: one chunk).
-    assert.equal(afterCpu[2] - start[2], options.steps * options.layers);
-    assert.equal(afterCpu[3], start[3], "the CPU run used bipRound/webgpu");
-    assert.equal(afterCpu[1], start[1], "the CPU run used route/webgpu");
-    assert.equal(afterGpu[0], afterCpu[0], "the WebGPU run used route/cpu");
-    assert.equal(afterGpu[2], afterCpu[2], "the WebGPU run used bipRound/cpu");
-    assert.equal(afterGpu[3] - afterCpu[3], options.steps * options.layers);
-    assert.ok(afterGpu[1] - afterCpu[1] >= options.steps * options.layers);
-    const a = onCpu.curve.loss, b = onGpu.curve.loss;
-    for (let s = 0; s < a.length; s++) {
-      assert.ok(
-        Math.abs(a[s] - b[s]) <= 1e-5 * Math.abs(a[s]),
-        `step ${s + 1}: CPU loss ${a[s]}, WebGPU loss ${b[s]}`,
-      );
-    }
+    const biases = await trainBalancedBoth("bip", "bipRound", 11, 6);
     // The biases are the negated expert prices: at most 0, some below.
-    assert.ok(onCpu.biases && onGpu.biases);
     let lowest = 0;
-    for (let l = 0; l < onCpu.biases.length; l++) {
-      for (let j = 0; j < options.experts; j++) {
-        const x = onCpu.biases[l][j], y = onGpu.biases[l][j];
+    for (let l = 0; l < biases.blocks; l++) {
+      for (let j = 0; j < TINY.experts; j++) {
+        const x = biases.cpu[l][j], y = biases.gpu[l][j];
         lowest = Math.min(lowest, x);
         assert.ok(x <= 0);
         assert.ok(
@@ -297,6 +265,5 @@ test(
       }
     }
     assert.ok(lowest < 0, "no expert was ever priced");
-    assert.ok(Math.abs(onCpu.loss - onGpu.loss) <= 1e-5 * onCpu.loss);
   },
 );
