@@ -39,6 +39,8 @@ export function certify(
   const p = new Float64Array(tokens);
   const out = new Int32Array(tokens * k);
   const chosen = new Uint8Array(experts);
+  // 0 at the token's experts, 1 elsewhere: picks the terms left out.
+  const left = new Float64Array(experts).fill(1);
   let objective = 0, gap = 0;
   for (let i = 0; i < tokens; i++) {
     const row = i * experts, base = i * k;
@@ -67,13 +69,13 @@ export function certify(
       out[at] = j;
     }
     p[i] = pi;
+    for (let r = base; r < base + k; r++) left[out[r]] = chosen[out[r]] = 0;
+    let over = 0;
     for (let j = 0; j < experts; j++) {
-      if (chosen[j]) chosen[j] = 0;
-      else {
-        const over = data[row + j] - pi - q[j];
-        if (over > 0) gap += over;
-      }
+      over += Math.max(0, data[row + j] - pi - q[j]) * left[j];
     }
+    gap += over;
+    for (let r = base; r < base + k; r++) left[out[r]] = 1;
   }
   for (let j = 0; j < experts; j++) {
     if (loads[j] > capacity) {

@@ -20,12 +20,10 @@ export interface ExpertGraph {
   readonly tokens: number;
   readonly experts: number;
   readonly k: number;
-  /**
-   * `away[i * E + j]`: `-s[i][j]` where token i does not hold expert j,
-   * `+Infinity` where it does (or the pair is masked), so that the move
-   * cost `s[i][a] + away[i * E + b]` needs one read and no branch.
-   */
-  readonly away: Float32Array;
+  /** Words of {@linkcode ExpertGraph.heldBits} per token: `ceil(E / 32)`. */
+  readonly words: number;
+  /** Bit `j & 31` of word `i * words + (j >>> 5)`: token i holds expert j. */
+  readonly heldBits: Int32Array;
   /** The k experts of each token, any order (tokens x k). */
   readonly slots: Int32Array;
   /** `where[i * k + r]`: the index of token i in `holders[slots[i * k + r]]`. */
@@ -78,9 +76,8 @@ export function buildExpertGraph(
   q: Float64Array,
   free: Float64Array,
 ): ExpertGraph {
-  const E = experts;
-  const away = new Float32Array(tokens * E);
-  for (let x = 0; x < away.length; x++) away[x] = -s[x];
+  const E = experts, words = (E + 31) >>> 5;
+  const heldBits = new Int32Array(tokens * words);
   const loads = new Int32Array(E);
   for (let x = 0; x < tokens * k; x++) loads[slots[x]]++;
   const room = (j: number) => Math.max(loads[j], capacity);
@@ -96,23 +93,43 @@ export function buildExpertGraph(
   // The largest magnitude in the margins, for their rounding error.
   let size = Number.isFinite(cut) ? Math.abs(cut) : 0;
   for (let j = 0; j < E; j++) size = Math.max(size, 2 * Math.abs(q[j]));
+  // Experts a token does not hold whose value of s - q is within the cut
+  // of its lowest held one: the only targets of its moves below the cut.
+  const near = new Int32Array(E);
   for (let i = 0; i < tokens; i++) {
-    const row = i * E, base = i * k;
+    const row = i * E, base = i * k, bits = i * words;
+    let low = Infinity;
     for (let r = 0; r < k; r++) {
-      const a = slots[base + r];
-      away[row + a] = Infinity;
+      const a = slots[base + r], sa = s[row + a];
+      heldBits[bits + (a >>> 5)] |= 1 << (a & 31);
       where[base + r] = fill[a];
-      held[a][fill[a]] = s[row + a];
+      held[a][fill[a]] = sa;
       holders[a][fill[a]++] = i;
-      size = Math.max(size, Math.abs(s[row + a]));
+      size = Math.max(size, Math.abs(sa));
+      if (sa - q[a] < low) low = sa - q[a];
     }
     if (free[i] > -Infinity) size = Math.max(size, Math.abs(free[i]));
+    if (!(low - free[i] < cut)) continue;
+    // A move a -> b below the cut has s[i][b] - q[b] > s[i][a] - q[a] - cut
+    // >= low - cut; the margin below covers rounding (extra targets only
+    // enter the table above their bound, where the bound replaces them).
+    const floor = low - cut - 1e-9 * (Math.abs(low) + Math.abs(cut));
+    let n = 0;
+    for (let b = 0; b < E; b++) {
+      near[n] = b;
+      n += Number(s[row + b] - q[b] > floor);
+    }
+    let m = 0;
+    for (let t = 0; t < n; t++) {
+      const b = near[t];
+      if (((heldBits[bits + (b >>> 5)] >>> (b & 31)) & 1) === 0) near[m++] = b;
+    }
     for (let r = 0; r < k; r++) {
       const a = slots[base + r];
       const sa = s[row + a], pair = a * E;
       if (!(sa - q[a] - free[i] < cut)) continue;
-      for (let b = 0; b < E; b++) {
-        const c = sa + away[row + b];
+      for (let t = 0; t < m; t++) {
+        const b = near[t], c = sa - s[row + b];
         if (c < cost2[pair + b]) {
           if (c < cost[pair + b]) {
             cost2[pair + b] = cost[pair + b];
@@ -152,7 +169,8 @@ export function buildExpertGraph(
     tokens,
     experts,
     k,
-    away,
+    words,
+    heldBits,
     slots: slots.slice(),
     where,
     loads,
@@ -166,16 +184,24 @@ export function buildExpertGraph(
   };
 }
 
+/** Whether token i holds expert j. */
+function holds(g: ExpertGraph, i: number, j: number): boolean {
+  return ((g.heldBits[i * g.words + (j >>> 5)] >>> (j & 31)) & 1) !== 0;
+}
+
 /** The cheapest raw move from a to b, recomputing the pair if stale. */
 export function moveCost(g: ExpertGraph, a: number, b: number): number {
   const E = g.experts, pair = a * E + b;
   if (g.stale[pair]) {
-    const { away } = g;
+    const { s } = g;
+    const word = b >>> 5, bit = b & 31;
     const who = g.holders[a], sa = g.held[a], n = g.loads[a];
     let best = Infinity, arg = -1, next = Infinity, arg2 = -1;
     for (let h = 0; h < n; h++) {
-      const c = sa[h] + away[who[h] * E + b];
+      const i = who[h], c = sa[h] - s[i * E + b];
       if (c < next) {
+        // Token i may hold b too: no move.
+        if ((g.heldBits[i * g.words + word] >>> bit) & 1) continue;
         if (c < best) {
           next = best;
           arg2 = arg;
@@ -203,10 +229,11 @@ export function moveToken(
   a: number,
   b: number,
 ): void {
-  const { s, away, slots, where, cost2, k } = g;
+  const { s, heldBits, slots, where, cost2, k } = g;
   const E = g.experts, row = i * E, sa = s[row + a], sb = s[row + b];
-  away[row + a] = -sa;
-  away[row + b] = Infinity;
+  const bits = i * g.words;
+  heldBits[bits + (a >>> 5)] &= ~(1 << (a & 31));
+  heldBits[bits + (b >>> 5)] |= 1 << (b & 31);
   const r = slotOf(slots, i, k, a);
   slots[r] = b;
   // Token i leaves slot h of a's holders; the last holder takes its place.
@@ -226,8 +253,8 @@ export function moveToken(
   for (let x = 0, pair = b; x < E; x++, pair += E) drop(g, pair, i);
   // Pairs that gain it: (b, x) for x not held, (x, a) for x held.
   for (let x = 0, pair = b * E; x < E; x++, pair++) {
-    const c = sb + away[row + x];
-    if (c < cost2[pair]) gain(g, pair, i, c);
+    const c = sb - s[row + x];
+    if (c < cost2[pair] && !holds(g, i, x)) gain(g, pair, i, c);
   }
   // (b, a) came with the first loop: a is no longer held.
   for (let t = i * k; t < i * k + k; t++) {

@@ -1,10 +1,11 @@
 // Validation shared by the entry points: scores, k, capacity and solver,
 // with the infeasible cases reported as RangeError before any solver runs.
 import {
+  badScore,
   checkChoice,
   checkInteger,
   checkNumber,
-  checkScores,
+  checkScoreShape,
   show,
 } from "../validate.ts";
 import type { ScoreMatrix } from "../types.ts";
@@ -24,6 +25,8 @@ export interface Problem {
   start?: Float64Array;
   /** Seconds the solve may take, when given. */
   timeLimit?: number;
+  /** The largest magnitude of an unmasked score, at least 1. */
+  scale: number;
 }
 
 /**
@@ -48,7 +51,8 @@ export function resolveProblem(
   scores: unknown,
   options: unknown,
 ): Problem {
-  const s = checkScores("scores", scores);
+  const s = checkScoreShape("scores", scores);
+  const { finite, scale } = scanScores(s);
   if (options === null || typeof options !== "object") {
     throw new TypeError(
       `options must be an object: current value is ${show(options)}`,
@@ -90,7 +94,7 @@ export function resolveProblem(
     o.solver ?? "auto",
     ASSIGNMENT_SOLVERS,
   );
-  checkMasks(s, k);
+  checkMasks(finite, k);
   let start: Float64Array | undefined;
   if (o.expertPrices !== undefined) {
     const q = o.expertPrices;
@@ -119,20 +123,47 @@ export function resolveProblem(
     solver: choice === "auto" ? "ssp" : choice,
     start,
     timeLimit,
+    scale,
   };
 }
 
-/** Masked experts (`-Infinity`) may leave a token fewer than k choices. */
-function checkMasks(s: ScoreMatrix, k: number): void {
+/**
+ * One pass over the scores: throws on NaN or `+Infinity` (the first in
+ * memory order), and returns each token's count of unmasked experts and
+ * the largest magnitude of an unmasked score (at least 1).
+ */
+function scanScores(s: ScoreMatrix): { finite: Int32Array; scale: number } {
   const { data, tokens, experts } = s;
+  const finite = new Int32Array(tokens);
+  let bad = 0, hi = 1, lo = -1;
   for (let i = 0; i < tokens; i++) {
-    let finite = 0;
-    for (let j = i * experts; j < (i + 1) * experts; j++) {
-      if (data[j] !== -Infinity) finite++;
+    let n = 0;
+    for (let x = i * experts; x < (i + 1) * experts; x++) {
+      const v = data[x];
+      // NaN and +Infinity fail `v < Infinity`; -Infinity masks the pair.
+      bad |= Number(!(v < Infinity));
+      n += Number(v !== -Infinity);
+      if (v > hi) hi = v;
+      if (v < lo && v !== -Infinity) lo = v;
     }
-    if (finite < k) {
+    finite[i] = n;
+  }
+  if (bad) {
+    let x = 0;
+    while (data[x] < Infinity) x++;
+    throw badScore("scores", s, x);
+  }
+  return { finite, scale: Math.max(hi, -lo) };
+}
+
+/** Masked experts (`-Infinity`) may leave a token fewer than k choices. */
+function checkMasks(finite: Int32Array, k: number): void {
+  for (let i = 0; i < finite.length; i++) {
+    if (finite[i] < k) {
       throw new RangeError(
-        `scores leave token ${i} fewer than k = ${k} experts that are not masked (-Infinity): current count is ${finite}`,
+        `scores leave token ${i} fewer than k = ${k} experts that are not masked (-Infinity): current count is ${
+          finite[i]
+        }`,
       );
     }
   }

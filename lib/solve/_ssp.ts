@@ -18,9 +18,11 @@
 // proves it with the duality gap.
 //
 // The graph keeps the two cheapest moves of each pair and, where those are
-// unknown, a lower bound (see _expert_graph.ts): Dijkstra and the searches
-// recompute a pair only when its bound would shorten a distance or could
-// be tight, which is rare.
+// unknown, a lower bound (see _expert_graph.ts). Dijkstra treats a bound as
+// a tentative distance and recomputes the pairs into an expert only when
+// that expert is the next to settle and a bound still undercuts its exact
+// distance; the searches recompute a pair only when its bound could be
+// tight. Both are rare.
 import {
   buildExpertGraph,
   type ExpertGraph,
@@ -42,6 +44,19 @@ const STEP_PAYS = 15;
 /** Thrown by {@linkcode successiveShortestPaths} past its deadline. */
 export class TimeLimitReached extends Error {}
 
+/** Settings of {@linkcode successiveShortestPaths}. */
+export interface SspOptions {
+  /** `performance.now()` past which it throws {@linkcode TimeLimitReached}. */
+  deadline?: number;
+  /** Dual steps on the starting prices at most (default 3). */
+  steps?: number;
+  /**
+   * The largest magnitude of an unmasked score (at least 1), or a bound
+   * above it, for the rounding tolerance; scanned from `s` when absent.
+   */
+  scale?: number;
+}
+
 /** An optimal assignment (`slots`, tokens x k) and expert prices. */
 export interface SspResult {
   slots: Int32Array;
@@ -57,6 +72,11 @@ interface State {
   /** Reduced costs up to `tight` count as 0 (rounding of the prices). */
   tight: number;
   dist: Float64Array;
+  /** Per open expert: its distance, or a lower bound of it if `pending`. */
+  key: Float64Array;
+  pending: Uint8Array;
+  /** Experts settled in the current Dijkstra, in order. */
+  order: Int32Array;
   settled: Uint8Array;
   /** Experts not yet settled in the current Dijkstra, first entries. */
   open: Int32Array;
@@ -79,17 +99,19 @@ export function successiveShortestPaths(
   k: number,
   capacity: number,
   q: Float64Array,
-  deadline?: number,
-  steps = STEPS,
+  options: SspOptions = {},
 ): SspResult | null {
+  const { deadline, steps = STEPS } = options;
   const E = experts;
   const free = new Float64Array(tokens);
   const enough = Math.floor(STEP_PAYS * tokens / E);
   const slots = priceSteps(s, tokens, E, k, capacity, q, steps, enough, free);
   const g = buildExpertGraph(s, tokens, E, k, slots, capacity, q, free);
-  let scale = 1;
-  for (let i = 0; i < s.length; i++) {
-    if (s[i] !== -Infinity) scale = Math.max(scale, Math.abs(s[i]));
+  let scale = options.scale ?? 1;
+  if (options.scale === undefined) {
+    for (let i = 0; i < s.length; i++) {
+      if (s[i] !== -Infinity) scale = Math.max(scale, Math.abs(s[i]));
+    }
   }
   const st: State = {
     g,
@@ -98,6 +120,9 @@ export function successiveShortestPaths(
     q,
     tight: 1e-13 * scale,
     dist: new Float64Array(E),
+    key: new Float64Array(E),
+    pending: new Uint8Array(E),
+    order: new Int32Array(E),
     settled: new Uint8Array(E),
     open: new Int32Array(E),
     dead: new Uint8Array(E),
@@ -133,19 +158,22 @@ function surplus(st: State, j: number): number {
 /**
  * Dijkstra from every excess expert (dense, O(E^2)) until every deficit
  * expert is settled, then `q -= dist` (experts not settled by the last
- * distance settled). Stale costs serve as lower bounds and are recomputed
- * only when the bound would shorten a distance. Returns false when some
- * deficit expert is unreachable (infeasible masks).
+ * distance settled). Stale costs serve as lower bounds: an expert reached
+ * through one is pending, and only when it is the next to settle are the
+ * stale pairs into it that could still shorten its distance recomputed
+ * (lazily, as in A* with a consistent bound). Experts never settled never
+ * cost a recompute. Returns false when some deficit expert is unreachable
+ * (infeasible masks).
  */
 function lowerPrices(st: State): boolean {
-  const { dist, settled, open, q, g, dummy, capacity } = st;
+  const { dist, key, pending, order, open, q, g, dummy, capacity } = st;
   const { cost, stale, loads } = g;
   const E = g.experts;
-  settled.fill(0);
-  let a = -1, deficits = 0, n = 0;
+  let a = -1, deficits = 0, n = 0, done = 0;
   for (let j = 0; j < E; j++) {
     const over = loads[j] + dummy[j] - capacity;
-    dist[j] = over > 0 ? 0 : Infinity;
+    dist[j] = key[j] = over > 0 ? 0 : Infinity;
+    pending[j] = 0;
     if (over > 0 && a < 0) a = j;
     else open[n++] = j;
     if (over < 0) deficits++;
@@ -154,42 +182,91 @@ function lowerPrices(st: State): boolean {
   // Each pass settles `a`, relaxes the row over the experts still open and
   // picks the next `a` in the same loop. Once every deficit expert is
   // settled the rest are left at `far`, which keeps every reduced cost
-  // non-negative.
+  // non-negative (an open expert's key, its distance or a lower bound of
+  // it, is at least `far`).
   while (a >= 0) {
     const da = dist[a];
-    settled[a] = 1;
+    order[done++] = a;
     far = da;
     if (loads[a] + dummy[a] < capacity && --deficits === 0) break;
     const row = a * E, qa = q[a], dummyHere = dummy[a] > 0;
     let at = -1, best = Infinity;
     for (let t = 0; t < n; t++) {
       const b = open[t];
-      // A stale cost is a lower bound: recompute only where it matters.
       let raw = cost[row + b];
+      // A dummy unit moves at 0: a bound at or above 0 is then exact.
+      const bound = stale[row + b] === 1 && !(dummyHere && raw >= 0);
       if (dummyHere && raw > 0) raw = 0;
-      let w = raw + q[b] - qa;
-      let d = da + (w > 0 ? w : 0);
-      let db = dist[b];
-      if (d < db) {
-        if (stale[row + b]) {
-          raw = moveCost(g, a, b);
-          if (dummyHere && raw > 0) raw = 0;
-          w = raw + q[b] - qa;
-          d = da + (w > 0 ? w : 0);
+      const w = raw + q[b] - qa;
+      const d = da + (w > 0 ? w : 0);
+      if (d < dist[b]) {
+        if (bound) {
+          if (d < key[b]) {
+            key[b] = d;
+            pending[b] = 1;
+          }
+        } else {
+          dist[b] = d;
+          if (d <= key[b]) {
+            key[b] = d;
+            pending[b] = 0;
+          }
         }
-        if (d < db) dist[b] = db = d;
       }
-      if (db < best) {
-        best = db;
+      if (key[b] < best) {
+        best = key[b];
         at = t;
+      }
+    }
+    // The next to settle holds a bound: make it exact, then pick again.
+    while (at >= 0 && pending[open[at]]) {
+      resolve(st, open[at], done);
+      at = -1;
+      best = Infinity;
+      for (let t = 0; t < n; t++) {
+        if (key[open[t]] < best) {
+          best = key[open[t]];
+          at = t;
+        }
       }
     }
     if (at < 0) break;
     a = open[at];
     open[at] = open[--n];
   }
+  const settled = st.settled;
+  settled.fill(0);
+  for (let x = 0; x < done; x++) settled[order[x]] = 1;
   for (let j = 0; j < E; j++) q[j] -= settled[j] ? dist[j] : far;
   return deficits === 0;
+}
+
+/**
+ * Recomputes the stale pairs from the first `done` settled experts into
+ * `b` whose bound is below b's exact tentative distance, and makes b's key
+ * that distance.
+ */
+function resolve(st: State, b: number, done: number): void {
+  const { dist, key, pending, order, q, g, dummy } = st;
+  const { cost, stale } = g;
+  const E = g.experts, qb = q[b];
+  let db = dist[b];
+  for (let x = 0; x < done; x++) {
+    const a = order[x], pair = a * E + b;
+    if (!stale[pair]) continue;
+    const dummyHere = dummy[a] > 0;
+    let raw = cost[pair];
+    if (dummyHere && raw >= 0) continue;
+    let w = raw + qb - q[a];
+    if (!(dist[a] + (w > 0 ? w : 0) < db)) continue;
+    raw = moveCost(g, a, b);
+    if (dummyHere && raw > 0) raw = 0;
+    w = raw + qb - q[a];
+    const d = dist[a] + (w > 0 ? w : 0);
+    if (d < db) db = d;
+  }
+  dist[b] = key[b] = db;
+  pending[b] = 0;
 }
 
 /**

@@ -11,13 +11,17 @@ const STRIDE = 4;
 /** No sample below this many tokens: the repair alone is cheap there. */
 const MIN_SAMPLE = 256;
 
-/** Prices from the sample's exact optimum, or zeros for small batches. */
+/**
+ * Prices from the sample's exact optimum, or zeros for small batches;
+ * `scale` bounds the magnitude of the unmasked scores (scanned if absent).
+ */
 export function warmStartPrices(
   s: Float32Array,
   tokens: number,
   experts: number,
   k: number,
   capacity: number,
+  scale?: number,
 ): Float64Array {
   const n = Math.ceil(tokens / STRIDE);
   if (n < MIN_SAMPLE || n < experts) return new Float64Array(experts);
@@ -28,7 +32,9 @@ export function warmStartPrices(
   }
   // The same capacity per token, rounded up, stays feasible.
   const c = Math.ceil((n * capacity) / tokens);
-  const q = warmStartPrices(sample, n, experts, k, c);
-  const solved = successiveShortestPaths(sample, n, experts, k, c, q);
+  const q = warmStartPrices(sample, n, experts, k, c, scale);
+  const solved = successiveShortestPaths(sample, n, experts, k, c, q, {
+    scale,
+  });
   return solved === null ? new Float64Array(experts) : solved.prices;
 }

@@ -63,8 +63,7 @@ describe("priceSteps", () => {
         k,
         C,
         new Float64Array(E),
-        undefined,
-        0,
+        { steps: 0 },
       )!;
       const stepped = successiveShortestPaths(
         s,
@@ -73,8 +72,7 @@ describe("priceSteps", () => {
         k,
         C,
         new Float64Array(E),
-        undefined,
-        3,
+        { steps: 3 },
       )!;
       const a = certify(problem, plain.slots, plain.prices, "ssp");
       const b = certify(problem, stepped.slots, stepped.prices, "ssp");

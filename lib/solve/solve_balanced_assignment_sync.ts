@@ -239,7 +239,7 @@ export function solveBalancedAssignmentSync(
   const room = Math.min(capacity, tokens + 1);
   const deadline = deadlineOf(problem.timeLimit);
   const prices = problem.start ??
-    warmStartPrices(data, tokens, experts, k, room);
+    warmStartPrices(data, tokens, experts, k, room, problem.scale);
   let result;
   try {
     result = successiveShortestPaths(
@@ -249,7 +249,7 @@ export function solveBalancedAssignmentSync(
       k,
       room,
       prices,
-      deadline,
+      { deadline, scale: problem.scale },
     );
   } catch (e) {
     if (e instanceof TimeLimitReached) {
