@@ -70,11 +70,21 @@ export function certify(
     }
     p[i] = pi;
     for (let r = base; r < base + k; r++) left[out[r]] = chosen[out[r]] = 0;
-    let over = 0;
+    // Twice max(0, x) as x + |x|, without a branch; a masked pair makes
+    // it NaN, and the row is summed again with the mask skipped.
+    let twice = 0;
     for (let j = 0; j < experts; j++) {
-      over += Math.max(0, data[row + j] - pi - q[j]) * left[j];
+      const x = data[row + j] - pi - q[j];
+      twice += (x + Math.abs(x)) * left[j];
     }
-    gap += over;
+    if (twice !== twice) {
+      twice = 0;
+      for (let j = 0; j < experts; j++) {
+        const x = data[row + j] - pi - q[j];
+        if (x > 0) twice += 2 * x * left[j];
+      }
+    }
+    gap += 0.5 * twice;
     for (let r = base; r < base + k; r++) left[out[r]] = 1;
   }
   for (let j = 0; j < experts; j++) {

@@ -9,6 +9,7 @@
 // the tokens it lacks (so that, alone, it would gain d). Moved together the
 // steps overshoot a little; two or three of them cut the excess of a
 // sampled start about tenfold.
+import { selectAscending } from "../select/order.ts";
 import { topKSlots } from "./_ssp_setup.ts";
 
 /** Gaps kept per expert short of tokens: larger deficits take a partial step. */
@@ -72,8 +73,12 @@ export function priceSteps(
     step.fill(0);
     for (let j = 0; j < E; j++) {
       if (loads[j] <= capacity) continue;
-      const m = margins.subarray(start[j], start[j + 1]).sort();
-      step[j] = m[loads[j] - capacity - 1];
+      step[j] = selectAscending(
+        margins,
+        start[j],
+        start[j + 1],
+        loads[j] - capacity - 1,
+      );
     }
     // Gaps p[i] - (s[i][j] - q[j]) > 0 of the tokens an expert lacks.
     for (let t = 0; t < nUnder; t++) {
