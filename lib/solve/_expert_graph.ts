@@ -12,6 +12,7 @@
 // true one (the candidates since then are the old ones less some, plus
 // arrivals, and an arrival below the bound is the exact minimum). The
 // solver recomputes a stale pair only where the bound is not enough.
+import type { RowSelection } from "./_row_select.ts";
 
 /** Cheapest token move per expert pair, kept up to date as tokens move. */
 export interface ExpertGraph {
@@ -53,9 +54,9 @@ export interface ExpertGraph {
 const BUILD_SHARE = 0.3;
 
 /**
- * Builds the graph for an assignment given as `slots` (tokens x k), the
- * top-k of `s - q` for each token, whose best left-out value of `s - q` is
- * `free[i]`. No expert may later hold more than `max(its load now,
+ * Builds the graph for the assignment of a row selection under `q` (each
+ * token on its top-k of `s - q`, best value left out `free[i]`; see
+ * _row_select.ts). No expert may later hold more than `max(its load now,
  * capacity)` tokens.
  *
  * Only tokens near the margin enter the table. Every move of token i from
@@ -71,11 +72,11 @@ export function buildExpertGraph(
   tokens: number,
   experts: number,
   k: number,
-  slots: Int32Array,
+  sel: RowSelection,
   capacity: number,
   q: Float64Array,
-  free: Float64Array,
 ): ExpertGraph {
+  const { slots, vals, free, floor: listed, start, list, listV, listS } = sel;
   const E = experts, words = (E + 31) >>> 5;
   const heldBits = new Int32Array(tokens * words);
   const loads = new Int32Array(E);
@@ -89,47 +90,53 @@ export function buildExpertGraph(
   const arg = new Int32Array(E * E).fill(-1);
   const cost2 = new Float64Array(E * E).fill(Infinity);
   const arg2 = new Int32Array(E * E).fill(-1);
-  const cut = marginCut(s, tokens, E, k, slots, q, free);
+  const cut = marginCut(tokens, k, vals, free);
   // The largest magnitude in the margins, for their rounding error.
   let size = Number.isFinite(cut) ? Math.abs(cut) : 0;
   for (let j = 0; j < E; j++) size = Math.max(size, 2 * Math.abs(q[j]));
   // Experts a token does not hold whose value of s - q is within the cut
   // of its lowest held one: the only targets of its moves below the cut.
   const near = new Int32Array(E);
+  const nearS = new Float32Array(E);
   for (let i = 0; i < tokens; i++) {
     const row = i * E, base = i * k, bits = i * words;
-    let low = Infinity;
     for (let r = 0; r < k; r++) {
-      const a = slots[base + r], sa = s[row + a];
+      const a = slots[base + r], sa = sel.held[base + r];
       heldBits[bits + (a >>> 5)] |= 1 << (a & 31);
       where[base + r] = fill[a];
       held[a][fill[a]] = sa;
       holders[a][fill[a]++] = i;
       size = Math.max(size, Math.abs(sa));
-      if (sa - q[a] < low) low = sa - q[a];
     }
     if (free[i] > -Infinity) size = Math.max(size, Math.abs(free[i]));
+    // The token's lowest held value: the selection is best first.
+    const low = vals[base + k - 1];
     if (!(low - free[i] < cut)) continue;
     // A move a -> b below the cut has s[i][b] - q[b] > s[i][a] - q[a] - cut
     // >= low - cut; the margin below covers rounding (extra targets only
     // enter the table above their bound, where the bound replaces them).
     const floor = low - cut - 1e-9 * (Math.abs(low) + Math.abs(cut));
-    let n = 0;
-    for (let b = 0; b < E; b++) {
-      near[n] = b;
-      n += Number(s[row + b] - q[b] > floor);
-    }
     let m = 0;
-    for (let t = 0; t < n; t++) {
-      const b = near[t];
-      if (((heldBits[bits + (b >>> 5)] >>> (b & 31)) & 1) === 0) near[m++] = b;
+    if (floor >= listed[i]) {
+      // The selection lists every expert not held above `floor`.
+      for (let x = start[i]; x < start[i + 1]; x++) {
+        near[m] = list[x];
+        nearS[m] = listS[x];
+        m += Number(listV[x] > floor);
+      }
+    } else {
+      for (let b = 0; b < E; b++) {
+        const mine = (heldBits[bits + (b >>> 5)] >>> (b & 31)) & 1;
+        near[m] = b;
+        nearS[m] = s[row + b];
+        m += Number(s[row + b] - q[b] > floor) & (mine ^ 1);
+      }
     }
     for (let r = 0; r < k; r++) {
-      const a = slots[base + r];
-      const sa = s[row + a], pair = a * E;
-      if (!(sa - q[a] - free[i] < cut)) continue;
+      if (!(vals[base + r] - free[i] < cut)) continue;
+      const a = slots[base + r], sa = sel.held[base + r], pair = a * E;
       for (let t = 0; t < m; t++) {
-        const b = near[t], c = sa - s[row + b];
+        const b = near[t], c = sa - nearS[t];
         if (c < cost2[pair + b]) {
           if (c < cost[pair + b]) {
             cost2[pair + b] = cost[pair + b];
@@ -311,21 +318,15 @@ function slotOf(slots: Int32Array, i: number, k: number, a: number): number {
  * (`Infinity`, all enter, when it is not finite).
  */
 function marginCut(
-  s: Float32Array,
   tokens: number,
-  E: number,
   k: number,
-  slots: Int32Array,
-  q: Float64Array,
+  vals: Float64Array,
   free: Float64Array,
 ): number {
   const stride = Math.max(1, Math.floor(tokens / 256));
   const m = new Float64Array(Math.ceil(tokens / stride) * k);
   for (let i = 0, x = 0; i < tokens; i += stride) {
-    for (let r = 0; r < k; r++) {
-      const a = slots[i * k + r];
-      m[x++] = s[i * E + a] - q[a] - free[i];
-    }
+    for (let r = 0; r < k; r++) m[x++] = vals[i * k + r] - free[i];
   }
   m.sort();
   const cut = m[Math.floor(BUILD_SHARE * m.length)];

@@ -8,9 +8,13 @@
 // exactly x), one with `d` too few lowers it by the d-th smallest gap of
 // the tokens it lacks (so that, alone, it would gain d). Moved together the
 // steps overshoot a little; two or three of them cut the excess of a
-// sampled start about tenfold.
+// sampled start about tenfold. Margins and gaps come from the row
+// selection (_row_select.ts) without reading the scores again; the gaps
+// only from the experts listed near each token's top, so a step may fall
+// short for an expert few tokens rank near their top (any step is a valid
+// start; the repair is exact).
 import { selectAscending } from "../select/order.ts";
-import { topKSlots } from "./_ssp_setup.ts";
+import { type RowSelection, selectRows } from "./_row_select.ts";
 
 /** Gaps kept per expert short of tokens: larger deficits take a partial step. */
 const GAP_CAP = 48;
@@ -18,7 +22,7 @@ const GAP_CAP = 48;
 /**
  * Runs up to `rounds` steps on `q` (in place), stopping early when the
  * excess of the top-k under `q` is at most `enough` units, and returns
- * that top-k under the final `q` (`free` as {@linkcode topKSlots} fills it).
+ * the row selection under the final `q` (see {@linkcode selectRows}).
  */
 export function priceSteps(
   s: Float32Array,
@@ -29,30 +33,29 @@ export function priceSteps(
   q: Float64Array,
   rounds: number,
   enough: number,
-  free: Float64Array,
-): Int32Array {
+): RowSelection {
   const loads = new Int32Array(E);
-  const p = new Float64Array(tokens);
   // Margins of the holders of each expert with too many tokens.
   const start = new Int32Array(E + 1);
   const fill = new Int32Array(E);
-  // The smallest gaps of each expert with too few, sorted, first `count`.
+  // The smallest gaps of each expert with too few, sorted, first `count`;
+  // `limit[j]`: the largest kept once `want[j]` are (else Infinity).
   const gaps = new Float64Array(E * GAP_CAP);
   const count = new Int32Array(E);
   const want = new Int32Array(E);
-  const under = new Int32Array(E);
+  const limit = new Float64Array(E);
   const step = new Float64Array(E);
   for (let round = 0;; round++) {
-    const slots = topKSlots(s, tokens, E, k, q, free);
-    if (round >= rounds || k >= E) return slots;
+    const sel = selectRows(s, tokens, E, k, q);
+    if (round >= rounds || k >= E) return sel;
+    const { slots, vals, free, list, listV } = sel;
     loads.fill(0);
     for (let x = 0; x < slots.length; x++) loads[slots[x]]++;
-    let excess = 0, nUnder = 0;
+    let excess = 0;
     for (let j = 0; j < E; j++) {
       if (loads[j] > capacity) excess += loads[j] - capacity;
-      else if (loads[j] < capacity) under[nUnder++] = j;
     }
-    if (excess <= enough) return slots;
+    if (excess <= enough) return sel;
     // Holders' margins, bucketed by expert (only for experts over).
     start[0] = 0;
     for (let j = 0; j < E; j++) {
@@ -61,14 +64,10 @@ export function priceSteps(
     const margins = new Float64Array(start[E]);
     fill.set(start.subarray(0, E));
     for (let i = 0; i < tokens; i++) {
-      let pi = Infinity;
-      const row = i * E;
       for (let r = i * k; r < i * k + k; r++) {
-        const j = slots[r], v = s[row + j] - q[j];
-        if (v < pi) pi = v;
-        if (loads[j] > capacity) margins[fill[j]++] = v - free[i];
+        const j = slots[r];
+        if (loads[j] > capacity) margins[fill[j]++] = vals[r] - free[i];
       }
-      p[i] = pi;
     }
     step.fill(0);
     for (let j = 0; j < E; j++) {
@@ -80,20 +79,21 @@ export function priceSteps(
         loads[j] - capacity - 1,
       );
     }
-    // Gaps p[i] - (s[i][j] - q[j]) > 0 of the tokens an expert lacks.
-    for (let t = 0; t < nUnder; t++) {
-      const j = under[t];
-      want[j] = Math.min(GAP_CAP, capacity - loads[j]);
+    // Gaps p[i] - (s[i][j] - q[j]) > 0 of the tokens an expert lacks, p[i]
+    // the token's k-th value, from the listed experts.
+    for (let j = 0; j < E; j++) {
+      want[j] = loads[j] < capacity
+        ? Math.min(GAP_CAP, capacity - loads[j])
+        : 0;
       count[j] = 0;
+      limit[j] = want[j] > 0 ? Infinity : -Infinity;
     }
     for (let i = 0; i < tokens; i++) {
-      const row = i * E, pi = p[i];
-      for (let t = 0; t < nUnder; t++) {
-        const j = under[t];
-        const g = pi - s[row + j] + q[j];
-        if (!(g > 0 && g < Infinity)) continue;
+      const pi = vals[i * k + k - 1];
+      for (let x = sel.start[i]; x < sel.start[i + 1]; x++) {
+        const j = list[x], g = pi - listV[x];
+        if (!(g < limit[j] && g > 0)) continue;
         const base = j * GAP_CAP, n = count[j], w = want[j];
-        if (n === w && g >= gaps[base + n - 1]) continue;
         let at = n < w ? n : n - 1;
         while (at > 0 && gaps[base + at - 1] > g) {
           gaps[base + at] = gaps[base + at - 1];
@@ -101,10 +101,10 @@ export function priceSteps(
         }
         gaps[base + at] = g;
         if (n < w) count[j] = n + 1;
+        if (count[j] === w) limit[j] = gaps[base + w - 1];
       }
     }
-    for (let t = 0; t < nUnder; t++) {
-      const j = under[t];
+    for (let j = 0; j < E; j++) {
       if (count[j] > 0) step[j] = -gaps[j * GAP_CAP + count[j] - 1];
     }
     for (let j = 0; j < E; j++) {

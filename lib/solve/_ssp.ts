@@ -36,10 +36,11 @@ import { priceSteps } from "./_price_steps.ts";
 const STEPS = 3;
 /**
  * Steps run while the excess exceeds STEP_PAYS * tokens / experts units:
- * a step costs about two passes over the scores, the repair of one unit
- * grows with the experts (O(E^2) phases of a few units each).
+ * a step costs about one pass over the scores (the selection under the new
+ * prices), the repair of one unit grows with the experts (O(E^2) phases of
+ * a few units each).
  */
-const STEP_PAYS = 15;
+const STEP_PAYS = 8;
 
 /** Thrown by {@linkcode successiveShortestPaths} past its deadline. */
 export class TimeLimitReached extends Error {}
@@ -103,10 +104,9 @@ export function successiveShortestPaths(
 ): SspResult | null {
   const { deadline, steps = STEPS } = options;
   const E = experts;
-  const free = new Float64Array(tokens);
   const enough = Math.floor(STEP_PAYS * tokens / E);
-  const slots = priceSteps(s, tokens, E, k, capacity, q, steps, enough, free);
-  const g = buildExpertGraph(s, tokens, E, k, slots, capacity, q, free);
+  const sel = priceSteps(s, tokens, E, k, capacity, q, steps, enough);
+  const g = buildExpertGraph(s, tokens, E, k, sel, capacity, q);
   let scale = options.scale ?? 1;
   if (options.scale === undefined) {
     for (let i = 0; i < s.length; i++) {

@@ -2,12 +2,13 @@
 // under the starting prices, the dummy units of unused capacity, and the
 // final shift of the prices to the dual's normal form.
 import type { ExpertGraph } from "./_expert_graph.ts";
-import { rowFilter, rowTop } from "../select/top.ts";
+import { selectRows } from "./_row_select.ts";
 
 /**
- * Each token's top-k of `s - q`, ties to the lowest expert index, and in
- * `free[i]` the largest value of `s - q` the token leaves out (its
- * (k+1)-th; `-Infinity` when k = E).
+ * Each token's top-k of `s - q`, best first, ties to the lowest expert
+ * index, and in `free[i]` the largest value of `s - q` the token leaves out
+ * (its (k+1)-th; `-Infinity` when k = E): the assignment of
+ * {@linkcode selectRows}.
  */
 export function topKSlots(
   s: Float32Array,
@@ -17,20 +18,9 @@ export function topKSlots(
   q: Float64Array,
   free: Float64Array,
 ): Int32Array {
-  const slots = new Int32Array(tokens * k);
-  // The k + 1 largest: the last is the best one left out.
-  const val = new Float64Array(k + 1), idx = new Int32Array(k + 1);
-  const filter = rowFilter(E);
-  for (let i = 0; i < tokens; i++) {
-    if (k < E) {
-      free[i] = rowTop(s, i * E, E, q, k + 1, val, idx, filter);
-    } else {
-      rowTop(s, i * E, E, q, k, val, idx);
-      free[i] = -Infinity;
-    }
-    for (let r = 0; r < k; r++) slots[i * k + r] = idx[r];
-  }
-  return slots;
+  const sel = selectRows(s, tokens, E, k, q);
+  free.set(sel.free);
+  return sel.slots;
 }
 
 /**

@@ -11,7 +11,7 @@ import {
   moveCost,
   moveToken,
 } from "./_expert_graph.ts";
-import { topKSlots } from "./_ssp_setup.ts";
+import { selectRows } from "./_row_select.ts";
 
 /** The two cheapest moves a -> b over the current holders, by brute force. */
 function twin(g: ExpertGraph, a: number, b: number): [number, number] {
@@ -67,10 +67,16 @@ function randomGraph(rng: Rng, tokens: number, E: number, k: number) {
     }
   }
   const q = Float64Array.from({ length: E }, () => rng.uniform() * 0.3);
-  const free = new Float64Array(tokens);
-  const slots = topKSlots(s, tokens, E, k, q, free);
   const capacity = Math.ceil((tokens * k) / E) + tokens;
-  return buildExpertGraph(s, tokens, E, k, slots, capacity, q, free);
+  return buildExpertGraph(
+    s,
+    tokens,
+    E,
+    k,
+    selectRows(s, tokens, E, k, q),
+    capacity,
+    q,
+  );
 }
 
 describe("expert graph", () => {

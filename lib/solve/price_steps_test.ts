@@ -41,8 +41,7 @@ describe("priceSteps", () => {
     const s = instance(N, E, 1);
     const q = new Float64Array(E);
     const before = excess(s, N, E, k, C, q);
-    const free = new Float64Array(N);
-    const slots = priceSteps(s, N, E, k, C, q, 3, 0, free);
+    const { slots } = priceSteps(s, N, E, k, C, q, 3, 0);
     const after = excess(s, N, E, k, C, q);
     assert.ok(after < before / 4, `excess ${before} -> ${after}`);
     // The returned routing is the top-k under the final prices.

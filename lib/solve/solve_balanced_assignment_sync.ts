@@ -25,12 +25,14 @@
  * sample: the previous batch's optimal prices are the closest start in a
  * loop over batches. Any start reaches the same optimum; a good one only
  * makes the repair short. While the excess of step 3 is large (over
- * `15 * N / E` units), up to three exact Jacobi steps on all prices at once
+ * `8 * N / E` units), up to three exact Jacobi steps on all prices at once
  * cut it (as in Quantile Balancing: an expert `x` tokens over raises its
  * price by the `x`-th smallest margin of its holders, one `d` short lowers
- * it by the `d`-th smallest gap of the tokens it lacks): each costs about
- * two passes over the scores and removes most of a sampled start's excess,
- * whose repair would cost `O(E^2)` per few units.
+ * it by the `d`-th smallest gap of the tokens it lacks): each costs one
+ * more pass over the scores (step 3's, which also lists the experts near
+ * each token's top, where the margins and gaps are read) and removes most
+ * of a sampled start's excess, whose repair would cost `O(E^2)` per few
+ * units.
  *
  * **3. Top-k under the prices.** Each token takes its top-k of
  * `s[i][j] - q[j]` (ties to the lowest expert). Unused capacity
@@ -49,7 +51,8 @@
  * tokens move. Each pair keeps its two cheapest moves; a pair whose
  * candidates are unknown keeps a lower bound of its cost, recomputed only
  * when the bound would matter. The table is built from the tokens nearest
- * the margin; the others only bound it. A dummy unit moves at cost 0.
+ * the margin and, for each, the experts step 3 listed near its top; the
+ * others only bound it. A dummy unit moves at cost 0.
  *
  * **5. Successive shortest paths.** Each phase runs Dijkstra from every
  * excess expert over the reduced costs (dense, `O(E^2)`) until every
