@@ -8,8 +8,11 @@ import { successiveShortestPaths } from "./_ssp.ts";
 
 /** The sample keeps one token in STRIDE. */
 const STRIDE = 4;
-/** No sample below this many tokens: the repair alone is cheap there. */
-const MIN_SAMPLE = 256;
+/**
+ * No sample below this many tokens: from zero prices the price steps and
+ * the repair cost less there than a smaller sample would save.
+ */
+const MIN_SAMPLE = 512;
 
 /**
  * Prices from the sample's exact optimum, or zeros for small batches;

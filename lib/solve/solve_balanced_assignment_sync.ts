@@ -20,7 +20,7 @@
  * those of the batch. The solver takes one token in four, solves that
  * sample exactly (itself warm-started the same way, recursively) at the
  * same capacity per token, and starts from its prices. When the sample
- * would hold fewer than 256 tokens (or fewer than `E`), it starts from
+ * would hold fewer than 512 tokens (or fewer than `E`), it starts from
  * `q = 0`. `options.expertPrices` replaces the
  * sample: the previous batch's optimal prices are the closest start in a
  * loop over batches. Any start reaches the same optimum; a good one only
