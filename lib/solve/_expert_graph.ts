@@ -12,6 +12,7 @@
 // true one (the candidates since then are the old ones less some, plus
 // arrivals, and an arrival below the bound is the exact minimum). The
 // solver recomputes a stale pair only where the bound is not enough.
+import { selectAscending } from "../select/order.ts";
 import type { RowSelection } from "./_row_select.ts";
 
 /** Cheapest token move per expert pair, kept up to date as tokens move. */
@@ -328,7 +329,11 @@ function marginCut(
   for (let i = 0, x = 0; i < tokens; i += stride) {
     for (let r = 0; r < k; r++) m[x++] = vals[i * k + r] - free[i];
   }
-  m.sort();
-  const cut = m[Math.floor(BUILD_SHARE * m.length)];
+  const cut = selectAscending(
+    m,
+    0,
+    m.length,
+    Math.floor(BUILD_SHARE * m.length),
+  );
   return Number.isFinite(cut) ? cut : Infinity;
 }

@@ -40,7 +40,8 @@ export interface RowSelection {
  * branch-free pass collects the values at or above a guess of the row's
  * (k+1)-th largest (the running mean less two mean deviations of the rows
  * before, less `reach`) and ranks those few; a row where fewer than k + 1
- * pass is collected whole. `reach` widens the lists below the guess.
+ * pass is collected again below a lower guess, then whole. `reach` widens
+ * the lists below the guess.
  */
 export function selectRows(
   s: Float32Array,
@@ -72,19 +73,26 @@ export function selectRows(
     if (!(g > -Infinity)) g = -Infinity;
     let c = 0;
     for (let j = 0; j < E; j++) {
-      const v = s[row + j] - q[j];
-      candV[c] = v;
       candI[c] = j;
-      c += Number(v >= g);
+      c += Number(s[row + j] - q[j] >= g);
     }
     if (c < top) {
-      g = -Infinity;
-      for (let j = 0; j < E; j++) {
-        candV[j] = s[row + j] - q[j];
-        candI[j] = j;
+      // The guess was too high for this row: lower it once, then take all.
+      g -= 4 * stats[1] + 1e-300;
+      c = 0;
+      if (g > -Infinity) {
+        for (let j = 0; j < E; j++) {
+          candI[c] = j;
+          c += Number(s[row + j] - q[j] >= g);
+        }
       }
-      c = E;
+      if (c < top) {
+        g = -Infinity;
+        for (let j = 0; j < E; j++) candI[j] = j;
+        c = E;
+      }
     }
+    for (let r = 0; r < c; r++) candV[r] = s[row + candI[r]] - q[candI[r]];
     floor[i] = g;
     if (n + c > list.length) {
       const grown = new Int32Array(2 * (n + c));
