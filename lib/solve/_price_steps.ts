@@ -14,7 +14,7 @@
 // short for an expert few tokens rank near their top (any step is a valid
 // start; the repair is exact).
 import { selectAscending } from "../select/order.ts";
-import { type RowSelection, selectRows } from "./_row_select.ts";
+import { reselectRows, type RowSelection, selectRows } from "./_row_select.ts";
 
 /** Gaps kept per expert short of tokens: larger deficits take a partial step. */
 const GAP_CAP = 48;
@@ -45,13 +45,20 @@ export function priceSteps(
   const want = new Int32Array(E);
   const limit = new Float64Array(E);
   const step = new Float64Array(E);
+  const old = new Float64Array(E);
+  let sel: RowSelection | undefined;
+  let excess = 0;
   for (let round = 0;; round++) {
-    const sel = selectRows(s, tokens, E, k, q);
+    // After a small step most tokens keep their experts: select again from
+    // the lists; after a large one (a start far off), afresh.
+    sel = sel === undefined || k >= E || excess > 4 * enough
+      ? selectRows(s, tokens, E, k, q)
+      : reselectRows(s, tokens, E, k, sel, old, q);
     if (round >= rounds || k >= E) return sel;
     const { slots, vals, free, list, listV } = sel;
     loads.fill(0);
     for (let x = 0; x < slots.length; x++) loads[slots[x]]++;
-    let excess = 0;
+    excess = 0;
     for (let j = 0; j < E; j++) {
       if (loads[j] > capacity) excess += loads[j] - capacity;
     }
@@ -107,6 +114,7 @@ export function priceSteps(
     for (let j = 0; j < E; j++) {
       if (count[j] > 0) step[j] = -gaps[j * GAP_CAP + count[j] - 1];
     }
+    old.set(q);
     for (let j = 0; j < E; j++) {
       if (Number.isFinite(step[j])) q[j] += step[j];
     }

@@ -5,7 +5,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Rng } from "../scores/rng.ts";
-import { selectRows } from "./_row_select.ts";
+import { reselectRows, type RowSelection, selectRows } from "./_row_select.ts";
 
 function check(
   s: Float32Array,
@@ -13,8 +13,9 @@ function check(
   E: number,
   k: number,
   q: Float64Array,
+  given?: RowSelection,
 ): void {
-  const sel = selectRows(s, tokens, E, k, q);
+  const sel = given ?? selectRows(s, tokens, E, k, q);
   for (let i = 0; i < tokens; i++) {
     const v = Array.from({ length: E }, (_, j) => s[i * E + j] - q[j]);
     // Best first, ties to the lowest expert.
@@ -43,7 +44,7 @@ function check(
   }
 }
 
-/** Scores on a coarse grid (many ties), some masked, and random prices. */
+/** Scores and prices on a coarse grid (many ties), some pairs masked. */
 function instance(rng: Rng, tokens: number, E: number, k: number) {
   const s = new Float32Array(tokens * E);
   for (let x = 0; x < s.length; x++) {
@@ -55,7 +56,11 @@ function instance(rng: Rng, tokens: number, E: number, k: number) {
       if (s[i * E + j] === -Infinity) s[i * E + j] = 0.5;
     }
   }
-  const q = Float64Array.from({ length: E }, () => rng.uniform() * 0.25);
+  // Prices on the grid too: s - q ties within a row.
+  const q = Float64Array.from(
+    { length: E },
+    () => Math.round(rng.uniform() * 4) / 16,
+  );
   return { s, q };
 }
 
@@ -86,5 +91,30 @@ describe("selectRows", () => {
       s[x] = rng.normal() * (x < (tokens / 2) * E ? 1 : 0.01) + 3;
     }
     check(s, tokens, E, k, new Float64Array(E));
+  });
+
+  test("selecting again from the lists after a price change is exact", () => {
+    const rng = new Rng(13);
+    for (
+      const [tokens, E, k, size] of [
+        [200, 13, 4, 0.05],
+        [300, 64, 8, 0.02],
+        [300, 64, 8, 0.5],
+        [120, 70, 30, 0.1],
+      ]
+    ) {
+      const { s, q } = instance(rng, tokens, E, k);
+      let sel = selectRows(s, tokens, E, k, q);
+      // Three rounds of random moves, some large (the lists grow stale).
+      for (let round = 0; round < 3; round++) {
+        const old = q.slice();
+        for (let j = 0; j < E; j++) {
+          // Steps on the score grid make ties with the old values.
+          q[j] += Math.round((rng.uniform() - 0.5) * size * 16) / 16;
+        }
+        sel = reselectRows(s, tokens, E, k, sel, old, q);
+        check(s, tokens, E, k, q, sel);
+      }
+    }
   });
 });
