@@ -12,7 +12,9 @@
 // selection (_row_select.ts) without reading the scores again; the gaps
 // only from the experts listed near each token's top, so a step may fall
 // short for an expert few tokens rank near their top (any step is a valid
-// start; the repair is exact).
+// start; the repair is exact). After a step that was small (the excess
+// before it within 4 times `enough`) the next selection starts from each
+// token's stored list instead of its row of scores (see reselectRows).
 import { selectAscending } from "../select/order.ts";
 import { reselectRows, type RowSelection, selectRows } from "./_row_select.ts";
 

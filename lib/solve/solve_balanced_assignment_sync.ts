@@ -35,7 +35,12 @@
  * units.
  *
  * **3. Top-k under the prices.** Each token takes its top-k of
- * `s[i][j] - q[j]` (ties to the lowest expert). Unused capacity
+ * `s[i][j] - q[j]` (ties to the lowest expert), found in one branch-free
+ * pass per row that keeps the few values above a running guess of the
+ * row's (k+1)-th and ranks them; the experts just below the top-k stay
+ * listed with their scores (after a small price step the next top-k is
+ * ranked from these lists, reading a score only where a price cut could
+ * lift an expert not listed). Unused capacity
  * `U = E * C - N * k` becomes a dummy token of score 0 whose units sit on
  * the cheapest experts, so that every expert must end with exactly `C`
  * units. This start satisfies reduced-cost optimality: no single move of
