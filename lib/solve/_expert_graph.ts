@@ -52,7 +52,7 @@ export interface ExpertGraph {
  * The share of (token, held expert) pairs whose moves enter the table at
  * the build; the others only bound it (see {@linkcode buildExpertGraph}).
  */
-const BUILD_SHARE = 0.3;
+const BUILD_SHARE = 0.15;
 
 /**
  * Builds the graph for the assignment of a row selection under `q` (each
