@@ -189,18 +189,17 @@ function lowerPrices(st: State): boolean {
     order[done++] = a;
     far = da;
     if (loads[a] + dummy[a] < capacity && --deficits === 0) break;
-    const row = a * E, qa = q[a], dummyHere = dummy[a] > 0;
+    // A dummy unit moves at 0: costs, and bounds, at or above 0 are then 0
+    // exactly.
+    const row = a * E, qa = q[a], cap = dummy[a] > 0 ? 0 : Infinity;
     let at = -1, best = Infinity;
     for (let t = 0; t < n; t++) {
       const b = open[t];
-      let raw = cost[row + b];
-      // A dummy unit moves at 0: a bound at or above 0 is then exact.
-      const bound = stale[row + b] === 1 && !(dummyHere && raw >= 0);
-      if (dummyHere && raw > 0) raw = 0;
-      const w = raw + q[b] - qa;
+      const stored = cost[row + b];
+      const w = (stored < cap ? stored : cap) + q[b] - qa;
       const d = da + (w > 0 ? w : 0);
       if (d < dist[b]) {
-        if (bound) {
+        if (stale[row + b] === 1 && stored < cap) {
           if (d < key[b]) {
             key[b] = d;
             pending[b] = 1;
