@@ -48,6 +48,7 @@ export {
 export {
   createRouting,
   type GroupScore,
+  type HostBackend,
   route,
   type RouteOptions,
 } from "./lib/route/route.ts";

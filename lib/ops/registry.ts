@@ -6,21 +6,24 @@
 // it directly.
 
 /**
- * The backends a kernel is written for: `"cpu"` (the production code and
- * the reference), `"cpu-threads"` (the same rule over worker threads) and
- * `"webgpu"` (WGSL compute, kernels/).
+ * The backends a kernel is written for: `"cpu"` (TypeScript: the
+ * production code and the reference), `"cpu-threads"` (the same rule over
+ * worker threads), `"wasm"` (WebAssembly SIMD on the calling thread,
+ * lib/wasm/: the same answers as `"cpu"`, bit for bit) and `"webgpu"`
+ * (WGSL compute, kernels/).
  */
-export type KernelBackend = "cpu" | "cpu-threads" | "webgpu";
+export type KernelBackend = "cpu" | "cpu-threads" | "wasm" | "webgpu";
 
 /** Every {@linkcode KernelBackend}, the reference first. */
 export const KERNEL_BACKENDS: readonly KernelBackend[] = [
   "cpu",
   "cpu-threads",
+  "wasm",
   "webgpu",
 ];
 
 /** Backends whose kernels answer synchronously. */
-export type SyncBackend = "cpu" | "cpu-threads";
+export type SyncBackend = "cpu" | "cpu-threads" | "wasm";
 
 /** What a kernel of backend `B` returns: `R`, or a promise of it on WebGPU. */
 export type KernelResult<R, B extends KernelBackend> = B extends SyncBackend ? R

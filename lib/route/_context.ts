@@ -1,4 +1,5 @@
-import { checkInteger, show } from "../validate.ts";
+import { checkChoice, checkInteger, show } from "../validate.ts";
+import { HOST_BACKENDS } from "../ops/host.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { checkGroupLimit } from "../ops/route.ts";
@@ -33,6 +34,7 @@ export function checkContext(
     normalize: context.normalize ?? false,
     groups,
     topGroups,
+    host: checkChoice("host", context.host ?? "wasm", HOST_BACKENDS),
   };
 }
 

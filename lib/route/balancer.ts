@@ -1,4 +1,5 @@
 import type { Routing, ScoreMatrix } from "../types.ts";
+import type { HostBackend } from "../ops/host.ts";
 
 /**
  * A load-balancing method: per-layer state (expert prices or biases) plus a
@@ -37,4 +38,10 @@ export interface BalancerContext {
   groups?: number;
   /** Group-limited routing: groups kept. */
   topGroups?: number;
+  /**
+   * Where the balancer's ops run on the calling thread: `"wasm"`
+   * (WebAssembly SIMD kernels where an op has one; the default) or
+   * `"cpu"` (TypeScript, the reference). The same numbers either way.
+   */
+  host?: HostBackend;
 }

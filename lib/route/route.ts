@@ -2,13 +2,13 @@
 // route op's validator and runs its CPU kernel; routeInto() runs the kernel
 // on settings its caller has checked. The rule itself lives in lib/ops.
 import type { Routing, ScoreMatrix } from "../types.ts";
-import { requireKernel } from "../ops/registry.ts";
 import { type GroupScore, routeOp, type RouteOptions } from "../ops/route.ts";
+import { HOST_BACKENDS, type HostBackend, runOnHost } from "../ops/host.ts";
+import { checkChoice } from "../validate.ts";
 
 export { createRouting } from "../select/routing.ts";
 export type { GroupScore, RouteOptions } from "../ops/route.ts";
-
-const cpu = requireKernel(routeOp, "cpu");
+export type { HostBackend } from "../ops/host.ts";
 
 /**
  * Routes a batch: each token takes the top-`k` experts of `score + bias`
@@ -30,7 +30,9 @@ const cpu = requireKernel(routeOp, "cpu");
  * selected only when fewer than `k` finite ones remain, lowest index first.
  *
  * @param scores Scores after the gate, `tokens x experts`.
- * @param options See {@linkcode RouteOptions}.
+ * @param options See {@linkcode RouteOptions}; `host`: `"wasm"` (the
+ * default: the WebAssembly SIMD kernel where the engine runs it) or
+ * `"cpu"` (the TypeScript kernel, the reference), with the same answer.
  * @returns Experts and weights (tokens x k, best first) and loads (experts).
  * @throws {TypeError} If the scores or `out` have the wrong shape.
  * @throws {RangeError} If `k > experts`, a score is NaN, the groups do not
@@ -55,8 +57,13 @@ const cpu = requireKernel(routeOp, "cpu");
  * assert.deepEqual([...biased.weights], [0.9, 0.1, 0.7, 0.5].map(Math.fround));
  * ```
  */
-export function route(scores: ScoreMatrix, options: RouteOptions): Routing {
-  return cpu.run(routeOp.validate({ scores, options }), {});
+export function route(
+  scores: ScoreMatrix,
+  options: RouteOptions & { host?: HostBackend },
+): Routing {
+  const args = routeOp.validate({ scores, options });
+  const host = checkChoice("host", options.host ?? "wasm", HOST_BACKENDS);
+  return runOnHost(routeOp, args, host);
 }
 
 /** Settings of {@linkcode routeInto}, already validated. */
@@ -68,6 +75,8 @@ export interface RouteKernelSettings {
   groups?: number;
   topGroups?: number;
   groupScore?: GroupScore;
+  /** Where it runs: `"wasm"` (default) or `"cpu"` (the TypeScript reference). */
+  host?: HostBackend;
 }
 
 /**
@@ -84,7 +93,7 @@ export function routeInto(
 ): void {
   const bias = settings.bias;
   const groups = settings.groups ?? 1;
-  cpu.run({
+  runOnHost(routeOp, {
     scores,
     k,
     bias: bias === undefined || bias instanceof Float64Array
@@ -97,5 +106,5 @@ export function routeInto(
     topGroups: settings.topGroups ?? groups,
     groupScore: settings.groupScore,
     out,
-  }, {});
+  }, settings.host ?? "wasm");
 }
