@@ -55,7 +55,8 @@ export function certify(
       chosen[j] = 1;
       loads[j]++;
       objective += data[row + j];
-      pi = Math.min(pi, data[row + j] - q[j]);
+      const x = data[row + j] - q[j];
+      if (x < pi) pi = x;
       // Insertion by decreasing score, ties to the lower index.
       let at = base + r;
       while (

@@ -143,8 +143,10 @@ function scanScores(s: ScoreMatrix): { finite: Int32Array; scale: number } {
       // NaN and +Infinity fail `v < Infinity`; -Infinity masks the pair.
       bad |= Number(!(v < Infinity));
       n += Number(v !== -Infinity);
-      if (v > hi) hi = v;
-      if (v < lo && v !== -Infinity) lo = v;
+      if (v > hi || v < lo) {
+        if (v > hi) hi = v;
+        else if (v !== -Infinity) lo = v;
+      }
     }
     finite[i] = n;
   }
