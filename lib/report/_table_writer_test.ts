@@ -109,6 +109,81 @@ function assertColumn(
   }
 }
 
+/** A Thrift compact-protocol struct, decoded: field id to value. */
+type ThriftStruct = Map<number, unknown>;
+
+/**
+ * Decodes the Thrift compact-protocol struct at `at.pos` of `b` (a reader
+ * written from the protocol's specification, for the tests: integers
+ * zigzag-decoded, binaries as bytes, lists as arrays, structs as maps).
+ */
+function readStruct(b: Uint8Array, at: { pos: number }): ThriftStruct {
+  const varint = () => {
+    let n = 0, scale = 1;
+    for (;;) {
+      const byte = b[at.pos++];
+      n += (byte & 0x7f) * scale;
+      if (byte < 0x80) return n;
+      scale *= 128;
+    }
+  };
+  const zigzag = () => {
+    const n = varint();
+    return n % 2 === 0 ? n / 2 : -(n + 1) / 2;
+  };
+  const value = (type: number): unknown => {
+    switch (type) {
+      case 1:
+        return true;
+      case 2:
+        return false;
+      case 3:
+        return b[at.pos++];
+      case 4:
+      case 5:
+      case 6:
+        return zigzag();
+      case 8: {
+        const n = varint();
+        at.pos += n;
+        return b.subarray(at.pos - n, at.pos);
+      }
+      case 9: {
+        const head = b[at.pos++];
+        const size = head >> 4 === 15 ? varint() : head >> 4;
+        return Array.from(
+          { length: size },
+          () => (head & 15) === 1 ? b[at.pos++] === 1 : value(head & 15),
+        );
+      }
+      case 12:
+        return readStruct(b, at);
+      default:
+        throw new Error(`unexpected Thrift type ${type}`);
+    }
+  };
+  const fields: ThriftStruct = new Map();
+  let last = 0;
+  for (;;) {
+    const head = b[at.pos++];
+    if (head === 0) return fields;
+    const id = head >> 4 === 0 ? zigzag() : last + (head >> 4);
+    fields.set(id, value(head & 15));
+    last = id;
+  }
+}
+
+/** The footer (FileMetaData) of the parquet file `path`, decoded. */
+function footer(path: string): ThriftStruct {
+  const file = readFileSync(path);
+  const n = file.length;
+  assert.equal(file.subarray(n - 4).toString(), "PAR1");
+  const len = file.readUInt32LE(n - 8);
+  return readStruct(new Uint8Array(file.subarray(n - 8 - len, n - 8)), {
+    pos: 0,
+  });
+}
+
 describe("writeTableParquet", () => {
   test("row groups, streamed into one file, give every row in order with labels decoded", () => {
     const dir = mkdtempSync(join(tmpdir(), "moelab-table-"));
@@ -167,6 +242,45 @@ describe("writeTableParquet", () => {
         }
         assert.equal(picked, want);
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("the footer gives each row group's rows, and each Int32 column chunk its exact min and max", () => {
+    const dir = mkdtempSync(join(tmpdir(), "moelab-table-"));
+    try {
+      const rows = 20000, group = 6000;
+      const { source: hard, columns } = hardTable(rows);
+      const path = join(dir, "stats.parquet");
+      writeTableParquet(path, hard, group);
+      const meta = footer(path);
+      assert.equal(meta.get(3), rows);
+      const groups = meta.get(4) as ThriftStruct[];
+      assert.equal(groups.length, Math.ceil(rows / group));
+      groups.forEach((g, gi) => {
+        const from = gi * group, to = Math.min(rows, from + group);
+        assert.equal(g.get(3), to - from);
+        const chunks = g.get(1) as ThriftStruct[];
+        assert.equal(chunks.length, hard.columns.length);
+        hard.columns.forEach((c, ci) => {
+          const m = chunks[ci].get(3) as ThriftStruct;
+          assert.equal(m.get(5), to - from, "values");
+          const stats = m.get(12) as ThriftStruct;
+          if (c.kind !== "int32") {
+            assert.ok(!stats.has(5) && !stats.has(6), c.name);
+            return;
+          }
+          const v = columns[ci].subarray(from, to);
+          const int = (bytes: unknown) =>
+            new DataView((bytes as Uint8Array).slice().buffer).getInt32(
+              0,
+              true,
+            );
+          assert.equal(int(stats.get(6)), Math.min(...v), `${c.name} min`);
+          assert.equal(int(stats.get(5)), Math.max(...v), `${c.name} max`);
+        });
+      });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
