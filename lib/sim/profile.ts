@@ -5,7 +5,8 @@
  * The stages of the simulator's inner loop, besides the methods' own
  * `route` and `update`: drawing the batch's scores, the greedy reference
  * (when no method is greedy), the per-batch metrics, recording the rows
- * of the long tables, and the exact optima of the optimality gap.
+ * of the long tables, and the optimality gap (on its sampled steps: the
+ * exact optimum and the methods' selected score sums).
  */
 export const LOOP_STAGES: readonly LoopStage[] = [
   "scores",
@@ -18,7 +19,7 @@ export const LOOP_STAGES: readonly LoopStage[] = [
 /**
  * A stage of the simulator's step loop besides the methods' own `route`
  * and `update`: drawing the scores, the retention reference, the batch
- * metrics, recording the table rows, the optimality gap's exact optima.
+ * metrics, recording the table rows, the optimality gap's optima and sums.
  */
 export type LoopStage = "scores" | "reference" | "metrics" | "record" | "gap";
 
