@@ -250,16 +250,21 @@ interface EncodedChunk {
 
 const LE = true;
 
-/** PLAIN bytes of Int32 values. */
+/** Whether typed arrays hold their values little-endian, as PLAIN does. */
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
+/** PLAIN bytes of Int32 values (a copy). */
 function plainInt32(v: Int32Array): Uint8Array {
+  if (LITTLE_ENDIAN) return new Uint8Array(v.slice().buffer);
   const out = new Uint8Array(v.length * 4);
   const dv = new DataView(out.buffer);
   for (let i = 0; i < v.length; i++) dv.setInt32(4 * i, v[i], LE);
   return out;
 }
 
-/** PLAIN bytes of Float64 values. */
+/** PLAIN bytes of Float64 values (a copy: on little-endian hosts, bit for bit). */
 function plainFloat64(v: Float64Array): Uint8Array {
+  if (LITTLE_ENDIAN) return new Uint8Array(v.slice().buffer);
   const out = new Uint8Array(v.length * 8);
   const dv = new DataView(out.buffer);
   for (let i = 0; i < v.length; i++) dv.setFloat64(8 * i, v[i], LE);
