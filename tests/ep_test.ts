@@ -7,6 +7,7 @@ import { cli } from "./_cli.ts";
 import {
   closedFormOptimum,
   EP_STRATEGIES,
+  runEpStage,
   runSimulation,
   symmetricPlacement,
 } from "../mod.ts";
@@ -318,6 +319,37 @@ describe("the EP stage on nodes (DeepSeek-V3's layout, scaled down)", () => {
       checkStatic(res, steps);
     });
   }
+
+  test("a table over the limit keeps the sampled steps' rows, then none; the summaries stay", () => {
+    const M = 2, perStep = base.layers * M * ep.strategies.length * G;
+    const loads = sampled.tables.loads.load;
+    const full = sampled.ep!.table;
+    assert.equal(full.tokens.length, base.steps * perStep);
+    const keepSteps = new Set([6, 8, 10]);
+    const want = Array.from(full.tokens.keys()).filter((row) =>
+      keepSteps.has(full.step[row])
+    );
+    for (const limit of [base.steps * perStep - 1, 3 * perStep]) {
+      const cut = runEpStage(sampled.config, loads, M, limit)!;
+      for (const col of Object.keys(full) as (keyof typeof full)[]) {
+        assert.deepEqual(
+          Array.from(cut.table[col]),
+          want.map((row) => full[col][row]),
+          `${col}, limit ${limit}`,
+        );
+      }
+      assert.deepEqual(cut.summaries, sampled.ep!.summaries);
+      assert.deepEqual(cut.rankProfile, sampled.ep!.rankProfile);
+    }
+    const none = runEpStage(sampled.config, loads, M, 3 * perStep - 1)!;
+    assert.equal(none.table.tokens.length, 0);
+    assert.equal(none.table.step.length, 0);
+    assert.deepEqual(none.summaries, sampled.ep!.summaries);
+    assert.throws(
+      () => runEpStage(sampled.config, loads, M, -1),
+      /tableRows .*-1/,
+    );
+  });
 
   test("sampleEvery keeps the table and every placement; only the summaries sample", () => {
     assert.equal(sampled.ep!.table.tokens.length, r.ep!.table.tokens.length);

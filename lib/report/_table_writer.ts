@@ -1,16 +1,12 @@
-// Long tables written to parquet a slice of rows at a time, so that a large
-// run never holds a whole table as a dataframe: each slice goes to an Arrow
-// IPC part beside the file (label columns as integer codes), and Polars
-// streams the parts into the one parquet file, decoding the labels on the
-// way. A table of one slice is written directly.
+// Long tables, read a slice of rows at a time: as Polars DataFrames (the
+// whole table, for notebooks), or streamed to parquet one row group at a
+// time by the project's own writer (_parquet.ts), so that a large run never
+// holds a whole table as a dataframe.
 import pl from "nodejs-polars";
-import { mkdirSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { type ParquetColumn, ParquetWriter } from "./_parquet.ts";
 
 /** A column of a long table: Int32 or Float64 values, or labels by index. */
-export type TableColumn =
-  | { name: string; kind: "int32" | "float64" }
-  | { name: string; kind: "label"; labels: readonly string[] };
+export type TableColumn = ParquetColumn;
 
 /** A long table, read a range of rows at a time. */
 export interface TableSource {
@@ -22,8 +18,11 @@ export interface TableSource {
   slice(from: number, to: number): (Int32Array | Float64Array)[];
 }
 
-/** Rows per slice of {@linkcode writeTableParquet}: 2^21 (about 48 MiB of columns). */
-export const SLICE_ROWS = 1 << 21;
+/**
+ * Rows per row group of {@linkcode writeTableParquet}: 2^18 (Polars' own
+ * default; about 6 MiB of columns).
+ */
+export const GROUP_ROWS = 1 << 18;
 
 /** The label columns of `columns` decoded from their indices (Polars expressions). */
 function decoders(columns: readonly TableColumn[]): pl.Expr[] {
@@ -41,13 +40,8 @@ function decoders(columns: readonly TableColumn[]): pl.Expr[] {
   );
 }
 
-/** Rows `[from, to)` as a DataFrame, label columns decoded unless `coded`. */
-function frameOf(
-  source: TableSource,
-  from: number,
-  to: number,
-  coded = false,
-): pl.DataFrame {
+/** Rows `[from, to)` as a DataFrame, label columns decoded. */
+function frameOf(source: TableSource, from: number, to: number): pl.DataFrame {
   const values = source.slice(from, to);
   const frame = pl.DataFrame(
     Object.fromEntries(source.columns.map((c, i) => [
@@ -60,7 +54,7 @@ function frameOf(
     ])),
   );
   const decode = decoders(source.columns);
-  return coded || decode.length === 0 ? frame : frame.withColumns(...decode);
+  return decode.length === 0 ? frame : frame.withColumns(...decode);
 }
 
 /** The whole table as a DataFrame, labels decoded. */
@@ -69,35 +63,27 @@ export function tableFrame(source: TableSource): pl.DataFrame {
 }
 
 /**
- * Writes the table to the parquet file `path`, `sliceRows` rows at a time
- * (parts in `path.parts/`, removed after): what it holds at once is one
- * slice, whatever the table's size. The file's content is the same as
- * writing {@linkcode tableFrame} in one go.
+ * Writes the table to the parquet file `path` as row groups of `groupRows`
+ * rows, each built from a slice of the source, encoded, written and let go
+ * before the next: what it holds at once is one row group, whatever the
+ * table's size. Read back, the file is {@linkcode tableFrame}'s frame:
+ * the same columns, types and values.
  */
 export function writeTableParquet(
   path: string,
   source: TableSource,
-  sliceRows: number = SLICE_ROWS,
+  groupRows: number = GROUP_ROWS,
 ): void {
-  if (source.rows <= sliceRows) {
-    tableFrame(source).writeParquet(path);
-    return;
-  }
-  const parts = `${path}.parts`;
-  mkdirSync(parts);
+  const writer = new ParquetWriter(path, source.columns);
   try {
-    const files: string[] = [];
-    for (let from = 0, i = 0; from < source.rows; from += sliceRows, i++) {
-      const to = Math.min(source.rows, from + sliceRows);
-      const file = join(parts, `${String(i).padStart(8, "0")}.arrow`);
-      frameOf(source, from, to, true).writeIPC(file);
-      files.push(file);
+    for (let from = 0; from < source.rows; from += groupRows) {
+      writer.writeRowGroup(
+        source.slice(from, Math.min(source.rows, from + groupRows)),
+      );
     }
-    pl.scanIPC(join(parts, "*.arrow"))
-      .withColumns(...decoders(source.columns))
-      .sinkParquet(path)
-      .collectSync();
-  } finally {
-    rmSync(parts, { recursive: true, force: true });
+  } catch (e) {
+    writer.abandon();
+    throw e;
   }
+  writer.close();
 }

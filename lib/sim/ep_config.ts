@@ -69,9 +69,10 @@ export interface EpConfig {
   /**
    * Evaluate every `sampleEvery`-th step of the evaluation window (its
    * first step, then every `sampleEvery`); 1: every step. Re-placements
-   * still see every step's loads. Without the `gpu_loads` table (a large
-   * run) the other steps cost nothing: at DeepSeek-V3's size the LP
-   * schedules are most of the stage's time.
+   * still see every step's loads. When a large run's `gpu_loads` table
+   * keeps only the sampled steps (see `EpResult.table`), the other steps
+   * cost nothing: at DeepSeek-V3's size the LP schedules are most of the
+   * stage's time.
    */
   sampleEvery: number;
   /** Strategies to compare, in table order; `"static"` (the baseline of the gains) first. */

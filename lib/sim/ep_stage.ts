@@ -24,6 +24,7 @@ import {
   throughputGain,
 } from "../placement/step_time.ts";
 import type { SimConfig } from "./config.ts";
+import { checkInteger } from "../validate.ts";
 import {
   EP_STRATEGY,
   type EpConfig,
@@ -41,8 +42,11 @@ export interface EpResult {
   config: EpConfig;
   /**
    * `gpu_loads(step, layer, method, strategy, gpu, tokens)`, strategy an
-   * index into {@linkcode EP_STRATEGIES}. Empty (every column of length 0)
-   * when it would exceed {@linkcode EP_TABLE_ROWS} rows.
+   * index into {@linkcode EP_STRATEGIES}. Every step's rows; when those
+   * would exceed the stage's table limit ({@linkcode EP_TABLE_ROWS} by
+   * default), the rows of the steps the summaries sample (`sampleEvery`
+   * steps of the evaluation window), which it places anyway; empty (every
+   * column of length 0) when even those would.
    */
   table: {
     step: Int32Array;
@@ -63,7 +67,7 @@ export interface EpResult {
   summaries: Record<string, EpStrategySummary>[];
 }
 
-/** Most rows the stage keeps in its `gpu_loads` table (about 48 MiB). */
+/** Most rows the stage keeps in its `gpu_loads` table by default (about 48 MiB). */
 export const EP_TABLE_ROWS = 1 << 21;
 
 /** The EP stage fed one step at a time ({@linkcode createEpStage}). */
@@ -108,6 +112,7 @@ function equalSplit(
  * @param config A resolved configuration (its `ep` null: no stage).
  * @param loads The loads table, `steps x layers x methods x experts`.
  * @param methods Number of methods.
+ * @param tableRows Most rows of the `gpu_loads` table (see {@linkcode EpResult}).
  * @returns The {@linkcode EpResult}, or null when `config.ep` is null.
  * @throws {RangeError} If `loads` has the wrong length.
  *
@@ -130,8 +135,9 @@ export function runEpStage(
   config: SimConfig,
   loads: Int32Array,
   methods: number,
+  tableRows: number = EP_TABLE_ROWS,
 ): EpResult | null {
-  const stage = createEpStage(config, methods);
+  const stage = createEpStage(config, methods, tableRows);
   if (!stage) return null;
   const per = config.layers * methods * config.experts;
   for (let s = 0; s < config.steps; s++) {
@@ -161,6 +167,7 @@ export function runEpStage(
  *
  * @param config A resolved configuration.
  * @param methods Number of methods of the run.
+ * @param tableRows Most rows of the `gpu_loads` table (see {@linkcode EpResult}).
  * @returns The stage, or null when `config.ep` is null.
  *
  * @example Streaming one step at a time
@@ -180,7 +187,9 @@ export function runEpStage(
 export function createEpStage(
   config: SimConfig,
   methods: number,
+  tableRows: number = EP_TABLE_ROWS,
 ): EpStage | null {
+  checkInteger("tableRows", tableRows, 0);
   const c = config.ep;
   if (!c) return null;
   const { steps, layers, experts: E, topK, tokens } = config;
@@ -206,8 +215,15 @@ export function createEpStage(
       ? config.topGroups
       : null;
   const start = evalStart(config);
-  const rows = steps * layers * M * K * G;
-  const keep = rows <= EP_TABLE_ROWS ? rows : 0;
+  // Rows of the table: every step's, else the sampled steps', else none.
+  const perStep = layers * M * K * G;
+  const sampledSteps = Math.max(0, Math.ceil((steps - start) / c.sampleEvery));
+  const everyStep = steps * perStep <= tableRows;
+  const keep = everyStep
+    ? steps * perStep
+    : sampledSteps * perStep <= tableRows
+    ? sampledSteps * perStep
+    : 0;
   const table = {
     step: new Int32Array(keep),
     layer: new Int32Array(keep),
@@ -391,7 +407,8 @@ export function createEpStage(
       // Summaries count the sampled steps of the window; a step outside
       // them is placed only for the table, and not at all without one.
       const inWindow = s >= start && (s - start) % c.sampleEvery === 0;
-      const placed = inWindow || keep > 0;
+      const placed = inWindow || everyStep;
+      const recorded = everyStep || (inWindow && keep > 0);
       if (inWindow) batches += layers;
       stepTime.fill(0);
       for (let l = 0; l < layers; l++) {
@@ -406,7 +423,7 @@ export function createEpStage(
             strategy.split(lm, batch, gpuTokens, slotOut);
             let max = 0, total = 0;
             for (let g = 0; g < G; g++) {
-              if (keep) {
+              if (recorded) {
                 table.step[row] = s, table.layer[row] = l;
                 table.method[row] = m, table.strategy[row] = index[k];
                 table.gpu[row] = g, table.tokens[row++] = gpuTokens[g];

@@ -5,7 +5,8 @@
  * The stages of the simulator's inner loop, besides the methods' own
  * `route` and `update`: drawing the batch's scores, the greedy reference
  * (when no method is greedy), the per-batch metrics, recording the rows
- * of the long tables, and the exact optima of the optimality gap.
+ * of the long tables, and the optimality gap (on its sampled steps: the
+ * exact optimum and the methods' selected score sums).
  */
 export const LOOP_STAGES: readonly LoopStage[] = [
   "scores",
@@ -18,7 +19,7 @@ export const LOOP_STAGES: readonly LoopStage[] = [
 /**
  * A stage of the simulator's step loop besides the methods' own `route`
  * and `update`: drawing the scores, the retention reference, the batch
- * metrics, recording the table rows, the optimality gap's exact optima.
+ * metrics, recording the table rows, the optimality gap's optima and sums.
  */
 export type LoopStage = "scores" | "reference" | "metrics" | "record" | "gap";
 
@@ -55,6 +56,12 @@ export interface SimProfile {
   summarizeMs: number;
   /** The expert-parallel stage. */
   epMs: number;
+  /**
+   * The process's peak resident memory in MiB once the loop, summaries
+   * and EP stage are done (before any output is written; NaN where the
+   * runtime does not say).
+   */
+  peakRssMiB: number;
 }
 
 /** The process's CPU time so far in milliseconds (user + system), or NaN. */
@@ -64,6 +71,15 @@ export function processCpuMs(): number {
   }).process;
   const u = p?.cpuUsage?.();
   return u ? (u.user + u.system) / 1000 : NaN;
+}
+
+/** The process's peak resident memory so far in MiB (getrusage's maxrss), or NaN. */
+export function processPeakRssMiB(): number {
+  const p = (globalThis as {
+    process?: { resourceUsage?: () => { maxRSS: number } };
+  }).process;
+  const kb = p?.resourceUsage?.().maxRSS;
+  return typeof kb === "number" && kb > 0 ? kb / 1024 : NaN;
 }
 
 /**
@@ -109,5 +125,12 @@ export function formatProfile(
     ...rows.map(([n, ms]) => line(n, ms, loopSum > 0 ? ms / loopSum : 0)),
     "after the loop (one thread):",
     ...after.map(([n, ms]) => line(n, ms)),
+    ...(Number.isFinite(p.peakRssMiB)
+      ? [
+        `peak RSS once the loop, summaries and EP stage were done: ${
+          p.peakRssMiB.toFixed(0)
+        } MiB`,
+      ]
+      : []),
   ].join("\n");
 }

@@ -7,7 +7,12 @@ import { type MethodSummary, summarize } from "./summarize.ts";
 import type { SimTables } from "./tables.ts";
 import { type PreparedRun, prepareRun } from "./prepare_run.ts";
 import { balancerContext, type LayerRun, simulateLayers } from "./_simulate.ts";
-import { LOOP_STAGES, processCpuMs, type SimProfile } from "./profile.ts";
+import {
+  LOOP_STAGES,
+  processCpuMs,
+  processPeakRssMiB,
+  type SimProfile,
+} from "./profile.ts";
 
 /** Everything a simulation produces. */
 export interface SimResult {
@@ -126,6 +131,7 @@ export function finishSimulation(
     })),
     summarizeMs: t1 - t0,
     epMs: performance.now() - t1,
+    peakRssMiB: processPeakRssMiB(),
   };
   return {
     config: cfg,
