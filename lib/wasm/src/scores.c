@@ -320,24 +320,48 @@ static inline v128_t sigmoid_estimate(v128_t x, const lanes *k, v128_t *clear) {
   return s;
 }
 
-// lib/scores/gate.ts sigmoid of four float32 logits: f32(1 / (1 + exp(-x))).
-static inline v128_t sigmoid_f32x4(v128_t v, const lanes *k) {
+// lib/scores/gate.ts sigmoid of four float32 logits, f32(1 / (1 + exp(-x))),
+// from the estimate; `*unsure` gets the lanes where that may differ from
+// the exact sigmoid (outside the estimate's range, or near a midpoint):
+// sigmoid_row redoes those. No call on the way: the loop stays tight.
+static inline v128_t sigmoid_fast4(v128_t v, const lanes *k, v128_t *unsure) {
   const v128_t x0 = low_f64(v), x1 = high_f64(v);
-  if (wasm_i64x2_all_true(wasm_v128_and(in_range(x0, k), in_range(x1, k)))) {
-    v128_t c0, c1;
-    const v128_t s0 = sigmoid_estimate(x0, k, &c0), s1 = sigmoid_estimate(x1, k, &c1);
-    if (wasm_i64x2_all_true(wasm_v128_and(c0, c1))) {
-      return to_f32x4(s0, s1);
-    }
-  }
-  return wasm_f32x4_make(sigmoid_exact(wasm_f32x4_extract_lane(v, 0)),
-                         sigmoid_exact(wasm_f32x4_extract_lane(v, 1)),
-                         sigmoid_exact(wasm_f32x4_extract_lane(v, 2)),
-                         sigmoid_exact(wasm_f32x4_extract_lane(v, 3)));
+  v128_t c0, c1;
+  const v128_t s0 = sigmoid_estimate(x0, k, &c0), s1 = sigmoid_estimate(x1, k, &c1);
+  const v128_t sure = wasm_v128_and(wasm_v128_and(c0, in_range(x0, k)),
+                                    wasm_v128_and(c1, in_range(x1, k)));
+  *unsure = wasm_v128_not(sure);
+  return to_f32x4(s0, s1);
 }
 
-static inline float sigmoid_scalar(float x, const lanes *k) {
-  return wasm_f32x4_extract_lane(sigmoid_f32x4(wasm_f32x4_splat(x), k), 0);
+// Values per pass of sigmoid_row: its record of unsure groups lives on the
+// stack.
+enum { SIGMOID_CHUNK = 256 };
+
+// lib/scores/gate.ts sigmoid of `n` float32 logits (`in` may be `out`): a
+// pass of sigmoid_fast4 that records the groups where it is unsure (their
+// logits and place), then the exact sigmoid of those.
+static void sigmoid_row(const float *in, float *out, int n, const lanes *k) {
+  for (int base = 0; base < n; base += SIGMOID_CHUNK) {
+    const int m = n - base < SIGMOID_CHUNK ? n - base : SIGMOID_CHUNK;
+    float redo_x[SIGMOID_CHUNK];
+    int redo_at[SIGMOID_CHUNK / 4];
+    int redo = 0;
+    int j = 0;
+    for (; j + 4 <= m; j += 4) {
+      const v128_t v = wasm_v128_load(in + base + j);
+      v128_t unsure;
+      wasm_v128_store(out + base + j, sigmoid_fast4(v, k, &unsure));
+      if (wasm_v128_any_true(unsure)) {
+        wasm_v128_store(redo_x + 4 * redo, v);
+        redo_at[redo++] = base + j;
+      }
+    }
+    for (; j < m; j++) out[base + j] = sigmoid_exact(in[base + j]);
+    for (int r = 0; r < redo; r++) {
+      for (int q = 0; q < 4; q++) out[redo_at[r] + q] = sigmoid_exact(redo_x[4 * r + q]);
+    }
+  }
 }
 
 // lib/scores/gate.ts sigmoid: out[i] = f32(1 / (1 + exp(-x[i]))).
@@ -345,9 +369,7 @@ static inline float sigmoid_scalar(float x, const lanes *k) {
 __attribute__((export_name("moelab_sigmoid_f32"))) void
 moelab_sigmoid_f32(const float *in, float *out, int n) {
   const lanes k = load_lanes();
-  int i = 0;
-  for (; i + 4 <= n; i += 4) wasm_v128_store(out + i, sigmoid_f32x4(wasm_v128_load(in + i), &k));
-  for (; i < n; i++) out[i] = sigmoid_scalar(in[i], &k);
+  sigmoid_row(in, out, n, &k);
 }
 
 // lib/scores/gate.ts softmax of one row of `cols` logits, exactly: the
@@ -485,9 +507,7 @@ moelab_synthetic_scores(uint32_t *state, const int32_t *cluster,
       const v128_t cv = wasm_v128_load(ce + j);
       const v128_t l0 = wasm_f64x2_add(low_f64(cv), wasm_f64x2_mul(nv, low_f64(dv)));
       const v128_t l1 = wasm_f64x2_add(high_f64(cv), wasm_f64x2_mul(nv, high_f64(dv)));
-      v128_t v = to_f32x4(l0, l1);
-      if (gate == GATE_SIGMOID) v = sigmoid_f32x4(v, &k);
-      wasm_v128_store(o + j, v);
+      wasm_v128_store(o + j, to_f32x4(l0, l1));
     }
     for (; j < cols; j++) {
       const uint32_t r = rotl(b * 5u, 7) * 9u;
@@ -498,9 +518,9 @@ moelab_synthetic_scores(uint32_t *state, const int32_t *cluster,
       a ^= d;
       c ^= t;
       d = rotl(d, 11);
-      const float l = (float)((double)ce[j] + noise * (double)table[r >> shift]);
-      o[j] = gate == GATE_SIGMOID ? sigmoid_scalar(l, &k) : l;
+      o[j] = (float)((double)ce[j] + noise * (double)table[r >> shift]);
     }
+    if (gate == GATE_SIGMOID) sigmoid_row(o, o, cols, &k);
     if (gate == GATE_SOFTMAX) softmax_row(o, o, cols, scratch, &k);
   }
   state[0] = a;
