@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { wasmRuntime } from "./runtime.ts";
 import { sigmoid, softmax } from "../scores/gate.ts";
+import { normalQuantile } from "../workload/synthetic.ts";
 
 // data/fixtures/make_exp_fixtures.py (mpmath at 300 bits): bit patterns of
 // [x, exp(x) correctly rounded] and [x, f32(1 / (1 + exp(-x)))].
@@ -154,6 +155,97 @@ describe("lib/wasm/src/scores.c", () => {
     assert.ok(worst <= ESTIMATE_STEPS, `${worst} steps`);
     // The estimate is not the exact exp: the tests above test the exact path.
     assert.ok(worst > 0n);
+  });
+
+  test("the synthetic kernel's table-based exps stay within 3 ESTIMATE_STEPS", () => {
+    // 1024 rows of 256 logits: centres in [-6, 2), 32 clusters, the
+    // workload's normal table, noise 1 and 3.
+    const rows = 1024, cols = 256, clusters = 32, n = rows * cols;
+    const u = uniforms(11);
+    const table = Float32Array.from(
+      { length: 4096 },
+      (_, i) => normalQuantile((i + 0.5) / 4096),
+    );
+    for (const noise of [1, 3]) {
+      const p = {
+        state: rt.reserve("scores-test-state", 16),
+        cluster: rt.reserve("scores-test-cluster", 4 * rows),
+        centre: rt.reserve("scores-test-centre", 4 * clusters * cols),
+        table: rt.reserve("scores-test-table", 4 * 4096),
+        out: rt.reserve("scores-test-block", 4 * n),
+        scratch: rt.reserve("scores-test-scratch", 16 * cols),
+        expCentre: rt.reserve("scores-test-exp-centre", 8 * clusters * cols),
+        expDraw: rt.reserve("scores-test-exp-draw", 8 * 4096),
+        exps: rt.reserve("scores-test-exps", 8 * n),
+      };
+      rt.i32(p.cluster, rows).set(
+        Int32Array.from({ length: rows }, () => Math.floor(u() * clusters)),
+      );
+      rt.f32(p.centre, clusters * cols).set(
+        Float32Array.from({ length: clusters * cols }, () => 8 * u() - 6),
+      );
+      rt.f32(p.table, 4096).set(table);
+      rt.exports.moelab_rng_seed(99 + noise, p.state);
+      rt.exports.moelab_synthetic_tables(
+        p.centre,
+        clusters * cols,
+        p.table,
+        4096,
+        noise,
+        p.expCentre,
+        p.expDraw,
+      );
+      rt.exports.moelab_synthetic_scores(
+        p.state,
+        p.cluster,
+        p.centre,
+        p.table,
+        noise,
+        20,
+        rows,
+        cols,
+        1,
+        p.out,
+        p.scratch,
+        p.expCentre,
+        p.expDraw,
+        p.exps,
+      );
+      const exps = Float64Array.from(rt.f64(p.exps, n));
+      const scores = Float32Array.from(rt.f32(p.out, n));
+      // The logits, from the same stream without the gate.
+      rt.exports.moelab_rng_seed(99 + noise, p.state);
+      rt.exports.moelab_synthetic_scores(
+        p.state,
+        p.cluster,
+        p.centre,
+        p.table,
+        noise,
+        20,
+        rows,
+        cols,
+        0,
+        p.out,
+        p.scratch,
+        p.expCentre,
+        p.expDraw,
+        0,
+      );
+      const logits = Float32Array.from(rt.f32(p.out, n));
+      const exact = f64Kernel(
+        "moelab_exp_f64",
+        Float64Array.from(logits, (v) => -v),
+      );
+      let worst = 0n;
+      for (let i = 0; i < n; i++) {
+        const d = toBits(exps[i]) - toBits(exact[i]);
+        if ((d < 0n ? -d : d) > worst) worst = d < 0n ? -d : d;
+      }
+      assert.ok(worst <= 3n * ESTIMATE_STEPS, `${worst} steps`);
+      // And the scores are the sigmoid of the logits.
+      const want = MATH_EXP_EXACT ? sigmoid(logits) : exactSigmoid(logits);
+      assert.deepEqual(scores, want);
+    }
   });
 
   test("moelab_sigmoid_f32 gives the mpmath sigmoid, near float32 midpoints included", () => {

@@ -265,6 +265,8 @@ function wasmScores(
   const clusterPtr = rt.reserve("synthetic.cluster", 4 * rows);
   const blockPtr = rt.reserve("synthetic.block", 4 * rows * E);
   const scratchPtr = rt.reserve("synthetic.scratch", 16 * E);
+  const expCentrePtr = rt.reserve("synthetic.expCentre", 8 * centre.length);
+  const expDrawPtr = rt.reserve("synthetic.expDraw", 8 * NORMAL_TABLE.length);
   // Views after every reserve: growing the memory detaches older ones.
   rt.f32(centrePtr, centre.length).set(centre);
   rt.f32(tablePtr, NORMAL_TABLE.length).set(NORMAL_TABLE);
@@ -273,6 +275,18 @@ function wasmScores(
   const run = rt.exports.moelab_synthetic_scores;
   rt.exports.moelab_rng_seed(seed, statePtr);
   const code = WASM_GATE[gate];
+  if (gate === "sigmoid") {
+    // exp(-centre) and exp(-noise * draw): the sigmoid's exp from tables.
+    rt.exports.moelab_synthetic_tables(
+      centrePtr,
+      centre.length,
+      tablePtr,
+      NORMAL_TABLE.length,
+      noise,
+      expCentrePtr,
+      expDrawPtr,
+    );
+  }
   for (let i = 0; i < tokens; i += rows) {
     const n = Math.min(rows, tokens - i);
     clusterView.set(cluster.subarray(i, i + n));
@@ -288,6 +302,9 @@ function wasmScores(
       code,
       blockPtr,
       scratchPtr,
+      expCentrePtr,
+      expDrawPtr,
+      0,
     );
     out.set(n === rows ? block : block.subarray(0, n * E), i * E);
   }

@@ -6,13 +6,18 @@
 // where it stores into a Float32Array.
 //
 // Math.exp is correctly rounded in V8 (LLVM libc's exp, src/base/ieee754.cc),
-// so the gates need the correctly rounded exp. They take fdlibm's exp
-// (e_exp.c, error below 1 ulp) in float64x2 lanes, and carry each result
-// through the gate from both ends of a bracket of 3 ulps around it: every
-// step (1 + e, 1 / s, a float64 sum, rounding to float32) is monotone, so
-// where the two ends give the same float32, so does the correctly rounded
-// exp. Where they differ (a few times in 10^8 values), the exact path
-// (exp_exact: 256-bit fixed point, rounded once) decides.
+// so the gates need the correctly rounded exp. exp_exact computes it
+// (256-bit fixed point, rounded once; microseconds). The fast paths take an
+// estimate within ESTIMATE_STEPS steps of it (exp_estimate, a polynomial
+// in float64x2 lanes; the synthetic kernel's products of tables, 3
+// ESTIMATE_STEPS) and use it only where it cannot change the answer:
+// - sigmoid: where s = 1 / (1 + e) lies farther than SIGMOID_MARGIN
+//   double-ulps (ten times the estimate's reach) from a float32 rounding
+//   midpoint, f32(s) is that of the exact e;
+// - softmax: each exp is bracketed (BRACKET_STEPS on each side) and carried
+//   through the row from both ends (every step is monotone); where the
+//   ends agree in float32, so does the exact exp.
+// Elsewhere (about 1 value in 10^5) the exact exp decides.
 #include <stdint.h>
 #include <wasm_simd128.h>
 
@@ -203,9 +208,10 @@ moelab_exp_f64(const double *x, double *out, int n) {
 #define EXP_FIT_8 0x1.a06a043cbe16cp-16
 
 // Double-ulps around a midpoint between float32 values within which the
-// estimated sigmoid defers to the exact one. The estimate e of exp(-x) is
-// within ESTIMATE_STEPS = 16 steps of the correctly rounded one, so
-// s = 1 / (1 + e) is within 2 (16 + 2) ulps of the exact s, far inside.
+// estimated sigmoid defers to the exact one. The estimates e of exp(-x)
+// are within 48 steps of the correctly rounded one (exp_estimate: 16, the
+// synthetic kernel's tables: 3 16), so s = 1 / (1 + e) is within
+// 2 (48 + 2) ulps of the exact s: a margin of 10 times that.
 #define SIGMOID_MARGIN 1024
 
 // The constants of the float64x2 paths, loaded once per call from memory
@@ -214,7 +220,7 @@ moelab_exp_f64(const double *x, double *out, int n) {
 typedef struct {
   v128_t limit, two_inv_ln2, shifter, half_ln2_hi, half_ln2_lo;
   v128_t fit[9];
-  v128_t sqrt2, one, exp_bias, i64_one;
+  v128_t sqrt2, one, half, exp_bias, i64_one;
   v128_t mantissa29, midpoint29, margin, min_normal_f32;
 } lanes;
 
@@ -241,6 +247,7 @@ static inline lanes load_lanes(void) {
   for (int n = 0; n < 9; n++) k.fit[n] = wasm_f64x2_splat(v[5 + n]);
   k.sqrt2 = wasm_f64x2_splat(v[14]);
   k.one = wasm_f64x2_splat(v[15]);
+  k.half = wasm_f64x2_splat(0.5 * v[15]);
   k.min_normal_f32 = wasm_f64x2_splat(v[16]);
   // Integer lanes from the same loads: 1023 = (int)(1.0 * 1023) etc.
   const int64_t one = (int64_t)v[15];
@@ -251,6 +258,10 @@ static inline lanes load_lanes(void) {
   k.margin = wasm_i64x2_splat(SIGMOID_MARGIN * one);
   return k;
 }
+
+// Steps of the bit pattern between exp_estimate and the exact exp, at most
+// (15 seen over millions of inputs).
+#define ESTIMATE_STEPS 16
 
 // An estimate of exp in two float64 lanes with |x| < 700, within
 // ESTIMATE_STEPS steps of the bit pattern of the correctly rounded exp
@@ -309,15 +320,20 @@ static inline v128_t to_f32x4(v128_t a, v128_t b) {
 
 static inline float sigmoid_exact(double x) { return (float)(1.0 / (1.0 + exp_exact(-x))); }
 
-// s = 1 / (1 + exp(-x)) of two float64 lanes from the estimate, and in
-// `clear` the lanes where f32(s) is sure: s lies outside the margin of a
-// float32 rounding midpoint (the low 29 bits of its mantissa against 2^28)
-// and s >= 2^-125 (a normal float32).
-static inline v128_t sigmoid_estimate(v128_t x, const lanes *k, v128_t *clear) {
-  const v128_t s = wasm_f64x2_div(k->one, wasm_f64x2_add(k->one, exp_estimate(wasm_f64x2_neg(x), k)));
+// s = 1 / (1 + e) of two float64 lanes, and in `clear` the lanes where
+// f32(s) is sure for any e within the estimate's error of the exact one: s
+// lies outside the margin of a float32 rounding midpoint (the low 29 bits
+// of its mantissa against 2^28) and s >= 2^-125 (a normal float32; false
+// for NaN).
+static inline v128_t sigmoid_of_exp(v128_t e, const lanes *k, v128_t *clear) {
+  const v128_t s = wasm_f64x2_div(k->one, wasm_f64x2_add(k->one, e));
   const v128_t off = wasm_i64x2_abs(wasm_i64x2_sub(wasm_v128_and(s, k->mantissa29), k->midpoint29));
   *clear = wasm_v128_and(wasm_i64x2_gt(off, k->margin), wasm_f64x2_ge(s, k->min_normal_f32));
   return s;
+}
+
+static inline v128_t sigmoid_estimate(v128_t x, const lanes *k, v128_t *clear) {
+  return sigmoid_of_exp(exp_estimate(wasm_f64x2_neg(x), k), k, clear);
 }
 
 // lib/scores/gate.ts sigmoid of four float32 logits, f32(1 / (1 + exp(-x))),
@@ -357,7 +373,17 @@ static void sigmoid_row(const float *in, float *out, int n, const lanes *k) {
         redo_at[redo++] = base + j;
       }
     }
-    for (; j < m; j++) out[base + j] = sigmoid_exact(in[base + j]);
+    if (j < m) {
+      // The last one to three, padded to a group.
+      float x[4] = {0.0f, 0.0f, 0.0f, 0.0f}, y[4];
+      for (int q = 0; q < m - j; q++) x[q] = in[base + j + q];
+      v128_t unsure;
+      wasm_v128_store(y, sigmoid_fast4(wasm_v128_load(x), k, &unsure));
+      if (wasm_v128_any_true(unsure)) {
+        for (int q = 0; q < m - j; q++) y[q] = sigmoid_exact(x[q]);
+      }
+      for (int q = 0; q < m - j; q++) out[base + j + q] = y[q];
+    }
     for (int r = 0; r < redo; r++) {
       for (int q = 0; q < 4; q++) out[redo_at[r] + q] = sigmoid_exact(redo_x[4 * r + q]);
     }
@@ -388,8 +414,8 @@ static void softmax_row_exact(const float *in, float *out, int cols, double max)
 }
 
 // Steps of the bit pattern on each side of an estimated exp that hold the
-// correctly rounded one: 4 ESTIMATE_STEPS.
-#define BRACKET_STEPS 64
+// correctly rounded one, with room to spare.
+#define BRACKET_STEPS (4 * ESTIMATE_STEPS)
 
 // The same from the estimated exps and their brackets: the low and high
 // ends of each exp, their sums in column order, and each output from both
@@ -473,54 +499,143 @@ static inline uint32_t rotl(uint32_t x, int k) { return (x << k) | (x >> (32 - k
 // Gate codes of moelab_synthetic_scores.
 enum { GATE_NONE = 0, GATE_SIGMOID = 1, GATE_SOFTMAX = 2 };
 
+// Where an argument of the synthetic sigmoid's tables is this large, its
+// entry is NaN (its logits then take the exact path): the tables hold
+// normal numbers with the estimate's accuracy only.
+#define TABLE_LIMIT 600.0
+
+// The tables of the synthetic sigmoid: exp_centre[i] = exp(-centre[i])
+// (n_centre entries) and exp_draw[i] = exp(-noise * table[i]) (n_table),
+// the product in float64 as the logits take it; estimates within
+// ESTIMATE_STEPS, NaN where the argument reaches TABLE_LIMIT.
+__attribute__((export_name("moelab_synthetic_tables"))) void
+moelab_synthetic_tables(const float *centre, int n_centre, const float *table, int n_table,
+                        double noise, double *exp_centre, double *exp_draw) {
+  const lanes k = load_lanes();
+  for (int i = 0; i < n_centre + n_table; i++) {
+    const double x = i < n_centre ? -(double)centre[i] : -(noise * (double)table[i - n_centre]);
+    const double e = __builtin_fabs(x) < TABLE_LIMIT
+                         ? wasm_f64x2_extract_lane(exp_estimate(wasm_f64x2_splat(x), &k), 0)
+                         : __builtin_nan("");
+    if (i < n_centre) exp_centre[i] = e;
+    else exp_draw[i - n_centre] = e;
+  }
+}
+
+// |logit| below which the synthetic sigmoid uses its tables: the float32
+// rounding d of a logit is then below 2^-18, and exp(-d) = 1 - d + d^2/2
+// within 2^-56.
+#define TABLE_LOGIT_LIMIT 64.0f
+
+// The synthetic sigmoid's estimate of exp(-L) for two logits L (float64
+// lanes) that are the float32 roundings of S = c + P (c the centres, P =
+// noise * draw, S rounded in float64): exp(-c) exp(-P) exp(-d) with
+// d = L - (c + P) exactly (TwoSum gives the rounding of S). Within 3
+// ESTIMATE_STEPS steps of the exact exp(-L) where the tables are
+// (lib/wasm/scores_test.ts measures it; 31 seen): the tables' errors,
+// three roundings and the dropped d^3 / 6 < 2^-56.
+static inline v128_t synthetic_exp(v128_t L, v128_t S, v128_t c, v128_t P, v128_t ec, v128_t ep,
+                                   const lanes *k) {
+  const v128_t bb = wasm_f64x2_sub(S, c);
+  const v128_t err = wasm_f64x2_add(wasm_f64x2_sub(c, wasm_f64x2_sub(S, bb)), wasm_f64x2_sub(P, bb));
+  const v128_t d = wasm_f64x2_sub(wasm_f64x2_sub(L, S), err);
+  const v128_t q = wasm_f64x2_add(wasm_f64x2_sub(k->one, d),
+                                  wasm_f64x2_mul(wasm_f64x2_mul(d, d), k->half));
+  return wasm_f64x2_mul(wasm_f64x2_mul(ec, ep), q);
+}
+
+// One xoshiro128** step (lib/scores/rng.ts nextU32) on the state words.
+#define XOSHIRO_NEXT(r)             \
+  do {                              \
+    (r) = rotl(b * 5u, 7) * 9u;     \
+    const uint32_t t_ = b << 9;     \
+    c ^= a;                         \
+    d ^= b;                         \
+    b ^= c;                         \
+    a ^= d;                         \
+    c ^= t_;                        \
+    d = rotl(d, 11);                \
+  } while (0)
+
 // `rows` rows of the synthetic workload's scores: row i's logits are
 // f32(centre[cluster[i] * cols + j] + noise * table[nextU32() >> shift]),
 // drawn in row-major order from the xoshiro128** state at `state` (updated
-// in place), then the gate (GATE_NONE leaves the logits). `scratch` holds
-// 2 * cols float64 (softmax).
+// in place), then the gate (GATE_NONE leaves the logits). The sigmoid
+// takes its exp from `exp_centre` and `exp_draw` (moelab_synthetic_tables)
+// where it can, redoing unsure groups exactly as sigmoid_row does; with
+// `exps` not null (the tests), it also writes those exps there (rows x
+// cols float64, the groups of four only). `scratch` holds 2 * cols float64
+// (softmax).
 __attribute__((export_name("moelab_synthetic_scores"))) void
-moelab_synthetic_scores(uint32_t *state, const int32_t *cluster,
-                        const float *centre, const float *table, double noise,
-                        int shift, int rows, int cols, int gate, float *out,
-                        double *scratch) {
+moelab_synthetic_scores(uint32_t *state, const int32_t *cluster, const float *centre,
+                        const float *table, double noise, int shift, int rows, int cols,
+                        int gate, float *out, double *scratch, const double *exp_centre,
+                        const double *exp_draw, double *exps) {
   uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
   const lanes k = load_lanes();
   const v128_t nv = wasm_f64x2_splat(noise);
+  const v128_t limit = wasm_f32x4_splat(TABLE_LOGIT_LIMIT);
+  const int sigmoid = gate == GATE_SIGMOID;
   for (int i = 0; i < rows; i++) {
     const float *ce = centre + (long)cluster[i] * cols;
+    const double *ec = exp_centre + (long)cluster[i] * cols;
     float *o = out + (long)i * cols;
+    float redo_x[SIGMOID_CHUNK];
+    int redo_at[SIGMOID_CHUNK / 4];
+    int redo = 0;
     int j = 0;
     for (; j + 4 <= cols; j += 4) {
-      float draw[4];
+      uint32_t at[4];
       for (int q = 0; q < 4; q++) {
-        const uint32_t r = rotl(b * 5u, 7) * 9u;
-        const uint32_t t = b << 9;
-        c ^= a;
-        d ^= b;
-        b ^= c;
-        a ^= d;
-        c ^= t;
-        d = rotl(d, 11);
-        draw[q] = table[r >> shift];
+        uint32_t r;
+        XOSHIRO_NEXT(r);
+        at[q] = r >> shift;
       }
-      const v128_t dv = wasm_v128_load(draw);
+      const v128_t dv = wasm_f32x4_make(table[at[0]], table[at[1]], table[at[2]], table[at[3]]);
       const v128_t cv = wasm_v128_load(ce + j);
-      const v128_t l0 = wasm_f64x2_add(low_f64(cv), wasm_f64x2_mul(nv, low_f64(dv)));
-      const v128_t l1 = wasm_f64x2_add(high_f64(cv), wasm_f64x2_mul(nv, high_f64(dv)));
-      wasm_v128_store(o + j, to_f32x4(l0, l1));
+      const v128_t c0 = low_f64(cv), c1 = high_f64(cv);
+      const v128_t p0 = wasm_f64x2_mul(nv, low_f64(dv)), p1 = wasm_f64x2_mul(nv, high_f64(dv));
+      const v128_t s0 = wasm_f64x2_add(c0, p0), s1 = wasm_f64x2_add(c1, p1);
+      const v128_t L = to_f32x4(s0, s1);
+      if (!sigmoid) {
+        wasm_v128_store(o + j, L);
+        continue;
+      }
+      const v128_t ep0 = wasm_v128_load64_lane(exp_draw + at[1], wasm_v128_load64_zero(exp_draw + at[0]), 1);
+      const v128_t ep1 = wasm_v128_load64_lane(exp_draw + at[3], wasm_v128_load64_zero(exp_draw + at[2]), 1);
+      const v128_t e0 = synthetic_exp(low_f64(L), s0, c0, p0, wasm_v128_load(ec + j), ep0, &k);
+      const v128_t e1 = synthetic_exp(high_f64(L), s1, c1, p1, wasm_v128_load(ec + j + 2), ep1, &k);
+      if (exps) {
+        wasm_v128_store(exps + (long)i * cols + j, e0);
+        wasm_v128_store(exps + (long)i * cols + j + 2, e1);
+      }
+      v128_t clear0, clear1;
+      const v128_t g0 = sigmoid_of_exp(e0, &k, &clear0), g1 = sigmoid_of_exp(e1, &k, &clear1);
+      wasm_v128_store(o + j, to_f32x4(g0, g1));
+      // Lanes in the tables' range whose sigmoid is clear of a midpoint.
+      const v128_t sure = wasm_v128_and(wasm_f32x4_lt(wasm_f32x4_abs(L), limit),
+                                        wasm_i32x4_shuffle(clear0, clear1, 0, 2, 4, 6));
+      if (!wasm_i32x4_all_true(sure)) {
+        wasm_v128_store(redo_x + 4 * redo, L);
+        redo_at[redo++] = j;
+      }
+      if (redo == SIGMOID_CHUNK / 4) {
+        for (int r = 0; r < redo; r++) {
+          for (int q = 0; q < 4; q++) o[redo_at[r] + q] = sigmoid_exact(redo_x[4 * r + q]);
+        }
+        redo = 0;
+      }
     }
+    for (int r = 0; r < redo; r++) {
+      for (int q = 0; q < 4; q++) o[redo_at[r] + q] = sigmoid_exact(redo_x[4 * r + q]);
+    }
+    const int tail = j;
     for (; j < cols; j++) {
-      const uint32_t r = rotl(b * 5u, 7) * 9u;
-      const uint32_t t = b << 9;
-      c ^= a;
-      d ^= b;
-      b ^= c;
-      a ^= d;
-      c ^= t;
-      d = rotl(d, 11);
+      uint32_t r;
+      XOSHIRO_NEXT(r);
       o[j] = (float)((double)ce[j] + noise * (double)table[r >> shift]);
     }
-    if (gate == GATE_SIGMOID) sigmoid_row(o, o, cols, &k);
+    if (sigmoid && tail < cols) sigmoid_row(o + tail, o + tail, cols - tail, &k);
     if (gate == GATE_SOFTMAX) softmax_row(o, o, cols, scratch, &k);
   }
   state[0] = a;
