@@ -221,13 +221,13 @@ typedef struct {
   v128_t limit, two_inv_ln2, shifter, half_ln2_hi, half_ln2_lo;
   v128_t fit[9];
   v128_t sqrt2, one, half, exp_bias, i64_one;
-  v128_t mantissa29, midpoint29, margin, min_normal_f32;
+  v128_t mantissa29, midpoint29, margin, min_normal_f32, two_149, sub_margin;
 } lanes;
 
 static const double LANE_VALUES[] = {
     700.0, 2.0 * INV_LN2, 0x1.8p52, 0.5 * LN2_HI, 0.5 * LN2_LO,
     EXP_FIT_0, EXP_FIT_1, EXP_FIT_2, EXP_FIT_3, EXP_FIT_4, EXP_FIT_5, EXP_FIT_6, EXP_FIT_7, EXP_FIT_8,
-    0x1.6a09e667f3bcdp0, 1.0, 0x1p-125};
+    0x1.6a09e667f3bcdp0, 1.0, 0x1p-126, 0x1p149, SIGMOID_MARGIN * 0x1p-30};
 
 // Hides where `p` points from the optimizer, so that the loads through it
 // stay loads (made once, before the loops).
@@ -249,6 +249,8 @@ static inline lanes load_lanes(void) {
   k.one = wasm_f64x2_splat(v[15]);
   k.half = wasm_f64x2_splat(0.5 * v[15]);
   k.min_normal_f32 = wasm_f64x2_splat(v[16]);
+  k.two_149 = wasm_f64x2_splat(v[17]);
+  k.sub_margin = wasm_f64x2_splat(v[18]);
   // Integer lanes from the same loads: 1023 = (int)(1.0 * 1023) etc.
   const int64_t one = (int64_t)v[15];
   k.exp_bias = wasm_i64x2_splat(1023 * one);
@@ -321,14 +323,21 @@ static inline v128_t to_f32x4(v128_t a, v128_t b) {
 static inline float sigmoid_exact(double x) { return (float)(1.0 / (1.0 + exp_exact(-x))); }
 
 // s = 1 / (1 + e) of two float64 lanes, and in `clear` the lanes where
-// f32(s) is sure for any e within the estimate's error of the exact one: s
-// lies outside the margin of a float32 rounding midpoint (the low 29 bits
-// of its mantissa against 2^28) and s >= 2^-125 (a normal float32; false
-// for NaN).
+// f32(s) is sure for any e within the estimate's error of the exact one:
+// - s >= 2^-126 (a normal float32): s lies outside the margin of a float32
+//   rounding midpoint (the low 29 bits of its mantissa against 2^28);
+// - below, float32 steps are 2^-149: the fraction of s 2^149 (below 2^23,
+//   so its ulp is at most 2^-30) lies farther than SIGMOID_MARGIN 2^-30
+//   from 1/2.
+// NaN is never clear.
 static inline v128_t sigmoid_of_exp(v128_t e, const lanes *k, v128_t *clear) {
   const v128_t s = wasm_f64x2_div(k->one, wasm_f64x2_add(k->one, e));
   const v128_t off = wasm_i64x2_abs(wasm_i64x2_sub(wasm_v128_and(s, k->mantissa29), k->midpoint29));
-  *clear = wasm_v128_and(wasm_i64x2_gt(off, k->margin), wasm_f64x2_ge(s, k->min_normal_f32));
+  const v128_t normal = wasm_f64x2_ge(s, k->min_normal_f32);
+  const v128_t f = wasm_f64x2_mul(s, k->two_149);
+  const v128_t mid = wasm_f64x2_abs(wasm_f64x2_sub(wasm_f64x2_sub(f, wasm_f64x2_trunc(f)), k->half));
+  const v128_t sub_clear = wasm_v128_andnot(wasm_f64x2_gt(mid, k->sub_margin), normal);
+  *clear = wasm_v128_or(wasm_v128_and(wasm_i64x2_gt(off, k->margin), normal), sub_clear);
   return s;
 }
 
@@ -557,12 +566,24 @@ static inline v128_t synthetic_exp(v128_t L, v128_t S, v128_t c, v128_t P, v128_
     d = rotl(d, 11);                \
   } while (0)
 
+// The groups of four logits the tables left unsure, through sigmoid_row
+// (the estimate of exp, then the exact exp where that is unsure too): the
+// logits at redo_x, their places in `out` at redo_at.
+static void redo_groups(const float *redo_x, const int *redo_at, int redo, float *out,
+                        const lanes *k) {
+  for (int r = 0; r < redo; r++) {
+    float y[4];
+    sigmoid_row(redo_x + 4 * r, y, 4, k);
+    for (int q = 0; q < 4; q++) out[redo_at[r] + q] = y[q];
+  }
+}
+
 // `rows` rows of the synthetic workload's scores: row i's logits are
 // f32(centre[cluster[i] * cols + j] + noise * table[nextU32() >> shift]),
 // drawn in row-major order from the xoshiro128** state at `state` (updated
 // in place), then the gate (GATE_NONE leaves the logits). The sigmoid
 // takes its exp from `exp_centre` and `exp_draw` (moelab_synthetic_tables)
-// where it can, redoing unsure groups exactly as sigmoid_row does; with
+// where it can, redoing unsure groups through sigmoid_row; with
 // `exps` not null (the tests), it also writes those exps there (rows x
 // cols float64, the groups of four only). `scratch` holds 2 * cols float64
 // (softmax).
@@ -620,15 +641,11 @@ moelab_synthetic_scores(uint32_t *state, const int32_t *cluster, const float *ce
         redo_at[redo++] = j;
       }
       if (redo == SIGMOID_CHUNK / 4) {
-        for (int r = 0; r < redo; r++) {
-          for (int q = 0; q < 4; q++) o[redo_at[r] + q] = sigmoid_exact(redo_x[4 * r + q]);
-        }
+        redo_groups(redo_x, redo_at, redo, o, &k);
         redo = 0;
       }
     }
-    for (int r = 0; r < redo; r++) {
-      for (int q = 0; q < 4; q++) o[redo_at[r] + q] = sigmoid_exact(redo_x[4 * r + q]);
-    }
+    redo_groups(redo_x, redo_at, redo, o, &k);
     const int tail = j;
     for (; j < cols; j++) {
       uint32_t r;
