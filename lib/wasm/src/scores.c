@@ -329,11 +329,16 @@ static inline float sigmoid_exact(double x) { return (float)(1.0 / (1.0 + exp_ex
 // - below, float32 steps are 2^-149: the fraction of s 2^149 (below 2^23,
 //   so its ulp is at most 2^-30) lies farther than SIGMOID_MARGIN 2^-30
 //   from 1/2.
-// NaN is never clear.
-static inline v128_t sigmoid_of_exp(v128_t e, const lanes *k, v128_t *clear) {
+// NaN is never clear. Without `subnormal` (a constant: the synthetic
+// kernel's first pass) the second case is never clear.
+static inline v128_t sigmoid_of_exp(v128_t e, const lanes *k, v128_t *clear, int subnormal) {
   const v128_t s = wasm_f64x2_div(k->one, wasm_f64x2_add(k->one, e));
   const v128_t off = wasm_i64x2_abs(wasm_i64x2_sub(wasm_v128_and(s, k->mantissa29), k->midpoint29));
   const v128_t normal = wasm_f64x2_ge(s, k->min_normal_f32);
+  if (!subnormal) {
+    *clear = wasm_v128_and(wasm_i64x2_gt(off, k->margin), normal);
+    return s;
+  }
   const v128_t f = wasm_f64x2_mul(s, k->two_149);
   const v128_t mid = wasm_f64x2_abs(wasm_f64x2_sub(wasm_f64x2_sub(f, wasm_f64x2_trunc(f)), k->half));
   const v128_t sub_clear = wasm_v128_andnot(wasm_f64x2_gt(mid, k->sub_margin), normal);
@@ -342,7 +347,7 @@ static inline v128_t sigmoid_of_exp(v128_t e, const lanes *k, v128_t *clear) {
 }
 
 static inline v128_t sigmoid_estimate(v128_t x, const lanes *k, v128_t *clear) {
-  return sigmoid_of_exp(exp_estimate(wasm_f64x2_neg(x), k), k, clear);
+  return sigmoid_of_exp(exp_estimate(wasm_f64x2_neg(x), k), k, clear, 1);
 }
 
 // lib/scores/gate.ts sigmoid of four float32 logits, f32(1 / (1 + exp(-x))),
@@ -631,7 +636,7 @@ moelab_synthetic_scores(uint32_t *state, const int32_t *cluster, const float *ce
         wasm_v128_store(exps + (long)i * cols + j + 2, e1);
       }
       v128_t clear0, clear1;
-      const v128_t g0 = sigmoid_of_exp(e0, &k, &clear0), g1 = sigmoid_of_exp(e1, &k, &clear1);
+      const v128_t g0 = sigmoid_of_exp(e0, &k, &clear0, 0), g1 = sigmoid_of_exp(e1, &k, &clear1, 0);
       wasm_v128_store(o + j, to_f32x4(g0, g1));
       // Lanes in the tables' range whose sigmoid is clear of a midpoint.
       const v128_t sure = wasm_v128_and(wasm_f32x4_lt(wasm_f32x4_abs(L), limit),
