@@ -175,7 +175,7 @@ describe("lib/wasm/src/scores.c", () => {
         out: rt.reserve("scores-test-block", 4 * n),
         scratch: rt.reserve("scores-test-scratch", 16 * cols),
         expCentre: rt.reserve("scores-test-exp-centre", 8 * clusters * cols),
-        expDraw: rt.reserve("scores-test-exp-draw", 8 * 4096),
+        draws: rt.reserve("scores-test-draws", 16 * 4096),
         exps: rt.reserve("scores-test-exps", 8 * n),
       };
       rt.i32(p.cluster, rows).set(
@@ -193,14 +193,13 @@ describe("lib/wasm/src/scores.c", () => {
         4096,
         noise,
         p.expCentre,
-        p.expDraw,
+        p.draws,
       );
       rt.exports.moelab_synthetic_scores(
         p.state,
         p.cluster,
         p.centre,
-        p.table,
-        noise,
+        p.draws,
         20,
         rows,
         cols,
@@ -208,7 +207,6 @@ describe("lib/wasm/src/scores.c", () => {
         p.out,
         p.scratch,
         p.expCentre,
-        p.expDraw,
         p.exps,
       );
       const exps = Float64Array.from(rt.f64(p.exps, n));
@@ -219,8 +217,7 @@ describe("lib/wasm/src/scores.c", () => {
         p.state,
         p.cluster,
         p.centre,
-        p.table,
-        noise,
+        p.draws,
         20,
         rows,
         cols,
@@ -228,7 +225,6 @@ describe("lib/wasm/src/scores.c", () => {
         p.out,
         p.scratch,
         p.expCentre,
-        p.expDraw,
         0,
       );
       const logits = Float32Array.from(rt.f32(p.out, n));

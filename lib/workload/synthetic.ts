@@ -266,7 +266,7 @@ function wasmScores(
   const blockPtr = rt.reserve("synthetic.block", 4 * rows * E);
   const scratchPtr = rt.reserve("synthetic.scratch", 16 * E);
   const expCentrePtr = rt.reserve("synthetic.expCentre", 8 * centre.length);
-  const expDrawPtr = rt.reserve("synthetic.expDraw", 8 * NORMAL_TABLE.length);
+  const drawsPtr = rt.reserve("synthetic.draws", 16 * NORMAL_TABLE.length);
   // Views after every reserve: growing the memory detaches older ones.
   rt.f32(centrePtr, centre.length).set(centre);
   rt.f32(tablePtr, NORMAL_TABLE.length).set(NORMAL_TABLE);
@@ -275,18 +275,17 @@ function wasmScores(
   const run = rt.exports.moelab_synthetic_scores;
   rt.exports.moelab_rng_seed(seed, statePtr);
   const code = WASM_GATE[gate];
-  if (gate === "sigmoid") {
-    // exp(-centre) and exp(-noise * draw): the sigmoid's exp from tables.
-    rt.exports.moelab_synthetic_tables(
-      centrePtr,
-      centre.length,
-      tablePtr,
-      NORMAL_TABLE.length,
-      noise,
-      expCentrePtr,
-      expDrawPtr,
-    );
-  }
+  // noise * draw for each table entry, and for the sigmoid exp(-centre)
+  // and exp(-noise * draw): its exp from tables.
+  rt.exports.moelab_synthetic_tables(
+    centrePtr,
+    gate === "sigmoid" ? centre.length : 0,
+    tablePtr,
+    NORMAL_TABLE.length,
+    noise,
+    expCentrePtr,
+    drawsPtr,
+  );
   for (let i = 0; i < tokens; i += rows) {
     const n = Math.min(rows, tokens - i);
     clusterView.set(cluster.subarray(i, i + n));
@@ -294,8 +293,7 @@ function wasmScores(
       statePtr,
       clusterPtr,
       centrePtr,
-      tablePtr,
-      noise,
+      drawsPtr,
       NORMAL_SHIFT,
       n,
       E,
@@ -303,7 +301,6 @@ function wasmScores(
       blockPtr,
       scratchPtr,
       expCentrePtr,
-      expDrawPtr,
       0,
     );
     out.set(n === rows ? block : block.subarray(0, n * E), i * E);

@@ -518,21 +518,27 @@ enum { GATE_NONE = 0, GATE_SIGMOID = 1, GATE_SOFTMAX = 2 };
 // normal numbers with the estimate's accuracy only.
 #define TABLE_LIMIT 600.0
 
-// The tables of the synthetic sigmoid: exp_centre[i] = exp(-centre[i])
-// (n_centre entries) and exp_draw[i] = exp(-noise * table[i]) (n_table),
-// the product in float64 as the logits take it; estimates within
-// ESTIMATE_STEPS, NaN where the argument reaches TABLE_LIMIT.
+// The tables of the synthetic kernel: exp_centre[i] = exp(-centre[i])
+// (n_centre entries, none for gates other than the sigmoid) and, for each
+// entry of the normal table, draws[2i] = P = noise * table[i] in float64
+// (the logits' product) and draws[2i + 1] = exp(-P). The exps are
+// estimates within ESTIMATE_STEPS, NaN where the argument reaches
+// TABLE_LIMIT.
 __attribute__((export_name("moelab_synthetic_tables"))) void
 moelab_synthetic_tables(const float *centre, int n_centre, const float *table, int n_table,
-                        double noise, double *exp_centre, double *exp_draw) {
+                        double noise, double *exp_centre, double *draws) {
   const lanes k = load_lanes();
   for (int i = 0; i < n_centre + n_table; i++) {
-    const double x = i < n_centre ? -(double)centre[i] : -(noise * (double)table[i - n_centre]);
-    const double e = __builtin_fabs(x) < TABLE_LIMIT
-                         ? wasm_f64x2_extract_lane(exp_estimate(wasm_f64x2_splat(x), &k), 0)
+    const double p = i < n_centre ? (double)centre[i] : noise * (double)table[i - n_centre];
+    const double e = __builtin_fabs(p) < TABLE_LIMIT
+                         ? wasm_f64x2_extract_lane(exp_estimate(wasm_f64x2_splat(-p), &k), 0)
                          : __builtin_nan("");
-    if (i < n_centre) exp_centre[i] = e;
-    else exp_draw[i - n_centre] = e;
+    if (i < n_centre) {
+      exp_centre[i] = e;
+    } else {
+      draws[2 * (i - n_centre)] = p;
+      draws[2 * (i - n_centre) + 1] = e;
+    }
   }
 }
 
@@ -586,20 +592,19 @@ static void redo_groups(const float *redo_x, const int *redo_at, int redo, float
 // `rows` rows of the synthetic workload's scores: row i's logits are
 // f32(centre[cluster[i] * cols + j] + noise * table[nextU32() >> shift]),
 // drawn in row-major order from the xoshiro128** state at `state` (updated
-// in place), then the gate (GATE_NONE leaves the logits). The sigmoid
-// takes its exp from `exp_centre` and `exp_draw` (moelab_synthetic_tables)
+// in place), the products from `draws` (moelab_synthetic_tables), then the
+// gate (GATE_NONE leaves the logits). The sigmoid takes its exp from
+// `exp_centre` and `draws`
 // where it can, redoing unsure groups through sigmoid_row; with
 // `exps` not null (the tests), it also writes those exps there (rows x
 // cols float64, the groups of four only). `scratch` holds 2 * cols float64
 // (softmax).
 __attribute__((export_name("moelab_synthetic_scores"))) void
 moelab_synthetic_scores(uint32_t *state, const int32_t *cluster, const float *centre,
-                        const float *table, double noise, int shift, int rows, int cols,
-                        int gate, float *out, double *scratch, const double *exp_centre,
-                        const double *exp_draw, double *exps) {
+                        const double *draws, int shift, int rows, int cols, int gate,
+                        float *out, double *scratch, const double *exp_centre, double *exps) {
   uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
   const lanes k = load_lanes();
-  const v128_t nv = wasm_f64x2_splat(noise);
   const v128_t limit = wasm_f32x4_splat(TABLE_LOGIT_LIMIT);
   const int sigmoid = gate == GATE_SIGMOID;
   for (int i = 0; i < rows; i++) {
@@ -611,24 +616,23 @@ moelab_synthetic_scores(uint32_t *state, const int32_t *cluster, const float *ce
     int redo = 0;
     int j = 0;
     for (; j + 4 <= cols; j += 4) {
-      uint32_t at[4];
+      // Four draws: [P, exp(-P)] each.
+      v128_t w[4];
       for (int q = 0; q < 4; q++) {
         uint32_t r;
         XOSHIRO_NEXT(r);
-        at[q] = r >> shift;
+        w[q] = wasm_v128_load(draws + 2 * (r >> shift));
       }
-      const v128_t dv = wasm_f32x4_make(table[at[0]], table[at[1]], table[at[2]], table[at[3]]);
+      const v128_t p0 = wasm_i64x2_shuffle(w[0], w[1], 0, 2), p1 = wasm_i64x2_shuffle(w[2], w[3], 0, 2);
       const v128_t cv = wasm_v128_load(ce + j);
       const v128_t c0 = low_f64(cv), c1 = high_f64(cv);
-      const v128_t p0 = wasm_f64x2_mul(nv, low_f64(dv)), p1 = wasm_f64x2_mul(nv, high_f64(dv));
       const v128_t s0 = wasm_f64x2_add(c0, p0), s1 = wasm_f64x2_add(c1, p1);
       const v128_t L = to_f32x4(s0, s1);
       if (!sigmoid) {
         wasm_v128_store(o + j, L);
         continue;
       }
-      const v128_t ep0 = wasm_v128_load64_lane(exp_draw + at[1], wasm_v128_load64_zero(exp_draw + at[0]), 1);
-      const v128_t ep1 = wasm_v128_load64_lane(exp_draw + at[3], wasm_v128_load64_zero(exp_draw + at[2]), 1);
+      const v128_t ep0 = wasm_i64x2_shuffle(w[0], w[1], 1, 3), ep1 = wasm_i64x2_shuffle(w[2], w[3], 1, 3);
       const v128_t e0 = synthetic_exp(low_f64(L), s0, c0, p0, wasm_v128_load(ec + j), ep0, &k);
       const v128_t e1 = synthetic_exp(high_f64(L), s1, c1, p1, wasm_v128_load(ec + j + 2), ep1, &k);
       if (exps) {
@@ -655,7 +659,7 @@ moelab_synthetic_scores(uint32_t *state, const int32_t *cluster, const float *ce
     for (; j < cols; j++) {
       uint32_t r;
       XOSHIRO_NEXT(r);
-      o[j] = (float)((double)ce[j] + noise * (double)table[r >> shift]);
+      o[j] = (float)((double)ce[j] + draws[2 * (r >> shift)]);
     }
     if (sigmoid && tail < cols) sigmoid_row(o + tail, o + tail, cols - tail, &k);
     if (gate == GATE_SOFTMAX) softmax_row(o, o, cols, scratch, &k);
