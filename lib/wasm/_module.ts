@@ -6,7 +6,7 @@ export const WASM_COMPILER = "Debian clang version 14.0.6";
 
 /** SHA-256 of the C sources the module was built from (names and texts). */
 export const WASM_SOURCES_SHA256 =
-  "988d1d9bcd8bb220353e882b875f7d9957e9170e602cb0e0762d9a60d71f0339";
+  "5fcab63de88cd6526909b00edaddf65096d5009551e5621b49e9c902aaa8f2cc";
 
 /** Pages (64 KiB) of memory the module needs at start: its stack and data. */
 export const WASM_INITIAL_PAGES = 16;

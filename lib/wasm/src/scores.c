@@ -17,7 +17,8 @@
 // - softmax: each exp is bracketed (BRACKET_STEPS on each side) and carried
 //   through the row from both ends (every step is monotone); where the
 //   ends agree in float32, so does the exact exp.
-// Elsewhere (about 1 value in 10^5) the exact exp decides.
+// Elsewhere (a few values in a million, and arguments beyond the
+// estimate's range) the exact exp decides.
 #include <stdint.h>
 #include <wasm_simd128.h>
 
