@@ -1,5 +1,10 @@
 import type { Routing, ScoreMatrix } from "../types.ts";
-import { selectedScoreSum } from "./load_metrics.ts";
+import {
+  checkCoverage,
+  SELECTED,
+  SELECTED_LENGTH,
+  selectedPass,
+} from "./_selected.ts";
 
 /**
  * Names of the per-batch metrics, in the order in which
@@ -106,16 +111,19 @@ export function batchMetrics(
   const mean = total / E;
   let ss = 0;
   for (let j = 0; j < E; j++) ss += (loads[j] - mean) ** 2;
-  let empty = 0, without = 0;
-  for (let i = 0; i < scores.tokens; i++) {
-    let used = 0;
-    for (let r = 0; r < k; r++) {
-      if (selected[i * k + r] >= 0) used++;
-    }
-    if (used < topK) empty += topK - used;
-    if (used === 0) without++;
-  }
-  const sum = selectedScoreSum(scores, routing);
+  // One pass over the slots: counts and the selected score sum.
+  checkCoverage(scores, routing);
+  const pass = selectedPass(
+    scores.data,
+    selected,
+    scores.tokens,
+    scores.experts,
+    k,
+    topK,
+    new Float64Array(SELECTED_LENGTH),
+  );
+  const sum = pass[SELECTED.sum];
+  const empty = pass[SELECTED.empty], without = pass[SELECTED.without];
   out[METRIC.maxVio] = mean === 0 ? 0 : (max - mean) / mean;
   out[METRIC.cv] = mean === 0 ? 0 : Math.sqrt(ss / E) / mean;
   out[METRIC.maxOverMean] = mean === 0 ? 0 : max / mean;

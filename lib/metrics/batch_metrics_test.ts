@@ -1,6 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { BATCH_METRICS, batchMetrics, METRIC } from "./batch_metrics.ts";
+import { selectedScoreSum } from "./load_metrics.ts";
 
 const close = (a: number, b: number, what: string) =>
   assert.ok(Math.abs(a - b) < 1e-6, `${what}: ${a} vs ${b}`);
@@ -67,4 +68,109 @@ describe("batchMetrics", () => {
     assert.equal(w[METRIC.droppedFraction], 0);
     assert.equal(w[METRIC.tokensWithoutExpert], 0);
   });
+
+  test("equals a plain two-pass twin bit for bit (read-ahead edges, -1 slots, -Infinity)", () => {
+    // Sizes around the read-ahead distance (8 KiB of rows ahead) and odd
+    // widths; a seeded LCG fills scores, slots and loads.
+    let seed = 17;
+    const u = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) | 0;
+      return (seed >>> 0) / 4294967296;
+    };
+    for (
+      const [tokens, experts, k, topK] of [
+        [1, 1, 1, 1],
+        [7, 256, 8, 8],
+        [8, 256, 8, 8],
+        [9, 256, 8, 6],
+        [40, 256, 8, 8],
+        [1000, 3, 2, 2],
+        [3000, 64, 6, 4],
+        [513, 2048, 3, 4],
+      ]
+    ) {
+      const data = Float32Array.from(
+        { length: tokens * experts },
+        () => u() < 0.02 ? -Infinity : u() * 4 - 1,
+      );
+      const experts_ = Int32Array.from(
+        { length: tokens * k },
+        () => u() < 0.1 ? -1 : Math.floor(u() * experts),
+      );
+      const loads = Int32Array.from(
+        { length: experts },
+        () => u() < 0.2 ? 0 : Math.floor(u() * 50),
+      );
+      const scores = { data, tokens, experts };
+      const routing = {
+        experts: experts_,
+        weights: new Float32Array(),
+        loads,
+        k,
+      };
+      const got = batchMetrics(scores, routing, { topK, referenceSum: 321.5 });
+      const want = twin(data, experts_, loads, tokens, experts, k, topK, 321.5);
+      assert.deepEqual([...got], want, `${tokens} x ${experts}, k ${k}`);
+      assert.ok(
+        Object.is(
+          selectedScoreSum(scores, routing),
+          twinSum(data, experts_, tokens, experts, k),
+        ),
+      );
+    }
+  });
 });
+
+/** The selected score sum, slot by slot in token order. */
+function twinSum(
+  data: Float32Array,
+  sel: Int32Array,
+  tokens: number,
+  experts: number,
+  k: number,
+): number {
+  let sum = 0;
+  for (let i = 0; i < tokens; i++) {
+    for (let r = 0; r < k; r++) {
+      const j = sel[i * k + r];
+      if (j >= 0 && data[i * experts + j] !== -Infinity) {
+        sum += data[i * experts + j];
+      }
+    }
+  }
+  return sum;
+}
+
+/** The metrics from their definitions, one pass per quantity. */
+function twin(
+  data: Float32Array,
+  sel: Int32Array,
+  loads: Int32Array,
+  tokens: number,
+  experts: number,
+  k: number,
+  topK: number,
+  referenceSum: number,
+): number[] {
+  const total = loads.reduce((a, b) => a + b, 0);
+  const mean = total / experts;
+  const max = Math.max(...loads);
+  const ss = loads.reduce((a, c) => a + (c - mean) ** 2, 0);
+  let empty = 0, without = 0;
+  for (let i = 0; i < tokens; i++) {
+    const used = [...sel.subarray(i * k, i * k + k)].filter((j) => j >= 0)
+      .length;
+    empty += Math.max(0, topK - used);
+    if (used === 0) without++;
+  }
+  const sum = twinSum(data, sel, tokens, experts, k);
+  return [
+    mean === 0 ? 0 : (max - mean) / mean,
+    mean === 0 ? 0 : Math.sqrt(ss / experts) / mean,
+    mean === 0 ? 0 : max / mean,
+    loads.filter((c) => c === 0).length,
+    referenceSum === 0 ? 1 : sum / referenceSum,
+    empty / (tokens * topK),
+    without,
+  ];
+}

@@ -1,5 +1,11 @@
 import { show } from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
+import {
+  checkCoverage,
+  SELECTED,
+  SELECTED_LENGTH,
+  selectedPass,
+} from "./_selected.ts";
 
 function checkLoads(loads: ArrayLike<number>): void {
   if (
@@ -137,25 +143,15 @@ export function selectedScoreSum(
   scores: ScoreMatrix,
   routing: Routing,
 ): number {
+  checkCoverage(scores, routing);
   const { data, tokens, experts } = scores;
-  const k = routing.k;
-  if (routing.experts.length !== tokens * k) {
-    throw new TypeError(
-      `routing must cover the ${tokens} tokens of the scores: it has ${
-        routing.experts.length / k
-      }`,
-    );
-  }
-  const sel = routing.experts;
-  let sum = 0;
-  for (let i = 0; i < tokens; i++) {
-    for (let r = 0; r < k; r++) {
-      const j = sel[i * k + r];
-      if (j >= 0) {
-        const v = data[i * experts + j];
-        if (v > -Infinity) sum += v;
-      }
-    }
-  }
-  return sum;
+  return selectedPass(
+    data,
+    routing.experts,
+    tokens,
+    experts,
+    routing.k,
+    0,
+    new Float64Array(SELECTED_LENGTH),
+  )[SELECTED.sum];
 }

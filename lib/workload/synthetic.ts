@@ -1,7 +1,9 @@
 import { checkChoice, checkInteger, checkNumber } from "../validate.ts";
-import { type Gate, gateInto, GATES } from "../scores/gate.ts";
+import { type Gate, gateInto, GATES, sqrtSoftplus } from "../scores/gate.ts";
 import { Rng, searchCdf } from "../scores/rng.ts";
 import type { ScoreMatrix } from "../types.ts";
+import type { HostBackend } from "../ops/host.ts";
+import { wasmRuntime } from "../wasm/runtime.ts";
 import type { Workload } from "./workload.ts";
 
 /** Options of {@linkcode syntheticWorkload}; every field has a default. */
@@ -34,9 +36,16 @@ export interface SyntheticOptions {
   drift?: number;
   /** Logit offset of every expert (sets the range of sigmoid scores). Default `-3.5`. */
   offset?: number;
+  /**
+   * Where the scores are computed: `"wasm"` (WebAssembly SIMD,
+   * lib/wasm/src/scores.c, where the engine runs it) or `"cpu"`
+   * (TypeScript, the reference). Both give the same scores bit for bit.
+   * Default `"wasm"`. Not part of {@linkcode Workload.describe}.
+   */
+  host?: HostBackend;
 }
 
-const DEFAULTS: Required<SyntheticOptions> = {
+const DEFAULTS: Required<Omit<SyntheticOptions, "host">> = {
   seed: 1,
   steps: 200,
   layers: 8,
@@ -54,12 +63,15 @@ const DEFAULTS: Required<SyntheticOptions> = {
 };
 
 /** The defaults of {@linkcode syntheticWorkload}. */
-export const SYNTHETIC_DEFAULTS: Readonly<Required<SyntheticOptions>> =
-  DEFAULTS;
+export const SYNTHETIC_DEFAULTS: Readonly<
+  Required<Omit<SyntheticOptions, "host">>
+> = DEFAULTS;
 
 // Standard normal quantiles at (i + 0.5) / 4096: a fast, deterministic
 // stand-in for normal draws in the per-score noise (tails cut at 3.7 sigma).
 const NORMAL_BITS = 12;
+/** The shift of a raw 32-bit draw down to a NORMAL_TABLE index. */
+const NORMAL_SHIFT = 32 - NORMAL_BITS;
 const NORMAL_TABLE = (() => {
   const n = 1 << NORMAL_BITS;
   const t = new Float32Array(n);
@@ -98,7 +110,9 @@ const NORMAL_TABLE = (() => {
  * ```
  */
 export function syntheticWorkload(options: SyntheticOptions = {}): Workload {
-  const o = { ...DEFAULTS, ...options };
+  const { host = "wasm", ...given } = options;
+  checkChoice("host", host, HOSTS);
+  const o = { ...DEFAULTS, ...given };
   checkNumber("seed", o.seed);
   const steps = checkInteger("steps", o.steps, 1);
   const layers = checkInteger("layers", o.layers, 1);
@@ -144,7 +158,7 @@ export function syntheticWorkload(options: SyntheticOptions = {}): Workload {
   const logw = Float64Array.from(logw0);
   const cdf = new Float64Array(C);
   const cluster = new Int32Array(tokens);
-  const logits = new Float32Array(tokens * E);
+  let logits: Float32Array | undefined; // the TypeScript path's, on first use
   const buffer = new Float32Array(tokens * E);
   let walkStep = 0;
   let batchStep = -1;
@@ -189,15 +203,22 @@ export function syntheticWorkload(options: SyntheticOptions = {}): Workload {
       checkInteger("layer", layer, 0, layers - 1);
       if (step !== batchStep) drawBatch(step);
       const centre = centres[layer];
-      const r = new Rng(hash(o.seed, step + 1, layer + 1));
-      const shift = 32 - NORMAL_BITS;
+      const seed = hash(o.seed, step + 1, layer + 1);
+      if (
+        host === "wasm" &&
+        wasmScores(seed, centre, cluster, o.noise, gate, buffer)
+      ) {
+        return { data: buffer, tokens, experts: E };
+      }
+      const r = new Rng(seed);
       const noise = o.noise;
+      logits ??= new Float32Array(tokens * E);
       for (let i = 0; i < tokens; i++) {
         const c0 = cluster[i] * E;
         const b = i * E;
         for (let j = 0; j < E; j++) {
           logits[b + j] = centre[c0 + j] +
-            noise * NORMAL_TABLE[r.nextU32() >>> shift];
+            noise * NORMAL_TABLE[r.nextU32() >>> NORMAL_SHIFT];
         }
       }
       gateInto(logits, E, gate, buffer);
@@ -205,6 +226,87 @@ export function syntheticWorkload(options: SyntheticOptions = {}): Workload {
     },
     describe: () => ({ kind: "synthetic", ...o }),
   };
+}
+
+const HOSTS: readonly HostBackend[] = ["wasm", "cpu"];
+
+/** moelab_synthetic_scores' gate codes (lib/wasm/src/scores.c). */
+const WASM_GATE: Readonly<Record<Gate, number>> = {
+  sigmoid: 1,
+  softmax: 2,
+  // Logits only: sqrt(log1p(exp(x))) runs in TypeScript after.
+  sqrtsoftplus: 0,
+};
+
+/** Rows per call of the WebAssembly kernel: a block of about 64 KiB. */
+const BLOCK_BYTES = 65536;
+
+/**
+ * One batch's scores on this thread's WebAssembly instance, into `out`
+ * (tokens x experts): the same draws, logits and gate as the TypeScript
+ * path, in blocks of rows copied out of the instance's memory. Returns
+ * false (and writes nothing) where the engine has no WebAssembly SIMD.
+ */
+function wasmScores(
+  seed: number,
+  centre: Float32Array,
+  cluster: Int32Array,
+  noise: number,
+  gate: Gate,
+  out: Float32Array,
+): boolean {
+  const rt = wasmRuntime();
+  if (!rt) return false;
+  const tokens = cluster.length, E = out.length / tokens;
+  const rows = Math.max(1, Math.min(tokens, Math.floor(BLOCK_BYTES / (4 * E))));
+  const statePtr = rt.reserve("synthetic.state", 16);
+  const centrePtr = rt.reserve("synthetic.centre", 4 * centre.length);
+  const tablePtr = rt.reserve("synthetic.table", 4 * NORMAL_TABLE.length);
+  const clusterPtr = rt.reserve("synthetic.cluster", 4 * rows);
+  const blockPtr = rt.reserve("synthetic.block", 4 * rows * E);
+  const scratchPtr = rt.reserve("synthetic.scratch", 16 * E);
+  const expCentrePtr = rt.reserve("synthetic.expCentre", 8 * centre.length);
+  const drawsPtr = rt.reserve("synthetic.draws", 16 * NORMAL_TABLE.length);
+  // Views after every reserve: growing the memory detaches older ones.
+  rt.f32(centrePtr, centre.length).set(centre);
+  rt.f32(tablePtr, NORMAL_TABLE.length).set(NORMAL_TABLE);
+  const clusterView = rt.i32(clusterPtr, rows);
+  const block = rt.f32(blockPtr, rows * E);
+  const run = rt.exports.moelab_synthetic_scores;
+  rt.exports.moelab_rng_seed(seed, statePtr);
+  const code = WASM_GATE[gate];
+  // noise * draw for each table entry, and for the sigmoid exp(-centre)
+  // and exp(-noise * draw): its exp from tables.
+  rt.exports.moelab_synthetic_tables(
+    centrePtr,
+    gate === "sigmoid" ? centre.length : 0,
+    tablePtr,
+    NORMAL_TABLE.length,
+    noise,
+    expCentrePtr,
+    drawsPtr,
+  );
+  for (let i = 0; i < tokens; i += rows) {
+    const n = Math.min(rows, tokens - i);
+    clusterView.set(cluster.subarray(i, i + n));
+    run(
+      statePtr,
+      clusterPtr,
+      centrePtr,
+      drawsPtr,
+      NORMAL_SHIFT,
+      n,
+      E,
+      code,
+      blockPtr,
+      scratchPtr,
+      expCentrePtr,
+      0,
+    );
+    out.set(n === rows ? block : block.subarray(0, n * E), i * E);
+  }
+  if (gate === "sqrtsoftplus") sqrtSoftplus(out, out);
+  return true;
 }
 
 /** Mixes three integers into a 32-bit seed. */

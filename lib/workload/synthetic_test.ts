@@ -1,6 +1,13 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { normalQuantile, syntheticWorkload } from "./synthetic.ts";
+import { readFileSync } from "node:fs";
+import {
+  normalQuantile,
+  type SyntheticOptions,
+  syntheticWorkload,
+} from "./synthetic.ts";
+import { GATES } from "../scores/gate.ts";
+import { wasmRuntime } from "../wasm/runtime.ts";
 import { replayWorkload } from "./replay.ts";
 import { route } from "../route/route.ts";
 import { maxVio } from "../metrics/load_metrics.ts";
@@ -111,6 +118,112 @@ describe("syntheticWorkload", () => {
     assert.throws(() => syntheticWorkload({ experts: 2.5 }), RangeError);
     const w = syntheticWorkload({ steps: 2, layers: 1, tokens: 4, experts: 4 });
     assert.throws(() => w.scores(2, 0), RangeError);
+  });
+});
+
+describe("syntheticWorkload: WebAssembly and TypeScript hosts", () => {
+  // The presets with a synthetic workload, as the simulator builds it
+  // (lib/sim/prepare_run.ts), at fewer tokens; DeepSeek-V3's also at full
+  // size for one batch.
+  const presets = [
+    "deepseek-v3",
+    "default",
+    "microbatch-balance",
+    "precision-pitfalls",
+  ].map((name) => {
+    const p = JSON.parse(
+      readFileSync(
+        new URL(`../../data/presets/${name}.json`, import.meta.url),
+        "utf8",
+      ),
+    );
+    const { kind: _kind, ...workload } = p.workload ?? {};
+    return {
+      name,
+      options: {
+        ...workload,
+        seed: p.seed ?? 1,
+        experts: p.experts ?? 64,
+        gate: p.gate ?? "sigmoid",
+        tokens: Math.min(p.tokens ?? 4096, 777),
+        layers: 3,
+        steps: 6,
+      } as SyntheticOptions,
+    };
+  });
+
+  /** Both hosts' scores at `cells` (step, layer), compared bit for bit. */
+  function same(options: SyntheticOptions, cells: number[][], what: string) {
+    const cpu = syntheticWorkload({ ...options, host: "cpu" });
+    const wasm = syntheticWorkload({ ...options, host: "wasm" });
+    for (const [step, layer] of cells) {
+      const a = cpu.scores(step, layer).data;
+      const b = wasm.scores(step, layer).data;
+      assert.equal(a.length, b.length);
+      for (let i = 0; i < a.length; i++) {
+        if (!Object.is(a[i], b[i])) {
+          assert.fail(
+            `${what}, step ${step}, layer ${layer}, entry ${i}: cpu ${
+              a[i]
+            }, wasm ${b[i]}`,
+          );
+        }
+      }
+    }
+    assert.deepEqual(cpu.describe(), wasm.describe());
+  }
+
+  test("every preset, every gate, several seeds: identical scores", () => {
+    assert.ok(wasmRuntime(), "this engine runs WebAssembly SIMD");
+    const cells = [[0, 0], [0, 2], [3, 1], [5, 2], [1, 0]];
+    for (const { name, options } of presets) {
+      for (const gate of GATES) {
+        for (const seed of [options.seed ?? 1, 7, 4294967295, 2.5]) {
+          same(
+            { ...options, gate, seed },
+            cells,
+            `${name}, ${gate}, seed ${seed}`,
+          );
+        }
+      }
+    }
+  });
+
+  test("odd widths and heights, no noise, large noise", () => {
+    for (
+      const [tokens, experts, noise] of [
+        [1, 1, 1],
+        [3, 5, 1],
+        [65, 7, 1],
+        [200, 250, 1],
+        [90, 513, 0],
+        [64, 16, 40],
+      ]
+    ) {
+      for (const gate of GATES) {
+        same(
+          { tokens, experts, noise, gate, steps: 2, layers: 2, seed: 3 },
+          [[0, 0], [1, 1]],
+          `${tokens} x ${experts}, noise ${noise}, ${gate}`,
+        );
+      }
+    }
+  });
+
+  test("DeepSeek-V3's full batch (16384 x 256, sigmoid)", () => {
+    const v3 = presets[0].options;
+    same(
+      { ...v3, tokens: 16384, steps: 2, layers: 2 },
+      [[1, 1]],
+      "deepseek-v3",
+    );
+  });
+
+  test("rejects an unknown host", () => {
+    assert.throws(
+      () => syntheticWorkload({ host: "gpu" as "cpu" }),
+      (e: unknown) => e instanceof RangeError && /host/.test(String(e)),
+    );
   });
 });
 
