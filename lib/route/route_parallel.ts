@@ -1,6 +1,7 @@
 // Routing on several CPU cores: routeParallel() validates once with the
 // route op's validator and runs its "cpu-threads" kernel (lib/ops).
-import { checkInteger } from "../validate.ts";
+import { checkChoice, checkInteger } from "../validate.ts";
+import { HOST_BACKENDS, type HostBackend } from "../ops/host.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { requireKernel } from "../ops/registry.ts";
 import { routeOp, type RouteOptions } from "../ops/route.ts";
@@ -13,6 +14,12 @@ export interface RouteParallelOptions extends RouteOptions {
    * logical cores (`navigator.hardwareConcurrency`).
    */
   threads?: number;
+  /**
+   * What each thread runs: `"wasm"` (the WebAssembly SIMD kernel, each
+   * worker on its own instance, where the engine runs it; the default) or
+   * `"cpu"` (the TypeScript kernel, the reference). The same answers.
+   */
+  host?: HostBackend;
 }
 
 const threaded = requireKernel(routeOp, "cpu-threads");
@@ -85,7 +92,8 @@ export function routeParallel(
 ): Routing {
   const args = routeOp.validate({ scores, options });
   const threads = checkThreads(options.threads);
-  return threaded.run(args, { threads });
+  const host = checkChoice("host", options.host ?? "wasm", HOST_BACKENDS);
+  return threaded.run(args, { threads, host });
 }
 
 /** The thread count of the options, checked, with its default. */
