@@ -63,6 +63,7 @@ typedef struct {
   int *candI;
   double *candV;
   int *candG;
+  int *groupOf;
   int *nearI;
   double *nearV;
   int *keptI;
@@ -95,6 +96,7 @@ static u32 layout(Scratch *s, uptr base, int E, int k, int G, int P) {
   TAKE(candI, int, e);
   TAKE(candV, double, e);
   TAKE(candG, int, e);
+  TAKE(groupOf, int, e);
   TAKE(nearI, int, e);
   TAKE(nearV, double, e);
   TAKE(keptI, int, e);
@@ -606,7 +608,7 @@ static int grouped_row(const float *row, int E, int k, const double *bias,
 // referenceRow). Returns -1 or the row's lowest bad index.
 static int reference_row(const float *row, int E, int k, const double *bias,
                          int multiply, int G, int topGroups, int P, double *st,
-                         Scratch *s) {
+                         Scratch *s, int trackNeed) {
   int bad = first_bad(row, E);
   if (bad >= 0) return bad;
   double *r = s->row, *top = s->top, *score = s->score;
@@ -662,9 +664,127 @@ static int reference_row(const float *row, int E, int k, const double *bias,
   for (int q = 0; q < G; q++) {
     if (keep[q] && top[q * P + P - 1] < need) need = top[q * P + P - 1];
   }
-  if (!multiply) {
+  if (!multiply && trackNeed) {
     track(st + ST_NEAR_MEAN, th);
     track(st + ST_MEAN, need);
+  }
+  return -1;
+}
+
+// Top two of a pair of float64x2 lanes merged with another pair:
+// (a, b) with a >= b lane by lane, values only (duplicates counted).
+#define TOP2(m1, m2, v)                                                        \
+  do {                                                                         \
+    m2 = wasm_f64x2_pmax(m2, wasm_f64x2_pmin(m1, v));                          \
+    m1 = wasm_f64x2_pmax(m1, v);                                               \
+  } while (0)
+
+// Every group's exact score for P <= 2 (the sum of its P largest keys,
+// as the reference sums them, from 0) from the whole row in float64x2:
+// per lane a running largest and second largest (duplicates counted),
+// two sets of lanes for two independent chains, merged at the end. The
+// row holds no NaN or +Infinity (checked before), so the comparisons are
+// those of the reference's insertion.
+static void group_scores(const float *row, const double *bias, int G,
+                         int size, int P, double *score) {
+  for (int q = 0; q < G; q++) {
+    const float *x = row + q * size;
+    const double *b = bias + q * size;
+    v128_t m1 = wasm_f64x2_splat(-INF), m2 = m1, n1 = m1, n2 = m1;
+    int j = 0;
+    for (; j + 4 <= size; j += 4) {
+      v128_t xf = wasm_v128_load(x + j);
+      v128_t k0 = wasm_f64x2_add(wasm_f64x2_promote_low_f32x4(xf),
+                                 wasm_v128_load(b + j));
+      v128_t k1 = wasm_f64x2_add(
+          wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(xf, xf, 2, 3, 2, 3)),
+          wasm_v128_load(b + j + 2));
+      TOP2(m1, m2, k0);
+      TOP2(n1, n2, k1);
+    }
+    TOP2(m1, m2, n1);
+    TOP2(m1, m2, n2);
+    double a0 = wasm_f64x2_extract_lane(m1, 0);
+    double a1 = wasm_f64x2_extract_lane(m1, 1);
+    double b0 = wasm_f64x2_extract_lane(m2, 0);
+    double b1 = wasm_f64x2_extract_lane(m2, 1);
+    double hi = a0 < a1 ? a1 : a0, lo = a0 < a1 ? a0 : a1;
+    double second = b0 < b1 ? b1 : b0;
+    second = second < lo ? lo : second;
+    for (; j < size; j++) {
+      double v = (double)x[j] + b[j];
+      double l = v < hi ? v : hi;
+      hi = v < hi ? hi : v;
+      second = second < l ? l : second;
+    }
+    double sum = 0;
+    sum += hi;
+    if (P == 2) sum += second;
+    score[q] = sum;
+  }
+}
+
+// The keys of the candidates `cand` (indices ascending) in the kept
+// groups that reach g, into candI/candV; returns their number.
+static int exact_kept(const float *row, const double *bias, const int *cand,
+                      int n, double g, Scratch *s) {
+  int *candI = s->candI;
+  double *candV = s->candV;
+  const int *keep = s->keep, *groupOf = s->groupOf;
+  int m = 0;
+  for (int r = 0; r < n; r++) {
+    int j = cand[r];
+    double v = (double)row[j] + bias[j];
+    candI[m] = j;
+    candV[m] = v;
+    m += (v >= g) & keep[groupOf[j]];
+  }
+  return m;
+}
+
+// Group-limited rows for perGroup <= 2 (Megatron-Core's and DeepSeek-V3's
+// settings): every group scored exactly by group_scores, the topGroups
+// best kept, then the ungrouped rows' two thresholds on the kept groups'
+// entries (tracking the k-th key), the reference where fewer than k of
+// them pass.
+static int grouped_rows2(const float *scores, int rows, int E, int k,
+                         const double *bias, int normalize, double scale,
+                         int G, int topGroups, int P, int *outE, float *outW,
+                         int *loads, double *st, Scratch *s) {
+  int size = E / G;
+  for (int i = 0; i < rows; i++) {
+    const float *row = scores + (long)i * E;
+    double low = bounds_for(st + ST_LOW_G, st[ST_MEAN] - LOW_MARGIN * st[ST_DEV],
+                            i, s->lowBound, bias, E);
+    double near = bounds_for(st + ST_NEAR_G,
+                             st[ST_MEAN] - NEAR_MARGIN * st[ST_DEV], i,
+                             s->nearBound, bias, E);
+    int n = -1;
+    if (low > -INF && near > -INF) {
+      int c = filter2(row, s, E, s->nearI);
+      // Every NaN and +Infinity is a near candidate.
+      for (int r = 0; r < c; r++) {
+        int j = s->nearI[r];
+        if (!(row[j] < __builtin_inff())) return i * E + j;
+      }
+      group_scores(row, bias, G, size, P, s->score);
+      for (int q = 0; q < G; q++) s->exact[q] = 1;
+      rank_groups(s, G, topGroups);
+      for (int q = 0; q < G; q++) s->keep[q] = s->rank[q] < topGroups;
+      n = exact_kept(row, bias, s->nearI, c, near, s);
+      if (n < k) {
+        n = unpack_low(s, E, s->nearI);
+        n = exact_kept(row, bias, s->nearI, n, low, s);
+      }
+    }
+    if (n >= k) select_top(s->candV, s->candI, n, k, s);
+    else {
+      int bad = reference_row(row, E, k, bias, 0, G, topGroups, P, st, s, 0);
+      if (bad >= 0) return i * E + bad;
+    }
+    track(st, s->topV[k - 1]);
+    write_selection(row, s->topI, k, outE + (long)i * k, outW + (long)i * k,
+                    loads, normalize, scale);
   }
   return -1;
 }
@@ -691,7 +811,7 @@ static int grouped_rows(const float *scores, int rows, int E, int k,
     }
     if (done == FALLBACK) {
       int bad = reference_row(row, E, k, bias, multiply, G, topGroups, P, st,
-                              s);
+                              s, 1);
       if (bad >= 0) return i * E + bad;
     }
     write_selection(row, s->topI, k, outE + (long)i * k, outW + (long)i * k,
@@ -718,6 +838,14 @@ moelab_route_rows(const float *scores, int rows, int E, int k,
                   char *scratch) {
   Scratch s;
   layout(&s, (uptr)scratch, E, k, groups, perGroup);
+  if (groups > 1 && topGroups < groups && perGroup <= 2 && !multiply) {
+    int size = E / groups;
+    for (int j = 0, q = 0; q < groups; q++) {
+      for (int r = 0; r < size; r++) s.groupOf[j++] = q;
+    }
+    return grouped_rows2(scores, rows, E, k, bias, normalize, scale, groups,
+                         topGroups, perGroup, outE, outW, loads, st, &s);
+  }
   if (groups > 1 && topGroups < groups) {
     return grouped_rows(scores, rows, E, k, bias, multiply, normalize, scale,
                         groups, topGroups, perGroup, outE, outW, loads, st,
