@@ -59,6 +59,7 @@ enum {
 typedef struct {
   float *lowBound;
   float *nearBound;
+  float *biasF;
   u64 *lowBits;
   int *candI;
   double *candV;
@@ -92,6 +93,7 @@ static u32 layout(Scratch *s, uptr base, int E, int k, int G, int P) {
   at += align16((u32)(n) * (u32)sizeof(type));
   TAKE(lowBound, float, e);
   TAKE(nearBound, float, e);
+  TAKE(biasF, float, e);
   TAKE(lowBits, u64, (u32)E / 64u + 1u);
   TAKE(candI, int, e);
   TAKE(candV, double, e);
@@ -724,6 +726,73 @@ static void group_scores(const float *row, const double *bias, int G,
   }
 }
 
+// The kept groups (keep[q]) for P <= 2 from float32 keys x + (float)b:
+// per group its top P and largest magnitude in float32x4 lanes. A float32
+// key is within delta = 2^-23 * max|key| + 2 * errB (errB: the largest
+// |b - (float)b|) of the float64 key, and so is each of the group's top P
+// (order statistics move no more than the values), so a group's float64
+// score is within P * delta (plus the sums' rounding) of the float32 one.
+// When every kept group's interval lies strictly above every dropped
+// one's, the float64 scores keep the same groups; returns 1 then, 0 when
+// they must be computed (group_scores).
+static int kept_groups_f32(const float *row, const float *biasF, double errB,
+                           int G, int size, int P, int topGroups, Scratch *s) {
+  double *score = s->score, *slack = s->keptV;
+  for (int q = 0; q < G; q++) {
+    const float *x = row + q * size;
+    const float *b = biasF + q * size;
+    v128_t m1 = wasm_f32x4_splat(-__builtin_inff()), m2 = m1;
+    v128_t big = wasm_f32x4_splat(0.0f);
+    int j = 0;
+    for (; j + 4 <= size; j += 4) {
+      v128_t v = wasm_f32x4_add(wasm_v128_load(x + j), wasm_v128_load(b + j));
+      m2 = wasm_f32x4_pmax(m2, wasm_f32x4_pmin(m1, v));
+      m1 = wasm_f32x4_pmax(m1, v);
+      big = wasm_f32x4_pmax(big, wasm_f32x4_abs(v));
+    }
+    // Lanes 2, 3 merged into 0, 1, then lane 1 into 0: each pair (a >= c)
+    // into (hi, second).
+    v128_t a = wasm_i32x4_shuffle(m1, m1, 2, 3, 0, 1);
+    v128_t c = wasm_i32x4_shuffle(m2, m2, 2, 3, 0, 1);
+    m2 = wasm_f32x4_pmax(wasm_f32x4_pmax(m2, c), wasm_f32x4_pmin(m1, a));
+    m1 = wasm_f32x4_pmax(m1, a);
+    a = wasm_i32x4_shuffle(m1, m1, 1, 0, 1, 0);
+    c = wasm_i32x4_shuffle(m2, m2, 1, 0, 1, 0);
+    m2 = wasm_f32x4_pmax(wasm_f32x4_pmax(m2, c), wasm_f32x4_pmin(m1, a));
+    m1 = wasm_f32x4_pmax(m1, a);
+    big = wasm_f32x4_pmax(big, wasm_i32x4_shuffle(big, big, 2, 3, 0, 1));
+    big = wasm_f32x4_pmax(big, wasm_i32x4_shuffle(big, big, 1, 0, 1, 0));
+    float hi = wasm_f32x4_extract_lane(m1, 0);
+    float second = wasm_f32x4_extract_lane(m2, 0);
+    float mag = wasm_f32x4_extract_lane(big, 0);
+    for (; j < size; j++) {
+      float v = x[j] + b[j];
+      float lo = v < hi ? v : hi;
+      hi = v < hi ? hi : v;
+      second = second < lo ? lo : second;
+      float d = __builtin_fabsf(v);
+      mag = mag < d ? d : mag;
+    }
+    // -Infinity or an overflow: no bound (mag is then +Infinity).
+    if (!(mag < __builtin_inff())) return 0;
+    double sum = (double)hi + (P == 2 ? (double)second : 0.0);
+    double delta = 0x1p-23 * (double)mag + 2 * errB + 0x1p-140;
+    score[q] = sum;
+    slack[q] = 2 * P * delta + 0x1p-48 * __builtin_fabs(sum);
+  }
+  for (int q = 0; q < G; q++) s->exact[q] = 1;
+  rank_groups(s, G, topGroups);
+  double lo = INF, hi = -INF;
+  for (int q = 0; q < G; q++) {
+    int kept = s->rank[q] < topGroups;
+    s->keep[q] = kept;
+    double down = score[q] - slack[q], up = score[q] + slack[q];
+    if (kept && down < lo) lo = down;
+    if (!kept && up > hi) hi = up;
+  }
+  return lo > hi;
+}
+
 // The keys of the candidates `cand` (indices ascending) in the kept
 // groups that reach g, into candI/candV; returns their number.
 static int exact_kept(const float *row, const double *bias, const int *cand,
@@ -752,6 +821,14 @@ static int grouped_rows2(const float *scores, int rows, int E, int k,
                          int G, int topGroups, int P, int *outE, float *outW,
                          int *loads, double *st, Scratch *s) {
   int size = E / G;
+  // The bias in float32 and how far it is from the float64 bias.
+  double errB = 0;
+  for (int j = 0; j < E; j++) {
+    float f = (float)bias[j];
+    s->biasF[j] = f;
+    double d = __builtin_fabs(bias[j] - (double)f);
+    errB = d > errB ? d : errB;
+  }
   for (int i = 0; i < rows; i++) {
     const float *row = scores + (long)i * E;
     double low = bounds_for(st + ST_LOW_G, st[ST_MEAN] - LOW_MARGIN * st[ST_DEV],
@@ -767,10 +844,12 @@ static int grouped_rows2(const float *scores, int rows, int E, int k,
         int j = s->nearI[r];
         if (!(row[j] < __builtin_inff())) return i * E + j;
       }
-      group_scores(row, bias, G, size, P, s->score);
-      for (int q = 0; q < G; q++) s->exact[q] = 1;
-      rank_groups(s, G, topGroups);
-      for (int q = 0; q < G; q++) s->keep[q] = s->rank[q] < topGroups;
+      if (!kept_groups_f32(row, s->biasF, errB, G, size, P, topGroups, s)) {
+        group_scores(row, bias, G, size, P, s->score);
+        for (int q = 0; q < G; q++) s->exact[q] = 1;
+        rank_groups(s, G, topGroups);
+        for (int q = 0; q < G; q++) s->keep[q] = s->rank[q] < topGroups;
+      }
       n = exact_kept(row, bias, s->nearI, c, near, s);
       if (n < k) {
         n = unpack_low(s, E, s->nearI);
