@@ -279,3 +279,122 @@ test("the wasm and cpu route kernels name the same bad score", {
     }
   }
 });
+
+test(
+  "the wasm route kernel keeps DeepSeek-V3's groups as the cpu kernel, near-tied groups included",
+  {
+    skip: !wasm && "no WebAssembly SIMD",
+  },
+  () => {
+    // 256 experts in 8 groups of 32, 4 kept, k = 8; group pairs (0, 1) and
+    // (2, 3) hold the same scores, their biases apart by 1e-12: scores
+    // that float32 keys cannot tell apart.
+    const rng = new Rng(5);
+    const N = 3000, E = 256, size = 32;
+    const bias = Float64Array.from(
+      { length: E },
+      (_, j) =>
+        (rng.uniform() - 0.5) * 0.01 + (Math.floor(j / size) % 2) * 1e-12,
+    );
+    for (let j = size; j < 2 * size; j++) bias[j] = bias[j - size] + 1e-12;
+    for (let j = 3 * size; j < 4 * size; j++) bias[j] = bias[j - size] - 1e-12;
+    const data = new Float32Array(N * E);
+    for (let i = 0; i < N; i++) {
+      for (let j = 0; j < E; j++) data[i * E + j] = rng.uniform() ** 3;
+      if (i % 2) {
+        for (let j = 0; j < size; j++) {
+          data[i * E + size + j] = data[i * E + j];
+          data[i * E + 3 * size + j] = data[i * E + 2 * size + j];
+        }
+      }
+    }
+    const s = { data, tokens: N, experts: E };
+    for (const groupScore of ["megatron", "v3", "v2"] as GroupScore[]) {
+      for (const b of [bias, undefined]) {
+        const o: RouteOptions = {
+          k: 8,
+          bias: b,
+          groups: 8,
+          topGroups: 4,
+          groupScore,
+          normalize: true,
+          scale: 2.5,
+        };
+        same(
+          routeWasm(routeOp.validate({ scores: s, options: o })),
+          routeCpu(routeOp.validate({ scores: s, options: o })),
+          `${groupScore} ${b ? "biased" : "unbiased"}`,
+        );
+      }
+    }
+  },
+);
+
+test(
+  "the wasm route kernel's float32 group scores never decide a group float32 ranks the wrong way",
+  {
+    skip: !wasm && "no WebAssembly SIMD",
+  },
+  () => {
+    // Groups 0, 1 and 4 are kept, 5 to 7 dropped; groups 2 and 3 compete
+    // for the last place through one expert each (jA, jB). Per row, their
+    // scores are chosen so that the float64 keys put group 2 ahead while
+    // the float32 keys (x + fround(b)) put group 3 ahead.
+    const rng = new Rng(9);
+    const E = 256, size = 32, jA = 2 * size + 5, jB = 3 * size + 7;
+    const bias = new Float64Array(E);
+    // The float64 keys put A ahead by 2^-50; biases near 1.3 round to
+    // float32 on a grid as coarse as the keys', so for some x the float32
+    // sums swap them (a bias pair where 200 tries find one).
+    const swapped = (xa: number) => {
+      const xb = Math.fround(xa + 2 ** -24);
+      return xa + bias[jA] > xb + bias[jB] &&
+        Math.fround(xa + Math.fround(bias[jA])) <
+          Math.fround(xb + Math.fround(bias[jB]));
+    };
+    const x = () => Math.fround(0.5 + 0.4 * rng.uniform());
+    do {
+      bias[jA] = 1 + rng.uniform();
+      bias[jB] = bias[jA] - 2 ** -24 - 2 ** -50;
+    } while (!Array.from({ length: 200 }, x).some(swapped));
+    const rows: [number, number][] = [];
+    while (rows.length < 400) {
+      const xa = Math.fround(0.5 + 0.4 * rng.uniform());
+      const xb = Math.fround(xa + 2 ** -24);
+      const exactAhead = xa + bias[jA] > xb + bias[jB];
+      const f32Behind = Math.fround(xa + Math.fround(bias[jA])) <
+        Math.fround(xb + Math.fround(bias[jB]));
+      if (exactAhead && f32Behind) rows.push([xa, xb]);
+    }
+    const N = rows.length;
+    const data = new Float32Array(N * E);
+    for (let i = 0; i < N; i++) {
+      for (const q of [0, 1, 4]) {
+        data[i * E + q * size] = 3 + rng.uniform() * 0.1;
+        data[i * E + q * size + 1] = 3 + rng.uniform() * 0.1;
+      }
+      for (const q of [5, 6, 7]) data[i * E + q * size] = 0.1 * rng.uniform();
+      data[i * E + jA] = rows[i][0];
+      data[i * E + jB] = rows[i][1];
+    }
+    const s = { data, tokens: N, experts: E };
+    for (const groupScore of ["megatron", "v2"] as GroupScore[]) {
+      const o: RouteOptions = {
+        k: 8,
+        bias,
+        groups: 8,
+        topGroups: 4,
+        groupScore,
+      };
+      const got = routeWasm(routeOp.validate({ scores: s, options: o }));
+      same(
+        got,
+        routeCpu(routeOp.validate({ scores: s, options: o })),
+        groupScore,
+      );
+      // The definition: group 2 is kept, so expert jA is routed every time.
+      assert.equal(got.loads[jA], N, groupScore);
+      assert.equal(got.loads[jB], 0, groupScore);
+    }
+  },
+);

@@ -726,59 +726,82 @@ static void group_scores(const float *row, const double *bias, int G,
   }
 }
 
-// The kept groups (keep[q]) for P <= 2 from float32 keys x + (float)b:
-// per group its top P and largest magnitude in float32x4 lanes. A float32
-// key is within delta = 2^-23 * max|key| + 2 * errB (errB: the largest
-// |b - (float)b|) of the float64 key, and so is each of the group's top P
-// (order statistics move no more than the values), so a group's float64
-// score is within P * delta (plus the sums' rounding) of the float32 one.
-// When every kept group's interval lies strictly above every dropped
-// one's, the float64 scores keep the same groups; returns 1 then, 0 when
-// they must be computed (group_scores).
+// Merges a pair of top-two lanes (a >= c lane by lane; a single value v:
+// a = v, c = -Infinity) into (m1 >= m2), float32x4, values only
+// (duplicates counted).
+#define TOP2F(m1, m2, a, c)                                                    \
+  do {                                                                         \
+    v128_t a_ = (a), c_ = (c);                                                 \
+    m2 = wasm_f32x4_pmax(wasm_f32x4_pmax(m2, c_), wasm_f32x4_pmin(m1, a_));    \
+    m1 = wasm_f32x4_pmax(m1, a_);                                              \
+  } while (0)
+
+// The kept groups (keep[q]) for P <= 2 from float32 keys a = x + (float)b
+// against the float64 keys k = x + b. With errB the largest |b - (float)b|
+// (the bias below 2^100 in magnitude), every a lies within
+// eps(k) = 2^-23 |k| + 2 errB + 2^-140 of its k (float32 and float64
+// rounding; -Infinity on both sides), and v - eps(v), v + eps(v) are
+// increasing, so they commute with order statistics: a group's i-th
+// largest float32 key t is within eps of its i-th largest float64 key T,
+// hence |t - T| <= 2^-22 |t| + 3 errB + 2^-139 (a float32 overflow to
+// -Infinity only hides keys below -2^126, under a t checked to be above
+// -2^120). A group's float64 score is then within the sum of those (plus
+// the sums' rounding) of the float32 one. When every kept group's interval
+// lies strictly above every dropped one's, the float64 scores keep the
+// same groups; returns 1 then, 0 when they must be computed (group_scores).
 static int kept_groups_f32(const float *row, const float *biasF, double errB,
                            int G, int size, int P, int topGroups, Scratch *s) {
   double *score = s->score, *slack = s->keptV;
   for (int q = 0; q < G; q++) {
     const float *x = row + q * size;
     const float *b = biasF + q * size;
+    // Four independent chains (a chain's step waits for its last), merged.
     v128_t m1 = wasm_f32x4_splat(-__builtin_inff()), m2 = m1;
-    v128_t big = wasm_f32x4_splat(0.0f);
+    v128_t n1 = m1, n2 = m1, o1 = m1, o2 = m1, p1 = m1, p2 = m1, none = m1;
     int j = 0;
+    for (; j + 16 <= size; j += 16) {
+      v128_t v = wasm_f32x4_add(wasm_v128_load(x + j), wasm_v128_load(b + j));
+      v128_t w = wasm_f32x4_add(wasm_v128_load(x + j + 4),
+                                wasm_v128_load(b + j + 4));
+      v128_t y = wasm_f32x4_add(wasm_v128_load(x + j + 8),
+                                wasm_v128_load(b + j + 8));
+      v128_t z = wasm_f32x4_add(wasm_v128_load(x + j + 12),
+                                wasm_v128_load(b + j + 12));
+      TOP2F(m1, m2, v, none);
+      TOP2F(n1, n2, w, none);
+      TOP2F(o1, o2, y, none);
+      TOP2F(p1, p2, z, none);
+    }
     for (; j + 4 <= size; j += 4) {
       v128_t v = wasm_f32x4_add(wasm_v128_load(x + j), wasm_v128_load(b + j));
-      m2 = wasm_f32x4_pmax(m2, wasm_f32x4_pmin(m1, v));
-      m1 = wasm_f32x4_pmax(m1, v);
-      big = wasm_f32x4_pmax(big, wasm_f32x4_abs(v));
+      TOP2F(m1, m2, v, none);
     }
-    // Lanes 2, 3 merged into 0, 1, then lane 1 into 0: each pair (a >= c)
-    // into (hi, second).
-    v128_t a = wasm_i32x4_shuffle(m1, m1, 2, 3, 0, 1);
-    v128_t c = wasm_i32x4_shuffle(m2, m2, 2, 3, 0, 1);
-    m2 = wasm_f32x4_pmax(wasm_f32x4_pmax(m2, c), wasm_f32x4_pmin(m1, a));
-    m1 = wasm_f32x4_pmax(m1, a);
-    a = wasm_i32x4_shuffle(m1, m1, 1, 0, 1, 0);
-    c = wasm_i32x4_shuffle(m2, m2, 1, 0, 1, 0);
-    m2 = wasm_f32x4_pmax(wasm_f32x4_pmax(m2, c), wasm_f32x4_pmin(m1, a));
-    m1 = wasm_f32x4_pmax(m1, a);
-    big = wasm_f32x4_pmax(big, wasm_i32x4_shuffle(big, big, 2, 3, 0, 1));
-    big = wasm_f32x4_pmax(big, wasm_i32x4_shuffle(big, big, 1, 0, 1, 0));
+    TOP2F(m1, m2, n1, n2);
+    TOP2F(o1, o2, p1, p2);
+    TOP2F(m1, m2, o1, o2);
+    // Lanes 2, 3 merged into 0, 1, then lane 1 into 0.
+    TOP2F(m1, m2, wasm_i32x4_shuffle(m1, m1, 2, 3, 0, 1),
+          wasm_i32x4_shuffle(m2, m2, 2, 3, 0, 1));
+    TOP2F(m1, m2, wasm_i32x4_shuffle(m1, m1, 1, 0, 1, 0),
+          wasm_i32x4_shuffle(m2, m2, 1, 0, 1, 0));
     float hi = wasm_f32x4_extract_lane(m1, 0);
     float second = wasm_f32x4_extract_lane(m2, 0);
-    float mag = wasm_f32x4_extract_lane(big, 0);
     for (; j < size; j++) {
       float v = x[j] + b[j];
       float lo = v < hi ? v : hi;
       hi = v < hi ? hi : v;
       second = second < lo ? lo : second;
-      float d = __builtin_fabsf(v);
-      mag = mag < d ? d : mag;
     }
-    // -Infinity or an overflow: no bound (mag is then +Infinity).
-    if (!(mag < __builtin_inff())) return 0;
-    double sum = (double)hi + (P == 2 ? (double)second : 0.0);
-    double delta = 0x1p-23 * (double)mag + 2 * errB + 0x1p-140;
+    double t1 = hi, t2 = P == 2 ? (double)second : 0.0;
+    // Far from overflow (and no -Infinity among the tops), else no bound.
+    if (!(__builtin_fabs(t1) < 0x1p120 && __builtin_fabs(t2) < 0x1p120)) {
+      return 0;
+    }
+    double sum = t1 + t2;
+    double err = 0x1p-22 * (__builtin_fabs(t1) + __builtin_fabs(t2)) +
+                 P * (3 * errB + 0x1p-139);
     score[q] = sum;
-    slack[q] = 2 * P * delta + 0x1p-48 * __builtin_fabs(sum);
+    slack[q] = 2 * err + 0x1p-50 * __builtin_fabs(sum) + 0x1p-139;
   }
   for (int q = 0; q < G; q++) s->exact[q] = 1;
   rank_groups(s, G, topGroups);
@@ -821,13 +844,16 @@ static int grouped_rows2(const float *scores, int rows, int E, int k,
                          int G, int topGroups, int P, int *outE, float *outW,
                          int *loads, double *st, Scratch *s) {
   int size = E / G;
-  // The bias in float32 and how far it is from the float64 bias.
+  // The bias in float32 and how far it is from the float64 bias; no
+  // float32 keys for a bias of 2^100 or more.
   double errB = 0;
+  int useF32 = 1;
   for (int j = 0; j < E; j++) {
     float f = (float)bias[j];
     s->biasF[j] = f;
     double d = __builtin_fabs(bias[j] - (double)f);
     errB = d > errB ? d : errB;
+    useF32 &= __builtin_fabs(bias[j]) < 0x1p100;
   }
   for (int i = 0; i < rows; i++) {
     const float *row = scores + (long)i * E;
@@ -844,7 +870,8 @@ static int grouped_rows2(const float *scores, int rows, int E, int k,
         int j = s->nearI[r];
         if (!(row[j] < __builtin_inff())) return i * E + j;
       }
-      if (!kept_groups_f32(row, s->biasF, errB, G, size, P, topGroups, s)) {
+      if (!useF32 ||
+          !kept_groups_f32(row, s->biasF, errB, G, size, P, topGroups, s)) {
         group_scores(row, bias, G, size, P, s->score);
         for (int q = 0; q < G; q++) s->exact[q] = 1;
         rank_groups(s, G, topGroups);
