@@ -59,12 +59,14 @@ export function sharedScores(tokens: number, experts: number): ScoreMatrix {
  * thread. Scores not on a `SharedArrayBuffer` (see
  * {@linkcode sharedScores}) are copied once per call.
  *
- * The inner loop collects, without a branch, the entries of a row at or
- * above a threshold guessed from the rows before, then ranks those few
- * (a row where fewer than k pass is scanned in full); with groups, the
- * group scores come from the same candidates, a group being scanned only
- * when they cannot decide whether it is kept. No row copy and no
- * allocation per token.
+ * Each thread runs the WebAssembly SIMD kernel on its own instance
+ * (`host: "wasm"`, the default, where the engine runs it) or the
+ * TypeScript kernel (`host: "cpu"`). Both collect, without a branch, the
+ * entries of a row at or above a threshold guessed from the rows before,
+ * then rank those few exactly in float64 (a row where fewer than k pass is
+ * scanned in full); with groups, the group scores are exact (the wasm
+ * kernel decides from float32 scores only where a proven error bound
+ * separates the kept groups). No row copy and no allocation per token.
  *
  * @param scores Scores after the gate, `tokens x experts`.
  * @param options {@linkcode RouteOptions} and `threads`.
