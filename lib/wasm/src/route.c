@@ -803,17 +803,41 @@ static int kept_groups_f32(const float *row, const float *biasF, double errB,
     score[q] = sum;
     slack[q] = 2 * err + 0x1p-50 * __builtin_fabs(sum) + 0x1p-139;
   }
-  for (int q = 0; q < G; q++) s->exact[q] = 1;
-  rank_groups(s, G, topGroups);
-  double lo = INF, hi = -INF;
-  for (int q = 0; q < G; q++) {
-    int kept = s->rank[q] < topGroups;
-    s->keep[q] = kept;
-    double down = score[q] - slack[q], up = score[q] + slack[q];
-    if (kept && down < lo) lo = down;
-    if (!kept && up > hi) hi = up;
+  double cut;
+  if (G == 8) {
+    // DeepSeek-V3's 8 groups: the topGroups-th score from a sorting network
+    // (19 exchanges, no branch); a tie there leaves the choice to
+    // group_scores.
+    double v[8];
+    for (int q = 0; q < 8; q++) v[q] = score[q];
+    static const unsigned char net[19][2] = {
+        {0, 2}, {1, 3}, {4, 6}, {5, 7}, {0, 4}, {1, 5}, {2, 6},
+        {3, 7}, {0, 1}, {2, 3}, {4, 5}, {6, 7}, {2, 4}, {3, 5},
+        {1, 4}, {3, 6}, {1, 2}, {3, 4}, {5, 6}};
+    for (int e = 0; e < 19; e++) {
+      double a = v[net[e][0]], b = v[net[e][1]];
+      v[net[e][0]] = a < b ? b : a;
+      v[net[e][1]] = a < b ? a : b;
+    }
+    if (!(v[topGroups - 1] > v[topGroups])) return 0;
+    cut = v[topGroups - 1];
+  } else {
+    for (int q = 0; q < G; q++) s->exact[q] = 1;
+    cut = rank_groups(s, G, topGroups);
   }
-  return lo > hi;
+  // Kept: the groups at or above the cut (exactly topGroups of them, else
+  // no decision here).
+  double lo = INF, hi = -INF;
+  int kept = 0;
+  for (int q = 0; q < G; q++) {
+    int keep = G == 8 ? score[q] >= cut : s->rank[q] < topGroups;
+    s->keep[q] = keep;
+    kept += keep;
+    double down = score[q] - slack[q], up = score[q] + slack[q];
+    lo = keep && down < lo ? down : lo;
+    hi = !keep && up > hi ? up : hi;
+  }
+  return kept == topGroups && lo > hi;
 }
 
 // The keys of the candidates `cand` (indices ascending) in the kept
