@@ -6,7 +6,7 @@ export const WASM_COMPILER = "Debian clang version 14.0.6";
 
 /** SHA-256 of the C sources the module was built from (names and texts). */
 export const WASM_SOURCES_SHA256 =
-  "3839e919eea7d0529b42e561a4c8ea01d1aca356bca04d1aea3ac64d392db405";
+  "d20ae5b25b23765486f8e1ed3e6a2a8178535e7a2fb55efc544eb843bc3daea4";
 
 /** Pages (64 KiB) of memory the module needs at start: its stack and data. */
 export const WASM_INITIAL_PAGES = 16;

@@ -13,8 +13,20 @@
 // `make_bounds`). The few entries left are checked exactly in float64;
 // when at least k of them reach `g`, the top k are among them and are
 // selected exactly; otherwise the row is scanned in full, as the
-// reference does. NaN and +Infinity always pass the float32 pass, so a
-// bad score is always seen; the one reported is the row's lowest index.
+// reference does. Two thresholds are tried: a near one (few entries pass)
+// and, where fewer than k pass it, a low one, whose bits come from the
+// same pass. NaN and +Infinity always pass the float32 pass, so a bad
+// score is always seen; the one reported is the row's lowest index.
+//
+// Group-limited rows (DeepSeek-V3, Megatron-Core) with a group scored by
+// its top one or two keys: every group's top keys in float32x4
+// (`kept_groups_f32`), with an error bound against the float64 scores
+// proven from the top keys alone; where the bound separates the kept
+// groups from the dropped ones they are the float64 choice, elsewhere the
+// float64 scores are computed (`group_scores`). Then the rows' two
+// thresholds select among the kept groups' entries. Other group scorings
+// (more than two keys) follow lib/ops/_route_groups.ts on candidates.
+// A multiplicative bias is routed by the reference's scans.
 //
 // No global state: the caller passes the running state (`st`, ST_SIZE
 // float64) and a scratch region of `moelab_route_scratch_bytes` bytes.
