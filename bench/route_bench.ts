@@ -1,5 +1,6 @@
-// Route throughput on the CPU: route() against a plain sort-based top-K
-// baseline; then, near the memory limit, routing and the balancers' ops
+// Route throughput on the CPU: route() (the TypeScript kernel) against a
+// plain sort-based top-K baseline; then, near the memory limit, routing
+// (TypeScript and WebAssembly SIMD kernels) and the balancers' ops
 // (a BIP round, a Quantile step, a Sinkhorn step) as multiples of one
 // streaming pass over the same scores: a one-thread TypeScript sum and
 // numpy's `sum` (bench/stream_sum.py), measured in the same run.
@@ -132,10 +133,15 @@ function workloadScores(
 
 const GROUPS = { groups: 8, topGroups: 4 } as const;
 
-/** Routing at V3's shape: grouped against ungrouped, threads against a streaming pass. */
+/**
+ * Routing at V3's shape: grouped against ungrouped, threads against a
+ * streaming pass, the TypeScript kernel (host "cpu", the reference) and
+ * the WebAssembly SIMD kernel (host "wasm") measured in the same rounds.
+ */
 function nearTheLimit(): void {
   const E = 256, k = 8;
-  const rows: (string | number)[][] = [];
+  const ts: (string | number)[][] = [];
+  const wasm: (string | number)[][] = [];
   for (const N of [16384, 262144]) {
     const [s] = workloadScores(N, E, 1);
     const rng = new Rng(3);
@@ -145,13 +151,20 @@ function nearTheLimit(): void {
     );
     const rounds = N > 100000 ? 5 : 9;
     const np1 = numpyMs(s, rounds);
+    const cpu = { k, bias, host: "cpu" } as const;
+    const simd = { k, bias, host: "wasm" } as const;
     const t = alternating({
       sum: () => void streamSum(s.data),
-      route: () => void route(s, { k, bias }),
-      grouped: () => void route(s, { k, bias, ...GROUPS }),
-      parallel: () => void routeParallel(s, { k, bias, threads: 2 }),
+      route: () => void route(s, cpu),
+      grouped: () => void route(s, { ...cpu, ...GROUPS }),
+      parallel: () => void routeParallel(s, { ...cpu, threads: 2 }),
       parallelGrouped: () =>
-        void routeParallel(s, { k, bias, threads: 2, ...GROUPS }),
+        void routeParallel(s, { ...cpu, threads: 2, ...GROUPS }),
+      wasmRoute: () => void route(s, simd),
+      wasmGrouped: () => void route(s, { ...simd, ...GROUPS }),
+      wasmParallel: () => void routeParallel(s, { ...simd, threads: 2 }),
+      wasmParallelGrouped: () =>
+        void routeParallel(s, { ...simd, threads: 2, ...GROUPS }),
     }, rounds);
     const np2 = numpyMs(s, rounds);
     const np = typeof np1 === "number" && typeof np2 === "number"
@@ -161,10 +174,12 @@ function nearTheLimit(): void {
       : np2;
     const vsNumpy = (ms: number) =>
       typeof np === "number" ? (ms / np).toFixed(1) : "n/a";
-    rows.push([
-      `${N} x ${E}`,
+    const size = `${N} x ${E}`;
+    const npCell = typeof np === "number" ? np.toFixed(1) : `n/a (${np})`;
+    ts.push([
+      size,
       t.sum.toFixed(1),
-      typeof np === "number" ? np.toFixed(1) : `n/a (${np})`,
+      npCell,
       t.route.toFixed(1),
       t.grouped.toFixed(1),
       (t.grouped / t.route).toFixed(2),
@@ -174,11 +189,25 @@ function nearTheLimit(): void {
       vsNumpy(t.parallelGrouped),
       (t.parallel / t.sum).toFixed(2),
     ]);
+    wasm.push([
+      size,
+      npCell,
+      t.wasmRoute.toFixed(1),
+      t.wasmGrouped.toFixed(1),
+      (t.wasmGrouped / t.wasmRoute).toFixed(2),
+      (t.wasmRoute / t.route).toFixed(2),
+      (t.wasmGrouped / t.grouped).toFixed(2),
+      t.wasmParallel.toFixed(1),
+      t.wasmParallelGrouped.toFixed(1),
+      vsNumpy(t.wasmParallel),
+      vsNumpy(t.wasmParallelGrouped),
+    ]);
   }
   console.log(
     "\nRouting near the memory limit: k = 8, biased, synthetic sigmoid scores; " +
       "grouped = 8 groups, 4 kept; parallel = routeParallel on 2 threads; " +
-      "sum = one streaming pass on one thread (TypeScript; numpy `sum`).\n",
+      "sum = one streaming pass on one thread (TypeScript; numpy `sum`). " +
+      'TypeScript kernels (host "cpu", the reference).\n',
   );
   printTable([
     "size",
@@ -192,7 +221,26 @@ function nearTheLimit(): void {
     "parallel / numpy",
     "parallel grouped / numpy",
     "parallel / TS sum",
-  ], rows);
+  ], ts);
+  console.log(
+    "\nThe same batches, same rounds, WebAssembly SIMD kernel (host " +
+      '"wasm": the same answers bit for bit); routeParallel\'s workers each ' +
+      "run it on their own instance; vs TS = against the TypeScript " +
+      "kernel above.\n",
+  );
+  printTable([
+    "size",
+    "numpy sum ms",
+    "wasm route ms",
+    "wasm grouped ms",
+    "grouped / route",
+    "route vs TS",
+    "grouped vs TS",
+    "parallel ms",
+    "parallel grouped ms",
+    "parallel / numpy",
+    "parallel grouped / numpy",
+  ], wasm);
 }
 
 /** Per-batch cost of the balancers' ops as multiples of a streaming pass. */
@@ -298,7 +346,7 @@ export function run(): Promise<void> {
     const data = new Float32Array(tokens * experts);
     for (let i = 0; i < data.length; i++) data[i] = rng.uniform();
     const scores = { data, tokens, experts };
-    const fast = medianMs(() => void route(scores, { k }));
+    const fast = medianMs(() => void route(scores, { k, host: "cpu" }));
     const slow = medianMs(() => void sortTopK(data, tokens, experts, k), 3, 1);
     rows.push([
       `${tokens} x ${experts}, k=${k}`,

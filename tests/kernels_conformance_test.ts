@@ -93,7 +93,8 @@ function balance(method: string): void {
  * the kernel.
  */
 const REACH: Record<string, () => Promise<void> | void> = {
-  "route/cpu": () => void route(tiny(), { k: 2 }),
+  "route/cpu": () => void route(tiny(), { k: 2, host: "cpu" }),
+  "route/wasm": () => void route(tiny(), { k: 2 }),
   "route/cpu-threads": () => {
     const s = sharedScores(40000, 8);
     s.data.set(scores(8, 40000, 8).data);

@@ -1,9 +1,11 @@
-// The rows of the route op's CPU kernel on one thread or many: a range of
+// The rows of the route op's CPU kernels on one thread or many: a range of
 // rows, or blocks of rows claimed from a shared counter, routed by the
 // ungrouped row kernel (_route_rows.ts) or the group-limited one
-// (_route_groups.ts).
+// (_route_groups.ts), or by the WebAssembly SIMD kernel of this thread
+// (_route_wasm_rows.ts), which routes both.
 import { routeRows, type RowSettings, rowState } from "./_route_rows.ts";
 import { groupState, routeGroupedRows } from "./_route_groups.ts";
+import { wasmRowRouter } from "./_route_wasm_rows.ts";
 
 /** Rows per block that a thread claims at a time in {@linkcode routeBlocks}. */
 export const BLOCK_ROWS = 1024;
@@ -77,8 +79,10 @@ export function rowRouter(
  * Routes blocks of rows `[0, tokens)` claimed one at a time from the shared
  * counter `counter[cell]` (Atomics.add) until none are left. Threads that
  * get less of a core (cores shared with other work) simply claim fewer
- * blocks, so no thread waits for a slow one. Returns the flat index of a
- * NaN or `+Infinity` score met, or -1.
+ * blocks, so no thread waits for a slow one. `host` `"wasm"` routes them
+ * with this thread's WebAssembly SIMD kernel where the engine runs it,
+ * `"cpu"` in TypeScript: the same answers. Returns the flat index of a
+ * NaN or `+Infinity` score met (the lowest of its row), or -1.
  */
 export function routeBlocks(
   counter: Int32Array,
@@ -91,8 +95,12 @@ export function routeBlocks(
   outE: Int32Array,
   outW: Float32Array,
   loads: Int32Array,
+  host: "cpu" | "wasm" = "wasm",
 ): number {
-  const run = rowRouter(data, E, k, s, outE, outW, loads);
+  const run =
+    (host === "wasm"
+      ? wasmRowRouter(data, E, k, s, outE, outW, loads)
+      : undefined) ?? rowRouter(data, E, k, s, outE, outW, loads);
   for (;;) {
     const lo = Atomics.add(counter, cell, 1) * BLOCK_ROWS;
     if (lo >= tokens) return -1;

@@ -176,7 +176,8 @@ export function writeSelection(
 
 /**
  * The full scan of one row (the first k fill the list, then a threshold).
- * Returns the flat index of a NaN or `+Infinity` score, or -1.
+ * Returns the flat index of the row's first NaN or `+Infinity` score, or
+ * -1: the one the candidates' path (and the other kernels) report.
  */
 function scanRow(
   data: Float32Array,
@@ -208,25 +209,40 @@ function scanRow(
     for (let j = k; j < E; j++) {
       const v = data[base + j];
       if (v > th) th = insert(topV, topI, last, v, j);
-      else if (v !== v) return base + j;
+      else if (v !== v) return firstBad(data, base, j);
     }
   } else if (!s.multiply) {
     for (let j = k; j < E; j++) {
       const v = data[base + j] + bias[j];
       if (v > th) th = insert(topV, topI, last, v, j);
-      else if (v !== v) return base + j;
+      else if (v !== v) return firstBad(data, base, j);
     }
   } else {
     for (let j = k; j < E; j++) {
       const x = data[base + j];
       const v = x * bias[j];
       if (v > th) th = insert(topV, topI, last, v, j);
-      else if (x !== x || x === Infinity) return base + j;
+      else if (x !== x || x === Infinity) return firstBad(data, base, j);
     }
   }
+  // A +Infinity enters the list (the lowest index first) unless k of them
+  // are in: the first found is the row's first.
   for (let r = 0; r < k; r++) {
     const x = data[base + topI[r]];
     if (x === Infinity) return base + topI[r];
   }
   return -1;
+}
+
+/**
+ * The flat index of the first NaN or `+Infinity` of the row at `base`, at
+ * or before entry `j` (which holds one): a `+Infinity` met before a NaN
+ * is in the list, not yet reported.
+ */
+function firstBad(data: Float32Array, base: number, j: number): number {
+  for (let r = 0; r < j; r++) {
+    const x = data[base + r];
+    if (x !== x || x === Infinity) return base + r;
+  }
+  return base + j;
 }

@@ -34,11 +34,13 @@ export const F = {
   groups: 13,
   topGroups: 14,
   perGroup: 15,
+  /** 1: the WebAssembly SIMD rows (where the engine runs them), 0: TypeScript. */
+  wasm: 16,
 } as const;
 /** Cell of the control array that counts the blocks of rows claimed. */
 export const COUNTER = 1;
 /** Width of a slot in the control array, in Int32 entries. */
-export const SLOT = 16;
+export const SLOT = 17;
 
 /** The first message a worker gets: its port, control arrays and slot. */
 export interface WorkerInit {
@@ -98,6 +100,7 @@ parentPort?.once("message", (init: WorkerInit) => {
         new Int32Array(buffers[control[at + F.outE]]),
         new Float32Array(buffers[control[at + F.outW]]),
         loads,
+        control[at + F.wasm] === 1 ? "wasm" : "cpu",
       );
     } catch {
       result = FAILED;

@@ -38,6 +38,12 @@ export type KernelResult<R, B extends KernelBackend> = B extends SyncBackend ? R
 export interface KernelEnv {
   /** Threads, the calling one included (`"cpu-threads"`). */
   threads?: number;
+  /**
+   * What each thread of a `"cpu-threads"` kernel runs: `"wasm"` (its
+   * WebAssembly SIMD rows where the op has them; the default) or `"cpu"`
+   * (TypeScript). The same answers either way.
+   */
+  host?: "cpu" | "wasm";
   /** The WebGPU device context (`"webgpu"`). */
   gpu?: unknown;
   /** A GPU pass timer (`"webgpu"`, optional). */

@@ -1,9 +1,10 @@
-// The "cpu-threads" kernel of the route op: the CPU kernel's rows split
-// between the calling thread and worker threads (node:worker_threads, under
-// Deno and Bun) that share the buffers. The call blocks (Atomics.wait)
-// until all are done, so it is synchronous, and its answers are the CPU
-// kernel's bit for bit: every thread runs the same row kernel
-// (_route_rows.ts) on blocks of rows claimed from a shared counter.
+// The "cpu-threads" kernel of the route op: the rows split between the
+// calling thread and worker threads (node:worker_threads, under Deno and
+// Bun) that share the buffers. The call blocks (Atomics.wait) until all are
+// done, so it is synchronous, and its answers are the CPU kernel's bit for
+// bit: every thread runs the same row kernel on blocks of rows claimed from
+// a shared counter, the WebAssembly SIMD one on its own instance
+// (_route_wasm_rows.ts) or the TypeScript one (_route_rows.ts).
 import {
   canWaitForStart,
   type PoolWorker,
@@ -15,6 +16,7 @@ import { badScore } from "../validate.ts";
 import type { Routing } from "../types.ts";
 import { registerKernel } from "./registry.ts";
 import { type RouteArgs, routeCpu, routeOp, rowSettings } from "./route.ts";
+import { routeWasm } from "./route_wasm.ts";
 import type { RowSettings } from "./_route_rows.ts";
 import { routeBlocks } from "./_route_blocks.ts";
 import {
@@ -43,17 +45,23 @@ const scales = new Float64Array(new SharedArrayBuffer(8 * MAX_THREADS));
 const stage = new Map<string, SharedArrayBuffer>();
 
 /**
- * Routes on `env.threads` threads (default: the logical cores), the
- * calling one included, with or without groups. Small batches (under
- * 65536 scores) run on the calling thread with the CPU kernel.
- * Scores not on a `SharedArrayBuffer` are copied once per call.
+ * Routes on `threads` threads, the calling one included, with or without
+ * groups; each thread runs the WebAssembly SIMD rows on its own instance
+ * (`host` `"wasm"`, the default, where the engine runs them) or the
+ * TypeScript rows (`"cpu"`). Small batches (under 65536 scores) run on the
+ * calling thread with the `"wasm"` or `"cpu"` kernel. Scores not on a
+ * `SharedArrayBuffer` are copied once per call.
  */
-export function routeThreads(args: RouteArgs, threads: number): Routing {
+export function routeThreads(
+  args: RouteArgs,
+  threads: number,
+  host: "cpu" | "wasm" = "wasm",
+): Routing {
   const { scores, k, out } = args;
   const { tokens: N, experts: E } = scores;
   const t = Math.min(threads, Math.ceil(N / ROWS_PER_THREAD));
   if (t <= 1 || N * E < MIN_PARALLEL_SCORES) {
-    return routeCpu(args);
+    return host === "wasm" ? routeWasm(args) : routeCpu(args);
   }
   const settings: RowSettings = rowSettings(args);
   const data = sharedInput(scores.data);
@@ -88,6 +96,7 @@ export function routeThreads(args: RouteArgs, threads: number): Routing {
     control[at + F.groups] = args.groups;
     control[at + F.topGroups] = args.topGroups;
     control[at + F.perGroup] = settings.perGroup!;
+    control[at + F.wasm] = host === "wasm" ? 1 : 0;
     scales[w] = settings.scale;
     Atomics.store(control, at, POSTED);
     Atomics.notify(control, at);
@@ -108,6 +117,7 @@ export function routeThreads(args: RouteArgs, threads: number): Routing {
     eAll,
     wAll,
     own,
+    host,
   );
   for (let w = 1; w < t; w++) {
     const at = w * SLOT;
@@ -150,7 +160,11 @@ registerKernel({
   op: routeOp,
   backend: "cpu-threads",
   run: (args, env) =>
-    routeThreads(args, env.threads ?? navigator.hardwareConcurrency ?? 1),
+    routeThreads(
+      args,
+      env.threads ?? navigator.hardwareConcurrency ?? 1,
+      env.host,
+    ),
   callers: ["routeParallel()", 'routeAsync() with backend "cpu"'],
 });
 

@@ -5,6 +5,8 @@ import type { Routing, ScoreMatrix } from "../types.ts";
 import { type GroupScore, routeOp, type RouteOptions } from "../ops/route.ts";
 import { HOST_BACKENDS, type HostBackend, runOnHost } from "../ops/host.ts";
 import { checkChoice } from "../validate.ts";
+// Registers the route op's "wasm" kernel, which runOnHost picks.
+import "../ops/route_wasm.ts";
 
 export { createRouting } from "../select/routing.ts";
 export type { GroupScore, RouteOptions } from "../ops/route.ts";

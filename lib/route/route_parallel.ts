@@ -1,6 +1,7 @@
 // Routing on several CPU cores: routeParallel() validates once with the
 // route op's validator and runs its "cpu-threads" kernel (lib/ops).
-import { checkInteger } from "../validate.ts";
+import { checkChoice, checkInteger } from "../validate.ts";
+import { HOST_BACKENDS, type HostBackend } from "../ops/host.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { requireKernel } from "../ops/registry.ts";
 import { routeOp, type RouteOptions } from "../ops/route.ts";
@@ -13,6 +14,12 @@ export interface RouteParallelOptions extends RouteOptions {
    * logical cores (`navigator.hardwareConcurrency`).
    */
   threads?: number;
+  /**
+   * What each thread runs: `"wasm"` (the WebAssembly SIMD kernel, each
+   * worker on its own instance, where the engine runs it; the default) or
+   * `"cpu"` (the TypeScript kernel, the reference). The same answers.
+   */
+  host?: HostBackend;
 }
 
 const threaded = requireKernel(routeOp, "cpu-threads");
@@ -52,12 +59,14 @@ export function sharedScores(tokens: number, experts: number): ScoreMatrix {
  * thread. Scores not on a `SharedArrayBuffer` (see
  * {@linkcode sharedScores}) are copied once per call.
  *
- * The inner loop collects, without a branch, the entries of a row at or
- * above a threshold guessed from the rows before, then ranks those few
- * (a row where fewer than k pass is scanned in full); with groups, the
- * group scores come from the same candidates, a group being scanned only
- * when they cannot decide whether it is kept. No row copy and no
- * allocation per token.
+ * Each thread runs the WebAssembly SIMD kernel on its own instance
+ * (`host: "wasm"`, the default, where the engine runs it) or the
+ * TypeScript kernel (`host: "cpu"`). Both collect, without a branch, the
+ * entries of a row at or above a threshold guessed from the rows before,
+ * then rank those few exactly in float64 (a row where fewer than k pass is
+ * scanned in full); with groups, the group scores are exact (the wasm
+ * kernel decides from float32 scores only where a proven error bound
+ * separates the kept groups). No row copy and no allocation per token.
  *
  * @param scores Scores after the gate, `tokens x experts`.
  * @param options {@linkcode RouteOptions} and `threads`.
@@ -85,7 +94,8 @@ export function routeParallel(
 ): Routing {
   const args = routeOp.validate({ scores, options });
   const threads = checkThreads(options.threads);
-  return threaded.run(args, { threads });
+  const host = checkChoice("host", options.host ?? "wasm", HOST_BACKENDS);
+  return threaded.run(args, { threads, host });
 }
 
 /** The thread count of the options, checked, with its default. */

@@ -12,7 +12,7 @@ function fill(data: Float32Array, rng: Rng, ties: boolean, masked: number) {
 }
 
 describe("routeParallel", () => {
-  test("gives route()'s answers bit for bit, on shared and plain scores", () => {
+  test("gives route()'s answers bit for bit, on shared and plain scores, with the wasm and TypeScript rows", () => {
     const rng = new Rng(5);
     // 2101 x 37 = 77737 scores: above the parallel threshold, rows not a
     // multiple of the thread count.
@@ -38,12 +38,19 @@ describe("routeParallel", () => {
         normalize: c.ties,
         scale: c.ties ? 2.5 : 1,
       } as const;
-      const want = route(s, options);
+      // The reference: the TypeScript kernel on one thread.
+      const want = route(s, { ...options, host: "cpu" });
       for (const scores of [s, { ...s, data: Float32Array.from(s.data) }]) {
-        const got = routeParallel(scores, { ...options, threads: c.threads });
-        assert.deepEqual(got.experts, want.experts);
-        assert.deepEqual(got.weights, want.weights);
-        assert.deepEqual(got.loads, want.loads);
+        for (const host of ["wasm", "cpu"] as const) {
+          const got = routeParallel(scores, {
+            ...options,
+            threads: c.threads,
+            host,
+          });
+          assert.deepEqual(got.experts, want.experts, host);
+          assert.deepEqual(got.weights, want.weights, host);
+          assert.deepEqual(got.loads, want.loads, host);
+        }
       }
     }
   });
@@ -61,11 +68,13 @@ describe("routeParallel", () => {
         { k: 4, groups: 4, topGroups: 3, groupScore: "v3" as const },
       ]
     ) {
-      const want = route(s, options);
-      const got = routeParallel(s, { ...options, threads: 2 });
-      assert.deepEqual(got.experts, want.experts);
-      assert.deepEqual(got.weights, want.weights);
-      assert.deepEqual(got.loads, want.loads);
+      const want = route(s, { ...options, host: "cpu" });
+      for (const host of ["wasm", "cpu"] as const) {
+        const got = routeParallel(s, { ...options, threads: 2, host });
+        assert.deepEqual(got.experts, want.experts, host);
+        assert.deepEqual(got.weights, want.weights, host);
+        assert.deepEqual(got.loads, want.loads, host);
+      }
     }
     const small = { data: s.data.slice(0, 10 * 32), tokens: 10, experts: 32 };
     assert.deepEqual(

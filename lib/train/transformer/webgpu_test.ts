@@ -167,10 +167,12 @@ test(
       backend: "webgpu",
     });
     const afterGpu = counts();
-    // Every model op the CPU run computed through the registry, the WebGPU
-    // run computed with its WebGPU kernel and never with its CPU kernel.
+    // Every model op the CPU run computed through the registry (with its
+    // TypeScript or WebAssembly kernel), the WebGPU run computed with its
+    // WebGPU kernel and never with those.
     const used = all.filter((k) =>
-      k.backend === "cpu" && MODEL_OPS.has(k.op.name) &&
+      (k.backend === "cpu" || k.backend === "wasm") &&
+      MODEL_OPS.has(k.op.name) &&
       afterCpu.get(k)! > start.get(k)!
     );
     const names = used.map((k) => k.op.name);
@@ -189,7 +191,7 @@ test(
       assert.equal(
         afterGpu.get(cpu),
         afterCpu.get(cpu),
-        `the WebGPU run used ${cpu.op.name}/cpu`,
+        `the WebGPU run used ${cpu.op.name}/${cpu.backend}`,
       );
     }
     for (const k of all.filter((k) => k.backend === "webgpu")) {

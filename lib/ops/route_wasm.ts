@@ -1,0 +1,45 @@
+// The "wasm" kernel of the route op: the rows routed by the WebAssembly
+// SIMD kernel (lib/wasm/src/route.c) on this thread's instance, in blocks
+// copied into its memory. The same answers as the "cpu" kernel bit for
+// bit: float64 keys, a float32 pre-filter whose bounds are checked to be
+// conservative, the exact selection among the entries left, the
+// reference's full scan where too few are left.
+import { badScore } from "../validate.ts";
+import type { Routing } from "../types.ts";
+import { registerKernel } from "./registry.ts";
+import { type RouteArgs, routeCpu, routeOp, rowSettings } from "./route.ts";
+import { wasmRowRouter } from "./_route_wasm_rows.ts";
+
+/**
+ * The WebAssembly SIMD kernel of {@linkcode routeOp}: writes `args.out`
+ * and returns it; the `"cpu"` kernel where the engine cannot run the
+ * module. Throws the `"cpu"` kernel's RangeError for a NaN or `+Infinity`
+ * score.
+ */
+export function routeWasm(args: RouteArgs): Routing {
+  const { scores, k, out } = args;
+  out.loads.fill(0);
+  const run = wasmRowRouter(
+    scores.data,
+    scores.experts,
+    k,
+    rowSettings(args),
+    out.experts,
+    out.weights,
+    out.loads,
+  );
+  if (run === undefined) return routeCpu(args);
+  const bad = run(0, scores.tokens);
+  if (bad >= 0) throw badScore("scores", scores, bad);
+  return out;
+}
+
+registerKernel({
+  op: routeOp,
+  backend: "wasm",
+  run: routeWasm,
+  callers: [
+    'route() and routeInto() with host "wasm" (the default: balancers, simulator, training)',
+    'routeParallel() with host "wasm" below its size threshold',
+  ],
+});

@@ -1,0 +1,998 @@
+// The route op's WebAssembly SIMD kernel (lib/ops/route_wasm.ts): biased
+// top-k routing of a block of rows, with or without groups, the same
+// answers as the TypeScript kernel (lib/ops/_route_rows.ts,
+// lib/ops/_route_groups.ts) bit for bit.
+//
+// Keys are float64: `(double)score + bias` (or `score * bias` with a
+// multiplicative bias), compared as the TypeScript kernel compares them.
+// A float32 SIMD pass first drops the entries whose key is provably below
+// a threshold `g` guessed from the rows before (a running mean of the
+// rows' k-th keys less a few mean deviations): each expert has a float32
+// bound `t[j]` such that every float32 `x < t[j]` gives `x + bias[j] < g`
+// in float64 (checked exactly when the bound is made, see
+// `make_bounds`). The few entries left are checked exactly in float64;
+// when at least k of them reach `g`, the top k are among them and are
+// selected exactly; otherwise the row is scanned in full, as the
+// reference does. Two thresholds are tried: a near one (few entries pass)
+// and, where fewer than k pass it, a low one, whose bits come from the
+// same pass. NaN and +Infinity always pass the float32 pass, so a bad
+// score is always seen; the one reported is the row's lowest index.
+//
+// Group-limited rows (DeepSeek-V3, Megatron-Core) with a group scored by
+// its top one or two keys: every group's top keys in float32x4
+// (`kept_groups_f32`), with an error bound against the float64 scores
+// proven from the top keys alone; where the bound separates the kept
+// groups from the dropped ones they are the float64 choice, elsewhere the
+// float64 scores are computed (`group_scores`). Then the rows' two
+// thresholds select among the kept groups' entries. Other group scorings
+// (more than two keys) follow lib/ops/_route_groups.ts on candidates.
+// A multiplicative bias is routed by the reference's scans.
+//
+// No global state: the caller passes the running state (`st`, ST_SIZE
+// float64) and a scratch region of `moelab_route_scratch_bytes` bytes.
+#include <wasm_simd128.h>
+
+typedef unsigned int u32;
+typedef unsigned long long u64;
+typedef __UINTPTR_TYPE__ uptr;
+
+#define INF __builtin_inf()
+
+// Fields of the running state (float64).
+enum {
+  ST_MEAN = 0,      // running mean of the value the threshold stays below
+  ST_DEV = 1,       // its running mean deviation
+  ST_NEAR_MEAN = 2, // the same for the k-th key (grouped rows)
+  ST_NEAR_DEV = 3,
+  ST_LOW_G = 4,  // the threshold the low bounds stand for (NaN: none)
+  ST_NEAR_G = 5, // the same for the near bounds (ungrouped rows)
+  ST_SIZE = 8,
+};
+
+// Deviations below the running mean of the k-th key where the two
+// thresholds of the ungrouped rows sit: the near one first (fewer
+// candidates), the low one where fewer than k reach the near one, a full
+// scan where fewer than k reach the low one. Grouped rows use the low one
+// on the value the threshold must stay below (their k-th key and each kept
+// group's last summed key), the near one among the kept candidates.
+#define NEAR_MARGIN 1.0
+#define LOW_MARGIN 3.0
+#define GROUP_MARGIN 2.0
+// Rows between two refreshes of the float32 bounds.
+#ifndef REFRESH_ROWS
+#define REFRESH_ROWS 64
+#endif
+// What a grouped row returns when it needs the reference.
+#define FALLBACK (-2)
+// Candidates ranked at once by rank16.
+#define RANKED 16
+
+// Scratch pointers, laid out by `layout` in the caller's region.
+typedef struct {
+  float *lowBound;
+  float *nearBound;
+  float *biasF;
+  u64 *lowBits;
+  int *candI;
+  double *candV;
+  int *candG;
+  int *groupOf;
+  int *nearI;
+  double *nearV;
+  int *keptI;
+  double *keptV;
+  double *rankV;
+  int *rankI;
+  double *topV;
+  int *topI;
+  int *count;
+  double *top;
+  double *score;
+  int *exact;
+  int *rank;
+  int *keep;
+  double *row;
+} Scratch;
+
+static u32 align16(u32 n) { return (n + 15u) & ~15u; }
+
+// Lays the scratch out from `base`; returns its size in bytes.
+static u32 layout(Scratch *s, uptr base, int E, int k, int G, int P) {
+  u32 at = 0;
+  u32 e = (u32)E + RANKED;
+#define TAKE(field, type, n)                                                   \
+  s->field = (type *)(base + at);                                              \
+  at += align16((u32)(n) * (u32)sizeof(type));
+  TAKE(lowBound, float, e);
+  TAKE(nearBound, float, e);
+  TAKE(biasF, float, e);
+  TAKE(lowBits, u64, (u32)E / 64u + 1u);
+  TAKE(candI, int, e);
+  TAKE(candV, double, e);
+  TAKE(candG, int, e);
+  TAKE(groupOf, int, e);
+  TAKE(nearI, int, e);
+  TAKE(nearV, double, e);
+  TAKE(keptI, int, e);
+  TAKE(keptV, double, e);
+  TAKE(rankV, double, e);
+  TAKE(rankI, int, e);
+  TAKE(topV, double, k);
+  TAKE(topI, int, k);
+  TAKE(count, int, G);
+  TAKE(top, double, G * P);
+  TAKE(score, double, G);
+  TAKE(exact, int, G);
+  TAKE(rank, int, G);
+  TAKE(keep, int, G);
+  TAKE(row, double, E);
+#undef TAKE
+  return at;
+}
+
+// Bytes of scratch that `moelab_route_rows` needs for this shape.
+__attribute__((export_name("moelab_route_scratch_bytes"))) int
+moelab_route_scratch_bytes(int E, int k, int groups, int perGroup) {
+  Scratch s;
+  return (int)layout(&s, 0, E, k, groups, perGroup);
+}
+
+// Adds a row's value to a running mean and mean deviation (st[0], st[1];
+// mean NaN before the first); values that are not finite are left out.
+// The rule of lib/select/top.ts trackRowValue.
+static void track(double *st, double v) {
+  if (!(v - v == 0.0)) return;
+  if (st[0] != st[0]) {
+    st[0] = v;
+    st[1] = 0;
+  }
+  double d = v - st[0];
+  st[0] += d / 16.0;
+  st[1] += (__builtin_fabs(d) - st[1]) / 16.0;
+}
+
+// The float32 below `t` (`t` > -Infinity).
+static float below(float t) {
+  union {
+    float f;
+    u32 u;
+  } b = {t};
+  if (t == 0.0f) b.u = 0x80000001u; // -(smallest subnormal)
+  else if (t > 0.0f) b.u--;
+  else b.u++;
+  return b.f;
+}
+
+// Float32 bounds for threshold `g` (finite): every float32 x < bound[j]
+// has (double)x + bias[j] < g. x < t means x <= below(t), and float64
+// addition is monotone, so it is enough that below(t) + bias[j] < g,
+// which the loop checks exactly. The first guess is g - bias[j] in
+// float32; it steps down one float32 at a time twice, then by a gap that
+// doubles each time (near g - bias[j] = 0 one float32 is far smaller than
+// a float64 step of g).
+static void make_bounds(float *bound, const double *bias, int E, double g) {
+  for (int j = 0; j < E; j++) {
+    double b = bias[j];
+    float t = (float)(g - b);
+    double gap = (__builtin_fabs(g) + __builtin_fabs(b)) * 0x1p-40;
+    for (int step = 0;
+         t > -__builtin_inff() && (double)below(t) + b >= g; step++) {
+      if (step < 2) t = below(t);
+      else {
+        t = (float)((double)t - gap);
+        gap *= 2;
+      }
+    }
+    bound[j] = t;
+  }
+}
+
+// Refreshes the bounds for `g` when due (or when none stand); returns the
+// threshold they stand for (NaN: none, scan in full).
+static double bounds_for(double *have, double g, int row, float *bound,
+                         const double *bias, int E) {
+  if (g > -INF && g < INF && (*have != *have || row % REFRESH_ROWS == 0)) {
+    if (g != *have) make_bounds(bound, bias, E, g);
+    *have = g;
+  }
+  return *have;
+}
+
+// Bits of 16 entries of a row where !(x < bound) (NaN passes).
+static u32 pass16(const float *x, const float *bound) {
+  v128_t l0 = wasm_f32x4_lt(wasm_v128_load(x), wasm_v128_load(bound));
+  v128_t l1 = wasm_f32x4_lt(wasm_v128_load(x + 4), wasm_v128_load(bound + 4));
+  v128_t l2 = wasm_f32x4_lt(wasm_v128_load(x + 8), wasm_v128_load(bound + 8));
+  v128_t l3 =
+      wasm_f32x4_lt(wasm_v128_load(x + 12), wasm_v128_load(bound + 12));
+  v128_t n = wasm_i8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(l0, l1),
+                                     wasm_i16x8_narrow_i32x4(l2, l3));
+  return ~(u32)wasm_i8x16_bitmask(n) & 0xffffu;
+}
+
+// Bits of the 64 entries from `x` (or the E - j left, fewer) that pass.
+static u64 pass64(const float *x, const float *bound, int left) {
+  if (left >= 64) {
+    return (u64)pass16(x, bound) | (u64)pass16(x + 16, bound + 16) << 16 |
+           (u64)pass16(x + 32, bound + 32) << 32 |
+           (u64)pass16(x + 48, bound + 48) << 48;
+  }
+  u64 w = 0;
+  int j = 0;
+  for (; j + 16 <= left; j += 16) w |= (u64)pass16(x + j, bound + j) << j;
+  for (; j < left; j++) w |= (u64)!(x[j] < bound[j]) << j;
+  return w;
+}
+
+// Appends the set bits of `w` (entries from `j`) to cand; returns the count.
+static int unpack(u64 w, int j, int *cand, int c) {
+  while (w) {
+    cand[c++] = j + __builtin_ctzll(w);
+    w &= w - 1;
+  }
+  return c;
+}
+
+// Candidates of a row against one bound: the indices, ascending, where
+// !(x < bound[j]) (NaN passes), gathered 64 at a time without a branch
+// before they are unpacked.
+static int filter(const float *row, const float *bound, int E, int *cand) {
+  int c = 0;
+  for (int j = 0; j < E; j += 64) {
+    c = unpack(pass64(row + j, bound + j, E - j), j, cand, c);
+  }
+  return c;
+}
+
+// The same against the near bound, keeping the low bound's bits for
+// `unpack_low`: one pass over the row for both.
+static int filter2(const float *row, const Scratch *s, int E, int *cand) {
+  int c = 0;
+  for (int j = 0, w = 0; j < E; j += 64, w++) {
+    s->lowBits[w] = pass64(row + j, s->lowBound + j, E - j);
+    c = unpack(pass64(row + j, s->nearBound + j, E - j), j, cand, c);
+  }
+  return c;
+}
+
+// The candidates of the low bound kept by filter2.
+static int unpack_low(const Scratch *s, int E, int *cand) {
+  int c = 0;
+  for (int j = 0, w = 0; j < E; j += 64, w++) {
+    c = unpack(s->lowBits[w], j, cand, c);
+  }
+  return c;
+}
+
+// The lowest index of a NaN or +Infinity in the row, or -1.
+static int first_bad(const float *row, int E) {
+  for (int j = 0; j < E; j++) {
+    float x = row[j];
+    if (x != x || x == __builtin_inff()) return j;
+  }
+  return -1;
+}
+
+// Inserts v (index j) at position p or above of the descending list,
+// equal values staying ahead; returns the list's last value (at `last`).
+static double insert(double *V, int *I, int last, int p, double v, int j) {
+  while (p > 0 && v > V[p - 1]) {
+    V[p] = V[p - 1];
+    I[p] = I[p - 1];
+    p--;
+  }
+  V[p] = v;
+  I[p] = j;
+  return V[last];
+}
+
+// Above this many entries rank_top inserts: ranking costs their square.
+#define MAX_RANKED 24
+
+// The top k of n >= k keys (indices ascending) into topV/topI, ties to
+// the lowest index: each entry's rank counted up to MAX_RANKED entries,
+// insertion above.
+static void rank_top(const double *V, const int *I, int n, int k, Scratch *s) {
+  double *topV = s->topV;
+  int *topI = s->topI;
+  if (n > MAX_RANKED) {
+    double th = -INF;
+    for (int r = 0; r < k; r++) th = insert(topV, topI, k - 1, r, V[r], I[r]);
+    for (int r = k; r < n; r++) {
+      if (V[r] > th) th = insert(topV, topI, k - 1, k - 1, V[r], I[r]);
+    }
+    return;
+  }
+  for (int r = 0; r < n; r++) {
+    double v = V[r];
+    int rank = 0;
+    // Ahead of entry r: larger keys, and equal keys at lower indices.
+    for (int q = 0; q < r; q++) rank += V[q] >= v;
+    for (int q = r + 1; q < n; q++) rank += V[q] > v;
+    s->rankV[rank] = v;
+    s->rankI[rank] = I[r];
+  }
+  for (int r = 0; r < k; r++) {
+    topV[r] = s->rankV[r];
+    topI[r] = s->rankI[r];
+  }
+}
+
+// rank_top for n <= RANKED finite keys without a branch that depends on
+// them: the keys padded to RANKED with -Infinity sit in eight float64x2
+// vectors, each key's rank is the number of larger keys. Equal keys get
+// the same rank, so the ranks sum to n(n - 1) / 2 only without ties; a
+// row with ties goes to rank_top (returns 0 without a selection).
+static int rank16(double *V, const int *I, int n, int k, Scratch *s) {
+  for (int r = n; r < RANKED; r++) V[r] = -INF;
+  v128_t v0 = wasm_v128_load(V), v1 = wasm_v128_load(V + 2);
+  v128_t v2 = wasm_v128_load(V + 4), v3 = wasm_v128_load(V + 6);
+  v128_t v4 = wasm_v128_load(V + 8), v5 = wasm_v128_load(V + 10);
+  v128_t v6 = wasm_v128_load(V + 12), v7 = wasm_v128_load(V + 14);
+  int sum = 0;
+  for (int r = 0; r < n; r++) {
+    v128_t x = wasm_f64x2_splat(V[r]);
+    // Each lane: -1 per larger key.
+    v128_t a = wasm_i64x2_add(wasm_f64x2_gt(v0, x), wasm_f64x2_gt(v1, x));
+    v128_t b = wasm_i64x2_add(wasm_f64x2_gt(v2, x), wasm_f64x2_gt(v3, x));
+    v128_t c = wasm_i64x2_add(wasm_f64x2_gt(v4, x), wasm_f64x2_gt(v5, x));
+    v128_t d = wasm_i64x2_add(wasm_f64x2_gt(v6, x), wasm_f64x2_gt(v7, x));
+    v128_t t = wasm_i64x2_add(wasm_i64x2_add(a, b), wasm_i64x2_add(c, d));
+    int rank = -(int)(wasm_i64x2_extract_lane(t, 0) +
+                      wasm_i64x2_extract_lane(t, 1));
+    sum += rank;
+    s->rankV[rank] = V[r];
+    s->rankI[rank] = I[r];
+  }
+  if (sum != n * (n - 1) / 2) return 0;
+  for (int r = 0; r < k; r++) {
+    s->topV[r] = s->rankV[r];
+    s->topI[r] = s->rankI[r];
+  }
+  return 1;
+}
+
+// The top k of n >= k finite keys (indices ascending) into topV/topI.
+static void select_top(double *V, const int *I, int n, int k, Scratch *s) {
+  if (n > RANKED || !rank16(V, I, n, k, s)) rank_top(V, I, n, k, s);
+}
+
+// The reference's full scan of one ungrouped row (lib/ops/_route_rows.ts
+// scanRow). Returns -1, or the row's lowest bad index.
+static int scan_row(const float *row, int E, int k, const double *bias,
+                    int multiply, double *topV, int *topI) {
+  int last = k - 1;
+  for (int j = 0; j < k; j++) {
+    float x = row[j];
+    if (x != x || x == __builtin_inff()) return j;
+    insert(topV, topI, last, j, multiply ? x * bias[j] : x + bias[j], j);
+  }
+  double th = topV[last];
+  if (!multiply) {
+    for (int j = k; j < E; j++) {
+      double v = (double)row[j] + bias[j];
+      if (v > th) th = insert(topV, topI, last, last, v, j);
+      else if (v != v) return first_bad(row, E);
+    }
+  } else {
+    for (int j = k; j < E; j++) {
+      float x = row[j];
+      double v = (double)x * bias[j];
+      if (v > th) th = insert(topV, topI, last, last, v, j);
+      else if (x != x || x == __builtin_inff()) return first_bad(row, E);
+    }
+  }
+  for (int r = 0; r < k; r++) {
+    if (row[topI[r]] == __builtin_inff()) return first_bad(row, E);
+  }
+  return -1;
+}
+
+// Writes one token's selection: experts, gate weights from the unbiased
+// scores (-Infinity weighs 0; normalised to sum `scale`, else times
+// `scale`), loads. The same arithmetic as _route_rows.ts writeSelection.
+static void write_selection(const float *row, const int *topI, int k,
+                            int *outE, float *outW, int *loads, int normalize,
+                            double scale) {
+  double sum = 0;
+  for (int r = 0; r < k; r++) {
+    int j = topI[r];
+    float x = row[j];
+    float w = x > -__builtin_inff() ? x : 0.0f;
+    outE[r] = j;
+    outW[r] = w;
+    sum += (double)w;
+    loads[j]++;
+  }
+  if (normalize && sum > 0) {
+    double f = scale / sum;
+    for (int r = 0; r < k; r++) outW[r] = (float)((double)outW[r] * f);
+  } else if (scale != 1.0) {
+    for (int r = 0; r < k; r++) outW[r] = (float)((double)outW[r] * scale);
+  }
+}
+
+// The keys of the n candidates `cand` (indices ascending), those that
+// reach g kept in candI/candV. Returns their number, or -3 - j for a bad
+// score at the row's lowest bad index j (every bad score is a candidate).
+static int exact(const float *row, const double *bias, const int *cand,
+                 int n, double g, Scratch *s) {
+  int *candI = s->candI;
+  double *candV = s->candV;
+  int m = 0;
+  for (int r = 0; r < n; r++) {
+    int j = cand[r];
+    float x = row[j];
+    if (!(x < __builtin_inff())) return -3 - j;
+    double v = (double)x + bias[j];
+    candI[m] = j;
+    candV[m] = v;
+    m += v >= g;
+  }
+  return m;
+}
+
+static int ungrouped_rows(const float *scores, int rows, int E, int k,
+                          const double *bias, int multiply, int normalize,
+                          double scale, int *outE, float *outW, int *loads,
+                          double *st, Scratch *s) {
+  double *topV = s->topV;
+  int *topI = s->topI;
+  for (int i = 0; i < rows; i++) {
+    const float *row = scores + (long)i * E;
+    int n = -1;
+    if (!multiply) {
+      double low = bounds_for(st + ST_LOW_G, st[ST_MEAN] - LOW_MARGIN * st[ST_DEV],
+                              i, s->lowBound, bias, E);
+      double near = bounds_for(st + ST_NEAR_G,
+                               st[ST_MEAN] - NEAR_MARGIN * st[ST_DEV], i,
+                               s->nearBound, bias, E);
+      if (low > -INF && near > -INF) {
+        // The near candidates; the low ones where fewer than k are near.
+        n = filter2(row, s, E, s->nearI);
+        n = exact(row, bias, s->nearI, n, near, s);
+        if (n <= -3) return i * E + (-3 - n);
+        if (n < k) {
+          n = unpack_low(s, E, s->nearI);
+          n = exact(row, bias, s->nearI, n, low, s);
+          if (n <= -3) return i * E + (-3 - n);
+        }
+      }
+    }
+    if (n >= k) select_top(s->candV, s->candI, n, k, s);
+    else {
+      int bad = scan_row(row, E, k, bias, multiply, topV, topI);
+      if (bad >= 0) return i * E + bad;
+    }
+    if (!multiply) track(st, topV[k - 1]);
+    write_selection(row, topI, k, outE + (long)i * k, outW + (long)i * k,
+                    loads, normalize, scale);
+  }
+  return -1;
+}
+
+// Group q's P largest keys of the whole row into top (insertion, as the
+// reference) and its exact score.
+static void scan_group(const float *row, const double *bias, int q, int size,
+                       int P, Scratch *s) {
+  double *top = s->top + q * P;
+  int n = 0;
+  for (int j = q * size; j < (q + 1) * size; j++) {
+    double v = (double)row[j] + bias[j];
+    if (n == P) {
+      if (!(v > top[P - 1])) continue;
+      n--;
+    }
+    int p = n;
+    while (p > 0 && v > top[p - 1]) {
+      top[p] = top[p - 1];
+      p--;
+    }
+    top[p] = v;
+    n++;
+  }
+  double sum = 0;
+  for (int r = 0; r < P; r++) sum += top[r];
+  s->score[q] = sum != sum ? -INF : sum;
+  s->exact[q] = 1;
+}
+
+// Ranks the exact groups (score descending, group ascending); a bounded
+// group gets rank G. Returns the score of rank topGroups - 1, or -Infinity.
+static double rank_groups(Scratch *s, int G, int topGroups) {
+  double cut = -INF;
+  const double *score = s->score;
+  const int *exact = s->exact;
+  for (int q = 0; q < G; q++) {
+    double v = score[q];
+    int r = 0;
+    for (int p = 0; p < q; p++) r += exact[p] & (score[p] >= v);
+    for (int p = q + 1; p < G; p++) r += exact[p] & (score[p] > v);
+    r = exact[q] ? r : G;
+    s->rank[q] = r;
+    if (r == topGroups - 1) cut = v;
+  }
+  return cut;
+}
+
+// One grouped row from its n candidates (keys >= g, ascending in candI,
+// candV), as lib/ops/_route_groups.ts groupedRow. Returns -1 (selection
+// in topV/topI) or FALLBACK.
+static int grouped_row(const float *row, int E, int k, const double *bias,
+                       int G, int topGroups, int P, double g, int n,
+                       double *st, Scratch *s) {
+  int size = E / G;
+  double *top = s->top, *score = s->score;
+  int *exact = s->exact, *count = s->count, *candG = s->candG;
+  const int *candI = s->candI;
+  const double *candV = s->candV;
+  for (int q = 0; q < G; q++) count[q] = 0;
+  for (int q = 0; q < G * P; q++) top[q] = -INF;
+  // Each group's P largest candidates, descending (the values of the
+  // reference's insertion: candidates are finite). Up to two without a
+  // branch: the comparisons pick the new pair.
+  double inv = 1.0 / size;
+  for (int r = 0; r < n; r++) {
+    // floor(j / size), exact: (j + 0.5) / size is at least 0.5 / size
+    // from an integer.
+    int q = (int)(((double)candI[r] + 0.5) * inv);
+    candG[r] = q;
+    count[q]++;
+  }
+  if (P == 1) {
+    for (int r = 0; r < n; r++) {
+      double v = candV[r], *t = top + candG[r];
+      *t = v > *t ? v : *t;
+    }
+  } else if (P == 2) {
+    for (int r = 0; r < n; r++) {
+      double v = candV[r], *t = top + 2 * candG[r];
+      double a = t[0], b = t[1];
+      int above = v > a, second = v > b;
+      t[1] = above ? a : second ? v : b;
+      t[0] = above ? v : a;
+    }
+  } else {
+    for (int r = 0; r < n; r++) {
+      double v = candV[r], *t = top + P * candG[r];
+      if (!(v > t[P - 1])) continue;
+      int p = P - 1;
+      while (p > 0 && v > t[p - 1]) {
+        t[p] = t[p - 1];
+        p--;
+      }
+      t[p] = v;
+    }
+  }
+  // Exact scores (summed as the reference sums them) of the groups with
+  // P candidates; an upper bound of the others, each missing key being
+  // below g.
+  int bounded = 0;
+  for (int q = 0; q < G; q++) {
+    int have = count[q];
+    double sum = 0;
+    for (int r = 0; r < P; r++) sum += r < have ? top[q * P + r] : g;
+    exact[q] = have >= P;
+    bounded += have < P;
+    score[q] = sum != sum ? -INF : sum;
+  }
+  // Rank the exact groups; scan a bounded group exactly while its bound
+  // reaches the topGroups-th best exact score, then rank again.
+  for (;;) {
+    double cut = rank_groups(s, G, topGroups);
+    if (bounded == 0) break;
+    int worst = -1;
+    for (int q = 0; q < G; q++) {
+      if (!exact[q] && (worst < 0 || score[q] > score[worst])) worst = q;
+    }
+    if (score[worst] < cut) break;
+    scan_group(row, bias, worst, size, P, s);
+    bounded--;
+  }
+  // The top k among the kept groups' candidates; among those at or above
+  // a second, tighter guess (of the k-th key) when at least k are.
+  double nearG = st[ST_NEAR_MEAN] - NEAR_MARGIN * st[ST_NEAR_DEV];
+  const int *rank = s->rank;
+  int m = 0, c = 0;
+  for (int r = 0; r < n; r++) {
+    double v = candV[r];
+    int kept = rank[candG[r]] < topGroups;
+    s->keptI[m] = s->nearI[c] = candI[r];
+    s->keptV[m] = s->nearV[c] = v;
+    m += kept;
+    c += kept & (v >= nearG);
+  }
+  if (m < k) return FALLBACK;
+  if (c >= k) select_top(s->nearV, s->nearI, c, k, s);
+  else select_top(s->keptV, s->keptI, m, k, s);
+  // The value the threshold had to stay at or below: the k-th key, and
+  // the P-th key of every kept group.
+  double need = s->topV[k - 1];
+  track(st + ST_NEAR_MEAN, need);
+  for (int q = 0; q < G; q++) {
+    if (rank[q] < topGroups && top[q * P + P - 1] < need) {
+      need = top[q * P + P - 1];
+    }
+  }
+  track(st + ST_MEAN, need);
+  return -1;
+}
+
+// The reference for one grouped row (lib/ops/_route_groups.ts
+// referenceRow). Returns -1 or the row's lowest bad index.
+static int reference_row(const float *row, int E, int k, const double *bias,
+                         int multiply, int G, int topGroups, int P, double *st,
+                         Scratch *s, int trackNeed) {
+  int bad = first_bad(row, E);
+  if (bad >= 0) return bad;
+  double *r = s->row, *top = s->top, *score = s->score;
+  int *keep = s->keep;
+  if (multiply) {
+    for (int j = 0; j < E; j++) r[j] = (double)row[j] * bias[j];
+  } else {
+    for (int j = 0; j < E; j++) r[j] = (double)row[j] + bias[j];
+  }
+  int size = E / G;
+  for (int q = 0; q < G; q++) {
+    double *t = top + q * P;
+    int n = 0;
+    for (int j = q * size; j < (q + 1) * size; j++) {
+      double v = r[j];
+      if (n == P) {
+        if (!(v > t[P - 1])) continue;
+        n--;
+      }
+      int p = n;
+      while (p > 0 && v > t[p - 1]) {
+        t[p] = t[p - 1];
+        p--;
+      }
+      t[p] = v;
+      n++;
+    }
+    double sum = 0;
+    for (int i = 0; i < P; i++) sum += t[i];
+    score[q] = sum != sum ? -INF : sum;
+  }
+  for (int q = 0; q < G; q++) keep[q] = 0;
+  for (int t = 0; t < topGroups; t++) {
+    int best = -1;
+    for (int q = 0; q < G; q++) {
+      if (!keep[q] && (best < 0 || score[q] > score[best])) best = q;
+    }
+    keep[best] = 1;
+  }
+  for (int q = 0; q < G; q++) {
+    if (!keep[q]) {
+      for (int j = q * size; j < (q + 1) * size; j++) r[j] = -INF;
+    }
+  }
+  double *topV = s->topV;
+  int *topI = s->topI;
+  for (int j = 0; j < k; j++) insert(topV, topI, k - 1, j, r[j], j);
+  double th = topV[k - 1];
+  for (int j = k; j < E; j++) {
+    if (r[j] > th) th = insert(topV, topI, k - 1, k - 1, r[j], j);
+  }
+  double need = th;
+  for (int q = 0; q < G; q++) {
+    if (keep[q] && top[q * P + P - 1] < need) need = top[q * P + P - 1];
+  }
+  if (!multiply && trackNeed) {
+    track(st + ST_NEAR_MEAN, th);
+    track(st + ST_MEAN, need);
+  }
+  return -1;
+}
+
+// Top two of a pair of float64x2 lanes merged with another pair:
+// (a, b) with a >= b lane by lane, values only (duplicates counted).
+#define TOP2(m1, m2, v)                                                        \
+  do {                                                                         \
+    m2 = wasm_f64x2_pmax(m2, wasm_f64x2_pmin(m1, v));                          \
+    m1 = wasm_f64x2_pmax(m1, v);                                               \
+  } while (0)
+
+// Every group's exact score for P <= 2 (the sum of its P largest keys,
+// as the reference sums them, from 0) from the whole row in float64x2:
+// per lane a running largest and second largest (duplicates counted),
+// two sets of lanes for two independent chains, merged at the end. The
+// row holds no NaN or +Infinity (checked before), so the comparisons are
+// those of the reference's insertion.
+static void group_scores(const float *row, const double *bias, int G,
+                         int size, int P, double *score) {
+  for (int q = 0; q < G; q++) {
+    const float *x = row + q * size;
+    const double *b = bias + q * size;
+    v128_t m1 = wasm_f64x2_splat(-INF), m2 = m1, n1 = m1, n2 = m1;
+    int j = 0;
+    for (; j + 4 <= size; j += 4) {
+      v128_t xf = wasm_v128_load(x + j);
+      v128_t k0 = wasm_f64x2_add(wasm_f64x2_promote_low_f32x4(xf),
+                                 wasm_v128_load(b + j));
+      v128_t k1 = wasm_f64x2_add(
+          wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(xf, xf, 2, 3, 2, 3)),
+          wasm_v128_load(b + j + 2));
+      TOP2(m1, m2, k0);
+      TOP2(n1, n2, k1);
+    }
+    TOP2(m1, m2, n1);
+    TOP2(m1, m2, n2);
+    double a0 = wasm_f64x2_extract_lane(m1, 0);
+    double a1 = wasm_f64x2_extract_lane(m1, 1);
+    double b0 = wasm_f64x2_extract_lane(m2, 0);
+    double b1 = wasm_f64x2_extract_lane(m2, 1);
+    double hi = a0 < a1 ? a1 : a0, lo = a0 < a1 ? a0 : a1;
+    double second = b0 < b1 ? b1 : b0;
+    second = second < lo ? lo : second;
+    for (; j < size; j++) {
+      double v = (double)x[j] + b[j];
+      double l = v < hi ? v : hi;
+      hi = v < hi ? hi : v;
+      second = second < l ? l : second;
+    }
+    double sum = 0;
+    sum += hi;
+    if (P == 2) sum += second;
+    score[q] = sum;
+  }
+}
+
+// Merges a pair of top-two lanes (a >= c lane by lane; a single value v:
+// a = v, c = -Infinity) into (m1 >= m2), float32x4, values only
+// (duplicates counted).
+#define TOP2F(m1, m2, a, c)                                                    \
+  do {                                                                         \
+    v128_t a_ = (a), c_ = (c);                                                 \
+    m2 = wasm_f32x4_pmax(wasm_f32x4_pmax(m2, c_), wasm_f32x4_pmin(m1, a_));    \
+    m1 = wasm_f32x4_pmax(m1, a_);                                              \
+  } while (0)
+
+// The kept groups (keep[q]) for P <= 2 from float32 keys a = x + (float)b
+// against the float64 keys k = x + b. With errB the largest |b - (float)b|
+// (the bias below 2^100 in magnitude), every a lies within
+// eps(k) = 2^-23 |k| + 2 errB + 2^-140 of its k (float32 and float64
+// rounding; -Infinity on both sides), and v - eps(v), v + eps(v) are
+// increasing, so they commute with order statistics: a group's i-th
+// largest float32 key t is within eps of its i-th largest float64 key T,
+// hence |t - T| <= 2^-22 |t| + 3 errB + 2^-139 (a float32 overflow to
+// -Infinity only hides keys below -2^126, under a t checked to be above
+// -2^120). A group's float64 score is then within the sum of those (plus
+// the sums' rounding) of the float32 one. When every kept group's interval
+// lies strictly above every dropped one's, the float64 scores keep the
+// same groups; returns 1 then, 0 when they must be computed (group_scores).
+static int kept_groups_f32(const float *row, const float *biasF, double errB,
+                           int G, int size, int P, int topGroups, Scratch *s) {
+  double *score = s->score, *slack = s->keptV;
+  for (int q = 0; q < G; q++) {
+    const float *x = row + q * size;
+    const float *b = biasF + q * size;
+    // Four independent chains (a chain's step waits for its last), merged.
+    v128_t m1 = wasm_f32x4_splat(-__builtin_inff()), m2 = m1;
+    v128_t n1 = m1, n2 = m1, o1 = m1, o2 = m1, p1 = m1, p2 = m1, none = m1;
+    int j = 0;
+    for (; j + 16 <= size; j += 16) {
+      v128_t v = wasm_f32x4_add(wasm_v128_load(x + j), wasm_v128_load(b + j));
+      v128_t w = wasm_f32x4_add(wasm_v128_load(x + j + 4),
+                                wasm_v128_load(b + j + 4));
+      v128_t y = wasm_f32x4_add(wasm_v128_load(x + j + 8),
+                                wasm_v128_load(b + j + 8));
+      v128_t z = wasm_f32x4_add(wasm_v128_load(x + j + 12),
+                                wasm_v128_load(b + j + 12));
+      TOP2F(m1, m2, v, none);
+      TOP2F(n1, n2, w, none);
+      TOP2F(o1, o2, y, none);
+      TOP2F(p1, p2, z, none);
+    }
+    for (; j + 4 <= size; j += 4) {
+      v128_t v = wasm_f32x4_add(wasm_v128_load(x + j), wasm_v128_load(b + j));
+      TOP2F(m1, m2, v, none);
+    }
+    TOP2F(m1, m2, n1, n2);
+    TOP2F(o1, o2, p1, p2);
+    TOP2F(m1, m2, o1, o2);
+    // Lanes 2, 3 merged into 0, 1, then lane 1 into 0.
+    TOP2F(m1, m2, wasm_i32x4_shuffle(m1, m1, 2, 3, 0, 1),
+          wasm_i32x4_shuffle(m2, m2, 2, 3, 0, 1));
+    TOP2F(m1, m2, wasm_i32x4_shuffle(m1, m1, 1, 0, 1, 0),
+          wasm_i32x4_shuffle(m2, m2, 1, 0, 1, 0));
+    float hi = wasm_f32x4_extract_lane(m1, 0);
+    float second = wasm_f32x4_extract_lane(m2, 0);
+    for (; j < size; j++) {
+      float v = x[j] + b[j];
+      float lo = v < hi ? v : hi;
+      hi = v < hi ? hi : v;
+      second = second < lo ? lo : second;
+    }
+    double t1 = hi, t2 = P == 2 ? (double)second : 0.0;
+    // Far from overflow (and no -Infinity among the tops), else no bound.
+    if (!(__builtin_fabs(t1) < 0x1p120 && __builtin_fabs(t2) < 0x1p120)) {
+      return 0;
+    }
+    double sum = t1 + t2;
+    double err = 0x1p-22 * (__builtin_fabs(t1) + __builtin_fabs(t2)) +
+                 P * (3 * errB + 0x1p-139);
+    score[q] = sum;
+    slack[q] = 2 * err + 0x1p-50 * __builtin_fabs(sum) + 0x1p-139;
+  }
+  double cut;
+  if (G == 8) {
+    // DeepSeek-V3's 8 groups: the topGroups-th score from a sorting network
+    // (19 exchanges, no branch); a tie there leaves the choice to
+    // group_scores.
+    double v[8];
+    for (int q = 0; q < 8; q++) v[q] = score[q];
+    static const unsigned char net[19][2] = {
+        {0, 2}, {1, 3}, {4, 6}, {5, 7}, {0, 4}, {1, 5}, {2, 6},
+        {3, 7}, {0, 1}, {2, 3}, {4, 5}, {6, 7}, {2, 4}, {3, 5},
+        {1, 4}, {3, 6}, {1, 2}, {3, 4}, {5, 6}};
+    for (int e = 0; e < 19; e++) {
+      double a = v[net[e][0]], b = v[net[e][1]];
+      v[net[e][0]] = a < b ? b : a;
+      v[net[e][1]] = a < b ? a : b;
+    }
+    if (!(v[topGroups - 1] > v[topGroups])) return 0;
+    cut = v[topGroups - 1];
+  } else {
+    for (int q = 0; q < G; q++) s->exact[q] = 1;
+    cut = rank_groups(s, G, topGroups);
+  }
+  // Kept: the groups at or above the cut (exactly topGroups of them, else
+  // no decision here).
+  double lo = INF, hi = -INF;
+  int kept = 0;
+  for (int q = 0; q < G; q++) {
+    int keep = G == 8 ? score[q] >= cut : s->rank[q] < topGroups;
+    s->keep[q] = keep;
+    kept += keep;
+    double down = score[q] - slack[q], up = score[q] + slack[q];
+    lo = keep && down < lo ? down : lo;
+    hi = !keep && up > hi ? up : hi;
+  }
+  return kept == topGroups && lo > hi;
+}
+
+// The keys of the candidates `cand` (indices ascending) in the kept
+// groups that reach g, into candI/candV; returns their number.
+static int exact_kept(const float *row, const double *bias, const int *cand,
+                      int n, double g, Scratch *s) {
+  int *candI = s->candI;
+  double *candV = s->candV;
+  const int *keep = s->keep, *groupOf = s->groupOf;
+  int m = 0;
+  for (int r = 0; r < n; r++) {
+    int j = cand[r];
+    double v = (double)row[j] + bias[j];
+    candI[m] = j;
+    candV[m] = v;
+    m += (v >= g) & keep[groupOf[j]];
+  }
+  return m;
+}
+
+// Group-limited rows for perGroup <= 2 (Megatron-Core's and DeepSeek-V3's
+// settings): every group scored exactly by group_scores, the topGroups
+// best kept, then the ungrouped rows' two thresholds on the kept groups'
+// entries (tracking the k-th key), the reference where fewer than k of
+// them pass.
+static int grouped_rows2(const float *scores, int rows, int E, int k,
+                         const double *bias, int normalize, double scale,
+                         int G, int topGroups, int P, int *outE, float *outW,
+                         int *loads, double *st, Scratch *s) {
+  int size = E / G;
+  // The bias in float32 and how far it is from the float64 bias; no
+  // float32 keys for a bias of 2^100 or more.
+  double errB = 0;
+  int useF32 = 1;
+  for (int j = 0; j < E; j++) {
+    float f = (float)bias[j];
+    s->biasF[j] = f;
+    double d = __builtin_fabs(bias[j] - (double)f);
+    errB = d > errB ? d : errB;
+    useF32 &= __builtin_fabs(bias[j]) < 0x1p100;
+  }
+  for (int i = 0; i < rows; i++) {
+    const float *row = scores + (long)i * E;
+    double low = bounds_for(st + ST_LOW_G, st[ST_MEAN] - LOW_MARGIN * st[ST_DEV],
+                            i, s->lowBound, bias, E);
+    double near = bounds_for(st + ST_NEAR_G,
+                             st[ST_MEAN] - NEAR_MARGIN * st[ST_DEV], i,
+                             s->nearBound, bias, E);
+    int n = -1;
+    if (low > -INF && near > -INF) {
+      int c = filter2(row, s, E, s->nearI);
+      // Every NaN and +Infinity is a near candidate.
+      for (int r = 0; r < c; r++) {
+        int j = s->nearI[r];
+        if (!(row[j] < __builtin_inff())) return i * E + j;
+      }
+      if (!useF32 ||
+          !kept_groups_f32(row, s->biasF, errB, G, size, P, topGroups, s)) {
+        group_scores(row, bias, G, size, P, s->score);
+        for (int q = 0; q < G; q++) s->exact[q] = 1;
+        rank_groups(s, G, topGroups);
+        for (int q = 0; q < G; q++) s->keep[q] = s->rank[q] < topGroups;
+      }
+      n = exact_kept(row, bias, s->nearI, c, near, s);
+      if (n < k) {
+        n = unpack_low(s, E, s->nearI);
+        n = exact_kept(row, bias, s->nearI, n, low, s);
+      }
+    }
+    if (n >= k) select_top(s->candV, s->candI, n, k, s);
+    else {
+      int bad = reference_row(row, E, k, bias, 0, G, topGroups, P, st, s, 0);
+      if (bad >= 0) return i * E + bad;
+    }
+    track(st, s->topV[k - 1]);
+    write_selection(row, s->topI, k, outE + (long)i * k, outW + (long)i * k,
+                    loads, normalize, scale);
+  }
+  return -1;
+}
+
+static int grouped_rows(const float *scores, int rows, int E, int k,
+                        const double *bias, int multiply, int normalize,
+                        double scale, int G, int topGroups, int P, int *outE,
+                        float *outW, int *loads, double *st, Scratch *s) {
+  for (int i = 0; i < rows; i++) {
+    const float *row = scores + (long)i * E;
+    int done = FALLBACK;
+    if (!multiply) {
+      double g = bounds_for(st + ST_LOW_G,
+                            st[ST_MEAN] - GROUP_MARGIN * st[ST_DEV], i,
+                            s->lowBound, bias, E);
+      if (g > -INF) {
+        int n = filter(row, s->lowBound, E, s->nearI);
+        n = exact(row, bias, s->nearI, n, g, s);
+        if (n <= -3) return i * E + (-3 - n);
+        if (n >= k) {
+          done = grouped_row(row, E, k, bias, G, topGroups, P, g, n, st, s);
+        }
+      }
+    }
+    if (done == FALLBACK) {
+      int bad = reference_row(row, E, k, bias, multiply, G, topGroups, P, st,
+                              s, 1);
+      if (bad >= 0) return i * E + bad;
+    }
+    write_selection(row, s->topI, k, outE + (long)i * k, outW + (long)i * k,
+                    loads, normalize, scale);
+  }
+  return -1;
+}
+
+// Routes `rows` rows of `scores` (rows x E float32, 16-byte aligned):
+// experts into outE and weights into outW (rows x k), counts added to
+// loads (E). `bias` holds E float64 (zeros for none; `multiply` only with
+// a bias); groups > 1 with topGroups < groups routes group-limited, a
+// group scored by the sum of its perGroup largest keys. `st` (ST_SIZE
+// float64, NaN-filled at the start of a batch) carries the running
+// threshold from one block of rows to the next; `scratch` holds
+// moelab_route_scratch_bytes bytes. Returns -1, or the flat index (from
+// `scores`) of the first NaN or +Infinity score met: the lowest index of
+// the first row holding one (routing stops there).
+__attribute__((export_name("moelab_route_rows"))) int
+moelab_route_rows(const float *scores, int rows, int E, int k,
+                  const double *bias, int multiply, int normalize,
+                  double scale, int groups, int topGroups, int perGroup,
+                  int *outE, float *outW, int *loads, double *st,
+                  char *scratch) {
+  Scratch s;
+  layout(&s, (uptr)scratch, E, k, groups, perGroup);
+  if (groups > 1 && topGroups < groups && perGroup <= 2 && !multiply) {
+    int size = E / groups;
+    for (int j = 0, q = 0; q < groups; q++) {
+      for (int r = 0; r < size; r++) s.groupOf[j++] = q;
+    }
+    return grouped_rows2(scores, rows, E, k, bias, normalize, scale, groups,
+                         topGroups, perGroup, outE, outW, loads, st, &s);
+  }
+  if (groups > 1 && topGroups < groups) {
+    return grouped_rows(scores, rows, E, k, bias, multiply, normalize, scale,
+                        groups, topGroups, perGroup, outE, outW, loads, st,
+                        &s);
+  }
+  return ungrouped_rows(scores, rows, E, k, bias, multiply, normalize, scale,
+                        outE, outW, loads, st, &s);
+}
