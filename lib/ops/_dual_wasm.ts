@@ -1,0 +1,173 @@
+// The WebAssembly SIMD twin of coordinateRounds (lib/ops/_dual.ts), shared
+// by the "wasm" kernels of the BIP round and the Quantile step: the scores
+// go into the instance's memory a block of rows at a time (a block stays
+// in cache while lib/wasm/src/dual.c lists its candidates), the column
+// candidates and token prices stay there between blocks. The same float64
+// values and comparisons as the TypeScript kernel: the same prices, bit
+// for bit, and the same bounds.
+import type { ScoreMatrix } from "../types.ts";
+import type { WasmRuntime } from "../wasm/runtime.ts";
+import type { ColumnBounds } from "./_dual.ts";
+
+/** Bytes of scores copied per block (about what stays in a core's L2). */
+const BLOCK_BYTES = 65536;
+
+/** The row filter's two numbers (lib/select/top.ts): mean, deviation. */
+const STATS = 2;
+
+/** The regions one call uses, reserved before any view is taken. */
+interface DualRegions {
+  block: number;
+  p: number;
+  q: number;
+  lower: number;
+  count: number;
+  col: number;
+  stats: number;
+  top: number;
+  idx: number;
+  last: number;
+  slack: number;
+  tmp: number;
+}
+
+function reserveRegions(
+  rt: WasmRuntime,
+  blockRows: number,
+  N: number,
+  E: number,
+  S: number,
+  k: number,
+): DualRegions {
+  return {
+    block: rt.reserve("dual.block", blockRows * E * 4),
+    p: rt.reserve("dual.p", N * 8),
+    q: rt.reserve("dual.q", E * 8),
+    lower: rt.reserve("dual.lower", E * 8),
+    count: rt.reserve("dual.count", E * 4),
+    col: rt.reserve("dual.col", S * E * 8),
+    stats: rt.reserve("dual.stats", STATS * 8),
+    top: rt.reserve("dual.top", (k + 1) * 8),
+    idx: rt.reserve("dual.idx", (E + 4) * 4),
+    last: rt.reserve("dual.last", E * 8),
+    slack: rt.reserve("dual.slack", E * 8),
+    tmp: rt.reserve("dual.tmp", N * 8),
+  };
+}
+
+/**
+ * {@linkcode coordinateRounds} (lib/ops/_dual.ts) on the WebAssembly
+ * runtime `rt`: the same arguments and results, with the token prices
+ * written to `p` (tokens) and the row filter's running guess read from and
+ * written back to `stats` (its two numbers), as the TypeScript kernel
+ * carries them in its scratch.
+ */
+export function coordinateRoundsWasm(
+  rt: WasmRuntime,
+  scores: ScoreMatrix,
+  k: number,
+  capacity: number,
+  q: Float64Array,
+  rounds: number,
+  clip: boolean | "experts",
+  p: Float64Array,
+  stats: Float64Array,
+  bounds?: ColumnBounds,
+  pReady = false,
+): void {
+  const { data, tokens: N, experts: E } = scores;
+  const S = N + 8;
+  const blockRows = Math.max(1, Math.floor(BLOCK_BYTES / 4 / E));
+  const at = reserveRegions(rt, blockRows, N, E, S, k);
+  const x = rt.exports;
+  const rows = x.moelab_dual_rows, redoRows = x.moelab_dual_redo;
+  const columns = x.moelab_dual_columns;
+  const clipP = clip === true, clipQ = clip !== false;
+  const wq = rt.f64(at.q, E), wp = rt.f64(at.p, N);
+  const lower = rt.f64(at.lower, E), count = rt.i32(at.count, E);
+  const wstats = rt.f64(at.stats, STATS);
+  const block = rt.f32(at.block, blockRows * E);
+  const redoI = rt.i32(at.idx, E);
+  const last = rt.f64(at.last, E), slack = rt.f64(at.slack, E);
+  wq.set(q);
+  wstats.set(stats.subarray(0, STATS));
+  if (pReady) wp.set(p.subarray(0, N));
+  for (let t = 0; t < rounds; t++) {
+    const needP = k < E && !(pReady && t === 0);
+    if (k >= E) wp.fill(0);
+    const cols = capacity < N;
+    if (!needP && !cols) {
+      wq.fill(0);
+      continue;
+    }
+    for (let j = 0; j < E; j++) {
+      lower[j] = bounds ? bounds.last[j] - bounds.slack[j] : -Infinity;
+      if (!(lower[j] > -Infinity)) lower[j] = -Infinity;
+      count[j] = 0;
+    }
+    for (let i0 = 0; i0 < N; i0 += blockRows) {
+      const n = Math.min(blockRows, N - i0);
+      block.set(data.subarray(i0 * E, (i0 + n) * E));
+      rows(
+        at.block,
+        n,
+        E,
+        k + 1,
+        at.q,
+        Number(needP),
+        Number(clipP),
+        at.p + i0 * 8,
+        at.stats,
+        Number(cols),
+        at.lower,
+        at.col,
+        S,
+        at.count,
+        at.top,
+        at.idx,
+      );
+    }
+    if (!cols) {
+      wq.fill(0);
+      continue;
+    }
+    // Columns with too few candidates are redone in full, in one more
+    // pass over the rows (the idx region holds their list).
+    const rank = capacity + 1;
+    let redo = 0;
+    for (let j = 0; j < E; j++) if (count[j] < rank) redoI[redo++] = j;
+    if (redo > 0) {
+      for (let i0 = 0; i0 < N; i0 += blockRows) {
+        const n = Math.min(blockRows, N - i0);
+        block.set(data.subarray(i0 * E, (i0 + n) * E));
+        redoRows(at.block, n, E, at.p + i0 * 8, at.idx, redo, at.col, S, i0);
+      }
+      for (let r = 0; r < redo; r++) count[redoI[r]] = N;
+    }
+    if (bounds) {
+      last.set(bounds.last);
+      slack.set(bounds.slack);
+    }
+    columns(
+      at.col,
+      S,
+      E,
+      N,
+      capacity,
+      at.count,
+      Number(bounds !== undefined),
+      at.last,
+      at.slack,
+      at.q,
+      Number(clipQ),
+      at.tmp,
+    );
+    if (bounds) {
+      bounds.last.set(last);
+      bounds.slack.set(slack);
+    }
+  }
+  q.set(wq);
+  if (rounds > 0) p.set(wp);
+  stats.set(wstats);
+}

@@ -1,0 +1,288 @@
+// Exact coordinate minimisation of the balanced-assignment dual
+// (docs/algorithms.md section 5): the rounds of BIP-Based Balancing and the
+// step of Quantile Balancing, the WebAssembly twin of lib/ops/_dual.ts.
+// Every value is the float64 `s - price` of the TypeScript kernel, compared
+// in float64 (two lanes of float64x2), so the prices are the same bits;
+// the SIMD lanes only list the candidates of each row without a branch.
+// The TypeScript side copies blocks of rows into the instance's memory and
+// calls moelab_dual_rows on each, then moelab_dual_columns once.
+#include <wasm_simd128.h>
+
+#define INF __builtin_inf()
+
+// The running guess of a row's rank-th largest (lib/select/top.ts
+// trackRowValue): mean and mean deviation, mean NaN before the first.
+enum { STAT_MEAN = 0, STAT_DEVIATION = 1 };
+
+static void track_row_value(double *stats, double v) {
+  if (!__builtin_isfinite(v)) return;
+  if (stats[STAT_MEAN] != stats[STAT_MEAN]) stats[STAT_MEAN] = v;
+  double d = v - stats[STAT_MEAN];
+  stats[STAT_MEAN] += d / 16;
+  stats[STAT_DEVIATION] += (__builtin_fabs(d) - stats[STAT_DEVIATION]) / 16;
+}
+
+// lib/select/top.ts insert, values only: `v` enters at `p` or above,
+// equal values stay ahead.
+static void insert_value(double *top, int p, double v) {
+  while (p > 0 && v > top[p - 1]) {
+    top[p] = top[p - 1];
+    p--;
+  }
+  top[p] = v;
+}
+
+// lib/select/top.ts fullRow: every value of the row, in order (the same
+// comparisons, so NaN and infinities end where they do there).
+static double full_row(const float *s, int E, const double *shift, int rank,
+                       double *top) {
+  int n = 0;
+  for (int j = 0; j < E; j++) {
+    double v = (double)s[j] - shift[j];
+    if (n < rank) insert_value(top, n++, v);
+    else if (v > top[rank - 1]) insert_value(top, rank - 1, v);
+  }
+  return top[rank - 1];
+}
+
+// For each 4-bit mask m, the byte shuffle that moves the int32 lanes set
+// in m to the front, in order (a compress without a branch).
+#define LANE(l) (4 * (l)), (4 * (l) + 1), (4 * (l) + 2), (4 * (l) + 3)
+static const unsigned char COMPRESS[16][16] = {
+    {LANE(0), LANE(0), LANE(0), LANE(0)}, {LANE(0), LANE(0), LANE(0), LANE(0)},
+    {LANE(1), LANE(0), LANE(0), LANE(0)}, {LANE(0), LANE(1), LANE(0), LANE(0)},
+    {LANE(2), LANE(0), LANE(0), LANE(0)}, {LANE(0), LANE(2), LANE(0), LANE(0)},
+    {LANE(1), LANE(2), LANE(0), LANE(0)}, {LANE(0), LANE(1), LANE(2), LANE(0)},
+    {LANE(3), LANE(0), LANE(0), LANE(0)}, {LANE(0), LANE(3), LANE(0), LANE(0)},
+    {LANE(1), LANE(3), LANE(0), LANE(0)}, {LANE(0), LANE(1), LANE(3), LANE(0)},
+    {LANE(2), LANE(3), LANE(0), LANE(0)}, {LANE(0), LANE(2), LANE(3), LANE(0)},
+    {LANE(1), LANE(2), LANE(3), LANE(0)}, {LANE(0), LANE(1), LANE(2), LANE(3)},
+};
+#undef LANE
+
+// The experts j of a row with `s[j] - shift >= bound[j]` (float64), listed
+// in ascending order into `idx` (room for `E + 4`: each group of four
+// stores four lanes); returns how many. `shift` is one number (a token
+// price) when `shiftv` is null, else per expert; `bound` likewise.
+static int list_at_least(const float *s, int E, const double *shiftv,
+                         double shift, const double *boundv, double bound,
+                         int *idx) {
+  int c = 0, j = 0;
+  v128_t sh = wasm_f64x2_splat(shift), bd = wasm_f64x2_splat(bound);
+  v128_t lanes = wasm_i32x4_make(0, 1, 2, 3);
+  for (; j + 4 <= E; j += 4) {
+    v128_t x = wasm_v128_load(s + j);
+    v128_t lo = wasm_f64x2_promote_low_f32x4(x);
+    v128_t hi = wasm_f64x2_promote_low_f32x4(
+        wasm_i32x4_shuffle(x, x, 2, 3, 0, 1));
+    v128_t sl = sh, shh = sh, bl = bd, bh = bd;
+    if (shiftv) {
+      sl = wasm_v128_load(shiftv + j);
+      shh = wasm_v128_load(shiftv + j + 2);
+    }
+    if (boundv) {
+      bl = wasm_v128_load(boundv + j);
+      bh = wasm_v128_load(boundv + j + 2);
+    }
+    unsigned m = (unsigned)wasm_i64x2_bitmask(
+                     wasm_f64x2_ge(wasm_f64x2_sub(lo, sl), bl)) |
+                 ((unsigned)wasm_i64x2_bitmask(
+                      wasm_f64x2_ge(wasm_f64x2_sub(hi, shh), bh))
+                  << 2);
+    v128_t at = wasm_i32x4_add(lanes, wasm_i32x4_splat(j));
+    wasm_v128_store(idx + c,
+                    wasm_i8x16_swizzle(at, wasm_v128_load(COMPRESS[m])));
+    c += __builtin_popcount(m);
+  }
+  for (; j < E; j++) {
+    double v = (double)s[j] - (shiftv ? shiftv[j] : shift);
+    idx[c] = j;
+    c += v >= (boundv ? boundv[j] : bound);
+  }
+  return c;
+}
+
+// lib/select/top.ts rowTop with its filter: the rank-th largest of
+// `s[j] - q[j]`. The candidates at or above the guess are the same set as
+// there (float64 compares), and an order statistic of that set does not
+// depend on how it is found; below `rank` candidates, the full row in the
+// same order.
+static double row_top(const float *s, int E, const double *q, int rank,
+                      double *top, int *idx, double *stats) {
+  double guess = stats[STAT_MEAN] - 2 * stats[STAT_DEVIATION];
+  int c = 0;
+  if (guess > -INF) c = list_at_least(s, E, q, 0, 0, guess, idx);
+  double v;
+  if (c >= rank) {
+    for (int r = 0; r < c; r++) {
+      int j = idx[r];
+      double x = (double)s[j] - q[j];
+      if (r < rank) insert_value(top, r, x);
+      else if (x > top[rank - 1]) insert_value(top, rank - 1, x);
+    }
+    v = top[rank - 1];
+  } else {
+    v = full_row(s, E, q, rank, top);
+  }
+  track_row_value(stats, v);
+  return v;
+}
+
+// One block of `rows` rows of a round (lib/ops/_dual.ts coordinateRounds,
+// its loop over the rows): with `need_p`, the token prices
+// `p[i] = rank-th largest of s[i][j] - q[j]` (0 where `clip_p` and not
+// above 0); then, with `columns`, each row's values `s[i][j] - p[i]` at or
+// above `lower[j]` appended to column j of `col` (stride `stride`,
+// `count[j]` so far). `top` holds `rank` values, `idx` `E + 4` indices,
+// `stats` the row filter's two numbers, carried from block to block.
+__attribute__((export_name("moelab_dual_rows"))) void
+moelab_dual_rows(const float *s, int rows, int E, int rank, const double *q,
+                 int need_p, int clip_p, double *p, double *stats,
+                 int columns, const double *lower, double *col, int stride,
+                 int *count, double *top, int *idx) {
+  for (int i = 0; i < rows; i++) {
+    const float *row = s + (long)i * E;
+    if (need_p) {
+      double v = row_top(row, E, q, rank, top, idx, stats);
+      p[i] = clip_p && !(v > 0) ? 0 : v;
+    }
+    if (!columns) continue;
+    double pi = p[i];
+    int n = list_at_least(row, E, 0, pi, lower, 0, idx);
+    for (int r = 0; r < n; r++) {
+      int j = idx[r];
+      col[(long)j * stride + count[j]++] = (double)row[j] - pi;
+    }
+  }
+}
+
+// Full columns for the experts `redo` (`n` of them) over a block of rows
+// starting at row `first`: `col[j][first + i] = s[i][j] - p[i]`.
+__attribute__((export_name("moelab_dual_redo"))) void
+moelab_dual_redo(const float *s, int rows, int E, const double *p,
+                 const int *redo, int n, double *col, int stride, int first) {
+  for (int i = 0; i < rows; i++) {
+    const float *row = s + (long)i * E;
+    double pi = p[i];
+    for (int r = 0; r < n; r++) {
+      int j = redo[r];
+      col[(long)j * stride + first + i] = (double)row[j] - pi;
+    }
+  }
+}
+
+// lib/select/order.ts selectAscending, the same steps: the value of
+// ascending rank `m` in `buf[lo, hi)`, the smaller ones left before it.
+static double select_ascending(double *buf, int lo, int hi, int m) {
+  int l = lo, r = hi - 1;
+  int target = lo + m;
+  while (r > l) {
+    if (r - l < 16) {
+      for (int a = l + 1; a <= r; a++) {
+        double v = buf[a];
+        int b = a - 1;
+        while (b >= l && buf[b] > v) {
+          buf[b + 1] = buf[b];
+          b--;
+        }
+        buf[b + 1] = v;
+      }
+      return buf[target];
+    }
+    int mid = (int)(((unsigned)l + (unsigned)r) >> 1);
+    double a = buf[l], b = buf[mid], c = buf[r];
+    double pivot = a < b ? (b < c ? b : a < c ? c : a)
+                         : (a < c ? a : b < c ? c : b);
+    int i = l, j = r;
+    while (i <= j) {
+      while (buf[i] < pivot) i++;
+      while (buf[j] > pivot) j--;
+      if (i <= j) {
+        double t = buf[i];
+        buf[i] = buf[j];
+        buf[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (target <= j) r = j;
+    else if (target >= i) l = i;
+    else return buf[target];
+  }
+  return buf[target];
+}
+
+// The value of ascending rank `m` among the `n` values at `buf` (no NaN),
+// found by three-way partitions without a branch on the data: the values
+// below the pivot move down in place, those above go to `tmp` (room for
+// `n`), and the search goes on in the side that holds rank `m`. The same
+// order statistic as select_ascending; the order left behind differs.
+static double select_rank(double *buf, double *tmp, int n, int m) {
+  double *cur = buf, *other = tmp;
+  while (n > 16) {
+    double a = cur[0], b = cur[n >> 1], c = cur[n - 1];
+    double pivot = a < b ? (b < c ? b : a < c ? c : a)
+                         : (a < c ? a : b < c ? c : b);
+    int below = 0, above = 0;
+    for (int i = 0; i < n; i++) {
+      double x = cur[i];
+      cur[below] = x;
+      other[above] = x;
+      below += x < pivot;
+      above += x > pivot;
+    }
+    if (m < below) {
+      n = below;
+    } else if (m < n - above) {
+      return pivot;
+    } else {
+      m -= n - above;
+      n = above;
+      double *t = cur;
+      cur = other;
+      other = t;
+    }
+  }
+  for (int a = 1; a < n; a++) {
+    double v = cur[a];
+    int b = a - 1;
+    while (b >= 0 && cur[b] > v) {
+      cur[b + 1] = cur[b];
+      b--;
+    }
+    cur[b + 1] = v;
+  }
+  return cur[m];
+}
+
+// The column step of a round: `q[j] = (capacity+1)-th largest of column
+// j's `count[j]` values (0 where `clip_q` and not above 0); with
+// `bounds`, each column's value in `last[j]` and, for full columns
+// (`count[j] == N`), the distance down to the (2C+1)-th largest in
+// `slack[j]` (infinity when there is none). Full columns may hold NaN
+// (`-inf - -inf`) and take select_ascending's steps, as in TypeScript;
+// the candidates of the others are values at or above a bound, never
+// NaN, and take select_rank (`tmp` has room for `N`).
+__attribute__((export_name("moelab_dual_columns"))) void
+moelab_dual_columns(double *col, int stride, int E, int N, int capacity,
+                    const int *count, int bounds, double *last, double *slack,
+                    double *q, int clip_q, double *tmp) {
+  int rank = capacity + 1;
+  for (int j = 0; j < E; j++) {
+    int lo = j * stride;
+    double v;
+    if (count[j] == N) {
+      v = select_ascending(col, lo, lo + count[j], count[j] - rank);
+      if (bounds) {
+        int below = N - rank;
+        int r2 = below - capacity;
+        slack[j] = r2 >= 0 ? v - select_ascending(col, lo, lo + below, r2)
+                           : INF;
+      }
+    } else {
+      v = select_rank(col + lo, tmp, count[j], count[j] - rank);
+    }
+    if (bounds) last[j] = v;
+    q[j] = clip_q && !(v > 0) ? 0 : v;
+  }
+}
