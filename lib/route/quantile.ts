@@ -2,7 +2,8 @@ import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
 import { checkContext, checkedBalancer } from "./_context.ts";
-import { requireKernel } from "../ops/registry.ts";
+import { hostKernel } from "../ops/host.ts";
+import "../ops/quantile_step_wasm.ts";
 import {
   columnBounds,
   type DualScratch,
@@ -60,7 +61,7 @@ export function quantile(context: BalancerContext): Balancer {
   const prices = Array.from({ length: ctx.layers }, () => new Float64Array(E));
   const bounds = Array.from({ length: ctx.layers }, () => columnBounds(E));
   const bias = new Float64Array(E);
-  const step = requireKernel(quantileStepOp, "cpu");
+  const step = hostKernel(quantileStepOp, ctx.host);
   const grouped = ctx.groups > 1 && ctx.topGroups < ctx.groups;
   let scratch: DualScratch | undefined;
   let out: Routing | undefined;
