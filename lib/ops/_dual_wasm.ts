@@ -29,6 +29,8 @@ interface DualRegions {
   last: number;
   slack: number;
   tmp: number;
+  thr: number;
+  state: number;
 }
 
 function reserveRegions(
@@ -52,6 +54,8 @@ function reserveRegions(
     last: rt.reserve("dual.last", E * 8),
     slack: rt.reserve("dual.slack", E * 8),
     tmp: rt.reserve("dual.tmp", N * 8),
+    thr: rt.reserve("dual.thr", (2 * E + 4) * 4),
+    state: rt.reserve("dual.state", 2 * 8),
   };
 }
 
@@ -89,6 +93,7 @@ export function coordinateRoundsWasm(
   const block = rt.f32(at.block, blockRows * E);
   const redoI = rt.i32(at.idx, E);
   const last = rt.f64(at.last, E), slack = rt.f64(at.slack, E);
+  const thresholds = rt.f64(at.state, 2);
   wq.set(q);
   wstats.set(stats.subarray(0, STATS));
   if (pReady) wp.set(p.subarray(0, N));
@@ -105,6 +110,9 @@ export function coordinateRoundsWasm(
       if (!(lower[j] > -Infinity)) lower[j] = -Infinity;
       count[j] = 0;
     }
+    // New prices and bounds: the float32 thresholds are made anew.
+    thresholds[0] = NaN;
+    thresholds[1] = 0;
     for (let i0 = 0; i0 < N; i0 += blockRows) {
       const n = Math.min(blockRows, N - i0);
       block.set(data.subarray(i0 * E, (i0 + n) * E));
@@ -125,6 +133,8 @@ export function coordinateRoundsWasm(
         at.count,
         at.top,
         at.idx,
+        at.thr,
+        at.state,
       );
     }
     if (!cols) {

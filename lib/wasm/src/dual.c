@@ -128,30 +128,213 @@ static double row_top(const float *s, int E, const double *q, int rank,
   return v;
 }
 
+// The largest float32 at or below `t` (t not NaN).
+static float round_down_f32(double t) {
+  float f = (float)t;
+  if ((double)f <= t) return f;
+  union {
+    float f;
+    unsigned u;
+  } b = {f};
+  if (f > 0) b.u -= 1;
+  else if (f == 0) b.u = 0x80000001u;
+  else b.u += 1;
+  return b.f;
+}
+
+// The experts j of a row with `s[j] >= thr[j] + add` in float32, listed
+// in ascending order into `idx` (room for `E + 4`); returns how many.
+static int list_f32(const float *s, int E, const float *thr, float add,
+                    int *idx) {
+  int c = 0, j = 0;
+  v128_t a = wasm_f32x4_splat(add), lanes = wasm_i32x4_make(0, 1, 2, 3);
+  for (; j + 4 <= E; j += 4) {
+    v128_t t = wasm_f32x4_add(wasm_v128_load(thr + j), a);
+    unsigned m = (unsigned)wasm_i32x4_bitmask(
+        wasm_f32x4_ge(wasm_v128_load(s + j), t));
+    v128_t at = wasm_i32x4_add(lanes, wasm_i32x4_splat(j));
+    wasm_v128_store(idx + c,
+                    wasm_i8x16_swizzle(at, wasm_v128_load(COMPRESS[m])));
+    c += __builtin_popcount(m);
+  }
+  for (; j < E; j++) {
+    idx[c] = j;
+    c += s[j] >= thr[j] + add;
+  }
+  return c;
+}
+
+// The longest list lane_top keeps (rank).
+#define MAX_LANE_RANK 32
+#define NAN_RESULT __builtin_nan("")
+
+// The rank-th largest of the values `s[j] - q[j]` at or above `g` over
+// the `c` experts `idx` (float64, no NaN), or NaN when fewer than `rank`
+// are: the list of the largest is updated without a branch on the data,
+// `t[p] = max(t[p], min(x, t[p - 1]))`, two entries per float64x2.
+static double lane_top(const float *row, const double *q, const int *idx,
+                       int c, int rank, double g) {
+  double t[MAX_LANE_RANK + 2];
+  int pairs = (rank + 1) >> 1;
+  v128_t low = wasm_f64x2_splat(-INF);
+  for (int m = 0; m < pairs; m++) wasm_v128_store(t + 2 * m, low);
+  int n = 0;
+  for (int r = 0; r < c; r++) {
+    int j = idx[r];
+    double x = (double)row[j] - q[j];
+    int in = x >= g;
+    n += in;
+    v128_t xv = wasm_f64x2_splat(in ? x : -INF);
+    // Pairs from the last down, each loaded whole (as it was stored), the
+    // entry before a pair taken from the pair below it.
+    v128_t cur = wasm_v128_load(t + 2 * (pairs - 1));
+    for (int m = pairs - 1; m > 0; m--) {
+      v128_t below = wasm_v128_load(t + 2 * (m - 1));
+      v128_t before = wasm_i64x2_shuffle(below, cur, 1, 2);
+      wasm_v128_store(t + 2 * m,
+                      wasm_f64x2_pmax(cur, wasm_f64x2_pmin(xv, before)));
+      cur = below;
+    }
+    // t[-1] is +infinity: t[0] = max(t[0], x), t[1] = max(t[1], min(x, t[0])).
+    v128_t before = wasm_i64x2_shuffle(wasm_f64x2_splat(INF), cur, 1, 2);
+    wasm_v128_store(t, wasm_f64x2_pmax(cur, wasm_f64x2_pmin(xv, before)));
+  }
+  return n >= rank ? t[rank - 1] : NAN_RESULT;
+}
+
+// Prices beyond this magnitude (and NaN) take the float64 listing alone,
+// so that the float32 thresholds below neither overflow nor lose the
+// margin that makes them conservative.
+#define FAST_LIMIT 1e30
+// Relative margins of the float32 thresholds: far above float32's
+// rounding (2^-24) and float64's (2^-53), so every value that passes the
+// float64 test passes the float32 one; the few extra fail the float64
+// recheck.
+#define MARGIN_P 0x1p-30
+#define MARGIN_COLUMN 0x1p-18
+// The float32 thresholds' state, carried from block to block of a round:
+// the guess the token thresholds were made for (NaN: none), and whether
+// the column thresholds are made (0: not yet, 1: made, -1: not usable).
+enum { STATE_GUESS = 0, STATE_COLUMNS = 1 };
+
 // One block of `rows` rows of a round (lib/ops/_dual.ts coordinateRounds,
 // its loop over the rows): with `need_p`, the token prices
 // `p[i] = rank-th largest of s[i][j] - q[j]` (0 where `clip_p` and not
 // above 0); then, with `columns`, each row's values `s[i][j] - p[i]` at or
 // above `lower[j]` appended to column j of `col` (stride `stride`,
 // `count[j]` so far). `top` holds `rank` values, `idx` `E + 4` indices,
-// `stats` the row filter's two numbers, carried from block to block.
+// `thr` `2 E` floats and `state` two numbers (the thresholds, made once
+// and kept from block to block), `stats` the row filter's two numbers
+// (carried from block to block and updated as lib/select/top.ts does row
+// by row).
+//
+// The float32 pre-filters: a token price is the rank-th largest of the
+// values at or above a guess `g` (fixed for the block) once at least
+// `rank` are, else of the whole row; the experts with `s >= g + q[j]`,
+// less a margin, in float32, are a superset of those with
+// `s - q[j] >= g` in float64, which are then rechecked in float64. The
+// same for the column candidates, `s >= lower[j] + p[i]` less a margin.
+// An order statistic of the values does not depend on which superset was
+// looked at, so the prices are those of the float64 kernel; where the
+// values may hold NaN (a price of -infinity or NaN), the rows take the
+// float64 kernel's own steps instead.
 __attribute__((export_name("moelab_dual_rows"))) void
 moelab_dual_rows(const float *s, int rows, int E, int rank, const double *q,
                  int need_p, int clip_p, double *p, double *stats,
                  int columns, const double *lower, double *col, int stride,
-                 int *count, double *top, int *idx) {
+                 int *count, double *top, int *idx, float *thr,
+                 double *state) {
+  float *thr_q = thr, *thr_col = thr + E;
+  // The token prices' float32 thresholds, for a guess `g` a quarter
+  // deviation below the running guess, kept while the running guess stays
+  // within half a deviation above it; NaN in
+  // `state[STATE_GUESS]` (a new round: new `q`) makes them anew.
+  double g = state[STATE_GUESS];
+  int fast_p = need_p;
+  if (need_p) {
+    // The running guess, as lib/select/top.ts's: mean less two deviations.
+    double now = stats[STAT_MEAN] - 2 * stats[STAT_DEVIATION];
+    double d = 0.25 * stats[STAT_DEVIATION];
+    if (!(g <= now && now <= g + 2 * d)) {
+      g = now - d;
+      for (int j = 0; j < E && fast_p; j++) {
+        fast_p = q[j] == q[j] && q[j] > -INF;
+      }
+      if (!(__builtin_fabs(g) < FAST_LIMIT)) fast_p = 0;
+      if (fast_p) {
+        for (int j = 0; j < E; j++) {
+          double t = g + q[j];
+          thr_q[j] = q[j] < INF ? round_down_f32(
+                                      t - MARGIN_P * (__builtin_fabs(g) +
+                                                      __builtin_fabs(q[j])))
+                                : (float)t;
+        }
+      }
+      state[STATE_GUESS] = fast_p ? g : NAN_RESULT;
+    }
+  }
+  // The column thresholds, once a round (`state[STATE_COLUMNS]` 0 asks).
+  int fast_col = columns && state[STATE_COLUMNS] > 0;
+  if (columns && state[STATE_COLUMNS] == 0) {
+    fast_col = 1;
+    for (int j = 0; j < E && fast_col; j++) {
+      double l = lower[j];
+      if (l == -INF || l == INF) {
+        thr_col[j] = (float)l;
+      } else if (__builtin_fabs(l) < FAST_LIMIT) {
+        thr_col[j] = round_down_f32(l - MARGIN_COLUMN * __builtin_fabs(l));
+      } else {
+        fast_col = 0;
+      }
+    }
+    state[STATE_COLUMNS] = fast_col ? 1 : -1;
+  }
   for (int i = 0; i < rows; i++) {
     const float *row = s + (long)i * E;
     if (need_p) {
-      double v = row_top(row, E, q, rank, top, idx, stats);
+      double v;
+      if (fast_p) {
+        int c = list_f32(row, E, thr_q, 0, idx);
+        v = rank <= MAX_LANE_RANK ? lane_top(row, q, idx, c, rank, g)
+                                  : NAN_RESULT;
+        // A zero may be +0 or -0 by which tie came first; and a rank
+        // beyond the lanes' list: the float64 kernel's insertion.
+        if (v == 0 || v != v) {
+          int n = 0;
+          for (int r = 0; r < c; r++) {
+            int j = idx[r];
+            double x = (double)row[j] - q[j];
+            if (!(x >= g)) continue;
+            if (n < rank) insert_value(top, n++, x);
+            else if (x > top[rank - 1]) insert_value(top, rank - 1, x);
+          }
+          v = n >= rank ? top[rank - 1] : full_row(row, E, q, rank, top);
+        }
+        track_row_value(stats, v);
+      } else {
+        v = row_top(row, E, q, rank, top, idx, stats);
+      }
       p[i] = clip_p && !(v > 0) ? 0 : v;
     }
     if (!columns) continue;
     double pi = p[i];
-    int n = list_at_least(row, E, 0, pi, lower, 0, idx);
-    for (int r = 0; r < n; r++) {
-      int j = idx[r];
-      col[(long)j * stride + count[j]++] = (double)row[j] - pi;
+    if (fast_col && __builtin_fabs(pi) < FAST_LIMIT) {
+      float add = round_down_f32(pi - MARGIN_COLUMN * __builtin_fabs(pi));
+      int c = list_f32(row, E, thr_col, add, idx);
+      for (int r = 0; r < c; r++) {
+        int j = idx[r];
+        double x = (double)row[j] - pi;
+        double *at = col + (long)j * stride;
+        // Written either way (the slot is free), kept when it passes.
+        at[count[j]] = x;
+        count[j] += x >= lower[j];
+      }
+    } else {
+      int n = list_at_least(row, E, 0, pi, lower, 0, idx);
+      for (int r = 0; r < n; r++) {
+        int j = idx[r];
+        col[(long)j * stride + count[j]++] = (double)row[j] - pi;
+      }
     }
   }
 }
