@@ -12,6 +12,12 @@ import type { ColumnBounds } from "./_dual.ts";
 /** Bytes of scores copied per block (about what stays in a core's L2). */
 const BLOCK_BYTES = 65536;
 
+/**
+ * Up to this many bytes of scores, several rounds copy the scores once
+ * into the instance's memory and read them there, round after round.
+ */
+const WHOLE_BYTES = 1 << 26;
+
 /** The row filter's two numbers (lib/select/top.ts): mean, deviation. */
 const STATS = 2;
 
@@ -53,7 +59,7 @@ function reserveRegions(
     idx: rt.reserve("dual.idx", (E + 4) * 4),
     last: rt.reserve("dual.last", E * 8),
     slack: rt.reserve("dual.slack", E * 8),
-    tmp: rt.reserve("dual.tmp", N * 8),
+    tmp: rt.reserve("dual.tmp", 2 * N * 8),
     thr: rt.reserve("dual.thr", (2 * E + 4) * 4),
     state: rt.reserve("dual.state", 2 * 8),
   };
@@ -83,6 +89,11 @@ export function coordinateRoundsWasm(
   const S = N + 8;
   const blockRows = Math.max(1, Math.floor(BLOCK_BYTES / 4 / E));
   const at = reserveRegions(rt, blockRows, N, E, S, k);
+  // Several rounds: the scores in the instance's memory once, not a copy
+  // per round (and per full column pass).
+  const whole = rounds > 1 && N * E * 4 <= WHOLE_BYTES
+    ? rt.reserve("dual.scores", N * E * 4)
+    : -1;
   const x = rt.exports;
   const rows = x.moelab_dual_rows, redoRows = x.moelab_dual_redo;
   const columns = x.moelab_dual_columns;
@@ -94,6 +105,13 @@ export function coordinateRoundsWasm(
   const redoI = rt.i32(at.idx, E);
   const last = rt.f64(at.last, E), slack = rt.f64(at.slack, E);
   const thresholds = rt.f64(at.state, 2);
+  if (whole >= 0) rt.f32(whole, N * E).set(data);
+  /** Where rows `i0 ..` are in the instance's memory: copied, or in place. */
+  const rowsAt = (i0: number, n: number): number => {
+    if (whole >= 0) return whole + i0 * E * 4;
+    block.set(data.subarray(i0 * E, (i0 + n) * E));
+    return at.block;
+  };
   wq.set(q);
   wstats.set(stats.subarray(0, STATS));
   if (pReady) wp.set(p.subarray(0, N));
@@ -115,9 +133,8 @@ export function coordinateRoundsWasm(
     thresholds[1] = 0;
     for (let i0 = 0; i0 < N; i0 += blockRows) {
       const n = Math.min(blockRows, N - i0);
-      block.set(data.subarray(i0 * E, (i0 + n) * E));
       rows(
-        at.block,
+        rowsAt(i0, n),
         n,
         E,
         k + 1,
@@ -149,8 +166,8 @@ export function coordinateRoundsWasm(
     if (redo > 0) {
       for (let i0 = 0; i0 < N; i0 += blockRows) {
         const n = Math.min(blockRows, N - i0);
-        block.set(data.subarray(i0 * E, (i0 + n) * E));
-        redoRows(at.block, n, E, at.p + i0 * 8, at.idx, redo, at.col, S, i0);
+        const rowAt = rowsAt(i0, n);
+        redoRows(rowAt, n, E, at.p + i0 * 8, at.idx, redo, at.col, S, i0);
       }
       for (let r = 0; r < redo; r++) count[redoI[r]] = N;
     }

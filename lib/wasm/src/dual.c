@@ -438,14 +438,32 @@ static double select_rank(double *buf, double *tmp, int n, int m) {
   return cur[m];
 }
 
+// Whether any of the `n` values at `x` is NaN or -0: where select_rank
+// could answer another element than select_ascending (NaN), or the other
+// zero (-0 beside +0).
+static int has_nan_or_minus_zero(const double *x, int n) {
+  v128_t any = wasm_i64x2_splat(0);
+  v128_t minus_zero = wasm_i64x2_splat((long long)0x8000000000000000ull);
+  int i = 0;
+  for (; i + 2 <= n; i += 2) {
+    v128_t v = wasm_v128_load(x + i);
+    any = wasm_v128_or(any, wasm_f64x2_ne(v, v));
+    any = wasm_v128_or(any, wasm_i64x2_eq(v, minus_zero));
+  }
+  int odd = wasm_v128_any_true(any);
+  for (; i < n; i++) odd |= x[i] != x[i] || (x[i] == 0 && __builtin_signbit(x[i]));
+  return odd;
+}
+
 // The column step of a round: `q[j] = (capacity+1)-th largest of column
 // j's `count[j]` values (0 where `clip_q` and not above 0); with
 // `bounds`, each column's value in `last[j]` and, for full columns
 // (`count[j] == N`), the distance down to the (2C+1)-th largest in
-// `slack[j]` (infinity when there is none). Full columns may hold NaN
-// (`-inf - -inf`) and take select_ascending's steps, as in TypeScript;
-// the candidates of the others are values at or above a bound, never
-// NaN, and take select_rank (`tmp` has room for `N`).
+// `slack[j]` (infinity when there is none). A column holds the values
+// the TypeScript kernel's does, in the same order: one that holds NaN
+// (`-inf - -inf`) or -0 takes select_ascending's steps, as there; the
+// others take select_rank, whose order statistics are the same values
+// (`tmp` has room for `2 N`).
 __attribute__((export_name("moelab_dual_columns"))) void
 moelab_dual_columns(double *col, int stride, int E, int N, int capacity,
                     const int *count, int bounds, double *last, double *slack,
@@ -454,13 +472,24 @@ moelab_dual_columns(double *col, int stride, int E, int N, int capacity,
   for (int j = 0; j < E; j++) {
     int lo = j * stride;
     double v;
-    if (count[j] == N) {
+    if (has_nan_or_minus_zero(col + lo, count[j])) {
       v = select_ascending(col, lo, lo + count[j], count[j] - rank);
-      if (bounds) {
+      if (bounds && count[j] == N) {
         int below = N - rank;
         int r2 = below - capacity;
         slack[j] = r2 >= 0 ? v - select_ascending(col, lo, lo + below, r2)
                            : INF;
+      }
+    } else if (count[j] == N) {
+      // Without NaN both are order statistics of the column: the (C+1)-th
+      // largest, and the (2C+1)-th (the smaller values' r2-th is the
+      // column's r2-th, r2 being below them all).
+      double *copy = tmp + N;
+      for (int i = 0; i < N; i++) copy[i] = col[lo + i];
+      v = select_rank(copy, tmp, N, N - rank);
+      if (bounds) {
+        int r2 = N - rank - capacity;
+        slack[j] = r2 >= 0 ? v - select_rank(col + lo, tmp, N, r2) : INF;
       }
     } else {
       v = select_rank(col + lo, tmp, count[j], count[j] - rank);
