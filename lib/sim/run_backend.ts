@@ -65,7 +65,7 @@ export interface BackendRunOptions extends RunOptions {
    * Default `"wasm"`: the synchronous {@linkcode runSimulation} with the
    * WebAssembly SIMD kernels; `"cpu"`: the same, TypeScript only.
    */
-  backend?: SimBackend;
+  backend?: Backend | HostBackend;
 }
 
 /**
