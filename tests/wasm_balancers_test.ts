@@ -15,8 +15,16 @@ import {
   dualScratch,
 } from "../lib/ops/bip_round.ts";
 import { bipRoundWasm } from "../lib/ops/bip_round_wasm.ts";
-import { quantileStepCpu, quantileStepOp } from "../lib/ops/quantile_step.ts";
-import { quantileStepWasm } from "../lib/ops/quantile_step_wasm.ts";
+import {
+  quantileStepCpu,
+  quantileStepOp,
+  routeKeepingNext,
+} from "../lib/ops/quantile_step.ts";
+import {
+  quantileStepWasm,
+  routeKeepingNextOnWasm,
+} from "../lib/ops/quantile_step_wasm.ts";
+import { createRouting } from "../lib/select/routing.ts";
 import { sinkhornCpu, sinkhornOp } from "../lib/ops/sinkhorn.ts";
 import { sinkhornWasm } from "../lib/ops/sinkhorn_wasm.ts";
 import { wasmRuntime } from "../lib/wasm/runtime.ts";
@@ -218,6 +226,71 @@ describe(
         }
       }
     });
+
+    for (
+      const [N, E, k, levels] of [
+        [300, 7, 2, 3],
+        [700, 33, 4, 2],
+        [1030, 257, 8, 2],
+        // Rows of equal scores: more than 24 candidates, ranked by insertion.
+        [1030, 257, 8, 1],
+        [2048, 64, 6, 0],
+      ] as const
+    ) {
+      test(`the Quantile route that keeps a[i], ${N}x${E} k=${k} levels ${levels}`, () => {
+        const rng = new Rng(11 * N + E);
+        for (const normalize of [true, false]) {
+          const sa = dualScratch(N, E, k), sb = dualScratch(N, E, k);
+          for (let step = 0; step < 3; step++) {
+            const scores = batch(rng, N, E, levels || 1024);
+            const q = Float64Array.from({ length: E }, () => rng.int(8) / 64);
+            const a = createRouting(N, k, E), b = createRouting(N, k, E);
+            routeKeepingNext(scores, k, q, a, sa, normalize);
+            routeKeepingNextOnWasm(scores, k, q, b, sb, normalize);
+            const what = `normalize=${normalize} step ${step}`;
+            sameBits(b.experts, a.experts, `${what} experts`);
+            sameBits(b.weights, a.weights, `${what} weights`);
+            sameBits(b.loads, a.loads, `${what} loads`);
+            sameBits(sb.p, sa.p, `${what} a[i]`);
+            sameBits(sb.filter.stats, sa.filter.stats, `${what} filter`);
+          }
+        }
+        const scores = batch(rng, N, E, 4);
+        scores.data[(N >> 1) * E + E - 1] = Infinity;
+        const q = new Float64Array(E);
+        const message = (f: () => void) => {
+          try {
+            f();
+          } catch (e) {
+            assert.ok(e instanceof RangeError);
+            return e.message;
+          }
+          assert.fail("no error");
+        };
+        assert.equal(
+          message(() =>
+            routeKeepingNextOnWasm(
+              scores,
+              k,
+              q,
+              createRouting(N, k, E),
+              dualScratch(N, E, k),
+              true,
+            )
+          ),
+          message(() =>
+            routeKeepingNext(
+              scores,
+              k,
+              q,
+              createRouting(N, k, E),
+              dualScratch(N, E, k),
+              true,
+            )
+          ),
+        );
+      });
+    }
 
     test("a column of -Infinity keeps its Quantile price", () => {
       const rng = new Rng(4);

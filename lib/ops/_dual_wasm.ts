@@ -5,9 +5,10 @@
 // candidates and token prices stay there between blocks. The same float64
 // values and comparisons as the TypeScript kernel: the same prices, bit
 // for bit, and the same bounds.
-import type { ScoreMatrix } from "../types.ts";
+import type { Routing, ScoreMatrix } from "../types.ts";
+import { badScore } from "../validate.ts";
 import type { WasmRuntime } from "../wasm/runtime.ts";
-import type { ColumnBounds } from "./_dual.ts";
+import type { ColumnBounds, DualScratch } from "./_dual.ts";
 
 /** Bytes of scores copied per block (about what stays in a core's L2). */
 const BLOCK_BYTES = 65536;
@@ -197,4 +198,81 @@ export function coordinateRoundsWasm(
   q.set(wq);
   if (rounds > 0) p.set(wp);
   stats.set(wstats);
+}
+
+/**
+ * {@linkcode routeKeepingNext} (lib/ops/quantile_step.ts) on the
+ * WebAssembly runtime `rt`: the same routing (experts, weights, loads) and
+ * the same `(k+1)`-th values in `scratch.p`, bit for bit, and the row
+ * filter's guess carried in `scratch.filter.stats` as there. Needs
+ * `k < experts`. Throws the route op's RangeError on a NaN or `+Infinity`
+ * score.
+ */
+export function routeKeepingNextWasm(
+  rt: WasmRuntime,
+  scores: ScoreMatrix,
+  k: number,
+  q: Float64Array,
+  out: Routing,
+  scratch: DualScratch,
+  normalize: boolean,
+): void {
+  const { data, tokens: N, experts: E } = scores;
+  const blockRows = Math.max(1, Math.floor(BLOCK_BYTES / 4 / E));
+  const at = {
+    block: rt.reserve("dual.block", blockRows * E * 4),
+    q: rt.reserve("dual.q", E * 8),
+    p: rt.reserve("dual.p", N * 8),
+    stats: rt.reserve("dual.stats", STATS * 8),
+    experts: rt.reserve("dual.route.experts", blockRows * k * 4),
+    weights: rt.reserve("dual.route.weights", blockRows * k * 4),
+    loads: rt.reserve("dual.route.loads", E * 4),
+    top: rt.reserve("dual.top", (k + 1) * 8),
+    topI: rt.reserve("dual.route.topI", (k + 1) * 4),
+    cand: rt.reserve("dual.route.cand", E * 8),
+    candI: rt.reserve("dual.route.candI", E * 4),
+    idx: rt.reserve("dual.idx", (E + 4) * 4),
+    thr: rt.reserve("dual.thr", (2 * E + 4) * 4),
+    state: rt.reserve("dual.state", 2 * 8),
+  };
+  const block = rt.f32(at.block, blockRows * E);
+  const wstats = rt.f64(at.stats, STATS), loads = rt.i32(at.loads, E);
+  const outE = rt.i32(at.experts, blockRows * k);
+  const outW = rt.f32(at.weights, blockRows * k);
+  const state = rt.f64(at.state, 2);
+  rt.f64(at.q, E).set(q);
+  wstats.set(scratch.filter.stats.subarray(0, STATS));
+  loads.fill(0);
+  state[0] = NaN;
+  const route = rt.exports.moelab_dual_route_rows;
+  for (let i0 = 0; i0 < N; i0 += blockRows) {
+    const n = Math.min(blockRows, N - i0);
+    block.set(data.subarray(i0 * E, (i0 + n) * E));
+    const bad = route(
+      at.block,
+      n,
+      E,
+      k,
+      at.q,
+      at.p + i0 * 8,
+      at.stats,
+      at.experts,
+      at.weights,
+      at.loads,
+      Number(normalize),
+      at.top,
+      at.topI,
+      at.cand,
+      at.candI,
+      at.idx,
+      at.thr,
+      at.state,
+    );
+    if (bad >= 0) throw badScore("scores", scores, i0 * E + bad);
+    out.experts.set(outE.subarray(0, n * k), i0 * k);
+    out.weights.set(outW.subarray(0, n * k), i0 * k);
+  }
+  out.loads.set(loads);
+  scratch.p.set(rt.f64(at.p, N));
+  scratch.filter.stats.set(wstats);
 }

@@ -3,7 +3,9 @@
 import { registerKernel } from "./registry.ts";
 import { wasmRuntime } from "../wasm/runtime.ts";
 import { type QuantileStepArgs, quantileStepOp } from "./quantile_step.ts";
-import { coordinateRoundsWasm } from "./_dual_wasm.ts";
+import { coordinateRoundsWasm, routeKeepingNextWasm } from "./_dual_wasm.ts";
+import type { Routing, ScoreMatrix } from "../types.ts";
+import type { DualScratch } from "./_dual.ts";
 import { dualScratchFits } from "./_dual.ts";
 
 /**
@@ -50,6 +52,24 @@ export function quantileStepWasm(args: QuantileStepArgs): Float64Array {
   mean /= E;
   for (let j = 0; j < E; j++) q[j] = next[j] - mean;
   return q;
+}
+
+/**
+ * {@linkcode routeKeepingNext} on WebAssembly SIMD: the same routing and
+ * `(k+1)`-th values, bit for bit (and the same RangeError on a NaN or
+ * `+Infinity` score). Needs the runtime and `k < experts`.
+ */
+export function routeKeepingNextOnWasm(
+  scores: ScoreMatrix,
+  k: number,
+  q: Float64Array,
+  out: Routing,
+  scratch: DualScratch,
+  normalize: boolean,
+): void {
+  const rt = wasmRuntime();
+  if (rt === undefined) throw new Error("WebAssembly SIMD is not available");
+  routeKeepingNextWasm(rt, scores, k, q, out, scratch, normalize);
 }
 
 registerKernel({

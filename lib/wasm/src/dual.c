@@ -498,3 +498,160 @@ moelab_dual_columns(double *col, int stride, int E, int N, int capacity,
     q[j] = clip_q && !(v > 0) ? 0 : v;
   }
 }
+
+// lib/select/top.ts insert with the experts: `v` (expert `j`) enters at
+// `p` or above, equal values stay ahead.
+static void insert_entry(double *top, int *top_i, int p, double v, int j) {
+  while (p > 0 && v > top[p - 1]) {
+    top[p] = top[p - 1];
+    top_i[p] = top_i[p - 1];
+    p--;
+  }
+  top[p] = v;
+  top_i[p] = j;
+}
+
+// The largest that rankTop (lib/select/top.ts) ranks; above, insertion.
+#define MAX_RANKED 24
+
+// The route of Quantile Balancing that keeps each token's `(k+1)`-th
+// value (lib/ops/quantile_step.ts routeKeepingNext), on a block of rows:
+// top-k of `s - q` (ties to the lower expert), gate weights from the
+// unbiased scores (normalised when asked: float64 sum, float32 weights),
+// loads counted, and `p[i]` the `(k+1)`-th largest of the row. The
+// candidates are those of moelab_dual_rows's token prices (a float32
+// pre-filter against a guess, rechecked in float64), ranked as rankTop
+// does (by value, ties to the lower expert) or, below `k + 1` of them,
+// the whole row by insertion: the same experts in the same order, the
+// same values. `top` and `top_i` hold `k + 1`, `cand` and `cand_i` `E`.
+// Returns the flat index in the block of a NaN or +infinity score, or -1.
+__attribute__((export_name("moelab_dual_route_rows"))) int
+moelab_dual_route_rows(const float *s, int rows, int E, int k, const double *q,
+                       double *p, double *stats, int *out_e, float *out_w,
+                       int *loads, int normalize, double *top, int *top_i,
+                       double *cand, int *cand_i, int *idx, float *thr,
+                       double *state) {
+  int rank = k + 1;
+  // The float32 thresholds, for the block, made anew when the running
+  // guess has moved (as in moelab_dual_rows).
+  double g = state[STATE_GUESS];
+  double now = stats[STAT_MEAN] - 2 * stats[STAT_DEVIATION];
+  double d = 0.25 * stats[STAT_DEVIATION];
+  if (!(g <= now && now <= g + 2 * d)) {
+    g = now - d;
+    if (!(__builtin_fabs(g) < FAST_LIMIT)) g = NAN_RESULT;
+    for (int j = 0; j < E && g == g; j++) {
+      double t = g + q[j];
+      thr[j] = round_down_f32(
+          t - MARGIN_P * (__builtin_fabs(g) + __builtin_fabs(q[j])));
+    }
+    state[STATE_GUESS] = g;
+  }
+  for (int i = 0; i < rows; i++) {
+    const float *row = s + (long)i * E;
+    // NaN and +infinity: an error, as in the route op.
+    v128_t bad = wasm_i32x4_splat(0), inf = wasm_f32x4_splat(INF);
+    int j = 0;
+    for (; j + 4 <= E; j += 4) {
+      bad = wasm_v128_or(bad, wasm_f32x4_ge(wasm_v128_load(row + j), inf));
+      v128_t x = wasm_v128_load(row + j);
+      bad = wasm_v128_or(bad, wasm_f32x4_ne(x, x));
+    }
+    int wrong = wasm_v128_any_true(bad);
+    for (; j < E; j++) wrong |= !(row[j] < INF);
+    if (wrong) {
+      for (j = 0; row[j] < INF; j++) {
+      }
+      return i * E + j;
+    }
+    int n = 0;
+    double v = NAN_RESULT;
+    if (g == g) {
+      int c = list_f32(row, E, thr, 0, idx);
+      for (int r = 0; r < c; r++) {
+        int jj = idx[r];
+        double x = (double)row[jj] - q[jj];
+        cand[n] = x;
+        cand_i[n] = jj;
+        n += x >= g;
+      }
+      if (n >= rank && rank <= MAX_LANE_RANK) {
+        v = lane_top(row, q, idx, c, rank, g);
+      }
+    }
+    if (n >= rank && v == v && v != 0) {
+      // The (k+1)-th value v known: the values above it, ranked (by value,
+      // ties to the lower expert), then those equal to it, lower experts
+      // first, up to k + 1 (a zero takes rankTop's steps: which zero).
+      int m = 0;
+      for (int r = 0; r < n; r++) {
+        idx[m] = r;
+        m += cand[r] > v;
+      }
+      for (int a = 0; a < m; a++) {
+        double x = cand[idx[a]];
+        int at = 0;
+        for (int b = 0; b < a; b++) at += cand[idx[b]] >= x;
+        for (int b = a + 1; b < m; b++) at += cand[idx[b]] > x;
+        top[at] = x;
+        top_i[at] = cand_i[idx[a]];
+      }
+      for (int r = 0; r < n && m < rank; r++) {
+        if (cand[r] == v) {
+          top[m] = v;
+          top_i[m++] = cand_i[r];
+        }
+      }
+    } else if (n >= rank && n <= MAX_RANKED) {
+      // rankTop: each candidate's rank is the number ahead of it.
+      for (int r = 0; r < n; r++) {
+        double v = cand[r];
+        int at = 0;
+        for (int o = 0; o < r; o++) at += cand[o] >= v;
+        for (int o = r + 1; o < n; o++) at += cand[o] > v;
+        if (at < rank) {
+          top[at] = v;
+          top_i[at] = cand_i[r];
+        }
+      }
+    } else if (n >= rank) {
+      double th = -INF;
+      for (int r = 0; r < n; r++) {
+        double v = cand[r];
+        if (r < rank) {
+          insert_entry(top, top_i, r, v, cand_i[r]);
+          th = top[rank - 1];
+        } else if (v > th) {
+          insert_entry(top, top_i, rank - 1, v, cand_i[r]);
+          th = top[rank - 1];
+        }
+      }
+    } else {
+      int m = 0;
+      for (j = 0; j < E; j++) {
+        double v = (double)row[j] - q[j];
+        if (m < rank) insert_entry(top, top_i, m++, v, j);
+        else if (v > top[rank - 1]) insert_entry(top, top_i, rank - 1, v, j);
+      }
+    }
+    track_row_value(stats, top[rank - 1]);
+    p[i] = top[k];
+    // lib/ops/_route_rows.ts writeSelection.
+    double sum = 0;
+    int o = i * k;
+    for (int r = 0; r < k; r++) {
+      int e = top_i[r];
+      float x = row[e];
+      float w = x > -INF ? x : 0;
+      out_e[o + r] = e;
+      out_w[o + r] = w;
+      sum += (double)w;
+      loads[e]++;
+    }
+    if (normalize && sum > 0) {
+      double f = 1 / sum;
+      for (int r = 0; r < k; r++) out_w[o + r] = (float)((double)out_w[o + r] * f);
+    }
+  }
+  return -1;
+}
