@@ -389,8 +389,9 @@ function wasmBalancerOps(): void {
   console.log(
     '\nThe same ops on the WebAssembly SIMD kernels (host "wasm"; the same ' +
       "prices bit for bit), ms (multiple of one TypeScript streaming pass; " +
-      "of one WebAssembly SIMD pass over scores in its memory). The routes " +
-      "inside the Quantile rows are the route op's on that host.\n",
+      "of one WebAssembly SIMD pass over scores in its memory). Ungrouped, " +
+      "Quantile's route is its WebAssembly route that keeps a[i]; grouped, " +
+      "the route op's on that host.\n",
   );
   printTable([
     "size",

@@ -34,7 +34,10 @@ import { capacityOf } from "../lib/select/capacity.ts";
 import { Rng } from "../lib/scores/rng.ts";
 import type { ScoreMatrix } from "../lib/types.ts";
 import type { SimResult } from "../lib/sim/run.ts";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { cli } from "./_cli.ts";
 
 const skip = wasmRuntime() ? false : "no WebAssembly SIMD in this engine";
 
@@ -438,5 +441,50 @@ describe("a simulation on wasm and on cpu", { skip }, () => {
     const w = await runSimulationOn(config, { backend: "wasm" });
     assert.deepEqual(figures(w), figures(c));
     assert.ok(c.methods.some((m) => m.maxVioBatch > 0));
+  });
+});
+
+describe("moelab sim --backend", () => {
+  test("wasm (the default) and cpu print the same summary", () => {
+    const dir = mkdtempSync(join(tmpdir(), "moelab-backend-"));
+    try {
+      const args = [
+        "sim",
+        "--steps",
+        "4",
+        "--layers",
+        "2",
+        "--tokens",
+        "300",
+        "--experts",
+        "12",
+        "--top-k",
+        "3",
+        "--methods",
+        "greedy,bip,quantile,sinkhorn",
+        "--json",
+        "--quiet",
+      ];
+      const summaries = [[], ["--backend", "wasm"], ["--backend", "cpu"]].map(
+        (extra, n) => {
+          const r = cli([...args, ...extra, "--out", join(dir, `${n}`)]);
+          assert.equal(r.code, 0, r.stderr);
+          const s = JSON.parse(r.stdout);
+          return s.methods.map(({ wallMs: _w, ...m }: { wallMs: number }) => m);
+        },
+      );
+      assert.deepEqual(summaries[0], summaries[1]);
+      assert.deepEqual(summaries[2], summaries[1]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("an unknown backend: exit 2 naming --backend and the value", () => {
+    const r = cli(["sim", "--backend", "simd", "--quiet"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--backend/);
+    assert.match(r.stderr, /simd/);
+    assert.match(r.stderr, /wasm/);
   });
 });
