@@ -1,10 +1,12 @@
-// The WebAssembly SIMD twin of coordinateRounds (lib/ops/_dual.ts), shared
-// by the "wasm" kernels of the BIP round and the Quantile step: the scores
-// go into the instance's memory a block of rows at a time (a block stays
-// in cache while lib/wasm/src/dual.c lists its candidates), the column
-// candidates and token prices stay there between blocks. The same float64
-// values and comparisons as the TypeScript kernel: the same prices, bit
-// for bit, and the same bounds.
+// The WebAssembly SIMD twins of coordinateRounds (lib/ops/_dual.ts),
+// shared by the "wasm" kernels of the BIP round and the Quantile step, and
+// of Quantile's route that keeps a[i] (lib/ops/quantile_step.ts): the
+// scores go into the instance's memory a block of rows at a time (a block
+// stays in cache while lib/wasm/src/dual.c lists its candidates; several
+// rounds copy them once), the column candidates and token prices stay
+// there between blocks. The same order statistics of the same float64
+// values as the TypeScript kernels: the same prices, bit for bit, the same
+// bounds and row filter.
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { badScore } from "../validate.ts";
 import type { WasmRuntime } from "../wasm/runtime.ts";

@@ -6,7 +6,7 @@ export const WASM_COMPILER = "Debian clang version 14.0.6";
 
 /** SHA-256 of the C sources the module was built from (names and texts). */
 export const WASM_SOURCES_SHA256 =
-  "391d9e69e672c4880880190d648cc44dc3587d458f0f9cc67cc72cfa26ab0a80";
+  "7b306b49a6ff61799062aab2d075acc226a18115746b7210a88fdd5f5c18c636";
 
 /** Pages (64 KiB) of memory the module needs at start: its stack and data. */
 export const WASM_INITIAL_PAGES = 16;

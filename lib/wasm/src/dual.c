@@ -1,11 +1,15 @@
 // Exact coordinate minimisation of the balanced-assignment dual
 // (docs/algorithms.md section 5): the rounds of BIP-Based Balancing and the
-// step of Quantile Balancing, the WebAssembly twin of lib/ops/_dual.ts.
-// Every value is the float64 `s - price` of the TypeScript kernel, compared
-// in float64 (two lanes of float64x2), so the prices are the same bits;
-// the SIMD lanes only list the candidates of each row without a branch.
-// The TypeScript side copies blocks of rows into the instance's memory and
-// calls moelab_dual_rows on each, then moelab_dual_columns once.
+// step of Quantile Balancing, the WebAssembly twin of lib/ops/_dual.ts, and
+// Quantile's route that keeps each token's (k+1)-th value. Every price is
+// an order statistic of the float64 values `s - price` of the TypeScript
+// kernel: float32 SIMD compares against thresholds lowered by a margin
+// list a superset of the values that can matter, float64 rechecks them,
+// and the order statistic of that superset is the TypeScript kernel's, bit
+// for bit (where which element is picked could show, a zero's sign or a
+// NaN, the TypeScript kernel's own steps run). The TypeScript side copies
+// blocks of rows into the instance's memory and calls moelab_dual_rows on
+// each, then moelab_dual_columns once per round.
 #include <wasm_simd128.h>
 
 #define INF __builtin_inf()
