@@ -20,6 +20,10 @@ import { syntheticWorkload } from "../lib/workload/synthetic.ts";
 import { Rng } from "../lib/scores/rng.ts";
 import type { ScoreMatrix } from "../lib/types.ts";
 import { medianMs, printTable } from "./_timing.ts";
+import { hostKernel } from "../lib/ops/host.ts";
+import { wasmRuntime } from "../lib/wasm/runtime.ts";
+import "../lib/ops/bip_round_wasm.ts";
+import "../lib/ops/sinkhorn_wasm.ts";
 
 function sortTopK(
   data: Float32Array,
@@ -256,7 +260,13 @@ function balancerOps(): void {
     const bounds = columnBounds(E);
     const prices = new Float64Array(E);
     const skScratch = sinkhornScratch(N, E);
-    const ctx = { layers: 1, experts: E, k, normalize: true };
+    const ctx = {
+      layers: 1,
+      experts: E,
+      k,
+      normalize: true,
+      host: "cpu" as const,
+    };
     const quantile = createBalancer("quantile", ctx);
     const quantileG = createBalancer("quantile", { ...ctx, ...GROUPS });
     let step = 0;
@@ -338,6 +348,111 @@ function balancerOps(): void {
   ], rows);
 }
 
+/**
+ * The balancers' ops on the WebAssembly SIMD kernels (backend "wasm", the
+ * same prices bit for bit), per batch, as multiples of a one-thread
+ * TypeScript streaming pass and of a WebAssembly one (`moelab_sum_f32`,
+ * scores already in the instance's memory), measured in the same run.
+ */
+function wasmBalancerOps(): void {
+  const rt = wasmRuntime();
+  if (rt === undefined) {
+    console.log("\nWebAssembly balancer ops: skipped (no WebAssembly SIMD).");
+    return;
+  }
+  const E = 256, k = 8;
+  const rows: (string | number)[][] = [];
+  for (const N of [16384, 262144]) {
+    const batches = workloadScores(N, E, 4);
+    const C = capacityOf(N, k, E, 1);
+    const bipRound = hostKernel(bipRoundOp, "wasm");
+    const sinkhorn = hostKernel(sinkhornOp, "wasm");
+    const scratch = dualScratch(N, E, k);
+    const bounds = columnBounds(E);
+    const prices = new Float64Array(E);
+    const ctx = {
+      layers: 1,
+      experts: E,
+      k,
+      normalize: true,
+      host: "wasm" as const,
+    };
+    const quantile = createBalancer("quantile", ctx);
+    const quantileG = createBalancer("quantile", { ...ctx, ...GROUPS });
+    const sumAt = rt.reserve("bench.sum", N * E * 4);
+    rt.f32(sumAt, N * E).set(batches[0].data);
+    let step = 0;
+    const next = () => batches[step++ % batches.length];
+    const round = () =>
+      void bipRound.run({
+        scores: next(),
+        k,
+        capacity: C,
+        prices,
+        rounds: 1,
+        clip: true,
+        scratch,
+        bounds,
+      }, {});
+    for (let w = 0; w < 8; w++) round();
+    const sinkhornRun = (iterations: number) => () =>
+      void sinkhorn.run({
+        scores: batches[0],
+        tolerance: 0,
+        maxIterations: iterations,
+        temperature: 1,
+        logScale: new Float64Array(E),
+      }, {});
+    const t = alternating({
+      sum: () => void streamSum(batches[0].data),
+      wasmSum: () => void rt.exports.moelab_sum_f32(sumAt, N * E),
+      bip: round,
+      quantile: () => {
+        const s = next();
+        quantile.update(0, s, quantile.route(0, s));
+      },
+      quantileGrouped: () => {
+        const s = next();
+        quantileG.update(0, s, quantileG.route(0, s));
+      },
+      sinkhorn1: sinkhornRun(1),
+      sinkhorn6: sinkhornRun(6),
+    }, N > 100000 ? 3 : 7);
+    const perStep = (t.sinkhorn6 - t.sinkhorn1) / 5;
+    const x = (ms: number) =>
+      `${ms.toFixed(1)} (${(ms / t.sum).toFixed(1)}; ${
+        (ms / t.wasmSum).toFixed(0)
+      })`;
+    rows.push([
+      `${N} x ${E}`,
+      t.sum.toFixed(1),
+      t.wasmSum.toFixed(2),
+      x(t.bip),
+      x(t.quantile),
+      x(t.quantileGrouped),
+      x(perStep),
+      x(t.sinkhorn1),
+    ]);
+  }
+  console.log(
+    '\nThe same ops on the WebAssembly SIMD kernels (host "wasm"; the same ' +
+      "prices bit for bit), ms (multiple of one TypeScript streaming pass; " +
+      "of one WebAssembly SIMD pass over scores in its memory). Ungrouped, " +
+      "Quantile's route is its WebAssembly route that keeps a[i]; grouped, " +
+      "the route op's on that host.\n",
+  );
+  printTable([
+    "size",
+    "TS sum ms",
+    "wasm sum ms",
+    "BIP round",
+    "Quantile route + step",
+    "Quantile grouped",
+    "Sinkhorn step",
+    "Sinkhorn setup + 1 step",
+  ], rows);
+}
+
 /** Runs the suite. */
 export function run(): Promise<void> {
   const rows: (string | number)[][] = [];
@@ -362,5 +477,6 @@ export function run(): Promise<void> {
   );
   nearTheLimit();
   balancerOps();
+  wasmBalancerOps();
   return Promise.resolve();
 }

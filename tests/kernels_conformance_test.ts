@@ -82,8 +82,8 @@ async function simulateOn(methods: string[], backend: "cpu" | "webgpu") {
   );
 }
 
-function balance(method: string): void {
-  const b = createBalancer(method, { layers: 1, experts: 8, k: 2 });
+function balance(method: string, host: "cpu" | "wasm" = "cpu"): void {
+  const b = createBalancer(method, { layers: 1, experts: 8, k: 2, host });
   const s = tiny();
   b.update(0, s, b.route(0, s));
 }
@@ -104,7 +104,7 @@ const REACH: Record<string, () => Promise<void> | void> = {
     void await routeAsync(tiny(), { k: 2, backend: "webgpu" }),
   "lossFreeUpdate/cpu": () => balance("loss-free"),
   "lossFreeUpdate/webgpu": () => simulateOn(["loss-free"], "webgpu"),
-  "bipRound/cpu": () => void bipPrices(tiny(), { k: 2 }),
+  "bipRound/cpu": () => balance("bip"),
   "bipRound/webgpu": () => simulateOn(["bip"], "webgpu"),
   "quantileStep/webgpu": () => simulateOn(["quantile"], "webgpu"),
   "sinkhorn/webgpu": () => simulateOn(["sinkhorn"], "webgpu"),
@@ -112,7 +112,10 @@ const REACH: Record<string, () => Promise<void> | void> = {
   "capacityDrop/webgpu": () => simulateOn(["capacity"], "webgpu"),
   "batchMetrics/webgpu": () => simulateOn(["greedy"], "webgpu"),
   "quantileStep/cpu": () => balance("quantile"),
-  "sinkhorn/cpu": () => void sinkhornScaling(tiny()),
+  "bipRound/wasm": () => void bipPrices(tiny(), { k: 2 }),
+  "quantileStep/wasm": () => balance("quantile", "wasm"),
+  "sinkhorn/cpu": () => balance("sinkhorn"),
+  "sinkhorn/wasm": () => void sinkhornScaling(tiny()),
   "expertChoice/cpu": () => balance("expert-choice"),
   "capacityDrop/cpu": () => balance("capacity"),
   "batchMetrics/cpu": () =>

@@ -3,13 +3,12 @@ import process from "node:process";
 import { BALANCERS, createBalancer } from "../route/registry.ts";
 import { prepareRun } from "../sim/prepare_run.ts";
 import type { SimResult } from "../sim/run.ts";
-import { runSimulationOn } from "../sim/run_backend.ts";
+import { runSimulationOn, SIM_BACKENDS } from "../sim/run_backend.ts";
 import { runSimulationParallel } from "../sim/run_parallel.ts";
 import { formatSummaryTable, simSummary } from "../sim/summary_table.ts";
 import { SIM_OUTPUT_FILES, writeSimOutputs } from "../report/sim_outputs.ts";
 import { checkOutDir } from "./_out.ts";
 import { formatProfile } from "../sim/profile.ts";
-import { BACKENDS } from "../route/route_backend.ts";
 import { checkChoice } from "../validate.ts";
 import {
   asMethodsError,
@@ -76,9 +75,11 @@ Usage: moelab sim [--preset FILE] [flags]
   --replicas D      replicas per expert (default 2)
   --placement P     symmetric placement: complete, ring, torus, bipartite, random
   --scheduler S     exact (MicroMoE LP) or equal (split evenly, no LP)
-  --backend B       cpu (default), webgpu, or auto (WebGPU where an adapter
-                    exists): every method but exact runs on the GPU, its
-                    state in float32
+  --backend B       wasm (default: the CPU with WebAssembly SIMD kernels),
+                    cpu (TypeScript only, the reference: the same numbers),
+                    webgpu, or auto (WebGPU where an adapter exists, else
+                    wasm): on WebGPU every method but exact runs on the GPU,
+                    its state in float32
   --threads T       CPU backend: worker threads, each running a share of the
                     layers (default: one per core; 1: this thread only)
   --profile         print where the time went on stderr: seconds per method
@@ -186,7 +187,11 @@ export function simCommand(args: string[]): number | Promise<number> {
   if (Object.keys(ep).length > 0) {
     overrides.ep = { ...(preset.ep as Record<string, unknown> ?? {}), ...ep };
   }
-  const backend = checkChoice("--backend", flags.backend ?? "cpu", BACKENDS);
+  const backend = checkChoice(
+    "--backend",
+    flags.backend ?? "wasm",
+    SIM_BACKENDS,
+  );
   if (flags.threads !== undefined && (flags.threads as number) < 1) {
     throw new RangeError(
       `--threads must be a positive integer: current value is ${flags.threads}`,
@@ -255,12 +260,13 @@ export function simCommand(args: string[]): number | Promise<number> {
     if (!quiet) process.stderr.write(`sim: wrote ${files.join(", ")}\n`);
     return 0;
   };
-  if (backend !== "cpu") {
+  if (backend !== "cpu" && backend !== "wasm") {
     return runSimulationOn(run, { backend, onProgress }).then(finish);
   }
   return runSimulationParallel(run, {
     threads: flags.threads as number | undefined,
     onProgress,
+    host: backend,
   }).then(finish);
 }
 

@@ -37,6 +37,18 @@ export interface DualScratch {
   colI: Int32Array;
 }
 
+/** Whether `scratch` is sized for a batch of this shape. */
+export function dualScratchFits(
+  scratch: DualScratch,
+  tokens: number,
+  experts: number,
+  k: number,
+): boolean {
+  return scratch.p.length === tokens && scratch.stride === tokens + 8 &&
+    scratch.col.length === scratch.stride * experts &&
+    scratch.top.length === k + 1 && scratch.count.length === experts;
+}
+
 /** Allocates (or reuses, when the shape matches) the scratch for a batch. */
 export function dualScratch(
   tokens: number,
@@ -44,14 +56,7 @@ export function dualScratch(
   k: number,
   reuse?: DualScratch,
 ): DualScratch {
-  if (
-    reuse && reuse.p.length === tokens &&
-    reuse.stride === tokens + 8 &&
-    reuse.col.length === reuse.stride * experts &&
-    reuse.top.length === k + 1 && reuse.count.length === experts
-  ) {
-    return reuse;
-  }
+  if (reuse && dualScratchFits(reuse, tokens, experts, k)) return reuse;
   return {
     p: new Float64Array(tokens),
     col: new Float64Array((tokens + 8) * experts),

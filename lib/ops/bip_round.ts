@@ -167,5 +167,5 @@ registerKernel({
   op: bipRoundOp,
   backend: "cpu",
   run: bipRoundCpu,
-  callers: ["bipPrices()", "bip balancer route()"],
+  callers: ['bip balancer route() (host "cpu")'],
 });

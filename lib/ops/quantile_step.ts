@@ -1,7 +1,13 @@
 // The Quantile step op (Quantile Balancing, J. Su, 2026; Megatron-Core
 // `quantile_balancing`; docs/algorithms.md section 7) and its production
 // CPU kernel, the update the `quantile` balancer runs after each batch.
-import { checkInteger, checkObject, checkScores, show } from "../validate.ts";
+import {
+  badScore,
+  checkInteger,
+  checkObject,
+  checkScores,
+  show,
+} from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { rowTop } from "../select/top.ts";
 import { defineOp, registerKernel } from "./registry.ts";
@@ -110,12 +116,13 @@ registerKernel({
   op: quantileStepOp,
   backend: "cpu",
   run: quantileStepCpu,
-  callers: ["quantile balancer update()"],
+  callers: ['quantile balancer update() (host "cpu")'],
 });
 
 /**
  * The route op's CPU selection (top-K of `s - q`, ties to the lowest
- * index; no groups) that also keeps each token's `(K+1)`-th value
+ * index; no groups; a NaN or `+Infinity` score is a RangeError naming it)
+ * that also keeps each token's `(K+1)`-th value
  * `a[i]` in `scratch.p`, for the Quantile step that follows: one pass
  * instead of two. Needs `k < experts`. Weights from the unbiased scores,
  * normalised when asked.
@@ -136,6 +143,14 @@ export function routeKeepingNext(
     const base = i * E;
     // Ties keep the lowest index, so the first k are the route op's top-k.
     rowTop(data, base, E, q, k + 1, topV, topI, filter);
+    // NaN and +Infinity fail here, as in the route op.
+    let bad = 0;
+    for (let j = 0; j < E; j++) bad += Number(!(data[base + j] < Infinity));
+    if (bad > 0) {
+      let j = 0;
+      while (data[base + j] < Infinity) j++;
+      throw badScore("scores", scores, base + j);
+    }
     p[i] = topV[k];
     writeSelection(data, base, topI, k, i * k, outE, outW, loads, normalize, 1);
   }

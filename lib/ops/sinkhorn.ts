@@ -215,5 +215,5 @@ registerKernel({
   op: sinkhornOp,
   backend: "cpu",
   run: sinkhornCpu,
-  callers: ["sinkhornScaling()", "sinkhorn balancer route()"],
+  callers: ['sinkhorn balancer route() (host "cpu")'],
 });

@@ -4,7 +4,8 @@ import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
 import { checkContext, checkedBalancer } from "./_context.ts";
 import { capacityOf } from "../select/capacity.ts";
-import { requireKernel } from "../ops/registry.ts";
+import { hostKernel } from "../ops/host.ts";
+import "../ops/bip_round_wasm.ts";
 import {
   type BipPricesOptions,
   bipRoundOp,
@@ -14,8 +15,6 @@ import {
 } from "../ops/bip_round.ts";
 
 export type { BipPricesOptions } from "../ops/bip_round.ts";
-
-const bipRound = requireKernel(bipRoundOp, "cpu");
 
 /** Options of {@linkcode bip}. */
 export interface BipOptions {
@@ -72,7 +71,8 @@ export function bipPrices(
   scores: ScoreMatrix,
   options: BipPricesOptions,
 ): { expertPrices: Float64Array; tokenPrices: Float64Array } {
-  const r = bipRound.run(bipRoundOp.validate({ scores, options }), {});
+  const args = bipRoundOp.validate({ scores, options });
+  const r = hostKernel(bipRoundOp).run(args, {});
   return {
     expertPrices: r.prices,
     tokenPrices: Float64Array.from(r.tokenPrices),
@@ -155,6 +155,7 @@ export function bip(
   const prices = Array.from({ length: ctx.layers }, () => new Float64Array(E));
   const bounds = Array.from({ length: ctx.layers }, () => columnBounds(E));
   const bias = new Float64Array(E);
+  const roundKernel = hostKernel(bipRoundOp, ctx.host);
   let scratch: DualScratch | undefined;
   let out: Routing | undefined;
   return checkedBalancer(ctx, {
@@ -167,7 +168,7 @@ export function bip(
       }
       scratch = dualScratch(N, E, ctx.k, scratch);
       const q = prices[layer];
-      bipRound.run({
+      roundKernel.run({
         scores,
         k: ctx.k,
         capacity: capacityOf(N, ctx.k, E, cf),

@@ -2,7 +2,8 @@ import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
 import { checkContext, checkedBalancer } from "./_context.ts";
-import { requireKernel } from "../ops/registry.ts";
+import { hostKernel } from "../ops/host.ts";
+import { routeKeepingNextOnWasm } from "../ops/quantile_step_wasm.ts";
 import {
   columnBounds,
   type DualScratch,
@@ -60,7 +61,11 @@ export function quantile(context: BalancerContext): Balancer {
   const prices = Array.from({ length: ctx.layers }, () => new Float64Array(E));
   const bounds = Array.from({ length: ctx.layers }, () => columnBounds(E));
   const bias = new Float64Array(E);
-  const step = requireKernel(quantileStepOp, "cpu");
+  const step = hostKernel(quantileStepOp, ctx.host);
+  // The route that keeps a[i] for the step, on the step's host.
+  const fusedRoute = step.backend === "wasm"
+    ? routeKeepingNextOnWasm
+    : routeKeepingNext;
   const grouped = ctx.groups > 1 && ctx.topGroups < ctx.groups;
   let scratch: DualScratch | undefined;
   let out: Routing | undefined;
@@ -82,7 +87,7 @@ export function quantile(context: BalancerContext): Balancer {
         return out;
       }
       scratch = dualScratch(scores.tokens, E, ctx.k, scratch);
-      routeKeepingNext(scores, ctx.k, q, out, scratch, ctx.normalize);
+      fusedRoute(scores, ctx.k, q, out, scratch, ctx.normalize);
       routed = scores;
       routedLayer = layer;
       return out;

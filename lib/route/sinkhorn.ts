@@ -2,7 +2,8 @@ import type { Routing, ScoreMatrix } from "../types.ts";
 import type { Balancer, BalancerContext } from "./balancer.ts";
 import { createRouting, routeInto } from "./route.ts";
 import { checkContext, checkedBalancer } from "./_context.ts";
-import { requireKernel } from "../ops/registry.ts";
+import { hostKernel } from "../ops/host.ts";
+import "../ops/sinkhorn_wasm.ts";
 import {
   checkSinkhornOptions,
   sinkhornOp,
@@ -12,8 +13,6 @@ import {
 } from "../ops/sinkhorn.ts";
 
 export type { SinkhornOptions } from "../ops/sinkhorn.ts";
-
-const scaling = requireKernel(sinkhornOp, "cpu");
 
 /** The result of {@linkcode sinkhornScaling}. */
 export interface SinkhornScaling {
@@ -69,7 +68,7 @@ export function sinkhornScaling(
   options: SinkhornOptions = {},
 ): SinkhornScaling {
   const args = sinkhornOp.validate({ scores, options });
-  const r = scaling.run(args, {});
+  const r = hostKernel(sinkhornOp).run(args, {});
   return {
     logColumnScale: args.logScale,
     iterations: r.iterations,
@@ -115,6 +114,9 @@ export function sinkhorn(
   const settings = checkSinkhornOptions(options);
   const E = ctx.experts;
   const scales = Array.from({ length: ctx.layers }, () => new Float64Array(E));
+  const scaling = hostKernel(sinkhornOp, ctx.host);
+  // The TypeScript kernel's scratch; the WebAssembly one keeps its own.
+  const ownScratch = scaling.backend === "cpu";
   let scratch: SinkhornScratch | undefined;
   let out: Routing | undefined;
   return checkedBalancer(ctx, {
@@ -124,7 +126,7 @@ export function sinkhorn(
       if (!out || out.experts.length !== scores.tokens * ctx.k) {
         out = createRouting(scores.tokens, ctx.k, E);
       }
-      scratch = sinkhornScratch(scores.tokens, E, scratch);
+      if (ownScratch) scratch = sinkhornScratch(scores.tokens, E, scratch);
       scaling.run(
         { scores, ...settings, logScale: scales[layer], scratch },
         {},

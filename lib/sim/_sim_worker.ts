@@ -4,6 +4,7 @@
 // back the tables' value columns (transferred, not copied).
 import { createBalancer, type MethodSpec } from "../route/registry.ts";
 import type { SimConfig } from "./config.ts";
+import type { HostBackend } from "../ops/host.ts";
 import { workloadFromSource, type WorkloadSource } from "./prepare_run.ts";
 import { tablesOf, type TableValues, tableValues } from "./tables.ts";
 import { balancerContext, type LayerRun, simulateLayers } from "./_simulate.ts";
@@ -16,6 +17,8 @@ export interface WorkerRequest {
   layers: number[];
   /** Full tables on shared memory to fill in place, or null to send rows back. */
   shared: { values: TableValues; gaps: Float64Array } | null;
+  /** The CPU kernels: `"wasm"` or `"cpu"`. */
+  host: HostBackend;
 }
 
 /** A reply: progress, the result, or an error to rethrow as its class. */
@@ -36,12 +39,12 @@ const scope = globalThis as unknown as {
 
 scope.onmessage = (e) => {
   try {
-    const { config, specs, source, layers, shared } = e.data;
+    const { config, specs, source, layers, shared, host } = e.data;
     const workload = workloadFromSource(source);
-    const ctx = balancerContext(config);
+    const ctx = balancerContext(config, host);
     const balancers = specs.map((s) => createBalancer(s, ctx));
     const run = simulateLayers(
-      { config, specs, workload },
+      { config, specs, workload, host },
       balancers,
       layers,
       (done) => scope.postMessage({ kind: "progress", done }),

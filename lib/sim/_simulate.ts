@@ -8,6 +8,7 @@ import { BATCH_METRICS } from "../metrics/batch_metrics.ts";
 import { requireKernel } from "../ops/registry.ts";
 import { batchMetricsOp } from "../ops/batch_metrics.ts";
 import { selectedScoreSum } from "../metrics/load_metrics.ts";
+import type { HostBackend } from "../ops/host.ts";
 import { solveBalancedAssignmentSync } from "../solve/solve_balanced_assignment_sync.ts";
 import type { SimConfig } from "./config.ts";
 import { gapPlan } from "./eval_window.ts";
@@ -47,9 +48,17 @@ export interface FullTables {
   gaps: Float64Array;
 }
 
-/** The balancer context of a configuration. */
-export function balancerContext(cfg: SimConfig): BalancerContext {
+/**
+ * The balancer context of a configuration; `host` picks the kernels of the
+ * CPU balancers and routing (`"wasm"` by default, `"cpu"`: TypeScript
+ * only), which give the same numbers.
+ */
+export function balancerContext(
+  cfg: SimConfig,
+  host: HostBackend = "wasm",
+): BalancerContext {
   return {
+    host,
     layers: cfg.layers,
     experts: cfg.experts,
     k: cfg.topK,
@@ -65,7 +74,9 @@ export function balancerContext(cfg: SimConfig): BalancerContext {
  * Score retention is measured against greedy top-K on the same batch.
  */
 export function simulateLayers(
-  run: Pick<PreparedRun, "config" | "specs" | "workload">,
+  run: Pick<PreparedRun, "config" | "specs" | "workload"> & {
+    host?: HostBackend;
+  },
   balancers: readonly Balancer[],
   layerList: readonly number[],
   onProgress?: (done: number, steps: number) => void,
@@ -77,7 +88,7 @@ export function simulateLayers(
   // Rows go to (step, held layer), or to (step, layer) of the full tables.
   const held = into ? cfg.layers : layerList.length;
   const slot = into ? layerList : layerList.map((_, h) => h);
-  const ctx = balancerContext(cfg);
+  const ctx = balancerContext(cfg, run.host);
   const Q = BATCH_METRICS.length;
   const tables = into?.tables ?? allocateTables(steps, layerList, M, E);
   const loadColumn = tables.loads.load, biasColumn = tables.biases.bias;

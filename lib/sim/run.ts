@@ -1,4 +1,5 @@
 import { createBalancer } from "../route/registry.ts";
+import type { HostBackend } from "../ops/host.ts";
 import type { Balancer } from "../route/balancer.ts";
 import type { Workload } from "../workload/workload.ts";
 import type { SimConfig } from "./config.ts";
@@ -56,6 +57,12 @@ export interface RunOptions {
    * brings its own (a device's).
    */
   balancers?: (Balancer | undefined)[];
+  /**
+   * The kernels of the CPU balancers and routing: `"wasm"` (default;
+   * WebAssembly SIMD where the engine runs it) or `"cpu"` (TypeScript
+   * only, the reference). The numbers are the same.
+   */
+  host?: HostBackend;
 }
 
 /**
@@ -87,13 +94,19 @@ export function runSimulation(
   options: RunOptions = {},
 ): SimResult {
   const run = prepareRun(config, { workload: options.workload });
-  const ctx = balancerContext(run.config);
+  const host = options.host;
+  const ctx = balancerContext(run.config, host);
   const balancers = run.specs.map((s, m) =>
     options.balancers?.[m] ?? createBalancer(s, ctx)
   );
   const all = Array.from({ length: run.config.layers }, (_, l) => l);
   const t0 = performance.now(), cpu0 = processCpuMs();
-  const layers = simulateLayers(run, balancers, all, options.onProgress);
+  const layers = simulateLayers(
+    { ...run, host },
+    balancers,
+    all,
+    options.onProgress,
+  );
   return finishSimulation(run, balancers.map((b) => b.causal), layers, {
     threads: 1,
     loopMs: performance.now() - t0,

@@ -11,6 +11,8 @@ import type { Balancer } from "../route/balancer.ts";
 import { createBalancer } from "../route/registry.ts";
 import { createRouting, routeInto } from "../route/route.ts";
 import { type Backend, resolveBackend } from "../route/route_backend.ts";
+import type { HostBackend } from "../ops/host.ts";
+import { wasmUnavailableReason } from "../wasm/runtime.ts";
 import {
   createDeviceBalancer,
   type DeviceBalancer,
@@ -41,15 +43,35 @@ import { balancerContext, type LayerRun } from "./_simulate.ts";
 import { allocateTables } from "./tables.ts";
 import { LOOP_STAGES, processCpuMs } from "./profile.ts";
 
+/**
+ * Where a simulation runs: `"wasm"` (the CPU, with the WebAssembly SIMD
+ * kernels where the engine runs them), `"cpu"` (the CPU, TypeScript only:
+ * the reference; the same numbers as `"wasm"`), `"webgpu"`, or `"auto"`
+ * (WebGPU where an adapter exists, else `"wasm"`).
+ */
+export type SimBackend = Backend | HostBackend;
+
+/** Every {@linkcode SimBackend}, the default first. */
+export const SIM_BACKENDS: readonly SimBackend[] = [
+  "wasm",
+  "cpu",
+  "webgpu",
+  "auto",
+];
+
 /** Options of {@linkcode runSimulationOn}. */
 export interface BackendRunOptions extends RunOptions {
-  /** Default `"cpu"`: the synchronous {@linkcode runSimulation}. */
-  backend?: Backend;
+  /**
+   * Default `"wasm"`: the synchronous {@linkcode runSimulation} with the
+   * WebAssembly SIMD kernels; `"cpu"`: the same, TypeScript only.
+   */
+  backend?: Backend | HostBackend;
 }
 
 /**
- * Runs a simulation on the chosen backend. `"cpu"` is
- * {@linkcode runSimulation}, unchanged. With WebGPU (`"webgpu"`, or
+ * Runs a simulation on the chosen backend. `"wasm"` (the default) and
+ * `"cpu"` are {@linkcode runSimulation} with the WebAssembly SIMD kernels
+ * or TypeScript alone: the same numbers, bit for bit. With WebGPU (`"webgpu"`, or
  * `"auto"` where an adapter exists) every method but the exact oracle runs
  * on the device: greedy, Loss-Free, BIP, Quantile, Sinkhorn, Expert Choice
  * and capacity keep their state in float32 GPU buffers and route and
@@ -90,8 +112,12 @@ export async function runSimulationOn(
   config: unknown,
   options: BackendRunOptions = {},
 ): Promise<SimResult> {
-  const { backend = "cpu", workload: given, ...rest } = options;
+  const { backend = "wasm", workload: given, ...rest } = options;
   const run = prepareRun(config, { workload: given });
+  if (backend === "cpu" || backend === "wasm") {
+    const r = runSimulation(run, { ...rest, host: backend });
+    return { ...r, backend: hostLabel(backend) };
+  }
   const chosen = await resolveBackend(backend);
   if (!chosen.gpu) {
     const r = runSimulation(run, rest);
@@ -116,6 +142,16 @@ export async function runSimulationOn(
   return result;
 }
 
+/**
+ * `result.backend` of a run on the CPU: `"cpu"`, `"wasm"`, or why the
+ * WebAssembly kernels gave way to TypeScript.
+ */
+function hostLabel(host: HostBackend): string {
+  if (host === "cpu") return "cpu";
+  const why = wasmUnavailableReason();
+  return why ? `cpu (no WebAssembly SIMD: ${why})` : "wasm";
+}
+
 /** A method of the run: on the device, or a CPU balancer. */
 type Runner =
   | { device: DeviceBalancer; cpu?: undefined }
@@ -129,7 +165,7 @@ async function simulateOnDevice(
 ): Promise<{ result: SimResult; onDevice: boolean[] }> {
   const { config: cfg, specs, workload } = run;
   const { steps, layers, tokens, experts: E, topK: k } = cfg;
-  const ctx = balancerContext(cfg);
+  const ctx = balancerContext(cfg, options.host);
   const M = specs.length;
   const Q = BATCH_METRICS.length;
   const runners: Runner[] = specs.map((s, m) => {

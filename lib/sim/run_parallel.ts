@@ -9,6 +9,7 @@ import { BATCH_METRICS } from "../metrics/batch_metrics.ts";
 import { LOOP_STAGES, processCpuMs } from "./profile.ts";
 import { type PreparedRun, prepareRun } from "./prepare_run.ts";
 import { finishSimulation, runSimulation, type SimResult } from "./run.ts";
+import type { HostBackend } from "../ops/host.ts";
 import type { LayerRun } from "./_simulate.ts";
 import type { WorkerReply, WorkerRequest } from "./_sim_worker.ts";
 
@@ -23,6 +24,8 @@ export interface ParallelRunOptions {
   threads?: number;
   /** Called as steps complete on every thread, with `(stepsDone, steps)`. */
   onProgress?: (done: number, steps: number) => void;
+  /** The CPU kernels, as {@linkcode runSimulation}'s `host`. Default `"wasm"`. */
+  host?: HostBackend;
 }
 
 const ERRORS: Record<string, new (message: string) => Error> = {
@@ -77,7 +80,10 @@ export async function runSimulationParallel(
     checkInteger("threads", options.threads ?? cores, 1),
   );
   if (threads === 1 || run.source.kind === "given") {
-    return runSimulation(run, { onProgress: options.onProgress });
+    return runSimulation(run, {
+      onProgress: options.onProgress,
+      host: options.host,
+    });
   }
   // Workers fill one set of full tables on shared memory where the runtime
   // has it (no copy of every row at the end); else they send their rows.
@@ -124,6 +130,7 @@ export async function runSimulationParallel(
             source: run.source,
             layers,
             shared,
+            host: options.host ?? "wasm",
           } satisfies WorkerRequest,
         );
       })
