@@ -380,21 +380,24 @@ function rankGroups(
   return cut;
 }
 
-/** Scores group `q` exactly from all its keys, as the reference does. */
-function scanGroup(
-  data: Float32Array,
-  base: number,
+/**
+ * The sum of the `P` largest keys `src[off + j]` (plus `bias[j]`) over
+ * `j` in `[from, to)`, ranked by insertion into `top[at, at + P)`; a NaN
+ * sum scores `-Infinity`. The one group score of the exact paths.
+ */
+function topKeySum(
+  src: Float32Array | Float64Array,
+  off: number,
   bias: Float64Array | undefined,
-  q: number,
-  size: number,
+  from: number,
+  to: number,
   P: number,
-  st: GroupState,
-): void {
-  const { top } = st;
-  const at = q * P;
+  top: Float64Array,
+  at: number,
+): number {
   let n = 0;
-  for (let j = q * size; j < (q + 1) * size; j++) {
-    const v = bias === undefined ? data[base + j] : data[base + j] + bias[j];
+  for (let j = from; j < to; j++) {
+    const v = bias === undefined ? src[off + j] : src[off + j] + bias[j];
     if (n === P) {
       if (!(v > top[at + P - 1])) continue;
       n--;
@@ -409,7 +412,29 @@ function scanGroup(
   }
   let sum = 0;
   for (let r = 0; r < P; r++) sum += top[at + r];
-  st.score[q] = sum !== sum ? -Infinity : sum;
+  return sum !== sum ? -Infinity : sum;
+}
+
+/** Scores group `q` exactly from all its keys, as the reference does. */
+function scanGroup(
+  data: Float32Array,
+  base: number,
+  bias: Float64Array | undefined,
+  q: number,
+  size: number,
+  P: number,
+  st: GroupState,
+): void {
+  st.score[q] = topKeySum(
+    data,
+    base,
+    bias,
+    q * size,
+    (q + 1) * size,
+    P,
+    st.top,
+    q * P,
+  );
   st.exact[q] = 1;
 }
 
@@ -445,25 +470,16 @@ function referenceRow(
   }
   const size = E / groups;
   for (let q = 0; q < groups; q++) {
-    const at = q * P;
-    let n = 0;
-    for (let j = q * size; j < (q + 1) * size; j++) {
-      const v = row[j];
-      if (n === P) {
-        if (!(v > top[at + P - 1])) continue;
-        n--;
-      }
-      let p = n;
-      while (p > 0 && v > top[at + p - 1]) {
-        top[at + p] = top[at + p - 1];
-        p--;
-      }
-      top[at + p] = v;
-      n++;
-    }
-    let sum = 0;
-    for (let r = 0; r < P; r++) sum += top[at + r];
-    score[q] = sum !== sum ? -Infinity : sum;
+    score[q] = topKeySum(
+      row,
+      0,
+      undefined,
+      q * size,
+      (q + 1) * size,
+      P,
+      top,
+      q * P,
+    );
   }
   keep.fill(0);
   for (let t = 0; t < topGroups; t++) {
