@@ -19,13 +19,17 @@
 // score is always seen; the one reported is the row's lowest index.
 //
 // Group-limited rows (DeepSeek-V3, Megatron-Core) with a group scored by
-// its top one or two keys: every group's top keys in float32x4
-// (`kept_groups_f32`), with an error bound against the float64 scores
-// proven from the top keys alone; where the bound separates the kept
-// groups from the dropped ones they are the float64 choice, elsewhere the
-// float64 scores are computed (`group_scores`). Then the rows' two
-// thresholds select among the kept groups' entries. Other group scorings
-// (more than two keys) follow lib/ops/_route_groups.ts on candidates.
+// its top one or two keys: every group's top keys in float32x4, in the
+// same pass as the two thresholds' bits (`kept_groups_f32`), with an error
+// bound against the float64 scores proven from the top keys alone; where
+// the bound separates the kept groups from the dropped ones they are the
+// float64 choice, elsewhere the float64 scores are computed
+// (`exact_groups`). Then the thresholds' bits, masked to the kept groups,
+// select as in the ungrouped rows. Other group scorings (more than two
+// keys) follow lib/ops/_route_groups.ts on candidates.
+// V8 compiles a select between two floats to a branch, mispredicted on
+// keys in random order: the group paths take maxima and minima with
+// f64x2.pmax/pmin and rank with integer sums of comparisons.
 // A multiplicative bias is routed by the reference's scans.
 //
 // No global state: the caller passes the running state (`st`, ST_SIZE
@@ -42,19 +46,22 @@ typedef __UINTPTR_TYPE__ uptr;
 enum {
   ST_MEAN = 0,      // running mean of the value the threshold stays below
   ST_DEV = 1,       // its running mean deviation
-  ST_NEAR_MEAN = 2, // the same for the k-th key (grouped rows)
+  ST_NEAR_MEAN = 2, // the same for the k-th key (grouped rows, more
+                    // than two keys a group)
   ST_NEAR_DEV = 3,
   ST_LOW_G = 4,  // the threshold the low bounds stand for (NaN: none)
-  ST_NEAR_G = 5, // the same for the near bounds (ungrouped rows)
+  ST_NEAR_G = 5, // the same for the near bounds
   ST_SIZE = 8,
 };
 
 // Deviations below the running mean of the k-th key where the two
 // thresholds of the ungrouped rows sit: the near one first (fewer
 // candidates), the low one where fewer than k reach the near one, a full
-// scan where fewer than k reach the low one. Grouped rows use the low one
-// on the value the threshold must stay below (their k-th key and each kept
-// group's last summed key), the near one among the kept candidates.
+// scan where fewer than k reach the low one; grouped rows with one or two
+// keys a group the same on the kept groups' k-th key. Grouped rows with
+// more keys use GROUP_MARGIN on the value the threshold must stay below
+// (their k-th key and each kept group's last summed key), the near one
+// among the kept candidates.
 #define NEAR_MARGIN 1.0
 #define LOW_MARGIN 3.0
 #define GROUP_MARGIN 2.0
@@ -73,6 +80,8 @@ typedef struct {
   float *nearBound;
   float *biasF;
   u64 *lowBits;
+  u64 *nearBits;
+  u64 *keptBits;
   int *candI;
   double *candV;
   int *candG;
@@ -107,6 +116,8 @@ static u32 layout(Scratch *s, uptr base, int E, int k, int G, int P) {
   TAKE(nearBound, float, e);
   TAKE(biasF, float, e);
   TAKE(lowBits, u64, (u32)E / 64u + 1u);
+  TAKE(nearBits, u64, (u32)E / 64u + 1u);
+  TAKE(keptBits, u64, (u32)E / 64u + 1u);
   TAKE(candI, int, e);
   TAKE(candV, double, e);
   TAKE(candG, int, e);
@@ -685,57 +696,65 @@ static int reference_row(const float *row, int E, int k, const double *bias,
   return -1;
 }
 
-// Top two of a pair of float64x2 lanes merged with another pair:
-// (a, b) with a >= b lane by lane, values only (duplicates counted).
-#define TOP2(m1, m2, v)                                                        \
-  do {                                                                         \
-    m2 = wasm_f64x2_pmax(m2, wasm_f64x2_pmin(m1, v));                          \
-    m1 = wasm_f64x2_pmax(m1, v);                                               \
-  } while (0)
+// Float64 max and min without a branch (V8 compiles a select of floats to
+// a branch, mispredicted on keys in random order): f64x2.pmax and pmin on
+// lane 0, the comparisons `a < b ? b : a` and `b < a ? b : a`.
+static double max_(double a, double b) {
+  return wasm_f64x2_extract_lane(
+      wasm_f64x2_pmax(wasm_f64x2_splat(a), wasm_f64x2_splat(b)), 0);
+}
+static double min_(double a, double b) {
+  return wasm_f64x2_extract_lane(
+      wasm_f64x2_pmin(wasm_f64x2_splat(a), wasm_f64x2_splat(b)), 0);
+}
 
-// Every group's exact score for P <= 2 (the sum of its P largest keys,
-// as the reference sums them, from 0) from the whole row in float64x2:
-// per lane a running largest and second largest (duplicates counted),
-// two sets of lanes for two independent chains, merged at the end. The
-// row holds no NaN or +Infinity (checked before), so the comparisons are
-// those of the reference's insertion.
-static void group_scores(const float *row, const double *bias, int G,
-                         int size, int P, double *score) {
-  for (int q = 0; q < G; q++) {
-    const float *x = row + q * size;
-    const double *b = bias + q * size;
-    v128_t m1 = wasm_f64x2_splat(-INF), m2 = m1, n1 = m1, n2 = m1;
-    int j = 0;
-    for (; j + 4 <= size; j += 4) {
-      v128_t xf = wasm_v128_load(x + j);
-      v128_t k0 = wasm_f64x2_add(wasm_f64x2_promote_low_f32x4(xf),
-                                 wasm_v128_load(b + j));
-      v128_t k1 = wasm_f64x2_add(
-          wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(xf, xf, 2, 3, 2, 3)),
-          wasm_v128_load(b + j + 2));
-      TOP2(m1, m2, k0);
-      TOP2(n1, n2, k1);
-    }
-    TOP2(m1, m2, n1);
-    TOP2(m1, m2, n2);
-    double a0 = wasm_f64x2_extract_lane(m1, 0);
-    double a1 = wasm_f64x2_extract_lane(m1, 1);
-    double b0 = wasm_f64x2_extract_lane(m2, 0);
-    double b1 = wasm_f64x2_extract_lane(m2, 1);
-    double hi = a0 < a1 ? a1 : a0, lo = a0 < a1 ? a0 : a1;
-    double second = b0 < b1 ? b1 : b0;
-    second = second < lo ? lo : second;
-    for (; j < size; j++) {
-      double v = (double)x[j] + b[j];
-      double l = v < hi ? v : hi;
-      hi = v < hi ? hi : v;
-      second = second < l ? l : second;
-    }
-    double sum = 0;
-    sum += hi;
-    if (P == 2) sum += second;
-    score[q] = sum;
+// Group q's top P <= 2 keys of the whole row into top (a >= b, the values
+// of the reference's insertion: the row holds no NaN or +Infinity, checked
+// before) and its exact score, summed as the reference sums: per lane of
+// two float64x2 chains a running largest and second largest, merged,
+// without a branch on the keys.
+static void scan_group2(const float *row, const double *bias, int q,
+                        int size, int P, Scratch *s) {
+  const float *x = row + q * size;
+  const double *b = bias + q * size;
+  v128_t m1 = wasm_f64x2_splat(-INF), m2 = m1, n1 = m1, n2 = m1;
+  int j = 0;
+  for (; j + 4 <= size; j += 4) {
+    v128_t xf = wasm_v128_load(x + j);
+    v128_t k0 = wasm_f64x2_add(wasm_f64x2_promote_low_f32x4(xf),
+                               wasm_v128_load(b + j));
+    v128_t k1 = wasm_f64x2_add(
+        wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(xf, xf, 2, 3, 2, 3)),
+        wasm_v128_load(b + j + 2));
+    m2 = wasm_f64x2_pmax(m2, wasm_f64x2_pmin(m1, k0));
+    m1 = wasm_f64x2_pmax(m1, k0);
+    n2 = wasm_f64x2_pmax(n2, wasm_f64x2_pmin(n1, k1));
+    n1 = wasm_f64x2_pmax(n1, k1);
   }
+  // The two chains merged, then lane 1 into lane 0.
+  m2 = wasm_f64x2_pmax(wasm_f64x2_pmax(m2, n2), wasm_f64x2_pmin(m1, n1));
+  m1 = wasm_f64x2_pmax(m1, n1);
+  double a0 = wasm_f64x2_extract_lane(m1, 0);
+  double a1 = wasm_f64x2_extract_lane(m1, 1);
+  double hi = max_(a0, a1);
+  double second = max_(max_(wasm_f64x2_extract_lane(m2, 0),
+                            wasm_f64x2_extract_lane(m2, 1)),
+                       min_(a0, a1));
+  for (; j < size; j++) {
+    double v = (double)x[j] + b[j];
+    second = max_(second, min_(hi, v));
+    hi = max_(hi, v);
+  }
+  double *top = s->top + q * P;
+  double sum = 0;
+  sum += hi;
+  top[0] = hi;
+  if (P == 2) {
+    sum += second;
+    top[1] = second;
+  }
+  s->score[q] = sum != sum ? -INF : sum;
+  s->exact[q] = 1;
 }
 
 // Merges a pair of top-two lanes (a >= c lane by lane; a single value v:
@@ -758,12 +777,22 @@ static void group_scores(const float *row, const double *bias, int G,
 // hence |t - T| <= 2^-22 |t| + 3 errB + 2^-139 (a float32 overflow to
 // -Infinity only hides keys below -2^126, under a t checked to be above
 // -2^120). A group's float64 score is then within the sum of those (plus
-// the sums' rounding) of the float32 one. When every kept group's interval
-// lies strictly above every dropped one's, the float64 scores keep the
-// same groups; returns 1 then, 0 when they must be computed (group_scores).
+// the sums' rounding) of the float32 one. The groups ranked on their
+// float32 scores (score descending, group ascending); when every kept
+// group's interval lies strictly above every dropped one's, the float64
+// scores keep the same groups (strictly above: no tie to break). Returns
+// 1 then, 0 when they must be computed (exact_groups), -1 when the row
+// holds a NaN or +Infinity. Without a branch on the keys.
 static int kept_groups_f32(const float *row, const float *biasF, double errB,
-                           int G, int size, int P, int topGroups, Scratch *s) {
+                           int G, int size, int P, int topGroups, Scratch *s,
+                           int fused) {
   double *score = s->score, *slack = s->keptV;
+  unsigned short *lowBits = (unsigned short *)s->lowBits;
+  unsigned short *nearBits = (unsigned short *)s->nearBits;
+  v128_t inf = wasm_f32x4_splat(__builtin_inff());
+  // All lanes true while every score is below +Infinity (NaN fails).
+  v128_t ok = wasm_i32x4_splat(-1);
+  int far = 1;
   for (int q = 0; q < G; q++) {
     const float *x = row + q * size;
     const float *b = biasF + q * size;
@@ -772,21 +801,35 @@ static int kept_groups_f32(const float *row, const float *biasF, double errB,
     v128_t n1 = m1, n2 = m1, o1 = m1, o2 = m1, p1 = m1, p2 = m1, none = m1;
     int j = 0;
     for (; j + 16 <= size; j += 16) {
-      v128_t v = wasm_f32x4_add(wasm_v128_load(x + j), wasm_v128_load(b + j));
-      v128_t w = wasm_f32x4_add(wasm_v128_load(x + j + 4),
-                                wasm_v128_load(b + j + 4));
-      v128_t y = wasm_f32x4_add(wasm_v128_load(x + j + 8),
-                                wasm_v128_load(b + j + 8));
-      v128_t z = wasm_f32x4_add(wasm_v128_load(x + j + 12),
-                                wasm_v128_load(b + j + 12));
-      TOP2F(m1, m2, v, none);
-      TOP2F(n1, n2, w, none);
-      TOP2F(o1, o2, y, none);
-      TOP2F(p1, p2, z, none);
+      v128_t x0 = wasm_v128_load(x + j), x1 = wasm_v128_load(x + j + 4);
+      v128_t x2 = wasm_v128_load(x + j + 8), x3 = wasm_v128_load(x + j + 12);
+      if (fused) {
+        // The float32 pass's bits of these 16 entries (16 a half-word,
+        // little-endian: the 64-bit words of filter2).
+        int at = q * size + j;
+        lowBits[at >> 4] = (unsigned short)pass16(x + j, s->lowBound + at);
+        nearBits[at >> 4] = (unsigned short)pass16(x + j, s->nearBound + at);
+      }
+      ok = wasm_v128_and(ok, wasm_v128_and(wasm_f32x4_lt(x0, inf),
+                                           wasm_f32x4_lt(x1, inf)));
+      ok = wasm_v128_and(ok, wasm_v128_and(wasm_f32x4_lt(x2, inf),
+                                           wasm_f32x4_lt(x3, inf)));
+      TOP2F(m1, m2, wasm_f32x4_add(x0, wasm_v128_load(b + j)), none);
+      TOP2F(n1, n2, wasm_f32x4_add(x1, wasm_v128_load(b + j + 4)), none);
+      TOP2F(o1, o2, wasm_f32x4_add(x2, wasm_v128_load(b + j + 8)), none);
+      TOP2F(p1, p2, wasm_f32x4_add(x3, wasm_v128_load(b + j + 12)), none);
     }
     for (; j + 4 <= size; j += 4) {
-      v128_t v = wasm_f32x4_add(wasm_v128_load(x + j), wasm_v128_load(b + j));
-      TOP2F(m1, m2, v, none);
+      v128_t x0 = wasm_v128_load(x + j);
+      ok = wasm_v128_and(ok, wasm_f32x4_lt(x0, inf));
+      TOP2F(m1, m2, wasm_f32x4_add(x0, wasm_v128_load(b + j)), none);
+    }
+    for (; j < size; j++) {
+      // One key in lane 0 of a pair, -Infinity elsewhere.
+      v128_t x0 = wasm_f32x4_replace_lane(none, 0, x[j]);
+      ok = wasm_v128_and(ok, wasm_v128_or(wasm_f32x4_lt(x0, inf),
+                                          wasm_f32x4_eq(x0, none)));
+      TOP2F(m1, m2, wasm_f32x4_add(x0, wasm_f32x4_splat(b[j])), none);
     }
     TOP2F(m1, m2, n1, n2);
     TOP2F(o1, o2, p1, p2);
@@ -796,85 +839,83 @@ static int kept_groups_f32(const float *row, const float *biasF, double errB,
           wasm_i32x4_shuffle(m2, m2, 2, 3, 0, 1));
     TOP2F(m1, m2, wasm_i32x4_shuffle(m1, m1, 1, 0, 1, 0),
           wasm_i32x4_shuffle(m2, m2, 1, 0, 1, 0));
-    float hi = wasm_f32x4_extract_lane(m1, 0);
-    float second = wasm_f32x4_extract_lane(m2, 0);
-    for (; j < size; j++) {
-      float v = x[j] + b[j];
-      float lo = v < hi ? v : hi;
-      hi = v < hi ? hi : v;
-      second = second < lo ? lo : second;
-    }
-    double t1 = hi, t2 = P == 2 ? (double)second : 0.0;
+    double t1 = wasm_f32x4_extract_lane(m1, 0);
+    double t2 = P == 2 ? (double)wasm_f32x4_extract_lane(m2, 0) : 0.0;
     // Far from overflow (and no -Infinity among the tops), else no bound.
-    if (!(__builtin_fabs(t1) < 0x1p120 && __builtin_fabs(t2) < 0x1p120)) {
-      return 0;
-    }
+    far &= __builtin_fabs(t1) < 0x1p120 && __builtin_fabs(t2) < 0x1p120;
     double sum = t1 + t2;
     double err = 0x1p-22 * (__builtin_fabs(t1) + __builtin_fabs(t2)) +
                  P * (3 * errB + 0x1p-139);
     score[q] = sum;
     slack[q] = 2 * err + 0x1p-50 * __builtin_fabs(sum) + 0x1p-139;
   }
-  double cut;
-  if (G == 8) {
-    // DeepSeek-V3's 8 groups: the topGroups-th score from a sorting network
-    // (19 exchanges, no branch); a tie there leaves the choice to
-    // group_scores.
-    double v[8];
-    for (int q = 0; q < 8; q++) v[q] = score[q];
-    static const unsigned char net[19][2] = {
-        {0, 2}, {1, 3}, {4, 6}, {5, 7}, {0, 4}, {1, 5}, {2, 6},
-        {3, 7}, {0, 1}, {2, 3}, {4, 5}, {6, 7}, {2, 4}, {3, 5},
-        {1, 4}, {3, 6}, {1, 2}, {3, 4}, {5, 6}};
-    for (int e = 0; e < 19; e++) {
-      double a = v[net[e][0]], b = v[net[e][1]];
-      v[net[e][0]] = a < b ? b : a;
-      v[net[e][1]] = a < b ? a : b;
-    }
-    if (!(v[topGroups - 1] > v[topGroups])) return 0;
-    cut = v[topGroups - 1];
-  } else {
-    for (int q = 0; q < G; q++) s->exact[q] = 1;
-    cut = rank_groups(s, G, topGroups);
-  }
-  // Kept: the groups at or above the cut (exactly topGroups of them, else
-  // no decision here).
-  double lo = INF, hi = -INF;
-  int kept = 0;
+  if (!wasm_i32x4_all_true(ok)) return -1;
+  if (!far) return 0;
+  // Ranks, then the kept groups' lowest interval end against the dropped
+  // groups' highest.
+  int *byRank = s->rank;
   for (int q = 0; q < G; q++) {
-    int keep = G == 8 ? score[q] >= cut : s->rank[q] < topGroups;
-    s->keep[q] = keep;
-    kept += keep;
-    double down = score[q] - slack[q], up = score[q] + slack[q];
-    lo = keep && down < lo ? down : lo;
-    hi = !keep && up > hi ? up : hi;
+    double v = score[q];
+    int r = 0;
+    for (int p = 0; p < q; p++) r += score[p] >= v;
+    for (int p = q + 1; p < G; p++) r += score[p] > v;
+    s->keep[q] = r < topGroups;
+    byRank[r] = q;
   }
-  return kept == topGroups && lo > hi;
+  double lo = INF, hi = -INF;
+  for (int r = 0; r < topGroups; r++) {
+    lo = min_(lo, score[byRank[r]] - slack[byRank[r]]);
+  }
+  for (int r = topGroups; r < G; r++) {
+    hi = max_(hi, score[byRank[r]] + slack[byRank[r]]);
+  }
+  return lo > hi;
 }
 
-// The keys of the candidates `cand` (indices ascending) in the kept
-// groups that reach g, into candI/candV; returns their number.
-static int exact_kept(const float *row, const double *bias, const int *cand,
-                      int n, double g, Scratch *s) {
-  int *candI = s->candI;
-  double *candV = s->candV;
-  const int *keep = s->keep, *groupOf = s->groupOf;
-  int m = 0;
-  for (int r = 0; r < n; r++) {
-    int j = cand[r];
-    double v = (double)row[j] + bias[j];
-    candI[m] = j;
-    candV[m] = v;
-    m += (v >= g) & keep[groupOf[j]];
+// The kept groups from every group's exact score (scan_group2), ranked as
+// the reference ranks them (ties to the lower group). The row holds no
+// NaN or +Infinity.
+static void exact_groups(const float *row, const double *bias, int G,
+                         int size, int P, int topGroups, Scratch *s) {
+  for (int q = 0; q < G; q++) scan_group2(row, bias, q, size, P, s);
+  rank_groups(s, G, topGroups);
+  for (int q = 0; q < G; q++) s->keep[q] = s->rank[q] < topGroups;
+}
+
+// The kept groups' entries as bits (64 a word), without a branch on which
+// groups are kept.
+static void kept_mask(const Scratch *s, int E, int G, int size, u64 *mask) {
+  for (int w = 0; w <= (E - 1) >> 6; w++) mask[w] = 0;
+  for (int q = 0; q < G; q++) {
+    int lo = q * size, hi = lo + size;
+    u64 all = -(u64)(s->keep[q] != 0);
+    for (int w = lo >> 6; w <= (hi - 1) >> 6; w++) {
+      int base = w << 6;
+      u64 m = all;
+      if (lo > base) m &= ~0ull << (lo - base);
+      if (hi - base < 64) m &= (1ull << (hi - base)) - 1;
+      mask[w] |= m;
+    }
   }
-  return m;
+}
+
+// The entries of `bits` within `mask`, ascending, into cand; their number.
+static int unpack_masked(const u64 *bits, const u64 *mask, int E, int *cand) {
+  int c = 0;
+  for (int j = 0, w = 0; j < E; j += 64, w++) {
+    c = unpack(bits[w] & mask[w], j, cand, c);
+  }
+  return c;
 }
 
 // Group-limited rows for perGroup <= 2 (Megatron-Core's and DeepSeek-V3's
-// settings): every group scored exactly by group_scores, the topGroups
-// best kept, then the ungrouped rows' two thresholds on the kept groups'
-// entries (tracking the k-th key), the reference where fewer than k of
-// them pass.
+// settings): the float32 pass of the ungrouped rows' two thresholds (on
+// the k-th key of the kept groups), kept as bits; the kept groups from
+// float32 group scores with an error bound (kept_groups_f32), from the
+// float64 scores where the bound leaves the choice open; then the top k
+// of the kept groups' candidates at the near threshold, at the low one
+// where fewer than k reach it, the reference where fewer than k reach
+// that.
 static int grouped_rows2(const float *scores, int rows, int E, int k,
                          const double *bias, int normalize, double scale,
                          int G, int topGroups, int P, int *outE, float *outW,
@@ -900,23 +941,27 @@ static int grouped_rows2(const float *scores, int rows, int E, int k,
                              s->nearBound, bias, E);
     int n = -1;
     if (low > -INF && near > -INF) {
-      int c = filter2(row, s, E, s->nearI);
-      // Every NaN and +Infinity is a near candidate.
-      for (int r = 0; r < c; r++) {
-        int j = s->nearI[r];
-        if (!(row[j] < __builtin_inff())) return i * E + j;
+      int fused = useF32 && size % 16 == 0;
+      if (!fused) {
+        for (int j = 0, w = 0; j < E; j += 64, w++) {
+          s->lowBits[w] = pass64(row + j, s->lowBound + j, E - j);
+          s->nearBits[w] = pass64(row + j, s->nearBound + j, E - j);
+        }
       }
-      if (!useF32 ||
-          !kept_groups_f32(row, s->biasF, errB, G, size, P, topGroups, s)) {
-        group_scores(row, bias, G, size, P, s->score);
-        for (int q = 0; q < G; q++) s->exact[q] = 1;
-        rank_groups(s, G, topGroups);
-        for (int q = 0; q < G; q++) s->keep[q] = s->rank[q] < topGroups;
+      int kept = useF32 ? kept_groups_f32(row, s->biasF, errB, G, size, P,
+                                          topGroups, s, fused)
+                        : 0;
+      if (kept <= 0) {
+        int bad = first_bad(row, E);
+        if (bad >= 0) return i * E + bad;
+        exact_groups(row, bias, G, size, P, topGroups, s);
       }
-      n = exact_kept(row, bias, s->nearI, c, near, s);
+      kept_mask(s, E, G, size, s->keptBits);
+      n = unpack_masked(s->nearBits, s->keptBits, E, s->nearI);
+      n = exact(row, bias, s->nearI, n, near, s);
       if (n < k) {
-        n = unpack_low(s, E, s->nearI);
-        n = exact_kept(row, bias, s->nearI, n, low, s);
+        n = unpack_masked(s->lowBits, s->keptBits, E, s->nearI);
+        n = exact(row, bias, s->nearI, n, low, s);
       }
     }
     if (n >= k) select_top(s->candV, s->candI, n, k, s);
