@@ -398,3 +398,140 @@ test(
     }
   },
 );
+
+/**
+ * DeepSeek-V3's shape (256 experts, 8 groups of 32, 4 kept, k = 8) with
+ * rows built to reach each way a group-limited row is decided: groups
+ * exactly tied at the cut (float32 cannot separate them: the float64
+ * scores and the tie rule decide), one hot group and seven equal ones,
+ * a group whose one high key puts it next to the cut, a kept group with
+ * a single finite key (fewer than k kept keys at either threshold: the
+ * reference), among ordinary rows that keep the running threshold
+ * settled. The bias repeats with the group size, so copied groups score
+ * the same in float64.
+ */
+function v3Rows(rng: Rng, N: number, bias: Float64Array): ScoreMatrix {
+  const E = 256, size = 32;
+  const data = new Float32Array(N * E);
+  for (let i = 0; i < N; i++) {
+    const row = data.subarray(i * E, (i + 1) * E);
+    for (let j = 0; j < E; j++) row[j] = rng.uniform() ** 3;
+    const q = rng.int(8), p = (q + 1 + rng.int(7)) % 8;
+    switch (i % 8) {
+      case 1: // groups q and p equal, both at the cut
+        for (let j = 0; j < size; j++) row[p * size + j] = row[q * size + j];
+        break;
+      case 2: // one hot group, the seven others equal
+        for (let j = 0; j < E; j++) row[j] = row[j % size] * 0.1;
+        for (let j = 0; j < size; j++) row[q * size + j] = 0.5 + row[j];
+        break;
+      case 3: { // group q: one key near the others' top, the rest low
+        for (let j = 0; j < size; j++) row[q * size + j] = 0.01 * row[j];
+        let top = 0;
+        for (let j = 0; j < E; j++) top = Math.max(top, row[j] + bias[j]);
+        row[q * size + rng.int(size)] = Math.fround(top - bias[0]);
+        break;
+      }
+      case 4: // a hot group with a single finite key
+        row.fill(-Infinity, q * size, (q + 1) * size);
+        row[q * size + rng.int(size)] = 5;
+        break;
+    }
+  }
+  return { data, tokens: N, experts: E };
+}
+
+test(
+  "the wasm route kernel's group-limited rows: ties at the cut, one hot group, a lone key, a bias float32 cannot carry",
+  {
+    skip: !wasm && "no WebAssembly SIMD",
+  },
+  () => {
+    const rng = new Rng(13);
+    const size = 32, N = 2400;
+    const periodic = (f: (r: number) => number) =>
+      Float64Array.from({ length: 256 }, (_, j) => f(j % size));
+    const small = Array.from(
+      { length: size },
+      () => (rng.uniform() - 0.5) / 50,
+    );
+    const biases: [string, Float64Array | undefined][] = [
+      ["unbiased", undefined],
+      ["small bias", periodic((r) => small[r])],
+      // 2^101 + r: no float32 group tops (the float64 scores decide).
+      ["bias 2^101", periodic((r) => 2 ** 101 + r * 2 ** 49)],
+    ];
+    for (const [what, bias] of biases) {
+      const s = v3Rows(rng, N, bias ?? new Float64Array(256));
+      for (const groupScore of ["megatron", "v3", "v2"] as GroupScore[]) {
+        for (const k of [8, 128]) {
+          if (k === 128 && groupScore === "v2") continue;
+          const o: RouteOptions = {
+            k,
+            bias,
+            groups: 8,
+            topGroups: 4,
+            groupScore,
+            normalize: true,
+          };
+          const got = routeWasm(routeOp.validate({ scores: s, options: o }));
+          const label = `${what} ${groupScore} k=${k}`;
+          same(
+            got,
+            routeCpu(routeOp.validate({ scores: s, options: o })),
+            label,
+          );
+          // The definition on the first rows (every kind of row).
+          const head = { ...s, tokens: 64, data: s.data.subarray(0, 64 * 256) };
+          const want = bruteForce(head, o);
+          assert.deepEqual(
+            got.experts.subarray(0, 64 * k),
+            want.experts,
+            label,
+          );
+        }
+      }
+    }
+  },
+);
+
+test(
+  "the wasm route kernel names a row's lowest bad score when it lies in a dropped group",
+  {
+    skip: !wasm && "no WebAssembly SIMD",
+  },
+  () => {
+    const rng = new Rng(17);
+    const N = 1500, E = 256, size = 32;
+    const bias = Float64Array.from({ length: E }, () => rng.uniform() / 100);
+    const base = v3Rows(rng, N, bias);
+    const i = 1200; // after the running threshold settled
+    // Group 1 low (dropped), group 6 high (kept).
+    const lowRow = () => {
+      for (let j = size; j < 2 * size; j++) base.data[i * E + j] = 0.001;
+      for (let j = 6 * size; j < 7 * size; j++) base.data[i * E + j] = 0.9;
+    };
+    for (
+      const cells of [
+        [[size + 3, NaN]],
+        [[size + 3, NaN], [6 * size + 1, Infinity]],
+        [[size + 9, Infinity], [6 * size, NaN]],
+      ]
+    ) {
+      lowRow();
+      const data = base.data.slice();
+      for (const [j, v] of cells) data[i * E + j] = v;
+      const s = { data, tokens: N, experts: E };
+      const o: RouteOptions = { k: 8, bias, groups: 8, topGroups: 4 };
+      const expert = Math.min(...cells.map(([j]) => j));
+      assert.throws(
+        () => routeWasm(routeOp.validate({ scores: s, options: o })),
+        new RegExp(`token ${i}, expert ${expert}\\b`),
+      );
+      assert.throws(
+        () => routeCpu(routeOp.validate({ scores: s, options: o })),
+        new RegExp(`token ${i}, expert ${expert}\\b`),
+      );
+    }
+  },
+);
