@@ -767,6 +767,28 @@ static void scan_group2(const float *row, const double *bias, int q,
     m1 = wasm_f32x4_pmax(m1, a_);                                              \
   } while (0)
 
+// Bits of 16 float32 keys where !(a < t) (NaN passes).
+static unsigned short pass16_keys(v128_t a0, v128_t a1, v128_t a2, v128_t a3,
+                                  v128_t t) {
+  v128_t n = wasm_i8x16_narrow_i16x8(
+      wasm_i16x8_narrow_i32x4(wasm_f32x4_lt(a0, t), wasm_f32x4_lt(a1, t)),
+      wasm_i16x8_narrow_i32x4(wasm_f32x4_lt(a2, t), wasm_f32x4_lt(a3, t)));
+  return (unsigned short)~wasm_i8x16_bitmask(n);
+}
+
+// A float32 threshold t for the float32 keys a = x + (float)b such that
+// a < t gives a float64 key k below g (g finite, above -2^120): a lies
+// within 2^-23 |k| + 2 errB + 2^-140 of k (kept_groups_f32) and
+// k - 2^-23 |k| increases with k, so k >= g gives
+// a >= g - 2^-23 |g| - 2 errB - 2^-140; t is a float32 at or below that,
+// its float64 rounding covered by a margin.
+static float key_threshold(double g, double errB) {
+  double t = g - 0x1p-23 * __builtin_fabs(g) - 2 * errB - 0x1p-140;
+  t -= 0x1p-50 * __builtin_fabs(t) + 0x1p-1000;
+  float f = (float)t;
+  return (double)f > t ? below(f) : f;
+}
+
 // The kept groups (keep[q]) for P <= 2 from float32 keys a = x + (float)b
 // against the float64 keys k = x + b. With errB the largest |b - (float)b|
 // (the bias below 2^100 in magnitude), every a lies within
@@ -782,58 +804,61 @@ static void scan_group2(const float *row, const double *bias, int q,
 // group's interval lies strictly above every dropped one's, the float64
 // scores keep the same groups (strictly above: no tie to break). Returns
 // 1 then, 0 when they must be computed (exact_groups), -1 when the row
-// holds a NaN or +Infinity. Without a branch on the keys.
+// may hold a NaN or +Infinity (then checked). With `fused`, the same pass
+// writes the thresholds' bits (lowBits, nearBits) from the float32 keys
+// against lowF and nearF (key_threshold). Without a branch on the keys.
 static int kept_groups_f32(const float *row, const float *biasF, double errB,
                            int G, int size, int P, int topGroups, Scratch *s,
-                           int fused) {
+                           int fused, float lowF, float nearF) {
   double *score = s->score, *slack = s->keptV;
+  v128_t lowT = wasm_f32x4_splat(lowF), nearT = wasm_f32x4_splat(nearF);
   unsigned short *lowBits = (unsigned short *)s->lowBits;
   unsigned short *nearBits = (unsigned short *)s->nearBits;
-  v128_t inf = wasm_f32x4_splat(__builtin_inff());
-  // All lanes true while every score is below +Infinity (NaN fails).
-  v128_t ok = wasm_i32x4_splat(-1);
+  // Sums of the keys, lane by lane: below +Infinity in every lane only
+  // where the row holds no NaN and no +Infinity (either makes its sum NaN
+  // or +Infinity; an overflow does too, then the row is checked).
+  v128_t sum0 = wasm_f32x4_splat(0), sum1 = sum0;
   int far = 1;
   for (int q = 0; q < G; q++) {
     const float *x = row + q * size;
     const float *b = biasF + q * size;
-    // Four independent chains (a chain's step waits for its last), merged.
+    // Each lane's largest and second largest (m1 >= m2), two sets merged.
     v128_t m1 = wasm_f32x4_splat(-__builtin_inff()), m2 = m1;
-    v128_t n1 = m1, n2 = m1, o1 = m1, o2 = m1, p1 = m1, p2 = m1, none = m1;
+    v128_t n1 = m1, n2 = m1;
     int j = 0;
     for (; j + 16 <= size; j += 16) {
-      v128_t x0 = wasm_v128_load(x + j), x1 = wasm_v128_load(x + j + 4);
-      v128_t x2 = wasm_v128_load(x + j + 8), x3 = wasm_v128_load(x + j + 12);
+      v128_t a0 = wasm_f32x4_add(wasm_v128_load(x + j), wasm_v128_load(b + j));
+      v128_t a1 = wasm_f32x4_add(wasm_v128_load(x + j + 4),
+                                 wasm_v128_load(b + j + 4));
+      v128_t a2 = wasm_f32x4_add(wasm_v128_load(x + j + 8),
+                                 wasm_v128_load(b + j + 8));
+      v128_t a3 = wasm_f32x4_add(wasm_v128_load(x + j + 12),
+                                 wasm_v128_load(b + j + 12));
       if (fused) {
-        // The float32 pass's bits of these 16 entries (16 a half-word,
-        // little-endian: the 64-bit words of filter2).
-        int at = q * size + j;
-        lowBits[at >> 4] = (unsigned short)pass16(x + j, s->lowBound + at);
-        nearBits[at >> 4] = (unsigned short)pass16(x + j, s->nearBound + at);
+        // The thresholds' bits of these 16 entries from the float32 keys
+        // (16 a half-word, little-endian: the 64-bit words of filter2).
+        int at = (q * size + j) >> 4;
+        lowBits[at] = pass16_keys(a0, a1, a2, a3, lowT);
+        nearBits[at] = pass16_keys(a0, a1, a2, a3, nearT);
       }
-      ok = wasm_v128_and(ok, wasm_v128_and(wasm_f32x4_lt(x0, inf),
-                                           wasm_f32x4_lt(x1, inf)));
-      ok = wasm_v128_and(ok, wasm_v128_and(wasm_f32x4_lt(x2, inf),
-                                           wasm_f32x4_lt(x3, inf)));
-      TOP2F(m1, m2, wasm_f32x4_add(x0, wasm_v128_load(b + j)), none);
-      TOP2F(n1, n2, wasm_f32x4_add(x1, wasm_v128_load(b + j + 4)), none);
-      TOP2F(o1, o2, wasm_f32x4_add(x2, wasm_v128_load(b + j + 8)), none);
-      TOP2F(p1, p2, wasm_f32x4_add(x3, wasm_v128_load(b + j + 12)), none);
+      sum0 = wasm_f32x4_add(sum0, wasm_f32x4_add(a0, a1));
+      sum1 = wasm_f32x4_add(sum1, wasm_f32x4_add(a2, a3));
+      TOP2F(m1, m2, wasm_f32x4_pmax(a0, a1), wasm_f32x4_pmin(a1, a0));
+      TOP2F(n1, n2, wasm_f32x4_pmax(a2, a3), wasm_f32x4_pmin(a3, a2));
     }
+    v128_t none = wasm_f32x4_splat(-__builtin_inff());
     for (; j + 4 <= size; j += 4) {
-      v128_t x0 = wasm_v128_load(x + j);
-      ok = wasm_v128_and(ok, wasm_f32x4_lt(x0, inf));
-      TOP2F(m1, m2, wasm_f32x4_add(x0, wasm_v128_load(b + j)), none);
+      v128_t a0 = wasm_f32x4_add(wasm_v128_load(x + j), wasm_v128_load(b + j));
+      sum0 = wasm_f32x4_add(sum0, a0);
+      TOP2F(m1, m2, a0, none);
     }
     for (; j < size; j++) {
-      // One key in lane 0 of a pair, -Infinity elsewhere.
-      v128_t x0 = wasm_f32x4_replace_lane(none, 0, x[j]);
-      ok = wasm_v128_and(ok, wasm_v128_or(wasm_f32x4_lt(x0, inf),
-                                          wasm_f32x4_eq(x0, none)));
-      TOP2F(m1, m2, wasm_f32x4_add(x0, wasm_f32x4_splat(b[j])), none);
+      // One key in lane 0, -Infinity elsewhere (the sum takes it alone).
+      float a = x[j] + b[j];
+      sum0 = wasm_f32x4_add(sum0, wasm_f32x4_make(a, 0, 0, 0));
+      TOP2F(m1, m2, wasm_f32x4_replace_lane(none, 0, a), none);
     }
     TOP2F(m1, m2, n1, n2);
-    TOP2F(o1, o2, p1, p2);
-    TOP2F(m1, m2, o1, o2);
     // Lanes 2, 3 merged into 0, 1, then lane 1 into 0.
     TOP2F(m1, m2, wasm_i32x4_shuffle(m1, m1, 2, 3, 0, 1),
           wasm_i32x4_shuffle(m2, m2, 2, 3, 0, 1));
@@ -849,6 +874,8 @@ static int kept_groups_f32(const float *row, const float *biasF, double errB,
     score[q] = sum;
     slack[q] = 2 * err + 0x1p-50 * __builtin_fabs(sum) + 0x1p-139;
   }
+  v128_t ok = wasm_f32x4_lt(wasm_f32x4_add(sum0, sum1),
+                            wasm_f32x4_splat(__builtin_inff()));
   if (!wasm_i32x4_all_true(ok)) return -1;
   if (!far) return 0;
   // Ranks, then the kept groups' lowest interval end against the dropped
@@ -934,14 +961,17 @@ static int grouped_rows2(const float *scores, int rows, int E, int k,
   }
   for (int i = 0; i < rows; i++) {
     const float *row = scores + (long)i * E;
-    double low = bounds_for(st + ST_LOW_G, st[ST_MEAN] - LOW_MARGIN * st[ST_DEV],
-                            i, s->lowBound, bias, E);
-    double near = bounds_for(st + ST_NEAR_G,
-                             st[ST_MEAN] - NEAR_MARGIN * st[ST_DEV], i,
-                             s->nearBound, bias, E);
+    double low = st[ST_MEAN] - LOW_MARGIN * st[ST_DEV];
+    double near = st[ST_MEAN] - NEAR_MARGIN * st[ST_DEV];
+    // One pass for the group tops and both thresholds' bits (float32 keys
+    // against one threshold each), else a pass of per-expert bounds first.
+    int fused = useF32 && size % 16 == 0 && low > -0x1p120 && near < INF;
+    if (!fused) {
+      low = bounds_for(st + ST_LOW_G, low, i, s->lowBound, bias, E);
+      near = bounds_for(st + ST_NEAR_G, near, i, s->nearBound, bias, E);
+    }
     int n = -1;
     if (low > -INF && near > -INF) {
-      int fused = useF32 && size % 16 == 0;
       if (!fused) {
         for (int j = 0, w = 0; j < E; j += 64, w++) {
           s->lowBits[w] = pass64(row + j, s->lowBound + j, E - j);
@@ -949,7 +979,9 @@ static int grouped_rows2(const float *scores, int rows, int E, int k,
         }
       }
       int kept = useF32 ? kept_groups_f32(row, s->biasF, errB, G, size, P,
-                                          topGroups, s, fused)
+                                          topGroups, s, fused,
+                                          key_threshold(low, errB),
+                                          key_threshold(near, errB))
                         : 0;
       if (kept <= 0) {
         int bad = first_bad(row, E);
