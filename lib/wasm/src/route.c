@@ -97,6 +97,7 @@ typedef struct {
   int *count;
   double *top;
   double *score;
+  long long *rank2;
   int *exact;
   int *rank;
   int *keep;
@@ -132,7 +133,8 @@ static u32 layout(Scratch *s, uptr base, int E, int k, int G, int P) {
   TAKE(topI, int, k);
   TAKE(count, int, G);
   TAKE(top, double, G * P);
-  TAKE(score, double, G);
+  TAKE(score, double, G + 1);
+  TAKE(rank2, long long, G + 1);
   TAKE(exact, int, G);
   TAKE(rank, int, G);
   TAKE(keep, int, G);
@@ -878,25 +880,42 @@ static int kept_groups_f32(const float *row, const float *biasF, double errB,
                             wasm_f32x4_splat(__builtin_inff()));
   if (!wasm_i32x4_all_true(ok)) return -1;
   if (!far) return 0;
-  // Ranks, then the kept groups' lowest interval end against the dropped
-  // groups' highest.
-  int *byRank = s->rank;
+  // A group's rank: the groups with a larger float32 score. Kept: rank
+  // below topGroups (exactly topGroups of them where no tie sits at the
+  // cut, else no decision here). Then the kept groups' lowest interval end
+  // against the dropped groups' highest. In float64x2 pairs of groups (a
+  // padding group scores -Infinity), without a branch on the scores.
+  int Gp = (G + 1) & ~1;
+  score[G] = -INF;
+  slack[G] = 0;
+  long long *rank = s->rank2;
   for (int q = 0; q < G; q++) {
-    double v = score[q];
-    int r = 0;
-    for (int p = 0; p < q; p++) r += score[p] >= v;
-    for (int p = q + 1; p < G; p++) r += score[p] > v;
-    s->keep[q] = r < topGroups;
-    byRank[r] = q;
+    v128_t v = wasm_f64x2_splat(score[q]), above = wasm_i64x2_splat(0);
+    for (int p = 0; p < Gp; p += 2) {
+      above = wasm_i64x2_sub(above, wasm_f64x2_gt(wasm_v128_load(score + p), v));
+    }
+    rank[q] = wasm_i64x2_extract_lane(above, 0) +
+              wasm_i64x2_extract_lane(above, 1);
   }
-  double lo = INF, hi = -INF;
-  for (int r = 0; r < topGroups; r++) {
-    lo = min_(lo, score[byRank[r]] - slack[byRank[r]]);
+  rank[G] = G;
+  v128_t T = wasm_i64x2_splat(topGroups), kept = wasm_i64x2_splat(0);
+  v128_t lo = wasm_f64x2_splat(INF), hi = wasm_f64x2_splat(-INF);
+  for (int p = 0; p < Gp; p += 2) {
+    v128_t K = wasm_i64x2_lt(wasm_v128_load(rank + p), T);
+    v128_t S = wasm_v128_load(score + p), L = wasm_v128_load(slack + p);
+    kept = wasm_i64x2_sub(kept, K);
+    lo = wasm_f64x2_pmin(lo, wasm_v128_bitselect(wasm_f64x2_sub(S, L),
+                                                 wasm_f64x2_splat(INF), K));
+    hi = wasm_f64x2_pmax(hi, wasm_v128_bitselect(wasm_f64x2_splat(-INF),
+                                                 wasm_f64x2_add(S, L), K));
   }
-  for (int r = topGroups; r < G; r++) {
-    hi = max_(hi, score[byRank[r]] + slack[byRank[r]]);
-  }
-  return lo > hi;
+  for (int q = 0; q < G; q++) s->keep[q] = rank[q] < topGroups;
+  lo = wasm_f64x2_pmin(lo, wasm_i64x2_shuffle(lo, lo, 1, 0));
+  hi = wasm_f64x2_pmax(hi, wasm_i64x2_shuffle(hi, hi, 1, 0));
+  int count = (int)(wasm_i64x2_extract_lane(kept, 0) +
+                    wasm_i64x2_extract_lane(kept, 1));
+  return count == topGroups &&
+         wasm_f64x2_extract_lane(lo, 0) > wasm_f64x2_extract_lane(hi, 0);
 }
 
 // The kept groups from every group's exact score (scan_group2), ranked as
