@@ -807,14 +807,13 @@ static float key_threshold(double g, double errB) {
 // scores keep the same groups (strictly above: no tie to break). Returns
 // 1 then, 0 when they must be computed (exact_groups), -1 when the row
 // may hold a NaN or +Infinity (then checked). With `fused`, the same pass
-// writes the thresholds' bits (lowBits, nearBits) from the float32 keys
-// against lowF and nearF (key_threshold). Without a branch on the keys.
+// writes the near threshold's bits (nearBits) from the float32 keys
+// against nearF (key_threshold). Without a branch on the keys.
 static int kept_groups_f32(const float *row, const float *biasF, double errB,
                            int G, int size, int P, int topGroups, Scratch *s,
-                           int fused, float lowF, float nearF) {
+                           int fused, float nearF) {
   double *score = s->score, *slack = s->keptV;
-  v128_t lowT = wasm_f32x4_splat(lowF), nearT = wasm_f32x4_splat(nearF);
-  unsigned short *lowBits = (unsigned short *)s->lowBits;
+  v128_t nearT = wasm_f32x4_splat(nearF);
   unsigned short *nearBits = (unsigned short *)s->nearBits;
   // Sums of the keys, lane by lane: below +Infinity in every lane only
   // where the row holds no NaN and no +Infinity (either makes its sum NaN
@@ -837,11 +836,10 @@ static int kept_groups_f32(const float *row, const float *biasF, double errB,
       v128_t a3 = wasm_f32x4_add(wasm_v128_load(x + j + 12),
                                  wasm_v128_load(b + j + 12));
       if (fused) {
-        // The thresholds' bits of these 16 entries from the float32 keys
-        // (16 a half-word, little-endian: the 64-bit words of filter2).
-        int at = (q * size + j) >> 4;
-        lowBits[at] = pass16_keys(a0, a1, a2, a3, lowT);
-        nearBits[at] = pass16_keys(a0, a1, a2, a3, nearT);
+        // The near threshold's bits of these 16 entries from the float32
+        // keys (16 a half-word, little-endian: the 64-bit words of
+        // filter2).
+        nearBits[(q * size + j) >> 4] = pass16_keys(a0, a1, a2, a3, nearT);
       }
       sum0 = wasm_f32x4_add(sum0, wasm_f32x4_add(a0, a1));
       sum1 = wasm_f32x4_add(sum1, wasm_f32x4_add(a2, a3));
@@ -954,6 +952,47 @@ static int unpack_masked(const u64 *bits, const u64 *mask, int E, int *cand) {
   return c;
 }
 
+// The kept groups' entries where !(a < t) for the float32 keys
+// a = x + (float)b (t from key_threshold), 16 a half-word, zeros for the
+// dropped groups (size a multiple of 16).
+static void kept_bits_f32(const float *row, const float *biasF, float t,
+                          int G, int size, const Scratch *s,
+                          unsigned short *bits) {
+  v128_t T = wasm_f32x4_splat(t);
+  for (int q = 0; q < G; q++) {
+    int from = q * size, to = from + size;
+    if (!s->keep[q]) {
+      for (int j = from; j < to; j += 16) bits[j >> 4] = 0;
+      continue;
+    }
+    for (int j = from; j < to; j += 16) {
+      const float *x = row + j, *b = biasF + j;
+      bits[j >> 4] = pass16_keys(
+          wasm_f32x4_add(wasm_v128_load(x), wasm_v128_load(b)),
+          wasm_f32x4_add(wasm_v128_load(x + 4), wasm_v128_load(b + 4)),
+          wasm_f32x4_add(wasm_v128_load(x + 8), wasm_v128_load(b + 8)),
+          wasm_f32x4_add(wasm_v128_load(x + 12), wasm_v128_load(b + 12)), T);
+    }
+  }
+}
+
+// The entries of `bits` (64 a word), ascending, into cand; their number.
+static int unpack_bits(const u64 *bits, int E, int *cand) {
+  int c = 0;
+  for (int j = 0, w = 0; j < E; j += 64, w++) c = unpack(bits[w], j, cand, c);
+  return c;
+}
+
+// Zeros the dropped groups' half-words of bits (size a multiple of 16),
+// without a branch on which groups are kept.
+static void drop_groups(unsigned short *bits, const Scratch *s, int G,
+                        int size) {
+  for (int q = 0; q < G; q++) {
+    unsigned short m = (unsigned short)-s->keep[q];
+    for (int j = q * size; j < (q + 1) * size; j += 16) bits[j >> 4] &= m;
+  }
+}
+
 // Group-limited rows for perGroup <= 2 (Megatron-Core's and DeepSeek-V3's
 // settings): the float32 pass of the ungrouped rows' two thresholds (on
 // the k-th key of the kept groups), kept as bits; the kept groups from
@@ -978,6 +1017,11 @@ static int grouped_rows2(const float *scores, int rows, int E, int k,
     errB = d > errB ? d : errB;
     useF32 &= __builtin_fabs(bias[j]) < 0x1p100;
   }
+  // Half-words past the row's last (up to a whole word) stay zero.
+  for (int j = E; j < ((E + 63) & ~63); j += 16) {
+    ((unsigned short *)s->nearBits)[j >> 4] = 0;
+    ((unsigned short *)s->lowBits)[j >> 4] = 0;
+  }
   for (int i = 0; i < rows; i++) {
     const float *row = scores + (long)i * E;
     double low = st[ST_MEAN] - LOW_MARGIN * st[ST_DEV];
@@ -999,7 +1043,6 @@ static int grouped_rows2(const float *scores, int rows, int E, int k,
       }
       int kept = useF32 ? kept_groups_f32(row, s->biasF, errB, G, size, P,
                                           topGroups, s, fused,
-                                          key_threshold(low, errB),
                                           key_threshold(near, errB))
                         : 0;
       if (kept <= 0) {
@@ -1007,12 +1050,26 @@ static int grouped_rows2(const float *scores, int rows, int E, int k,
         if (bad >= 0) return i * E + bad;
         exact_groups(row, bias, G, size, P, topGroups, s);
       }
-      kept_mask(s, E, G, size, s->keptBits);
-      n = unpack_masked(s->nearBits, s->keptBits, E, s->nearI);
-      n = exact(row, bias, s->nearI, n, near, s);
-      if (n < k) {
-        n = unpack_masked(s->lowBits, s->keptBits, E, s->nearI);
-        n = exact(row, bias, s->nearI, n, low, s);
+      if (fused) {
+        // The near bits of the kept groups; the low ones where fewer than
+        // k of those reach near.
+        drop_groups((unsigned short *)s->nearBits, s, G, size);
+        n = unpack_bits(s->nearBits, E, s->nearI);
+        n = exact(row, bias, s->nearI, n, near, s);
+        if (n < k) {
+          kept_bits_f32(row, s->biasF, key_threshold(low, errB), G, size, s,
+                        (unsigned short *)s->lowBits);
+          n = unpack_bits(s->lowBits, E, s->nearI);
+          n = exact(row, bias, s->nearI, n, low, s);
+        }
+      } else {
+        kept_mask(s, E, G, size, s->keptBits);
+        n = unpack_masked(s->nearBits, s->keptBits, E, s->nearI);
+        n = exact(row, bias, s->nearI, n, near, s);
+        if (n < k) {
+          n = unpack_masked(s->lowBits, s->keptBits, E, s->nearI);
+          n = exact(row, bias, s->nearI, n, low, s);
+        }
       }
     }
     if (n >= k) select_top(s->candV, s->candI, n, k, s);
