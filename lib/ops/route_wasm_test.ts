@@ -119,6 +119,8 @@ const SHAPES: [number, number][] = [
   [7, 4],
   [33, 11],
   [64, 8],
+  // Groups of 48 (2 groups): a group across two 64-bit words of bits.
+  [96, 6],
   [257, 257],
   [256, 256],
 ];
