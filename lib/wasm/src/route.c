@@ -65,6 +65,9 @@ enum {
 #define NEAR_MARGIN 1.0
 #define LOW_MARGIN 3.0
 #define GROUP_MARGIN 2.0
+// The near threshold of the grouped rows with one or two keys a group
+// (their low threshold's bits cost a second pass over the kept groups).
+#define GROUP_NEAR_MARGIN 1.5
 // Rows between two refreshes of the float32 bounds.
 #ifndef REFRESH_ROWS
 #define REFRESH_ROWS 64
@@ -1025,7 +1028,7 @@ static int grouped_rows2(const float *scores, int rows, int E, int k,
   for (int i = 0; i < rows; i++) {
     const float *row = scores + (long)i * E;
     double low = st[ST_MEAN] - LOW_MARGIN * st[ST_DEV];
-    double near = st[ST_MEAN] - NEAR_MARGIN * st[ST_DEV];
+    double near = st[ST_MEAN] - GROUP_NEAR_MARGIN * st[ST_DEV];
     // One pass for the group tops and both thresholds' bits (float32 keys
     // against one threshold each), else a pass of per-expert bounds first.
     int fused = useF32 && size % 16 == 0 && low > -0x1p120 && near < INF;
