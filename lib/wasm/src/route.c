@@ -979,11 +979,24 @@ static void kept_bits_f32(const float *row, const float *biasF, float t,
   }
 }
 
-// The entries of `bits` (64 a word), ascending, into cand; their number.
-static int unpack_bits(const u64 *bits, int E, int *cand) {
-  int c = 0;
-  for (int j = 0, w = 0; j < E; j += 64, w++) c = unpack(bits[w], j, cand, c);
-  return c;
+// The keys of the entries of `bits` (64 a word; the row holds no NaN or
+// +Infinity), indices ascending, those that reach g kept in candI/candV;
+// their number.
+static int keys_at(const float *row, const double *bias, const u64 *bits,
+                   int E, double g, Scratch *s) {
+  int *candI = s->candI;
+  double *candV = s->candV;
+  int m = 0;
+  for (int w = 0; w << 6 < E; w++) {
+    for (u64 b = bits[w]; b; b &= b - 1) {
+      int j = (w << 6) + __builtin_ctzll(b);
+      double v = (double)row[j] + bias[j];
+      candI[m] = j;
+      candV[m] = v;
+      m += v >= g;
+    }
+  }
+  return m;
 }
 
 // Zeros the dropped groups' half-words of bits (size a multiple of 16),
@@ -1057,13 +1070,11 @@ static int grouped_rows2(const float *scores, int rows, int E, int k,
         // The near bits of the kept groups; the low ones where fewer than
         // k of those reach near.
         drop_groups((unsigned short *)s->nearBits, s, G, size);
-        n = unpack_bits(s->nearBits, E, s->nearI);
-        n = exact(row, bias, s->nearI, n, near, s);
+        n = keys_at(row, bias, s->nearBits, E, near, s);
         if (n < k) {
           kept_bits_f32(row, s->biasF, key_threshold(low, errB), G, size, s,
                         (unsigned short *)s->lowBits);
-          n = unpack_bits(s->lowBits, E, s->nearI);
-          n = exact(row, bias, s->nearI, n, low, s);
+          n = keys_at(row, bias, s->lowBits, E, low, s);
         }
       } else {
         kept_mask(s, E, G, size, s->keptBits);
