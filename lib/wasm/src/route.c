@@ -822,7 +822,6 @@ static int kept_groups_f32(const float *row, const float *biasF, double errB,
   // where the row holds no NaN and no +Infinity (either makes its sum NaN
   // or +Infinity; an overflow does too, then the row is checked).
   v128_t sum0 = wasm_f32x4_splat(0), sum1 = sum0;
-  int far = 1;
   for (int q = 0; q < G; q++) {
     const float *x = row + q * size;
     const float *b = biasF + q * size;
@@ -867,26 +866,42 @@ static int kept_groups_f32(const float *row, const float *biasF, double errB,
           wasm_i32x4_shuffle(m2, m2, 2, 3, 0, 1));
     TOP2F(m1, m2, wasm_i32x4_shuffle(m1, m1, 1, 0, 1, 0),
           wasm_i32x4_shuffle(m2, m2, 1, 0, 1, 0));
-    double t1 = wasm_f32x4_extract_lane(m1, 0);
-    double t2 = P == 2 ? (double)wasm_f32x4_extract_lane(m2, 0) : 0.0;
-    // Far from overflow (and no -Infinity among the tops), else no bound.
-    far &= __builtin_fabs(t1) < 0x1p120 && __builtin_fabs(t2) < 0x1p120;
-    double sum = t1 + t2;
-    double err = 0x1p-22 * (__builtin_fabs(t1) + __builtin_fabs(t2)) +
-                 P * (3 * errB + 0x1p-139);
-    score[q] = sum;
-    slack[q] = 2 * err + 0x1p-50 * __builtin_fabs(sum) + 0x1p-139;
+    // The group's top keys t1 >= t2 (t2 = 0 for one key), scored below.
+    score[q] = wasm_f32x4_extract_lane(m1, 0);
+    slack[q] = P == 2 ? (double)wasm_f32x4_extract_lane(m2, 0) : 0.0;
   }
   v128_t ok = wasm_f32x4_lt(wasm_f32x4_add(sum0, sum1),
                             wasm_f32x4_splat(__builtin_inff()));
   if (!wasm_i32x4_all_true(ok)) return -1;
-  if (!far) return 0;
+  // Scores t1 + t2 and their slack in float64x2 pairs of groups; every
+  // top far from overflow (and no -Infinity among them), else no bound.
+  int Gp = (G + 1) & ~1;
+  score[G] = slack[G] = 0;
+  v128_t far = wasm_i64x2_splat(-1), lim = wasm_f64x2_splat(0x1p120);
+  v128_t base = wasm_f64x2_splat(P * (3 * errB + 0x1p-139));
+  for (int p = 0; p < Gp; p += 2) {
+    v128_t t1 = wasm_v128_load(score + p), t2 = wasm_v128_load(slack + p);
+    v128_t a1 = wasm_f64x2_abs(t1), a2 = wasm_f64x2_abs(t2);
+    far = wasm_v128_and(far, wasm_v128_and(wasm_f64x2_lt(a1, lim),
+                                           wasm_f64x2_lt(a2, lim)));
+    v128_t sum = wasm_f64x2_add(t1, t2);
+    v128_t err = wasm_f64x2_add(
+        wasm_f64x2_mul(wasm_f64x2_splat(0x1p-22), wasm_f64x2_add(a1, a2)),
+        base);
+    v128_t sl = wasm_f64x2_add(
+        wasm_f64x2_add(wasm_f64x2_mul(wasm_f64x2_splat(2), err),
+                       wasm_f64x2_mul(wasm_f64x2_splat(0x1p-50),
+                                      wasm_f64x2_abs(sum))),
+        wasm_f64x2_splat(0x1p-139));
+    wasm_v128_store(score + p, sum);
+    wasm_v128_store(slack + p, sl);
+  }
+  if (!wasm_i64x2_all_true(far)) return 0;
   // A group's rank: the groups with a larger float32 score. Kept: rank
   // below topGroups (exactly topGroups of them where no tie sits at the
   // cut, else no decision here). Then the kept groups' lowest interval end
   // against the dropped groups' highest. In float64x2 pairs of groups (a
   // padding group scores -Infinity), without a branch on the scores.
-  int Gp = (G + 1) & ~1;
   score[G] = -INF;
   slack[G] = 0;
   long long *rank = s->rank2;
