@@ -100,6 +100,7 @@ typedef struct {
   int *count;
   double *top;
   double *score;
+  float *lanes;
   long long *rank2;
   int *exact;
   int *rank;
@@ -136,7 +137,8 @@ static u32 layout(Scratch *s, uptr base, int E, int k, int G, int P) {
   TAKE(topI, int, k);
   TAKE(count, int, G);
   TAKE(top, double, G * P);
-  TAKE(score, double, G + 1);
+  TAKE(score, double, G + 4);
+  TAKE(lanes, float, 8 * (G + 4));
   TAKE(rank2, long long, G + 1);
   TAKE(exact, int, G);
   TAKE(rank, int, G);
@@ -794,6 +796,21 @@ static float key_threshold(double g, double errB) {
   return (double)f > t ? below(f) : f;
 }
 
+// The transpose of four float32x4 rows a, b, c, d into r0..r3 (r0: their
+// lanes 0, and so on).
+#define TRANSPOSE4(r0, r1, r2, r3, a, b, c, d)                                 \
+  do {                                                                         \
+    v128_t a_ = (a), b_ = (b), c_ = (c), d_ = (d);                             \
+    v128_t lo_ = wasm_i32x4_shuffle(a_, b_, 0, 4, 1, 5);                       \
+    v128_t lo2_ = wasm_i32x4_shuffle(c_, d_, 0, 4, 1, 5);                      \
+    v128_t hi_ = wasm_i32x4_shuffle(a_, b_, 2, 6, 3, 7);                       \
+    v128_t hi2_ = wasm_i32x4_shuffle(c_, d_, 2, 6, 3, 7);                      \
+    r0 = wasm_i32x4_shuffle(lo_, lo2_, 0, 1, 4, 5);                            \
+    r1 = wasm_i32x4_shuffle(lo_, lo2_, 2, 3, 6, 7);                            \
+    r2 = wasm_i32x4_shuffle(hi_, hi2_, 0, 1, 4, 5);                            \
+    r3 = wasm_i32x4_shuffle(hi_, hi2_, 2, 3, 6, 7);                            \
+  } while (0)
+
 // The kept groups (keep[q]) for P <= 2 from float32 keys a = x + (float)b
 // against the float64 keys k = x + b. With errB the largest |b - (float)b|
 // (the bias below 2^100 in magnitude), every a lies within
@@ -816,6 +833,7 @@ static int kept_groups_f32(const float *row, const float *biasF, double errB,
                            int G, int size, int P, int topGroups, Scratch *s,
                            int fused, float nearF) {
   double *score = s->score, *slack = s->keptV;
+  float *lanes = s->lanes;
   v128_t nearT = wasm_f32x4_splat(nearF);
   unsigned short *nearBits = (unsigned short *)s->nearBits;
   // Sums of the keys, lane by lane: below +Infinity in every lane only
@@ -861,18 +879,37 @@ static int kept_groups_f32(const float *row, const float *biasF, double errB,
       TOP2F(m1, m2, wasm_f32x4_replace_lane(none, 0, a), none);
     }
     TOP2F(m1, m2, n1, n2);
-    // Lanes 2, 3 merged into 0, 1, then lane 1 into 0.
-    TOP2F(m1, m2, wasm_i32x4_shuffle(m1, m1, 2, 3, 0, 1),
-          wasm_i32x4_shuffle(m2, m2, 2, 3, 0, 1));
-    TOP2F(m1, m2, wasm_i32x4_shuffle(m1, m1, 1, 0, 1, 0),
-          wasm_i32x4_shuffle(m2, m2, 1, 0, 1, 0));
-    // The group's top keys t1 >= t2 (t2 = 0 for one key), scored below.
-    score[q] = wasm_f32x4_extract_lane(m1, 0);
-    slack[q] = P == 2 ? (double)wasm_f32x4_extract_lane(m2, 0) : 0.0;
+    wasm_v128_store(lanes + 8 * q, m1);
+    wasm_v128_store(lanes + 8 * q + 4, m2);
   }
   v128_t ok = wasm_f32x4_lt(wasm_f32x4_add(sum0, sum1),
                             wasm_f32x4_splat(__builtin_inff()));
   if (!wasm_i32x4_all_true(ok)) return -1;
+  // Four groups at a time, their lanes transposed (a group a lane) and
+  // merged: each group's top keys t1 >= t2 (t2 = 0 for one key) into score
+  // and slack, scored below. Groups past G: -Infinity.
+  for (int q = G; q < ((G + 3) & ~3); q++) {
+    wasm_v128_store(lanes + 8 * q, wasm_f32x4_splat(-__builtin_inff()));
+    wasm_v128_store(lanes + 8 * q + 4, wasm_f32x4_splat(-__builtin_inff()));
+  }
+  for (int q = 0; q < G; q += 4) {
+    const float *l = lanes + 8 * q;
+    v128_t r0, r1, r2, r3, s0, s1, s2, s3;
+    TRANSPOSE4(r0, r1, r2, r3, wasm_v128_load(l), wasm_v128_load(l + 8),
+               wasm_v128_load(l + 16), wasm_v128_load(l + 24));
+    TRANSPOSE4(s0, s1, s2, s3, wasm_v128_load(l + 4), wasm_v128_load(l + 12),
+               wasm_v128_load(l + 20), wasm_v128_load(l + 28));
+    TOP2F(r0, s0, r1, s1);
+    TOP2F(r2, s2, r3, s3);
+    TOP2F(r0, s0, r2, s2);
+    if (P != 2) s0 = wasm_f32x4_splat(0);
+    wasm_v128_store(score + q, wasm_f64x2_promote_low_f32x4(r0));
+    wasm_v128_store(score + q + 2, wasm_f64x2_promote_low_f32x4(
+                                       wasm_i32x4_shuffle(r0, r0, 2, 3, 2, 3)));
+    wasm_v128_store(slack + q, wasm_f64x2_promote_low_f32x4(s0));
+    wasm_v128_store(slack + q + 2, wasm_f64x2_promote_low_f32x4(
+                                       wasm_i32x4_shuffle(s0, s0, 2, 3, 2, 3)));
+  }
   // Scores t1 + t2 and their slack in float64x2 pairs of groups; every
   // top far from overflow (and no -Infinity among them), else no bound.
   int Gp = (G + 1) & ~1;
