@@ -788,10 +788,11 @@ static unsigned short pass16_keys(v128_t a0, v128_t a1, v128_t a2, v128_t a3,
 // within 2^-23 |k| + 2 errB + 2^-140 of k (kept_groups_f32) and
 // k - 2^-23 |k| increases with k, so k >= g gives
 // a >= g - 2^-23 |g| - 2 errB - 2^-140; t is a float32 at or below that,
-// its float64 rounding covered by a margin.
+// the float64 rounding of each step (at most 2^-53 of |g| + 2 errB +
+// 2^-140 plus the margin itself) covered by a margin of 2^-48 of it.
 static float key_threshold(double g, double errB) {
   double t = g - 0x1p-23 * __builtin_fabs(g) - 2 * errB - 0x1p-140;
-  t -= 0x1p-50 * __builtin_fabs(t) + 0x1p-1000;
+  t -= 0x1p-48 * (__builtin_fabs(g) + 2 * errB + 0x1p-140);
   float f = (float)t;
   return (double)f > t ? below(f) : f;
 }
