@@ -537,3 +537,47 @@ test(
     }
   },
 );
+
+test(
+  "the wasm route kernel's float32 keys never drop a kept group's candidate at the threshold",
+  {
+    skip: !wasm && "no WebAssembly SIMD",
+  },
+  () => {
+    // Four hot groups (kept every time), their 128 keys within 2e-6 of one
+    // another, the biases near 1 (float32 rounds them by up to 6e-8): the
+    // running thresholds land among keys whose float32 keys x + (float)b
+    // sit below them while the float64 keys x + b do not.
+    const rng = new Rng(19);
+    const N = 3000, E = 256, size = 32;
+    const bias = Float64Array.from(
+      { length: E },
+      () => 1 + 1e-6 * rng.uniform(),
+    );
+    const data = new Float32Array(N * E);
+    for (let i = 0; i < N; i++) {
+      for (let q = 0; q < 8; q++) {
+        for (let j = q * size; j < (q + 1) * size; j++) {
+          data[i * E + j] = q % 2 === 0
+            ? Math.fround(0.5 + 2e-6 * rng.uniform())
+            : Math.fround(0.1 * rng.uniform());
+        }
+      }
+    }
+    const s = { data, tokens: N, experts: E };
+    for (const groupScore of ["megatron", "v2"] as GroupScore[]) {
+      const o: RouteOptions = {
+        k: 8,
+        bias,
+        groups: 8,
+        topGroups: 4,
+        groupScore,
+      };
+      same(
+        routeWasm(routeOp.validate({ scores: s, options: o })),
+        routeCpu(routeOp.validate({ scores: s, options: o })),
+        groupScore,
+      );
+    }
+  },
+);
