@@ -6,7 +6,7 @@ export const WASM_COMPILER = "Debian clang version 14.0.6";
 
 /** SHA-256 of the C sources the module was built from (names and texts). */
 export const WASM_SOURCES_SHA256 =
-  "9371779b48f8196acd2f2db26a0c423890a18dd3ea1a61ecce1405adb44ebc89";
+  "1474c7772e964db48cefacb79ed148c86570e909e7bf350a1408b3937ce50e85";
 
 /** Pages (64 KiB) of memory the module needs at start: its stack and data. */
 export const WASM_INITIAL_PAGES = 16;

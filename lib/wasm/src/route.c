@@ -20,13 +20,13 @@
 //
 // Group-limited rows (DeepSeek-V3, Megatron-Core) with a group scored by
 // its top one or two keys: every group's top keys in float32x4, in the
-// same pass as the two thresholds' bits (`kept_groups_f32`), with an error
-// bound against the float64 scores proven from the top keys alone; where
-// the bound separates the kept groups from the dropped ones they are the
-// float64 choice, elsewhere the float64 scores are computed
-// (`exact_groups`). Then the thresholds' bits, masked to the kept groups,
-// select as in the ungrouped rows. Other group scorings (more than two
-// keys) follow lib/ops/_route_groups.ts on candidates.
+// same pass as the near threshold's bits (`kept_groups_f32`), with an
+// error bound against the float64 scores proven from the top keys alone;
+// where the bound separates the kept groups from the dropped ones they
+// are the float64 choice, elsewhere the float64 scores are computed
+// (`exact_groups`). Then the thresholds' bits, kept groups only, select as
+// in the ungrouped rows. Other group scorings (more than two keys) follow
+// lib/ops/_route_groups.ts on candidates.
 // V8 compiles a select between two floats to a branch, mispredicted on
 // keys in random order: the group paths take maxima and minima with
 // f64x2.pmax/pmin and rank with integer sums of comparisons.
@@ -1063,13 +1063,16 @@ static void drop_groups(unsigned short *bits, const Scratch *s, int G,
 }
 
 // Group-limited rows for perGroup <= 2 (Megatron-Core's and DeepSeek-V3's
-// settings): the float32 pass of the ungrouped rows' two thresholds (on
-// the k-th key of the kept groups), kept as bits; the kept groups from
-// float32 group scores with an error bound (kept_groups_f32), from the
-// float64 scores where the bound leaves the choice open; then the top k
-// of the kept groups' candidates at the near threshold, at the low one
-// where fewer than k reach it, the reference where fewer than k reach
-// that.
+// settings), two thresholds on the kept groups' k-th key as in the
+// ungrouped rows. Groups of a multiple of 16 entries: one pass over the
+// row for the float32 group tops and the near threshold's bits from the
+// float32 keys (kept_groups_f32, key_threshold); the low threshold's bits
+// for the kept groups only, where fewer than k of their candidates reach
+// near. Other sizes: the per-expert bounds' pass (filter2) first. The
+// kept groups from the float32 group scores with an error bound, from the
+// float64 scores where the bound leaves the choice open (exact_groups);
+// the top k among the kept groups' candidates, the reference where fewer
+// than k reach the low threshold.
 static int grouped_rows2(const float *scores, int rows, int E, int k,
                          const double *bias, int normalize, double scale,
                          int G, int topGroups, int P, int *outE, float *outW,
