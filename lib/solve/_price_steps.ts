@@ -36,6 +36,37 @@ export function priceSteps(
   rounds: number,
   enough: number,
 ): RowSelection {
+  return steps(s, tokens, E, k, capacity, q, rounds, enough, true)!;
+}
+
+/**
+ * Runs `rounds` steps on `q` (in place), fewer when the excess falls to
+ * zero, without the selection under the final `q`: prices for a start.
+ */
+export function stepPrices(
+  s: Float32Array,
+  tokens: number,
+  E: number,
+  k: number,
+  capacity: number,
+  q: Float64Array,
+  rounds: number,
+): void {
+  steps(s, tokens, E, k, capacity, q, rounds, 0, false);
+}
+
+/** {@linkcode priceSteps}; the final selection only if `last`. */
+function steps(
+  s: Float32Array,
+  tokens: number,
+  E: number,
+  k: number,
+  capacity: number,
+  q: Float64Array,
+  rounds: number,
+  enough: number,
+  last: boolean,
+): RowSelection | null {
   const loads = new Int32Array(E);
   // Margins of the holders of each expert with too many tokens.
   const start = new Int32Array(E + 1);
@@ -56,7 +87,7 @@ export function priceSteps(
     sel = sel === undefined || k >= E || excess > 4 * enough
       ? selectRows(s, tokens, E, k, q)
       : reselectRows(s, tokens, E, k, sel, old, q);
-    if (round >= rounds || k >= E) return sel;
+    if (round >= rounds || k >= E) return last ? sel : null;
     const { slots, vals, free, list, listV } = sel;
     loads.fill(0);
     for (let x = 0; x < slots.length; x++) loads[slots[x]]++;
@@ -120,5 +151,6 @@ export function priceSteps(
     for (let j = 0; j < E; j++) {
       if (Number.isFinite(step[j])) q[j] += step[j];
     }
+    if (!last && round + 1 >= rounds) return null;
   }
 }
