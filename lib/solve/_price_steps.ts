@@ -70,7 +70,7 @@ function steps(
   const loads = new Int32Array(E);
   // Margins of the holders of each expert with too many tokens.
   const start = new Int32Array(E + 1);
-  const fill = new Int32Array(E);
+  const fill = new Int32Array(E), bump = new Int32Array(E);
   // The smallest gaps of each expert with too few, sorted, first `count`;
   // `limit[j]`: the largest kept once `want[j]` are (else Infinity).
   const gaps = new Float64Array(E * GAP_CAP);
@@ -101,12 +101,20 @@ function steps(
     for (let j = 0; j < E; j++) {
       start[j + 1] = start[j] + (loads[j] > capacity ? loads[j] : 0);
     }
-    const margins = new Float64Array(start[E]);
-    fill.set(start.subarray(0, E));
+    // Without a branch: the holders of an expert not over write to a last
+    // slot that is never read.
+    const margins = new Float64Array(start[E] + 1);
+    for (let j = 0; j < E; j++) {
+      const over = loads[j] > capacity;
+      fill[j] = over ? start[j] : start[E];
+      bump[j] = over ? 1 : 0;
+    }
     for (let i = 0; i < tokens; i++) {
+      const f = free[i];
       for (let r = i * k; r < i * k + k; r++) {
         const j = slots[r];
-        if (loads[j] > capacity) margins[fill[j]++] = vals[r] - free[i];
+        margins[fill[j]] = vals[r] - f;
+        fill[j] += bump[j];
       }
     }
     step.fill(0);
