@@ -64,13 +64,20 @@ describe("priceSteps", () => {
     assert.ok(excess(s, N, E, k, C, q) < before / 4);
   });
 
-  test("the sampled start leaves less excess than zero prices", () => {
-    const N = 4096, E = 64, k = 8, C = (N * k) / E;
-    const s = instance(N, E, 5);
-    const zero = excess(s, N, E, k, C, new Float64Array(E));
-    const q = warmStartPrices(s, N, E, k, C);
-    assert.ok(q.some((v) => v !== 0));
-    assert.ok(excess(s, N, E, k, C, q) < zero / 4, `${zero}`);
+  test("the sampled start leaves little excess, stepped or solved", () => {
+    // 4096 x 64: the sample (1024 tokens, 128 slots per expert) takes
+    // steps; 2048 x 256: the sample (512 tokens, 16 per expert) is solved.
+    for (const [N, E, k] of [[4096, 64, 8], [2048, 256, 8]]) {
+      const C = (N * k) / E;
+      const s = instance(N, E, 5);
+      const zero = excess(s, N, E, k, C, new Float64Array(E));
+      const q = warmStartPrices(s, N, E, k, C);
+      assert.ok(q.some((v) => v !== 0));
+      const left = excess(s, N, E, k, C, q);
+      // Zero prices leave 6549 and 4380 units over; the starts about 850
+      // and 1270 (few slots per expert: a noisier sample).
+      assert.ok(left < zero / 3, `${zero} -> ${left}`);
+    }
   });
 
   test("the repair reaches the same certified optimum with or without them", () => {

@@ -20,9 +20,10 @@
  * those of the batch. The solver takes one token in four, starts that
  * sample the same way (recursively), runs two of the price steps below on
  * it at the same capacity per token (no repair: the sample's prices differ
- * from the batch's by its sampling noise anyway), and starts from the
- * stepped prices. When the sample would hold fewer than 512 tokens (or
- * fewer than `E`), it starts from `q = 0`. `options.expertPrices` replaces the
+ * from the batch's by its sampling noise anyway; a sample with fewer than
+ * 64 token slots per expert is solved exactly instead, as steps leave it
+ * far off), and starts from its prices. When the sample would hold fewer
+ * than 512 tokens (or fewer than `E`), it starts from `q = 0`. `options.expertPrices` replaces the
  * sample: the previous batch's optimal prices are the closest start in a
  * loop over batches. Any start reaches the same optimum; a good one only
  * makes the repair short. While the excess of step 3 is large (over
@@ -248,7 +249,7 @@ export function solveBalancedAssignmentSync(
   const room = Math.min(capacity, tokens + 1);
   const deadline = deadlineOf(problem.timeLimit);
   const prices = problem.start ??
-    warmStartPrices(data, tokens, experts, k, room);
+    warmStartPrices(data, tokens, experts, k, room, problem.scale);
   let result;
   try {
     result = successiveShortestPaths(
