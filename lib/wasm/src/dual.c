@@ -175,13 +175,16 @@ static int list_f32(const float *s, int E, const float *thr, float add,
 // The rank-th largest of the values `s[j] - q[j]` at or above `g` over
 // the `c` experts `idx` (float64, no NaN), or NaN when fewer than `rank`
 // are: the list of the largest is updated without a branch on the data,
-// `t[p] = max(t[p], min(x, t[p - 1]))`, two entries per float64x2.
-static double lane_top(const float *row, const double *q, const int *idx,
-                       int c, int rank, double g) {
-  double t[MAX_LANE_RANK + 2];
-  int pairs = (rank + 1) >> 1;
-  v128_t low = wasm_f64x2_splat(-INF);
-  for (int m = 0; m < pairs; m++) wasm_v128_store(t + 2 * m, low);
+// `t[p] = max(t[p], min(x, t[p - 1]))`, two entries per float64x2. The
+// list has `pairs` float64x2, a constant where lane_top calls it, so that
+// the loops unroll and the list stays in registers (no store and reload
+// per value).
+static inline __attribute__((always_inline)) double
+lane_top_pairs(const float *row, const double *q, const int *idx, int c,
+               int rank, double g, const int pairs) {
+  v128_t t[MAX_LANE_RANK / 2];
+  for (int m = 0; m < pairs; m++) t[m] = wasm_f64x2_splat(-INF);
+  const v128_t high = wasm_f64x2_splat(INF);
   int n = 0;
   for (int r = 0; r < c; r++) {
     int j = idx[r];
@@ -189,21 +192,31 @@ static double lane_top(const float *row, const double *q, const int *idx,
     int in = x >= g;
     n += in;
     v128_t xv = wasm_f64x2_splat(in ? x : -INF);
-    // Pairs from the last down, each loaded whole (as it was stored), the
-    // entry before a pair taken from the pair below it.
-    v128_t cur = wasm_v128_load(t + 2 * (pairs - 1));
-    for (int m = pairs - 1; m > 0; m--) {
-      v128_t below = wasm_v128_load(t + 2 * (m - 1));
-      v128_t before = wasm_i64x2_shuffle(below, cur, 1, 2);
-      wasm_v128_store(t + 2 * m,
-                      wasm_f64x2_pmax(cur, wasm_f64x2_pmin(xv, before)));
-      cur = below;
+    // Pairs from the last down, the entry before a pair taken from the
+    // pair below it (t[-1] is +infinity).
+    for (int m = pairs - 1; m >= 0; m--) {
+      v128_t before = wasm_i64x2_shuffle(m > 0 ? t[m - 1] : high, t[m], 1, 2);
+      t[m] = wasm_f64x2_pmax(t[m], wasm_f64x2_pmin(xv, before));
     }
-    // t[-1] is +infinity: t[0] = max(t[0], x), t[1] = max(t[1], min(x, t[0])).
-    v128_t before = wasm_i64x2_shuffle(wasm_f64x2_splat(INF), cur, 1, 2);
-    wasm_v128_store(t, wasm_f64x2_pmax(cur, wasm_f64x2_pmin(xv, before)));
   }
-  return n >= rank ? t[rank - 1] : NAN_RESULT;
+  if (n < rank) return NAN_RESULT;
+  v128_t last = t[(rank - 1) >> 1];
+  return (rank - 1) & 1 ? wasm_f64x2_extract_lane(last, 1)
+                        : wasm_f64x2_extract_lane(last, 0);
+}
+
+static double lane_top(const float *row, const double *q, const int *idx,
+                       int c, int rank, double g) {
+  switch ((rank + 1) >> 1) {
+#define PAIRS(P)                                                              \
+  case P:                                                                     \
+    return lane_top_pairs(row, q, idx, c, rank, g, P);
+    PAIRS(1) PAIRS(2) PAIRS(3) PAIRS(4) PAIRS(5) PAIRS(6) PAIRS(7) PAIRS(8)
+    PAIRS(9) PAIRS(10) PAIRS(11) PAIRS(12) PAIRS(13) PAIRS(14) PAIRS(15)
+    PAIRS(16)
+#undef PAIRS
+  }
+  return NAN_RESULT;
 }
 
 // Prices beyond this magnitude (and NaN) take the float64 listing alone,
