@@ -239,8 +239,8 @@ enum { STATE_GUESS = 0, STATE_COLUMNS = 1 };
 // `p[i] = rank-th largest of s[i][j] - q[j]` (0 where `clip_p` and not
 // above 0); then, with `columns`, each row's values `s[i][j] - p[i]` at or
 // above `lower[j]` appended to column j of `col` (stride `stride`,
-// `count[j]` so far). `top` holds `rank` values, `idx` `E + 4` indices,
-// `thr` `2 E` floats and `state` two numbers (the thresholds, made once
+// `count[j]` so far). `top` holds `rank` values, `idx` `2 E + 8` indices,
+// `thr` `3 E` floats and `state` two numbers (the thresholds, made once
 // and kept from block to block), `stats` the row filter's two numbers
 // (carried from block to block and updated as lib/select/top.ts does row
 // by row).
@@ -306,20 +306,52 @@ moelab_dual_rows(const float *s, int rows, int E, int rank, const double *q,
     }
     state[STATE_COLUMNS] = fast_col ? 1 : -1;
   }
+  // One listing for both steps: where the token thresholds and the column
+  // thresholds are both made, the experts with `s >= thr_both[j]`, the
+  // lower of `thr_q[j]` and `thr_col[j] + add_g` (`add_g` the column
+  // shift of a token price at the guess `g`), are a superset of the token
+  // list and, for a row whose price reaches the guess (its column shift
+  // `add >= add_g`), of the column list: both are picked out of it by
+  // the same float32 tests as list_f32's, in the same order.
+  int fused = need_p && fast_p && fast_col;
+  float *thr_both = thr + 2 * E;
+  int *tok = idx + E + 4;
+  float add_g = 0;
+  if (fused) {
+    add_g = round_down_f32(g - MARGIN_COLUMN * __builtin_fabs(g));
+    for (int j = 0; j < E; j++) {
+      float t = thr_col[j] + add_g;
+      thr_both[j] = t < thr_q[j] ? t : thr_q[j];
+    }
+  }
   for (int i = 0; i < rows; i++) {
     const float *row = s + (long)i * E;
+    int both = 0;
     if (need_p) {
       double v;
       if (fast_p) {
-        int c = list_f32(row, E, thr_q, 0, idx);
-        v = rank <= MAX_LANE_RANK ? lane_top(row, q, idx, c, rank, g)
+        const int *list = idx;
+        int c;
+        if (fused) {
+          both = list_f32(row, E, thr_both, 0, idx);
+          c = 0;
+          for (int r = 0; r < both; r++) {
+            int j = idx[r];
+            tok[c] = j;
+            c += row[j] >= thr_q[j];
+          }
+          list = tok;
+        } else {
+          c = list_f32(row, E, thr_q, 0, idx);
+        }
+        v = rank <= MAX_LANE_RANK ? lane_top(row, q, list, c, rank, g)
                                   : NAN_RESULT;
         // A zero may be +0 or -0 by which tie came first; and a rank
         // beyond the lanes' list: the float64 kernel's insertion.
         if (v == 0 || v != v) {
           int n = 0;
           for (int r = 0; r < c; r++) {
-            int j = idx[r];
+            int j = list[r];
             double x = (double)row[j] - q[j];
             if (!(x >= g)) continue;
             if (n < rank) insert_value(top, n++, x);
@@ -337,7 +369,16 @@ moelab_dual_rows(const float *s, int rows, int E, int rank, const double *q,
     double pi = p[i];
     if (fast_col && __builtin_fabs(pi) < FAST_LIMIT) {
       float add = round_down_f32(pi - MARGIN_COLUMN * __builtin_fabs(pi));
-      int c = list_f32(row, E, thr_col, add, idx);
+      int c = 0;
+      if (fused && add >= add_g) {
+        for (int r = 0; r < both; r++) {
+          int j = idx[r];
+          idx[c] = j;
+          c += row[j] >= thr_col[j] + add;
+        }
+      } else {
+        c = list_f32(row, E, thr_col, add, idx);
+      }
       for (int r = 0; r < c; r++) {
         int j = idx[r];
         double x = (double)row[j] - pi;
