@@ -211,6 +211,35 @@ describe("lib/wasm/src/scores.c", () => {
       );
       const exps = Float64Array.from(rt.f64(p.exps, n));
       const scores = Float32Array.from(rt.f32(p.out, n));
+      // Where every centre + product is exact (noise 1: float32 terms),
+      // the kernel's shorter exp gives the same exps and scores.
+      const sumsExact = rt.exports.moelab_synthetic_sums_exact(
+        p.centre,
+        clusters * cols,
+        p.draws,
+        4096,
+      );
+      if (noise === 1) assert.equal(sumsExact, 1);
+      if (sumsExact) {
+        rt.exports.moelab_rng_seed(99 + noise, p.state);
+        rt.exports.moelab_synthetic_scores(
+          p.state,
+          p.cluster,
+          p.centre,
+          p.draws,
+          20,
+          rows,
+          cols,
+          1,
+          p.out,
+          p.scratch,
+          p.expCentre,
+          p.exps,
+          1,
+        );
+        assert.deepEqual(rt.f64(p.exps, n), exps);
+        assert.deepEqual(rt.f32(p.out, n), scores);
+      }
       // The logits, from the same stream without the gate.
       rt.exports.moelab_rng_seed(99 + noise, p.state);
       rt.exports.moelab_synthetic_scores(
@@ -242,6 +271,39 @@ describe("lib/wasm/src/scores.c", () => {
       const want = MATH_EXP_EXACT ? sigmoid(logits) : exactSigmoid(logits);
       assert.deepEqual(scores, want);
     }
+  });
+
+  test("moelab_synthetic_sums_exact: exact only where every centre + product is", () => {
+    /** The answer for these centres and products (the draws' P entries). */
+    const exactFor = (centres: number[], products: number[]) => {
+      const c = rt.reserve("scores-test-in", 4 * centres.length + 16);
+      const d = rt.reserve("scores-test-out", 16 * products.length + 16);
+      rt.f32(c, centres.length).set(centres);
+      const draws = rt.f64(d, 2 * products.length);
+      products.forEach((v, i) => (draws[2 * i] = v));
+      return rt.exports.moelab_synthetic_sums_exact(
+        c,
+        centres.length,
+        d,
+        products.length,
+      );
+    };
+    // Float32 terms of similar size: 40 bits at most, exact.
+    assert.equal(exactFor([-3.5, 0.75], [0.25, -1.3125, 0]), 1);
+    assert.equal(exactFor([0, -0], [0]), 1);
+    // 0.1 as a float64 has 53 significant bits: 1 + 0.1 rounds.
+    assert.equal(1 + 0.1 - 1 === 0.1, false);
+    assert.equal(exactFor([1], [0.1]), 0);
+    // 2^-52 beside 3: the sum needs 54 bits, and rounds.
+    assert.equal(3 + 2 ** -52, 3);
+    assert.equal(exactFor([3], [2 ** -52]), 0);
+    // 2^-40 beside 3: 42 bits.
+    assert.equal(exactFor([3], [2 ** -40]), 1);
+    assert.equal(3 + 2 ** -40 - 3, 2 ** -40);
+    // Not finite or subnormal: not known exact.
+    assert.equal(exactFor([1], [Infinity]), 0);
+    assert.equal(exactFor([1], [NaN]), 0);
+    assert.equal(exactFor([1], [2 ** -1070]), 0);
   });
 
   test("moelab_sigmoid_f32 gives the mpmath sigmoid, near float32 midpoints included", () => {

@@ -286,6 +286,14 @@ function wasmScores(
     expCentrePtr,
     drawsPtr,
   );
+  // Every centre + product exact in float64 (noise 1: the products are
+  // the table's float32 values): the kernel's shorter exp, the same bits.
+  const exact = rt.exports.moelab_synthetic_sums_exact(
+    centrePtr,
+    centre.length,
+    drawsPtr,
+    NORMAL_TABLE.length,
+  );
   for (let i = 0; i < tokens; i += rows) {
     const n = Math.min(rows, tokens - i);
     clusterView.set(cluster.subarray(i, i + n));
@@ -302,6 +310,7 @@ function wasmScores(
       scratchPtr,
       expCentrePtr,
       0,
+      exact,
     );
     out.set(n === rows ? block : block.subarray(0, n * E), i * E);
   }

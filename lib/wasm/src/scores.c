@@ -551,18 +551,68 @@ moelab_synthetic_tables(const float *centre, int n_centre, const float *table, i
 // The synthetic sigmoid's estimate of exp(-L) for two logits L (float64
 // lanes) that are the float32 roundings of S = c + P (c the centres, P =
 // noise * draw, S rounded in float64): exp(-c) exp(-P) exp(-d) with
-// d = L - (c + P) exactly (TwoSum gives the rounding of S). Within 3
-// ESTIMATE_STEPS steps of the exact exp(-L) where the tables are
-// (lib/wasm/scores_test.ts measures it; 31 seen): the tables' errors,
-// three roundings and the dropped d^3 / 6 < 2^-56.
-static inline v128_t synthetic_exp(v128_t L, v128_t S, v128_t c, v128_t P, v128_t ec, v128_t ep,
-                                   const lanes *k) {
-  const v128_t bb = wasm_f64x2_sub(S, c);
-  const v128_t err = wasm_f64x2_add(wasm_f64x2_sub(c, wasm_f64x2_sub(S, bb)), wasm_f64x2_sub(P, bb));
-  const v128_t d = wasm_f64x2_sub(wasm_f64x2_sub(L, S), err);
+// d = L - (c + P) exactly (TwoSum gives the rounding of S; with `exact`,
+// every c + P is exact (moelab_synthetic_sums_exact) and TwoSum's error is
+// +0, so d = L - S, the same bits). Within 3 ESTIMATE_STEPS steps of the
+// exact exp(-L) where the tables are (lib/wasm/scores_test.ts measures it;
+// 31 seen): the tables' errors, three roundings and the dropped d^3 / 6 <
+// 2^-56.
+static inline __attribute__((always_inline)) v128_t
+synthetic_exp(v128_t L, v128_t S, v128_t c, v128_t P, v128_t ec, v128_t ep, const lanes *k,
+              const int exact) {
+  v128_t d = wasm_f64x2_sub(L, S);
+  if (!exact) {
+    const v128_t bb = wasm_f64x2_sub(S, c);
+    const v128_t err =
+        wasm_f64x2_add(wasm_f64x2_sub(c, wasm_f64x2_sub(S, bb)), wasm_f64x2_sub(P, bb));
+    d = wasm_f64x2_sub(d, err);
+  }
   const v128_t q = wasm_f64x2_add(wasm_f64x2_sub(k->one, d),
                                   wasm_f64x2_mul(wasm_f64x2_mul(d, d), k->half));
   return wasm_f64x2_mul(wasm_f64x2_mul(ec, ep), q);
+}
+
+// The exponent of the lowest set bit of a finite, nonzero, normal `x`
+// (x = m 2^e with m odd), or -100000 where it is not that.
+static int lowest_bit_exponent(double x) {
+  const uint64_t u = bits_of(x);
+  const int biased = (int)((u >> 52) & 0x7FF);
+  const uint64_t m = u & 0xFFFFFFFFFFFFFull;
+  if (biased == 0 || biased == 0x7FF) return -100000;
+  return biased - 1075 + __builtin_ctzll(m | (1ull << 52));
+}
+
+// Whether every sum c + P of a centre `centre[i]` and a product
+// `draws[2 i]` (moelab_synthetic_tables) is exact in float64: all terms
+// finite and normal (or zero), and the sums' magnitudes below 2^top with
+// top less the lowest set bit of any term at most 53, so that each sum is
+// an integer multiple of that bit below 2^53 of it.
+__attribute__((export_name("moelab_synthetic_sums_exact"))) int
+moelab_synthetic_sums_exact(const float *centre, int n_centre, const double *draws,
+                            int n_table) {
+  double max_c = 0, max_p = 0;
+  int low = 100000;
+  for (int i = 0; i < n_centre + n_table; i++) {
+    const double x = i < n_centre ? (double)centre[i] : draws[2 * (i - n_centre)];
+    if (x == 0) continue;
+    const int e = lowest_bit_exponent(x);
+    if (e == -100000) return 0;
+    if (e < low) low = e;
+    const double a = __builtin_fabs(x);
+    if (i < n_centre) {
+      if (a > max_c) max_c = a;
+    } else if (a > max_p) {
+      max_p = a;
+    }
+  }
+  // |c + P| <= max_c + max_p, rounded up to the power of two above (the
+  // float64 sum of the bounds is within a rounding of the true one, so
+  // one more power of two covers it).
+  const double bound = max_c + max_p;
+  if (bound == 0) return 1;
+  if (!(bound < 0x1p1000)) return 0;
+  const int top = (int)((bits_of(bound) >> 52) & 0x7FF) - 1023 + 2;
+  return top - low <= 53;
 }
 
 // One xoshiro128** step (lib/scores/rng.ts nextU32) on the state words.
@@ -599,11 +649,11 @@ static void redo_groups(const float *redo_x, const int *redo_at, int redo, float
 // where it can, redoing unsure groups through sigmoid_row; with
 // `exps` not null (the tests), it also writes those exps there (rows x
 // cols float64, the groups of four only). `scratch` holds 2 * cols float64
-// (softmax).
-__attribute__((export_name("moelab_synthetic_scores"))) void
-moelab_synthetic_scores(uint32_t *state, const int32_t *cluster, const float *centre,
-                        const double *draws, int shift, int rows, int cols, int gate,
-                        float *out, double *scratch, const double *exp_centre, double *exps) {
+// (softmax). `exact` (a constant): every c + P is exact in float64.
+static inline __attribute__((always_inline)) void
+synthetic_rows(uint32_t *state, const int32_t *cluster, const float *centre, const double *draws,
+               int shift, int rows, int cols, int gate, float *out, double *scratch,
+               const double *exp_centre, double *exps, const int exact) {
   uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
   const lanes k = load_lanes();
   const v128_t limit = wasm_f32x4_splat(TABLE_LOGIT_LIMIT);
@@ -634,8 +684,10 @@ moelab_synthetic_scores(uint32_t *state, const int32_t *cluster, const float *ce
         continue;
       }
       const v128_t ep0 = wasm_i64x2_shuffle(w[0], w[1], 1, 3), ep1 = wasm_i64x2_shuffle(w[2], w[3], 1, 3);
-      const v128_t e0 = synthetic_exp(low_f64(L), s0, c0, p0, wasm_v128_load(ec + j), ep0, &k);
-      const v128_t e1 = synthetic_exp(high_f64(L), s1, c1, p1, wasm_v128_load(ec + j + 2), ep1, &k);
+      const v128_t e0 =
+          synthetic_exp(low_f64(L), s0, c0, p0, wasm_v128_load(ec + j), ep0, &k, exact);
+      const v128_t e1 =
+          synthetic_exp(high_f64(L), s1, c1, p1, wasm_v128_load(ec + j + 2), ep1, &k, exact);
       if (exps) {
         wasm_v128_store(exps + (long)i * cols + j, e0);
         wasm_v128_store(exps + (long)i * cols + j + 2, e1);
@@ -669,4 +721,20 @@ moelab_synthetic_scores(uint32_t *state, const int32_t *cluster, const float *ce
   state[1] = b;
   state[2] = c;
   state[3] = d;
+}
+
+// The kernel of synthetic_rows; `exact_sums` (moelab_synthetic_sums_exact
+// of the same tables; 0 or left out: unknown) takes its shorter exp.
+__attribute__((export_name("moelab_synthetic_scores"))) void
+moelab_synthetic_scores(uint32_t *state, const int32_t *cluster, const float *centre,
+                        const double *draws, int shift, int rows, int cols, int gate,
+                        float *out, double *scratch, const double *exp_centre, double *exps,
+                        int exact_sums) {
+  if (exact_sums) {
+    synthetic_rows(state, cluster, centre, draws, shift, rows, cols, gate, out, scratch,
+                   exp_centre, exps, 1);
+  } else {
+    synthetic_rows(state, cluster, centre, draws, shift, rows, cols, gate, out, scratch,
+                   exp_centre, exps, 0);
+  }
 }
