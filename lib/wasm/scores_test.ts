@@ -31,6 +31,9 @@ const SIGMOID_CASES = FIXTURES.sigmoid.map(([x, s]) => [
   fromBits(s),
 ]);
 
+/** moelab_synthetic_facts' bits (scores.c). */
+const SUMS_EXACT = 1, LOGITS_IN_TABLES = 2;
+
 /** Steps of the bit pattern between the estimate and the exact exp (scores.c). */
 const ESTIMATE_STEPS = 16n;
 
@@ -211,16 +214,19 @@ describe("lib/wasm/src/scores.c", () => {
       );
       const exps = Float64Array.from(rt.f64(p.exps, n));
       const scores = Float32Array.from(rt.f32(p.out, n));
-      // Where every centre + product is exact (noise 1: float32 terms),
-      // the kernel's shorter exp gives the same exps and scores.
-      const sumsExact = rt.exports.moelab_synthetic_sums_exact(
+      // Where every centre + product is exact (noise 1: float32 terms)
+      // and every logit in the tables' range (|centre| + |product| below
+      // 6 + 3.7 noise), the kernel's shorter steps give the same exps and
+      // scores.
+      const facts = rt.exports.moelab_synthetic_facts(
         p.centre,
         clusters * cols,
         p.draws,
         4096,
       );
-      if (noise === 1) assert.equal(sumsExact, 1);
-      if (sumsExact) {
+      if (noise === 1) assert.equal(facts, SUMS_EXACT | LOGITS_IN_TABLES);
+      assert.ok(facts & LOGITS_IN_TABLES);
+      for (const known of [facts, facts & SUMS_EXACT, LOGITS_IN_TABLES]) {
         rt.exports.moelab_rng_seed(99 + noise, p.state);
         rt.exports.moelab_synthetic_scores(
           p.state,
@@ -235,7 +241,7 @@ describe("lib/wasm/src/scores.c", () => {
           p.scratch,
           p.expCentre,
           p.exps,
-          1,
+          known,
         );
         assert.deepEqual(rt.f64(p.exps, n), exps);
         assert.deepEqual(rt.f32(p.out, n), scores);
@@ -273,21 +279,23 @@ describe("lib/wasm/src/scores.c", () => {
     }
   });
 
-  test("moelab_synthetic_sums_exact: exact only where every centre + product is", () => {
-    /** The answer for these centres and products (the draws' P entries). */
-    const exactFor = (centres: number[], products: number[]) => {
+  test("moelab_synthetic_facts: exact sums and logits in the tables only where they are", () => {
+    /** The facts for these centres and products (the draws' P entries). */
+    const factsFor = (centres: number[], products: number[]) => {
       const c = rt.reserve("scores-test-in", 4 * centres.length + 16);
       const d = rt.reserve("scores-test-out", 16 * products.length + 16);
       rt.f32(c, centres.length).set(centres);
       const draws = rt.f64(d, 2 * products.length);
       products.forEach((v, i) => (draws[2 * i] = v));
-      return rt.exports.moelab_synthetic_sums_exact(
+      return rt.exports.moelab_synthetic_facts(
         c,
         centres.length,
         d,
         products.length,
       );
     };
+    const exactFor = (centres: number[], products: number[]) =>
+      factsFor(centres, products) & SUMS_EXACT;
     // Float32 terms of similar size: 40 bits at most, exact.
     assert.equal(exactFor([-3.5, 0.75], [0.25, -1.3125, 0]), 1);
     assert.equal(exactFor([0, -0], [0]), 1);
@@ -304,6 +312,14 @@ describe("lib/wasm/src/scores.c", () => {
     assert.equal(exactFor([1], [Infinity]), 0);
     assert.equal(exactFor([1], [NaN]), 0);
     assert.equal(exactFor([1], [2 ** -1070]), 0);
+    // The tables' range: |centre| + |product| at most 63 (logits below 64).
+    const inTables = (centres: number[], products: number[]) =>
+      factsFor(centres, products) & LOGITS_IN_TABLES;
+    assert.equal(inTables([-60, 2], [3, -0.5]), LOGITS_IN_TABLES);
+    assert.equal(inTables([-60], [3.5]), 0);
+    assert.equal(inTables([1], [2 ** -1070]), LOGITS_IN_TABLES);
+    assert.equal(inTables([1], [Infinity]), 0);
+    assert.equal(factsFor([0], [0]), SUMS_EXACT | LOGITS_IN_TABLES);
   });
 
   test("moelab_sigmoid_f32 gives the mpmath sigmoid, near float32 midpoints included", () => {

@@ -287,8 +287,9 @@ function wasmScores(
     drawsPtr,
   );
   // Every centre + product exact in float64 (noise 1: the products are
-  // the table's float32 values): the kernel's shorter exp, the same bits.
-  const exact = rt.exports.moelab_synthetic_sums_exact(
+  // the table's float32 values), every logit within the tables' range:
+  // the kernel's shorter steps, the same bits.
+  const facts = rt.exports.moelab_synthetic_facts(
     centrePtr,
     centre.length,
     drawsPtr,
@@ -310,7 +311,7 @@ function wasmScores(
       scratchPtr,
       expCentrePtr,
       0,
-      exact,
+      facts,
     );
     out.set(n === rows ? block : block.subarray(0, n * E), i * E);
   }

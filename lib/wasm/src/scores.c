@@ -582,37 +582,48 @@ static int lowest_bit_exponent(double x) {
   return biased - 1075 + __builtin_ctzll(m | (1ull << 52));
 }
 
-// Whether every sum c + P of a centre `centre[i]` and a product
-// `draws[2 i]` (moelab_synthetic_tables) is exact in float64: all terms
-// finite and normal (or zero), and the sums' magnitudes below 2^top with
-// top less the lowest set bit of any term at most 53, so that each sum is
-// an integer multiple of that bit below 2^53 of it.
-__attribute__((export_name("moelab_synthetic_sums_exact"))) int
-moelab_synthetic_sums_exact(const float *centre, int n_centre, const double *draws,
-                            int n_table) {
+// What moelab_synthetic_facts finds out about a layer's tables.
+enum {
+  // Every sum c + P of a centre and a product is exact in float64.
+  SUMS_EXACT = 1,
+  // Every logit f32(c + P) is below TABLE_LOGIT_LIMIT in magnitude.
+  LOGITS_IN_TABLES = 2,
+};
+
+// The facts (SUMS_EXACT, LOGITS_IN_TABLES) that hold for every sum c + P
+// of a centre `centre[i]` and a product `draws[2 i]`
+// (moelab_synthetic_tables), none where a term is not finite. Exact: all
+// terms normal (or zero), and the sums' magnitudes below 2^top with top
+// less the lowest set bit of any term at most 53, so that each sum is an
+// integer multiple of that bit below 2^53 of it. In the tables: the
+// largest |c| + |P| at most 63 (its float64 sum within a rounding of the
+// true one, and f32 of a sum below 63 + 2^-40 is below 64).
+__attribute__((export_name("moelab_synthetic_facts"))) int
+moelab_synthetic_facts(const float *centre, int n_centre, const double *draws, int n_table) {
   double max_c = 0, max_p = 0;
-  int low = 100000;
+  int low = 100000, normal = 1;
   for (int i = 0; i < n_centre + n_table; i++) {
     const double x = i < n_centre ? (double)centre[i] : draws[2 * (i - n_centre)];
+    const double a = __builtin_fabs(x);
+    if (!(a < __builtin_inf())) return 0;
     if (x == 0) continue;
     const int e = lowest_bit_exponent(x);
-    if (e == -100000) return 0;
-    if (e < low) low = e;
-    const double a = __builtin_fabs(x);
+    if (e == -100000) normal = 0;
+    else if (e < low) low = e;
     if (i < n_centre) {
       if (a > max_c) max_c = a;
     } else if (a > max_p) {
       max_p = a;
     }
   }
-  // |c + P| <= max_c + max_p, rounded up to the power of two above (the
-  // float64 sum of the bounds is within a rounding of the true one, so
-  // one more power of two covers it).
   const double bound = max_c + max_p;
-  if (bound == 0) return 1;
-  if (!(bound < 0x1p1000)) return 0;
+  int facts = bound <= 63.0 ? LOGITS_IN_TABLES : 0;
+  if (bound == 0) return facts | SUMS_EXACT;
+  if (!normal || !(bound < 0x1p1000)) return facts;
+  // |c + P| <= max_c + max_p, below the power of two two steps above the
+  // float64 sum's leading bit.
   const int top = (int)((bits_of(bound) >> 52) & 0x7FF) - 1023 + 2;
-  return top - low <= 53;
+  return top - low <= 53 ? facts | SUMS_EXACT : facts;
 }
 
 // One xoshiro128** step (lib/scores/rng.ts nextU32) on the state words.
@@ -649,11 +660,12 @@ static void redo_groups(const float *redo_x, const int *redo_at, int redo, float
 // where it can, redoing unsure groups through sigmoid_row; with
 // `exps` not null (the tests), it also writes those exps there (rows x
 // cols float64, the groups of four only). `scratch` holds 2 * cols float64
-// (softmax). `exact` (a constant): every c + P is exact in float64.
+// (softmax). `exact` and `in_tables` (constants): SUMS_EXACT and
+// LOGITS_IN_TABLES hold (moelab_synthetic_facts).
 static inline __attribute__((always_inline)) void
 synthetic_rows(uint32_t *state, const int32_t *cluster, const float *centre, const double *draws,
                int shift, int rows, int cols, int gate, float *out, double *scratch,
-               const double *exp_centre, double *exps, const int exact) {
+               const double *exp_centre, double *exps, const int exact, const int in_tables) {
   uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
   const lanes k = load_lanes();
   const v128_t limit = wasm_f32x4_splat(TABLE_LOGIT_LIMIT);
@@ -696,8 +708,8 @@ synthetic_rows(uint32_t *state, const int32_t *cluster, const float *centre, con
       const v128_t g0 = sigmoid_of_exp(e0, &k, &clear0, 0), g1 = sigmoid_of_exp(e1, &k, &clear1, 0);
       wasm_v128_store(o + j, to_f32x4(g0, g1));
       // Lanes in the tables' range whose sigmoid is clear of a midpoint.
-      const v128_t sure = wasm_v128_and(wasm_f32x4_lt(wasm_f32x4_abs(L), limit),
-                                        wasm_i32x4_shuffle(clear0, clear1, 0, 2, 4, 6));
+      v128_t sure = wasm_i32x4_shuffle(clear0, clear1, 0, 2, 4, 6);
+      if (!in_tables) sure = wasm_v128_and(wasm_f32x4_lt(wasm_f32x4_abs(L), limit), sure);
       if (!wasm_i32x4_all_true(sure)) {
         wasm_v128_store(redo_x + 4 * redo, L);
         redo_at[redo++] = j;
@@ -723,18 +735,20 @@ synthetic_rows(uint32_t *state, const int32_t *cluster, const float *centre, con
   state[3] = d;
 }
 
-// The kernel of synthetic_rows; `exact_sums` (moelab_synthetic_sums_exact
-// of the same tables; 0 or left out: unknown) takes its shorter exp.
+// The kernel of synthetic_rows; `facts` (moelab_synthetic_facts of the
+// same tables; 0 or left out: none known) picks its shorter steps.
 __attribute__((export_name("moelab_synthetic_scores"))) void
 moelab_synthetic_scores(uint32_t *state, const int32_t *cluster, const float *centre,
                         const double *draws, int shift, int rows, int cols, int gate,
                         float *out, double *scratch, const double *exp_centre, double *exps,
-                        int exact_sums) {
-  if (exact_sums) {
-    synthetic_rows(state, cluster, centre, draws, shift, rows, cols, gate, out, scratch,
-                   exp_centre, exps, 1);
-  } else {
-    synthetic_rows(state, cluster, centre, draws, shift, rows, cols, gate, out, scratch,
-                   exp_centre, exps, 0);
-  }
+                        int facts) {
+#define ROWS(EXACT, IN_TABLES)                                                                    \
+  synthetic_rows(state, cluster, centre, draws, shift, rows, cols, gate, out, scratch, exp_centre, \
+                 exps, EXACT, IN_TABLES)
+  const int exact = facts & SUMS_EXACT, in_tables = facts & LOGITS_IN_TABLES;
+  if (exact && in_tables) ROWS(1, 1);
+  else if (exact) ROWS(1, 0);
+  else if (in_tables) ROWS(0, 1);
+  else ROWS(0, 0);
+#undef ROWS
 }
