@@ -347,6 +347,18 @@ static inline v128_t sigmoid_of_exp(v128_t e, const lanes *k, v128_t *clear, int
   return s;
 }
 
+// sigmoid_of_exp of the synthetic kernel's first pass where every logit
+// is below TABLE_LOGIT_LIMIT in magnitude: s = 1 / (1 + e) is then normal
+// (at least 1 / (1 + e^64 (1 + 2^-40))), and `clear` is valid in the low
+// int32 lane of each lane only: the low 29 bits of s's mantissa, within
+// an int32, against the midpoint.
+static inline v128_t sigmoid_of_exp_in_tables(v128_t e, const lanes *k, v128_t *clear) {
+  const v128_t s = wasm_f64x2_div(k->one, wasm_f64x2_add(k->one, e));
+  const v128_t low = wasm_v128_and(s, k->mantissa29);
+  *clear = wasm_i32x4_gt(wasm_i32x4_abs(wasm_i32x4_sub(low, k->midpoint29)), k->margin);
+  return s;
+}
+
 static inline v128_t sigmoid_estimate(v128_t x, const lanes *k, v128_t *clear) {
   return sigmoid_of_exp(exp_estimate(wasm_f64x2_neg(x), k), k, clear, 1);
 }
@@ -704,8 +716,14 @@ synthetic_rows(uint32_t *state, const int32_t *cluster, const float *centre, con
         wasm_v128_store(exps + (long)i * cols + j, e0);
         wasm_v128_store(exps + (long)i * cols + j + 2, e1);
       }
-      v128_t clear0, clear1;
-      const v128_t g0 = sigmoid_of_exp(e0, &k, &clear0, 0), g1 = sigmoid_of_exp(e1, &k, &clear1, 0);
+      v128_t clear0, clear1, g0, g1;
+      if (in_tables) {
+        g0 = sigmoid_of_exp_in_tables(e0, &k, &clear0);
+        g1 = sigmoid_of_exp_in_tables(e1, &k, &clear1);
+      } else {
+        g0 = sigmoid_of_exp(e0, &k, &clear0, 0);
+        g1 = sigmoid_of_exp(e1, &k, &clear1, 0);
+      }
       wasm_v128_store(o + j, to_f32x4(g0, g1));
       // Lanes in the tables' range whose sigmoid is clear of a midpoint.
       v128_t sure = wasm_i32x4_shuffle(clear0, clear1, 0, 2, 4, 6);
