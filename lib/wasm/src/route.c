@@ -830,9 +830,10 @@ static float key_threshold(double g, double errB) {
 // may hold a NaN or +Infinity (then checked). With `fused`, the same pass
 // writes the near threshold's bits (nearBits) from the float32 keys
 // against nearF (key_threshold). Without a branch on the keys.
-static int kept_groups_f32(const float *row, const float *biasF, double errB,
-                           int G, int size, int P, int topGroups, Scratch *s,
-                           int fused, float nearF) {
+static inline __attribute__((always_inline)) int
+kept_groups_f32(const float *row, const float *biasF, double errB, int G,
+                int size, int P, int topGroups, Scratch *s, int fused,
+                float nearF) {
   double *score = s->score, *slack = s->keptV;
   float *lanes = s->lanes;
   v128_t nearT = wasm_f32x4_splat(nearF);
@@ -1072,11 +1073,12 @@ static void drop_groups(unsigned short *bits, const Scratch *s, int G,
 // kept groups from the float32 group scores with an error bound, from the
 // float64 scores where the bound leaves the choice open (exact_groups);
 // the top k among the kept groups' candidates, the reference where fewer
-// than k reach the low threshold.
-static int grouped_rows2(const float *scores, int rows, int E, int k,
-                         const double *bias, int normalize, double scale,
-                         int G, int topGroups, int P, int *outE, float *outW,
-                         int *loads, double *st, Scratch *s) {
+// than k reach the low threshold. Inlined twice by grouped_rows2.
+static inline __attribute__((always_inline)) int
+grouped_rows2_of(const float *scores, int rows, int E, int k,
+                 const double *bias, int normalize, double scale, int G,
+                 int topGroups, int P, int *outE, float *outW, int *loads,
+                 double *st, Scratch *s) {
   int size = E / G;
   // The bias in float32 and how far it is from the float64 bias; no
   // float32 keys for a bias of 2^100 or more.
@@ -1152,6 +1154,23 @@ static int grouped_rows2(const float *scores, int rows, int E, int k,
                     loads, normalize, scale);
   }
   return -1;
+}
+
+// grouped_rows2_of compiled for DeepSeek-V3's shape (256 experts, 8
+// groups of 32, 4 kept, a group scored by its top two keys, k = 8) with
+// those numbers as constants: the loops over groups and keys unrolled,
+// the group scores' pairs fixed (V8 then keeps them in registers), about
+// a tenth less time a row; any other shape as given.
+static int grouped_rows2(const float *scores, int rows, int E, int k,
+                         const double *bias, int normalize, double scale,
+                         int G, int topGroups, int P, int *outE, float *outW,
+                         int *loads, double *st, Scratch *s) {
+  if (E == 256 && k == 8 && G == 8 && topGroups == 4 && P == 2) {
+    return grouped_rows2_of(scores, rows, 256, 8, bias, normalize, scale, 8,
+                            4, 2, outE, outW, loads, st, s);
+  }
+  return grouped_rows2_of(scores, rows, E, k, bias, normalize, scale, G,
+                          topGroups, P, outE, outW, loads, st, s);
 }
 
 static int grouped_rows(const float *scores, int rows, int E, int k,
