@@ -6,7 +6,7 @@ export const WASM_COMPILER = "Debian clang version 14.0.6";
 
 /** SHA-256 of the C sources the module was built from (names and texts). */
 export const WASM_SOURCES_SHA256 =
-  "59e17900b864ee085ab9099bc90d4b522f49f317a1daeb13eb94a420790041a0";
+  "fe97af515fc99190fafd8c8b137e0a634d817eb6e3380b618b1b643098bd7fb6";
 
 /** Pages (64 KiB) of memory the module needs at start: its stack and data. */
 export const WASM_INITIAL_PAGES = 16;
