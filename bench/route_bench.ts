@@ -148,6 +148,13 @@ function nearTheLimit(): void {
   const wasm: (string | number)[][] = [];
   for (const N of [16384, 262144]) {
     const [s] = workloadScores(N, E, 1);
+    // The same scores on a plain SharedArrayBuffer: each worker copies
+    // blocks of rows into its own WebAssembly memory.
+    const plain: ScoreMatrix = {
+      ...s,
+      data: new Float32Array(new SharedArrayBuffer(s.data.byteLength)),
+    };
+    plain.data.set(s.data);
     const rng = new Rng(3);
     const bias = Float64Array.from(
       { length: E },
@@ -167,6 +174,8 @@ function nearTheLimit(): void {
       wasmRoute: () => void route(s, simd),
       wasmGrouped: () => void route(s, { ...simd, ...GROUPS }),
       wasmParallel: () => void routeParallel(s, { ...simd, threads: 2 }),
+      wasmParallelCopied: () =>
+        void routeParallel(plain, { ...simd, threads: 2 }),
       wasmParallelGrouped: () =>
         void routeParallel(s, { ...simd, threads: 2, ...GROUPS }),
     }, rounds);
@@ -205,6 +214,8 @@ function nearTheLimit(): void {
       t.wasmParallelGrouped.toFixed(1),
       vsNumpy(t.wasmParallel),
       vsNumpy(t.wasmParallelGrouped),
+      t.wasmParallelCopied.toFixed(1),
+      vsNumpy(t.wasmParallelCopied),
     ]);
   }
   console.log(
@@ -228,9 +239,12 @@ function nearTheLimit(): void {
   ], ts);
   console.log(
     "\nThe same batches, same rounds, WebAssembly SIMD kernel (host " +
-      '"wasm": the same answers bit for bit); routeParallel\'s workers each ' +
-      "run it on their own instance; vs TS = against the TypeScript " +
-      "kernel above.\n",
+      '"wasm": the same answers bit for bit); routeParallel\'s threads each ' +
+      "run it on their own instance, on scores from sharedScores (a shared " +
+      "WebAssembly memory every instance reads in place); copied = the same " +
+      "scores on a plain SharedArrayBuffer, which each thread copies into " +
+      "its instance's memory block by block; vs TS = against the " +
+      "TypeScript kernel above.\n",
   );
   printTable([
     "size",
@@ -244,6 +258,8 @@ function nearTheLimit(): void {
     "parallel grouped ms",
     "parallel / numpy",
     "parallel grouped / numpy",
+    "parallel copied ms",
+    "parallel copied / numpy",
   ], wasm);
 }
 
