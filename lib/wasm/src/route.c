@@ -448,12 +448,13 @@ static int ungrouped_rows(const float *scores, int rows, int E, int k,
                                st[ST_MEAN] - NEAR_MARGIN * st[ST_DEV], i,
                                s->nearBound, bias, E);
       if (low > -INF && near > -INF) {
-        // The near candidates; the low ones where fewer than k are near.
-        n = filter2(row, s, E, s->nearI);
+        // The near candidates; the low ones, in a second pass over the
+        // row (in cache), where fewer than k are near.
+        n = filter(row, s->nearBound, E, s->nearI);
         n = exact(row, bias, s->nearI, n, near, s);
         if (n <= -3) return i * E + (-3 - n);
         if (n < k) {
-          n = unpack_low(s, E, s->nearI);
+          n = filter(row, s->lowBound, E, s->nearI);
           n = exact(row, bias, s->nearI, n, low, s);
           if (n <= -3) return i * E + (-3 - n);
         }
