@@ -95,8 +95,10 @@ export function sharedScoreData(length: number): Float32Array {
  * groups; each thread runs the WebAssembly SIMD rows on its own instance
  * (`host` `"wasm"`, the default, where the engine runs them) or the
  * TypeScript rows (`"cpu"`). Small batches (under 65536 scores) run on the
- * calling thread with the `"wasm"` or `"cpu"` kernel. Scores not on a
- * `SharedArrayBuffer` are copied once per call.
+ * calling thread with the `"wasm"` or `"cpu"` kernel. Scores in the
+ * shared heap ({@linkcode sharedScoreData}) are routed in place by the
+ * `"wasm"` rows; scores not on a `SharedArrayBuffer` are copied once per
+ * call.
  */
 export function routeThreads(
   args: RouteArgs,
@@ -368,7 +370,7 @@ const WAIT_FOR_START = canWaitForStart(WORKER_URL);
 
 /** The scores on a SharedArrayBuffer: their own, or a staging copy. */
 function sharedInput(data: Float32Array): Float32Array {
-  if (data.buffer instanceof SharedArrayBuffer && data.byteOffset === 0) {
+  if (data.buffer instanceof SharedArrayBuffer) {
     return data;
   }
   const copy = new Float32Array(
