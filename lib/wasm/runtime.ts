@@ -176,9 +176,11 @@ export function sharedWasmHeap(): SharedWasmHeap | undefined {
 
 /**
  * The threads module's instance of this thread on `memory` (a shared
- * heap's), made once per memory; its stack is the `SHARED_STACK_BYTES`
- * below `stackTop` (the region of the instance of the heap's own thread:
- * the module's first bytes). `undefined` where the engine cannot run it.
+ * heap's), made once per memory. Its stack is the `SHARED_STACK_BYTES`
+ * below `stackTop`, which must be this thread's alone: the default, the
+ * module's own stack (the memory's first bytes, below every region), is
+ * for the thread that made the heap; another thread passes the top of a
+ * region allocated for it. `undefined` where the engine cannot run it.
  */
 export function sharedWasmInstance(
   memory: WebAssembly.Memory,
