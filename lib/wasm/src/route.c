@@ -432,6 +432,35 @@ static int exact(const float *row, const double *bias, const int *cand,
   return m;
 }
 
+// `unpack` four entries at a time, without a branch per set bit (one per
+// four): the bits' indices are written in order, and up to three entries
+// past the count (garbage, overwritten by the next ones): `cand` must hold
+// 3 more than the candidates (the scratch arrays hold E + RANKED).
+static int unpack4(u64 w, int j, int *cand, int c) {
+  int m = __builtin_popcountll(w);
+  for (int r = 0; r < m; r += 4) {
+    // w | 1 << 63: a defined ctz once w is spent.
+    cand[c + r] = j + __builtin_ctzll(w | 1ull << 63);
+    w &= w - 1;
+    cand[c + r + 1] = j + __builtin_ctzll(w | 1ull << 63);
+    w &= w - 1;
+    cand[c + r + 2] = j + __builtin_ctzll(w | 1ull << 63);
+    w &= w - 1;
+    cand[c + r + 3] = j + __builtin_ctzll(w | 1ull << 63);
+    w &= w - 1;
+  }
+  return c + m;
+}
+
+// `filter` unpacked by unpack4 (cand holds E + RANKED entries).
+static int filter4(const float *row, const float *bound, int E, int *cand) {
+  int c = 0;
+  for (int j = 0; j < E; j += 64) {
+    c = unpack4(pass64(row + j, bound + j, E - j), j, cand, c);
+  }
+  return c;
+}
+
 static int ungrouped_rows(const float *scores, int rows, int E, int k,
                           const double *bias, int multiply, int normalize,
                           double scale, int *outE, float *outW, int *loads,
@@ -450,11 +479,11 @@ static int ungrouped_rows(const float *scores, int rows, int E, int k,
       if (low > -INF && near > -INF) {
         // The near candidates; the low ones, in a second pass over the
         // row (in cache), where fewer than k are near.
-        n = filter(row, s->nearBound, E, s->nearI);
+        n = filter4(row, s->nearBound, E, s->nearI);
         n = exact(row, bias, s->nearI, n, near, s);
         if (n <= -3) return i * E + (-3 - n);
         if (n < k) {
-          n = filter(row, s->lowBound, E, s->nearI);
+          n = filter4(row, s->lowBound, E, s->nearI);
           n = exact(row, bias, s->nearI, n, low, s);
           if (n <= -3) return i * E + (-3 - n);
         }
