@@ -5,6 +5,7 @@
 // streaming pass over the same scores: a one-thread TypeScript sum and
 // numpy's `sum` (bench/stream_sum.py), measured in the same run.
 import { spawnSync } from "node:child_process";
+import process from "node:process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -69,6 +70,24 @@ function alternating(
     out[n] = t[Math.floor(t.length / 2)];
   }
   return out;
+}
+
+/**
+ * Median CPU ms of one call, all threads of the process together
+ * (`process.cpuUsage`): on a machine whose cores other work shares, half
+ * of it is what two threads would take on two free cores.
+ */
+function cpuMs(fn: () => void, rounds: number): number {
+  fn();
+  const t: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const start = process.cpuUsage();
+    fn();
+    const used = process.cpuUsage(start);
+    t.push((used.user + used.system) / 1e3);
+  }
+  t.sort((a, b) => a - b);
+  return t[Math.floor(t.length / 2)];
 }
 
 /** One streaming pass in TypeScript: the sum of the scores, one thread. */
@@ -179,6 +198,10 @@ function nearTheLimit(): void {
       wasmParallelGrouped: () =>
         void routeParallel(s, { ...simd, threads: 2, ...GROUPS }),
     }, rounds);
+    const parallelCpu = cpuMs(
+      () => void routeParallel(s, { ...simd, threads: 2 }),
+      rounds,
+    );
     const np2 = numpyMs(s, rounds);
     const np = typeof np1 === "number" && typeof np2 === "number"
       ? Math.min(np1, np2)
@@ -216,6 +239,8 @@ function nearTheLimit(): void {
       vsNumpy(t.wasmParallelGrouped),
       t.wasmParallelCopied.toFixed(1),
       vsNumpy(t.wasmParallelCopied),
+      parallelCpu.toFixed(1),
+      vsNumpy(parallelCpu / 2),
     ]);
   }
   console.log(
@@ -244,7 +269,9 @@ function nearTheLimit(): void {
       "WebAssembly memory every instance reads in place); copied = the same " +
       "scores on a plain SharedArrayBuffer, which each thread copies into " +
       "its instance's memory block by block; vs TS = against the " +
-      "TypeScript kernel above.\n",
+      "TypeScript kernel above. parallel CPU = CPU time of one call, both " +
+      "threads together: half of it over numpy is the ratio two free cores " +
+      "would give where other work shares this machine's cores.\n",
   );
   printTable([
     "size",
@@ -260,6 +287,8 @@ function nearTheLimit(): void {
     "parallel grouped / numpy",
     "parallel copied ms",
     "parallel copied / numpy",
+    "parallel CPU ms",
+    "parallel CPU / 2 / numpy",
   ], wasm);
 }
 
