@@ -461,6 +461,35 @@ static int filter4(const float *row, const float *bound, int E, int *cand) {
   return c;
 }
 
+// rank16 for RANKED < n <= 2 * RANKED finite keys: sixteen float64x2
+// vectors, the keys padded with -Infinity (V and the rank arrays hold
+// E + RANKED >= 2 * RANKED entries where n > RANKED). Returns 0 on ties.
+static int rank32(double *V, const int *I, int n, int k, Scratch *s) {
+  for (int r = n; r < 2 * RANKED; r++) V[r] = -INF;
+  v128_t v[RANKED];
+  for (int q = 0; q < RANKED; q++) v[q] = wasm_v128_load(V + 2 * q);
+  int sum = 0;
+  for (int r = 0; r < n; r++) {
+    v128_t x = wasm_f64x2_splat(V[r]);
+    // Each lane: -1 per larger key.
+    v128_t t = wasm_f64x2_gt(v[0], x);
+    for (int q = 1; q < RANKED; q++) {
+      t = wasm_i64x2_add(t, wasm_f64x2_gt(v[q], x));
+    }
+    int rank = -(int)(wasm_i64x2_extract_lane(t, 0) +
+                      wasm_i64x2_extract_lane(t, 1));
+    sum += rank;
+    s->rankV[rank] = V[r];
+    s->rankI[rank] = I[r];
+  }
+  if (sum != n * (n - 1) / 2) return 0;
+  for (int r = 0; r < k; r++) {
+    s->topV[r] = s->rankV[r];
+    s->topI[r] = s->rankI[r];
+  }
+  return 1;
+}
+
 static int ungrouped_rows(const float *scores, int rows, int E, int k,
                           const double *bias, int multiply, int normalize,
                           double scale, int *outE, float *outW, int *loads,
@@ -489,7 +518,11 @@ static int ungrouped_rows(const float *scores, int rows, int E, int k,
         }
       }
     }
-    if (n >= k) select_top(s->candV, s->candI, n, k, s);
+    if (n >= k && n > RANKED && n <= 2 * RANKED) {
+      if (!rank32(s->candV, s->candI, n, k, s)) {
+        rank_top(s->candV, s->candI, n, k, s);
+      }
+    } else if (n >= k) select_top(s->candV, s->candI, n, k, s);
     else {
       int bad = scan_row(row, E, k, bias, multiply, topV, topI);
       if (bad >= 0) return i * E + bad;
