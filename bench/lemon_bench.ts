@@ -132,14 +132,29 @@ async function runLemon(
   }
 }
 
+/** The median of `v` (sorts it). */
+function median(v: number[]): number {
+  return v.sort((a, b) => a - b)[v.length >> 1];
+}
+
 /** Runs the suite. */
 export async function run(): Promise<void> {
   const cases = [
     // V8 tiers the solver's functions up over its first few dozen calls
     // (about 200 ms for the first at 4096 x 64, steady after about 25);
     // the simulator calls it every batch, so the steady state is timed.
-    { tokens: 4096, experts: 64, k: 8, warmup: 40, lemonRepeats: 5 },
-    { tokens: 16384, experts: 256, k: 8, warmup: 6, lemonRepeats: 3 },
+    // Each round runs LEMON, then 9 solves right after it: the ratio of
+    // each round compares the two under the same load, and the spread of
+    // the rounds' ratios shows how much the machine's load moved it.
+    { tokens: 4096, experts: 64, k: 8, warmup: 40, lemonRepeats: 3, rounds: 7 },
+    {
+      tokens: 16384,
+      experts: 256,
+      k: 8,
+      warmup: 6,
+      lemonRepeats: 3,
+      rounds: 1,
+    },
   ];
   const built = await compile();
   if ("skip" in built) {
@@ -147,41 +162,65 @@ export async function run(): Promise<void> {
   }
   const rows: (string | number)[][] = [];
   const warmRows: (string | number)[][] = [];
-  for (const { tokens, experts, k, warmup, lemonRepeats } of cases) {
+  for (const { tokens, experts, k, warmup, lemonRepeats, rounds } of cases) {
     const name = `${tokens} x ${experts}, k=${k}`;
     const scores = quantised(tokens, experts, 5);
     const a = solveBalancedAssignmentSync(scores, { k });
-    const ssp = medians(
-      () => void solveBalancedAssignmentSync(scores, { k }),
-      9,
-      warmup,
-    );
-    if ("exe" in built) {
-      const [cs, ns] = await runLemon(
-        built.exe,
-        scores,
-        k,
-        a.capacity,
-        lemonRepeats,
-        ["cost-scaling", "network-simplex"],
-      );
-      const ours = a.objective * 2 ** BITS;
-      for (const r of [cs, ns]) {
-        if (!r.optimal || r.scaled !== ours) {
-          throw new Error(
-            `${name}: LEMON ${r.algorithm} found ${r.scaled} (x 2^-${BITS}), ssp ${ours}`,
-          );
+    const solve = () => void solveBalancedAssignmentSync(scores, { k });
+    for (let i = 0; i < warmup; i++) solve();
+    const sspWall: number[] = [], sspCpu: number[] = [];
+    const cs: LemonRun[] = [], ns: LemonRun[] = [];
+    const ratio: number[] = [], ratioCpu: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      if ("exe" in built) {
+        const [c, n] = await runLemon(
+          built.exe,
+          scores,
+          k,
+          a.capacity,
+          lemonRepeats,
+          ["cost-scaling", "network-simplex"],
+        );
+        const ours = a.objective * 2 ** BITS;
+        for (const r of [c, n]) {
+          if (!r.optimal || r.scaled !== ours) {
+            throw new Error(
+              `${name}: LEMON ${r.algorithm} found ${r.scaled} (x 2^-${BITS}), ssp ${ours}`,
+            );
+          }
         }
+        cs.push(c);
+        ns.push(n);
       }
+      const m = medians(solve, 9, 0);
+      sspWall.push(m.wall);
+      sspCpu.push(m.cpu);
+      if ("exe" in built) {
+        ratio.push(cs[round].ms / m.wall);
+        ratioCpu.push(cs[round].cpuMs / m.cpu);
+      }
+    }
+    const ssp = { wall: median(sspWall), cpu: median(sspCpu) };
+    if ("exe" in built) {
+      const pick = (runs: LemonRun[], key: "ms" | "cpuMs" | "buildMs") =>
+        median(runs.map((r) => r[key]));
+      const csMs = pick(cs, "ms"), csCpu = pick(cs, "cpuMs");
+      const nsMs = pick(ns, "ms"), nsCpu = pick(ns, "cpuMs");
       const x = (a: number, b: number) => `${(a / b).toFixed(1)}x`;
+      const spread = (v: number[]) =>
+        v.length > 1
+          ? ` [${Math.min(...v).toFixed(1)}-${Math.max(...v).toFixed(1)}]`
+          : "";
       rows.push([
         name,
         `${ssp.wall.toFixed(1)} (${ssp.cpu.toFixed(1)})`,
-        `${cs.ms.toFixed(0)} (${cs.cpuMs.toFixed(0)})`,
-        `${x(cs.ms, ssp.wall)} (${x(cs.cpuMs, ssp.cpu)})`,
-        x(cs.ms + cs.buildMs, ssp.wall),
-        `${ns.ms.toFixed(0)} (${ns.cpuMs.toFixed(0)})`,
-        `${x(ns.ms, ssp.wall)} (${x(ns.cpuMs, ssp.cpu)})`,
+        `${csMs.toFixed(0)} (${csCpu.toFixed(0)})`,
+        `${median(ratio.slice()).toFixed(1)}x${spread(ratio)} (${
+          median(ratioCpu.slice()).toFixed(1)
+        }x)`,
+        x(csMs + pick(cs, "buildMs"), ssp.wall),
+        `${nsMs.toFixed(0)} (${nsCpu.toFixed(0)})`,
+        `${x(nsMs, ssp.wall)} (${x(nsCpu, ssp.cpu)})`,
         "yes",
       ]);
     }
@@ -197,10 +236,10 @@ export async function run(): Promise<void> {
           k,
           expertPrices: previous.expertPrices,
         }),
-      9,
+      15,
       warmup,
     );
-    const greedy = medians(() => void route(scores, { k }), 9, 5);
+    const greedy = medians(() => void route(scores, { k }), 15, 5);
     warmRows.push([
       name,
       `${greedy.wall.toFixed(2)} (${greedy.cpu.toFixed(2)})`,
@@ -227,16 +266,21 @@ export async function run(): Promise<void> {
     );
     console.log(
       `\nSigmoid scores of normal logits, experts of unequal popularity (seed 5), ` +
-        `rounded to multiples of 2^-${BITS} (LEMON's integer costs). ssp: ` +
-        `the median of 9 cold solves (no starting prices) after warm-up, from ` +
-        `the scores to the certified result. LEMON (g++ -O2, ` +
-        `bench/lemon/lemon_assign.cpp): the median of ${
+        `rounded to multiples of 2^-${BITS} (LEMON's integer costs). Rounds ` +
+        `(${
+          cases.map((c) => c.rounds).join(" / ")
+        }) alternate the two sides: LEMON (g++ -O2, ` +
+        `bench/lemon/lemon_assign.cpp), the median of ${
           cases.map((c) => c.lemonRepeats).join(" / ")
         } runs of the algorithm on a prebuilt StaticDigraph ` +
-        `(source -> token, cap k -> expert, cap 1 -> sink, cap C); "+ build" ` +
-        `adds building the graph and its maps. Both optima agree exactly. ` +
-        `Wall-clock medians, in parentheses the process's CPU time (steadier ` +
-        `on a shared machine; it counts every thread of the Deno process).\n`,
+        `(source -> token, cap k -> expert, cap 1 -> sink, cap C), then ssp, ` +
+        `the median of 9 cold solves (no starting prices, after warm-up), ` +
+        `from the scores to the certified result. ms: medians over the ` +
+        `rounds; CS / ssp: the median of the rounds' ratios, in brackets the ` +
+        `lowest and highest. "+ build" adds building the graph and its maps. ` +
+        `Both optima agree exactly. Wall clock, in parentheses the process's ` +
+        `CPU time (steadier on a shared machine; it counts every thread of ` +
+        `the Deno process).\n`,
     );
   }
   printTable(
@@ -252,7 +296,7 @@ export async function run(): Promise<void> {
   console.log(
     "\nssp warm: started from the optimal prices of the previous batch " +
       "(seed 6, same distribution), as the `exact` balancer does; greedy: " +
-      "route(scores, { k }) on the same batch. Medians of 9, wall clock " +
+      "route(scores, { k }) on the same batch. Medians of 15, wall clock " +
       "(CPU time in parentheses).",
   );
   if ("exe" in built) await Deno.remove(built.exe);

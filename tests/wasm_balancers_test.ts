@@ -37,7 +37,10 @@ import type { SimResult } from "../lib/sim/run.ts";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { cli } from "./_cli.ts";
+import { cli, root } from "./_cli.ts";
+import { spawnSync } from "node:child_process";
+import { prepareRun } from "../lib/sim/prepare_run.ts";
+import { runSimulation } from "../lib/sim/run.ts";
 
 const skip = wasmRuntime() ? false : "no WebAssembly SIMD in this engine";
 
@@ -427,6 +430,37 @@ describe("a simulation on wasm and on cpu", { skip }, () => {
     assert.equal(c.backend, "cpu");
     assert.equal(w.backend, "wasm");
     assert.deepEqual(figures(w), figures(c));
+  });
+
+  test("cpu runs no WebAssembly, the workload's scores included: the same figures", () => {
+    const config = {
+      seed: 5,
+      experts: 24,
+      topK: 3,
+      groups: 4,
+      topGroups: 2,
+      tokens: 300,
+      layers: 2,
+      steps: 4,
+      methods: ["greedy", "loss-free", "bip", "quantile"],
+    };
+    // Its own process, where instantiating WebAssembly throws.
+    const r = spawnSync("deno", [
+      "run",
+      "-A",
+      join(root, "tests/_no_wasm_sim.ts"),
+      JSON.stringify(config),
+    ], { cwd: root, encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    const cpu = JSON.parse(r.stdout);
+    const run = prepareRun(config);
+    const w = runSimulation(run, { host: "wasm" });
+    const methods = w.methods.map(({ wallMs: _w, ...m }) => m);
+    assert.deepEqual(cpu.a, JSON.parse(JSON.stringify(methods)));
+    assert.deepEqual(cpu.b, cpu.a);
+    const last = run.workload.scores(3, 1).data.subarray(0, 64);
+    assert.deepEqual(cpu.last, Array.from(last));
+    assert.ok(methods.some((m) => m.maxVioBatch > 0));
   });
 
   test("the default preset, cut short: the same figures", async () => {

@@ -59,11 +59,11 @@ function reserveRegions(
     col: rt.reserve("dual.col", S * E * 8),
     stats: rt.reserve("dual.stats", STATS * 8),
     top: rt.reserve("dual.top", (k + 1) * 8),
-    idx: rt.reserve("dual.idx", (E + 4) * 4),
+    idx: rt.reserve("dual.idx", 2 * (E + 4) * 4),
     last: rt.reserve("dual.last", E * 8),
     slack: rt.reserve("dual.slack", E * 8),
     tmp: rt.reserve("dual.tmp", 2 * N * 8),
-    thr: rt.reserve("dual.thr", (2 * E + 4) * 4),
+    thr: rt.reserve("dual.thr", (3 * E + 4) * 4),
     state: rt.reserve("dual.state", 2 * 8),
   };
 }

@@ -40,7 +40,7 @@ const scope = globalThis as unknown as {
 scope.onmessage = (e) => {
   try {
     const { config, specs, source, layers, shared, host } = e.data;
-    const workload = workloadFromSource(source);
+    const workload = workloadFromSource(source, host);
     const ctx = balancerContext(config, host);
     const balancers = specs.map((s) => createBalancer(s, ctx));
     const run = simulateLayers(

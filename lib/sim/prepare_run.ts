@@ -7,6 +7,7 @@ import {
   syntheticWorkload,
 } from "../workload/synthetic.ts";
 import type { Workload } from "../workload/workload.ts";
+import type { HostBackend } from "../ops/host.ts";
 import type { MethodSpec } from "../route/registry.ts";
 import {
   resolveConfigWith,
@@ -148,16 +149,39 @@ export function prepareRun(
 
 /**
  * The workload a {@linkcode WorkloadSource} describes, built without
- * reading a file (a worker's copy of a prepared run's workload).
+ * reading a file (a worker's copy of a prepared run's workload). `host`
+ * says where a synthetic workload computes its scores (`"cpu"`: the
+ * TypeScript path; default the source's own choice, WebAssembly SIMD);
+ * the scores are the same bit for bit.
  *
  * @throws {TypeError} If the source is `"given"`.
  */
-export function workloadFromSource(source: WorkloadSource): Workload {
-  if (source.kind === "synthetic") return syntheticWorkload(source.options);
+export function workloadFromSource(
+  source: WorkloadSource,
+  host?: HostBackend,
+): Workload {
+  if (source.kind === "synthetic") {
+    return syntheticWorkload(
+      host === undefined ? source.options : { ...source.options, host },
+    );
+  }
   if (source.kind === "npy") return replayWorkload(source.logits, source.gate);
   throw new TypeError(
     "a given workload cannot be rebuilt on another thread: run it on this one",
   );
+}
+
+/**
+ * The prepared run's workload with its scores computed on `host`: the
+ * run's own where that is where they are computed already (WebAssembly
+ * SIMD, the default, or a workload given or replayed, whose gate runs in
+ * TypeScript), else a synthetic workload rebuilt on the TypeScript path
+ * (`"cpu"`: a run on the reference kernels touches no WebAssembly). The
+ * same scores either way.
+ */
+export function workloadOn(run: PreparedRun, host?: HostBackend): Workload {
+  if (host !== "cpu" || run.source.kind !== "synthetic") return run.workload;
+  return workloadFromSource(run.source, host);
 }
 
 /**

@@ -6,7 +6,7 @@ import type { SimConfig } from "./config.ts";
 import { type EpResult, runEpStage } from "./ep_stage.ts";
 import { type MethodSummary, summarize } from "./summarize.ts";
 import type { SimTables } from "./tables.ts";
-import { type PreparedRun, prepareRun } from "./prepare_run.ts";
+import { type PreparedRun, prepareRun, workloadOn } from "./prepare_run.ts";
 import { balancerContext, type LayerRun, simulateLayers } from "./_simulate.ts";
 import {
   LOOP_STAGES,
@@ -102,7 +102,7 @@ export function runSimulation(
   const all = Array.from({ length: run.config.layers }, (_, l) => l);
   const t0 = performance.now(), cpu0 = processCpuMs();
   const layers = simulateLayers(
-    { ...run, host },
+    { ...run, workload: workloadOn(run, host), host },
     balancers,
     all,
     options.onProgress,

@@ -5,6 +5,13 @@ import type { AssignmentSolver, BalancedAssignment } from "./types.ts";
 import type { Problem } from "./_problem.ts";
 
 /**
+ * A price that takes a held expert out of the gap's sum: float32 scores
+ * and the prices (refused from `HIGH * 1e-20` up) are far below it, so
+ * `x = s - p - HIGH` is negative and `x + |x|` is exactly 0.
+ */
+const HIGH = 1e300;
+
+/**
  * Checks that `slots` (tokens x k expert indices, any order) is feasible,
  * sets the token prices to `p[i] = min over the token's experts of
  * s[i][j] - q[j]` (the best `p` for these `q` and this assignment), and
@@ -17,7 +24,7 @@ import type { Problem } from "./_problem.ts";
  * between two large sums hides a violation.
  *
  * @throws {Error} If the assignment breaks a constraint or a price is negative
- * (a solver bug, never bad input).
+ * or not below 1e280 (a solver bug, never bad input).
  */
 export function certify(
   problem: Problem,
@@ -29,7 +36,7 @@ export function certify(
   const { data, tokens, experts } = scores;
   const q = expertPrices;
   for (let j = 0; j < experts; j++) {
-    if (!(q[j] >= 0) || q[j] === Infinity) {
+    if (!(q[j] >= 0 && q[j] < HIGH * 1e-20)) {
       throw new Error(
         `${solver} returned expert price ${q[j]} for expert ${j}`,
       );
@@ -39,8 +46,10 @@ export function certify(
   const p = new Float64Array(tokens);
   const out = new Int32Array(tokens * k);
   const chosen = new Uint8Array(experts);
-  // 0 at the token's experts, 1 elsewhere: picks the terms left out.
-  const left = new Float64Array(experts).fill(1);
+  // The prices, and at the token's experts a price so high that their
+  // terms below are exactly 0: leaves them out without a multiply.
+  const off = Float64Array.from(q);
+  const score = new Float64Array(k);
   let objective = 0, gap = 0;
   for (let i = 0; i < tokens; i++) {
     const row = i * experts, base = i * k;
@@ -54,39 +63,45 @@ export function certify(
       }
       chosen[j] = 1;
       loads[j]++;
-      objective += data[row + j];
-      const x = data[row + j] - q[j];
+      const v = data[row + j];
+      objective += v;
+      const x = v - q[j];
       if (x < pi) pi = x;
       // Insertion by decreasing score, ties to the lower index.
-      let at = base + r;
+      let at = r;
       while (
-        at > base &&
-        (data[row + out[at - 1]] < data[row + j] ||
-          (data[row + out[at - 1]] === data[row + j] && out[at - 1] > j))
+        at > 0 &&
+        (score[at - 1] < v || (score[at - 1] === v && out[base + at - 1] > j))
       ) {
-        out[at] = out[at - 1];
+        out[base + at] = out[base + at - 1];
+        score[at] = score[at - 1];
         at--;
       }
-      out[at] = j;
+      out[base + at] = j;
+      score[at] = v;
     }
     p[i] = pi;
-    for (let r = base; r < base + k; r++) left[out[r]] = chosen[out[r]] = 0;
-    // Twice max(0, x) as x + |x|, without a branch; a masked pair makes
-    // it NaN, and the row is summed again with the mask skipped.
+    for (let r = base; r < base + k; r++) {
+      chosen[out[r]] = 0;
+      off[out[r]] = HIGH;
+    }
+    // Twice max(0, x) as x + |x|, without a branch (a held expert's x is
+    // near -HIGH: exactly 0); a masked pair makes it NaN, and the row is
+    // summed again with the mask skipped.
     let twice = 0;
     for (let j = 0; j < experts; j++) {
-      const x = data[row + j] - pi - q[j];
-      twice += (x + Math.abs(x)) * left[j];
+      const x = data[row + j] - pi - off[j];
+      twice += x + Math.abs(x);
     }
     if (twice !== twice) {
       twice = 0;
       for (let j = 0; j < experts; j++) {
-        const x = data[row + j] - pi - q[j];
-        if (x > 0) twice += 2 * x * left[j];
+        const x = data[row + j] - pi - off[j];
+        if (x > 0) twice += 2 * x;
       }
     }
     gap += 0.5 * twice;
-    for (let r = base; r < base + k; r++) left[out[r]] = 1;
+    for (let r = base; r < base + k; r++) off[out[r]] = q[out[r]];
   }
   for (let j = 0; j < experts; j++) {
     if (loads[j] > capacity) {

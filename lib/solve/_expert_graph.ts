@@ -28,14 +28,19 @@ export interface ExpertGraph {
   readonly heldBits: Int32Array;
   /** The k experts of each token, any order (tokens x k). */
   readonly slots: Int32Array;
-  /** `where[i * k + r]`: the index of token i in `holders[slots[i * k + r]]`. */
+  /**
+   * `where[i * k + r]`: the place of token i among the holders of expert
+   * `slots[i * k + r]` (entry `first[j] + where` of `holders`).
+   */
   readonly where: Int32Array;
   /** Tokens held by each expert. */
   readonly loads: Int32Array;
-  /** The tokens each expert holds, first `loads[j]` entries, any order. */
-  readonly holders: Int32Array[];
-  /** `held[j][h]`: the score of `holders[j][h]` on expert j. */
-  readonly held: Float32Array[];
+  /** Expert j's holders start at entry `first[j]` of `holders` and `held`. */
+  readonly first: Int32Array;
+  /** The tokens each expert holds, `loads[j]` entries from `first[j]`, any order. */
+  readonly holders: Int32Array;
+  /** The score of each entry of `holders` on its expert. */
+  readonly held: Float32Array;
   /** `cost[a * E + b]`: cheapest raw move from a to b (`Infinity`: none). */
   readonly cost: Float64Array;
   /** The token that realises `cost` (-1: none). */
@@ -82,9 +87,13 @@ export function buildExpertGraph(
   const heldBits = new Int32Array(tokens * words);
   const loads = new Int32Array(E);
   for (let x = 0; x < tokens * k; x++) loads[slots[x]]++;
-  const room = (j: number) => Math.max(loads[j], capacity);
-  const holders = Array.from({ length: E }, (_, j) => new Int32Array(room(j)));
-  const held = Array.from({ length: E }, (_, j) => new Float32Array(room(j)));
+  // Room for max(load, capacity) holders per expert, one after another.
+  const first = new Int32Array(E + 1);
+  for (let j = 0; j < E; j++) {
+    first[j + 1] = first[j] + Math.max(loads[j], capacity);
+  }
+  const holders = new Int32Array(first[E]);
+  const held = new Float32Array(first[E]);
   const fill = new Int32Array(E);
   const where = new Int32Array(tokens * k);
   const cost = new Float64Array(E * E).fill(Infinity);
@@ -104,9 +113,10 @@ export function buildExpertGraph(
     for (let r = 0; r < k; r++) {
       const a = slots[base + r], sa = sel.held[base + r];
       heldBits[bits + (a >>> 5)] |= 1 << (a & 31);
-      where[base + r] = fill[a];
-      held[a][fill[a]] = sa;
-      holders[a][fill[a]++] = i;
+      const h = fill[a]++;
+      where[base + r] = h;
+      held[first[a] + h] = sa;
+      holders[first[a] + h] = i;
       size = Math.max(size, Math.abs(sa));
     }
     if (free[i] > -Infinity) size = Math.max(size, Math.abs(free[i]));
@@ -182,6 +192,7 @@ export function buildExpertGraph(
     slots: slots.slice(),
     where,
     loads,
+    first,
     holders,
     held,
     cost,
@@ -203,9 +214,10 @@ export function moveCost(g: ExpertGraph, a: number, b: number): number {
   if (g.stale[pair]) {
     const { s } = g;
     const word = b >>> 5, bit = b & 31;
-    const who = g.holders[a], sa = g.held[a], n = g.loads[a];
+    const who = g.holders, sa = g.held, from = g.first[a];
+    const to = from + g.loads[a];
     let best = Infinity, arg = -1, next = Infinity, arg2 = -1;
-    for (let h = 0; h < n; h++) {
+    for (let h = from; h < to; h++) {
       const i = who[h], c = sa[h] - s[i * E + b];
       if (c < next) {
         // Token i may hold b too: no move.
@@ -244,18 +256,19 @@ export function moveToken(
   heldBits[bits + (b >>> 5)] |= 1 << (b & 31);
   const r = slotOf(slots, i, k, a);
   slots[r] = b;
-  // Token i leaves slot h of a's holders; the last holder takes its place.
-  const from = g.holders[a], fromScore = g.held[a];
+  // Token i leaves place h of a's holders; the last holder takes it.
+  const { holders, held, first } = g;
   const n = --g.loads[a], h = where[r];
-  const last = from[n];
+  const last = holders[first[a] + n];
   if (last !== i) {
-    from[h] = last;
-    fromScore[h] = fromScore[n];
+    holders[first[a] + h] = last;
+    held[first[a] + h] = held[first[a] + n];
     where[slotOf(slots, last, k, a)] = h;
   }
-  where[r] = g.loads[b];
-  g.held[b][g.loads[b]] = sb;
-  g.holders[b][g.loads[b]++] = i;
+  const m = g.loads[b]++;
+  where[r] = m;
+  held[first[b] + m] = sb;
+  holders[first[b] + m] = i;
   // Pairs that lose token i as a candidate: (a, x) and (x, b).
   for (let x = 0, pair = a * E; x < E; x++, pair++) drop(g, pair, i);
   for (let x = 0, pair = b; x < E; x++, pair += E) drop(g, pair, i);

@@ -36,10 +36,41 @@ export function priceSteps(
   rounds: number,
   enough: number,
 ): RowSelection {
+  return steps(s, tokens, E, k, capacity, q, rounds, enough, true)!;
+}
+
+/**
+ * Runs `rounds` steps on `q` (in place), fewer when the excess falls to
+ * zero, without the selection under the final `q`: prices for a start.
+ */
+export function stepPrices(
+  s: Float32Array,
+  tokens: number,
+  E: number,
+  k: number,
+  capacity: number,
+  q: Float64Array,
+  rounds: number,
+): void {
+  steps(s, tokens, E, k, capacity, q, rounds, 0, false);
+}
+
+/** {@linkcode priceSteps}; the final selection only if `last`. */
+function steps(
+  s: Float32Array,
+  tokens: number,
+  E: number,
+  k: number,
+  capacity: number,
+  q: Float64Array,
+  rounds: number,
+  enough: number,
+  last: boolean,
+): RowSelection | null {
   const loads = new Int32Array(E);
   // Margins of the holders of each expert with too many tokens.
   const start = new Int32Array(E + 1);
-  const fill = new Int32Array(E);
+  const fill = new Int32Array(E), bump = new Int32Array(E);
   // The smallest gaps of each expert with too few, sorted, first `count`;
   // `limit[j]`: the largest kept once `want[j]` are (else Infinity).
   const gaps = new Float64Array(E * GAP_CAP);
@@ -56,7 +87,7 @@ export function priceSteps(
     sel = sel === undefined || k >= E || excess > 4 * enough
       ? selectRows(s, tokens, E, k, q)
       : reselectRows(s, tokens, E, k, sel, old, q);
-    if (round >= rounds || k >= E) return sel;
+    if (round >= rounds || k >= E) return last ? sel : null;
     const { slots, vals, free, list, listV } = sel;
     loads.fill(0);
     for (let x = 0; x < slots.length; x++) loads[slots[x]]++;
@@ -70,12 +101,20 @@ export function priceSteps(
     for (let j = 0; j < E; j++) {
       start[j + 1] = start[j] + (loads[j] > capacity ? loads[j] : 0);
     }
-    const margins = new Float64Array(start[E]);
-    fill.set(start.subarray(0, E));
+    // Without a branch: the holders of an expert not over write to a last
+    // slot that is never read.
+    const margins = new Float64Array(start[E] + 1);
+    for (let j = 0; j < E; j++) {
+      const over = loads[j] > capacity;
+      fill[j] = over ? start[j] : start[E];
+      bump[j] = over ? 1 : 0;
+    }
     for (let i = 0; i < tokens; i++) {
+      const f = free[i];
       for (let r = i * k; r < i * k + k; r++) {
         const j = slots[r];
-        if (loads[j] > capacity) margins[fill[j]++] = vals[r] - free[i];
+        margins[fill[j]] = vals[r] - f;
+        fill[j] += bump[j];
       }
     }
     step.fill(0);
@@ -120,5 +159,6 @@ export function priceSteps(
     for (let j = 0; j < E; j++) {
       if (Number.isFinite(step[j])) q[j] += step[j];
     }
+    if (!last && round + 1 >= rounds) return null;
   }
 }

@@ -197,6 +197,8 @@ export function reselectRows(
   const rankV = new Float64Array(E), rankI = new Int32Array(E);
   const rankS = new Float32Array(E);
   const byV = new Float64Array(E), byS = new Float32Array(E);
+  // `taken[r] === i + 1`: rank r is given in row i.
+  const taken = new Int32Array(E);
   const top = k + 1;
   const topV = new Float64Array(top), topI = new Int32Array(top);
   const mark = new Uint8Array(E);
@@ -287,8 +289,20 @@ export function reselectRows(
         n += Number(candV[r] >= cap);
       }
     } else if (c <= MAX_RANKED) {
-      // Ranks: larger values, and equal values at lower experts, go ahead.
+      // Ranks: larger values go ahead. Two equal values get the same rank:
+      // then, rarely, rank again with equal values at lower experts ahead.
+      let tied = 0;
       for (let r = 0; r < c; r++) {
+        const v = candV[r];
+        let rank = 0;
+        for (let x = 0; x < c; x++) rank += Number(candV[x] > v);
+        tied |= Number(taken[rank] === i + 1);
+        taken[rank] = i + 1;
+        rankV[rank] = v;
+        rankI[rank] = candI[r];
+        rankS[rank] = candS[r];
+      }
+      for (let r = 0; r < c && tied; r++) {
         const v = candV[r], j = candI[r];
         let rank = 0;
         for (let x = 0; x < c; x++) {

@@ -104,9 +104,8 @@ describe("expert graph", () => {
     }
     // The holder lists follow the moves.
     for (let j = 0; j < E; j++) {
-      const held = [...g.holders[j].subarray(0, g.loads[j])].sort((x, y) =>
-        x - y
-      );
+      const mine = g.holders.subarray(g.first[j], g.first[j] + g.loads[j]);
+      const held = [...mine].sort((x, y) => x - y);
       const twinHeld = [];
       for (let i = 0; i < g.tokens; i++) {
         if (g.slots.subarray(i * g.k, (i + 1) * g.k).includes(j)) {
@@ -114,8 +113,13 @@ describe("expert graph", () => {
         }
       }
       assert.deepEqual(held, twinHeld);
-      for (let h = 0; h < g.loads[j]; h++) {
-        assert.equal(g.held[j][h], g.s[g.holders[j][h] * E + j]);
+      for (let h = g.first[j]; h < g.first[j] + g.loads[j]; h++) {
+        assert.equal(g.held[h], g.s[g.holders[h] * E + j]);
+      }
+      // Each slot's place among its expert's holders.
+      for (let x = 0; x < g.slots.length; x++) {
+        const e = g.slots[x];
+        assert.equal(g.holders[g.first[e] + g.where[x]], Math.floor(x / g.k));
       }
     }
   });

@@ -4,7 +4,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Rng } from "../scores/rng.ts";
-import { priceSteps } from "./_price_steps.ts";
+import { priceSteps, stepPrices } from "./_price_steps.ts";
+import { warmStartPrices } from "./_warm_start.ts";
 import { successiveShortestPaths } from "./_ssp.ts";
 import { certify } from "./_certificate.ts";
 import { resolveProblem } from "./_problem.ts";
@@ -46,6 +47,37 @@ describe("priceSteps", () => {
     assert.ok(after < before / 4, `excess ${before} -> ${after}`);
     // The returned routing is the top-k under the final prices.
     assert.deepEqual(slots, topKSlots(s, N, E, k, q, new Float64Array(N)));
+  });
+
+  test("stepPrices moves the prices as priceSteps does, rounds included", () => {
+    const N = 3000, E = 32, k = 4, C = Math.ceil((N * k) / E);
+    const s = instance(N, E, 4);
+    for (const rounds of [1, 2, 3]) {
+      const a = new Float64Array(E), b = new Float64Array(E);
+      priceSteps(s, N, E, k, C, a, rounds, 0);
+      stepPrices(s, N, E, k, C, b, rounds);
+      assert.deepEqual(b, a);
+    }
+    const q = new Float64Array(E);
+    stepPrices(s, N, E, k, C, q, 2);
+    const before = excess(s, N, E, k, C, new Float64Array(E));
+    assert.ok(excess(s, N, E, k, C, q) < before / 4);
+  });
+
+  test("the sampled start leaves little excess, stepped or solved", () => {
+    // 4096 x 64: the sample (1024 tokens, 128 slots per expert) takes
+    // steps; 2048 x 256: the sample (512 tokens, 16 per expert) is solved.
+    for (const [N, E, k] of [[4096, 64, 8], [2048, 256, 8]]) {
+      const C = (N * k) / E;
+      const s = instance(N, E, 5);
+      const zero = excess(s, N, E, k, C, new Float64Array(E));
+      const q = warmStartPrices(s, N, E, k, C);
+      assert.ok(q.some((v) => v !== 0));
+      const left = excess(s, N, E, k, C, q);
+      // Zero prices leave 6549 and 4380 units over; the starts about 850
+      // and 1270 (few slots per expert: a noisier sample).
+      assert.ok(left < zero / 3, `${zero} -> ${left}`);
+    }
   });
 
   test("the repair reaches the same certified optimum with or without them", () => {

@@ -17,11 +17,13 @@
  *
  * **2. Warm start from a token sample.** Optimal expert prices are
  * quantiles of the score distribution, so those of a sample are close to
- * those of the batch. The solver takes one token in four, solves that
- * sample exactly (itself warm-started the same way, recursively) at the
- * same capacity per token, and starts from its prices. When the sample
- * would hold fewer than 512 tokens (or fewer than `E`), it starts from
- * `q = 0`. `options.expertPrices` replaces the
+ * those of the batch. The solver takes one token in four, starts that
+ * sample the same way (recursively), runs two of the price steps below on
+ * it at the same capacity per token (no repair: the sample's prices differ
+ * from the batch's by its sampling noise anyway; a sample with fewer than
+ * 64 token slots per expert is solved exactly instead, as steps leave it
+ * far off), and starts from its prices. When the sample would hold fewer
+ * than 512 tokens (or fewer than `E`), it starts from `q = 0`. `options.expertPrices` replaces the
  * sample: the previous batch's optimal prices are the closest start in a
  * loop over batches. Any start reaches the same optimum; a good one only
  * makes the repair short. While the excess of step 3 is large (over
@@ -191,8 +193,8 @@ import type { BalancedAssignment, BalancedAssignmentOptions } from "./types.ts";
  * `capacity` tokens, and return prices that prove it optimal.
  *
  * The algorithm (docs/algorithms.md section 5): starting expert prices `q` come
- * from `options.expertPrices` or from the exact optimum of a sample of one
- * token in four (solved the same way, recursively); each token takes its
+ * from `options.expertPrices` or from price steps on a sample of one
+ * token in four (started the same way, recursively); each token takes its
  * top-k of `s - q`; then successive shortest paths
  * on the E-node graph whose edge a -> b is the cheapest move of a token
  * from expert a to expert b (the two cheapest kept per pair, repaired where

@@ -35,8 +35,9 @@ export interface BalancedAssignmentOptions {
   /**
    * Starting expert prices for `"ssp"` (`experts` finite entries), for
    * example the optimal prices of the previous batch. Any prices lead to
-   * the same optimum; prices near it make the repair short. Default: the
-   * exact prices of a sample of one token in four. The LP solvers ignore it.
+   * the same optimum; prices near it make the repair short. Default: two
+   * price steps on a sample of one token in four (its exact prices when it
+   * has few tokens per expert). The LP solvers ignore it.
    */
   expertPrices?: ArrayLike<number>;
   /**

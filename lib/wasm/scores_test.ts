@@ -31,6 +31,9 @@ const SIGMOID_CASES = FIXTURES.sigmoid.map(([x, s]) => [
   fromBits(s),
 ]);
 
+/** moelab_synthetic_facts' bits (scores.c). */
+const SUMS_EXACT = 1, LOGITS_IN_TABLES = 2;
+
 /** Steps of the bit pattern between the estimate and the exact exp (scores.c). */
 const ESTIMATE_STEPS = 16n;
 
@@ -157,7 +160,10 @@ describe("lib/wasm/src/scores.c", () => {
     assert.ok(worst > 0n);
   });
 
-  test("the synthetic kernel's table-based exps stay within 3 ESTIMATE_STEPS", () => {
+  // Half a million exact exps: seconds, more under Bun on a busy machine.
+  test("the synthetic kernel's table-based exps stay within 3 ESTIMATE_STEPS", {
+    timeout: 120_000,
+  }, () => {
     // 1024 rows of 256 logits: centres in [-6, 2), 32 clusters, the
     // workload's normal table, noise 1 and 3.
     const rows = 1024, cols = 256, clusters = 32, n = rows * cols;
@@ -211,6 +217,47 @@ describe("lib/wasm/src/scores.c", () => {
       );
       const exps = Float64Array.from(rt.f64(p.exps, n));
       const scores = Float32Array.from(rt.f32(p.out, n));
+      // Where every centre + product is exact (noise 1: float32 terms)
+      // and every logit in the tables' range (|centre| + |product| below
+      // 6 + 3.7 noise), the kernel's shorter steps give the same exps and
+      // scores.
+      const facts = rt.exports.moelab_synthetic_facts(
+        p.centre,
+        clusters * cols,
+        p.draws,
+        4096,
+      );
+      if (noise === 1) assert.equal(facts, SUMS_EXACT | LOGITS_IN_TABLES);
+      assert.ok(facts & LOGITS_IN_TABLES);
+      // The first 128 rows (the same stream from the same seed) with each
+      // subset of the facts.
+      const some = 128 * cols;
+      for (const known of [facts, facts & SUMS_EXACT, LOGITS_IN_TABLES]) {
+        rt.exports.moelab_rng_seed(99 + noise, p.state);
+        rt.exports.moelab_synthetic_scores(
+          p.state,
+          p.cluster,
+          p.centre,
+          p.draws,
+          20,
+          128,
+          cols,
+          1,
+          p.out,
+          p.scratch,
+          p.expCentre,
+          p.exps,
+          known,
+        );
+        const e = rt.f64(p.exps, some), o = rt.f32(p.out, some);
+        for (let i = 0; i < some; i++) {
+          if (!Object.is(e[i], exps[i]) || !Object.is(o[i], scores[i])) {
+            assert.fail(
+              `facts ${known}, entry ${i}: exp ${e[i]} vs ${exps[i]}`,
+            );
+          }
+        }
+      }
       // The logits, from the same stream without the gate.
       rt.exports.moelab_rng_seed(99 + noise, p.state);
       rt.exports.moelab_synthetic_scores(
@@ -242,6 +289,49 @@ describe("lib/wasm/src/scores.c", () => {
       const want = MATH_EXP_EXACT ? sigmoid(logits) : exactSigmoid(logits);
       assert.deepEqual(scores, want);
     }
+  });
+
+  test("moelab_synthetic_facts: exact sums and logits in the tables only where they are", () => {
+    /** The facts for these centres and products (the draws' P entries). */
+    const factsFor = (centres: number[], products: number[]) => {
+      const c = rt.reserve("scores-test-in", 4 * centres.length + 16);
+      const d = rt.reserve("scores-test-out", 16 * products.length + 16);
+      rt.f32(c, centres.length).set(centres);
+      const draws = rt.f64(d, 2 * products.length);
+      products.forEach((v, i) => (draws[2 * i] = v));
+      return rt.exports.moelab_synthetic_facts(
+        c,
+        centres.length,
+        d,
+        products.length,
+      );
+    };
+    const exactFor = (centres: number[], products: number[]) =>
+      factsFor(centres, products) & SUMS_EXACT;
+    // Float32 terms of similar size: 40 bits at most, exact.
+    assert.equal(exactFor([-3.5, 0.75], [0.25, -1.3125, 0]), 1);
+    assert.equal(exactFor([0, -0], [0]), 1);
+    // 0.1 as a float64 has 53 significant bits: 1 + 0.1 rounds.
+    assert.equal(1 + 0.1 - 1 === 0.1, false);
+    assert.equal(exactFor([1], [0.1]), 0);
+    // 2^-52 beside 3: the sum needs 54 bits, and rounds.
+    assert.equal(3 + 2 ** -52, 3);
+    assert.equal(exactFor([3], [2 ** -52]), 0);
+    // 2^-40 beside 3: 42 bits.
+    assert.equal(exactFor([3], [2 ** -40]), 1);
+    assert.equal(3 + 2 ** -40 - 3, 2 ** -40);
+    // Not finite or subnormal: not known exact.
+    assert.equal(exactFor([1], [Infinity]), 0);
+    assert.equal(exactFor([1], [NaN]), 0);
+    assert.equal(exactFor([1], [2 ** -1070]), 0);
+    // The tables' range: |centre| + |product| at most 63 (logits below 64).
+    const inTables = (centres: number[], products: number[]) =>
+      factsFor(centres, products) & LOGITS_IN_TABLES;
+    assert.equal(inTables([-60, 2], [3, -0.5]), LOGITS_IN_TABLES);
+    assert.equal(inTables([-60], [3.5]), 0);
+    assert.equal(inTables([1], [2 ** -1070]), LOGITS_IN_TABLES);
+    assert.equal(inTables([1], [Infinity]), 0);
+    assert.equal(factsFor([0], [0]), SUMS_EXACT | LOGITS_IN_TABLES);
   });
 
   test("moelab_sigmoid_f32 gives the mpmath sigmoid, near float32 midpoints included", () => {

@@ -286,6 +286,15 @@ function wasmScores(
     expCentrePtr,
     drawsPtr,
   );
+  // Every centre + product exact in float64 (noise 1: the products are
+  // the table's float32 values), every logit within the tables' range:
+  // the kernel's shorter steps, the same bits.
+  const facts = rt.exports.moelab_synthetic_facts(
+    centrePtr,
+    centre.length,
+    drawsPtr,
+    NORMAL_TABLE.length,
+  );
   for (let i = 0; i < tokens; i += rows) {
     const n = Math.min(rows, tokens - i);
     clusterView.set(cluster.subarray(i, i + n));
@@ -302,6 +311,7 @@ function wasmScores(
       scratchPtr,
       expCentrePtr,
       0,
+      facts,
     );
     out.set(n === rows ? block : block.subarray(0, n * E), i * E);
   }

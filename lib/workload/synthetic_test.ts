@@ -198,6 +198,9 @@ describe("syntheticWorkload: WebAssembly and TypeScript hosts", () => {
         [200, 250, 1],
         [90, 513, 0],
         [64, 16, 40],
+        // Products with 53 significant bits: centre + product rounds.
+        [130, 64, 0.3],
+        [33, 9, 0.7],
       ]
     ) {
       for (const gate of GATES) {

@@ -175,13 +175,16 @@ static int list_f32(const float *s, int E, const float *thr, float add,
 // The rank-th largest of the values `s[j] - q[j]` at or above `g` over
 // the `c` experts `idx` (float64, no NaN), or NaN when fewer than `rank`
 // are: the list of the largest is updated without a branch on the data,
-// `t[p] = max(t[p], min(x, t[p - 1]))`, two entries per float64x2.
-static double lane_top(const float *row, const double *q, const int *idx,
-                       int c, int rank, double g) {
-  double t[MAX_LANE_RANK + 2];
-  int pairs = (rank + 1) >> 1;
-  v128_t low = wasm_f64x2_splat(-INF);
-  for (int m = 0; m < pairs; m++) wasm_v128_store(t + 2 * m, low);
+// `t[p] = max(t[p], min(x, t[p - 1]))`, two entries per float64x2. The
+// list has `pairs` float64x2, a constant where lane_top calls it, so that
+// the loops unroll and the list stays in registers (no store and reload
+// per value).
+static inline __attribute__((always_inline)) double
+lane_top_pairs(const float *row, const double *q, const int *idx, int c,
+               int rank, double g, const int pairs) {
+  v128_t t[MAX_LANE_RANK / 2];
+  for (int m = 0; m < pairs; m++) t[m] = wasm_f64x2_splat(-INF);
+  const v128_t high = wasm_f64x2_splat(INF);
   int n = 0;
   for (int r = 0; r < c; r++) {
     int j = idx[r];
@@ -189,21 +192,31 @@ static double lane_top(const float *row, const double *q, const int *idx,
     int in = x >= g;
     n += in;
     v128_t xv = wasm_f64x2_splat(in ? x : -INF);
-    // Pairs from the last down, each loaded whole (as it was stored), the
-    // entry before a pair taken from the pair below it.
-    v128_t cur = wasm_v128_load(t + 2 * (pairs - 1));
-    for (int m = pairs - 1; m > 0; m--) {
-      v128_t below = wasm_v128_load(t + 2 * (m - 1));
-      v128_t before = wasm_i64x2_shuffle(below, cur, 1, 2);
-      wasm_v128_store(t + 2 * m,
-                      wasm_f64x2_pmax(cur, wasm_f64x2_pmin(xv, before)));
-      cur = below;
+    // Pairs from the last down, the entry before a pair taken from the
+    // pair below it (t[-1] is +infinity).
+    for (int m = pairs - 1; m >= 0; m--) {
+      v128_t before = wasm_i64x2_shuffle(m > 0 ? t[m - 1] : high, t[m], 1, 2);
+      t[m] = wasm_f64x2_pmax(t[m], wasm_f64x2_pmin(xv, before));
     }
-    // t[-1] is +infinity: t[0] = max(t[0], x), t[1] = max(t[1], min(x, t[0])).
-    v128_t before = wasm_i64x2_shuffle(wasm_f64x2_splat(INF), cur, 1, 2);
-    wasm_v128_store(t, wasm_f64x2_pmax(cur, wasm_f64x2_pmin(xv, before)));
   }
-  return n >= rank ? t[rank - 1] : NAN_RESULT;
+  if (n < rank) return NAN_RESULT;
+  v128_t last = t[(rank - 1) >> 1];
+  return (rank - 1) & 1 ? wasm_f64x2_extract_lane(last, 1)
+                        : wasm_f64x2_extract_lane(last, 0);
+}
+
+static double lane_top(const float *row, const double *q, const int *idx,
+                       int c, int rank, double g) {
+  switch ((rank + 1) >> 1) {
+#define PAIRS(P)                                                              \
+  case P:                                                                     \
+    return lane_top_pairs(row, q, idx, c, rank, g, P);
+    PAIRS(1) PAIRS(2) PAIRS(3) PAIRS(4) PAIRS(5) PAIRS(6) PAIRS(7) PAIRS(8)
+    PAIRS(9) PAIRS(10) PAIRS(11) PAIRS(12) PAIRS(13) PAIRS(14) PAIRS(15)
+    PAIRS(16)
+#undef PAIRS
+  }
+  return NAN_RESULT;
 }
 
 // Prices beyond this magnitude (and NaN) take the float64 listing alone,
@@ -226,8 +239,8 @@ enum { STATE_GUESS = 0, STATE_COLUMNS = 1 };
 // `p[i] = rank-th largest of s[i][j] - q[j]` (0 where `clip_p` and not
 // above 0); then, with `columns`, each row's values `s[i][j] - p[i]` at or
 // above `lower[j]` appended to column j of `col` (stride `stride`,
-// `count[j]` so far). `top` holds `rank` values, `idx` `E + 4` indices,
-// `thr` `2 E` floats and `state` two numbers (the thresholds, made once
+// `count[j]` so far). `top` holds `rank` values, `idx` `2 E + 8` indices,
+// `thr` `3 E` floats and `state` two numbers (the thresholds, made once
 // and kept from block to block), `stats` the row filter's two numbers
 // (carried from block to block and updated as lib/select/top.ts does row
 // by row).
@@ -293,20 +306,52 @@ moelab_dual_rows(const float *s, int rows, int E, int rank, const double *q,
     }
     state[STATE_COLUMNS] = fast_col ? 1 : -1;
   }
+  // One listing for both steps: where the token thresholds and the column
+  // thresholds are both made, the experts with `s >= thr_both[j]`, the
+  // lower of `thr_q[j]` and `thr_col[j] + add_g` (`add_g` the column
+  // shift of a token price at the guess `g`), are a superset of the token
+  // list and, for a row whose price reaches the guess (its column shift
+  // `add >= add_g`), of the column list: both are picked out of it by
+  // the same float32 tests as list_f32's, in the same order.
+  int fused = need_p && fast_p && fast_col;
+  float *thr_both = thr + 2 * E;
+  int *tok = idx + E + 4;
+  float add_g = 0;
+  if (fused) {
+    add_g = round_down_f32(g - MARGIN_COLUMN * __builtin_fabs(g));
+    for (int j = 0; j < E; j++) {
+      float t = thr_col[j] + add_g;
+      thr_both[j] = t < thr_q[j] ? t : thr_q[j];
+    }
+  }
   for (int i = 0; i < rows; i++) {
     const float *row = s + (long)i * E;
+    int both = 0;
     if (need_p) {
       double v;
       if (fast_p) {
-        int c = list_f32(row, E, thr_q, 0, idx);
-        v = rank <= MAX_LANE_RANK ? lane_top(row, q, idx, c, rank, g)
+        const int *list = idx;
+        int c;
+        if (fused) {
+          both = list_f32(row, E, thr_both, 0, idx);
+          c = 0;
+          for (int r = 0; r < both; r++) {
+            int j = idx[r];
+            tok[c] = j;
+            c += row[j] >= thr_q[j];
+          }
+          list = tok;
+        } else {
+          c = list_f32(row, E, thr_q, 0, idx);
+        }
+        v = rank <= MAX_LANE_RANK ? lane_top(row, q, list, c, rank, g)
                                   : NAN_RESULT;
         // A zero may be +0 or -0 by which tie came first; and a rank
         // beyond the lanes' list: the float64 kernel's insertion.
         if (v == 0 || v != v) {
           int n = 0;
           for (int r = 0; r < c; r++) {
-            int j = idx[r];
+            int j = list[r];
             double x = (double)row[j] - q[j];
             if (!(x >= g)) continue;
             if (n < rank) insert_value(top, n++, x);
@@ -324,7 +369,16 @@ moelab_dual_rows(const float *s, int rows, int E, int rank, const double *q,
     double pi = p[i];
     if (fast_col && __builtin_fabs(pi) < FAST_LIMIT) {
       float add = round_down_f32(pi - MARGIN_COLUMN * __builtin_fabs(pi));
-      int c = list_f32(row, E, thr_col, add, idx);
+      int c = 0;
+      if (fused && add >= add_g) {
+        for (int r = 0; r < both; r++) {
+          int j = idx[r];
+          idx[c] = j;
+          c += row[j] >= thr_col[j] + add;
+        }
+      } else {
+        c = list_f32(row, E, thr_col, add, idx);
+      }
       for (int r = 0; r < c; r++) {
         int j = idx[r];
         double x = (double)row[j] - pi;

@@ -347,6 +347,18 @@ static inline v128_t sigmoid_of_exp(v128_t e, const lanes *k, v128_t *clear, int
   return s;
 }
 
+// sigmoid_of_exp of the synthetic kernel's first pass where every logit
+// is below TABLE_LOGIT_LIMIT in magnitude: s = 1 / (1 + e) is then normal
+// (at least 1 / (1 + e^64 (1 + 2^-40))), and `clear` is valid in the low
+// int32 lane of each lane only: the low 29 bits of s's mantissa, within
+// an int32, against the midpoint.
+static inline v128_t sigmoid_of_exp_in_tables(v128_t e, const lanes *k, v128_t *clear) {
+  const v128_t s = wasm_f64x2_div(k->one, wasm_f64x2_add(k->one, e));
+  const v128_t low = wasm_v128_and(s, k->mantissa29);
+  *clear = wasm_i32x4_gt(wasm_i32x4_abs(wasm_i32x4_sub(low, k->midpoint29)), k->margin);
+  return s;
+}
+
 static inline v128_t sigmoid_estimate(v128_t x, const lanes *k, v128_t *clear) {
   return sigmoid_of_exp(exp_estimate(wasm_f64x2_neg(x), k), k, clear, 1);
 }
@@ -551,18 +563,79 @@ moelab_synthetic_tables(const float *centre, int n_centre, const float *table, i
 // The synthetic sigmoid's estimate of exp(-L) for two logits L (float64
 // lanes) that are the float32 roundings of S = c + P (c the centres, P =
 // noise * draw, S rounded in float64): exp(-c) exp(-P) exp(-d) with
-// d = L - (c + P) exactly (TwoSum gives the rounding of S). Within 3
-// ESTIMATE_STEPS steps of the exact exp(-L) where the tables are
-// (lib/wasm/scores_test.ts measures it; 31 seen): the tables' errors,
-// three roundings and the dropped d^3 / 6 < 2^-56.
-static inline v128_t synthetic_exp(v128_t L, v128_t S, v128_t c, v128_t P, v128_t ec, v128_t ep,
-                                   const lanes *k) {
-  const v128_t bb = wasm_f64x2_sub(S, c);
-  const v128_t err = wasm_f64x2_add(wasm_f64x2_sub(c, wasm_f64x2_sub(S, bb)), wasm_f64x2_sub(P, bb));
-  const v128_t d = wasm_f64x2_sub(wasm_f64x2_sub(L, S), err);
+// d = L - (c + P) exactly (TwoSum gives the rounding of S; with `exact`,
+// every c + P is exact (moelab_synthetic_sums_exact) and TwoSum's error is
+// +0, so d = L - S, the same bits). Within 3 ESTIMATE_STEPS steps of the
+// exact exp(-L) where the tables are (lib/wasm/scores_test.ts measures it;
+// 31 seen): the tables' errors, three roundings and the dropped d^3 / 6 <
+// 2^-56.
+static inline __attribute__((always_inline)) v128_t
+synthetic_exp(v128_t L, v128_t S, v128_t c, v128_t P, v128_t ec, v128_t ep, const lanes *k,
+              const int exact) {
+  v128_t d = wasm_f64x2_sub(L, S);
+  if (!exact) {
+    const v128_t bb = wasm_f64x2_sub(S, c);
+    const v128_t err =
+        wasm_f64x2_add(wasm_f64x2_sub(c, wasm_f64x2_sub(S, bb)), wasm_f64x2_sub(P, bb));
+    d = wasm_f64x2_sub(d, err);
+  }
   const v128_t q = wasm_f64x2_add(wasm_f64x2_sub(k->one, d),
                                   wasm_f64x2_mul(wasm_f64x2_mul(d, d), k->half));
   return wasm_f64x2_mul(wasm_f64x2_mul(ec, ep), q);
+}
+
+// The exponent of the lowest set bit of a finite, nonzero, normal `x`
+// (x = m 2^e with m odd), or -100000 where it is not that.
+static int lowest_bit_exponent(double x) {
+  const uint64_t u = bits_of(x);
+  const int biased = (int)((u >> 52) & 0x7FF);
+  const uint64_t m = u & 0xFFFFFFFFFFFFFull;
+  if (biased == 0 || biased == 0x7FF) return -100000;
+  return biased - 1075 + __builtin_ctzll(m | (1ull << 52));
+}
+
+// What moelab_synthetic_facts finds out about a layer's tables.
+enum {
+  // Every sum c + P of a centre and a product is exact in float64.
+  SUMS_EXACT = 1,
+  // Every logit f32(c + P) is below TABLE_LOGIT_LIMIT in magnitude.
+  LOGITS_IN_TABLES = 2,
+};
+
+// The facts (SUMS_EXACT, LOGITS_IN_TABLES) that hold for every sum c + P
+// of a centre `centre[i]` and a product `draws[2 i]`
+// (moelab_synthetic_tables), none where a term is not finite. Exact: all
+// terms normal (or zero), and the sums' magnitudes below 2^top with top
+// less the lowest set bit of any term at most 53, so that each sum is an
+// integer multiple of that bit below 2^53 of it. In the tables: the
+// largest |c| + |P| at most 63 (its float64 sum within a rounding of the
+// true one, and f32 of a sum below 63 + 2^-40 is below 64).
+__attribute__((export_name("moelab_synthetic_facts"))) int
+moelab_synthetic_facts(const float *centre, int n_centre, const double *draws, int n_table) {
+  double max_c = 0, max_p = 0;
+  int low = 100000, normal = 1;
+  for (int i = 0; i < n_centre + n_table; i++) {
+    const double x = i < n_centre ? (double)centre[i] : draws[2 * (i - n_centre)];
+    const double a = __builtin_fabs(x);
+    if (!(a < __builtin_inf())) return 0;
+    if (x == 0) continue;
+    const int e = lowest_bit_exponent(x);
+    if (e == -100000) normal = 0;
+    else if (e < low) low = e;
+    if (i < n_centre) {
+      if (a > max_c) max_c = a;
+    } else if (a > max_p) {
+      max_p = a;
+    }
+  }
+  const double bound = max_c + max_p;
+  int facts = bound <= 63.0 ? LOGITS_IN_TABLES : 0;
+  if (bound == 0) return facts | SUMS_EXACT;
+  if (!normal || !(bound < 0x1p1000)) return facts;
+  // |c + P| <= max_c + max_p, below the power of two two steps above the
+  // float64 sum's leading bit.
+  const int top = (int)((bits_of(bound) >> 52) & 0x7FF) - 1023 + 2;
+  return top - low <= 53 ? facts | SUMS_EXACT : facts;
 }
 
 // One xoshiro128** step (lib/scores/rng.ts nextU32) on the state words.
@@ -599,11 +672,12 @@ static void redo_groups(const float *redo_x, const int *redo_at, int redo, float
 // where it can, redoing unsure groups through sigmoid_row; with
 // `exps` not null (the tests), it also writes those exps there (rows x
 // cols float64, the groups of four only). `scratch` holds 2 * cols float64
-// (softmax).
-__attribute__((export_name("moelab_synthetic_scores"))) void
-moelab_synthetic_scores(uint32_t *state, const int32_t *cluster, const float *centre,
-                        const double *draws, int shift, int rows, int cols, int gate,
-                        float *out, double *scratch, const double *exp_centre, double *exps) {
+// (softmax). `exact` and `in_tables` (constants): SUMS_EXACT and
+// LOGITS_IN_TABLES hold (moelab_synthetic_facts).
+static inline __attribute__((always_inline)) void
+synthetic_rows(uint32_t *state, const int32_t *cluster, const float *centre, const double *draws,
+               int shift, int rows, int cols, int gate, float *out, double *scratch,
+               const double *exp_centre, double *exps, const int exact, const int in_tables) {
   uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
   const lanes k = load_lanes();
   const v128_t limit = wasm_f32x4_splat(TABLE_LOGIT_LIMIT);
@@ -634,18 +708,26 @@ moelab_synthetic_scores(uint32_t *state, const int32_t *cluster, const float *ce
         continue;
       }
       const v128_t ep0 = wasm_i64x2_shuffle(w[0], w[1], 1, 3), ep1 = wasm_i64x2_shuffle(w[2], w[3], 1, 3);
-      const v128_t e0 = synthetic_exp(low_f64(L), s0, c0, p0, wasm_v128_load(ec + j), ep0, &k);
-      const v128_t e1 = synthetic_exp(high_f64(L), s1, c1, p1, wasm_v128_load(ec + j + 2), ep1, &k);
+      const v128_t e0 =
+          synthetic_exp(low_f64(L), s0, c0, p0, wasm_v128_load(ec + j), ep0, &k, exact);
+      const v128_t e1 =
+          synthetic_exp(high_f64(L), s1, c1, p1, wasm_v128_load(ec + j + 2), ep1, &k, exact);
       if (exps) {
         wasm_v128_store(exps + (long)i * cols + j, e0);
         wasm_v128_store(exps + (long)i * cols + j + 2, e1);
       }
-      v128_t clear0, clear1;
-      const v128_t g0 = sigmoid_of_exp(e0, &k, &clear0, 0), g1 = sigmoid_of_exp(e1, &k, &clear1, 0);
+      v128_t clear0, clear1, g0, g1;
+      if (in_tables) {
+        g0 = sigmoid_of_exp_in_tables(e0, &k, &clear0);
+        g1 = sigmoid_of_exp_in_tables(e1, &k, &clear1);
+      } else {
+        g0 = sigmoid_of_exp(e0, &k, &clear0, 0);
+        g1 = sigmoid_of_exp(e1, &k, &clear1, 0);
+      }
       wasm_v128_store(o + j, to_f32x4(g0, g1));
       // Lanes in the tables' range whose sigmoid is clear of a midpoint.
-      const v128_t sure = wasm_v128_and(wasm_f32x4_lt(wasm_f32x4_abs(L), limit),
-                                        wasm_i32x4_shuffle(clear0, clear1, 0, 2, 4, 6));
+      v128_t sure = wasm_i32x4_shuffle(clear0, clear1, 0, 2, 4, 6);
+      if (!in_tables) sure = wasm_v128_and(wasm_f32x4_lt(wasm_f32x4_abs(L), limit), sure);
       if (!wasm_i32x4_all_true(sure)) {
         wasm_v128_store(redo_x + 4 * redo, L);
         redo_at[redo++] = j;
@@ -669,4 +751,22 @@ moelab_synthetic_scores(uint32_t *state, const int32_t *cluster, const float *ce
   state[1] = b;
   state[2] = c;
   state[3] = d;
+}
+
+// The kernel of synthetic_rows; `facts` (moelab_synthetic_facts of the
+// same tables; 0 or left out: none known) picks its shorter steps.
+__attribute__((export_name("moelab_synthetic_scores"))) void
+moelab_synthetic_scores(uint32_t *state, const int32_t *cluster, const float *centre,
+                        const double *draws, int shift, int rows, int cols, int gate,
+                        float *out, double *scratch, const double *exp_centre, double *exps,
+                        int facts) {
+#define ROWS(EXACT, IN_TABLES)                                                                    \
+  synthetic_rows(state, cluster, centre, draws, shift, rows, cols, gate, out, scratch, exp_centre, \
+                 exps, EXACT, IN_TABLES)
+  const int exact = facts & SUMS_EXACT, in_tables = facts & LOGITS_IN_TABLES;
+  if (exact && in_tables) ROWS(1, 1);
+  else if (exact) ROWS(1, 0);
+  else if (in_tables) ROWS(0, 1);
+  else ROWS(0, 0);
+#undef ROWS
 }
