@@ -5,6 +5,7 @@
 // streaming pass over the same scores: a one-thread TypeScript sum and
 // numpy's `sum` (bench/stream_sum.py), measured in the same run.
 import { spawnSync } from "node:child_process";
+import process from "node:process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -69,6 +70,24 @@ function alternating(
     out[n] = t[Math.floor(t.length / 2)];
   }
   return out;
+}
+
+/**
+ * Median CPU ms of one call, all threads of the process together
+ * (`process.cpuUsage`): on a machine whose cores other work shares, half
+ * of it is what two threads would take on two free cores.
+ */
+function cpuMs(fn: () => void, rounds: number): number {
+  fn();
+  const t: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const start = process.cpuUsage();
+    fn();
+    const used = process.cpuUsage(start);
+    t.push((used.user + used.system) / 1e3);
+  }
+  t.sort((a, b) => a - b);
+  return t[Math.floor(t.length / 2)];
 }
 
 /** One streaming pass in TypeScript: the sum of the scores, one thread. */
@@ -148,6 +167,13 @@ function nearTheLimit(): void {
   const wasm: (string | number)[][] = [];
   for (const N of [16384, 262144]) {
     const [s] = workloadScores(N, E, 1);
+    // The same scores on a plain SharedArrayBuffer: each worker copies
+    // blocks of rows into its own WebAssembly memory.
+    const plain: ScoreMatrix = {
+      ...s,
+      data: new Float32Array(new SharedArrayBuffer(s.data.byteLength)),
+    };
+    plain.data.set(s.data);
     const rng = new Rng(3);
     const bias = Float64Array.from(
       { length: E },
@@ -167,9 +193,15 @@ function nearTheLimit(): void {
       wasmRoute: () => void route(s, simd),
       wasmGrouped: () => void route(s, { ...simd, ...GROUPS }),
       wasmParallel: () => void routeParallel(s, { ...simd, threads: 2 }),
+      wasmParallelCopied: () =>
+        void routeParallel(plain, { ...simd, threads: 2 }),
       wasmParallelGrouped: () =>
         void routeParallel(s, { ...simd, threads: 2, ...GROUPS }),
     }, rounds);
+    const parallelCpu = cpuMs(
+      () => void routeParallel(s, { ...simd, threads: 2 }),
+      rounds,
+    );
     const np2 = numpyMs(s, rounds);
     const np = typeof np1 === "number" && typeof np2 === "number"
       ? Math.min(np1, np2)
@@ -205,6 +237,10 @@ function nearTheLimit(): void {
       t.wasmParallelGrouped.toFixed(1),
       vsNumpy(t.wasmParallel),
       vsNumpy(t.wasmParallelGrouped),
+      t.wasmParallelCopied.toFixed(1),
+      vsNumpy(t.wasmParallelCopied),
+      parallelCpu.toFixed(1),
+      vsNumpy(parallelCpu / 2),
     ]);
   }
   console.log(
@@ -228,9 +264,14 @@ function nearTheLimit(): void {
   ], ts);
   console.log(
     "\nThe same batches, same rounds, WebAssembly SIMD kernel (host " +
-      '"wasm": the same answers bit for bit); routeParallel\'s workers each ' +
-      "run it on their own instance; vs TS = against the TypeScript " +
-      "kernel above.\n",
+      '"wasm": the same answers bit for bit); routeParallel\'s threads each ' +
+      "run it on their own instance, on scores from sharedScores (a shared " +
+      "WebAssembly memory every instance reads in place); copied = the same " +
+      "scores on a plain SharedArrayBuffer, which each thread copies into " +
+      "its instance's memory block by block; vs TS = against the " +
+      "TypeScript kernel above. parallel CPU = CPU time of one call, both " +
+      "threads together: half of it over numpy is the ratio two free cores " +
+      "would give where other work shares this machine's cores.\n",
   );
   printTable([
     "size",
@@ -244,6 +285,10 @@ function nearTheLimit(): void {
     "parallel grouped ms",
     "parallel / numpy",
     "parallel grouped / numpy",
+    "parallel copied ms",
+    "parallel copied / numpy",
+    "parallel CPU ms",
+    "parallel CPU / 2 / numpy",
   ], wasm);
 }
 

@@ -3,15 +3,95 @@
 // memory (a block stays in cache while the kernel reads it), routed there,
 // the experts and weights copied out. Used by the "wasm" kernel
 // (route_wasm.ts) on the calling thread and by the routing workers
-// (_route_worker.ts), each on its own instance.
-import { wasmRuntime } from "../wasm/runtime.ts";
+// (_route_worker.ts), each on its own instance. Scores that live in the
+// shared heap (lib/wasm/runtime.ts sharedWasmHeap) are routed in place
+// instead (`heapBlocks`): every thread's instance of the threads module
+// runs on that memory, reads the rows where they are and writes the
+// experts and weights into regions of the same memory.
+import { type SharedWasmInstance, wasmRuntime } from "../wasm/runtime.ts";
 import type { RowSettings } from "./_route_rows.ts";
 
 /** Bytes of scores copied into the instance's memory per kernel call. */
 const BLOCK_BYTES = 1 << 16;
 
 /** Float64 entries of the kernel's running state (route.c ST_SIZE). */
-const STATE_SIZE = 8;
+export const STATE_SIZE = 8;
+
+/** The kernel's group arguments: groups, kept groups, keys per group score. */
+export function groupArgs(
+  E: number,
+  k: number,
+  s: RowSettings,
+): [groups: number, topGroups: number, perGroup: number] {
+  const groups = s.groups ?? 1;
+  const topGroups = s.topGroups ?? groups;
+  const perGroup = s.perGroup ??
+    Math.max(1, Math.min(E / groups, Math.floor(k / topGroups)));
+  return [groups, topGroups, perGroup];
+}
+
+/**
+ * Addresses, in a shared heap, of one in-place routing job: the scores
+ * (tokens x E), the experts and weights out (tokens x k), the bias (E
+ * float64, zeros for none), and this thread's loads (E int32, zeroed),
+ * running state (`STATE_SIZE` float64, NaN-filled) and kernel scratch.
+ */
+export interface HeapJob {
+  scores: number;
+  experts: number;
+  weights: number;
+  bias: number;
+  loads: number;
+  state: number;
+  scratch: number;
+}
+
+/**
+ * Routes blocks of `blockRows` rows of `[0, tokens)` claimed from
+ * `counter[cell]` (Atomics.add) in place in the shared heap, on this
+ * thread's instance `rt`; the counts go to the job's loads. Returns the
+ * flat index of the first NaN or `+Infinity` score met (the lowest of its
+ * row), or -1. `s.multiply` is taken as it is (the bias is the job's).
+ */
+export function heapBlocks(
+  counter: Int32Array,
+  cell: number,
+  blockRows: number,
+  rt: SharedWasmInstance,
+  job: HeapJob,
+  tokens: number,
+  E: number,
+  k: number,
+  s: RowSettings,
+): number {
+  const [groups, topGroups, perGroup] = groupArgs(E, k, s);
+  const multiply = s.multiply ? 1 : 0;
+  const normalize = s.normalize ? 1 : 0;
+  const kernel = rt.exports.moelab_route_rows;
+  for (;;) {
+    const lo = Atomics.add(counter, cell, 1) * blockRows;
+    if (lo >= tokens) return -1;
+    const found = kernel(
+      job.scores + 4 * lo * E,
+      Math.min(tokens - lo, blockRows),
+      E,
+      k,
+      job.bias,
+      multiply,
+      normalize,
+      s.scale,
+      groups,
+      topGroups,
+      perGroup,
+      job.experts + 4 * lo * k,
+      job.weights + 4 * lo * k,
+      job.loads,
+      job.state,
+      job.scratch,
+    );
+    if (found >= 0) return lo * E + found;
+  }
+}
 
 /**
  * A router of row ranges of one batch on this thread's WebAssembly
@@ -33,10 +113,7 @@ export function wasmRowRouter(
 ): ((from: number, to: number) => number) | undefined {
   const rt = wasmRuntime();
   if (rt === undefined) return undefined;
-  const groups = s.groups ?? 1;
-  const topGroups = s.topGroups ?? groups;
-  const perGroup = s.perGroup ??
-    Math.max(1, Math.min(E / groups, Math.floor(k / topGroups)));
+  const [groups, topGroups, perGroup] = groupArgs(E, k, s);
   const blockRows = Math.max(1, Math.floor(BLOCK_BYTES / (4 * E)));
   const kernel = rt.exports.moelab_route_rows;
   const at = {

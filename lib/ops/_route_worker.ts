@@ -5,13 +5,23 @@
 // once, by a message the worker drains with receiveMessageOnPort: its
 // event loop never runs, and handing a large SharedArrayBuffer over costs
 // time in proportion to its size, so it must not happen per job.
+//
+// A job on scores in the shared heap (F.heap = 1) names addresses in that
+// memory instead of buffers: the worker routes them in place on its
+// instance of the threads module, made when the heap is registered (the
+// memory and the top of this worker's stack in it).
 import type { Registration } from "./_pool_workers.ts";
 import {
   type MessagePort,
   parentPort,
   receiveMessageOnPort,
 } from "node:worker_threads";
-import { routeBlocks } from "./_route_blocks.ts";
+import { BLOCK_ROWS, routeBlocks } from "./_route_blocks.ts";
+import { heapBlocks } from "./_route_wasm_rows.ts";
+import {
+  type SharedWasmInstance,
+  sharedWasmInstance,
+} from "../wasm/runtime.ts";
 
 /** Slot states. */
 export const IDLE = 0, POSTED = 1, DONE = 2, FAILED = 3, RUNNING = 4;
@@ -36,11 +46,29 @@ export const F = {
   perGroup: 15,
   /** 1: the WebAssembly SIMD rows (where the engine runs them), 0: TypeScript. */
   wasm: 16,
+  /** Float32 entries of the data buffer before the scores. */
+  dataOffset: 17,
+  /** 1: a job in place in the shared heap, at the addresses below. */
+  heap: 18,
+  ptrScores: 19,
+  ptrExperts: 20,
+  ptrWeights: 21,
+  ptrBias: 22,
+  ptrLoads: 23,
+  ptrState: 24,
+  ptrScratch: 25,
 } as const;
 /** Cell of the control array that counts the blocks of rows claimed. */
 export const COUNTER = 1;
 /** Width of a slot in the control array, in Int32 entries. */
-export const SLOT = 17;
+export const SLOT = 26;
+
+/** A shared heap handed to a worker once: its memory and the worker's stack. */
+export interface HeapRegistration {
+  heap: WebAssembly.Memory;
+  /** Address above the worker's stack in the heap. */
+  stackTop: number;
+}
 
 /** The first message a worker gets: its port, control arrays and slot. */
 export interface WorkerInit {
@@ -55,6 +83,7 @@ parentPort?.once("message", (init: WorkerInit) => {
   const { port, control, scales, slot } = init;
   const at = slot * SLOT;
   const buffers: SharedArrayBuffer[] = [];
+  let rt: SharedWasmInstance | undefined;
   for (;;) {
     // Take the job (POSTED -> RUNNING) unless the caller withdrew it.
     let state = Atomics.compareExchange(control, at, POSTED, RUNNING);
@@ -67,41 +96,78 @@ parentPort?.once("message", (init: WorkerInit) => {
       m;
       m = receiveMessageOnPort(port)
     ) {
-      const r = m.message as Registration;
-      buffers[r.id] = r.buffer;
+      const r = m.message as Registration | HeapRegistration;
+      if ("heap" in r) rt = sharedWasmInstance(r.heap, r.stackTop);
+      else buffers[r.id] = r.buffer;
     }
     let result = DONE;
     try {
       const E = control[at + F.experts], k = control[at + F.k];
       const to = control[at + F.to];
       const bias = control[at + F.bias];
-      const loads = new Int32Array(
-        buffers[control[at + F.loads]],
-        4 * slot * E,
-        E,
-      );
-      loads.fill(0);
-      control[at + F.bad] = routeBlocks(
-        control,
-        COUNTER,
-        new Float32Array(buffers[control[at + F.data]]),
-        E,
-        k,
-        {
-          bias: bias < 0 ? undefined : new Float64Array(buffers[bias], 0, E),
-          multiply: control[at + F.multiply] === 1,
-          normalize: control[at + F.normalize] === 1,
-          scale: scales[slot],
-          groups: control[at + F.groups],
-          topGroups: control[at + F.topGroups],
-          perGroup: control[at + F.perGroup],
-        },
-        to,
-        new Int32Array(buffers[control[at + F.outE]]),
-        new Float32Array(buffers[control[at + F.outW]]),
-        loads,
-        control[at + F.wasm] === 1 ? "wasm" : "cpu",
-      );
+      if (control[at + F.heap] === 1) {
+        if (rt === undefined) throw new Error("no shared heap instance");
+        const ptr = (field: number) => control[at + field] >>> 0;
+        control[at + F.bad] = heapBlocks(
+          control,
+          COUNTER,
+          BLOCK_ROWS,
+          rt,
+          {
+            scores: ptr(F.ptrScores),
+            experts: ptr(F.ptrExperts),
+            weights: ptr(F.ptrWeights),
+            bias: ptr(F.ptrBias),
+            loads: ptr(F.ptrLoads),
+            state: ptr(F.ptrState),
+            scratch: ptr(F.ptrScratch),
+          },
+          to,
+          E,
+          k,
+          {
+            bias: undefined,
+            multiply: control[at + F.multiply] === 1,
+            normalize: control[at + F.normalize] === 1,
+            scale: scales[slot],
+            groups: control[at + F.groups],
+            topGroups: control[at + F.topGroups],
+            perGroup: control[at + F.perGroup],
+          },
+        );
+      } else {
+        const loads = new Int32Array(
+          buffers[control[at + F.loads]],
+          4 * slot * E,
+          E,
+        );
+        loads.fill(0);
+        control[at + F.bad] = routeBlocks(
+          control,
+          COUNTER,
+          new Float32Array(
+            buffers[control[at + F.data]],
+            4 * control[at + F.dataOffset],
+            to * E,
+          ),
+          E,
+          k,
+          {
+            bias: bias < 0 ? undefined : new Float64Array(buffers[bias], 0, E),
+            multiply: control[at + F.multiply] === 1,
+            normalize: control[at + F.normalize] === 1,
+            scale: scales[slot],
+            groups: control[at + F.groups],
+            topGroups: control[at + F.topGroups],
+            perGroup: control[at + F.perGroup],
+          },
+          to,
+          new Int32Array(buffers[control[at + F.outE]]),
+          new Float32Array(buffers[control[at + F.outW]]),
+          loads,
+          control[at + F.wasm] === 1 ? "wasm" : "cpu",
+        );
+      }
     } catch {
       result = FAILED;
     }

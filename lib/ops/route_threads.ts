@@ -5,6 +5,13 @@
 // bit: every thread runs the same row kernel on blocks of rows claimed from
 // a shared counter, the WebAssembly SIMD one on its own instance
 // (_route_wasm_rows.ts) or the TypeScript one (_route_rows.ts).
+//
+// Scores allocated in the shared heap (`sharedScoreData`, behind
+// sharedScores) are routed in place: every thread's instance of the
+// threads module runs on that memory, reads its rows where they are and
+// writes experts and weights into one region of it, which this thread
+// copies out and frees; elsewhere each worker copies blocks of rows into
+// its own instance's memory.
 import {
   canWaitForStart,
   type PoolWorker,
@@ -18,17 +25,30 @@ import { registerKernel } from "./registry.ts";
 import { type RouteArgs, routeCpu, routeOp, rowSettings } from "./route.ts";
 import { routeWasm } from "./route_wasm.ts";
 import type { RowSettings } from "./_route_rows.ts";
-import { routeBlocks } from "./_route_blocks.ts";
+import { BLOCK_ROWS, routeBlocks } from "./_route_blocks.ts";
 import {
   COUNTER,
   DONE,
   F,
   FAILED,
+  type HeapRegistration,
   IDLE,
   POSTED,
   SLOT,
   type WorkerInit,
 } from "./_route_worker.ts";
+import {
+  groupArgs,
+  heapBlocks,
+  type HeapJob,
+  STATE_SIZE,
+} from "./_route_wasm_rows.ts";
+import {
+  SHARED_STACK_BYTES,
+  type SharedWasmHeap,
+  sharedWasmHeap,
+  sharedWasmInstance,
+} from "../wasm/runtime.ts";
 
 /** Below this many scores one thread is faster than waking the workers. */
 export const MIN_PARALLEL_SCORES = 1 << 16;
@@ -43,14 +63,42 @@ const ports: PoolWorker[] = [];
 const control = new Int32Array(new SharedArrayBuffer(4 * SLOT * MAX_THREADS));
 const scales = new Float64Array(new SharedArrayBuffer(8 * MAX_THREADS));
 const stage = new Map<string, SharedArrayBuffer>();
+/** Per worker: the top of its stack in the shared heap, once handed over. */
+const heapStacks: number[] = [];
+
+/** Frees a matrix's region of the shared heap when the matrix is collected. */
+const heapRegions = new FinalizationRegistry<number>((ptr) =>
+  sharedWasmHeap()?.free(ptr)
+);
+
+/**
+ * `length` float32 zeros in the shared heap (lib/wasm/runtime.ts), routed
+ * in place by {@linkcode routeThreads}; their region is freed when the
+ * returned array is garbage collected (keep it, not only views of its
+ * buffer, while the scores are in use). On a plain `SharedArrayBuffer`
+ * where the engine has no shared WebAssembly memory or the heap is full.
+ */
+export function sharedScoreData(length: number): Float32Array {
+  const heap = sharedWasmHeap();
+  const ptr = heap?.alloc(4 * length);
+  if (heap === undefined || ptr === undefined) {
+    return new Float32Array(new SharedArrayBuffer(4 * length));
+  }
+  const data = new Float32Array(heap.memory.buffer, ptr, length);
+  data.fill(0);
+  heapRegions.register(data, ptr);
+  return data;
+}
 
 /**
  * Routes on `threads` threads, the calling one included, with or without
  * groups; each thread runs the WebAssembly SIMD rows on its own instance
  * (`host` `"wasm"`, the default, where the engine runs them) or the
  * TypeScript rows (`"cpu"`). Small batches (under 65536 scores) run on the
- * calling thread with the `"wasm"` or `"cpu"` kernel. Scores not on a
- * `SharedArrayBuffer` are copied once per call.
+ * calling thread with the `"wasm"` or `"cpu"` kernel. Scores in the
+ * shared heap ({@linkcode sharedScoreData}) are routed in place by the
+ * `"wasm"` rows; scores not on a `SharedArrayBuffer` are copied once per
+ * call.
  */
 export function routeThreads(
   args: RouteArgs,
@@ -64,25 +112,25 @@ export function routeThreads(
     return host === "wasm" ? routeWasm(args) : routeCpu(args);
   }
   const settings: RowSettings = rowSettings(args);
+  const heap = host === "wasm" ? sharedWasmHeap() : undefined;
+  if (heap?.holds(scores.data.buffer)) {
+    const routed = routeInHeap(args, heap, t, settings);
+    if (routed) return routed;
+  }
   const data = sharedInput(scores.data);
   const outE = staging("outE", 4 * N * k);
   const outW = staging("outW", 4 * N * k);
   const loads = staging("loads", 4 * t * E);
   const bias = settings.bias ? staging("bias", 8 * E) : undefined;
   if (bias) new Float64Array(bias, 0, E).set(settings.bias!);
-  while (ports.length < t - 1) {
-    const worker = startWorker(WORKER_URL);
-    const { port1, port2 } = new MessageChannel();
-    const slot = ports.length + 1;
-    const init: WorkerInit = { port: port2, control, scales, slot };
-    worker.postMessage(init, [port2]);
-    ports.push({ port: port1, known: new Set() });
-  }
+  startWorkers(t);
   Atomics.store(control, COUNTER, 0);
   for (let w = 1; w < t; w++) {
     const at = w * SLOT;
     const id = (b: SharedArrayBuffer) => registerBuffer(ports[w - 1], b);
     control[at + F.data] = id(data.buffer as SharedArrayBuffer);
+    control[at + F.dataOffset] = data.byteOffset / 4;
+    control[at + F.heap] = 0;
     control[at + F.outE] = id(outE);
     control[at + F.outW] = id(outW);
     control[at + F.loads] = id(loads);
@@ -119,33 +167,7 @@ export function routeThreads(
     own,
     host,
   );
-  for (let w = 1; w < t; w++) {
-    const at = w * SLOT;
-    if (
-      !WAIT_FOR_START &&
-      Atomics.compareExchange(control, at, POSTED, IDLE) === POSTED
-    ) {
-      // Not started yet: this thread has claimed every block.
-      lAll.fill(0, w * E, (w + 1) * E);
-      continue;
-    }
-    // A new worker loads its module first; a minute covers a slow start.
-    const until = performance.now() + 60_000;
-    for (
-      let state = Atomics.load(control, at);
-      state !== DONE && state !== FAILED && performance.now() < until;
-      state = Atomics.load(control, at)
-    ) {
-      Atomics.wait(control, at, state, 1000);
-    }
-    const state = Atomics.load(control, at);
-    Atomics.store(control, at, IDLE);
-    if (state !== DONE) {
-      throw new Error(`routing worker ${w} failed or did not answer`);
-    }
-    const found = control[at + F.bad];
-    if (found >= 0 && (bad < 0 || found < bad)) bad = found;
-  }
+  bad = collect(t, bad, (w) => lAll.fill(0, w * E, (w + 1) * E));
   if (bad >= 0) throw badScore("scores", scores, bad);
   out.experts.set(eAll);
   out.weights.set(wAll);
@@ -168,12 +190,187 @@ registerKernel({
   callers: ["routeParallel()", 'routeAsync() with backend "cpu"'],
 });
 
+/** Starts workers until the pool has `t - 1`. */
+function startWorkers(t: number): void {
+  while (ports.length < t - 1) {
+    const worker = startWorker(WORKER_URL);
+    const { port1, port2 } = new MessageChannel();
+    const slot = ports.length + 1;
+    const init: WorkerInit = { port: port2, control, scales, slot };
+    worker.postMessage(init, [port2]);
+    ports.push({ port: port1, known: new Set() });
+  }
+}
+
+/**
+ * Waits for the jobs posted to workers `1..t-1` and returns the lowest bad
+ * index reported, `bad` included; a job not started when this thread has
+ * claimed every block is withdrawn (`withdrawn(w)`).
+ */
+function collect(
+  t: number,
+  bad: number,
+  withdrawn: (w: number) => void,
+): number {
+  for (let w = 1; w < t; w++) {
+    const at = w * SLOT;
+    if (
+      !WAIT_FOR_START &&
+      Atomics.compareExchange(control, at, POSTED, IDLE) === POSTED
+    ) {
+      // Not started yet: this thread has claimed every block.
+      withdrawn(w);
+      continue;
+    }
+    // A new worker loads its module first; a minute covers a slow start.
+    const until = performance.now() + 60_000;
+    for (
+      let state = Atomics.load(control, at);
+      state !== DONE && state !== FAILED && performance.now() < until;
+      state = Atomics.load(control, at)
+    ) {
+      Atomics.wait(control, at, state, 1000);
+    }
+    const state = Atomics.load(control, at);
+    Atomics.store(control, at, IDLE);
+    if (state !== DONE) {
+      throw new Error(`routing worker ${w} failed or did not answer`);
+    }
+    const found = control[at + F.bad];
+    if (found >= 0 && (bad < 0 || found < bad)) bad = found;
+  }
+  return bad;
+}
+
+/**
+ * Routes scores that live in the shared heap in place on `t` threads: one
+ * region holds the experts and weights out, the bias and each thread's
+ * loads, running state and scratch; it is freed before returning.
+ * `undefined` (nothing done) where the heap cannot hold that region or the
+ * engine cannot run the threads module.
+ */
+function routeInHeap(
+  args: RouteArgs,
+  heap: SharedWasmHeap,
+  t: number,
+  settings: RowSettings,
+): Routing | undefined {
+  const { scores, k, out } = args;
+  const { tokens: N, experts: E } = scores;
+  const rt = sharedWasmInstance(heap.memory);
+  if (rt === undefined) return undefined;
+  // A stack in the heap for each worker, handed over once.
+  for (let w = heapStacks.length; w < t - 1; w++) {
+    const stack = heap.alloc(SHARED_STACK_BYTES);
+    if (stack === undefined) return undefined;
+    heapStacks.push(stack + SHARED_STACK_BYTES);
+  }
+  const [groups, topGroups, perGroup] = groupArgs(E, k, settings);
+  const scratchBytes = align16(
+    rt.exports.moelab_route_scratch_bytes(E, k, groups, perGroup),
+  );
+  const outBytes = align16(4 * N * k);
+  const loadsBytes = align16(4 * E);
+  const threadBytes = loadsBytes + 8 * STATE_SIZE + scratchBytes;
+  const base = heap.alloc(2 * outBytes + 8 * E + t * threadBytes);
+  if (base === undefined) return undefined;
+  let answered = true;
+  try {
+    startWorkers(t);
+    const memory = heap.memory.buffer;
+    const experts = base, weights = experts + outBytes;
+    const bias = weights + outBytes;
+    const biasView = new Float64Array(memory, bias, E);
+    if (settings.bias) biasView.set(settings.bias);
+    else biasView.fill(0); // x + 0 orders as x
+    const jobOf = (w: number): HeapJob => {
+      const loads = align16(bias + 8 * E) + w * threadBytes;
+      return {
+        scores: scores.data.byteOffset,
+        experts,
+        weights,
+        bias,
+        loads,
+        state: loads + loadsBytes,
+        scratch: loads + loadsBytes + 8 * STATE_SIZE,
+      };
+    };
+    const jobs = Array.from({ length: t }, (_, w) => jobOf(w));
+    for (const job of jobs) {
+      new Int32Array(memory, job.loads, E).fill(0);
+      new Float64Array(memory, job.state, STATE_SIZE).fill(NaN);
+    }
+    const s = {
+      ...settings,
+      multiply: settings.multiply && settings.bias !== undefined,
+    };
+    Atomics.store(control, COUNTER, 0);
+    for (let w = 1; w < t; w++) {
+      const at = w * SLOT;
+      const port = ports[w - 1];
+      if (!port.known.has(HEAP_KEY)) {
+        const r: HeapRegistration = {
+          heap: heap.memory,
+          stackTop: heapStacks[w - 1],
+        };
+        port.port.postMessage(r);
+        port.known.add(HEAP_KEY);
+      }
+      const job = jobs[w];
+      control[at + F.heap] = 1;
+      control[at + F.ptrScores] = job.scores;
+      control[at + F.ptrExperts] = job.experts;
+      control[at + F.ptrWeights] = job.weights;
+      control[at + F.ptrBias] = job.bias;
+      control[at + F.ptrLoads] = job.loads;
+      control[at + F.ptrState] = job.state;
+      control[at + F.ptrScratch] = job.scratch;
+      control[at + F.to] = N;
+      control[at + F.experts] = E;
+      control[at + F.k] = k;
+      control[at + F.multiply] = s.multiply ? 1 : 0;
+      control[at + F.normalize] = s.normalize ? 1 : 0;
+      control[at + F.groups] = groups;
+      control[at + F.topGroups] = topGroups;
+      control[at + F.perGroup] = perGroup;
+      scales[w] = s.scale;
+      Atomics.store(control, at, POSTED);
+      Atomics.notify(control, at);
+    }
+    let bad = heapBlocks(control, COUNTER, BLOCK_ROWS, rt, jobs[0], N, E, k, s);
+    // A withdrawn job's loads stay zero. A worker that did not answer may
+    // still write: then the region is not freed.
+    answered = false;
+    bad = collect(t, bad, () => {});
+    answered = true;
+    if (bad >= 0) throw badScore("scores", scores, bad);
+    const now = heap.memory.buffer;
+    out.experts.set(new Int32Array(now, experts, N * k));
+    out.weights.set(new Float32Array(now, weights, N * k));
+    out.loads.fill(0);
+    for (const job of jobs) {
+      const loads = new Int32Array(now, job.loads, E);
+      for (let j = 0; j < E; j++) out.loads[j] += loads[j];
+    }
+    return out;
+  } finally {
+    if (answered) heap.free(base);
+  }
+}
+
+/** The key under which a worker's port records that it holds the heap. */
+const HEAP_KEY = -1;
+
+function align16(n: number): number {
+  return Math.ceil(n / 16) * 16;
+}
+
 const WORKER_URL = new URL("./_route_worker.ts", import.meta.url);
 const WAIT_FOR_START = canWaitForStart(WORKER_URL);
 
 /** The scores on a SharedArrayBuffer: their own, or a staging copy. */
 function sharedInput(data: Float32Array): Float32Array {
-  if (data.buffer instanceof SharedArrayBuffer && data.byteOffset === 0) {
+  if (data.buffer instanceof SharedArrayBuffer) {
     return data;
   }
   const copy = new Float32Array(

@@ -5,7 +5,7 @@ import { HOST_BACKENDS, type HostBackend } from "../ops/host.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { requireKernel } from "../ops/registry.ts";
 import { routeOp, type RouteOptions } from "../ops/route.ts";
-import { MAX_THREADS } from "../ops/route_threads.ts";
+import { MAX_THREADS, sharedScoreData } from "../ops/route_threads.ts";
 
 /** Options of {@linkcode routeParallel}. */
 export interface RouteParallelOptions extends RouteOptions {
@@ -28,6 +28,15 @@ const threaded = requireKernel(routeOp, "cpu-threads");
  * Allocates a score matrix on a `SharedArrayBuffer`, so that
  * {@linkcode routeParallel} hands it to its workers without a copy.
  *
+ * Where the engine has a shared WebAssembly memory (Deno, Bun), the
+ * matrix lives in one (its `data.buffer` is that memory's
+ * `SharedArrayBuffer`, larger than the matrix, the matrix at
+ * `data.byteOffset`), and every thread's WebAssembly SIMD kernel reads it
+ * in place. Its region is returned when `data` is garbage collected: keep
+ * `data` itself, not only other views of its buffer, while in use. A matrix
+ * that does not fit (the memory holds 4 GiB in all) gets a
+ * `SharedArrayBuffer` of its own, which each worker copies from.
+ *
  * @param tokens Rows.
  * @param experts Columns.
  * @returns A zero-filled {@linkcode ScoreMatrix}, `tokens x experts`.
@@ -46,8 +55,7 @@ const threaded = requireKernel(routeOp, "cpu-threads");
 export function sharedScores(tokens: number, experts: number): ScoreMatrix {
   checkInteger("tokens", tokens, 0);
   checkInteger("experts", experts, 1);
-  const data = new Float32Array(new SharedArrayBuffer(4 * tokens * experts));
-  return { data, tokens, experts };
+  return { data: sharedScoreData(tokens * experts), tokens, experts };
 }
 
 /**
@@ -56,8 +64,10 @@ export function sharedScores(tokens: number, experts: number): ScoreMatrix {
  * worker threads (`node:worker_threads`, under Deno and Bun) that share the
  * buffers; the call blocks (Atomics.wait) until all are done, so it is
  * synchronous. Small batches (under 65536 scores) run on the calling
- * thread. Scores not on a `SharedArrayBuffer` (see
- * {@linkcode sharedScores}) are copied once per call.
+ * thread. Scores from {@linkcode sharedScores} are read in place by every
+ * thread; others on a `SharedArrayBuffer` are copied block by block into
+ * each thread's WebAssembly memory, and scores not on a
+ * `SharedArrayBuffer` are first copied once per call.
  *
  * Each thread runs the WebAssembly SIMD kernel on its own instance
  * (`host: "wasm"`, the default, where the engine runs it) or the

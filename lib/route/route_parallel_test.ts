@@ -1,8 +1,14 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { route } from "./route.ts";
-import { routeParallel, sharedScores } from "./route_parallel.ts";
+import {
+  routeParallel,
+  type RouteParallelOptions,
+  sharedScores,
+} from "./route_parallel.ts";
 import { Rng } from "../scores/rng.ts";
+import { sharedWasmHeap } from "../wasm/runtime.ts";
+import type { ScoreMatrix } from "../types.ts";
 
 function fill(data: Float32Array, rng: Rng, ties: boolean, masked: number) {
   for (let i = 0; i < data.length; i++) {
@@ -149,5 +155,101 @@ describe("NaN and +Infinity scores, found while routing", () => {
     const a = route(s, { k, bias });
     const b = routeParallel(s, { k, bias, threads: 2 });
     assert.deepEqual(b.experts, a.experts);
+  });
+});
+
+describe("routeParallel on scores in the shared WebAssembly heap", () => {
+  const heap = sharedWasmHeap();
+
+  /** routeParallel against the TypeScript kernel on one thread, bit for bit. */
+  function same(s: ScoreMatrix, options: RouteParallelOptions, note: string) {
+    const want = route(s, { ...options, host: "cpu" });
+    const got = routeParallel(s, { ...options, host: "wasm" });
+    assert.deepEqual(got.experts, want.experts, note);
+    assert.deepEqual(got.weights, want.weights, note);
+    assert.deepEqual(got.loads, want.loads, note);
+  }
+
+  test("sharedScores allocates there, routed in place like route()", () => {
+    assert.ok(heap, "Deno and Bun have shared WebAssembly memory");
+    const rng = new Rng(23);
+    // Rows not a multiple of the blocks claimed (1024), experts not of
+    // the SIMD width; ties and -Infinity.
+    for (const [tokens, experts] of [[5003, 37], [2500, 64], [1031, 256]]) {
+      const s = sharedScores(tokens, experts);
+      assert.ok(heap.holds(s.data.buffer), "in the heap");
+      assert.ok(s.data.byteOffset > 0 && s.data.buffer.byteLength > 0);
+      fill(s.data, rng, tokens === 2500, 0.05);
+      const bias = Array.from({ length: experts }, () => rng.uniform() * 0.02);
+      const factor = bias.map((b) => 1 + b);
+      const size = `${tokens} x ${experts}`;
+      for (const threads of [2, 3]) {
+        same(s, { k: 8, bias, threads }, `${size} add, ${threads} threads`);
+        same(
+          s,
+          { k: 5, bias: factor, biasMode: "multiply", threads },
+          `${size} multiply`,
+        );
+        same(
+          s,
+          { k: 3, normalize: true, scale: 2.5, threads },
+          `${size} unbiased, normalized`,
+        );
+      }
+      if (experts % 8 === 0) {
+        same(s, { k: 8, bias, groups: 8, topGroups: 4, threads: 2 }, size);
+        same(s, { k: 4, groups: 4, topGroups: 1, threads: 2 }, size);
+        same(
+          s,
+          { k: 6, bias, groups: 8, topGroups: 3, groupScore: "v2", threads: 2 },
+          size,
+        );
+      }
+    }
+  });
+
+  test("calls reuse the heap and free their regions; a matrix allocated before the memory grew is still read", () => {
+    const rng = new Rng(29);
+    const first = sharedScores(3000, 48);
+    fill(first.data, rng, false, 0);
+    const copy = Float32Array.from(first.data);
+    const options = { k: 6, bias: Array(48).fill(0.01), threads: 2 };
+    same(first, options, "before");
+    const used = heap!.used();
+    routeParallel(first, options);
+    assert.equal(heap!.used(), used, "a call's regions are freed");
+    // Grow the memory past what it holds now.
+    const grown = sharedScores(heap!.memory.buffer.byteLength / 4, 1);
+    assert.notEqual(first.data.buffer, heap!.memory.buffer, "it grew");
+    assert.deepEqual(first.data, copy);
+    same(first, options, "after growing");
+    grown.data[grown.data.length - 1] = 1;
+    same(first, { ...options, groups: 8, topGroups: 2 }, "grouped, after");
+    // A later matrix reuses nothing of the earlier ones while they live.
+    const later = sharedScores(3000, 48);
+    later.data.set(first.data);
+    later.data[7] = Infinity;
+    assert.throws(() => routeParallel(later, options), {
+      name: "RangeError",
+      message: /value at token 0, expert 7 is Infinity/,
+    });
+    same(first, options, "the first, unchanged");
+  });
+
+  test("the lowest bad index of the first bad row, whichever thread meets it", () => {
+    const rng = new Rng(31);
+    const s = sharedScores(8192, 32);
+    fill(s.data, rng, false, 0);
+    // Two bad rows in different blocks of 1024 rows, two bad entries in
+    // the first: the lowest of row 5000 is reported.
+    s.data[7000 * 32 + 1] = NaN;
+    s.data[5000 * 32 + 30] = Infinity;
+    s.data[5000 * 32 + 9] = NaN;
+    for (const options of [{ k: 4 }, { k: 4, groups: 4, topGroups: 2 }]) {
+      assert.throws(() => routeParallel(s, { ...options, threads: 2 }), {
+        name: "RangeError",
+        message: /value at token 5000, expert 9 is NaN/,
+      });
+    }
   });
 });

@@ -2,11 +2,22 @@
 // module built from lib/wasm/src/*.c per thread, created on first use
 // (synchronously: the module is small), with a private memory the runtime
 // grows. Kernels copy their input into named regions of that memory, call
-// an exported C function, and copy the result out; nothing else is shared.
+// an exported C function, and copy the result out.
+//
+// The shared heap (`sharedWasmHeap`) is the other memory: one shared
+// WebAssembly.Memory per process (its buffer a SharedArrayBuffer), regions
+// allocated and freed by the thread that made it, on which every routing
+// thread instantiates the threads module (the route kernel built for a
+// shared memory, `sharedWasmInstance`) with a stack of its own, so that
+// the kernel reads score matrices allocated there in place.
 import {
   WASM_INITIAL_PAGES,
   WASM_MODULE_BASE64,
   WASM_SOURCES_SHA256,
+  WASM_THREADS_INITIAL_PAGES,
+  WASM_THREADS_MAX_PAGES,
+  WASM_THREADS_MODULE_BASE64,
+  WASM_THREADS_STACK_BYTES,
 } from "./_module.ts";
 import { decodeBase64 } from "./_base64.ts";
 
@@ -111,4 +122,185 @@ function instantiate(): WasmRuntime | null {
 
 function align(n: number): number {
   return Math.ceil(n / ALIGN) * ALIGN;
+}
+
+/**
+ * A WebAssembly memory shared between threads, with an allocator of
+ * 16-byte aligned regions run by the thread that made it. The memory
+ * grows (up to 4 GiB, reserved as address space only) and never shrinks;
+ * a region's address stays valid until it is freed, and a view taken
+ * before the memory grew still reads it (a shared memory's buffer is
+ * never detached).
+ */
+export interface SharedWasmHeap {
+  /** The memory (`shared`: its buffer is a `SharedArrayBuffer`). */
+  readonly memory: WebAssembly.Memory;
+  /**
+   * The address of a free region of at least `bytes` bytes (16-byte
+   * aligned, not zeroed), or `undefined` where the memory cannot grow to
+   * hold it.
+   */
+  alloc(bytes: number): number | undefined;
+  /** Returns a region from {@linkcode SharedWasmHeap.alloc} (once). */
+  free(ptr: number): void;
+  /** Bytes held by regions not freed. */
+  used(): number;
+  /** Whether `buffer` is this memory's buffer (at any length it had). */
+  holds(buffer: ArrayBufferLike): boolean;
+}
+
+/** The threads module's exports on one thread, on a shared memory. */
+export interface SharedWasmInstance {
+  /** The exported functions, by C name (`moelab_route_...`). */
+  readonly exports: Readonly<Record<string, WasmFunction>>;
+  /** The shared memory it runs on. */
+  readonly memory: WebAssembly.Memory;
+}
+
+/** Bytes of the stack each thread's instance gets in the shared heap. */
+export const SHARED_STACK_BYTES: number = WASM_THREADS_STACK_BYTES;
+
+let heap: SharedWasmHeap | null | undefined;
+let threadsModule: WebAssembly.Module | null | undefined;
+const instances = new WeakMap<WebAssembly.Memory, SharedWasmInstance>();
+
+/**
+ * This thread's shared heap, made on first use, or `undefined` where the
+ * engine has no shared WebAssembly memory (then score matrices live on a
+ * plain `SharedArrayBuffer` and are copied into each thread's memory).
+ */
+export function sharedWasmHeap(): SharedWasmHeap | undefined {
+  if (heap === undefined) heap = makeHeap();
+  return heap ?? undefined;
+}
+
+/**
+ * The threads module's instance of this thread on `memory` (a shared
+ * heap's), made once per memory. Its stack is the `SHARED_STACK_BYTES`
+ * below `stackTop`, which must be this thread's alone: the default, the
+ * module's own stack (the memory's first bytes, below every region), is
+ * for the thread that made the heap; another thread passes the top of a
+ * region allocated for it. `undefined` where the engine cannot run it.
+ */
+export function sharedWasmInstance(
+  memory: WebAssembly.Memory,
+  stackTop: number = WASM_THREADS_STACK_BYTES,
+): SharedWasmInstance | undefined {
+  const have = instances.get(memory);
+  if (have) return have;
+  const module = threadsWasmModule();
+  if (module === undefined) return undefined;
+  const instance = new WebAssembly.Instance(module, { env: { memory } });
+  const exported = instance.exports as Record<string, unknown>;
+  (exported.__stack_pointer as WebAssembly.Global).value = stackTop;
+  const functions: Record<string, WasmFunction> = {};
+  for (const [name, value] of Object.entries(exported)) {
+    if (typeof value === "function") functions[name] = value as WasmFunction;
+  }
+  const made = { exports: Object.freeze(functions), memory };
+  instances.set(memory, made);
+  return made;
+}
+
+function threadsWasmModule(): WebAssembly.Module | undefined {
+  if (threadsModule === undefined) {
+    threadsModule = null;
+    if (wasmRuntime() !== undefined) {
+      try {
+        threadsModule = new WebAssembly.Module(
+          decodeBase64(WASM_THREADS_MODULE_BASE64),
+        );
+      } catch { /* no threads proposal: the copying path */ }
+    }
+  }
+  return threadsModule ?? undefined;
+}
+
+function makeHeap(): SharedWasmHeap | null {
+  if (typeof SharedArrayBuffer !== "function") return null;
+  let memory: WebAssembly.Memory;
+  try {
+    memory = new WebAssembly.Memory({
+      initial: WASM_THREADS_INITIAL_PAGES,
+      maximum: WASM_THREADS_MAX_PAGES,
+      shared: true,
+    });
+    if (!(memory.buffer instanceof SharedArrayBuffer)) return null;
+  } catch {
+    return null;
+  }
+  // The heap's own thread runs on the module's stack, the first bytes.
+  const own = sharedWasmInstance(memory);
+  if (own === undefined) return null;
+  const buffers = new WeakSet<ArrayBufferLike>([memory.buffer]);
+  /** Free regions, by address, none adjacent to another. */
+  const free: { ptr: number; bytes: number }[] = [];
+  const held = new Map<number, number>();
+  let top = align(WASM_THREADS_STACK_BYTES);
+  let inUse = 0;
+  return {
+    memory,
+    alloc(bytes: number): number | undefined {
+      if (!Number.isSafeInteger(bytes) || bytes < 0) {
+        throw new RangeError(`bytes must be a non-negative integer: ${bytes}`);
+      }
+      const size = align(Math.max(bytes, ALIGN));
+      let ptr = -1;
+      // First fit among the free regions; else at the top.
+      for (let i = 0; i < free.length; i++) {
+        const f = free[i];
+        if (f.bytes < size) continue;
+        ptr = f.ptr;
+        if (f.bytes === size) free.splice(i, 1);
+        else free[i] = { ptr: f.ptr + size, bytes: f.bytes - size };
+        break;
+      }
+      if (ptr < 0) {
+        const end = top + size;
+        const length = memory.buffer.byteLength;
+        if (end > length) {
+          const pages = Math.ceil((end - length) / PAGE);
+          if (length / PAGE + pages > WASM_THREADS_MAX_PAGES) return undefined;
+          try {
+            memory.grow(pages);
+          } catch {
+            return undefined;
+          }
+          buffers.add(memory.buffer);
+        }
+        ptr = top;
+        top = end;
+      }
+      held.set(ptr, size);
+      inUse += size;
+      return ptr;
+    },
+    free(ptr: number): void {
+      const size = held.get(ptr);
+      if (size === undefined) {
+        throw new RangeError(`ptr is not an allocated region: ${ptr}`);
+      }
+      held.delete(ptr);
+      inUse -= size;
+      // Insert by address, merged with the free neighbours.
+      let i = 0;
+      while (i < free.length && free[i].ptr < ptr) i++;
+      let region = { ptr, bytes: size };
+      const next = free[i];
+      if (next && region.ptr + region.bytes === next.ptr) {
+        region = { ptr, bytes: region.bytes + next.bytes };
+        free.splice(i, 1);
+      }
+      const prev = free[i - 1];
+      if (prev && prev.ptr + prev.bytes === region.ptr) {
+        region = { ptr: prev.ptr, bytes: prev.bytes + region.bytes };
+        free.splice(--i, 1);
+      }
+      // A free region at the top lowers the top instead.
+      if (region.ptr + region.bytes === top) top = region.ptr;
+      else free.splice(i, 0, region);
+    },
+    used: () => inUse,
+    holds: (buffer) => buffers.has(buffer),
+  };
 }

@@ -1,7 +1,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readSources, sourcesHash } from "./build.ts";
-import { wasmRuntime, wasmSourcesHash } from "./runtime.ts";
+import {
+  sharedWasmHeap,
+  sharedWasmInstance,
+  wasmRuntime,
+  wasmSourcesHash,
+} from "./runtime.ts";
 
 test("the embedded module was built from the C sources in lib/wasm/src", () => {
   assert.equal(sourcesHash(readSources()), wasmSourcesHash);
@@ -50,4 +55,55 @@ test("reserve: aligned, reused per slot, grows memory without losing data", () =
   assert.ok(rt.memory.buffer.byteLength >= big + pages + 4 * 65536);
   assert.deepEqual([...rt.f32(b, 8)], new Array(8).fill(7));
   assert.throws(() => rt.reserve("c-test", -1), RangeError);
+});
+
+test("shared heap: a shared memory, aligned regions, freed ones reused and merged", () => {
+  const heap = sharedWasmHeap();
+  assert.ok(heap, "Deno and Bun have shared WebAssembly memory");
+  assert.ok(heap.memory.buffer instanceof SharedArrayBuffer);
+  const before = heap.used();
+  const a = heap.alloc(100)!, b = heap.alloc(40)!, c = heap.alloc(16)!;
+  for (const p of [a, b, c]) assert.equal(p % 16, 0);
+  assert.ok(b >= a + 100 && c >= b + 40, "regions do not overlap");
+  assert.equal(heap.used(), before + 112 + 48 + 16);
+  // Freed a, then b: one free region of 160 bytes where a was, which a
+  // region of 150 bytes fits and one of 170 does not.
+  heap.free(a);
+  heap.free(b);
+  assert.equal(heap.alloc(150), a);
+  const d = heap.alloc(170)!;
+  assert.ok(d > c);
+  assert.throws(() => heap.free(a + 16), RangeError);
+  assert.throws(() => heap.alloc(-1), RangeError);
+  // Beyond 4 GiB: no region, nothing grown.
+  const length = heap.memory.buffer.byteLength;
+  assert.equal(heap.alloc(2 ** 32), undefined);
+  assert.equal(heap.memory.buffer.byteLength, length);
+  for (const p of [a, c, d]) heap.free(p);
+  assert.equal(heap.used(), before);
+});
+
+test("shared heap: views taken before the memory grows still read it", () => {
+  const heap = sharedWasmHeap()!;
+  const p = heap.alloc(64)!;
+  const old = new Float32Array(heap.memory.buffer, p, 16);
+  old.fill(3.5);
+  const big = heap.alloc(heap.memory.buffer.byteLength + 65536)!;
+  assert.notEqual(heap.memory.buffer, old.buffer, "the memory grew");
+  assert.ok(heap.holds(old.buffer) && heap.holds(heap.memory.buffer));
+  assert.ok(!heap.holds(new SharedArrayBuffer(8)));
+  const now = new Float32Array(heap.memory.buffer, p, 16);
+  assert.deepEqual([...now], new Array(16).fill(3.5));
+  now[5] = -1;
+  assert.equal(old[5], -1, "the same memory");
+  heap.free(big);
+  heap.free(p);
+});
+
+test("the threads module instantiates on the shared heap, once per memory", () => {
+  const heap = sharedWasmHeap()!;
+  const rt = sharedWasmInstance(heap.memory)!;
+  assert.equal(rt.memory, heap.memory);
+  assert.equal(sharedWasmInstance(heap.memory), rt, "one instance a memory");
+  assert.ok(rt.exports.moelab_route_scratch_bytes(256, 8, 1, 8) > 0);
 });

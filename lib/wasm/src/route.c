@@ -262,26 +262,6 @@ static int filter(const float *row, const float *bound, int E, int *cand) {
   return c;
 }
 
-// The same against the near bound, keeping the low bound's bits for
-// `unpack_low`: one pass over the row for both.
-static int filter2(const float *row, const Scratch *s, int E, int *cand) {
-  int c = 0;
-  for (int j = 0, w = 0; j < E; j += 64, w++) {
-    s->lowBits[w] = pass64(row + j, s->lowBound + j, E - j);
-    c = unpack(pass64(row + j, s->nearBound + j, E - j), j, cand, c);
-  }
-  return c;
-}
-
-// The candidates of the low bound kept by filter2.
-static int unpack_low(const Scratch *s, int E, int *cand) {
-  int c = 0;
-  for (int j = 0, w = 0; j < E; j += 64, w++) {
-    c = unpack(s->lowBits[w], j, cand, c);
-  }
-  return c;
-}
-
 // The lowest index of a NaN or +Infinity in the row, or -1.
 static int first_bad(const float *row, int E) {
   for (int j = 0; j < E; j++) {
@@ -450,6 +430,64 @@ static int exact(const float *row, const double *bias, const int *cand,
   return m;
 }
 
+// `unpack` four entries at a time, without a branch per set bit (one per
+// four): the bits' indices are written in order, and up to three entries
+// past the count (garbage, overwritten by the next ones): `cand` must hold
+// 3 more than the candidates (the scratch arrays hold E + RANKED).
+static int unpack4(u64 w, int j, int *cand, int c) {
+  int m = __builtin_popcountll(w);
+  for (int r = 0; r < m; r += 4) {
+    // w | 1 << 63: a defined ctz once w is spent.
+    cand[c + r] = j + __builtin_ctzll(w | 1ull << 63);
+    w &= w - 1;
+    cand[c + r + 1] = j + __builtin_ctzll(w | 1ull << 63);
+    w &= w - 1;
+    cand[c + r + 2] = j + __builtin_ctzll(w | 1ull << 63);
+    w &= w - 1;
+    cand[c + r + 3] = j + __builtin_ctzll(w | 1ull << 63);
+    w &= w - 1;
+  }
+  return c + m;
+}
+
+// `filter` unpacked by unpack4 (cand holds E + RANKED entries).
+static int filter4(const float *row, const float *bound, int E, int *cand) {
+  int c = 0;
+  for (int j = 0; j < E; j += 64) {
+    c = unpack4(pass64(row + j, bound + j, E - j), j, cand, c);
+  }
+  return c;
+}
+
+// rank16 for RANKED < n <= 2 * RANKED finite keys: sixteen float64x2
+// vectors, the keys padded with -Infinity (V and the rank arrays hold
+// E + RANKED >= 2 * RANKED entries where n > RANKED). Returns 0 on ties.
+static int rank32(double *V, const int *I, int n, int k, Scratch *s) {
+  for (int r = n; r < 2 * RANKED; r++) V[r] = -INF;
+  v128_t v[RANKED];
+  for (int q = 0; q < RANKED; q++) v[q] = wasm_v128_load(V + 2 * q);
+  int sum = 0;
+  for (int r = 0; r < n; r++) {
+    v128_t x = wasm_f64x2_splat(V[r]);
+    // Each lane: -1 per larger key.
+    v128_t t = wasm_f64x2_gt(v[0], x);
+    for (int q = 1; q < RANKED; q++) {
+      t = wasm_i64x2_add(t, wasm_f64x2_gt(v[q], x));
+    }
+    int rank = -(int)(wasm_i64x2_extract_lane(t, 0) +
+                      wasm_i64x2_extract_lane(t, 1));
+    sum += rank;
+    s->rankV[rank] = V[r];
+    s->rankI[rank] = I[r];
+  }
+  if (sum != n * (n - 1) / 2) return 0;
+  for (int r = 0; r < k; r++) {
+    s->topV[r] = s->rankV[r];
+    s->topI[r] = s->rankI[r];
+  }
+  return 1;
+}
+
 static int ungrouped_rows(const float *scores, int rows, int E, int k,
                           const double *bias, int multiply, int normalize,
                           double scale, int *outE, float *outW, int *loads,
@@ -466,18 +504,23 @@ static int ungrouped_rows(const float *scores, int rows, int E, int k,
                                st[ST_MEAN] - NEAR_MARGIN * st[ST_DEV], i,
                                s->nearBound, bias, E);
       if (low > -INF && near > -INF) {
-        // The near candidates; the low ones where fewer than k are near.
-        n = filter2(row, s, E, s->nearI);
+        // The near candidates; the low ones, in a second pass over the
+        // row (in cache), where fewer than k are near.
+        n = filter4(row, s->nearBound, E, s->nearI);
         n = exact(row, bias, s->nearI, n, near, s);
         if (n <= -3) return i * E + (-3 - n);
         if (n < k) {
-          n = unpack_low(s, E, s->nearI);
+          n = filter4(row, s->lowBound, E, s->nearI);
           n = exact(row, bias, s->nearI, n, low, s);
           if (n <= -3) return i * E + (-3 - n);
         }
       }
     }
-    if (n >= k) select_top(s->candV, s->candI, n, k, s);
+    if (n >= k && n > RANKED && n <= 2 * RANKED) {
+      if (!rank32(s->candV, s->candI, n, k, s)) {
+        rank_top(s->candV, s->candI, n, k, s);
+      }
+    } else if (n >= k) select_top(s->candV, s->candI, n, k, s);
     else {
       int bad = scan_row(row, E, k, bias, multiply, topV, topI);
       if (bad >= 0) return i * E + bad;
@@ -860,7 +903,7 @@ kept_groups_f32(const float *row, const float *biasF, double errB, int G,
       if (fused) {
         // The near threshold's bits of these 16 entries from the float32
         // keys (16 a half-word, little-endian: the 64-bit words of
-        // filter2).
+        // pass64).
         nearBits[(q * size + j) >> 4] = pass16_keys(a0, a1, a2, a3, nearT);
       }
       sum0 = wasm_f32x4_add(sum0, wasm_f32x4_add(a0, a1));
@@ -1069,7 +1112,7 @@ static void drop_groups(unsigned short *bits, const Scratch *s, int G,
 // row for the float32 group tops and the near threshold's bits from the
 // float32 keys (kept_groups_f32, key_threshold); the low threshold's bits
 // for the kept groups only, where fewer than k of their candidates reach
-// near. Other sizes: the per-expert bounds' pass (filter2) first. The
+// near. Other sizes: the per-expert bounds' pass (pass64) first. The
 // kept groups from the float32 group scores with an error bound, from the
 // float64 scores where the bound leaves the choice open (exact_groups);
 // the top k among the kept groups' candidates, the reference where fewer
