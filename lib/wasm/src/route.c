@@ -316,6 +316,27 @@ static void rank_top(const double *V, const int *I, int n, int k, Scratch *s) {
   }
 }
 
+// The rank of a key from the lanes of `t` (each -1 per larger key),
+// the key and its index stored at that rank; returns the rank.
+static inline int place_ranked(v128_t t, double v, int i, Scratch *s) {
+  int rank = -(int)(wasm_i64x2_extract_lane(t, 0) +
+                    wasm_i64x2_extract_lane(t, 1));
+  s->rankV[rank] = v;
+  s->rankI[rank] = i;
+  return rank;
+}
+
+// The top k of the ranked keys into topV/topI where the ranks summed to
+// n(n - 1) / 2 (no ties: 1), else 0 without a selection.
+static int take_ranked(int n, int k, int sum, Scratch *s) {
+  if (sum != n * (n - 1) / 2) return 0;
+  for (int r = 0; r < k; r++) {
+    s->topV[r] = s->rankV[r];
+    s->topI[r] = s->rankI[r];
+  }
+  return 1;
+}
+
 // rank_top for n <= RANKED finite keys without a branch that depends on
 // them: the keys padded to RANKED with -Infinity sit in eight float64x2
 // vectors, each key's rank is the number of larger keys. Equal keys get
@@ -336,18 +357,9 @@ static int rank16(double *V, const int *I, int n, int k, Scratch *s) {
     v128_t c = wasm_i64x2_add(wasm_f64x2_gt(v4, x), wasm_f64x2_gt(v5, x));
     v128_t d = wasm_i64x2_add(wasm_f64x2_gt(v6, x), wasm_f64x2_gt(v7, x));
     v128_t t = wasm_i64x2_add(wasm_i64x2_add(a, b), wasm_i64x2_add(c, d));
-    int rank = -(int)(wasm_i64x2_extract_lane(t, 0) +
-                      wasm_i64x2_extract_lane(t, 1));
-    sum += rank;
-    s->rankV[rank] = V[r];
-    s->rankI[rank] = I[r];
+    sum += place_ranked(t, V[r], I[r], s);
   }
-  if (sum != n * (n - 1) / 2) return 0;
-  for (int r = 0; r < k; r++) {
-    s->topV[r] = s->rankV[r];
-    s->topI[r] = s->rankI[r];
-  }
-  return 1;
+  return take_ranked(n, k, sum, s);
 }
 
 // The top k of n >= k finite keys (indices ascending) into topV/topI.
@@ -474,18 +486,9 @@ static int rank32(double *V, const int *I, int n, int k, Scratch *s) {
     for (int q = 1; q < RANKED; q++) {
       t = wasm_i64x2_add(t, wasm_f64x2_gt(v[q], x));
     }
-    int rank = -(int)(wasm_i64x2_extract_lane(t, 0) +
-                      wasm_i64x2_extract_lane(t, 1));
-    sum += rank;
-    s->rankV[rank] = V[r];
-    s->rankI[rank] = I[r];
+    sum += place_ranked(t, V[r], I[r], s);
   }
-  if (sum != n * (n - 1) / 2) return 0;
-  for (int r = 0; r < k; r++) {
-    s->topV[r] = s->rankV[r];
-    s->topI[r] = s->rankI[r];
-  }
-  return 1;
+  return take_ranked(n, k, sum, s);
 }
 
 static int ungrouped_rows(const float *scores, int rows, int E, int k,
