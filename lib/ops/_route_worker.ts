@@ -18,6 +18,7 @@ import {
 } from "node:worker_threads";
 import { BLOCK_ROWS, routeBlocks } from "./_route_blocks.ts";
 import { heapBlocks } from "./_route_wasm_rows.ts";
+import type { RowSettings } from "./_route_rows.ts";
 import {
   type SharedWasmInstance,
   sharedWasmInstance,
@@ -125,15 +126,7 @@ parentPort?.once("message", (init: WorkerInit) => {
           to,
           E,
           k,
-          {
-            bias: undefined,
-            multiply: control[at + F.multiply] === 1,
-            normalize: control[at + F.normalize] === 1,
-            scale: scales[slot],
-            groups: control[at + F.groups],
-            topGroups: control[at + F.topGroups],
-            perGroup: control[at + F.perGroup],
-          },
+          jobSettings(control, at, scales[slot], undefined),
         );
       } else {
         const loads = new Int32Array(
@@ -152,15 +145,12 @@ parentPort?.once("message", (init: WorkerInit) => {
           ),
           E,
           k,
-          {
-            bias: bias < 0 ? undefined : new Float64Array(buffers[bias], 0, E),
-            multiply: control[at + F.multiply] === 1,
-            normalize: control[at + F.normalize] === 1,
-            scale: scales[slot],
-            groups: control[at + F.groups],
-            topGroups: control[at + F.topGroups],
-            perGroup: control[at + F.perGroup],
-          },
+          jobSettings(
+            control,
+            at,
+            scales[slot],
+            bias < 0 ? undefined : new Float64Array(buffers[bias], 0, E),
+          ),
           to,
           new Int32Array(buffers[control[at + F.outE]]),
           new Float32Array(buffers[control[at + F.outW]]),
@@ -175,3 +165,21 @@ parentPort?.once("message", (init: WorkerInit) => {
     Atomics.notify(control, at);
   }
 });
+
+/** The row settings of the job in the slot at `at`, with its bias. */
+function jobSettings(
+  control: Int32Array,
+  at: number,
+  scale: number,
+  bias: Float64Array | undefined,
+): RowSettings {
+  return {
+    bias,
+    multiply: control[at + F.multiply] === 1,
+    normalize: control[at + F.normalize] === 1,
+    scale,
+    groups: control[at + F.groups],
+    topGroups: control[at + F.topGroups],
+    perGroup: control[at + F.perGroup],
+  };
+}
