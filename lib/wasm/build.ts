@@ -42,15 +42,6 @@ const THREADS_INITIAL_PAGES = 2;
 /** 4 GiB, all wasm32 addresses: a reservation of address space only. */
 const THREADS_MAX_PAGES = 65536;
 /**
- * Rows between two refreshes of the route kernel's float32 bounds in the
- * threads module (route.c REFRESH_ROWS, 64 in the other): once per block
- * of rows a thread claims (1024), which measured 6% faster at 262144 x 256
- * (ungrouped and grouped) with the same answers (the bounds are
- * conservative for whatever threshold they stand for).
- */
-const THREADS_REFRESH_ROWS = 1024;
-
-/**
  * The clang command line, sources last; `shared` builds the threads
  * module (imports a shared memory, exports its stack pointer).
  */
@@ -76,13 +67,7 @@ export function clangArgs(
     "-O3",
     "-msimd128",
     "-mbulk-memory",
-    ...(shared
-      ? [
-        "-matomics",
-        "-mmutable-globals",
-        `-DREFRESH_ROWS=${THREADS_REFRESH_ROWS}`,
-      ]
-      : []),
+    ...(shared ? ["-matomics", "-mmutable-globals"] : []),
     "-ffreestanding",
     "-nostdlib",
     "-fno-exceptions",

@@ -68,10 +68,12 @@ enum {
 // The near threshold of the grouped rows with one or two keys a group
 // (their low threshold's bits cost a second pass over the kept groups).
 #define GROUP_NEAR_MARGIN 1.5
-// Rows between two refreshes of the float32 bounds.
-#ifndef REFRESH_ROWS
-#define REFRESH_ROWS 64
-#endif
+// Rows between two refreshes of the float32 bounds within one call (a
+// call starts with a refresh): once per block of rows a routing thread
+// claims, which measured 6% faster than every 64 rows at 262144 x 256 with
+// the same answers (the bounds are conservative for whatever threshold
+// they stand for).
+#define REFRESH_ROWS 1024
 // What a grouped row returns when it needs the reference.
 #define FALLBACK (-2)
 // Candidates ranked at once by rank16.
