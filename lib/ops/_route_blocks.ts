@@ -5,7 +5,7 @@
 // (_route_wasm_rows.ts), which routes both.
 import { routeRows, type RowSettings, rowState } from "./_route_rows.ts";
 import { groupState, routeGroupedRows } from "./_route_groups.ts";
-import { wasmRowRouter } from "./_route_wasm_rows.ts";
+import { groupArgs, wasmRowRouter } from "./_route_wasm_rows.ts";
 
 /** Rows per block that a thread claims at a time in {@linkcode routeBlocks}. */
 export const BLOCK_ROWS = 1024;
@@ -33,14 +33,8 @@ export function rowRouter(
 ): (from: number, to: number) => number {
   const topV = new Float64Array(k), topI = new Int32Array(k);
   if (groupLimited(s)) {
-    const groups = s.groups!;
-    const state = groupState(
-      E,
-      groups,
-      s.topGroups!,
-      s.perGroup ??
-        Math.max(1, Math.min(E / groups, Math.floor(k / s.topGroups!))),
-    );
+    const [groups, topGroups, perGroup] = groupArgs(E, k, s);
+    const state = groupState(E, groups, topGroups, perGroup);
     return (from, to) =>
       routeGroupedRows(
         data,
