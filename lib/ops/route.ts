@@ -252,9 +252,30 @@ export function isGrouped(args: RouteArgs): boolean {
  * returns it.
  */
 export function routeCpu(args: RouteArgs): Routing {
+  return routeAllRows(args, rowRouter)!;
+}
+
+/**
+ * Routes every row of `args` with a router of row ranges that `make`
+ * builds (`rowRouter`, or the WebAssembly SIMD one): writes `args.out`
+ * and returns it, `undefined` where `make` gives no router. Throws the
+ * route op's RangeError for a NaN or `+Infinity` score.
+ */
+export function routeAllRows(
+  args: RouteArgs,
+  make: (
+    data: Float32Array,
+    E: number,
+    k: number,
+    s: RowSettings,
+    outE: Int32Array,
+    outW: Float32Array,
+    loads: Int32Array,
+  ) => ((from: number, to: number) => number) | undefined,
+): Routing | undefined {
   const { scores, k, out } = args;
   out.loads.fill(0);
-  const bad = rowRouter(
+  const run = make(
     scores.data,
     scores.experts,
     k,
@@ -262,7 +283,9 @@ export function routeCpu(args: RouteArgs): Routing {
     out.experts,
     out.weights,
     out.loads,
-  )(0, scores.tokens);
+  );
+  if (run === undefined) return undefined;
+  const bad = run(0, scores.tokens);
   if (bad >= 0) throw badScore("scores", scores, bad);
   return out;
 }

@@ -4,10 +4,9 @@
 // bit: float64 keys, a float32 pre-filter whose bounds are checked to be
 // conservative, the exact selection among the entries left, the
 // reference's full scan where too few are left.
-import { badScore } from "../validate.ts";
 import type { Routing } from "../types.ts";
 import { registerKernel } from "./registry.ts";
-import { type RouteArgs, routeCpu, routeOp, rowSettings } from "./route.ts";
+import { routeAllRows, type RouteArgs, routeCpu, routeOp } from "./route.ts";
 import { wasmRowRouter } from "./_route_wasm_rows.ts";
 
 /**
@@ -17,21 +16,7 @@ import { wasmRowRouter } from "./_route_wasm_rows.ts";
  * score.
  */
 export function routeWasm(args: RouteArgs): Routing {
-  const { scores, k, out } = args;
-  out.loads.fill(0);
-  const run = wasmRowRouter(
-    scores.data,
-    scores.experts,
-    k,
-    rowSettings(args),
-    out.experts,
-    out.weights,
-    out.loads,
-  );
-  if (run === undefined) return routeCpu(args);
-  const bad = run(0, scores.tokens);
-  if (bad >= 0) throw badScore("scores", scores, bad);
-  return out;
+  return routeAllRows(args, wasmRowRouter) ?? routeCpu(args);
 }
 
 registerKernel({
