@@ -292,78 +292,82 @@ function nearTheLimit(): void {
   ], wasm);
 }
 
+/**
+ * Times the balancers' ops on `host`'s kernels at N x 256, k = 8, per
+ * batch, alternating with a one-thread TypeScript streaming pass (`sum`)
+ * and the `extra` cases, in one run: a BIP round (steady state, prices
+ * carried), a Quantile batch (route + step; grouped too), one and six
+ * Sinkhorn iterations.
+ */
+function timeBalancerOps(
+  N: number,
+  host: "cpu" | "wasm",
+  extra: (batches: ScoreMatrix[]) => Record<string, () => void> = () => ({}),
+): Record<string, number> {
+  const E = 256, k = 8;
+  const batches = workloadScores(N, E, 4);
+  const C = capacityOf(N, k, E, 1);
+  const bipRound = host === "cpu"
+    ? requireKernel(bipRoundOp, "cpu")
+    : hostKernel(bipRoundOp, "wasm");
+  const sinkhorn = host === "cpu"
+    ? requireKernel(sinkhornOp, "cpu")
+    : hostKernel(sinkhornOp, "wasm");
+  const scratch = dualScratch(N, E, k);
+  const bounds = columnBounds(E);
+  const prices = new Float64Array(E);
+  const skScratch = host === "cpu" ? sinkhornScratch(N, E) : undefined;
+  const ctx = { layers: 1, experts: E, k, normalize: true, host };
+  const quantile = createBalancer("quantile", ctx);
+  const quantileG = createBalancer("quantile", { ...ctx, ...GROUPS });
+  let step = 0;
+  const next = () => batches[step++ % batches.length];
+  const round = () =>
+    void bipRound.run({
+      scores: next(),
+      k,
+      capacity: C,
+      prices,
+      rounds: 1,
+      clip: true,
+      scratch,
+      bounds,
+    }, {});
+  // The prices carry from batch to batch, as in the balancers, so the
+  // rounds are timed in their steady state.
+  for (let w = 0; w < 8; w++) round();
+  const sinkhornRun = (iterations: number) => () =>
+    void sinkhorn.run({
+      scores: batches[0],
+      tolerance: 0,
+      maxIterations: iterations,
+      temperature: 1,
+      logScale: new Float64Array(E),
+      ...(skScratch ? { scratch: skScratch } : {}),
+    }, {});
+  return alternating({
+    sum: () => void streamSum(batches[0].data),
+    ...extra(batches),
+    bip: round,
+    quantile: () => {
+      const s = next();
+      quantile.update(0, s, quantile.route(0, s));
+    },
+    quantileGrouped: () => {
+      const s = next();
+      quantileG.update(0, s, quantileG.route(0, s));
+    },
+    sinkhorn1: sinkhornRun(1),
+    sinkhorn6: sinkhornRun(6),
+  }, N > 100000 ? 3 : 7);
+}
+
 /** Per-batch cost of the balancers' ops as multiples of a streaming pass. */
 function balancerOps(): void {
-  const E = 256, k = 8;
+  const E = 256;
   const rows: (string | number)[][] = [];
   for (const N of [16384, 262144]) {
-    const batches = workloadScores(N, E, 4);
-    const C = capacityOf(N, k, E, 1);
-    const bipRound = requireKernel(bipRoundOp, "cpu");
-    const sinkhorn = requireKernel(sinkhornOp, "cpu");
-    const scratch = dualScratch(N, E, k);
-    const bounds = columnBounds(E);
-    const prices = new Float64Array(E);
-    const skScratch = sinkhornScratch(N, E);
-    const ctx = {
-      layers: 1,
-      experts: E,
-      k,
-      normalize: true,
-      host: "cpu" as const,
-    };
-    const quantile = createBalancer("quantile", ctx);
-    const quantileG = createBalancer("quantile", { ...ctx, ...GROUPS });
-    let step = 0;
-    const next = () => batches[step++ % batches.length];
-    // The prices carry from batch to batch, as in the balancers, so the
-    // rounds are timed in their steady state.
-    for (let w = 0; w < 8; w++) {
-      bipRound.run({
-        scores: next(),
-        k,
-        capacity: C,
-        prices,
-        rounds: 1,
-        clip: true,
-        scratch,
-        bounds,
-      }, {});
-    }
-    const sinkhornRun = (iterations: number) => () =>
-      void sinkhorn.run({
-        scores: batches[0],
-        tolerance: 0,
-        maxIterations: iterations,
-        temperature: 1,
-        logScale: new Float64Array(E),
-        scratch: skScratch,
-      }, {});
-    const rounds = N > 100000 ? 3 : 7;
-    const t = alternating({
-      sum: () => void streamSum(batches[0].data),
-      bip: () =>
-        void bipRound.run({
-          scores: next(),
-          k,
-          capacity: C,
-          prices,
-          rounds: 1,
-          clip: true,
-          scratch,
-          bounds,
-        }, {}),
-      quantile: () => {
-        const s = next();
-        quantile.update(0, s, quantile.route(0, s));
-      },
-      quantileGrouped: () => {
-        const s = next();
-        quantileG.update(0, s, quantileG.route(0, s));
-      },
-      sinkhorn1: sinkhornRun(1),
-      sinkhorn6: sinkhornRun(6),
-    }, rounds);
+    const t = timeBalancerOps(N, "cpu");
     const perStep = (t.sinkhorn6 - t.sinkhorn1) / 5;
     const x = (ms: number) => (ms / t.sum).toFixed(1);
     rows.push([
@@ -405,64 +409,16 @@ function wasmBalancerOps(): void {
     console.log("\nWebAssembly balancer ops: skipped (no WebAssembly SIMD).");
     return;
   }
-  const E = 256, k = 8;
+  const E = 256;
   const rows: (string | number)[][] = [];
   for (const N of [16384, 262144]) {
-    const batches = workloadScores(N, E, 4);
-    const C = capacityOf(N, k, E, 1);
-    const bipRound = hostKernel(bipRoundOp, "wasm");
-    const sinkhorn = hostKernel(sinkhornOp, "wasm");
-    const scratch = dualScratch(N, E, k);
-    const bounds = columnBounds(E);
-    const prices = new Float64Array(E);
-    const ctx = {
-      layers: 1,
-      experts: E,
-      k,
-      normalize: true,
-      host: "wasm" as const,
-    };
-    const quantile = createBalancer("quantile", ctx);
-    const quantileG = createBalancer("quantile", { ...ctx, ...GROUPS });
-    const sumAt = rt.reserve("bench.sum", N * E * 4);
-    rt.f32(sumAt, N * E).set(batches[0].data);
-    let step = 0;
-    const next = () => batches[step++ % batches.length];
-    const round = () =>
-      void bipRound.run({
-        scores: next(),
-        k,
-        capacity: C,
-        prices,
-        rounds: 1,
-        clip: true,
-        scratch,
-        bounds,
-      }, {});
-    for (let w = 0; w < 8; w++) round();
-    const sinkhornRun = (iterations: number) => () =>
-      void sinkhorn.run({
-        scores: batches[0],
-        tolerance: 0,
-        maxIterations: iterations,
-        temperature: 1,
-        logScale: new Float64Array(E),
-      }, {});
-    const t = alternating({
-      sum: () => void streamSum(batches[0].data),
-      wasmSum: () => void rt.exports.moelab_sum_f32(sumAt, N * E),
-      bip: round,
-      quantile: () => {
-        const s = next();
-        quantile.update(0, s, quantile.route(0, s));
-      },
-      quantileGrouped: () => {
-        const s = next();
-        quantileG.update(0, s, quantileG.route(0, s));
-      },
-      sinkhorn1: sinkhornRun(1),
-      sinkhorn6: sinkhornRun(6),
-    }, N > 100000 ? 3 : 7);
+    const t = timeBalancerOps(N, "wasm", (batches) => {
+      const sumAt = rt.reserve("bench.sum", N * E * 4);
+      rt.f32(sumAt, N * E).set(batches[0].data);
+      return {
+        wasmSum: () => void rt.exports.moelab_sum_f32(sumAt, N * E),
+      };
+    });
     const perStep = (t.sinkhorn6 - t.sinkhorn1) / 5;
     const x = (ms: number) =>
       `${ms.toFixed(1)} (${(ms / t.sum).toFixed(1)}; ${
