@@ -264,14 +264,8 @@ export function routeCpu(args: RouteArgs): Routing {
 export function routeAllRows(
   args: RouteArgs,
   make: (
-    data: Float32Array,
-    E: number,
-    k: number,
-    s: RowSettings,
-    outE: Int32Array,
-    outW: Float32Array,
-    loads: Int32Array,
-  ) => ((from: number, to: number) => number) | undefined,
+    ...args: Parameters<typeof rowRouter>
+  ) => ReturnType<typeof rowRouter> | undefined,
 ): Routing | undefined {
   const { scores, k, out } = args;
   out.loads.fill(0);
