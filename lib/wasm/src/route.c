@@ -102,8 +102,6 @@ typedef struct {
   int *count;
   double *top;
   double *score;
-  float *lanes;
-  long long *rank2;
   int *exact;
   int *rank;
   int *keep;
@@ -140,8 +138,6 @@ static u32 layout(Scratch *s, uptr base, int E, int k, int G, int P) {
   TAKE(count, int, G);
   TAKE(top, double, G * P);
   TAKE(score, double, G + 4);
-  TAKE(lanes, float, 8 * (G + 4));
-  TAKE(rank2, long long, G + 1);
   TAKE(exact, int, G);
   TAKE(rank, int, G);
   TAKE(keep, int, G);
@@ -860,165 +856,207 @@ static float key_threshold(double g, double errB) {
     r3 = wasm_i32x4_shuffle(hi_, hi2_, 2, 3, 6, 7);                            \
   } while (0)
 
-// The kept groups (keep[q]) for P <= 2 from float32 keys a = x + (float)b
-// against the float64 keys k = x + b. With errB the largest |b - (float)b|
-// (the bias below 2^100 in magnitude), every a lies within
-// eps(k) = 2^-23 |k| + 2 errB + 2^-140 of its k (float32 and float64
-// rounding; -Infinity on both sides), and v - eps(v), v + eps(v) are
-// increasing, so they commute with order statistics: a group's i-th
+// Most groups the float32 group choice takes (kept_groups_f32): its keep
+// mask is one 64-bit word.
+#define F32_GROUPS 64
+
+// A group's float32 keys a0..a3 (16 entries) merged into their largest
+// and second largest lane by lane (h >= l), a tournament: two pairs, then
+// the pairs' winners and runners-up.
+#define TOP2_OF4(h, l, a0, a1, a2, a3)                                        \
+  do {                                                                         \
+    v128_t h01_ = wasm_f32x4_pmax(a0, a1), l01_ = wasm_f32x4_pmin(a1, a0);    \
+    v128_t h23_ = wasm_f32x4_pmax(a2, a3), l23_ = wasm_f32x4_pmin(a3, a2);    \
+    h = wasm_f32x4_pmax(h01_, h23_);                                           \
+    l = wasm_f32x4_pmax(wasm_f32x4_pmin(h23_, h01_),                           \
+                        wasm_f32x4_pmax(l01_, l23_));                          \
+  } while (0)
+
+// One group's float32 keys a = x + (float)b: the largest and second
+// largest lane by lane into m1 >= m2, the keys' sum into sum (NaN or
+// +Infinity there unless the group holds neither), and with `fused` the
+// near threshold's bits (16 a half-word, little-endian: the 64-bit words
+// of pass64) against nearT into nearBits from the group's first entry.
+static inline __attribute__((always_inline)) void
+group_tops_f32(const float *x, const float *b, int size, int fused,
+               v128_t nearT, unsigned short *nearBits, v128_t *m1,
+               v128_t *m2, v128_t *sum) {
+  v128_t none = wasm_f32x4_splat(-__builtin_inff());
+  v128_t t1 = none, t2 = none, acc = *sum;
+  int j = 0;
+  for (; j + 16 <= size; j += 16) {
+    v128_t a0 = wasm_f32x4_add(wasm_v128_load(x + j), wasm_v128_load(b + j));
+    v128_t a1 =
+        wasm_f32x4_add(wasm_v128_load(x + j + 4), wasm_v128_load(b + j + 4));
+    v128_t a2 =
+        wasm_f32x4_add(wasm_v128_load(x + j + 8), wasm_v128_load(b + j + 8));
+    v128_t a3 = wasm_f32x4_add(wasm_v128_load(x + j + 12),
+                               wasm_v128_load(b + j + 12));
+    if (fused) nearBits[j >> 4] = pass16_keys(a0, a1, a2, a3, nearT);
+    acc = wasm_f32x4_add(acc, wasm_f32x4_add(wasm_f32x4_add(a0, a1),
+                                             wasm_f32x4_add(a2, a3)));
+    v128_t h, l;
+    TOP2_OF4(h, l, a0, a1, a2, a3);
+    if (j == 0) {
+      t1 = h;
+      t2 = l;
+    } else TOP2F(t1, t2, h, l);
+  }
+  for (; j + 4 <= size; j += 4) {
+    v128_t a0 = wasm_f32x4_add(wasm_v128_load(x + j), wasm_v128_load(b + j));
+    acc = wasm_f32x4_add(acc, a0);
+    TOP2F(t1, t2, a0, none);
+  }
+  for (; j < size; j++) {
+    // One key in lane 0, -Infinity elsewhere (the sum takes it alone).
+    float a = x[j] + b[j];
+    acc = wasm_f32x4_add(acc, wasm_f32x4_make(a, 0, 0, 0));
+    TOP2F(t1, t2, wasm_f32x4_replace_lane(none, 0, a), none);
+  }
+  *m1 = t1;
+  *m2 = t2;
+  *sum = acc;
+}
+
+// The kept groups for P <= 2 and G <= F32_GROUPS from float32 keys
+// a = x + (float)b against the float64 keys k = x + b. With errB the
+// largest |b - (float)b| (the bias below 2^100 in magnitude), every a lies
+// within eps(k) = 2^-23 |k| + 2 errB + 2^-140 of its k (float32 and
+// float64 rounding; -Infinity on both sides), and v - eps(v), v + eps(v)
+// are increasing, so they commute with order statistics: a group's i-th
 // largest float32 key t is within eps of its i-th largest float64 key T,
 // hence |t - T| <= 2^-22 |t| + 3 errB + 2^-139 (a float32 overflow to
 // -Infinity only hides keys below -2^126, under a t checked to be above
-// -2^120). A group's float64 score is then within the sum of those (plus
-// the sums' rounding) of the float32 one. The groups ranked on their
-// float32 scores (score descending, group ascending); when every kept
-// group's interval lies strictly above every dropped one's, the float64
-// scores keep the same groups (strictly above: no tie to break). Returns
-// 1 then, 0 when they must be computed (exact_groups), -1 when the row
-// may hold a NaN or +Infinity (then checked). With `fused`, the same pass
-// writes the near threshold's bits (nearBits) from the float32 keys
-// against nearF (key_threshold). Without a branch on the keys.
+// -2^120).
+//
+// The group scores in float32, four groups a vector: s = fl32(t1 + t2)
+// (t2 = 0 for one key) lies within 2^-24 |t1 + t2| of t1 + t2, which lies
+// within e1 + e2 (the bounds above) of T1 + T2, which lies within
+// 2^-53 |T1 + T2| of the reference's float64 score fl64(T1 + T2): in all,
+// within 2^-22 (|t1| + |t2|) + 2^-23 |s| + P (3 errB + 2^-139) + 2^-150
+// of it (|t| < 2^120). The slack L = 2^-21 (|t1| + |t2|) + 2^-22 |s| +
+// eB, with eB >= 2 P (3 errB + 2^-139) + 2^-137 (errTerm), is twice that,
+// term by term; it is computed in float32 in four operations and the
+// interval ends s - L, s + L in one more, each rounding within 2^-24 of
+// its result (2^-150 absolute below 2^-126): five such roundings take
+// less than the spare half of L's terms (those terms are at least
+// 2^-22 |s| and 2^-137, and |s| < 2^121 keeps them finite). So the
+// computed interval [s - L, s + L] holds the reference's score.
+//
+// A group's rank: the groups with a larger float32 score. Kept: rank
+// below topGroups (exactly topGroups of them where no tie sits at the
+// cut, else no decision here). When every kept group's interval lies
+// strictly above every dropped one's, the float64 scores keep the same
+// groups (strictly above: no tie to break). Returns 1 then, with the kept
+// groups' bits in *keep (bit q: group q); 0 when they must be computed
+// (exact_groups); -1 when the row may hold a NaN or +Infinity (then
+// checked). With `fused`, the same pass writes the near threshold's bits
+// (nearBits) from the float32 keys against nearF (key_threshold). Without
+// a branch on the keys.
 static inline __attribute__((always_inline)) int
-kept_groups_f32(const float *row, const float *biasF, double errB, int G,
+kept_groups_f32(const float *row, const float *biasF, float eB, int G,
                 int size, int P, int topGroups, Scratch *s, int fused,
-                float nearF) {
-  double *score = s->score, *slack = s->keptV;
-  float *lanes = s->lanes;
+                float nearF, u64 *keep) {
   v128_t nearT = wasm_f32x4_splat(nearF);
   unsigned short *nearBits = (unsigned short *)s->nearBits;
+  v128_t none = wasm_f32x4_splat(-__builtin_inff());
   // Sums of the keys, lane by lane: below +Infinity in every lane only
   // where the row holds no NaN and no +Infinity (either makes its sum NaN
   // or +Infinity; an overflow does too, then the row is checked).
-  v128_t sum0 = wasm_f32x4_splat(0), sum1 = sum0;
-  for (int q = 0; q < G; q++) {
-    const float *x = row + q * size;
-    const float *b = biasF + q * size;
-    // Each lane's largest and second largest (m1 >= m2), two sets merged.
-    v128_t m1 = wasm_f32x4_splat(-__builtin_inff()), m2 = m1;
-    v128_t n1 = m1, n2 = m1;
-    int j = 0;
-    for (; j + 16 <= size; j += 16) {
-      v128_t a0 = wasm_f32x4_add(wasm_v128_load(x + j), wasm_v128_load(b + j));
-      v128_t a1 = wasm_f32x4_add(wasm_v128_load(x + j + 4),
-                                 wasm_v128_load(b + j + 4));
-      v128_t a2 = wasm_f32x4_add(wasm_v128_load(x + j + 8),
-                                 wasm_v128_load(b + j + 8));
-      v128_t a3 = wasm_f32x4_add(wasm_v128_load(x + j + 12),
-                                 wasm_v128_load(b + j + 12));
-      if (fused) {
-        // The near threshold's bits of these 16 entries from the float32
-        // keys (16 a half-word, little-endian: the 64-bit words of
-        // pass64).
-        nearBits[(q * size + j) >> 4] = pass16_keys(a0, a1, a2, a3, nearT);
-      }
-      sum0 = wasm_f32x4_add(sum0, wasm_f32x4_add(a0, a1));
-      sum1 = wasm_f32x4_add(sum1, wasm_f32x4_add(a2, a3));
-      TOP2F(m1, m2, wasm_f32x4_pmax(a0, a1), wasm_f32x4_pmin(a1, a0));
-      TOP2F(n1, n2, wasm_f32x4_pmax(a2, a3), wasm_f32x4_pmin(a3, a2));
+  v128_t sum = wasm_f32x4_splat(0);
+  // Each four groups' top keys t1 >= t2, a group a lane (-Infinity past
+  // G): the four groups' lanes transposed and merged.
+  v128_t T1[F32_GROUPS / 4], T2[F32_GROUPS / 4];
+  int quads = (G + 3) >> 2;
+  for (int c = 0; c < quads; c++) {
+    v128_t m1[4], m2[4];
+    for (int d = 0; d < 4; d++) {
+      int q = 4 * c + d;
+      if (q < G) {
+        group_tops_f32(row + q * size, biasF + q * size, size, fused, nearT,
+                       nearBits + ((q * size) >> 4), &m1[d], &m2[d], &sum);
+      } else m1[d] = m2[d] = none;
     }
-    v128_t none = wasm_f32x4_splat(-__builtin_inff());
-    for (; j + 4 <= size; j += 4) {
-      v128_t a0 = wasm_f32x4_add(wasm_v128_load(x + j), wasm_v128_load(b + j));
-      sum0 = wasm_f32x4_add(sum0, a0);
-      TOP2F(m1, m2, a0, none);
-    }
-    for (; j < size; j++) {
-      // One key in lane 0, -Infinity elsewhere (the sum takes it alone).
-      float a = x[j] + b[j];
-      sum0 = wasm_f32x4_add(sum0, wasm_f32x4_make(a, 0, 0, 0));
-      TOP2F(m1, m2, wasm_f32x4_replace_lane(none, 0, a), none);
-    }
-    TOP2F(m1, m2, n1, n2);
-    wasm_v128_store(lanes + 8 * q, m1);
-    wasm_v128_store(lanes + 8 * q + 4, m2);
-  }
-  v128_t ok = wasm_f32x4_lt(wasm_f32x4_add(sum0, sum1),
-                            wasm_f32x4_splat(__builtin_inff()));
-  if (!wasm_i32x4_all_true(ok)) return -1;
-  // Four groups at a time, their lanes transposed (a group a lane) and
-  // merged: each group's top keys t1 >= t2 (t2 = 0 for one key) into score
-  // and slack, scored below. Groups past G: -Infinity.
-  for (int q = G; q < ((G + 3) & ~3); q++) {
-    wasm_v128_store(lanes + 8 * q, wasm_f32x4_splat(-__builtin_inff()));
-    wasm_v128_store(lanes + 8 * q + 4, wasm_f32x4_splat(-__builtin_inff()));
-  }
-  for (int q = 0; q < G; q += 4) {
-    const float *l = lanes + 8 * q;
     v128_t r0, r1, r2, r3, s0, s1, s2, s3;
-    TRANSPOSE4(r0, r1, r2, r3, wasm_v128_load(l), wasm_v128_load(l + 8),
-               wasm_v128_load(l + 16), wasm_v128_load(l + 24));
-    TRANSPOSE4(s0, s1, s2, s3, wasm_v128_load(l + 4), wasm_v128_load(l + 12),
-               wasm_v128_load(l + 20), wasm_v128_load(l + 28));
+    TRANSPOSE4(r0, r1, r2, r3, m1[0], m1[1], m1[2], m1[3]);
+    TRANSPOSE4(s0, s1, s2, s3, m2[0], m2[1], m2[2], m2[3]);
     TOP2F(r0, s0, r1, s1);
     TOP2F(r2, s2, r3, s3);
     TOP2F(r0, s0, r2, s2);
-    if (P != 2) s0 = wasm_f32x4_splat(0);
-    wasm_v128_store(score + q, wasm_f64x2_promote_low_f32x4(r0));
-    wasm_v128_store(score + q + 2, wasm_f64x2_promote_low_f32x4(
-                                       wasm_i32x4_shuffle(r0, r0, 2, 3, 2, 3)));
-    wasm_v128_store(slack + q, wasm_f64x2_promote_low_f32x4(s0));
-    wasm_v128_store(slack + q + 2, wasm_f64x2_promote_low_f32x4(
-                                       wasm_i32x4_shuffle(s0, s0, 2, 3, 2, 3)));
+    T1[c] = r0;
+    T2[c] = P == 2 ? s0 : wasm_f32x4_splat(0);
   }
-  // Scores t1 + t2 and their slack in float64x2 pairs of groups; every
-  // top far from overflow (and no -Infinity among them), else no bound.
-  int Gp = (G + 1) & ~1;
-  score[G] = slack[G] = 0;
-  v128_t far = wasm_i64x2_splat(-1), lim = wasm_f64x2_splat(0x1p120);
-  v128_t base = wasm_f64x2_splat(P * (3 * errB + 0x1p-139));
-  for (int p = 0; p < Gp; p += 2) {
-    v128_t t1 = wasm_v128_load(score + p), t2 = wasm_v128_load(slack + p);
-    v128_t a1 = wasm_f64x2_abs(t1), a2 = wasm_f64x2_abs(t2);
-    far = wasm_v128_and(far, wasm_v128_and(wasm_f64x2_lt(a1, lim),
-                                           wasm_f64x2_lt(a2, lim)));
-    v128_t sum = wasm_f64x2_add(t1, t2);
-    v128_t err = wasm_f64x2_add(
-        wasm_f64x2_mul(wasm_f64x2_splat(0x1p-22), wasm_f64x2_add(a1, a2)),
-        base);
-    v128_t sl = wasm_f64x2_add(
-        wasm_f64x2_add(wasm_f64x2_mul(wasm_f64x2_splat(2), err),
-                       wasm_f64x2_mul(wasm_f64x2_splat(0x1p-50),
-                                      wasm_f64x2_abs(sum))),
-        wasm_f64x2_splat(0x1p-139));
-    wasm_v128_store(score + p, sum);
-    wasm_v128_store(slack + p, sl);
+  if (!wasm_i32x4_all_true(
+          wasm_f32x4_lt(sum, wasm_f32x4_splat(__builtin_inff())))) {
+    return -1;
   }
-  if (!wasm_i64x2_all_true(far)) return 0;
-  // A group's rank: the groups with a larger float32 score. Kept: rank
-  // below topGroups (exactly topGroups of them where no tie sits at the
-  // cut, else no decision here). Then the kept groups' lowest interval end
-  // against the dropped groups' highest. In float64x2 pairs of groups (a
-  // padding group scores -Infinity), without a branch on the scores.
-  score[G] = -INF;
-  slack[G] = 0;
-  long long *rank = s->rank2;
-  for (int q = 0; q < G; q++) {
-    v128_t v = wasm_f64x2_splat(score[q]), above = wasm_i64x2_splat(0);
-    for (int p = 0; p < Gp; p += 2) {
-      above = wasm_i64x2_sub(above, wasm_f64x2_gt(wasm_v128_load(score + p), v));
+  // Scores and slack; every real group's tops far from overflow (and no
+  // -Infinity among them), else no bound. Padding groups score -Infinity.
+  v128_t S[F32_GROUPS / 4], L[F32_GROUPS / 4], real[F32_GROUPS / 4];
+  v128_t far = wasm_i32x4_splat(-1), lim = wasm_f32x4_splat(0x1p120f);
+  v128_t lane = wasm_i32x4_make(0, 1, 2, 3);
+  for (int c = 0; c < quads; c++) {
+    real[c] = wasm_i32x4_lt(lane, wasm_i32x4_splat(G - 4 * c));
+    v128_t a1 = wasm_f32x4_abs(T1[c]), a2 = wasm_f32x4_abs(T2[c]);
+    far = wasm_v128_and(
+        far, wasm_v128_or(wasm_v128_not(real[c]),
+                          wasm_v128_and(wasm_f32x4_lt(a1, lim),
+                                        wasm_f32x4_lt(a2, lim))));
+    v128_t sc = wasm_f32x4_add(T1[c], T2[c]);
+    S[c] = wasm_v128_bitselect(sc, none, real[c]);
+    L[c] = wasm_f32x4_add(
+        wasm_f32x4_add(
+            wasm_f32x4_mul(wasm_f32x4_splat(0x1p-21f), wasm_f32x4_add(a1, a2)),
+            wasm_f32x4_mul(wasm_f32x4_splat(0x1p-22f), wasm_f32x4_abs(sc))),
+        wasm_f32x4_splat(eB));
+  }
+  if (!wasm_i32x4_all_true(far)) return 0;
+  // Ranks (minus the count of larger scores, lane by lane), the kept
+  // lanes, the kept groups' lowest interval end against the dropped
+  // groups' highest.
+  v128_t lo = wasm_f32x4_splat(__builtin_inff()), hi = none;
+  int count = 0;
+  u64 bits = 0;
+  for (int c = 0; c < quads; c++) {
+    v128_t rank = wasm_i32x4_splat(0);
+    for (int e = 0; e < quads; e++) {
+      v128_t v = S[e];
+      rank = wasm_i32x4_add(
+          rank, wasm_f32x4_gt(wasm_i32x4_shuffle(v, v, 0, 0, 0, 0), S[c]));
+      rank = wasm_i32x4_add(
+          rank, wasm_f32x4_gt(wasm_i32x4_shuffle(v, v, 1, 1, 1, 1), S[c]));
+      rank = wasm_i32x4_add(
+          rank, wasm_f32x4_gt(wasm_i32x4_shuffle(v, v, 2, 2, 2, 2), S[c]));
+      rank = wasm_i32x4_add(
+          rank, wasm_f32x4_gt(wasm_i32x4_shuffle(v, v, 3, 3, 3, 3), S[c]));
     }
-    rank[q] = wasm_i64x2_extract_lane(above, 0) +
-              wasm_i64x2_extract_lane(above, 1);
+    v128_t K = wasm_v128_and(
+        real[c], wasm_i32x4_gt(rank, wasm_i32x4_splat(-topGroups)));
+    u32 m = (u32)wasm_i32x4_bitmask(K);
+    count += __builtin_popcount(m);
+    bits |= (u64)m << (4 * c);
+    lo = wasm_f32x4_pmin(lo, wasm_v128_bitselect(
+                                 wasm_f32x4_sub(S[c], L[c]),
+                                 wasm_f32x4_splat(__builtin_inff()), K));
+    hi = wasm_f32x4_pmax(
+        hi, wasm_v128_bitselect(none, wasm_f32x4_add(S[c], L[c]),
+                                wasm_v128_or(K, wasm_v128_not(real[c]))));
   }
-  rank[G] = G;
-  v128_t T = wasm_i64x2_splat(topGroups), kept = wasm_i64x2_splat(0);
-  v128_t lo = wasm_f64x2_splat(INF), hi = wasm_f64x2_splat(-INF);
-  for (int p = 0; p < Gp; p += 2) {
-    v128_t K = wasm_i64x2_lt(wasm_v128_load(rank + p), T);
-    v128_t S = wasm_v128_load(score + p), L = wasm_v128_load(slack + p);
-    kept = wasm_i64x2_sub(kept, K);
-    lo = wasm_f64x2_pmin(lo, wasm_v128_bitselect(wasm_f64x2_sub(S, L),
-                                                 wasm_f64x2_splat(INF), K));
-    hi = wasm_f64x2_pmax(hi, wasm_v128_bitselect(wasm_f64x2_splat(-INF),
-                                                 wasm_f64x2_add(S, L), K));
-  }
-  for (int q = 0; q < G; q++) s->keep[q] = rank[q] < topGroups;
-  lo = wasm_f64x2_pmin(lo, wasm_i64x2_shuffle(lo, lo, 1, 0));
-  hi = wasm_f64x2_pmax(hi, wasm_i64x2_shuffle(hi, hi, 1, 0));
-  int count = (int)(wasm_i64x2_extract_lane(kept, 0) +
-                    wasm_i64x2_extract_lane(kept, 1));
+  lo = wasm_f32x4_pmin(lo, wasm_i32x4_shuffle(lo, lo, 2, 3, 0, 1));
+  lo = wasm_f32x4_pmin(lo, wasm_i32x4_shuffle(lo, lo, 1, 0, 3, 2));
+  hi = wasm_f32x4_pmax(hi, wasm_i32x4_shuffle(hi, hi, 2, 3, 0, 1));
+  hi = wasm_f32x4_pmax(hi, wasm_i32x4_shuffle(hi, hi, 1, 0, 3, 2));
+  *keep = bits;
   return count == topGroups &&
-         wasm_f64x2_extract_lane(lo, 0) > wasm_f64x2_extract_lane(hi, 0);
+         wasm_f32x4_extract_lane(lo, 0) > wasm_f32x4_extract_lane(hi, 0);
+}
+
+// eB of kept_groups_f32: a float32 at or above 2 P (3 errB + 2^-139) +
+// 2^-137 (errB below 2^100).
+static float errTerm(double errB, int P) {
+  double e = 2.0 * P * (3 * errB + 0x1p-139) + 0x1p-137;
+  float f = (float)e;
+  return (double)f < e ? -below(-f) : f;
 }
 
 // The kept groups from every group's exact score (scan_group2), ranked as
@@ -1061,12 +1099,11 @@ static int unpack_masked(const u64 *bits, const u64 *mask, int E, int *cand) {
 // a = x + (float)b (t from key_threshold), 16 a half-word, zeros for the
 // dropped groups (size a multiple of 16).
 static void kept_bits_f32(const float *row, const float *biasF, float t,
-                          int G, int size, const Scratch *s,
-                          unsigned short *bits) {
+                          int G, int size, u64 keep, unsigned short *bits) {
   v128_t T = wasm_f32x4_splat(t);
   for (int q = 0; q < G; q++) {
     int from = q * size, to = from + size;
-    if (!s->keep[q]) {
+    if (!(keep >> q & 1)) {
       for (int j = from; j < to; j += 16) bits[j >> 4] = 0;
       continue;
     }
@@ -1086,27 +1123,16 @@ static void kept_bits_f32(const float *row, const float *biasF, float t,
 // their number.
 static int keys_at(const float *row, const double *bias, const u64 *bits,
                    int E, double g, Scratch *s) {
-  int *candI = s->candI;
-  double *candV = s->candV;
-  int m = 0;
-  for (int w = 0; w << 6 < E; w++) {
-    for (u64 b = bits[w]; b; b &= b - 1) {
-      int j = (w << 6) + __builtin_ctzll(b);
-      double v = (double)row[j] + bias[j];
-      candI[m] = j;
-      candV[m] = v;
-      m += v >= g;
-    }
-  }
-  return m;
+  int c = 0;
+  for (int w = 0; w << 6 < E; w++) c = unpack4(bits[w], w << 6, s->nearI, c);
+  return exact(row, bias, s->nearI, c, g, s);
 }
 
 // Zeros the dropped groups' half-words of bits (size a multiple of 16),
 // without a branch on which groups are kept.
-static void drop_groups(unsigned short *bits, const Scratch *s, int G,
-                        int size) {
+static void drop_groups(unsigned short *bits, u64 keep, int G, int size) {
   for (int q = 0; q < G; q++) {
-    unsigned short m = (unsigned short)-s->keep[q];
+    unsigned short m = (unsigned short)-(int)(keep >> q & 1);
     for (int j = q * size; j < (q + 1) * size; j += 16) bits[j >> 4] &= m;
   }
 }
@@ -1139,6 +1165,8 @@ grouped_rows2_of(const float *scores, int rows, int E, int k,
     errB = d > errB ? d : errB;
     useF32 &= __builtin_fabs(bias[j]) < 0x1p100;
   }
+  useF32 &= G <= F32_GROUPS;
+  float eB = errTerm(errB, P);
   // Half-words past the row's last (up to a whole word) stay zero.
   for (int j = E; j < ((E + 63) & ~63); j += 16) {
     ((unsigned short *)s->nearBits)[j >> 4] = 0;
@@ -1163,23 +1191,30 @@ grouped_rows2_of(const float *scores, int rows, int E, int k,
           s->nearBits[w] = pass64(row + j, s->nearBound + j, E - j);
         }
       }
-      int kept = useF32 ? kept_groups_f32(row, s->biasF, errB, G, size, P,
+      u64 keep = 0;
+      int kept = useF32 ? kept_groups_f32(row, s->biasF, eB, G, size, P,
                                           topGroups, s, fused,
-                                          key_threshold(near, errB))
+                                          key_threshold(near, errB), &keep)
                         : 0;
       if (kept <= 0) {
         int bad = first_bad(row, E);
         if (bad >= 0) return i * E + bad;
         exact_groups(row, bias, G, size, P, topGroups, s);
+        if (fused) {
+          keep = 0;
+          for (int q = 0; q < G; q++) keep |= (u64)(s->keep[q] != 0) << q;
+        }
+      } else if (!fused) {
+        for (int q = 0; q < G; q++) s->keep[q] = (int)(keep >> q & 1);
       }
       if (fused) {
         // The near bits of the kept groups; the low ones where fewer than
         // k of those reach near.
-        drop_groups((unsigned short *)s->nearBits, s, G, size);
+        drop_groups((unsigned short *)s->nearBits, keep, G, size);
         n = keys_at(row, bias, s->nearBits, E, near, s);
         if (n < k) {
-          kept_bits_f32(row, s->biasF, key_threshold(low, errB), G, size, s,
-                        (unsigned short *)s->lowBits);
+          kept_bits_f32(row, s->biasF, key_threshold(low, errB), G, size,
+                        keep, (unsigned short *)s->lowBits);
           n = keys_at(row, bias, s->lowBits, E, low, s);
         }
       } else {
