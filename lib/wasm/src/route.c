@@ -1172,13 +1172,29 @@ grouped_rows2_of(const float *scores, int rows, int E, int k,
     ((unsigned short *)s->nearBits)[j >> 4] = 0;
     ((unsigned short *)s->lowBits)[j >> 4] = 0;
   }
+  // The thresholds, refreshed from the running state once per
+  // REFRESH_ROWS rows (at the call's first row) while they allow the fused
+  // pass, else at every row: a row's pass does not wait for the rows
+  // before it (any threshold gives the same answers).
+  double fusedLow = 0, fusedNear = 0;
+  float lowF = 0, nearF = 0;
+  int fused = 0;
   for (int i = 0; i < rows; i++) {
     const float *row = scores + (long)i * E;
-    double low = st[ST_MEAN] - LOW_MARGIN * st[ST_DEV];
-    double near = st[ST_MEAN] - GROUP_NEAR_MARGIN * st[ST_DEV];
-    // One pass for the group tops and both thresholds' bits (float32 keys
-    // against one threshold each), else a pass of per-expert bounds first.
-    int fused = useF32 && size % 16 == 0 && low > -0x1p120 && near < INF;
+    if (!fused || i % REFRESH_ROWS == 0) {
+      fusedLow = st[ST_MEAN] - LOW_MARGIN * st[ST_DEV];
+      fusedNear = st[ST_MEAN] - GROUP_NEAR_MARGIN * st[ST_DEV];
+      // One pass for the group tops and both thresholds' bits (float32
+      // keys against one threshold each), else a pass of per-expert
+      // bounds first.
+      fused = useF32 && size % 16 == 0 && fusedLow > -0x1p120 &&
+              fusedNear < INF;
+      if (fused) {
+        lowF = key_threshold(fusedLow, errB);
+        nearF = key_threshold(fusedNear, errB);
+      }
+    }
+    double low = fusedLow, near = fusedNear;
     if (!fused) {
       low = bounds_for(st + ST_LOW_G, low, i, s->lowBound, bias, E);
       near = bounds_for(st + ST_NEAR_G, near, i, s->nearBound, bias, E);
@@ -1193,8 +1209,7 @@ grouped_rows2_of(const float *scores, int rows, int E, int k,
       }
       u64 keep = 0;
       int kept = useF32 ? kept_groups_f32(row, s->biasF, eB, G, size, P,
-                                          topGroups, s, fused,
-                                          key_threshold(near, errB), &keep)
+                                          topGroups, s, fused, nearF, &keep)
                         : 0;
       if (kept <= 0) {
         int bad = first_bad(row, E);
@@ -1213,8 +1228,8 @@ grouped_rows2_of(const float *scores, int rows, int E, int k,
         drop_groups((unsigned short *)s->nearBits, keep, G, size);
         n = keys_at(row, bias, s->nearBits, E, near, s);
         if (n < k) {
-          kept_bits_f32(row, s->biasF, key_threshold(low, errB), G, size,
-                        keep, (unsigned short *)s->lowBits);
+          kept_bits_f32(row, s->biasF, lowF, G, size, keep,
+                        (unsigned short *)s->lowBits);
           n = keys_at(row, bias, s->lowBits, E, low, s);
         }
       } else {
