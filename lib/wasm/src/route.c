@@ -956,7 +956,7 @@ group_tops_f32(const float *x, const float *b, int size, int fused,
 static inline __attribute__((always_inline)) int
 kept_groups_f32(const float *row, const float *biasF, float eB, int G,
                 int size, int P, int topGroups, Scratch *s, int fused,
-                float nearF, u64 *keep) {
+                float nearF, u64 *keep, float *keptLow) {
   v128_t nearT = wasm_f32x4_splat(nearF);
   unsigned short *nearBits = (unsigned short *)s->nearBits;
   v128_t none = wasm_f32x4_splat(-__builtin_inff());
@@ -1015,6 +1015,7 @@ kept_groups_f32(const float *row, const float *biasF, float eB, int G,
   // lanes, the kept groups' lowest interval end against the dropped
   // groups' highest.
   v128_t lo = wasm_f32x4_splat(__builtin_inff()), hi = none;
+  v128_t low = lo;
   int count = 0;
   u64 bits = 0;
   for (int c = 0; c < quads; c++) {
@@ -1038,6 +1039,9 @@ kept_groups_f32(const float *row, const float *biasF, float eB, int G,
     lo = wasm_f32x4_pmin(lo, wasm_v128_bitselect(
                                  wasm_f32x4_sub(S[c], L[c]),
                                  wasm_f32x4_splat(__builtin_inff()), K));
+    low = wasm_f32x4_pmin(
+        low, wasm_v128_bitselect(P == 2 ? T2[c] : T1[c],
+                                 wasm_f32x4_splat(__builtin_inff()), K));
     hi = wasm_f32x4_pmax(
         hi, wasm_v128_bitselect(none, wasm_f32x4_add(S[c], L[c]),
                                 wasm_v128_or(K, wasm_v128_not(real[c]))));
@@ -1046,7 +1050,10 @@ kept_groups_f32(const float *row, const float *biasF, float eB, int G,
   lo = wasm_f32x4_pmin(lo, wasm_i32x4_shuffle(lo, lo, 1, 0, 3, 2));
   hi = wasm_f32x4_pmax(hi, wasm_i32x4_shuffle(hi, hi, 2, 3, 0, 1));
   hi = wasm_f32x4_pmax(hi, wasm_i32x4_shuffle(hi, hi, 1, 0, 3, 2));
+  low = wasm_f32x4_pmin(low, wasm_i32x4_shuffle(low, low, 2, 3, 0, 1));
+  low = wasm_f32x4_pmin(low, wasm_i32x4_shuffle(low, low, 1, 0, 3, 2));
   *keep = bits;
+  *keptLow = wasm_f32x4_extract_lane(low, 0);
   return count == topGroups &&
          wasm_f32x4_extract_lane(lo, 0) > wasm_f32x4_extract_lane(hi, 0);
 }
@@ -1208,8 +1215,10 @@ grouped_rows2_of(const float *scores, int rows, int E, int k,
         }
       }
       u64 keep = 0;
+      float keptLow = 0;
       int kept = useF32 ? kept_groups_f32(row, s->biasF, eB, G, size, P,
-                                          topGroups, s, fused, nearF, &keep)
+                                          topGroups, s, fused, nearF, &keep,
+                                          &keptLow)
                         : 0;
       if (kept <= 0) {
         int bad = first_bad(row, E);
@@ -1228,9 +1237,23 @@ grouped_rows2_of(const float *scores, int rows, int E, int k,
         drop_groups((unsigned short *)s->nearBits, keep, G, size);
         n = keys_at(row, bias, s->nearBits, E, near, s);
         if (n < k) {
-          kept_bits_f32(row, s->biasF, lowF, G, size, keep,
+          // The low threshold; where the kept groups' top keys number k
+          // or more, the row's own: the smallest of those tops less its
+          // error bound (kept_groups_f32) is a float64 key at or below
+          // the k-th kept key, so k or more keys reach it (no reference).
+          double g = low;
+          float t = lowF;
+          if (kept > 0 && P * topGroups >= k) {
+            double m = (double)keptLow;
+            double gr = m - (0x1p-21 * __builtin_fabs(m) + 4 * errB + 0x1p-138);
+            if (gr > -0x1p120) {
+              g = gr;
+              t = key_threshold(gr, errB);
+            }
+          }
+          kept_bits_f32(row, s->biasF, t, G, size, keep,
                         (unsigned short *)s->lowBits);
-          n = keys_at(row, bias, s->lowBits, E, low, s);
+          n = keys_at(row, bias, s->lowBits, E, g, s);
         }
       } else {
         kept_mask(s, E, G, size, s->keptBits);
