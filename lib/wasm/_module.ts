@@ -6,7 +6,7 @@ export const WASM_COMPILER = "Debian clang version 14.0.6";
 
 /** SHA-256 of the C sources the module was built from (names and texts). */
 export const WASM_SOURCES_SHA256 =
-  "0166b9e98d2e5923c624dcf086e20f73f52a60a14257b7142d41db3aacb3e7b6";
+  "8eae584e74c2f347de1b92ab2a7e9fbdebb7c5a5fc16085ffa7de54ff9452171";
 
 /** Pages (64 KiB) of memory the module needs at start: its stack and data. */
 export const WASM_INITIAL_PAGES = 16;

@@ -1148,13 +1148,15 @@ static void drop_groups(unsigned short *bits, u64 keep, int G, int size) {
 // settings), two thresholds on the kept groups' k-th key as in the
 // ungrouped rows. Groups of a multiple of 16 entries: one pass over the
 // row for the float32 group tops and the near threshold's bits from the
-// float32 keys (kept_groups_f32, key_threshold); the low threshold's bits
-// for the kept groups only, where fewer than k of their candidates reach
-// near. Other sizes: the per-expert bounds' pass (pass64) first. The
-// kept groups from the float32 group scores with an error bound, from the
-// float64 scores where the bound leaves the choice open (exact_groups);
-// the top k among the kept groups' candidates, the reference where fewer
-// than k reach the low threshold. Inlined twice by grouped_rows2.
+// float32 keys (kept_groups_f32, key_threshold); where fewer than k of the
+// kept groups' candidates reach near, a second pass over the kept groups
+// only, against the row's own threshold (below its k-th kept key) where
+// the kept groups' tops number k or more, else the low one. Other sizes:
+// the per-expert bounds' pass (pass64) first. The kept groups from the
+// float32 group scores with an error bound, from the float64 scores where
+// the bound leaves the choice open (exact_groups); the top k among the
+// kept groups' candidates, the reference where fewer than k reach the
+// second threshold. Inlined twice by grouped_rows2.
 static inline __attribute__((always_inline)) int
 grouped_rows2_of(const float *scores, int rows, int E, int k,
                  const double *bias, int normalize, double scale, int G,
