@@ -6,7 +6,7 @@ export const WASM_COMPILER = "Debian clang version 14.0.6";
 
 /** SHA-256 of the C sources the module was built from (names and texts). */
 export const WASM_SOURCES_SHA256 =
-  "8eae584e74c2f347de1b92ab2a7e9fbdebb7c5a5fc16085ffa7de54ff9452171";
+  "6f1139fef5019d9777a0235556eb4aa62c4cd4edb51694ae0aef91691df549ca";
 
 /** Pages (64 KiB) of memory the module needs at start: its stack and data. */
 export const WASM_INITIAL_PAGES = 16;

@@ -948,7 +948,8 @@ group_tops_f32(const float *x, const float *b, int size, int fused,
 // cut, else no decision here). When every kept group's interval lies
 // strictly above every dropped one's, the float64 scores keep the same
 // groups (strictly above: no tie to break). Returns 1 then, with the kept
-// groups' bits in *keep (bit q: group q); 0 when they must be computed
+// groups' bits in *keep (bit q: group q) and the smallest of the kept
+// groups' P-th float32 top keys in *keptLow; 0 when they must be computed
 // (exact_groups); -1 when the row may hold a NaN or +Infinity (then
 // checked). With `fused`, the same pass writes the near threshold's bits
 // (nearBits) from the float32 keys against nearF (key_threshold). Without
