@@ -8,7 +8,12 @@
 // instead (`heapBlocks`): every thread's instance of the threads module
 // runs on that memory, reads the rows where they are and writes the
 // experts and weights into regions of the same memory.
-import { type SharedWasmInstance, wasmRuntime } from "../wasm/runtime.ts";
+import {
+  sharedWasmHeap,
+  type SharedWasmInstance,
+  sharedWasmInstance,
+  wasmRuntime,
+} from "../wasm/runtime.ts";
 import type { RowSettings } from "./_route_rows.ts";
 
 /** Bytes of scores copied into the instance's memory per kernel call. */
@@ -91,6 +96,94 @@ export function heapBlocks(
     );
     if (found >= 0) return lo * E + found;
   }
+}
+
+/**
+ * A router of row ranges of one batch whose scores live in this thread's
+ * shared heap ({@linkcode sharedWasmHeap}), like {@linkcode wasmRowRouter}
+ * but in place: this thread's instance of the threads module reads the
+ * rows where they are, and writes the experts and weights into a region of
+ * the heap freed before the call returns. `undefined` where `data` is not
+ * in that heap or the heap cannot hold the region.
+ */
+export function heapRowRouter(
+  data: Float32Array,
+  E: number,
+  k: number,
+  s: RowSettings,
+  outE: Int32Array,
+  outW: Float32Array,
+  loads: Int32Array,
+): ((from: number, to: number) => number) | undefined {
+  if (!(data.buffer instanceof SharedArrayBuffer)) return undefined;
+  const heap = sharedWasmHeap();
+  if (heap === undefined || !heap.holds(data.buffer)) return undefined;
+  const rt = sharedWasmInstance(heap.memory);
+  if (rt === undefined) return undefined;
+  const [groups, topGroups, perGroup] = groupArgs(E, k, s);
+  const kernel = rt.exports.moelab_route_rows;
+  const scratchBytes = align16(
+    rt.exports.moelab_route_scratch_bytes(E, k, groups, perGroup),
+  );
+  const multiply = s.multiply && s.bias !== undefined ? 1 : 0;
+  const state = new Float64Array(STATE_SIZE).fill(NaN);
+  return (from, to) => {
+    const rows = to - from;
+    const outBytes = align16(4 * rows * k);
+    const base = heap.alloc(
+      2 * outBytes + align16(8 * E) + align16(4 * E) + 8 * STATE_SIZE +
+        scratchBytes,
+    );
+    if (base === undefined) {
+      throw new RangeError(
+        `the shared WebAssembly heap cannot hold the routing of ${rows} rows`,
+      );
+    }
+    try {
+      const experts = base, weights = experts + outBytes;
+      const bias = weights + outBytes, loadsAt = bias + align16(8 * E);
+      const stateAt = loadsAt + align16(4 * E);
+      const scratch = stateAt + 8 * STATE_SIZE;
+      const memory = heap.memory.buffer;
+      const biasView = new Float64Array(memory, bias, E);
+      if (s.bias) biasView.set(s.bias);
+      else biasView.fill(0); // x + 0 orders as x
+      new Int32Array(memory, loadsAt, E).fill(0);
+      new Float64Array(memory, stateAt, STATE_SIZE).set(state);
+      const found = kernel(
+        data.byteOffset + 4 * from * E,
+        rows,
+        E,
+        k,
+        bias,
+        multiply,
+        s.normalize ? 1 : 0,
+        s.scale,
+        groups,
+        topGroups,
+        perGroup,
+        experts,
+        weights,
+        loadsAt,
+        stateAt,
+        scratch,
+      );
+      const now = heap.memory.buffer;
+      state.set(new Float64Array(now, stateAt, STATE_SIZE));
+      if (found >= 0) return from * E + found;
+      outE.set(new Int32Array(now, experts, rows * k), from * k);
+      outW.set(new Float32Array(now, weights, rows * k), from * k);
+      const counts = new Int32Array(now, loadsAt, E);
+      for (let j = 0; j < E; j++) loads[j] += counts[j];
+      return -1;
+    } finally {
+      heap.free(base);
+    }
+  };
+}
+
+function align16(n: number): number {
+  return Math.ceil(n / 16) * 16;
 }
 
 /**

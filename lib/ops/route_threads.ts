@@ -45,6 +45,7 @@ import {
 } from "./_route_wasm_rows.ts";
 import {
   SHARED_STACK_BYTES,
+  sharedHeapFloat32,
   type SharedWasmHeap,
   sharedWasmHeap,
   sharedWasmInstance,
@@ -66,11 +67,6 @@ const stage = new Map<string, SharedArrayBuffer>();
 /** Per worker: the top of its stack in the shared heap, once handed over. */
 const heapStacks: number[] = [];
 
-/** Frees a matrix's region of the shared heap when the matrix is collected. */
-const heapRegions = new FinalizationRegistry<number>((ptr) =>
-  sharedWasmHeap()?.free(ptr)
-);
-
 /**
  * `length` float32 zeros in the shared heap (lib/wasm/runtime.ts), routed
  * in place by {@linkcode routeThreads}; their region is freed when the
@@ -79,15 +75,8 @@ const heapRegions = new FinalizationRegistry<number>((ptr) =>
  * where the engine has no shared WebAssembly memory or the heap is full.
  */
 export function sharedScoreData(length: number): Float32Array {
-  const heap = sharedWasmHeap();
-  const ptr = heap?.alloc(4 * length);
-  if (heap === undefined || ptr === undefined) {
-    return new Float32Array(new SharedArrayBuffer(4 * length));
-  }
-  const data = new Float32Array(heap.memory.buffer, ptr, length);
-  data.fill(0);
-  heapRegions.register(data, ptr);
-  return data;
+  return sharedHeapFloat32(length) ??
+    new Float32Array(new SharedArrayBuffer(4 * length));
 }
 
 /**

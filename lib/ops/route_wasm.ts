@@ -1,13 +1,14 @@
 // The "wasm" kernel of the route op: the rows routed by the WebAssembly
 // SIMD kernel (lib/wasm/src/route.c) on this thread's instance, in blocks
-// copied into its memory. The same answers as the "cpu" kernel bit for
+// copied into its memory (in place where the scores live in the shared
+// heap, lib/wasm/runtime.ts). The same answers as the "cpu" kernel bit for
 // bit: float64 keys, a float32 pre-filter whose bounds are checked to be
 // conservative, the exact selection among the entries left, the
 // reference's full scan where too few are left.
 import type { Routing } from "../types.ts";
 import { registerKernel } from "./registry.ts";
 import { routeAllRows, type RouteArgs, routeCpu, routeOp } from "./route.ts";
-import { wasmRowRouter } from "./_route_wasm_rows.ts";
+import { heapRowRouter, wasmRowRouter } from "./_route_wasm_rows.ts";
 
 /**
  * The WebAssembly SIMD kernel of {@linkcode routeOp}: writes `args.out`
@@ -16,7 +17,8 @@ import { wasmRowRouter } from "./_route_wasm_rows.ts";
  * score.
  */
 export function routeWasm(args: RouteArgs): Routing {
-  return routeAllRows(args, wasmRowRouter) ?? routeCpu(args);
+  return routeAllRows(args, heapRowRouter) ??
+    routeAllRows(args, wasmRowRouter) ?? routeCpu(args);
 }
 
 registerKernel({

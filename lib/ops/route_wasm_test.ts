@@ -9,7 +9,9 @@ import {
   type RouteOptions,
 } from "./route.ts";
 import { routeWasm } from "./route_wasm.ts";
-import { wasmRuntime } from "../wasm/runtime.ts";
+import { sharedScoreData } from "./route_threads.ts";
+import { heapRowRouter } from "./_route_wasm_rows.ts";
+import { sharedWasmHeap, wasmRuntime } from "../wasm/runtime.ts";
 
 /**
  * The definition, by sorting: keys `s + b` (`s * b`) in float64, a group
@@ -579,5 +581,81 @@ test(
         groupScore,
       );
     }
+  },
+);
+
+test(
+  "the wasm route kernel reads scores in the shared heap in place: the cpu kernel's answers, bad scores named alike, its regions freed",
+  {
+    skip: !wasm && "no WebAssembly SIMD",
+  },
+  () => {
+    const heap = sharedWasmHeap();
+    assert.ok(heap, "Deno and Bun have shared WebAssembly memory");
+    const rng = new Rng(37);
+    let compared = 0;
+    for (
+      const [N, E, k] of [[1, 3, 2], [67, 64, 6], [2101, 256, 8], [700, 37, 5]]
+    ) {
+      const plain = batch(rng, N, E, N === 67);
+      const data = sharedScoreData(N * E);
+      data.set(plain.data);
+      const s = { data, tokens: N, experts: E };
+      const settings = {
+        bias: undefined,
+        multiply: false,
+        normalize: false,
+        scale: 1,
+      };
+      // The in-place router takes these scores, not a plain copy of them.
+      const make = (d: Float32Array) =>
+        heapRowRouter(
+          d,
+          E,
+          k,
+          settings,
+          new Int32Array(N * k),
+          new Float32Array(N * k),
+          new Int32Array(E),
+        );
+      assert.ok(make(data) !== undefined, "in the heap: routed in place");
+      assert.equal(make(plain.data), undefined, "a plain array: copied");
+      const used = heap.used();
+      for (const o of options(rng, E, k).filter((o) => o.k <= 11)) {
+        const what = `${N}x${E} ${JSON.stringify({ ...o, bias: !!o.bias })}`;
+        same(
+          routeWasm(routeOp.validate({ scores: s, options: o })),
+          routeCpu(routeOp.validate({ scores: plain, options: o })),
+          `${what} in place vs cpu`,
+        );
+        compared++;
+      }
+      assert.equal(heap.used(), used, "each call's region is freed");
+      // The lowest bad index of the first bad row, as the cpu kernel names it.
+      if (N > 2) {
+        data[(N - 2) * E + E - 1] = NaN;
+        data[(N - 2) * E + 1] = Infinity;
+        data[(N - 1) * E] = NaN;
+        const o = { k, bias: new Float64Array(E).fill(0.01) };
+        const message = (f: () => unknown) => {
+          try {
+            f();
+          } catch (e) {
+            return (e as Error).message;
+          }
+          return "no error";
+        };
+        const want = message(() =>
+          routeCpu(routeOp.validate({ scores: s, options: o }))
+        );
+        assert.match(want, new RegExp(`token ${N - 2}, expert 1 `));
+        assert.equal(
+          message(() => routeWasm(routeOp.validate({ scores: s, options: o }))),
+          want,
+        );
+        assert.equal(heap.used(), used, "freed after a bad score too");
+      }
+    }
+    assert.ok(compared > 40, `${compared} batches`);
   },
 );

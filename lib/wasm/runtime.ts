@@ -174,6 +174,27 @@ export function sharedWasmHeap(): SharedWasmHeap | undefined {
   return heap ?? undefined;
 }
 
+/** Frees an array's region of the shared heap when the array is collected. */
+const heapArrays = new FinalizationRegistry<number>((ptr) => heap?.free(ptr));
+
+/**
+ * `length` float32 zeros in this thread's shared heap
+ * ({@linkcode sharedWasmHeap}), their region freed when the returned array
+ * is garbage collected (keep it, not only views of its buffer, while it is
+ * in use); `undefined` where the engine has no shared WebAssembly memory
+ * or the heap cannot grow to hold them. The route op's WebAssembly kernel
+ * reads scores there in place.
+ */
+export function sharedHeapFloat32(length: number): Float32Array | undefined {
+  const h = sharedWasmHeap();
+  const ptr = h?.alloc(4 * length);
+  if (h === undefined || ptr === undefined) return undefined;
+  const data = new Float32Array(h.memory.buffer, ptr, length);
+  data.fill(0);
+  heapArrays.register(data, ptr);
+  return data;
+}
+
 /**
  * The threads module's instance of this thread on `memory` (a shared
  * heap's), made once per memory. Its stack is the `SHARED_STACK_BYTES`

@@ -3,7 +3,7 @@ import { type Gate, gateInto, GATES, sqrtSoftplus } from "../scores/gate.ts";
 import { Rng, searchCdf } from "../scores/rng.ts";
 import type { ScoreMatrix } from "../types.ts";
 import type { HostBackend } from "../ops/host.ts";
-import { wasmRuntime } from "../wasm/runtime.ts";
+import { sharedHeapFloat32, wasmRuntime } from "../wasm/runtime.ts";
 import type { Workload } from "./workload.ts";
 
 /** Options of {@linkcode syntheticWorkload}; every field has a default. */
@@ -159,7 +159,13 @@ export function syntheticWorkload(options: SyntheticOptions = {}): Workload {
   const cdf = new Float64Array(C);
   const cluster = new Int32Array(tokens);
   let logits: Float32Array | undefined; // the TypeScript path's, on first use
-  const buffer = new Float32Array(tokens * E);
+  // Made on the first batch: on the WebAssembly host, in this thread's
+  // shared heap where it has one (the route op's WebAssembly kernel then
+  // reads the scores in place).
+  let buffer: Float32Array | undefined;
+  const scoresBuffer = () =>
+    buffer ??= (host === "wasm" ? sharedHeapFloat32(tokens * E) : undefined) ??
+      new Float32Array(tokens * E);
   let walkStep = 0;
   let batchStep = -1;
 
@@ -204,11 +210,12 @@ export function syntheticWorkload(options: SyntheticOptions = {}): Workload {
       if (step !== batchStep) drawBatch(step);
       const centre = centres[layer];
       const seed = hash(o.seed, step + 1, layer + 1);
+      const data = scoresBuffer();
       if (
         host === "wasm" &&
-        wasmScores(seed, centre, cluster, o.noise, gate, buffer)
+        wasmScores(seed, centre, cluster, o.noise, gate, data)
       ) {
-        return { data: buffer, tokens, experts: E };
+        return { data, tokens, experts: E };
       }
       const r = new Rng(seed);
       const noise = o.noise;
@@ -221,8 +228,8 @@ export function syntheticWorkload(options: SyntheticOptions = {}): Workload {
             noise * NORMAL_TABLE[r.nextU32() >>> NORMAL_SHIFT];
         }
       }
-      gateInto(logits, E, gate, buffer);
-      return { data: buffer, tokens, experts: E };
+      gateInto(logits, E, gate, data);
+      return { data, tokens, experts: E };
     },
     describe: () => ({ kind: "synthetic", ...o }),
   };
