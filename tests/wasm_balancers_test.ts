@@ -27,7 +27,8 @@ import {
 import { createRouting } from "../lib/select/routing.ts";
 import { sinkhornCpu, sinkhornOp } from "../lib/ops/sinkhorn.ts";
 import { sinkhornWasm } from "../lib/ops/sinkhorn_wasm.ts";
-import { wasmRuntime } from "../lib/wasm/runtime.ts";
+import { wasmRuntime, wasmRuntimeOn } from "../lib/wasm/runtime.ts";
+import { sharedScoreData } from "../lib/ops/route_threads.ts";
 import { createBalancer } from "../lib/route/registry.ts";
 import { runSimulationOn } from "../lib/sim/run_backend.ts";
 import { capacityOf } from "../lib/select/capacity.ts";
@@ -67,6 +68,17 @@ function batch(rng: Rng, N: number, E: number, levels: number): ScoreMatrix {
   return { data, tokens: N, experts: E };
 }
 
+/**
+ * The same scores in the shared WebAssembly heap, where the wasm kernels
+ * read them in place (the threads module's instance on the heap).
+ */
+function inHeap(s: ScoreMatrix): ScoreMatrix {
+  const data = sharedScoreData(s.data.length);
+  data.set(s.data);
+  assert.ok(wasmRuntimeOn(data)?.holds(data.buffer), "read in place");
+  return { ...s, data };
+}
+
 /** Same bits, NaN and signed zeros included. */
 function sameBits(
   got: ArrayLike<number>,
@@ -103,8 +115,11 @@ describe(
             (_, j) => (j % 4) / 32,
           );
           const qa = Float64Array.from(start), qb = Float64Array.from(start);
+          const qc = Float64Array.from(start);
           const sa = dualScratch(N, E, k), sb = dualScratch(N, E, k);
+          const sc = dualScratch(N, E, k);
           const ba = columnBounds(E), bb = columnBounds(E);
+          const bc = columnBounds(E);
           for (let step = 0; step < 5; step++) {
             const scores = batch(rng, N, E, 8);
             const cf = step === 3 ? 1.5 : 1;
@@ -127,20 +142,35 @@ describe(
               scratch: sb,
               bounds: bb,
             });
+            // The same batch read in place in the shared heap.
+            const c = bipRoundWasm({
+              ...args,
+              scores: inHeap(scores),
+              prices: qc,
+              scratch: sc,
+              bounds: bc,
+            });
             const what = `step ${step}`;
             sameBits(b.prices, a.prices, `${what} q`);
             sameBits(b.tokenPrices, a.tokenPrices, `${what} p`);
             sameBits(bb.last, ba.last, `${what} bounds.last`);
             sameBits(bb.slack, ba.slack, `${what} bounds.slack`);
             sameBits(sb.filter.stats, sa.filter.stats, `${what} filter`);
+            sameBits(c.prices, a.prices, `${what} q in the heap`);
+            sameBits(c.tokenPrices, a.tokenPrices, `${what} p in the heap`);
+            sameBits(bc.last, ba.last, `${what} bounds.last in the heap`);
+            sameBits(sc.filter.stats, sa.filter.stats, `${what} filter, heap`);
           }
         });
       }
       test(`Quantile steps ${N}x${E} k=${k}, 5 batches`, () => {
         const rng = new Rng(7 * N + E);
         const qa = new Float64Array(E), qb = new Float64Array(E);
+        const qc = new Float64Array(E);
         const sa = dualScratch(N, E, k), sb = dualScratch(N, E, k);
+        const sc = dualScratch(N, E, k);
         const ba = columnBounds(E), bb = columnBounds(E);
+        const bc = columnBounds(E);
         for (let step = 0; step < 5; step++) {
           const scores = batch(rng, N, E, 4);
           // Every other step, the token values come from the route.
@@ -171,8 +201,18 @@ describe(
             bounds: bb,
             tokenValues: values && Float64Array.from(values),
           });
+          quantileStepWasm({
+            scores: inHeap(scores),
+            k,
+            prices: qc,
+            scratch: sc,
+            bounds: bc,
+            tokenValues: values && Float64Array.from(values),
+          });
           sameBits(qb, qa, `step ${step} q`);
           sameBits(bb.last, ba.last, `step ${step} bounds.last`);
+          sameBits(qc, qa, `step ${step} q in the heap`);
+          sameBits(bc.last, ba.last, `step ${step} bounds.last in the heap`);
         }
         assert.ok(qa.some((v) => v !== 0), "the prices moved");
       });
@@ -247,21 +287,33 @@ describe(
         const rng = new Rng(11 * N + E);
         for (const normalize of [true, false]) {
           const sa = dualScratch(N, E, k), sb = dualScratch(N, E, k);
+          const sc = dualScratch(N, E, k);
           for (let step = 0; step < 3; step++) {
             const scores = batch(rng, N, E, levels || 1024);
             const q = Float64Array.from({ length: E }, () => rng.int(8) / 64);
             const a = createRouting(N, k, E), b = createRouting(N, k, E);
+            const c = createRouting(N, k, E);
             routeKeepingNext(scores, k, q, a, sa, normalize);
             routeKeepingNextOnWasm(scores, k, q, b, sb, normalize);
+            // The same batch read in place in the shared heap.
+            routeKeepingNextOnWasm(inHeap(scores), k, q, c, sc, normalize);
             const what = `normalize=${normalize} step ${step}`;
-            sameBits(b.experts, a.experts, `${what} experts`);
-            sameBits(b.weights, a.weights, `${what} weights`);
-            sameBits(b.loads, a.loads, `${what} loads`);
-            sameBits(sb.p, sa.p, `${what} a[i]`);
-            sameBits(sb.filter.stats, sa.filter.stats, `${what} filter`);
+            for (
+              const [r, t, where] of [[b, sb, ""], [c, sc, ", heap"]] as const
+            ) {
+              sameBits(r.experts, a.experts, `${what} experts${where}`);
+              sameBits(r.weights, a.weights, `${what} weights${where}`);
+              sameBits(r.loads, a.loads, `${what} loads${where}`);
+              sameBits(t.p, sa.p, `${what} a[i]${where}`);
+              sameBits(
+                t.filter.stats,
+                sa.filter.stats,
+                `${what} filter${where}`,
+              );
+            }
           }
         }
-        const scores = batch(rng, N, E, 4);
+        const scores = inHeap(batch(rng, N, E, 4));
         scores.data[(N >> 1) * E + E - 1] = Infinity;
         const q = new Float64Array(E);
         const message = (f: () => void) => {

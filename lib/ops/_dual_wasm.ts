@@ -92,9 +92,13 @@ export function coordinateRoundsWasm(
   const S = N + 8;
   const blockRows = Math.max(1, Math.floor(BLOCK_BYTES / 4 / E));
   const at = reserveRegions(rt, blockRows, N, E, S, k);
-  // Several rounds: the scores in the instance's memory once, not a copy
-  // per round (and per full column pass).
-  const whole = rounds > 1 && N * E * 4 <= WHOLE_BYTES
+  // Scores in the runtime's memory (a shared heap's) are read in place;
+  // else, for several rounds, copied into it once, not once per round (and
+  // per full column pass).
+  const inPlace = rt.holds(data.buffer);
+  const whole = inPlace
+    ? data.byteOffset
+    : rounds > 1 && N * E * 4 <= WHOLE_BYTES
     ? rt.reserve("dual.scores", N * E * 4)
     : -1;
   const x = rt.exports;
@@ -108,7 +112,7 @@ export function coordinateRoundsWasm(
   const redoI = rt.i32(at.idx, E);
   const last = rt.f64(at.last, E), slack = rt.f64(at.slack, E);
   const thresholds = rt.f64(at.state, 2);
-  if (whole >= 0) rt.f32(whole, N * E).set(data);
+  if (whole >= 0 && !inPlace) rt.f32(whole, N * E).set(data);
   /** Where rows `i0 ..` are in the instance's memory: copied, or in place. */
   const rowsAt = (i0: number, n: number): number => {
     if (whole >= 0) return whole + i0 * E * 4;
@@ -247,11 +251,13 @@ export function routeKeepingNextWasm(
   loads.fill(0);
   state[0] = NaN;
   const route = rt.exports.moelab_dual_route_rows;
+  // Scores in the runtime's memory (a shared heap's): read in place.
+  const inPlace = rt.holds(data.buffer);
   for (let i0 = 0; i0 < N; i0 += blockRows) {
     const n = Math.min(blockRows, N - i0);
-    block.set(data.subarray(i0 * E, (i0 + n) * E));
+    if (!inPlace) block.set(data.subarray(i0 * E, (i0 + n) * E));
     const bad = route(
-      at.block,
+      inPlace ? data.byteOffset + i0 * E * 4 : at.block,
       n,
       E,
       k,

@@ -1,7 +1,7 @@
 // The WebAssembly SIMD kernel of the BIP round op (backend "wasm"): the
 // CPU kernel's rounds, bit for bit, on lib/wasm/src/dual.c.
 import { registerKernel } from "./registry.ts";
-import { wasmRuntime } from "../wasm/runtime.ts";
+import { wasmRuntimeOn } from "../wasm/runtime.ts";
 import {
   type BipRoundArgs,
   bipRoundOp,
@@ -19,7 +19,7 @@ import { coordinateRoundsWasm } from "./_dual_wasm.ts";
  * where WebAssembly SIMD is missing.
  */
 export function bipRoundWasm(args: BipRoundArgs): BipRoundResult {
-  const rt = wasmRuntime();
+  const rt = wasmRuntimeOn(args.scores.data);
   if (rt === undefined) throw new Error("WebAssembly SIMD is not available");
   const { scores } = args;
   const p = args.scratch?.p ?? new Float64Array(scores.tokens);

@@ -1,7 +1,7 @@
 // The WebAssembly SIMD kernel of the Quantile step op (backend "wasm"):
 // the CPU kernel's step, bit for bit, on lib/wasm/src/dual.c.
 import { registerKernel } from "./registry.ts";
-import { wasmRuntime } from "../wasm/runtime.ts";
+import { wasmRuntimeOn } from "../wasm/runtime.ts";
 import { type QuantileStepArgs, quantileStepOp } from "./quantile_step.ts";
 import { coordinateRoundsWasm, routeKeepingNextWasm } from "./_dual_wasm.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
@@ -17,7 +17,7 @@ import { dualScratchFits } from "./_dual.ts";
  * `hostKernel(quantileStepOp, "wasm")`.
  */
 export function quantileStepWasm(args: QuantileStepArgs): Float64Array {
-  const rt = wasmRuntime();
+  const rt = wasmRuntimeOn(args.scores.data);
   if (rt === undefined) throw new Error("WebAssembly SIMD is not available");
   const { scores, k, prices: q } = args;
   const { tokens: N, experts: E } = scores;
@@ -67,7 +67,7 @@ export function routeKeepingNextOnWasm(
   scratch: DualScratch,
   normalize: boolean,
 ): void {
-  const rt = wasmRuntime();
+  const rt = wasmRuntimeOn(scores.data);
   if (rt === undefined) throw new Error("WebAssembly SIMD is not available");
   routeKeepingNextWasm(rt, scores, k, q, out, scratch, normalize);
 }

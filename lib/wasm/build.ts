@@ -7,12 +7,14 @@
 // every buffer is a pointer the TypeScript side passes in, the shadow stack
 // first (64 KiB), memory imported so that the runtime owns and grows it.
 //
-// A second module, the "threads" one, holds the route kernel alone
-// (route.c) built for a SHARED memory (`-matomics`, `--shared-memory`):
-// every routing thread instantiates it on one shared WebAssembly.Memory
-// that holds the score matrices of `sharedScores`, so each thread reads
-// them in place. It has no data segment; each instance gets its own stack
-// in that memory through its exported `__stack_pointer`.
+// A second module, the "threads" one, holds the route kernel and the dual
+// rounds (route.c, dual.c) built for a SHARED memory (`-matomics`,
+// `--shared-memory`): every routing thread instantiates it on one shared
+// WebAssembly.Memory that holds the score matrices of `sharedScores`, so
+// each thread reads them in place. Its data (dual.c's constant table) sits
+// after the stack, below `__heap_base`, written once per memory by the
+// start function wasm-ld adds; each instance gets its own stack in that
+// memory through its exported `__stack_pointer`.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
@@ -36,7 +38,7 @@ const OUT = join(HERE, "_module.ts");
 const STACK_BYTES = 65536;
 const INITIAL_PAGES = 16;
 /** The threads module: its sources, stack, first and largest memory. */
-const THREADS_SOURCES = ["route.c"];
+const THREADS_SOURCES = ["dual.c", "route.c"];
 const THREADS_STACK_BYTES = 65536;
 const THREADS_INITIAL_PAGES = 2;
 /** 4 GiB, all wasm32 addresses: a reservation of address space only. */

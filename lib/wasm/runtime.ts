@@ -42,6 +42,12 @@ export interface WasmRuntime {
   f64(ptr: number, length: number): Float64Array;
   /** An int32 view of `length` entries at byte address `ptr`. */
   i32(ptr: number, length: number): Int32Array;
+  /**
+   * Whether arrays on `buffer` lie in this runtime's memory, where its
+   * kernels read them in place (a shared heap's, see
+   * {@linkcode wasmRuntimeOn}); never for the module's private memory.
+   */
+  holds(buffer: ArrayBufferLike): boolean;
 }
 
 /** Bytes of one page of WebAssembly memory. */
@@ -117,6 +123,7 @@ function instantiate(): WasmRuntime | null {
     f32: (ptr, length) => new Float32Array(memory.buffer, ptr, length),
     f64: (ptr, length) => new Float64Array(memory.buffer, ptr, length),
     i32: (ptr, length) => new Int32Array(memory.buffer, ptr, length),
+    holds: () => false,
   };
 }
 
@@ -155,6 +162,8 @@ export interface SharedWasmInstance {
   readonly exports: Readonly<Record<string, WasmFunction>>;
   /** The shared memory it runs on. */
   readonly memory: WebAssembly.Memory;
+  /** The first address past the module's stack and data (`__heap_base`). */
+  readonly heapBase: number;
 }
 
 /** Bytes of the stack each thread's instance gets in the shared heap. */
@@ -195,6 +204,59 @@ export function sharedHeapFloat32(length: number): Float32Array | undefined {
   return data;
 }
 
+let heapRuntime: WasmRuntime | null | undefined;
+
+/**
+ * The runtime whose kernels read `data` in place where it lies in this
+ * thread's shared heap (the threads module's instance on it, its regions
+ * reserved in the heap: `holds` is true for the heap's buffers), else
+ * {@linkcode wasmRuntime}; `undefined` where the engine cannot run the
+ * module. The two give the same answers (the same C sources).
+ */
+export function wasmRuntimeOn(data: ArrayBufferView): WasmRuntime | undefined {
+  // No heap made yet on this thread: nothing lies in it.
+  if (heap && data.buffer instanceof SharedArrayBuffer) {
+    if (heap.holds(data.buffer)) {
+      if (heapRuntime === undefined) heapRuntime = makeHeapRuntime(heap);
+      if (heapRuntime) return heapRuntime;
+    }
+  }
+  return wasmRuntime();
+}
+
+function makeHeapRuntime(h: SharedWasmHeap): WasmRuntime | null {
+  const rt = sharedWasmInstance(h.memory);
+  if (rt === undefined) return null;
+  const memory = h.memory;
+  const slots = new Map<string, { ptr: number; bytes: number }>();
+  return {
+    exports: rt.exports,
+    memory,
+    reserve(slot: string, bytes: number): number {
+      if (!Number.isSafeInteger(bytes) || bytes < 0) {
+        throw new RangeError(`bytes must be a non-negative integer: ${bytes}`);
+      }
+      const held = slots.get(slot);
+      if (held && held.bytes >= bytes) return held.ptr;
+      if (held) h.free(held.ptr);
+      const size = align(Math.max(bytes, ALIGN));
+      const ptr = h.alloc(size);
+      if (ptr === undefined) {
+        slots.delete(slot);
+        throw new RangeError(
+          `the shared WebAssembly heap cannot hold ${size} more bytes (${slot})`,
+        );
+      }
+      slots.set(slot, { ptr, bytes: size });
+      return ptr;
+    },
+    f32: (ptr, length) => new Float32Array(memory.buffer, ptr, length),
+    f64: (ptr, length) => new Float64Array(memory.buffer, ptr, length),
+    i32: (ptr, length) => new Int32Array(memory.buffer, ptr, length),
+    holds: (buffer) => h.holds(buffer),
+  };
+}
+
 /**
  * The threads module's instance of this thread on `memory` (a shared
  * heap's), made once per memory. Its stack is the `SHARED_STACK_BYTES`
@@ -218,7 +280,8 @@ export function sharedWasmInstance(
   for (const [name, value] of Object.entries(exported)) {
     if (typeof value === "function") functions[name] = value as WasmFunction;
   }
-  const made = { exports: Object.freeze(functions), memory };
+  const heapBase = (exported.__heap_base as WebAssembly.Global).value as number;
+  const made = { exports: Object.freeze(functions), memory, heapBase };
   instances.set(memory, made);
   return made;
 }
@@ -257,7 +320,8 @@ function makeHeap(): SharedWasmHeap | null {
   /** Free regions, by address, none adjacent to another. */
   const free: { ptr: number; bytes: number }[] = [];
   const held = new Map<number, number>();
-  let top = align(WASM_THREADS_STACK_BYTES);
+  // Regions start past the module's stack and data.
+  let top = align(own.heapBase);
   let inUse = 0;
   return {
     memory,
