@@ -3,7 +3,12 @@
 // ungrouped row kernel (_route_rows.ts) or the group-limited one
 // (_route_groups.ts), or by the WebAssembly SIMD kernel of this thread
 // (_route_wasm_rows.ts), which routes both.
-import { routeRows, type RowSettings, rowState } from "./_route_rows.ts";
+import {
+  routeRows,
+  type RowRouterMaker,
+  type RowSettings,
+  rowState,
+} from "./_route_rows.ts";
 import { groupState, routeGroupedRows } from "./_route_groups.ts";
 import { groupArgs, wasmRowRouter } from "./_route_wasm_rows.ts";
 
@@ -23,13 +28,7 @@ export function groupLimited(s: RowSettings): boolean {
  * `+Infinity` score met, or -1.
  */
 export function rowRouter(
-  data: Float32Array,
-  E: number,
-  k: number,
-  s: RowSettings,
-  outE: Int32Array,
-  outW: Float32Array,
-  loads: Int32Array,
+  ...[data, E, k, s, outE, outW, loads]: Parameters<RowRouterMaker>
 ): (from: number, to: number) => number {
   const topV = new Float64Array(k), topI = new Int32Array(k);
   if (groupLimited(s)) {

@@ -34,6 +34,22 @@ export interface RowSettings {
 }
 
 /**
+ * Makes a router of row ranges of one batch (`data`, tokens x `E`) that
+ * routes rows `[from, to)` into `outE`, `outW` (tokens x `k`), adds their
+ * counts to `loads` and returns the flat index of the first NaN or
+ * `+Infinity` score met, or -1; `undefined` where it cannot route them.
+ */
+export type RowRouterMaker = (
+  data: Float32Array,
+  E: number,
+  k: number,
+  s: RowSettings,
+  outE: Int32Array,
+  outW: Float32Array,
+  loads: Int32Array,
+) => ((from: number, to: number) => number) | undefined;
+
+/**
  * Running state of {@linkcode routeRows} between calls on the same batch:
  * candidate scratch, and a running mean and mean deviation of the rows'
  * k-th largest keys (`NaN` before the first row).

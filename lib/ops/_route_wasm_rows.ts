@@ -12,9 +12,10 @@ import {
   sharedWasmHeap,
   type SharedWasmInstance,
   sharedWasmInstance,
+  type WasmFunction,
   wasmRuntime,
 } from "../wasm/runtime.ts";
-import type { RowSettings } from "./_route_rows.ts";
+import type { RowRouterMaker, RowSettings } from "./_route_rows.ts";
 
 /** Bytes of scores copied into the instance's memory per kernel call. */
 const BLOCK_BYTES = 1 << 16;
@@ -52,6 +53,41 @@ export interface HeapJob {
 }
 
 /**
+ * One call of the kernel (route.c moelab_route_rows) on `rows` rows at
+ * `at.scores`, its outputs at `at.experts` and `at.weights`, counts added
+ * to `at.loads`: the kernel's index of a bad score, or -1. `s.multiply` is
+ * taken as it is (the bias at `at.bias` is the caller's).
+ */
+function routeRowsAt(
+  rt: { exports: Readonly<Record<string, WasmFunction>> },
+  at: HeapJob,
+  rows: number,
+  E: number,
+  k: number,
+  s: RowSettings,
+): number {
+  const [groups, topGroups, perGroup] = groupArgs(E, k, s);
+  return rt.exports.moelab_route_rows(
+    at.scores,
+    rows,
+    E,
+    k,
+    at.bias,
+    s.multiply ? 1 : 0,
+    s.normalize ? 1 : 0,
+    s.scale,
+    groups,
+    topGroups,
+    perGroup,
+    at.experts,
+    at.weights,
+    at.loads,
+    at.state,
+    at.scratch,
+  );
+}
+
+/**
  * Routes blocks of `blockRows` rows of `[0, tokens)` claimed from
  * `counter[cell]` (Atomics.add) in place in the shared heap, on this
  * thread's instance `rt`; the counts go to the job's loads. Returns the
@@ -69,30 +105,21 @@ export function heapBlocks(
   k: number,
   s: RowSettings,
 ): number {
-  const [groups, topGroups, perGroup] = groupArgs(E, k, s);
-  const multiply = s.multiply ? 1 : 0;
-  const normalize = s.normalize ? 1 : 0;
-  const kernel = rt.exports.moelab_route_rows;
   for (;;) {
     const lo = Atomics.add(counter, cell, 1) * blockRows;
     if (lo >= tokens) return -1;
-    const found = kernel(
-      job.scores + 4 * lo * E,
+    const found = routeRowsAt(
+      rt,
+      {
+        ...job,
+        scores: job.scores + 4 * lo * E,
+        experts: job.experts + 4 * lo * k,
+        weights: job.weights + 4 * lo * k,
+      },
       Math.min(tokens - lo, blockRows),
       E,
       k,
-      job.bias,
-      multiply,
-      normalize,
-      s.scale,
-      groups,
-      topGroups,
-      perGroup,
-      job.experts + 4 * lo * k,
-      job.weights + 4 * lo * k,
-      job.loads,
-      job.state,
-      job.scratch,
+      s,
     );
     if (found >= 0) return lo * E + found;
   }
@@ -106,26 +133,26 @@ export function heapBlocks(
  * the heap freed before the call returns. `undefined` where `data` is not
  * in that heap or the heap cannot hold the region.
  */
-export function heapRowRouter(
-  data: Float32Array,
-  E: number,
-  k: number,
-  s: RowSettings,
-  outE: Int32Array,
-  outW: Float32Array,
-  loads: Int32Array,
-): ((from: number, to: number) => number) | undefined {
+export const heapRowRouter: RowRouterMaker = (
+  data,
+  E,
+  k,
+  s,
+  outE,
+  outW,
+  loads,
+) => {
   if (!(data.buffer instanceof SharedArrayBuffer)) return undefined;
   const heap = sharedWasmHeap();
   if (heap === undefined || !heap.holds(data.buffer)) return undefined;
   const rt = sharedWasmInstance(heap.memory);
   if (rt === undefined) return undefined;
-  const [groups, topGroups, perGroup] = groupArgs(E, k, s);
-  const kernel = rt.exports.moelab_route_rows;
+  const [groups, , perGroup] = groupArgs(E, k, s);
   const scratchBytes = align16(
     rt.exports.moelab_route_scratch_bytes(E, k, groups, perGroup),
   );
-  const multiply = s.multiply && s.bias !== undefined ? 1 : 0;
+  // A multiplicative bias only where there is one.
+  const settings = { ...s, multiply: s.multiply && s.bias !== undefined };
   const state = new Float64Array(STATE_SIZE).fill(NaN);
   return (from, to) => {
     const rows = to - from;
@@ -150,23 +177,21 @@ export function heapRowRouter(
       else biasView.fill(0); // x + 0 orders as x
       new Int32Array(memory, loadsAt, E).fill(0);
       new Float64Array(memory, stateAt, STATE_SIZE).set(state);
-      const found = kernel(
-        data.byteOffset + 4 * from * E,
+      const found = routeRowsAt(
+        rt,
+        {
+          scores: data.byteOffset + 4 * from * E,
+          experts,
+          weights,
+          bias,
+          loads: loadsAt,
+          state: stateAt,
+          scratch,
+        },
         rows,
         E,
         k,
-        bias,
-        multiply,
-        s.normalize ? 1 : 0,
-        s.scale,
-        groups,
-        topGroups,
-        perGroup,
-        experts,
-        weights,
-        loadsAt,
-        stateAt,
-        scratch,
+        settings,
       );
       const now = heap.memory.buffer;
       state.set(new Float64Array(now, stateAt, STATE_SIZE));
@@ -180,7 +205,7 @@ export function heapRowRouter(
       heap.free(base);
     }
   };
-}
+};
 
 function align16(n: number): number {
   return Math.ceil(n / 16) * 16;
@@ -195,20 +220,19 @@ function align16(n: number): number {
  * threshold carries from one call to the next. `undefined` where the
  * engine cannot run the module.
  */
-export function wasmRowRouter(
-  data: Float32Array,
-  E: number,
-  k: number,
-  s: RowSettings,
-  outE: Int32Array,
-  outW: Float32Array,
-  loads: Int32Array,
-): ((from: number, to: number) => number) | undefined {
+export const wasmRowRouter: RowRouterMaker = (
+  data,
+  E,
+  k,
+  s,
+  outE,
+  outW,
+  loads,
+) => {
   const rt = wasmRuntime();
   if (rt === undefined) return undefined;
-  const [groups, topGroups, perGroup] = groupArgs(E, k, s);
+  const [groups, , perGroup] = groupArgs(E, k, s);
   const blockRows = Math.max(1, Math.floor(BLOCK_BYTES / (4 * E)));
-  const kernel = rt.exports.moelab_route_rows;
   const at = {
     scores: rt.reserve("route.scores", 4 * blockRows * E),
     experts: rt.reserve("route.experts", 4 * blockRows * k),
@@ -226,7 +250,7 @@ export function wasmRowRouter(
   const bias = rt.f64(at.bias, E);
   if (s.bias) bias.set(s.bias);
   else bias.fill(0);
-  const multiply = s.multiply && s.bias !== undefined ? 1 : 0;
+  const settings = { ...s, multiply: s.multiply && s.bias !== undefined };
   rt.f64(at.state, STATE_SIZE).fill(NaN);
   let buffer: ArrayBufferLike | undefined;
   let scoresIn!: Float32Array, expertsOut!: Int32Array;
@@ -245,24 +269,7 @@ export function wasmRowRouter(
     for (let lo = from; lo < to; lo += blockRows) {
       const rows = Math.min(to - lo, blockRows);
       scoresIn.set(data.subarray(lo * E, (lo + rows) * E));
-      const found = kernel(
-        at.scores,
-        rows,
-        E,
-        k,
-        at.bias,
-        multiply,
-        s.normalize ? 1 : 0,
-        s.scale,
-        groups,
-        topGroups,
-        perGroup,
-        at.experts,
-        at.weights,
-        at.loads,
-        at.state,
-        at.scratch,
-      );
+      const found = routeRowsAt(rt, at, rows, E, k, settings);
       if (found >= 0) {
         bad = lo * E + found;
         break;
@@ -273,4 +280,4 @@ export function wasmRowRouter(
     for (let j = 0; j < E; j++) loads[j] += loadsIn[j];
     return bad;
   };
-}
+};

@@ -13,7 +13,7 @@ import type { Routing, ScoreMatrix } from "../types.ts";
 import { createRouting } from "../select/routing.ts";
 import { defineOp, registerKernel } from "./registry.ts";
 import { rowRouter } from "./_route_blocks.ts";
-import type { RowSettings } from "./_route_rows.ts";
+import type { RowRouterMaker, RowSettings } from "./_route_rows.ts";
 
 /** Options of `route` (lib/route/route.ts). */
 export interface RouteOptions {
@@ -263,9 +263,7 @@ export function routeCpu(args: RouteArgs): Routing {
  */
 export function routeAllRows(
   args: RouteArgs,
-  make: (
-    ...args: Parameters<typeof rowRouter>
-  ) => ReturnType<typeof rowRouter> | undefined,
+  make: RowRouterMaker,
 ): Routing | undefined {
   const { scores, k, out } = args;
   out.loads.fill(0);

@@ -98,32 +98,61 @@ function instantiate(): WasmRuntime | null {
   }
   const heapBase = (exported.__heap_base as WebAssembly.Global).value as number;
   let top = align(heapBase);
-  const slots = new Map<string, { ptr: number; bytes: number }>();
   return {
     exports: Object.freeze(functions),
     memory,
-    reserve(slot: string, bytes: number): number {
-      if (!Number.isSafeInteger(bytes) || bytes < 0) {
-        throw new RangeError(`bytes must be a non-negative integer: ${bytes}`);
-      }
-      const held = slots.get(slot);
-      if (held && held.bytes >= bytes) return held.ptr;
-      // The last region grows in place; another moves to the top (its
-      // old space is not reused: slots are few and sized once per shape).
+    // The last region grows in place; another moves to the top (its old
+    // space is not reused: slots are few and sized once per shape).
+    reserve: slotReserver((size, held) => {
       const ptr = held && held.ptr + held.bytes === top ? held.ptr : top;
-      const size = align(Math.max(bytes, ALIGN));
       const end = ptr + size;
       if (end > memory.buffer.byteLength) {
         memory.grow(Math.ceil((end - memory.buffer.byteLength) / PAGE));
       }
-      slots.set(slot, { ptr, bytes: size });
       top = Math.max(top, end);
       return ptr;
-    },
-    f32: (ptr, length) => new Float32Array(memory.buffer, ptr, length),
-    f64: (ptr, length) => new Float64Array(memory.buffer, ptr, length),
-    i32: (ptr, length) => new Int32Array(memory.buffer, ptr, length),
+    }),
+    ...views(memory),
     holds: () => false,
+  };
+}
+
+/** A region and its size. */
+interface Region {
+  ptr: number;
+  bytes: number;
+}
+
+/**
+ * {@linkcode WasmRuntime.reserve} over `place`, which gives the address of
+ * `size` (aligned) bytes for a slot that holds `held` (too small) or none.
+ */
+function slotReserver(
+  place: (size: number, held: Region | undefined) => number,
+): (slot: string, bytes: number) => number {
+  const slots = new Map<string, Region>();
+  return (slot, bytes) => {
+    if (!Number.isSafeInteger(bytes) || bytes < 0) {
+      throw new RangeError(`bytes must be a non-negative integer: ${bytes}`);
+    }
+    const held = slots.get(slot);
+    if (held && held.bytes >= bytes) return held.ptr;
+    const size = align(Math.max(bytes, ALIGN));
+    const ptr = place(size, held);
+    slots.set(slot, { ptr, bytes: size });
+    return ptr;
+  };
+}
+
+/** {@linkcode WasmRuntime}'s typed views of `memory` (its buffer now). */
+function views(memory: WebAssembly.Memory) {
+  return {
+    f32: (ptr: number, length: number) =>
+      new Float32Array(memory.buffer, ptr, length),
+    f64: (ptr: number, length: number) =>
+      new Float64Array(memory.buffer, ptr, length),
+    i32: (ptr: number, length: number) =>
+      new Int32Array(memory.buffer, ptr, length),
   };
 }
 
@@ -227,32 +256,21 @@ export function wasmRuntimeOn(data: ArrayBufferView): WasmRuntime | undefined {
 function makeHeapRuntime(h: SharedWasmHeap): WasmRuntime | null {
   const rt = sharedWasmInstance(h.memory);
   if (rt === undefined) return null;
-  const memory = h.memory;
-  const slots = new Map<string, { ptr: number; bytes: number }>();
   return {
     exports: rt.exports,
-    memory,
-    reserve(slot: string, bytes: number): number {
-      if (!Number.isSafeInteger(bytes) || bytes < 0) {
-        throw new RangeError(`bytes must be a non-negative integer: ${bytes}`);
-      }
-      const held = slots.get(slot);
-      if (held && held.bytes >= bytes) return held.ptr;
-      if (held) h.free(held.ptr);
-      const size = align(Math.max(bytes, ALIGN));
+    memory: h.memory,
+    // A slot that outgrows its region gets a new one; the old is freed.
+    reserve: slotReserver((size, held) => {
       const ptr = h.alloc(size);
       if (ptr === undefined) {
-        slots.delete(slot);
         throw new RangeError(
-          `the shared WebAssembly heap cannot hold ${size} more bytes (${slot})`,
+          `the shared WebAssembly heap cannot hold ${size} more bytes`,
         );
       }
-      slots.set(slot, { ptr, bytes: size });
+      if (held) h.free(held.ptr);
       return ptr;
-    },
-    f32: (ptr, length) => new Float32Array(memory.buffer, ptr, length),
-    f64: (ptr, length) => new Float64Array(memory.buffer, ptr, length),
-    i32: (ptr, length) => new Int32Array(memory.buffer, ptr, length),
+    }),
+    ...views(h.memory),
     holds: (buffer) => h.holds(buffer),
   };
 }
