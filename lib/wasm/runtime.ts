@@ -338,8 +338,11 @@ function makeHeap(): SharedWasmHeap | null {
   /** Free regions, by address, none adjacent to another. */
   const free: { ptr: number; bytes: number }[] = [];
   const held = new Map<number, number>();
-  // Regions start past the module's stack and data.
-  let top = align(own.heapBase);
+  // Regions start at the first page past the module's stack and data: on
+  // a page boundary, where the first scores allocated route faster (at
+  // __heap_base itself, 288 bytes on, routeParallel took about 10% longer
+  // at 262144 x 256).
+  let top = Math.ceil(own.heapBase / PAGE) * PAGE;
   let inUse = 0;
   return {
     memory,
