@@ -52,11 +52,33 @@ export interface HeapJob {
   scratch: number;
 }
 
+/** The kernel's numeric settings, resolved once per batch. */
+interface KernelSettings {
+  multiply: number;
+  normalize: number;
+  scale: number;
+  groups: number;
+  topGroups: number;
+  perGroup: number;
+}
+
+/** {@linkcode KernelSettings} of `s` (`s.multiply` taken as it is). */
+function kernelSettings(E: number, k: number, s: RowSettings): KernelSettings {
+  const [groups, topGroups, perGroup] = groupArgs(E, k, s);
+  return {
+    multiply: s.multiply ? 1 : 0,
+    normalize: s.normalize ? 1 : 0,
+    scale: s.scale,
+    groups,
+    topGroups,
+    perGroup,
+  };
+}
+
 /**
  * One call of the kernel (route.c moelab_route_rows) on `rows` rows at
  * `at.scores`, its outputs at `at.experts` and `at.weights`, counts added
- * to `at.loads`: the kernel's index of a bad score, or -1. `s.multiply` is
- * taken as it is (the bias at `at.bias` is the caller's).
+ * to `at.loads`: the kernel's index of a bad score, or -1.
  */
 function routeRowsAt(
   rt: { exports: Readonly<Record<string, WasmFunction>> },
@@ -64,21 +86,20 @@ function routeRowsAt(
   rows: number,
   E: number,
   k: number,
-  s: RowSettings,
+  ks: KernelSettings,
 ): number {
-  const [groups, topGroups, perGroup] = groupArgs(E, k, s);
   return rt.exports.moelab_route_rows(
     at.scores,
     rows,
     E,
     k,
     at.bias,
-    s.multiply ? 1 : 0,
-    s.normalize ? 1 : 0,
-    s.scale,
-    groups,
-    topGroups,
-    perGroup,
+    ks.multiply,
+    ks.normalize,
+    ks.scale,
+    ks.groups,
+    ks.topGroups,
+    ks.perGroup,
     at.experts,
     at.weights,
     at.loads,
@@ -105,6 +126,7 @@ export function heapBlocks(
   k: number,
   s: RowSettings,
 ): number {
+  const ks = kernelSettings(E, k, s);
   for (;;) {
     const lo = Atomics.add(counter, cell, 1) * blockRows;
     if (lo >= tokens) return -1;
@@ -119,7 +141,7 @@ export function heapBlocks(
       Math.min(tokens - lo, blockRows),
       E,
       k,
-      s,
+      ks,
     );
     if (found >= 0) return lo * E + found;
   }
@@ -147,12 +169,14 @@ export const heapRowRouter: RowRouterMaker = (
   if (heap === undefined || !heap.holds(data.buffer)) return undefined;
   const rt = sharedWasmInstance(heap.memory);
   if (rt === undefined) return undefined;
-  const [groups, , perGroup] = groupArgs(E, k, s);
-  const scratchBytes = align16(
-    rt.exports.moelab_route_scratch_bytes(E, k, groups, perGroup),
-  );
   // A multiplicative bias only where there is one.
-  const settings = { ...s, multiply: s.multiply && s.bias !== undefined };
+  const ks = kernelSettings(E, k, {
+    ...s,
+    multiply: s.multiply && s.bias !== undefined,
+  });
+  const scratchBytes = align16(
+    rt.exports.moelab_route_scratch_bytes(E, k, ks.groups, ks.perGroup),
+  );
   const state = new Float64Array(STATE_SIZE).fill(NaN);
   return (from, to) => {
     const rows = to - from;
@@ -191,7 +215,7 @@ export const heapRowRouter: RowRouterMaker = (
         rows,
         E,
         k,
-        settings,
+        ks,
       );
       const now = heap.memory.buffer;
       state.set(new Float64Array(now, stateAt, STATE_SIZE));
@@ -231,8 +255,12 @@ export const wasmRowRouter: RowRouterMaker = (
 ) => {
   const rt = wasmRuntime();
   if (rt === undefined) return undefined;
-  const [groups, , perGroup] = groupArgs(E, k, s);
   const blockRows = Math.max(1, Math.floor(BLOCK_BYTES / (4 * E)));
+  // A multiplicative bias only where there is one.
+  const ks = kernelSettings(E, k, {
+    ...s,
+    multiply: s.multiply && s.bias !== undefined,
+  });
   const at = {
     scores: rt.reserve("route.scores", 4 * blockRows * E),
     experts: rt.reserve("route.experts", 4 * blockRows * k),
@@ -242,15 +270,13 @@ export const wasmRowRouter: RowRouterMaker = (
     state: rt.reserve("route.state", 8 * STATE_SIZE),
     scratch: rt.reserve(
       "route.scratch",
-      rt.exports.moelab_route_scratch_bytes(E, k, groups, perGroup),
+      rt.exports.moelab_route_scratch_bytes(E, k, ks.groups, ks.perGroup),
     ),
   };
-  // The bias as float64 (zeros for none: x + 0 orders as x); a
-  // multiplicative bias only where there is one.
+  // The bias as float64 (zeros for none: x + 0 orders as x).
   const bias = rt.f64(at.bias, E);
   if (s.bias) bias.set(s.bias);
   else bias.fill(0);
-  const settings = { ...s, multiply: s.multiply && s.bias !== undefined };
   rt.f64(at.state, STATE_SIZE).fill(NaN);
   let buffer: ArrayBufferLike | undefined;
   let scoresIn!: Float32Array, expertsOut!: Int32Array;
@@ -269,7 +295,7 @@ export const wasmRowRouter: RowRouterMaker = (
     for (let lo = from; lo < to; lo += blockRows) {
       const rows = Math.min(to - lo, blockRows);
       scoresIn.set(data.subarray(lo * E, (lo + rows) * E));
-      const found = routeRowsAt(rt, at, rows, E, k, settings);
+      const found = routeRowsAt(rt, at, rows, E, k, ks);
       if (found >= 0) {
         bad = lo * E + found;
         break;
