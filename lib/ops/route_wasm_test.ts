@@ -96,6 +96,23 @@ function same(got: Routing, want: Routing, what: string): void {
   }
 }
 
+/** The wasm kernel's routing of `s` under `o`. */
+function onWasm(s: ScoreMatrix, o: RouteOptions): Routing {
+  return routeWasm(routeOp.validate({ scores: s, options: o }));
+}
+
+/** The cpu kernel's routing of `s` under `o`. */
+function onCpu(s: ScoreMatrix, o: RouteOptions): Routing {
+  return routeCpu(routeOp.validate({ scores: s, options: o }));
+}
+
+/** The wasm kernel's routing, the cpu kernel's bit for bit; returned. */
+function sameAsCpu(s: ScoreMatrix, o: RouteOptions, what: string): Routing {
+  const got = onWasm(s, o);
+  same(got, onCpu(s, o), what);
+  return got;
+}
+
 /**
  * Scores from a few values (ties), or uniform; some -Infinity entries and,
  * now and then, whole rows of -Infinity.
@@ -165,42 +182,42 @@ function options(rng: Rng, E: number, k: number): RouteOptions[] {
 }
 
 const wasm = wasmRuntime() !== undefined;
+/** The tests' options: skipped where the engine has no WebAssembly SIMD. */
+const needsWasm = { skip: !wasm && "no WebAssembly SIMD" };
 
-test("the wasm route kernel agrees with its definition and the cpu kernel", {
-  skip: !wasm && "no WebAssembly SIMD",
-}, () => {
-  const rng = new Rng(2026);
-  let compared = 0;
-  for (const [E, k] of SHAPES) {
-    // Tokens across blocks of rows (64 KiB of scores per block).
-    for (const N of [1, 5, 67, Math.ceil(70000 / E) + 3]) {
-      for (const ties of [true, false]) {
-        const s = batch(rng, N, E, ties);
-        // Across blocks: the options with a small k (k = E costs E^2 a row).
-        const all = options(rng, E, k);
-        for (const o of N > 100 ? all.filter((o) => o.k <= 11) : all) {
-          const what = `${N}x${E} ${JSON.stringify({ ...o, bias: !!o.bias })}${
-            ties ? " ties" : ""
-          }`;
-          const got = routeWasm(routeOp.validate({ scores: s, options: o }));
-          const cpu = routeCpu(routeOp.validate({ scores: s, options: o }));
-          same(got, cpu, `${what} vs cpu`);
-          if (N * E <= 3000) {
-            same(got, bruteForce(s, o), `${what} vs brute force`);
+test(
+  "the wasm route kernel agrees with its definition and the cpu kernel",
+  needsWasm,
+  () => {
+    const rng = new Rng(2026);
+    let compared = 0;
+    for (const [E, k] of SHAPES) {
+      // Tokens across blocks of rows (64 KiB of scores per block).
+      for (const N of [1, 5, 67, Math.ceil(70000 / E) + 3]) {
+        for (const ties of [true, false]) {
+          const s = batch(rng, N, E, ties);
+          // Across blocks: the options with a small k (k = E costs E^2 a row).
+          const all = options(rng, E, k);
+          for (const o of N > 100 ? all.filter((o) => o.k <= 11) : all) {
+            const what = `${N}x${E} ${
+              JSON.stringify({ ...o, bias: !!o.bias })
+            }${ties ? " ties" : ""}`;
+            const got = sameAsCpu(s, o, `${what} vs cpu`);
+            if (N * E <= 3000) {
+              same(got, bruteForce(s, o), `${what} vs brute force`);
+            }
+            compared++;
           }
-          compared++;
         }
       }
     }
-  }
-  assert.ok(compared > 500, `${compared} batches`);
-});
+    assert.ok(compared > 500, `${compared} batches`);
+  },
+);
 
 test(
   "the wasm route kernel's float32 pre-filter is exact at float64 near-ties",
-  {
-    skip: !wasm && "no WebAssembly SIMD",
-  },
+  needsWasm,
   () => {
     // Keys s + b within a float32 rounding of one another, biases not
     // representable in float32: a float32 key would tie or swap them.
@@ -220,75 +237,72 @@ test(
     }
     const s = { data, tokens: N, experts: E };
     for (const o of [{ k: 5, bias }, { k: 6, bias, groups: 4, topGroups: 2 }]) {
-      same(
-        routeWasm(routeOp.validate({ scores: s, options: o })),
-        routeCpu(routeOp.validate({ scores: s, options: o })),
-        JSON.stringify({ ...o, bias: true }),
-      );
+      sameAsCpu(s, o, JSON.stringify({ ...o, bias: true }));
     }
   },
 );
 
-test("the wasm and cpu route kernels name the same bad score", {
-  skip: !wasm && "no WebAssembly SIMD",
-}, () => {
-  const rng = new Rng(11);
-  const message = (f: () => unknown) => {
-    try {
-      f();
-    } catch (e) {
-      assert.ok(e instanceof RangeError, String(e));
-      return e.message;
-    }
-    assert.fail("no error");
-  };
-  for (const [E, k] of [[7, 2], [64, 8], [257, 4], [256, 8]]) {
-    const N = Math.ceil(90000 / E);
-    const base = batch(rng, N, E, false);
-    // Early, in the first block, late (after the running threshold
-    // settled), several in one row, a NaN after a +Infinity.
-    for (const at of [[0], [N - 1], [Math.floor(N / 2), Math.floor(N / 2)]]) {
-      for (const bad of [[NaN], [Infinity], [Infinity, NaN], [NaN, Infinity]]) {
-        const data = base.data.slice();
-        const cells: number[] = [];
-        for (let b = 0; b < bad.length; b++) {
-          const i = at[Math.min(b, at.length - 1)];
-          const j = Math.min(E - 1, rng.int(E) + b);
-          data[i * E + j] = bad[b];
-          cells.push(i * E + j);
-        }
-        const s = { data, tokens: N, experts: E };
-        const first = Math.min(
-          ...cells.filter((c) => !(data[c] < Infinity)),
-        );
+test(
+  "the wasm and cpu route kernels name the same bad score",
+  needsWasm,
+  () => {
+    const rng = new Rng(11);
+    const message = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        assert.ok(e instanceof RangeError, String(e));
+        return e.message;
+      }
+      assert.fail("no error");
+    };
+    for (const [E, k] of [[7, 2], [64, 8], [257, 4], [256, 8]]) {
+      const N = Math.ceil(90000 / E);
+      const base = batch(rng, N, E, false);
+      // Early, in the first block, late (after the running threshold
+      // settled), several in one row, a NaN after a +Infinity.
+      for (const at of [[0], [N - 1], [Math.floor(N / 2), Math.floor(N / 2)]]) {
         for (
-          const o of [
-            { k },
-            { k, bias: new Float64Array(E).fill(0.01) },
-            { k, bias: new Float64Array(E).fill(2), biasMode: "multiply" },
-            ...(E % 8 === 0 ? [{ k, groups: 8, topGroups: 3 }] : []),
-          ] as RouteOptions[]
+          const bad of [[NaN], [Infinity], [Infinity, NaN], [NaN, Infinity]]
         ) {
-          const want = message(() =>
-            routeCpu(routeOp.validate({ scores: s, options: o }))
+          const data = base.data.slice();
+          const cells: number[] = [];
+          for (let b = 0; b < bad.length; b++) {
+            const i = at[Math.min(b, at.length - 1)];
+            const j = Math.min(E - 1, rng.int(E) + b);
+            data[i * E + j] = bad[b];
+            cells.push(i * E + j);
+          }
+          const s = { data, tokens: N, experts: E };
+          const first = Math.min(
+            ...cells.filter((c) => !(data[c] < Infinity)),
           );
-          const got = message(() =>
-            routeWasm(routeOp.validate({ scores: s, options: o }))
-          );
-          assert.equal(got, want);
-          const token = Math.floor(first / E), expert = first % E;
-          assert.match(got, new RegExp(`token ${token}, expert ${expert}\\b`));
+          for (
+            const o of [
+              { k },
+              { k, bias: new Float64Array(E).fill(0.01) },
+              { k, bias: new Float64Array(E).fill(2), biasMode: "multiply" },
+              ...(E % 8 === 0 ? [{ k, groups: 8, topGroups: 3 }] : []),
+            ] as RouteOptions[]
+          ) {
+            const want = message(() => onCpu(s, o));
+            const got = message(() => onWasm(s, o));
+            assert.equal(got, want);
+            const token = Math.floor(first / E), expert = first % E;
+            assert.match(
+              got,
+              new RegExp(`token ${token}, expert ${expert}\\b`),
+            );
+          }
         }
       }
     }
-  }
-});
+  },
+);
 
 test(
   "the wasm route kernel keeps DeepSeek-V3's groups as the cpu kernel, near-tied groups included",
-  {
-    skip: !wasm && "no WebAssembly SIMD",
-  },
+  needsWasm,
   () => {
     // 256 experts in 8 groups of 32, 4 kept, k = 8; group pairs (0, 1) and
     // (2, 3) hold the same scores, their biases apart by 1e-12: scores
@@ -324,11 +338,7 @@ test(
           normalize: true,
           scale: 2.5,
         };
-        same(
-          routeWasm(routeOp.validate({ scores: s, options: o })),
-          routeCpu(routeOp.validate({ scores: s, options: o })),
-          `${groupScore} ${b ? "biased" : "unbiased"}`,
-        );
+        sameAsCpu(s, o, `${groupScore} ${b ? "biased" : "unbiased"}`);
       }
     }
   },
@@ -336,9 +346,7 @@ test(
 
 test(
   "the wasm route kernel's float32 group scores never decide a group float32 ranks the wrong way",
-  {
-    skip: !wasm && "no WebAssembly SIMD",
-  },
+  needsWasm,
   () => {
     // Groups 0, 1 and 4 are kept, 5 to 7 dropped; groups 2 and 3 compete
     // for the last place through one expert each (jA, jB). Per row, their
@@ -390,12 +398,7 @@ test(
         topGroups: 4,
         groupScore,
       };
-      const got = routeWasm(routeOp.validate({ scores: s, options: o }));
-      same(
-        got,
-        routeCpu(routeOp.validate({ scores: s, options: o })),
-        groupScore,
-      );
+      const got = sameAsCpu(s, o, groupScore);
       // The definition: group 2 is kept, so expert jA is routed every time.
       assert.equal(got.loads[jA], N, groupScore);
       assert.equal(got.loads[jB], 0, groupScore);
@@ -447,9 +450,7 @@ function v3Rows(rng: Rng, N: number, bias: Float64Array): ScoreMatrix {
 
 test(
   "the wasm route kernel's group-limited rows: ties at the cut, one hot group, a lone key, a bias float32 cannot carry",
-  {
-    skip: !wasm && "no WebAssembly SIMD",
-  },
+  needsWasm,
   () => {
     const rng = new Rng(13);
     const size = 32, N = 2400;
@@ -478,13 +479,8 @@ test(
             groupScore,
             normalize: true,
           };
-          const got = routeWasm(routeOp.validate({ scores: s, options: o }));
           const label = `${what} ${groupScore} k=${k}`;
-          same(
-            got,
-            routeCpu(routeOp.validate({ scores: s, options: o })),
-            label,
-          );
+          const got = sameAsCpu(s, o, label);
           // The definition on the first rows (every kind of row).
           const head = { ...s, tokens: 64, data: s.data.subarray(0, 64 * 256) };
           const want = bruteForce(head, o);
@@ -501,9 +497,7 @@ test(
 
 test(
   "the wasm route kernel names a row's lowest bad score when it lies in a dropped group",
-  {
-    skip: !wasm && "no WebAssembly SIMD",
-  },
+  needsWasm,
   () => {
     const rng = new Rng(17);
     const N = 1500, E = 256, size = 32;
@@ -529,11 +523,11 @@ test(
       const o: RouteOptions = { k: 8, bias, groups: 8, topGroups: 4 };
       const expert = Math.min(...cells.map(([j]) => j));
       assert.throws(
-        () => routeWasm(routeOp.validate({ scores: s, options: o })),
+        () => onWasm(s, o),
         new RegExp(`token ${i}, expert ${expert}\\b`),
       );
       assert.throws(
-        () => routeCpu(routeOp.validate({ scores: s, options: o })),
+        () => onCpu(s, o),
         new RegExp(`token ${i}, expert ${expert}\\b`),
       );
     }
@@ -542,9 +536,7 @@ test(
 
 test(
   "the wasm route kernel's float32 keys never drop a kept group's candidate at the threshold",
-  {
-    skip: !wasm && "no WebAssembly SIMD",
-  },
+  needsWasm,
   () => {
     // Four hot groups (kept every time), their 128 keys within 2e-6 of one
     // another, the biases near 1 (float32 rounds them by up to 6e-8): the
@@ -575,20 +567,14 @@ test(
         topGroups: 4,
         groupScore,
       };
-      same(
-        routeWasm(routeOp.validate({ scores: s, options: o })),
-        routeCpu(routeOp.validate({ scores: s, options: o })),
-        groupScore,
-      );
+      sameAsCpu(s, o, groupScore);
     }
   },
 );
 
 test(
   "the wasm route kernel reads scores in the shared heap in place: the cpu kernel's answers, bad scores named alike, its regions freed",
-  {
-    skip: !wasm && "no WebAssembly SIMD",
-  },
+  needsWasm,
   () => {
     const heap = sharedWasmHeap();
     assert.ok(heap, "Deno and Bun have shared WebAssembly memory");
@@ -624,8 +610,8 @@ test(
       for (const o of options(rng, E, k).filter((o) => o.k <= 11)) {
         const what = `${N}x${E} ${JSON.stringify({ ...o, bias: !!o.bias })}`;
         same(
-          routeWasm(routeOp.validate({ scores: s, options: o })),
-          routeCpu(routeOp.validate({ scores: plain, options: o })),
+          onWasm(s, o),
+          onCpu(plain, o),
           `${what} in place vs cpu`,
         );
         compared++;
@@ -645,12 +631,10 @@ test(
           }
           return "no error";
         };
-        const want = message(() =>
-          routeCpu(routeOp.validate({ scores: s, options: o }))
-        );
+        const want = message(() => onCpu(s, o));
         assert.match(want, new RegExp(`token ${N - 2}, expert 1 `));
         assert.equal(
-          message(() => routeWasm(routeOp.validate({ scores: s, options: o }))),
+          message(() => onWasm(s, o)),
           want,
         );
         assert.equal(heap.used(), used, "freed after a bad score too");
