@@ -39,6 +39,11 @@
 typedef unsigned int u32;
 typedef unsigned long long u64;
 typedef __UINTPTR_TYPE__ uptr;
+// A half-word of a bit array held as 64-bit words (16 entries' bits, the
+// words little-endian): may_alias, so the compiler keeps the order of its
+// writes against the words' reads (clang's -O3 assumes strict aliasing,
+// under which a u64 read may be moved above an unsigned short write).
+typedef unsigned short __attribute__((may_alias)) half;
 
 #define INF __builtin_inf()
 
@@ -90,7 +95,6 @@ typedef struct {
   int *candI;
   double *candV;
   int *candG;
-  int *groupOf;
   int *nearI;
   double *nearV;
   int *keptI;
@@ -126,7 +130,6 @@ static u32 layout(Scratch *s, uptr base, int E, int k, int G, int P) {
   TAKE(candI, int, e);
   TAKE(candV, double, e);
   TAKE(candG, int, e);
-  TAKE(groupOf, int, e);
   TAKE(nearI, int, e);
   TAKE(nearV, double, e);
   TAKE(keptI, int, e);
@@ -360,11 +363,6 @@ static int rank16(double *V, const int *I, int n, int k, Scratch *s) {
   return take_ranked(n, k, sum, s);
 }
 
-// The top k of n >= k finite keys (indices ascending) into topV/topI.
-static void select_top(double *V, const int *I, int n, int k, Scratch *s) {
-  if (n > RANKED || !rank16(V, I, n, k, s)) rank_top(V, I, n, k, s);
-}
-
 // The reference's full scan of one ungrouped row (lib/ops/_route_rows.ts
 // scanRow). Returns -1, or the row's lowest bad index.
 static int scan_row(const float *row, int E, int k, const double *bias,
@@ -489,6 +487,16 @@ static int rank32(double *V, const int *I, int n, int k, Scratch *s) {
   return take_ranked(n, k, sum, s);
 }
 
+// The top k of n >= k finite keys (indices ascending) into topV/topI:
+// ranked by rank16 or rank32 where no tie sits among them, else by
+// rank_top (V holds E + RANKED entries).
+static void select_top(double *V, const int *I, int n, int k, Scratch *s) {
+  int done = n <= RANKED       ? rank16(V, I, n, k, s)
+             : n <= 2 * RANKED ? rank32(V, I, n, k, s)
+                               : 0;
+  if (!done) rank_top(V, I, n, k, s);
+}
+
 static int ungrouped_rows(const float *scores, int rows, int E, int k,
                           const double *bias, int multiply, int normalize,
                           double scale, int *outE, float *outW, int *loads,
@@ -517,11 +525,7 @@ static int ungrouped_rows(const float *scores, int rows, int E, int k,
         }
       }
     }
-    if (n >= k && n > RANKED && n <= 2 * RANKED) {
-      if (!rank32(s->candV, s->candI, n, k, s)) {
-        rank_top(s->candV, s->candI, n, k, s);
-      }
-    } else if (n >= k) select_top(s->candV, s->candI, n, k, s);
+    if (n >= k) select_top(s->candV, s->candI, n, k, s);
     else {
       int bad = scan_row(row, E, k, bias, multiply, topV, topI);
       if (bad >= 0) return i * E + bad;
@@ -879,7 +883,7 @@ static float key_threshold(double g, double errB) {
 // of pass64) against nearT into nearBits from the group's first entry.
 static inline __attribute__((always_inline)) void
 group_tops_f32(const float *x, const float *b, int size, int fused,
-               v128_t nearT, unsigned short *nearBits, v128_t *m1,
+               v128_t nearT, half *nearBits, v128_t *m1,
                v128_t *m2, v128_t *sum) {
   v128_t none = wasm_f32x4_splat(-__builtin_inff());
   v128_t t1 = none, t2 = none, acc = *sum;
@@ -959,7 +963,7 @@ kept_groups_f32(const float *row, const float *biasF, float eB, int G,
                 int size, int P, int topGroups, Scratch *s, int fused,
                 float nearF, u64 *keep, float *keptLow) {
   v128_t nearT = wasm_f32x4_splat(nearF);
-  unsigned short *nearBits = (unsigned short *)s->nearBits;
+  half *nearBits = (half *)s->nearBits;
   v128_t none = wasm_f32x4_splat(-__builtin_inff());
   // Sums of the keys, lane by lane: below +Infinity in every lane only
   // where the row holds no NaN and no +Infinity (either makes its sum NaN
@@ -1107,7 +1111,7 @@ static int unpack_masked(const u64 *bits, const u64 *mask, int E, int *cand) {
 // a = x + (float)b (t from key_threshold), 16 a half-word, zeros for the
 // dropped groups (size a multiple of 16).
 static void kept_bits_f32(const float *row, const float *biasF, float t,
-                          int G, int size, u64 keep, unsigned short *bits) {
+                          int G, int size, u64 keep, half *bits) {
   v128_t T = wasm_f32x4_splat(t);
   for (int q = 0; q < G; q++) {
     int from = q * size, to = from + size;
@@ -1138,9 +1142,9 @@ static int keys_at(const float *row, const double *bias, const u64 *bits,
 
 // Zeros the dropped groups' half-words of bits (size a multiple of 16),
 // without a branch on which groups are kept.
-static void drop_groups(unsigned short *bits, u64 keep, int G, int size) {
+static void drop_groups(half *bits, u64 keep, int G, int size) {
   for (int q = 0; q < G; q++) {
-    unsigned short m = (unsigned short)-(int)(keep >> q & 1);
+    half m = (half)-(int)(keep >> q & 1);
     for (int j = q * size; j < (q + 1) * size; j += 16) bits[j >> 4] &= m;
   }
 }
@@ -1179,8 +1183,8 @@ grouped_rows2_of(const float *scores, int rows, int E, int k,
   float eB = errTerm(errB, P);
   // Half-words past the row's last (up to a whole word) stay zero.
   for (int j = E; j < ((E + 63) & ~63); j += 16) {
-    ((unsigned short *)s->nearBits)[j >> 4] = 0;
-    ((unsigned short *)s->lowBits)[j >> 4] = 0;
+    ((half *)s->nearBits)[j >> 4] = 0;
+    ((half *)s->lowBits)[j >> 4] = 0;
   }
   // The thresholds, refreshed from the running state once per
   // REFRESH_ROWS rows (at the call's first row) while they allow the fused
@@ -1237,7 +1241,7 @@ grouped_rows2_of(const float *scores, int rows, int E, int k,
       if (fused) {
         // The near bits of the kept groups; the low ones where fewer than
         // k of those reach near.
-        drop_groups((unsigned short *)s->nearBits, keep, G, size);
+        drop_groups((half *)s->nearBits, keep, G, size);
         n = keys_at(row, bias, s->nearBits, E, near, s);
         if (n < k) {
           // The low threshold; where the kept groups' top keys number k
@@ -1255,7 +1259,7 @@ grouped_rows2_of(const float *scores, int rows, int E, int k,
             }
           }
           kept_bits_f32(row, s->biasF, t, G, size, keep,
-                        (unsigned short *)s->lowBits);
+                        (half *)s->lowBits);
           n = keys_at(row, bias, s->lowBits, E, g, s);
         }
       } else {
@@ -1348,10 +1352,6 @@ moelab_route_rows(const float *scores, int rows, int E, int k,
   Scratch s;
   layout(&s, (uptr)scratch, E, k, groups, perGroup);
   if (groups > 1 && topGroups < groups && perGroup <= 2 && !multiply) {
-    int size = E / groups;
-    for (int j = 0, q = 0; q < groups; q++) {
-      for (int r = 0; r < size; r++) s.groupOf[j++] = q;
-    }
     return grouped_rows2(scores, rows, E, k, bias, normalize, scale, groups,
                          topGroups, perGroup, outE, outW, loads, st, &s);
   }
