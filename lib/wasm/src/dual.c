@@ -148,18 +148,34 @@ static float round_down_f32(double t) {
 
 // The experts j of a row with `s[j] >= thr[j] + add` in float32, listed
 // in ascending order into `idx` (room for `E + 4`); returns how many.
+// Sixteen compares make a bit mask, unpacked four set bits a step: the
+// indices in order, and up to three past the count (overwritten by the
+// next ones, or left past the end of the list).
 static int list_f32(const float *s, int E, const float *thr, float add,
                     int *idx) {
   int c = 0, j = 0;
-  v128_t a = wasm_f32x4_splat(add), lanes = wasm_i32x4_make(0, 1, 2, 3);
-  for (; j + 4 <= E; j += 4) {
-    v128_t t = wasm_f32x4_add(wasm_v128_load(thr + j), a);
-    unsigned m = (unsigned)wasm_i32x4_bitmask(
-        wasm_f32x4_ge(wasm_v128_load(s + j), t));
-    v128_t at = wasm_i32x4_add(lanes, wasm_i32x4_splat(j));
-    wasm_v128_store(idx + c,
-                    wasm_i8x16_swizzle(at, wasm_v128_load(COMPRESS[m])));
-    c += __builtin_popcount(m);
+  v128_t a = wasm_f32x4_splat(add);
+  for (; j + 16 <= E; j += 16) {
+#define GE4(o)                                                                 \
+  wasm_f32x4_ge(wasm_v128_load(s + j + (o)),                                   \
+                wasm_f32x4_add(wasm_v128_load(thr + j + (o)), a))
+    unsigned m = (unsigned)wasm_i8x16_bitmask(
+        wasm_i8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(GE4(0), GE4(4)),
+                                wasm_i16x8_narrow_i32x4(GE4(8), GE4(12))));
+#undef GE4
+    int n = __builtin_popcount(m);
+    // m | 1 << 16: a defined ctz once m is spent.
+    for (int r = 0; r < n; r += 4) {
+      idx[c + r] = j + __builtin_ctz(m | 1u << 16);
+      m &= m - 1;
+      idx[c + r + 1] = j + __builtin_ctz(m | 1u << 16);
+      m &= m - 1;
+      idx[c + r + 2] = j + __builtin_ctz(m | 1u << 16);
+      m &= m - 1;
+      idx[c + r + 3] = j + __builtin_ctz(m | 1u << 16);
+      m &= m - 1;
+    }
+    c += n;
   }
   for (; j < E; j++) {
     idx[c] = j;
@@ -218,6 +234,34 @@ static double lane_top(const float *row, const double *q, const int *idx,
   }
   return NAN_RESULT;
 }
+
+// The rank-th largest of the values `s[j] - q[j]` at or above `g` over
+// the `c` experts `list` (ascending, no NaN), or NaN when fewer than
+// `rank` are: lane_top, and where it answers a zero (+0 or -0 by which
+// tie came first) or the rank is beyond its lanes, the float64 kernel's
+// insertion over the list.
+static double list_rank(const float *row, const double *q, const int *list,
+                        int c, int rank, double g, double *top) {
+  double v = rank <= MAX_LANE_RANK ? lane_top(row, q, list, c, rank, g)
+                                   : NAN_RESULT;
+  if (v == 0 || (v != v && rank > MAX_LANE_RANK)) {
+    int n = 0;
+    for (int r = 0; r < c; r++) {
+      int j = list[r];
+      double x = (double)row[j] - q[j];
+      if (!(x >= g)) continue;
+      if (n < rank) insert_value(top, n++, x);
+      else if (x > top[rank - 1]) insert_value(top, rank - 1, x);
+    }
+    v = n >= rank ? top[rank - 1] : NAN_RESULT;
+  }
+  return v;
+}
+
+// Where fewer than rank values of a row reach the token prices' guess,
+// the float64 listing this many deviations below it comes before the
+// whole row.
+#define LOW_DEVIATIONS 8
 
 // Prices beyond this magnitude (and NaN) take the float64 listing alone,
 // so that the float32 thresholds below neither overflow nor lose the
@@ -344,20 +388,15 @@ moelab_dual_rows(const float *s, int rows, int E, int rank, const double *q,
         } else {
           c = list_f32(row, E, thr_q, 0, idx);
         }
-        v = rank <= MAX_LANE_RANK ? lane_top(row, q, list, c, rank, g)
-                                  : NAN_RESULT;
-        // A zero may be +0 or -0 by which tie came first; and a rank
-        // beyond the lanes' list: the float64 kernel's insertion.
-        if (v == 0 || v != v) {
-          int n = 0;
-          for (int r = 0; r < c; r++) {
-            int j = list[r];
-            double x = (double)row[j] - q[j];
-            if (!(x >= g)) continue;
-            if (n < rank) insert_value(top, n++, x);
-            else if (x > top[rank - 1]) insert_value(top, rank - 1, x);
-          }
-          v = n >= rank ? top[rank - 1] : full_row(row, E, q, rank, top);
+        v = list_rank(row, q, list, c, rank, g, top);
+        if (v != v) {
+          // Fewer than rank values reach the guess: the float64 listing
+          // LOW_DEVIATIONS deviations lower, else the whole row.
+          double low = g - LOW_DEVIATIONS * stats[STAT_DEVIATION];
+          int n = low > -INF ? list_at_least(row, E, q, 0, 0, low, tok) : 0;
+          v = n >= rank ? list_rank(row, q, tok, n, rank, low, top)
+                        : NAN_RESULT;
+          if (v != v) v = full_row(row, E, q, rank, top);
         }
         track_row_value(stats, v);
       } else {
