@@ -12,6 +12,8 @@
 // each, then moelab_dual_columns once per round.
 #include <wasm_simd128.h>
 
+#include "bits.h"
+
 #define INF __builtin_inf()
 
 // The running guess of a row's rank-th largest (lib/select/top.ts
@@ -148,9 +150,7 @@ static float round_down_f32(double t) {
 
 // The experts j of a row with `s[j] >= thr[j] + add` in float32, listed
 // in ascending order into `idx` (room for `E + 4`); returns how many.
-// Sixteen compares make a bit mask, unpacked four set bits a step: the
-// indices in order, and up to three past the count (overwritten by the
-// next ones, or left past the end of the list).
+// Sixteen compares make a bit mask, unpacked by unpack4 (bits.h).
 static int list_f32(const float *s, int E, const float *thr, float add,
                     int *idx) {
   int c = 0, j = 0;
@@ -163,19 +163,7 @@ static int list_f32(const float *s, int E, const float *thr, float add,
         wasm_i8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(GE4(0), GE4(4)),
                                 wasm_i16x8_narrow_i32x4(GE4(8), GE4(12))));
 #undef GE4
-    int n = __builtin_popcount(m);
-    // m | 1 << 16: a defined ctz once m is spent.
-    for (int r = 0; r < n; r += 4) {
-      idx[c + r] = j + __builtin_ctz(m | 1u << 16);
-      m &= m - 1;
-      idx[c + r + 1] = j + __builtin_ctz(m | 1u << 16);
-      m &= m - 1;
-      idx[c + r + 2] = j + __builtin_ctz(m | 1u << 16);
-      m &= m - 1;
-      idx[c + r + 3] = j + __builtin_ctz(m | 1u << 16);
-      m &= m - 1;
-    }
-    c += n;
+    c = unpack4(m, j, idx, c);
   }
   for (; j < E; j++) {
     idx[c] = j;

@@ -36,6 +36,8 @@
 // float64) and a scratch region of `moelab_route_scratch_bytes` bytes.
 #include <wasm_simd128.h>
 
+#include "bits.h"
+
 typedef unsigned int u32;
 typedef unsigned long long u64;
 typedef __UINTPTR_TYPE__ uptr;
@@ -436,26 +438,6 @@ static int exact(const float *row, const double *bias, const int *cand,
     m += v >= g;
   }
   return m;
-}
-
-// `unpack` four entries at a time, without a branch per set bit (one per
-// four): the bits' indices are written in order, and up to three entries
-// past the count (garbage, overwritten by the next ones): `cand` must hold
-// 3 more than the candidates (the scratch arrays hold E + RANKED).
-static int unpack4(u64 w, int j, int *cand, int c) {
-  int m = __builtin_popcountll(w);
-  for (int r = 0; r < m; r += 4) {
-    // w | 1 << 63: a defined ctz once w is spent.
-    cand[c + r] = j + __builtin_ctzll(w | 1ull << 63);
-    w &= w - 1;
-    cand[c + r + 1] = j + __builtin_ctzll(w | 1ull << 63);
-    w &= w - 1;
-    cand[c + r + 2] = j + __builtin_ctzll(w | 1ull << 63);
-    w &= w - 1;
-    cand[c + r + 3] = j + __builtin_ctzll(w | 1ull << 63);
-    w &= w - 1;
-  }
-  return c + m;
 }
 
 // `filter` unpacked by unpack4 (cand holds E + RANKED entries).
