@@ -4,13 +4,16 @@
 #define MOELAB_BITS_H
 
 // Appends the indices `j + b` of the set bits b of `w`, ascending, to
-// cand[c...], four at a time, without a branch per set bit (one per
-// four): up to three entries past the count are written too (garbage,
-// overwritten by the next ones or left past the list's end), so `cand`
-// must hold 3 more than the entries. Returns c plus the count.
+// cand[c...], four at a time, without a branch per set bit: the first
+// four always (the usual case of a few set bits takes no branch on their
+// count), four more while any are left. Up to four entries past the count
+// are written too (garbage, overwritten by the next ones or left past the
+// list's end), so `cand` must hold 4 more than the entries. Returns c plus
+// the count.
 static inline int unpack4(unsigned long long w, int j, int *cand, int c) {
   int m = __builtin_popcountll(w);
-  for (int r = 0; r < m; r += 4) {
+  int r = 0;
+  do {
     // w | 1 << 63: a defined ctz once w is spent.
     cand[c + r] = j + __builtin_ctzll(w | 1ull << 63);
     w &= w - 1;
@@ -20,7 +23,8 @@ static inline int unpack4(unsigned long long w, int j, int *cand, int c) {
     w &= w - 1;
     cand[c + r + 3] = j + __builtin_ctzll(w | 1ull << 63);
     w &= w - 1;
-  }
+    r += 4;
+  } while (r < m);
   return c + m;
 }
 
