@@ -9,6 +9,7 @@
 // runs on that memory, reads the rows where they are and writes the
 // experts and weights into regions of the same memory.
 import {
+  type SharedWasmHeap,
   sharedWasmHeap,
   type SharedWasmInstance,
   sharedWasmInstance,
@@ -53,7 +54,7 @@ export interface HeapJob {
 }
 
 /** The kernel's numeric settings, resolved once per batch. */
-interface KernelSettings {
+export interface KernelSettings {
   multiply: number;
   normalize: number;
   scale: number;
@@ -62,8 +63,20 @@ interface KernelSettings {
   perGroup: number;
 }
 
+/**
+ * `s` with a multiplicative bias only where there is a bias (the kernel
+ * multiplies by the bias it is handed, zeros for none).
+ */
+export function biasedSettings(s: RowSettings): RowSettings {
+  return { ...s, multiply: s.multiply && s.bias !== undefined };
+}
+
 /** {@linkcode KernelSettings} of `s` (`s.multiply` taken as it is). */
-function kernelSettings(E: number, k: number, s: RowSettings): KernelSettings {
+export function kernelSettings(
+  E: number,
+  k: number,
+  s: RowSettings,
+): KernelSettings {
   const [groups, topGroups, perGroup] = groupArgs(E, k, s);
   return {
     multiply: s.multiply ? 1 : 0,
@@ -169,67 +182,115 @@ export const heapRowRouter: RowRouterMaker = (
   if (heap === undefined || !heap.holds(data.buffer)) return undefined;
   const rt = sharedWasmInstance(heap.memory);
   if (rt === undefined) return undefined;
-  // A multiplicative bias only where there is one.
-  const ks = kernelSettings(E, k, {
-    ...s,
-    multiply: s.multiply && s.bias !== undefined,
-  });
-  const scratchBytes = align16(
-    rt.exports.moelab_route_scratch_bytes(E, k, ks.groups, ks.perGroup),
-  );
+  const ks = kernelSettings(E, k, biasedSettings(s));
   const state = new Float64Array(STATE_SIZE).fill(NaN);
   return (from, to) => {
     const rows = to - from;
-    const outBytes = align16(4 * rows * k);
-    const base = heap.alloc(
-      2 * outBytes + align16(8 * E) + align16(4 * E) + 8 * STATE_SIZE +
-        scratchBytes,
+    const region = heapJobs(
+      heap,
+      rt,
+      data.byteOffset + 4 * from * E,
+      rows,
+      E,
+      k,
+      ks,
+      s.bias,
+      1,
     );
-    if (base === undefined) {
+    if (region === undefined) {
       throw new RangeError(
         `the shared WebAssembly heap cannot hold the routing of ${rows} rows`,
       );
     }
     try {
-      const experts = base, weights = experts + outBytes;
-      const bias = weights + outBytes, loadsAt = bias + align16(8 * E);
-      const stateAt = loadsAt + align16(4 * E);
-      const scratch = stateAt + 8 * STATE_SIZE;
-      const memory = heap.memory.buffer;
-      const biasView = new Float64Array(memory, bias, E);
-      if (s.bias) biasView.set(s.bias);
-      else biasView.fill(0); // x + 0 orders as x
-      new Int32Array(memory, loadsAt, E).fill(0);
-      new Float64Array(memory, stateAt, STATE_SIZE).set(state);
-      const found = routeRowsAt(
-        rt,
-        {
-          scores: data.byteOffset + 4 * from * E,
-          experts,
-          weights,
-          bias,
-          loads: loadsAt,
-          state: stateAt,
-          scratch,
-        },
-        rows,
-        E,
-        k,
-        ks,
-      );
-      const now = heap.memory.buffer;
-      state.set(new Float64Array(now, stateAt, STATE_SIZE));
+      const [job] = region.jobs;
+      new Float64Array(heap.memory.buffer, job.state, STATE_SIZE).set(state);
+      const found = routeRowsAt(rt, job, rows, E, k, ks);
+      state.set(new Float64Array(heap.memory.buffer, job.state, STATE_SIZE));
       if (found >= 0) return from * E + found;
-      outE.set(new Int32Array(now, experts, rows * k), from * k);
-      outW.set(new Float32Array(now, weights, rows * k), from * k);
-      const counts = new Int32Array(now, loadsAt, E);
-      for (let j = 0; j < E; j++) loads[j] += counts[j];
+      copyOutOfHeap(heap, region.jobs, rows, E, k, outE, outW, from, loads);
       return -1;
     } finally {
-      heap.free(base);
+      heap.free(region.base);
     }
   };
 };
+
+/**
+ * One region of the shared heap for routing `rows` rows in place on `t`
+ * threads, allocated and laid out: the experts and weights out, the bias
+ * (zeros for none: x + 0 orders as x), and for each thread its job's
+ * loads (zeroed), running state (NaN-filled) and kernel scratch; every
+ * job reads the scores from `scores` (a byte address in the heap). The
+ * caller frees `base`. `undefined` where the heap cannot hold it.
+ */
+export function heapJobs(
+  heap: SharedWasmHeap,
+  rt: SharedWasmInstance,
+  scores: number,
+  rows: number,
+  E: number,
+  k: number,
+  ks: KernelSettings,
+  bias: Float64Array | undefined,
+  t: number,
+): { base: number; jobs: HeapJob[] } | undefined {
+  const scratchBytes = align16(
+    rt.exports.moelab_route_scratch_bytes(E, k, ks.groups, ks.perGroup),
+  );
+  const outBytes = align16(4 * rows * k), biasBytes = align16(8 * E);
+  const loadsBytes = align16(4 * E);
+  const threadBytes = loadsBytes + 8 * STATE_SIZE + scratchBytes;
+  const base = heap.alloc(2 * outBytes + biasBytes + t * threadBytes);
+  if (base === undefined) return undefined;
+  const memory = heap.memory.buffer;
+  const experts = base, weights = base + outBytes;
+  const biasAt = weights + outBytes;
+  const biasView = new Float64Array(memory, biasAt, E);
+  if (bias) biasView.set(bias);
+  else biasView.fill(0);
+  const jobs = Array.from({ length: t }, (_, w): HeapJob => {
+    const loads = biasAt + biasBytes + w * threadBytes;
+    const state = loads + loadsBytes;
+    new Int32Array(memory, loads, E).fill(0);
+    new Float64Array(memory, state, STATE_SIZE).fill(NaN);
+    return {
+      scores,
+      experts,
+      weights,
+      bias: biasAt,
+      loads,
+      state,
+      scratch: state + 8 * STATE_SIZE,
+    };
+  });
+  return { base, jobs };
+}
+
+/**
+ * Copies the experts and weights of `rows` rows routed in the heap by
+ * `jobs` ({@linkcode heapJobs}) into `outE`, `outW` from row `from`, and
+ * adds every job's loads to `loads`.
+ */
+export function copyOutOfHeap(
+  heap: SharedWasmHeap,
+  jobs: HeapJob[],
+  rows: number,
+  E: number,
+  k: number,
+  outE: Int32Array,
+  outW: Float32Array,
+  from: number,
+  loads: Int32Array,
+): void {
+  const memory = heap.memory.buffer;
+  outE.set(new Int32Array(memory, jobs[0].experts, rows * k), from * k);
+  outW.set(new Float32Array(memory, jobs[0].weights, rows * k), from * k);
+  for (const job of jobs) {
+    const counts = new Int32Array(memory, job.loads, E);
+    for (let j = 0; j < E; j++) loads[j] += counts[j];
+  }
+}
 
 function align16(n: number): number {
   return Math.ceil(n / 16) * 16;
@@ -257,10 +318,7 @@ export const wasmRowRouter: RowRouterMaker = (
   if (rt === undefined) return undefined;
   const blockRows = Math.max(1, Math.floor(BLOCK_BYTES / (4 * E)));
   // A multiplicative bias only where there is one.
-  const ks = kernelSettings(E, k, {
-    ...s,
-    multiply: s.multiply && s.bias !== undefined,
-  });
+  const ks = kernelSettings(E, k, biasedSettings(s));
   const at = {
     scores: rt.reserve("route.scores", 4 * blockRows * E),
     experts: rt.reserve("route.experts", 4 * blockRows * k),

@@ -38,10 +38,11 @@ import {
   type WorkerInit,
 } from "./_route_worker.ts";
 import {
-  groupArgs,
+  biasedSettings,
+  copyOutOfHeap,
   heapBlocks,
-  type HeapJob,
-  STATE_SIZE,
+  heapJobs,
+  kernelSettings,
 } from "./_route_wasm_rows.ts";
 import {
   SHARED_STACK_BYTES,
@@ -255,45 +256,24 @@ function routeInHeap(
     if (stack === undefined) return undefined;
     heapStacks.push(stack + SHARED_STACK_BYTES);
   }
-  const [groups, topGroups, perGroup] = groupArgs(E, k, settings);
-  const scratchBytes = align16(
-    rt.exports.moelab_route_scratch_bytes(E, k, groups, perGroup),
+  const s = biasedSettings(settings);
+  const ks = kernelSettings(E, k, s);
+  const region = heapJobs(
+    heap,
+    rt,
+    scores.data.byteOffset,
+    N,
+    E,
+    k,
+    ks,
+    settings.bias,
+    t,
   );
-  const outBytes = align16(4 * N * k);
-  const loadsBytes = align16(4 * E);
-  const threadBytes = loadsBytes + 8 * STATE_SIZE + scratchBytes;
-  const base = heap.alloc(2 * outBytes + 8 * E + t * threadBytes);
-  if (base === undefined) return undefined;
+  if (region === undefined) return undefined;
+  const { base, jobs } = region;
   let answered = true;
   try {
     startWorkers(t);
-    const memory = heap.memory.buffer;
-    const experts = base, weights = experts + outBytes;
-    const bias = weights + outBytes;
-    const biasView = new Float64Array(memory, bias, E);
-    if (settings.bias) biasView.set(settings.bias);
-    else biasView.fill(0); // x + 0 orders as x
-    const jobOf = (w: number): HeapJob => {
-      const loads = align16(bias + 8 * E) + w * threadBytes;
-      return {
-        scores: scores.data.byteOffset,
-        experts,
-        weights,
-        bias,
-        loads,
-        state: loads + loadsBytes,
-        scratch: loads + loadsBytes + 8 * STATE_SIZE,
-      };
-    };
-    const jobs = Array.from({ length: t }, (_, w) => jobOf(w));
-    for (const job of jobs) {
-      new Int32Array(memory, job.loads, E).fill(0);
-      new Float64Array(memory, job.state, STATE_SIZE).fill(NaN);
-    }
-    const s = {
-      ...settings,
-      multiply: settings.multiply && settings.bias !== undefined,
-    };
     Atomics.store(control, COUNTER, 0);
     for (let w = 1; w < t; w++) {
       const at = w * SLOT;
@@ -318,12 +298,12 @@ function routeInHeap(
       control[at + F.to] = N;
       control[at + F.experts] = E;
       control[at + F.k] = k;
-      control[at + F.multiply] = s.multiply ? 1 : 0;
-      control[at + F.normalize] = s.normalize ? 1 : 0;
-      control[at + F.groups] = groups;
-      control[at + F.topGroups] = topGroups;
-      control[at + F.perGroup] = perGroup;
-      scales[w] = s.scale;
+      control[at + F.multiply] = ks.multiply;
+      control[at + F.normalize] = ks.normalize;
+      control[at + F.groups] = ks.groups;
+      control[at + F.topGroups] = ks.topGroups;
+      control[at + F.perGroup] = ks.perGroup;
+      scales[w] = ks.scale;
       Atomics.store(control, at, POSTED);
       Atomics.notify(control, at);
     }
@@ -335,14 +315,8 @@ function routeInHeap(
     bad = collect(t, bad, () => {});
     answered = true;
     if (bad >= 0) throw badScore("scores", scores, bad);
-    const now = heap.memory.buffer;
-    out.experts.set(new Int32Array(now, experts, N * k));
-    out.weights.set(new Float32Array(now, weights, N * k));
     out.loads.fill(0);
-    for (const job of jobs) {
-      const loads = new Int32Array(now, job.loads, E);
-      for (let j = 0; j < E; j++) out.loads[j] += loads[j];
-    }
+    copyOutOfHeap(heap, jobs, N, E, k, out.experts, out.weights, 0, out.loads);
     return out;
   } finally {
     if (answered) heap.free(base);
@@ -364,10 +338,6 @@ function touchPages(...arrays: (Int32Array | Float32Array)[]): void {
 
 /** The key under which a worker's port records that it holds the heap. */
 const HEAP_KEY = -1;
-
-function align16(n: number): number {
-  return Math.ceil(n / 16) * 16;
-}
 
 const WORKER_URL = new URL("./_route_worker.ts", import.meta.url);
 const WAIT_FOR_START = canWaitForStart(WORKER_URL);
