@@ -17,6 +17,7 @@ import { sinkhornOp, type SinkhornResult } from "../lib/ops/sinkhorn.ts";
 import { expertChoiceOp } from "../lib/ops/expert_choice.ts";
 import { capacityDropOp } from "../lib/ops/capacity_drop.ts";
 import { batchMetricsOp } from "../lib/ops/batch_metrics.ts";
+import { type RowSelection, rowSelectOp } from "../lib/ops/row_select.ts";
 import { METRIC } from "../lib/metrics/batch_metrics.ts";
 import { selectedScoreSum } from "../lib/metrics/load_metrics.ts";
 import { capacityOf } from "../lib/select/capacity.ts";
@@ -735,6 +736,56 @@ const METRICS = {
   Float64Array
 >;
 
+/**
+ * The exact solver's row selection: continuous scores, ties (quantised
+ * scores and prices), masks, rows taken whole (k = E, and alternating
+ * spreads that leave the running guess far below every row of the other
+ * kind, which also grows the lists past their first size), sizes off the
+ * vector width, prices from zero to beyond the scores.
+ */
+const ROW_SELECT = {
+  cases() {
+    const out = [];
+    let seed = 200;
+    for (
+      const [N, E, k, levels, kind] of [
+        [500, 64, 6, 0, "plain"],
+        [300, 256, 8, 0, "plain"],
+        [400, 37, 3, 8, "ties"],
+        [200, 8, 8, 0, "plain"], // k = E: no list, free -Infinity
+        [257, 19, 1, 4, "ties"],
+        [300, 256, 2, 0, "alternate"],
+        [1, 5, 2, 0, "plain"],
+        [129, 16, 15, 0, "plain"],
+      ] as const
+    ) {
+      const s = seed++;
+      out.push({
+        label: `${N}x${E} k=${k} ${kind}`,
+        make() {
+          const m = scores(s, N, E, levels);
+          if (kind === "alternate") {
+            // Every other row a hundredth of the spread.
+            for (let i = 1; i < N; i += 2) {
+              for (let j = i * E; j < (i + 1) * E; j++) m.data[j] *= 0.01;
+            }
+          }
+          const prices = kind === "ties"
+            ? dyadic(s, E, 4, 16)
+            : dyadic(s, E, 64, 256, -0.05);
+          return rowSelectOp.validate({ scores: m, k, prices });
+        },
+      });
+    }
+    return out;
+  },
+  compare(got: RowSelection, want: RowSelection, _run, _backend, what) {
+    // Bit for bit on every backend that has the op (the CPU ones): the
+    // same tops, values, floors and lists in the same order.
+    assert.deepEqual(got, want, what);
+  },
+} satisfies Conformance<ReturnType<typeof rowSelectOp.validate>, RowSelection>;
+
 /** The conformance of every op, by op name. */
 // deno-lint-ignore no-explicit-any
 export const CONFORMANCE: Record<string, Conformance<any, any>> = {
@@ -746,6 +797,7 @@ export const CONFORMANCE: Record<string, Conformance<any, any>> = {
   expertChoice: EXPERT_CHOICE,
   capacityDrop: CAPACITY,
   batchMetrics: METRICS,
+  rowSelect: ROW_SELECT,
   // The training ops (matmul, attention, ...): _train_kernel_cases.ts.
   ...TRAIN_CONFORMANCE,
 };

@@ -36,6 +36,7 @@ import { routeAsync } from "../lib/route/route_backend.ts";
 import { bipPrices } from "../lib/route/bip.ts";
 import { sinkhornScaling } from "../lib/route/sinkhorn.ts";
 import { createBalancer } from "../lib/route/registry.ts";
+import { solveBalancedAssignmentSync } from "../lib/solve/solve_balanced_assignment_sync.ts";
 import { runSimulation } from "../lib/sim/run.ts";
 import { runSimulationOn } from "../lib/sim/run_backend.ts";
 import type { ScoreMatrix } from "../lib/types.ts";
@@ -115,6 +116,9 @@ const REACH: Record<string, () => Promise<void> | void> = {
   "bipRound/wasm": () => void bipPrices(tiny(), { k: 2 }),
   "quantileStep/wasm": () => balance("quantile", "wasm"),
   "sinkhorn/cpu": () => balance("sinkhorn"),
+  "rowSelect/cpu": () =>
+    void solveBalancedAssignmentSync(tiny(), { k: 2, host: "cpu" }),
+  "rowSelect/wasm": () => void solveBalancedAssignmentSync(tiny(), { k: 2 }),
   "sinkhorn/wasm": () => void sinkhornScaling(tiny()),
   "expertChoice/cpu": () => balance("expert-choice"),
   "capacityDrop/cpu": () => balance("capacity"),

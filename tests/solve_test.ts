@@ -221,6 +221,11 @@ describe("solveBalancedAssignment", () => {
       solveBalancedAssignment(s, { k: 1, solver: "cplex" }),
       RangeError,
     );
+    assert.throws(
+      // @ts-expect-error: an unknown host
+      () => solveBalancedAssignmentSync(s, { k: 1, host: "gpu" }),
+      /options\.host must be one of .*current value is "gpu"/,
+    );
     const nan = { ...s, data: s.data.slice() };
     nan.data[4] = NaN;
     assert.throws(() => solveBalancedAssignmentSync(nan, { k: 1 }), RangeError);
@@ -273,6 +278,35 @@ describe("solveBalancedAssignmentSync with starting prices", () => {
         Math.abs(again.objective - cold.objective) <=
           1e-9 * Math.abs(cold.objective),
       );
+    }
+  });
+
+  test("both hosts of the row selection give the same assignment and prices", () => {
+    // Warm starts, continuous and masked scores: the same steps on either
+    // kernel, so the same optimum bit for bit (not only the same value).
+    const rng = new Rng(22);
+    for (let trial = 0; trial < 12; trial++) {
+      const experts = 4 + rng.int(61);
+      const tokens = experts * (8 + rng.int(40));
+      const k = 1 + rng.int(Math.min(8, experts - 1));
+      const s = randomScores(rng, tokens, experts, trial % 3 === 0);
+      const start = trial % 2
+        ? Array.from({ length: experts }, () => rng.uniform() * 0.1)
+        : undefined;
+      const cpu = solveBalancedAssignmentSync(s, {
+        k,
+        expertPrices: start,
+        host: "cpu",
+      });
+      const wasm = solveBalancedAssignmentSync(s, {
+        k,
+        expertPrices: start,
+        host: "wasm",
+      });
+      checkAnswer(s, wasm);
+      assert.deepEqual(wasm.experts, cpu.experts);
+      assert.deepEqual(wasm.expertPrices, cpu.expertPrices);
+      assert.equal(wasm.objective, cpu.objective);
     }
   });
 

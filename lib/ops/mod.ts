@@ -18,6 +18,7 @@
  * | `expertChoice`   | each expert takes its top-C tokens                |
  * | `capacityDrop`   | drop assignments over an expert capacity          |
  * | `batchMetrics`   | balance, retention and drops of a routed batch    |
+ * | `rowSelect`      | the exact solver's top-k of s - q, lists near it  |
  * | `matmul`         | `out (+)= op(a) op(b)`, float32, any transposes   |
  * | `attention`      | causal softmax(q kᵀ / sqrt(d)) v, per head        |
  * | `attentionBackward` | dq, dk, dv of causal attention                 |
@@ -170,6 +171,13 @@ export {
   batchMetricsOp,
   type BatchMetricsRequest,
 } from "./batch_metrics.ts";
+export {
+  type RowSelectArgs,
+  rowSelectCpu,
+  type RowSelection,
+  rowSelectOp,
+  type RowSelectRequest,
+} from "./row_select.ts";
 export {
   type MatmulArgs,
   matmulCpu,

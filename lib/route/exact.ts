@@ -141,6 +141,7 @@ export function exact(
         k: K,
         capacityFactor: cf,
         expertPrices: solved[layer] ? prices[layer] : undefined,
+        host: ctx.host,
       };
       let a;
       if (grouped && mode === "bracket") {

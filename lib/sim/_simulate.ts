@@ -166,7 +166,8 @@ export function simulateLayers(
         t = performance.now();
         const optimum = exactIndex >= 0
           ? sums[exactIndex]
-          : solveBalancedAssignmentSync(scores, { k }).objective;
+          : solveBalancedAssignmentSync(scores, { k, host: ctx.host })
+            .objective;
         for (let m = 0; m < M; m++) {
           gaps[cell * M + m] = optimum === 0 ? 0 : 1 - sums[m] / optimum;
         }

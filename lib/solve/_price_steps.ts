@@ -17,6 +17,7 @@
 // token's stored list instead of its row of scores (see reselectRows).
 import { selectAscending } from "../select/order.ts";
 import { reselectRows, type RowSelection, selectRows } from "./_row_select.ts";
+import type { HostBackend } from "../ops/host.ts";
 
 /** Gaps kept per expert short of tokens: larger deficits take a partial step. */
 const GAP_CAP = 48;
@@ -35,8 +36,9 @@ export function priceSteps(
   q: Float64Array,
   rounds: number,
   enough: number,
+  host: HostBackend = "wasm",
 ): RowSelection {
-  return steps(s, tokens, E, k, capacity, q, rounds, enough, true)!;
+  return steps(s, tokens, E, k, capacity, q, rounds, enough, true, host)!;
 }
 
 /**
@@ -51,8 +53,9 @@ export function stepPrices(
   capacity: number,
   q: Float64Array,
   rounds: number,
+  host: HostBackend = "wasm",
 ): void {
-  steps(s, tokens, E, k, capacity, q, rounds, 0, false);
+  steps(s, tokens, E, k, capacity, q, rounds, 0, false, host);
 }
 
 /** {@linkcode priceSteps}; the final selection only if `last`. */
@@ -66,6 +69,7 @@ function steps(
   rounds: number,
   enough: number,
   last: boolean,
+  host: HostBackend,
 ): RowSelection | null {
   const loads = new Int32Array(E);
   // Margins of the holders of each expert with too many tokens.
@@ -85,7 +89,7 @@ function steps(
     // After a small step most tokens keep their experts: select again from
     // the lists; after a large one (a start far off), afresh.
     sel = sel === undefined || k >= E || excess > 4 * enough
-      ? selectRows(s, tokens, E, k, q)
+      ? selectRows(s, tokens, E, k, q, host)
       : reselectRows(s, tokens, E, k, sel, old, q);
     if (round >= rounds || k >= E) return last ? sel : null;
     const { slots, vals, free, list, listV } = sel;

@@ -27,6 +27,8 @@ export interface Problem {
   timeLimit?: number;
   /** The largest magnitude of an unmasked score, at least 1. */
   scale: number;
+  /** Where the row selection runs (`options.host`, default `"wasm"`). */
+  host: "cpu" | "wasm";
 }
 
 /**
@@ -116,6 +118,7 @@ export function resolveProblem(
   const timeLimit = o.timeLimit === undefined
     ? undefined
     : checkNumber("options.timeLimit", o.timeLimit, 0.001, 2e6);
+  const host = checkChoice("options.host", o.host ?? "wasm", ["wasm", "cpu"]);
   return {
     scores: s,
     k,
@@ -124,6 +127,7 @@ export function resolveProblem(
     start,
     timeLimit,
     scale,
+    host,
   };
 }
 

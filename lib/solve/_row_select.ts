@@ -1,47 +1,26 @@
-// One pass over the scores under expert prices `q` for the exact solver:
-// each token's top-k of s - q (ties to the lowest expert), the best value
-// it leaves out, and the other experts near its top with their values.
-// The price steps take their margins and gaps from these lists and the
-// table of cheapest moves takes its targets from them, so neither reads
-// the scores again (at 16384 x 256 each pass over them is a trip through
-// 16 MiB of memory).
-import { insert, trackRowValue } from "../select/top.ts";
+// One pass over the scores under expert prices `q` for the exact solver
+// (the rowSelect op, lib/ops/row_select.ts): each token's top-k of s - q
+// (ties to the lowest expert), the best value it leaves out, and the other
+// experts near its top with their values. The price steps take their
+// margins and gaps from these lists and the table of cheapest moves takes
+// its targets from them, so neither reads the scores again (at 16384 x 256
+// each pass over them is a trip through 16 MiB of memory). After a small
+// price step, reselectRows ranks the lists again instead.
+import { insert } from "../select/top.ts";
+import type { HostBackend } from "../ops/host.ts";
+import { hostKernel } from "../ops/host.ts";
+import { type RowSelection, rowSelectOp } from "../ops/row_select.ts";
+import "../ops/row_select_wasm.ts";
+
+export type { RowSelection };
 
 /** Above this many candidates a row selects by insertion, not by rank. */
 const MAX_RANKED = 24;
 
-/** The selection of every row, see {@linkcode selectRows}. */
-export interface RowSelection {
-  /** Each token's top-k experts of `s - q`, best first (tokens x k). */
-  slots: Int32Array;
-  /** Their values of `s - q` (tokens x k). */
-  vals: Float64Array;
-  /** Their scores `s` (tokens x k). */
-  held: Float32Array;
-  /** The largest value a token leaves out (its (k+1)-th; `-Infinity` when k = E). */
-  free: Float64Array;
-  /**
-   * Token i's list holds every expert outside its top-k whose value is at
-   * least `floor[i]` (and maybe some below).
-   */
-  floor: Float64Array;
-  /** Token i's list: entries `start[i]` to `start[i + 1]` of `list`, `listV`. */
-  start: Int32Array;
-  /** Experts outside the top-k near the top of each row. */
-  list: Int32Array;
-  /** Their values of `s - q`. */
-  listV: Float64Array;
-  /** Their scores `s`. */
-  listS: Float32Array;
-}
-
 /**
- * Selects every row of `s` (`tokens x E`) under the prices `q`. A
- * branch-free pass collects the values at or above a guess of the row's
- * (k+1)-th largest (the running mean less two mean deviations of the rows
- * before, less `reach`) and ranks those few; a row where fewer than k + 1
- * pass is collected again below a lower guess, then whole. `reach` widens
- * the lists below the guess.
+ * Selects every row of `s` (`tokens x E`) under the prices `q` with the
+ * row selection op's kernel on `host` (the same answers on either): see
+ * {@linkcode rowSelectOp}.
  */
 export function selectRows(
   s: Float32Array,
@@ -49,109 +28,13 @@ export function selectRows(
   E: number,
   k: number,
   q: Float64Array,
-  reach = 0,
+  host: HostBackend = "wasm",
 ): RowSelection {
-  const slots = new Int32Array(tokens * k);
-  const vals = new Float64Array(tokens * k);
-  const held = new Float32Array(tokens * k);
-  const free = new Float64Array(tokens);
-  const floor = new Float64Array(tokens);
-  const start = new Int32Array(tokens + 1);
-  let list = new Int32Array(tokens * 8 + E);
-  let listV = new Float64Array(list.length);
-  let listS = new Float32Array(list.length);
-  const candV = new Float64Array(E), candI = new Int32Array(E);
-  const rankV = new Float64Array(E), rankI = new Int32Array(E);
-  const top = Math.min(k + 1, E);
-  const topV = new Float64Array(top), topI = new Int32Array(top);
-  const mark = new Uint8Array(E);
-  const stats = new Float64Array([NaN, 0]);
-  let n = 0;
-  for (let i = 0; i < tokens; i++) {
-    const row = i * E, base = i * k;
-    let g = stats[0] - 2 * stats[1] - reach;
-    if (!(g > -Infinity)) g = -Infinity;
-    let c = 0;
-    for (let j = 0; j < E; j++) {
-      candI[c] = j;
-      c += Number(s[row + j] - q[j] >= g);
-    }
-    if (c < top) {
-      // The guess was too high for this row: lower it once, then take all.
-      g -= 4 * stats[1] + 1e-300;
-      c = 0;
-      if (g > -Infinity) {
-        for (let j = 0; j < E; j++) {
-          candI[c] = j;
-          c += Number(s[row + j] - q[j] >= g);
-        }
-      }
-      if (c < top) {
-        g = -Infinity;
-        for (let j = 0; j < E; j++) candI[j] = j;
-        c = E;
-      }
-    }
-    for (let r = 0; r < c; r++) candV[r] = s[row + candI[r]] - q[candI[r]];
-    floor[i] = g;
-    if (n + c > list.length) {
-      const grown = new Int32Array(2 * (n + c));
-      grown.set(list.subarray(0, n));
-      list = grown;
-      const grownV = new Float64Array(grown.length);
-      grownV.set(listV.subarray(0, n));
-      listV = grownV;
-      const grownS = new Float32Array(grown.length);
-      grownS.set(listS.subarray(0, n));
-      listS = grownS;
-    }
-    if (c <= MAX_RANKED) {
-      // Each candidate's rank: larger values, and equal values at lower
-      // experts, go ahead (no data-dependent branch).
-      for (let r = 0; r < c; r++) {
-        const v = candV[r];
-        let rank = 0;
-        for (let x = 0; x < r; x++) rank += Number(candV[x] >= v);
-        for (let x = r + 1; x < c; x++) rank += Number(candV[x] > v);
-        rankV[rank] = v;
-        rankI[rank] = candI[r];
-      }
-      for (let r = 0; r < k; r++) {
-        slots[base + r] = rankI[r];
-        vals[base + r] = rankV[r];
-      }
-      for (let r = k; r < c; r++, n++) {
-        list[n] = rankI[r];
-        listV[n] = rankV[r];
-        listS[n] = s[row + rankI[r]];
-      }
-      free[i] = top > k ? rankV[k] : -Infinity;
-    } else {
-      let th = -Infinity;
-      for (let r = 0; r < c; r++) {
-        const v = candV[r];
-        if (r < top) th = insert(topV, topI, r, v, candI[r]);
-        else if (v > th) th = insert(topV, topI, top - 1, v, candI[r]);
-      }
-      for (let r = 0; r < k; r++) {
-        slots[base + r] = topI[r];
-        vals[base + r] = topV[r];
-        mark[topI[r]] = 1;
-      }
-      for (let r = 0; r < c; r++) {
-        list[n] = candI[r];
-        listV[n] = candV[r];
-        listS[n] = s[row + candI[r]];
-        n += 1 - mark[candI[r]];
-      }
-      for (let r = 0; r < k; r++) mark[topI[r]] = 0;
-      free[i] = top > k ? topV[k] : -Infinity;
-    }
-    for (let r = base; r < base + k; r++) held[r] = s[row + slots[r]];
-    start[i + 1] = n;
-    trackRowValue(stats, free[i]);
-  }
-  return { slots, vals, held, free, floor, start, list, listV, listS };
+  return hostKernel(rowSelectOp, host).run({
+    scores: { data: s, tokens, experts: E },
+    k,
+    prices: q,
+  }, {});
 }
 
 /**
@@ -360,5 +243,15 @@ export function reselectRows(
     }
     start[i + 1] = n;
   }
-  return { slots, vals, held, free, floor, start, list, listV, listS };
+  return {
+    slots,
+    vals,
+    held,
+    free,
+    floor,
+    start,
+    list: list.subarray(0, n),
+    listV: listV.subarray(0, n),
+    listS: listS.subarray(0, n),
+  };
 }

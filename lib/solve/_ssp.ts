@@ -31,6 +31,7 @@ import {
 } from "./_expert_graph.ts";
 import { placeDummy, shiftPrices } from "./_ssp_setup.ts";
 import { priceSteps } from "./_price_steps.ts";
+import type { HostBackend } from "../ops/host.ts";
 
 /** Dual steps on the starting prices at most (see _price_steps.ts). */
 const STEPS = 3;
@@ -56,6 +57,8 @@ export interface SspOptions {
    * above it, for the rounding tolerance; scanned from `s` when absent.
    */
   scale?: number;
+  /** Where the row selections run (default `"wasm"`; the same answers). */
+  host?: HostBackend;
 }
 
 /** An optimal assignment (`slots`, tokens x k) and expert prices. */
@@ -102,10 +105,10 @@ export function successiveShortestPaths(
   q: Float64Array,
   options: SspOptions = {},
 ): SspResult | null {
-  const { deadline, steps = STEPS } = options;
+  const { deadline, steps = STEPS, host = "wasm" } = options;
   const E = experts;
   const enough = Math.floor(STEP_PAYS * tokens / E);
-  const sel = priceSteps(s, tokens, E, k, capacity, q, steps, enough);
+  const sel = priceSteps(s, tokens, E, k, capacity, q, steps, enough, host);
   const g = buildExpertGraph(s, tokens, E, k, sel, capacity, q);
   let scale = options.scale ?? 1;
   if (options.scale === undefined) {

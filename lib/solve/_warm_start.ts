@@ -11,6 +11,7 @@
 // (16 at 512 x 256, k = 8) is solved exactly, as steps from a poor start
 // leave it far off there (at 32768 x 256 the whole solve took five times
 // longer). Any prices give a correct start.
+import type { HostBackend } from "../ops/host.ts";
 import { stepPrices } from "./_price_steps.ts";
 import { successiveShortestPaths } from "./_ssp.ts";
 
@@ -29,7 +30,8 @@ const SAMPLE_STEPS = 2;
 /**
  * Prices from price steps on a sample of the tokens (or its exact optimum,
  * for few units per expert), or zeros for small batches; `scale` bounds
- * the magnitude of the unmasked scores (scanned if absent).
+ * the magnitude of the unmasked scores (scanned if absent); `host` runs
+ * the row selections (see {@linkcode selectRows}).
  */
 export function warmStartPrices(
   s: Float32Array,
@@ -38,6 +40,7 @@ export function warmStartPrices(
   k: number,
   capacity: number,
   scale?: number,
+  host: HostBackend = "wasm",
 ): Float64Array {
   const n = Math.ceil(tokens / STRIDE);
   if (n < MIN_SAMPLE || n < experts) return new Float64Array(experts);
@@ -48,13 +51,14 @@ export function warmStartPrices(
   }
   // The same capacity per token, rounded up.
   const c = Math.ceil((n * capacity) / tokens);
-  const q = warmStartPrices(sample, n, experts, k, c, scale);
+  const q = warmStartPrices(sample, n, experts, k, c, scale, host);
   if (n * k >= STEP_UNITS * experts) {
-    stepPrices(sample, n, experts, k, c, q, SAMPLE_STEPS);
+    stepPrices(sample, n, experts, k, c, q, SAMPLE_STEPS, host);
     return q;
   }
   const solved = successiveShortestPaths(sample, n, experts, k, c, q, {
     scale,
+    host,
   });
   return solved === null ? new Float64Array(experts) : solved.prices;
 }

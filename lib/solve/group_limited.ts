@@ -178,6 +178,7 @@ export function groupLimitedBounds(
     start,
     relaxed,
     dp,
+    options.host,
   );
   checkGroupLimited(best, tokens, k, dp.size, M);
   // The restricted problem's prices give a second, often lower, bound.
@@ -280,6 +281,7 @@ function restrictedOptimum(
   start: Float64Array,
   relaxed: BalancedAssignment,
   dp: GroupDp,
+  host: "cpu" | "wasm" | undefined,
 ): BalancedAssignment {
   const { data, tokens, experts: E } = scores;
   const size = E / G;
@@ -306,7 +308,7 @@ function restrictedOptimum(
     try {
       a = solveBalancedAssignmentSync(
         { data: masked, tokens, experts: E },
-        { k, capacity, expertPrices: prices },
+        { k, capacity, expertPrices: prices, host },
       );
     } catch (e) {
       if (

@@ -1,7 +1,7 @@
 // The row selection against a brute-force twin (each row sorted): the
 // top-k with ties to the lowest expert, the best value left out, and lists
 // that hold every other expert at or above their floor, with the right
-// values and scores.
+// values and scores; the TypeScript and WebAssembly kernels alike.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Rng } from "../scores/rng.ts";
@@ -15,7 +15,13 @@ function check(
   q: Float64Array,
   given?: RowSelection,
 ): void {
-  const sel = given ?? selectRows(s, tokens, E, k, q);
+  // Both kernels of the rowSelect op against the twin.
+  if (given === undefined) {
+    check(s, tokens, E, k, q, selectRows(s, tokens, E, k, q, "cpu"));
+    check(s, tokens, E, k, q, selectRows(s, tokens, E, k, q, "wasm"));
+    return;
+  }
+  const sel = given;
   for (let i = 0; i < tokens; i++) {
     const v = Array.from({ length: E }, (_, j) => s[i * E + j] - q[j]);
     // Best first, ties to the lowest expert.

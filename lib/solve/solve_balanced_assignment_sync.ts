@@ -249,7 +249,15 @@ export function solveBalancedAssignmentSync(
   const room = Math.min(capacity, tokens + 1);
   const deadline = deadlineOf(problem.timeLimit);
   const prices = problem.start ??
-    warmStartPrices(data, tokens, experts, k, room, problem.scale);
+    warmStartPrices(
+      data,
+      tokens,
+      experts,
+      k,
+      room,
+      problem.scale,
+      problem.host,
+    );
   let result;
   try {
     result = successiveShortestPaths(
@@ -259,7 +267,7 @@ export function solveBalancedAssignmentSync(
       k,
       room,
       prices,
-      { deadline, scale: problem.scale },
+      { deadline, scale: problem.scale, host: problem.host },
     );
   } catch (e) {
     if (e instanceof TimeLimitReached) {

@@ -47,6 +47,14 @@ export interface BalancedAssignmentOptions {
    * `Error` named `"TimeLimitError"`, never a non-optimal assignment.
    */
   timeLimit?: number;
+  /**
+   * Where `"ssp"` selects each token's top-k under the prices, its hottest
+   * pass over the scores (the rowSelect op): `"wasm"` (default:
+   * WebAssembly SIMD where this engine runs it, else TypeScript) or
+   * `"cpu"` (TypeScript, the reference). The same answers either way; the
+   * LP solvers ignore it.
+   */
+  host?: "cpu" | "wasm";
 }
 
 /**

@@ -7,8 +7,9 @@
 // every buffer is a pointer the TypeScript side passes in, the shadow stack
 // first (64 KiB), memory imported so that the runtime owns and grows it.
 //
-// A second module, the "threads" one, holds the route kernel and the dual
-// rounds (route.c, dual.c) built for a SHARED memory (`-matomics`,
+// A second module, the "threads" one, holds the route kernel, the dual
+// rounds and the exact solver's row selection (route.c, dual.c, select.c)
+// built for a SHARED memory (`-matomics`,
 // `--shared-memory`): every routing thread instantiates it on one shared
 // WebAssembly.Memory that holds the score matrices of `sharedScores`, so
 // each thread reads them in place. Its data (dual.c's constant table) sits
@@ -38,7 +39,7 @@ const OUT = join(HERE, "_module.ts");
 const STACK_BYTES = 65536;
 const INITIAL_PAGES = 16;
 /** The threads module: its sources, stack, first and largest memory. */
-const THREADS_SOURCES = ["dual.c", "route.c"];
+const THREADS_SOURCES = ["dual.c", "route.c", "select.c"];
 const THREADS_STACK_BYTES = 65536;
 const THREADS_INITIAL_PAGES = 2;
 /** 4 GiB, all wasm32 addresses: a reservation of address space only. */

@@ -1,0 +1,242 @@
+// The exact solver's row selection op (lib/solve/_ssp.ts, docs/algorithms.md
+// section 5, step 3) and its production CPU kernel: one pass over the
+// scores under expert prices `q` giving each token's top-k of s - q (ties
+// to the lowest expert), the best value it leaves out, and the other
+// experts near its top with their values and scores. The price steps take
+// their margins and gaps from these lists and the table of cheapest moves
+// takes its targets from them, so neither reads the scores again.
+import { checkInteger, checkObject, checkScores, show } from "../validate.ts";
+import type { ScoreMatrix } from "../types.ts";
+import { insert, trackRowValue } from "../select/top.ts";
+import { defineOp, registerKernel } from "./registry.ts";
+
+/** Above this many candidates a row selects by insertion, not by rank. */
+const MAX_RANKED = 24;
+
+/** The selection of every row, see {@linkcode rowSelectOp}. */
+export interface RowSelection {
+  /** Each token's top-k experts of `s - q`, best first (tokens x k). */
+  slots: Int32Array;
+  /** Their values of `s - q` (tokens x k). */
+  vals: Float64Array;
+  /** Their scores `s` (tokens x k). */
+  held: Float32Array;
+  /** The largest value a token leaves out (its (k+1)-th; `-Infinity` when k = E). */
+  free: Float64Array;
+  /**
+   * Token i's list holds every expert outside its top-k whose value is at
+   * least `floor[i]` (and maybe some below).
+   */
+  floor: Float64Array;
+  /**
+   * Token i's list: entries `start[i]` to `start[i + 1]` of `list`,
+   * `listV`, `listS`, which hold `start[tokens]` entries.
+   */
+  start: Int32Array;
+  /** Experts outside the top-k near the top of each row. */
+  list: Int32Array;
+  /** Their values of `s - q`. */
+  listV: Float64Array;
+  /** Their scores `s`. */
+  listS: Float32Array;
+}
+
+/** What the row selection op's validator takes. */
+export interface RowSelectRequest {
+  /** Scores, `tokens x experts`, no NaN or `+Infinity` (`-Infinity` masks a pair). */
+  scores: ScoreMatrix;
+  /** Experts per token, `1 <= k <= experts`. */
+  k: number;
+  /** Expert prices `q` (experts), finite. */
+  prices: ArrayLike<number>;
+}
+
+/** Checked arguments of every row selection kernel. */
+export interface RowSelectArgs {
+  scores: ScoreMatrix;
+  k: number;
+  prices: Float64Array;
+}
+
+/**
+ * The row selection: for every token, its top-k of `s[i][j] - q[j]`
+ * (float64, best first, ties to the lowest expert), the largest value it
+ * leaves out (`free`), and a list of the other experts at or above
+ * `floor[i]`, a guess of its (k+1)-th value: the running mean of the rows
+ * before less two mean deviations (lib/select/top.ts trackRowValue), four
+ * deviations lower where fewer than k + 1 experts reach it, else the whole
+ * row (`floor` `-Infinity`). A list is in rank order (best first) where
+ * at most 24 experts reach the guess, else in expert order. Deterministic:
+ * the same scores and prices give the same lists.
+ *
+ * Backends: `"cpu"` (the reference) and `"wasm"` (WebAssembly SIMD, the
+ * same answers bit for bit).
+ */
+export const rowSelectOp = defineOp<
+  RowSelectRequest,
+  RowSelectArgs,
+  RowSelection
+>({
+  name: "rowSelect",
+  summary:
+    "each token's top-k of s - q, its (k+1)-th value and the experts near its top",
+  validate: checkRowSelect,
+});
+
+function checkRowSelect(request: RowSelectRequest): RowSelectArgs {
+  checkObject("request", request);
+  const scores = checkScores("scores", request.scores);
+  const k = checkInteger("k", request.k, 1);
+  if (k > scores.experts) {
+    throw new RangeError(
+      `k must be at most the number of experts (${scores.experts}): current value is ${k}`,
+    );
+  }
+  const q = request.prices;
+  if (
+    q === null || typeof q !== "object" || typeof q.length !== "number" ||
+    q.length !== scores.experts
+  ) {
+    throw new TypeError(
+      `prices must hold one number per expert (${scores.experts}): current value is ${
+        show(q)
+      }`,
+    );
+  }
+  const prices = Float64Array.from(q);
+  for (let j = 0; j < prices.length; j++) {
+    if (!Number.isFinite(prices[j])) {
+      throw new RangeError(
+        `prices must be finite: entry ${j} is ${prices[j]}`,
+      );
+    }
+  }
+  return { scores, k, prices };
+}
+
+/**
+ * The production CPU kernel of {@linkcode rowSelectOp} (the reference). A
+ * branch-free pass collects the values at or above the guess and ranks
+ * those few.
+ */
+export function rowSelectCpu(args: RowSelectArgs): RowSelection {
+  const { scores: { data: s, tokens, experts: E }, k, prices: q } = args;
+  const slots = new Int32Array(tokens * k);
+  const vals = new Float64Array(tokens * k);
+  const held = new Float32Array(tokens * k);
+  const free = new Float64Array(tokens);
+  const floor = new Float64Array(tokens);
+  const start = new Int32Array(tokens + 1);
+  let list = new Int32Array(tokens * 8 + E);
+  let listV = new Float64Array(list.length);
+  let listS = new Float32Array(list.length);
+  const candV = new Float64Array(E), candI = new Int32Array(E);
+  const rankV = new Float64Array(E), rankI = new Int32Array(E);
+  const top = Math.min(k + 1, E);
+  const topV = new Float64Array(top), topI = new Int32Array(top);
+  const mark = new Uint8Array(E);
+  const stats = new Float64Array([NaN, 0]);
+  let n = 0;
+  for (let i = 0; i < tokens; i++) {
+    const row = i * E, base = i * k;
+    let g = stats[0] - 2 * stats[1];
+    if (!(g > -Infinity)) g = -Infinity;
+    let c = 0;
+    for (let j = 0; j < E; j++) {
+      candI[c] = j;
+      c += Number(s[row + j] - q[j] >= g);
+    }
+    if (c < top) {
+      // The guess was too high for this row: lower it once, then take all.
+      g -= 4 * stats[1] + 1e-300;
+      c = 0;
+      if (g > -Infinity) {
+        for (let j = 0; j < E; j++) {
+          candI[c] = j;
+          c += Number(s[row + j] - q[j] >= g);
+        }
+      }
+      if (c < top) {
+        g = -Infinity;
+        for (let j = 0; j < E; j++) candI[j] = j;
+        c = E;
+      }
+    }
+    for (let r = 0; r < c; r++) candV[r] = s[row + candI[r]] - q[candI[r]];
+    floor[i] = g;
+    if (n + c > list.length) {
+      const grown = new Int32Array(2 * (n + c));
+      grown.set(list.subarray(0, n));
+      list = grown;
+      const grownV = new Float64Array(grown.length);
+      grownV.set(listV.subarray(0, n));
+      listV = grownV;
+      const grownS = new Float32Array(grown.length);
+      grownS.set(listS.subarray(0, n));
+      listS = grownS;
+    }
+    if (c <= MAX_RANKED) {
+      // Each candidate's rank: larger values, and equal values at lower
+      // experts, go ahead (no data-dependent branch).
+      for (let r = 0; r < c; r++) {
+        const v = candV[r];
+        let rank = 0;
+        for (let x = 0; x < r; x++) rank += Number(candV[x] >= v);
+        for (let x = r + 1; x < c; x++) rank += Number(candV[x] > v);
+        rankV[rank] = v;
+        rankI[rank] = candI[r];
+      }
+      for (let r = 0; r < k; r++) {
+        slots[base + r] = rankI[r];
+        vals[base + r] = rankV[r];
+      }
+      for (let r = k; r < c; r++, n++) {
+        list[n] = rankI[r];
+        listV[n] = rankV[r];
+        listS[n] = s[row + rankI[r]];
+      }
+      free[i] = top > k ? rankV[k] : -Infinity;
+    } else {
+      let th = -Infinity;
+      for (let r = 0; r < c; r++) {
+        const v = candV[r];
+        if (r < top) th = insert(topV, topI, r, v, candI[r]);
+        else if (v > th) th = insert(topV, topI, top - 1, v, candI[r]);
+      }
+      for (let r = 0; r < k; r++) {
+        slots[base + r] = topI[r];
+        vals[base + r] = topV[r];
+        mark[topI[r]] = 1;
+      }
+      for (let r = 0; r < c; r++) {
+        list[n] = candI[r];
+        listV[n] = candV[r];
+        listS[n] = s[row + candI[r]];
+        n += 1 - mark[candI[r]];
+      }
+      for (let r = 0; r < k; r++) mark[topI[r]] = 0;
+      free[i] = top > k ? topV[k] : -Infinity;
+    }
+    for (let r = base; r < base + k; r++) held[r] = s[row + slots[r]];
+    start[i + 1] = n;
+    trackRowValue(stats, free[i]);
+  }
+  return {
+    slots,
+    vals,
+    held,
+    free,
+    floor,
+    start,
+    list: list.subarray(0, n),
+    listV: listV.subarray(0, n),
+    listS: listS.subarray(0, n),
+  };
+}
+
+registerKernel({
+  op: rowSelectOp,
+  backend: "cpu",
+  run: rowSelectCpu,
+  callers: ["solveBalancedAssignmentSync()", "exact balancer route()"],
+});

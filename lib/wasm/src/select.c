@@ -1,0 +1,242 @@
+// The exact solver's row selection (the rowSelect op's WebAssembly SIMD
+// kernel, lib/ops/row_select_wasm.ts), the same answers as its CPU kernel
+// (lib/ops/row_select.ts rowSelectCpu) bit for bit: each token's top-k of
+// s - q (float64, ties to the lowest expert), the largest value it leaves
+// out, and the other experts at or above a guess of its (k+1)-th value
+// (the running mean of the rows before less two mean deviations). The
+// guess's candidates come from a float64x2 pass (the float32 scores
+// promoted, the prices subtracted, compared with the guess) whose bits
+// are unpacked as in the route kernel; a row where fewer than k + 1
+// reach it is collected again below a lower guess, then whole.
+//
+// No global state: the caller passes the running state (`stats`, two
+// float64) and a scratch region of `moelab_select_scratch_bytes` bytes.
+#include <wasm_simd128.h>
+
+#include "bits.h"
+
+typedef unsigned long long u64;
+
+#define INF __builtin_inf()
+// Above this many candidates a row selects by insertion, not by rank (the
+// CPU kernel's MAX_RANKED).
+#define MAX_RANKED 24
+
+// Scratch, laid out by `layout`.
+typedef struct {
+  int *candI;
+  double *candV;
+  int *rankI;
+  double *rankV;
+  int *topI;
+  double *topV;
+  unsigned char *mark;
+} Scratch;
+
+static unsigned align16(unsigned n) { return (n + 15u) & ~15u; }
+
+static unsigned layout(Scratch *s, __UINTPTR_TYPE__ base, int E) {
+  // E + 4 entries (unpack4 writes 4 past), at least 2 * 12 (RANK_SIMD).
+  unsigned at = 0, e = (unsigned)E + 4u < 24u ? 24u : (unsigned)E + 4u;
+#define TAKE(field, type, n)                                                   \
+  s->field = (type *)(base + at);                                              \
+  at += align16((unsigned)(n) * (unsigned)sizeof(type));
+  TAKE(candI, int, e);
+  TAKE(candV, double, e);
+  TAKE(rankI, int, e);
+  TAKE(rankV, double, e);
+  TAKE(topI, int, e);
+  TAKE(topV, double, e);
+  TAKE(mark, unsigned char, e);
+#undef TAKE
+  return at;
+}
+
+// Bytes of scratch that `moelab_select_rows` needs for E experts.
+__attribute__((export_name("moelab_select_scratch_bytes"))) int
+moelab_select_scratch_bytes(int E) {
+  Scratch s;
+  return (int)layout(&s, 0, E);
+}
+
+// The rule of lib/select/top.ts trackRowValue: a running mean (st[0], NaN
+// before the first) and mean deviation (st[1]) of the finite values.
+static void track(double *st, double v) {
+  if (!(v - v == 0.0)) return;
+  if (st[0] != st[0]) st[0] = v;
+  double d = v - st[0];
+  st[0] += d / 16.0;
+  st[1] += (__builtin_fabs(d) - st[1]) / 16.0;
+}
+
+// lib/select/top.ts insert: v (expert j) into the descending list at
+// position p or above, equal values staying ahead; returns V[last].
+static double insert(double *V, int *I, int last, int p, double v, int j) {
+  while (p > 0 && v > V[p - 1]) {
+    V[p] = V[p - 1];
+    I[p] = I[p - 1];
+    p--;
+  }
+  V[p] = v;
+  I[p] = j;
+  return V[last];
+}
+
+// Bits of the two entries x0, x1 (float32 promoted) less q0, q1 that are
+// at or above g.
+static inline unsigned pass2(v128_t x, v128_t q, v128_t g) {
+  return (unsigned)wasm_i64x2_bitmask(wasm_f64x2_ge(wasm_f64x2_sub(x, q), g));
+}
+
+// The experts j of the row with (double)row[j] - q[j] >= g, ascending,
+// into cand (E + 4 entries); their number.
+static int candidates(const float *row, const double *q, int E, double g,
+                      int *cand) {
+  v128_t G = wasm_f64x2_splat(g);
+  int c = 0, j = 0;
+  for (; j + 16 <= E; j += 16) {
+    unsigned m = 0;
+    for (int h = 0; h < 16; h += 4) {
+      v128_t x = wasm_v128_load(row + j + h);
+      m |= pass2(wasm_f64x2_promote_low_f32x4(x), wasm_v128_load(q + j + h),
+                 G)
+           << h;
+      m |= pass2(wasm_f64x2_promote_low_f32x4(
+                     wasm_i32x4_shuffle(x, x, 2, 3, 2, 3)),
+                 wasm_v128_load(q + j + h + 2), G)
+           << (h + 2);
+    }
+    c = unpack4(m, j, cand, c);
+  }
+  for (; j < E; j++) {
+    cand[c] = j;
+    c += (double)row[j] - q[j] >= g;
+  }
+  return c;
+}
+
+// Ranks of n <= 2 NV values V (padded with -Infinity to 2 NV; V holds
+// that many) by the count of larger values, each value and its expert
+// stored at its rank in rankV/rankI: float64x2 compares against NV
+// vectors, no branch on the values. Equal values get equal ranks, so the
+// ranks sum to n(n - 1) / 2 only without ties: returns 1 then (every rank
+// is the CPU kernel's, larger values first), else 0 (rank again, with
+// equal values at lower experts ahead). With -Infinity among the values
+// (a row taken whole) the padding ties with it: 0.
+#define RANK_SIMD(NAME, NV)                                                    \
+  static int NAME(double *V, const int *I, int n, double *rankV,              \
+                  int *rankI) {                                                \
+    for (int r = n; r < 2 * (NV); r++) V[r] = -INF;                            \
+    v128_t v[NV];                                                              \
+    for (int q = 0; q < (NV); q++) v[q] = wasm_v128_load(V + 2 * q);           \
+    int sum = 0;                                                               \
+    for (int r = 0; r < n; r++) {                                              \
+      v128_t x = wasm_f64x2_splat(V[r]);                                       \
+      v128_t t = wasm_f64x2_gt(v[0], x);                                       \
+      for (int q = 1; q < (NV); q++) t = wasm_i64x2_add(t, wasm_f64x2_gt(v[q], x)); \
+      int rank = -(int)(wasm_i64x2_extract_lane(t, 0) +                        \
+                        wasm_i64x2_extract_lane(t, 1));                        \
+      rankV[rank] = V[r];                                                      \
+      rankI[rank] = I[r];                                                      \
+      sum += rank;                                                             \
+    }                                                                          \
+    return sum == n * (n - 1) / 2;                                             \
+  }
+RANK_SIMD(rank_simd8, 8)
+RANK_SIMD(rank_simd12, 12)
+
+// Selects rows `from` to `tokens - 1` of s (tokens x E float32) under the
+// prices q (E float64), the rows' running state in stats, as the CPU
+// kernel does: slots, vals, held (tokens x k), free, floor (tokens), the
+// lists from start[from] (entries of list, listV, listS; start[i + 1]
+// ends row i's). `cap` entries fit in the lists. Returns `tokens`, or the
+// first row whose list would not fit (nothing of it written, stats as
+// before it): grow the lists and call again from that row.
+__attribute__((export_name("moelab_select_rows"))) int
+moelab_select_rows(const float *s, int tokens, int E, int k, const double *q,
+                   int from, double *stats, int *slots, double *vals,
+                   float *held, double *free_, double *floor_, int *start,
+                   int *list, double *listV, float *listS, int cap,
+                   char *scratch) {
+  Scratch sc;
+  layout(&sc, (__UINTPTR_TYPE__)scratch, E);
+  int *candI = sc.candI, *rankI = sc.rankI, *topI = sc.topI;
+  double *candV = sc.candV, *rankV = sc.rankV, *topV = sc.topV;
+  unsigned char *mark = sc.mark;
+  int top = k + 1 < E ? k + 1 : E;
+  for (int j = 0; j < E; j++) mark[j] = 0;
+  int n = start[from];
+  for (int i = from; i < tokens; i++) {
+    const float *row = s + (long)i * E;
+    int base = i * k;
+    double g = stats[0] - 2 * stats[1];
+    if (!(g > -INF)) g = -INF;
+    int c = g > -INF ? candidates(row, q, E, g, candI) : E;
+    if (c < top) {
+      // The guess was too high for this row: lower it once, then take all.
+      g -= 4 * stats[1] + 1e-300;
+      c = g > -INF ? candidates(row, q, E, g, candI) : 0;
+      if (c < top) {
+        g = -INF;
+        c = E;
+      }
+    }
+    if (g == -INF) {
+      for (int j = 0; j < E; j++) candI[j] = j;
+    }
+    if (n + c > cap) return i;
+    for (int r = 0; r < c; r++) {
+      candV[r] = (double)row[candI[r]] - q[candI[r]];
+    }
+    floor_[i] = g;
+    if (c <= MAX_RANKED) {
+      // Each candidate's rank: larger values, and equal values at lower
+      // experts, go ahead (no data-dependent branch).
+      if (!(c <= 16 ? rank_simd8(candV, candI, c, rankV, rankI)
+                    : rank_simd12(candV, candI, c, rankV, rankI))) {
+        for (int r = 0; r < c; r++) {
+          double v = candV[r];
+          int rank = 0;
+          for (int x = 0; x < r; x++) rank += candV[x] >= v;
+          for (int x = r + 1; x < c; x++) rank += candV[x] > v;
+          rankV[rank] = v;
+          rankI[rank] = candI[r];
+        }
+      }
+      for (int r = 0; r < k; r++) {
+        slots[base + r] = rankI[r];
+        vals[base + r] = rankV[r];
+      }
+      for (int r = k; r < c; r++, n++) {
+        list[n] = rankI[r];
+        listV[n] = rankV[r];
+        listS[n] = row[rankI[r]];
+      }
+      free_[i] = top > k ? rankV[k] : -INF;
+    } else {
+      double th = -INF;
+      for (int r = 0; r < c; r++) {
+        double v = candV[r];
+        if (r < top) th = insert(topV, topI, top - 1, r, v, candI[r]);
+        else if (v > th) th = insert(topV, topI, top - 1, top - 1, v, candI[r]);
+      }
+      for (int r = 0; r < k; r++) {
+        slots[base + r] = topI[r];
+        vals[base + r] = topV[r];
+        mark[topI[r]] = 1;
+      }
+      for (int r = 0; r < c; r++) {
+        list[n] = candI[r];
+        listV[n] = candV[r];
+        listS[n] = row[candI[r]];
+        n += 1 - mark[candI[r]];
+      }
+      for (int r = 0; r < k; r++) mark[topI[r]] = 0;
+      free_[i] = top > k ? topV[k] : -INF;
+    }
+    for (int r = base; r < base + k; r++) held[r] = row[slots[r]];
+    start[i + 1] = n;
+    track(stats, free_[i]);
+  }
+  return tokens;
+}
