@@ -18,6 +18,7 @@ import { expertChoiceOp } from "../lib/ops/expert_choice.ts";
 import { capacityDropOp } from "../lib/ops/capacity_drop.ts";
 import { batchMetricsOp } from "../lib/ops/batch_metrics.ts";
 import { type RowSelection, rowSelectOp } from "../lib/ops/row_select.ts";
+import { type ScoreScan, scoreScanOp } from "../lib/ops/score_scan.ts";
 import { METRIC } from "../lib/metrics/batch_metrics.ts";
 import { selectedScoreSum } from "../lib/metrics/load_metrics.ts";
 import { capacityOf } from "../lib/select/capacity.ts";
@@ -786,6 +787,55 @@ const ROW_SELECT = {
   },
 } satisfies Conformance<ReturnType<typeof rowSelectOp.validate>, RowSelection>;
 
+/**
+ * The solver's check of its input: masks, scores of either sign and of
+ * large magnitude, NaN and +Infinity (the first in memory order, with
+ * more after it), -0, rows off the vector width, no tokens.
+ */
+const SCORE_SCAN = {
+  cases() {
+    const out = [];
+    let seed = 220;
+    for (
+      const [N, E, kind] of [
+        [300, 64, "masked"],
+        [257, 37, "signed"],
+        [129, 19, "nan"],
+        [65, 256, "infinity"],
+        [40, 3, "large"],
+        [0, 8, "masked"],
+        [9, 5, "all masked"],
+      ] as const
+    ) {
+      const s = seed++;
+      out.push({
+        label: `${N}x${E} ${kind}`,
+        make() {
+          const m = scores(s, N, E);
+          const d = m.data;
+          const rng = new Rng(s);
+          for (let x = 0; x < d.length; x++) {
+            if (kind === "signed") d[x] = (d[x] - 0.5) * 6;
+            if (kind === "large") d[x] = (d[x] - 0.5) * 3e37;
+            if (kind === "all masked") d[x] = -Infinity;
+          }
+          if (kind === "nan" && d.length > 0) {
+            d[rng.int(d.length >> 1) + (d.length >> 1)] = NaN;
+            d[d.length - 1] = Infinity;
+            d[3] = -0;
+          }
+          if (kind === "infinity") d[rng.int(d.length)] = Infinity;
+          return scoreScanOp.validate({ scores: m });
+        },
+      });
+    }
+    return out;
+  },
+  compare(got: ScoreScan, want: ScoreScan, _run, _backend, what) {
+    assert.deepEqual(got, want, what);
+  },
+} satisfies Conformance<ReturnType<typeof scoreScanOp.validate>, ScoreScan>;
+
 /** The conformance of every op, by op name. */
 // deno-lint-ignore no-explicit-any
 export const CONFORMANCE: Record<string, Conformance<any, any>> = {
@@ -798,6 +848,7 @@ export const CONFORMANCE: Record<string, Conformance<any, any>> = {
   capacityDrop: CAPACITY,
   batchMetrics: METRICS,
   rowSelect: ROW_SELECT,
+  scoreScan: SCORE_SCAN,
   // The training ops (matmul, attention, ...): _train_kernel_cases.ts.
   ...TRAIN_CONFORMANCE,
 };

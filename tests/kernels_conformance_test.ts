@@ -119,6 +119,9 @@ const REACH: Record<string, () => Promise<void> | void> = {
   "rowSelect/cpu": () =>
     void solveBalancedAssignmentSync(tiny(), { k: 2, host: "cpu" }),
   "rowSelect/wasm": () => void solveBalancedAssignmentSync(tiny(), { k: 2 }),
+  "scoreScan/cpu": () =>
+    void solveBalancedAssignmentSync(tiny(), { k: 2, host: "cpu" }),
+  "scoreScan/wasm": () => void solveBalancedAssignmentSync(tiny(), { k: 2 }),
   "sinkhorn/wasm": () => void sinkhornScaling(tiny()),
   "expertChoice/cpu": () => balance("expert-choice"),
   "capacityDrop/cpu": () => balance("capacity"),

@@ -19,6 +19,7 @@
  * | `capacityDrop`   | drop assignments over an expert capacity          |
  * | `batchMetrics`   | balance, retention and drops of a routed batch    |
  * | `rowSelect`      | the exact solver's top-k of s - q, lists near it  |
+ * | `scoreScan`      | the solver's input check: masks, scale, NaN       |
  * | `matmul`         | `out (+)= op(a) op(b)`, float32, any transposes   |
  * | `attention`      | causal softmax(q kᵀ / sqrt(d)) v, per head        |
  * | `attentionBackward` | dq, dk, dv of causal attention                 |
@@ -178,6 +179,13 @@ export {
   rowSelectOp,
   type RowSelectRequest,
 } from "./row_select.ts";
+export {
+  type ScoreScan,
+  type ScoreScanArgs,
+  scoreScanCpu,
+  scoreScanOp,
+  type ScoreScanRequest,
+} from "./score_scan.ts";
 export {
   type MatmulArgs,
   matmulCpu,

@@ -9,6 +9,9 @@ import {
   show,
 } from "../validate.ts";
 import type { ScoreMatrix } from "../types.ts";
+import { hostKernel } from "../ops/host.ts";
+import { scoreScanOp } from "../ops/score_scan.ts";
+import "../ops/score_scan_wasm.ts";
 import {
   ASSIGNMENT_SOLVERS,
   type AssignmentSolver,
@@ -27,7 +30,7 @@ export interface Problem {
   timeLimit?: number;
   /** The largest magnitude of an unmasked score, at least 1. */
   scale: number;
-  /** Where the row selection runs (`options.host`, default `"wasm"`). */
+  /** Where the passes over the scores run (`options.host`, default `"wasm"`). */
   host: "cpu" | "wasm";
 }
 
@@ -54,13 +57,20 @@ export function resolveProblem(
   options: unknown,
 ): Problem {
   const s = checkScoreShape("scores", scores);
-  const { finite, scale } = scanScores(s);
   if (options === null || typeof options !== "object") {
     throw new TypeError(
       `options must be an object: current value is ${show(options)}`,
     );
   }
   const o = options as BalancedAssignmentOptions;
+  const host = checkChoice("options.host", o.host ?? "wasm", ["wasm", "cpu"]);
+  // One pass: NaN and +Infinity (the first in memory order), each token's
+  // unmasked experts, the scale.
+  const { finite, scale, bad } = hostKernel(scoreScanOp, host).run(
+    { scores: s },
+    {},
+  );
+  if (bad >= 0) throw badScore("scores", s, bad);
   const k = checkInteger("options.k", o.k, 1);
   if (k > s.experts) {
     throw new RangeError(
@@ -118,7 +128,6 @@ export function resolveProblem(
   const timeLimit = o.timeLimit === undefined
     ? undefined
     : checkNumber("options.timeLimit", o.timeLimit, 0.001, 2e6);
-  const host = checkChoice("options.host", o.host ?? "wasm", ["wasm", "cpu"]);
   return {
     scores: s,
     k,
@@ -129,37 +138,6 @@ export function resolveProblem(
     scale,
     host,
   };
-}
-
-/**
- * One pass over the scores: throws on NaN or `+Infinity` (the first in
- * memory order), and returns each token's count of unmasked experts and
- * the largest magnitude of an unmasked score (at least 1).
- */
-function scanScores(s: ScoreMatrix): { finite: Int32Array; scale: number } {
-  const { data, tokens, experts } = s;
-  const finite = new Int32Array(tokens);
-  let bad = 0, hi = 1, lo = -1;
-  for (let i = 0; i < tokens; i++) {
-    let n = 0;
-    for (let x = i * experts; x < (i + 1) * experts; x++) {
-      const v = data[x];
-      // NaN and +Infinity fail `v < Infinity`; -Infinity masks the pair.
-      bad |= Number(!(v < Infinity));
-      n += Number(v !== -Infinity);
-      if (v > hi || v < lo) {
-        if (v > hi) hi = v;
-        else if (v !== -Infinity) lo = v;
-      }
-    }
-    finite[i] = n;
-  }
-  if (bad) {
-    let x = 0;
-    while (data[x] < Infinity) x++;
-    throw badScore("scores", s, x);
-  }
-  return { finite, scale: Math.max(hi, -lo) };
 }
 
 /** Masked experts (`-Infinity`) may leave a token fewer than k choices. */

@@ -48,11 +48,11 @@ export interface BalancedAssignmentOptions {
    */
   timeLimit?: number;
   /**
-   * Where `"ssp"` selects each token's top-k under the prices, its hottest
-   * pass over the scores (the rowSelect op): `"wasm"` (default:
+   * Where the passes over the scores run: the check of the input (the
+   * scoreScan op, every solver) and `"ssp"`'s selection of each token's
+   * top-k under the prices (the rowSelect op): `"wasm"` (default:
    * WebAssembly SIMD where this engine runs it, else TypeScript) or
-   * `"cpu"` (TypeScript, the reference). The same answers either way; the
-   * LP solvers ignore it.
+   * `"cpu"` (TypeScript, the reference). The same answers either way.
    */
   host?: "cpu" | "wasm";
 }

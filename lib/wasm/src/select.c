@@ -240,3 +240,65 @@ moelab_select_rows(const float *s, int tokens, int E, int k, const double *q,
   }
   return tokens;
 }
+
+// The scoreScan op (lib/ops/score_scan.ts): finite[i] counts row i's
+// entries that are not -Infinity; *amaxBits receives the float32 bits of
+// the largest magnitude among the entries that are neither -Infinity nor
+// NaN (+Infinity included: 0x7f800000). Integer lanes on the float bits
+// (|x| orders as its bits with the sign cleared). Returns the flat index
+// of the first NaN or +Infinity in memory order, or -1.
+__attribute__((export_name("moelab_scan_scores"))) int
+moelab_scan_scores(const float *s, int tokens, int E, int *finite,
+                   int *amaxBits) {
+  const int NEG_INF = (int)0xff800000u, ABS = 0x7fffffff, INF_BITS = 0x7f800000;
+  v128_t negInf = wasm_i32x4_splat(NEG_INF), abs = wasm_i32x4_splat(ABS);
+  v128_t infBits = wasm_i32x4_splat(INF_BITS);
+  v128_t amax = wasm_i32x4_splat(0);
+  int top = 0, badRow = -1;
+  for (int i = 0; i < tokens; i++) {
+    const int *row = (const int *)(s + (long)i * E);
+    v128_t masked = wasm_i32x4_splat(0), special = masked;
+    int j = 0, maskedTail = 0, specialTail = 0;
+    for (; j + 4 <= E; j += 4) {
+      v128_t b = wasm_v128_load(row + j);
+      v128_t neg = wasm_i32x4_eq(b, negInf);
+      v128_t a = wasm_v128_and(b, abs);
+      v128_t nan = wasm_i32x4_gt(a, infBits);
+      // NaN or +Infinity: |x| bits at or above infinity's, not -Infinity.
+      special = wasm_v128_or(
+          special, wasm_v128_andnot(wasm_i32x4_ge(a, infBits), neg));
+      masked = wasm_i32x4_sub(masked, neg);
+      amax = wasm_i32x4_max(amax,
+                            wasm_v128_andnot(wasm_v128_andnot(a, neg), nan));
+    }
+    for (; j < E; j++) {
+      int b = row[j], a = b & ABS, neg = b == NEG_INF;
+      maskedTail += neg;
+      specialTail |= a >= INF_BITS && !neg;
+      if (!neg && a <= INF_BITS && a > top) top = a;
+    }
+    finite[i] = E - maskedTail -
+                (wasm_i32x4_extract_lane(masked, 0) +
+                 wasm_i32x4_extract_lane(masked, 1) +
+                 wasm_i32x4_extract_lane(masked, 2) +
+                 wasm_i32x4_extract_lane(masked, 3));
+    if (badRow < 0 && (wasm_v128_any_true(special) || specialTail)) {
+      badRow = i;
+    }
+  }
+  for (int l = 0; l < 4; l++) {
+    int a = l == 0   ? wasm_i32x4_extract_lane(amax, 0)
+            : l == 1 ? wasm_i32x4_extract_lane(amax, 1)
+            : l == 2 ? wasm_i32x4_extract_lane(amax, 2)
+                     : wasm_i32x4_extract_lane(amax, 3);
+    if (a > top) top = a;
+  }
+  *amaxBits = top;
+  if (badRow < 0) return -1;
+  const int *row = (const int *)(s + (long)badRow * E);
+  for (int j = 0; j < E; j++) {
+    int b = row[j];
+    if ((b & ABS) >= INF_BITS && b != NEG_INF) return badRow * E + j;
+  }
+  return -1;
+}
