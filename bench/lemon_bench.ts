@@ -239,6 +239,18 @@ export async function run(): Promise<void> {
       15,
       warmup,
     );
+    // The same warm solves with the TypeScript kernels of its passes over
+    // the scores (host "cpu": the input check and the row selection).
+    const warmTs = medians(
+      () =>
+        void solveBalancedAssignmentSync(scores, {
+          k,
+          expertPrices: previous.expertPrices,
+          host: "cpu",
+        }),
+      15,
+      warmup,
+    );
     const greedy = medians(() => void route(scores, { k }), 15, 5);
     warmRows.push([
       name,
@@ -248,6 +260,8 @@ export async function run(): Promise<void> {
       `${(warm.wall / greedy.wall).toFixed(1)}x (${
         (warm.cpu / greedy.cpu).toFixed(1)
       }x)`,
+      `${warmTs.wall.toFixed(1)} (${warmTs.cpu.toFixed(1)})`,
+      `${(warmTs.wall / warm.wall).toFixed(2)}x`,
     ]);
   }
   if (rows.length) {
@@ -290,14 +304,18 @@ export async function run(): Promise<void> {
       "ssp cold ms",
       "ssp warm ms",
       "warm / greedy",
+      "ssp warm, TS kernels ms",
+      "TS / wasm",
     ],
     warmRows,
   );
   console.log(
     "\nssp warm: started from the optimal prices of the previous batch " +
       "(seed 6, same distribution), as the `exact` balancer does; greedy: " +
-      "route(scores, { k }) on the same batch. Medians of 15, wall clock " +
-      "(CPU time in parentheses).",
+      "route(scores, { k }) on the same batch; TS kernels: the same warm " +
+      'solves with host "cpu" (the TypeScript kernels of the input check ' +
+      "and the row selection; WebAssembly SIMD otherwise, the same answers). " +
+      "Medians of 15, wall clock (CPU time in parentheses).",
   );
   if ("exe" in built) await Deno.remove(built.exe);
 }
