@@ -41,6 +41,50 @@ export interface RowSelection {
   listS: Float32Array;
 }
 
+/** A selection's lists while rows are added (see {@linkcode RowSelection}). */
+export interface SelectionLists {
+  list: Int32Array;
+  listV: Float64Array;
+  listS: Float32Array;
+}
+
+/** Lists with room for `size` entries. */
+export function newLists(size: number): SelectionLists {
+  return {
+    list: new Int32Array(size),
+    listV: new Float64Array(size),
+    listS: new Float32Array(size),
+  };
+}
+
+/**
+ * Lists twice the size that `n` entries and `c` more need, holding the
+ * first `n` entries of `lists`.
+ */
+export function grownLists(
+  lists: SelectionLists,
+  n: number,
+  c: number,
+): SelectionLists {
+  const grown = newLists(2 * (n + c));
+  grown.list.set(lists.list.subarray(0, n));
+  grown.listV.set(lists.listV.subarray(0, n));
+  grown.listS.set(lists.listS.subarray(0, n));
+  return grown;
+}
+
+/** The first `n` entries of `lists` (views, no copy). */
+export function firstEntries(
+  lists: SelectionLists,
+  n: number,
+): SelectionLists {
+  return {
+    list: lists.list.subarray(0, n),
+    listV: lists.listV.subarray(0, n),
+    listS: lists.listS.subarray(0, n),
+  };
+}
+
 /** What the row selection op's validator takes. */
 export interface RowSelectRequest {
   /** Scores, `tokens x experts`, no NaN or `+Infinity` (`-Infinity` masks a pair). */
@@ -127,9 +171,7 @@ export function rowSelectCpu(args: RowSelectArgs): RowSelection {
   const free = new Float64Array(tokens);
   const floor = new Float64Array(tokens);
   const start = new Int32Array(tokens + 1);
-  let list = new Int32Array(tokens * 8 + E);
-  let listV = new Float64Array(list.length);
-  let listS = new Float32Array(list.length);
+  let { list, listV, listS } = newLists(tokens * 8 + E);
   const candV = new Float64Array(E), candI = new Int32Array(E);
   const rankV = new Float64Array(E), rankI = new Int32Array(E);
   const top = Math.min(k + 1, E);
@@ -165,15 +207,7 @@ export function rowSelectCpu(args: RowSelectArgs): RowSelection {
     for (let r = 0; r < c; r++) candV[r] = s[row + candI[r]] - q[candI[r]];
     floor[i] = g;
     if (n + c > list.length) {
-      const grown = new Int32Array(2 * (n + c));
-      grown.set(list.subarray(0, n));
-      list = grown;
-      const grownV = new Float64Array(grown.length);
-      grownV.set(listV.subarray(0, n));
-      listV = grownV;
-      const grownS = new Float32Array(grown.length);
-      grownS.set(listS.subarray(0, n));
-      listS = grownS;
+      ({ list, listV, listS } = grownLists({ list, listV, listS }, n, c));
     }
     if (c <= MAX_RANKED) {
       // Each candidate's rank: larger values, and equal values at lower
@@ -221,17 +255,8 @@ export function rowSelectCpu(args: RowSelectArgs): RowSelection {
     start[i + 1] = n;
     trackRowValue(stats, free[i]);
   }
-  return {
-    slots,
-    vals,
-    held,
-    free,
-    floor,
-    start,
-    list: list.subarray(0, n),
-    listV: listV.subarray(0, n),
-    listS: listS.subarray(0, n),
-  };
+  const lists = firstEntries({ list, listV, listS }, n);
+  return { slots, vals, held, free, floor, start, ...lists };
 }
 
 registerKernel({

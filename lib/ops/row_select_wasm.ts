@@ -4,7 +4,7 @@
 // memory; the lists grow there as the CPU kernel's do, the kernel stopping
 // at a row whose list would not fit.
 import { registerKernel } from "./registry.ts";
-import { type WasmRuntime, wasmRuntimeOn } from "../wasm/runtime.ts";
+import { floatsIn, type WasmRuntime, wasmRuntimeOn } from "../wasm/runtime.ts";
 import {
   type RowSelectArgs,
   type RowSelection,
@@ -22,13 +22,10 @@ export function rowSelectWasm(args: RowSelectArgs): RowSelection {
   const { scores: { data, tokens: N, experts: E }, k, prices } = args;
   const rt = wasmRuntimeOn(data);
   if (rt === undefined) throw new Error("WebAssembly SIMD is not available");
-  // Scores in the shared heap (sharedScores, the synthetic workload's
-  // batches) are read in place; others are copied in.
-  const inPlace = rt.holds(data.buffer);
   const at = {
-    scores: inPlace
-      ? data.byteOffset
-      : rt.reserve("select.scores", data.length * 4),
+    // Scores in the shared heap (sharedScores, the synthetic workload's
+    // batches) are read in place; others are copied in.
+    scores: floatsIn(rt, data, "select.scores"),
     prices: rt.reserve("select.prices", E * 8),
     stats: rt.reserve("select.stats", 16),
     slots: rt.reserve("select.slots", N * k * 4),
@@ -45,7 +42,6 @@ export function rowSelectWasm(args: RowSelectArgs): RowSelection {
   // The CPU kernel's first list size; grown to twice what a row needs.
   let cap = N * 8 + E;
   let list = listRegions(rt, cap);
-  if (!inPlace) rt.f32(at.scores, data.length).set(data);
   rt.f64(at.prices, E).set(prices);
   rt.f64(at.stats, 2).set([NaN, 0]);
   rt.i32(at.start, 1)[0] = 0;

@@ -3,7 +3,7 @@
 // (integer lanes on the float bits). Scores in the shared heap are read in
 // place, others copied into the instance's memory.
 import { registerKernel } from "./registry.ts";
-import { wasmRuntimeOn } from "../wasm/runtime.ts";
+import { floatsIn, wasmRuntimeOn } from "../wasm/runtime.ts";
 import {
   type ScoreScan,
   type ScoreScanArgs,
@@ -19,15 +19,11 @@ export function scoreScanWasm(args: ScoreScanArgs): ScoreScan {
   const { data, tokens: N, experts: E } = args.scores;
   const rt = wasmRuntimeOn(data);
   if (rt === undefined) throw new Error("WebAssembly SIMD is not available");
-  const inPlace = rt.holds(data.buffer);
   const at = {
-    scores: inPlace
-      ? data.byteOffset
-      : rt.reserve("scan.scores", data.length * 4),
+    scores: floatsIn(rt, data, "scan.scores"),
     finite: rt.reserve("scan.finite", N * 4),
     top: rt.reserve("scan.top", 4),
   };
-  if (!inPlace) rt.f32(at.scores, data.length).set(data);
   const bad = rt.exports.moelab_scan_scores(at.scores, N, E, at.finite, at.top);
   const top = rt.f32(at.top, 1)[0];
   return {

@@ -9,7 +9,13 @@
 import { insert } from "../select/top.ts";
 import type { HostBackend } from "../ops/host.ts";
 import { hostKernel } from "../ops/host.ts";
-import { type RowSelection, rowSelectOp } from "../ops/row_select.ts";
+import {
+  firstEntries,
+  grownLists,
+  newLists,
+  type RowSelection,
+  rowSelectOp,
+} from "../ops/row_select.ts";
 import "../ops/row_select_wasm.ts";
 
 export type { RowSelection };
@@ -63,9 +69,7 @@ export function reselectRows(
   const free = new Float64Array(tokens);
   const floor = new Float64Array(tokens);
   const start = new Int32Array(tokens + 1);
-  let list = new Int32Array(prev.start[tokens] + E);
-  let listV = new Float64Array(list.length);
-  let listS = new Float32Array(list.length);
+  let { list, listV, listS } = newLists(prev.start[tokens] + E);
   // Experts by decreasing bound: the largest price cut first.
   const delta = new Float64Array(E);
   let spread = 1;
@@ -127,15 +131,7 @@ export function reselectRows(
       for (let r = 0; r < c; r++) mark[candI[r]] = 0;
     }
     if (n + c > list.length) {
-      const grown = new Int32Array(2 * (n + c));
-      grown.set(list.subarray(0, n));
-      list = grown;
-      const grownV = new Float64Array(grown.length);
-      grownV.set(listV.subarray(0, n));
-      listV = grownV;
-      const grownS = new Float32Array(grown.length);
-      grownS.set(listS.subarray(0, n));
-      listS = grownS;
+      ({ list, listV, listS } = grownLists({ list, listV, listS }, n, c));
     }
     floor[i] = cap;
     let best = -Infinity;
@@ -243,15 +239,6 @@ export function reselectRows(
     }
     start[i + 1] = n;
   }
-  return {
-    slots,
-    vals,
-    held,
-    free,
-    floor,
-    start,
-    list: list.subarray(0, n),
-    listV: listV.subarray(0, n),
-    listS: listS.subarray(0, n),
-  };
+  const lists = firstEntries({ list, listV, listS }, n);
+  return { slots, vals, held, free, floor, start, ...lists };
 }

@@ -6,7 +6,7 @@ export const WASM_COMPILER = "Debian clang version 14.0.6";
 
 /** SHA-256 of the C sources the module was built from (names and texts). */
 export const WASM_SOURCES_SHA256 =
-  "f5dde68d5f0f2e92392ead0e28dd3b91ba444ca862d61d762ccfda83025d0da6";
+  "6dbc609ee1a62711f67801f2dd44a8decad250e69e4d557afad3cece7d6bdd23";
 
 /** Pages (64 KiB) of memory the module needs at start: its stack and data. */
 export const WASM_INITIAL_PAGES = 16;

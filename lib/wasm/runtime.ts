@@ -253,6 +253,21 @@ export function wasmRuntimeOn(data: ArrayBufferView): WasmRuntime | undefined {
   return wasmRuntime();
 }
 
+/**
+ * The address of `data` in `rt`'s memory: its own where `rt` holds its
+ * buffer (read in place), else that of a copy in the region `slot`.
+ */
+export function floatsIn(
+  rt: WasmRuntime,
+  data: Float32Array,
+  slot: string,
+): number {
+  if (rt.holds(data.buffer)) return data.byteOffset;
+  const at = rt.reserve(slot, data.length * 4);
+  rt.f32(at, data.length).set(data);
+  return at;
+}
+
 function makeHeapRuntime(h: SharedWasmHeap): WasmRuntime | null {
   const rt = sharedWasmInstance(h.memory);
   if (rt === undefined) return null;

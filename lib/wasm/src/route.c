@@ -37,6 +37,7 @@
 #include <wasm_simd128.h>
 
 #include "bits.h"
+#include "top.h"
 
 typedef unsigned int u32;
 typedef unsigned long long u64;
@@ -291,19 +292,6 @@ static int first_bad(const float *row, int E) {
     if (x != x || x == __builtin_inff()) return j;
   }
   return -1;
-}
-
-// Inserts v (index j) at position p or above of the descending list,
-// equal values staying ahead; returns the list's last value (at `last`).
-static double insert(double *V, int *I, int last, int p, double v, int j) {
-  while (p > 0 && v > V[p - 1]) {
-    V[p] = V[p - 1];
-    I[p] = I[p - 1];
-    p--;
-  }
-  V[p] = v;
-  I[p] = j;
-  return V[last];
 }
 
 // Above this many entries rank_top inserts: ranking costs their square.

@@ -14,6 +14,7 @@
 #include <wasm_simd128.h>
 
 #include "bits.h"
+#include "top.h"
 
 typedef unsigned long long u64;
 
@@ -67,19 +68,6 @@ static void track(double *st, double v) {
   double d = v - st[0];
   st[0] += d / 16.0;
   st[1] += (__builtin_fabs(d) - st[1]) / 16.0;
-}
-
-// lib/select/top.ts insert: v (expert j) into the descending list at
-// position p or above, equal values staying ahead; returns V[last].
-static double insert(double *V, int *I, int last, int p, double v, int j) {
-  while (p > 0 && v > V[p - 1]) {
-    V[p] = V[p - 1];
-    I[p] = I[p - 1];
-    p--;
-  }
-  V[p] = v;
-  I[p] = j;
-  return V[last];
 }
 
 // Bits of the two entries x0, x1 (float32 promoted) less q0, q1 that are
