@@ -17,7 +17,12 @@ import { sinkhornOp, type SinkhornResult } from "../lib/ops/sinkhorn.ts";
 import { expertChoiceOp } from "../lib/ops/expert_choice.ts";
 import { capacityDropOp } from "../lib/ops/capacity_drop.ts";
 import { batchMetricsOp } from "../lib/ops/batch_metrics.ts";
-import { type RowSelection, rowSelectOp } from "../lib/ops/row_select.ts";
+import {
+  rowReselectOp,
+  rowSelectCpu,
+  type RowSelection,
+  rowSelectOp,
+} from "../lib/ops/row_select.ts";
 import { type ScoreScan, scoreScanOp } from "../lib/ops/score_scan.ts";
 import { METRIC } from "../lib/metrics/batch_metrics.ts";
 import { selectedScoreSum } from "../lib/metrics/load_metrics.ts";
@@ -788,6 +793,55 @@ const ROW_SELECT = {
 } satisfies Conformance<ReturnType<typeof rowSelectOp.validate>, RowSelection>;
 
 /**
+ * The row selection again under new prices, from the selection under the
+ * old ones: small moves (the held experts still lead), moves on the score
+ * grid (ties), cuts large enough to lift many unlisted experts (rows with
+ * more than 24 candidates, lists grown past their first size), masks.
+ */
+const ROW_RESELECT = {
+  cases() {
+    const out = [];
+    let seed = 240;
+    for (
+      const [N, E, k, levels, move] of [
+        [500, 64, 6, 0, 0.01],
+        [300, 256, 8, 0, 0.003],
+        [400, 37, 3, 8, 0.25],
+        [257, 19, 1, 4, 0.5],
+        [300, 64, 8, 0, 0.6],
+        [129, 16, 15, 0, 0.05],
+      ] as const
+    ) {
+      const s = seed++;
+      out.push({
+        label: `${N}x${E} k=${k} move ${move}${levels ? " ties" : ""}`,
+        make() {
+          const m = scores(s, N, E, levels);
+          const old = levels ? dyadic(s, E, 4, 16) : dyadic(s, E, 64, 256);
+          const prev = rowSelectCpu(
+            rowSelectOp.validate({ scores: m, k, prices: old }),
+          );
+          // Dyadic moves of up to `move` either way (on the grid: ties).
+          const steps = Math.max(1, Math.round(move * 64));
+          const prices = Float64Array.from(
+            dyadic(s + 1, E, 2 * steps + 1, 64, -steps / 64),
+            (d, j) => old[j] + d,
+          );
+          return rowReselectOp.validate({ scores: m, k, prev, old, prices });
+        },
+      });
+    }
+    return out;
+  },
+  compare(got: RowSelection, want: RowSelection, _run, _backend, what) {
+    assert.deepEqual(got, want, what);
+  },
+} satisfies Conformance<
+  ReturnType<typeof rowReselectOp.validate>,
+  RowSelection
+>;
+
+/**
  * The solver's check of its input: masks, scores of either sign and of
  * large magnitude, NaN and +Infinity (the first in memory order, with
  * more after it), -0, rows off the vector width, no tokens.
@@ -848,6 +902,7 @@ export const CONFORMANCE: Record<string, Conformance<any, any>> = {
   capacityDrop: CAPACITY,
   batchMetrics: METRICS,
   rowSelect: ROW_SELECT,
+  rowReselect: ROW_RESELECT,
   scoreScan: SCORE_SCAN,
   // The training ops (matmul, attention, ...): _train_kernel_cases.ts.
   ...TRAIN_CONFORMANCE,

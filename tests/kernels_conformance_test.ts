@@ -40,6 +40,7 @@ import { solveBalancedAssignmentSync } from "../lib/solve/solve_balanced_assignm
 import { runSimulation } from "../lib/sim/run.ts";
 import { runSimulationOn } from "../lib/sim/run_backend.ts";
 import type { ScoreMatrix } from "../lib/types.ts";
+import { Rng } from "../lib/scores/rng.ts";
 import {
   CONFORMANCE,
   dyadic,
@@ -83,6 +84,21 @@ async function simulateOn(methods: string[], backend: "cpu" | "webgpu") {
   );
 }
 
+/**
+ * An exact solve started near the optimum of the same scores: its price
+ * steps select the rows again from the lists (the rowReselect op).
+ */
+function warmSolve(host: "cpu" | "wasm"): void {
+  const s = scores(31, 4096, 64);
+  const a = solveBalancedAssignmentSync(s, { k: 6, host });
+  const rng = new Rng(5);
+  const start = Array.from(
+    a.expertPrices,
+    (v) => v + (rng.uniform() - 0.5) * 0.05,
+  );
+  solveBalancedAssignmentSync(s, { k: 6, host, expertPrices: start });
+}
+
 function balance(method: string, host: "cpu" | "wasm" = "cpu"): void {
   const b = createBalancer(method, { layers: 1, experts: 8, k: 2, host });
   const s = tiny();
@@ -119,6 +135,8 @@ const REACH: Record<string, () => Promise<void> | void> = {
   "rowSelect/cpu": () =>
     void solveBalancedAssignmentSync(tiny(), { k: 2, host: "cpu" }),
   "rowSelect/wasm": () => void solveBalancedAssignmentSync(tiny(), { k: 2 }),
+  "rowReselect/cpu": () => warmSolve("cpu"),
+  "rowReselect/wasm": () => warmSolve("wasm"),
   "scoreScan/cpu": () =>
     void solveBalancedAssignmentSync(tiny(), { k: 2, host: "cpu" }),
   "scoreScan/wasm": () => void solveBalancedAssignmentSync(tiny(), { k: 2 }),

@@ -19,6 +19,7 @@
  * | `capacityDrop`   | drop assignments over an expert capacity          |
  * | `batchMetrics`   | balance, retention and drops of a routed batch    |
  * | `rowSelect`      | the exact solver's top-k of s - q, lists near it  |
+ * | `rowReselect`    | the same under new prices, from the lists         |
  * | `scoreScan`      | the solver's input check: masks, scale, NaN       |
  * | `matmul`         | `out (+)= op(a) op(b)`, float32, any transposes   |
  * | `attention`      | causal softmax(q kᵀ / sqrt(d)) v, per head        |
@@ -173,6 +174,10 @@ export {
   type BatchMetricsRequest,
 } from "./batch_metrics.ts";
 export {
+  type RowReselectArgs,
+  rowReselectCpu,
+  rowReselectOp,
+  type RowReselectRequest,
   type RowSelectArgs,
   rowSelectCpu,
   type RowSelection,

@@ -6,6 +6,8 @@
 import { registerKernel } from "./registry.ts";
 import { floatsIn, type WasmRuntime, wasmRuntimeOn } from "../wasm/runtime.ts";
 import {
+  type RowReselectArgs,
+  rowReselectOp,
   type RowSelectArgs,
   type RowSelection,
   rowSelectOp,
@@ -68,21 +70,164 @@ export function rowSelectWasm(args: RowSelectArgs): RowSelection {
       at.scratch,
     );
     if (from >= N) break;
-    // Row `from` would not fit: the lists move to regions twice the size
-    // a whole row more would need, their entries so far copied over (out
-    // first: a region given up may be reused for the next).
-    const n = rt.i32(at.start + from * 4, 1)[0];
-    const kept = {
-      list: rt.i32(list.list, n).slice(),
-      listV: rt.f64(list.listV, n).slice(),
-      listS: rt.f32(list.listS, n).slice(),
-    };
-    cap = 2 * (n + E);
-    list = listRegions(rt, cap);
-    rt.i32(list.list, n).set(kept.list);
-    rt.f64(list.listV, n).set(kept.listV);
-    rt.f32(list.listS, n).set(kept.listS);
+    ({ cap, list } = grownRegions(rt, at.start, from, E, list));
   }
+  return selectionOut(rt, at, N, k, list);
+}
+
+/**
+ * The WebAssembly kernel of {@linkcode rowReselectOp}: the same top-k,
+ * values, lists and floors as {@linkcode rowReselectCpu}, bit for bit.
+ * Needs the runtime; callers pick it through
+ * `hostKernel(rowReselectOp, "wasm")`.
+ */
+export function rowReselectWasm(args: RowReselectArgs): RowSelection {
+  const { scores: { data, tokens: N, experts: E }, k, prev, old, prices } =
+    args;
+  const rt = wasmRuntimeOn(data);
+  if (rt === undefined) throw new Error("WebAssembly SIMD is not available");
+  const n0 = prev.start[N];
+  // Experts by increasing price change (the largest cut first), ties by
+  // index; the largest |q| + |old| (at least 1), as the CPU kernel.
+  const delta = new Float64Array(E);
+  let spread = 1;
+  for (let j = 0; j < E; j++) {
+    delta[j] = prices[j] - old[j];
+    spread = Math.max(spread, Math.abs(prices[j]) + Math.abs(old[j]));
+  }
+  const byCut = Int32Array.from({ length: E }, (_, j) => j)
+    .sort((a, b) => delta[a] - delta[b] || a - b);
+  const at = {
+    scores: floatsIn(rt, data, "select.scores"),
+    pSlots: rt.reserve("reselect.slots", N * k * 4),
+    pHeld: rt.reserve("reselect.held", N * k * 4),
+    pFloor: rt.reserve("reselect.floor", N * 8),
+    pStart: rt.reserve("reselect.start", (N + 1) * 4),
+    pList: rt.reserve("reselect.list", n0 * 4),
+    pListS: rt.reserve("reselect.listS", n0 * 4),
+    old: rt.reserve("reselect.old", E * 8),
+    prices: rt.reserve("select.prices", E * 8),
+    byCut: rt.reserve("reselect.byCut", E * 4),
+    slots: rt.reserve("select.slots", N * k * 4),
+    vals: rt.reserve("select.vals", N * k * 8),
+    held: rt.reserve("select.held", N * k * 4),
+    free: rt.reserve("select.free", N * 8),
+    floor: rt.reserve("select.floor", N * 8),
+    start: rt.reserve("select.start", (N + 1) * 4),
+    scratch: rt.reserve(
+      "select.scratch",
+      rt.exports.moelab_select_scratch_bytes(E),
+    ),
+    delta: rt.reserve("reselect.delta", E * 8),
+    candS: rt.reserve("reselect.candS", E * 4),
+    rankS: rt.reserve("reselect.rankS", E * 4),
+    byV: rt.reserve("reselect.byV", E * 8),
+    byS: rt.reserve("reselect.byS", E * 4),
+    taken: rt.reserve("reselect.taken", E * 4),
+  };
+  // The CPU kernel's first list size; grown to twice what a row needs.
+  let cap = n0 + E;
+  let list = listRegions(rt, cap);
+  rt.i32(at.pSlots, N * k).set(prev.slots.subarray(0, N * k));
+  rt.f32(at.pHeld, N * k).set(prev.held.subarray(0, N * k));
+  rt.f64(at.pFloor, N).set(prev.floor.subarray(0, N));
+  rt.i32(at.pStart, N + 1).set(prev.start.subarray(0, N + 1));
+  rt.i32(at.pList, n0).set(prev.list.subarray(0, n0));
+  rt.f32(at.pListS, n0).set(prev.listS.subarray(0, n0));
+  rt.f64(at.old, E).set(old);
+  rt.f64(at.prices, E).set(prices);
+  rt.i32(at.byCut, E).set(byCut);
+  rt.i32(at.start, 1)[0] = 0;
+  let from = 0;
+  for (;;) {
+    from = rt.exports.moelab_reselect_rows(
+      at.scores,
+      N,
+      E,
+      k,
+      at.pSlots,
+      at.pHeld,
+      at.pFloor,
+      at.pStart,
+      at.pList,
+      at.pListS,
+      at.old,
+      at.prices,
+      at.byCut,
+      spread,
+      from,
+      at.slots,
+      at.vals,
+      at.held,
+      at.free,
+      at.floor,
+      at.start,
+      list.list,
+      list.listV,
+      list.listS,
+      cap,
+      at.scratch,
+      at.delta,
+      at.candS,
+      at.rankS,
+      at.byV,
+      at.byS,
+      at.taken,
+    );
+    if (from >= N) break;
+    ({ cap, list } = grownRegions(rt, at.start, from, E, list));
+  }
+  return selectionOut(rt, at, N, k, list);
+}
+
+/** The list regions' addresses. */
+interface ListRegions {
+  list: number;
+  listV: number;
+  listS: number;
+}
+
+/**
+ * Where row `from` would not fit: list regions twice the size a whole row
+ * more would need, the entries so far copied over (out first: a region
+ * given up may be reused for the next).
+ */
+function grownRegions(
+  rt: WasmRuntime,
+  start: number,
+  from: number,
+  E: number,
+  list: ListRegions,
+): { cap: number; list: ListRegions } {
+  const n = rt.i32(start + from * 4, 1)[0];
+  const kept = {
+    list: rt.i32(list.list, n).slice(),
+    listV: rt.f64(list.listV, n).slice(),
+    listS: rt.f32(list.listS, n).slice(),
+  };
+  const cap = 2 * (n + E);
+  const grown = listRegions(rt, cap);
+  rt.i32(grown.list, n).set(kept.list);
+  rt.f64(grown.listV, n).set(kept.listV);
+  rt.f32(grown.listS, n).set(kept.listS);
+  return { cap, list: grown };
+}
+
+/** The selection the kernel wrote, copied out of the runtime's memory. */
+function selectionOut(
+  rt: WasmRuntime,
+  at: {
+    slots: number;
+    vals: number;
+    held: number;
+    free: number;
+    floor: number;
+    start: number;
+  },
+  N: number,
+  k: number,
+  list: ListRegions,
+): RowSelection {
   const n = rt.i32(at.start + N * 4, 1)[0];
   return {
     slots: rt.i32(at.slots, N * k).slice(),
@@ -101,7 +246,7 @@ export function rowSelectWasm(args: RowSelectArgs): RowSelection {
 function listRegions(
   rt: WasmRuntime,
   cap: number,
-): { list: number; listV: number; listS: number } {
+): ListRegions {
   return {
     list: rt.reserve("select.list", cap * 4),
     listV: rt.reserve("select.listV", cap * 8),
@@ -113,5 +258,12 @@ registerKernel({
   op: rowSelectOp,
   backend: "wasm",
   run: rowSelectWasm,
+  callers: ["solveBalancedAssignmentSync()", "exact balancer route()"],
+});
+
+registerKernel({
+  op: rowReselectOp,
+  backend: "wasm",
+  run: rowReselectWasm,
   callers: ["solveBalancedAssignmentSync()", "exact balancer route()"],
 });

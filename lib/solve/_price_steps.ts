@@ -90,7 +90,7 @@ function steps(
     // the lists; after a large one (a start far off), afresh.
     sel = sel === undefined || k >= E || excess > 4 * enough
       ? selectRows(s, tokens, E, k, q, host)
-      : reselectRows(s, tokens, E, k, sel, old, q);
+      : reselectRows(s, tokens, E, k, sel, old, q, host);
     if (round >= rounds || k >= E) return last ? sel : null;
     const { slots, vals, free, list, listV } = sel;
     loads.fill(0);

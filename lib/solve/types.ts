@@ -49,8 +49,8 @@ export interface BalancedAssignmentOptions {
   timeLimit?: number;
   /**
    * Where the passes over the scores run: the check of the input (the
-   * scoreScan op, every solver) and `"ssp"`'s selection of each token's
-   * top-k under the prices (the rowSelect op): `"wasm"` (default:
+   * scoreScan op, every solver) and `"ssp"`'s selections of each token's
+   * top-k under the prices (the rowSelect and rowReselect ops): `"wasm"` (default:
    * WebAssembly SIMD where this engine runs it, else TypeScript) or
    * `"cpu"` (TypeScript, the reference). The same answers either way.
    */

@@ -290,3 +290,191 @@ moelab_scan_scores(const float *s, int tokens, int E, int *finite,
   }
   return -1;
 }
+
+// The rowReselect op (lib/ops/row_select.ts rowReselectCpu), bit for bit:
+// the selection under new prices q from `prev`, the selection of the same
+// scores under `old`, reading a score only where a price cut could lift
+// an expert the row did not list. `byCut` holds the experts by increasing
+// q[j] - old[j] (ties by index) and `spread` the largest |q[j]| + |old[j]|
+// (at least 1); prev's arrays are its slots and held (tokens x k), floor
+// (tokens), start (tokens + 1), list and listS. The outputs and the
+// resumption are those of moelab_select_rows (`taken`, E int32 in the
+// scratch's rank region, starts at zero when `from` is 0).
+__attribute__((export_name("moelab_reselect_rows"))) int
+moelab_reselect_rows(const float *s, int tokens, int E, int k,
+                     const int *pSlots, const float *pHeld,
+                     const double *pFloor, const int *pStart,
+                     const int *pList, const float *pListS,
+                     const double *old, const double *q, const int *byCut,
+                     double spread, int from, int *slots, double *vals,
+                     float *held, double *free_, double *floor_, int *start,
+                     int *list, double *listV, float *listS, int cap,
+                     char *scratch, double *delta, float *candS,
+                     float *rankS, double *byV, float *byS, int *taken) {
+  Scratch sc;
+  layout(&sc, (__UINTPTR_TYPE__)scratch, E);
+  int *candI = sc.candI, *rankI = sc.rankI, *topI = sc.topI;
+  double *candV = sc.candV, *rankV = sc.rankV, *topV = sc.topV;
+  unsigned char *mark = sc.mark;
+  int top = k + 1;
+  for (int j = 0; j < E; j++) {
+    mark[j] = 0;
+    delta[j] = q[j] - old[j];
+  }
+  if (from == 0) {
+    for (int j = 0; j < E; j++) taken[j] = 0;
+  }
+  int n = start[from];
+  for (int i = from; i < tokens; i++) {
+    const float *row = s + (long)i * E;
+    int base = i * k, c = 0;
+    double low = INF, high = -INF;
+    for (int r = base; r < base + k; r++) {
+      int j = pSlots[r];
+      double v = (double)pHeld[r] - q[j];
+      candI[c] = j;
+      candS[c] = pHeld[r];
+      candV[c++] = v;
+      if (v < low) low = v;
+    }
+    for (int x = pStart[i]; x < pStart[i + 1]; x++) {
+      int j = pList[x];
+      double v = (double)pListS[x] - q[j];
+      candI[c] = j;
+      candS[c] = pListS[x];
+      candV[c++] = v;
+      if (v > high) high = v;
+    }
+    // A lower bound of the new (k+1)-th value: the least of k + 1
+    // candidates (the held ones and the best listed one).
+    double bar = low < high ? low : high;
+    double was = pFloor[i], cut = -INF;
+    if (was > -INF) {
+      for (int r = 0; r < c; r++) mark[candI[r]] = 1;
+      double tol = 1e-12 * (__builtin_fabs(was) + spread);
+      for (int t = 0; t < E; t++) {
+        int j = byCut[t];
+        if (mark[j]) continue;
+        double bound = was - delta[j] + tol;
+        if (bound < bar) {
+          cut = bound;
+          break;
+        }
+        mark[j] = 1;
+        candI[c] = j;
+        candS[c] = row[j];
+        candV[c++] = (double)row[j] - q[j];
+      }
+      for (int r = 0; r < c; r++) mark[candI[r]] = 0;
+    }
+    if (n + c > cap) return i;
+    floor_[i] = cut;
+    double best = -INF;
+    for (int r = k; r < c; r++) {
+      if (candV[r] > best) best = candV[r];
+    }
+    if (low > best) {
+      // Usually the held experts still lead: order them (best first, ties
+      // to the lowest expert) and list the others.
+      for (int r = 1; r < k; r++) {
+        double v = candV[r];
+        int j = candI[r];
+        float sv = candS[r];
+        int at = r;
+        while (at > 0 && (candV[at - 1] < v ||
+                          (candV[at - 1] == v && candI[at - 1] > j))) {
+          candV[at] = candV[at - 1];
+          candI[at] = candI[at - 1];
+          candS[at] = candS[at - 1];
+          at--;
+        }
+        candV[at] = v;
+        candI[at] = j;
+        candS[at] = sv;
+      }
+      for (int r = 0; r < k; r++) {
+        slots[base + r] = candI[r];
+        vals[base + r] = candV[r];
+        held[base + r] = candS[r];
+      }
+      free_[i] = best;
+      for (int r = k; r < c; r++) {
+        list[n] = candI[r];
+        listV[n] = candV[r];
+        listS[n] = candS[r];
+        n += candV[r] >= cut;
+      }
+    } else if (c <= MAX_RANKED) {
+      // Ranks: larger values go ahead. Two equal values get the same rank:
+      // then, rarely, rank again with equal values at lower experts ahead.
+      int tied = 0;
+      for (int r = 0; r < c; r++) {
+        double v = candV[r];
+        int rank = 0;
+        for (int x = 0; x < c; x++) rank += candV[x] > v;
+        tied |= taken[rank] == i + 1;
+        taken[rank] = i + 1;
+        rankV[rank] = v;
+        rankI[rank] = candI[r];
+        rankS[rank] = candS[r];
+      }
+      for (int r = 0; r < c && tied; r++) {
+        double v = candV[r];
+        int j = candI[r], rank = 0;
+        for (int x = 0; x < c; x++) {
+          rank += (candV[x] > v) + (candV[x] == v) * (candI[x] < j);
+        }
+        rankV[rank] = v;
+        rankI[rank] = j;
+        rankS[rank] = candS[r];
+      }
+      for (int r = 0; r < k; r++) {
+        slots[base + r] = rankI[r];
+        vals[base + r] = rankV[r];
+        held[base + r] = rankS[r];
+      }
+      free_[i] = rankV[k];
+      // The list keeps what lies at or above its floor.
+      for (int r = k; r < c; r++) {
+        list[n] = rankI[r];
+        listV[n] = rankV[r];
+        listS[n] = rankS[r];
+        n += rankV[r] >= cut;
+      }
+    } else {
+      // Many candidates: insert them in expert order (ties to the lowest).
+      for (int r = 0; r < c; r++) {
+        int j = candI[r];
+        mark[j] = 1;
+        byV[j] = candV[r];
+        byS[j] = candS[r];
+      }
+      double th = -INF;
+      int m = 0;
+      for (int j = 0; j < E; j++) {
+        if (!mark[j]) continue;
+        double v = byV[j];
+        if (m < top) th = insert(topV, topI, top - 1, m++, v, j);
+        else if (v > th) th = insert(topV, topI, top - 1, top - 1, v, j);
+      }
+      for (int r = 0; r < k; r++) {
+        int j = topI[r];
+        slots[base + r] = j;
+        vals[base + r] = topV[r];
+        held[base + r] = byS[j];
+        mark[j] = 0;
+      }
+      free_[i] = topV[k];
+      for (int r = 0; r < c; r++) {
+        int j = candI[r];
+        list[n] = j;
+        listV[n] = byV[j];
+        listS[n] = byS[j];
+        n += mark[j] & (byV[j] >= cut);
+        mark[j] = 0;
+      }
+    }
+    start[i + 1] = n;
+  }
+  return tokens;
+}
