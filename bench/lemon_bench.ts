@@ -240,7 +240,7 @@ export async function run(): Promise<void> {
       warmup,
     );
     // The same warm solves with the TypeScript kernels of its passes over
-    // the scores (host "cpu": the input check and the row selection).
+    // the scores (host "cpu": the input check and the row selections).
     const warmTs = medians(
       () =>
         void solveBalancedAssignmentSync(scores, {
@@ -314,7 +314,7 @@ export async function run(): Promise<void> {
       "(seed 6, same distribution), as the `exact` balancer does; greedy: " +
       "route(scores, { k }) on the same batch; TS kernels: the same warm " +
       'solves with host "cpu" (the TypeScript kernels of the input check ' +
-      "and the row selection; WebAssembly SIMD otherwise, the same answers). " +
+      "and the row selections; WebAssembly otherwise, the same answers). " +
       "Medians of 15, wall clock (CPU time in parentheses).",
   );
   if ("exe" in built) await Deno.remove(built.exe);
