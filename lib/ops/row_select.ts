@@ -73,6 +73,18 @@ export function grownLists(
   return grown;
 }
 
+/** A selection's per-token arrays for `tokens` tokens of `k` experts. */
+function newRows(tokens: number, k: number) {
+  return {
+    slots: new Int32Array(tokens * k),
+    vals: new Float64Array(tokens * k),
+    held: new Float32Array(tokens * k),
+    free: new Float64Array(tokens),
+    floor: new Float64Array(tokens),
+    start: new Int32Array(tokens + 1),
+  };
+}
+
 /** The first `n` entries of `lists` (views, no copy). */
 export function firstEntries(
   lists: SelectionLists,
@@ -165,12 +177,7 @@ function checkRowSelect(request: RowSelectRequest): RowSelectArgs {
  */
 export function rowSelectCpu(args: RowSelectArgs): RowSelection {
   const { scores: { data: s, tokens, experts: E }, k, prices: q } = args;
-  const slots = new Int32Array(tokens * k);
-  const vals = new Float64Array(tokens * k);
-  const held = new Float32Array(tokens * k);
-  const free = new Float64Array(tokens);
-  const floor = new Float64Array(tokens);
-  const start = new Int32Array(tokens + 1);
+  const { slots, vals, held, free, floor, start } = newRows(tokens, k);
   let { list, listV, listS } = newLists(tokens * 8 + E);
   const candV = new Float64Array(E), candI = new Int32Array(E);
   const rankV = new Float64Array(E), rankI = new Int32Array(E);
@@ -350,12 +357,7 @@ export function rowReselectCpu(args: RowReselectArgs): RowSelection {
     old,
     prices: q,
   } = args;
-  const slots = new Int32Array(tokens * k);
-  const vals = new Float64Array(tokens * k);
-  const held = new Float32Array(tokens * k);
-  const free = new Float64Array(tokens);
-  const floor = new Float64Array(tokens);
-  const start = new Int32Array(tokens + 1);
+  const { slots, vals, held, free, floor, start } = newRows(tokens, k);
   let { list, listV, listS } = newLists(prev.start[tokens] + E);
   // Experts by decreasing bound: the largest price cut first.
   const delta = new Float64Array(E);

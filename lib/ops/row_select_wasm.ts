@@ -30,16 +30,7 @@ export function rowSelectWasm(args: RowSelectArgs): RowSelection {
     scores: floatsIn(rt, data, "select.scores"),
     prices: rt.reserve("select.prices", E * 8),
     stats: rt.reserve("select.stats", 16),
-    slots: rt.reserve("select.slots", N * k * 4),
-    vals: rt.reserve("select.vals", N * k * 8),
-    held: rt.reserve("select.held", N * k * 4),
-    free: rt.reserve("select.free", N * 8),
-    floor: rt.reserve("select.floor", N * 8),
-    start: rt.reserve("select.start", (N + 1) * 4),
-    scratch: rt.reserve(
-      "select.scratch",
-      rt.exports.moelab_select_scratch_bytes(E),
-    ),
+    ...rowRegions(rt, N, E, k),
   };
   // The CPU kernel's first list size; grown to twice what a row needs.
   let cap = N * 8 + E;
@@ -108,16 +99,7 @@ export function rowReselectWasm(args: RowReselectArgs): RowSelection {
     old: rt.reserve("reselect.old", E * 8),
     prices: rt.reserve("select.prices", E * 8),
     byCut: rt.reserve("reselect.byCut", E * 4),
-    slots: rt.reserve("select.slots", N * k * 4),
-    vals: rt.reserve("select.vals", N * k * 8),
-    held: rt.reserve("select.held", N * k * 4),
-    free: rt.reserve("select.free", N * 8),
-    floor: rt.reserve("select.floor", N * 8),
-    start: rt.reserve("select.start", (N + 1) * 4),
-    scratch: rt.reserve(
-      "select.scratch",
-      rt.exports.moelab_select_scratch_bytes(E),
-    ),
+    ...rowRegions(rt, N, E, k),
     delta: rt.reserve("reselect.delta", E * 8),
     candS: rt.reserve("reselect.candS", E * 4),
     rankS: rt.reserve("reselect.rankS", E * 4),
@@ -178,6 +160,25 @@ export function rowReselectWasm(args: RowReselectArgs): RowSelection {
     ({ cap, list } = grownRegions(rt, at.start, from, E, list));
   }
   return selectionOut(rt, at, N, k, list);
+}
+
+/**
+ * Regions for a selection's per-token arrays (the kernels' outputs) and
+ * the kernels' scratch.
+ */
+function rowRegions(rt: WasmRuntime, N: number, E: number, k: number) {
+  return {
+    slots: rt.reserve("select.slots", N * k * 4),
+    vals: rt.reserve("select.vals", N * k * 8),
+    held: rt.reserve("select.held", N * k * 4),
+    free: rt.reserve("select.free", N * 8),
+    floor: rt.reserve("select.floor", N * 8),
+    start: rt.reserve("select.start", (N + 1) * 4),
+    scratch: rt.reserve(
+      "select.scratch",
+      rt.exports.moelab_select_scratch_bytes(E),
+    ),
+  };
 }
 
 /** The list regions' addresses. */
