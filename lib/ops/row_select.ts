@@ -345,6 +345,28 @@ function checkRowReselect(request: RowReselectRequest): RowReselectArgs {
 }
 
 /**
+ * The price changes of a reselection: `delta[j] = q[j] - old[j]`, the
+ * experts by increasing change (the largest cut first, ties by index),
+ * and the largest `|q[j]| + |old[j]|` (at least 1), the scale of the
+ * floors' rounding tolerance.
+ */
+export function priceCuts(
+  old: Float64Array,
+  q: Float64Array,
+): { delta: Float64Array; spread: number; byCut: Int32Array } {
+  const E = q.length;
+  const delta = new Float64Array(E);
+  let spread = 1;
+  for (let j = 0; j < E; j++) {
+    delta[j] = q[j] - old[j];
+    spread = Math.max(spread, Math.abs(q[j]) + Math.abs(old[j]));
+  }
+  const byCut = Int32Array.from({ length: E }, (_, j) => j)
+    .sort((a, b) => delta[a] - delta[b] || a - b);
+  return { delta, spread, byCut };
+}
+
+/**
  * The production CPU kernel of {@linkcode rowReselectOp} (the reference):
  * the held and listed experts ranked again from their stored scores, an
  * unlisted expert's score read only where a price cut could lift it.
@@ -360,14 +382,7 @@ export function rowReselectCpu(args: RowReselectArgs): RowSelection {
   const { slots, vals, held, free, floor, start } = newRows(tokens, k);
   let { list, listV, listS } = newLists(prev.start[tokens] + E);
   // Experts by decreasing bound: the largest price cut first.
-  const delta = new Float64Array(E);
-  let spread = 1;
-  for (let j = 0; j < E; j++) {
-    delta[j] = q[j] - old[j];
-    spread = Math.max(spread, Math.abs(q[j]) + Math.abs(old[j]));
-  }
-  const byCut = Int32Array.from({ length: E }, (_, j) => j)
-    .sort((a, b) => delta[a] - delta[b] || a - b);
+  const { delta, spread, byCut } = priceCuts(old, q);
   const candV = new Float64Array(E), candI = new Int32Array(E);
   const candS = new Float32Array(E);
   const rankV = new Float64Array(E), rankI = new Int32Array(E);

@@ -6,6 +6,7 @@
 import { registerKernel } from "./registry.ts";
 import { floatsIn, type WasmRuntime, wasmRuntimeOn } from "../wasm/runtime.ts";
 import {
+  priceCuts,
   type RowReselectArgs,
   rowReselectOp,
   type RowSelectArgs,
@@ -78,16 +79,9 @@ export function rowReselectWasm(args: RowReselectArgs): RowSelection {
   const rt = wasmRuntimeOn(data);
   if (rt === undefined) throw new Error("WebAssembly SIMD is not available");
   const n0 = prev.start[N];
-  // Experts by increasing price change (the largest cut first), ties by
-  // index; the largest |q| + |old| (at least 1), as the CPU kernel.
-  const delta = new Float64Array(E);
-  let spread = 1;
-  for (let j = 0; j < E; j++) {
-    delta[j] = prices[j] - old[j];
-    spread = Math.max(spread, Math.abs(prices[j]) + Math.abs(old[j]));
-  }
-  const byCut = Int32Array.from({ length: E }, (_, j) => j)
-    .sort((a, b) => delta[a] - delta[b] || a - b);
+  // The CPU kernel's order of the experts and tolerance scale (the
+  // kernel computes the changes themselves).
+  const { spread, byCut } = priceCuts(old, prices);
   const at = {
     scores: floatsIn(rt, data, "select.scores"),
     pSlots: rt.reserve("reselect.slots", N * k * 4),
