@@ -7,9 +7,11 @@ import {
   type BalancedAssignment,
   Rng,
   type ScoreMatrix,
+  sharedScores,
   solveBalancedAssignment,
   solveBalancedAssignmentSync,
 } from "../mod.ts";
+import { sharedWasmHeap } from "../lib/wasm/runtime.ts";
 
 function randomScores(
   rng: Rng,
@@ -308,6 +310,42 @@ describe("solveBalancedAssignmentSync with starting prices", () => {
       assert.deepEqual(wasm.expertPrices, cpu.expertPrices);
       assert.equal(wasm.objective, cpu.objective);
     }
+  });
+
+  test("scores copied once into the shared heap: the same answers, the copy freed", async () => {
+    // The solver reads scores outside the shared heap from a copy there,
+    // freed when the solve ends, however it ends: the heap's bytes in use
+    // come back to what they were, and scores already in the heap (read in
+    // place) give the same optimum bit for bit.
+    const heap = sharedWasmHeap();
+    if (heap === undefined) return; // no shared memory: no copy is made
+    const rng = new Rng(23);
+    const s = randomScores(rng, 640, 32, false);
+    const inHeap = sharedScores(640, 32);
+    inHeap.data.set(s.data);
+    const before = heap.used();
+    const plain = solveBalancedAssignmentSync(s, { k: 4 });
+    assert.equal(heap.used(), before);
+    const read = solveBalancedAssignmentSync(inHeap, { k: 4 });
+    assert.deepEqual(read.experts, plain.experts);
+    assert.deepEqual(read.expertPrices, plain.expertPrices);
+    const viaAsync = await solveBalancedAssignment(s, { k: 4 });
+    assert.deepEqual(viaAsync.experts, plain.experts);
+    assert.equal(heap.used(), before);
+    // Errors after the copy was made: an infeasible capacity, a solver the
+    // synchronous entry point does not run, a time limit reached.
+    assert.throws(
+      () => solveBalancedAssignmentSync(s, { k: 4, capacity: 10 }),
+      RangeError,
+    );
+    assert.throws(
+      () => solveBalancedAssignmentSync(s, { k: 4, solver: "glpk" }),
+      RangeError,
+    );
+    const bad = { ...s, data: s.data.slice() };
+    bad.data[77] = NaN;
+    assert.throws(() => solveBalancedAssignmentSync(bad, { k: 4 }), RangeError);
+    assert.equal(heap.used(), before);
   });
 
   test("a capacity far above the tokens solves at once, with zero prices", () => {

@@ -12,6 +12,7 @@ import type { ScoreMatrix } from "../types.ts";
 import { hostKernel } from "../ops/host.ts";
 import { scoreScanOp } from "../ops/score_scan.ts";
 import "../ops/score_scan_wasm.ts";
+import { stagedInSharedHeap } from "../wasm/runtime.ts";
 import {
   ASSIGNMENT_SOLVERS,
   type AssignmentSolver,
@@ -32,6 +33,11 @@ export interface Problem {
   scale: number;
   /** Where the passes over the scores run (`options.host`, default `"wasm"`). */
   host: "cpu" | "wasm";
+  /**
+   * Frees the shared-heap copy of the scores that the WebAssembly kernels
+   * read (where one was made); the problem is not used after it.
+   */
+  release(): void;
 }
 
 /**
@@ -56,7 +62,7 @@ export function resolveProblem(
   scores: unknown,
   options: unknown,
 ): Problem {
-  const s = checkScoreShape("scores", scores);
+  const given = checkScoreShape("scores", scores);
   if (options === null || typeof options !== "object") {
     throw new TypeError(
       `options must be an object: current value is ${show(options)}`,
@@ -64,6 +70,35 @@ export function resolveProblem(
   }
   const o = options as BalancedAssignmentOptions;
   const host = checkChoice("options.host", o.host ?? "wasm", ["wasm", "cpu"]);
+  // The WebAssembly kernels of the "ssp" solver (the input check, every
+  // row selection) read scores in the shared heap in place; others are
+  // copied there once for the solve, not into the kernels' memory at each
+  // call, and the copy's region is freed by `release`.
+  const ssp = o.solver === undefined || o.solver === "auto" ||
+    o.solver === "ssp";
+  const staged = host === "wasm" && ssp
+    ? stagedInSharedHeap(given.data)
+    : { data: given.data, release() {} };
+  try {
+    return checkProblem(
+      { ...given, data: staged.data },
+      o,
+      host,
+      staged.release,
+    );
+  } catch (e) {
+    staged.release();
+    throw e;
+  }
+}
+
+/** resolveProblem on the scores the solve reads. */
+function checkProblem(
+  s: ScoreMatrix,
+  o: BalancedAssignmentOptions,
+  host: "cpu" | "wasm",
+  release: () => void,
+): Problem {
   // One pass: NaN and +Infinity (the first in memory order), each token's
   // unmasked experts, the scale.
   const { finite, scale, bad } = hostKernel(scoreScanOp, host).run(
@@ -137,6 +172,7 @@ export function resolveProblem(
     timeLimit,
     scale,
     host,
+    release,
   };
 }
 

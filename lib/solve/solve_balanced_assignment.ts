@@ -4,7 +4,7 @@ import { solveWithGlpk } from "./_glpk.ts";
 import { solveWithHighs } from "./_highs.ts";
 import { readLpSolution } from "./_lp.ts";
 import { resolveProblem } from "./_problem.ts";
-import { solveBalancedAssignmentSync } from "./solve_balanced_assignment_sync.ts";
+import { solveSsp } from "./_solve_ssp.ts";
 import type { BalancedAssignment, BalancedAssignmentOptions } from "./types.ts";
 
 /**
@@ -67,7 +67,11 @@ export async function solveBalancedAssignment(
 ): Promise<BalancedAssignment> {
   const problem = resolveProblem(scores, options);
   if (problem.solver === "ssp") {
-    return solveBalancedAssignmentSync(scores, { ...options, solver: "ssp" });
+    try {
+      return solveSsp(problem);
+    } finally {
+      problem.release();
+    }
   }
   const solution = problem.solver === "glpk"
     ? await solveWithGlpk(problem, problem.timeLimit)

@@ -179,11 +179,8 @@
  * @module
  */
 import type { ScoreMatrix } from "../types.ts";
-import { certify } from "./_certificate.ts";
 import { resolveProblem } from "./_problem.ts";
-import { successiveShortestPaths, TimeLimitReached } from "./_ssp.ts";
-import { deadlineOf, timeLimitError } from "./_time_limit.ts";
-import { warmStartPrices } from "./_warm_start.ts";
+import { solveSsp } from "./_solve_ssp.ts";
 import type { BalancedAssignment, BalancedAssignmentOptions } from "./types.ts";
 
 /**
@@ -236,49 +233,14 @@ export function solveBalancedAssignmentSync(
   options: BalancedAssignmentOptions,
 ): BalancedAssignment {
   const problem = resolveProblem(scores, options);
-  if (problem.solver !== "ssp") {
-    throw new RangeError(
-      `options.solver must be "auto" or "ssp" in the synchronous solver: current value is "${problem.solver}"`,
-    );
-  }
-  const { data, tokens, experts } = problem.scores;
-  const { k, capacity } = problem;
-  // No expert can take more than every token, so a capacity above `tokens`
-  // is the same problem as `tokens + 1` (every expert keeps free room and
-  // a zero price), solved without counting billions of unused units.
-  const room = Math.min(capacity, tokens + 1);
-  const deadline = deadlineOf(problem.timeLimit);
-  const prices = problem.start ??
-    warmStartPrices(
-      data,
-      tokens,
-      experts,
-      k,
-      room,
-      problem.scale,
-      problem.host,
-    );
-  let result;
   try {
-    result = successiveShortestPaths(
-      data,
-      tokens,
-      experts,
-      k,
-      room,
-      prices,
-      { deadline, scale: problem.scale, host: problem.host },
-    );
-  } catch (e) {
-    if (e instanceof TimeLimitReached) {
-      throw timeLimitError("ssp", problem.timeLimit!);
+    if (problem.solver !== "ssp") {
+      throw new RangeError(
+        `options.solver must be "auto" or "ssp" in the synchronous solver: current value is "${problem.solver}"`,
+      );
     }
-    throw e;
+    return solveSsp(problem);
+  } finally {
+    problem.release();
   }
-  if (result === null) {
-    throw new RangeError(
-      `scores mask too many pairs: no assignment gives every token k = ${k} unmasked experts within capacity ${capacity}`,
-    );
-  }
-  return certify(problem, result.slots, result.prices, "ssp");
 }
