@@ -54,6 +54,20 @@ export function acquireGpu(): Promise<GpuAcquisition> {
   return pending;
 }
 
+/**
+ * Destroys the device that {@linkcode acquireGpu} made, if any (its
+ * buffers with it); a later `acquireGpu` makes a new one. For the end of a
+ * test module: several modules of one `deno test --parallel` process each
+ * hold a device on their own thread, and releasing each where its module
+ * ends leaves none to the driver's teardown at the process's exit.
+ */
+export async function releaseGpu(): Promise<void> {
+  const held = pending;
+  pending = undefined;
+  const got = await held;
+  got?.gpu?.device.destroy();
+}
+
 async function open(): Promise<GpuAcquisition> {
   const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
   if (!gpu) {

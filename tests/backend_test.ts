@@ -1,16 +1,18 @@
 // The backend switch: routeAsync and runSimulationOn give the CPU's answers
 // on the CPU, the same selections on WebGPU (dyadic biases: the same values
 // in float32), and say which they used.
-import { describe, test } from "node:test";
+import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { route } from "../lib/route/route.ts";
 import { routeAsync, selectBackend } from "../lib/route/route_backend.ts";
 import { runSimulationOn } from "../lib/sim/run_backend.ts";
 import { runSimulation } from "../lib/sim/run.ts";
-import { acquireGpu } from "../kernels/device.ts";
+import { acquireGpu, releaseGpu } from "../kernels/device.ts";
 import { Rng } from "../lib/scores/rng.ts";
 
 const { gpu, reason } = await acquireGpu();
+// The device is destroyed once this module's tests are done.
+after(releaseGpu);
 if (!gpu) console.log(`WebGPU backend tests skipped: ${reason}`);
 
 function randomScores(seed: number, tokens: number, experts: number) {

@@ -14,10 +14,10 @@
 //   bit; it stays balanced as the CPU's does.
 // Without an adapter the tests are skipped with the reason, unless
 // MOELAB_REQUIRE_GPU=1 (set by .ci/run): then they fail. Bun has no WebGPU.
-import { describe, test } from "node:test";
+import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import process from "node:process";
-import { acquireGpu } from "../kernels/device.ts";
+import { acquireGpu, releaseGpu } from "../kernels/device.ts";
 import { route } from "../lib/route/route.ts";
 import { runSimulation, type SimResult } from "../lib/sim/run.ts";
 import { runSimulationOn } from "../lib/sim/run_backend.ts";
@@ -25,6 +25,8 @@ import { prepareRun } from "../lib/sim/prepare_run.ts";
 import type { Workload } from "../lib/workload/workload.ts";
 
 const { gpu, reason } = await acquireGpu();
+// The device is destroyed once this module's tests are done.
+after(releaseGpu);
 const isBun = "Bun" in globalThis;
 const required = process.env.MOELAB_REQUIRE_GPU === "1" && !isBun;
 if (!gpu) console.log(`device simulator tests skipped: ${reason}`);

@@ -12,11 +12,11 @@
 // Without an adapter the WebGPU kernels are skipped with the reason, unless
 // MOELAB_REQUIRE_GPU=1 (set by .ci/run): then they fail. Bun has no
 // WebGPU, so under Bun they are skipped even then.
-import { describe, test } from "node:test";
+import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import process from "node:process";
 import { readdirSync } from "node:fs";
-import { acquireGpu, type Gpu } from "../kernels/device.ts";
+import { acquireGpu, type Gpu, releaseGpu } from "../kernels/device.ts";
 import {
   type AnyOp,
   definedOps,
@@ -61,6 +61,8 @@ for (const dir of ["lib/ops", "kernels"]) {
 }
 
 const { gpu, reason } = await acquireGpu();
+// The device is destroyed once this module's tests are done.
+after(releaseGpu);
 const isBun = "Bun" in globalThis;
 const required = process.env.MOELAB_REQUIRE_GPU === "1" && !isBun;
 if (!gpu) {

@@ -5,10 +5,10 @@
 // lossFreeUpdate ops' WebGPU kernels: the same curve and biases.
 // Skipped without an adapter unless MOELAB_REQUIRE_GPU=1 (CI: lavapipe);
 // Bun has no WebGPU, so under Bun it is skipped even then.
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import process from "node:process";
-import { acquireGpu } from "../../../kernels/device.ts";
+import { acquireGpu, releaseGpu } from "../../../kernels/device.ts";
 // Registers the WebGPU kernels before the tests list them.
 import "../../../kernels/mod.ts";
 import { registeredKernels } from "../../ops/registry.ts";
@@ -16,6 +16,8 @@ import { Rng } from "../../scores/rng.ts";
 import { trainTransformer } from "./train.ts";
 
 const { gpu, reason } = await acquireGpu();
+// The device is destroyed once this module's tests are done.
+after(releaseGpu);
 const isBun = "Bun" in globalThis;
 const required = process.env.MOELAB_REQUIRE_GPU === "1" && !isBun;
 
