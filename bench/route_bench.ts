@@ -73,6 +73,39 @@ function alternating(
 }
 
 /**
+ * `b`'s time over `a`'s, call by call: each round times one call of each,
+ * adjacent (in turn first), so that the machine's swings, which move a
+ * median of one against a median of the other taken seconds apart, fall on
+ * both; the median of the rounds' ratios and the lowest and highest.
+ */
+function pairedRatio(
+  a: () => void,
+  b: () => void,
+  rounds: number,
+): { median: number; low: number; high: number } {
+  a();
+  b();
+  const ratios: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    let ta = 0, tb = 0;
+    for (const first of r % 2 ? [false, true] : [true, false]) {
+      const t0 = performance.now();
+      (first ? a : b)();
+      const ms = performance.now() - t0;
+      if (first) ta = ms;
+      else tb = ms;
+    }
+    ratios.push(tb / ta);
+  }
+  ratios.sort((x, y) => x - y);
+  return {
+    median: ratios[Math.floor(rounds / 2)],
+    low: ratios[0],
+    high: ratios[rounds - 1],
+  };
+}
+
+/**
  * Median CPU ms of one call, all threads of the process together
  * (`process.cpuUsage`): on a machine whose cores other work shares, half
  * of it is what two threads would take on two free cores.
@@ -198,6 +231,12 @@ function nearTheLimit(): void {
       wasmParallelGrouped: () =>
         void routeParallel(s, { ...simd, threads: 2, ...GROUPS }),
     }, rounds);
+    // Grouped against ungrouped on the WebAssembly kernel, call by call.
+    const groupedRatio = pairedRatio(
+      () => void route(s, simd),
+      () => void route(s, { ...simd, ...GROUPS }),
+      N > 100000 ? 21 : 41,
+    );
     const parallelCpu = cpuMs(
       () => void routeParallel(s, { ...simd, threads: 2 }),
       rounds,
@@ -231,6 +270,9 @@ function nearTheLimit(): void {
       t.wasmRoute.toFixed(1),
       t.wasmGrouped.toFixed(1),
       (t.wasmGrouped / t.wasmRoute).toFixed(2),
+      `${groupedRatio.median.toFixed(2)} [${groupedRatio.low.toFixed(2)}-${
+        groupedRatio.high.toFixed(2)
+      }]`,
       (t.wasmRoute / t.route).toFixed(2),
       (t.wasmGrouped / t.grouped).toFixed(2),
       t.wasmParallel.toFixed(1),
@@ -269,7 +311,10 @@ function nearTheLimit(): void {
       "WebAssembly memory every instance reads in place); copied = the same " +
       "scores on a plain SharedArrayBuffer, which each thread copies into " +
       "its instance's memory block by block; vs TS = against the " +
-      "TypeScript kernel above. parallel CPU = CPU time of one call, both " +
+      "TypeScript kernel above. grouped / route, paired: the median of " +
+      "the ratios of adjacent calls (21 rounds at 262144 x 256, 41 at " +
+      "16384 x 256), in brackets the lowest and highest. " +
+      "parallel CPU = CPU time of one call, both " +
       "threads together: half of it over numpy is the ratio two free cores " +
       "would give where other work shares this machine's cores.\n",
   );
@@ -279,6 +324,7 @@ function nearTheLimit(): void {
     "wasm route ms",
     "wasm grouped ms",
     "grouped / route",
+    "grouped / route, paired",
     "route vs TS",
     "grouped vs TS",
     "parallel ms",
