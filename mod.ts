@@ -141,6 +141,9 @@ export {
   BATCH_METRICS,
   type BatchMetric,
   batchMetrics,
+  type BatchMetricsMany,
+  batchMetricsMany,
+  type BatchMetricsManyOptions,
   type BatchMetricsOptions,
   METRIC,
 } from "./lib/metrics/batch_metrics.ts";

@@ -70,6 +70,54 @@ export function selectedPass(
 }
 
 /**
+ * {@linkcode selectedPass} of several routings of the same scores in one
+ * pass: the rows' cache lines are read ahead once for all of them, and
+ * each routing's sums are added in its own order (token, then slot), so
+ * each routing's output is bit for bit that of its own pass. Output `r`
+ * is `out.subarray(r * SELECTED_LENGTH, (r + 1) * SELECTED_LENGTH)`.
+ */
+export function selectedPasses(
+  data: Float32Array,
+  sels: readonly Int32Array[],
+  ks: readonly number[],
+  tokens: number,
+  experts: number,
+  topK: number,
+  out: Float64Array,
+): Float64Array {
+  const R = sels.length;
+  const aheadRows = Math.max(1, Math.ceil(AHEAD_BYTES / (4 * experts)));
+  const lastAhead = Math.min(tokens, Math.max(0, tokens - aheadRows));
+  out.fill(0, 0, R * SELECTED_LENGTH);
+  let touched = 0;
+  for (let i = 0, b = 0; i < tokens; i++, b += experts) {
+    if (i < lastAhead) {
+      const a = b + aheadRows * experts;
+      for (let c = 0; c < experts; c += LINE_FLOATS) touched += data[a + c];
+    }
+    for (let r = 0, o = 0; r < R; r++, o += SELECTED_LENGTH) {
+      const sel = sels[r], k = ks[r];
+      let sum = out[o + SELECTED.sum], used = 0;
+      for (let p = i * k, end = p + k; p < end; p++) {
+        const j = sel[p];
+        if (j >= 0) {
+          used++;
+          const v = data[b + j];
+          if (v > -Infinity) sum += v;
+        }
+      }
+      out[o + SELECTED.sum] = sum;
+      if (used < topK) out[o + SELECTED.empty] += topK - used;
+      if (used === 0) out[o + SELECTED.without]++;
+    }
+  }
+  for (let o = 0; o < R * SELECTED_LENGTH; o += SELECTED_LENGTH) {
+    out[o + SELECTED.readAhead] = touched;
+  }
+  return out;
+}
+
+/**
  * @throws {TypeError} If `routing` does not have `k` slots for each of the
  * scores' tokens.
  */

@@ -4,6 +4,7 @@ import {
   SELECTED,
   SELECTED_LENGTH,
   selectedPass,
+  selectedPasses,
 } from "./_selected.ts";
 
 /**
@@ -98,9 +99,127 @@ export function batchMetrics(
   routing: Routing,
   options: BatchMetricsOptions,
 ): Float64Array {
-  const { topK, referenceSum } = options;
   const out = options.out ?? new Float64Array(BATCH_METRICS.length);
-  const { loads, experts: selected, k } = routing;
+  // One pass over the slots: counts and the selected score sum.
+  checkCoverage(scores, routing);
+  const pass = selectedPass(
+    scores.data,
+    routing.experts,
+    scores.tokens,
+    scores.experts,
+    routing.k,
+    options.topK,
+    new Float64Array(SELECTED_LENGTH),
+  );
+  return metricsOf(routing.loads, pass, scores.tokens, options, out);
+}
+
+/** Options of {@linkcode batchMetricsMany}. */
+export interface BatchMetricsManyOptions {
+  /** Experts per token the run asks for (`K`), as {@linkcode BatchMetricsOptions}. */
+  topK: number;
+  /**
+   * The routing, by its index, whose selected score sum is the
+   * denominator of every routing's `scoreRetention` (greedy top-K on the
+   * same batch).
+   */
+  referenceIndex: number;
+  /** Where to write, one array of `BATCH_METRICS.length` values per routing (default: new ones). */
+  out?: Float64Array[];
+}
+
+/** What {@linkcode batchMetricsMany} returns. */
+export interface BatchMetricsMany {
+  /** Each routing's {@linkcode batchMetrics}, in order. */
+  values: Float64Array[];
+  /** Each routing's selected score sum (`selectedScoreSum`). */
+  sums: Float64Array;
+}
+
+/**
+ * {@linkcode batchMetrics} of several routings of the same batch, with
+ * one of them the retention reference, in one pass over the scores
+ * instead of one per routing (and one more for the reference's sum): the
+ * same values bit for bit. The simulator's per-batch metrics of every
+ * method.
+ *
+ * @param scores Scores of the batch (tokens x experts).
+ * @param routings Its routings (each `tokens x k` slots; `k` may differ).
+ * @param options `topK`, `referenceIndex` and an optional `out`.
+ * @returns Each routing's metrics, indexed by {@linkcode METRIC}, and its
+ * selected score sum.
+ * @throws {TypeError} If a routing does not cover the scores' tokens.
+ * @throws {RangeError} If `referenceIndex` names no routing.
+ *
+ * @example
+ * ```ts
+ * import { batchMetrics, batchMetricsMany, METRIC, route, selectedScoreSum } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const s = { data: new Float32Array([0.1, 0.9, 0.2, 0.8]), tokens: 2, experts: 2 };
+ * const greedy = route(s, { k: 1 });
+ * const spread = route(s, { k: 1, bias: [0.75, 0] }); // token 1 moves to expert 0
+ * const { values, sums } = batchMetricsMany(s, [greedy, spread], {
+ *   topK: 1,
+ *   referenceIndex: 0,
+ * });
+ * const referenceSum = selectedScoreSum(s, greedy);
+ * assert.equal(sums[0], referenceSum);
+ * assert.deepEqual(values[1], batchMetrics(s, spread, { topK: 1, referenceSum }));
+ * assert.equal(values[1][METRIC.maxVio], 0);
+ * ```
+ */
+export function batchMetricsMany(
+  scores: ScoreMatrix,
+  routings: readonly Routing[],
+  options: BatchMetricsManyOptions,
+): BatchMetricsMany {
+  const { topK, referenceIndex } = options;
+  const R = routings.length;
+  if (
+    !(Number.isInteger(referenceIndex) && referenceIndex >= 0 &&
+      referenceIndex < R)
+  ) {
+    throw new RangeError(
+      `referenceIndex must name one of the ${R} routings: current value is ${referenceIndex}`,
+    );
+  }
+  for (const routing of routings) checkCoverage(scores, routing);
+  const pass = selectedPasses(
+    scores.data,
+    routings.map((r) => r.experts),
+    routings.map((r) => r.k),
+    scores.tokens,
+    scores.experts,
+    topK,
+    new Float64Array(R * SELECTED_LENGTH),
+  );
+  const sums = new Float64Array(R);
+  for (let r = 0; r < R; r++) {
+    sums[r] = pass[r * SELECTED_LENGTH + SELECTED.sum];
+  }
+  const referenceSum = sums[referenceIndex];
+  const values = routings.map((routing, r) =>
+    metricsOf(
+      routing.loads,
+      pass.subarray(r * SELECTED_LENGTH, (r + 1) * SELECTED_LENGTH),
+      scores.tokens,
+      { topK, referenceSum },
+      options.out?.[r] ?? new Float64Array(BATCH_METRICS.length),
+    )
+  );
+  return { values, sums };
+}
+
+/** The metrics from the loads and a routing's pass over its slots. */
+function metricsOf(
+  loads: ArrayLike<number>,
+  pass: Float64Array,
+  tokens: number,
+  options: { topK: number; referenceSum: number },
+  out: Float64Array,
+): Float64Array {
+  const { topK, referenceSum } = options;
   const E = loads.length;
   let total = 0, max = 0, zero = 0;
   for (let j = 0; j < E; j++) {
@@ -111,17 +230,6 @@ export function batchMetrics(
   const mean = total / E;
   let ss = 0;
   for (let j = 0; j < E; j++) ss += (loads[j] - mean) ** 2;
-  // One pass over the slots: counts and the selected score sum.
-  checkCoverage(scores, routing);
-  const pass = selectedPass(
-    scores.data,
-    selected,
-    scores.tokens,
-    scores.experts,
-    k,
-    topK,
-    new Float64Array(SELECTED_LENGTH),
-  );
   const sum = pass[SELECTED.sum];
   const empty = pass[SELECTED.empty], without = pass[SELECTED.without];
   out[METRIC.maxVio] = mean === 0 ? 0 : (max - mean) / mean;
@@ -129,7 +237,7 @@ export function batchMetrics(
   out[METRIC.maxOverMean] = mean === 0 ? 0 : max / mean;
   out[METRIC.zeroExperts] = zero;
   out[METRIC.scoreRetention] = referenceSum === 0 ? 1 : sum / referenceSum;
-  out[METRIC.droppedFraction] = empty / (scores.tokens * topK);
+  out[METRIC.droppedFraction] = empty / (tokens * topK);
   out[METRIC.tokensWithoutExpert] = without;
   return out;
 }

@@ -1,6 +1,11 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { BATCH_METRICS, batchMetrics, METRIC } from "./batch_metrics.ts";
+import {
+  BATCH_METRICS,
+  batchMetrics,
+  batchMetricsMany,
+  METRIC,
+} from "./batch_metrics.ts";
 import { selectedScoreSum } from "./load_metrics.ts";
 
 const close = (a: number, b: number, what: string) =>
@@ -118,6 +123,98 @@ describe("batchMetrics", () => {
         ),
       );
     }
+  });
+});
+
+describe("batchMetricsMany", () => {
+  test("each routing's batchMetrics and sum, bit for bit, in one pass", () => {
+    // Routings of one batch with different slot counts (k = 1, 3, 8, and
+    // E slots as Expert Choice's), empty slots and masked scores; the
+    // reference is each of them in turn. Twins: batchMetrics with the
+    // reference's selectedScoreSum, and twinSum.
+    let seed = 5;
+    const u = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) | 0;
+      return (seed >>> 0) / 4294967296;
+    };
+    for (const [tokens, experts] of [[1, 4], [9, 256], [700, 64], [301, 17]]) {
+      const data = Float32Array.from(
+        { length: tokens * experts },
+        () => u() < 0.02 ? -Infinity : u() * 4 - 1,
+      );
+      const scores = { data, tokens, experts };
+      const routings = [1, 3, 8, experts].map((k) => ({
+        experts: Int32Array.from(
+          { length: tokens * k },
+          () => u() < 0.1 ? -1 : Math.floor(u() * experts),
+        ),
+        weights: new Float32Array(),
+        loads: Int32Array.from({ length: experts }, () => Math.floor(u() * 9)),
+        k,
+      }));
+      for (let ref = 0; ref < routings.length; ref++) {
+        const { values, sums } = batchMetricsMany(scores, routings, {
+          topK: 3,
+          referenceIndex: ref,
+        });
+        const referenceSum = selectedScoreSum(scores, routings[ref]);
+        routings.forEach((routing, r) => {
+          const what = `${tokens} x ${experts}, routing ${r}, reference ${ref}`;
+          assert.ok(
+            Object.is(
+              sums[r],
+              twinSum(data, routing.experts, tokens, experts, routing.k),
+            ),
+            what,
+          );
+          assert.deepEqual(
+            values[r],
+            batchMetrics(scores, routing, { topK: 3, referenceSum }),
+            what,
+          );
+        });
+      }
+    }
+  });
+
+  test("writes into out; rejects a reference it does not have and a short routing", () => {
+    const scores = {
+      data: new Float32Array([0.25, 0.75, 0.5, 0.5]),
+      tokens: 2,
+      experts: 2,
+    };
+    const routing = {
+      experts: new Int32Array([1, 0]),
+      weights: new Float32Array(2),
+      loads: new Int32Array([1, 1]),
+      k: 1,
+    };
+    const out = [new Float64Array(BATCH_METRICS.length)];
+    const { values, sums } = batchMetricsMany(scores, [routing], {
+      topK: 1,
+      referenceIndex: 0,
+      out,
+    });
+    assert.equal(values[0], out[0]);
+    assert.equal(sums[0], 1.25);
+    assert.equal(out[0][METRIC.scoreRetention], 1);
+    for (const referenceIndex of [1, -1, 0.5, NaN]) {
+      assert.throws(
+        () => batchMetricsMany(scores, [routing], { topK: 1, referenceIndex }),
+        new RegExp(
+          `referenceIndex must name one of the 1 routings: current value is ${referenceIndex}`,
+        ),
+      );
+    }
+    const short = { ...routing, experts: new Int32Array([1]) };
+    assert.throws(
+      () =>
+        batchMetricsMany(scores, [routing, short], {
+          topK: 1,
+          referenceIndex: 0,
+        }),
+      TypeError,
+    );
   });
 });
 

@@ -4,10 +4,8 @@
 // holding the rows of its own layers only, and merge exactly.
 import { createRouting, routeInto } from "../route/route.ts";
 import type { Balancer, BalancerContext } from "../route/balancer.ts";
-import { BATCH_METRICS } from "../metrics/batch_metrics.ts";
-import { requireKernel } from "../ops/registry.ts";
-import { batchMetricsOp } from "../ops/batch_metrics.ts";
-import { selectedScoreSum } from "../metrics/load_metrics.ts";
+import { BATCH_METRICS, batchMetricsMany } from "../metrics/batch_metrics.ts";
+import type { Routing } from "../types.ts";
 import type { HostBackend } from "../ops/host.ts";
 import { solveBalancedAssignmentSync } from "../solve/solve_balanced_assignment_sync.ts";
 import type { SimConfig } from "./config.ts";
@@ -96,13 +94,17 @@ export function simulateLayers(
   const reference = createRouting(tokens, k, E);
   const wallMs = new Float64Array(M), routeMs = new Float64Array(M);
   const stageMs = new Float64Array(LOOP_STAGES.length);
-  const values = new Float64Array(Q);
-  const metricsKernel = requireKernel(batchMetricsOp, "cpu");
   const { exactIndex, steps: gapStepList, at: gapAt } = gapPlan(cfg, specs);
   const gaps = into?.gaps ?? new Float64Array(steps * held * M).fill(NaN);
-  const sums = new Float64Array(M);
-  // Greedy at the run's own settings is the retention reference: reuse it.
+  // Greedy at the run's own settings is the retention reference: reuse it;
+  // without it, a private greedy routing (after the methods' own).
   const greedyIndex = specs.findIndex((s) => s.name === "greedy");
+  const routings: Routing[] = [];
+  const values = Array.from(
+    { length: M + (greedyIndex < 0 ? 1 : 0) },
+    () => new Float64Array(Q),
+  );
+  const referenceIndex = greedyIndex < 0 ? M : greedyIndex;
   const { scores: SCORES, reference: REFERENCE, metrics: METRICS } = LOOP_STAGE;
   const { record: RECORD, gap: GAP } = LOOP_STAGE;
   for (let step = 0; step < steps; step++) {
@@ -113,57 +115,45 @@ export function simulateLayers(
       const scores = workload.scores(step, layer);
       let now = performance.now();
       stageMs[SCORES] += now - t;
-      let referenceSum = NaN;
-      if (greedyIndex < 0) {
-        t = now;
-        routeInto(scores, k, reference, ctx);
-        referenceSum = selectedScoreSum(scores, reference);
-        now = performance.now();
-        stageMs[REFERENCE] += now - t;
-      }
       for (let m = 0; m < M; m++) {
         const b = balancers[m];
         const t0 = performance.now();
         const routing = b.route(layer, scores);
         const t1 = performance.now();
         routeMs[m] += t1 - t0;
-        if (m === greedyIndex) {
-          referenceSum = selectedScoreSum(scores, routing);
-        } else if (m < greedyIndex && Number.isNaN(referenceSum)) {
-          routeInto(scores, k, reference, ctx);
-          referenceSum = selectedScoreSum(scores, reference);
-        }
+        // A balancer's routing stays as it is until its next route: the
+        // metrics of every method are taken after the last one's.
+        routings[m] = routing;
         // Read after route: a non-causal method sets its bias from the batch.
-        const bias = b.biases(layer);
-        const t2 = performance.now();
-        stageMs[REFERENCE] += t2 - t1;
-        metricsKernel.run({
-          scores,
-          routing,
-          topK: k,
-          referenceSum,
-          out: values,
-        }, {});
-        const t3 = performance.now();
-        stageMs[METRICS] += t3 - t2;
         const row = (cell * M + m) * E;
         loadColumn.set(routing.loads, row);
-        biasColumn.set(bias, row);
-        metricColumn.set(values, (cell * M + m) * Q);
-        let t4 = performance.now();
-        stageMs[RECORD] += t4 - t3;
-        if (gapAt[step]) {
-          // The optimality gap's numerator, counted with its exact solve.
-          sums[m] = selectedScoreSum(scores, routing);
-          const t5 = performance.now();
-          stageMs[GAP] += t5 - t4;
-          t4 = t5;
-        }
+        biasColumn.set(b.biases(layer), row);
+        const t2 = performance.now();
+        stageMs[RECORD] += t2 - t1;
         b.update(layer, scores, routing);
-        wallMs[m] += t1 - t0 + (performance.now() - t4);
+        wallMs[m] += t1 - t0 + (performance.now() - t2);
       }
-      if (gapAt[step]) {
+      if (greedyIndex < 0) {
         t = performance.now();
+        routeInto(scores, k, reference, ctx);
+        routings[M] = reference;
+        stageMs[REFERENCE] += performance.now() - t;
+      }
+      // Every method's metrics and selected score sum in one pass over the
+      // scores.
+      t = performance.now();
+      const { sums } = batchMetricsMany(scores, routings, {
+        topK: k,
+        referenceIndex,
+        out: values,
+      });
+      for (let m = 0; m < M; m++) {
+        metricColumn.set(values[m], (cell * M + m) * Q);
+      }
+      now = performance.now();
+      stageMs[METRICS] += now - t;
+      if (gapAt[step]) {
+        t = now;
         const optimum = exactIndex >= 0
           ? sums[exactIndex]
           : solveBalancedAssignmentSync(scores, { k, host: ctx.host })

@@ -4,9 +4,11 @@
 /**
  * The stages of the simulator's inner loop, besides the methods' own
  * `route` and `update`: drawing the batch's scores, the greedy reference
- * (when no method is greedy), the per-batch metrics, recording the rows
+ * (when no method is greedy), the per-batch metrics (on the CPU backends
+ * one pass over the scores for every method, which also gives the
+ * selected score sums of the retention and the gap), recording the rows
  * of the long tables, and the optimality gap (on its sampled steps: the
- * exact optimum and the methods' selected score sums).
+ * exact optimum, and on the WebGPU backend the CPU methods' sums).
  */
 export const LOOP_STAGES: readonly LoopStage[] = [
   "scores",
