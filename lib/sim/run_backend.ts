@@ -26,10 +26,8 @@ import {
   releaseBatch,
   uploadBatch,
 } from "../route/device_batch.ts";
-import { BATCH_METRICS } from "../metrics/batch_metrics.ts";
-import { selectedScoreSum } from "../metrics/load_metrics.ts";
-import { requireKernel } from "../ops/registry.ts";
-import { batchMetricsOp } from "../ops/batch_metrics.ts";
+import { BATCH_METRICS, batchMetricsMany } from "../metrics/batch_metrics.ts";
+import type { Routing } from "../types.ts";
 import { solveBalancedAssignmentSync } from "../solve/solve_balanced_assignment_sync.ts";
 import { gapPlan } from "./eval_window.ts";
 import { type PreparedRun, prepareRun } from "./prepare_run.ts";
@@ -192,8 +190,6 @@ async function simulateOnDevice(
   const tables = allocateTables(steps, layers, M, E);
   const wallMs = new Float64Array(M), routeMs = new Float64Array(M);
   const loopStart = performance.now(), cpu0 = processCpuMs();
-  const values = new Float64Array(Q);
-  const metricsKernel = requireKernel(batchMetricsOp, "cpu");
   const cpuReference = createRouting(tokens, k, E);
   const { exactIndex, steps: gapStepList, at: gapAt } = gapPlan(cfg, specs);
   const gaps = new Float64Array(steps * layers * M).fill(NaN);
@@ -254,34 +250,46 @@ async function simulateOnDevice(
         // CPU methods: as runSimulation runs them.
         const layerSums = new Float64Array(M);
         cpuSums.push(layerSums);
-        let referenceSum = NaN;
         if (cpuIndex.length > 0 && greedyCpu === undefined) {
           routeInto(scores, k, cpuReference, ctx);
-          referenceSum = selectedScoreSum(scores, cpuReference);
         }
         const order2 = greedyCpu === undefined
           ? cpuIndex
           : [greedyCpu, ...cpuIndex.filter((m) => m !== greedyCpu)];
+        const cpuRoutings: Routing[] = [], cpuBiases: Float64Array[] = [];
         for (const m of order2) {
           const b = runners[m].cpu!;
           const t0 = performance.now();
           const routing = b.route(layer, scores);
           const t1 = performance.now();
           routeMs[m] += t1 - t0;
-          if (m === greedyCpu) referenceSum = selectedScoreSum(scores, routing);
-          const bias = b.biases(layer);
-          metricsKernel.run({
-            scores,
-            routing,
-            topK: k,
-            referenceSum,
-            out: values,
-          }, {});
-          layerSums[m] = selectedScoreSum(scores, routing);
-          write(step, layer, m, routing.loads, bias, values);
+          // Kept as it is until the balancer's next route: the metrics are
+          // taken after the last method's.
+          cpuRoutings.push(routing);
+          cpuBiases.push(b.biases(layer));
           const t2 = performance.now();
           b.update(layer, scores, routing);
           wallMs[m] += t1 - t0 + (performance.now() - t2);
+        }
+        if (order2.length > 0) {
+          // Every CPU method's metrics and sum in one pass over the scores;
+          // the reference is greedy (first in order2) or the private one.
+          if (greedyCpu === undefined) cpuRoutings.push(cpuReference);
+          const { values, sums } = batchMetricsMany(scores, cpuRoutings, {
+            topK: k,
+            referenceIndex: greedyCpu === undefined ? order2.length : 0,
+          });
+          order2.forEach((m, r) => {
+            write(
+              step,
+              layer,
+              m,
+              cpuRoutings[r].loads,
+              cpuBiases[r],
+              values[r],
+            );
+            layerSums[m] = sums[r];
+          });
         }
       }
       if (Md > 0) {
