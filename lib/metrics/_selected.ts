@@ -42,39 +42,15 @@ export function selectedPass(
   topK: number,
   out: Float64Array,
 ): Float64Array {
-  const aheadRows = Math.max(1, Math.ceil(AHEAD_BYTES / (4 * experts)));
-  const lastAhead = Math.min(tokens, Math.max(0, tokens - aheadRows));
-  let sum = 0, empty = 0, without = 0, touched = 0;
-  for (let i = 0, b = 0, p = 0; i < tokens; i++, b += experts) {
-    if (i < lastAhead) {
-      const a = b + aheadRows * experts;
-      for (let c = 0; c < experts; c += LINE_FLOATS) touched += data[a + c];
-    }
-    let used = 0;
-    for (let r = 0; r < k; r++, p++) {
-      const j = sel[p];
-      if (j >= 0) {
-        used++;
-        const v = data[b + j];
-        if (v > -Infinity) sum += v;
-      }
-    }
-    if (used < topK) empty += topK - used;
-    if (used === 0) without++;
-  }
-  out[SELECTED.sum] = sum;
-  out[SELECTED.empty] = empty;
-  out[SELECTED.without] = without;
-  out[SELECTED.readAhead] = touched;
-  return out;
+  return selectedPasses(data, [sel], [k], tokens, experts, topK, out);
 }
 
 /**
  * {@linkcode selectedPass} of several routings of the same scores in one
  * pass: the rows' cache lines are read ahead once for all of them, and
  * each routing's sums are added in its own order (token, then slot), so
- * each routing's output is bit for bit that of its own pass. Output `r`
- * is `out.subarray(r * SELECTED_LENGTH, (r + 1) * SELECTED_LENGTH)`.
+ * each routing's output is bit for bit that of a pass of its own. Output
+ * `r` is `out.subarray(r * SELECTED_LENGTH, (r + 1) * SELECTED_LENGTH)`.
  */
 export function selectedPasses(
   data: Float32Array,

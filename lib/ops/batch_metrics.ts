@@ -97,5 +97,7 @@ registerKernel({
   op: batchMetricsOp,
   backend: "cpu",
   run: batchMetricsCpu,
-  callers: ["the simulator's per-batch metrics (lib/sim/_simulate.ts)"],
+  callers: [
+    "the simulator's per-batch metrics (lib/sim/_simulate.ts and lib/sim/run_backend.ts: batchMetricsMany runs its code for every method of a batch in one pass over the scores)",
+  ],
 });

@@ -111,7 +111,8 @@ export interface KernelRecord<
   /**
    * Counts one use of the kernel by another entry point of the same code
    * (a WebGPU kernel's resident-buffer form, which device balancers call
-   * without the host round trip of `run`).
+   * without the host round trip of `run`; the batchMetrics CPU kernel's
+   * code run for every method of a batch at once by `batchMetricsMany`).
    */
   note(): void;
 }

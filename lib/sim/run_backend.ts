@@ -27,6 +27,8 @@ import {
   uploadBatch,
 } from "../route/device_batch.ts";
 import { BATCH_METRICS, batchMetricsMany } from "../metrics/batch_metrics.ts";
+import { requireKernel } from "../ops/registry.ts";
+import { batchMetricsOp } from "../ops/batch_metrics.ts";
 import type { Routing } from "../types.ts";
 import { solveBalancedAssignmentSync } from "../solve/solve_balanced_assignment_sync.ts";
 import { gapPlan } from "./eval_window.ts";
@@ -191,6 +193,9 @@ async function simulateOnDevice(
   const wallMs = new Float64Array(M), routeMs = new Float64Array(M);
   const loopStart = performance.now(), cpu0 = processCpuMs();
   const cpuReference = createRouting(tokens, k, E);
+  // The batchMetrics op's CPU kernel, whose code batchMetricsMany runs for
+  // every CPU method at once: noted once per method and batch.
+  const metricsKernel = requireKernel(batchMetricsOp, "cpu");
   const { exactIndex, steps: gapStepList, at: gapAt } = gapPlan(cfg, specs);
   const gaps = new Float64Array(steps * layers * M).fill(NaN);
   const sums = new Float64Array(M);
@@ -289,6 +294,7 @@ async function simulateOnDevice(
               values[r],
             );
             layerSums[m] = sums[r];
+            metricsKernel.note();
           });
         }
       }
