@@ -6,7 +6,10 @@ import process from "node:process";
 import { acquireGpu, releaseGpu } from "../kernels/device.ts";
 
 const first = await acquireGpu();
-const required = process.env.MOELAB_REQUIRE_GPU === "1";
+// MOELAB_REQUIRE_GPU=1 (set by .ci/run) makes a missing adapter a failure;
+// Bun has no WebGPU, so there the test is skipped.
+const isBun = "Bun" in globalThis;
+const required = process.env.MOELAB_REQUIRE_GPU === "1" && !isBun;
 if (!first.gpu && required) throw new Error(first.reason);
 
 test("releaseGpu destroys the device; acquireGpu then makes a new one", {
