@@ -69,9 +69,11 @@ export function balancerContext(
 }
 
 /**
- * Runs every method on the layers of `layerList`, step by step: route the
- * batch, record loads, biases and metrics, then let the method update.
- * Score retention is measured against greedy top-K on the same batch.
+ * Runs every method on the layers of `layerList`, step by step: each
+ * method routes the batch, its loads and biases are recorded and it
+ * updates; then every method's metrics (and the gap's sums) come from one
+ * pass over the scores (batchMetricsMany). Score retention is measured
+ * against greedy top-K on the same batch.
  */
 export function simulateLayers(
   run: Pick<PreparedRun, "config" | "specs" | "workload"> & {

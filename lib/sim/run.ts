@@ -67,8 +67,9 @@ export interface RunOptions {
 
 /**
  * Runs every method of the configuration on the same scores, step by step
- * and layer by layer: route the batch, record loads, biases and metrics,
- * then let the method update its state. Score retention is measured
+ * and layer by layer: each method routes the batch, its loads and biases
+ * are recorded and it updates its state; then every method's metrics come
+ * from one pass over the batch's scores. Score retention is measured
  * against greedy top-K on the same batch.
  *
  * @param config A partial configuration (see {@linkcode resolveSimConfig}),
