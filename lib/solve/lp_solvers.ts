@@ -2,10 +2,118 @@
 // Nothing imports them statically: importing the package stays free of
 // WebAssembly, and each solver is fetched and compiled the first time a
 // caller asks for it.
-import type { Highs } from "highs";
+// The solvers' types are the members this project uses, written here:
+// a type import of the packages would put them (and their megabytes of
+// declarations) in the module graph of every importer of the core.
+// tests/lp_solver_types_test.ts checks that the packages' own types fit.
 
-/** A loaded glpk.js instance (GLPK compiled to WebAssembly). */
-export type Glpk = Awaited<ReturnType<typeof import("glpk.js/node").default>>;
+/** A glpk.js problem (its `LP`, the members used here). */
+export interface GlpkLp {
+  name: string;
+  objective: {
+    direction: number;
+    name: string;
+    vars: { name: string; coef: number }[];
+  };
+  subjectTo: {
+    name: string;
+    vars: { name: string; coef: number }[];
+    bnds: { type: number; ub: number; lb: number };
+  }[];
+  bounds?: { name: string; type: number; ub: number; lb: number }[];
+}
+
+/** A loaded glpk.js instance (GLPK compiled to WebAssembly), the members used here. */
+export interface Glpk {
+  readonly GLP_MIN: number;
+  readonly GLP_MAX: number;
+  readonly GLP_UP: number;
+  readonly GLP_DB: number;
+  readonly GLP_FX: number;
+  readonly GLP_MSG_OFF: number;
+  readonly GLP_NOFEAS: number;
+  readonly GLP_OPT: number;
+  solve(
+    lp: GlpkLp,
+    options?: { msglev?: number; presol?: boolean; tmlim?: number },
+  ): {
+    result: {
+      status: number;
+      z: number;
+      vars: { [name: string]: number };
+      dual?: { [name: string]: number };
+    };
+  };
+}
+
+/** A HiGHS model (its `Model`, the members used here). */
+export interface HighsModel {
+  readonly options: {
+    set(
+      options: Readonly<
+        Partial<{
+          output_flag: boolean;
+          presolve: "off" | "choose" | "on";
+          primal_feasibility_tolerance: number;
+          dual_feasibility_tolerance: number;
+          time_limit: number;
+        }>
+      >,
+    ): unknown;
+  };
+  run(): { readonly modelStatus: number };
+  getModelStatus(): number;
+  getSolution(): {
+    readonly colValue: Float64Array;
+    readonly rowDual: Float64Array;
+  };
+  getObjectiveValue(): number;
+  changeRowsBounds(
+    rows: {
+      readonly kind: "range";
+      readonly from: number;
+      readonly to: number;
+    },
+    lower: Float64Array,
+    upper: Float64Array,
+  ): unknown;
+  dispose(): void;
+}
+
+/**
+ * A loaded HiGHS instance (WebAssembly), the members used here. `Sense` is
+ * the type of an objective sense, which is only ever taken from
+ * `constants` and handed back to `createModel` (the package brands it).
+ */
+export interface Highs<Sense = number> {
+  readonly infinity: number;
+  readonly constants: {
+    readonly objectiveSense: { readonly maximize: Sense };
+    readonly modelStatus: {
+      readonly optimal: number;
+      readonly infeasible: number;
+      readonly timeLimit: number;
+    };
+  };
+  createModel(source: {
+    numCols: number;
+    numRows: number;
+    sense?: Sense;
+    colCost: Float64Array;
+    colLower: Float64Array;
+    colUpper: Float64Array;
+    rowLower: Float64Array;
+    rowUpper: Float64Array;
+    matrix: {
+      format: "csc";
+      numRows: number;
+      numCols: number;
+      starts: Int32Array;
+      indices: Int32Array;
+      values: Float64Array;
+    };
+  }): HighsModel;
+}
 
 type HighsLoader = () => Promise<Highs>;
 
@@ -32,7 +140,7 @@ let highs: Highs | undefined;
 /** Loads glpk.js once; later calls return the same instance. */
 export function loadGlpk(): Promise<Glpk> {
   glpkLoading ??= (import(LP_SOLVER_SPECIFIERS.glpk) as Promise<
-    typeof import("glpk.js/node")
+    { default: () => Promise<Glpk> }
   >).then((m) => m.default()).then(
     (instance) => glpk = instance,
   );
@@ -44,11 +152,9 @@ export function loadHighs(): Promise<Highs> {
   // A CommonJS module: its default export is the loader itself, or holds it
   // as `default`, depending on the runtime's interop.
   highsLoading ??= (import(LP_SOLVER_SPECIFIERS.highs) as Promise<
-    typeof import("highs")
+    { default: HighsLoader | { default: HighsLoader } }
   >).then((m) => {
-    const d =
-      (m as unknown as { default: HighsLoader | { default: HighsLoader } })
-        .default;
+    const d = m.default;
     return (typeof d === "function" ? d : d.default)();
   }).then((instance) => highs = instance);
   return highsLoading;
