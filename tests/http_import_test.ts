@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { dirname, join, normalize, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { packageImports } from "./_package_imports.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
@@ -44,10 +45,13 @@ function serveRepository(): Deno.HttpServer<Deno.NetAddr> {
   );
 }
 
-/** deno.json's "imports", with the package's own names pointing at `base`. */
+/**
+ * deno.json's "imports", with the package's own names pointing at `base`,
+ * and package.json's npm dependencies.
+ */
 function importMap(base: string): { imports: Record<string, string> } {
   const config = JSON.parse(readFileSync(join(root, "deno.json"), "utf8"));
-  const imports: Record<string, string> = {};
+  const imports: Record<string, string> = packageImports(root);
   for (const [name, target] of Object.entries<string>(config.imports)) {
     imports[name] = name.startsWith(config.name)
       ? new URL(target, base).href

@@ -45,6 +45,15 @@ async function npmAtImport(file: string): Promise<string[]> {
       npm.add(specifier.replace(/^npm:\/?/, "").replace(/(.)@.*$/, "$1"));
       continue;
     }
+    // With node_modules managed by `deno install` (package.json), npm
+    // modules are files there: the package is the path after the last
+    // node_modules/.
+    const at = specifier.lastIndexOf("/node_modules/");
+    if (at >= 0) {
+      const path = specifier.slice(at + "/node_modules/".length).split("/");
+      npm.add(path[0].startsWith("@") ? `${path[0]}/${path[1]}` : path[0]);
+      continue;
+    }
     for (const dep of modules.get(specifier)?.dependencies ?? []) {
       if (dep.code === undefined || dep.isDynamic) continue;
       stack.push(info.redirects[dep.code.specifier] ?? dep.code.specifier);
@@ -70,7 +79,7 @@ test(
 );
 
 test(
-  "importing the core in a fresh cache downloads no npm package; the LP solvers load from deno.json's versions",
+  "importing the core in a fresh cache downloads no npm package; the LP solvers load from package.json's versions",
   {
     skip: isDeno ? false : "needs deno",
   },
@@ -112,10 +121,16 @@ test(
     const { LP_SOLVER_SPECIFIERS } = await import(
       "../lib/solve/lp_solvers.ts"
     );
-    const config = JSON.parse(
-      await Deno.readTextFile(join(root, "deno.json")),
-    ) as { imports: Record<string, string> };
-    assert.equal(LP_SOLVER_SPECIFIERS.glpk, config.imports["glpk.js/node"]);
-    assert.equal(LP_SOLVER_SPECIFIERS.highs, config.imports["highs"]);
+    const pkg = JSON.parse(
+      await Deno.readTextFile(join(root, "package.json")),
+    ) as { dependencies: Record<string, string> };
+    assert.equal(
+      LP_SOLVER_SPECIFIERS.glpk,
+      `npm:glpk.js@${pkg.dependencies["glpk.js"]}/node`,
+    );
+    assert.equal(
+      LP_SOLVER_SPECIFIERS.highs,
+      `npm:highs@${pkg.dependencies["highs"]}`,
+    );
   },
 );

@@ -29,6 +29,7 @@ import { tmpdir } from "node:os";
 import process from "node:process";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { packageImports } from "./_package_imports.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
@@ -120,7 +121,7 @@ test("every README example runs from outside the clone", {
     assert.match(help.stdout, /^moelab sim: /);
 
     // A user's project: the package's names point at the repository.
-    const imports: Record<string, string> = {};
+    const imports: Record<string, string> = packageImports(root);
     for (const [name, target] of Object.entries<string>(config.imports)) {
       imports[name] = target.startsWith("./")
         ? pathToFileURL(join(root, target)).href

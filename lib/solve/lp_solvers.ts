@@ -122,7 +122,7 @@ type HighsLoader = () => Promise<Highs>;
  * literals, so that no module graph built from an import of the package
  * (Deno fetches the npm packages of literal dynamic imports up front)
  * downloads the solvers before a caller asks for one. Deno takes the
- * `npm:` form (the versions of deno.json's imports, which a test checks);
+ * `npm:` form (the versions of package.json, which a test checks);
  * Bun and Node resolve the bare names from node_modules.
  */
 export const LP_SOLVER_SPECIFIERS: {
