@@ -1,40 +1,19 @@
 // The expert-parallel stage of the simulator: every method's per-step
 // loads, placed on GPUs (in nodes) by the configured strategies, with
 // per-GPU tokens, max/mean, the all-to-all traffic over NVLink and the
-// network, and the modelled step time.
-import { asymmetricPlacement } from "../placement/asymmetric.ts";
-import { rebalanceExperts } from "../placement/eplb.ts";
-import { hardwarePreset } from "../placement/hardware.ts";
-import {
-  groupsStayOnNodes,
-  NodeLocality,
-  nodeTraffic,
-} from "../placement/node_traffic.ts";
-import {
-  type Placement,
-  placementFromPhy2log,
-  staticPlacement,
-} from "../placement/placement.ts";
-import { exactScheduler } from "../placement/exact_scheduler.ts";
-import { localFirstScheduler } from "../placement/local_scheduler.ts";
-import type { Scheduler } from "../placement/types.ts";
-import {
-  type MultiNodeModel,
-  multiNodeStepTimeMs,
-  throughputGain,
-} from "../placement/step_time.ts";
+// network, and the modelled step time. The work is done per layer
+// (_ep_parts.ts); the parts' sums are merged here in layer order.
+import { throughputGain } from "../placement/step_time.ts";
 import type { SimConfig } from "./config.ts";
 import { checkInteger } from "../validate.ts";
-import {
-  EP_STRATEGY,
-  type EpConfig,
-  epGpusPerNode,
-  epSlots,
-  type EpStrategy,
-  type EpStrategySummary,
-  epSymmetricPlacement,
-} from "./ep_config.ts";
+import type { EpConfig, EpStrategySummary } from "./ep_config.ts";
 import { evalStart } from "./eval_window.ts";
+import {
+  epLayerStage,
+  type EpPart,
+  epStrategyIndex,
+  epTablePlan,
+} from "./_ep_parts.ts";
 
 /** What the EP stage produces. */
 export interface EpResult {
@@ -79,30 +58,6 @@ export interface EpStage {
   addStep(step: number, loads: Int32Array): void;
   /** The result, once every step was added. */
   finish(): EpResult;
-}
-
-/**
- * Splits each expert's load equally over its replicas (remainder to the
- * first ones): GPU loads into `out`, slot loads into `slotOut`.
- */
-function equalSplit(
-  p: Placement,
-  loads: Int32Array,
-  out: Int32Array,
-  slotOut: Int32Array,
-): void {
-  const count = new Int32Array(p.experts), seen = new Int32Array(p.experts);
-  for (const e of p.slots) if (e >= 0) count[e]++;
-  out.fill(0);
-  slotOut.fill(0);
-  for (let i = 0; i < p.slots.length; i++) {
-    const e = p.slots[i];
-    if (e < 0) continue;
-    const share = Math.floor(loads[e] / count[e]);
-    const x = share + (seen[e]++ < loads[e] - share * count[e] ? 1 : 0);
-    out[Math.floor(i / p.slotsPerGpu)] += x;
-    slotOut[i] = x;
-  }
 }
 
 /**
@@ -192,38 +147,82 @@ export function createEpStage(
   checkInteger("tableRows", tableRows, 0);
   const c = config.ep;
   if (!c) return null;
-  const { steps, layers, experts: E, topK, tokens } = config;
-  const G = c.gpus, M = methods, names = c.strategies, K = names.length;
-  const gpn = epGpusPerNode(c), N = G / gpn, slots = epSlots(c, E);
-  const hw = hardwarePreset(c.hardware);
-  const model: MultiNodeModel = {
-    hidden: c.hidden,
-    ffnFactor: c.ffnFactor,
-    dispatchBytes: c.dispatchBytes,
-    combineBytes: c.combineBytes,
-    flops: hw.flops,
-    nvlink: hw.nvlink,
-    network: hw.network,
-    overlap: c.overlap,
+  const all = Array.from({ length: config.layers }, (_, l) => l);
+  const stage = epLayerStage(config, c, methods, all, tableRows);
+  return {
+    addStep: (step, loads) => stage.addStep(step, loads),
+    finish: () => mergeEpParts(config, methods, [stage.finish()], tableRows),
   };
-  // Bytes of one token's four all-to-alls (dispatch and combine, forward and backward).
-  const tokenBytes = 2 * (c.dispatchBytes + c.combineBytes) * c.hidden;
-  const grouped = config.groups > 1 && config.topGroups < config.groups;
-  const eplbGroups = config.groups > 1 ? config.groups : N;
-  const nodeLimit = (p: Placement) =>
-    grouped && N > 1 && groupsStayOnNodes(p, config.groups, gpn)
-      ? config.topGroups
-      : null;
+}
+
+/**
+ * The stage's result from parts that together cover every layer once
+ * (each from the per-layer stage of lib/sim/_ep_parts.ts, with the same
+ * `tableRows`): the sums added layer by layer in layer order, the table's
+ * rows put in step, layer order. The same result however the layers were
+ * split.
+ *
+ * @param config The run's resolved configuration (its `ep` set).
+ * @param methods Number of methods of the run.
+ * @param parts The parts.
+ * @param tableRows The parts' table limit.
+ * @returns The {@linkcode EpResult}.
+ * @throws {RangeError} If `config.ep` is null or the parts do not cover
+ * every layer exactly once.
+ */
+export function mergeEpParts(
+  config: SimConfig,
+  methods: number,
+  parts: readonly EpPart[],
+  tableRows: number = EP_TABLE_ROWS,
+): EpResult {
+  const c = config.ep;
+  if (!c) throw new RangeError("config.ep must be set to merge EP parts");
+  const { steps, layers } = config;
+  const G = c.gpus, M = methods, names = c.strategies, K = names.length;
+  const MK = M * K;
+  // Where each layer's sums are: its part and its place there.
+  const owner = new Int32Array(layers).fill(-1);
+  const place = new Int32Array(layers);
+  parts.forEach((part, i) => {
+    part.layers.forEach((l, h) => {
+      if (!(l >= 0 && l < layers) || owner[l] >= 0) {
+        throw new RangeError(
+          `EP parts must cover each layer once: layer ${l} is ${
+            l >= 0 && l < layers ? "in two parts" : "not a layer of the run"
+          }`,
+        );
+      }
+      owner[l] = i;
+      place[l] = h;
+    });
+  });
+  const missing = owner.indexOf(-1);
+  if (missing >= 0) {
+    throw new RangeError(
+      `EP parts must cover each layer once: layer ${missing} is in none`,
+    );
+  }
+  const ratio = new Float64Array(MK), time = new Float64Array(MK);
+  const intra = new Float64Array(MK), inter = new Float64Array(MK);
+  const reach = new Float64Array(MK);
+  const rankProfile = new Float64Array(MK * G);
+  for (let l = 0; l < layers; l++) {
+    const part = parts[owner[l]], h = place[l];
+    for (let i = 0; i < MK; i++) {
+      ratio[i] += part.ratio[h * MK + i];
+      time[i] += part.time[h * MK + i];
+      intra[i] += part.intra[h * MK + i];
+      inter[i] += part.inter[h * MK + i];
+      reach[i] += part.reach[h * MK + i];
+    }
+    for (let i = 0; i < MK * G; i++) {
+      rankProfile[i] += part.rankProfile[h * MK * G + i];
+    }
+  }
+  // The table: per recorded step, every layer's rows in order.
+  const { everyStep, keep } = epTablePlan(config, c, M, tableRows);
   const start = evalStart(config);
-  // Rows of the table: every step's, else the sampled steps', else none.
-  const perStep = layers * M * K * G;
-  const sampledSteps = Math.max(0, Math.ceil((steps - start) / c.sampleEvery));
-  const everyStep = steps * perStep <= tableRows;
-  const keep = everyStep
-    ? steps * perStep
-    : sampledSteps * perStep <= tableRows
-    ? sampledSteps * perStep
-    : 0;
   const table = {
     step: new Int32Array(keep),
     layer: new Int32Array(keep),
@@ -232,265 +231,49 @@ export function createEpStage(
     gpu: new Int32Array(keep),
     tokens: new Int32Array(keep),
   };
-  const want = new Set(names);
-  const fixed = staticPlacement(E, G);
-  const fixedLimit = nodeLimit(fixed);
-  const sym = want.has("symmetric-lp")
-    ? epSymmetricPlacement(c, E, config.seed)
-    : fixed;
-  // MicroMoE's LP; across nodes, each node's tokens to its own replicas first.
-  const lp = (p: Placement): Scheduler =>
-    N > 1 ? localFirstScheduler(p, gpn) : exactScheduler(p);
-  const symScheduler = want.has("symmetric-lp") ? lp(sym) : null;
-  const symLimit = nodeLimit(sym);
-  // Per (layer, method): the re-placed placements, their schedulers and node limits.
-  const LM = layers * M;
-  const moved: Placement[] = new Array(LM), movedLimit = new Array(LM);
-  const hier: Placement[] = new Array(LM), hierLimit = new Array(LM);
-  const hierScheduler: Scheduler[] = new Array(LM);
-  const asym: Placement[] = new Array(LM), asymLimit = new Array(LM);
-  const asymScheduler: Scheduler[] = new Array(LM);
-  const movedLocality: (NodeLocality | null)[] = new Array(LM);
-  const hierLocality: (NodeLocality | null)[] = new Array(LM);
-  const asymLocality: (NodeLocality | null)[] = new Array(LM);
-  const history = new Float64Array(LM * E).fill(1);
-  const exact = c.scheduler === "exact";
-  const replace = (lm: number) => {
-    const weight = Array.from(history.subarray(lm * E, lm * E + E));
-    if (want.has("eplb")) {
-      moved[lm] = placementFromPhy2log(
-        rebalanceExperts([weight], {
-          replicas: slots,
-          groups: 1,
-          nodes: 1,
-          gpus: G,
-        }).phy2log[0],
-        E,
-        G,
-      );
-      movedLimit[lm] = nodeLimit(moved[lm]);
-      movedLocality[lm] = local(moved[lm]);
-    }
-    if (want.has("eplb-hierarchical") || want.has("hierarchical-lp")) {
-      hier[lm] = placementFromPhy2log(
-        rebalanceExperts([weight], {
-          replicas: slots,
-          groups: eplbGroups,
-          nodes: N,
-          gpus: G,
-        }).phy2log[0],
-        E,
-        G,
-      );
-      hierLimit[lm] = nodeLimit(hier[lm]);
-      hierLocality[lm] = local(hier[lm]);
-      if (want.has("hierarchical-lp") && exact) {
-        hierScheduler[lm] = exactScheduler(hier[lm]);
-      }
-    }
-    if (want.has("asymmetric-lp")) {
-      asym[lm] = asymmetricPlacement(weight.map(Math.round), G, {
-        slots,
-        iterations: 64,
-        seed: config.seed,
-      });
-      asymLimit[lm] = nodeLimit(asym[lm]);
-      asymLocality[lm] = local(asym[lm]);
-      if (exact) asymScheduler[lm] = lp(asym[lm]);
-    }
-    history.fill(0, lm * E, lm * E + E);
-  };
-  // How each strategy splits a batch's loads over the GPUs (GPU loads
-  // into `out`, slot loads into `slotOut`), and its placement's node limit
-  // and locality; `lm` is the (layer, method) of the batch.
-  type Split = (
-    lm: number,
-    batch: Int32Array,
-    out: Int32Array,
-    slotOut: Int32Array,
-  ) => void;
-  interface Strategy {
-    split: Split;
-    limit: (lm: number) => number | null;
-    locality: (lm: number) => NodeLocality | null;
-  }
-  const schedule = (
-    s: Scheduler,
-    batch: Int32Array,
-    out: Int32Array,
-    slotOut: Int32Array,
-  ) => {
-    const r = s.schedule(batch);
-    out.set(r.gpuLoads);
-    slotOut.set(r.replicaLoads);
-  };
-  const local = (p: Placement) => N > 1 ? new NodeLocality(p, gpn) : null;
-  const fixedLocality = local(fixed), symLocality = local(sym);
-  const split: Record<EpStrategy, Strategy> = {
-    static: {
-      split: (_, batch, out, so) => equalSplit(fixed, batch, out, so),
-      limit: () => fixedLimit,
-      locality: () => fixedLocality,
-    },
-    eplb: {
-      split: (lm, batch, out, so) => equalSplit(moved[lm], batch, out, so),
-      limit: (lm) => movedLimit[lm],
-      locality: (lm) => movedLocality[lm],
-    },
-    "symmetric-lp": {
-      split: symScheduler && exact
-        ? (_, batch, out, so) => schedule(symScheduler, batch, out, so)
-        : (_, batch, out, so) => equalSplit(sym, batch, out, so),
-      limit: () => symLimit,
-      locality: () => symLocality,
-    },
-    "asymmetric-lp": {
-      split: exact
-        ? (lm, batch, out, so) => schedule(asymScheduler[lm], batch, out, so)
-        : (lm, batch, out, so) => equalSplit(asym[lm], batch, out, so),
-      limit: (lm) => asymLimit[lm],
-      locality: (lm) => asymLocality[lm],
-    },
-    "eplb-hierarchical": {
-      split: (lm, batch, out, so) => equalSplit(hier[lm], batch, out, so),
-      limit: (lm) => hierLimit[lm],
-      locality: (lm) => hierLocality[lm],
-    },
-    "hierarchical-lp": {
-      split: exact
-        ? (lm, batch, out, so) => schedule(hierScheduler[lm], batch, out, so)
-        : (lm, batch, out, so) => equalSplit(hier[lm], batch, out, so),
-      limit: (lm) => hierLimit[lm],
-      locality: (lm) => hierLocality[lm],
-    },
-  };
-  const strategies = names.map((name) => split[name]);
-  // Slots of each strategy's placement (the length of its slot loads).
-  const placementOf: Record<EpStrategy, (lm: number) => Placement> = {
-    static: () => fixed,
-    eplb: (lm) => moved[lm],
-    "symmetric-lp": () => sym,
-    "asymmetric-lp": (lm) => asym[lm],
-    "eplb-hierarchical": (lm) => hier[lm],
-    "hierarchical-lp": (lm) => hier[lm],
-  };
-  const strategySlots = names.map((name) => (lm: number) =>
-    placementOf[name](lm).slots.length
-  );
-  const index = names.map((name) => EP_STRATEGY[name]);
-  const ratio = new Float64Array(M * K), time = new Float64Array(M * K);
-  const intra = new Float64Array(M * K), inter = new Float64Array(M * K);
-  const reach = new Float64Array(M * K);
-  const stepTime = new Float64Array(M * K);
-  const rankProfile = new Float64Array(M * K * G);
-  const gpuTokens = new Int32Array(G), sorted = new Float64Array(G);
-  const slotTokens = new Int32Array(
-    Math.max(fixed.slots.length, slots, sym.slots.length),
-  );
-  const remote = new Float64Array(N);
-  let row = 0, next = 0, batches = 0;
-  return {
-    addStep(s: number, loads: Int32Array): void {
-      if (s !== next || s >= steps) {
-        throw new RangeError(
-          `step must be the next step (${next}) of ${steps}: current value is ${s}`,
-        );
-      }
-      if (loads.length !== LM * E) {
-        throw new RangeError(
-          `loads must hold layers x methods x experts (${
-            LM * E
-          }) values: current length is ${loads.length}`,
-        );
-      }
-      next++;
-      // Summaries count the sampled steps of the window; a step outside
-      // them is placed only for the table, and not at all without one.
-      const inWindow = s >= start && (s - start) % c.sampleEvery === 0;
-      const placed = inWindow || everyStep;
-      const recorded = everyStep || (inWindow && keep > 0);
-      if (inWindow) batches += layers;
-      stepTime.fill(0);
-      for (let l = 0; l < layers; l++) {
-        for (let m = 0; m < M; m++) {
-          const lm = l * M + m;
-          if (s % c.rebalanceEvery === 0) replace(lm);
-          const batch = loads.subarray(lm * E, lm * E + E);
-          for (let j = 0; j < E; j++) history[lm * E + j] += batch[j];
-          for (let k = 0; k < K && placed; k++) {
-            const strategy = strategies[k];
-            const slotOut = slotTokens.subarray(0, strategySlots[k](lm));
-            strategy.split(lm, batch, gpuTokens, slotOut);
-            let max = 0, total = 0;
-            for (let g = 0; g < G; g++) {
-              if (recorded) {
-                table.step[row] = s, table.layer[row] = l;
-                table.method[row] = m, table.strategy[row] = index[k];
-                table.gpu[row] = g, table.tokens[row++] = gpuTokens[g];
-              }
-              total += gpuTokens[g];
-              if (gpuTokens[g] > max) max = gpuTokens[g];
-            }
-            if (!inWindow) continue;
-            const mk = m * K + k;
-            const mean = total / G;
-            ratio[mk] += total === 0 ? 1 : max / mean;
-            sorted.set(gpuTokens);
-            sorted.sort();
-            for (let g = 0; g < G; g++) {
-              rankProfile[mk * G + g] += mean > 0
-                ? sorted[G - 1 - g] / mean
-                : 1;
-            }
-            const locality = strategy.locality(lm);
-            locality?.remote(slotOut, remote);
-            const t = nodeTraffic(gpuTokens, {
-              gpusPerNode: gpn,
-              tokens,
-              topK,
-              experts: E,
-              nodeLimit: strategy.limit(lm),
-              remotePairs: locality ? remote : undefined,
-            });
-            stepTime[mk] += multiNodeStepTimeMs(max, t, model);
-            intra[mk] += t.nvlinkPairs * tokenBytes;
-            inter[mk] += t.networkTokens * tokenBytes;
-            reach[mk] += t.nodesPerToken;
+  const index = epStrategyIndex(c);
+  const block = MK * G;
+  let row = 0;
+  for (let s = 0, r = 0; s < steps && keep > 0; s++) {
+    const inWindow = s >= start && (s - start) % c.sampleEvery === 0;
+    if (!everyStep && !inWindow) continue;
+    for (let l = 0; l < layers; l++) {
+      const part = parts[owner[l]];
+      const from = (r * part.layers.length + place[l]) * block;
+      table.tokens.set(part.tokens.subarray(from, from + block), row);
+      for (let m = 0; m < M; m++) {
+        for (let k = 0; k < K; k++) {
+          for (let g = 0; g < G; g++, row++) {
+            table.step[row] = s, table.layer[row] = l;
+            table.method[row] = m, table.strategy[row] = index[k];
+            table.gpu[row] = g;
           }
         }
       }
-      if (inWindow) { for (let i = 0; i < M * K; i++) time[i] += stepTime[i]; }
-    },
-    finish(): EpResult {
-      if (next !== steps) {
-        throw new RangeError(
-          `every step must be added before finish: ${next} of ${steps} were`,
-        );
-      }
-      const window = Math.ceil((steps - start) / c.sampleEvery);
-      if (batches > 0) {
-        for (let i = 0; i < rankProfile.length; i++) {
-          rankProfile[i] /= batches;
-        }
-      }
-      const summaries = Array.from({ length: M }, (_, m) => {
-        const out: Record<string, EpStrategySummary> = {};
-        names.forEach((name, k) => {
-          const mk = m * K + k;
-          const ms = time[mk] / window;
-          const base = time[m * K] / window;
-          out[name] = {
-            gpuMaxOverMean: ratio[mk] / (window * layers),
-            stepTimeMs: ms,
-            throughputGain: base > 0 && ms > 0 ? throughputGain(base, ms) : 0,
-            intraNodeGB: intra[mk] / window / 1e9,
-            interNodeGB: inter[mk] / window / 1e9,
-            nodesPerToken: reach[mk] / (window * layers),
-          };
-        });
-        return out;
-      });
-      return { config: c, table, rankProfile, summaries };
-    },
-  };
+    }
+    r++;
+  }
+  const window = Math.ceil((steps - start) / c.sampleEvery);
+  const batches = window * layers;
+  if (batches > 0) {
+    for (let i = 0; i < rankProfile.length; i++) rankProfile[i] /= batches;
+  }
+  const summaries = Array.from({ length: M }, (_, m) => {
+    const out: Record<string, EpStrategySummary> = {};
+    names.forEach((name, k) => {
+      const mk = m * K + k;
+      const ms = time[mk] / window;
+      const base = time[m * K] / window;
+      out[name] = {
+        gpuMaxOverMean: ratio[mk] / (window * layers),
+        stepTimeMs: ms,
+        throughputGain: base > 0 && ms > 0 ? throughputGain(base, ms) : 0,
+        intraNodeGB: intra[mk] / window / 1e9,
+        interNodeGB: inter[mk] / window / 1e9,
+        nodesPerToken: reach[mk] / (window * layers),
+      };
+    });
+    return out;
+  });
+  return { config: c, table, rankProfile, summaries };
 }

@@ -56,8 +56,14 @@ export interface SimProfile {
   methods: { method: string; routeMs: number; updateMs: number }[];
   /** Summaries from the tables. */
   summarizeMs: number;
-  /** The expert-parallel stage. */
+  /**
+   * The expert-parallel stage, wall time: on the worker threads that ran
+   * the layers, each on its own layers, then merged on this thread
+   * (`epThreads` of them), or on this thread alone.
+   */
   epMs: number;
+  /** Threads the expert-parallel stage ran on. */
+  epThreads: number;
   /**
    * The process's peak resident memory in MiB once the loop, summaries
    * and EP stage are done (before any output is written; NaN where the
@@ -103,7 +109,10 @@ export function formatProfile(
   const loopSum = rows.reduce((a, [, ms]) => a + ms, 0);
   const after: [string, number][] = [
     ["summaries", p.summarizeMs],
-    ["ep stage", p.epMs],
+    [
+      p.epThreads > 1 ? `ep stage (${p.epThreads} threads)` : "ep stage",
+      p.epMs,
+    ],
     ...extra,
   ];
   const width = Math.max(...[...rows, ...after].map(([n]) => n.length), 24);
@@ -125,7 +134,7 @@ export function formatProfile(
       (p.loopCpuMs / 1000).toFixed(2)
     } CPU seconds (per stage: thread-seconds, share, CPU seconds by share):`,
     ...rows.map(([n, ms]) => line(n, ms, loopSum > 0 ? ms / loopSum : 0)),
-    "after the loop (one thread):",
+    "after the loop (wall):",
     ...after.map(([n, ms]) => line(n, ms)),
     ...(Number.isFinite(p.peakRssMiB)
       ? [

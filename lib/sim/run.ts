@@ -3,7 +3,8 @@ import type { HostBackend } from "../ops/host.ts";
 import type { Balancer } from "../route/balancer.ts";
 import type { Workload } from "../workload/workload.ts";
 import type { SimConfig } from "./config.ts";
-import { type EpResult, runEpStage } from "./ep_stage.ts";
+import { type EpResult, mergeEpParts, runEpStage } from "./ep_stage.ts";
+import type { EpPart } from "./_ep_parts.ts";
 import { type MethodSummary, summarize } from "./summarize.ts";
 import type { SimTables } from "./tables.ts";
 import { type PreparedRun, prepareRun, workloadOn } from "./prepare_run.ts";
@@ -117,13 +118,16 @@ export function runSimulation(
 
 /**
  * Summaries and the expert-parallel stage from the tables of a run, all
- * layers held in order.
+ * layers held in order. `ep`: the EP stage's parts, already computed
+ * on `threads` threads in `ms` (wall), to merge instead of running the
+ * stage here.
  */
 export function finishSimulation(
   run: PreparedRun,
   causal: boolean[],
   layers: LayerRun,
   loop: { threads: number; loopMs: number; loopCpuMs: number },
+  ep?: { parts: EpPart[]; ms: number; threads: number },
 ): SimResult {
   const { config: cfg, specs } = run;
   const { tables, wallMs, gaps } = layers;
@@ -131,8 +135,10 @@ export function finishSimulation(
   const t0 = performance.now();
   const methods = summarize(cfg, tables, [...specs], causal, wallMs, gaps);
   const t1 = performance.now();
-  const ep = runEpStage(cfg, tables.loads.load, M);
-  ep?.summaries.forEach((s, m) => (methods[m].ep = s));
+  const epResult = ep
+    ? mergeEpParts(cfg, M, ep.parts)
+    : runEpStage(cfg, tables.loads.load, M);
+  epResult?.summaries.forEach((s, m) => (methods[m].ep = s));
   const profile: SimProfile = {
     ...loop,
     stages: Object.fromEntries(
@@ -144,12 +150,13 @@ export function finishSimulation(
       updateMs: wallMs[m] - layers.routeMs[m],
     })),
     summarizeMs: t1 - t0,
-    epMs: performance.now() - t1,
+    epMs: (ep?.ms ?? 0) + performance.now() - t1,
+    epThreads: ep?.threads ?? 1,
     peakRssMiB: processPeakRssMiB(),
   };
   return {
     config: cfg,
-    ep,
+    ep: epResult,
     workload: run.workload.describe(),
     backend: "cpu",
     labels: specs.map((s) => s.label),

@@ -12,6 +12,8 @@ import { finishSimulation, runSimulation, type SimResult } from "./run.ts";
 import type { HostBackend } from "../ops/host.ts";
 import type { LayerRun } from "./_simulate.ts";
 import type { WorkerReply, WorkerRequest } from "./_sim_worker.ts";
+import type { EpPart } from "./_ep_parts.ts";
+import { EP_TABLE_ROWS } from "./ep_stage.ts";
 
 /** Options of {@linkcode runSimulationParallel}. */
 export interface ParallelRunOptions {
@@ -96,52 +98,86 @@ export async function runSimulationParallel(
   const done = new Int32Array(threads);
   let reported = 0;
   const t0 = performance.now(), cpu0 = processCpuMs();
-  const runs = await Promise.all(
-    groups.map((layers, w) =>
-      new Promise<Extract<WorkerReply, { kind: "done" }>>((resolve, reject) => {
-        const worker = new Worker(
-          new URL("./_sim_worker.ts", import.meta.url).href,
-          { type: "module" },
-        );
-        worker.onmessage = (e: MessageEvent<WorkerReply>) => {
-          const reply = e.data;
-          if (reply.kind === "progress") {
-            done[w] = reply.done;
-            const least = Math.min(...done);
-            if (least > reported) {
-              reported = least;
-              options.onProgress?.(least, cfg.steps);
-            }
-            return;
-          }
-          worker.terminate();
-          if (reply.kind === "done") resolve(reply);
-          else reject(new (ERRORS[reply.name] ?? Error)(reply.message));
-        };
-        worker.onerror = (e: ErrorEvent) => {
-          e.preventDefault();
-          worker.terminate();
-          reject(new Error(`simulation worker failed: ${e.message}`));
-        };
-        worker.postMessage(
-          {
-            config: cfg,
-            specs: run.specs,
-            source: run.source,
-            layers,
-            shared,
-            host: options.host ?? "wasm",
-          } satisfies WorkerRequest,
-        );
-      })
-    ),
+  const workers = groups.map(() =>
+    new Worker(new URL("./_sim_worker.ts", import.meta.url).href, {
+      type: "module",
+    })
   );
-  const loopMs = performance.now() - t0, loopCpuMs = processCpuMs() - cpu0;
+  /** Posts `request` to worker `w`; resolves with its reply of `kind`. */
+  const ask = <K extends "done" | "ep">(
+    w: number,
+    request: WorkerRequest,
+    kind: K,
+  ) =>
+    new Promise<Extract<WorkerReply, { kind: K }>>((resolve, reject) => {
+      const worker = workers[w];
+      worker.onmessage = (e: MessageEvent<WorkerReply>) => {
+        const reply = e.data;
+        if (reply.kind === "progress") {
+          done[w] = reply.done;
+          const least = Math.min(...done);
+          if (least > reported) {
+            reported = least;
+            options.onProgress?.(least, cfg.steps);
+          }
+          return;
+        }
+        if (reply.kind === kind) {
+          resolve(reply as Extract<WorkerReply, { kind: K }>);
+        } else if (reply.kind === "error") {
+          reject(new (ERRORS[reply.name] ?? Error)(reply.message));
+        } else reject(new Error(`simulation worker replied ${reply.kind}`));
+      };
+      worker.onerror = (e: ErrorEvent) => {
+        e.preventDefault();
+        reject(new Error(`simulation worker failed: ${e.message}`));
+      };
+      worker.postMessage(request);
+    });
+  let runs: Extract<WorkerReply, { kind: "done" }>[];
+  let loopMs: number, loopCpuMs: number;
+  let ep: { parts: EpPart[]; ms: number; threads: number } | undefined;
+  try {
+    runs = await Promise.all(
+      groups.map((layers, w) =>
+        ask(w, {
+          kind: "run",
+          config: cfg,
+          specs: run.specs,
+          source: run.source,
+          layers,
+          shared,
+          host: options.host ?? "wasm",
+        }, "done")
+      ),
+    );
+    loopMs = performance.now() - t0;
+    loopCpuMs = processCpuMs() - cpu0;
+    // The EP stage on the same threads, each on its layers (their loads
+    // are in the shared table); without shared tables, on this thread.
+    if (cfg.ep && shared) {
+      const t1 = performance.now();
+      const parts = await Promise.all(
+        groups.map((_, w) =>
+          ask(w, { kind: "ep", tableRows: EP_TABLE_ROWS }, "ep")
+        ),
+      );
+      ep = {
+        parts: parts.map((r) => r.part),
+        ms: performance.now() - t1,
+        threads,
+      };
+    }
+  } finally {
+    // Their memory is let go before the summaries are made.
+    for (const worker of workers) worker.terminate();
+  }
   return finishSimulation(
     run,
     runs[0].causal,
     shared ? sharedRun(run, shared, runs) : mergeRuns(run, runs),
     { threads, loopMs, loopCpuMs },
+    ep,
   );
 }
 

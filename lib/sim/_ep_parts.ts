@@ -1,0 +1,429 @@
+// The expert-parallel stage over some of the layers: each (layer, method)
+// keeps its own placements and history, so a set of layers is a part of
+// the stage on its own. Its sums are kept per layer and merged in layer
+// order (mergeEpParts in ep_stage.ts), so the result does not depend on
+// how the layers were split between threads.
+import { asymmetricPlacement } from "../placement/asymmetric.ts";
+import { rebalanceExperts } from "../placement/eplb.ts";
+import { hardwarePreset } from "../placement/hardware.ts";
+import {
+  groupsStayOnNodes,
+  NodeLocality,
+  nodeTraffic,
+} from "../placement/node_traffic.ts";
+import {
+  type Placement,
+  placementFromPhy2log,
+  staticPlacement,
+} from "../placement/placement.ts";
+import { exactScheduler } from "../placement/exact_scheduler.ts";
+import { localFirstScheduler } from "../placement/local_scheduler.ts";
+import type { Scheduler } from "../placement/types.ts";
+import {
+  type MultiNodeModel,
+  multiNodeStepTimeMs,
+} from "../placement/step_time.ts";
+import type { SimConfig } from "./config.ts";
+import { checkInteger } from "../validate.ts";
+import {
+  EP_STRATEGY,
+  type EpConfig,
+  epGpusPerNode,
+  epSlots,
+  type EpStrategy,
+  epSymmetricPlacement,
+} from "./ep_config.ts";
+import { evalStart } from "./eval_window.ts";
+
+/**
+ * Which steps' rows the `gpu_loads` table keeps: every step's when they
+ * fit in `tableRows`, else the steps the summaries sample, else none.
+ */
+export interface EpTablePlan {
+  /** Rows of one step, every layer. */
+  perStep: number;
+  /** Every step is recorded. */
+  everyStep: boolean;
+  /** Rows the table keeps. */
+  keep: number;
+}
+
+/** The table plan of a run (see {@linkcode EpTablePlan}). */
+export function epTablePlan(
+  config: SimConfig,
+  c: EpConfig,
+  methods: number,
+  tableRows: number,
+): EpTablePlan {
+  const { steps, layers } = config;
+  const perStep = layers * methods * c.strategies.length * c.gpus;
+  const start = evalStart(config);
+  const sampledSteps = Math.max(0, Math.ceil((steps - start) / c.sampleEvery));
+  const everyStep = steps * perStep <= tableRows;
+  const keep = everyStep
+    ? steps * perStep
+    : sampledSteps * perStep <= tableRows
+    ? sampledSteps * perStep
+    : 0;
+  return { perStep, everyStep, keep };
+}
+
+/**
+ * The sums of the stage over some layers, each layer's on its own:
+ * `ratio`, `time`, `intra`, `inter`, `reach` hold `layers.length x
+ * methods x strategies` sums over the sampled steps (GPU max/mean, step
+ * time, NVLink and network bytes, nodes a token reaches), `rankProfile`
+ * `layers.length x methods x strategies x gpus`; `tokens` the part's rows
+ * of the `gpu_loads` table, per recorded step its layers' rows in order.
+ */
+export interface EpPart {
+  layers: number[];
+  ratio: Float64Array;
+  time: Float64Array;
+  intra: Float64Array;
+  inter: Float64Array;
+  reach: Float64Array;
+  rankProfile: Float64Array;
+  tokens: Int32Array;
+}
+
+/** The stage over `layers`, fed one step at a time. */
+export interface EpLayerStage {
+  /**
+   * Adds step `step` (steps in order from 0): `loads` holds that step's
+   * rows of the loads table for every layer of the run, ordered layer,
+   * method, expert; the part reads its own layers' rows.
+   */
+  addStep(step: number, loads: Int32Array): void;
+  /** The part's sums, once every step was added. */
+  finish(): EpPart;
+}
+
+/**
+ * Splits each expert's load equally over its replicas (remainder to the
+ * first ones): GPU loads into `out`, slot loads into `slotOut`.
+ */
+function equalSplit(
+  p: Placement,
+  loads: Int32Array,
+  out: Int32Array,
+  slotOut: Int32Array,
+): void {
+  const count = new Int32Array(p.experts), seen = new Int32Array(p.experts);
+  for (const e of p.slots) if (e >= 0) count[e]++;
+  out.fill(0);
+  slotOut.fill(0);
+  for (let i = 0; i < p.slots.length; i++) {
+    const e = p.slots[i];
+    if (e < 0) continue;
+    const share = Math.floor(loads[e] / count[e]);
+    const x = share + (seen[e]++ < loads[e] - share * count[e] ? 1 : 0);
+    out[Math.floor(i / p.slotsPerGpu)] += x;
+    slotOut[i] = x;
+  }
+}
+
+/**
+ * The EP stage (see createEpStage in ep_stage.ts) over the run's layers
+ * `layers` (distinct, in ascending order), `methods` methods, with the
+ * table plan of `tableRows`.
+ */
+export function epLayerStage(
+  config: SimConfig,
+  c: EpConfig,
+  methods: number,
+  layers: readonly number[],
+  tableRows: number,
+): EpLayerStage {
+  checkInteger("tableRows", tableRows, 0);
+  const { steps, experts: E, topK, tokens } = config;
+  for (let h = 0; h < layers.length; h++) {
+    if (
+      !Number.isInteger(layers[h]) || layers[h] < 0 ||
+      layers[h] >= config.layers || (h > 0 && layers[h] <= layers[h - 1])
+    ) {
+      throw new RangeError(
+        `layers must be distinct layers of the run in ascending order: current value is [${
+          layers.join(", ")
+        }]`,
+      );
+    }
+  }
+  const G = c.gpus, M = methods, names = c.strategies, K = names.length;
+  const gpn = epGpusPerNode(c), N = G / gpn, slots = epSlots(c, E);
+  const hw = hardwarePreset(c.hardware);
+  const model: MultiNodeModel = {
+    hidden: c.hidden,
+    ffnFactor: c.ffnFactor,
+    dispatchBytes: c.dispatchBytes,
+    combineBytes: c.combineBytes,
+    flops: hw.flops,
+    nvlink: hw.nvlink,
+    network: hw.network,
+    overlap: c.overlap,
+  };
+  // Bytes of one token's four all-to-alls (dispatch and combine, forward and backward).
+  const tokenBytes = 2 * (c.dispatchBytes + c.combineBytes) * c.hidden;
+  const grouped = config.groups > 1 && config.topGroups < config.groups;
+  const eplbGroups = config.groups > 1 ? config.groups : N;
+  const nodeLimit = (p: Placement) =>
+    grouped && N > 1 && groupsStayOnNodes(p, config.groups, gpn)
+      ? config.topGroups
+      : null;
+  const start = evalStart(config);
+  const { everyStep, keep } = epTablePlan(config, c, M, tableRows);
+  const H = layers.length, MK = M * K;
+  // The part's rows of the table: per recorded step, its layers'.
+  const recordedSteps = keep === 0
+    ? 0
+    : everyStep
+    ? steps
+    : Math.max(0, Math.ceil((steps - start) / c.sampleEvery));
+  const tokenRows = new Int32Array(recordedSteps * H * MK * G);
+  const want = new Set(names);
+  const fixed = staticPlacement(E, G);
+  const fixedLimit = nodeLimit(fixed);
+  const sym = want.has("symmetric-lp")
+    ? epSymmetricPlacement(c, E, config.seed)
+    : fixed;
+  // MicroMoE's LP; across nodes, each node's tokens to its own replicas first.
+  const lp = (p: Placement): Scheduler =>
+    N > 1 ? localFirstScheduler(p, gpn) : exactScheduler(p);
+  const symScheduler = want.has("symmetric-lp") ? lp(sym) : null;
+  const symLimit = nodeLimit(sym);
+  // Per (part layer, method): the re-placed placements, their schedulers
+  // and node limits.
+  const HM = H * M;
+  const moved: Placement[] = new Array(HM), movedLimit = new Array(HM);
+  const hier: Placement[] = new Array(HM), hierLimit = new Array(HM);
+  const hierScheduler: Scheduler[] = new Array(HM);
+  const asym: Placement[] = new Array(HM), asymLimit = new Array(HM);
+  const asymScheduler: Scheduler[] = new Array(HM);
+  const movedLocality: (NodeLocality | null)[] = new Array(HM);
+  const hierLocality: (NodeLocality | null)[] = new Array(HM);
+  const asymLocality: (NodeLocality | null)[] = new Array(HM);
+  const history = new Float64Array(HM * E).fill(1);
+  const exact = c.scheduler === "exact";
+  const replace = (hm: number) => {
+    const weight = Array.from(history.subarray(hm * E, hm * E + E));
+    if (want.has("eplb")) {
+      moved[hm] = placementFromPhy2log(
+        rebalanceExperts([weight], {
+          replicas: slots,
+          groups: 1,
+          nodes: 1,
+          gpus: G,
+        }).phy2log[0],
+        E,
+        G,
+      );
+      movedLimit[hm] = nodeLimit(moved[hm]);
+      movedLocality[hm] = local(moved[hm]);
+    }
+    if (want.has("eplb-hierarchical") || want.has("hierarchical-lp")) {
+      hier[hm] = placementFromPhy2log(
+        rebalanceExperts([weight], {
+          replicas: slots,
+          groups: eplbGroups,
+          nodes: N,
+          gpus: G,
+        }).phy2log[0],
+        E,
+        G,
+      );
+      hierLimit[hm] = nodeLimit(hier[hm]);
+      hierLocality[hm] = local(hier[hm]);
+      if (want.has("hierarchical-lp") && exact) {
+        hierScheduler[hm] = exactScheduler(hier[hm]);
+      }
+    }
+    if (want.has("asymmetric-lp")) {
+      asym[hm] = asymmetricPlacement(weight.map(Math.round), G, {
+        slots,
+        iterations: 64,
+        seed: config.seed,
+      });
+      asymLimit[hm] = nodeLimit(asym[hm]);
+      asymLocality[hm] = local(asym[hm]);
+      if (exact) asymScheduler[hm] = lp(asym[hm]);
+    }
+    history.fill(0, hm * E, hm * E + E);
+  };
+  // How each strategy splits a batch's loads over the GPUs (GPU loads
+  // into `out`, slot loads into `slotOut`), and its placement's node limit
+  // and locality; `hm` is the (part layer, method) of the batch.
+  type Split = (
+    hm: number,
+    batch: Int32Array,
+    out: Int32Array,
+    slotOut: Int32Array,
+  ) => void;
+  interface Strategy {
+    split: Split;
+    limit: (hm: number) => number | null;
+    locality: (hm: number) => NodeLocality | null;
+  }
+  const schedule = (
+    s: Scheduler,
+    batch: Int32Array,
+    out: Int32Array,
+    slotOut: Int32Array,
+  ) => {
+    const r = s.schedule(batch);
+    out.set(r.gpuLoads);
+    slotOut.set(r.replicaLoads);
+  };
+  const local = (p: Placement) => N > 1 ? new NodeLocality(p, gpn) : null;
+  const fixedLocality = local(fixed), symLocality = local(sym);
+  const split: Record<EpStrategy, Strategy> = {
+    static: {
+      split: (_, batch, out, so) => equalSplit(fixed, batch, out, so),
+      limit: () => fixedLimit,
+      locality: () => fixedLocality,
+    },
+    eplb: {
+      split: (hm, batch, out, so) => equalSplit(moved[hm], batch, out, so),
+      limit: (hm) => movedLimit[hm],
+      locality: (hm) => movedLocality[hm],
+    },
+    "symmetric-lp": {
+      split: symScheduler && exact
+        ? (_, batch, out, so) => schedule(symScheduler, batch, out, so)
+        : (_, batch, out, so) => equalSplit(sym, batch, out, so),
+      limit: () => symLimit,
+      locality: () => symLocality,
+    },
+    "asymmetric-lp": {
+      split: exact
+        ? (hm, batch, out, so) => schedule(asymScheduler[hm], batch, out, so)
+        : (hm, batch, out, so) => equalSplit(asym[hm], batch, out, so),
+      limit: (hm) => asymLimit[hm],
+      locality: (hm) => asymLocality[hm],
+    },
+    "eplb-hierarchical": {
+      split: (hm, batch, out, so) => equalSplit(hier[hm], batch, out, so),
+      limit: (hm) => hierLimit[hm],
+      locality: (hm) => hierLocality[hm],
+    },
+    "hierarchical-lp": {
+      split: exact
+        ? (hm, batch, out, so) => schedule(hierScheduler[hm], batch, out, so)
+        : (hm, batch, out, so) => equalSplit(hier[hm], batch, out, so),
+      limit: (hm) => hierLimit[hm],
+      locality: (hm) => hierLocality[hm],
+    },
+  };
+  const strategies = names.map((name) => split[name]);
+  // Slots of each strategy's placement (the length of its slot loads).
+  const placementOf: Record<EpStrategy, (hm: number) => Placement> = {
+    static: () => fixed,
+    eplb: (hm) => moved[hm],
+    "symmetric-lp": () => sym,
+    "asymmetric-lp": (hm) => asym[hm],
+    "eplb-hierarchical": (hm) => hier[hm],
+    "hierarchical-lp": (hm) => hier[hm],
+  };
+  const strategySlots = names.map((name) => (hm: number) =>
+    placementOf[name](hm).slots.length
+  );
+  const ratio = new Float64Array(H * MK), time = new Float64Array(H * MK);
+  const intra = new Float64Array(H * MK), inter = new Float64Array(H * MK);
+  const reach = new Float64Array(H * MK);
+  const rankProfile = new Float64Array(H * MK * G);
+  const gpuTokens = new Int32Array(G), sorted = new Float64Array(G);
+  const slotTokens = new Int32Array(
+    Math.max(fixed.slots.length, slots, sym.slots.length),
+  );
+  const remote = new Float64Array(N);
+  const perLayer = M * E;
+  let row = 0, next = 0;
+  return {
+    addStep(s: number, loads: Int32Array): void {
+      if (s !== next || s >= steps) {
+        throw new RangeError(
+          `step must be the next step (${next}) of ${steps}: current value is ${s}`,
+        );
+      }
+      if (loads.length !== config.layers * perLayer) {
+        throw new RangeError(
+          `loads must hold layers x methods x experts (${
+            config.layers * perLayer
+          }) values: current length is ${loads.length}`,
+        );
+      }
+      next++;
+      // Summaries count the sampled steps of the window; a step outside
+      // them is placed only for the table, and not at all without one.
+      const inWindow = s >= start && (s - start) % c.sampleEvery === 0;
+      const placed = inWindow || everyStep;
+      const recorded = everyStep || (inWindow && keep > 0);
+      for (let h = 0; h < H; h++) {
+        const at = layers[h] * perLayer;
+        for (let m = 0; m < M; m++) {
+          const hm = h * M + m;
+          if (s % c.rebalanceEvery === 0) replace(hm);
+          const batch = loads.subarray(at + m * E, at + m * E + E);
+          for (let j = 0; j < E; j++) history[hm * E + j] += batch[j];
+          for (let k = 0; k < K && placed; k++) {
+            const strategy = strategies[k];
+            const slotOut = slotTokens.subarray(0, strategySlots[k](hm));
+            strategy.split(hm, batch, gpuTokens, slotOut);
+            let max = 0, total = 0;
+            for (let g = 0; g < G; g++) {
+              if (recorded) tokenRows[row++] = gpuTokens[g];
+              total += gpuTokens[g];
+              if (gpuTokens[g] > max) max = gpuTokens[g];
+            }
+            if (!inWindow) continue;
+            const hk = hm * K + k;
+            const mean = total / G;
+            ratio[hk] += total === 0 ? 1 : max / mean;
+            sorted.set(gpuTokens);
+            sorted.sort();
+            for (let g = 0; g < G; g++) {
+              rankProfile[hk * G + g] += mean > 0
+                ? sorted[G - 1 - g] / mean
+                : 1;
+            }
+            const locality = strategy.locality(hm);
+            locality?.remote(slotOut, remote);
+            const t = nodeTraffic(gpuTokens, {
+              gpusPerNode: gpn,
+              tokens,
+              topK,
+              experts: E,
+              nodeLimit: strategy.limit(hm),
+              remotePairs: locality ? remote : undefined,
+            });
+            time[hk] += multiNodeStepTimeMs(max, t, model);
+            intra[hk] += t.nvlinkPairs * tokenBytes;
+            inter[hk] += t.networkTokens * tokenBytes;
+            reach[hk] += t.nodesPerToken;
+          }
+        }
+      }
+    },
+    finish(): EpPart {
+      if (next !== steps) {
+        throw new RangeError(
+          `every step must be added before finish: ${next} of ${steps} were`,
+        );
+      }
+      return {
+        layers: [...layers],
+        ratio,
+        time,
+        intra,
+        inter,
+        reach,
+        rankProfile,
+        tokens: tokenRows,
+      };
+    },
+  };
+}
+
+/** The strategy numbers of the `strategy` column, in configuration order. */
+export function epStrategyIndex(c: EpConfig): number[] {
+  return c.strategies.map((name) => EP_STRATEGY[name]);
+}
