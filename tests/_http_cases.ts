@@ -41,6 +41,8 @@ export async function runCases(): Promise<Record<string, unknown>> {
     experts: 8,
     topK: 2,
     methods: ["greedy", "loss-free"],
+    // The EP stage's workers start from a URL too.
+    ep: { gpus: 4, gpusPerNode: 2, strategies: ["static", "eplb"] },
   }, { threads: 2 });
   const run = trainMoe(loadBrown({ maxFiles: 3, validEvery: 3 }), {
     experts: 4,
@@ -61,6 +63,8 @@ export async function runCases(): Promise<Record<string, unknown>> {
     sim: {
       loads: [...sim.tables.loads.load],
       maxVioGlobal: sim.methods.map((m) => m.maxVioGlobal),
+      ep: sim.methods.map((m) => m.ep),
+      epThreads: sim.profile.epThreads,
     },
     train: { loss: [...run.curve.loss], perplexity: run.perplexity },
     workload: loads.height,

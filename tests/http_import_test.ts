@@ -99,6 +99,8 @@ test("every entry point works when served over HTTP", {
       assert.deepEqual(call, remote.parallel[0]);
     }
     assert.deepEqual(remote.routeAsync, remote.parallel[0]);
+    // The EP stage ran in its own workers, started from the served URL.
+    assert.equal(remote.sim.epThreads, 2);
   } finally {
     await server.shutdown();
   }

@@ -1,28 +1,16 @@
 // A worker of runSimulationParallel: rebuilds the prepared run's workload
 // from its source (no file read, no configuration resolved), runs the
 // simulator on its share of the layers, holding only their rows, and posts
-// back the tables' value columns (transferred, not copied). Where the
-// tables are shared, a second request runs the expert-parallel stage on
-// the same layers (their loads read from the shared table) and posts back
-// its part.
+// back the tables' value columns (transferred, not copied).
 import { createBalancer, type MethodSpec } from "../route/registry.ts";
 import type { SimConfig } from "./config.ts";
 import type { HostBackend } from "../ops/host.ts";
 import { workloadFromSource, type WorkloadSource } from "./prepare_run.ts";
 import { tablesOf, type TableValues, tableValues } from "./tables.ts";
 import { balancerContext, type LayerRun, simulateLayers } from "./_simulate.ts";
-import { epLayerStage, type EpPart } from "./_ep_parts.ts";
 
-/**
- * A request: the prepared run's parts and the layers to run; then, once
- * every worker is done, the EP stage on those layers (`kind: "ep"`, after
- * a run on shared tables only).
- */
-export type WorkerRequest = RunRequest | { kind: "ep"; tableRows: number };
-
-/** The run's request (see {@linkcode WorkerRequest}). */
-export interface RunRequest {
-  kind: "run";
+/** A request: the prepared run's parts and the layers to run. */
+export interface WorkerRequest {
   config: SimConfig;
   specs: readonly MethodSpec[];
   source: WorkloadSource;
@@ -42,7 +30,6 @@ export type WorkerReply =
     values: TableValues | null;
     causal: boolean[];
   }
-  | { kind: "ep"; part: EpPart }
   | { kind: "error"; name: string; message: string };
 
 const scope = globalThis as unknown as {
@@ -50,36 +37,8 @@ const scope = globalThis as unknown as {
   postMessage(message: WorkerReply, transfer?: Transferable[]): void;
 };
 
-// The run this worker did, for the EP request.
-let done: { request: RunRequest; loads: Int32Array } | null = null;
-
 scope.onmessage = (e) => {
   try {
-    if (e.data.kind === "ep") {
-      const ep = done?.request.config.ep;
-      if (!done || !ep) {
-        throw new TypeError("the EP stage needs a run on shared tables first");
-      }
-      const { config, specs, layers } = done.request;
-      const stage = epLayerStage(
-        config,
-        ep,
-        specs.length,
-        layers,
-        e.data.tableRows,
-      );
-      const per = config.layers * specs.length * config.experts;
-      for (let s = 0; s < config.steps; s++) {
-        stage.addStep(s, done.loads.subarray(s * per, s * per + per));
-      }
-      const part = stage.finish();
-      const { layers: _, ...arrays } = part;
-      scope.postMessage(
-        { kind: "ep", part },
-        Object.values(arrays).map((a) => a.buffer as ArrayBuffer),
-      );
-      return;
-    }
     const { config, specs, source, layers, shared, host } = e.data;
     const workload = workloadFromSource(source, host);
     const ctx = balancerContext(config, host);
@@ -106,10 +65,7 @@ scope.onmessage = (e) => {
     // columns follow from the layers.
     const { tables, ...rest } = run;
     const values = shared ? null : tableValues(tables);
-    if (shared) {
-      rest.gaps = new Float64Array(0);
-      done = { request: e.data, loads: tables.loads.load };
-    }
+    if (shared) rest.gaps = new Float64Array(0);
     const transfer = [
       ...Object.values(values ?? {}),
       rest.wallMs,

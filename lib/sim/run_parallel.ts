@@ -12,6 +12,7 @@ import { finishSimulation, runSimulation, type SimResult } from "./run.ts";
 import type { HostBackend } from "../ops/host.ts";
 import type { LayerRun } from "./_simulate.ts";
 import type { WorkerReply, WorkerRequest } from "./_sim_worker.ts";
+import type { EpWorkerReply, EpWorkerRequest } from "./_ep_worker.ts";
 import type { EpPart } from "./_ep_parts.ts";
 import { EP_TABLE_ROWS } from "./ep_stage.ts";
 
@@ -98,79 +99,59 @@ export async function runSimulationParallel(
   const done = new Int32Array(threads);
   let reported = 0;
   const t0 = performance.now(), cpu0 = processCpuMs();
-  const workers = groups.map(() =>
-    new Worker(new URL("./_sim_worker.ts", import.meta.url).href, {
-      type: "module",
-    })
-  );
-  /** Posts `request` to worker `w`; resolves with its reply of `kind`. */
-  const ask = <K extends "done" | "ep">(
-    w: number,
-    request: WorkerRequest,
-    kind: K,
-  ) =>
-    new Promise<Extract<WorkerReply, { kind: K }>>((resolve, reject) => {
-      const worker = workers[w];
-      worker.onmessage = (e: MessageEvent<WorkerReply>) => {
-        const reply = e.data;
-        if (reply.kind === "progress") {
-          done[w] = reply.done;
-          const least = Math.min(...done);
-          if (least > reported) {
-            reported = least;
-            options.onProgress?.(least, cfg.steps);
-          }
-          return;
-        }
-        if (reply.kind === kind) {
-          resolve(reply as Extract<WorkerReply, { kind: K }>);
-        } else if (reply.kind === "error") {
-          reject(new (ERRORS[reply.name] ?? Error)(reply.message));
-        } else reject(new Error(`simulation worker replied ${reply.kind}`));
-      };
-      worker.onerror = (e: ErrorEvent) => {
-        e.preventDefault();
-        reject(new Error(`simulation worker failed: ${e.message}`));
-      };
-      worker.postMessage(request);
-    });
-  let runs: Extract<WorkerReply, { kind: "done" }>[];
-  let loopMs: number, loopCpuMs: number;
-  let ep: { parts: EpPart[]; ms: number; threads: number } | undefined;
-  try {
-    runs = await Promise.all(
-      groups.map((layers, w) =>
-        ask(w, {
-          kind: "run",
+  const runs = await Promise.all(
+    groups.map((layers, w) =>
+      inWorker<WorkerRequest, WorkerReply, "done">(
+        "./_sim_worker.ts",
+        {
           config: cfg,
           specs: run.specs,
           source: run.source,
           layers,
           shared,
           host: options.host ?? "wasm",
-        }, "done")
+        },
+        "done",
+        (reply) => {
+          if (reply.kind !== "progress") return;
+          done[w] = reply.done;
+          const least = Math.min(...done);
+          if (least > reported) {
+            reported = least;
+            options.onProgress?.(least, cfg.steps);
+          }
+        },
+      )
+    ),
+  );
+  const loopMs = performance.now() - t0, loopCpuMs = processCpuMs() - cpu0;
+  // The EP stage on as many threads, each on the same layers (their loads
+  // read from the shared table), in fresh workers that load the placement
+  // modules only: the loop's workers and their memory are gone by then.
+  // Without shared tables, on this thread (finishSimulation).
+  let ep: { parts: EpPart[]; ms: number; threads: number } | undefined;
+  if (cfg.ep && shared) {
+    const t1 = performance.now();
+    const parts = await Promise.all(
+      groups.map((layers) =>
+        inWorker<EpWorkerRequest, EpWorkerReply, "part">(
+          "./_ep_worker.ts",
+          {
+            config: cfg,
+            methods: M,
+            layers,
+            loads: shared.values.load,
+            tableRows: EP_TABLE_ROWS,
+          },
+          "part",
+        )
       ),
     );
-    loopMs = performance.now() - t0;
-    loopCpuMs = processCpuMs() - cpu0;
-    // The EP stage on the same threads, each on its layers (their loads
-    // are in the shared table); without shared tables, on this thread.
-    if (cfg.ep && shared) {
-      const t1 = performance.now();
-      const parts = await Promise.all(
-        groups.map((_, w) =>
-          ask(w, { kind: "ep", tableRows: EP_TABLE_ROWS }, "ep")
-        ),
-      );
-      ep = {
-        parts: parts.map((r) => r.part),
-        ms: performance.now() - t1,
-        threads,
-      };
-    }
-  } finally {
-    // Their memory is let go before the summaries are made.
-    for (const worker of workers) worker.terminate();
+    ep = {
+      parts: parts.map((r) => r.part),
+      ms: performance.now() - t1,
+      threads,
+    };
   }
   return finishSimulation(
     run,
@@ -179,6 +160,48 @@ export async function runSimulationParallel(
     { threads, loopMs, loopCpuMs },
     ep,
   );
+}
+
+/**
+ * Runs `request` in a new worker of the module `path` (beside this one);
+ * resolves with its reply of `kind` (other replies but errors go to
+ * `onOther`), terminating it either way.
+ */
+function inWorker<
+  Q,
+  R extends { kind: string },
+  K extends R["kind"],
+>(
+  path: string,
+  request: Q,
+  kind: K,
+  onOther?: (reply: R) => void,
+): Promise<Extract<R, { kind: K }>> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL(path, import.meta.url).href, {
+      type: "module",
+    });
+    worker.onmessage = (e: MessageEvent<R>) => {
+      const reply = e.data;
+      if (reply.kind === kind) {
+        worker.terminate();
+        resolve(reply as Extract<R, { kind: K }>);
+      } else if (reply.kind === "error") {
+        worker.terminate();
+        const { name, message } = reply as unknown as {
+          name: string;
+          message: string;
+        };
+        reject(new (ERRORS[name] ?? Error)(message));
+      } else onOther?.(reply);
+    };
+    worker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      worker.terminate();
+      reject(new Error(`simulation worker failed: ${e.message}`));
+    };
+    worker.postMessage(request);
+  });
 }
 
 /** Value columns and gaps of full tables on shared memory, gaps NaN. */
