@@ -45,7 +45,7 @@ export function run(): Promise<void> {
       [`route: ${m.method}`, m.routeMs / cells, cells],
       [`update: ${m.method}`, m.updateMs / cells, cells],
     ]),
-    ...LOOP_STAGES.filter((s) => s !== "gap").map((
+    ...LOOP_STAGES.filter((s) => s !== "gap" && s !== "device").map((
       s,
     ): [string, number, number] => [s, p.stages[s] / cells, cells]),
   ];

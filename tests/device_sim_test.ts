@@ -21,6 +21,7 @@ import { acquireGpu, releaseGpu } from "../kernels/device.ts";
 import { route } from "../lib/route/route.ts";
 import { runSimulation, type SimResult } from "../lib/sim/run.ts";
 import { runSimulationOn } from "../lib/sim/run_backend.ts";
+import { LOOP_STAGES, type LoopStage } from "../lib/sim/profile.ts";
 import { prepareRun } from "../lib/sim/prepare_run.ts";
 import type { Workload } from "../lib/workload/workload.ts";
 
@@ -139,13 +140,19 @@ async function compare(config: Record<string, unknown>) {
     }
     assert.ok(largestBiasGap(g, c, m) <= TOL, `${s.method}: biases`);
   });
+  // Every loop stage timed; no wait for a GPU on the CPU.
+  for (const stage of LOOP_STAGES) {
+    const ms = g.profile.stages[stage];
+    assert.ok(Number.isFinite(ms) && ms >= 0, `${stage}: ${ms} ms`);
+  }
+  assert.equal(c.profile.stages.device, 0);
   return { g, c };
 }
 
 describe("the simulator on the device", { skip: !gpu && !required }, () => {
   test("runs all seven methods with the CPU's figures", async () => {
     if (!gpu) throw new Error(`MOELAB_REQUIRE_GPU=1 but no adapter: ${reason}`);
-    await compare({
+    const { g } = await compare({
       seed: 5,
       steps: 6,
       layers: 2,
@@ -168,6 +175,11 @@ describe("the simulator on the device", { skip: !gpu && !required }, () => {
         "exact",
       ],
     });
+    // The scores drawn, rows recorded, the CPU method's (exact) metrics,
+    // the gap on its two steps, the wait for the GPU: each took time.
+    for (const stage of ["scores", "metrics", "record", "gap", "device"]) {
+      assert.ok(g.profile.stages[stage as LoopStage] > 0, stage);
+    }
   });
 
   test("routes group-limited as the CPU does, with a softmax gate", async () => {

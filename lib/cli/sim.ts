@@ -84,8 +84,9 @@ Usage: moelab sim [--preset FILE] [flags]
                     layers (default: one per core; 1: this thread only)
   --profile         print where the time went on stderr: seconds per method
                     (route, update) and per stage (scores, metrics, tables,
-                    optimality gap, EP stage, writing the outputs), and the
-                    process's CPU seconds and peak memory
+                    optimality gap, the wait for the GPU on webgpu, EP
+                    stage, writing the outputs), and the process's CPU
+                    seconds and peak memory
   --help            this text
 
 Methods: ${

@@ -7,8 +7,10 @@
  * (when no method is greedy), the per-batch metrics (on the CPU backends
  * one pass over the scores for every method, which also gives the
  * selected score sums of the retention and the gap), recording the rows
- * of the long tables, and the optimality gap (on its sampled steps: the
- * exact optimum, and on the WebGPU backend the CPU methods' sums).
+ * of the long tables, the optimality gap (on its sampled steps: the
+ * exact optimum, and on the WebGPU backend the CPU methods' sums), and on
+ * the WebGPU backend the wait for the step's GPU work and its report
+ * (`device`; 0 on the CPU backends).
  */
 export const LOOP_STAGES: readonly LoopStage[] = [
   "scores",
@@ -16,14 +18,22 @@ export const LOOP_STAGES: readonly LoopStage[] = [
   "metrics",
   "record",
   "gap",
+  "device",
 ];
 
 /**
  * A stage of the simulator's step loop besides the methods' own `route`
  * and `update`: drawing the scores, the retention reference, the batch
- * metrics, recording the table rows, the optimality gap's optima and sums.
+ * metrics, recording the table rows, the optimality gap's optima and sums,
+ * waiting for the GPU (WebGPU backend).
  */
-export type LoopStage = "scores" | "reference" | "metrics" | "record" | "gap";
+export type LoopStage =
+  | "scores"
+  | "reference"
+  | "metrics"
+  | "record"
+  | "gap"
+  | "device";
 
 /** The position of each stage in {@linkcode LOOP_STAGES}. */
 export const LOOP_STAGE: Readonly<Record<LoopStage, number>> = Object.freeze(

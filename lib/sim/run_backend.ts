@@ -41,7 +41,7 @@ import {
 } from "./run.ts";
 import { balancerContext, type LayerRun } from "./_simulate.ts";
 import { allocateTables } from "./tables.ts";
-import { LOOP_STAGES, processCpuMs } from "./profile.ts";
+import { LOOP_STAGE, LOOP_STAGES, processCpuMs } from "./profile.ts";
 
 /**
  * Where a simulation runs: `"wasm"` (the CPU, with the WebAssembly SIMD
@@ -191,6 +191,9 @@ async function simulateOnDevice(
 
   const tables = allocateTables(steps, layers, M, E);
   const wallMs = new Float64Array(M), routeMs = new Float64Array(M);
+  const stageMs = new Float64Array(LOOP_STAGES.length);
+  const { scores: SCORES, reference: REFERENCE, metrics: METRICS } = LOOP_STAGE;
+  const { record: RECORD, gap: GAP, device: DEVICE } = LOOP_STAGE;
   const loopStart = performance.now(), cpu0 = processCpuMs();
   const cpuReference = createRouting(tokens, k, E);
   // The batchMetrics op's CPU kernel, whose code batchMetricsMany runs for
@@ -215,10 +218,12 @@ async function simulateOnDevice(
     bias: ArrayLike<number>,
     metrics: ArrayLike<number>,
   ) => {
+    const t = performance.now();
     const cell = step * layers + layer;
     tables.loads.load.set(loads, (cell * M + m) * E);
     tables.biases.bias.set(bias, (cell * M + m) * E);
     tables.metrics.value.set(metrics, (cell * M + m) * Q);
+    stageMs[RECORD] += performance.now() - t;
   };
 
   try {
@@ -233,7 +238,9 @@ async function simulateOnDevice(
       const batches: DeviceBatch[] = [];
       const cpuSums: Float64Array[] = [];
       for (let layer = 0; layer < layers; layer++) {
+        let t = performance.now();
         const scores = workload.scores(step, layer);
+        stageMs[SCORES] += performance.now() - t;
         // Device methods: recorded now, figures read after the step.
         if (Md > 0) {
           const batch = uploadBatch(gpu, scores);
@@ -256,7 +263,9 @@ async function simulateOnDevice(
         const layerSums = new Float64Array(M);
         cpuSums.push(layerSums);
         if (cpuIndex.length > 0 && greedyCpu === undefined) {
+          t = performance.now();
           routeInto(scores, k, cpuReference, ctx);
+          stageMs[REFERENCE] += performance.now() - t;
         }
         const order2 = greedyCpu === undefined
           ? cpuIndex
@@ -280,10 +289,12 @@ async function simulateOnDevice(
           // Every CPU method's metrics and sum in one pass over the scores;
           // the reference is greedy (first in order2) or the private one.
           if (greedyCpu === undefined) cpuRoutings.push(cpuReference);
+          t = performance.now();
           const { values, sums } = batchMetricsMany(scores, cpuRoutings, {
             topK: k,
             referenceIndex: greedyCpu === undefined ? order2.length : 0,
           });
+          stageMs[METRICS] += performance.now() - t;
           order2.forEach((m, r) => {
             write(
               step,
@@ -299,10 +310,12 @@ async function simulateOnDevice(
         }
       }
       if (Md > 0) {
+        const t = performance.now();
         gpu.device.queue.submit([encoder.finish()]);
         await report.mapAsync(GPUMapMode.READ, 0, reportBytes);
         const words = report.getMappedRange(0, reportBytes).slice(0);
         report.unmap();
+        stageMs[DEVICE] += performance.now() - t;
         for (let layer = 0; layer < layers; layer++) {
           const at = layer * layerBytes;
           const bad = new Uint32Array(words, at, 1)[0];
@@ -329,6 +342,7 @@ async function simulateOnDevice(
       }
       gpu.pool.release(report, ...params.buffers);
       if (gapAt[step]) {
+        const t = performance.now();
         for (let layer = 0; layer < layers; layer++) {
           sums.set(cpuSums[layer]);
           const optimum = exactIndex >= 0
@@ -340,6 +354,7 @@ async function simulateOnDevice(
             gaps[row + m] = optimum === 0 ? 0 : 1 - sums[m] / optimum;
           }
         }
+        stageMs[GAP] += performance.now() - t;
       }
       for (const b of batches) releaseBatch(gpu, b);
       options.onProgress?.(step + 1, steps);
@@ -353,8 +368,7 @@ async function simulateOnDevice(
     tables,
     wallMs,
     routeMs,
-    // The device path does not time its stages one by one.
-    stageMs: new Float64Array(LOOP_STAGES.length).fill(NaN),
+    stageMs,
     gaps,
     optimumSteps: gapStepList,
   };

@@ -45,7 +45,10 @@ const ERRORS: Record<string, new (message: string) => Error> = {
  * wall times, which are summed over the threads. The run is prepared here,
  * once; each worker rebuilds the workload from the prepared run's source
  * (a recording's logits are shared, not read again) and holds the rows of
- * its own layers only.
+ * its own layers only. The expert-parallel stage (`ep`) then runs on as
+ * many threads, each placing the same layers, in workers of its own; its
+ * parts are merged in layer order, so its result is the sequential run's
+ * too.
  *
  * @param config A partial configuration (see {@linkcode resolveSimConfig}),
  * or a {@linkcode PreparedRun}.
