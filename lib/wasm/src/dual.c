@@ -540,11 +540,20 @@ static int has_nan_or_minus_zero(const double *x, int n) {
   return odd;
 }
 
+// Candidates a column keeps beyond its C+1 largest when its slack is
+// measured, C / SPARE_DIVISOR (at least one): lib/ops/_dual.ts
+// spareCandidates.
+#define SPARE_DIVISOR 4
+static int spare_candidates(int capacity) {
+  int spare = capacity / SPARE_DIVISOR;
+  return spare < 1 ? 1 : spare;
+}
+
 // The column step of a round: `q[j] = (capacity+1)-th largest of column
 // j's `count[j]` values (0 where `clip_q` and not above 0); with
 // `bounds`, each column's value in `last[j]` and, for full columns
-// (`count[j] == N`), the distance down to the (2C+1)-th largest in
-// `slack[j]` (infinity when there is none). A column holds the values
+// (`count[j] == N`), the distance down to the (C+1+spare)-th largest in
+// `slack[j]` (infinity when there is none; spare_candidates). A column holds the values
 // the TypeScript kernel's does, in the same order: one that holds NaN
 // (`-inf - -inf`) or -0 takes select_ascending's steps, as there; the
 // others take select_rank, whose order statistics are the same values
@@ -561,19 +570,19 @@ moelab_dual_columns(double *col, int stride, int E, int N, int capacity,
       v = select_ascending(col, lo, lo + count[j], count[j] - rank);
       if (bounds && count[j] == N) {
         int below = N - rank;
-        int r2 = below - capacity;
+        int r2 = below - spare_candidates(capacity);
         slack[j] = r2 >= 0 ? v - select_ascending(col, lo, lo + below, r2)
                            : INF;
       }
     } else if (count[j] == N) {
       // Without NaN both are order statistics of the column: the (C+1)-th
-      // largest, and the (2C+1)-th (the smaller values' r2-th is the
+      // largest, and the (C+1+spare)-th (the smaller values' r2-th is the
       // column's r2-th, r2 being below them all).
       double *copy = tmp + N;
       for (int i = 0; i < N; i++) copy[i] = col[lo + i];
       v = select_rank(copy, tmp, N, N - rank);
       if (bounds) {
-        int r2 = N - rank - capacity;
+        int r2 = N - rank - spare_candidates(capacity);
         slack[j] = r2 >= 0 ? v - select_rank(col + lo, tmp, N, r2) : INF;
       }
     } else {
