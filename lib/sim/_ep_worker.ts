@@ -4,6 +4,7 @@
 // loads the placement modules only, none of the simulator's kernels.
 import type { SimConfig } from "./config.ts";
 import { epLayerStage, type EpPart } from "./_ep_parts.ts";
+import { type ErrorReply, serveRequests } from "../worker_reply.ts";
 
 /** A request: the run's configuration, its loads table and the layers. */
 export interface EpWorkerRequest {
@@ -16,36 +17,20 @@ export interface EpWorkerRequest {
 }
 
 /** A reply: the part, or an error to rethrow as its class. */
-export type EpWorkerReply =
-  | { kind: "part"; part: EpPart }
-  | { kind: "error"; name: string; message: string };
+export type EpWorkerReply = { kind: "part"; part: EpPart } | ErrorReply;
 
-const scope = globalThis as unknown as {
-  onmessage: ((e: MessageEvent<EpWorkerRequest>) => void) | null;
-  postMessage(message: EpWorkerReply, transfer?: Transferable[]): void;
-};
-
-scope.onmessage = (e) => {
-  try {
-    const { config, methods, layers, loads, tableRows } = e.data;
-    if (!config.ep) throw new TypeError("the run has no EP stage");
-    const stage = epLayerStage(config, config.ep, methods, layers, tableRows);
-    const per = config.layers * methods * config.experts;
-    for (let s = 0; s < config.steps; s++) {
-      stage.addStep(s, loads.subarray(s * per, (s + 1) * per));
-    }
-    const part = stage.finish();
-    const { layers: _layers, ...sums } = part;
-    scope.postMessage(
-      { kind: "part", part },
-      Object.values(sums).map((a) => a.buffer as ArrayBuffer),
-    );
-  } catch (err) {
-    const error = err as Error;
-    scope.postMessage({
-      kind: "error",
-      name: error?.name ?? "Error",
-      message: error?.message ?? String(err),
-    });
+serveRequests<EpWorkerRequest, EpWorkerReply>((request, post) => {
+  const { config, methods, layers, loads, tableRows } = request;
+  if (!config.ep) throw new TypeError("the run has no EP stage");
+  const stage = epLayerStage(config, config.ep, methods, layers, tableRows);
+  const per = config.layers * methods * config.experts;
+  for (let s = 0; s < config.steps; s++) {
+    stage.addStep(s, loads.subarray(s * per, (s + 1) * per));
   }
-};
+  const part = stage.finish();
+  const { layers: _layers, ...sums } = part;
+  post(
+    { kind: "part", part },
+    Object.values(sums).map((a) => a.buffer as ArrayBuffer),
+  );
+});

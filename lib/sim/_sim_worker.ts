@@ -8,6 +8,7 @@ import type { HostBackend } from "../ops/host.ts";
 import { workloadFromSource, type WorkloadSource } from "./prepare_run.ts";
 import { tablesOf, type TableValues, tableValues } from "./tables.ts";
 import { balancerContext, type LayerRun, simulateLayers } from "./_simulate.ts";
+import { type ErrorReply, serveRequests } from "../worker_reply.ts";
 
 /** A request: the prepared run's parts and the layers to run. */
 export interface WorkerRequest {
@@ -30,61 +31,47 @@ export type WorkerReply =
     values: TableValues | null;
     causal: boolean[];
   }
-  | { kind: "error"; name: string; message: string };
+  | ErrorReply;
 
-const scope = globalThis as unknown as {
-  onmessage: ((e: MessageEvent<WorkerRequest>) => void) | null;
-  postMessage(message: WorkerReply, transfer?: Transferable[]): void;
-};
-
-scope.onmessage = (e) => {
-  try {
-    const { config, specs, source, layers, shared, host } = e.data;
-    const workload = workloadFromSource(source, host);
-    const ctx = balancerContext(config, host);
-    const balancers = specs.map((s) => createBalancer(s, ctx));
-    const run = simulateLayers(
-      { config, specs, workload, host },
-      balancers,
-      layers,
-      (done) => scope.postMessage({ kind: "progress", done }),
-      shared
-        ? {
-          tables: tablesOf(
-            config.steps,
-            Array.from({ length: config.layers }, (_, l) => l),
-            specs.length,
-            config.experts,
-            shared.values,
-          ),
-          gaps: shared.gaps,
-        }
-        : undefined,
-    );
-    // The value columns only (none when they are shared): the index
-    // columns follow from the layers.
-    const { tables, ...rest } = run;
-    const values = shared ? null : tableValues(tables);
-    if (shared) rest.gaps = new Float64Array(0);
-    const transfer = [
-      ...Object.values(values ?? {}),
-      rest.wallMs,
-      rest.routeMs,
-      rest.stageMs,
-      rest.gaps,
-    ].map((a) => a.buffer as ArrayBuffer);
-    scope.postMessage({
-      kind: "done",
-      run: rest,
-      values,
-      causal: balancers.map((b) => b.causal),
-    }, transfer);
-  } catch (err) {
-    const error = err as Error;
-    scope.postMessage({
-      kind: "error",
-      name: error?.name ?? "Error",
-      message: error?.message ?? String(err),
-    });
-  }
-};
+serveRequests<WorkerRequest, WorkerReply>((request, post) => {
+  const { config, specs, source, layers, shared, host } = request;
+  const workload = workloadFromSource(source, host);
+  const ctx = balancerContext(config, host);
+  const balancers = specs.map((s) => createBalancer(s, ctx));
+  const run = simulateLayers(
+    { config, specs, workload, host },
+    balancers,
+    layers,
+    (done) => post({ kind: "progress", done }),
+    shared
+      ? {
+        tables: tablesOf(
+          config.steps,
+          Array.from({ length: config.layers }, (_, l) => l),
+          specs.length,
+          config.experts,
+          shared.values,
+        ),
+        gaps: shared.gaps,
+      }
+      : undefined,
+  );
+  // The value columns only (none when they are shared): the index
+  // columns follow from the layers.
+  const { tables, ...rest } = run;
+  const values = shared ? null : tableValues(tables);
+  if (shared) rest.gaps = new Float64Array(0);
+  const transfer = [
+    ...Object.values(values ?? {}),
+    rest.wallMs,
+    rest.routeMs,
+    rest.stageMs,
+    rest.gaps,
+  ].map((a) => a.buffer as ArrayBuffer);
+  post({
+    kind: "done",
+    run: rest,
+    values,
+    causal: balancers.map((b) => b.causal),
+  }, transfer);
+});

@@ -14,6 +14,7 @@ import type { LayerRun } from "./_simulate.ts";
 import type { WorkerReply, WorkerRequest } from "./_sim_worker.ts";
 import type { EpWorkerReply, EpWorkerRequest } from "./_ep_worker.ts";
 import type { EpPart } from "./_ep_parts.ts";
+import { errorOf, type ErrorReply } from "../worker_reply.ts";
 import { EP_TABLE_ROWS } from "./ep_stage.ts";
 
 /** Options of {@linkcode runSimulationParallel}. */
@@ -30,12 +31,6 @@ export interface ParallelRunOptions {
   /** The CPU kernels, as {@linkcode runSimulation}'s `host`. Default `"wasm"`. */
   host?: HostBackend;
 }
-
-const ERRORS: Record<string, new (message: string) => Error> = {
-  TypeError,
-  RangeError,
-  SyntaxError,
-};
 
 /**
  * {@linkcode runSimulation} with the layers spread over worker threads.
@@ -191,11 +186,7 @@ function inWorker<
         resolve(reply as Extract<R, { kind: K }>);
       } else if (reply.kind === "error") {
         worker.terminate();
-        const { name, message } = reply as unknown as {
-          name: string;
-          message: string;
-        };
-        reject(new (ERRORS[name] ?? Error)(message));
+        reject(errorOf(reply as unknown as ErrorReply));
       } else onOther?.(reply);
     };
     worker.onerror = (e: ErrorEvent) => {

@@ -4,6 +4,7 @@
 import { prepareRun } from "../sim/prepare_run.ts";
 import { runSimulation, type SimResult } from "../sim/run.ts";
 import { tableBuffers } from "../sim/tables.ts";
+import { type ErrorReply, serveRequests } from "../worker_reply.ts";
 
 /** A request: a cell's preset, already checked. */
 export interface CellRequest {
@@ -11,27 +12,9 @@ export interface CellRequest {
 }
 
 /** A reply: the result, or an error to rethrow as its class. */
-export type CellReply =
-  | { kind: "done"; result: SimResult }
-  | { kind: "error"; name: string; message: string };
+export type CellReply = { kind: "done"; result: SimResult } | ErrorReply;
 
-const scope = globalThis as unknown as {
-  onmessage: ((e: MessageEvent<CellRequest>) => void) | null;
-  postMessage(message: CellReply, transfer?: Transferable[]): void;
-};
-
-scope.onmessage = (e) => {
-  try {
-    const result = runSimulation(prepareRun(e.data.preset));
-    scope.postMessage({ kind: "done", result }, [
-      ...new Set(tableBuffers(result.tables)),
-    ]);
-  } catch (err) {
-    const error = err as Error;
-    scope.postMessage({
-      kind: "error",
-      name: error?.name ?? "Error",
-      message: error?.message ?? String(err),
-    });
-  }
-};
+serveRequests<CellRequest, CellReply>((request, post) => {
+  const result = runSimulation(prepareRun(request.preset));
+  post({ kind: "done", result }, [...new Set(tableBuffers(result.tables))]);
+});

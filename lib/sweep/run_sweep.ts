@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { prepareRun } from "../sim/prepare_run.ts";
 import { runSimulation, type SimResult } from "../sim/run.ts";
 import { checkInteger } from "../validate.ts";
+import { errorOf } from "../worker_reply.ts";
 import type { CellReply, CellRequest } from "./_cell_worker.ts";
 import { writeSimOutputs } from "../report/sim_outputs.ts";
 import { type SweepCell, sweepCells, type SweepGrid } from "./grid.ts";
@@ -150,23 +151,13 @@ export async function runSweep(
   return { ran: ran.sort(), skipped };
 }
 
-const ERRORS: Record<string, new (message: string) => Error> = {
-  TypeError,
-  RangeError,
-  SyntaxError,
-};
-
 function simulateOn(worker: Worker, cell: SweepCell): Promise<SimResult> {
   return new Promise((resolve, reject) => {
     worker.onmessage = (e: MessageEvent<CellReply>) => {
       const reply = e.data;
       if (reply.kind === "done") resolve(reply.result);
       else {
-        reject(
-          new (ERRORS[reply.name] ?? Error)(
-            `cell ${cell.id}: ${reply.message}`,
-          ),
-        );
+        reject(errorOf(reply, `cell ${cell.id}: `));
       }
     };
     worker.onerror = (e: ErrorEvent) => {
