@@ -36,36 +36,46 @@ import {
 import { evalStart } from "./eval_window.ts";
 
 /**
- * Which steps' rows the `gpu_loads` table keeps: every step's when they
- * fit in `tableRows`, else the steps the summaries sample, else none.
+ * Which steps the stage samples and which it records: the summaries take
+ * every `sampleEvery`-th step of the evaluation window; the `gpu_loads`
+ * table keeps every step's rows when they fit in `tableRows`, else the
+ * sampled steps', else none.
  */
-export interface EpTablePlan {
-  /** Rows of one step, every layer. */
-  perStep: number;
-  /** Every step is recorded. */
+export interface EpStepPlan {
+  /** Whether the summaries take step `s`. */
+  sampled: (s: number) => boolean;
+  /** How many steps the summaries take. */
+  window: number;
+  /** Every step's rows fit: every step is placed and recorded. */
   everyStep: boolean;
-  /** Rows the table keeps. */
-  keep: number;
+  /** The steps whose rows the table keeps, ascending. */
+  recorded: number[];
+  /** Rows of one recorded step, every layer. */
+  perStep: number;
 }
 
-/** The table plan of a run (see {@linkcode EpTablePlan}). */
-export function epTablePlan(
+/** The step plan of a run (see {@linkcode EpStepPlan}). */
+export function epStepPlan(
   config: SimConfig,
   c: EpConfig,
   methods: number,
   tableRows: number,
-): EpTablePlan {
+): EpStepPlan {
   const { steps, layers } = config;
   const perStep = layers * methods * c.strategies.length * c.gpus;
   const start = evalStart(config);
-  const sampledSteps = Math.max(0, Math.ceil((steps - start) / c.sampleEvery));
+  const sampled = (s: number) =>
+    s >= start && (s - start) % c.sampleEvery === 0;
+  const window = Math.ceil((steps - start) / c.sampleEvery);
+  const all = Array.from({ length: steps }, (_, s) => s);
   const everyStep = steps * perStep <= tableRows;
-  const keep = everyStep
-    ? steps * perStep
-    : sampledSteps * perStep <= tableRows
-    ? sampledSteps * perStep
-    : 0;
-  return { perStep, everyStep, keep };
+  const inWindow = all.filter(sampled);
+  const recorded = everyStep
+    ? all
+    : inWindow.length * perStep <= tableRows
+    ? inWindow
+    : [];
+  return { sampled, window, everyStep, recorded, perStep };
 }
 
 /**
@@ -170,16 +180,12 @@ export function epLayerStage(
     grouped && N > 1 && groupsStayOnNodes(p, config.groups, gpn)
       ? config.topGroups
       : null;
-  const start = evalStart(config);
-  const { everyStep, keep } = epTablePlan(config, c, M, tableRows);
+  const plan = epStepPlan(config, c, M, tableRows);
+  const recordedStep = new Uint8Array(steps);
+  for (const s of plan.recorded) recordedStep[s] = 1;
   const H = layers.length, MK = M * K;
   // The part's rows of the table: per recorded step, its layers'.
-  const recordedSteps = keep === 0
-    ? 0
-    : everyStep
-    ? steps
-    : Math.max(0, Math.ceil((steps - start) / c.sampleEvery));
-  const tokenRows = new Int32Array(recordedSteps * H * MK * G);
+  const tokenRows = new Int32Array(plan.recorded.length * H * MK * G);
   const want = new Set(names);
   const fixed = staticPlacement(E, G);
   const fixedLimit = nodeLimit(fixed);
@@ -260,6 +266,8 @@ export function epLayerStage(
   ) => void;
   interface Strategy {
     split: Split;
+    /** The placement (its slots are the length of the slot loads). */
+    placement: (hm: number) => Placement;
     limit: (hm: number) => number | null;
     locality: (hm: number) => NodeLocality | null;
   }
@@ -277,16 +285,19 @@ export function epLayerStage(
   const fixedLocality = local(fixed), symLocality = local(sym);
   const split: Record<EpStrategy, Strategy> = {
     static: {
+      placement: () => fixed,
       split: (_, batch, out, so) => equalSplit(fixed, batch, out, so),
       limit: () => fixedLimit,
       locality: () => fixedLocality,
     },
     eplb: {
+      placement: (hm) => moved[hm],
       split: (hm, batch, out, so) => equalSplit(moved[hm], batch, out, so),
       limit: (hm) => movedLimit[hm],
       locality: (hm) => movedLocality[hm],
     },
     "symmetric-lp": {
+      placement: () => sym,
       split: symScheduler && exact
         ? (_, batch, out, so) => schedule(symScheduler, batch, out, so)
         : (_, batch, out, so) => equalSplit(sym, batch, out, so),
@@ -294,6 +305,7 @@ export function epLayerStage(
       locality: () => symLocality,
     },
     "asymmetric-lp": {
+      placement: (hm) => asym[hm],
       split: exact
         ? (hm, batch, out, so) => schedule(asymScheduler[hm], batch, out, so)
         : (hm, batch, out, so) => equalSplit(asym[hm], batch, out, so),
@@ -301,11 +313,13 @@ export function epLayerStage(
       locality: (hm) => asymLocality[hm],
     },
     "eplb-hierarchical": {
+      placement: (hm) => hier[hm],
       split: (hm, batch, out, so) => equalSplit(hier[hm], batch, out, so),
       limit: (hm) => hierLimit[hm],
       locality: (hm) => hierLocality[hm],
     },
     "hierarchical-lp": {
+      placement: (hm) => hier[hm],
       split: exact
         ? (hm, batch, out, so) => schedule(hierScheduler[hm], batch, out, so)
         : (hm, batch, out, so) => equalSplit(hier[hm], batch, out, so),
@@ -314,18 +328,6 @@ export function epLayerStage(
     },
   };
   const strategies = names.map((name) => split[name]);
-  // Slots of each strategy's placement (the length of its slot loads).
-  const placementOf: Record<EpStrategy, (hm: number) => Placement> = {
-    static: () => fixed,
-    eplb: (hm) => moved[hm],
-    "symmetric-lp": () => sym,
-    "asymmetric-lp": (hm) => asym[hm],
-    "eplb-hierarchical": (hm) => hier[hm],
-    "hierarchical-lp": (hm) => hier[hm],
-  };
-  const strategySlots = names.map((name) => (hm: number) =>
-    placementOf[name](hm).slots.length
-  );
   const ratio = new Float64Array(H * MK), time = new Float64Array(H * MK);
   const intra = new Float64Array(H * MK), inter = new Float64Array(H * MK);
   const reach = new Float64Array(H * MK);
@@ -354,9 +356,9 @@ export function epLayerStage(
       next++;
       // Summaries count the sampled steps of the window; a step outside
       // them is placed only for the table, and not at all without one.
-      const inWindow = s >= start && (s - start) % c.sampleEvery === 0;
-      const placed = inWindow || everyStep;
-      const recorded = everyStep || (inWindow && keep > 0);
+      const inWindow = plan.sampled(s);
+      const placed = inWindow || plan.everyStep;
+      const recorded = recordedStep[s] === 1;
       for (let h = 0; h < H; h++) {
         const at = layers[h] * perLayer;
         for (let m = 0; m < M; m++) {
@@ -366,7 +368,10 @@ export function epLayerStage(
           for (let j = 0; j < E; j++) history[hm * E + j] += batch[j];
           for (let k = 0; k < K && placed; k++) {
             const strategy = strategies[k];
-            const slotOut = slotTokens.subarray(0, strategySlots[k](hm));
+            const slotOut = slotTokens.subarray(
+              0,
+              strategy.placement(hm).slots.length,
+            );
             strategy.split(hm, batch, gpuTokens, slotOut);
             let max = 0, total = 0;
             for (let g = 0; g < G; g++) {

@@ -7,12 +7,11 @@ import { throughputGain } from "../placement/step_time.ts";
 import type { SimConfig } from "./config.ts";
 import { checkInteger } from "../validate.ts";
 import type { EpConfig, EpStrategySummary } from "./ep_config.ts";
-import { evalStart } from "./eval_window.ts";
 import {
   epLayerStage,
   type EpPart,
+  epStepPlan,
   epStrategyIndex,
-  epTablePlan,
 } from "./_ep_parts.ts";
 
 /** What the EP stage produces. */
@@ -221,8 +220,8 @@ export function mergeEpParts(
     }
   }
   // The table: per recorded step, every layer's rows in order.
-  const { everyStep, keep } = epTablePlan(config, c, M, tableRows);
-  const start = evalStart(config);
+  const plan = epStepPlan(config, c, M, tableRows);
+  const keep = plan.recorded.length * plan.perStep;
   const table = {
     step: new Int32Array(keep),
     layer: new Int32Array(keep),
@@ -234,9 +233,7 @@ export function mergeEpParts(
   const index = epStrategyIndex(c);
   const block = MK * G;
   let row = 0;
-  for (let s = 0, r = 0; s < steps && keep > 0; s++) {
-    const inWindow = s >= start && (s - start) % c.sampleEvery === 0;
-    if (!everyStep && !inWindow) continue;
+  plan.recorded.forEach((s, r) => {
     for (let l = 0; l < layers; l++) {
       const part = parts[owner[l]];
       const from = (r * part.layers.length + place[l]) * block;
@@ -251,9 +248,8 @@ export function mergeEpParts(
         }
       }
     }
-    r++;
-  }
-  const window = Math.ceil((steps - start) / c.sampleEvery);
+  });
+  const window = plan.window;
   const batches = window * layers;
   if (batches > 0) {
     for (let i = 0; i < rankProfile.length; i++) rankProfile[i] /= batches;
