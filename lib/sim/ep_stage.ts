@@ -177,7 +177,7 @@ export function mergeEpParts(
 ): EpResult {
   const c = config.ep;
   if (!c) throw new RangeError("config.ep must be set to merge EP parts");
-  const { steps, layers } = config;
+  const { layers } = config;
   const G = c.gpus, M = methods, names = c.strategies, K = names.length;
   const MK = M * K;
   // Where each layer's sums are: its part and its place there.
