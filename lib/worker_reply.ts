@@ -11,6 +11,11 @@ export interface ErrorReply {
   message: string;
 }
 
+/** Whether a worker's reply is an {@linkcode ErrorReply}. */
+export function isErrorReply(reply: { kind: string }): reply is ErrorReply {
+  return reply.kind === "error";
+}
+
 /** The classes an {@linkcode ErrorReply} is rethrown as; others as Error. */
 const ERRORS: Record<string, new (message: string) => Error> = {
   TypeError,

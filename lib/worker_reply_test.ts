@@ -1,6 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { errorOf, type ErrorReply, serveRequests } from "./worker_reply.ts";
+import {
+  errorOf,
+  type ErrorReply,
+  isErrorReply,
+  serveRequests,
+} from "./worker_reply.ts";
 
 test("errorOf keeps the three input-error classes, the rest as Error", () => {
   const reply = (name: string): ErrorReply => ({
@@ -54,6 +59,8 @@ test("serveRequests posts the handler's replies, and its errors as ErrorReply", 
       message: "n must be even: current value is 3",
     });
     assert.ok(errorOf(posted[1][0] as ErrorReply) instanceof RangeError);
+    assert.equal(isErrorReply(posted[0][0] as { kind: string }), false);
+    assert.equal(isErrorReply(posted[1][0] as { kind: string }), true);
   } finally {
     scope.onmessage = saved.onmessage;
     scope.postMessage = saved.postMessage;

@@ -14,7 +14,7 @@ import type { LayerRun } from "./_simulate.ts";
 import type { WorkerReply, WorkerRequest } from "./_sim_worker.ts";
 import type { EpWorkerReply, EpWorkerRequest } from "./_ep_worker.ts";
 import type { EpPart } from "./_ep_parts.ts";
-import { errorOf, type ErrorReply } from "../worker_reply.ts";
+import { errorOf, isErrorReply } from "../worker_reply.ts";
 import { EP_TABLE_ROWS } from "./ep_stage.ts";
 
 /** Options of {@linkcode runSimulationParallel}. */
@@ -184,9 +184,9 @@ function inWorker<
       if (reply.kind === kind) {
         worker.terminate();
         resolve(reply as Extract<R, { kind: K }>);
-      } else if (reply.kind === "error") {
+      } else if (isErrorReply(reply)) {
         worker.terminate();
-        reject(errorOf(reply as unknown as ErrorReply));
+        reject(errorOf(reply));
       } else onOther?.(reply);
     };
     worker.onerror = (e: ErrorEvent) => {
