@@ -50,7 +50,11 @@ function staticMaxOverMean(rec: number[][][], gpus: number, from: number) {
 describe("moelab advise (command line)", () => {
   const work = mkdtempSync(join(tmpdir(), "moelab-advise-"));
 
-  test("bad flags exit 2 naming the flag and value, and write nothing", () => {
+  // A dozen CLI processes, one after the other: more than Bun's default
+  // 5 s per test on a busy 2-core machine.
+  test("bad flags exit 2 naming the flag and value, and write nothing", {
+    timeout: 120_000,
+  }, () => {
     const out = join(work, "never");
     const cases: [string[], RegExp][] = [
       [["--gpus", "2", "--replicas", "6"], /--loads FILE is required/],

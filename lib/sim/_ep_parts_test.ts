@@ -97,12 +97,20 @@ describe("the EP stage in parts of the layers", () => {
     );
   });
 
-  test("the parallel run places each thread's layers on that thread: the sequential run's EP result", async () => {
-    for (const threads of [2, 3]) {
-      const par = await runSimulationParallel(config, { threads });
-      assert.deepEqual(par.ep, r.ep, `${threads} threads`);
-      assert.equal(par.profile.epThreads, threads);
-    }
-    assert.equal(r.profile.epThreads, 1);
-  });
+  // Two parallel runs, each starting its loop and EP workers: seconds,
+  // more under Bun on a busy machine.
+  test(
+    "the parallel run places each thread's layers on that thread: the sequential run's EP result",
+    {
+      timeout: 120_000,
+    },
+    async () => {
+      for (const threads of [2, 3]) {
+        const par = await runSimulationParallel(config, { threads });
+        assert.deepEqual(par.ep, r.ep, `${threads} threads`);
+        assert.equal(par.profile.epThreads, threads);
+      }
+      assert.equal(r.profile.epThreads, 1);
+    },
+  );
 });
