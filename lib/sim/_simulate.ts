@@ -114,6 +114,7 @@ export function simulateLayers(
   const metricsKernel = requireKernel(batchMetricsOp, "cpu");
   const { scores: SCORES, reference: REFERENCE, metrics: METRICS } = LOOP_STAGE;
   const { record: RECORD, gap: GAP } = LOOP_STAGE;
+  const causal = balancers.map((b) => b.causal);
   for (let step = 0; step < steps; step++) {
     for (let h = 0; h < layerList.length; h++) {
       const layer = layerList[h];
@@ -164,8 +165,11 @@ export function simulateLayers(
         t = now;
         const optimum = exactIndex >= 0
           ? sums[exactIndex]
-          : solveBalancedAssignmentSync(scores, { k, host: ctx.host })
-            .objective;
+          : solveBalancedAssignmentSync(scores, {
+            k,
+            host: ctx.host,
+            expertPrices: startPrices(causal, biasColumn, cell * M * E, E),
+          }).objective;
         for (let m = 0; m < M; m++) {
           gaps[cell * M + m] = optimum === 0 ? 0 : 1 - sums[m] / optimum;
         }
@@ -183,4 +187,38 @@ export function simulateLayers(
     gaps,
     optimumSteps: gapStepList,
   };
+}
+
+/**
+ * Where the gap's exact solve starts: the expert prices `q = -bias` that
+ * routed this batch, recorded in `bias` from `from` (one row of `experts`
+ * per method, `causal[m]` telling method `m`'s kind): those of the first non-causal method with a nonzero bias
+ * (BIP sets its prices from this very batch), else of the first causal one
+ * (prices from the batches before), else none (the solver's own start, a
+ * token sample's prices). Any prices give the same optimum; close ones
+ * shorten the repair. On DeepSeek-V3-shaped batches (16384 x 256, k = 8)
+ * a solve from BIP's prices took about a third of one from the sample's,
+ * from Quantile's about two fifths.
+ */
+export function startPrices(
+  causal: readonly boolean[],
+  bias: Float64Array,
+  from: number,
+  experts: number,
+): Float64Array | undefined {
+  let pick = -1;
+  for (let m = 0; m < causal.length; m++) {
+    const at = from + m * experts;
+    let nonzero = false;
+    for (let j = 0; j < experts && !nonzero; j++) nonzero = bias[at + j] !== 0;
+    if (!nonzero) continue;
+    if (!causal[m]) {
+      pick = m;
+      break;
+    }
+    if (pick < 0) pick = m;
+  }
+  if (pick < 0) return undefined;
+  const at = from + pick * experts;
+  return Float64Array.from(bias.subarray(at, at + experts), (v) => 0 - v);
 }

@@ -2,7 +2,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createBalancer } from "../route/registry.ts";
 import { prepareRun } from "./prepare_run.ts";
-import { balancerContext, simulateLayers } from "./_simulate.ts";
+import { balancerContext, simulateLayers, startPrices } from "./_simulate.ts";
 import { BATCH_METRICS } from "../metrics/batch_metrics.ts";
 import {
   allocateTables,
@@ -145,5 +145,39 @@ describe("tableBuffers", () => {
     assert.deepEqual(Array.from(copy.loads.expert), [0, 1, 2, 3, 0, 1, 2, 3]);
     const plain = allocateTables(2, 1, 1, 4);
     assert.equal(new Set(tableBuffers(plain)).size, 11);
+  });
+});
+
+describe("startPrices", () => {
+  // Three methods' bias rows of four experts, after an unrelated row.
+  const E = 4;
+  const rows = (...r: number[][]) =>
+    Float64Array.from([9, 9, 9, 9, ...r.flat()]);
+  test("a non-causal method's prices first, negated", () => {
+    const bias = rows([0, 0, 0, 0], [-1, 2, 0, -0], [-3, 0, 1, 0]);
+    const q = startPrices([true, true, false], bias, E, E)!;
+    assert.deepEqual([...q], [3, 0, -1, 0]);
+    assert.ok(Object.is(q[1], 0), "-0 bias gives price +0");
+  });
+  test("else the first causal method with a nonzero bias", () => {
+    const bias = rows([0, 0, 0, 0], [-1, 2, 0, -0], [-3, 0, 1, 0]);
+    assert.deepEqual([...startPrices([true, true, true], bias, E, E)!], [
+      1,
+      -2,
+      0,
+      0,
+    ]);
+    // A non-causal method without a bias (Expert Choice) gives none.
+    const zero = rows([0, -0, 0, 0], [0, 0, 0.5, 0], [0, 0, 0, 0]);
+    assert.deepEqual([...startPrices([false, true, false], zero, E, E)!], [
+      0,
+      0,
+      -0.5,
+      0,
+    ]);
+  });
+  test("none where every bias is zero", () => {
+    const bias = rows([0, 0, 0, 0], [0, -0, 0, 0]);
+    assert.equal(startPrices([false, true], bias, E, E), undefined);
   });
 });

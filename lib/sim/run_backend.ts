@@ -39,7 +39,7 @@ import {
   runSimulation,
   type SimResult,
 } from "./run.ts";
-import { balancerContext, type LayerRun } from "./_simulate.ts";
+import { balancerContext, type LayerRun, startPrices } from "./_simulate.ts";
 import { allocateTables } from "./tables.ts";
 import { LOOP_STAGE, LOOP_STAGES, processCpuMs } from "./profile.ts";
 
@@ -176,6 +176,7 @@ async function simulateOnDevice(
       : { cpu: createBalancer(s, ctx) };
   });
   const onDevice = runners.map((r) => r.device !== undefined);
+  const causal = runners.map((r) => (r.device ?? r.cpu!).causal);
   const deviceIndex = specs.map((_, m) => m).filter((m) => onDevice[m]);
   const cpuIndex = specs.map((_, m) => m).filter((m) => !onDevice[m]);
   // The retention reference: a device greedy method records it first for
@@ -347,8 +348,15 @@ async function simulateOnDevice(
           sums.set(cpuSums[layer]);
           const optimum = exactIndex >= 0
             ? sums[exactIndex]
-            : solveBalancedAssignmentSync(workload.scores(step, layer), { k })
-              .objective;
+            : solveBalancedAssignmentSync(workload.scores(step, layer), {
+              k,
+              expertPrices: startPrices(
+                causal,
+                tables.biases.bias,
+                (step * layers + layer) * M * E,
+                E,
+              ),
+            }).objective;
           const row = (step * layers + layer) * M;
           for (let m = 0; m < M; m++) {
             gaps[row + m] = optimum === 0 ? 0 : 1 - sums[m] / optimum;
@@ -372,7 +380,6 @@ async function simulateOnDevice(
     gaps,
     optimumSteps: gapStepList,
   };
-  const causal = runners.map((r) => (r.device ?? r.cpu!).causal);
   return {
     result: finishSimulation(run, causal, layerRun, {
       threads: 1,
