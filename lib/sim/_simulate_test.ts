@@ -176,6 +176,16 @@ describe("startPrices", () => {
       0,
     ]);
   });
+  test("a bias that is not finite is passed over", () => {
+    const bias = rows([0, -Infinity, 1, 0], [NaN, 0, 0, 0], [0, 2, 0, 0]);
+    assert.deepEqual([...startPrices([false, false, true], bias, E, E)!], [
+      0,
+      -2,
+      0,
+      0,
+    ]);
+    assert.equal(startPrices([false, false], bias, E, E), undefined);
+  });
   test("none where every bias is zero", () => {
     const bias = rows([0, 0, 0, 0], [0, -0, 0, 0]);
     assert.equal(startPrices([false, true], bias, E, E), undefined);
