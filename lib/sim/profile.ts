@@ -75,6 +75,12 @@ export interface SimProfile {
   /** Threads the expert-parallel stage ran on. */
   epThreads: number;
   /**
+   * Bytes of routing scores the step loop went through: steps x layers x
+   * tokens x experts float32 values, each batch counted once (however many
+   * methods read it). Over `loopMs`, the run's throughput in scores.
+   */
+  scoreBytes: number;
+  /**
    * The process's peak resident memory in MiB once the loop, summaries
    * and EP stage are done (before any output is written; NaN where the
    * runtime does not say).
@@ -144,6 +150,9 @@ export function formatProfile(
       (p.loopCpuMs / 1000).toFixed(2)
     } CPU seconds (per stage: thread-seconds, share, CPU seconds by share):`,
     ...rows.map(([n, ms]) => line(n, ms, loopSum > 0 ? ms / loopSum : 0)),
+    `scores: ${(p.scoreBytes / 1e9).toPrecision(3)} GB through the loop, ${
+      (p.scoreBytes / 1e6 / p.loopMs).toPrecision(3)
+    } GB/s of its wall time`,
     "after the loop (wall):",
     ...after.map(([n, ms]) => line(n, ms)),
     ...(Number.isFinite(p.peakRssMiB)

@@ -40,6 +40,18 @@ test(
       );
     }
     assert.match(text, /^writing outputs +0\.01 s$/m);
+    // 4 steps x 2 layers x 256 tokens x 16 experts x 4 bytes.
+    assert.equal(r.profile.scoreBytes, 131072);
+    const gbPerS = (131072 / 1e9 / (r.profile.loopMs / 1000)).toPrecision(3);
+    assert.match(
+      text,
+      new RegExp(
+        `^scores: 0\\.000131 GB through the loop, ${
+          gbPerS.replace(".", "\\.")
+        } GB/s of its wall time$`,
+        "m",
+      ),
+    );
     assert.match(
       text,
       new RegExp(

@@ -152,6 +152,7 @@ export function finishSimulation(
     summarizeMs: t1 - t0,
     epMs: (ep?.ms ?? 0) + performance.now() - t1,
     epThreads: ep?.threads ?? 1,
+    scoreBytes: cfg.steps * cfg.layers * cfg.tokens * cfg.experts * 4,
     peakRssMiB: processPeakRssMiB(),
   };
   return {
