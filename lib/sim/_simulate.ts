@@ -196,8 +196,9 @@ export function simulateLayers(
  * counts when it is finite and not all zero: the first non-causal
  * method's (BIP sets its prices from this very batch), else the first
  * causal one's (prices from the batches before), else none (the solver's
- * own start, a token sample's prices). Any prices give the same optimum; close ones
- * shorten the repair. On DeepSeek-V3-shaped batches (16384 x 256, k = 8)
+ * own start, a token sample's prices). Any prices give the same optimum;
+ * close ones shorten the repair. On DeepSeek-V3-shaped batches (16384 x
+ * 256, k = 8)
  * a solve from BIP's prices took about a third of one from the sample's,
  * from Quantile's about two fifths.
  */
