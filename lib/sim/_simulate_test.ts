@@ -157,7 +157,7 @@ describe("startPrices", () => {
     const bias = rows([0, 0, 0, 0], [-1, 2, 0, -0], [-3, 0, 1, 0]);
     const q = startPrices([true, true, false], bias, E, E)!;
     assert.deepEqual([...q], [3, 0, -1, 0]);
-    // 0 - 0: a zero bias is the price +0, not -0 (the solver's own start).
+    // 0 - v: a zero bias gives the price +0, not -0.
     assert.ok(Object.is(q[1], 0));
   });
   test("else the first causal method with a nonzero bias", () => {
