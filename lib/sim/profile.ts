@@ -57,7 +57,9 @@ export interface SimProfile {
    * CPU time of the process during the step loop, all threads (NaN where
    * the runtime does not say): on a machine shared with other work, the
    * thread-milliseconds of the stages include time waiting for a core, and
-   * their shares of this are the stages' CPU time.
+   * their shares of this are the stages' CPU time. With the EP stage on
+   * several threads, it includes the parts that started before the last
+   * thread's loop was done.
    */
   loopCpuMs: number;
   /** Thread-milliseconds per loop stage ({@linkcode LOOP_STAGES}). */
@@ -67,9 +69,11 @@ export interface SimProfile {
   /** Summaries from the tables. */
   summarizeMs: number;
   /**
-   * The expert-parallel stage, wall time: on the worker threads that ran
-   * the layers, each on its own layers, then merged on this thread
-   * (`epThreads` of them), or on this thread alone.
+   * The expert-parallel stage, wall time after the step loop: on this
+   * thread alone, or on `epThreads` threads, each placing the layers its
+   * loop thread ran as soon as that loop is done (so a part may start
+   * while another thread still routes: what it did then is not counted
+   * here), then merged on this thread.
    */
   epMs: number;
   /** Threads the expert-parallel stage ran on. */

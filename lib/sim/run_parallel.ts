@@ -13,7 +13,6 @@ import type { HostBackend } from "../ops/host.ts";
 import type { LayerRun } from "./_simulate.ts";
 import type { WorkerReply, WorkerRequest } from "./_sim_worker.ts";
 import type { EpWorkerReply, EpWorkerRequest } from "./_ep_worker.ts";
-import type { EpPart } from "./_ep_parts.ts";
 import { errorOf, isErrorReply } from "../worker_reply.ts";
 import { EP_TABLE_ROWS } from "./ep_stage.ts";
 
@@ -41,9 +40,9 @@ export interface ParallelRunOptions {
  * once; each worker rebuilds the workload from the prepared run's source
  * (a recording's logits are shared, not read again) and holds the rows of
  * its own layers only. The expert-parallel stage (`ep`) then runs on as
- * many threads, each placing the same layers, in workers of its own; its
- * parts are merged in layer order, so its result is the sequential run's
- * too.
+ * many threads, each placing the same layers in a worker of its own as
+ * soon as their loop is done; its parts are merged in layer order, so its
+ * result is the sequential run's too.
  *
  * @param config A partial configuration (see {@linkcode resolveSimConfig}),
  * or a {@linkcode PreparedRun}.
@@ -97,9 +96,21 @@ export async function runSimulationParallel(
   const done = new Int32Array(threads);
   let reported = 0;
   const t0 = performance.now(), cpu0 = processCpuMs();
-  const runs = await Promise.all(
-    groups.map((layers, w) =>
-      inWorker<WorkerRequest, WorkerReply, "done">(
+  // When each thread's loop is done, and the process's CPU time then.
+  const loopEnd = new Float64Array(threads);
+  let loopCpuMs = NaN;
+  let loopsLeft = threads;
+  // Each thread's layers: the loop in one worker, then, as soon as that
+  // worker is gone (with its memory), the EP stage's part for the same
+  // layers in a fresh worker that loads the placement modules only, their
+  // loads read from the shared table. A thread whose layers finish first
+  // (61 layers on 2 threads: 31 and 30) places them while the other one
+  // still routes. Without shared tables the EP stage runs on this thread
+  // (finishSimulation).
+  const epOnThreads = cfg.ep !== null && shared !== null;
+  const chains = await Promise.all(
+    groups.map(async (layers, w) => {
+      const loop = await inWorker<WorkerRequest, WorkerReply, "done">(
         "./_sim_worker.ts",
         {
           config: cfg,
@@ -119,38 +130,35 @@ export async function runSimulationParallel(
             options.onProgress?.(least, cfg.steps);
           }
         },
-      )
-    ),
+      );
+      loopEnd[w] = performance.now();
+      if (--loopsLeft === 0) loopCpuMs = processCpuMs() - cpu0;
+      if (!epOnThreads) return { loop, end: loopEnd[w] };
+      const { part } = await inWorker<EpWorkerRequest, EpWorkerReply, "part">(
+        "./_ep_worker.ts",
+        {
+          config: cfg,
+          methods: M,
+          layers,
+          loads: shared!.values.load,
+          tableRows: EP_TABLE_ROWS,
+        },
+        "part",
+      );
+      return { loop, part, end: performance.now() };
+    }),
   );
-  const loopMs = performance.now() - t0, loopCpuMs = processCpuMs() - cpu0;
-  // The EP stage on as many threads, each on the same layers (their loads
-  // read from the shared table), in fresh workers that load the placement
-  // modules only: the loop's workers and their memory are gone by then.
-  // Without shared tables, on this thread (finishSimulation).
-  let ep: { parts: EpPart[]; ms: number; threads: number } | undefined;
-  if (cfg.ep && shared) {
-    const t1 = performance.now();
-    const parts = await Promise.all(
-      groups.map((layers) =>
-        inWorker<EpWorkerRequest, EpWorkerReply, "part">(
-          "./_ep_worker.ts",
-          {
-            config: cfg,
-            methods: M,
-            layers,
-            loads: shared.values.load,
-            tableRows: EP_TABLE_ROWS,
-          },
-          "part",
-        )
-      ),
-    );
-    ep = {
-      parts: parts.map((r) => r.part),
-      ms: performance.now() - t1,
+  const runs = chains.map((c) => c.loop);
+  const loopDone = Math.max(...loopEnd);
+  const loopMs = loopDone - t0;
+  // The EP stage's wall time after the loop: until its last part is done.
+  const ep = epOnThreads
+    ? {
+      parts: chains.map((c) => c.part!),
+      ms: Math.max(0, ...chains.map((c) => c.end - loopDone)),
       threads,
-    };
-  }
+    }
+    : undefined;
   return finishSimulation(
     run,
     runs[0].causal,
