@@ -187,33 +187,40 @@ export function epLayerStage(
   // The part's rows of the table: per recorded step, its layers'.
   const tokenRows = new Int32Array(plan.recorded.length * H * MK * G);
   const want = new Set(names);
-  const fixed = staticPlacement(E, G);
-  const fixedLimit = nodeLimit(fixed);
-  const sym = want.has("symmetric-lp")
-    ? epSymmetricPlacement(c, E, config.seed)
-    : fixed;
+  const exact = c.scheduler === "exact";
   // MicroMoE's LP; across nodes, each node's tokens to its own replicas first.
   const lp = (p: Placement): Scheduler =>
     N > 1 ? localFirstScheduler(p, gpn) : exactScheduler(p);
-  const symScheduler = want.has("symmetric-lp") ? lp(sym) : null;
-  const symLimit = nodeLimit(sym);
-  // Per (part layer, method): the re-placed placements, their schedulers
-  // and node limits.
+  // A placement with its node limit, its node locality and, where a
+  // strategy schedules on it by LP, its scheduler.
+  interface Placed {
+    placement: Placement;
+    limit: number | null;
+    locality: NodeLocality | null;
+    scheduler: Scheduler | null;
+  }
+  const place = (
+    p: Placement,
+    scheduler?: (p: Placement) => Scheduler,
+  ): Placed => ({
+    placement: p,
+    limit: nodeLimit(p),
+    locality: N > 1 ? new NodeLocality(p, gpn) : null,
+    scheduler: scheduler && exact ? scheduler(p) : null,
+  });
+  const fixed = place(staticPlacement(E, G));
+  const sym = want.has("symmetric-lp")
+    ? place(epSymmetricPlacement(c, E, config.seed), lp)
+    : fixed;
+  // Per (part layer, method): the re-placed placements.
   const HM = H * M;
-  const moved: Placement[] = new Array(HM), movedLimit = new Array(HM);
-  const hier: Placement[] = new Array(HM), hierLimit = new Array(HM);
-  const hierScheduler: Scheduler[] = new Array(HM);
-  const asym: Placement[] = new Array(HM), asymLimit = new Array(HM);
-  const asymScheduler: Scheduler[] = new Array(HM);
-  const movedLocality: (NodeLocality | null)[] = new Array(HM);
-  const hierLocality: (NodeLocality | null)[] = new Array(HM);
-  const asymLocality: (NodeLocality | null)[] = new Array(HM);
+  const moved: Placed[] = new Array(HM), hier: Placed[] = new Array(HM);
+  const asym: Placed[] = new Array(HM);
   const history = new Float64Array(HM * E).fill(1);
-  const exact = c.scheduler === "exact";
   const replace = (hm: number) => {
     const weight = Array.from(history.subarray(hm * E, hm * E + E));
     if (want.has("eplb")) {
-      moved[hm] = placementFromPhy2log(
+      moved[hm] = place(placementFromPhy2log(
         rebalanceExperts([weight], {
           replicas: slots,
           groups: 1,
@@ -222,119 +229,76 @@ export function epLayerStage(
         }).phy2log[0],
         E,
         G,
-      );
-      movedLimit[hm] = nodeLimit(moved[hm]);
-      movedLocality[hm] = local(moved[hm]);
+      ));
     }
     if (want.has("eplb-hierarchical") || want.has("hierarchical-lp")) {
-      hier[hm] = placementFromPhy2log(
-        rebalanceExperts([weight], {
-          replicas: slots,
-          groups: eplbGroups,
-          nodes: N,
-          gpus: G,
-        }).phy2log[0],
-        E,
-        G,
+      hier[hm] = place(
+        placementFromPhy2log(
+          rebalanceExperts([weight], {
+            replicas: slots,
+            groups: eplbGroups,
+            nodes: N,
+            gpus: G,
+          }).phy2log[0],
+          E,
+          G,
+        ),
+        want.has("hierarchical-lp") ? exactScheduler : undefined,
       );
-      hierLimit[hm] = nodeLimit(hier[hm]);
-      hierLocality[hm] = local(hier[hm]);
-      if (want.has("hierarchical-lp") && exact) {
-        hierScheduler[hm] = exactScheduler(hier[hm]);
-      }
     }
     if (want.has("asymmetric-lp")) {
-      asym[hm] = asymmetricPlacement(weight.map(Math.round), G, {
-        slots,
-        iterations: 64,
-        seed: config.seed,
-      });
-      asymLimit[hm] = nodeLimit(asym[hm]);
-      asymLocality[hm] = local(asym[hm]);
-      if (exact) asymScheduler[hm] = lp(asym[hm]);
+      asym[hm] = place(
+        asymmetricPlacement(weight.map(Math.round), G, {
+          slots,
+          iterations: 64,
+          seed: config.seed,
+        }),
+        lp,
+      );
     }
     history.fill(0, hm * E, hm * E + E);
   };
-  // How each strategy splits a batch's loads over the GPUs (GPU loads
-  // into `out`, slot loads into `slotOut`), and its placement's node limit
-  // and locality; `hm` is the (part layer, method) of the batch.
-  type Split = (
-    hm: number,
-    batch: Int32Array,
-    out: Int32Array,
-    slotOut: Int32Array,
-  ) => void;
-  interface Strategy {
-    split: Split;
-    /** The placement (its slots are the length of the slot loads). */
-    placement: (hm: number) => Placement;
-    limit: (hm: number) => number | null;
-    locality: (hm: number) => NodeLocality | null;
-  }
-  const schedule = (
-    s: Scheduler,
+  // A batch's loads over the GPUs (GPU loads into `out`, slot loads into
+  // `slotOut`): by the LP where the strategy schedules and its placement
+  // has a scheduler, else equally over each expert's replicas.
+  const split = (
+    p: Placed,
+    scheduled: boolean,
     batch: Int32Array,
     out: Int32Array,
     slotOut: Int32Array,
   ) => {
-    const r = s.schedule(batch);
+    if (!scheduled || p.scheduler === null) {
+      equalSplit(p.placement, batch, out, slotOut);
+      return;
+    }
+    const r = p.scheduler.schedule(batch);
     out.set(r.gpuLoads);
     slotOut.set(r.replicaLoads);
   };
-  const local = (p: Placement) => N > 1 ? new NodeLocality(p, gpn) : null;
-  const fixedLocality = local(fixed), symLocality = local(sym);
-  const split: Record<EpStrategy, Strategy> = {
-    static: {
-      placement: () => fixed,
-      split: (_, batch, out, so) => equalSplit(fixed, batch, out, so),
-      limit: () => fixedLimit,
-      locality: () => fixedLocality,
-    },
-    eplb: {
-      placement: (hm) => moved[hm],
-      split: (hm, batch, out, so) => equalSplit(moved[hm], batch, out, so),
-      limit: (hm) => movedLimit[hm],
-      locality: (hm) => movedLocality[hm],
-    },
-    "symmetric-lp": {
-      placement: () => sym,
-      split: symScheduler && exact
-        ? (_, batch, out, so) => schedule(symScheduler, batch, out, so)
-        : (_, batch, out, so) => equalSplit(sym, batch, out, so),
-      limit: () => symLimit,
-      locality: () => symLocality,
-    },
-    "asymmetric-lp": {
-      placement: (hm) => asym[hm],
-      split: exact
-        ? (hm, batch, out, so) => schedule(asymScheduler[hm], batch, out, so)
-        : (hm, batch, out, so) => equalSplit(asym[hm], batch, out, so),
-      limit: (hm) => asymLimit[hm],
-      locality: (hm) => asymLocality[hm],
-    },
-    "eplb-hierarchical": {
-      placement: (hm) => hier[hm],
-      split: (hm, batch, out, so) => equalSplit(hier[hm], batch, out, so),
-      limit: (hm) => hierLimit[hm],
-      locality: (hm) => hierLocality[hm],
-    },
-    "hierarchical-lp": {
-      placement: (hm) => hier[hm],
-      split: exact
-        ? (hm, batch, out, so) => schedule(hierScheduler[hm], batch, out, so)
-        : (hm, batch, out, so) => equalSplit(hier[hm], batch, out, so),
-      limit: (hm) => hierLimit[hm],
-      locality: (hm) => hierLocality[hm],
-    },
+  // Each strategy's placement of a (part layer, method) `hm`, and whether
+  // it schedules by LP.
+  const one = (p: Placed) => () => p;
+  const each = (ps: Placed[]) => (hm: number) => ps[hm];
+  const strategy: Record<
+    EpStrategy,
+    { at: (hm: number) => Placed; scheduled: boolean }
+  > = {
+    static: { at: one(fixed), scheduled: false },
+    eplb: { at: each(moved), scheduled: false },
+    "symmetric-lp": { at: one(sym), scheduled: true },
+    "asymmetric-lp": { at: each(asym), scheduled: true },
+    "eplb-hierarchical": { at: each(hier), scheduled: false },
+    "hierarchical-lp": { at: each(hier), scheduled: true },
   };
-  const strategies = names.map((name) => split[name]);
+  const strategies = names.map((name) => strategy[name]);
   const ratio = new Float64Array(H * MK), time = new Float64Array(H * MK);
   const intra = new Float64Array(H * MK), inter = new Float64Array(H * MK);
   const reach = new Float64Array(H * MK);
   const rankProfile = new Float64Array(H * MK * G);
   const gpuTokens = new Int32Array(G), sorted = new Float64Array(G);
   const slotTokens = new Int32Array(
-    Math.max(fixed.slots.length, slots, sym.slots.length),
+    Math.max(fixed.placement.slots.length, slots, sym.placement.slots.length),
   );
   const remote = new Float64Array(N);
   const perLayer = M * E;
@@ -367,12 +331,9 @@ export function epLayerStage(
           const batch = loads.subarray(at + m * E, at + m * E + E);
           for (let j = 0; j < E; j++) history[hm * E + j] += batch[j];
           for (let k = 0; k < K && placed; k++) {
-            const strategy = strategies[k];
-            const slotOut = slotTokens.subarray(
-              0,
-              strategy.placement(hm).slots.length,
-            );
-            strategy.split(hm, batch, gpuTokens, slotOut);
+            const p = strategies[k].at(hm);
+            const slotOut = slotTokens.subarray(0, p.placement.slots.length);
+            split(p, strategies[k].scheduled, batch, gpuTokens, slotOut);
             let max = 0, total = 0;
             for (let g = 0; g < G; g++) {
               if (recorded) tokenRows[row++] = gpuTokens[g];
@@ -390,14 +351,14 @@ export function epLayerStage(
                 ? sorted[G - 1 - g] / mean
                 : 1;
             }
-            const locality = strategy.locality(hm);
+            const locality = p.locality;
             locality?.remote(slotOut, remote);
             const t = nodeTraffic(gpuTokens, {
               gpusPerNode: gpn,
               tokens,
               topK,
               experts: E,
-              nodeLimit: strategy.limit(hm),
+              nodeLimit: p.limit,
               remotePairs: locality ? remote : undefined,
             });
             time[hk] += multiNodeStepTimeMs(max, t, model);
