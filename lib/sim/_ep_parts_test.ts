@@ -4,6 +4,7 @@ import { runSimulation } from "./run.ts";
 import { runSimulationParallel } from "./run_parallel.ts";
 import { mergeEpParts, runEpStage } from "./ep_stage.ts";
 import { epLayerStage } from "./_ep_parts.ts";
+import { EP_STRATEGIES } from "./ep_config.ts";
 
 // Five layers on 4 nodes of 2 GPUs, node-limited routing, every strategy:
 // placements re-made every 5 steps, summaries on every other window step.
@@ -21,14 +22,7 @@ const config = {
     gpus: 8,
     gpusPerNode: 2,
     redundant: 8,
-    strategies: [
-      "static",
-      "eplb",
-      "eplb-hierarchical",
-      "hierarchical-lp",
-      "asymmetric-lp",
-      "symmetric-lp",
-    ],
+    strategies: [...EP_STRATEGIES],
     rebalanceEvery: 5,
     sampleEvery: 2,
   },
