@@ -198,9 +198,8 @@ export function simulateLayers(
  * causal one's (prices from the batches before), else none (the solver's
  * own start, a token sample's prices). Any prices give the same optimum;
  * close ones shorten the repair. On DeepSeek-V3-shaped batches (16384 x
- * 256, k = 8)
- * a solve from BIP's prices took about a third of one from the sample's,
- * from Quantile's about two fifths.
+ * 256, k = 8) a solve from BIP's prices took about a third of one from the
+ * sample's, from Quantile's about two fifths.
  */
 export function startPrices(
   causal: readonly boolean[],

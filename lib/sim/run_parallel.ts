@@ -13,7 +13,7 @@ import type { HostBackend } from "../ops/host.ts";
 import type { LayerRun } from "./_simulate.ts";
 import type { WorkerReply, WorkerRequest } from "./_sim_worker.ts";
 import type { EpWorkerReply, EpWorkerRequest } from "./_ep_worker.ts";
-import { errorOf, isErrorReply } from "../worker_reply.ts";
+import { WorkerGroup } from "./_workers.ts";
 import { EP_TABLE_ROWS } from "./ep_stage.ts";
 
 /** Options of {@linkcode runSimulationParallel}. */
@@ -108,9 +108,11 @@ export async function runSimulationParallel(
   // still routes. Without shared tables the EP stage runs on this thread
   // (finishSimulation).
   const epOnThreads = cfg.ep !== null && shared !== null;
+  // Where one worker fails, the others are stopped with it.
+  const pool = new WorkerGroup();
   const chains = await Promise.all(
     groups.map(async (layers, w) => {
-      const loop = await inWorker<WorkerRequest, WorkerReply, "done">(
+      const loop = await pool.run<WorkerRequest, WorkerReply, "done">(
         "./_sim_worker.ts",
         {
           config: cfg,
@@ -134,7 +136,7 @@ export async function runSimulationParallel(
       loopEnd[w] = performance.now();
       if (--loopsLeft === 0) loopCpuMs = processCpuMs() - cpu0;
       if (!epOnThreads) return { loop, end: loopEnd[w] };
-      const { part } = await inWorker<EpWorkerRequest, EpWorkerReply, "part">(
+      const { part } = await pool.run<EpWorkerRequest, EpWorkerReply, "part">(
         "./_ep_worker.ts",
         {
           config: cfg,
@@ -147,7 +149,7 @@ export async function runSimulationParallel(
       );
       return { loop, part, end: performance.now() };
     }),
-  );
+  ).finally(() => pool.close());
   const runs = chains.map((c) => c.loop);
   const loopDone = Math.max(...loopEnd);
   const loopMs = loopDone - t0;
@@ -166,44 +168,6 @@ export async function runSimulationParallel(
     { threads, loopMs, loopCpuMs },
     ep,
   );
-}
-
-/**
- * Runs `request` in a new worker of the module `path` (beside this one);
- * resolves with its reply of `kind` (other replies but errors go to
- * `onOther`), terminating it either way.
- */
-function inWorker<
-  Q,
-  R extends { kind: string },
-  K extends R["kind"],
->(
-  path: string,
-  request: Q,
-  kind: K,
-  onOther?: (reply: R) => void,
-): Promise<Extract<R, { kind: K }>> {
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL(path, import.meta.url).href, {
-      type: "module",
-    });
-    worker.onmessage = (e: MessageEvent<R>) => {
-      const reply = e.data;
-      if (reply.kind === kind) {
-        worker.terminate();
-        resolve(reply as Extract<R, { kind: K }>);
-      } else if (isErrorReply(reply)) {
-        worker.terminate();
-        reject(errorOf(reply));
-      } else onOther?.(reply);
-    };
-    worker.onerror = (e: ErrorEvent) => {
-      e.preventDefault();
-      worker.terminate();
-      reject(new Error(`simulation worker failed: ${e.message}`));
-    };
-    worker.postMessage(request);
-  });
 }
 
 /** Value columns and gaps of full tables on shared memory, gaps NaN. */
