@@ -206,13 +206,126 @@ export function coordinateRoundsWasm(
   stats.set(wstats);
 }
 
+/** Float64 entries of the route kernel's running state (route.c ST_SIZE). */
+const ROUTE_STATE = 8;
+
+/** Where the routing of a batch reads and writes in the instance. */
+interface RouteRegions {
+  block: number;
+  q: number;
+  p: number;
+  stats: number;
+  experts: number;
+  weights: number;
+  loads: number;
+}
+
+/**
+ * One block's call: `n` rows at `rows`, their a[i] at `p`; the index in
+ * the block of a bad score, or -1.
+ */
+type RouteBlock = (rows: number, n: number, p: number) => number;
+
+/**
+ * Blocks routed by route.c's moelab_route_rows_next (every price finite):
+ * the bias `-q` (s - q and s + (-q) are the same float64), the kernel's
+ * state NaN-filled for the batch. Reserves its regions; views come later.
+ */
+function routeKernelBlocks(
+  rt: WasmRuntime,
+  E: number,
+  k: number,
+  at: RouteRegions,
+  normalize: boolean,
+): { start(q: Float64Array): void; block: RouteBlock } {
+  const x = rt.exports;
+  const state = rt.reserve("dual.route.state", ROUTE_STATE * 8);
+  const scratch = rt.reserve(
+    "dual.route.scratch",
+    x.moelab_route_scratch_bytes(E, k + 1, 1, 1),
+  );
+  return {
+    start(q) {
+      const bias = rt.f64(at.q, E);
+      for (let j = 0; j < E; j++) bias[j] = -q[j];
+      rt.f64(state, ROUTE_STATE).fill(NaN);
+    },
+    block: (rows, n, p) =>
+      x.moelab_route_rows_next(
+        rows,
+        n,
+        E,
+        k,
+        at.q,
+        Number(normalize),
+        p,
+        at.stats,
+        at.experts,
+        at.weights,
+        at.loads,
+        state,
+        scratch,
+      ),
+  };
+}
+
+/**
+ * Blocks routed by dual.c's moelab_dual_route_rows, whose float64 listing
+ * takes prices of any value. Reserves its regions; views come later.
+ */
+function dualRouteBlocks(
+  rt: WasmRuntime,
+  E: number,
+  k: number,
+  at: RouteRegions,
+  normalize: boolean,
+): { start(q: Float64Array): void; block: RouteBlock } {
+  const more = {
+    top: rt.reserve("dual.top", (k + 1) * 8),
+    topI: rt.reserve("dual.route.topI", (k + 1) * 4),
+    cand: rt.reserve("dual.route.cand", E * 8),
+    candI: rt.reserve("dual.route.candI", E * 4),
+    idx: rt.reserve("dual.idx", (E + 4) * 4),
+    thr: rt.reserve("dual.thr", (2 * E + 4) * 4),
+    state: rt.reserve("dual.state", 2 * 8),
+  };
+  return {
+    start(q) {
+      rt.f64(at.q, E).set(q);
+      rt.f64(more.state, 2)[0] = NaN;
+    },
+    block: (rows, n, p) =>
+      rt.exports.moelab_dual_route_rows(
+        rows,
+        n,
+        E,
+        k,
+        at.q,
+        p,
+        at.stats,
+        at.experts,
+        at.weights,
+        at.loads,
+        Number(normalize),
+        more.top,
+        more.topI,
+        more.cand,
+        more.candI,
+        more.idx,
+        more.thr,
+        more.state,
+      ),
+  };
+}
+
 /**
  * {@linkcode routeKeepingNext} (lib/ops/quantile_step.ts) on the
  * WebAssembly runtime `rt`: the same routing (experts, weights, loads) and
  * the same `(k+1)`-th values in `scratch.p`, bit for bit, and the row
  * filter's guess carried in `scratch.filter.stats` as there. Needs
  * `k < experts`. Throws the route op's RangeError on a NaN or `+Infinity`
- * score.
+ * score. With every price finite, the route op's kernel selects the top
+ * `k + 1` (route.c moelab_route_rows_next); else dual.c's route.
  */
 export function routeKeepingNextWasm(
   rt: WasmRuntime,
@@ -225,7 +338,7 @@ export function routeKeepingNextWasm(
 ): void {
   const { data, tokens: N, experts: E } = scores;
   const blockRows = Math.max(1, Math.floor(BLOCK_BYTES / 4 / E));
-  const at = {
+  const at: RouteRegions = {
     block: rt.reserve("dual.block", blockRows * E * 4),
     q: rt.reserve("dual.q", E * 8),
     p: rt.reserve("dual.p", N * 8),
@@ -233,48 +346,31 @@ export function routeKeepingNextWasm(
     experts: rt.reserve("dual.route.experts", blockRows * k * 4),
     weights: rt.reserve("dual.route.weights", blockRows * k * 4),
     loads: rt.reserve("dual.route.loads", E * 4),
-    top: rt.reserve("dual.top", (k + 1) * 8),
-    topI: rt.reserve("dual.route.topI", (k + 1) * 4),
-    cand: rt.reserve("dual.route.cand", E * 8),
-    candI: rt.reserve("dual.route.candI", E * 4),
-    idx: rt.reserve("dual.idx", (E + 4) * 4),
-    thr: rt.reserve("dual.thr", (2 * E + 4) * 4),
-    state: rt.reserve("dual.state", 2 * 8),
   };
+  const finite = q.subarray(0, E).every(Number.isFinite);
+  const blocks = (finite ? routeKernelBlocks : dualRouteBlocks)(
+    rt,
+    E,
+    k,
+    at,
+    normalize,
+  );
   const block = rt.f32(at.block, blockRows * E);
   const wstats = rt.f64(at.stats, STATS), loads = rt.i32(at.loads, E);
   const outE = rt.i32(at.experts, blockRows * k);
   const outW = rt.f32(at.weights, blockRows * k);
-  const state = rt.f64(at.state, 2);
-  rt.f64(at.q, E).set(q);
+  blocks.start(q);
   wstats.set(scratch.filter.stats.subarray(0, STATS));
   loads.fill(0);
-  state[0] = NaN;
-  const route = rt.exports.moelab_dual_route_rows;
   // Scores in the runtime's memory (a shared heap's): read in place.
   const inPlace = rt.holds(data.buffer);
   for (let i0 = 0; i0 < N; i0 += blockRows) {
     const n = Math.min(blockRows, N - i0);
     if (!inPlace) block.set(data.subarray(i0 * E, (i0 + n) * E));
-    const bad = route(
+    const bad = blocks.block(
       inPlace ? data.byteOffset + i0 * E * 4 : at.block,
       n,
-      E,
-      k,
-      at.q,
       at.p + i0 * 8,
-      at.stats,
-      at.experts,
-      at.weights,
-      at.loads,
-      Number(normalize),
-      at.top,
-      at.topI,
-      at.cand,
-      at.candI,
-      at.idx,
-      at.thr,
-      at.state,
     );
     if (bad >= 0) throw badScore("scores", scores, i0 * E + bad);
     out.experts.set(outE.subarray(0, n * k), i0 * k);

@@ -161,16 +161,20 @@ moelab_route_scratch_bytes(int E, int k, int groups, int perGroup) {
 
 // Adds a row's value to a running mean and mean deviation (st[0], st[1];
 // mean NaN before the first); values that are not finite are left out.
-// The rule of lib/select/top.ts trackRowValue.
-static void track(double *st, double v) {
+// lib/select/top.ts trackRowValue.
+static void track_value(double *st, double v) {
   if (!(v - v == 0.0)) return;
-  if (st[0] != st[0]) {
-    st[0] = v;
-    st[1] = 0;
-  }
+  if (st[0] != st[0]) st[0] = v;
   double d = v - st[0];
   st[0] += d / 16.0;
   st[1] += (__builtin_fabs(d) - st[1]) / 16.0;
+}
+
+// track_value on the kernel's own state, NaN-filled at a batch's start:
+// the deviation starts at 0 with the mean.
+static void track(double *st, double v) {
+  if (st[0] != st[0] && v - v == 0.0) st[1] = 0;
+  track_value(st, v);
 }
 
 // The mean deviation the ungrouped rows' running state starts from, this
@@ -486,12 +490,19 @@ static void select_top(double *V, const int *I, int n, int k, Scratch *s) {
   if (!done) rank_top(V, I, n, k, s);
 }
 
+// The ungrouped rows: the top k by key, written with their weights. With
+// `next` (an additive bias), the top k + 1 are selected (the scratch laid
+// out for k + 1): the first k written as without it, the (k + 1)-th key
+// into next[i] and tracked in `stats` (lib/select/top.ts trackRowValue).
 static int ungrouped_rows(const float *scores, int rows, int E, int k,
                           const double *bias, int multiply, int normalize,
                           double scale, int *outE, float *outW, int *loads,
-                          double *st, Scratch *s) {
+                          double *st, Scratch *s, double *next,
+                          double *stats) {
   double *topV = s->topV;
   int *topI = s->topI;
+  int w = k;
+  if (next) k++;
   for (int i = 0; i < rows; i++) {
     const float *row = scores + (long)i * E;
     int n = -1;
@@ -520,7 +531,11 @@ static int ungrouped_rows(const float *scores, int rows, int E, int k,
       if (bad >= 0) return i * E + bad;
     }
     if (!multiply) track_first(st, topV[k - 1]);
-    write_selection(row, topI, k, outE + (long)i * k, outW + (long)i * k,
+    if (next) {
+      next[i] = topV[w];
+      track_value(stats, topV[w]);
+    }
+    write_selection(row, topI, w, outE + (long)i * w, outW + (long)i * w,
                     loads, normalize, scale);
   }
   return -1;
@@ -1371,5 +1386,23 @@ moelab_route_rows(const float *scores, int rows, int E, int k,
                         &s);
   }
   return ungrouped_rows(scores, rows, E, k, bias, multiply, normalize, scale,
-                        outE, outW, loads, st, &s);
+                        outE, outW, loads, st, &s, 0, 0);
+}
+
+// moelab_route_rows for ungrouped rows with an additive bias that also
+// keeps each row's (k + 1)-th key (Quantile Balancing's a[i], lib/ops/
+// quantile_step.ts routeKeepingNext): into next[i], tracked in `stats`
+// (two float64, lib/select/top.ts trackRowValue, carried from call to
+// call). Needs k < E; `scratch` holds moelab_route_scratch_bytes(E, k + 1,
+// 1, 1) bytes. The experts, weights and loads are those of
+// moelab_route_rows with the same arguments.
+__attribute__((export_name("moelab_route_rows_next"))) int
+moelab_route_rows_next(const float *scores, int rows, int E, int k,
+                       const double *bias, int normalize, double *next,
+                       double *stats, int *outE, float *outW, int *loads,
+                       double *st, char *scratch) {
+  Scratch s;
+  layout(&s, (uptr)scratch, E, k + 1, 1, 1);
+  return ungrouped_rows(scores, rows, E, k, bias, 0, normalize, 1.0, outE,
+                        outW, loads, st, &s, next, stats);
 }
