@@ -619,6 +619,9 @@ static void insert_entry(double *top, int *top_i, int p, double v, int j) {
 // the whole row by insertion: the same experts in the same order, the
 // same values. `top` and `top_i` hold `k + 1`, `cand` and `cand_i` `E`.
 // Returns the flat index in the block of a NaN or +infinity score, or -1.
+// Where every price is finite, lib/ops/_dual_wasm.ts routes with the route
+// op's kernel instead (route.c moelab_route_rows_next, the same answers,
+// faster); this one takes prices of any value.
 __attribute__((export_name("moelab_dual_route_rows"))) int
 moelab_dual_route_rows(const float *s, int rows, int E, int k, const double *q,
                        double *p, double *stats, int *out_e, float *out_w,
