@@ -227,17 +227,24 @@ interface RouteRegions {
 type RouteBlock = (rows: number, n: number, p: number) => number;
 
 /**
- * Blocks routed by route.c's moelab_route_rows_next (every price finite):
- * the bias `-q` (s - q and s + (-q) are the same float64), the kernel's
- * state NaN-filled for the batch. Reserves its regions; views come later.
+ * The blocks of a batch's routing: `start` with the prices, then one
+ * `block` per block of rows. A maker reserves its regions at once and
+ * takes views only when called.
  */
-function routeKernelBlocks(
+type RouteBlocks = (
   rt: WasmRuntime,
   E: number,
   k: number,
   at: RouteRegions,
   normalize: boolean,
-): { start(q: Float64Array): void; block: RouteBlock } {
+) => { start(q: Float64Array): void; block: RouteBlock };
+
+/**
+ * Blocks routed by route.c's moelab_route_rows_next (every price finite):
+ * the bias `-q` (s - q and s + (-q) are the same float64), the kernel's
+ * state NaN-filled for the batch. Reserves its regions; views come later.
+ */
+const routeKernelBlocks: RouteBlocks = (rt, E, k, at, normalize) => {
   const x = rt.exports;
   const state = rt.reserve("dual.route.state", ROUTE_STATE * 8);
   const scratch = rt.reserve(
@@ -267,19 +274,13 @@ function routeKernelBlocks(
         scratch,
       ),
   };
-}
+};
 
 /**
  * Blocks routed by dual.c's moelab_dual_route_rows, whose float64 listing
  * takes prices of any value. Reserves its regions; views come later.
  */
-function dualRouteBlocks(
-  rt: WasmRuntime,
-  E: number,
-  k: number,
-  at: RouteRegions,
-  normalize: boolean,
-): { start(q: Float64Array): void; block: RouteBlock } {
+const dualRouteBlocks: RouteBlocks = (rt, E, k, at, normalize) => {
   const more = {
     top: rt.reserve("dual.top", (k + 1) * 8),
     topI: rt.reserve("dual.route.topI", (k + 1) * 4),
@@ -316,7 +317,7 @@ function dualRouteBlocks(
         more.state,
       ),
   };
-}
+};
 
 /**
  * {@linkcode routeKeepingNext} (lib/ops/quantile_step.ts) on the
