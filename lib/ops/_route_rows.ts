@@ -78,7 +78,10 @@ const NEAR_MARGIN = 1;
  * are scratch of length `k`; `state` carries the guessed threshold from
  * one block of rows to the next. Returns the flat index of the first NaN
  * or `+Infinity` score met (routing stops there), or -1: the scores need
- * no separate validating pass.
+ * no separate validating pass. With `next` (tokens; `k < E`, `topV` and
+ * `topI` of length `k + 1`), the top `k + 1` are selected, the first `k`
+ * written as without it, the `(k+1)`-th key into `next[i]`, and the
+ * state tracks the `(k+1)`-th keys.
  */
 export function routeRows(
   data: Float32Array,
@@ -93,8 +96,11 @@ export function routeRows(
   topV: Float64Array,
   topI: Int32Array,
   state: RowState = rowState(E),
+  next?: Float64Array,
 ): number {
   const bias = s.bias;
+  const w = k;
+  if (next) k++;
   const last = k - 1;
   const { candI, stats } = state;
   // Candidates of one row: entries whose key is not below a guessed
@@ -138,12 +144,13 @@ export function routeRows(
       : scanRow(data, base, E, k, s, topV, topI);
     if (bad >= 0) return bad;
     trackRowValue(stats, topV[last]);
+    if (next) next[i] = topV[w];
     writeSelection(
       data,
       base,
       topI,
-      k,
-      i * k,
+      w,
+      i * w,
       outE,
       outW,
       loads,

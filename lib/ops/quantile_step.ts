@@ -9,7 +9,6 @@ import {
   show,
 } from "../validate.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
-import { rowTop } from "../select/top.ts";
 import { defineOp, registerKernel } from "./registry.ts";
 import {
   type ColumnBounds,
@@ -17,7 +16,9 @@ import {
   type DualScratch,
   dualScratch,
 } from "./_dual.ts";
-import { writeSelection } from "./_route_rows.ts";
+import { routeRows, writeSelection } from "./_route_rows.ts";
+import { rowTop } from "../select/top.ts";
+import { candidateScratch } from "./_route_candidates.ts";
 
 /** What the Quantile step's validator takes. */
 export interface QuantileStepRequest {
@@ -139,6 +140,48 @@ export function routeKeepingNext(
   const { p, top: topV, topI, filter } = scratch;
   const outE = out.experts, outW = out.weights, loads = out.loads;
   loads.fill(0);
+  if (!q.subarray(0, E).every(Number.isFinite)) {
+    routeKeepingNextByRows(scores, k, q, out, scratch, normalize);
+    return;
+  }
+  // The route op's rows with the bias -q (s - q and s + (-q) are the same
+  // float64) select the top k + 1; the row filter tracks the (k+1)-th.
+  const bias = Float64Array.from(q.subarray(0, E), (v) => -v);
+  const state = { ...candidateScratch(E), stats: filter.stats };
+  const bad = routeRows(
+    data,
+    E,
+    k,
+    { bias, multiply: false, normalize, scale: 1 },
+    0,
+    N,
+    outE,
+    outW,
+    loads,
+    topV,
+    topI,
+    state,
+    p,
+  );
+  if (bad >= 0) throw badScore("scores", scores, bad);
+}
+
+/**
+ * routeKeepingNext where a price is not finite (the route op's rows take
+ * finite biases only): lib/select/top.ts rowTop row by row, its (k+1)-th
+ * value kept, the first k routed.
+ */
+function routeKeepingNextByRows(
+  scores: ScoreMatrix,
+  k: number,
+  q: Float64Array,
+  out: Routing,
+  scratch: DualScratch,
+  normalize: boolean,
+): void {
+  const { data, tokens: N, experts: E } = scores;
+  const { p, top: topV, topI, filter } = scratch;
+  const outE = out.experts, outW = out.weights, loads = out.loads;
   for (let i = 0; i < N; i++) {
     const base = i * E;
     // Ties keep the lowest index, so the first k are the route op's top-k.
