@@ -138,7 +138,7 @@ export function routeKeepingNext(
 ): void {
   const { data, tokens: N, experts: E } = scores;
   const { p, top: topV, topI, filter } = scratch;
-  const outE = out.experts, outW = out.weights, loads = out.loads;
+  const { experts, weights, loads } = out;
   loads.fill(0);
   if (!q.subarray(0, E).every(Number.isFinite)) {
     routeKeepingNextByRows(scores, k, q, out, scratch, normalize);
@@ -148,15 +148,16 @@ export function routeKeepingNext(
   // float64) select the top k + 1; the row filter tracks the (k+1)-th.
   const bias = Float64Array.from(q.subarray(0, E), (v) => -v);
   const state = { ...candidateScratch(E), stats: filter.stats };
+  const settings = { bias, multiply: false, normalize, scale: 1 };
   const bad = routeRows(
     data,
     E,
     k,
-    { bias, multiply: false, normalize, scale: 1 },
+    settings,
     0,
     N,
-    outE,
-    outW,
+    experts,
+    weights,
     loads,
     topV,
     topI,
@@ -171,14 +172,14 @@ export function routeKeepingNext(
  * finite biases only): lib/select/top.ts rowTop row by row, its (k+1)-th
  * value kept, the first k routed.
  */
-function routeKeepingNextByRows(
-  scores: ScoreMatrix,
-  k: number,
-  q: Float64Array,
-  out: Routing,
-  scratch: DualScratch,
-  normalize: boolean,
-): void {
+const routeKeepingNextByRows: typeof routeKeepingNext = (
+  scores,
+  k,
+  q,
+  out,
+  scratch,
+  normalize,
+) => {
   const { data, tokens: N, experts: E } = scores;
   const { p, top: topV, topI, filter } = scratch;
   const outE = out.experts, outW = out.weights, loads = out.loads;
@@ -197,4 +198,4 @@ function routeKeepingNextByRows(
     p[i] = topV[k];
     writeSelection(data, base, topI, k, i * k, outE, outW, loads, normalize, 1);
   }
-}
+};
