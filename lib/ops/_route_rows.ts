@@ -99,9 +99,9 @@ export function routeRows(
   next?: Float64Array,
 ): number {
   const bias = s.bias;
-  const w = k;
-  if (next) k++;
-  const last = k - 1;
+  // Keys selected a row: k + 1 with `next`.
+  const take = next ? k + 1 : k;
+  const last = take - 1;
   const { candI, stats } = state;
   // Candidates of one row: entries whose key is not below a guessed
   // threshold `g`, a running mean of the rows' k-th largest keys less
@@ -129,7 +129,7 @@ export function routeRows(
         }
       }
     }
-    const bad = c >= k
+    const bad = c >= take
       ? selectCandidates(
         data,
         base,
@@ -137,20 +137,20 @@ export function routeRows(
         state,
         c,
         stats[0] - NEAR_MARGIN * stats[1],
-        k,
+        take,
         topV,
         topI,
       )
-      : scanRow(data, base, E, k, s, topV, topI);
+      : scanRow(data, base, E, take, s, topV, topI);
     if (bad >= 0) return bad;
     trackRowValue(stats, topV[last]);
-    if (next) next[i] = topV[w];
+    if (next) next[i] = topV[k];
     writeSelection(
       data,
       base,
       topI,
-      w,
-      i * w,
+      k,
+      i * k,
       outE,
       outW,
       loads,

@@ -6,7 +6,7 @@ export const WASM_COMPILER = "Debian clang version 14.0.6";
 
 /** SHA-256 of the C sources the module was built from (names and texts). */
 export const WASM_SOURCES_SHA256 =
-  "0d9eb4592cf4b99daeae113b1c9087f57da57b584e9c34d2706c61bbd0c82bf2";
+  "f2014fa72096bba77c1a9347c7e5182941836afe118e2e1ac1480d7cec0a8006";
 
 /** Pages (64 KiB) of memory the module needs at start: its stack and data. */
 export const WASM_INITIAL_PAGES = 16;

@@ -501,8 +501,8 @@ static int ungrouped_rows(const float *scores, int rows, int E, int k,
                           double *stats) {
   double *topV = s->topV;
   int *topI = s->topI;
-  int w = k;
-  if (next) k++;
+  // Keys selected a row: k + 1 with `next`.
+  int take = next ? k + 1 : k;
   for (int i = 0; i < rows; i++) {
     const float *row = scores + (long)i * E;
     int n = -1;
@@ -514,28 +514,28 @@ static int ungrouped_rows(const float *scores, int rows, int E, int k,
                                s->nearBound, bias, E);
       if (low > -INF && near > -INF) {
         // The near candidates; the low ones, in a second pass over the
-        // row (in cache), where fewer than k are near.
+        // row (in cache), where fewer than `take` are near.
         n = filter4(row, s->nearBound, E, s->nearI);
         n = exact(row, bias, s->nearI, n, near, s);
         if (n <= -3) return i * E + (-3 - n);
-        if (n < k) {
+        if (n < take) {
           n = filter4(row, s->lowBound, E, s->nearI);
           n = exact(row, bias, s->nearI, n, low, s);
           if (n <= -3) return i * E + (-3 - n);
         }
       }
     }
-    if (n >= k) select_top(s->candV, s->candI, n, k, s);
+    if (n >= take) select_top(s->candV, s->candI, n, take, s);
     else {
-      int bad = scan_row(row, E, k, bias, multiply, topV, topI);
+      int bad = scan_row(row, E, take, bias, multiply, topV, topI);
       if (bad >= 0) return i * E + bad;
     }
-    if (!multiply) track_first(st, topV[k - 1]);
+    if (!multiply) track_first(st, topV[take - 1]);
     if (next) {
-      next[i] = topV[w];
-      track_value(stats, topV[w]);
+      next[i] = topV[k];
+      track_value(stats, topV[k]);
     }
-    write_selection(row, topI, w, outE + (long)i * w, outW + (long)i * w,
+    write_selection(row, topI, k, outE + (long)i * k, outW + (long)i * k,
                     loads, normalize, scale);
   }
   return -1;
