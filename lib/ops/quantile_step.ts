@@ -16,9 +16,8 @@ import {
   type DualScratch,
   dualScratch,
 } from "./_dual.ts";
-import { routeRows, writeSelection } from "./_route_rows.ts";
+import { routeRows, rowState, writeSelection } from "./_route_rows.ts";
 import { rowTop } from "../select/top.ts";
-import { candidateScratch } from "./_route_candidates.ts";
 
 /** What the Quantile step's validator takes. */
 export interface QuantileStepRequest {
@@ -147,7 +146,7 @@ export function routeKeepingNext(
   // The route op's rows with the bias -q (s - q and s + (-q) are the same
   // float64) select the top k + 1; the row filter tracks the (k+1)-th.
   const bias = Float64Array.from(q.subarray(0, E), (v) => -v);
-  const state = { ...candidateScratch(E), stats: filter.stats };
+  const state = { ...rowState(E), stats: filter.stats };
   const settings = { bias, multiply: false, normalize, scale: 1 };
   const bad = routeRows(
     data,
