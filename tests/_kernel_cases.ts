@@ -24,6 +24,7 @@ import {
   rowSelectOp,
 } from "../lib/ops/row_select.ts";
 import { type ScoreScan, scoreScanOp } from "../lib/ops/score_scan.ts";
+import { gapTermsOp } from "../lib/ops/gap_terms.ts";
 import { METRIC } from "../lib/metrics/batch_metrics.ts";
 import { selectedScoreSum } from "../lib/metrics/load_metrics.ts";
 import { capacityOf } from "../lib/select/capacity.ts";
@@ -890,6 +891,86 @@ const SCORE_SCAN = {
   },
 } satisfies Conformance<ReturnType<typeof scoreScanOp.validate>, ScoreScan>;
 
+/**
+ * The certificate's gap terms: prices from the held experts (as the
+ * certificate sets them) and prices that are not, ties, masks, scores of
+ * either sign and of large and tiny magnitude, NaN scores, prices at
+ * 2^120 and above (the float32 pass declines them), rows off the vector
+ * width, no tokens.
+ */
+const GAP_TERMS = {
+  cases() {
+    const out = [];
+    let seed = 240;
+    for (
+      const [N, E, k, kind] of [
+        [300, 64, 8, "held"],
+        [257, 37, 3, "ties"],
+        [129, 130, 5, "large"],
+        [65, 256, 8, "huge prices"],
+        [40, 19, 2, "any prices"],
+        [50, 48, 4, "nan"],
+        [60, 21, 3, "tiny"],
+        [0, 8, 2, "held"],
+      ] as const
+    ) {
+      const s = seed++;
+      out.push({
+        label: `${N}x${E} k=${k} ${kind}`,
+        make() {
+          const m = scores(s, N, E, kind === "ties" ? 8 : 0);
+          const d = m.data, rng = new Rng(s);
+          const mag = kind === "large" ? 1e30 : kind === "tiny" ? 1e-38 : 1;
+          for (let x = 0; x < d.length; x++) {
+            if (d[x] !== -Infinity) d[x] = (d[x] - 0.25) * mag;
+          }
+          if (kind === "nan") {
+            for (let t = 0; t < 20; t++) d[rng.int(d.length)] = NaN;
+          }
+          const qMag = kind === "huge prices" ? 1e200 : mag;
+          const q = Float64Array.from(
+            { length: E },
+            () => (rng.uniform() - 0.3) * qMag * (kind === "ties" ? 0 : 0.5),
+          );
+          const slots = new Int32Array(N * k);
+          const p = new Float64Array(N);
+          for (let i = 0; i < N; i++) {
+            const open = [...Array(E).keys()].filter((j) =>
+              d[i * E + j] !== -Infinity && !Number.isNaN(d[i * E + j])
+            );
+            let pi = Infinity;
+            for (let r = 0; r < k; r++) {
+              const j = open.splice(rng.int(open.length), 1)[0];
+              slots[i * k + r] = j;
+              pi = Math.min(pi, d[i * E + j] - q[j]);
+            }
+            p[i] = kind === "any prices"
+              ? (rng.uniform() - 0.5) * (i % 5 === 0 ? 2 ** 121 : 2)
+              : pi;
+          }
+          return gapTermsOp.validate({
+            scores: m,
+            k,
+            slots,
+            tokenPrices: p,
+            expertPrices: q,
+          });
+        },
+      });
+    }
+    return out;
+  },
+  compare(got: Float64Array, want: Float64Array, _run, _backend, what) {
+    assert.equal(got.length, want.length, what);
+    for (let i = 0; i < want.length; i++) {
+      assert.ok(
+        Object.is(got[i], want[i]),
+        `${what}: token ${i}: ${got[i]} against ${want[i]}`,
+      );
+    }
+  },
+} satisfies Conformance<ReturnType<typeof gapTermsOp.validate>, Float64Array>;
+
 /** The conformance of every op, by op name. */
 // deno-lint-ignore no-explicit-any
 export const CONFORMANCE: Record<string, Conformance<any, any>> = {
@@ -904,6 +985,7 @@ export const CONFORMANCE: Record<string, Conformance<any, any>> = {
   rowSelect: ROW_SELECT,
   rowReselect: ROW_RESELECT,
   scoreScan: SCORE_SCAN,
+  gapTerms: GAP_TERMS,
   // The training ops (matmul, attention, ...): _train_kernel_cases.ts.
   ...TRAIN_CONFORMANCE,
 };

@@ -3,13 +3,12 @@
 // optimality claim is trusted.
 import type { AssignmentSolver, BalancedAssignment } from "./types.ts";
 import type { Problem } from "./_problem.ts";
+import { hostKernel } from "../ops/host.ts";
+import { gapTermsOp } from "../ops/gap_terms.ts";
+import "../ops/gap_terms_wasm.ts";
 
-/**
- * A price that takes a held expert out of the gap's sum: float32 scores
- * and the prices (refused from `HIGH * 1e-20` up) are far below it, so
- * `x = s - p - HIGH` is negative and `x + |x|` is exactly 0.
- */
-const HIGH = 1e300;
+/** Expert prices are refused from here up (the gap terms op's bound). */
+const PRICE_LIMIT = 1e280;
 
 /**
  * Checks that `slots` (tokens x k expert indices, any order) is feasible,
@@ -36,7 +35,7 @@ export function certify(
   const { data, tokens, experts } = scores;
   const q = expertPrices;
   for (let j = 0; j < experts; j++) {
-    if (!(q[j] >= 0 && q[j] < HIGH * 1e-20)) {
+    if (!(q[j] >= 0 && q[j] < PRICE_LIMIT)) {
       throw new Error(
         `${solver} returned expert price ${q[j]} for expert ${j}`,
       );
@@ -46,11 +45,8 @@ export function certify(
   const p = new Float64Array(tokens);
   const out = new Int32Array(tokens * k);
   const chosen = new Uint8Array(experts);
-  // The prices, and at the token's experts a price so high that their
-  // terms below are exactly 0: leaves them out without a multiply.
-  const off = Float64Array.from(q);
   const score = new Float64Array(k);
-  let objective = 0, gap = 0;
+  let objective = 0;
   for (let i = 0; i < tokens; i++) {
     const row = i * experts, base = i * k;
     let pi = Infinity;
@@ -81,28 +77,18 @@ export function certify(
       score[at] = v;
     }
     p[i] = pi;
-    for (let r = base; r < base + k; r++) {
-      chosen[out[r]] = 0;
-      off[out[r]] = HIGH;
-    }
-    // Twice max(0, x) as x + |x|, without a branch (a held expert's x is
-    // near -HIGH: exactly 0); a masked pair makes it NaN, and the row is
-    // summed again with the mask skipped.
-    let twice = 0;
-    for (let j = 0; j < experts; j++) {
-      const x = data[row + j] - pi - off[j];
-      twice += x + Math.abs(x);
-    }
-    if (twice !== twice) {
-      twice = 0;
-      for (let j = 0; j < experts; j++) {
-        const x = data[row + j] - pi - off[j];
-        if (x > 0) twice += 2 * x;
-      }
-    }
-    gap += 0.5 * twice;
-    for (let r = base; r < base + k; r++) off[out[r]] = q[out[r]];
+    for (let r = base; r < base + k; r++) chosen[out[r]] = 0;
   }
+  // The unselected pairs' terms, token by token (one pass over the scores).
+  const terms = hostKernel(gapTermsOp, problem.host).run({
+    scores,
+    k,
+    slots: out,
+    tokenPrices: p,
+    expertPrices: q,
+  }, {});
+  let gap = 0;
+  for (let i = 0; i < tokens; i++) gap += terms[i];
   for (let j = 0; j < experts; j++) {
     if (loads[j] > capacity) {
       throw new Error(

@@ -291,6 +291,131 @@ moelab_scan_scores(const float *s, int tokens, int E, int *finite,
   return -1;
 }
 
+// The float32 at or below t (t finite, |t| below 2^120).
+static float f32_at_or_below(double t) {
+  float f = (float)t;
+  if ((double)f <= t) return f;
+  union {
+    float f;
+    unsigned u;
+  } b = {f};
+  if (f == 0.0f) b.u = 0x80000001u; // -(smallest subnormal)
+  else if (f > 0.0f) b.u--;
+  else b.u++;
+  return b.f;
+}
+
+// Bits of the entries from..end-1 (at most 64) of a row where
+// (double)x - pi > q[j], in float64x2 lanes.
+static u64 gap_bits_f64(const float *row, int from, int end, double pi,
+                        const double *q) {
+  v128_t P = wasm_f64x2_splat(pi);
+  u64 bits = 0;
+  int j = from;
+  for (; j + 4 <= end; j += 4) {
+    v128_t v = wasm_v128_load(row + j);
+    v128_t d0 = wasm_f64x2_sub(wasm_f64x2_promote_low_f32x4(v), P);
+    v128_t d1 = wasm_f64x2_sub(
+        wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(v, v, 2, 3, 0, 1)), P);
+    u64 m = (u64)(wasm_i64x2_bitmask(wasm_f64x2_gt(d0, wasm_v128_load(q + j))) |
+                  wasm_i64x2_bitmask(
+                      wasm_f64x2_gt(d1, wasm_v128_load(q + j + 2)))
+                      << 2);
+    bits |= m << (j - from);
+  }
+  for (; j < end; j++) bits |= (u64)((double)row[j] - pi > q[j]) << (j - from);
+  return bits;
+}
+
+// Bits of the entries from..end-1 (at most 64) of a row where
+// x - qf[j] >= t in float32: a superset of gap_bits_f64's (see
+// moelab_gap_terms). Sixteen entries a step, their compares narrowed to
+// one bitmask.
+static u64 gap_bits_f32(const float *row, int from, int end, float t,
+                        const float *qf) {
+  v128_t T = wasm_f32x4_splat(t);
+  u64 bits = 0;
+  int j = from;
+  for (; j + 16 <= end; j += 16) {
+    const float *x = row + j, *b = qf + j;
+    v128_t g0 = wasm_f32x4_ge(
+        wasm_f32x4_sub(wasm_v128_load(x), wasm_v128_load(b)), T);
+    v128_t g1 = wasm_f32x4_ge(
+        wasm_f32x4_sub(wasm_v128_load(x + 4), wasm_v128_load(b + 4)), T);
+    v128_t g2 = wasm_f32x4_ge(
+        wasm_f32x4_sub(wasm_v128_load(x + 8), wasm_v128_load(b + 8)), T);
+    v128_t g3 = wasm_f32x4_ge(
+        wasm_f32x4_sub(wasm_v128_load(x + 12), wasm_v128_load(b + 12)), T);
+    v128_t n = wasm_i8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(g0, g1),
+                                       wasm_i16x8_narrow_i32x4(g2, g3));
+    bits |= (u64)(unsigned)wasm_i8x16_bitmask(n) << (j - from);
+  }
+  for (; j < end; j++) bits |= (u64)(row[j] - qf[j] >= t) << (j - from);
+  return bits;
+}
+
+// The gapTerms op (lib/ops/gap_terms.ts gapTermsCpu), bit for bit: out[i]
+// = 0.5 x the sum, over the experts j token i does not hold (its k slots)
+// in ascending order, of 2x for x = ((double)s[i][j] - p[i]) - q[j] > 0.
+// The CPU kernel sums x + |x| over every expert with the held ones'
+// prices raised far above any score: its terms are +0 where x <= 0
+// (adding +0 changes no sum) and 2x, exactly, where x > 0. A difference
+// of two finite doubles is positive exactly when the first is larger,
+// rounding included, so x > 0 exactly where d = (double)s - p[i] > q[j];
+// -Infinity (a masked pair) and NaN never pass. Only the entries found
+// are summed, 64 entries a word of bits.
+//
+// The entries are found in float32, u = s - qf[j] >= t_i with qf = f32(q)
+// (qf holds E float32 of scratch): where d > q, s - p[i] > q - 2^-52 |q|
+// (d rounds s - p to nearest, and every double within half an ulp of q's
+// is at most q), qf lies within 2^-24 |q| + 2^-150 of q and u within
+// 2^-23 |u| + 2^-150 of s - qf, so u + 2^-23 |u| >= p[i] - 2^-22 Q -
+// 2^-148 with Q = max |q|; that bound increases with u, and it holds for
+// every u >= p[i] - 2^-20 (|p[i]| + Q) - 2^-126 (a factor 1 - 2^-23 on
+// a negative side moves it by less than the margin's 2^-21). t_i is the
+// float32 at or below that. Rows or calls with a price of magnitude
+// 2^120 or more (float32 would overflow) are found in float64.
+__attribute__((export_name("moelab_gap_terms"))) void
+moelab_gap_terms(const float *s, int tokens, int E, int k, const int *slots,
+                 const double *p, const double *q, double *out, float *qf) {
+  double Q = 0;
+  for (int j = 0; j < E; j++) {
+    double a = __builtin_fabs(q[j]);
+    Q = a > Q ? a : Q;
+    qf[j] = (float)q[j];
+  }
+  for (int i = 0; i < tokens; i++) {
+    const float *row = s + (long)i * E;
+    const int *held = slots + (long)i * k;
+    double pi = p[i], twice = 0;
+    int f32 = Q < 0x1p120 && __builtin_fabs(pi) < 0x1p120;
+    float t = f32 ? f32_at_or_below(pi - 0x1p-20 * (__builtin_fabs(pi) + Q) -
+                                    0x1p-126)
+                  : 0;
+    for (int from = 0; from < E; from += 64) {
+      int end = E - from < 64 ? E : from + 64;
+      u64 bits = f32 ? gap_bits_f32(row, from, end, t, qf)
+                     : gap_bits_f64(row, from, end, pi, q);
+      // The held experts' bits cleared (they pass: d >= q there).
+      if (bits) {
+        for (int r = 0; r < k; r++) {
+          unsigned h = (unsigned)(held[r] - from);
+          bits &= h < 64 ? ~(1ull << h) : ~0ull;
+        }
+      }
+      for (; bits; bits &= bits - 1) {
+        int e = from + __builtin_ctzll(bits);
+        double d = (double)row[e] - pi;
+        if (d > q[e]) {
+          double x = d - q[e];
+          twice += x + x;
+        }
+      }
+    }
+    out[i] = 0.5 * twice;
+  }
+}
+
 // The rowReselect op (lib/ops/row_select.ts rowReselectCpu), bit for bit:
 // the selection under new prices q from `prev`, the selection of the same
 // scores under `old`, reading a score only where a price cut could lift
