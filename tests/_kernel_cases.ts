@@ -24,7 +24,10 @@ import {
   rowSelectOp,
 } from "../lib/ops/row_select.ts";
 import { type ScoreScan, scoreScanOp } from "../lib/ops/score_scan.ts";
-import { gapTermsOp } from "../lib/ops/gap_terms.ts";
+import {
+  type CertificateRows,
+  certificateRowsOp,
+} from "../lib/ops/certificate_rows.ts";
 import { METRIC } from "../lib/metrics/batch_metrics.ts";
 import { selectedScoreSum } from "../lib/metrics/load_metrics.ts";
 import { capacityOf } from "../lib/select/capacity.ts";
@@ -892,26 +895,27 @@ const SCORE_SCAN = {
 } satisfies Conformance<ReturnType<typeof scoreScanOp.validate>, ScoreScan>;
 
 /**
- * The certificate's gap terms: prices from the held experts (as the
- * certificate sets them) and prices that are not, ties, masks, scores of
- * either sign and of large and tiny magnitude, NaN scores, prices at
- * 2^120 and above (the float32 pass declines them), rows off the vector
- * width, no tokens.
+ * The certificate's rows: prices near an optimum (few positive terms) and
+ * far from one, ties, masks, scores of either sign and of large, huge
+ * (token prices past 2^120: those rows in float64) and tiny magnitude,
+ * NaN scores, expert prices past 2^120 (the whole call in float64), a
+ * token holding a masked pair, rows off the vector width, no tokens.
  */
-const GAP_TERMS = {
+const CERTIFICATE_ROWS = {
   cases() {
     const out = [];
     let seed = 240;
     for (
       const [N, E, k, kind] of [
-        [300, 64, 8, "held"],
+        [300, 64, 8, "near"],
         [257, 37, 3, "ties"],
         [129, 130, 5, "large"],
+        [70, 48, 4, "huge scores"],
         [65, 256, 8, "huge prices"],
-        [40, 19, 2, "any prices"],
         [50, 48, 4, "nan"],
         [60, 21, 3, "tiny"],
-        [0, 8, 2, "held"],
+        [40, 19, 2, "masked held"],
+        [0, 8, 2, "near"],
       ] as const
     ) {
       const s = seed++;
@@ -920,7 +924,13 @@ const GAP_TERMS = {
         make() {
           const m = scores(s, N, E, kind === "ties" ? 8 : 0);
           const d = m.data, rng = new Rng(s);
-          const mag = kind === "large" ? 1e30 : kind === "tiny" ? 1e-38 : 1;
+          const mag = kind === "large"
+            ? 1e30
+            : kind === "huge scores"
+            ? 1e37
+            : kind === "tiny"
+            ? 1e-38
+            : 1;
           for (let x = 0; x < d.length; x++) {
             if (d[x] !== -Infinity) d[x] = (d[x] - 0.25) * mag;
           }
@@ -930,29 +940,36 @@ const GAP_TERMS = {
           const qMag = kind === "huge prices" ? 1e200 : mag;
           const q = Float64Array.from(
             { length: E },
-            () => (rng.uniform() - 0.3) * qMag * (kind === "ties" ? 0 : 0.5),
+            () =>
+              kind === "ties" ? 0 : (rng.uniform() - 0.3) * qMag *
+                (kind === "near" ? 0.01 : 0.5),
           );
           const slots = new Int32Array(N * k);
-          const p = new Float64Array(N);
           for (let i = 0; i < N; i++) {
             const open = [...Array(E).keys()].filter((j) =>
               d[i * E + j] !== -Infinity && !Number.isNaN(d[i * E + j])
             );
-            let pi = Infinity;
-            for (let r = 0; r < k; r++) {
-              const j = open.splice(rng.int(open.length), 1)[0];
-              slots[i * k + r] = j;
-              pi = Math.min(pi, d[i * E + j] - q[j]);
+            // Near: the token's top k of s - q (ties to the lower expert).
+            if (kind === "near") {
+              open.sort((a, b) =>
+                d[i * E + b] - q[b] - (d[i * E + a] - q[a]) || a - b
+              );
             }
-            p[i] = kind === "any prices"
-              ? (rng.uniform() - 0.5) * (i % 5 === 0 ? 2 ** 121 : 2)
-              : pi;
+            for (let r = 0; r < k; r++) {
+              slots[i * k + r] = kind === "near"
+                ? open[k - 1 - r]
+                : open.splice(rng.int(open.length), 1)[0];
+            }
           }
-          return gapTermsOp.validate({
+          if (kind === "masked held") {
+            for (const i of [7, 23]) {
+              d[i * E + slots[i * k + 1]] = -Infinity;
+            }
+          }
+          return certificateRowsOp.validate({
             scores: m,
             k,
             slots,
-            tokenPrices: p,
             expertPrices: q,
           });
         },
@@ -960,16 +977,31 @@ const GAP_TERMS = {
     }
     return out;
   },
-  compare(got: Float64Array, want: Float64Array, _run, _backend, what) {
-    assert.equal(got.length, want.length, what);
-    for (let i = 0; i < want.length; i++) {
-      assert.ok(
-        Object.is(got[i], want[i]),
-        `${what}: token ${i}: ${got[i]} against ${want[i]}`,
-      );
+  compare(
+    got: CertificateRows,
+    want: CertificateRows,
+    _run,
+    _backend,
+    what,
+  ) {
+    assert.equal(got.masked, want.masked, `${what}: masked`);
+    if (want.masked >= 0) return;
+    assert.deepEqual(got.experts, want.experts, `${what}: experts`);
+    assert.deepEqual(got.loads, want.loads, `${what}: loads`);
+    assert.ok(Object.is(got.objective, want.objective), `${what}: objective`);
+    for (const name of ["tokenPrices", "terms"] as const) {
+      for (let i = 0; i < want[name].length; i++) {
+        assert.ok(
+          Object.is(got[name][i], want[name][i]),
+          `${what}: ${name}[${i}]: ${got[name][i]} against ${want[name][i]}`,
+        );
+      }
     }
   },
-} satisfies Conformance<ReturnType<typeof gapTermsOp.validate>, Float64Array>;
+} satisfies Conformance<
+  ReturnType<typeof certificateRowsOp.validate>,
+  CertificateRows
+>;
 
 /** The conformance of every op, by op name. */
 // deno-lint-ignore no-explicit-any
@@ -985,7 +1017,7 @@ export const CONFORMANCE: Record<string, Conformance<any, any>> = {
   rowSelect: ROW_SELECT,
   rowReselect: ROW_RESELECT,
   scoreScan: SCORE_SCAN,
-  gapTerms: GAP_TERMS,
+  certificateRows: CERTIFICATE_ROWS,
   // The training ops (matmul, attention, ...): _train_kernel_cases.ts.
   ...TRAIN_CONFORMANCE,
 };

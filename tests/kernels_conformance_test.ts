@@ -142,9 +142,9 @@ const REACH: Record<string, () => Promise<void> | void> = {
   "scoreScan/cpu": () =>
     void solveBalancedAssignmentSync(tiny(), { k: 2, host: "cpu" }),
   "scoreScan/wasm": () => void solveBalancedAssignmentSync(tiny(), { k: 2 }),
-  "gapTerms/cpu": () =>
+  "certificateRows/cpu": () =>
     void solveBalancedAssignmentSync(tiny(), { k: 2, host: "cpu" }),
-  "gapTerms/wasm": () => void solveBalancedAssignmentSync(tiny(), { k: 2 }),
+  "certificateRows/wasm": () => void solveBalancedAssignmentSync(tiny(), { k: 2 }),
   "sinkhorn/wasm": () => void sinkhornScaling(tiny()),
   "expertChoice/cpu": () => balance("expert-choice"),
   "capacityDrop/cpu": () => balance("capacity"),

@@ -21,7 +21,7 @@
  * | `rowSelect`      | the exact solver's top-k of s - q, lists near it  |
  * | `rowReselect`    | the same under new prices, from the lists         |
  * | `scoreScan`      | the solver's input check: masks, scale, NaN       |
- * | `gapTerms`       | the certificate's duality gap, token by token     |
+ * | `certificateRows` | the certificate's token prices, loads, gap terms |
  * | `matmul`         | `out (+)= op(a) op(b)`, float32, any transposes   |
  * | `attention`      | causal softmax(q kᵀ / sqrt(d)) v, per head        |
  * | `attentionBackward` | dq, dk, dv of causal attention                 |
@@ -193,11 +193,13 @@ export {
   type ScoreScanRequest,
 } from "./score_scan.ts";
 export {
-  type GapTermsArgs,
-  gapTermsCpu,
-  gapTermsOp,
-  type GapTermsRequest,
-} from "./gap_terms.ts";
+  type CertificateRows,
+  type CertificateRowsArgs,
+  certificateRowsCpu,
+  certificateRowsOp,
+  type CertificateRowsRequest,
+  invalidSlot,
+} from "./certificate_rows.ts";
 export {
   type MatmulArgs,
   matmulCpu,

@@ -4,8 +4,8 @@
 import type { AssignmentSolver, BalancedAssignment } from "./types.ts";
 import type { Problem } from "./_problem.ts";
 import { hostKernel } from "../ops/host.ts";
-import { gapTermsOp } from "../ops/gap_terms.ts";
-import "../ops/gap_terms_wasm.ts";
+import { certificateRowsOp, invalidSlot } from "../ops/certificate_rows.ts";
+import "../ops/certificate_rows_wasm.ts";
 
 /** Expert prices are refused from here up (the gap terms op's bound). */
 const PRICE_LIMIT = 1e280;
@@ -41,52 +41,37 @@ export function certify(
       );
     }
   }
-  const loads = new Int32Array(experts);
-  const p = new Float64Array(tokens);
-  const out = new Int32Array(tokens * k);
-  const chosen = new Uint8Array(experts);
-  const score = new Float64Array(k);
-  let objective = 0;
-  for (let i = 0; i < tokens; i++) {
-    const row = i * experts, base = i * k;
-    let pi = Infinity;
-    for (let r = 0; r < k; r++) {
-      const j = slots[base + r];
-      if (
-        !(j >= 0 && j < experts) || chosen[j] || data[row + j] === -Infinity
-      ) {
-        throw new Error(`${solver} gave token ${i} an invalid expert ${j}`);
-      }
-      chosen[j] = 1;
-      loads[j]++;
-      const v = data[row + j];
-      objective += v;
-      const x = v - q[j];
-      if (x < pi) pi = x;
-      // Insertion by decreasing score, ties to the lower index.
-      let at = r;
-      while (
-        at > 0 &&
-        (score[at - 1] < v || (score[at - 1] === v && out[base + at - 1] > j))
-      ) {
-        out[base + at] = out[base + at - 1];
-        score[at] = score[at - 1];
-        at--;
-      }
-      out[base + at] = j;
-      score[at] = v;
-    }
-    p[i] = pi;
-    for (let r = base; r < base + k; r++) chosen[out[r]] = 0;
+  // The first slot that names no expert, one its token already holds or
+  // a masked pair, in slot order (the kernel reads the scores only for
+  // slots that name distinct experts).
+  const bad = invalidSlot(slots, tokens, experts, k);
+  const rows = bad < 0
+    ? hostKernel(certificateRowsOp, problem.host).run(
+      { scores, k, slots, expertPrices: q },
+      {},
+    )
+    : undefined;
+  const first = rows === undefined
+    ? maskedSlot(data, slots, experts, k, 0, bad, bad)
+    : rows.masked >= 0
+    ? maskedSlot(
+      data,
+      slots,
+      experts,
+      k,
+      rows.masked * k,
+      (rows.masked + 1) * k,
+      -1,
+    )
+    : -1;
+  if (first >= 0) {
+    throw new Error(
+      `${solver} gave token ${Math.floor(first / k)} an invalid expert ${
+        slots[first]
+      }`,
+    );
   }
-  // The unselected pairs' terms, token by token (one pass over the scores).
-  const terms = hostKernel(gapTermsOp, problem.host).run({
-    scores,
-    k,
-    slots: out,
-    tokenPrices: p,
-    expertPrices: q,
-  }, {});
+  const { loads, objective, terms, tokenPrices: p, experts: out } = rows!;
   let gap = 0;
   for (let i = 0; i < tokens; i++) gap += terms[i];
   for (let j = 0; j < experts; j++) {
@@ -110,4 +95,24 @@ export function certify(
     k,
     capacity,
   };
+}
+
+/**
+ * The first slot in `[from, end)` (flat indices into `slots`, tokens x k,
+ * naming experts) whose pair is masked (a `-Infinity` score), else
+ * `none`.
+ */
+function maskedSlot(
+  data: Float32Array,
+  slots: Int32Array,
+  experts: number,
+  k: number,
+  from: number,
+  end: number,
+  none: number,
+): number {
+  for (let x = from; x < end; x++) {
+    if (data[Math.floor(x / k) * experts + slots[x]] === -Infinity) return x;
+  }
+  return none;
 }

@@ -89,6 +89,32 @@ describe("certify", () => {
       () => certify(maskedProblem, slots, q, "ssp"),
       /token 0 an invalid expert/,
     );
+    // The first bad slot in slot order is named, on either host.
+    for (const host of ["wasm", "cpu"] as const) {
+      const masked = scores.data.slice();
+      masked[2 * 4 + slots[2 * 2 + 1]] = -Infinity;
+      const later = resolveProblem({ ...scores, data: masked }, {
+        k: 2,
+        capacity: 4,
+        host,
+      });
+      const outside = slots.slice();
+      outside[5 * 2] = 99;
+      assert.throws(
+        () => certify(later, outside, q, "ssp"),
+        new RegExp(`token 2 an invalid expert ${slots[5]}$`),
+      );
+      outside[5 * 2] = slots[5 * 2];
+      outside[1 * 2] = 99;
+      assert.throws(
+        () => certify(later, outside, q, "ssp"),
+        /token 1 an invalid expert 99$/,
+      );
+      assert.throws(
+        () => certify(later, slots, q, "ssp"),
+        new RegExp(`token 2 an invalid expert ${slots[5]}$`),
+      );
+    }
     const roomy = resolveProblem(scores, { k: 2, capacity: 8 });
     assert.doesNotThrow(() => certify(roomy, slots, q, "ssp"));
     const all = new Int32Array(16).map((_, x) => x % 2);

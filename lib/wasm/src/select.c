@@ -329,7 +329,7 @@ static u64 gap_bits_f64(const float *row, int from, int end, double pi,
 
 // Bits of the entries from..end-1 (at most 64) of a row where
 // x - qf[j] >= t in float32: a superset of gap_bits_f64's (see
-// moelab_gap_terms). Sixteen entries a step, their compares narrowed to
+// moelab_certificate_rows). Sixteen entries a step, their compares narrowed to
 // one bitmask.
 static u64 gap_bits_f32(const float *row, int from, int end, float t,
                         const float *qf) {
@@ -354,16 +354,24 @@ static u64 gap_bits_f32(const float *row, int from, int end, float t,
   return bits;
 }
 
-// The gapTerms op (lib/ops/gap_terms.ts gapTermsCpu), bit for bit: out[i]
-// = 0.5 x the sum, over the experts j token i does not hold (its k slots)
-// in ascending order, of 2x for x = ((double)s[i][j] - p[i]) - q[j] > 0.
-// The CPU kernel sums x + |x| over every expert with the held ones'
-// prices raised far above any score: its terms are +0 where x <= 0
+// The certificateRows op (lib/ops/certificate_rows.ts certificateRowsCpu),
+// bit for bit. Per token, its experts in slot order: the loads, the
+// objective (one float64 sum over all tokens, into *objective), p[i] =
+// the smallest s - q[j], the experts sorted into out by an insertion by
+// decreasing score (ties to the lower expert; `score` holds k float64 of
+// scratch). Returns the first token holding a -Infinity score (the rest
+// unwritten), or -1.
+//
+// Then its gap term, terms[i] = 0.5 x the sum, over the experts j it does
+// not hold in ascending order, of 2x for x = ((double)s[i][j] - p[i]) -
+// q[j] > 0. The CPU kernel sums x + |x| over every expert with the held
+// ones' prices raised far above any score: its terms are +0 where x <= 0
 // (adding +0 changes no sum) and 2x, exactly, where x > 0. A difference
 // of two finite doubles is positive exactly when the first is larger,
 // rounding included, so x > 0 exactly where d = (double)s - p[i] > q[j];
 // -Infinity (a masked pair) and NaN never pass. Only the entries found
-// are summed, 64 entries a word of bits.
+// are summed, 64 entries a word of bits, the row in cache from the
+// held experts' reads.
 //
 // The entries are found in float32, u = s - qf[j] >= t_i with qf = f32(q)
 // (qf holds E float32 of scratch): where d > q, s - p[i] > q - 2^-52 |q|
@@ -375,10 +383,12 @@ static u64 gap_bits_f32(const float *row, int from, int end, float t,
 // a negative side moves it by less than the margin's 2^-21). t_i is the
 // float32 at or below that. Rows or calls with a price of magnitude
 // 2^120 or more (float32 would overflow) are found in float64.
-__attribute__((export_name("moelab_gap_terms"))) void
-moelab_gap_terms(const float *s, int tokens, int E, int k, const int *slots,
-                 const double *p, const double *q, double *out, float *qf) {
-  double Q = 0;
+__attribute__((export_name("moelab_certificate_rows"))) int
+moelab_certificate_rows(const float *s, int tokens, int E, int k,
+                        const int *slots, const double *q, double *p,
+                        int *out, int *loads, double *terms,
+                        double *objective, float *qf, double *score) {
+  double Q = 0, sum = 0;
   for (int j = 0; j < E; j++) {
     double a = __builtin_fabs(q[j]);
     Q = a > Q ? a : Q;
@@ -387,7 +397,31 @@ moelab_gap_terms(const float *s, int tokens, int E, int k, const int *slots,
   for (int i = 0; i < tokens; i++) {
     const float *row = s + (long)i * E;
     const int *held = slots + (long)i * k;
-    double pi = p[i], twice = 0;
+    int *o = out + (long)i * k;
+    double pi = INF;
+    for (int r = 0; r < k; r++) {
+      int j = held[r];
+      float f = row[j];
+      if (f == -__builtin_inff()) {
+        *objective = sum;
+        return i;
+      }
+      double v = f;
+      loads[j]++;
+      sum += v;
+      double x = v - q[j];
+      if (x < pi) pi = x;
+      int at = r;
+      while (at > 0 && (score[at - 1] < v || (score[at - 1] == v && o[at - 1] > j))) {
+        o[at] = o[at - 1];
+        score[at] = score[at - 1];
+        at--;
+      }
+      o[at] = j;
+      score[at] = v;
+    }
+    p[i] = pi;
+    double twice = 0;
     int f32 = Q < 0x1p120 && __builtin_fabs(pi) < 0x1p120;
     float t = f32 ? f32_at_or_below(pi - 0x1p-20 * (__builtin_fabs(pi) + Q) -
                                     0x1p-126)
@@ -412,8 +446,10 @@ moelab_gap_terms(const float *s, int tokens, int E, int k, const int *slots,
         }
       }
     }
-    out[i] = 0.5 * twice;
+    terms[i] = 0.5 * twice;
   }
+  *objective = sum;
+  return -1;
 }
 
 // The rowReselect op (lib/ops/row_select.ts rowReselectCpu), bit for bit:
