@@ -144,7 +144,8 @@ const REACH: Record<string, () => Promise<void> | void> = {
   "scoreScan/wasm": () => void solveBalancedAssignmentSync(tiny(), { k: 2 }),
   "certificateRows/cpu": () =>
     void solveBalancedAssignmentSync(tiny(), { k: 2, host: "cpu" }),
-  "certificateRows/wasm": () => void solveBalancedAssignmentSync(tiny(), { k: 2 }),
+  "certificateRows/wasm": () =>
+    void solveBalancedAssignmentSync(tiny(), { k: 2 }),
   "sinkhorn/wasm": () => void sinkhornScaling(tiny()),
   "expertChoice/cpu": () => balance("expert-choice"),
   "capacityDrop/cpu": () => balance("capacity"),
