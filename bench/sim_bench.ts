@@ -12,7 +12,7 @@
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import { runSimulation } from "../lib/sim/run.ts";
-import { evalStart } from "../lib/sim/eval_window.ts";
+import { sampledCount } from "../lib/sim/eval_window.ts";
 import { LOOP_STAGES } from "../lib/sim/profile.ts";
 import type { SimResult } from "../lib/sim/run.ts";
 import { medianMs, printTable } from "./_timing.ts";
@@ -50,8 +50,10 @@ function epSampled(
   preset: { evalFraction: number; ep: { sampleEvery: number } },
   steps: number,
 ): number {
-  const start = evalStart({ steps, evalFraction: preset.evalFraction });
-  return Math.ceil((steps - start) / preset.ep.sampleEvery);
+  return sampledCount(
+    { steps, evalFraction: preset.evalFraction },
+    preset.ep.sampleEvery,
+  );
 }
 
 /** Runs the suite. */

@@ -212,7 +212,6 @@ const ROUTE_STATE = 8;
 /** Where the routing of a batch reads and writes in the instance. */
 interface RouteRegions {
   block: number;
-  q: number;
   p: number;
   stats: number;
   experts: number;
@@ -241,11 +240,13 @@ type RouteBlocks = (
 
 /**
  * Blocks routed by route.c's moelab_route_rows_next (every price finite):
- * the bias `-q` (s - q and s + (-q) are the same float64), the kernel's
- * state NaN-filled for the batch. Reserves its regions; views come later.
+ * the bias `-q` (s - q and s + (-q) are the same float64) in a region of
+ * its own, the kernel's state NaN-filled for the batch. Reserves its
+ * regions; views come later.
  */
 const routeKernelBlocks: RouteBlocks = (rt, E, k, at, normalize) => {
   const x = rt.exports;
+  const bias = rt.reserve("dual.route.bias", E * 8);
   const state = rt.reserve("dual.route.state", ROUTE_STATE * 8);
   const scratch = rt.reserve(
     "dual.route.scratch",
@@ -253,8 +254,8 @@ const routeKernelBlocks: RouteBlocks = (rt, E, k, at, normalize) => {
   );
   return {
     start(q) {
-      const bias = rt.f64(at.q, E);
-      for (let j = 0; j < E; j++) bias[j] = -q[j];
+      const minus = rt.f64(bias, E);
+      for (let j = 0; j < E; j++) minus[j] = -q[j];
       rt.f64(state, ROUTE_STATE).fill(NaN);
     },
     block: (rows, n, p) =>
@@ -263,7 +264,7 @@ const routeKernelBlocks: RouteBlocks = (rt, E, k, at, normalize) => {
         n,
         E,
         k,
-        at.q,
+        bias,
         Number(normalize),
         p,
         at.stats,
@@ -282,6 +283,7 @@ const routeKernelBlocks: RouteBlocks = (rt, E, k, at, normalize) => {
  */
 const dualRouteBlocks: RouteBlocks = (rt, E, k, at, normalize) => {
   const more = {
+    q: rt.reserve("dual.q", E * 8),
     top: rt.reserve("dual.top", (k + 1) * 8),
     topI: rt.reserve("dual.route.topI", (k + 1) * 4),
     cand: rt.reserve("dual.route.cand", E * 8),
@@ -292,7 +294,7 @@ const dualRouteBlocks: RouteBlocks = (rt, E, k, at, normalize) => {
   };
   return {
     start(q) {
-      rt.f64(at.q, E).set(q);
+      rt.f64(more.q, E).set(q);
       rt.f64(more.state, 2)[0] = NaN;
     },
     block: (rows, n, p) =>
@@ -301,7 +303,7 @@ const dualRouteBlocks: RouteBlocks = (rt, E, k, at, normalize) => {
         n,
         E,
         k,
-        at.q,
+        more.q,
         p,
         at.stats,
         at.experts,
@@ -341,7 +343,6 @@ export function routeKeepingNextWasm(
   const blockRows = Math.max(1, Math.floor(BLOCK_BYTES / 4 / E));
   const at: RouteRegions = {
     block: rt.reserve("dual.block", blockRows * E * 4),
-    q: rt.reserve("dual.q", E * 8),
     p: rt.reserve("dual.p", N * 8),
     stats: rt.reserve("dual.stats", STATS * 8),
     experts: rt.reserve("dual.route.experts", blockRows * k * 4),

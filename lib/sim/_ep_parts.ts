@@ -33,7 +33,7 @@ import {
   type EpStrategy,
   epSymmetricPlacement,
 } from "./ep_config.ts";
-import { evalStart } from "./eval_window.ts";
+import { evalStart, sampledCount } from "./eval_window.ts";
 
 /**
  * Which steps the stage samples and which it records: the summaries take
@@ -66,7 +66,7 @@ export function epStepPlan(
   const start = evalStart(config);
   const sampled = (s: number) =>
     s >= start && (s - start) % c.sampleEvery === 0;
-  const window = Math.ceil((steps - start) / c.sampleEvery);
+  const window = sampledCount(config, c.sampleEvery);
   const all = Array.from({ length: steps }, (_, s) => s);
   const everyStep = steps * perStep <= tableRows;
   const inWindow = all.filter(sampled);

@@ -5,6 +5,7 @@ import { runSimulationParallel } from "./run_parallel.ts";
 import { mergeEpParts, runEpStage } from "./ep_stage.ts";
 import { epLayerStage } from "./_ep_parts.ts";
 import { EP_STRATEGIES } from "./ep_config.ts";
+import { sampledCount } from "./eval_window.ts";
 
 // Five layers on 4 nodes of 2 GPUs, node-limited routing, every strategy:
 // placements re-made every 5 steps, summaries on every other window step.
@@ -27,6 +28,15 @@ const config = {
     sampleEvery: 2,
   },
 };
+
+test("the sampled steps of the window: steps 8 to 19, every other one from 8", () => {
+  // evalFraction 0.6 of 20 steps: the window is steps 8..19.
+  assert.equal(sampledCount(config, 2), 6);
+  assert.equal(sampledCount(config, 5), 3);
+  assert.equal(sampledCount(config, 1), 12);
+  assert.equal(sampledCount(config, 12), 1);
+  assert.equal(sampledCount(config, 13), 1);
+});
 
 describe("the EP stage in parts of the layers", () => {
   const r = runSimulation(config);

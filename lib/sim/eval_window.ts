@@ -12,6 +12,18 @@ export function evalStart(
 }
 
 /**
+ * How many steps of the evaluation window a stage that takes every
+ * `every`-th of them (its first step included) samples: the EP stage's
+ * `sampleEvery`.
+ */
+export function sampledCount(
+  config: Pick<SimConfig, "steps" | "evalFraction">,
+  every: number,
+): number {
+  return Math.ceil((config.steps - evalStart(config)) / every);
+}
+
+/**
  * The steps whose exact optimum the simulator solves: `gapSteps` steps
  * evenly spaced over the evaluation window, its first step included.
  */
