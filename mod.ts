@@ -69,6 +69,7 @@ export {
 export {
   routeParallel,
   type RouteParallelOptions,
+  sharedRouting,
   sharedScores,
 } from "./lib/route/route_parallel.ts";
 export {

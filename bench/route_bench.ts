@@ -11,7 +11,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { route } from "../lib/route/route.ts";
-import { routeParallel, sharedScores } from "../lib/route/route_parallel.ts";
+import {
+  routeParallel,
+  sharedRouting,
+  sharedScores,
+} from "../lib/route/route_parallel.ts";
 import { createBalancer } from "../lib/route/registry.ts";
 import { requireKernel } from "../lib/ops/registry.ts";
 import { bipRoundOp, columnBounds, dualScratch } from "../lib/ops/bip_round.ts";
@@ -213,6 +217,9 @@ function nearTheLimit(): void {
       () => (rng.uniform() - 0.5) * 1e-2,
     );
     const rounds = N > 100000 ? 5 : 9;
+    // The wasm threads write into a routing in the same shared memory,
+    // reused from call to call (as a stream of batches would).
+    const out = sharedRouting(N, k, E);
     const np1 = numpyMs(s, rounds);
     const cpu = { k, bias, host: "cpu" } as const;
     const simd = { k, bias, host: "wasm" } as const;
@@ -225,11 +232,11 @@ function nearTheLimit(): void {
         void routeParallel(s, { ...cpu, threads: 2, ...GROUPS }),
       wasmRoute: () => void route(s, simd),
       wasmGrouped: () => void route(s, { ...simd, ...GROUPS }),
-      wasmParallel: () => void routeParallel(s, { ...simd, threads: 2 }),
+      wasmParallel: () => void routeParallel(s, { ...simd, threads: 2, out }),
       wasmParallelCopied: () =>
         void routeParallel(plain, { ...simd, threads: 2 }),
       wasmParallelGrouped: () =>
-        void routeParallel(s, { ...simd, threads: 2, ...GROUPS }),
+        void routeParallel(s, { ...simd, threads: 2, ...GROUPS, out }),
     }, rounds);
     // Grouped against ungrouped on the WebAssembly kernel, call by call.
     const groupedRatio = pairedRatio(
@@ -238,7 +245,7 @@ function nearTheLimit(): void {
       N > 100000 ? 21 : 41,
     );
     const parallelCpu = cpuMs(
-      () => void routeParallel(s, { ...simd, threads: 2 }),
+      () => void routeParallel(s, { ...simd, threads: 2, out }),
       rounds,
     );
     const np2 = numpyMs(s, rounds);
@@ -308,9 +315,12 @@ function nearTheLimit(): void {
     "\nThe same batches, same rounds, WebAssembly SIMD kernel (host " +
       '"wasm": the same answers bit for bit); routeParallel\'s threads each ' +
       "run it on their own instance, on scores from sharedScores (a shared " +
-      "WebAssembly memory every instance reads in place); copied = the same " +
+      "WebAssembly memory every instance reads in place), writing the " +
+      "experts and weights in place into a routing from sharedRouting " +
+      "(the same memory), reused from call to call; copied = the same " +
       "scores on a plain SharedArrayBuffer, which each thread copies into " +
-      "its instance's memory block by block; vs TS = against the " +
+      "its instance's memory block by block, and a fresh routing, copied " +
+      "out at the end; vs TS = against the " +
       "TypeScript kernel above. grouped / route, paired: the median of " +
       "the ratios of adjacent calls (21 rounds at 262144 x 256, 41 at " +
       "16384 x 256), in brackets the lowest and highest. " +

@@ -218,8 +218,9 @@ export const heapRowRouter: RowRouterMaker = (
 
 /**
  * One region of the shared heap for routing `rows` rows in place on `t`
- * threads, allocated and laid out: the experts and weights out, the bias
- * (zeros for none: x + 0 orders as x), and for each thread its job's
+ * threads, allocated and laid out: the experts and weights out (unless
+ * `outputs` gives their addresses in the heap: then written there), the
+ * bias (zeros for none: x + 0 orders as x), and for each thread its job's
  * loads (zeroed), running state (NaN-filled) and kernel scratch; every
  * job reads the scores from `scores` (a byte address in the heap). The
  * caller frees `base`. `undefined` where the heap cannot hold it.
@@ -234,18 +235,21 @@ export function heapJobs(
   ks: KernelSettings,
   bias: Float64Array | undefined,
   t: number,
+  outputs?: { experts: number; weights: number },
 ): { base: number; jobs: HeapJob[] } | undefined {
   const scratchBytes = align16(
     rt.exports.moelab_route_scratch_bytes(E, k, ks.groups, ks.perGroup),
   );
-  const outBytes = align16(4 * rows * k), biasBytes = align16(8 * E);
+  const outBytes = outputs ? 0 : align16(4 * rows * k);
+  const biasBytes = align16(8 * E);
   const loadsBytes = align16(4 * E);
   const threadBytes = loadsBytes + 8 * STATE_SIZE + scratchBytes;
   const base = heap.alloc(2 * outBytes + biasBytes + t * threadBytes);
   if (base === undefined) return undefined;
   const memory = heap.memory.buffer;
-  const experts = base, weights = base + outBytes;
-  const biasAt = weights + outBytes;
+  const experts = outputs?.experts ?? base;
+  const weights = outputs?.weights ?? base + outBytes;
+  const biasAt = base + 2 * outBytes;
   const biasView = new Float64Array(memory, biasAt, E);
   if (bias) biasView.set(bias);
   else biasView.fill(0);
@@ -269,8 +273,9 @@ export function heapJobs(
 
 /**
  * Copies the experts and weights of `rows` rows routed in the heap by
- * `jobs` ({@linkcode heapJobs}) into `outE`, `outW` from row `from`, and
- * adds every job's loads to `loads`.
+ * `jobs` ({@linkcode heapJobs}) into `outE`, `outW` from row `from`
+ * (nothing where the jobs wrote them there), and adds every job's loads
+ * to `loads`.
  */
 export function copyOutOfHeap(
   heap: SharedWasmHeap,
@@ -284,12 +289,28 @@ export function copyOutOfHeap(
   loads: Int32Array,
 ): void {
   const memory = heap.memory.buffer;
-  outE.set(new Int32Array(memory, jobs[0].experts, rows * k), from * k);
-  outW.set(new Float32Array(memory, jobs[0].weights, rows * k), from * k);
+  const e = new Int32Array(memory, jobs[0].experts, rows * k);
+  const w = new Float32Array(memory, jobs[0].weights, rows * k);
+  if (!inPlace(heap, e, outE, from * k)) outE.set(e, from * k);
+  if (!inPlace(heap, w, outW, from * k)) outW.set(w, from * k);
   for (const job of jobs) {
     const counts = new Int32Array(memory, job.loads, E);
     for (let j = 0; j < E; j++) loads[j] += counts[j];
   }
+}
+
+/**
+ * Whether `a`, in the heap, is `b` from entry `at` on: `b` in the heap too
+ * (a view taken before the memory grew included), at the same address.
+ */
+function inPlace(
+  heap: SharedWasmHeap,
+  a: Int32Array | Float32Array,
+  b: Int32Array | Float32Array,
+  at: number,
+): boolean {
+  return heap.holds(b.buffer) &&
+    a.byteOffset === b.byteOffset + at * b.BYTES_PER_ELEMENT;
 }
 
 function align16(n: number): number {

@@ -10,8 +10,9 @@
 // sharedScores) are routed in place: every thread's instance of the
 // threads module runs on that memory, reads its rows where they are and
 // writes experts and weights into one region of it, which this thread
-// copies out and frees; elsewhere each worker copies blocks of rows into
-// its own instance's memory.
+// copies out and frees, or straight into an output routing that lies in
+// the heap too (`sharedRoutingData`, behind sharedRouting); elsewhere
+// each worker copies blocks of rows into its own instance's memory.
 import {
   canWaitForStart,
   type PoolWorker,
@@ -47,6 +48,7 @@ import {
 import {
   SHARED_STACK_BYTES,
   sharedHeapFloat32,
+  sharedHeapInt32,
   type SharedWasmHeap,
   sharedWasmHeap,
   sharedWasmInstance,
@@ -78,6 +80,28 @@ const heapStacks: number[] = [];
 export function sharedScoreData(length: number): Float32Array {
   return sharedHeapFloat32(length) ??
     new Float32Array(new SharedArrayBuffer(4 * length));
+}
+
+/**
+ * A {@linkcode Routing} for `tokens x k` whose experts and weights lie in
+ * the shared heap, where {@linkcode routeThreads} (given it as `out`, on
+ * scores from {@linkcode sharedScoreData}) has its threads write them in
+ * place; freed when those arrays are garbage collected. On plain arrays
+ * where the engine has no shared WebAssembly memory or the heap is full.
+ */
+export function sharedRoutingData(
+  tokens: number,
+  k: number,
+  experts: number,
+): Routing {
+  const e = sharedHeapInt32(tokens * k);
+  const w = e && sharedHeapFloat32(tokens * k);
+  return {
+    experts: e && w ? e : new Int32Array(tokens * k),
+    weights: e && w ? w : new Float32Array(tokens * k),
+    loads: new Int32Array(experts),
+    k,
+  };
 }
 
 /**
@@ -258,6 +282,9 @@ function routeInHeap(
   }
   const s = biasedSettings(settings);
   const ks = kernelSettings(E, k, s);
+  // Outputs in the heap too (sharedRoutingData): written in place.
+  const inPlace = heap.holds(out.experts.buffer) &&
+    heap.holds(out.weights.buffer);
   const region = heapJobs(
     heap,
     rt,
@@ -268,6 +295,9 @@ function routeInHeap(
     ks,
     settings.bias,
     t,
+    inPlace
+      ? { experts: out.experts.byteOffset, weights: out.weights.byteOffset }
+      : undefined,
   );
   if (region === undefined) return undefined;
   const { base, jobs } = region;
@@ -307,7 +337,7 @@ function routeInHeap(
       Atomics.store(control, at, POSTED);
       Atomics.notify(control, at);
     }
-    touchPages(out.experts, out.weights);
+    if (!inPlace) touchPages(out.experts, out.weights);
     let bad = heapBlocks(control, COUNTER, BLOCK_ROWS, rt, jobs[0], N, E, k, s);
     // A withdrawn job's loads stay zero. A worker that did not answer may
     // still write: then the region is not freed.

@@ -5,7 +5,11 @@ import { HOST_BACKENDS, type HostBackend } from "../ops/host.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
 import { requireKernel } from "../ops/registry.ts";
 import { routeOp, type RouteOptions } from "../ops/route.ts";
-import { MAX_THREADS, sharedScoreData } from "../ops/route_threads.ts";
+import {
+  MAX_THREADS,
+  sharedRoutingData,
+  sharedScoreData,
+} from "../ops/route_threads.ts";
 
 /** Options of {@linkcode routeParallel}. */
 export interface RouteParallelOptions extends RouteOptions {
@@ -59,15 +63,59 @@ export function sharedScores(tokens: number, experts: number): ScoreMatrix {
 }
 
 /**
+ * Allocates a {@linkcode Routing} whose experts and weights lie in the
+ * same shared WebAssembly memory as {@linkcode sharedScores}' matrices:
+ * given as `out` to {@linkcode routeParallel} on such scores, every
+ * thread writes its rows' experts and weights there in place, with no
+ * copy out after the last block (at 262144 x 8, 16 MiB). Reuse it from
+ * batch to batch, as any `out`. Its regions are returned when its
+ * `experts` and `weights` arrays are garbage collected (keep them, not
+ * only other views of their buffer, while in use). Plain arrays where the
+ * engine has no shared WebAssembly memory or it is full.
+ *
+ * @param tokens Rows.
+ * @param k Slots per token.
+ * @param experts Experts (the length of `loads`).
+ * @returns A zero-filled {@linkcode Routing}.
+ * @throws {RangeError} If a size is not an integer in range (`k`,
+ * `experts >= 1`).
+ *
+ * @example
+ * ```ts
+ * import { routeParallel, sharedRouting, sharedScores } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const s = sharedScores(40000, 8);
+ * for (let i = 0; i < s.data.length; i++) s.data[i] = (i * 7919) % 101;
+ * const out = sharedRouting(40000, 2, 8);
+ * const r = routeParallel(s, { k: 2, threads: 2, out });
+ * assert.equal(r, out);
+ * assert.equal(out.loads.reduce((a, b) => a + b), 80000);
+ * ```
+ */
+export function sharedRouting(
+  tokens: number,
+  k: number,
+  experts: number,
+): Routing {
+  checkInteger("tokens", tokens, 0);
+  checkInteger("k", k, 1);
+  checkInteger("experts", experts, 1);
+  return sharedRoutingData(tokens, k, experts);
+}
+
+/**
  * Routes a batch like {@linkcode route}, with the same answers bit for bit,
  * on several cores: the rows are split between the calling thread and
  * worker threads (`node:worker_threads`, under Deno and Bun) that share the
  * buffers; the call blocks (Atomics.wait) until all are done, so it is
  * synchronous. Small batches (under 65536 scores) run on the calling
  * thread. Scores from {@linkcode sharedScores} are read in place by every
- * thread; others on a `SharedArrayBuffer` are copied block by block into
- * each thread's WebAssembly memory, and scores not on a
- * `SharedArrayBuffer` are first copied once per call.
+ * thread (and an `out` from {@linkcode sharedRouting} written in place:
+ * where such a call throws, `out` may hold part of the batch's routing);
+ * others on a `SharedArrayBuffer` are copied block by block into each
+ * thread's WebAssembly memory, and scores not on a `SharedArrayBuffer`
+ * are first copied once per call.
  *
  * Each thread runs the WebAssembly SIMD kernel on its own instance
  * (`host: "wasm"`, the default, where the engine runs it) or the

@@ -4,6 +4,7 @@ import { route } from "./route.ts";
 import {
   routeParallel,
   type RouteParallelOptions,
+  sharedRouting,
   sharedScores,
 } from "./route_parallel.ts";
 import { Rng } from "../scores/rng.ts";
@@ -234,6 +235,46 @@ describe("routeParallel on scores in the shared WebAssembly heap", () => {
       message: /value at token 0, expert 7 is Infinity/,
     });
     same(first, options, "the first, unchanged");
+  });
+
+  test("an out from sharedRouting is written in place, route()'s answers, batch after batch", () => {
+    const rng = new Rng(37);
+    const tokens = 4100, experts = 64;
+    const out = sharedRouting(tokens, 8, experts);
+    assert.ok(
+      heap!.holds(out.experts.buffer) && heap!.holds(out.weights.buffer),
+    );
+    const { experts: e, weights: w } = out;
+    const used = heap!.used();
+    for (
+      const [b, options] of [
+        [0, { k: 8, threads: 2 }],
+        [1, { k: 8, groups: 8, topGroups: 4, threads: 3 }],
+        [2, { k: 8, normalize: true, threads: 2 }],
+      ] as const
+    ) {
+      const s = sharedScores(tokens, experts);
+      fill(s.data, rng, b === 1, 0.05);
+      const bias = Array.from({ length: experts }, () => rng.uniform() * 0.02);
+      const want = route(s, { ...options, bias, host: "cpu" });
+      // Stale numbers from the batch before must all be overwritten.
+      const got = routeParallel(s, { ...options, bias, out });
+      assert.equal(got, out);
+      assert.equal(out.experts, e, "the same arrays");
+      assert.equal(out.weights, w);
+      assert.deepEqual(got.experts, want.experts, `batch ${b}`);
+      assert.deepEqual(got.weights, want.weights, `batch ${b}`);
+      assert.deepEqual(got.loads, want.loads, `batch ${b}`);
+      // The batches' scores are the only regions the calls leave.
+      assert.equal(heap!.used(), used + (b + 1) * 4 * tokens * experts);
+    }
+    // On plain scores the same out is filled by copies.
+    const plain = { data: new Float32Array(tokens * experts), tokens, experts };
+    fill(plain.data, rng, false, 0);
+    const want = route(plain, { k: 8, host: "cpu" });
+    routeParallel(plain, { k: 8, threads: 2, out });
+    assert.deepEqual(out.experts, want.experts);
+    assert.deepEqual(out.weights, want.weights);
   });
 
   test("the lowest bad index of the first bad row, whichever thread meets it", () => {

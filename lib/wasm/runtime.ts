@@ -224,10 +224,26 @@ const heapArrays = new FinalizationRegistry<number>((ptr) => heap?.free(ptr));
  * reads scores there in place.
  */
 export function sharedHeapFloat32(length: number): Float32Array | undefined {
+  return heapArray(Float32Array, length);
+}
+
+/**
+ * `length` int32 zeros in this thread's shared heap, as
+ * {@linkcode sharedHeapFloat32}. The route op's threads write a
+ * routing's experts there in place.
+ */
+export function sharedHeapInt32(length: number): Int32Array | undefined {
+  return heapArray(Int32Array, length);
+}
+
+function heapArray<T extends Float32Array | Int32Array>(
+  make: new (buffer: ArrayBufferLike, offset: number, length: number) => T,
+  length: number,
+): T | undefined {
   const h = sharedWasmHeap();
   const ptr = h?.alloc(4 * length);
   if (h === undefined || ptr === undefined) return undefined;
-  const data = new Float32Array(h.memory.buffer, ptr, length);
+  const data = new make(h.memory.buffer, ptr, length);
   data.fill(0);
   heapArrays.register(data, ptr);
   return data;
