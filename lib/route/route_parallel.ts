@@ -3,6 +3,7 @@
 import { checkChoice, checkInteger } from "../validate.ts";
 import { HOST_BACKENDS, type HostBackend } from "../ops/host.ts";
 import type { Routing, ScoreMatrix } from "../types.ts";
+import { checkRoutingSizes } from "../select/routing.ts";
 import { requireKernel } from "../ops/registry.ts";
 import { routeOp, type RouteOptions } from "../ops/route.ts";
 import {
@@ -98,9 +99,7 @@ export function sharedRouting(
   k: number,
   experts: number,
 ): Routing {
-  checkInteger("tokens", tokens, 0);
-  checkInteger("k", k, 1);
-  checkInteger("experts", experts, 1);
+  checkRoutingSizes(tokens, k, experts);
   return sharedRoutingData(tokens, k, experts);
 }
 

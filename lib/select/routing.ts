@@ -28,13 +28,27 @@ export function createRouting(
   k: number,
   experts: number,
 ): Routing {
-  checkInteger("tokens", tokens, 0);
-  checkInteger("k", k, 1);
-  checkInteger("experts", experts, 1);
+  checkRoutingSizes(tokens, k, experts);
   return {
     experts: new Int32Array(tokens * k),
     weights: new Float32Array(tokens * k),
     loads: new Int32Array(experts),
     k,
   };
+}
+
+/**
+ * Checks the sizes of a {@linkcode Routing} as {@linkcode createRouting}
+ * takes them: `tokens >= 0`, `k >= 1`, `experts >= 1`, integers.
+ *
+ * @throws {RangeError} If a size is not an integer in range.
+ */
+export function checkRoutingSizes(
+  tokens: number,
+  k: number,
+  experts: number,
+): void {
+  checkInteger("tokens", tokens, 0);
+  checkInteger("k", k, 1);
+  checkInteger("experts", experts, 1);
 }

@@ -13,6 +13,7 @@
 #include <wasm_simd128.h>
 
 #include "bits.h"
+#include "round.h"
 
 #define INF __builtin_inf()
 
@@ -132,20 +133,6 @@ static double row_top(const float *s, int E, const double *q, int rank,
   }
   track_row_value(stats, v);
   return v;
-}
-
-// The largest float32 at or below `t` (t not NaN).
-static float round_down_f32(double t) {
-  float f = (float)t;
-  if ((double)f <= t) return f;
-  union {
-    float f;
-    unsigned u;
-  } b = {f};
-  if (f > 0) b.u -= 1;
-  else if (f == 0) b.u = 0x80000001u;
-  else b.u += 1;
-  return b.f;
 }
 
 // The experts j of a row with `s[j] >= thr[j] + add` in float32, listed

@@ -14,6 +14,7 @@
 #include <wasm_simd128.h>
 
 #include "bits.h"
+#include "round.h"
 #include "top.h"
 
 typedef unsigned long long u64;
@@ -291,20 +292,6 @@ moelab_scan_scores(const float *s, int tokens, int E, int *finite,
   return -1;
 }
 
-// The float32 at or below t (t finite, |t| below 2^120).
-static float f32_at_or_below(double t) {
-  float f = (float)t;
-  if ((double)f <= t) return f;
-  union {
-    float f;
-    unsigned u;
-  } b = {f};
-  if (f == 0.0f) b.u = 0x80000001u; // -(smallest subnormal)
-  else if (f > 0.0f) b.u--;
-  else b.u++;
-  return b.f;
-}
-
 // Bits of the entries from..end-1 (at most 64) of a row where
 // (double)x - pi > q[j], in float64x2 lanes.
 static u64 gap_bits_f64(const float *row, int from, int end, double pi,
@@ -423,7 +410,7 @@ moelab_certificate_rows(const float *s, int tokens, int E, int k,
     p[i] = pi;
     double twice = 0;
     int f32 = Q < 0x1p120 && __builtin_fabs(pi) < 0x1p120;
-    float t = f32 ? f32_at_or_below(pi - 0x1p-20 * (__builtin_fabs(pi) + Q) -
+    float t = f32 ? round_down_f32(pi - 0x1p-20 * (__builtin_fabs(pi) + Q) -
                                     0x1p-126)
                   : 0;
     for (int from = 0; from < E; from += 64) {
