@@ -46,8 +46,8 @@ export interface CertificateRows {
   terms: Float64Array;
 }
 
-/** Prices are taken below this magnitude. */
-const PRICE_LIMIT = 1e280;
+/** Expert prices are taken below this magnitude. */
+export const PRICE_LIMIT = 1e280;
 
 /**
  * A held expert's price in the CPU kernel's sum: float32 scores and the

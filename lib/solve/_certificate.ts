@@ -4,11 +4,12 @@
 import type { AssignmentSolver, BalancedAssignment } from "./types.ts";
 import type { Problem } from "./_problem.ts";
 import { hostKernel } from "../ops/host.ts";
-import { certificateRowsOp, invalidSlot } from "../ops/certificate_rows.ts";
+import {
+  certificateRowsOp,
+  invalidSlot,
+  PRICE_LIMIT,
+} from "../ops/certificate_rows.ts";
 import "../ops/certificate_rows_wasm.ts";
-
-/** Expert prices are refused from here up (the gap terms op's bound). */
-const PRICE_LIMIT = 1e280;
 
 /**
  * Checks that `slots` (tokens x k expert indices, any order) is feasible,
