@@ -14,20 +14,13 @@
 
 #include "bits.h"
 #include "round.h"
+#include "top.h"
 
 #define INF __builtin_inf()
 
-// The running guess of a row's rank-th largest (lib/select/top.ts
-// trackRowValue): mean and mean deviation, mean NaN before the first.
+// The running guess of a row's rank-th largest (top.h track_row_value):
+// mean and mean deviation, mean NaN before the first.
 enum { STAT_MEAN = 0, STAT_DEVIATION = 1 };
-
-static void track_row_value(double *stats, double v) {
-  if (!__builtin_isfinite(v)) return;
-  if (stats[STAT_MEAN] != stats[STAT_MEAN]) stats[STAT_MEAN] = v;
-  double d = v - stats[STAT_MEAN];
-  stats[STAT_MEAN] += d / 16;
-  stats[STAT_DEVIATION] += (__builtin_fabs(d) - stats[STAT_DEVIATION]) / 16;
-}
 
 // lib/select/top.ts insert, values only: `v` enters at `p` or above,
 // equal values stay ahead.

@@ -159,22 +159,11 @@ moelab_route_scratch_bytes(int E, int k, int groups, int perGroup) {
   return (int)layout(&s, 0, E, k, groups, perGroup);
 }
 
-// Adds a row's value to a running mean and mean deviation (st[0], st[1];
-// mean NaN before the first); values that are not finite are left out.
-// lib/select/top.ts trackRowValue.
-static void track_value(double *st, double v) {
-  if (!(v - v == 0.0)) return;
-  if (st[0] != st[0]) st[0] = v;
-  double d = v - st[0];
-  st[0] += d / 16.0;
-  st[1] += (__builtin_fabs(d) - st[1]) / 16.0;
-}
-
-// track_value on the kernel's own state, NaN-filled at a batch's start:
-// the deviation starts at 0 with the mean.
+// track_row_value (top.h) on the kernel's own state, NaN-filled at a
+// batch's start: the deviation starts at 0 with the mean.
 static void track(double *st, double v) {
   if (st[0] != st[0] && v - v == 0.0) st[1] = 0;
-  track_value(st, v);
+  track_row_value(st, v);
 }
 
 // The mean deviation the ungrouped rows' running state starts from, this
@@ -533,7 +522,7 @@ static int ungrouped_rows(const float *scores, int rows, int E, int k,
     if (!multiply) track_first(st, topV[take - 1]);
     if (next) {
       next[i] = topV[k];
-      track_value(stats, topV[k]);
+      track_row_value(stats, topV[k]);
     }
     write_selection(row, topI, k, outE + (long)i * k, outW + (long)i * k,
                     loads, normalize, scale);

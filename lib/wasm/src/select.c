@@ -61,16 +61,6 @@ moelab_select_scratch_bytes(int E) {
   return (int)layout(&s, 0, E);
 }
 
-// The rule of lib/select/top.ts trackRowValue: a running mean (st[0], NaN
-// before the first) and mean deviation (st[1]) of the finite values.
-static void track(double *st, double v) {
-  if (!(v - v == 0.0)) return;
-  if (st[0] != st[0]) st[0] = v;
-  double d = v - st[0];
-  st[0] += d / 16.0;
-  st[1] += (__builtin_fabs(d) - st[1]) / 16.0;
-}
-
 // Bits of the two entries x0, x1 (float32 promoted) less q0, q1 that are
 // at or above g.
 static inline unsigned pass2(v128_t x, v128_t q, v128_t g) {
@@ -225,7 +215,7 @@ moelab_select_rows(const float *s, int tokens, int E, int k, const double *q,
     }
     for (int r = base; r < base + k; r++) held[r] = row[slots[r]];
     start[i + 1] = n;
-    track(stats, free_[i]);
+    track_row_value(stats, free_[i]);
   }
   return tokens;
 }
