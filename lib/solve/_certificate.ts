@@ -52,19 +52,15 @@ export function certify(
       {},
     )
     : undefined;
-  const first = rows === undefined
-    ? maskedSlot(data, slots, experts, k, 0, bad, bad)
-    : rows.masked >= 0
-    ? maskedSlot(
-      data,
-      slots,
-      experts,
-      k,
-      rows.masked * k,
-      (rows.masked + 1) * k,
-      -1,
-    )
-    : -1;
+  let first = -1;
+  if (rows === undefined) {
+    // A masked pair before the first slot naming no expert (or one twice).
+    first = maskedSlot(data, slots, experts, k, 0, bad);
+    if (first < 0) first = bad;
+  } else if (rows.masked >= 0) {
+    const i = rows.masked;
+    first = maskedSlot(data, slots, experts, k, i * k, (i + 1) * k);
+  }
   if (first >= 0) {
     throw new Error(
       `${solver} gave token ${Math.floor(first / k)} an invalid expert ${
@@ -100,8 +96,7 @@ export function certify(
 
 /**
  * The first slot in `[from, end)` (flat indices into `slots`, tokens x k,
- * naming experts) whose pair is masked (a `-Infinity` score), else
- * `none`.
+ * naming experts) whose pair is masked (a `-Infinity` score), or -1.
  */
 function maskedSlot(
   data: Float32Array,
@@ -110,10 +105,9 @@ function maskedSlot(
   k: number,
   from: number,
   end: number,
-  none: number,
 ): number {
   for (let x = from; x < end; x++) {
     if (data[Math.floor(x / k) * experts + slots[x]] === -Infinity) return x;
   }
-  return none;
+  return -1;
 }
