@@ -244,6 +244,12 @@ function nearTheLimit(): void {
       () => void route(s, { ...simd, ...GROUPS }),
       N > 100000 ? 21 : 41,
     );
+    // The same on routeParallel's two threads, into the same shared routing.
+    const parallelGroupedRatio = pairedRatio(
+      () => void routeParallel(s, { ...simd, threads: 2, out }),
+      () => void routeParallel(s, { ...simd, threads: 2, ...GROUPS, out }),
+      N > 100000 ? 21 : 41,
+    );
     const parallelCpu = cpuMs(
       () => void routeParallel(s, { ...simd, threads: 2, out }),
       rounds,
@@ -284,6 +290,9 @@ function nearTheLimit(): void {
       (t.wasmGrouped / t.grouped).toFixed(2),
       t.wasmParallel.toFixed(1),
       t.wasmParallelGrouped.toFixed(1),
+      `${parallelGroupedRatio.median.toFixed(2)} [${
+        parallelGroupedRatio.low.toFixed(2)
+      }-${parallelGroupedRatio.high.toFixed(2)}]`,
       vsNumpy(t.wasmParallel),
       vsNumpy(t.wasmParallelGrouped),
       t.wasmParallelCopied.toFixed(1),
@@ -323,7 +332,8 @@ function nearTheLimit(): void {
       "out at the end; vs TS = against the " +
       "TypeScript kernel above. grouped / route, paired: the median of " +
       "the ratios of adjacent calls (21 rounds at 262144 x 256, 41 at " +
-      "16384 x 256), in brackets the lowest and highest. " +
+      "16384 x 256), in brackets the lowest and highest; parallel grouped " +
+      "/ parallel, paired: the same for routeParallel on 2 threads. " +
       "parallel CPU = CPU time of one call, both " +
       "threads together: half of it over numpy is the ratio two free cores " +
       "would give where other work shares this machine's cores.\n",
@@ -339,6 +349,7 @@ function nearTheLimit(): void {
     "grouped vs TS",
     "parallel ms",
     "parallel grouped ms",
+    "parallel grouped / parallel, paired",
     "parallel / numpy",
     "parallel grouped / numpy",
     "parallel copied ms",
