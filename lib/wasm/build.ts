@@ -15,7 +15,15 @@
 // each thread reads them in place. Its data (dual.c's constant table) sits
 // after the stack, below `__heap_base`, written once per memory by the
 // start function wasm-ld adds; each instance gets its own stack in that
-// memory through its exported `__stack_pointer`.
+// memory through its exported `__stack_pointer`. That memory is 4 GiB from
+// the start and never grows (its first and largest sizes are the same): V8
+// checks every access of a WebAssembly kernel against the memory's size,
+// and where a shared memory could grow (another thread may grow it), it
+// loads that size again before each access; a fixed size it keeps in a
+// register, as for a private memory. Measured at 16384 x 256, paired
+// against a memory that grows: routing 4-5% less time, a BIP round 8%, a
+// Quantile batch 7%. The address space is all reserved either way; the
+// operating system backs a page when it is first written.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
@@ -41,9 +49,9 @@ const INITIAL_PAGES = 16;
 /** The threads module: its sources, stack, first and largest memory. */
 const THREADS_SOURCES = ["dual.c", "route.c", "select.c"];
 const THREADS_STACK_BYTES = 65536;
-const THREADS_INITIAL_PAGES = 2;
-/** 4 GiB, all wasm32 addresses: a reservation of address space only. */
+/** 4 GiB, all wasm32 addresses, from the start (see above). */
 const THREADS_MAX_PAGES = 65536;
+const THREADS_INITIAL_PAGES = THREADS_MAX_PAGES;
 /**
  * The clang command line, sources last; `shared` builds the threads
  * module (imports a shared memory, exports its stack pointer).
@@ -142,7 +150,7 @@ export function buildModuleText(): string {
       "/** The module, base64. */",
       `export const WASM_MODULE_BASE64 =\n  "${encodeBase64(bytes)}";`,
       "",
-      "/** The threads module's stack bytes, first and largest pages (shared memory). */",
+      "/** The threads module's stack bytes, first and largest pages (shared memory, one fixed size). */",
       `export const WASM_THREADS_STACK_BYTES = ${THREADS_STACK_BYTES};`,
       `export const WASM_THREADS_INITIAL_PAGES = ${THREADS_INITIAL_PAGES};`,
       `export const WASM_THREADS_MAX_PAGES = ${THREADS_MAX_PAGES};`,

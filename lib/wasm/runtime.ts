@@ -5,7 +5,8 @@
 // an exported C function, and copy the result out.
 //
 // The shared heap (`sharedWasmHeap`) is the other memory: one shared
-// WebAssembly.Memory per process (its buffer a SharedArrayBuffer), regions
+// WebAssembly.Memory per thread that asks for one (its buffer a
+// SharedArrayBuffer, 4 GiB of address space from the start), regions
 // allocated and freed by the thread that made it, on which every routing
 // thread instantiates the threads module (the route kernel built for a
 // shared memory, `sharedWasmInstance`) with a stack of its own, so that
@@ -162,26 +163,26 @@ function align(n: number): number {
 
 /**
  * A WebAssembly memory shared between threads, with an allocator of
- * 16-byte aligned regions run by the thread that made it. The memory
- * grows (up to 4 GiB, reserved as address space only) and never shrinks;
- * a region's address stays valid until it is freed, and a view taken
- * before the memory grew still reads it (a shared memory's buffer is
- * never detached).
+ * 16-byte aligned regions run by the thread that made it. The memory is
+ * 4 GiB from the start and never grows (the threads module's kernels run
+ * faster on a shared memory of fixed size: lib/wasm/build.ts); the
+ * operating system backs its pages when they are first written. A
+ * region's address stays valid until it is freed.
  */
 export interface SharedWasmHeap {
   /** The memory (`shared`: its buffer is a `SharedArrayBuffer`). */
   readonly memory: WebAssembly.Memory;
   /**
    * The address of a free region of at least `bytes` bytes (16-byte
-   * aligned, not zeroed), or `undefined` where the memory cannot grow to
-   * hold it.
+   * aligned, not zeroed), or `undefined` where the memory has no such
+   * region left.
    */
   alloc(bytes: number): number | undefined;
   /** Returns a region from {@linkcode SharedWasmHeap.alloc} (once). */
   free(ptr: number): void;
   /** Bytes held by regions not freed. */
   used(): number;
-  /** Whether `buffer` is this memory's buffer (at any length it had). */
+  /** Whether `buffer` is this memory's buffer. */
   holds(buffer: ArrayBufferLike): boolean;
 }
 
@@ -220,7 +221,7 @@ const heapArrays = new FinalizationRegistry<number>((ptr) => heap?.free(ptr));
  * ({@linkcode sharedWasmHeap}), their region freed when the returned array
  * is garbage collected (keep it, not only views of its buffer, while it is
  * in use); `undefined` where the engine has no shared WebAssembly memory
- * or the heap cannot grow to hold them. The route op's WebAssembly kernel
+ * or the heap has no room left for them. The route op's WebAssembly kernel
  * reads scores there in place.
  */
 export function sharedHeapFloat32(length: number): Float32Array | undefined {
@@ -390,6 +391,8 @@ function makeHeap(): SharedWasmHeap | null {
   if (typeof SharedArrayBuffer !== "function") return null;
   let memory: WebAssembly.Memory;
   try {
+    // The threads module's sizes, one fixed size: where the system will
+    // not map 4 GiB, no heap (the kernels copy their inputs in instead).
     memory = new WebAssembly.Memory({
       initial: WASM_THREADS_INITIAL_PAGES,
       maximum: WASM_THREADS_MAX_PAGES,
@@ -402,7 +405,7 @@ function makeHeap(): SharedWasmHeap | null {
   // The heap's own thread runs on the module's stack, the first bytes.
   const own = sharedWasmInstance(memory);
   if (own === undefined) return null;
-  const buffers = new WeakSet<ArrayBufferLike>([memory.buffer]);
+  const buffer = memory.buffer;
   /** Free regions, by address, none adjacent to another. */
   const free: { ptr: number; bytes: number }[] = [];
   const held = new Map<number, number>();
@@ -430,20 +433,9 @@ function makeHeap(): SharedWasmHeap | null {
         break;
       }
       if (ptr < 0) {
-        const end = top + size;
-        const length = memory.buffer.byteLength;
-        if (end > length) {
-          const pages = Math.ceil((end - length) / PAGE);
-          if (length / PAGE + pages > WASM_THREADS_MAX_PAGES) return undefined;
-          try {
-            memory.grow(pages);
-          } catch {
-            return undefined;
-          }
-          buffers.add(memory.buffer);
-        }
+        if (top + size > buffer.byteLength) return undefined;
         ptr = top;
-        top = end;
+        top += size;
       }
       held.set(ptr, size);
       inUse += size;
@@ -475,6 +467,6 @@ function makeHeap(): SharedWasmHeap | null {
       else free.splice(i, 0, region);
     },
     used: () => inUse,
-    holds: (buffer) => buffers.has(buffer),
+    holds: (b) => b === buffer,
   };
 }

@@ -83,19 +83,25 @@ test("shared heap: a shared memory, aligned regions, freed ones reused and merge
   assert.equal(heap.used(), before);
 });
 
-test("shared heap: views taken before the memory grows still read it", () => {
+test("shared heap: 4 GiB from the start, the same buffer for every region, no region past its end", () => {
   const heap = sharedWasmHeap()!;
+  const buffer = heap.memory.buffer;
+  assert.equal(buffer.byteLength, 2 ** 32);
   const p = heap.alloc(64)!;
-  const old = new Float32Array(heap.memory.buffer, p, 16);
-  old.fill(3.5);
-  const big = heap.alloc(heap.memory.buffer.byteLength + 65536)!;
-  assert.notEqual(heap.memory.buffer, old.buffer, "the memory grew");
-  assert.ok(heap.holds(old.buffer) && heap.holds(heap.memory.buffer));
+  const view = new Float32Array(heap.memory.buffer, p, 16);
+  view.fill(3.5);
+  // A region of a GiB, written at its last float: the memory stays the
+  // same buffer, and the first region reads what it held.
+  const big = heap.alloc(2 ** 30)!;
+  new Float32Array(heap.memory.buffer, big, 2 ** 28)[2 ** 28 - 1] = 7;
+  assert.equal(heap.memory.buffer, buffer, "one buffer, never replaced");
+  assert.ok(heap.holds(view.buffer) && heap.holds(buffer));
   assert.ok(!heap.holds(new SharedArrayBuffer(8)));
-  const now = new Float32Array(heap.memory.buffer, p, 16);
-  assert.deepEqual([...now], new Array(16).fill(3.5));
-  now[5] = -1;
-  assert.equal(old[5], -1, "the same memory");
+  assert.deepEqual([...view], new Array(16).fill(3.5));
+  // What is left past the top: a region of that size fits, one more
+  // byte does not.
+  const left = 2 ** 32 - (big + 2 ** 30);
+  assert.equal(heap.alloc(left + 16), undefined);
   heap.free(big);
   heap.free(p);
 });
