@@ -209,7 +209,7 @@ const instances = new WeakMap<WebAssembly.Memory, SharedWasmInstance>();
  * plain `SharedArrayBuffer` and are copied into each thread's memory).
  */
 export function sharedWasmHeap(): SharedWasmHeap | undefined {
-  if (heap === undefined) heap = makeHeap();
+  if (heap === undefined) heap = createSharedWasmHeap() ?? null;
   return heap ?? undefined;
 }
 
@@ -387,8 +387,15 @@ function threadsWasmModule(): WebAssembly.Module | undefined {
   return threadsModule ?? undefined;
 }
 
-function makeHeap(): SharedWasmHeap | null {
-  if (typeof SharedArrayBuffer !== "function") return null;
+/**
+ * A new shared heap of its own (a memory and an allocator, as
+ * {@linkcode sharedWasmHeap}'s), or `undefined` where the engine has no
+ * shared WebAssembly memory or the system will not map one. The kernels
+ * read in place only in this thread's {@linkcode sharedWasmHeap}; a heap
+ * of its own serves to test the allocator from a known state.
+ */
+export function createSharedWasmHeap(): SharedWasmHeap | undefined {
+  if (typeof SharedArrayBuffer !== "function") return undefined;
   let memory: WebAssembly.Memory;
   try {
     // The threads module's sizes, one fixed size: where the system will
@@ -398,13 +405,13 @@ function makeHeap(): SharedWasmHeap | null {
       maximum: WASM_THREADS_MAX_PAGES,
       shared: true,
     });
-    if (!(memory.buffer instanceof SharedArrayBuffer)) return null;
+    if (!(memory.buffer instanceof SharedArrayBuffer)) return undefined;
   } catch {
-    return null;
+    return undefined;
   }
   // The heap's own thread runs on the module's stack, the first bytes.
   const own = sharedWasmInstance(memory);
-  if (own === undefined) return null;
+  if (own === undefined) return undefined;
   const buffer = memory.buffer;
   /** Free regions, by address, none adjacent to another. */
   const free: { ptr: number; bytes: number }[] = [];

@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readSources, sourcesHash } from "./build.ts";
 import {
+  createSharedWasmHeap,
   sharedWasmHeap,
   sharedWasmInstance,
   wasmRuntime,
@@ -58,8 +59,11 @@ test("reserve: aligned, reused per slot, grows memory without losing data", () =
 });
 
 test("shared heap: a shared memory, aligned regions, freed ones reused and merged", () => {
-  const heap = sharedWasmHeap();
-  assert.ok(heap, "Deno and Bun have shared WebAssembly memory");
+  assert.ok(sharedWasmHeap(), "Deno and Bun have shared WebAssembly memory");
+  // A heap of its own: this thread's may hold regions that other tests'
+  // arrays free whenever they are collected.
+  const heap = createSharedWasmHeap();
+  assert.ok(heap);
   assert.ok(heap.memory.buffer instanceof SharedArrayBuffer);
   const before = heap.used();
   const a = heap.alloc(100)!, b = heap.alloc(40)!, c = heap.alloc(16)!;
@@ -84,7 +88,7 @@ test("shared heap: a shared memory, aligned regions, freed ones reused and merge
 });
 
 test("shared heap: 4 GiB from the start, the same buffer for every region, no region past its end", () => {
-  const heap = sharedWasmHeap()!;
+  const heap = createSharedWasmHeap()!;
   const buffer = heap.memory.buffer;
   assert.equal(buffer.byteLength, 2 ** 32);
   const p = heap.alloc(64)!;
