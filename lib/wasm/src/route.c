@@ -1016,18 +1016,30 @@ kept_groups_f32(const float *row, const float *biasF, float eB, int G,
   v128_t low = lo;
   int count = 0;
   u64 bits = 0;
+  // Each quad's scores turned by one, two and three lanes: lane l of
+  // S[c] meets every lane of S[e] in S[e] and its three turns, so its rank
+  // counts the larger scores with 4 compares a quad (3 for its own quad: a
+  // score is not larger than itself) instead of a broadcast and a compare
+  // a score; 70 fewer instructions a row at V3's shape.
+  v128_t R1[F32_GROUPS / 4], R2[F32_GROUPS / 4], R3[F32_GROUPS / 4];
+  for (int e = 0; e < quads; e++) {
+    v128_t v = S[e];
+    R1[e] = wasm_i32x4_shuffle(v, v, 1, 2, 3, 0);
+    R2[e] = wasm_i32x4_shuffle(v, v, 2, 3, 0, 1);
+    R3[e] = wasm_i32x4_shuffle(v, v, 3, 0, 1, 2);
+  }
   for (int c = 0; c < quads; c++) {
-    v128_t rank = wasm_i32x4_splat(0);
+    v128_t x = S[c];
+    v128_t rank = wasm_i32x4_add(
+        wasm_f32x4_gt(R1[c], x),
+        wasm_i32x4_add(wasm_f32x4_gt(R2[c], x), wasm_f32x4_gt(R3[c], x)));
     for (int e = 0; e < quads; e++) {
-      v128_t v = S[e];
-      rank = wasm_i32x4_add(
-          rank, wasm_f32x4_gt(wasm_i32x4_shuffle(v, v, 0, 0, 0, 0), S[c]));
-      rank = wasm_i32x4_add(
-          rank, wasm_f32x4_gt(wasm_i32x4_shuffle(v, v, 1, 1, 1, 1), S[c]));
-      rank = wasm_i32x4_add(
-          rank, wasm_f32x4_gt(wasm_i32x4_shuffle(v, v, 2, 2, 2, 2), S[c]));
-      rank = wasm_i32x4_add(
-          rank, wasm_f32x4_gt(wasm_i32x4_shuffle(v, v, 3, 3, 3, 3), S[c]));
+      if (e == c) continue;
+      v128_t a =
+          wasm_i32x4_add(wasm_f32x4_gt(S[e], x), wasm_f32x4_gt(R1[e], x));
+      v128_t b =
+          wasm_i32x4_add(wasm_f32x4_gt(R2[e], x), wasm_f32x4_gt(R3[e], x));
+      rank = wasm_i32x4_add(rank, wasm_i32x4_add(a, b));
     }
     v128_t K = wasm_v128_and(
         real[c], wasm_i32x4_gt(rank, wasm_i32x4_splat(-topGroups)));
