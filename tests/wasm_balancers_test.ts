@@ -27,6 +27,7 @@ import {
 import { createRouting } from "../lib/select/routing.ts";
 import { sinkhornCpu, sinkhornOp } from "../lib/ops/sinkhorn.ts";
 import { sinkhornWasm } from "../lib/ops/sinkhorn_wasm.ts";
+import { fdlibmExp } from "../lib/numeric/fdlibm.ts";
 import { wasmRuntime, wasmRuntimeOn } from "../lib/wasm/runtime.ts";
 import { sharedScoreData } from "../lib/ops/route_threads.ts";
 import { createBalancer } from "../lib/route/registry.ts";
@@ -396,6 +397,96 @@ describe("WebAssembly Sinkhorn steps, bit for bit", { skip }, () => {
     });
   }
 });
+
+describe(
+  "the Sinkhorn kernel's exp on WebAssembly, bit for bit",
+  { skip },
+  () => {
+    // Every entry of the tiles against fdlibmExp((s - max) / tau), the CPU
+    // kernel's: e_exp.c's every branch (k = 0, k = +-1, the general
+    // reduction, 1 + x below 2^-28, subnormal results, underflow to 0, the
+    // -Infinity scores), odd expert counts (the scalar tail) and a row
+    // count that is not a whole number of tiles (zero rows after it).
+    const TILE = 8;
+    // |x| at e_exp.c's branch points (the high words 0x3FD62E43, 0x3FF0A2B2,
+    // 0x3E300000 and 0x40862E42 of |x|, as doubles) and the float32 values
+    // next to each, below and above.
+    const view = new DataView(new ArrayBuffer(8));
+    const fromHigh = (hi: number) => {
+      view.setUint32(0, hi);
+      view.setUint32(4, 0);
+      return view.getFloat64(0);
+    };
+    const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
+    const near = (v: number) => {
+      f32[0] = v;
+      const out = [f32[0]];
+      u32[0]--;
+      out.push(f32[0]);
+      u32[0] += 2;
+      out.push(f32[0]);
+      return out;
+    };
+    const edges = [0x3fd62e42, 0x3fd62e43, 0x3ff0a2b2, 0x3e300000, 0x40862e42]
+      .flatMap((hi) => near(fromHigh(hi)));
+    for (
+      const [N, E, tau, spread] of [
+        [13, 7, 1, 1],
+        [40, 64, 0.5, 3],
+        [17, 33, 3.7, 1e3],
+        [24, 10, 0.01, 8], // x down to -800: subnormal results and zeros
+        [16, 256, 1, 1e-9], // |x| below 2^-28
+        [16, 256, 0.7, 1e-9], // the same, x with all 53 bits
+        [16, 256, 1e-3, 1],
+        [11, 48, 1, 0], // rows of the branch points, each row's largest 0
+        // x = -0.35 / tau between 0.5 ln 2 and the first |x| e_exp.c
+        // reduces (high word 0x3FD62E43), less than 1e-9 wide: k = 1 there.
+        [
+          64,
+          16,
+          Math.fround(0.35) / ((Math.LN2 / 2 + fromHigh(0x3fd62e43)) / 2),
+          -1,
+        ],
+      ] as const
+    ) {
+      test(`${N}x${E} tau=${tau} spread=${spread}`, () => {
+        const rt = wasmRuntime()!;
+        const rng = new Rng(N + E);
+        const data = new Float32Array(N * E);
+        for (let i = 0; i < N; i++) {
+          for (let j = 0; j < E; j++) {
+            data[i * E + j] = spread === 0
+              ? j === 0 ? 0 : -edges[(i * E + j) % edges.length]
+              : spread === -1 // each row's largest i 2^-38: 64 values of x
+              ? j === 0 ? i * 2 ** -38 : -0.35
+              : spread * rng.uniform() * (spread < 1e-6 ? -1 : 1);
+          }
+          if (spread > 0 && i % 5 === 3) data[i * E + (i % E)] = -Infinity;
+        }
+        data.fill(-Infinity, 2 * E, 3 * E); // a row of -Infinity
+        const rows = Math.ceil(N / TILE) * TILE;
+        const ps = rt.reserve("test.scores", N * E * 4);
+        const pk = rt.reserve("test.kernel", rows * E * 8);
+        rt.f32(ps, N * E).set(data);
+        rt.f64(pk, rows * E).fill(NaN);
+        rt.exports.moelab_sinkhorn_kernel(ps, N, E, tau, pk);
+        const k = rt.f64(pk, rows * E);
+        for (let i = 0; i < rows; i++) {
+          let max = -Infinity;
+          for (let j = 0; j < E && i < N; j++) {
+            if (data[i * E + j] > max) max = data[i * E + j];
+          }
+          if (max === -Infinity) max = 0;
+          for (let j = 0; j < E; j++) {
+            const want = i < N ? fdlibmExp((data[i * E + j] - max) / tau) : 0;
+            const got = k[(i - (i % TILE)) * E + j * TILE + (i % TILE)];
+            assert.ok(Object.is(got, want), `(${i}, ${j}): ${got} vs ${want}`);
+          }
+        }
+      });
+    }
+  },
+);
 
 describe("balancers on wasm and cpu route alike", { skip }, () => {
   for (const method of ["bip", "quantile", "sinkhorn"]) {

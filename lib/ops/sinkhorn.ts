@@ -1,6 +1,11 @@
 // The Sinkhorn scaling op (S-BASE, Clark et al. 2022; Megatron-Core
 // `sinkhorn`; docs/algorithms.md section 8) and its production CPU kernel,
-// the scaling the `sinkhorn` balancer and `sinkhornScaling` run.
+// the scaling the `sinkhorn` balancer and `sinkhornScaling` run. Its exp
+// and log are fdlibm's (lib/numeric/fdlibm.ts), not Math.exp and Math.log,
+// which differ in the last bit from engine to engine: the same scores give
+// the same scale on every engine, and the WebAssembly kernel's exp
+// (lib/wasm/src/sinkhorn.c) is the same function.
+import { fdlibmExp, fdlibmLog } from "../numeric/fdlibm.ts";
 import {
   checkInteger,
   checkNumber,
@@ -175,11 +180,11 @@ export function sinkhornCpu(args: SinkhornArgs): SinkhornResult {
     for (let j = 0; j < E; j++) if (data[base + j] > max) max = data[base + j];
     if (max === -Infinity) max = 0;
     for (let j = 0; j < E; j++) {
-      kernel[base + j] = Math.exp((data[base + j] - max) / tau);
+      kernel[base + j] = fdlibmExp((data[base + j] - max) / tau);
     }
   }
   const target = N / E;
-  for (let j = 0; j < E; j++) vj[j] = Math.exp(logV[j] / tau);
+  for (let j = 0; j < E; j++) vj[j] = fdlibmExp(logV[j] / tau);
   let iterations = 0, error = Infinity;
   while (true) {
     // Rows: each token's mass becomes 1; the column sums of the scaled
@@ -205,9 +210,9 @@ export function sinkhornCpu(args: SinkhornArgs): SinkhornResult {
   }
   // Centre the log scale: a common factor changes no selection.
   let mean = 0;
-  for (let j = 0; j < E; j++) mean += Math.log(vj[j]);
+  for (let j = 0; j < E; j++) mean += fdlibmLog(vj[j]);
   mean /= E;
-  for (let j = 0; j < E; j++) logV[j] = tau * (Math.log(vj[j]) - mean);
+  for (let j = 0; j < E; j++) logV[j] = tau * (fdlibmLog(vj[j]) - mean);
   return { iterations, error };
 }
 

@@ -1,10 +1,12 @@
 // The WebAssembly SIMD kernel of the Sinkhorn op (backend "wasm"): the CPU
 // kernel's steps, bit for bit, on lib/wasm/src/sinkhorn.c. The kernel
-// `exp(s / tau)` is computed here with Math.exp, as the CPU kernel does
-// (the same bits on every engine), into row tiles in the instance's
-// memory; the steps, where the time goes, run there.
+// `exp(s / tau)` is computed there too, blocks of rows copied into the
+// instance's memory, with fdlibm's exp (the CPU kernel's, lib/numeric/
+// fdlibm.ts), two lanes at a time; the column scale's exp and the logs of
+// the result (one per expert) here, by the same functions.
 import { registerKernel } from "./registry.ts";
 import { wasmRuntime } from "../wasm/runtime.ts";
+import { fdlibmExp, fdlibmLog } from "../numeric/fdlibm.ts";
 import {
   type SinkhornArgs,
   sinkhornOp,
@@ -13,6 +15,8 @@ import {
 
 /** Rows per tile of the kernel (TILE in lib/wasm/src/sinkhorn.c). */
 const TILE = 8;
+/** Rows of scores copied in per call of the exp kernel (whole tiles). */
+const BLOCK_ROWS = 1024;
 
 /**
  * The WebAssembly SIMD kernel of {@linkcode sinkhornOp}: the same
@@ -29,31 +33,31 @@ export function sinkhornWasm(args: SinkhornArgs): SinkhornResult {
   const { data, tokens: N, experts: E } = scores;
   const tiles = Math.ceil(N / TILE);
   const rows = tiles * TILE;
+  const block = Math.min(rows, BLOCK_ROWS);
   const at = {
     kernel: rt.reserve("sinkhorn.kernel", rows * E * 8),
     colScale: rt.reserve("sinkhorn.colScale", E * 8),
     rowScale: rt.reserve("sinkhorn.rowScale", rows * 8),
     colSum: rt.reserve("sinkhorn.colSum", E * 8),
     error: rt.reserve("sinkhorn.error", 8),
+    scores: rt.reserve("sinkhorn.scores", block * E * 4),
   };
-  const kernel = rt.f64(at.kernel, rows * E);
+  // exp((s - max of the row) / tau) into the tiles, a block of rows at a
+  // time; the last tile's rows past the batch are 0.
+  const scoresIn = rt.f32(at.scores, block * E);
+  for (let i = 0; i < N; i += block) {
+    const n = Math.min(block, N - i);
+    scoresIn.set(data.subarray(i * E, (i + n) * E));
+    rt.exports.moelab_sinkhorn_kernel(
+      at.scores,
+      n,
+      E,
+      tau,
+      at.kernel + i * E * 8,
+    );
+  }
   const vj = rt.f64(at.colScale, E);
-  // exp(s - max of the row), as the CPU kernel; rows past the batch are 0.
-  for (let i = 0; i < N; i++) {
-    const base = i * E;
-    let max = -Infinity;
-    for (let j = 0; j < E; j++) if (data[base + j] > max) max = data[base + j];
-    if (max === -Infinity) max = 0;
-    const at = (i - (i % TILE)) * E + (i % TILE);
-    for (let j = 0; j < E; j++) {
-      kernel[at + j * TILE] = Math.exp((data[base + j] - max) / tau);
-    }
-  }
-  for (let i = N; i < rows; i++) {
-    const at = (tiles - 1) * TILE * E + (i % TILE);
-    for (let j = 0; j < E; j++) kernel[at + j * TILE] = 0;
-  }
-  for (let j = 0; j < E; j++) vj[j] = Math.exp(logV[j] / tau);
+  for (let j = 0; j < E; j++) vj[j] = fdlibmExp(logV[j] / tau);
   const iterations = rt.exports.moelab_sinkhorn_steps(
     at.kernel,
     tiles,
@@ -69,9 +73,9 @@ export function sinkhornWasm(args: SinkhornArgs): SinkhornResult {
   const error = rt.f64(at.error, 1)[0];
   // Centre the log scale: a common factor changes no selection.
   let mean = 0;
-  for (let j = 0; j < E; j++) mean += Math.log(vj[j]);
+  for (let j = 0; j < E; j++) mean += fdlibmLog(vj[j]);
   mean /= E;
-  for (let j = 0; j < E; j++) logV[j] = tau * (Math.log(vj[j]) - mean);
+  for (let j = 0; j < E; j++) logV[j] = tau * (fdlibmLog(vj[j]) - mean);
   return { iterations, error };
 }
 

@@ -10,6 +10,239 @@
 
 #define TILE 8
 
+typedef unsigned long long u64;
+
+// Doubles from their bits.
+static double from_bits(u64 b) {
+  union {
+    u64 u;
+    double d;
+  } v = {b};
+  return v.d;
+}
+
+// lib/numeric/fdlibm.ts fdlibmExp (fdlibm 5.3 e_exp.c), the same
+// operations in the same order: the same bits. Its branch points, fdlibm's
+// tests of the high word of |x|, as doubles.
+#define EXP_FILTER from_bits(0x40862E4200000000ull) // filtered at or above
+#define EXP_REDUCE from_bits(0x3FD62E4300000000ull) // reduced at or above
+#define EXP_ONE from_bits(0x3FF0A2B200000000ull)    // k = +-1 below
+#define EXP_TINY from_bits(0x3E30000000000000ull)   // 1 + x below (2^-28)
+#define O_THRESHOLD 7.09782712893383973096e+02
+#define U_THRESHOLD -7.45133219101941108420e+02
+#define LN2_HI 6.93147180369123816490e-01
+#define LN2_LO 1.90821492927058770002e-10
+#define INV_LN2 1.44269504088896338700e+00
+#define P1 1.66666666666666019037e-01
+#define P2 -2.77777777770155933842e-03
+#define P3 6.61375632143793436117e-05
+#define P4 -1.65339022054652515390e-06
+#define P5 4.13813679705723846039e-08
+
+// 2^k, k in [-1022, 1023].
+static double pow2(int k) { return from_bits((u64)(k + 1023) << 52); }
+
+static double fdlibm_exp(double x) {
+  double ax = __builtin_fabs(x);
+  if (!(ax < EXP_FILTER)) {
+    if (x != x) return x + x;
+    if (x == __builtin_inf()) return x;
+    if (x == -__builtin_inf()) return 0;
+    if (x > O_THRESHOLD) return __builtin_inf();
+    if (x < U_THRESHOLD) return 0;
+  }
+  int k = 0;
+  double hi = 0, lo = 0;
+  if (ax >= EXP_REDUCE) {
+    if (ax < EXP_ONE) {
+      if (x > 0) {
+        hi = x - LN2_HI;
+        lo = LN2_LO;
+        k = 1;
+      } else {
+        hi = x + LN2_HI;
+        lo = -LN2_LO;
+        k = -1;
+      }
+    } else {
+      k = (int)(INV_LN2 * x + (x < 0 ? -0.5 : 0.5));
+      hi = x - k * LN2_HI;
+      lo = k * LN2_LO;
+    }
+    x = hi - lo;
+  } else if (ax < EXP_TINY) {
+    return 1 + x;
+  }
+  double t = x * x;
+  double c = x - t * (P1 + t * (P2 + t * (P3 + t * (P4 + t * P5))));
+  if (k == 0) return 1 - ((x * c) / (c - 2.0) - x);
+  double y = 1 - ((lo - (x * c) / (2.0 - c)) - hi);
+  if (k >= -1021) return k == 1024 ? y * 2 * pow2(1023) : y * pow2(k);
+  return y * pow2(k + 1000) * pow2(-1000);
+}
+
+// exp_lanes' constants, splatted once per call of the kernel from a
+// volatile table: V8 builds each v128.const again at every use inside a
+// loop (a few instructions each), which took more time than the exp's
+// arithmetic; held in variables they stay in registers or one load away.
+static volatile u64 EXP_TABLE[] = {
+    0x3FE0000000000000ull, // 0.5
+    0x8000000000000000ull, // -0.0: the sign bit
+    0x3FD62E4300000000ull, // EXP_REDUCE
+    0x3FF71547652B82FEull, // INV_LN2
+    0x3FE62E42FEE00000ull, // LN2_HI
+    0x3DEA39EF35793C76ull, // LN2_LO
+    0x3FC555555555553Eull, // P1
+    0xBF66C16C16BEBD93ull, // P2
+    0x3F11566AAF25DE2Cull, // P3
+    0xBEBBBD41C5D26BF1ull, // P4
+    0x3E66376972BEA4D0ull, // P5
+    0x4000000000000000ull, // 2.0
+    0x3FF0000000000000ull, // 1.0
+    0x4338000000000000ull, // 1.5 2^52
+    0x3E30000000000000ull, // EXP_TINY
+    0xC086200000000000ull, // -708
+    0x4086280000000000ull, // 709
+    1023,                  // the exponent bias (an integer)
+};
+typedef struct {
+  v128_t half, sign, reduce, invln2, ln2hi, ln2lo, p1, p2, p3, p4, p5, two,
+      one, magic, tiny, low, high, bias;
+} ExpConstants;
+
+static ExpConstants exp_constants(void) {
+  ExpConstants c;
+  v128_t *at = &c.half;
+  for (int i = 0; i < (int)(sizeof c / sizeof(v128_t)); i++) {
+    at[i] = wasm_i64x2_splat((long long)EXP_TABLE[i]);
+  }
+  return c;
+}
+
+// fdlibm_exp of both lanes, without a branch where both lie in
+// (-708, 709) (there -1021 <= k <= 1023): the same operations as
+// fdlibm_exp's, lane by lane. In the reduced range below EXP_ONE,
+// (int)(INV_LN2 * x +- 0.5) is +-1 (INV_LN2 |x| lies in [0.5000000013,
+// 1.4999997]), so the general reduction is e_exp.c's k = +-1 case,
+// operation for operation; with k = 0, hi = x and lo = 0 it is the
+// unreduced one. One quotient q = x c / (c - 2) serves both of e_exp.c's
+// endings: x c / (2 - c) is exactly -q and lo - (-q) is lo + q, and with
+// k = 0 (lo = +0, q not -0) 1 - ((lo + q) - hi) is 1 - (q - x). Below
+// EXP_TINY, 1 + x. Other lanes take fdlibm_exp.
+static inline __attribute__((always_inline)) v128_t
+exp_lanes(v128_t x, const ExpConstants *K) {
+  v128_t ax = wasm_f64x2_abs(x);
+  v128_t half = wasm_v128_or(K->half, wasm_v128_and(x, K->sign));
+  v128_t reduce = wasm_f64x2_ge(ax, K->reduce);
+  v128_t kf = wasm_v128_and(
+      reduce,
+      wasm_f64x2_trunc(wasm_f64x2_add(wasm_f64x2_mul(K->invln2, x), half)));
+  v128_t hi = wasm_f64x2_sub(x, wasm_f64x2_mul(kf, K->ln2hi));
+  v128_t lo = wasm_f64x2_mul(kf, K->ln2lo);
+  v128_t r = wasm_f64x2_sub(hi, lo);
+  v128_t t = wasm_f64x2_mul(r, r);
+  v128_t poly = wasm_f64x2_add(K->p4, wasm_f64x2_mul(t, K->p5));
+  poly = wasm_f64x2_add(K->p3, wasm_f64x2_mul(t, poly));
+  poly = wasm_f64x2_add(K->p2, wasm_f64x2_mul(t, poly));
+  poly = wasm_f64x2_add(K->p1, wasm_f64x2_mul(t, poly));
+  v128_t c = wasm_f64x2_sub(r, wasm_f64x2_mul(t, poly));
+  v128_t q = wasm_f64x2_div(wasm_f64x2_mul(r, c), wasm_f64x2_sub(c, K->two));
+  v128_t y = wasm_f64x2_sub(K->one,
+                            wasm_f64x2_sub(wasm_f64x2_add(lo, q), hi));
+  // y * 2^k: k (an integer in [-1021, 1023] in the lanes kept) as the
+  // low bits of kf + 1.5 2^52, less those of 1.5 2^52, plus the exponent
+  // bias, shifted into the exponent.
+  v128_t k = wasm_i64x2_sub(wasm_f64x2_add(kf, K->magic), K->magic);
+  v128_t scale = wasm_i64x2_shl(
+      wasm_i64x2_add(k, K->bias), 52);
+  v128_t e = wasm_f64x2_mul(y, scale);
+  v128_t tiny = wasm_f64x2_lt(ax, K->tiny);
+  e = wasm_v128_bitselect(wasm_f64x2_add(K->one, x), e, tiny);
+  v128_t ok = wasm_v128_and(wasm_f64x2_gt(x, K->low),
+                            wasm_f64x2_lt(x, K->high));
+  if (!wasm_i64x2_all_true(ok)) {
+    if (!wasm_i64x2_extract_lane(ok, 0)) {
+      e = wasm_f64x2_replace_lane(
+          e, 0, fdlibm_exp(wasm_f64x2_extract_lane(x, 0)));
+    }
+    if (!wasm_i64x2_extract_lane(ok, 1)) {
+      e = wasm_f64x2_replace_lane(
+          e, 1, fdlibm_exp(wasm_f64x2_extract_lane(x, 1)));
+    }
+  }
+  return e;
+}
+
+// The kernel of the scaling for `rows` rows of scores `s` (rows x E
+// float32, no NaN or +Infinity), as lib/ops/sinkhorn.ts computes it:
+// `exp((s[i][j] - m_i) / tau)` with m_i the row's largest score (0 where
+// every score is -Infinity), fdlibm's exp. Written into the tiles from
+// `k`, the first row at a tile's start; the last tile's rows past `rows`
+// are zeros.
+__attribute__((export_name("moelab_sinkhorn_kernel"))) void
+moelab_sinkhorn_kernel(const float *s, int rows, int E, double tau,
+                       double *k) {
+  int divide = tau != 1.0;
+  v128_t T = wasm_f64x2_splat(tau);
+  ExpConstants K = exp_constants();
+  for (int i = 0; i < rows; i++) {
+    const float *row = s + (long)i * E;
+    double *out = k + (long)(i / TILE) * TILE * E + i % TILE;
+    // The largest score; no NaN, so any order finds it (a zero's sign
+    // does not change exp(s - m), which is 1 for s = m).
+    float m = -__builtin_inff();
+    int j = 0;
+    if (E >= 4) {
+      v128_t mv = wasm_f32x4_splat(-__builtin_inff());
+      for (; j + 4 <= E; j += 4) {
+        mv = wasm_f32x4_pmax(mv, wasm_v128_load(row + j));
+      }
+      float a = wasm_f32x4_extract_lane(mv, 0);
+      float b = wasm_f32x4_extract_lane(mv, 1);
+      float c = wasm_f32x4_extract_lane(mv, 2);
+      float d = wasm_f32x4_extract_lane(mv, 3);
+      a = b > a ? b : a;
+      c = d > c ? d : c;
+      m = c > a ? c : a;
+    }
+    for (; j < E; j++) m = row[j] > m ? row[j] : m;
+    double max = m == -__builtin_inff() ? 0 : (double)m;
+    v128_t M = wasm_f64x2_splat(max);
+    // Four entries an iteration: two independent exp chains (each waits
+    // on its divisions) in flight at once.
+    for (j = 0; j + 4 <= E; j += 4) {
+      v128_t v = wasm_v128_load(row + j);
+      v128_t x0 = wasm_f64x2_sub(wasm_f64x2_promote_low_f32x4(v), M);
+      v128_t x1 = wasm_f64x2_sub(
+          wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(v, v, 2, 3, 0, 1)),
+          M);
+      if (divide) {
+        x0 = wasm_f64x2_div(x0, T);
+        x1 = wasm_f64x2_div(x1, T);
+      }
+      v128_t e0 = exp_lanes(x0, &K), e1 = exp_lanes(x1, &K);
+      out[j * TILE] = wasm_f64x2_extract_lane(e0, 0);
+      out[(j + 1) * TILE] = wasm_f64x2_extract_lane(e0, 1);
+      out[(j + 2) * TILE] = wasm_f64x2_extract_lane(e1, 0);
+      out[(j + 3) * TILE] = wasm_f64x2_extract_lane(e1, 1);
+    }
+    for (; j + 2 <= E; j += 2) {
+      v128_t x = wasm_f64x2_sub(
+          wasm_f64x2_promote_low_f32x4(wasm_v128_load64_zero(row + j)), M);
+      if (divide) x = wasm_f64x2_div(x, T);
+      v128_t e = exp_lanes(x, &K);
+      out[j * TILE] = wasm_f64x2_extract_lane(e, 0);
+      out[(j + 1) * TILE] = wasm_f64x2_extract_lane(e, 1);
+    }
+    if (j < E) out[j * TILE] = fdlibm_exp(((double)row[j] - max) / tau);
+  }
+  // The last tile's rows past the batch.
+  for (int i = rows; i % TILE; i++) {
+    double *out = k + (long)(i / TILE) * TILE * E + i % TILE;
+    for (int j = 0; j < E; j++) out[j * TILE] = 0;
+  }
+}
+
 // Row scales of one tile: `u[r] = 1 / sum_j K[r][j] v[j]` (0 where the sum
 // is not positive), each sum in order of j.
 static void tile_rows(const double *k, int E, const double *vj, double *u) {
