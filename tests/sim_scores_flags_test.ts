@@ -47,6 +47,40 @@ describe("moelab sim --scores", () => {
     });
   }
 
+  test("a +Infinity logit under softmax: exit 2 before any batch, naming it, nothing written", () => {
+    const bad = data.slice();
+    bad[2 * 32 * 8 + 17 * 8 + 3] = Infinity; // batch 2, token 17, expert 3
+    const path = join(dir, "inf.npy");
+    writeFileSync(path, encodeNpy(bad, [4, 32, 8]));
+    for (const gate of ["softmax", "sqrtsoftplus"]) {
+      const out = join(dir, `inf-${gate}`);
+      const r = cli(["sim", "--scores", path, "--gate", gate, "--out", out]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        /^error: scores must not hold \+Infinity with the \w+ gate .*value at batch 2, token 17, expert 3 is Infinity$/m,
+      );
+      assert.equal(existsSync(out), false, "nothing written");
+    }
+    // The sigmoid maps it to 1: the run goes through.
+    const r = cli([
+      "sim",
+      "--scores",
+      path,
+      "--methods",
+      "greedy",
+      "--top-k",
+      "2",
+      "--gpus",
+      "2",
+      "--quiet",
+      "--out",
+      join(dir, "inf-sigmoid"),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
   test("the same file without them runs on the recording's sizes", () => {
     const r = cli([
       "sim",

@@ -12,7 +12,9 @@ import type { Workload } from "./workload.ts";
  * @param array The logits, for example from {@linkcode parseNpy}.
  * @param gate Gate applied to the logits. Default `"sigmoid"`.
  * @throws {RangeError} If the array does not have 3 or 4 dimensions, a
- * dimension is zero, or a logit is NaN.
+ * dimension is zero, or a logit is NaN, or +Infinity with a gate other
+ * than the sigmoid (softmax would make its row NaN, sqrtsoftplus its score
+ * +Infinity).
  *
  * @example
  * ```ts
@@ -47,15 +49,25 @@ export function replayWorkload(
       }]`,
     );
   }
+  // +Infinity is a logit the sigmoid gate maps to 1; under softmax it
+  // makes its row NaN, under sqrtsoftplus a score +Infinity, and routing
+  // would stop at that batch, after the batches before it.
+  const infinityFails = gate !== "sigmoid";
   for (let i = 0; i < data.length; i++) {
-    if (data[i] !== data[i]) {
+    const v = data[i];
+    if (v !== v || (infinityFails && v === Infinity)) {
       const per = tokens * experts;
+      const at = `value at batch ${Math.floor(i / per)}, token ${
+        Math.floor((i % per) / experts)
+      }, expert ${i % experts}`;
       throw new RangeError(
-        `scores must not hold NaN: value at batch ${
-          Math.floor(i / per)
-        }, token ${Math.floor((i % per) / experts)}, expert ${
-          i % experts
-        } is NaN`,
+        v !== v
+          ? `scores must not hold NaN: ${at} is NaN`
+          : `scores must not hold +Infinity with the ${gate} gate (${
+            gate === "softmax"
+              ? "its row's scores would be NaN"
+              : "its score would be +Infinity"
+          }): ${at} is Infinity`,
       );
     }
   }

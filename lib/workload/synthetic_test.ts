@@ -259,4 +259,28 @@ describe("replayWorkload", () => {
       { name: "RangeError", message: /NaN/ },
     );
   });
+
+  test("+Infinity: a score of 1 by the sigmoid, an error naming it by the others", () => {
+    const data = new Float32Array([0, 0, 1, -1, 2, Infinity]);
+    const sig = replayWorkload({ shape: [3, 1, 2], data }, "sigmoid");
+    assert.deepEqual([...sig.scores(2, 0).data], [
+      Math.fround(1 / (1 + Math.exp(-2))),
+      1,
+    ]);
+    for (const gate of ["softmax", "sqrtsoftplus"] as const) {
+      assert.throws(() => replayWorkload({ shape: [3, 1, 2], data }, gate), {
+        name: "RangeError",
+        message: new RegExp(
+          `^scores must not hold \\+Infinity with the ${gate} gate .*` +
+            "value at batch 2, token 0, expert 1 is Infinity$",
+        ),
+      });
+    }
+    // -Infinity is a logit every gate takes (a score of 0).
+    const minus = new Float32Array([0, -Infinity]);
+    for (const gate of ["sigmoid", "softmax", "sqrtsoftplus"] as const) {
+      const w = replayWorkload({ shape: [1, 1, 2], data: minus }, gate);
+      assert.equal(w.scores(0, 0).data[1], 0);
+    }
+  });
 });
