@@ -192,6 +192,27 @@ describe("schedule and place (command line)", () => {
     }
   });
 
+  test("the slots' default that --gpus does not divide: the default named, not null", () => {
+    // 12 experts, 2 replicas: 12 redundant slots by default, 24 slots,
+    // which 5 GPUs do not divide.
+    const r = cli([
+      "schedule",
+      "--loads",
+      wide,
+      "--where",
+      "layer=0",
+      "--gpus",
+      "5",
+      "--placement",
+      "asymmetric",
+    ]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(
+      r.stderr,
+      "error: --redundant must make the slots (12 experts + 12) a multiple of --gpus (5): current value is 12, the default (12 experts x (--replicas 2 - 1)): give --redundant\n",
+    );
+  });
+
   test("cleans up", () => rmSync(work, { recursive: true, force: true }));
 });
 

@@ -140,10 +140,16 @@ export async function scheduleCommand(args: string[]): Promise<number> {
   }
   const slots = E + (redundant ?? E * (d - 1));
   if ((kind === "asymmetric" || kind === "hierarchical") && slots % G !== 0) {
+    // Without --redundant the slots are its default's: say which.
     throw new RangeError(
       `--redundant must make the slots (${E} experts + ${
         slots - E
-      }) a multiple of --gpus (${G}): current value is ${redundant}`,
+      }) a multiple of --gpus (${G}): current value is ${
+        redundant ??
+          `${
+            slots - E
+          }, the default (${E} experts x (--replicas ${d} - 1)): give --redundant`
+      }`,
     );
   }
   // A schedule counts each GPU's tokens in 32 bits: a row holding more
