@@ -173,71 +173,92 @@ exp_lanes(v128_t x, const ExpConstants *K) {
   return e;
 }
 
+// The largest of a row's E scores, as the TypeScript kernel finds it
+// (no NaN, so any order: a zero's sign does not change exp(s - m), which
+// is 1 for s = m), 0 where every score is -Infinity.
+static double row_max(const float *row, int E) {
+  float m = -__builtin_inff();
+  int j = 0;
+  if (E >= 4) {
+    v128_t mv = wasm_f32x4_splat(-__builtin_inff());
+    for (; j + 4 <= E; j += 4) {
+      mv = wasm_f32x4_pmax(mv, wasm_v128_load(row + j));
+    }
+    float a = wasm_f32x4_extract_lane(mv, 0);
+    float b = wasm_f32x4_extract_lane(mv, 1);
+    float c = wasm_f32x4_extract_lane(mv, 2);
+    float d = wasm_f32x4_extract_lane(mv, 3);
+    a = b > a ? b : a;
+    c = d > c ? d : c;
+    m = c > a ? c : a;
+  }
+  for (; j < E; j++) m = row[j] > m ? row[j] : m;
+  return m == -__builtin_inff() ? 0 : (double)m;
+}
+
 // The kernel of the scaling for `rows` rows of scores `s` (rows x E
 // float32, no NaN or +Infinity), as lib/ops/sinkhorn.ts computes it:
 // `exp((s[i][j] - m_i) / tau)` with m_i the row's largest score (0 where
 // every score is -Infinity), fdlibm's exp. Written into the tiles from
 // `k`, the first row at a tile's start; the last tile's rows past `rows`
-// are zeros.
+// are zeros. Rows go two at a time, a row a lane: the pair's values of
+// an expert sit side by side in the tile (one store), and four experts an
+// iteration keep four exp chains in flight.
 __attribute__((export_name("moelab_sinkhorn_kernel"))) void
 moelab_sinkhorn_kernel(const float *s, int rows, int E, double tau,
                        double *k) {
   int divide = tau != 1.0;
   v128_t T = wasm_f64x2_splat(tau);
   ExpConstants K = exp_constants();
-  for (int i = 0; i < rows; i++) {
-    const float *row = s + (long)i * E;
+  int i = 0;
+  for (; i + 2 <= rows; i += 2) {
+    // i is even: rows i and i + 1 share a tile, side by side.
+    const float *r0 = s + (long)i * E, *r1 = r0 + E;
     double *out = k + (long)(i / TILE) * TILE * E + i % TILE;
-    // The largest score; no NaN, so any order finds it (a zero's sign
-    // does not change exp(s - m), which is 1 for s = m).
-    float m = -__builtin_inff();
+    double m0 = row_max(r0, E), m1 = row_max(r1, E);
+    v128_t M = wasm_f64x2_make(m0, m1);
     int j = 0;
-    if (E >= 4) {
-      v128_t mv = wasm_f32x4_splat(-__builtin_inff());
-      for (; j + 4 <= E; j += 4) {
-        mv = wasm_f32x4_pmax(mv, wasm_v128_load(row + j));
-      }
-      float a = wasm_f32x4_extract_lane(mv, 0);
-      float b = wasm_f32x4_extract_lane(mv, 1);
-      float c = wasm_f32x4_extract_lane(mv, 2);
-      float d = wasm_f32x4_extract_lane(mv, 3);
-      a = b > a ? b : a;
-      c = d > c ? d : c;
-      m = c > a ? c : a;
-    }
-    for (; j < E; j++) m = row[j] > m ? row[j] : m;
-    double max = m == -__builtin_inff() ? 0 : (double)m;
-    v128_t M = wasm_f64x2_splat(max);
-    // Four entries an iteration: two independent exp chains (each waits
-    // on its divisions) in flight at once.
-    for (j = 0; j + 4 <= E; j += 4) {
-      v128_t v = wasm_v128_load(row + j);
-      v128_t x0 = wasm_f64x2_sub(wasm_f64x2_promote_low_f32x4(v), M);
+    for (; j + 4 <= E; j += 4) {
+      v128_t a = wasm_v128_load(r0 + j), b = wasm_v128_load(r1 + j);
+      v128_t lo = wasm_i32x4_shuffle(a, b, 0, 4, 1, 5);
+      v128_t hi = wasm_i32x4_shuffle(a, b, 2, 6, 3, 7);
+      v128_t x0 = wasm_f64x2_sub(wasm_f64x2_promote_low_f32x4(lo), M);
       v128_t x1 = wasm_f64x2_sub(
-          wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(v, v, 2, 3, 0, 1)),
+          wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(lo, lo, 2, 3, 0, 1)),
+          M);
+      v128_t x2 = wasm_f64x2_sub(wasm_f64x2_promote_low_f32x4(hi), M);
+      v128_t x3 = wasm_f64x2_sub(
+          wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(hi, hi, 2, 3, 0, 1)),
           M);
       if (divide) {
         x0 = wasm_f64x2_div(x0, T);
         x1 = wasm_f64x2_div(x1, T);
+        x2 = wasm_f64x2_div(x2, T);
+        x3 = wasm_f64x2_div(x3, T);
       }
-      v128_t e0 = exp_lanes(x0, &K), e1 = exp_lanes(x1, &K);
-      out[j * TILE] = wasm_f64x2_extract_lane(e0, 0);
-      out[(j + 1) * TILE] = wasm_f64x2_extract_lane(e0, 1);
-      out[(j + 2) * TILE] = wasm_f64x2_extract_lane(e1, 0);
-      out[(j + 3) * TILE] = wasm_f64x2_extract_lane(e1, 1);
+      wasm_v128_store(out + j * TILE, exp_lanes(x0, &K));
+      wasm_v128_store(out + (j + 1) * TILE, exp_lanes(x1, &K));
+      wasm_v128_store(out + (j + 2) * TILE, exp_lanes(x2, &K));
+      wasm_v128_store(out + (j + 3) * TILE, exp_lanes(x3, &K));
     }
-    for (; j + 2 <= E; j += 2) {
-      v128_t x = wasm_f64x2_sub(
-          wasm_f64x2_promote_low_f32x4(wasm_v128_load64_zero(row + j)), M);
+    for (; j < E; j++) {
+      v128_t x = wasm_f64x2_sub(wasm_f64x2_make(r0[j], r1[j]), M);
       if (divide) x = wasm_f64x2_div(x, T);
-      v128_t e = exp_lanes(x, &K);
-      out[j * TILE] = wasm_f64x2_extract_lane(e, 0);
-      out[(j + 1) * TILE] = wasm_f64x2_extract_lane(e, 1);
+      wasm_v128_store(out + j * TILE, exp_lanes(x, &K));
     }
-    if (j < E) out[j * TILE] = fdlibm_exp(((double)row[j] - max) / tau);
+  }
+  if (i < rows) {
+    // The last row of an odd count, by the scalar port.
+    const float *r0 = s + (long)i * E;
+    double *out = k + (long)(i / TILE) * TILE * E + i % TILE;
+    double m0 = row_max(r0, E);
+    for (int j = 0; j < E; j++) {
+      out[j * TILE] = fdlibm_exp(((double)r0[j] - m0) / tau);
+    }
+    i++;
   }
   // The last tile's rows past the batch.
-  for (int i = rows; i % TILE; i++) {
+  for (; i % TILE; i++) {
     double *out = k + (long)(i / TILE) * TILE * E + i % TILE;
     for (int j = 0; j < E; j++) out[j * TILE] = 0;
   }
