@@ -81,6 +81,25 @@ describe("moelab sim --scores", () => {
     assert.equal(r.code, 0, r.stderr);
   });
 
+  test("a file that is not float32 logits: exit 2, one line naming the file, nothing written", () => {
+    const bytes = encodeNpy(data, [4, 32, 8]);
+    const header = new TextDecoder().decode(bytes.subarray(0, 128));
+    const at = header.indexOf("<f4");
+    assert.ok(at > 0);
+    const f64 = bytes.slice();
+    f64.set(new TextEncoder().encode("<f8"), at); // a float64 header
+    const path = join(dir, "float64.npy");
+    writeFileSync(path, f64);
+    const out = join(dir, "float64-out");
+    const r = cli(["sim", "--scores", path, "--out", out]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(
+      r.stderr,
+      `error: scores file ${path}: .npy dtype must be float32 ('<f4'): current value is '<f8'\n`,
+    );
+    assert.equal(existsSync(out), false, "nothing written");
+  });
+
   test("the same file without them runs on the recording's sizes", () => {
     const r = cli([
       "sim",

@@ -221,7 +221,19 @@ function readLogits(
       `scores file cannot be read: ${path} (${(e as Error).message})`,
     );
   }
-  return parseNpy(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length));
+  try {
+    return parseNpy(
+      new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length),
+    );
+  } catch (e) {
+    // The same class, the file named: "scores file PATH: .npy dtype ...".
+    for (const Kind of [SyntaxError, TypeError, RangeError]) {
+      if (e instanceof Kind) {
+        throw new Kind(`scores file ${path}: ${e.message}`);
+      }
+    }
+    throw e;
+  }
 }
 
 /** The logits on shared memory where the runtime has it, for worker threads. */
