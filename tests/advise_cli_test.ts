@@ -86,6 +86,20 @@ describe("moelab advise (command line)", () => {
         /--interval .*"0"/,
       ],
       [
+        // 3 steps: a re-plan every 3 would have no step to run (no row).
+        [
+          "--loads",
+          LONG,
+          "--gpus",
+          "2",
+          "--replicas",
+          "6",
+          "--interval",
+          "1,3",
+        ],
+        /^error: --interval must be below the steps of --loads \(3\): current value is 3\n$/,
+      ],
+      [
         [
           "--loads",
           LONG,

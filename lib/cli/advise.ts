@@ -185,6 +185,14 @@ export function adviseCommand(args: string[]): number {
       );
     }
   });
+  // An interval of the recording's steps or more would give no row.
+  for (const w of options.intervals ?? []) {
+    if (w >= steps.length) {
+      throw new RangeError(
+        `--interval must be below the steps of --loads (${steps.length}): current value is ${w}`,
+      );
+    }
+  }
   const advice = adviseRecording(rec, options);
   if (out !== undefined) {
     writeFilesAtomically(String(out), [

@@ -30,6 +30,8 @@ export interface AdviseOptions {
   /**
    * Re-plan intervals `W` in steps (default: 1, 2, 5, 10, 20, 50, 100, ...
    * up to half the steps): plan on the past `W` steps, run the next `W`.
+   * An interval of the recording's steps or more has no step to run and
+   * gives no strategy row.
    */
   intervals?: number[];
   /** Re-plan only when the predicted gain exceeds this (default 0; {@linkcode shouldReplan}). */
