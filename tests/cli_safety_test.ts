@@ -169,6 +169,12 @@ describe("train refuses before training", () => {
     refused(["train", "--steps", "1", "--out", f], /--out must be a folder/);
     refused(["train", "--out", "--quiet"], /flag --out needs a value/);
   });
+  test("a seed twice (the same run counted twice in mean and std)", () => {
+    refused(
+      ["train", "--seeds", "1,2,1", "--out", join(work, "s")],
+      /^error: seeds must be distinct: 1 appears twice$/,
+    );
+  });
   test("validTokens 5e8 is above the stated bound", () => {
     const p = file(
       "t.json",

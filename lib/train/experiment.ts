@@ -149,6 +149,14 @@ export function runTrainExperiment(
     );
   }
   seeds.forEach((s, i) => checkInteger(`seeds[${i}]`, s, 0));
+  // A seed twice is the same run twice: it would count as two samples
+  // in the mean and standard deviation.
+  const twice = seeds.find((s, i) => seeds.indexOf(s) !== i);
+  if (twice !== undefined) {
+    throw new RangeError(
+      `seeds must be distinct: ${show(twice)} appears twice`,
+    );
+  }
   const specs = preset.methods ?? [...DEFAULT_TRAIN_METHODS];
   if (!Array.isArray(specs) || specs.length === 0) {
     throw new RangeError(

@@ -178,6 +178,14 @@ export function checkTransformerPreset(preset: unknown): TransformerPreset {
     );
   }
   seeds.forEach((s, i) => checkInteger(`seeds[${i}]`, s, 0));
+  // A seed twice is the same run twice: it would count as two samples
+  // in the mean and standard deviation.
+  const twice = seeds.find((s, i) => seeds.indexOf(s) !== i);
+  if (twice !== undefined) {
+    throw new RangeError(
+      `seeds must be distinct: ${show(twice)} appears twice`,
+    );
+  }
   // The shape and the schedule, before any corpus is read.
   const {
     methods,

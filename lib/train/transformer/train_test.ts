@@ -197,6 +197,10 @@ describe("runTransformerExperiment", () => {
   test("bad presets name the key", () => {
     assert.throws(() => checkTransformerPreset({ nope: 1 }), /nope/);
     assert.throws(() => checkTransformerPreset({ seeds: [] }), /seeds/);
+    assert.throws(() => checkTransformerPreset({ seeds: [3, 1, 3] }), {
+      name: "RangeError",
+      message: "seeds must be distinct: 3 appears twice",
+    });
     assert.throws(
       () => checkTransformerPreset({ leakage: { chunks: [0] } }),
       /leakage\.chunks\[0\]/,
