@@ -152,6 +152,10 @@ describe("moelab sweep: bad grids", () => {
       preset: { ...PRESET, ep: null },
       grid: { experts: [2, 8], topK: [2, 3] },
     }, "experts=2, topK=3"],
+    ["a value listed twice (two identical cells)", {
+      preset: PRESET,
+      grid: { seed: [1, 2, 1] },
+    }, 'grid key "seed" must list distinct values: 1 appears twice'],
     ["a bad base preset", {
       preset: { ...PRESET, steps: 0 },
       grid: { seed: [1] },

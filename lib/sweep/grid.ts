@@ -83,6 +83,17 @@ export function checkGrid(value: unknown): SweepGrid {
         }`,
       );
     }
+    // A value twice makes two identical cells: their rows would count
+    // twice in any figure taken over the sweep's table.
+    const seen = values.map((v) => JSON.stringify(v));
+    const twice = seen.findIndex((v, i) => seen.indexOf(v) !== i);
+    if (twice >= 0) {
+      throw new RangeError(
+        `grid key "${key}" must list distinct values: ${
+          short(values[twice])
+        } appears twice`,
+      );
+    }
     const path = key.split(".");
     if (path.some((p) => p === "")) {
       throw new RangeError(`grid key "${key}" has an empty part`);
