@@ -484,6 +484,12 @@ describe("the EP stage on nodes (DeepSeek-V3's layout, scaled down)", () => {
       /ep\.gpusPerNode must divide ep\.gpus \(16\): current value is 3/,
     );
     assert.throws(at({ redundant: 7 }), /ep\.redundant .* current value is 7/);
+    // The experts (base.experts) over 3 GPUs: the field, not the placement's.
+    assert.throws(at({ gpus: 3, gpusPerNode: null }), {
+      name: "RangeError",
+      message:
+        `ep.gpus must divide the number of experts (${base.experts}): current value is 3`,
+    });
     assert.throws(
       at({ strategies: ["eplb"] }),
       /ep\.strategies must .* starting with "static"/,

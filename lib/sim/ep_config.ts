@@ -201,6 +201,11 @@ export function checkEpConfig(
   checkChoice("ep.overlap", c.overlap, ["max", "sum"]);
   c.strategies = [...c.strategies];
   try {
+    if (experts % c.gpus !== 0) {
+      throw new RangeError(
+        `ep.gpus must divide the number of experts (${experts}): current value is ${c.gpus}`,
+      );
+    }
     staticPlacement(experts, c.gpus);
     if (c.strategies.includes("symmetric-lp")) {
       epSymmetricPlacement(c, experts, 0);
