@@ -23,11 +23,11 @@ static double from_bits(u64 b) {
 
 // lib/numeric/fdlibm.ts fdlibmExp (fdlibm 5.3 e_exp.c), the same
 // operations in the same order: the same bits. Its branch points, fdlibm's
-// tests of the high word of |x|, as doubles.
-#define EXP_FILTER from_bits(0x40862E4200000000ull) // filtered at or above
-#define EXP_REDUCE from_bits(0x3FD62E4300000000ull) // reduced at or above
-#define EXP_ONE from_bits(0x3FF0A2B200000000ull)    // k = +-1 below
-#define EXP_TINY from_bits(0x3E30000000000000ull)   // 1 + x below (2^-28)
+// tests of the high word of |x|, as doubles (the high word, low word 0).
+#define EXP_FILTER 0x1.62E42p+9 // 0x40862E42: filtered at or above
+#define EXP_REDUCE 0x1.62E43p-2 // 0x3FD62E43: reduced at or above
+#define EXP_ONE 0x1.0A2B2p+0    // 0x3FF0A2B2: k = +-1 below
+#define EXP_TINY 0x1p-28        // 0x3E300000: 1 + x below
 #define O_THRESHOLD 7.09782712893383973096e+02
 #define U_THRESHOLD -7.45133219101941108420e+02
 #define LN2_HI 6.93147180369123816490e-01
@@ -81,30 +81,15 @@ static double fdlibm_exp(double x) {
   return y * pow2(k + 1000) * pow2(-1000);
 }
 
-// exp_lanes' constants, splatted once per call of the kernel from a
-// volatile table: V8 builds each v128.const again at every use inside a
-// loop (a few instructions each), which took more time than the exp's
-// arithmetic; held in variables they stay in registers or one load away.
-static volatile u64 EXP_TABLE[] = {
-    0x3FE0000000000000ull, // 0.5
-    0x8000000000000000ull, // -0.0: the sign bit
-    0x3FD62E4300000000ull, // EXP_REDUCE
-    0x3FF71547652B82FEull, // INV_LN2
-    0x3FE62E42FEE00000ull, // LN2_HI
-    0x3DEA39EF35793C76ull, // LN2_LO
-    0x3FC555555555553Eull, // P1
-    0xBF66C16C16BEBD93ull, // P2
-    0x3F11566AAF25DE2Cull, // P3
-    0xBEBBBD41C5D26BF1ull, // P4
-    0x3E66376972BEA4D0ull, // P5
-    0x4000000000000000ull, // 2.0
-    0x3FF0000000000000ull, // 1.0
-    0x4338000000000000ull, // 1.5 2^52
-    0x3E30000000000000ull, // EXP_TINY
-    0xC086200000000000ull, // -708
-    0x4086280000000000ull, // 709
-    1023,                  // the exponent bias (an integer)
-};
+// exp_lanes' constants, in ExpConstants' order, splatted once per call of
+// the kernel from a volatile table (clang would fold them back into
+// v128.const, which V8 builds again at every use inside a loop; the
+// kernel's time measured the same either way).
+static volatile double EXP_TABLE[] = {
+    0.5, -0.0, EXP_REDUCE, INV_LN2, LN2_HI, LN2_LO, P1, P2, P3, P4, P5,
+    2.0, 1.0,  0x1.8p52,   EXP_TINY, -708.0, 709.0};
+// ExpConstants' last: the exponent bias, an integer.
+static volatile long long EXP_BIAS = 1023;
 typedef struct {
   v128_t half, sign, reduce, invln2, ln2hi, ln2lo, p1, p2, p3, p4, p5, two,
       one, magic, tiny, low, high, bias;
@@ -113,9 +98,10 @@ typedef struct {
 static ExpConstants exp_constants(void) {
   ExpConstants c;
   v128_t *at = &c.half;
-  for (int i = 0; i < (int)(sizeof c / sizeof(v128_t)); i++) {
-    at[i] = wasm_i64x2_splat((long long)EXP_TABLE[i]);
+  for (int i = 0; i < (int)(sizeof EXP_TABLE / sizeof EXP_TABLE[0]); i++) {
+    at[i] = wasm_f64x2_splat(EXP_TABLE[i]);
   }
+  c.bias = wasm_i64x2_splat(EXP_BIAS);
   return c;
 }
 
