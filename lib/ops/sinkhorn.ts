@@ -184,7 +184,7 @@ export function sinkhornCpu(args: SinkhornArgs): SinkhornResult {
     }
   }
   const target = N / E;
-  for (let j = 0; j < E; j++) vj[j] = fdlibmExp(logV[j] / tau);
+  columnScaleFrom(logV, tau, vj);
   let iterations = 0, error = Infinity;
   while (true) {
     // Rows: each token's mass becomes 1; the column sums of the scaled
@@ -208,12 +208,37 @@ export function sinkhornCpu(args: SinkhornArgs): SinkhornResult {
     // token can reach (all scores -Infinity) keeps its scale.
     for (let j = 0; j < E; j++) if (v[j] > 0) vj[j] = target / v[j];
   }
-  // Centre the log scale: a common factor changes no selection.
+  centredLogScale(vj, tau, logV);
+  return { iterations, error };
+}
+
+/**
+ * The column scale `v[j] = exp(logV[j] / tau)` a scaling starts from, into
+ * `vj`: the start of both kernels of {@linkcode sinkhornOp}.
+ */
+export function columnScaleFrom(
+  logV: ArrayLike<number>,
+  tau: number,
+  vj: Float64Array,
+): void {
+  for (let j = 0; j < vj.length; j++) vj[j] = fdlibmExp(logV[j] / tau);
+}
+
+/**
+ * The result of both kernels of {@linkcode sinkhornOp} from the column
+ * scale `vj`: `tau * log v` centred into `logV` (a common factor changes
+ * no selection).
+ */
+export function centredLogScale(
+  vj: ArrayLike<number>,
+  tau: number,
+  logV: Float64Array,
+): void {
+  const E = vj.length;
   let mean = 0;
   for (let j = 0; j < E; j++) mean += fdlibmLog(vj[j]);
   mean /= E;
   for (let j = 0; j < E; j++) logV[j] = tau * (fdlibmLog(vj[j]) - mean);
-  return { iterations, error };
 }
 
 registerKernel({

@@ -2,12 +2,13 @@
 // kernel's steps, bit for bit, on lib/wasm/src/sinkhorn.c. The kernel
 // `exp(s / tau)` is computed there too, blocks of rows copied into the
 // instance's memory, with fdlibm's exp (the CPU kernel's, lib/numeric/
-// fdlibm.ts), two lanes at a time; the column scale's exp and the logs of
-// the result (one per expert) here, by the same functions.
+// fdlibm.ts), two lanes at a time; the column scale's start and the
+// centred log scale (one per expert) here, by the CPU kernel's functions.
 import { registerKernel } from "./registry.ts";
 import { wasmRuntime } from "../wasm/runtime.ts";
-import { fdlibmExp, fdlibmLog } from "../numeric/fdlibm.ts";
 import {
+  centredLogScale,
+  columnScaleFrom,
   type SinkhornArgs,
   sinkhornOp,
   type SinkhornResult,
@@ -57,7 +58,7 @@ export function sinkhornWasm(args: SinkhornArgs): SinkhornResult {
     );
   }
   const vj = rt.f64(at.colScale, E);
-  for (let j = 0; j < E; j++) vj[j] = fdlibmExp(logV[j] / tau);
+  columnScaleFrom(logV, tau, vj);
   const iterations = rt.exports.moelab_sinkhorn_steps(
     at.kernel,
     tiles,
@@ -71,11 +72,7 @@ export function sinkhornWasm(args: SinkhornArgs): SinkhornResult {
     at.error,
   );
   const error = rt.f64(at.error, 1)[0];
-  // Centre the log scale: a common factor changes no selection.
-  let mean = 0;
-  for (let j = 0; j < E; j++) mean += fdlibmLog(vj[j]);
-  mean /= E;
-  for (let j = 0; j < E; j++) logV[j] = tau * (fdlibmLog(vj[j]) - mean);
+  centredLogScale(vj, tau, logV);
   return { iterations, error };
 }
 
