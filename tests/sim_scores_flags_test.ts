@@ -14,6 +14,25 @@ const file = join(dir, "logits.npy");
 const data = new Float32Array(4 * 32 * 8).map((_, x) => ((x * 37) % 17) / 17);
 writeFileSync(file, encodeNpy(data, [4, 32, 8]));
 
+/** `sim --scores path`, greedy, top-2 on 2 GPUs, quiet, into `out`. */
+function smallRun(path: string, out: string, ...extra: string[]) {
+  return cli([
+    "sim",
+    "--scores",
+    path,
+    "--methods",
+    "greedy",
+    "--top-k",
+    "2",
+    "--gpus",
+    "2",
+    ...extra,
+    "--quiet",
+    "--out",
+    out,
+  ]);
+}
+
 describe("moelab sim --scores", () => {
   for (
     const [flag, value] of [
@@ -64,20 +83,7 @@ describe("moelab sim --scores", () => {
       assert.equal(existsSync(out), false, "nothing written");
     }
     // The sigmoid maps it to 1: the run goes through.
-    const r = cli([
-      "sim",
-      "--scores",
-      path,
-      "--methods",
-      "greedy",
-      "--top-k",
-      "2",
-      "--gpus",
-      "2",
-      "--quiet",
-      "--out",
-      join(dir, "inf-sigmoid"),
-    ]);
+    const r = smallRun(path, join(dir, "inf-sigmoid"));
     assert.equal(r.code, 0, r.stderr);
   });
 
@@ -101,21 +107,7 @@ describe("moelab sim --scores", () => {
   });
 
   test("the same file without them runs on the recording's sizes", () => {
-    const r = cli([
-      "sim",
-      "--scores",
-      file,
-      "--methods",
-      "greedy",
-      "--top-k",
-      "2",
-      "--gpus",
-      "2",
-      "--json",
-      "--quiet",
-      "--out",
-      join(dir, "ok"),
-    ]);
+    const r = smallRun(file, join(dir, "ok"), "--json");
     assert.equal(r.code, 0, r.stderr);
     const summary = JSON.parse(r.stdout);
     assert.equal(summary.config.steps, 4);
