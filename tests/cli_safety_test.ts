@@ -291,6 +291,26 @@ describe("load tables: exact counts, extra columns, --where", () => {
     // Static placement of 2 experts on 2 GPUs: loads 1 and 9, never 7 and 11.
     assert.deepEqual(JSON.parse(picked.stdout).rows[0].gpuLoads, [1, 9]);
   });
+  test("a wide table's expert column with every cell empty is named as such, not as a label", () => {
+    const f = file(
+      "empty_col.csv",
+      "step,layer,e0,e1,e2\n0,0,5,,3\n1,0,4,,2\n",
+    );
+    const line = refused(
+      ["schedule", "--loads", f, "--gpus", "3"],
+      /--loads column "e1" must hold non-negative loads: row 0 is empty$/,
+    );
+    assert.doesNotMatch(line, /--where/);
+    // A text column is still a label: refused with --where's advice.
+    const g = file(
+      "label_col.csv",
+      "method,step,layer,e0,e1\ngreedy,0,0,5,3\n,1,0,4,2\n",
+    );
+    refused(
+      ["schedule", "--loads", g, "--gpus", "2"],
+      /column the command does not use, "method" .*--where method=VALUE/,
+    );
+  });
   test("an expert id of 1.5e9 is refused with the memory it needs, at once", () => {
     const f = file("id.csv", "step,layer,expert,load\n0,0,1500000000,1\n");
     refused(

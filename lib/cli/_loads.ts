@@ -198,16 +198,22 @@ function selectRows(frame: pl.DataFrame, where: Where): pl.DataFrame {
   const extra = long
     ? cols.filter((c) => c !== "" && !LONG_COLUMNS.includes(c))
     : cols.filter((c) => {
-      // A wide table's text column is a label (method, data set) when no
-      // cell reads as a number; else it is an expert column with a bad
-      // cell, which the load reader names.
+      // A wide table's text column is a label (method, data set) when
+      // some cell holds text and none reads as a number; else (a number
+      // among its cells, or every cell empty) it is an expert column with
+      // a bad cell, which the load reader names.
       const t = frame.getColumn(c).dtype.variant;
       if (c === "" || !(t === "String" || t === "Utf8" || t === "Bool")) {
         return false;
       }
-      return (frame.getColumn(c).toArray() as unknown[]).every((v) =>
-        typeof v !== "string" || v.trim() === "" || !Number.isFinite(Number(v))
-      );
+      const cells = frame.getColumn(c).toArray() as unknown[];
+      const text = (v: unknown) =>
+        (typeof v === "string" && v.trim() !== "") || typeof v === "boolean";
+      return cells.some(text) &&
+        cells.every((v) =>
+          typeof v !== "string" || v.trim() === "" ||
+          !Number.isFinite(Number(v))
+        );
     });
   if (extra.length > 0) {
     const c = extra[0];
