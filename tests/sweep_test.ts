@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { cli, root } from "./_cli.ts";
-import { resolveSimConfig } from "../mod.ts";
+import { encodeNpy, resolveSimConfig } from "../mod.ts";
 import { checkGrid, sweepCells } from "../lib/sweep/grid.ts";
 import { runSweep } from "../lib/sweep/run_sweep.ts";
 import { mergeSweep } from "../lib/sweep/merge.ts";
@@ -171,6 +171,70 @@ describe("moelab sweep: bad grids", () => {
       assert.equal(existsSync(out), false);
     });
   }
+});
+
+describe("moelab sweep: cells that replay a recording are checked against it first", () => {
+  // 4 batches x 32 tokens x 16 experts; one logit +Infinity (batch 2,
+  // token 17, expert 3): the sigmoid maps it to 1, softmax would make its
+  // row NaN.
+  const logits = new Float32Array(4 * 32 * 16).map((_, i) => Math.sin(i));
+  logits[(2 * 32 + 17) * 16 + 3] = Infinity;
+  const npy = fresh("inf") + ".npy";
+  writeFileSync(npy, encodeNpy(logits, [4, 32, 16]));
+  const preset = {
+    topK: 4,
+    methods: ["greedy"],
+    gapSteps: 0,
+    ep: null,
+    workload: { kind: "npy", path: npy },
+  };
+  const cases: [string, unknown, RegExp][] = [
+    [
+      "a gate the recording's logits fail",
+      { preset, grid: { gate: ["sigmoid", "softmax"] } },
+      /^error: grid cell 1 \(gate="softmax"\): scores must not hold \+Infinity with the softmax gate .*: value at batch 2, token 17, expert 3 is Infinity$/,
+    ],
+    [
+      "a topK above the recording's 16 experts (the preset's own 64 allow it)",
+      { preset, grid: { topK: [4, 32] } },
+      /^error: grid cell 1 \(topK=32\): topK must be at most the number of experts \(16\): current value is 32$/,
+    ],
+  ];
+  for (const [what, grid, line] of cases) {
+    for (const threads of ["1", "2"]) {
+      test(`${what}: refused before any cell runs, nothing written (--threads ${threads})`, () => {
+        checkGrid(grid); // the configurations alone pass
+        const out = fresh("rec");
+        const r = cli([
+          "sweep",
+          "--grid",
+          writeGrid(grid),
+          "--out",
+          out,
+          "--threads",
+          threads,
+          "--quiet",
+        ]);
+        assert.equal(r.code, 2, r.stderr);
+        assert.match(r.stderr.trimEnd(), line);
+        assert.equal(existsSync(out), false);
+      });
+    }
+  }
+  test("the sigmoid cell alone runs, and replays the recording", async () => {
+    const out = fresh("rec-ok");
+    const ran = await runSweep(
+      checkGrid({ preset, grid: { seed: [1] } }),
+      out,
+      { threads: 1 },
+    );
+    assert.deepEqual(ran.ran, ["0"]);
+    const summary = JSON.parse(
+      readFileSync(join(out, "cells", "0", "summary.json"), "utf8"),
+    );
+    assert.equal(summary.config.experts, 16);
+    assert.equal(summary.config.steps, 4);
+  });
 });
 
 describe("moelab sweep: run, resume, shards, merge", () => {

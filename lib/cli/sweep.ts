@@ -29,7 +29,8 @@ over the preset (a dotted key reaches into a nested field), numbered from 0
 with the keys in the order written and the last key varying fastest; cell i
 is written to DIR/cells/<i, zero-padded>/ (sim's files plus cell.json) in one
 rename, and a complete cell is skipped, so a re-run resumes. The whole grid
-is checked before anything runs.
+is checked before anything runs, cells that replay a .npy recording against
+the recording (its sizes, its logits under the cell's gate).
 
   --grid FILE       the grid file
   --out DIR         the sweep folder (DIR/grid.json, DIR/cells/)

@@ -200,6 +200,40 @@ export function loadWorkload(
   return { workload: run.workload, config: run.config };
 }
 
+/**
+ * Checks many configurations as {@linkcode prepareRun} would check each
+ * (a sweep's cells, before any runs), recordings included: a `.npy`
+ * recording's logits are checked once per gate, and the configuration
+ * takes its sizes (`topK` against its experts, say). Builds nothing. The
+ * last recording read is kept (one at a time in memory): configurations
+ * that name the same recording one after another read it once.
+ *
+ * @param readFile Reads a recording (default: `node:fs`'s `readFileSync`).
+ * @returns `check(config)`: returns the resolved configuration, or throws
+ * what `prepareRun(config)` throws.
+ */
+export function configChecker(
+  readFile: (path: string) => Uint8Array = readFileSync,
+): (config: unknown) => SimConfig {
+  let last: { path: string; logits: NpyArray } | undefined;
+  const checked = new Map<string, WorkloadSizes>();
+  return (config) =>
+    resolveConfigWith(config, (w, gate) => {
+      if (w.kind !== "npy") return undefined;
+      const key = `${gate}\0${w.path}`;
+      let sizes = checked.get(key);
+      if (sizes === undefined) {
+        if (last?.path !== w.path) {
+          last = undefined;
+          last = { path: w.path, logits: readLogits(w.path, readFile) };
+        }
+        sizes = sizesOf(replayWorkload(last.logits, gate));
+        checked.set(key, sizes);
+      }
+      return sizes;
+    }).config;
+}
+
 function sizesOf(w: Workload): WorkloadSizes {
   return {
     steps: w.steps,

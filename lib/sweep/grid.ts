@@ -137,16 +137,26 @@ export function checkGrid(value: unknown): SweepGrid {
     try {
       resolveSimConfig(cell.preset);
     } catch (e) {
-      throw rethrow(
-        e,
-        `grid cell ${cell.id} (${
-          Object.entries(cell.values).map(([k, v]) => `${k}=${short(v)}`)
-            .join(", ")
-        })`,
-      );
+      throw cellError(e, cell);
     }
   }
   return grid;
+}
+
+/**
+ * `e` with the cell named before its message, `grid cell 1 (gate="softmax"):
+ * ...`, its class kept where it is a TypeError, RangeError or SyntaxError
+ * (input at fault); any other error as it is.
+ */
+export function cellError(e: unknown, cell: SweepCell): Error {
+  return rethrow(e, cellName(cell));
+}
+
+/** How messages name a cell: `grid cell 1 (gate="softmax")`. */
+export function cellName(cell: SweepCell): string {
+  return `grid cell ${cell.id} (${
+    Object.entries(cell.values).map(([k, v]) => `${k}=${short(v)}`).join(", ")
+  })`;
 }
 
 /**
@@ -225,5 +235,8 @@ function short(v: unknown): string {
 function rethrow(e: unknown, where: string): Error {
   if (e instanceof TypeError) return new TypeError(`${where}: ${e.message}`);
   if (e instanceof RangeError) return new RangeError(`${where}: ${e.message}`);
+  if (e instanceof SyntaxError) {
+    return new SyntaxError(`${where}: ${e.message}`);
+  }
   return e as Error;
 }

@@ -11,13 +11,19 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
-import { prepareRun } from "../sim/prepare_run.ts";
+import { configChecker, prepareRun } from "../sim/prepare_run.ts";
 import { runSimulation, type SimResult } from "../sim/run.ts";
 import { checkInteger } from "../validate.ts";
 import { errorOf } from "../worker_reply.ts";
 import type { CellReply, CellRequest } from "./_cell_worker.ts";
 import { writeSimOutputs } from "../report/sim_outputs.ts";
-import { type SweepCell, sweepCells, type SweepGrid } from "./grid.ts";
+import {
+  cellError,
+  cellName,
+  type SweepCell,
+  sweepCells,
+  type SweepGrid,
+} from "./grid.ts";
 import { inShard, type Shard } from "./shard.ts";
 
 /** The file of a sweep folder that holds its grid. */
@@ -85,9 +91,11 @@ export async function runSweep(
   dir: string,
   options: RunSweepOptions = {},
 ): Promise<SweepRunReport> {
+  const cells = sweepCells(grid);
+  checkRecordings(cells);
   writeGridFile(grid, dir);
   const shard = options.shard ?? { index: 0, count: 1, from: "local" };
-  const mine = sweepCells(grid).filter((c) => inShard(c.index, shard));
+  const mine = cells.filter((c) => inShard(c.index, shard));
   const todo = mine.filter((c) => !isCellComplete(dir, c));
   const skipped = mine.filter((c) => isCellComplete(dir, c)).map((c) => c.id);
   const ran: string[] = [];
@@ -114,7 +122,12 @@ export async function runSweep(
   if (threads === 1) {
     for (const cell of todo) {
       running++;
-      const result = runSimulation(prepareRun(cell.preset));
+      let result;
+      try {
+        result = runSimulation(prepareRun(cell.preset));
+      } catch (e) {
+        throw cellError(e, cell);
+      }
       running--;
       writeCell(dir, cell, result);
       ran.push(cell.id);
@@ -151,18 +164,40 @@ export async function runSweep(
   return { ran: ran.sort(), skipped };
 }
 
+/**
+ * Checks every cell that replays a recording against it (checkGrid checks
+ * the configurations alone, reading no file): its sizes, and its logits
+ * under the cell's gate, so that a cell the recording fails is refused
+ * before any cell runs. The cells are taken grouped by workload, so that
+ * each recording is read once and one is held at a time.
+ */
+function checkRecordings(cells: SweepCell[]): void {
+  const workload = (c: SweepCell) => JSON.stringify(c.preset.workload ?? null);
+  const check = configChecker();
+  const order = [...cells].sort((a, b) =>
+    workload(a) < workload(b) ? -1 : workload(a) > workload(b) ? 1 : 0
+  );
+  for (const cell of order) {
+    try {
+      check(cell.preset);
+    } catch (e) {
+      throw cellError(e, cell);
+    }
+  }
+}
+
 function simulateOn(worker: Worker, cell: SweepCell): Promise<SimResult> {
   return new Promise((resolve, reject) => {
     worker.onmessage = (e: MessageEvent<CellReply>) => {
       const reply = e.data;
       if (reply.kind === "done") resolve(reply.result);
       else {
-        reject(errorOf(reply, `cell ${cell.id}: `));
+        reject(cellError(errorOf(reply), cell));
       }
     };
     worker.onerror = (e: ErrorEvent) => {
       e.preventDefault();
-      reject(new Error(`cell ${cell.id}: sweep worker failed: ${e.message}`));
+      reject(new Error(`${cellName(cell)}: sweep worker failed: ${e.message}`));
     };
     worker.postMessage({ preset: cell.preset } satisfies CellRequest);
   });
