@@ -283,6 +283,33 @@ describe("solveBalancedAssignmentSync with starting prices", () => {
     }
   });
 
+  test("scores times a power of two (2^-100, 2^100): the same optimum, times it, on every solver", async () => {
+    // Multiplying every score by 2^e is exact (no score leaves float32's
+    // normal range here) and multiplies the optimum by 2^e: a tolerance
+    // that is absolute, not relative to the scores, breaks this (at 2^-100
+    // every reduced cost would count as zero).
+    const rng = new Rng(23);
+    for (let trial = 0; trial < 6; trial++) {
+      const tokens = 64, experts = 8, k = 1 + (trial % 3);
+      const base = randomScores(rng, tokens, experts, trial % 2 === 0);
+      base.data.forEach((v, i) => base.data[i] = Math.max(v, 2 ** -20));
+      const want = solveBalancedAssignmentSync(base, { k });
+      checkAnswer(base, want);
+      for (const e of [-100, 100]) {
+        const f = 2 ** e;
+        const s = { ...base, data: base.data.map((v) => v * f) };
+        s.data.forEach((v, i) => assert.equal(v / f, base.data[i]));
+        for (const solver of ["ssp", "highs", "glpk"] as const) {
+          const a = await solveBalancedAssignment(s, { k, solver });
+          checkAnswer(s, a);
+          const rel = Math.abs(a.objective - want.objective * f) /
+            (want.objective * f);
+          assert.ok(rel <= 1e-9, `${solver} at 2^${e}: ${rel}`);
+        }
+      }
+    }
+  });
+
   test("both hosts of the row selection give the same assignment and prices", () => {
     // Warm starts, continuous and masked scores: the same steps on either
     // kernel, so the same optimum bit for bit (not only the same value).

@@ -23,7 +23,8 @@ export interface ScoreScan {
   finite: Int32Array;
   /**
    * The largest magnitude of an entry that is neither `-Infinity` nor
-   * NaN, at least 1 (`Infinity` where a `+Infinity` is there).
+   * NaN (`0` where there is none, `Infinity` where a `+Infinity` is
+   * there).
    */
   scale: number;
   /** The flat index of the first NaN or `+Infinity` in memory order, or -1. */
@@ -32,8 +33,8 @@ export interface ScoreScan {
 
 /**
  * The score scan: for each token the entries that are not `-Infinity`
- * (a mask), the largest magnitude of the entries that are not masked (at
- * least 1), and the first NaN or `+Infinity`.
+ * (a mask), the largest magnitude of the entries that are not masked, and
+ * the first NaN or `+Infinity`.
  *
  * Backends: `"cpu"` (the reference) and `"wasm"` (WebAssembly SIMD on the
  * float bits, the same answers).
@@ -53,7 +54,7 @@ export const scoreScanOp = defineOp<ScoreScanRequest, ScoreScanArgs, ScoreScan>(
 export function scoreScanCpu(args: ScoreScanArgs): ScoreScan {
   const { data, tokens, experts } = args.scores;
   const finite = new Int32Array(tokens);
-  let bad = 0, hi = 1, lo = -1;
+  let bad = 0, hi = 0, lo = 0;
   for (let i = 0; i < tokens; i++) {
     let n = 0;
     for (let x = i * experts; x < (i + 1) * experts; x++) {

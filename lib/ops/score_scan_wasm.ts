@@ -28,7 +28,7 @@ export function scoreScanWasm(args: ScoreScanArgs): ScoreScan {
   const top = rt.f32(at.top, 1)[0];
   return {
     finite: rt.i32(at.finite, N).slice(),
-    scale: Math.max(1, top),
+    scale: top,
     bad,
   };
 }

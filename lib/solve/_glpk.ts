@@ -2,14 +2,15 @@
 // loads asynchronously once (lp_solvers.ts); its solve is synchronous after
 // that.
 import type { Problem } from "./_problem.ts";
-import type { LpSolution } from "./_lp.ts";
+import { type LpSolution, lpScale } from "./_lp.ts";
 import { loadGlpk } from "./lp_solvers.ts";
 import { timeLimitError } from "./_time_limit.ts";
 
 // glpk.js exposes no simplex tolerances, and at GLPK's default (reduced
 // costs within 1e-7) the simplex may stop about 1e-8 short of the optimum
-// when scores tie to within float32 rounding. Scaling the objective puts
-// that slack far below the 1e-9 relative bar.
+// when scores tie to within float32 rounding. Scaling the objective, from
+// scores brought near 1 in magnitude (lpScale), puts that slack far below
+// the 1e-9 relative bar.
 const SCALE = 1e6;
 
 /**
@@ -24,6 +25,7 @@ export async function solveWithGlpk(
 ): Promise<LpSolution | null> {
   const glpk = await loadGlpk();
   const { data, tokens, experts } = problem.scores;
+  const f = lpScale(problem) * SCALE;
   const x = (i: number, j: number) => `x${i}_${j}`;
   const vars: { name: string; coef: number }[] = [];
   const bounds: { name: string; type: number; lb: number; ub: number }[] = [];
@@ -38,7 +40,7 @@ export async function solveWithGlpk(
     for (let j = 0; j < experts; j++) {
       const s = data[i * experts + j], name = x(i, j);
       const masked = s === -Infinity;
-      vars.push({ name, coef: masked ? 0 : s * SCALE });
+      vars.push({ name, coef: masked ? 0 : s * f });
       bounds.push({
         name,
         type: masked ? glpk.GLP_FX : glpk.GLP_DB,
@@ -87,7 +89,7 @@ export async function solveWithGlpk(
     values,
     expertDuals: Array.from(
       { length: experts },
-      (_, j) => (dual[`e${j}`] ?? 0) / SCALE,
+      (_, j) => (dual[`e${j}`] ?? 0) / f,
     ),
   };
 }

@@ -2,7 +2,7 @@
 // column-wise matrix. The loader (lp_solvers.ts) is asynchronous; solves
 // are synchronous.
 import type { Problem } from "./_problem.ts";
-import type { LpSolution } from "./_lp.ts";
+import { type LpSolution, lpScale } from "./_lp.ts";
 import { loadHighs } from "./lp_solvers.ts";
 import { timeLimitError } from "./_time_limit.ts";
 
@@ -17,6 +17,8 @@ export async function solveWithHighs(
 ): Promise<LpSolution | null> {
   const highs = await loadHighs();
   const { data, tokens, experts } = problem.scores;
+  // Scores near 1 in magnitude, whatever their own scale (lpScale).
+  const f = lpScale(problem);
   const cols = tokens * experts;
   const colCost = new Float64Array(cols);
   const colUpper = new Float64Array(cols);
@@ -25,7 +27,7 @@ export async function solveWithHighs(
   const values = new Float64Array(2 * cols).fill(1);
   for (let c = 0; c < cols; c++) {
     const masked = data[c] === -Infinity;
-    colCost[c] = masked ? 0 : data[c];
+    colCost[c] = masked ? 0 : data[c] * f;
     colUpper[c] = masked ? 0 : 1;
     starts[c + 1] = 2 * c + 2;
     indices[2 * c] = Math.floor(c / experts);
@@ -78,7 +80,10 @@ export async function solveWithHighs(
     const solution = model.getSolution();
     return {
       values: solution.colValue,
-      expertDuals: solution.rowDual.subarray(tokens),
+      expertDuals: Float64Array.from(
+        solution.rowDual.subarray(tokens),
+        (d: number) => d / f,
+      ),
     };
   } finally {
     model.dispose();

@@ -6,6 +6,18 @@
 import type { Problem } from "./_problem.ts";
 import type { AssignmentSolver } from "./types.ts";
 
+/**
+ * The power of two the LP solvers' objective is multiplied by: it brings
+ * the largest unmasked score's magnitude into [1, 2] (1 where every score
+ * is 0), so that their absolute tolerances (1e-7 by default) act as
+ * relative ones. Multiplying by a power of two is exact, so the optimal
+ * assignments are the same; the duals are divided by it.
+ */
+export function lpScale(problem: Problem): number {
+  const { scale } = problem;
+  return scale > 0 ? 2 ** -Math.floor(Math.log2(scale)) : 1;
+}
+
 /** What an LP solver hands back: column values and the expert-row duals. */
 export interface LpSolution {
   /** `x[i * E + j]`, tokens x experts. */

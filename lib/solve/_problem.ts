@@ -29,7 +29,7 @@ export interface Problem {
   start?: Float64Array;
   /** Seconds the solve may take, when given. */
   timeLimit?: number;
-  /** The largest magnitude of an unmasked score, at least 1. */
+  /** The largest magnitude of an unmasked score (0 where none is nonzero). */
   scale: number;
   /** Where the passes over the scores run (`options.host`, default `"wasm"`). */
   host: "cpu" | "wasm";

@@ -53,8 +53,10 @@ export interface SspOptions {
   /** Dual steps on the starting prices at most (default 3). */
   steps?: number;
   /**
-   * The largest magnitude of an unmasked score (at least 1), or a bound
-   * above it, for the rounding tolerance; scanned from `s` when absent.
+   * The largest magnitude of an unmasked score, or a bound above it, for
+   * the rounding tolerance (relative to it and to the prices: scores of
+   * 1e-40 are solved as exactly as scores of 1); scanned from `s` when
+   * absent.
    */
   scale?: number;
   /** Where the row selections run (default `"wasm"`; the same answers). */
@@ -110,12 +112,15 @@ export function successiveShortestPaths(
   const enough = Math.floor(STEP_PAYS * tokens / E);
   const sel = priceSteps(s, tokens, E, k, capacity, q, steps, enough, host);
   const g = buildExpertGraph(s, tokens, E, k, sel, capacity, q);
-  let scale = options.scale ?? 1;
+  let scale = options.scale ?? 0;
   if (options.scale === undefined) {
     for (let i = 0; i < s.length; i++) {
       if (s[i] !== -Infinity) scale = Math.max(scale, Math.abs(s[i]));
     }
   }
+  // Reduced costs s - q are rounded at the larger of the scores and the
+  // prices (a start may be far from the scores).
+  for (let j = 0; j < E; j++) scale = Math.max(scale, Math.abs(q[j]));
   const st: State = {
     g,
     capacity,
