@@ -2,7 +2,7 @@
 // loads asynchronously once (lp_solvers.ts); its solve is synchronous after
 // that.
 import type { Problem } from "./_problem.ts";
-import { type LpSolution, lpScale } from "./_lp.ts";
+import { lpScale, type LpSolution } from "./_lp.ts";
 import { loadGlpk } from "./lp_solvers.ts";
 import { timeLimitError } from "./_time_limit.ts";
 

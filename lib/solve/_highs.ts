@@ -2,7 +2,7 @@
 // column-wise matrix. The loader (lp_solvers.ts) is asynchronous; solves
 // are synchronous.
 import type { Problem } from "./_problem.ts";
-import { type LpSolution, lpScale } from "./_lp.ts";
+import { lpScale, type LpSolution } from "./_lp.ts";
 import { loadHighs } from "./lp_solvers.ts";
 import { timeLimitError } from "./_time_limit.ts";
 
