@@ -31,9 +31,12 @@ export function checkInteger(
     );
   }
   if (!Number.isInteger(value) || value < min || value > max) {
-    const range = max === Number.MAX_SAFE_INTEGER
-      ? `an integer of at least ${min}`
-      : `an integer in [${min}, ${max}]`;
+    // An integer past 2^53 - 1 is not held exactly: the bound is named.
+    const range = max !== Number.MAX_SAFE_INTEGER
+      ? `an integer in [${min}, ${max}]`
+      : value > max
+      ? `an integer in [${min}, 2^53 - 1]`
+      : `an integer of at least ${min}`;
     throw new RangeError(`${name} must be ${range}: current value is ${value}`);
   }
   return value;

@@ -175,6 +175,12 @@ describe("train refuses before training", () => {
       /^error: seeds must be distinct: 1 appears twice$/,
     );
   });
+  test("a seed past 2^53 - 1 names --seeds and its bound", () => {
+    refused(
+      ["train", "--seeds", "1,1e20", "--out", join(work, "s")],
+      /^error: --seeds must list integers in \[0, 2\^53 - 1\]: current value is "1,1e20"$/,
+    );
+  });
   test("validTokens 5e8 is above the stated bound", () => {
     const p = file(
       "t.json",

@@ -176,9 +176,12 @@ function applyRunFlags(
   if (typeof flags.seeds === "string") {
     preset.seeds = flags.seeds.split(",").map((s) => {
       const v = Number(s.trim());
-      if (s.trim() === "" || !Number.isInteger(v) || v < 0) {
+      if (
+        s.trim() === "" || !Number.isInteger(v) || v < 0 ||
+        v > Number.MAX_SAFE_INTEGER
+      ) {
         throw new UsageError(
-          `--seeds must list non-negative integers: current value is ${
+          `--seeds must list integers in [0, 2^53 - 1]: current value is ${
             JSON.stringify(flags.seeds)
           }`,
         );
