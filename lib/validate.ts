@@ -42,6 +42,25 @@ export function checkInteger(
   return value;
 }
 
+/**
+ * Throws unless `value` is a seed: an integer held exactly, `-(2^53 - 1)`
+ * to `2^53 - 1` (a fraction would be dropped by the hash it seeds, so that
+ * `1.5` gave the same numbers as `1`).
+ */
+export function checkSeed(name: string, value: unknown): number {
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `${name} must be a number: current value is ${show(value)}`,
+    );
+  }
+  if (!Number.isSafeInteger(value)) {
+    throw new RangeError(
+      `${name} must be an integer in [-(2^53 - 1), 2^53 - 1]: current value is ${value}`,
+    );
+  }
+  return value;
+}
+
 /** Throws unless `value` is a finite number in `[min, max]`. */
 export function checkNumber(
   name: string,

@@ -3,7 +3,12 @@ import { checkInteger, checkNumber } from "../validate.ts";
 /**
  * A fast seeded pseudo-random generator: xoshiro128** (Blackman and Vigna,
  * 2018) on 32-bit words, seeded through SplitMix32. The same seed gives the
- * same sequence on every runtime.
+ * same raw, uniform, integer and shuffle draws on every runtime (integer
+ * arithmetic and exact divisions). {@linkcode Rng.normal} takes `Math.log`
+ * and `Math.sqrt`, and the zipf table `Math.pow`: ECMAScript leaves the
+ * last bit of `Math.log` and `Math.pow` to the engine, and on Deno and Bun
+ * 981 of 3,000,000 normal draws (seed 1) differed in the last bit of their
+ * float64, none once rounded to float32.
  *
  * Draws: {@linkcode Rng.uniform} in `[0, 1)`, {@linkcode Rng.normal}
  * (Marsaglia's polar method, exact), {@linkcode Rng.int} in `[0, n)`
@@ -35,13 +40,22 @@ export class Rng {
   /**
    * A generator started from `seed`.
    *
-   * @param seed Any integer in `[0, 2^32)` (fractions and larger values are
-   * folded in with a hash).
+   * @param seed Any finite number; distinct seeds start distinct
+   * sequences. An integer in `[0, 2^32)` seeds SplitMix32 itself; any other
+   * number (negative, fractional, or 2^32 and above) seeds it with the low
+   * word of its float64 bits and adds the high word to the third state
+   * word, so that no two seeds share a state.
    * @throws {RangeError} If `seed` is not a finite number.
    */
   constructor(seed: number) {
     checkNumber("seed", seed);
-    let x = (seed >>> 0) ^ Math.floor(seed / 4294967296);
+    const word = Number.isInteger(seed) && seed >= 0 && seed < 4294967296;
+    let high = 0;
+    if (!word) {
+      SEED_BITS.setFloat64(0, seed, true);
+      high = (SEED_BITS.getInt32(4, true) + 1) | 0;
+    }
+    let x = word ? seed | 0 : SEED_BITS.getInt32(0, true);
     const next = () => {
       x = (x + 0x9e3779b9) | 0;
       let z = x;
@@ -51,7 +65,9 @@ export class Rng {
     };
     this.#a = next();
     this.#b = next();
-    this.#c = next();
+    // The high word plus one is never 0 for a finite number (its high word
+    // is at most 0xffefffff): such a state differs from every word seed's.
+    this.#c = next() ^ high;
     this.#d = next();
     if ((this.#a | this.#b | this.#c | this.#d) === 0) this.#a = 1;
   }
@@ -133,6 +149,9 @@ export class Rng {
     return array;
   }
 }
+
+/** The float64 bits of a seed, read as two 32-bit words (little-endian). */
+const SEED_BITS = new DataView(new ArrayBuffer(8));
 
 function rotl(x: number, k: number): number {
   return (x << k) | (x >>> (32 - k));

@@ -10,6 +10,37 @@ describe("Rng", () => {
     assert.notDeepEqual(xa, Array.from({ length: 5 }, () => c.nextU32()));
   });
 
+  test("distinct seeds start distinct sequences: negative, fractional and past 2^32 too", () => {
+    // These all folded onto seed 0 or 1 (low word XOR high word, the
+    // fraction dropped).
+    const seeds = [
+      0,
+      1,
+      -1,
+      1.5,
+      2 ** 32,
+      2 ** 32 + 1,
+      2 ** 33 + 2,
+      -(2 ** 32),
+    ];
+    const firsts = seeds.map((s) => {
+      const r = new Rng(s);
+      return Array.from({ length: 4 }, () => r.nextU32()).join(",");
+    });
+    assert.equal(new Set(firsts).size, seeds.length, firsts.join(" | "));
+    // Integer seeds below 2^32 keep their sequences: SplitMix32 from the
+    // seed, whose second output is the state's second word, and
+    // xoshiro128**'s first draw rotl(b * 5, 7) * 9 of it (seed 0, by hand).
+    let z = (0x9e3779b9 * 2) | 0;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+    const second = (z ^ (z >>> 16)) | 0;
+    const m = Math.imul(second, 5);
+    assert.equal(
+      new Rng(0).nextU32(),
+      Math.imul((m << 7) | (m >>> 25), 9) >>> 0,
+    );
+  });
   test("uniform draws have mean 1/2 and variance 1/12", () => {
     const r = new Rng(1);
     const n = 200_000;

@@ -1,4 +1,10 @@
-import { checkChoice, checkInteger, checkNumber, show } from "../validate.ts";
+import {
+  checkChoice,
+  checkInteger,
+  checkNumber,
+  checkSeed,
+  show,
+} from "../validate.ts";
 import { type Gate, GATES } from "../scores/gate.ts";
 import { type MethodSpec, parseMethodSpec } from "../route/registry.ts";
 import { BATCH_METRICS } from "../metrics/batch_metrics.ts";
@@ -157,7 +163,7 @@ export function resolveConfigWith(
   checkChoice("gate", c.gate, GATES);
   const sizes = sizesOf?.(workload, c.gate);
   if (sizes) Object.assign(c, sizes);
-  checkNumber("seed", c.seed);
+  checkSeed("seed", c.seed);
   checkInteger("experts", c.experts, 1);
   checkInteger("topK", c.topK, 1);
   if (c.topK > c.experts) {

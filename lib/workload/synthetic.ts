@@ -1,4 +1,9 @@
-import { checkChoice, checkInteger, checkNumber } from "../validate.ts";
+import {
+  checkChoice,
+  checkInteger,
+  checkNumber,
+  checkSeed,
+} from "../validate.ts";
 import { type Gate, gateInto, GATES, sqrtSoftplus } from "../scores/gate.ts";
 import { Rng, searchCdf } from "../scores/rng.ts";
 import type { ScoreMatrix } from "../types.ts";
@@ -8,7 +13,7 @@ import type { Workload } from "./workload.ts";
 
 /** Options of {@linkcode syntheticWorkload}; every field has a default. */
 export interface SyntheticOptions {
-  /** Seed of everything random. Default `1`. */
+  /** Seed of everything random: an integer (`|seed| < 2^53`). Default `1`. */
   seed?: number;
   /** Steps (batches). Default `200`. */
   steps?: number;
@@ -113,7 +118,7 @@ export function syntheticWorkload(options: SyntheticOptions = {}): Workload {
   const { host = "wasm", ...given } = options;
   checkChoice("host", host, HOSTS);
   const o = { ...DEFAULTS, ...given };
-  checkNumber("seed", o.seed);
+  checkSeed("seed", o.seed);
   const steps = checkInteger("steps", o.steps, 1);
   const layers = checkInteger("layers", o.layers, 1);
   const tokens = checkInteger("tokens", o.tokens, 1);

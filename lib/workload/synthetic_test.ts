@@ -119,6 +119,24 @@ describe("syntheticWorkload", () => {
     const w = syntheticWorkload({ steps: 2, layers: 1, tokens: 4, experts: 4 });
     assert.throws(() => w.scores(2, 0), RangeError);
   });
+
+  test("a seed must be an integer: 1.5 gave seed 1's scores (the hash drops fractions)", () => {
+    const sizes = { steps: 1, layers: 1, tokens: 16, experts: 8 };
+    assert.throws(() => syntheticWorkload({ ...sizes, seed: 1.5 }), {
+      name: "RangeError",
+      message:
+        "seed must be an integer in [-(2^53 - 1), 2^53 - 1]: current value is 1.5",
+    });
+    assert.throws(
+      () => syntheticWorkload({ ...sizes, seed: 2 ** 53 }),
+      RangeError,
+    );
+    // Negative and large integer seeds are seeds of their own.
+    const first = (seed: number) =>
+      [...syntheticWorkload({ ...sizes, seed }).scores(0, 0).data].join();
+    const all = [1, -1, 0, 2 ** 32, 2 ** 53 - 1].map(first);
+    assert.equal(new Set(all).size, all.length);
+  });
 });
 
 describe("syntheticWorkload: WebAssembly and TypeScript hosts", () => {
@@ -178,7 +196,7 @@ describe("syntheticWorkload: WebAssembly and TypeScript hosts", () => {
     const cells = [[0, 0], [0, 2], [3, 1], [5, 2], [1, 0]];
     for (const { name, options } of presets) {
       for (const gate of GATES) {
-        for (const seed of [options.seed ?? 1, 7, 4294967295, 2.5]) {
+        for (const seed of [options.seed ?? 1, 7, 4294967295, -3, 2 ** 40]) {
           same(
             { ...options, gate, seed },
             cells,
