@@ -235,6 +235,36 @@ describe("moelab sweep: cells that replay a recording are checked against it fir
     assert.equal(summary.config.experts, 16);
     assert.equal(summary.config.steps, 4);
   });
+  for (const threads of [1, 2]) {
+    test(`a cell that fails while it runs (its recording gone) stops the sweep, naming the cell, writing no cell (threads ${threads})`, async () => {
+      // The recording passes the check, then goes before any cell runs
+      // (the first progress report): every cell's run fails, on this
+      // thread or on a worker, with the reader's error.
+      const gone = fresh("gone") + ".npy";
+      writeFileSync(gone, readFileSync(npy));
+      const grid = checkGrid({
+        preset: { ...preset, workload: { kind: "npy", path: gone } },
+        grid: { seed: [1, 2] },
+      });
+      const out = fresh("gone-out");
+      let reports = 0;
+      await assert.rejects(
+        runSweep(grid, out, {
+          threads,
+          onProgress: () => {
+            if (reports++ === 0) rmSync(gone);
+          },
+        }),
+        (e: Error) =>
+          e instanceof RangeError &&
+          /^grid cell [01] \(seed=[12]\): scores file cannot be read: /.test(
+            e.message,
+          ),
+      );
+      assert.ok(reports >= 1);
+      assert.deepEqual(readdirSync(out), ["grid.json"]);
+    });
+  }
 });
 
 describe("moelab sweep: run, resume, shards, merge", () => {
