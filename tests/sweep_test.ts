@@ -213,9 +213,9 @@ describe("moelab sweep: cells that replay a recording are checked against it fir
           out,
           "--threads",
           threads,
-          "--quiet",
         ]);
         assert.equal(r.code, 2, r.stderr);
+        // One line: the error (no progress before it).
         assert.match(r.stderr.trimEnd(), line);
         assert.equal(existsSync(out), false);
       });
@@ -407,7 +407,7 @@ describe("moelab sweep: run, resume, shards, merge", () => {
     assert.equal(loud.code, 0, loud.stderr);
     assert.match(
       loud.stderr,
-      /^sweep: 0\/3 cells done, 0 running, 3 left, ETA -$/m,
+      /^sweep: 3 cells; shard 0\/1 \(local\)\nsweep: 0\/3 cells done, 0 running, 3 left, ETA -$/m,
     );
     assert.match(
       loud.stderr,

@@ -93,15 +93,23 @@ export function sweepCommand(args: string[]): number | Promise<number> {
   const say = (line: string) => {
     if (!quiet) process.stderr.write(`sweep: ${line}\n`);
   };
-  say(
-    `${
-      cellCount(grid)
-    } cells; shard ${shard.index}/${shard.count} (${shard.from})`,
-  );
+  // The header comes with the first progress report, once every cell is
+  // checked (a refused cell is the one line on stderr).
+  let started = false;
   return runSweep(grid, out, {
     shard,
     threads: flags.threads as number | undefined,
-    onProgress: quiet ? undefined : (p) => say(progressLine(p)),
+    onProgress: quiet ? undefined : (p) => {
+      if (!started) {
+        started = true;
+        say(
+          `${
+            cellCount(grid)
+          } cells; shard ${shard.index}/${shard.count} (${shard.from})`,
+        );
+      }
+      say(progressLine(p));
+    },
   }).then((r) => {
     say(
       `ran ${r.ran.length} cells, skipped ${r.skipped.length} complete; cells in ${
