@@ -223,6 +223,37 @@ describe("moelab advise (command line)", () => {
     assert.match(r.stdout, /static EP: the busiest GPU computes/);
   });
 
+  test("steps without tokens: no re-plan on a window without tokens (it stopped the command)", () => {
+    // Steps 0 and 2 hold no tokens. Re-planned every step from the trivial
+    // map (GPU 0: experts 0 and 1, GPU 1: experts 2 and 3), only the
+    // window of step 1 (loads 3, 1, 0, 0: GPU 0 takes all 4) can gain.
+    const f = join(work, "zero_steps.csv");
+    writeFileSync(
+      f,
+      "step,layer,e0,e1,e2,e3\n0,0,0,0,0,0\n1,0,3,1,0,0\n2,0,0,0,0,0\n3,0,2,2,1,1\n",
+    );
+    const r = cli([
+      "advise",
+      "--loads",
+      f,
+      "--gpus",
+      "2",
+      "--replicas",
+      "4",
+      "--interval",
+      "1",
+      "--json",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const a = JSON.parse(r.stdout);
+    const replan = a.strategies.find((s: { key: string }) =>
+      s.key === "eplb-replan"
+    );
+    assert.equal(replan.replans, 1);
+    // Static EP on step 3 (step 2 has no tokens): GPU loads 4 and 2.
+    assert.equal(a.strategies[0].maxOverMean, 4 / 3);
+  });
+
   test("engine recordings by content: SGLang stat mode and TensorRT-LLM ranks", () => {
     // What make_serving_fixtures.py says each file holds.
     const truth = JSON.parse(

@@ -419,7 +419,9 @@ export function adviseRecording(
       const next = rebalanceExperts(sumSteps(start - W, start), eplb).phy2log;
       const past = (p: number[][]) =>
         split(p, start - W, start).reduce((t, g) => t + ms(g), 0);
-      if (shouldReplan(past(current), past(next), threshold)) {
+      // A window without tokens predicts no gain (and no step time).
+      const was = past(current);
+      if (was > 0 && shouldReplan(was, past(next), threshold)) {
         const m = migrationVolume(current, next, G, expertBytes);
         replans++;
         moved += m.experts;
