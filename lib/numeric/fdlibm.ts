@@ -181,3 +181,77 @@ export function fdlibmLog(x: number): number {
     ? f - s * (f - r)
     : k * LN2_HI - ((s * (f - r) - k * LN2_LO) - f);
 }
+
+// k_sin.c's and k_cos.c's polynomials.
+const S1 = -1.66666666666666324348e-01;
+const S2 = 8.33333333332248946124e-03;
+const S3 = -1.98412698298579493134e-04;
+const S4 = 2.75573137070700676789e-06;
+const S5 = -2.50507602534068634195e-08;
+const S6 = 1.58969099521155010221e-10;
+const C1 = 4.16666666666666019037e-02;
+const C2 = -1.38888888888741095749e-03;
+const C3 = 2.48015872894767294178e-05;
+const C4 = -2.75573143513906633035e-07;
+const C5 = 2.08757232129817482790e-09;
+const C6 = -1.13596475577881948265e-11;
+
+/** fdlibm's `__kernel_sin(x, 0, 0)`: sin x for |x| <= pi / 4. */
+function kernelSin(x: number): number {
+  view.setFloat64(0, x);
+  if ((view.getInt32(0) & 0x7fffffff) < 0x3e400000) return x; // |x| < 2^-27
+  const z = x * x;
+  const v = z * x;
+  const r = S2 + z * (S3 + z * (S4 + z * (S5 + z * S6)));
+  return x + v * (S1 + z * r);
+}
+
+/** fdlibm's `__kernel_cos(x, 0)`: cos x for |x| <= pi / 4. */
+function kernelCos(x: number): number {
+  view.setFloat64(0, x);
+  const ix = view.getInt32(0) & 0x7fffffff;
+  if (ix < 0x3e400000) return 1; // |x| < 2^-27
+  const z = x * x;
+  const r = z * (C1 + z * (C2 + z * (C3 + z * (C4 + z * (C5 + z * C6)))));
+  // With y = 0, k_cos.c's x * y is a zero and z * r - x * y is z * r.
+  if (ix < 0x3fd33333) return 1 - (0.5 * z - z * r); // |x| < 0.3
+  // qx: |x| / 4 with its low word cleared, or 0.28125 above 0.78125.
+  const qx = ix > 0x3fe90000 ? 0.28125 : fromHigh(ix - 0x00200000);
+  const hz = 0.5 * z - qx;
+  const a = 1 - qx;
+  return a - (hz - z * r);
+}
+
+/**
+ * `cos(pi x)` from fdlibm's kernels (`__kernel_sin`, `__kernel_cos`) on
+ * an argument reduced exactly in units of pi: the same bits on every
+ * engine, where `Math.cos` may differ between engines in the last bit.
+ * The reduction is exact (x less the nearest even integer, then a quarter
+ * turn: subtractions of nearby numbers), so only the product by pi and the
+ * kernel round: within about two ulps of the exact value, and exactly 0 at
+ * half-integers and +-1 at integers. NaN and infinities give NaN.
+ *
+ * @param x The angle in half-turns.
+ * @returns `cos(pi x)`.
+ *
+ * @example
+ * ```ts
+ * import { cosPi } from "./fdlibm.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(cosPi(0), 1);
+ * assert.equal(cosPi(0.5), 0); // Math.cos(Math.PI / 2) is 6.1e-17
+ * assert.equal(cosPi(1), -1);
+ * assert.ok(Math.abs(cosPi(1 / 3) - 0.5) < 2 ** -52);
+ * ```
+ */
+export function cosPi(x: number): number {
+  if (!Number.isFinite(x)) return NaN;
+  // x - 2 round(x / 2) in [-1, 1], exact; cos is even.
+  let c = x - 2 * Math.round(x / 2);
+  if (c < 0) c = -c;
+  if (c <= 0.25) return kernelCos(Math.PI * c);
+  // 0.5 - c and 1 - c are exact here (Sterbenz).
+  if (c < 0.75) return kernelSin(Math.PI * (0.5 - c));
+  return -kernelCos(Math.PI * (1 - c));
+}

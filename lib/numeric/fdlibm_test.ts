@@ -1,17 +1,23 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { fdlibmExp, fdlibmLog } from "./fdlibm.ts";
+import { cosPi, fdlibmExp, fdlibmLog } from "./fdlibm.ts";
 import { Rng } from "../scores/rng.ts";
 import { readFileSync } from "node:fs";
 
 // e_exp.c and e_log.c transcribed to Python with their word manipulations
-// (data/fixtures/make_fdlibm_fixtures.py): [x, f(x)] as float64 bits.
+// (data/fixtures/make_fdlibm_fixtures.py): [x, f(x)] as float64 bits; for
+// cosPi (k_sin.c and k_cos.c transcribed), [x, cosPi(x), cos(pi x) from
+// mpmath's cospi at 300 bits, rounded].
 const FIXTURES = JSON.parse(
   readFileSync(
     new URL("../../data/fixtures/fdlibm_fixtures.json", import.meta.url),
     "utf8",
   ),
-) as { exp: [string, string][]; log: [string, string][] };
+) as {
+  exp: [string, string][];
+  log: [string, string][];
+  cospi: [string, string, string][];
+};
 
 function ofBits(hex: string): number {
   const view = new DataView(new ArrayBuffer(8));
@@ -218,5 +224,41 @@ describe("fdlibmLog", () => {
       10 * 6.93147180369123816490e-01 +
         10 * 1.90821492927058770002e-10,
     );
+  });
+});
+
+describe("cosPi", () => {
+  test("k_sin.c's and k_cos.c's bits, from their transcription, and within 2 ulps of cos(pi x) at 300 bits", () => {
+    sameAsFixture(cosPi, FIXTURES.cospi.map(([x, y]) => [x, y]));
+    for (const [xs, , es] of FIXTURES.cospi) {
+      const x = ofBits(xs), exact = ofBits(es), got = cosPi(x);
+      if (Number.isNaN(exact)) continue;
+      // An ulp of the exact value; exact zeros must come out 0.
+      const ulp = exact === 0
+        ? 0
+        : 2 ** (Math.floor(Math.log2(Math.abs(exact))) - 52);
+      assert.ok(
+        Math.abs(got - exact) <= 2 * ulp,
+        `cosPi(${x}) = ${got}, exact ${exact}`,
+      );
+    }
+  });
+
+  test("exact at integers and half-integers, even, period 2; NaN for infinities", () => {
+    for (let n = -6; n <= 6; n++) {
+      assert.equal(cosPi(n), n % 2 === 0 ? 1 : -1);
+      assert.equal(cosPi(n + 0.5), 0);
+    }
+    assert.equal(cosPi(2 ** 60), 1);
+    const rng = new Rng(14);
+    for (let i = 0; i < 1000; i++) {
+      const x = 8 * rng.uniform() - 4;
+      assert.equal(cosPi(-x), cosPi(x));
+      // x + 2 is exact for these x (their last bit is at least 2^-50).
+      const y = Math.round(x * 2 ** 50) / 2 ** 50;
+      assert.equal(cosPi(y + 2), cosPi(y));
+    }
+    assert.ok(Number.isNaN(cosPi(Infinity)));
+    assert.ok(Number.isNaN(cosPi(NaN)));
   });
 });
