@@ -4,11 +4,14 @@
 // `Math.log` are not specified to the bit: on 4,000,000 arguments in
 // [-12.25, 0.25], Deno's and Bun's `Math.exp` differed in 3,042 (against a
 // 50-digit reference, Deno's was correctly rounded on all of 200,000 of
-// them, Bun's not on 151). A kernel that must
-// give the same numbers from the same seed on every engine, and whose
-// WebAssembly twin (lib/wasm/src/sinkhorn.c) must agree with it bit for
-// bit, takes these instead. Both are within one ulp of the exact value
-// (fdlibm's bound), checked against a 200-bit evaluation in the tests.
+// them, Bun's not on 151). Code that must give the same numbers from the
+// same seed on every engine takes these instead: the Sinkhorn kernels
+// (whose WebAssembly twin, lib/wasm/src/sinkhorn.c, agrees bit for bit),
+// Rng's normal draws, the synthetic workload's cluster weights and noise
+// table, the Megatron router's weights, and training (softmax, sigmoid,
+// cross-entropy, perplexity; the cosine schedules take cosPi). Both are
+// within one ulp of the exact value (fdlibm's bound), checked against a
+// 300-bit evaluation in the tests.
 
 // Doubles from their high words (the low word zero): fdlibm's branches
 // compare the high word of |x|, which orders as |x| does.

@@ -2,6 +2,7 @@
 // shared by the "cpu" kernels (every pair) and the "cpu-threads" kernels
 // (pairs claimed by each thread). A pair's numbers do not depend on which
 // thread computes it. Sums in float64, each stored value rounded once.
+import { fdlibmExp } from "../numeric/fdlibm.ts";
 
 let row = new Float64Array(0);
 let acc = new Float64Array(0);
@@ -42,7 +43,7 @@ export function attentionHeads(
         if (s > max) max = s;
       }
       let sum = 0;
-      for (let j = 0; j <= i; j++) sum += r[j] = Math.exp(r[j] - max);
+      for (let j = 0; j <= i; j++) sum += r[j] = fdlibmExp(r[j] - max);
       const pi = pBase + i * S;
       o.fill(0, 0, D);
       for (let j = 0; j <= i; j++) {

@@ -6,6 +6,7 @@ import { checkContext, checkedBalancer } from "./_context.ts";
 import { requireKernel } from "../ops/registry.ts";
 import { type CountAdd, lossFreeUpdateOp } from "../ops/loss_free_update.ts";
 import { checkPrecision, type Precision } from "../numeric/precision.ts";
+import { cosPi } from "../numeric/fdlibm.ts";
 
 /** Update-rate schedules of {@linkcode lossFree}. */
 export type RateSchedule = "constant" | "linear" | "cosine" | "step";
@@ -96,7 +97,7 @@ function rateAt(o: Required<LossFreeOptions>, t: number): number {
     }
     case "cosine": {
       const f = Math.min(t, o.scheduleSteps) / o.scheduleSteps;
-      return o.finalRate + (u - o.finalRate) * (1 + Math.cos(Math.PI * f)) / 2;
+      return o.finalRate + (u - o.finalRate) * (1 + cosPi(f)) / 2;
     }
     case "step":
       return u * o.stepFactor ** Math.floor(t / o.scheduleSteps);

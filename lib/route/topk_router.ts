@@ -16,6 +16,7 @@ import { type Gate, gateInto, GATES } from "../scores/gate.ts";
 import { GROUP_SCORES, type GroupScore, routeOp } from "../ops/route.ts";
 import { capacityDropOp } from "../ops/capacity_drop.ts";
 import { requireKernel } from "../ops/registry.ts";
+import { fdlibmExp } from "../numeric/fdlibm.ts";
 
 /** Options of {@linkcode topkRouting}, each named after its Megatron-Core flag. */
 export interface TopKRouterOptions {
@@ -271,10 +272,10 @@ function softmaxSelected(
     }
     let sum = 0;
     for (let r = 0; r < k; r++) {
-      sum += Math.exp(logits[i * E + experts[i * k + r]] - max);
+      sum += fdlibmExp(logits[i * E + experts[i * k + r]] - max);
     }
     for (let r = 0; r < k; r++) {
-      const e = Math.exp(logits[i * E + experts[i * k + r]] - max);
+      const e = fdlibmExp(logits[i * E + experts[i * k + r]] - max);
       weights[i * k + r] = (e / sum) * scale;
     }
   }

@@ -1,14 +1,15 @@
+import { fdlibmLog } from "../numeric/fdlibm.ts";
 import { checkInteger, checkNumber } from "../validate.ts";
 
 /**
  * A fast seeded pseudo-random generator: xoshiro128** (Blackman and Vigna,
  * 2018) on 32-bit words, seeded through SplitMix32. The same seed gives the
- * same raw, uniform, integer and shuffle draws on every runtime (integer
- * arithmetic and exact divisions). {@linkcode Rng.normal} takes `Math.log`
- * and `Math.sqrt`, and the zipf table `Math.pow`: ECMAScript leaves the
- * last bit of `Math.log` and `Math.pow` to the engine, and on Deno and Bun
- * 981 of 3,000,000 normal draws (seed 1) differed in the last bit of their
- * float64, none once rounded to float32.
+ * same raw, uniform, integer, shuffle and normal draws on every runtime:
+ * integer arithmetic, exact divisions, `Math.sqrt` (correctly rounded)
+ * and fdlibm's log (lib/numeric/fdlibm.ts). With `Math.log`, whose last bit
+ * ECMAScript leaves to the engine, 981 of 3,000,000 normal draws (seed 1)
+ * differed between Deno and Bun in the last bit. The zipf table takes
+ * `Math.pow` and may differ between engines in the last bit.
  *
  * Draws: {@linkcode Rng.uniform} in `[0, 1)`, {@linkcode Rng.normal}
  * (Marsaglia's polar method, exact), {@linkcode Rng.int} in `[0, n)`
@@ -116,7 +117,7 @@ export class Rng {
       v = 2 * this.uniform() - 1;
       q = u * u + v * v;
     } while (q >= 1 || q === 0);
-    const f = Math.sqrt(-2 * Math.log(q) / q);
+    const f = Math.sqrt(-2 * fdlibmLog(q) / q);
     this.#spare = v * f;
     return u * f;
   }

@@ -1,6 +1,7 @@
 // The output layer: logits = outW . y + outB over the vocabulary, softmax
 // cross-entropy against the next character, averaged over the batch.
 import type { MoeParams, ResolvedModelConfig } from "./model.ts";
+import { fdlibmExp, fdlibmLog } from "../numeric/fdlibm.ts";
 
 /**
  * Forward and backward pass of the output layer in one sweep: returns the
@@ -34,15 +35,15 @@ export function outputLoss(
       if (acc > max) max = acc;
     }
     let z = 0;
-    for (let v = 0; v < V; v++) z += Math.exp(logits[v] - max);
-    const lse = max + Math.log(z);
+    for (let v = 0; v < V; v++) z += fdlibmExp(logits[v] - max);
+    const lse = max + fdlibmLog(z);
     const t = targets[i];
     total += lse - logits[t];
     if (g === undefined || dy === undefined) continue;
     for (let m = 0; m < d; m++) dy[yb + m] = 0;
     const f = scale / n;
     for (let v = 0; v < V; v++) {
-      const gl = (Math.exp(logits[v] - lse) - (v === t ? 1 : 0)) * f;
+      const gl = (fdlibmExp(logits[v] - lse) - (v === t ? 1 : 0)) * f;
       g.outB[v] += gl;
       const rb = v * d;
       for (let m = 0; m < d; m++) {

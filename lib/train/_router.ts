@@ -1,6 +1,7 @@
 // The router of the MoE layer: logits r = router . x, scores s = gate(r),
 // and the gate weights of the selected experts.
 import type { MoeParams, ResolvedModelConfig } from "./model.ts";
+import { fdlibmExp } from "../numeric/fdlibm.ts";
 
 /**
  * Router forward: `r: (N x E)` logits, `s: (N x E)` scores (sigmoid, or
@@ -29,10 +30,10 @@ export function routerForward(
     }
     if (softmax) {
       let z = 0;
-      for (let j = 0; j < E; j++) z += s[rb + j] = Math.exp(r[rb + j] - max);
+      for (let j = 0; j < E; j++) z += s[rb + j] = fdlibmExp(r[rb + j] - max);
       for (let j = 0; j < E; j++) s[rb + j] /= z;
     } else {
-      for (let j = 0; j < E; j++) s[rb + j] = 1 / (1 + Math.exp(-r[rb + j]));
+      for (let j = 0; j < E; j++) s[rb + j] = 1 / (1 + fdlibmExp(-r[rb + j]));
     }
   }
 }

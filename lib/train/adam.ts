@@ -36,7 +36,8 @@ export interface AdamOptions {
 export class Adam {
   #m: Float64Array;
   #v: Float64Array;
-  #t = 0;
+  #p1 = 1;
+  #p2 = 1;
   readonly #lr: number;
   readonly #b1: number;
   readonly #b2: number;
@@ -82,9 +83,12 @@ export class Adam {
     for (let i = 0; i < n; i++) ss += grads[i] * grads[i];
     const norm = Math.sqrt(ss);
     const scale = this.#clip > 0 && norm > this.#clip ? this.#clip / norm : 1;
-    this.#t++;
     const b1 = this.#b1, b2 = this.#b2, m = this.#m, v = this.#v;
-    const c1 = 1 - b1 ** this.#t, c2 = 1 - b2 ** this.#t;
+    // beta^t as running products: `**` is not the same on every engine
+    // (0.9 ** 4 is 0.6561 on Deno, 0.6561000000000001 on Bun).
+    this.#p1 *= b1;
+    this.#p2 *= b2;
+    const c1 = 1 - this.#p1, c2 = 1 - this.#p2;
     const lr = this.#lr, eps = this.#eps;
     for (let i = 0; i < n; i++) {
       const g = grads[i] * scale;

@@ -1,4 +1,5 @@
 import { checkInteger, checkNumber, show } from "../validate.ts";
+import { fdlibmExp, fdlibmLog } from "../numeric/fdlibm.ts";
 
 /** One batch of router output: scores (or logits) and the selected experts. */
 export interface RouterBatch {
@@ -342,12 +343,12 @@ export function zLoss(batch: RouterBatch, options: ZLossOptions): number {
     let max = -Infinity;
     for (let j = 0; j < E; j++) max = Math.max(max, r[i * E + j]);
     let z = 0;
-    for (let j = 0; j < E; j++) z += Math.exp(r[i * E + j] - max);
-    const lse = max + Math.log(z);
+    for (let j = 0; j < E; j++) z += fdlibmExp(r[i * E + j] - max);
+    const lse = max + fdlibmLog(z);
     loss += coef * lse * lse / valid;
     if (grad === undefined) continue;
     for (let j = 0; j < E; j++) {
-      grad[i * E + j] += coef * 2 * lse * Math.exp(r[i * E + j] - lse) / valid;
+      grad[i * E + j] += coef * 2 * lse * fdlibmExp(r[i * E + j] - lse) / valid;
     }
   }
   return loss;

@@ -5,6 +5,7 @@ import type { Routing, ScoreMatrix } from "../types.ts";
 import { evenStarts, fillSequences } from "./batch.ts";
 import type { MoeModel } from "./model.ts";
 import { createWorkspace, modelStep, type Workspace } from "./step.ts";
+import { fdlibmExp } from "../numeric/fdlibm.ts";
 
 /** Validation figures of a model, see {@linkcode evaluateMoe}. */
 export interface Evaluation {
@@ -119,7 +120,7 @@ export function evaluateWith(
   const loss = total / (seqs * seqLen);
   return {
     loss,
-    perplexity: Math.exp(loss),
+    perplexity: fdlibmExp(loss),
     bitsPerChar: loss / Math.LN2,
     loads,
     maxVioGlobal: maxVio(loads),

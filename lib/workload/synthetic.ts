@@ -6,6 +6,7 @@ import {
 } from "../validate.ts";
 import { type Gate, gateInto, GATES, sqrtSoftplus } from "../scores/gate.ts";
 import { Rng, searchCdf } from "../scores/rng.ts";
+import { fdlibmExp, fdlibmLog } from "../numeric/fdlibm.ts";
 import type { ScoreMatrix } from "../types.ts";
 import type { HostBackend } from "../ops/host.ts";
 import { sharedHeapFloat32, wasmRuntime } from "../wasm/runtime.ts";
@@ -158,7 +159,7 @@ export function syntheticWorkload(options: SyntheticOptions = {}): Workload {
   // Cluster log-frequencies at step 0: Zipf over shuffled ranks.
   const rank = setup.shuffle(Int32Array.from({ length: C }, (_, c) => c));
   const logw0 = new Float64Array(C);
-  for (let c = 0; c < C; c++) logw0[c] = -o.zipf * Math.log(rank[c] + 1);
+  for (let c = 0; c < C; c++) logw0[c] = -o.zipf * fdlibmLog(rank[c] + 1);
 
   const logw = Float64Array.from(logw0);
   const cdf = new Float64Array(C);
@@ -194,7 +195,7 @@ export function syntheticWorkload(options: SyntheticOptions = {}): Workload {
     for (let c = 0; c < C; c++) if (logw[c] > max) max = logw[c];
     let total = 0;
     for (let c = 0; c < C; c++) {
-      total += Math.exp(logw[c] - max);
+      total += fdlibmExp(logw[c] - max);
       cdf[c] = total;
     }
     for (let c = 0; c < C; c++) cdf[c] /= total;
@@ -381,7 +382,7 @@ export function normalQuantile(p: number): number {
   ];
   const lo = 0.02425;
   if (p < lo) {
-    const q = Math.sqrt(-2 * Math.log(p));
+    const q = Math.sqrt(-2 * fdlibmLog(p));
     return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q +
       c[5]) /
       ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);

@@ -13,6 +13,7 @@ import {
   type TransformerParams,
   transformerViews,
 } from "./model.ts";
+import { fdlibmExp, fdlibmLog } from "../../numeric/fdlibm.ts";
 
 /** Saved activations of one block. */
 interface BlockBuffers {
@@ -246,13 +247,13 @@ const INTO_HEADS = true, INTO_TOKENS = false;
 
 /** SiLU (swish): `out = x * sigmoid(x)`. */
 function silu(x: Float32Array, out: Float32Array, len: number): void {
-  for (let i = 0; i < len; i++) out[i] = x[i] / (1 + Math.exp(-x[i]));
+  for (let i = 0; i < len; i++) out[i] = x[i] / (1 + fdlibmExp(-x[i]));
 }
 
 /** Multiplies `d` by SiLU's derivative at `x`: `s (1 + x (1 - s))`, `s = sigmoid(x)`. */
 function siluBackward(x: Float32Array, d: Float32Array, len: number): void {
   for (let i = 0; i < len; i++) {
-    const s = 1 / (1 + Math.exp(-x[i]));
+    const s = 1 / (1 + fdlibmExp(-x[i]));
     d[i] *= s * (1 + x[i] * (1 - s));
   }
 }
@@ -464,12 +465,12 @@ export async function transformerStep(
         for (let j = 0; j < E; j++) max = Math.max(max, bb.r[rb + j]);
         let z = 0;
         for (let j = 0; j < E; j++) {
-          z += bb.s64[rb + j] = Math.exp(bb.r[rb + j] - max);
+          z += bb.s64[rb + j] = fdlibmExp(bb.r[rb + j] - max);
         }
         for (let j = 0; j < E; j++) bb.s64[rb + j] /= z;
       } else {
         for (let j = 0; j < E; j++) {
-          bb.s64[rb + j] = 1 / (1 + Math.exp(-bb.r[rb + j]));
+          bb.s64[rb + j] = 1 / (1 + fdlibmExp(-bb.r[rb + j]));
         }
       }
     }
@@ -557,12 +558,12 @@ export async function transformerStep(
     let max = -Infinity;
     for (let v = 0; v < V; v++) if (lg[b + v] > max) max = lg[b + v];
     let z = 0;
-    for (let v = 0; v < V; v++) z += Math.exp(lg[b + v] - max);
-    const lse = max + Math.log(z);
+    for (let v = 0; v < V; v++) z += fdlibmExp(lg[b + v] - max);
+    const lse = max + fdlibmLog(z);
     ce += lse - lg[b + ws.targets[i]];
     if (backward) {
       // d ce / d logits = (softmax - onehot) / n.
-      for (let v = 0; v < V; v++) lg[b + v] = Math.exp(lg[b + v] - lse) / n;
+      for (let v = 0; v < V; v++) lg[b + v] = fdlibmExp(lg[b + v] - lse) / n;
       lg[b + ws.targets[i]] -= 1 / n;
     }
   }

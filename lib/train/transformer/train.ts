@@ -38,6 +38,7 @@ import {
   transformerStep,
   type TransformerWorkspace,
 } from "./step.ts";
+import { cosPi, fdlibmExp } from "../../numeric/fdlibm.ts";
 
 /** Token streams to train and validate on (e.g. from {@linkcode loadBrownTokens}). */
 export interface TokenCorpus {
@@ -128,7 +129,8 @@ const MAX_VALID_TOKENS = 2 ** 20;
 class Adam32 {
   #m: Float64Array;
   #v: Float64Array;
-  #t = 0;
+  #p1 = 1;
+  #p2 = 1;
   constructor(
     size: number,
     readonly clip: number,
@@ -144,9 +146,12 @@ class Adam32 {
     for (let i = 0; i < g.length; i++) ss += g[i] * g[i];
     const norm = Math.sqrt(ss);
     const scale = this.clip > 0 && norm > this.clip ? this.clip / norm : 1;
-    this.#t++;
     const { b1, b2, eps } = this, m = this.#m, v = this.#v;
-    const c1 = 1 - b1 ** this.#t, c2 = 1 - b2 ** this.#t;
+    // beta^t as running products: `**` is not the same on every engine
+    // (0.9 ** 4 is 0.6561 on Deno, 0.6561000000000001 on Bun).
+    this.#p1 *= b1;
+    this.#p2 *= b2;
+    const c1 = 1 - this.#p1, c2 = 1 - this.#p2;
     for (let i = 0; i < p.length; i++) {
       const gi = g[i] * scale;
       m[i] = b1 * m[i] + (1 - b1) * gi;
@@ -589,8 +594,8 @@ export async function trainTransformer(
     const r = await transformerStep(model, ws, batchSeqs, select, objective);
     const rate = step < warmup
       ? lr * (step + 1) / warmup
-      : lr * (0.1 + 0.45 * (1 + Math.cos(
-            Math.PI * (step - warmup) / Math.max(1, steps - warmup),
+      : lr * (0.1 + 0.45 * (1 + cosPi(
+            (step - warmup) / Math.max(1, steps - warmup),
           )));
     adam.step(model.params, ws.grads, rate);
     let mv = 0;
@@ -716,5 +721,5 @@ async function evaluateWith(
   const mv = loads.length
     ? loads.reduce((a, l) => a + maxVio(l), 0) / loads.length
     : 0;
-  return { loss, perplexity: Math.exp(loss), loads, maxVioGlobal: mv };
+  return { loss, perplexity: fdlibmExp(loss), loads, maxVioGlobal: mv };
 }
