@@ -117,6 +117,22 @@ describe("sim names flags and bounds memory", () => {
       /^error: --gpus must divide the number of experts \(64\): current value is 7$/,
     );
   });
+  test("--gpus below the default replicas names --replicas, its default and --gpus", () => {
+    // It said "ep.replicas must be an integer in [1, 1]: current value is 2".
+    refused(
+      ["sim", ...SMALL, "--gpus", "1", "--out", join(work, "g1")],
+      /^error: --replicas must be at most --gpus \(1: each replica of an expert on its own GPU\): current value is 2 \(the default\)$/,
+    );
+    refused(
+      ["sim", ...SMALL, "--replicas", "9", "--out", join(work, "g9")],
+      /^error: --replicas must be at most --gpus \(8: .*\): current value is 9$/,
+    );
+    const p = file("ep1.json", JSON.stringify({ ep: { gpus: 1 } }));
+    refused(
+      ["sim", "--preset", p, ...SMALL, "--out", join(work, "g2")],
+      /^error: --replicas must be at most ep\.gpus \(1: .*\): current value is 2 \(the default\)$/,
+    );
+  });
   test("a range prints in words, not [5e-324, Infinity]", () => {
     const line = refused(
       [

@@ -310,11 +310,25 @@ function withFlagName(e: unknown, flags: Record<string, unknown>): unknown {
     !(e instanceof TypeError || e instanceof RangeError ||
       e instanceof SyntaxError)
   ) return e;
+  // The key the message starts with becomes its flag where the flag was
+  // given, or where the value is the default (the flag is how to set it);
+  // the ep keys named further on become their flags where given, or where
+  // no preset is (the flags and defaults are the whole configuration).
+  const Cls = e.constructor as new (m: string) => Error;
+  let message = e.message;
   for (const [key, flag] of KEY_FLAGS) {
-    if (key.test(e.message) && flags[flag] !== undefined) {
-      const Cls = e.constructor as new (m: string) => Error;
-      return new Cls(e.message.replace(key, `--${flag}`));
+    if (
+      key.test(message) &&
+      (flags[flag] !== undefined || / \(the default\)$/.test(message))
+    ) {
+      message = message.replace(key, `--${flag}`);
+      break;
     }
   }
-  return e;
+  for (const flag of ["gpus", "replicas"]) {
+    if (flags[flag] !== undefined || flags.preset === undefined) {
+      message = message.replaceAll(`ep.${flag} (`, `--${flag} (`);
+    }
+  }
+  return message === e.message ? e : new Cls(message);
 }

@@ -167,7 +167,14 @@ export function checkEpConfig(
       );
     }
   }
-  checkInteger("ep.replicas", c.replicas, 1, c.gpus);
+  checkInteger("ep.replicas", c.replicas, 1);
+  if (c.replicas > c.gpus) {
+    throw new RangeError(
+      `ep.replicas must be at most ep.gpus (${c.gpus}: each replica of an expert on its own GPU): current value is ${c.replicas}${
+        Object.hasOwn(value, "replicas") ? "" : " (the default)"
+      }`,
+    );
+  }
   if (c.redundant !== null) checkInteger("ep.redundant", c.redundant, 0);
   checkChoice("ep.placement", c.placement, PLACEMENTS);
   checkChoice("ep.scheduler", c.scheduler, ["exact", "equal"]);
