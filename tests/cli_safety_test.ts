@@ -127,6 +127,12 @@ describe("sim names flags and bounds memory", () => {
       ["sim", ...SMALL, "--replicas", "9", "--out", join(work, "g9")],
       /^error: --replicas must be at most --gpus \(8: .*\): current value is 9$/,
     );
+    // schedule said "--replicas must be an integer in [1, 1]: current value is 2".
+    const loads = file("ep1.csv", "step,layer,e0,e1\n0,0,3,1\n");
+    refused(
+      ["schedule", "--loads", loads, "--gpus", "1"],
+      /^error: --replicas must be at most --gpus \(1: each replica of an expert on its own GPU\): current value is 2 \(the default\)$/,
+    );
     const p = file("ep1.json", JSON.stringify({ ep: { gpus: 1 } }));
     refused(
       ["sim", "--preset", p, ...SMALL, "--out", join(work, "g2")],

@@ -90,7 +90,14 @@ export async function scheduleCommand(args: string[]): Promise<number> {
   }
   const where = parseWhere(flags.where as string[] | undefined);
   const G = checkInteger("--gpus", flags.gpus ?? 8, 1);
-  const d = checkInteger("--replicas", flags.replicas ?? 2, 1, G);
+  const d = checkInteger("--replicas", flags.replicas ?? 2, 1);
+  if (d > G) {
+    throw new RangeError(
+      `--replicas must be at most --gpus (${G}: each replica of an expert on its own GPU): current value is ${d}${
+        flags.replicas === undefined ? " (the default)" : ""
+      }`,
+    );
+  }
   const kind = checkChoice("--placement", flags.placement ?? "complete", [
     ...PLACEMENTS,
   ]);
