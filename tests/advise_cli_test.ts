@@ -69,6 +69,11 @@ describe("moelab advise (command line)", () => {
         /--gpus must divide the number of experts \(4\): current value is 3/,
       ],
       [
+        // One GPU leaves no room for the MicroMoE placements' default 2.
+        ["--loads", LONG, "--gpus", "1", "--replicas", "4"],
+        /^error: --micro-replicas must be at most --gpus \(1\): current value is 2 \(the default\)\n$/,
+      ],
+      [
         [
           "--loads",
           LONG,

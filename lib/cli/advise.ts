@@ -131,7 +131,9 @@ export function adviseCommand(args: string[]): number {
   }
   if (d > G) {
     throw new RangeError(
-      `--micro-replicas must be at most --gpus (${G}): current value is ${d}`,
+      `--micro-replicas must be at most --gpus (${G}): current value is ${d}${
+        flags["micro-replicas"] === undefined ? " (the default)" : ""
+      }`,
     );
   }
   if (nodes > G || G % nodes !== 0) {
@@ -159,7 +161,9 @@ export function adviseCommand(args: string[]): number {
   }
   if ((E * d) % G !== 0) {
     throw new RangeError(
-      `--micro-replicas x experts (${E}) must be a multiple of --gpus (${G}): current value is ${d}`,
+      `--micro-replicas x experts (${E}) must be a multiple of --gpus (${G}): current value is ${d}${
+        flags["micro-replicas"] === undefined ? " (the default)" : ""
+      }`,
     );
   }
   // Steps in file order, layers ascending; rows of one step and layer (one
