@@ -10,6 +10,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { main } from "../../cli/main.ts";
+import { checkTransformerPreset } from "./experiment.ts";
 
 const PRESET = {
   model: "transformer",
@@ -86,4 +87,25 @@ test("moelab train refuses a bad backend or key before any work", async () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("leakage chunks that do not divide a batch are refused before any run", () => {
+  // PRESET's batch: 2 sequences of 8 tokens. A chunk of 32 failed in the
+  // leakage test, after every method had trained.
+  assert.throws(
+    () => checkTransformerPreset({ ...PRESET, leakage: { chunks: [16, 32] } }),
+    {
+      name: "RangeError",
+      message:
+        "leakage.chunks[1] must divide a batch's tokens (batchSeqs x seqLen = 16): current value is 32",
+    },
+  );
+  assert.throws(
+    () => checkTransformerPreset({ ...PRESET, leakage: { chunks: [3] } }),
+    /leakage\.chunks\[0\] must divide .* = 16\): current value is 3$/,
+  );
+  // Dividing chunks pass, and the default batch (8 sequences) counts.
+  checkTransformerPreset({ ...PRESET, leakage: { chunks: [16, 8, 4] } });
+  const { batchSeqs: _b, ...noBatch } = PRESET;
+  checkTransformerPreset({ ...noBatch, leakage: { chunks: [64] } });
 });

@@ -203,7 +203,10 @@ export function checkTransformerPreset(preset: unknown): TransformerPreset {
     validTokens,
     ...shape
   } = p;
-  resolveTransformerConfig({ ...shape, vocab: corpus?.vocab ?? 512 });
+  const { seqLen } = resolveTransformerConfig({
+    ...shape,
+    vocab: corpus?.vocab ?? 512,
+  });
   if (steps !== undefined) checkInteger("steps", steps, 1);
   if (batchSeqs !== undefined) checkInteger("batchSeqs", batchSeqs, 1);
   if (warmup !== undefined) checkInteger("warmup", warmup, 0);
@@ -227,7 +230,17 @@ export function checkTransformerPreset(preset: unknown): TransformerPreset {
         }`,
       );
     }
-    chunks.forEach((c, i) => checkInteger(`leakage.chunks[${i}]`, c, 1));
+    // Each chunk divides a batch's tokens (trainTransformer's routeChunk),
+    // checked here rather than after every run of the methods.
+    const n = (batchSeqs ?? 8) * seqLen;
+    chunks.forEach((c, i) => {
+      checkInteger(`leakage.chunks[${i}]`, c, 1);
+      if (n % c !== 0) {
+        throw new RangeError(
+          `leakage.chunks[${i}] must divide a batch's tokens (batchSeqs x seqLen = ${n}): current value is ${c}`,
+        );
+      }
+    });
   }
   return p;
 }
