@@ -109,3 +109,30 @@ test("leakage chunks that do not divide a batch are refused before any run", () 
   const { batchSeqs: _b, ...noBatch } = PRESET;
   checkTransformerPreset({ ...noBatch, leakage: { chunks: [64] } });
 });
+
+test("the leakage test's keys, seeds and method are checked with the preset", () => {
+  const leak = (leakage: unknown) => () =>
+    checkTransformerPreset({ ...PRESET, leakage });
+  // A typo was ignored; a seed twice counted twice in the mean and std.
+  assert.throws(leak({ chunks: [8], seed: [2] }), {
+    name: "RangeError",
+    message: 'leakage has no key "seed" (keys: chunks, seeds, method)',
+  });
+  assert.throws(leak({ chunks: [8], seeds: [1, 1] }), {
+    name: "RangeError",
+    message: "leakage.seeds must be distinct: 1 appears twice",
+  });
+  assert.throws(
+    leak({ chunks: [8], seeds: [-1] }),
+    /^RangeError: leakage\.seeds\[0\]/,
+  );
+  assert.throws(leak({ chunks: [8], method: "nope" }), {
+    name: "RangeError",
+    message: /^leakage\.method must be one of /,
+  });
+  assert.throws(leak([8]), TypeError);
+  checkTransformerPreset({
+    ...PRESET,
+    leakage: { chunks: [8], seeds: [2, 3], method: "expert-choice" },
+  });
+});

@@ -222,6 +222,47 @@ export function checkTransformerPreset(preset: unknown): TransformerPreset {
     methods.forEach((m) => parseTrainMethod(m));
   }
   if (p.leakage !== undefined) {
+    const leak = p.leakage as unknown;
+    if (leak === null || typeof leak !== "object" || Array.isArray(leak)) {
+      throw new TypeError(
+        `leakage must be an object { chunks, seeds?, method? }: current value is ${
+          show(leak)
+        }`,
+      );
+    }
+    for (const key of Object.keys(leak)) {
+      if (!["chunks", "seeds", "method"].includes(key)) {
+        throw new RangeError(
+          `leakage has no key ${show(key)} (keys: chunks, seeds, method)`,
+        );
+      }
+    }
+    const leakSeeds = p.leakage.seeds;
+    if (leakSeeds !== undefined) {
+      if (!Array.isArray(leakSeeds) || leakSeeds.length === 0) {
+        throw new RangeError(
+          `leakage.seeds must be a non-empty array: current value is ${
+            show(leakSeeds)
+          }`,
+        );
+      }
+      leakSeeds.forEach((s, i) => checkInteger(`leakage.seeds[${i}]`, s, 0));
+      const again = leakSeeds.find((s, i) => leakSeeds.indexOf(s) !== i);
+      if (again !== undefined) {
+        throw new RangeError(
+          `leakage.seeds must be distinct: ${show(again)} appears twice`,
+        );
+      }
+    }
+    if (p.leakage.method !== undefined) {
+      try {
+        parseTrainMethod(p.leakage.method);
+      } catch (e) {
+        if (!(e instanceof TypeError || e instanceof RangeError)) throw e;
+        const Cls = e.constructor as new (m: string) => Error;
+        throw new Cls(`leakage.${e.message}`);
+      }
+    }
     const chunks = p.leakage?.chunks;
     if (!Array.isArray(chunks) || chunks.length === 0) {
       throw new RangeError(
