@@ -137,3 +137,44 @@ export function loadBrown(options: BrownOptions = {}): BrownCorpus {
     validFiles,
   };
 }
+
+/**
+ * Checks a preset's `corpus` options, naming them `corpus.<key>`: an
+ * object whose keys are among `keys` (a typo was ignored and the whole
+ * corpus read), `dir` a string, `validEvery` an integer of at least 2,
+ * `maxFiles` one of at least 1, `vocab` (BPE presets) one in [256, 65536].
+ *
+ * @throws {TypeError} If `value` is not an object or `dir` not a string.
+ * @throws {RangeError} If a key is unknown or a number out of range.
+ */
+export function checkCorpusPreset(
+  value: unknown,
+  keys: readonly string[],
+): void {
+  if (value === undefined) return;
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new TypeError(
+      `corpus must be an object { ${keys.join(", ")} }: current value is ${
+        show(value)
+      }`,
+    );
+  }
+  const o = value as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!keys.includes(key)) {
+      throw new RangeError(
+        `corpus has no key ${show(key)} (keys: ${keys.join(", ")})`,
+      );
+    }
+  }
+  if (o.dir !== undefined && typeof o.dir !== "string") {
+    throw new TypeError(
+      `corpus.dir must be a folder's path: current value is ${show(o.dir)}`,
+    );
+  }
+  if (o.validEvery !== undefined) {
+    checkInteger("corpus.validEvery", o.validEvery, 2);
+  }
+  if (o.maxFiles !== undefined) checkInteger("corpus.maxFiles", o.maxFiles, 1);
+  if (o.vocab !== undefined) checkInteger("corpus.vocab", o.vocab, 256, 65536);
+}

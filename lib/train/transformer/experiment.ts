@@ -3,6 +3,7 @@ import { resolveTransformerConfig } from "./model.ts";
 import { type MeanStd, meanStd } from "../experiment.ts";
 import { parseTrainMethod, type TrainMethod } from "../method.ts";
 import { type BrownTokens, loadBrownTokens } from "./tokenizer.ts";
+import { checkCorpusPreset } from "../brown.ts";
 import {
   trainTransformer,
   type TransformerRun,
@@ -31,7 +32,12 @@ export interface TransformerPreset extends
   /** Seeds; every method runs once per seed on the same batches. Default `[1, 2, 3]`. */
   seeds?: number[];
   /** Corpus: the split (`validEvery`, `maxFiles`) and the BPE vocabulary size (`vocab`, default 512). */
-  corpus?: { validEvery?: number; maxFiles?: number; vocab?: number };
+  corpus?: {
+    validEvery?: number;
+    maxFiles?: number;
+    vocab?: number;
+    dir?: string;
+  };
   /**
    * The leakage test of the Loss-Free paper (section 5.2): Expert Choice
    * trained with the batch cut into routing chunks of each of `chunks`
@@ -171,6 +177,7 @@ export function checkTransformerPreset(preset: unknown): TransformerPreset {
       `model must be "transformer": current value is ${show(p.model)}`,
     );
   }
+  checkCorpusPreset(p.corpus, ["dir", "validEvery", "maxFiles", "vocab"]);
   const seeds = p.seeds ?? [1, 2, 3];
   if (!Array.isArray(seeds) || seeds.length === 0) {
     throw new RangeError(
