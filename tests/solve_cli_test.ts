@@ -65,4 +65,49 @@ describe("moelab solve", () => {
       assert.equal(r.stdout, "");
     }
   });
+
+  test("errors name the flags as typed, not the solver's options", () => {
+    const f64 = join(dir, "f64.npy");
+    // A float32 .npy's header with '<f4' made '<f8', and 8-byte values.
+    const bytes = encodeNpy(new Float32Array(6), [2, 3]);
+    const at = bytes.findIndex((b, i) =>
+      b === 0x3c && bytes[i + 1] === 0x66 && bytes[i + 2] === 0x34
+    );
+    const header = bytes.slice(0, bytes.length - 24);
+    header[at + 2] = 0x38;
+    writeFileSync(f64, new Uint8Array([...header, ...new Uint8Array(48)]));
+    const nan = join(dir, "nan.npy");
+    writeFileSync(
+      nan,
+      encodeNpy(new Float32Array([0.5, NaN, 0.2, 0.1]), [2, 2]),
+    );
+    for (
+      const [args, line] of [
+        [
+          ["--scores", file, "--top-k", "4"],
+          "--top-k must be at most the number of experts (3): current value is 4",
+        ],
+        [
+          ["--scores", file, "--top-k", "1", "--capacity-factor", "0.5"],
+          "--capacity-factor is infeasible: tokens x k = 4 x 1 = 4 exceeds experts x capacity = 3 x 1 = 3",
+        ],
+        [
+          ["--scores", file, "--top-k", "1", "--solver", "cplex"],
+          '--solver must be one of "auto", "ssp", "glpk", "highs": current value is "cplex"',
+        ],
+        [
+          ["--scores", nan, "--top-k", "1"],
+          "--scores must not hold NaN or +Infinity: value at token 0, expert 1 is NaN",
+        ],
+        [
+          ["--scores", f64, "--top-k", "1"],
+          `--scores ${f64}: .npy dtype must be float32 ('<f4'): current value is '<f8'`,
+        ],
+      ] as const
+    ) {
+      const r = solve(...args);
+      assert.equal(r.status, 2, args.join(" "));
+      assert.equal(r.stderr, `error: ${line}\n`);
+    }
+  });
 });

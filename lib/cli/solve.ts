@@ -31,6 +31,28 @@ Usage: moelab solve --scores FILE.npy --top-k K [flags]
   --help                 this text
 `;
 
+/** The solver's option names, as the flags that set them, in errors. */
+const OPTION_FLAGS: [RegExp, string][] = [
+  [/^options\.k\b/, "--top-k"],
+  [/^options\.capacity(Factor)?\b/, "--capacity-factor"],
+  [/^options\.solver\b/, "--solver"],
+  [/^options\.timeLimit\b/, "--time-limit"],
+  [/^scores\b/, "--scores"],
+];
+
+/**
+ * A TypeError, RangeError or SyntaxError (bad input) with its message
+ * rewritten by `how`, its class kept; any other error as it is.
+ */
+function renamed(e: unknown, how: (message: string) => string): unknown {
+  if (
+    !(e instanceof TypeError || e instanceof RangeError ||
+      e instanceof SyntaxError)
+  ) return e;
+  const Cls = e.constructor as new (m: string) => Error;
+  return new Cls(how(e.message));
+}
+
 /** Runs `solve` with command-line arguments; returns the exit code. */
 export async function solveCommand(args: string[]): Promise<number> {
   const flags = parseFlags(args, FLAGS);
@@ -55,10 +77,15 @@ export async function solveCommand(args: string[]): Promise<number> {
     bytes = readFileSync(flags.scores);
   } catch (e) {
     throw new UsageError(
-      `scores cannot be read: ${flags.scores} (${(e as Error).message})`,
+      `--scores cannot be read: ${flags.scores} (${(e as Error).message})`,
     );
   }
-  const array = parseNpy(bytes);
+  let array;
+  try {
+    array = parseNpy(bytes);
+  } catch (e) {
+    throw renamed(e, (m) => `--scores ${flags.scores}: ${m}`);
+  }
   if (array.shape.length !== 2) {
     throw new TypeError(
       `--scores must hold a [tokens, experts] array: current shape is [${
@@ -81,7 +108,14 @@ export async function solveCommand(args: string[]): Promise<number> {
     );
   } catch (e) {
     // The error the solvers document for options.timeLimit.
-    if ((e as Error)?.name !== "TimeLimitError") throw e;
+    if ((e as Error)?.name !== "TimeLimitError") {
+      throw renamed(e, (m) => {
+        for (const [key, flag] of OPTION_FLAGS) {
+          if (key.test(m)) return m.replace(key, flag);
+        }
+        return m;
+      });
+    }
     process.stderr.write(
       `error: --time-limit ${timeLimit} reached: the ${
         flags.solver ?? "auto"
