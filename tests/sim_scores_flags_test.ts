@@ -78,7 +78,7 @@ describe("moelab sim --scores", () => {
       assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
       assert.match(
         r.stderr,
-        /^error: scores must not hold \+Infinity with the \w+ gate .*value at batch 2, token 17, expert 3 is Infinity$/m,
+        /^error: --scores must not hold \+Infinity with the \w+ gate .*value at batch 2, token 17, expert 3 is Infinity$/m,
       );
       assert.equal(existsSync(out), false, "nothing written");
     }
@@ -101,7 +101,7 @@ describe("moelab sim --scores", () => {
     assert.equal(r.code, 2, r.stderr);
     assert.equal(
       r.stderr,
-      `error: scores file ${path}: .npy dtype must be float32 ('<f4'): current value is '<f8'\n`,
+      `error: --scores file ${path}: .npy dtype must be float32 ('<f4'): current value is '<f8'\n`,
     );
     assert.equal(existsSync(out), false, "nothing written");
   });

@@ -295,6 +295,7 @@ const KEY_FLAGS: [RegExp, string][] = [
   [/^gate\b/, "gate"],
   [/^(?:workload\.)?drift\b/, "drift"],
   [/^workload\.path\b/, "scores"],
+  [/^scores\b/, "scores"],
   [/^(?:ep\.)?gpus\b/, "gpus"],
   [/^(?:ep\.)?replicas\b/, "replicas"],
   [/^(?:ep\.)?placement\b/, "placement"],
