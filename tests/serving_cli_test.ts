@@ -146,6 +146,25 @@ describe("place --loads <engine recording> --format", () => {
     assert.equal(map.length, 2);
     for (const row of map) assert.ok(covers(row, 10));
   });
+
+  test("--experts below the recording's largest id names --experts (it said '--loads options.experts')", () => {
+    const run = cli([
+      "place",
+      "--replicas",
+      "12",
+      "--gpus",
+      "4",
+      "--experts",
+      "4",
+      "--loads",
+      join(FIXTURES, "routed_experts.npy"),
+    ]);
+    assert.equal(run.code, 2);
+    assert.equal(
+      run.stderr,
+      "error: --experts must be an integer of at least 8 (the largest expert id in --loads plus 1): current value is 4\n",
+    );
+  });
 });
 
 describe("advise --loads <engine recording>", () => {

@@ -113,6 +113,15 @@ function engineRows(
   try {
     loads = readEngineLoads(path, { experts });
   } catch (e) {
+    // The expert count is --experts' error, the recording's id its bound.
+    if (e instanceof RangeError && /^options\.experts\b/.test(e.message)) {
+      throw new RangeError(
+        e.message.replace(/^options\.experts\b/, "--experts").replace(
+          "(the largest expert id plus 1)",
+          "(the largest expert id in --loads plus 1)",
+        ),
+      );
+    }
     throw flagged(e, "--loads");
   }
   const { steps, layers, counts } = loads;
