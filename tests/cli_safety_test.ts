@@ -339,6 +339,41 @@ describe("load tables: exact counts, extra columns, --where", () => {
       /column the command does not use, "method" .*--where method=VALUE/,
     );
   });
+  test("--experts counts experts a table does not list (it was ignored for tables)", () => {
+    const f = file("four.csv", "step,layer,e0,e1,e2,e3\n0,0,6,2,1,1\n");
+    const r = cli([
+      "place",
+      "--loads",
+      f,
+      "--gpus",
+      "2",
+      "--replicas",
+      "6",
+      "--experts",
+      "6",
+      "--json",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const { logcnt, phy2log } = JSON.parse(r.stdout);
+    // Six logical experts, each with one slot: experts 4 and 5 (no load)
+    // included.
+    assert.deepEqual(logcnt, [[1, 1, 1, 1, 1, 1]]);
+    assert.deepEqual([...phy2log[0]].sort(), [0, 1, 2, 3, 4, 5]);
+    refused(
+      [
+        "place",
+        "--loads",
+        f,
+        "--gpus",
+        "2",
+        "--replicas",
+        "4",
+        "--experts",
+        "3",
+      ],
+      /^error: --experts must be an integer of at least 4 \(the experts of --loads\): current value is 3$/,
+    );
+  });
   test("an expert id of 1.5e9 is refused with the memory it needs, at once", () => {
     const f = file("id.csv", "step,layer,expert,load\n0,0,1500000000,1\n");
     refused(

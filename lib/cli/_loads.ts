@@ -240,8 +240,10 @@ function selectRows(frame: pl.DataFrame, where: Where): pl.DataFrame {
 /**
  * Reads `path` into load rows, in file order (engine recordings: by step,
  * then layer); loads must be non-negative integers up to 2^53 - 1, held
- * exactly. `experts` sets the expert count of recordings that do not hold
- * it (routed experts); `where` selects the rows of a table.
+ * exactly. `experts` sets the expert count where the file lists fewer
+ * (routed experts that never picked the last ones, a table without their
+ * columns or rows): at least the file's, the others with no load; `where`
+ * selects the rows of a table.
  */
 export function readLoadRows(
   path: string,
@@ -298,10 +300,21 @@ export function readLoadRows(
   if (vectors.length === 0) {
     throw new RangeError(`--loads has no rows: ${path}`);
   }
-  const experts = vectors[0].loads.length;
+  const named = vectors[0].loads.length;
+  // --experts counts experts the table does not list (never loaded), as
+  // for routed experts: at least the table's, the rest with no load.
+  const experts = options.experts ?? named;
+  if (experts < named) {
+    throw new RangeError(
+      `--experts must be an integer of at least ${named} (the experts of --loads): current value is ${experts}`,
+    );
+  }
+  checkSize(vectors.length, experts, `with --experts ${experts}`);
   const rows = vectors.map((v) => {
     v.loads.forEach((x, e) => checkCount(x, v.step, v.layer, e));
-    return { step: v.step, layer: v.layer, loads: v.loads };
+    const loads = experts === named ? v.loads : new Float64Array(experts);
+    if (loads !== v.loads) loads.set(v.loads);
+    return { step: v.step, layer: v.layer, loads };
   });
   return { experts, rows };
 }

@@ -51,7 +51,8 @@ recommendation with its reasons.
                       TensorRT-LLM's load statistics, per-token routed experts
   --where COL=VAL     keep the table rows whose column COL holds VAL
                       (repeatable); needed when the table has other columns
-  --experts E         logical experts, for routed experts (default: largest id + 1)
+  --experts E         logical experts, where the file lists fewer (the rest
+                      get no load; default: the file's, largest id + 1)
   --gpus G            GPUs, a divisor of the experts
   --replicas R        EPLB's physical expert slots, a multiple of G
   --nodes N           nodes, for EPLB's hierarchical policy (default 1)

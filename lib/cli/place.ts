@@ -38,8 +38,10 @@ Usage: moelab place --loads FILE --replicas R --gpus G [--nodes N] [--groups M]
   --where COL=VAL   keep the table rows whose column COL holds VAL, e.g.
                     method=greedy (repeatable); needed when the table has
                     columns place does not use
-  --experts E       logical experts, for routed experts that never pick the
-                    last ones (default: largest id + 1)
+  --experts E       logical experts, where the file lists fewer (routed
+                    experts that never pick the last ones, a table without
+                    their columns or rows): the rest get no load (default:
+                    the file's, largest id + 1)
   --replicas R      physical expert slots, a multiple of --gpus
   --gpus G          GPUs
   --nodes N         server nodes (default 1)
