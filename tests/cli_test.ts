@@ -134,7 +134,12 @@ describe("moelab sim (command line)", () => {
     [
       "an unknown method option",
       ["--methods", "loss-free(speed=2)"],
-      /loss-free has no option "speed"/,
+      /^error: --methods loss-free\(speed=2\): loss-free has no option "speed"/,
+    ],
+    [
+      "a method option its schedule needs, missing (the entry named)",
+      ["--methods", "greedy,loss-free(schedule=cosine)"],
+      /^error: --methods loss-free\(schedule=cosine\): scheduleSteps must be set for the cosine schedule/,
     ],
   ];
   for (const [what, args, message] of cases) {

@@ -155,9 +155,21 @@ export function asMethodsError(
   const word = /^([\w-]+)\b/.exec(e.message)?.[1];
   const Cls = e.constructor as new (m: string) => Error;
   if (word === "method") return new Cls(`--methods: ${e.message}`);
-  const spec = specs.find((s) =>
-    word !== undefined && s.options.includes(word)
-  );
+  // The entry whose option or method the message starts with ("rate must
+  // be ...", "sinkhorn has no option ..."), else the only entry with
+  // options (an option it needs but did not write, "scheduleSteps must be
+  // set ..."), else the only entry.
+  const name = (s: { text: string }) => s.text.split("(")[0].trim();
+  const withOptions = specs.filter((s) => s.options.length > 0);
+  const only = withOptions.length === 1
+    ? withOptions[0]
+    : specs.length === 1
+    ? specs[0]
+    : undefined;
+  const spec =
+    specs.find((s) =>
+      word !== undefined && (s.options.includes(word) || name(s) === word)
+    ) ?? only;
   return spec ? new Cls(`--methods ${spec.text}: ${e.message}`) : e;
 }
 
