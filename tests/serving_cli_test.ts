@@ -127,20 +127,21 @@ describe("place --loads <engine recording> --format", () => {
     for (const row of map) assert.ok(covers(row, 8));
   });
 
-  test("routed experts -> vLLM's per-layer map, --experts counting experts never picked", () => {
-    const run = cli([
+  /** place on the routed-experts fixture, 12 slots on 4 GPUs. */
+  const placeRouted = (...args: string[]) =>
+    cli([
       "place",
       "--replicas",
       "12",
       "--gpus",
       "4",
-      "--experts",
-      "10",
       "--loads",
       join(FIXTURES, "routed_experts.npy"),
-      "--format",
-      "vllm",
+      ...args,
     ]);
+
+  test("routed experts -> vLLM's per-layer map, --experts counting experts never picked", () => {
+    const run = placeRouted("--experts", "10", "--format", "vllm");
     assert.equal(run.code, 0, run.stderr);
     const map = JSON.parse(run.stdout);
     assert.equal(map.length, 2);
@@ -148,17 +149,7 @@ describe("place --loads <engine recording> --format", () => {
   });
 
   test("--experts below the recording's largest id names --experts (it said '--loads options.experts')", () => {
-    const run = cli([
-      "place",
-      "--replicas",
-      "12",
-      "--gpus",
-      "4",
-      "--experts",
-      "4",
-      "--loads",
-      join(FIXTURES, "routed_experts.npy"),
-    ]);
+    const run = placeRouted("--experts", "4");
     assert.equal(run.code, 2);
     assert.equal(
       run.stderr,
