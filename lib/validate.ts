@@ -18,6 +18,23 @@ export function show(value: unknown): string {
   return typeof value;
 }
 
+/**
+ * `e` with its message rewritten by `how`, its class kept, where it is a
+ * TypeError, RangeError or SyntaxError (bad input, whose message a caller
+ * may name in its own terms); any other error as it is.
+ */
+export function withMessage(
+  e: unknown,
+  how: (message: string) => string,
+): unknown {
+  if (
+    !(e instanceof TypeError || e instanceof RangeError ||
+      e instanceof SyntaxError)
+  ) return e;
+  const Cls = e.constructor as new (m: string) => Error;
+  return new Cls(how(e.message));
+}
+
 /** Throws unless `value` is an integer in `[min, max]`. */
 export function checkInteger(
   name: string,

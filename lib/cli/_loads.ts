@@ -10,6 +10,7 @@ import { loadVectors } from "../workload/load_vectors.ts";
 import { engineFileKind } from "../serving/engine_file_kind.ts";
 import { readEngineLoads } from "../serving/read_engine_loads.ts";
 import { UsageError } from "./args.ts";
+import { withMessage } from "../validate.ts";
 import pl from "nodejs-polars";
 
 /** One batch and layer of a load file: loads exact up to 2^53 - 1. */
@@ -91,18 +92,10 @@ function isEngineRecording(path: string): boolean {
  * the argument `path` speaks of the flag instead; any other is prefixed.
  */
 function flagged(e: unknown, flag: string): unknown {
-  if (
-    e instanceof TypeError || e instanceof RangeError ||
-    e instanceof SyntaxError
-  ) {
-    const Cls = e.constructor as new (m: string) => Error;
-    return new Cls(
-      /^path\b/.test(e.message)
-        ? e.message.replace(/^path\b/, flag)
-        : `${flag} ${e.message}`,
-    );
-  }
-  return e;
+  return withMessage(
+    e,
+    (m) => /^path\b/.test(m) ? m.replace(/^path\b/, flag) : `${flag} ${m}`,
+  );
 }
 
 function engineRows(
@@ -115,11 +108,13 @@ function engineRows(
   } catch (e) {
     // The expert count is --experts' error, the recording's id its bound.
     if (e instanceof RangeError && /^options\.experts\b/.test(e.message)) {
-      throw new RangeError(
-        e.message.replace(/^options\.experts\b/, "--experts").replace(
-          "(the largest expert id plus 1)",
-          "(the largest expert id in --loads plus 1)",
-        ),
+      throw withMessage(
+        e,
+        (m) =>
+          m.replace(/^options\.experts\b/, "--experts").replace(
+            "(the largest expert id plus 1)",
+            "(the largest expert id in --loads plus 1)",
+          ),
       );
     }
     throw flagged(e, "--loads");

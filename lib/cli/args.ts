@@ -1,4 +1,5 @@
 /** Command-line flag parsing shared by the subcommands. */
+import { withMessage } from "../validate.ts";
 
 /** A usage mistake on the command line (exit code 2). */
 export class UsageError extends Error {
@@ -119,24 +120,21 @@ export function asFlagError(
   e: unknown,
   names: Record<string, string>,
 ): unknown {
-  if (
-    !(e instanceof TypeError || e instanceof RangeError ||
-      e instanceof SyntaxError)
-  ) return e;
-  const m = /^([A-Za-z][\w.]*)\b/.exec(e.message);
+  const m = e instanceof Error ? /^([A-Za-z][\w.]*)\b/.exec(e.message) : null;
   const flag = m ? names[m[1]] : undefined;
   if (flag === undefined) return e;
-  const Cls = e.constructor as new (m: string) => Error;
   // The condition may name other settings too ("a multiple of replicas");
   // the value shown after the first ": " is left as it is.
-  const rest = e.message.slice(m![1].length);
-  const cut = rest.indexOf(": ");
-  const condition = cut < 0 ? rest : rest.slice(0, cut);
-  const named = condition.replace(
-    /(?<![\w.-])([A-Za-z][\w.]*)\b/g,
-    (word: string) => Object.hasOwn(names, word) ? names[word] : word,
-  );
-  return new Cls(flag + named + (cut < 0 ? "" : rest.slice(cut)));
+  return withMessage(e, (message) => {
+    const rest = message.slice(m![1].length);
+    const cut = rest.indexOf(": ");
+    const condition = cut < 0 ? rest : rest.slice(0, cut);
+    const named = condition.replace(
+      /(?<![\w.-])([A-Za-z][\w.]*)\b/g,
+      (word: string) => Object.hasOwn(names, word) ? names[word] : word,
+    );
+    return flag + named + (cut < 0 ? "" : rest.slice(cut));
+  });
 }
 
 /**
@@ -148,13 +146,10 @@ export function asMethodsError(
   e: unknown,
   specs: { text: string; options: string[] }[],
 ): unknown {
-  if (
-    !(e instanceof TypeError || e instanceof RangeError ||
-      e instanceof SyntaxError)
-  ) return e;
-  const word = /^([\w-]+)\b/.exec(e.message)?.[1];
-  const Cls = e.constructor as new (m: string) => Error;
-  if (word === "method") return new Cls(`--methods: ${e.message}`);
+  const word = e instanceof Error
+    ? /^([\w-]+)\b/.exec(e.message)?.[1]
+    : undefined;
+  if (word === "method") return withMessage(e, (m) => `--methods: ${m}`);
   // The entry whose option or method the message starts with ("rate must
   // be ...", "sinkhorn has no option ..."), else the only entry with
   // options (an option it needs but did not write, "scheduleSteps must be
@@ -170,7 +165,7 @@ export function asMethodsError(
     specs.find((s) =>
       word !== undefined && (s.options.includes(word) || name(s) === word)
     ) ?? only;
-  return spec ? new Cls(`--methods ${spec.text}: ${e.message}`) : e;
+  return spec ? withMessage(e, (m) => `--methods ${spec.text}: ${m}`) : e;
 }
 
 /** The option names written in a method entry: `aux(alpha=1)` gives alpha. */

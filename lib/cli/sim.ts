@@ -9,7 +9,7 @@ import { formatSummaryTable, simSummary } from "../sim/summary_table.ts";
 import { SIM_OUTPUT_FILES, writeSimOutputs } from "../report/sim_outputs.ts";
 import { checkOutDir } from "./_out.ts";
 import { formatProfile } from "../sim/profile.ts";
-import { checkChoice } from "../validate.ts";
+import { checkChoice, withMessage } from "../validate.ts";
 import {
   asMethodsError,
   type FlagSpec,
@@ -307,29 +307,28 @@ const KEY_FLAGS: [RegExp, string][] = [
  * as the user typed it (`--top-k`, not `topK`; `--gpus`, not `ep.gpus`).
  */
 function withFlagName(e: unknown, flags: Record<string, unknown>): unknown {
-  if (
-    !(e instanceof TypeError || e instanceof RangeError ||
-      e instanceof SyntaxError)
-  ) return e;
   // The key the message starts with becomes its flag where the flag was
   // given, or where the value is the default (the flag is how to set it);
   // the ep keys named further on become their flags where given, or where
   // no preset is (the flags and defaults are the whole configuration).
-  const Cls = e.constructor as new (m: string) => Error;
-  let message = e.message;
-  for (const [key, flag] of KEY_FLAGS) {
-    if (
-      key.test(message) &&
-      (flags[flag] !== undefined || / \(the default\)$/.test(message))
-    ) {
-      message = message.replace(key, `--${flag}`);
-      break;
+  const rename = (given: string): string => {
+    let message = given;
+    for (const [key, flag] of KEY_FLAGS) {
+      if (
+        key.test(message) &&
+        (flags[flag] !== undefined || / \(the default\)$/.test(message))
+      ) {
+        message = message.replace(key, `--${flag}`);
+        break;
+      }
     }
-  }
-  for (const flag of ["gpus", "replicas"]) {
-    if (flags[flag] !== undefined || flags.preset === undefined) {
-      message = message.replaceAll(`ep.${flag} (`, `--${flag} (`);
+    for (const flag of ["gpus", "replicas"]) {
+      if (flags[flag] !== undefined || flags.preset === undefined) {
+        message = message.replaceAll(`ep.${flag} (`, `--${flag} (`);
+      }
     }
-  }
-  return message === e.message ? e : new Cls(message);
+    return message;
+  };
+  if (!(e instanceof Error) || rename(e.message) === e.message) return e;
+  return withMessage(e, rename);
 }

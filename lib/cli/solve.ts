@@ -3,7 +3,8 @@ import process from "node:process";
 import { parseNpy } from "../workload/npy.ts";
 import { solveBalancedAssignment } from "../solve/solve_balanced_assignment.ts";
 import { ASSIGNMENT_SOLVERS, type AssignmentSolver } from "../solve/types.ts";
-import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
+import { asFlagError, type FlagSpec, parseFlags, UsageError } from "./args.ts";
+import { withMessage } from "../validate.ts";
 
 const FLAGS: FlagSpec = {
   scores: "string",
@@ -32,26 +33,14 @@ Usage: moelab solve --scores FILE.npy --top-k K [flags]
 `;
 
 /** The solver's option names, as the flags that set them, in errors. */
-const OPTION_FLAGS: [RegExp, string][] = [
-  [/^options\.k\b/, "--top-k"],
-  [/^options\.capacity(Factor)?\b/, "--capacity-factor"],
-  [/^options\.solver\b/, "--solver"],
-  [/^options\.timeLimit\b/, "--time-limit"],
-  [/^scores\b/, "--scores"],
-];
-
-/**
- * A TypeError, RangeError or SyntaxError (bad input) with its message
- * rewritten by `how`, its class kept; any other error as it is.
- */
-function renamed(e: unknown, how: (message: string) => string): unknown {
-  if (
-    !(e instanceof TypeError || e instanceof RangeError ||
-      e instanceof SyntaxError)
-  ) return e;
-  const Cls = e.constructor as new (m: string) => Error;
-  return new Cls(how(e.message));
-}
+const OPTION_FLAGS: Record<string, string> = {
+  "options.k": "--top-k",
+  "options.capacity": "--capacity-factor",
+  "options.capacityFactor": "--capacity-factor",
+  "options.solver": "--solver",
+  "options.timeLimit": "--time-limit",
+  scores: "--scores",
+};
 
 /** Runs `solve` with command-line arguments; returns the exit code. */
 export async function solveCommand(args: string[]): Promise<number> {
@@ -84,7 +73,7 @@ export async function solveCommand(args: string[]): Promise<number> {
   try {
     array = parseNpy(bytes);
   } catch (e) {
-    throw renamed(e, (m) => `--scores ${flags.scores}: ${m}`);
+    throw withMessage(e, (m) => `--scores ${flags.scores}: ${m}`);
   }
   if (array.shape.length !== 2) {
     throw new TypeError(
@@ -109,12 +98,7 @@ export async function solveCommand(args: string[]): Promise<number> {
   } catch (e) {
     // The error the solvers document for options.timeLimit.
     if ((e as Error)?.name !== "TimeLimitError") {
-      throw renamed(e, (m) => {
-        for (const [key, flag] of OPTION_FLAGS) {
-          if (key.test(m)) return m.replace(key, flag);
-        }
-        return m;
-      });
+      throw asFlagError(e, OPTION_FLAGS);
     }
     process.stderr.write(
       `error: --time-limit ${timeLimit} reached: the ${

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { withMessage } from "../validate.ts";
 import type { Gate } from "../scores/gate.ts";
 import { type NpyArray, parseNpy } from "../workload/npy.ts";
 import { replayWorkload } from "../workload/replay.ts";
@@ -261,12 +262,7 @@ function readLogits(
     );
   } catch (e) {
     // The same class, the file named: "scores file PATH: .npy dtype ...".
-    for (const Kind of [SyntaxError, TypeError, RangeError]) {
-      if (e instanceof Kind) {
-        throw new Kind(`scores file ${path}: ${e.message}`);
-      }
-    }
-    throw e;
+    throw withMessage(e, (m) => `scores file ${path}: ${m}`);
   }
 }
 

@@ -2,6 +2,7 @@
 // values to try; the cells are the cartesian product, numbered in a fixed
 // order so that every machine of a sharded sweep agrees on them.
 import { resolveSimConfig, SIM_DEFAULTS } from "../sim/config.ts";
+import { withMessage } from "../validate.ts";
 
 /** A sweep file: `{ "preset": {...}, "grid": { key: [values...] } }`. */
 export interface SweepGrid {
@@ -233,10 +234,5 @@ function short(v: unknown): string {
 }
 
 function rethrow(e: unknown, where: string): Error {
-  if (e instanceof TypeError) return new TypeError(`${where}: ${e.message}`);
-  if (e instanceof RangeError) return new RangeError(`${where}: ${e.message}`);
-  if (e instanceof SyntaxError) {
-    return new SyntaxError(`${where}: ${e.message}`);
-  }
-  return e as Error;
+  return withMessage(e, (m) => `${where}: ${m}`) as Error;
 }

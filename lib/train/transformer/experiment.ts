@@ -1,4 +1,9 @@
-import { checkInteger, checkNumber, show } from "../../validate.ts";
+import {
+  checkInteger,
+  checkNumber,
+  show,
+  withMessage,
+} from "../../validate.ts";
 import { resolveTransformerConfig } from "./model.ts";
 import { type MeanStd, meanStd } from "../experiment.ts";
 import { parseTrainMethod, type TrainMethod } from "../method.ts";
@@ -265,9 +270,7 @@ export function checkTransformerPreset(preset: unknown): TransformerPreset {
       try {
         parseTrainMethod(p.leakage.method);
       } catch (e) {
-        if (!(e instanceof TypeError || e instanceof RangeError)) throw e;
-        const Cls = e.constructor as new (m: string) => Error;
-        throw new Cls(`leakage.${e.message}`);
+        throw withMessage(e, (m) => `leakage.${m}`);
       }
     }
     const chunks = p.leakage?.chunks;
