@@ -172,12 +172,12 @@ export async function runSweep(
  * each recording is read once and one is held at a time.
  */
 function checkRecordings(cells: SweepCell[]): void {
-  const workload = (c: SweepCell) => JSON.stringify(c.preset.workload ?? null);
   const check = configChecker();
-  const order = [...cells].sort((a, b) =>
-    workload(a) < workload(b) ? -1 : workload(a) > workload(b) ? 1 : 0
-  );
-  for (const cell of order) {
+  const order = cells.map((cell) => ({
+    cell,
+    key: JSON.stringify(cell.preset.workload ?? null),
+  })).sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+  for (const { cell } of order) {
     try {
       check(cell.preset);
     } catch (e) {
