@@ -10,6 +10,9 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { main } from "./main.ts";
+import { loadBrown } from "../train/brown.ts";
+import { runTrainExperiment } from "../train/experiment.ts";
+import { formatTrainTable } from "../train/output.ts";
 
 const TINY = {
   corpus: { maxFiles: 10 },
@@ -86,6 +89,54 @@ describe("cli train", () => {
       assert.equal(existsSync(out), false);
     });
   }
+
+  test("one seed: the mean alone, std null (its spread is unknown, not 0)", async () => {
+    const out = join(dir, "one-seed");
+    const code = await main([
+      "train",
+      "--preset",
+      preset,
+      "--methods",
+      "none",
+      "--seeds",
+      "3",
+      "--out",
+      out,
+      "--quiet",
+    ]);
+    assert.equal(code, 0);
+    const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
+    for (
+      const key of ["perplexity", "maxVioGlobal", "maxVioBatch", "seconds"]
+    ) {
+      assert.equal(summary.methods[0][key].std, null);
+      assert.equal(typeof summary.methods[0][key].mean, "number");
+    }
+    const corpus = loadBrown({ maxFiles: 10 });
+    const one = runTrainExperiment({ ...TINY, methods: ["none"], seeds: [3] }, {
+      corpus,
+    });
+    const table = formatTrainTable(one);
+    assert.doesNotMatch(table, /±/);
+    assert.match(table, /, 1 seed;/);
+    assert.match(
+      table,
+      new RegExp(` ${one.runs[0].perplexity.toFixed(3)} `),
+    );
+    // Two seeds: the sample deviation (n - 1), worked out from the runs.
+    const two = runTrainExperiment({
+      ...TINY,
+      methods: ["none"],
+      seeds: [3, 4],
+    }, {
+      corpus,
+    });
+    const [a, b] = two.runs.map((r) => r.perplexity);
+    const std = two.summary[0].perplexity.std;
+    assert.ok(a !== b);
+    assert.ok(Math.abs(std - Math.abs(a - b) / Math.SQRT2) <= 1e-12 * std);
+    assert.match(formatTrainTable(two), /2 seeds \(mean ± std\)/);
+  });
 
   test("cleans up", () => rmSync(dir, { recursive: true, force: true }));
 });

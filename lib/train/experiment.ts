@@ -22,11 +22,14 @@ export interface TrainPreset
   corpus?: { validEvery?: number; maxFiles?: number; dir?: string };
 }
 
-/** Mean and sample standard deviation (`n - 1`; `0` for one value). */
+/**
+ * Mean and sample standard deviation (`n - 1`); over one value the spread
+ * is unknown, not zero: `std` is `NaN` (`null` in `summary.json`).
+ */
 export interface MeanStd {
   /** The mean. */
   mean: number;
-  /** The sample standard deviation. */
+  /** The sample standard deviation; `NaN` for one value. */
   std: number;
 }
 
@@ -91,12 +94,15 @@ export const DEFAULT_TRAIN_METHODS: readonly string[] = [
   "loss-free(rate=1e-2)",
 ];
 
-/** Mean and sample standard deviation of `values`. */
+/**
+ * Mean and sample standard deviation of `values`; the deviation is `NaN`
+ * for one value (one seed says nothing of the spread).
+ */
 export function meanStd(values: readonly number[]): MeanStd {
   const n = values.length;
   const mean = values.reduce((a, b) => a + b, 0) / n;
-  if (n < 2) return { mean, std: 0 };
-  const ss = values.reduce((a, b) => a + (b - mean) ** 2, 0);
+  if (n < 2) return { mean, std: NaN };
+  const ss = values.reduce((a, b) => a + (b - mean) * (b - mean), 0);
   return { mean, std: Math.sqrt(ss / (n - 1)) };
 }
 

@@ -108,7 +108,8 @@ export function trainFrames(x: TrainExperiment): TrainFrames {
 /**
  * The `summary.json` object: the preset, the seeds and one entry per
  * method, `{ method, perplexity, bitsPerChar, maxVioGlobal, maxVioBatch,
- * seconds }`, each figure `{ mean, std }` over the seeds.
+ * seconds }`, each figure `{ mean, std }` over the seeds (`std` null over one
+ * seed).
  */
 export function trainSummary(x: TrainExperiment): {
   preset: TrainExperiment["preset"];
@@ -148,13 +149,22 @@ export const TRAIN_OUTPUT_FILES: readonly string[] = [
   "summary.json",
 ];
 
+/** `mean ± std`; the mean alone where the spread is unknown (one seed). */
 function pm(m: MeanStd, digits: number): string {
-  return `${m.mean.toFixed(digits)} ± ${m.std.toFixed(digits)}`;
+  return Number.isNaN(m.std)
+    ? m.mean.toFixed(digits)
+    : `${m.mean.toFixed(digits)} ± ${m.std.toFixed(digits)}`;
+}
+
+/** "N seeds (mean ± std)", or "1 seed" (no spread to show). */
+function seedsPhrase(n: number): string {
+  return n === 1 ? "1 seed" : `${n} seeds (mean ± std)`;
 }
 
 /**
  * The summary as a fixed-width text table, one row per method, figures as
- * mean ± standard deviation over the seeds.
+ * mean ± sample standard deviation over the seeds (the mean alone over
+ * one seed).
  *
  * @example
  * ```ts
@@ -202,7 +212,7 @@ export function formatTrainTable(x: TrainExperiment): string {
     `${p.steps ?? 300} steps x ${
       (p.batchSeqs ?? 8) * (p.seqLen ?? 32)
     } characters, ` +
-    `${x.preset.seeds.length} seeds (mean ± std); validation: ${
+    `${seedsPhrase(x.preset.seeds.length)}; validation: ${
       p.validTokens ?? 8192
     } characters`;
   return [

@@ -507,9 +507,9 @@ export function transformerSummary(
 }
 
 // `mean ± std` over several seeds; the mean alone over one seed, whose
-// spread is unknown rather than zero.
+// spread is unknown rather than zero (meanStd's NaN).
 const fmt = (s: MeanStd, digits = 3, seeds = 2) =>
-  seeds < 2
+  seeds < 2 || Number.isNaN(s.std)
     ? s.mean.toFixed(digits)
     : `${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}`;
 
