@@ -176,6 +176,47 @@ describe("sim names flags and bounds memory", () => {
       /^error: --methods seq-aux\(alpha=-1\): alpha must be a number of at least 0: current value is -1$/,
     );
   });
+  test("expert-choice under a group limit is refused (it would be shown as keeping it)", () => {
+    const p = file(
+      "ec-groups.json",
+      JSON.stringify({ groups: 8, topGroups: 4, methods: ["expert-choice"] }),
+    );
+    const why = "expert-choice takes no group limit \\(each expert picks " +
+      "its tokens, so no token's experts are confined to its best groups\\): " +
+      "current value is topGroups 4 of groups 8";
+    refused(
+      ["sim", "--preset", p, ...SMALL, "--out", join(work, "ec")],
+      new RegExp(`^error: ${why}$`),
+    );
+    refused(
+      [
+        "sim",
+        "--preset",
+        p,
+        ...SMALL,
+        "--methods",
+        "greedy,expert-choice(capacityFactor=2)",
+        "--out",
+        join(work, "ec"),
+      ],
+      new RegExp(
+        `^error: --methods expert-choice\\(capacityFactor=2\\): ${why}$`,
+      ),
+    );
+    // Without a limit (every group kept) it runs.
+    const ok = cli([
+      "sim",
+      "--preset",
+      file("ec-all.json", JSON.stringify({ groups: 8, topGroups: 8 })),
+      ...SMALL,
+      "--methods",
+      "expert-choice",
+      "--quiet",
+      "--out",
+      join(work, "ec-ok"),
+    ]);
+    assert.equal(ok.code, 0, ok.stderr);
+  });
   test("a preset with 3e6 experts says how much memory it needs", () => {
     const p = file("wide.json", JSON.stringify({ experts: 3e6, topK: 2 }));
     refused(

@@ -34,6 +34,20 @@ export function expertChoiceSettings(
 }
 
 /**
+ * Throws a RangeError where `topGroups < groups`: Expert Choice has each
+ * expert pick its tokens, so a group limit (each token's experts within
+ * its best groups) has nothing to act on, and a run that sets one would
+ * show Expert Choice's figures as if they kept it.
+ */
+export function checkNoGroupLimit(groups: number, topGroups: number): void {
+  if (topGroups < groups) {
+    throw new RangeError(
+      `expert-choice takes no group limit (each expert picks its tokens, so no token's experts are confined to its best groups): current value is topGroups ${topGroups} of groups ${groups}`,
+    );
+  }
+}
+
+/**
  * Expert Choice routing (Zhou et al. 2022, docs/algorithms.md section 9): each
  * expert takes its top `C = ceil(N * K / E)` tokens by score (column-wise
  * top-C, ties to the lowest token index), so every load is exactly `C`; a
@@ -51,10 +65,13 @@ export function expertChoiceSettings(
  * token's routing depends on later tokens (the leak the Loss-Free paper
  * bounds). Stateless: `biases` are zeros.
  *
- * @param context Layers, experts, `k` and `normalize` (groups are ignored).
+ * @param context Layers, experts, `k` and `normalize`; no group limit
+ * (`topGroups` below `groups`): experts choose tokens, so there is no
+ * token's choice to confine to its best groups.
  * @param options `capacityFactor` (default 1).
  * @returns A non-causal {@linkcode Balancer} named `"expert-choice"`.
- * @throws {RangeError} If `capacityFactor` is not a positive finite number.
+ * @throws {RangeError} If `capacityFactor` is not a positive finite number,
+ * or the context sets a group limit.
  *
  * @example Token 0 is everyone's favourite; token 2 gets nothing
  * ```ts
@@ -74,6 +91,7 @@ export function expertChoice(
   options: ExpertChoiceOptions = {},
 ): Balancer {
   const ctx = checkContext(context);
+  checkNoGroupLimit(ctx.groups, ctx.topGroups);
   const { capacityFactor: cf } = expertChoiceSettings(options);
   const E = ctx.experts;
   const select = requireKernel(expertChoiceOp, "cpu");

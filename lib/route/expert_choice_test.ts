@@ -20,6 +20,26 @@ function bruteChosen(
 }
 
 describe("expertChoice", () => {
+  test("refuses a group limit, takes groups all kept", () => {
+    assert.throws(
+      () =>
+        expertChoice({ layers: 1, experts: 8, k: 2, groups: 4, topGroups: 2 }),
+      {
+        name: "RangeError",
+        message:
+          "expert-choice takes no group limit (each expert picks its tokens, so no token's experts are confined to its best groups): current value is topGroups 2 of groups 4",
+      },
+    );
+    const b = expertChoice({
+      layers: 1,
+      experts: 8,
+      k: 2,
+      groups: 4,
+      topGroups: 4,
+    });
+    assert.equal(b.name, "expert-choice");
+  });
+
   test("every expert takes exactly C tokens, the same as a sorted twin", () => {
     const rng = new Rng(21);
     for (

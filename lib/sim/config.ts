@@ -7,6 +7,7 @@ import {
 } from "../validate.ts";
 import { type Gate, GATES } from "../scores/gate.ts";
 import { type MethodSpec, parseMethodSpec } from "../route/registry.ts";
+import { checkNoGroupLimit } from "../route/expert_choice.ts";
 import { BATCH_METRICS } from "../metrics/batch_metrics.ts";
 import { checkEpConfig, EP_DEFAULTS, type EpConfig } from "./ep_config.ts";
 import {
@@ -208,6 +209,9 @@ export function resolveConfigWith(
       );
     }
     labels.add(spec.label);
+    if (spec.name === "expert-choice") {
+      checkNoGroupLimit(c.groups, c.topGroups);
+    }
   }
   checkNumber("evalFraction", c.evalFraction, 0, 1);
   if (c.evalFraction === 0) {
