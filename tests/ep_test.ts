@@ -155,6 +155,49 @@ describe("schedule and place (command line)", () => {
     assert.ok(out.rows[0].networkTokens > 0);
   });
 
+  test("schedule --top-groups: applied where groups stay on nodes, said where they cannot", () => {
+    // Experts 0-3 in 2 groups (0-1, 2-3). Static EP on 4 GPUs, 2 per node:
+    // group 0 on node 0, group 1 on node 1, so a token of top-2 within 1
+    // group reaches 1 node. The complete placement (2 replicas) puts each
+    // expert on two GPUs, its groups across both nodes: no limit there.
+    const tiny = join(work, "groups.csv");
+    writeFileSync(tiny, "0,1,2,3\n6,2,4,4\n");
+    const base = [
+      "schedule",
+      "--loads",
+      tiny,
+      "--gpus",
+      "4",
+      "--nodes",
+      "2",
+      "--top-k",
+      "2",
+      "--groups",
+      "2",
+      "--top-groups",
+      "1",
+    ];
+    const stat = cli([...base, "--placement", "static", "--json"]);
+    assert.equal(stat.code, 0, stat.stderr);
+    const s = JSON.parse(stat.stdout);
+    assert.equal(s.nodeLimit, 1);
+    assert.equal(s.rows[0].nodesPerToken, 1);
+    const text = cli([...base, "--placement", "static"]);
+    assert.match(
+      text.stdout.split("\n")[0],
+      /; node-limited dispatch: a token reaches at most 1 node$/,
+    );
+    const all = cli([...base, "--placement", "complete", "--json"]);
+    assert.equal(all.code, 0, all.stderr);
+    const c = JSON.parse(all.stdout);
+    assert.equal(c.nodeLimit, null);
+    assert.ok(c.rows[0].nodesPerToken > 1);
+    assert.match(
+      cli([...base, "--placement", "complete"]).stdout.split("\n")[0],
+      /; --top-groups 1 does not limit dispatch: the complete placement puts a group's experts on more than one node$/,
+    );
+  });
+
   test("bad input: exit 2 with one line", () => {
     for (
       const args of [

@@ -74,7 +74,8 @@ Usage: moelab schedule --loads FILE [--where COL=VAL] [--gpus G] [--replicas D] 
                     a multiple of --gpus (default E x (--replicas - 1))
   --solver S        ${SCHEDULE_SOLVERS.join(", ")} (default auto: exact)
   --seed N          seed of the random and asymmetric placements (default 0)
-  --json            print { placement, rows } instead of the table
+  --json            print { placement, nodeLimit, rows } instead of the table
+                    (nodeLimit: the nodes a token may reach, null for none)
   --help            this text
 `;
 
@@ -265,9 +266,21 @@ export async function scheduleCommand(args: string[]): Promise<number> {
         ),
       ],
     );
-    process.stdout.write(JSON.stringify({ placement: held, rows: out }) + "\n");
+    process.stdout.write(
+      JSON.stringify({ placement: held, nodeLimit: limit, rows: out }) + "\n",
+    );
     return 0;
   }
+  // Where --top-groups asks for a limit the placement cannot give (a
+  // group's experts on more than one node), the traffic is that of
+  // dispatch without it: say so rather than print it under the flag.
+  const limitNote = nodes === 1 || topGroups === groups
+    ? ""
+    : limit !== null
+    ? `; node-limited dispatch: a token reaches at most ${limit} node${
+      limit === 1 ? "" : "s"
+    }`
+    : `; --top-groups ${topGroups} does not limit dispatch: the ${kind} placement puts a group's experts on more than one node`;
   process.stdout.write(
     `${rows.length} schedules, ${E} experts on ${G} GPUs${
       nodes > 1 ? ` in ${nodes} nodes` : ""
@@ -275,7 +288,7 @@ export async function scheduleCommand(args: string[]): Promise<number> {
       placement.slots.length / E === d
         ? `${d} replicas`
         : `${placement.slots.length} slots`
-    }), solver ${scheduler.solver}\n` +
+    }), solver ${scheduler.solver}${limitNote}\n` +
       "step  layer     optimum  maxLoad  max/mean" +
       (nodes > 1 ? "  net tokens  nodes/token" : "") + "\n",
   );
