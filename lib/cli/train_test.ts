@@ -31,21 +31,30 @@ describe("cli train", () => {
   const preset = join(dir, "preset.json");
   writeFileSync(preset, JSON.stringify(TINY));
 
-  test("writes the tables and a summary with mean and std per method", async () => {
-    const out = join(dir, "ok");
-    const code = await main([
+  /** `moelab train` on the tiny preset, quiet, into `out`. */
+  const train = (
+    out: string,
+    methods: string,
+    seeds: string,
+    ...more: string[]
+  ) =>
+    main([
       "train",
       "--preset",
       preset,
       "--methods",
-      "none,aux(alpha=1e-2)",
+      methods,
       "--seeds",
-      "1,2",
+      seeds,
       "--out",
       out,
       "--quiet",
-      "--json",
+      ...more,
     ]);
+
+  test("writes the tables and a summary with mean and std per method", async () => {
+    const out = join(dir, "ok");
+    const code = await train(out, "none,aux(alpha=1e-2)", "1,2", "--json");
     assert.equal(code, 0);
     const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
     assert.deepEqual(summary.methods.map((m: { method: string }) => m.method), [
@@ -92,18 +101,7 @@ describe("cli train", () => {
 
   test("one seed: the mean alone, std null (its spread is unknown, not 0)", async () => {
     const out = join(dir, "one-seed");
-    const code = await main([
-      "train",
-      "--preset",
-      preset,
-      "--methods",
-      "none",
-      "--seeds",
-      "3",
-      "--out",
-      out,
-      "--quiet",
-    ]);
+    const code = await train(out, "none", "3");
     assert.equal(code, 0);
     const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
     for (
