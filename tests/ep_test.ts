@@ -7,6 +7,7 @@ import { cli } from "./_cli.ts";
 import {
   closedFormOptimum,
   EP_STRATEGIES,
+  formatSummaryTable,
   runEpStage,
   runSimulation,
   symmetricPlacement,
@@ -458,12 +459,45 @@ describe("the EP stage on nodes (DeepSeek-V3's layout, scaled down)", () => {
       }
       assert.ok(s.eplb.nodesPerToken > keep);
       assert.ok(s.eplb.interNodeGB > s["eplb-hierarchical"].interNodeGB);
+      // Every sampled batch's placement keeps the groups on their nodes
+      // under these, on none under EPLB's global policy; on one node the
+      // limit has no nodes to limit.
+      for (const name of ["static", "eplb-hierarchical", "hierarchical-lp"]) {
+        assert.equal(s[name].nodeLimited, 1, name);
+      }
+      assert.equal(s.eplb.nodeLimited, 0);
       // The hierarchical placement keeps each expert's replicas on its node.
       assert.equal(
         s["eplb-hierarchical"].interNodeGB,
         s["hierarchical-lp"].interNodeGB,
       );
     }
+  });
+
+  test("the EP table's first line says which strategies' dispatch was node-limited", () => {
+    const line = formatSummaryTable(r).split("\n").find((l) =>
+      l.startsWith("Expert parallelism:")
+    )!;
+    const limited = EP_STRATEGIES.filter((k) =>
+      r.methods.every((m) => m.ep![k].nodeLimited === 1)
+    );
+    const not = EP_STRATEGIES.filter((k) =>
+      r.methods.every((m) => m.ep![k].nodeLimited === 0)
+    );
+    assert.ok(limited.includes("static") && not.includes("eplb"));
+    assert.equal(limited.length + not.length, EP_STRATEGIES.length);
+    assert.ok(
+      line.includes(
+        `; node-limited dispatch (at most 4 nodes a token) under ${
+          limited.join(", ")
+        }; not under ${not.join(", ")} (a group's experts on several nodes);`,
+      ),
+      line,
+    );
+    for (const m of one.methods) {
+      for (const k of EP_STRATEGIES) assert.equal(m.ep![k].nodeLimited, 0);
+    }
+    assert.doesNotMatch(formatSummaryTable(one), /node-limited/);
   });
 
   test("MicroMoE's LP on the hierarchical placement balances at least as well as its equal split", () => {

@@ -80,9 +80,10 @@ export function epStepPlan(
 
 /**
  * The sums of the stage over some layers, each layer's on its own:
- * `ratio`, `time`, `intra`, `inter`, `reach` hold `layers.length x
- * methods x strategies` sums over the sampled steps (GPU max/mean, step
- * time, NVLink and network bytes, nodes a token reaches), `rankProfile`
+ * `ratio`, `time`, `intra`, `inter`, `reach`, `limited` hold
+ * `layers.length x methods x strategies` sums over the sampled steps (GPU
+ * max/mean, step time, NVLink and network bytes, nodes a token reaches,
+ * batches whose dispatch was node-limited), `rankProfile`
  * `layers.length x methods x strategies x gpus`; `tokens` the part's rows
  * of the `gpu_loads` table, per recorded step its layers' rows in order.
  */
@@ -93,6 +94,7 @@ export interface EpPart {
   intra: Float64Array;
   inter: Float64Array;
   reach: Float64Array;
+  limited: Float64Array;
   rankProfile: Float64Array;
   tokens: Int32Array;
 }
@@ -295,6 +297,7 @@ export function epLayerStage(
   const ratio = new Float64Array(H * MK), time = new Float64Array(H * MK);
   const intra = new Float64Array(H * MK), inter = new Float64Array(H * MK);
   const reach = new Float64Array(H * MK);
+  const limited = new Float64Array(H * MK);
   const rankProfile = new Float64Array(H * MK * G);
   const gpuTokens = new Int32Array(G), sorted = new Float64Array(G);
   const slotTokens = new Int32Array(
@@ -365,6 +368,7 @@ export function epLayerStage(
             intra[hk] += t.nvlinkPairs * tokenBytes;
             inter[hk] += t.networkTokens * tokenBytes;
             reach[hk] += t.nodesPerToken;
+            if (p.limit !== null) limited[hk]++;
           }
         }
       }
@@ -382,6 +386,7 @@ export function epLayerStage(
         intra,
         inter,
         reach,
+        limited,
         rankProfile,
         tokens: tokenRows,
       };

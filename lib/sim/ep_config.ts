@@ -128,6 +128,12 @@ export interface EpStrategySummary {
   interNodeGB: number;
   /** Nodes a token reaches in a dispatch, mean over layers and steps (the model's estimate; 1 on one node). */
   nodesPerToken: number;
+  /**
+   * Share of the layers and steps whose placement kept every routing group
+   * on one node, so that group-limited routing limited dispatch to
+   * `topGroups` nodes a token; 0 without a group limit or on one node.
+   */
+  nodeLimited: number;
 }
 
 const PLACEMENTS = [...SYMMETRIC_GRAPHS, "random"] as const;

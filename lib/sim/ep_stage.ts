@@ -205,6 +205,7 @@ export function mergeEpParts(
   const ratio = new Float64Array(MK), time = new Float64Array(MK);
   const intra = new Float64Array(MK), inter = new Float64Array(MK);
   const reach = new Float64Array(MK);
+  const limited = new Float64Array(MK);
   const rankProfile = new Float64Array(MK * G);
   for (let l = 0; l < layers; l++) {
     const part = parts[owner[l]], h = place[l];
@@ -214,6 +215,7 @@ export function mergeEpParts(
       intra[i] += part.intra[h * MK + i];
       inter[i] += part.inter[h * MK + i];
       reach[i] += part.reach[h * MK + i];
+      limited[i] += part.limited[h * MK + i];
     }
     for (let i = 0; i < MK * G; i++) {
       rankProfile[i] += part.rankProfile[h * MK * G + i];
@@ -267,6 +269,7 @@ export function mergeEpParts(
         intraNodeGB: intra[mk] / window / 1e9,
         interNodeGB: inter[mk] / window / 1e9,
         nodesPerToken: reach[mk] / (window * layers),
+        nodeLimited: limited[mk] / (window * layers),
       };
     });
     return out;

@@ -127,6 +127,35 @@ export function formatSummaryTable(result: SimResult): string {
 }
 
 /**
+ * Which strategies' dispatch the group limit confined to `topGroups`
+ * nodes a token (their placements keep every group on one node, on every
+ * layer and step and for every method), which partly, which not (a group
+ * on several nodes): empty on one node or without a group limit.
+ */
+function nodeLimitPhrase(result: SimResult, names: readonly string[]): string {
+  const ep = result.ep!;
+  const { groups, topGroups } = result.config;
+  const nodes = ep.config.gpus / (ep.config.gpusPerNode ?? ep.config.gpus);
+  if (nodes === 1 || topGroups >= groups) return "";
+  const share = (k: string) => ep.summaries.map((s) => s[k].nodeLimited);
+  const all = names.filter((k) => share(k).every((x) => x === 1));
+  const none = names.filter((k) => share(k).every((x) => x === 0));
+  const partly = names.filter((k) => !all.includes(k) && !none.includes(k));
+  const parts = [
+    all.length
+      ? `node-limited dispatch (at most ${topGroups} nodes a token) under ${
+        all.join(", ")
+      }`
+      : "",
+    partly.length ? `on some layers and steps under ${partly.join(", ")}` : "",
+    none.length
+      ? `not under ${none.join(", ")} (a group's experts on several nodes)`
+      : "",
+  ].filter((x) => x !== "");
+  return parts.length ? `; ${parts.join("; ")}` : "";
+}
+
+/**
  * The EP section of the summary table: per method, GPU max/mean and the
  * modelled step time of each configured strategy, and each strategy's
  * throughput gain over static EP; on several nodes, the network bytes
@@ -173,7 +202,7 @@ export function formatEpSection(result: SimResult): string[] {
         : ""
     }); step time: all layers, ${c.hardware.toUpperCase()} ${
       nodes > 1 ? "NVLink and network" : "NVLink"
-    } model; gains over static EP${
+    } model${nodeLimitPhrase(result, names)}; gains over static EP${
       c.sampleEvery > 1
         ? `; every ${c.sampleEvery}th step of the evaluation window`
         : ""
