@@ -96,6 +96,44 @@ describe("schedule and place (command line)", () => {
     ]);
   });
 
+  test("place says EPLB's policy: hierarchical where the nodes divide the groups, else global", () => {
+    const place = (...more: string[]) =>
+      cli([
+        "place",
+        "--loads",
+        wide,
+        "--replicas",
+        "16",
+        "--gpus",
+        "8",
+        ...more,
+      ]);
+    const hier = place("--nodes", "2", "--groups", "4");
+    assert.equal(hier.code, 0, hier.stderr);
+    assert.equal(
+      hier.stdout.split("\n")[0],
+      "EPLB's hierarchical policy: 4 groups packed onto 2 nodes, replicas placed within each node",
+    );
+    const json = (...more: string[]) =>
+      JSON.parse(place(...more, "--json").stdout);
+    assert.equal(json("--nodes", "2", "--groups", "4").policy, "hierarchical");
+    // 3 groups on 2 nodes: EPLB falls back to its global policy, which is
+    // its hierarchical one with 1 group on 1 node.
+    const global = place("--nodes", "2", "--groups", "3");
+    assert.equal(global.code, 0, global.stderr);
+    assert.equal(
+      global.stdout.split("\n")[0],
+      "EPLB's global policy: --groups 3 is not a multiple of --nodes 2, so groups are not kept on nodes",
+    );
+    const g = json("--nodes", "2", "--groups", "3");
+    assert.equal(g.policy, "global");
+    assert.deepEqual(g.phy2log, json().phy2log);
+    assert.notDeepEqual(
+      g.phy2log,
+      json("--nodes", "2", "--groups", "4").phy2log,
+    );
+  });
+
   test("schedule --nodes: the network tokens of static EP by hand", () => {
     // Experts 0, 1 on GPU 0 (node 0), 2, 3 on GPU 1 (node 1); top-1, 16
     // tokens starting half on each node: node 0 gets 10, 5 from node 1.

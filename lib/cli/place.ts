@@ -46,7 +46,8 @@ Usage: moelab place --loads FILE --replicas R --gpus G [--nodes N] [--groups M]
   --gpus G          GPUs
   --nodes N         server nodes (default 1)
   --groups M        expert groups (default 1); hierarchical policy when N divides M
-  --json            print { phy2log, log2phy, logcnt } instead of text
+  --json            print { layers, policy, phy2log, log2phy, logcnt } instead
+                    of text (policy: "hierarchical" or "global")
   --format F        write the map a serving engine loads: sglang
                     (--init-expert-location JSON; one row per layer from 0),
                     vllm (initial expert map JSON, one row per layer),
@@ -147,10 +148,25 @@ export function placeCommand(args: string[]): number {
     }
     return 0;
   }
+  // EPLB takes its hierarchical policy where the nodes divide the groups,
+  // else its global one (DeepSeek's rebalance_experts): say which.
+  const { nodes, groups } = options;
+  const policy = groups % nodes === 0 ? "hierarchical" : "global";
   if (flags.json) {
-    process.stdout.write(JSON.stringify({ layers, ...result }) + "\n");
+    process.stdout.write(
+      JSON.stringify({ layers, policy, ...result }) + "\n",
+    );
     return 0;
   }
+  process.stdout.write(
+    policy === "hierarchical"
+      ? `EPLB's hierarchical policy: ${groups} group${
+        groups === 1 ? "" : "s"
+      } packed onto ${nodes} node${
+        nodes === 1 ? "" : "s"
+      }, replicas placed within each node\n`
+      : `EPLB's global policy: --groups ${groups} is not a multiple of --nodes ${nodes}, so groups are not kept on nodes\n`,
+  );
   layers.forEach((l, i) => {
     process.stdout.write(
       `layer ${l}\n  phy2log ${JSON.stringify(result.phy2log[i])}\n  log2phy ${
