@@ -228,6 +228,33 @@ describe("moelab advise (command line)", () => {
     assert.match(r.stdout, /static EP: the busiest GPU computes/);
   });
 
+  test("the first line says which EPLB policy the plans took", () => {
+    const first = (...more: string[]) => {
+      const r = cli([
+        "advise",
+        "--loads",
+        LONG,
+        "--gpus",
+        "2",
+        "--replicas",
+        "6",
+        ...more,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout.split("\n")[0];
+    };
+    const head = "3 steps x 2 layers, 4 experts on 2 GPUs";
+    assert.equal(first(), `${head} (1 node), EPLB with 6 slots`);
+    assert.equal(
+      first("--nodes", "2", "--groups", "2"),
+      `${head} (2 nodes), EPLB with 6 slots (its hierarchical policy: 2 groups packed onto 2 nodes)`,
+    );
+    assert.equal(
+      first("--nodes", "2"),
+      `${head} (2 nodes), EPLB with 6 slots (its global policy: --groups 1 is not a multiple of --nodes 2)`,
+    );
+  });
+
   test("steps without tokens: no re-plan on a window without tokens (it stopped the command)", () => {
     // Steps 0 and 2 hold no tokens. Re-planned every step from the trivial
     // map (GPU 0: experts 0 and 1, GPU 1: experts 2 and 3), only the

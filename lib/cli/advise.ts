@@ -223,11 +223,25 @@ export function adviseCommand(args: string[]): number {
       .join("  ")
   );
   process.stdout.write(
-    `${advice.steps} steps x ${advice.layers} layers, ${E} experts on ${G} GPUs (${nodes} node(s)), EPLB with ${R} slots\n\n` +
+    `${advice.steps} steps x ${advice.layers} layers, ${E} experts on ${G} GPUs (${nodes} node${
+      nodes === 1 ? "" : "s"
+    }), EPLB with ${R} slots${eplbPolicy(groups, nodes)}\n\n` +
       text.join("\n") +
       `\n\nRecommendation: ${advice.recommendation.name}\n` +
       advice.recommendation.reasons.map((r) => `  - ${r}\n`).join("") +
       (out === undefined ? "" : `\nwrote ${out}/advice.html, advice.json\n`),
   );
   return 0;
+}
+
+/**
+ * Which of EPLB's policies its plans take (DeepSeek's rule: hierarchical
+ * where the nodes divide the groups, else global), for the table's first
+ * line; nothing on one node, where groups are not placed on nodes.
+ */
+function eplbPolicy(groups: number, nodes: number): string {
+  if (nodes === 1) return "";
+  return groups % nodes === 0
+    ? ` (its hierarchical policy: ${groups} groups packed onto ${nodes} nodes)`
+    : ` (its global policy: --groups ${groups} is not a multiple of --nodes ${nodes})`;
 }
