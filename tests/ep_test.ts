@@ -538,6 +538,30 @@ describe("the EP stage on nodes (DeepSeek-V3's layout, scaled down)", () => {
     assert.doesNotMatch(formatSummaryTable(one), /node-limited/);
   });
 
+  test("4 groups on 8 nodes: the hierarchical strategies take EPLB's global policy, and say so", () => {
+    const four = runSimulation({
+      ...base,
+      groups: 4,
+      topGroups: 2,
+      methods: ["greedy"],
+      ep: { ...ep, strategies: ["static", "eplb", "eplb-hierarchical"] },
+    });
+    // EPLB's global policy is its hierarchical one with 1 group on 1 node:
+    // the same plan as eplb's, so the same figures.
+    const s = four.methods[0].ep!;
+    assert.deepEqual(s["eplb-hierarchical"], s.eplb);
+    const line = formatSummaryTable(four).split("\n").find((l) =>
+      l.startsWith("Expert parallelism:")
+    )!;
+    assert.ok(
+      line.includes(
+        "; eplb-hierarchical takes EPLB's global policy (4 groups are no multiple of 8 nodes);",
+      ),
+      line,
+    );
+    assert.doesNotMatch(formatSummaryTable(r), /global policy/);
+  });
+
   test("MicroMoE's LP on the hierarchical placement balances at least as well as its equal split", () => {
     for (const m of r.methods) {
       const s = m.ep!;

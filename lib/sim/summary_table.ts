@@ -156,6 +156,29 @@ function nodeLimitPhrase(result: SimResult, names: readonly string[]): string {
 }
 
 /**
+ * Where the hierarchical strategies ran EPLB's global policy: EPLB takes
+ * its hierarchical one only where the nodes divide the groups (the sim
+ * hands it the routing groups, or one group a node without them).
+ */
+function globalFallbackPhrase(
+  result: SimResult,
+  names: readonly string[],
+): string {
+  const ep = result.ep!;
+  const nodes = ep.config.gpus / (ep.config.gpusPerNode ?? ep.config.gpus);
+  const { groups } = result.config;
+  const hier = names.filter((k) =>
+    k === "eplb-hierarchical" || k === "hierarchical-lp"
+  );
+  if (nodes === 1 || groups === 1 || groups % nodes === 0 || !hier.length) {
+    return "";
+  }
+  return `; ${hier.join(" and ")} take${
+    hier.length === 1 ? "s" : ""
+  } EPLB's global policy (${groups} groups are no multiple of ${nodes} nodes)`;
+}
+
+/**
  * The EP section of the summary table: per method, GPU max/mean and the
  * modelled step time of each configured strategy, and each strategy's
  * throughput gain over static EP; on several nodes, the network bytes
@@ -202,7 +225,9 @@ export function formatEpSection(result: SimResult): string[] {
         : ""
     }); step time: all layers, ${c.hardware.toUpperCase()} ${
       nodes > 1 ? "NVLink and network" : "NVLink"
-    } model${nodeLimitPhrase(result, names)}; gains over static EP${
+    } model${nodeLimitPhrase(result, names)}${
+      globalFallbackPhrase(result, names)
+    }; gains over static EP${
       c.sampleEvery > 1
         ? `; every ${c.sampleEvery}th step of the evaluation window`
         : ""
