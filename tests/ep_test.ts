@@ -237,6 +237,43 @@ describe("schedule and place (command line)", () => {
     );
   });
 
+  test("schedule --placement hierarchical with groups no multiple of the nodes: EPLB's global policy, said", () => {
+    const run = (...more: string[]) =>
+      cli([
+        "schedule",
+        "--loads",
+        wide,
+        "--where",
+        "layer=0",
+        "--gpus",
+        "8",
+        "--top-k",
+        "2",
+        "--redundant",
+        "4",
+        "--placement",
+        "hierarchical",
+        ...more,
+      ]);
+    const text = run("--nodes", "2", "--groups", "3");
+    assert.equal(text.code, 0, text.stderr);
+    assert.equal(
+      text.stdout.split("\n")[0],
+      "1 schedules, 12 experts on 8 GPUs in 2 nodes (hierarchical: EPLB's global policy, --groups 3 is not a multiple of --nodes 2, 16 slots), solver exact-local",
+    );
+    // The global policy is the hierarchical one with 1 group on 1 node.
+    const held = (...more: string[]) =>
+      JSON.parse(run(...more, "--json").stdout).placement;
+    assert.deepEqual(
+      held("--nodes", "2", "--groups", "3"),
+      held("--groups", "1"),
+    );
+    assert.doesNotMatch(
+      run("--nodes", "2", "--groups", "4").stdout.split("\n")[0],
+      /global policy/,
+    );
+  });
+
   test("bad input: exit 2 with one line", () => {
     for (
       const args of [

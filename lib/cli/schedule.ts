@@ -281,10 +281,15 @@ export async function scheduleCommand(args: string[]): Promise<number> {
       limit === 1 ? "" : "s"
     }`
     : `; --top-groups ${topGroups} does not limit dispatch: the ${kind} placement puts a group's experts on more than one node`;
+  // EPLB's hierarchical policy needs the nodes to divide the groups; else
+  // it takes its global one (DeepSeek's rule), which the name would hide.
+  const fellBack = kind === "hierarchical" && groups % nodes !== 0
+    ? `: EPLB's global policy, --groups ${groups} is not a multiple of --nodes ${nodes}`
+    : "";
   process.stdout.write(
     `${rows.length} schedules, ${E} experts on ${G} GPUs${
       nodes > 1 ? ` in ${nodes} nodes` : ""
-    } (${kind}, ${
+    } (${kind}${fellBack}, ${
       placement.slots.length / E === d
         ? `${d} replicas`
         : `${placement.slots.length} slots`
