@@ -110,4 +110,117 @@ describe("moelab solve", () => {
       assert.equal(r.stderr, `error: ${line}\n`);
     }
   });
+
+  test("--groups/--top-groups: a bracket that holds the brute-force group-limited optimum", () => {
+    // 5 tokens, 6 experts in 3 groups of 2, k = 3 within 2 groups (no
+    // triple with one expert of each group), capacity ceil(5 x 3 / 6) = 3.
+    const N = 5, E = 6, k = 3, C = 3;
+    const data = new Float32Array(N * E);
+    let x = 7;
+    for (let i = 0; i < data.length; i++) {
+      x = (x * 1103515245 + 12345) % 2147483648;
+      data[i] = Math.round((x / 2147483648) * 1000) / 1000;
+    }
+    const grouped = join(dir, "grouped.npy");
+    writeFileSync(grouped, encodeNpy(data, [N, E]));
+    const triples: number[][] = [];
+    for (let a = 0; a < E; a++) {
+      for (let b = a + 1; b < E; b++) {
+        for (let c = b + 1; c < E; c++) {
+          const g = new Set([a >> 1, b >> 1, c >> 1]);
+          if (g.size <= 2) triples.push([a, b, c]);
+        }
+      }
+    }
+    let best = -Infinity, free = -Infinity;
+    const load = new Array(E).fill(0);
+    const search = (i: number, sum: number, sets: number[][], top: number) => {
+      if (i === N) return Math.max(top, sum);
+      for (const t of sets) {
+        if (t.some((j) => load[j] === C)) continue;
+        for (const j of t) load[j]++;
+        top = search(
+          i + 1,
+          sum + t.reduce((s, j) => s + data[i * E + j], 0),
+          sets,
+          top,
+        );
+        for (const j of t) load[j]--;
+      }
+      return top;
+    };
+    best = search(0, 0, triples, best);
+    const all: number[][] = [];
+    for (let a = 0; a < E; a++) {
+      for (let b = a + 1; b < E; b++) {
+        for (let c = b + 1; c < E; c++) all.push([a, b, c]);
+      }
+    }
+    free = search(0, 0, all, free);
+    assert.ok(free > best); // the limit binds on this instance
+    const r = solve(
+      "--scores",
+      grouped,
+      "--top-k",
+      "3",
+      "--groups",
+      "3",
+      "--top-groups",
+      "2",
+      "--json",
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    const eps = 1e-9;
+    assert.ok(out.lowerBound <= best + eps && best <= out.upperBound + eps);
+    assert.ok(Math.abs(out.relaxation - free) < 1e-6);
+    assert.equal(out.objective, out.lowerBound);
+    assert.deepEqual([out.groups, out.topGroups], [3, 2]);
+    assert.ok(out.loads.every((l: number) => l <= C));
+    assert.equal(out.loads.reduce((a: number, b: number) => a + b), N * k);
+    const text = solve(
+      "--scores",
+      grouped,
+      "--top-k",
+      "3",
+      "--groups",
+      "3",
+      "--top-groups",
+      "2",
+    );
+    assert.match(text.stdout, /at most 2 of 3 groups a token\n/);
+    assert.match(text.stdout, /\noptimum {5}in \[[\d.]+, [\d.]+\] \(bracket /);
+    assert.match(
+      text.stdout,
+      /\nrelaxation {2}[\d.]+ \(the group limit dropped: an upper bound\)\n/,
+    );
+    // Without a limit (--top-groups = --groups) it is the plain optimum.
+    const plain = JSON.parse(
+      solve("--scores", grouped, "--top-k", "3", "--groups", "3", "--json")
+        .stdout,
+    );
+    assert.ok(Math.abs(plain.objective - free) < 1e-6);
+    assert.equal(plain.lowerBound, undefined);
+    for (
+      const [args, line] of [
+        [
+          ["--groups", "4"],
+          "--groups must divide the number of experts (6): current value is 4",
+        ],
+        [["--top-groups", "1"], "--top-groups needs --groups (see --help)"],
+        [
+          ["--groups", "3", "--top-groups", "1"],
+          "--top-groups x group size must be at least k (3): current value is 1 x 2",
+        ],
+        [
+          ["--groups", "3", "--top-groups", "2", "--solver", "highs"],
+          "--solver highs: the group-limited bracket is solved by ssp (--solver auto or ssp)",
+        ],
+      ] as const
+    ) {
+      const bad = solve("--scores", grouped, "--top-k", "3", ...args);
+      assert.equal(bad.status, 2, args.join(" "));
+      assert.equal(bad.stderr, `error: ${line}\n`);
+    }
+  });
 });

@@ -2,6 +2,8 @@ import { readFileSync } from "node:fs";
 import process from "node:process";
 import { parseNpy } from "../workload/npy.ts";
 import { solveBalancedAssignment } from "../solve/solve_balanced_assignment.ts";
+import { groupLimitedBounds } from "../solve/group_limited.ts";
+import { checkGroupLimit } from "../ops/route.ts";
 import { ASSIGNMENT_SOLVERS, type AssignmentSolver } from "../solve/types.ts";
 import { asFlagError, type FlagSpec, parseFlags, UsageError } from "./args.ts";
 import { withMessage } from "../validate.ts";
@@ -12,6 +14,8 @@ const FLAGS: FlagSpec = {
   "capacity-factor": "number",
   solver: "string",
   "time-limit": "number",
+  groups: "integer",
+  "top-groups": "integer",
   json: "boolean",
   help: "boolean",
 };
@@ -28,7 +32,16 @@ Usage: moelab solve --scores FILE.npy --top-k K [flags]
   --solver S             ${ASSIGNMENT_SOLVERS.join(", ")} (default auto)
   --time-limit SECONDS   stop the solve after SECONDS (0.001 to 2000000): exit 1
                          with "time limit reached", no answer (default: no limit)
-  --json                 print { objective, loads, expertPrices, dualityGap, solver, ms }
+  --groups G             equal groups of consecutive experts (default 1)
+  --top-groups L         groups a token may use (default --groups, no limit):
+                         below --groups, the group-limited optimum is bracketed
+                         (an integer program; docs/algorithms.md section 5):
+                         lower bound = a group-limited assignment's objective,
+                         upper bound, and the relaxation without the limit;
+                         solver ssp
+  --json                 print { objective, loads, expertPrices, dualityGap, solver, ms };
+                         with a group limit also { groups, topGroups, lowerBound,
+                         upperBound, relaxation, bracket } (objective = lowerBound)
   --help                 this text
 `;
 
@@ -39,6 +52,10 @@ const OPTION_FLAGS: Record<string, string> = {
   "options.capacityFactor": "--capacity-factor",
   "options.solver": "--solver",
   "options.timeLimit": "--time-limit",
+  "options.groups": "--groups",
+  "options.topGroups": "--top-groups",
+  groups: "--groups",
+  topGroups: "--top-groups",
   scores: "--scores",
 };
 
@@ -59,6 +76,17 @@ export async function solveCommand(args: string[]): Promise<number> {
   if (timeLimit !== undefined && !(timeLimit >= 0.001 && timeLimit <= 2e6)) {
     throw new UsageError(
       `--time-limit must be a number of seconds in [0.001, 2000000]: current value is ${timeLimit}`,
+    );
+  }
+  const groups = flags.groups as number | undefined;
+  const topGroups = flags["top-groups"] as number | undefined;
+  if (topGroups !== undefined && groups === undefined) {
+    throw new UsageError("--top-groups needs --groups (see --help)");
+  }
+  const limited = groups !== undefined && (topGroups ?? groups) < groups;
+  if (limited && !["auto", "ssp"].includes(String(flags.solver ?? "auto"))) {
+    throw new UsageError(
+      `--solver ${flags.solver}: the group-limited bracket is solved by ssp (--solver auto or ssp)`,
     );
   }
   let bytes: Uint8Array;
@@ -85,16 +113,30 @@ export async function solveCommand(args: string[]): Promise<number> {
   const [tokens, experts] = array.shape;
   const t0 = performance.now();
   let a;
+  let bracket;
   try {
-    a = await solveBalancedAssignment(
-      { data: array.data, tokens, experts },
-      {
-        k: flags["top-k"] as number,
-        capacityFactor: flags["capacity-factor"] as number | undefined,
-        solver: (flags.solver ?? "auto") as AssignmentSolver,
+    const scores = { data: array.data, tokens, experts };
+    const k = flags["top-k"] as number;
+    const capacityFactor = flags["capacity-factor"] as number | undefined;
+    if (groups !== undefined) {
+      checkGroupLimit(experts, k, groups, topGroups ?? groups);
+    }
+    if (limited) {
+      bracket = groupLimitedBounds(scores, {
+        k,
+        capacityFactor,
+        groups,
+        topGroups: topGroups!,
         timeLimit,
-      },
-    );
+      });
+      a = bracket.assignment;
+    }
+    a ??= await solveBalancedAssignment(scores, {
+      k,
+      capacityFactor,
+      solver: (flags.solver ?? "auto") as AssignmentSolver,
+      timeLimit,
+    });
   } catch (e) {
     // The error the solvers document for options.timeLimit.
     if ((e as Error)?.name !== "TimeLimitError") {
@@ -117,15 +159,33 @@ export async function solveCommand(args: string[]): Promise<number> {
         dualityGap: a.dualityGap,
         solver: a.solver,
         ms,
+        ...(bracket && {
+          groups,
+          topGroups,
+          lowerBound: bracket.lowerBound,
+          upperBound: bracket.upperBound,
+          relaxation: bracket.relaxation,
+          bracket: bracket.bracket,
+        }),
       }) + "\n",
     );
     return 0;
   }
   const lines = [
-    `tokens ${tokens}, experts ${experts}, k ${a.k}, capacity ${a.capacity}`,
+    `tokens ${tokens}, experts ${experts}, k ${a.k}, capacity ${a.capacity}${
+      bracket ? `, at most ${topGroups} of ${groups} groups a token` : ""
+    }`,
     `solver      ${a.solver} (${ms.toFixed(1)} ms)`,
-    `objective   ${a.objective}`,
-    `dualityGap  ${a.dualityGap}`,
+    ...(bracket
+      ? [
+        `optimum     in [${bracket.lowerBound}, ${bracket.upperBound}] (bracket ${
+          (100 * bracket.bracket).toPrecision(3)
+        } %; the group limit makes it an integer program)`,
+        `relaxation  ${bracket.relaxation} (the group limit dropped: an upper bound)`,
+        `objective   ${a.objective} (the group-limited assignment below: the lower bound)`,
+        `dualityGap  ${a.dualityGap} (of the problem restricted to each token's groups)`,
+      ]
+      : [`objective   ${a.objective}`, `dualityGap  ${a.dualityGap}`]),
     "expert  load  price",
     ...[...a.loads].map((l, j) =>
       `${String(j).padStart(6)}  ${String(l).padStart(4)}  ${
