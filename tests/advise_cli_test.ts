@@ -49,6 +49,9 @@ function staticMaxOverMean(rec: number[][][], gpus: number, from: number) {
 
 describe("moelab advise (command line)", () => {
   const work = mkdtempSync(join(tmpdir(), "moelab-advise-"));
+  /** `moelab advise` on the long fixture, 2 GPUs, 6 slots, and `more`. */
+  const advise = (more: string[]) =>
+    cli(["advise", "--loads", LONG, "--gpus", "2", "--replicas", "6", ...more]);
 
   // A dozen CLI processes, one after the other: more than Bun's default
   // 5 s per test on a busy 2-core machine.
@@ -166,20 +169,7 @@ describe("moelab advise (command line)", () => {
 
   test("--json: static EP max/mean as read from the file; --out writes the page", () => {
     const out = join(work, "ok");
-    const r = cli([
-      "advise",
-      "--loads",
-      LONG,
-      "--gpus",
-      "2",
-      "--replicas",
-      "6",
-      "--interval",
-      "1",
-      "--json",
-      "--out",
-      out,
-    ]);
+    const r = advise(["--interval", "1", "--json", "--out", out]);
     assert.equal(r.code, 0, r.stderr);
     const a = JSON.parse(r.stdout);
     const rec = readLong(LONG);
@@ -213,15 +203,7 @@ describe("moelab advise (command line)", () => {
   });
 
   test("the table names the recommendation and its reasons", () => {
-    const r = cli([
-      "advise",
-      "--loads",
-      LONG,
-      "--gpus",
-      "2",
-      "--replicas",
-      "6",
-    ]);
+    const r = advise([]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^strategy +slots\/GPU/m);
     assert.match(r.stdout, /Recommendation: /);
@@ -230,16 +212,7 @@ describe("moelab advise (command line)", () => {
 
   test("the first line says which EPLB policy the plans took", () => {
     const first = (...more: string[]) => {
-      const r = cli([
-        "advise",
-        "--loads",
-        LONG,
-        "--gpus",
-        "2",
-        "--replicas",
-        "6",
-        ...more,
-      ]);
+      const r = advise(more);
       assert.equal(r.code, 0, r.stderr);
       return r.stdout.split("\n")[0];
     };

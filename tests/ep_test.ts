@@ -25,6 +25,9 @@ describe("schedule and place (command line)", () => {
     ",",
   );
   const wide = join(work, "wide.csv"), long = join(work, "long.csv");
+  /** `moelab <command> --loads wide.csv` and the rest of its flags. */
+  const onWide = (command: string, ...more: string[]) =>
+    cli([command, "--loads", wide, ...more]);
   writeFileSync(
     wide,
     [header, ...EPLB.map((r, l) => [0, l, ...r].join(","))].join("\n") + "\n",
@@ -98,16 +101,7 @@ describe("schedule and place (command line)", () => {
 
   test("place says EPLB's policy: hierarchical where the nodes divide the groups, else global", () => {
     const place = (...more: string[]) =>
-      cli([
-        "place",
-        "--loads",
-        wide,
-        "--replicas",
-        "16",
-        "--gpus",
-        "8",
-        ...more,
-      ]);
+      onWide("place", "--replicas", "16", "--gpus", "8", ...more);
     const hier = place("--nodes", "2", "--groups", "4");
     assert.equal(hier.code, 0, hier.stderr);
     assert.equal(
@@ -239,10 +233,8 @@ describe("schedule and place (command line)", () => {
 
   test("schedule --placement hierarchical with groups no multiple of the nodes: EPLB's global policy, said", () => {
     const run = (...more: string[]) =>
-      cli([
+      onWide(
         "schedule",
-        "--loads",
-        wide,
         "--where",
         "layer=0",
         "--gpus",
@@ -254,7 +246,7 @@ describe("schedule and place (command line)", () => {
         "--placement",
         "hierarchical",
         ...more,
-      ]);
+      );
     const text = run("--nodes", "2", "--groups", "3");
     assert.equal(text.code, 0, text.stderr);
     assert.equal(

@@ -123,16 +123,13 @@ describe("moelab solve", () => {
     }
     const grouped = join(dir, "grouped.npy");
     writeFileSync(grouped, encodeNpy(data, [N, E]));
-    const triples: number[][] = [];
+    const all: number[][] = [];
     for (let a = 0; a < E; a++) {
       for (let b = a + 1; b < E; b++) {
-        for (let c = b + 1; c < E; c++) {
-          const g = new Set([a >> 1, b >> 1, c >> 1]);
-          if (g.size <= 2) triples.push([a, b, c]);
-        }
+        for (let c = b + 1; c < E; c++) all.push([a, b, c]);
       }
     }
-    let best = -Infinity, free = -Infinity;
+    const triples = all.filter((t) => new Set(t.map((j) => j >> 1)).size <= 2);
     const load = new Array(E).fill(0);
     const search = (i: number, sum: number, sets: number[][], top: number) => {
       if (i === N) return Math.max(top, sum);
@@ -149,26 +146,12 @@ describe("moelab solve", () => {
       }
       return top;
     };
-    best = search(0, 0, triples, best);
-    const all: number[][] = [];
-    for (let a = 0; a < E; a++) {
-      for (let b = a + 1; b < E; b++) {
-        for (let c = b + 1; c < E; c++) all.push([a, b, c]);
-      }
-    }
-    free = search(0, 0, all, free);
+    const best = search(0, 0, triples, -Infinity);
+    const free = search(0, 0, all, -Infinity);
     assert.ok(free > best); // the limit binds on this instance
-    const r = solve(
-      "--scores",
-      grouped,
-      "--top-k",
-      "3",
-      "--groups",
-      "3",
-      "--top-groups",
-      "2",
-      "--json",
-    );
+    const limited = (...more: string[]) =>
+      solve("--scores", grouped, "--top-k", "3", "--groups", "3", ...more);
+    const r = limited("--top-groups", "2", "--json");
     assert.equal(r.status, 0, r.stderr);
     const out = JSON.parse(r.stdout);
     const eps = 1e-9;
@@ -178,16 +161,7 @@ describe("moelab solve", () => {
     assert.deepEqual([out.groups, out.topGroups], [3, 2]);
     assert.ok(out.loads.every((l: number) => l <= C));
     assert.equal(out.loads.reduce((a: number, b: number) => a + b), N * k);
-    const text = solve(
-      "--scores",
-      grouped,
-      "--top-k",
-      "3",
-      "--groups",
-      "3",
-      "--top-groups",
-      "2",
-    );
+    const text = limited("--top-groups", "2");
     assert.match(text.stdout, /at most 2 of 3 groups a token\n/);
     assert.match(text.stdout, /\noptimum {5}in \[[\d.]+, [\d.]+\] \(bracket /);
     assert.match(
@@ -195,10 +169,7 @@ describe("moelab solve", () => {
       /\nrelaxation {2}[\d.]+ \(the group limit dropped: an upper bound\)\n/,
     );
     // Without a limit (--top-groups = --groups) it is the plain optimum.
-    const plain = JSON.parse(
-      solve("--scores", grouped, "--top-k", "3", "--groups", "3", "--json")
-        .stdout,
-    );
+    const plain = JSON.parse(limited("--json").stdout);
     assert.ok(Math.abs(plain.objective - free) < 1e-6);
     assert.equal(plain.lowerBound, undefined);
     for (
