@@ -38,7 +38,7 @@ Usage: moelab solve --scores FILE.npy --top-k K [flags]
                          (an integer program; docs/algorithms.md section 5):
                          lower bound = a group-limited assignment's objective,
                          upper bound, and the relaxation without the limit;
-                         solver ssp
+                         solver ssp, --time-limit for each of its flow solves
   --json                 print { objective, loads, expertPrices, dualityGap, solver, ms };
                          with a group limit also { groups, topGroups, lowerBound,
                          upperBound, relaxation, bracket } (objective = lowerBound)
