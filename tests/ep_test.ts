@@ -12,6 +12,7 @@ import {
   runSimulation,
   symmetricPlacement,
 } from "../mod.ts";
+import { simReportHtml } from "../lib/report/mod.ts";
 
 // The EPLB README example, one row per layer.
 const EPLB = [
@@ -589,6 +590,12 @@ describe("the EP stage on nodes (DeepSeek-V3's layout, scaled down)", () => {
       line,
     );
     assert.doesNotMatch(formatSummaryTable(r), /global policy/);
+    // The HTML report says the same in its EP section's lead.
+    assert.ok(
+      simReportHtml(four).includes(
+        "On these nodes: not under static, eplb, eplb-hierarchical (a group's experts on several nodes); eplb-hierarchical takes EPLB's global policy (4 groups are no multiple of 8 nodes).",
+      ),
+    );
   });
 
   test("MicroMoE's LP on the hierarchical placement balances at least as well as its equal split", () => {

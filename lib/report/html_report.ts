@@ -1,5 +1,9 @@
 import type { SimResult } from "../sim/run.ts";
-import { groupPhrase, optimumPhrase } from "../sim/summary_table.ts";
+import {
+  epNodeNotes,
+  groupPhrase,
+  optimumPhrase,
+} from "../sim/summary_table.ts";
 import { epGpuLoadPlots, epStepTimePlot } from "./_ep_plots.ts";
 import { escapeXml } from "./_plot.ts";
 import {
@@ -175,7 +179,7 @@ function epSection(
         c.sampleEvery > 1
           ? `, on every ${c.sampleEvery}th step of the evaluation window`
           : ""
-      }.`,
+      }.${nodeNotes(result)}`,
     )
   }</p>${epTableHtml(methods)}${
     stepTime
@@ -190,6 +194,14 @@ function epSection(
       figureHtml(f, `Tokens per GPU by rank, ${result.labels[m]}`)
     ).join("")
   }</div></section>`;
+}
+
+/** The EP stage's notes on the nodes (epNodeNotes), as a sentence. */
+function nodeNotes(result: SimResult): string {
+  const notes = epNodeNotes(result);
+  if (notes.length === 0) return "";
+  const text = notes.join("; ");
+  return ` On these nodes: ${text}.`;
 }
 
 /** The configuration, folded; the optimum's steps folded again, as ranges. */

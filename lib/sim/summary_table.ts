@@ -127,55 +127,58 @@ export function formatSummaryTable(result: SimResult): string {
 }
 
 /**
- * Which strategies' dispatch the group limit confined to `topGroups`
- * nodes a token (their placements keep every group on one node, on every
- * layer and step and for every method), which partly, which not (a group
- * on several nodes): empty on one node or without a group limit.
+ * What the EP stage's strategies made of the nodes, one clause each, for
+ * the EP table's first line and the HTML report: which strategies' dispatch
+ * the group limit confined to `topGroups` nodes a token (their placements
+ * kept every group on one node, on every layer and step and for every
+ * method), which partly, which not (a group on several nodes); and where
+ * the hierarchical strategies ran EPLB's global policy (EPLB takes its
+ * hierarchical one only where the nodes divide the groups; the sim hands
+ * it the routing groups, or one group a node without them). Empty on one
+ * node or without an EP stage.
  */
-function nodeLimitPhrase(result: SimResult, names: readonly string[]): string {
-  const ep = result.ep!;
+export function epNodeNotes(result: SimResult): string[] {
+  const ep = result.ep;
+  if (!ep) return [];
+  const names = ep.config.strategies.length > 0
+    ? ep.config.strategies
+    : EP_STRATEGIES;
   const { groups, topGroups } = result.config;
   const nodes = ep.config.gpus / (ep.config.gpusPerNode ?? ep.config.gpus);
-  if (nodes === 1 || topGroups >= groups) return "";
-  const share = (k: string) => ep.summaries.map((s) => s[k].nodeLimited);
-  const all = names.filter((k) => share(k).every((x) => x === 1));
-  const none = names.filter((k) => share(k).every((x) => x === 0));
-  const partly = names.filter((k) => !all.includes(k) && !none.includes(k));
-  const parts = [
-    all.length
-      ? `node-limited dispatch (at most ${topGroups} nodes a token) under ${
-        all.join(", ")
-      }`
-      : "",
-    partly.length ? `on some layers and steps under ${partly.join(", ")}` : "",
-    none.length
-      ? `not under ${none.join(", ")} (a group's experts on several nodes)`
-      : "",
-  ].filter((x) => x !== "");
-  return parts.length ? `; ${parts.join("; ")}` : "";
-}
-
-/**
- * Where the hierarchical strategies ran EPLB's global policy: EPLB takes
- * its hierarchical one only where the nodes divide the groups (the sim
- * hands it the routing groups, or one group a node without them).
- */
-function globalFallbackPhrase(
-  result: SimResult,
-  names: readonly string[],
-): string {
-  const ep = result.ep!;
-  const nodes = ep.config.gpus / (ep.config.gpusPerNode ?? ep.config.gpus);
-  const { groups } = result.config;
+  const notes: string[] = [];
+  if (nodes === 1) return notes;
+  if (topGroups < groups) {
+    const share = (k: string) => ep.summaries.map((s) => s[k].nodeLimited);
+    const all = names.filter((k) => share(k).every((x) => x === 1));
+    const none = names.filter((k) => share(k).every((x) => x === 0));
+    const partly = names.filter((k) => !all.includes(k) && !none.includes(k));
+    if (all.length) {
+      notes.push(
+        `node-limited dispatch (at most ${topGroups} nodes a token) under ${
+          all.join(", ")
+        }`,
+      );
+    }
+    if (partly.length) {
+      notes.push(`on some layers and steps under ${partly.join(", ")}`);
+    }
+    if (none.length) {
+      notes.push(
+        `not under ${none.join(", ")} (a group's experts on several nodes)`,
+      );
+    }
+  }
   const hier = names.filter((k) =>
     k === "eplb-hierarchical" || k === "hierarchical-lp"
   );
-  if (nodes === 1 || groups === 1 || groups % nodes === 0 || !hier.length) {
-    return "";
+  if (groups > 1 && groups % nodes !== 0 && hier.length) {
+    notes.push(
+      `${hier.join(" and ")} take${
+        hier.length === 1 ? "s" : ""
+      } EPLB's global policy (${groups} groups are no multiple of ${nodes} nodes)`,
+    );
   }
-  return `; ${hier.join(" and ")} take${
-    hier.length === 1 ? "s" : ""
-  } EPLB's global policy (${groups} groups are no multiple of ${nodes} nodes)`;
+  return notes;
 }
 
 /**
@@ -225,8 +228,8 @@ export function formatEpSection(result: SimResult): string[] {
         : ""
     }); step time: all layers, ${c.hardware.toUpperCase()} ${
       nodes > 1 ? "NVLink and network" : "NVLink"
-    } model${nodeLimitPhrase(result, names)}${
-      globalFallbackPhrase(result, names)
+    } model${
+      epNodeNotes(result).map((n) => `; ${n}`).join("")
     }; gains over static EP${
       c.sampleEvery > 1
         ? `; every ${c.sampleEvery}th step of the evaluation window`
