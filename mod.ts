@@ -248,6 +248,7 @@ export {
 } from "./lib/placement/migration.ts";
 export {
   type Advice,
+  adviceHeadline,
   type AdviseOptions,
   adviseRecording,
   type StrategyFigures,

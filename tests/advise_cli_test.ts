@@ -224,7 +224,16 @@ describe("moelab advise (command line)", () => {
     );
     assert.equal(
       first("--nodes", "2"),
-      `${head} (2 nodes), EPLB with 6 slots (its global policy: --groups 1 is not a multiple of --nodes 2)`,
+      `${head} (2 nodes), EPLB with 6 slots (its global policy: 1 group is no multiple of 2 nodes)`,
+    );
+    const json = JSON.parse(advise(["--nodes", "2", "--json"]).stdout);
+    assert.deepEqual([json.groups, json.eplbPolicy], [1, "global"]);
+    const page = join(work, "policy");
+    assert.equal(advise(["--nodes", "2", "--out", page]).code, 0);
+    assert.ok(
+      readFileSync(join(page, "advice.html"), "utf8").includes(
+        "(its global policy: 1 group is no multiple of 2 nodes)",
+      ),
     );
   });
 

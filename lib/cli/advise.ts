@@ -3,7 +3,7 @@ import { writeFileSync } from "node:fs";
 import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
 import { parseWhere, readLoadRows } from "./_loads.ts";
 import { checkInteger, checkNumber } from "../validate.ts";
-import { adviseRecording } from "../placement/advise.ts";
+import { adviceHeadline, adviseRecording } from "../placement/advise.ts";
 import { adviceReportHtml, adviceTable } from "../report/advise_page.ts";
 import { writeFilesAtomically } from "../write_files.ts";
 import { checkOutDir } from "./_out.ts";
@@ -223,25 +223,11 @@ export function adviseCommand(args: string[]): number {
       .join("  ")
   );
   process.stdout.write(
-    `${advice.steps} steps x ${advice.layers} layers, ${E} experts on ${G} GPUs (${nodes} node${
-      nodes === 1 ? "" : "s"
-    }), EPLB with ${R} slots${eplbPolicy(groups, nodes)}\n\n` +
+    `${adviceHeadline(advice)}\n\n` +
       text.join("\n") +
       `\n\nRecommendation: ${advice.recommendation.name}\n` +
       advice.recommendation.reasons.map((r) => `  - ${r}\n`).join("") +
       (out === undefined ? "" : `\nwrote ${out}/advice.html, advice.json\n`),
   );
   return 0;
-}
-
-/**
- * Which of EPLB's policies its plans take (DeepSeek's rule: hierarchical
- * where the nodes divide the groups, else global), for the table's first
- * line; nothing on one node, where groups are not placed on nodes.
- */
-function eplbPolicy(groups: number, nodes: number): string {
-  if (nodes === 1) return "";
-  return groups % nodes === 0
-    ? ` (its hierarchical policy: ${groups} groups packed onto ${nodes} nodes)`
-    : ` (its global policy: --groups ${groups} is not a multiple of --nodes ${nodes})`;
 }

@@ -113,6 +113,13 @@ export interface Advice {
   gpus: number;
   /** Nodes. */
   nodes: number;
+  /** Expert groups given to EPLB. */
+  groups: number;
+  /**
+   * The policy EPLB's plans took: `"hierarchical"` where the nodes divide
+   * the groups, else `"global"` (DeepSeek's `rebalance_experts`).
+   */
+  eplbPolicy: "hierarchical" | "global";
   /** EPLB's physical slots. */
   replicas: number;
   /** Bytes of one expert's weights used for the transfers. */
@@ -227,6 +234,40 @@ function mb(bytes: number): string {
   return bytes >= 1e9
     ? `${(bytes / 1e9).toFixed(2)} GB`
     : `${(bytes / 1e6).toFixed(1)} MB`;
+}
+
+/**
+ * The recording's sizes and EPLB's policy in words, the first line of
+ * the advice's table and page: "24 steps x 4 layers, 256 experts on 64
+ * GPUs (8 nodes), EPLB with 320 slots", and on several nodes which of
+ * EPLB's policies its plans took.
+ *
+ * @example
+ * ```ts
+ * import { adviceHeadline, adviseRecording } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * const rec = [[[4, 1, 1, 2]], [[3, 2, 1, 2]]]; // steps x layers x experts
+ * const a = adviseRecording(rec, { gpus: 2, replicas: 6, nodes: 2 });
+ * assert.equal(a.eplbPolicy, "global"); // 1 group, 2 nodes
+ * assert.equal(
+ *   adviceHeadline(a),
+ *   "2 steps x 1 layers, 4 experts on 2 GPUs (2 nodes), EPLB with 6 slots (its global policy: 1 group is no multiple of 2 nodes)",
+ * );
+ * ```
+ */
+export function adviceHeadline(advice: Advice): string {
+  const { nodes, groups } = advice;
+  const policy = nodes === 1
+    ? ""
+    : advice.eplbPolicy === "hierarchical"
+    ? ` (its hierarchical policy: ${groups} groups packed onto ${nodes} nodes)`
+    : ` (its global policy: ${groups} group${
+      groups === 1 ? " is" : "s are"
+    } no multiple of ${nodes} nodes)`;
+  return `${advice.steps} steps x ${advice.layers} layers, ${advice.experts} experts on ${advice.gpus} GPUs (${nodes} node${
+    nodes === 1 ? "" : "s"
+  }), EPLB with ${advice.replicas} slots${policy}`;
 }
 
 /**
@@ -496,6 +537,8 @@ export function adviseRecording(
     experts: E,
     gpus: G,
     nodes,
+    groups,
+    eplbPolicy: groups % nodes === 0 ? "hierarchical" : "global",
     replicas: R,
     expertBytes,
     strategies: out,

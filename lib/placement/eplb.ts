@@ -230,9 +230,9 @@ export function rebalanceExperts(
   }
   if (!colocation && replicas / gpus > E / N) {
     throw new RangeError(
-      `replicas must be at most ${
-        gpus * E / N
-      } (${E} experts over ${N} node(s), ${gpus} GPUs) without colocation: current value is ${replicas}`,
+      `replicas must be at most ${gpus * E / N} (${E} experts over ${N} node${
+        N === 1 ? "" : "s"
+      }, ${gpus} GPUs) without colocation: current value is ${replicas}`,
     );
   }
   const out: EplbResult = { phy2log: [], log2phy: [], logcnt: [] };

@@ -1,4 +1,4 @@
-import type { Advice } from "../placement/advise.ts";
+import { type Advice, adviceHeadline } from "../placement/advise.ts";
 import { escapeXml } from "./_plot.ts";
 import { barChart } from "./bar_chart.ts";
 import { tableHtml } from "./display.ts";
@@ -202,11 +202,9 @@ svg{max-width:100%;height:auto}footer{color:#888;font-size:12px;margin-top:32px}
  */
 export function adviceReportHtml(advice: Advice, source = ""): string {
   const t = adviceTable(advice);
-  const lead = `${
-    source ? `${source}: ` : ""
-  }${advice.steps} steps x ${advice.layers} layers, ${advice.experts} experts on ${advice.gpus} GPUs (${advice.nodes} node(s)), EPLB with ${advice.replicas} slots; one expert ${
-    (advice.expertBytes / 1e6).toFixed(1)
-  } MB.`;
+  const lead = `${source ? `${source}: ` : ""}${
+    adviceHeadline(advice)
+  }; one expert ${(advice.expertBytes / 1e6).toFixed(1)} MB.`;
   const hasReplan = advice.strategies.some((s) => s.key === "eplb-replan");
   return [
     `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">`,
