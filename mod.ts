@@ -228,6 +228,8 @@ export {
 } from "./lib/placement/asymmetric.ts";
 export {
   type EplbOptions,
+  type EplbPolicy,
+  eplbPolicy,
   type EplbResult,
   rebalanceExperts,
 } from "./lib/placement/eplb.ts";

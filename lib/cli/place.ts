@@ -4,7 +4,7 @@ import { asFlagError, type FlagSpec, parseFlags, UsageError } from "./args.ts";
 import { parseWhere, readLoadRows } from "./_loads.ts";
 import { checkOutFile } from "./_out.ts";
 import { checkChoice, checkInteger } from "../validate.ts";
-import { rebalanceExperts } from "../placement/eplb.ts";
+import { eplbPolicy, rebalanceExperts } from "../placement/eplb.ts";
 import { ENGINE_MAP_FORMATS, engineMap } from "../serving/engine_map.ts";
 
 const FLAGS: FlagSpec = {
@@ -151,7 +151,7 @@ export function placeCommand(args: string[]): number {
   // EPLB takes its hierarchical policy where the nodes divide the groups,
   // else its global one (DeepSeek's rebalance_experts): say which.
   const { nodes, groups } = options;
-  const policy = groups % nodes === 0 ? "hierarchical" : "global";
+  const policy = eplbPolicy(groups, nodes);
   if (flags.json) {
     process.stdout.write(
       JSON.stringify({ layers, policy, ...result }) + "\n",

@@ -10,7 +10,7 @@ import {
   placementFromPhy2log,
   staticPlacement,
 } from "../placement/placement.ts";
-import { rebalanceExperts } from "../placement/eplb.ts";
+import { eplbPolicy, rebalanceExperts } from "../placement/eplb.ts";
 import {
   groupsStayOnNodes,
   NodeLocality,
@@ -283,9 +283,10 @@ export async function scheduleCommand(args: string[]): Promise<number> {
     : `; --top-groups ${topGroups} does not limit dispatch: the ${kind} placement puts a group's experts on more than one node`;
   // EPLB's hierarchical policy needs the nodes to divide the groups; else
   // it takes its global one (DeepSeek's rule), which the name would hide.
-  const fellBack = kind === "hierarchical" && groups % nodes !== 0
-    ? `: EPLB's global policy, --groups ${groups} is not a multiple of --nodes ${nodes}`
-    : "";
+  const fellBack =
+    kind === "hierarchical" && eplbPolicy(groups, nodes) === "global"
+      ? `: EPLB's global policy, --groups ${groups} is not a multiple of --nodes ${nodes}`
+      : "";
   process.stdout.write(
     `${rows.length} schedules, ${E} experts on ${G} GPUs${
       nodes > 1 ? ` in ${nodes} nodes` : ""

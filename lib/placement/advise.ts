@@ -11,7 +11,7 @@ import {
   trtllmImbalanceRatio,
   vllmBalancedness,
 } from "./engine_balance.ts";
-import { rebalanceExperts } from "./eplb.ts";
+import { type EplbPolicy, eplbPolicy, rebalanceExperts } from "./eplb.ts";
 import { migrationVolume, shouldReplan } from "./migration.ts";
 import type { Placement } from "./placement.ts";
 import { scheduleTokens } from "./schedule.ts";
@@ -119,7 +119,7 @@ export interface Advice {
    * The policy EPLB's plans took: `"hierarchical"` where the nodes divide
    * the groups, else `"global"` (DeepSeek's `rebalance_experts`).
    */
-  eplbPolicy: "hierarchical" | "global";
+  eplbPolicy: EplbPolicy;
   /** EPLB's physical slots. */
   replicas: number;
   /** Bytes of one expert's weights used for the transfers. */
@@ -425,7 +425,8 @@ export function adviseRecording(
 
   const planned = sumSteps(0, half || T);
   // Without colocation a GPU holds distinct experts of its node.
-  const perNode = E / (groups % nodes === 0 ? nodes : 1);
+  const perNode = E /
+    (eplbPolicy(groups, nodes) === "hierarchical" ? nodes : 1);
   const distinctFits = R / G <= perNode;
   for (const colocation of distinctFits ? [true, false] : [true]) {
     const r = rebalanceExperts(planned, { ...eplb, colocation });
@@ -538,7 +539,7 @@ export function adviseRecording(
     gpus: G,
     nodes,
     groups,
-    eplbPolicy: groups % nodes === 0 ? "hierarchical" : "global",
+    eplbPolicy: eplbPolicy(groups, nodes),
     replicas: R,
     expertBytes,
     strategies: out,

@@ -21,6 +21,29 @@ export interface EplbOptions {
   colocation?: boolean;
 }
 
+/** Which of EPLB's two policies a plan takes. */
+export type EplbPolicy = "hierarchical" | "global";
+
+/**
+ * The policy EPLB takes for `groups` expert groups on `nodes` nodes
+ * (DeepSeek's `rebalance_experts`): the hierarchical one (groups packed
+ * onto nodes, replicas within each node) where the nodes divide the
+ * groups, else the global one (its hierarchical one with 1 group on 1
+ * node). {@linkcode rebalanceExperts} follows it.
+ *
+ * @example
+ * ```ts
+ * import { eplbPolicy } from "@moelab/balance";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(eplbPolicy(8, 8), "hierarchical"); // DeepSeek-V3's prefill
+ * assert.equal(eplbPolicy(4, 8), "global");
+ * ```
+ */
+export function eplbPolicy(groups: number, nodes: number): EplbPolicy {
+  return groups % nodes === 0 ? "hierarchical" : "global";
+}
+
 /** EPLB's result, per layer. */
 export interface EplbResult {
   /** `[layers][replicas]`: the logical expert of each physical slot (GPU `i / (replicas / gpus)`). */
@@ -221,7 +244,7 @@ export function rebalanceExperts(
       `groups must divide the number of experts (${E}): current value is ${groups}`,
     );
   }
-  const hier = groups % nodes === 0;
+  const hier = eplbPolicy(groups, nodes) === "hierarchical";
   const [G, N] = hier ? [groups, nodes] : [1, 1];
   if (gpus % N !== 0 || (replicas / N) % (gpus / N) !== 0) {
     throw new RangeError(

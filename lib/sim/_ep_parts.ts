@@ -177,7 +177,7 @@ export function epLayerStage(
   // Bytes of one token's four all-to-alls (dispatch and combine, forward and backward).
   const tokenBytes = 2 * (c.dispatchBytes + c.combineBytes) * c.hidden;
   const grouped = config.groups > 1 && config.topGroups < config.groups;
-  const eplbGroups = config.groups > 1 ? config.groups : N;
+  const eplbGroups = eplbGroupsOf(config.groups, N);
   const nodeLimit = (p: Placement) =>
     grouped && N > 1 && groupsStayOnNodes(p, config.groups, gpn)
       ? config.topGroups
@@ -392,6 +392,14 @@ export function epLayerStage(
       };
     },
   };
+}
+
+/**
+ * The expert groups the stage hands EPLB's hierarchical strategies: the
+ * routing groups, or one group a node without them.
+ */
+export function eplbGroupsOf(groups: number, nodes: number): number {
+  return groups > 1 ? groups : nodes;
 }
 
 /** The strategy numbers of the `strategy` column, in configuration order. */

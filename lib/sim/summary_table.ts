@@ -1,6 +1,8 @@
 // The summary of a run as text and as the `summary.json` object: what the
 // command line prints, with no dataframe or plotting package loaded.
 import { EP_STRATEGIES } from "./ep_config.ts";
+import { eplbGroupsOf } from "./_ep_parts.ts";
+import { eplbPolicy } from "../placement/eplb.ts";
 import type { SimResult } from "./run.ts";
 
 /**
@@ -171,7 +173,10 @@ export function epNodeNotes(result: SimResult): string[] {
   const hier = names.filter((k) =>
     k === "eplb-hierarchical" || k === "hierarchical-lp"
   );
-  if (groups > 1 && groups % nodes !== 0 && hier.length) {
+  if (
+    hier.length &&
+    eplbPolicy(eplbGroupsOf(groups, nodes), nodes) === "global"
+  ) {
     notes.push(
       `${hier.join(" and ")} take${
         hier.length === 1 ? "s" : ""
