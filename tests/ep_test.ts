@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { cli } from "./_cli.ts";
+import { cli, type CliRun } from "./_cli.ts";
 import {
   closedFormOptimum,
   EP_STRATEGIES,
@@ -13,6 +13,12 @@ import {
   symmetricPlacement,
 } from "../mod.ts";
 import { simReportHtml } from "../lib/report/mod.ts";
+
+/** A command's first line of output, once it exited 0. */
+function firstLine(r: CliRun): string {
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout.split("\n")[0];
+}
 
 // The EPLB README example, one row per layer.
 const EPLB = [
@@ -103,10 +109,8 @@ describe("schedule and place (command line)", () => {
   test("place says EPLB's policy: hierarchical where the nodes divide the groups, else global", () => {
     const place = (...more: string[]) =>
       onWide("place", "--replicas", "16", "--gpus", "8", ...more);
-    const hier = place("--nodes", "2", "--groups", "4");
-    assert.equal(hier.code, 0, hier.stderr);
     assert.equal(
-      hier.stdout.split("\n")[0],
+      firstLine(place("--nodes", "2", "--groups", "4")),
       "EPLB's hierarchical policy: 4 groups packed onto 2 nodes, replicas placed within each node",
     );
     const json = (...more: string[]) =>
@@ -114,10 +118,8 @@ describe("schedule and place (command line)", () => {
     assert.equal(json("--nodes", "2", "--groups", "4").policy, "hierarchical");
     // 3 groups on 2 nodes: EPLB falls back to its global policy, which is
     // its hierarchical one with 1 group on 1 node.
-    const global = place("--nodes", "2", "--groups", "3");
-    assert.equal(global.code, 0, global.stderr);
     assert.equal(
-      global.stdout.split("\n")[0],
+      firstLine(place("--nodes", "2", "--groups", "3")),
       "EPLB's global policy: --groups 3 is not a multiple of --nodes 2, so groups are not kept on nodes",
     );
     const g = json("--nodes", "2", "--groups", "3");
@@ -216,9 +218,8 @@ describe("schedule and place (command line)", () => {
     const s = JSON.parse(stat.stdout);
     assert.equal(s.nodeLimit, 1);
     assert.equal(s.rows[0].nodesPerToken, 1);
-    const text = cli([...base, "--placement", "static"]);
     assert.match(
-      text.stdout.split("\n")[0],
+      firstLine(cli([...base, "--placement", "static"])),
       /; node-limited dispatch: a token reaches at most 1 node$/,
     );
     const all = cli([...base, "--placement", "complete", "--json"]);
@@ -227,7 +228,7 @@ describe("schedule and place (command line)", () => {
     assert.equal(c.nodeLimit, null);
     assert.ok(c.rows[0].nodesPerToken > 1);
     assert.match(
-      cli([...base, "--placement", "complete"]).stdout.split("\n")[0],
+      firstLine(cli([...base, "--placement", "complete"])),
       /; --top-groups 1 does not limit dispatch: the complete placement puts a group's experts on more than one node$/,
     );
   });
@@ -248,10 +249,8 @@ describe("schedule and place (command line)", () => {
         "hierarchical",
         ...more,
       );
-    const text = run("--nodes", "2", "--groups", "3");
-    assert.equal(text.code, 0, text.stderr);
     assert.equal(
-      text.stdout.split("\n")[0],
+      firstLine(run("--nodes", "2", "--groups", "3")),
       "1 schedules, 12 experts on 8 GPUs in 2 nodes (hierarchical: EPLB's global policy, --groups 3 is not a multiple of --nodes 2, 16 slots), solver exact-local",
     );
     // The global policy is the hierarchical one with 1 group on 1 node.
@@ -262,7 +261,7 @@ describe("schedule and place (command line)", () => {
       held("--groups", "1"),
     );
     assert.doesNotMatch(
-      run("--nodes", "2", "--groups", "4").stdout.split("\n")[0],
+      firstLine(run("--nodes", "2", "--groups", "4")),
       /global policy/,
     );
   });
