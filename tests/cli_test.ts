@@ -137,6 +137,36 @@ describe("moelab sim (command line)", () => {
       /^error: --methods loss-free\(speed=2\): loss-free has no option "speed"/,
     ],
     [
+      "--groups that do not divide the experts",
+      ["--groups", "3"],
+      /^error: --groups must divide the number of experts \(8\): current value is 3$/,
+    ],
+    [
+      "--top-groups above --groups",
+      ["--groups", "4", "--top-groups", "5"],
+      /^error: --top-groups must be an integer in \[1, 4\]: current value is 5$/,
+    ],
+    [
+      "--top-groups that leave fewer experts than --top-k",
+      ["--groups", "8", "--top-groups", "1"],
+      /^error: --top-groups x group size must be at least topK \(2\): current value is 1 x 1$/,
+    ],
+    [
+      "--nodes that do not divide the GPUs",
+      ["--nodes", "3"],
+      /^error: --nodes must divide the number of GPUs \(8\): current value is 3$/,
+    ],
+    [
+      "--nodes 0",
+      ["--nodes", "0"],
+      /^error: --nodes must be a positive integer: current value is 0$/,
+    ],
+    [
+      "expert-choice under --top-groups (the flags named)",
+      ["--groups", "4", "--top-groups", "2", "--methods", "expert-choice"],
+      /: current value is --top-groups 2 of --groups 4$/,
+    ],
+    [
       "a method option its schedule needs, missing (the entry named)",
       ["--methods", "greedy,loss-free(schedule=cosine)"],
       /^error: --methods loss-free\(schedule=cosine\): scheduleSteps must be set for the cosine schedule/,
@@ -151,7 +181,7 @@ describe("moelab sim (command line)", () => {
       assert.equal(r.code, 2, r.stderr);
       assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
       assert.match(r.stderr, /^error: /);
-      assert.match(r.stderr, message);
+      assert.match(r.stderr.trimEnd(), message);
       assert.equal(existsSync(out), false);
       assert.deepEqual(
         readdirSync(work).filter((f) => f.includes(".tmp-")),
@@ -159,6 +189,51 @@ describe("moelab sim (command line)", () => {
       );
     });
   }
+
+  test("--groups, --top-groups and --nodes set what the preset's groups, topGroups and ep.gpusPerNode set", () => {
+    const run = (args: string[]) => {
+      const r = cli([
+        "sim",
+        ...SMALL,
+        ...args,
+        "--json",
+        "--quiet",
+        "--out",
+        join(work, "g"),
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const summary = JSON.parse(r.stdout);
+      for (const m of summary.methods) delete m.wallMs;
+      return summary;
+    };
+    const flags = run(["--groups", "4", "--top-groups", "2", "--nodes", "2"]);
+    assert.equal(flags.config.groups, 4);
+    assert.equal(flags.config.topGroups, 2);
+    assert.equal(flags.config.ep.gpus, 8);
+    assert.equal(flags.config.ep.gpusPerNode, 4);
+    const preset = join(work, "groups.json");
+    writeFileSync(
+      preset,
+      JSON.stringify({ groups: 4, topGroups: 2, ep: { gpusPerNode: 4 } }),
+    );
+    assert.deepEqual(flags, run(["--preset", preset]));
+    // The limit binds: the same run without it routes otherwise.
+    assert.notDeepEqual(flags.methods, run(["--nodes", "2"]).methods);
+    // A flag overrides the preset's key; --nodes takes --gpus' GPUs.
+    const over = run([
+      "--preset",
+      preset,
+      "--groups",
+      "2",
+      "--gpus",
+      "4",
+      "--nodes",
+      "4",
+    ]);
+    assert.equal(over.config.groups, 2);
+    assert.equal(over.config.topGroups, 2);
+    assert.equal(over.config.ep.gpusPerNode, 1);
+  });
 
   test("an unknown command exits 2", () => {
     assert.equal(cli(["simulate"]).code, 2);

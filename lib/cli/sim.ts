@@ -10,6 +10,7 @@ import { SIM_OUTPUT_FILES, writeSimOutputs } from "../report/sim_outputs.ts";
 import { checkOutDir } from "./_out.ts";
 import { formatProfile } from "../sim/profile.ts";
 import { checkChoice, withMessage } from "../validate.ts";
+import { EP_DEFAULTS } from "../sim/ep_config.ts";
 import {
   asMethodsError,
   type FlagSpec,
@@ -29,12 +30,15 @@ const FLAGS: FlagSpec = {
   methods: "string",
   seed: "integer",
   gate: "string",
+  groups: "integer",
+  "top-groups": "integer",
   drift: "number",
   scores: "string",
   out: "string",
   json: "boolean",
   quiet: "boolean",
   gpus: "integer",
+  nodes: "integer",
   replicas: "integer",
   placement: "string",
   scheduler: "string",
@@ -60,6 +64,12 @@ Usage: moelab sim [--preset FILE] [flags]
                     greedy,loss-free(rate=1e-2,rule=proportional)
   --seed N          seed of the synthetic workload
   --gate G          sigmoid, softmax or sqrtsoftplus (moe_router_score_function)
+  --groups G        routing groups, a divisor of --experts (default 1;
+                    moe_router_num_groups)
+  --top-groups L    groups a token keeps, its experts chosen within them
+                    (default --groups, no limit; moe_router_group_topk); the
+                    exact oracle is then bracketed, and the EP stage's
+                    dispatch node-limited where a group sits on one node
   --drift X         speed of cluster-frequency drift (synthetic workload)
   --scores FILE     replay router logits from a float32 .npy file shaped
                     [steps, tokens, experts] or [steps, layers, tokens, experts];
@@ -72,6 +82,9 @@ Usage: moelab sim [--preset FILE] [flags]
   --json            print summary.json instead of the table
   --quiet           no progress on stderr
   --gpus G          expert-parallel stage: GPUs (default 8)
+  --nodes N         nodes the GPUs sit in, a divisor of the GPUs (default 1):
+                    the step time splits the all-to-all into NVLink and
+                    network bytes (the preset's ep.gpusPerNode)
   --replicas D      replicas per expert (default 2)
   --placement P     symmetric placement: complete, ring, torus, bipartite, random
   --scheduler S     exact (MicroMoE LP) or equal (split evenly, no LP)
@@ -140,11 +153,25 @@ export function simCommand(args: string[]): number | Promise<number> {
     ["steps", "steps"],
     ["seed", "seed"],
     ["gate", "gate"],
+    ["groups", "groups"],
+    ["top-groups", "topGroups"],
   ];
   for (const [flag, key] of map) {
     if (flags[flag] !== undefined) overrides[key] = flags[flag];
   }
-  for (const key of ["experts", "top-k", "tokens", "layers", "steps"]) {
+  for (
+    const key of [
+      "experts",
+      "top-k",
+      "tokens",
+      "layers",
+      "steps",
+      "groups",
+      "top-groups",
+      "gpus",
+      "nodes",
+    ]
+  ) {
     const v = flags[key];
     if (v !== undefined && (v as number) < 1) {
       throw new RangeError(
@@ -184,6 +211,23 @@ export function simCommand(args: string[]): number | Promise<number> {
   const ep: Record<string, unknown> = {};
   for (const key of ["gpus", "replicas", "placement", "scheduler"]) {
     if (flags[key] !== undefined) ep[key] = flags[key];
+  }
+  if (flags.nodes !== undefined) {
+    // The GPUs the nodes share: the flag's, else the preset's, else the
+    // default; a value that is no positive integer is left to the
+    // configuration's own check (it names it).
+    const nodes = flags.nodes as number;
+    const gpus = ep.gpus ??
+      (preset.ep as Record<string, unknown> | null | undefined)?.gpus ??
+      EP_DEFAULTS.gpus;
+    if (typeof gpus === "number" && Number.isInteger(gpus) && gpus >= 1) {
+      if (gpus % nodes !== 0) {
+        throw new RangeError(
+          `--nodes must divide the number of GPUs (${gpus}): current value is ${nodes}`,
+        );
+      }
+      ep.gpusPerNode = gpus / nodes;
+    }
   }
   if (Object.keys(ep).length > 0) {
     overrides.ep = { ...(preset.ep as Record<string, unknown> ?? {}), ...ep };
@@ -293,6 +337,8 @@ const KEY_FLAGS: [RegExp, string][] = [
   [/^steps\b/, "steps"],
   [/^seed\b/, "seed"],
   [/^gate\b/, "gate"],
+  [/^groups\b/, "groups"],
+  [/^topGroups\b/, "top-groups"],
   [/^(?:workload\.)?drift\b/, "drift"],
   [/^workload\.path\b/, "scores"],
   [/^scores\b/, "scores"],
@@ -326,6 +372,13 @@ function withFlagName(e: unknown, flags: Record<string, unknown>): unknown {
       if (flags[flag] !== undefined || flags.preset === undefined) {
         message = message.replaceAll(`ep.${flag} (`, `--${flag} (`);
       }
+    }
+    // The group limit named inside a message (expert-choice's refusal).
+    if (flags["top-groups"] !== undefined) {
+      message = message.replace(/\btopGroups (\d+)/, "--top-groups $1");
+    }
+    if (flags.groups !== undefined) {
+      message = message.replace(/\bof groups (\d+)/, "of --groups $1");
     }
     return message;
   };
