@@ -6,6 +6,7 @@ import { SYMMETRIC_GRAPHS, symmetricPlacement } from "../placement/cayley.ts";
 import { randomPlacement } from "../placement/random.ts";
 import { asymmetricPlacement } from "../placement/asymmetric.ts";
 import {
+  checkReplicasFit,
   type Placement,
   placementFromPhy2log,
   staticPlacement,
@@ -92,13 +93,7 @@ export async function scheduleCommand(args: string[]): Promise<number> {
   const where = parseWhere(flags.where as string[] | undefined);
   const G = checkInteger("--gpus", flags.gpus ?? 8, 1);
   const d = checkInteger("--replicas", flags.replicas ?? 2, 1);
-  if (d > G) {
-    throw new RangeError(
-      `--replicas must be at most --gpus (${G}: each replica of an expert on its own GPU): current value is ${d}${
-        flags.replicas === undefined ? " (the default)" : ""
-      }`,
-    );
-  }
+  checkReplicasFit("--replicas", d, "--gpus", G, flags.replicas === undefined);
   const kind = checkChoice("--placement", flags.placement ?? "complete", [
     ...PLACEMENTS,
   ]);

@@ -209,3 +209,26 @@ export function replicaTable(p: Placement): ReplicaTable {
   TABLES.set(p, t);
   return t;
 }
+
+/**
+ * Throws a RangeError where an expert has more replicas than there are
+ * GPUs (each replica of an expert sits on its own GPU), naming the two
+ * settings as the caller's user wrote them (`--replicas` and `--gpus`,
+ * or `ep.replicas` and `ep.gpus`); `isDefault` says that the user did not
+ * set `replicas`.
+ */
+export function checkReplicasFit(
+  replicasName: string,
+  replicas: number,
+  gpusName: string,
+  gpus: number,
+  isDefault: boolean,
+): void {
+  if (replicas > gpus) {
+    throw new RangeError(
+      `${replicasName} must be at most ${gpusName} (${gpus}: each replica of an expert on its own GPU): current value is ${replicas}${
+        isDefault ? " (the default)" : ""
+      }`,
+    );
+  }
+}

@@ -8,7 +8,11 @@ import {
   symmetricPlacement,
 } from "../placement/cayley.ts";
 import { randomPlacement } from "../placement/random.ts";
-import { type Placement, staticPlacement } from "../placement/placement.ts";
+import {
+  checkReplicasFit,
+  type Placement,
+  staticPlacement,
+} from "../placement/placement.ts";
 
 /** The strategies the EP stage compares, in table order. */
 export const EP_STRATEGIES = [
@@ -174,13 +178,13 @@ export function checkEpConfig(
     }
   }
   checkInteger("ep.replicas", c.replicas, 1);
-  if (c.replicas > c.gpus) {
-    throw new RangeError(
-      `ep.replicas must be at most ep.gpus (${c.gpus}: each replica of an expert on its own GPU): current value is ${c.replicas}${
-        Object.hasOwn(value, "replicas") ? "" : " (the default)"
-      }`,
-    );
-  }
+  checkReplicasFit(
+    "ep.replicas",
+    c.replicas,
+    "ep.gpus",
+    c.gpus,
+    !Object.hasOwn(value, "replicas"),
+  );
   if (c.redundant !== null) checkInteger("ep.redundant", c.redundant, 0);
   checkChoice("ep.placement", c.placement, PLACEMENTS);
   checkChoice("ep.scheduler", c.scheduler, ["exact", "equal"]);
