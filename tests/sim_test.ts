@@ -6,9 +6,12 @@ import { join } from "node:path";
 import pl from "nodejs-polars";
 import {
   encodeNpy,
+  exact,
+  formatSummaryTable,
   runSimulation,
   runSimulationOn,
   runSimulationParallel,
+  solveBalancedAssignmentSync,
 } from "../mod.ts";
 import { prepareRun } from "../lib/sim/prepare_run.ts";
 import { writeSimOutputs } from "../lib/report/mod.ts";
@@ -178,6 +181,79 @@ describe("runSimulation", () => {
     assert.throws(
       () => runSimulation({ ...small, methods: ["greedy", "greedy"] }),
       RangeError,
+    );
+  });
+});
+
+describe("the optimality gap under a group limit", () => {
+  const base = {
+    steps: 4,
+    layers: 2,
+    tokens: 256,
+    experts: 32,
+    topK: 4,
+    groups: 8,
+    topGroups: 2,
+    gapSteps: 2,
+    ep: null,
+  };
+  test("is measured against exact's bracket's upper end where exact runs, against the relaxation where it does not", () => {
+    const withExact = runSimulation({
+      ...base,
+      methods: ["greedy", "bip", "exact"],
+    });
+    const without = runSimulation({ ...base, methods: ["greedy", "bip"] });
+    assert.deepEqual(withExact.optimumSteps, [2, 3]);
+    assert.deepEqual(without.optimumSteps, [2, 3]);
+    // A twin of the sim's exact method: the same batches, in the same
+    // order, through the public balancer, gives each batch's bracket.
+    const { workload } = prepareRun({ ...base, methods: ["greedy"] });
+    const twin = exact({
+      layers: 2,
+      experts: 32,
+      k: 4,
+      normalize: true,
+      groups: 8,
+      topGroups: 2,
+    });
+    let width = 0;
+    for (let step = 0; step < base.steps; step++) {
+      for (let layer = 0; layer < base.layers; layer++) {
+        const scores = workload.scores(step, layer);
+        twin.route(layer, scores);
+        if (step < 2) continue;
+        const b = twin.bounds(layer);
+        const relaxation = solveBalancedAssignmentSync(scores, { k: 4 })
+          .objective;
+        assert.ok(b.upperBound < relaxation && b.lowerBound <= b.upperBound);
+        const cell = step * base.layers + layer;
+        // Each method's score sum, from either run's gap and reference.
+        for (let m = 0; m < 2; m++) {
+          const sumWith = (1 - withExact.optimalityGaps[cell * 3 + m]) *
+            b.upperBound;
+          const sumWithout = (1 - without.optimalityGaps[cell * 2 + m]) *
+            relaxation;
+          assert.ok(
+            Math.abs(sumWith - sumWithout) <= 1e-9 * relaxation,
+            `step ${step} layer ${layer} method ${m}: ${sumWith} ${sumWithout}`,
+          );
+        }
+        // exact routes the bracket's lower end: its gap is the width.
+        const own = withExact.optimalityGaps[cell * 3 + 2];
+        assert.ok(Math.abs(own - (1 - b.lowerBound / b.upperBound)) < 1e-9);
+        width = Math.max(width, own);
+      }
+    }
+    // The lower end is below the upper one somewhere: gaps against it
+    // (the routed sum) would have understated every method's.
+    assert.ok(width > 1e-4, `${width}`);
+    assert.match(
+      formatSummaryTable(withExact).split("\n")[0],
+      /optimality gap on 2 of them against the upper end of exact's bracket of the group-limited optimum \(at or above it: the gaps are upper bounds; exact routes the lower end, so its gap is the bracket's width\)$/,
+    );
+    assert.match(
+      formatSummaryTable(without).split("\n")[0],
+      /against the exact optimum without the group limit \(a relaxation/,
     );
   });
 });

@@ -11,7 +11,7 @@ import type { Routing } from "../types.ts";
 import type { HostBackend } from "../ops/host.ts";
 import { solveBalancedAssignmentSync } from "../solve/solve_balanced_assignment_sync.ts";
 import type { SimConfig } from "./config.ts";
-import { gapPlan } from "./eval_window.ts";
+import { exactOptimum, gapPlan } from "./eval_window.ts";
 import type { PreparedRun } from "./prepare_run.ts";
 import { allocateTables, type SimTables } from "./tables.ts";
 import { LOOP_STAGE, LOOP_STAGES } from "./profile.ts";
@@ -164,7 +164,7 @@ export function simulateLayers(
       if (gapAt[step]) {
         t = now;
         const optimum = exactIndex >= 0
-          ? sums[exactIndex]
+          ? exactOptimum(balancers[exactIndex], layer, sums[exactIndex])
           : solveBalancedAssignmentSync(scores, {
             k,
             host: ctx.host,

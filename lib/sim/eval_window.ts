@@ -1,6 +1,8 @@
 // Which steps a run evaluates: the window its summaries average over, and
 // the steps of that window whose exact optimum it solves.
-import type { MethodSpec } from "../route/registry.ts";
+import { type MethodSpec, parseMethodSpec } from "../route/registry.ts";
+import type { Balancer } from "../route/balancer.ts";
+import type { ExactBalancer } from "../route/exact.ts";
 import type { SimConfig } from "./config.ts";
 
 /** First evaluated step: the window is `[evalStart, steps)`. */
@@ -51,11 +53,29 @@ export interface GapPlan {
   steps: number[];
   /** 1 at each measured step (length `config.steps`). */
   at: Uint8Array;
+  /** What the gaps are measured against. */
+  reference: GapReference;
 }
+
+/**
+ * What a run's optimality gaps are measured against:
+ * - `"optimum"`: the exact optimum (no group limit);
+ * - `"relaxation"`: under a group limit, the exact optimum without it,
+ *   above the group-limited optimum (the gaps are upper bounds);
+ * - `"bracket"`: under a group limit with an `exact` method that brackets
+ *   the group-limited optimum (its default), the upper end of that
+ *   bracket, at or above the group-limited optimum and at or below the
+ *   relaxation (the gaps are upper bounds; `exact` routes the lower end,
+ *   so its own gap is the bracket's width).
+ */
+export type GapReference = "optimum" | "relaxation" | "bracket";
 
 /** Plans a run's optimality gaps: which steps, and whether a method is the optimum. */
 export function gapPlan(
-  config: Pick<SimConfig, "steps" | "evalFraction" | "gapSteps">,
+  config: Pick<
+    SimConfig,
+    "steps" | "evalFraction" | "gapSteps" | "groups" | "topGroups"
+  >,
   specs: readonly MethodSpec[],
 ): GapPlan {
   const exactIndex = specs.findIndex((s) =>
@@ -66,5 +86,38 @@ export function gapPlan(
     : optimumSteps(config);
   const at = new Uint8Array(config.steps);
   for (const s of steps) at[s] = 1;
-  return { exactIndex, steps, at };
+  const grouped = config.groups > 1 && config.topGroups < config.groups;
+  const reference: GapReference = !grouped ? "optimum" : exactIndex >= 0 &&
+      (specs[exactIndex].options.groupLimit ?? "bracket") === "bracket"
+    ? "bracket"
+    : "relaxation";
+  return { exactIndex, steps, at, reference };
+}
+
+/** What the gaps of a resolved configuration are measured against ({@linkcode gapPlan}). */
+export function gapReference(
+  config: Pick<
+    SimConfig,
+    "steps" | "evalFraction" | "gapSteps" | "groups" | "topGroups" | "methods"
+  >,
+): GapReference {
+  return gapPlan(config, config.methods.map(parseMethodSpec)).reference;
+}
+
+/**
+ * The optimum a batch's gaps are measured against where an `exact` method
+ * (at the default capacity) runs: its routed score sum `routed` without a
+ * group limit, the upper end of its bracket under one (its routed sum is
+ * the lower end there, below the group-limited optimum: gaps against it
+ * would understate every method's).
+ */
+export function exactOptimum(
+  exact: Balancer | undefined,
+  layer: number,
+  routed: number,
+): number {
+  const bounds = (exact as Partial<ExactBalancer> | undefined)?.bounds?.(
+    layer,
+  );
+  return bounds?.groupLimited ? bounds.upperBound : routed;
 }

@@ -31,7 +31,7 @@ import { requireKernel } from "../ops/registry.ts";
 import { batchMetricsOp } from "../ops/batch_metrics.ts";
 import type { Routing } from "../types.ts";
 import { solveBalancedAssignmentSync } from "../solve/solve_balanced_assignment_sync.ts";
-import { gapPlan } from "./eval_window.ts";
+import { exactOptimum, gapPlan } from "./eval_window.ts";
 import { type PreparedRun, prepareRun } from "./prepare_run.ts";
 import {
   finishSimulation,
@@ -347,7 +347,11 @@ async function simulateOnDevice(
         for (let layer = 0; layer < layers; layer++) {
           sums.set(cpuSums[layer]);
           const optimum = exactIndex >= 0
-            ? sums[exactIndex]
+            ? exactOptimum(
+              runners[exactIndex].cpu,
+              layer,
+              sums[exactIndex],
+            )
             : solveBalancedAssignmentSync(workload.scores(step, layer), {
               k,
               expertPrices: startPrices(

@@ -4,6 +4,7 @@ import { EP_STRATEGIES } from "./ep_config.ts";
 import { eplbGroupsOf } from "./_ep_parts.ts";
 import { eplbPolicy } from "../placement/eplb.ts";
 import type { SimResult } from "./run.ts";
+import { gapReference } from "./eval_window.ts";
 
 /**
  * The `summary.json` object of a run: `{ config, backend, methods }`.
@@ -53,16 +54,23 @@ export function groupPhrase(c: SimResult["config"]): string {
 }
 
 /**
- * What the optimality gap compares against, for a caption: the exact
- * optimum; under a group limit, the exact optimum without it (the flow
- * relaxation, which no group-limited routing can beat: the gaps are then
- * upper bounds of the gaps to the group-limited optimum).
+ * What the optimality gap compares against, for a caption
+ * ({@linkcode gapReference}): the exact optimum; under a group limit, the
+ * exact optimum without it (the flow relaxation, which no group-limited
+ * routing can beat), or where an `exact` method brackets the
+ * group-limited optimum, the bracket's upper end; the gaps are then upper
+ * bounds of the gaps to the group-limited optimum.
  */
 export function optimumPhrase(c: SimResult["config"], steps: number): string {
   if (steps === 0) return "";
-  return grouped(c)
-    ? `; optimality gap on ${steps} of them against the exact optimum without the group limit (a relaxation, above the group-limited optimum: the gaps are upper bounds)`
-    : `; optimality gap against the exact optimum on ${steps} of them`;
+  switch (gapReference(c)) {
+    case "optimum":
+      return `; optimality gap against the exact optimum on ${steps} of them`;
+    case "relaxation":
+      return `; optimality gap on ${steps} of them against the exact optimum without the group limit (a relaxation, above the group-limited optimum: the gaps are upper bounds)`;
+    case "bracket":
+      return `; optimality gap on ${steps} of them against the upper end of exact's bracket of the group-limited optimum (at or above it: the gaps are upper bounds; exact routes the lower end, so its gap is the bracket's width)`;
+  }
 }
 
 function fmt(x: number | null, digits = 3): string {
