@@ -231,6 +231,16 @@ describe("schedule and place (command line)", () => {
       firstLine(cli([...base, "--placement", "complete"])),
       /; --top-groups 1 does not limit dispatch: the complete placement puts a group's experts on more than one node$/,
     );
+    // 4 groups of one expert, 2 kept, on 2 nodes: a token's 2 groups can
+    // sit on both nodes, so the limit is the node count, no limit at all.
+    const each = [...base.slice(0, -4), "--groups", "4", "--top-groups", "2"];
+    const wide = cli([...each, "--placement", "static", "--json"]);
+    assert.equal(wide.code, 0, wide.stderr);
+    assert.equal(JSON.parse(wide.stdout).nodeLimit, 2);
+    assert.match(
+      firstLine(cli([...each, "--placement", "static"])),
+      /; --top-groups 2 does not limit dispatch: a token's 2 groups can cover all 2 nodes$/,
+    );
   });
 
   test("schedule --placement hierarchical with groups no multiple of the nodes: EPLB's global policy, said", () => {
@@ -565,6 +575,27 @@ describe("the EP stage on nodes (DeepSeek-V3's layout, scaled down)", () => {
       for (const k of EP_STRATEGIES) assert.equal(m.ep![k].nodeLimited, 0);
     }
     assert.doesNotMatch(formatSummaryTable(one), /node-limited/);
+  });
+
+  test("4 of 8 groups kept on 4 nodes: the limit confines no token, and the line says so", () => {
+    const wide = runSimulation({
+      ...base,
+      methods: ["greedy"],
+      ep: { ...ep, gpusPerNode: 4, strategies: ["static", "eplb"] },
+    });
+    // Static EP keeps each group on one node, yet a token's 4 groups can
+    // sit on all 4 nodes: at most 4 nodes a token is no limit.
+    assert.equal(wide.methods[0].ep!.static.nodeLimited, 1);
+    const line = formatSummaryTable(wide).split("\n").find((l) =>
+      l.startsWith("Expert parallelism:")
+    )!;
+    assert.ok(
+      line.includes(
+        "; no node-limited dispatch (a token's 4 groups can cover all 4 nodes);",
+      ),
+      line,
+    );
+    assert.doesNotMatch(line, /at most/);
   });
 
   test("4 groups on 8 nodes: the hierarchical strategies take EPLB's global policy, and say so", () => {

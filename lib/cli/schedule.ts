@@ -217,6 +217,9 @@ export async function scheduleCommand(args: string[]): Promise<number> {
   const limit = topGroups < groups && groupsStayOnNodes(placement, groups, gpn)
     ? topGroups
     : null;
+  // The nodes a token may reach: its groups' nodes, never more than there
+  // are.
+  const nodeLimit = limit === null ? null : Math.min(limit, nodes);
   const locality = new NodeLocality(placement, gpn);
   const remote = new Float64Array(nodes);
   const out = rows.map(({ step, layer, loads }) => {
@@ -262,7 +265,7 @@ export async function scheduleCommand(args: string[]): Promise<number> {
       ],
     );
     process.stdout.write(
-      JSON.stringify({ placement: held, nodeLimit: limit, rows: out }) + "\n",
+      JSON.stringify({ placement: held, nodeLimit, rows: out }) + "\n",
     );
     return 0;
   }
@@ -271,9 +274,11 @@ export async function scheduleCommand(args: string[]): Promise<number> {
   // dispatch without it: say so rather than print it under the flag.
   const limitNote = nodes === 1 || topGroups === groups
     ? ""
-    : limit !== null
-    ? `; node-limited dispatch: a token reaches at most ${limit} node${
-      limit === 1 ? "" : "s"
+    : nodeLimit === nodes
+    ? `; --top-groups ${topGroups} does not limit dispatch: a token's ${topGroups} groups can cover all ${nodes} nodes`
+    : nodeLimit !== null
+    ? `; node-limited dispatch: a token reaches at most ${nodeLimit} node${
+      nodeLimit === 1 ? "" : "s"
     }`
     : `; --top-groups ${topGroups} does not limit dispatch: the ${kind} placement puts a group's experts on more than one node`;
   // EPLB's hierarchical policy needs the nodes to divide the groups; else

@@ -157,7 +157,12 @@ export function epNodeNotes(result: SimResult): string[] {
   const nodes = ep.config.gpus / (ep.config.gpusPerNode ?? ep.config.gpus);
   const notes: string[] = [];
   if (nodes === 1) return notes;
-  if (topGroups < groups) {
+  if (topGroups >= nodes && topGroups < groups) {
+    // Every node within reach: the limit confines no token's dispatch.
+    notes.push(
+      `no node-limited dispatch (a token's ${topGroups} groups can cover all ${nodes} nodes)`,
+    );
+  } else if (topGroups < groups) {
     const share = (k: string) => ep.summaries.map((s) => s[k].nodeLimited);
     const all = names.filter((k) => share(k).every((x) => x === 1));
     const none = names.filter((k) => share(k).every((x) => x === 0));
