@@ -11,6 +11,7 @@ import {
   runSimulation,
   runSimulationOn,
   runSimulationParallel,
+  simSummary,
   solveBalancedAssignmentSync,
 } from "../mod.ts";
 import { prepareRun } from "../lib/sim/prepare_run.ts";
@@ -254,6 +255,15 @@ describe("the optimality gap under a group limit", () => {
     assert.match(
       formatSummaryTable(without).split("\n")[0],
       /against the exact optimum without the group limit \(a relaxation/,
+    );
+    // summary.json names the same reference.
+    assert.match(
+      String(simSummary(withExact).config.optimum),
+      /^the upper end of exact's bracket of the group-limited optimum/,
+    );
+    assert.match(
+      String(simSummary(without).config.optimum),
+      /^flow relaxation without the group limit/,
     );
   });
 });

@@ -30,11 +30,13 @@ export function simSummary(result: SimResult): {
       workload: result.workload,
       // The steps whose exact optimum the optimality gap compares against.
       optimumSteps: result.optimumSteps,
-      // Under a group limit, that optimum ignores the limit.
+      // Under a group limit, what stands for the optimum: the relaxation
+      // (the limit dropped) or the upper end of exact's bracket.
       ...(grouped(result.config) && result.optimumSteps.length > 0
         ? {
-          optimum:
-            "flow relaxation without the group limit: an upper bound of the group-limited optimum, so the gaps are upper bounds",
+          optimum: gapReference(result.config) === "bracket"
+            ? "the upper end of exact's bracket of the group-limited optimum: at or above it, so the gaps are upper bounds (exact routes the lower end: its gap is the bracket's width)"
+            : "flow relaxation without the group limit: an upper bound of the group-limited optimum, so the gaps are upper bounds",
         }
         : {}),
     },
