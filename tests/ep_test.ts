@@ -432,6 +432,12 @@ describe("the EP stage on nodes (DeepSeek-V3's layout, scaled down)", () => {
   const one = runSimulation({ ...base, ep: { ...ep, gpusPerNode: null } });
   const window = [6, 7, 8, 9, 10, 11]; // the last half of 12 steps
 
+  /** The EP table's first line in a run's printed summary. */
+  const epLine = (res: typeof r) =>
+    formatSummaryTable(res).split("\n").find((l) =>
+      l.startsWith("Expert parallelism:")
+    )!;
+
   /** Static EP's GPU loads of one batch, from the loads table. */
   const staticLoads = (res: typeof r, s: number, l: number, m: number) => {
     const M = res.labels.length, base = ((s * 2 + l) * M + m) * E;
@@ -552,9 +558,7 @@ describe("the EP stage on nodes (DeepSeek-V3's layout, scaled down)", () => {
   });
 
   test("the EP table's first line says which strategies' dispatch was node-limited", () => {
-    const line = formatSummaryTable(r).split("\n").find((l) =>
-      l.startsWith("Expert parallelism:")
-    )!;
+    const line = epLine(r);
     const limited = EP_STRATEGIES.filter((k) =>
       r.methods.every((m) => m.ep![k].nodeLimited === 1)
     );
@@ -586,9 +590,7 @@ describe("the EP stage on nodes (DeepSeek-V3's layout, scaled down)", () => {
     // Static EP keeps each group on one node, yet a token's 4 groups can
     // sit on all 4 nodes: at most 4 nodes a token is no limit.
     assert.equal(wide.methods[0].ep!.static.nodeLimited, 1);
-    const line = formatSummaryTable(wide).split("\n").find((l) =>
-      l.startsWith("Expert parallelism:")
-    )!;
+    const line = epLine(wide);
     assert.ok(
       line.includes(
         "; no node-limited dispatch (a token's 4 groups can cover all 4 nodes);",
@@ -610,9 +612,7 @@ describe("the EP stage on nodes (DeepSeek-V3's layout, scaled down)", () => {
     // the same plan as eplb's, so the same figures.
     const s = four.methods[0].ep!;
     assert.deepEqual(s["eplb-hierarchical"], s.eplb);
-    const line = formatSummaryTable(four).split("\n").find((l) =>
-      l.startsWith("Expert parallelism:")
-    )!;
+    const line = epLine(four);
     assert.ok(
       line.includes(
         "; eplb-hierarchical takes EPLB's global policy (4 groups are no multiple of 8 nodes);",
