@@ -162,6 +162,26 @@ describe("moelab sim (command line)", () => {
       /^error: --nodes must be a positive integer: current value is 0$/,
     ],
     [
+      "an unknown --strategies entry",
+      ["--strategies", "eplb,magic"],
+      /^error: --strategies must be one of "static", "eplb", .*: current value is "magic"$/,
+    ],
+    [
+      "a strategy twice",
+      ["--strategies", "eplb,eplb"],
+      /^error: --strategies must not repeat a strategy: current value is eplb,eplb$/,
+    ],
+    [
+      "an unknown --hardware",
+      ["--hardware", "a100"],
+      /^error: --hardware must be one of "h100", "h800", "h200": current value is "a100"$/,
+    ],
+    [
+      "--redundant slots that leave the GPUs unevenly filled",
+      ["--redundant", "3"],
+      /^error: --redundant must make experts \+ redundant \(8 \+ 3\) a multiple of --gpus \(8\): current value is 3$/,
+    ],
+    [
       "expert-choice under --top-groups (the flags named)",
       ["--groups", "4", "--top-groups", "2", "--methods", "expert-choice"],
       /: current value is --top-groups 2 of --groups 4$/,
@@ -233,6 +253,72 @@ describe("moelab sim (command line)", () => {
     assert.equal(over.config.groups, 2);
     assert.equal(over.config.topGroups, 2);
     assert.equal(over.config.ep.gpusPerNode, 1);
+  });
+
+  test("--redundant, --strategies and --hardware set the preset's ep.redundant, ep.strategies and ep.hardware", () => {
+    const run = (args: string[]) => {
+      const r = cli([
+        "sim",
+        ...SMALL,
+        "--gpus",
+        "4",
+        "--nodes",
+        "2",
+        ...args,
+        "--json",
+        "--quiet",
+        "--out",
+        join(work, "e"),
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const summary = JSON.parse(r.stdout);
+      for (const m of summary.methods) delete m.wallMs;
+      return summary;
+    };
+    const flags = run([
+      "--redundant",
+      "4",
+      "--strategies",
+      "hierarchical-lp,eplb-hierarchical",
+      "--hardware",
+      "h800",
+    ]);
+    // Static EP first, then the listed ones in their order.
+    assert.deepEqual(flags.config.ep.strategies, [
+      "static",
+      "hierarchical-lp",
+      "eplb-hierarchical",
+    ]);
+    assert.equal(flags.config.ep.redundant, 4);
+    assert.equal(flags.config.ep.hardware, "h800");
+    assert.deepEqual(Object.keys(flags.methods[0].ep), [
+      "static",
+      "hierarchical-lp",
+      "eplb-hierarchical",
+    ]);
+    const preset = join(work, "ep.json");
+    writeFileSync(
+      preset,
+      JSON.stringify({
+        ep: {
+          redundant: 4,
+          strategies: ["static", "hierarchical-lp", "eplb-hierarchical"],
+          hardware: "h800",
+        },
+      }),
+    );
+    assert.deepEqual(flags, run(["--preset", preset]));
+    // Another hardware preset times the same schedules otherwise.
+    const h100 = run([
+      "--redundant",
+      "4",
+      "--strategies",
+      "hierarchical-lp,eplb-hierarchical",
+    ]);
+    assert.notEqual(
+      h100.methods[0].ep.static.stepTimeMs,
+      flags.methods[0].ep.static.stepTimeMs,
+    );
   });
 
   test("an unknown command exits 2", () => {

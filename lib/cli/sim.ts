@@ -10,7 +10,7 @@ import { SIM_OUTPUT_FILES, writeSimOutputs } from "../report/sim_outputs.ts";
 import { checkOutDir } from "./_out.ts";
 import { formatProfile } from "../sim/profile.ts";
 import { checkChoice, withMessage } from "../validate.ts";
-import { EP_DEFAULTS } from "../sim/ep_config.ts";
+import { EP_DEFAULTS, EP_STRATEGIES } from "../sim/ep_config.ts";
 import {
   asMethodsError,
   type FlagSpec,
@@ -40,6 +40,9 @@ const FLAGS: FlagSpec = {
   gpus: "integer",
   nodes: "integer",
   replicas: "integer",
+  redundant: "integer",
+  strategies: "string",
+  hardware: "string",
   placement: "string",
   scheduler: "string",
   backend: "string",
@@ -86,6 +89,16 @@ Usage: moelab sim [--preset FILE] [flags]
                     the step time splits the all-to-all into NVLink and
                     network bytes (the preset's ep.gpusPerNode)
   --replicas D      replicas per expert (default 2)
+  --redundant R     redundant slots of EPLB and the asymmetric and hierarchical
+                    placements: experts + R slots, a multiple of the GPUs
+                    (default experts x (replicas - 1); DeepSeek-V3's
+                    prefill: 32)
+  --strategies LIST EP strategies compared with static EP, comma-separated:
+                    eplb, symmetric-lp, asymmetric-lp, eplb-hierarchical,
+                    hierarchical-lp (default eplb, symmetric-lp,
+                    asymmetric-lp); static EP always comes first
+  --hardware H      the step-time model's GPUs: h100 (default), h800 or h200
+                    (docs/algorithms.md section 15)
   --placement P     symmetric placement: complete, ring, torus, bipartite, random
   --scheduler S     exact (MicroMoE LP) or equal (split evenly, no LP)
   --backend B       wasm (default: the CPU with WebAssembly SIMD kernels),
@@ -209,8 +222,20 @@ export function simCommand(args: string[]): number | Promise<number> {
     overrides.workload = { ...workload, drift: flags.drift };
   }
   const ep: Record<string, unknown> = {};
-  for (const key of ["gpus", "replicas", "placement", "scheduler"]) {
+  for (
+    const key of [
+      "gpus",
+      "replicas",
+      "redundant",
+      "placement",
+      "scheduler",
+      "hardware",
+    ]
+  ) {
     if (flags[key] !== undefined) ep[key] = flags[key];
+  }
+  if (typeof flags.strategies === "string") {
+    ep.strategies = parseStrategies(flags.strategies);
   }
   if (flags.nodes !== undefined) {
     // The GPUs the nodes share: the flag's, else the preset's, else the
@@ -316,6 +341,21 @@ export function simCommand(args: string[]): number | Promise<number> {
 }
 
 /**
+ * The strategies of `--strategies`: static EP (the baseline of the gains)
+ * first, then the listed ones in their order, each checked by name.
+ */
+function parseStrategies(text: string): string[] {
+  const names = text.split(",").map((s) => s.trim());
+  for (const s of names) checkChoice("--strategies", s, EP_STRATEGIES);
+  if (new Set(names).size !== names.length) {
+    throw new RangeError(
+      `--strategies must not repeat a strategy: current value is ${text}`,
+    );
+  }
+  return ["static", ...names.filter((s) => s !== "static")];
+}
+
+/**
  * The process's peak resident memory in MiB (`VmHWM` of /proc/self/status
  * on Linux, else the current resident size), as text.
  */
@@ -346,6 +386,8 @@ const KEY_FLAGS: [RegExp, string][] = [
   [/^(?:ep\.)?replicas\b/, "replicas"],
   [/^(?:ep\.)?placement\b/, "placement"],
   [/^(?:ep\.)?scheduler\b/, "scheduler"],
+  [/^(?:ep\.)?redundant\b/, "redundant"],
+  [/^(?:ep\.)?hardware\b/, "hardware"],
 ];
 
 /**
