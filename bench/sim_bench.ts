@@ -112,7 +112,7 @@ export function run(): Promise<void> {
       ]),
       ["all of the above", perCell.toFixed(1), (perCell / passMs).toFixed(1)],
       [
-        "gap: one exact solve (per sampled layer-step)",
+        "gap: one bracket of the group-limited optimum (per sampled layer-step)",
         perSolve.toFixed(0),
         (perSolve / passMs).toFixed(0),
       ],

@@ -60,13 +60,15 @@ export interface GapPlan {
 /**
  * What a run's optimality gaps are measured against:
  * - `"optimum"`: the exact optimum (no group limit);
- * - `"relaxation"`: under a group limit, the exact optimum without it,
- *   above the group-limited optimum (the gaps are upper bounds);
- * - `"bracket"`: under a group limit with an `exact` method that brackets
- *   the group-limited optimum (its default), the upper end of that
- *   bracket, at or above the group-limited optimum and at or below the
- *   relaxation (the gaps are upper bounds; `exact` routes the lower end,
- *   so its own gap is the bracket's width).
+ * - `"bracket"`: under a group limit, the upper end of the bracket of the
+ *   group-limited optimum (`groupLimitedBounds`, or the `exact` method's
+ *   own where one runs: it routes the lower end, so its gap is the
+ *   bracket's width), at or above the group-limited optimum and at or
+ *   below the relaxation (the gaps are upper bounds);
+ * - `"relaxation"`: under a group limit with `exact(groupLimit=relax)`
+ *   among the methods, the exact optimum without the limit, which that
+ *   method routes (above the group-limited optimum: the gaps are upper
+ *   bounds).
  */
 export type GapReference = "optimum" | "relaxation" | "bracket";
 
@@ -87,21 +89,26 @@ export function gapPlan(
   const at = new Uint8Array(config.steps);
   for (const s of steps) at[s] = 1;
   const grouped = config.groups > 1 && config.topGroups < config.groups;
-  const reference: GapReference = !grouped ? "optimum" : exactIndex >= 0 &&
-      (specs[exactIndex].options.groupLimit ?? "bracket") === "bracket"
-    ? "bracket"
-    : "relaxation";
+  const reference: GapReference = !grouped
+    ? "optimum"
+    : exactIndex >= 0 && specs[exactIndex].options.groupLimit === "relax"
+    ? "relaxation"
+    : "bracket";
   return { exactIndex, steps, at, reference };
 }
 
-/** What the gaps of a resolved configuration are measured against ({@linkcode gapPlan}). */
+/**
+ * What the gaps of a resolved configuration are measured against, and
+ * whether an `exact` method gives that reference ({@linkcode gapPlan}).
+ */
 export function gapReference(
   config: Pick<
     SimConfig,
     "steps" | "evalFraction" | "gapSteps" | "groups" | "topGroups" | "methods"
   >,
-): GapReference {
-  return gapPlan(config, config.methods.map(parseMethodSpec)).reference;
+): { reference: GapReference; byExact: boolean } {
+  const plan = gapPlan(config, config.methods.map(parseMethodSpec));
+  return { reference: plan.reference, byExact: plan.exactIndex >= 0 };
 }
 
 /**

@@ -30,7 +30,6 @@ import { BATCH_METRICS, batchMetricsMany } from "../metrics/batch_metrics.ts";
 import { requireKernel } from "../ops/registry.ts";
 import { batchMetricsOp } from "../ops/batch_metrics.ts";
 import type { Routing } from "../types.ts";
-import { solveBalancedAssignmentSync } from "../solve/solve_balanced_assignment_sync.ts";
 import { exactOptimum, gapPlan } from "./eval_window.ts";
 import { type PreparedRun, prepareRun } from "./prepare_run.ts";
 import {
@@ -39,7 +38,12 @@ import {
   runSimulation,
   type SimResult,
 } from "./run.ts";
-import { balancerContext, type LayerRun, startPrices } from "./_simulate.ts";
+import {
+  balancerContext,
+  gapOptimum,
+  type LayerRun,
+  startPrices,
+} from "./_simulate.ts";
 import { allocateTables } from "./tables.ts";
 import { LOOP_STAGE, LOOP_STAGES, processCpuMs } from "./profile.ts";
 
@@ -352,15 +356,16 @@ async function simulateOnDevice(
               layer,
               sums[exactIndex],
             )
-            : solveBalancedAssignmentSync(workload.scores(step, layer), {
-              k,
-              expertPrices: startPrices(
+            : gapOptimum(
+              workload.scores(step, layer),
+              cfg,
+              startPrices(
                 causal,
                 tables.biases.bias,
                 (step * layers + layer) * M * E,
                 E,
               ),
-            }).objective;
+            );
           const row = (step * layers + layer) * M;
           for (let m = 0; m < M; m++) {
             gaps[row + m] = optimum === 0 ? 0 : 1 - sums[m] / optimum;

@@ -30,14 +30,9 @@ export function simSummary(result: SimResult): {
       workload: result.workload,
       // The steps whose exact optimum the optimality gap compares against.
       optimumSteps: result.optimumSteps,
-      // Under a group limit, what stands for the optimum: the relaxation
-      // (the limit dropped) or the upper end of exact's bracket.
+      // Under a group limit, what stands for the optimum.
       ...(grouped(result.config) && result.optimumSteps.length > 0
-        ? {
-          optimum: gapReference(result.config) === "bracket"
-            ? "the upper end of exact's bracket of the group-limited optimum: at or above it, so the gaps are upper bounds (exact routes the lower end: its gap is the bracket's width)"
-            : "flow relaxation without the group limit: an upper bound of the group-limited optimum, so the gaps are upper bounds",
-        }
+        ? { optimum: optimumNote(result.config) }
         : {}),
     },
     backend: result.backend,
@@ -56,23 +51,32 @@ export function groupPhrase(c: SimResult["config"]): string {
 }
 
 /**
- * What the optimality gap compares against, for a caption
- * ({@linkcode gapReference}): the exact optimum; under a group limit, the
- * exact optimum without it (the flow relaxation, which no group-limited
- * routing can beat), or where an `exact` method brackets the
- * group-limited optimum, the bracket's upper end; the gaps are then upper
- * bounds of the gaps to the group-limited optimum.
+ * Under a group limit, what stands for the optimum of the gaps
+ * ({@linkcode gapReference}): the upper end of the bracket of the
+ * group-limited optimum, or the relaxation that drops the limit where
+ * `exact(groupLimit=relax)` runs; the gaps are upper bounds of the gaps to
+ * the group-limited optimum either way.
+ */
+function optimumNote(c: SimResult["config"]): string {
+  const { reference, byExact } = gapReference(c);
+  return reference === "relaxation"
+    ? "the exact optimum without the group limit (a relaxation, above the group-limited optimum: the gaps are upper bounds)"
+    : `the upper end of the bracket of the group-limited optimum (at or above it: the gaps are upper bounds${
+      byExact
+        ? "; exact routes the lower end, so its gap is the bracket's width"
+        : ""
+    })`;
+}
+
+/**
+ * What the optimality gap compares against, for a caption: the exact
+ * optimum, or under a group limit {@linkcode optimumNote}'s reference.
  */
 export function optimumPhrase(c: SimResult["config"], steps: number): string {
   if (steps === 0) return "";
-  switch (gapReference(c)) {
-    case "optimum":
-      return `; optimality gap against the exact optimum on ${steps} of them`;
-    case "relaxation":
-      return `; optimality gap on ${steps} of them against the exact optimum without the group limit (a relaxation, above the group-limited optimum: the gaps are upper bounds)`;
-    case "bracket":
-      return `; optimality gap on ${steps} of them against the upper end of exact's bracket of the group-limited optimum (at or above it: the gaps are upper bounds; exact routes the lower end, so its gap is the bracket's width)`;
-  }
+  return grouped(c)
+    ? `; optimality gap on ${steps} of them against ${optimumNote(c)}`
+    : `; optimality gap against the exact optimum on ${steps} of them`;
 }
 
 function fmt(x: number | null, digits = 3): string {
