@@ -271,6 +271,18 @@ const REPAIR_ROUNDS = 8;
  * round. The result is checked against the group limit and scored on the
  * original scores.
  */
+/**
+ * The restricted problem's scores, reused from call to call (16 MiB at
+ * DeepSeek-V3's 16384 x 256): a fresh copy each call stayed allocated
+ * until a major collection, some hundreds of MiB across the sim's sampled
+ * steps. Nothing returned refers to it; the solve is synchronous.
+ */
+let masked32: Float32Array | undefined;
+function maskedScratch(n: number): Float32Array {
+  if (!masked32 || masked32.length < n) masked32 = new Float32Array(n);
+  return masked32.subarray(0, n);
+}
+
 function restrictedOptimum(
   scores: ScoreMatrix,
   k: number,
@@ -286,7 +298,7 @@ function restrictedOptimum(
   const { data, tokens, experts: E } = scores;
   const size = E / G;
   const allowed = new Uint8Array(G);
-  const masked = new Float32Array(data.length);
+  const masked = maskedScratch(data.length);
   const used = new Int32Array(G);
   let lo = Infinity, hi = -Infinity;
   for (const v of data) {
