@@ -210,22 +210,25 @@ describe("moelab sim (command line)", () => {
     });
   }
 
+  /** summary.json of a small run with `args`, wall time left out. */
+  const summaryOf = (args: string[]) => {
+    const r = cli([
+      "sim",
+      ...SMALL,
+      ...args,
+      "--json",
+      "--quiet",
+      "--out",
+      join(work, "flags"),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const summary = JSON.parse(r.stdout);
+    for (const m of summary.methods) delete m.wallMs;
+    return summary;
+  };
+
   test("--groups, --top-groups and --nodes set what the preset's groups, topGroups and ep.gpusPerNode set", () => {
-    const run = (args: string[]) => {
-      const r = cli([
-        "sim",
-        ...SMALL,
-        ...args,
-        "--json",
-        "--quiet",
-        "--out",
-        join(work, "g"),
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-      const summary = JSON.parse(r.stdout);
-      for (const m of summary.methods) delete m.wallMs;
-      return summary;
-    };
+    const run = summaryOf;
     const flags = run(["--groups", "4", "--top-groups", "2", "--nodes", "2"]);
     assert.equal(flags.config.groups, 4);
     assert.equal(flags.config.topGroups, 2);
@@ -256,25 +259,8 @@ describe("moelab sim (command line)", () => {
   });
 
   test("--redundant, --strategies and --hardware set the preset's ep.redundant, ep.strategies and ep.hardware", () => {
-    const run = (args: string[]) => {
-      const r = cli([
-        "sim",
-        ...SMALL,
-        "--gpus",
-        "4",
-        "--nodes",
-        "2",
-        ...args,
-        "--json",
-        "--quiet",
-        "--out",
-        join(work, "e"),
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-      const summary = JSON.parse(r.stdout);
-      for (const m of summary.methods) delete m.wallMs;
-      return summary;
-    };
+    const run = (args: string[]) =>
+      summaryOf(["--gpus", "4", "--nodes", "2", ...args]);
     const flags = run([
       "--redundant",
       "4",
