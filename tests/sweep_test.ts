@@ -373,6 +373,34 @@ describe("moelab sweep: run, resume, shards, merge", () => {
     });
   });
 
+  test("under a group limit sweep.json says per cell what its gaps are measured against", async () => {
+    const dir = fresh("groups");
+    await runSweep(
+      checkGrid({
+        preset: { ...PRESET, groups: 4, topGroups: 2 },
+        grid: { methods: [["greedy"], ["greedy", "exact"]] },
+      }),
+      dir,
+      { threads: 1 },
+    );
+    mergeSweep(dir);
+    const merged = JSON.parse(readFileSync(join(dir, "sweep.json"), "utf8"));
+    const optimum = merged.cells.map((c: { optimum: string }) => c.optimum);
+    // Each cell's own summary.json names the same reference.
+    merged.cells.forEach((c: { cell: string }, i: number) => {
+      const summary = JSON.parse(
+        readFileSync(join(dir, "cells", c.cell, "summary.json"), "utf8"),
+      );
+      assert.equal(optimum[i], summary.config.optimum);
+    });
+    assert.match(optimum[0], /^the upper end of the bracket/);
+    assert.doesNotMatch(optimum[0], /exact routes/);
+    assert.match(optimum[1], /exact routes the lower end/);
+    // Without a group limit there is nothing to say.
+    const plain = JSON.parse(readFileSync(join(full, "sweep.json"), "utf8"));
+    assert.equal("optimum" in plain.cells[0], false);
+  });
+
   test("merge refuses an incomplete sweep, naming the missing cells, unless told", () => {
     const dir = fresh("incomplete");
     const r0 = cli([

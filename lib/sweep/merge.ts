@@ -39,8 +39,9 @@ const NOT_FIGURES = new Set([
  * Reads `dir/grid.json` and every complete cell's `summary.json` and writes
  * `dir/sweep.parquet`, one row per cell, method and summary figure
  * (columns: `cell`, one per grid key, `method`, `figure`, `value`), and
- * `dir/sweep.json` (the grid, and per cell its values and its methods'
- * figures). Figures are the fields of the method summaries but wall time
+ * `dir/sweep.json` (the grid, and per cell its values, under a group
+ * limit what its optimality gaps are measured against (`optimum`, as in
+ * its `summary.json`), and its methods' figures). Figures are the fields of the method summaries but wall time
  * (so that the table depends on the grid alone, not on how it was run),
  * with the expert-parallel ones flattened as `ep.<strategy>.<field>`. A grid
  * key holding numbers gives a float column, strings a string column, and
@@ -80,7 +81,10 @@ export function mergeSweep(
   for (const cell of present) {
     const summary = JSON.parse(
       readFileSync(join(cellDir(dir, cell), "summary.json"), "utf8"),
-    ) as { methods: Record<string, unknown>[] };
+    ) as {
+      config?: { optimum?: unknown };
+      methods: Record<string, unknown>[];
+    };
     const methods = summary.methods.map((m) => {
       const figures = flattenFigures(m);
       for (const [figure, value] of figures) {
@@ -92,7 +96,15 @@ export function mergeSweep(
       }
       return { method: m.method, ...Object.fromEntries(figures) };
     });
-    jsonCells.push({ cell: cell.id, values: cell.values, methods });
+    // Under a group limit, what the cell's gaps are measured against: cells
+    // of one grid may differ (with an exact method, without one).
+    const optimum = summary.config?.optimum;
+    jsonCells.push({
+      cell: cell.id,
+      values: cell.values,
+      ...(typeof optimum === "string" ? { optimum } : {}),
+      methods,
+    });
   }
   const frame = pl.DataFrame([
     pl.Series("cell", cellCol, pl.Utf8),
