@@ -45,8 +45,10 @@ export function optimumSteps(
 export interface GapPlan {
   /**
    * The index of an `exact` method at the default capacity, or -1. Such a
-   * method routes by the optimum itself: its score sum is the optimum, the
-   * gap costs nothing more, and it covers the whole evaluation window.
+   * method routes by the optimum itself: its score sum is the optimum
+   * (under a group limit its bracket gives the reference,
+   * {@linkcode exactOptimum}), the gap costs nothing more, and it covers
+   * the whole evaluation window.
    */
   exactIndex: number;
   /** The steps measured, ascending. */
