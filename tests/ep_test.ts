@@ -35,6 +35,22 @@ describe("schedule and place (command line)", () => {
   /** `moelab <command> --loads wide.csv` and the rest of its flags. */
   const onWide = (command: string, ...more: string[]) =>
     cli([command, "--loads", wide, ...more]);
+  /** `schedule` of the wide table's layer 0 on EPLB's hierarchical placement. */
+  const hierarchicalSchedule = (...more: string[]) =>
+    onWide(
+      "schedule",
+      "--where",
+      "layer=0",
+      "--gpus",
+      "8",
+      "--top-k",
+      "2",
+      "--redundant",
+      "4",
+      "--placement",
+      "hierarchical",
+      ...more,
+    );
   writeFileSync(
     wide,
     [header, ...EPLB.map((r, l) => [0, l, ...r].join(","))].join("\n") + "\n",
@@ -158,28 +174,15 @@ describe("schedule and place (command line)", () => {
   });
 
   test("schedule --placement hierarchical is EPLB's hierarchical policy; its experts stay on their node", () => {
-    const r = cli([
-      "schedule",
-      "--loads",
-      wide,
-      "--where",
-      "layer=0",
-      "--gpus",
-      "8",
+    const r = hierarchicalSchedule(
       "--nodes",
       "2",
       "--groups",
       "4",
       "--top-groups",
       "2",
-      "--top-k",
-      "2",
-      "--redundant",
-      "4",
-      "--placement",
-      "hierarchical",
       "--json",
-    ]);
+    );
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout);
     assert.deepEqual(
@@ -244,21 +247,7 @@ describe("schedule and place (command line)", () => {
   });
 
   test("schedule --placement hierarchical with groups no multiple of the nodes: EPLB's global policy, said", () => {
-    const run = (...more: string[]) =>
-      onWide(
-        "schedule",
-        "--where",
-        "layer=0",
-        "--gpus",
-        "8",
-        "--top-k",
-        "2",
-        "--redundant",
-        "4",
-        "--placement",
-        "hierarchical",
-        ...more,
-      );
+    const run = hierarchicalSchedule;
     assert.equal(
       firstLine(run("--nodes", "2", "--groups", "3")),
       "1 schedules, 12 experts on 8 GPUs in 2 nodes (hierarchical: EPLB's global policy, --groups 3 is not a multiple of --nodes 2, 16 slots), solver exact-local",
