@@ -240,8 +240,13 @@ function checkRoute(request: RouteRequest): RouteArgs {
   };
 }
 
-/** Whether the arguments ask for group-limited routing. */
-export function isGrouped(args: RouteArgs): boolean {
+/**
+ * Whether the arguments (or any settings with `groups` and `topGroups`)
+ * ask for group-limited routing: fewer groups kept than there are.
+ */
+export function isGrouped(
+  args: Pick<RouteArgs, "groups" | "topGroups">,
+): boolean {
   return args.groups > 1 && args.topGroups < args.groups;
 }
 

@@ -3,6 +3,7 @@
 // the stage on its own. Its sums are kept per layer and merged in layer
 // order (mergeEpParts in ep_stage.ts), so the result does not depend on
 // how the layers were split between threads.
+import { isGrouped } from "../ops/route.ts";
 import { asymmetricPlacement } from "../placement/asymmetric.ts";
 import { rebalanceExperts } from "../placement/eplb.ts";
 import { hardwarePreset } from "../placement/hardware.ts";
@@ -176,7 +177,7 @@ export function epLayerStage(
   };
   // Bytes of one token's four all-to-alls (dispatch and combine, forward and backward).
   const tokenBytes = 2 * (c.dispatchBytes + c.combineBytes) * c.hidden;
-  const grouped = config.groups > 1 && config.topGroups < config.groups;
+  const grouped = isGrouped(config);
   const eplbGroups = eplbGroupsOf(config.groups, N);
   const nodeLimit = (p: Placement) =>
     grouped && N > 1 && groupsStayOnNodes(p, config.groups, gpn)

@@ -13,6 +13,7 @@ import { solveBalancedAssignmentSync } from "../solve/solve_balanced_assignment_
 import { groupLimitedBounds } from "../solve/group_limited.ts";
 import type { ScoreMatrix } from "../types.ts";
 import type { SimConfig } from "./config.ts";
+import { isGrouped } from "../ops/route.ts";
 import { exactOptimum, gapPlan } from "./eval_window.ts";
 import type { PreparedRun } from "./prepare_run.ts";
 import { allocateTables, type SimTables } from "./tables.ts";
@@ -208,7 +209,7 @@ export function gapOptimum(
   host?: HostBackend,
 ): number {
   const start = { k: config.topK, expertPrices, host };
-  return config.groups > 1 && config.topGroups < config.groups
+  return isGrouped(config)
     ? groupLimitedBounds(scores, {
       ...start,
       groups: config.groups,

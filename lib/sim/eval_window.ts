@@ -4,6 +4,7 @@ import { type MethodSpec, parseMethodSpec } from "../route/registry.ts";
 import type { Balancer } from "../route/balancer.ts";
 import type { ExactBalancer } from "../route/exact.ts";
 import type { SimConfig } from "./config.ts";
+import { isGrouped } from "../ops/route.ts";
 
 /** First evaluated step: the window is `[evalStart, steps)`. */
 export function evalStart(
@@ -90,8 +91,7 @@ export function gapPlan(
     : optimumSteps(config);
   const at = new Uint8Array(config.steps);
   for (const s of steps) at[s] = 1;
-  const grouped = config.groups > 1 && config.topGroups < config.groups;
-  const reference: GapReference = !grouped
+  const reference: GapReference = !isGrouped(config)
     ? "optimum"
     : exactIndex >= 0 && specs[exactIndex].options.groupLimit === "relax"
     ? "relaxation"

@@ -5,6 +5,7 @@ import { eplbGroupsOf } from "./_ep_parts.ts";
 import { eplbPolicy } from "../placement/eplb.ts";
 import type { SimResult } from "./run.ts";
 import { gapReference } from "./eval_window.ts";
+import { isGrouped } from "../ops/route.ts";
 
 /**
  * The `summary.json` object of a run: `{ config, backend, methods }`.
@@ -41,9 +42,7 @@ export function simSummary(result: SimResult): {
 }
 
 /** Whether a configuration routes group-limited (fewer groups kept than there are). */
-function grouped(c: SimResult["config"]): boolean {
-  return c.groups > 1 && c.topGroups < c.groups;
-}
+const grouped: (c: SimResult["config"]) => boolean = isGrouped;
 
 /** `" within 4 of 8 groups"` for group-limited routing, else nothing. */
 export function groupPhrase(c: SimResult["config"]): string {
